@@ -1,0 +1,81 @@
+# Two commands for a person (README): `make demo` and `make test`. Both set up what they need first.
+# Setup is idempotent: each step leaves a stamp in .stamps/ and reruns only when its inputs change.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+TOOLCHAIN := .toolchain
+DEB_PACKAGES := build-essential libgmp-dev iproute2
+
+# Brownie and py-solc-x find Anvil on PATH and the solcjs wrapper through SOLCX_BINARY_PATH.
+export PATH := $(CURDIR)/$(TOOLCHAIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+export SOLCX_BINARY_PATH := $(CURDIR)/$(TOOLCHAIN)
+export PYTHONDONTWRITEBYTECODE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup demo test lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+setup: $(STAMPS)/venv $(STAMPS)/npm $(STAMPS)/toolchain $(STAMPS)/compile  ## install everything (Debian packages, venv, npm, contracts)
+
+$(STAMPS)/deb:
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (e.g. apt-get install python3.11-venv)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# pip's notes about this machine's extra local indexes are noise; its errors still fail the step.
+	set -o pipefail; $(PY) -m pip install -q -r requirements.lock 2>&1 | { grep -v 'is ignored' || true; }
+	set -o pipefail; $(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -m pip check
+	@touch $@
+
+$(STAMPS)/npm: $(STAMPS)/deb package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMPS)/toolchain: $(STAMPS)/npm chain/toolchain/solc.js
+	@mkdir -p $(TOOLCHAIN)
+	ln -sf ../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil $(TOOLCHAIN)/anvil
+	rm -f $(TOOLCHAIN)/solc-v*
+	ln -sf ../chain/toolchain/solc.js $(TOOLCHAIN)/solc-v$$(node -p "require('solc/package.json').version")
+	anvil --version | head -1
+	@touch $@
+
+$(STAMPS)/compile: $(STAMPS)/venv $(STAMPS)/toolchain brownie-config.yaml $(shell find contracts -name '*.sol' 2>/dev/null)
+	brownie compile
+	@touch $@
+
+demo: setup  ## run the main job: the most complete flow that exists today
+	$(PY) -m cli.main demo
+
+test: setup lint  ## run the whole suite (unit, integration, contracts)
+	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests
+	$(PY) -m pytest -m contracts tests/contracts
+
+lint: $(STAMPS)/venv  ## ruff lint and format check
+	ruff check .
+	ruff format --check .
+
+format: $(STAMPS)/venv  ## apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+bench: setup  ## run the benchmarks; numbers and plots land in bench-results/
+	$(PY) -m tests.bench
+
+clean:  ## remove everything setup made
+	rm -rf $(VENV) node_modules $(STAMPS) $(TOOLCHAIN) build reports

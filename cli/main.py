@@ -1,0 +1,27 @@
+"""The `dolphin` command line. Each area is a click group in its own module, registered here."""
+
+import logging
+import sys
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "-v", "--verbose", count=True, envvar="DOLPHIN_VERBOSE", help="More log output (-v info, -vv debug)."
+)
+@click.version_option(package_name="dolphin-network", prog_name="dolphin")
+def main(verbose: int) -> None:
+    """Dolphin Network: decentralised, end-to-end encrypted AI inference.
+
+    Node operators run a headless daemon serving a model; validators with bonded stake check the nodes;
+    rewards, staking, bonding and credits settle on an EVM chain.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+if __name__ == "__main__":
+    main()

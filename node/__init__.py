@@ -1,0 +1,1 @@
+"""The node daemon and what it serves: model manifests, offline model builders, engines and the service."""
