@@ -44,7 +44,8 @@ $(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
 	@touch $@
 
 $(STAMPS)/npm: $(STAMPS)/deb package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	@# `npm ci` rejects this lock: it wants every platform's optional Anvil binary listed; install keeps to it.
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(STAMPS)/toolchain: $(STAMPS)/npm chain/toolchain/solc.js
