@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from cli import rewards
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
@@ -22,6 +24,8 @@ def main(verbose: int) -> None:
         level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )
 
+
+main.add_command(rewards.group)
 
 if __name__ == "__main__":
     main()
