@@ -1,4 +1,68 @@
 """The libp2p host of the Dolphin Network: identity, transports, DHT, GossipSub topics and relays.
 
-All py-libp2p hardening lives here; the rest of the project never touches py-libp2p directly.
+All py-libp2p hardening lives here; the rest of the project uses only the names below.
+
+- `host`: `open_host(config)` -> `DolphinHost` (streams with deadlines, shielded handlers, relays, ping)
+- `config`: `HostConfig`, `Timeouts`, `Limits`, `Reachability`, `DhtMode`
+- `identity`: the persistent Ed25519 key in the data directory
+- `streams`: `Stream`, a libp2p stream whose every await has a deadline
+- `gossip`: GossipSub facade (`subscribe(topic, validator)`, `publish`), `Verdict`, scoring
+- `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
+- `records`: the signed pool record format (pure)
+- `reachability`: the dial-back probe that tells a peer whether it is reachable
+- `topics`: every topic name and protocol id
+- `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
+- `testing`: factories for tests and benchmarks (subprocess peers, in-process host groups)
+- `errors`: `P2PError` and its subclasses
 """
+
+from p2p.config import DhtMode, HostConfig, Limits, Reachability, Timeouts
+from p2p.errors import (
+    ConfigError,
+    DialError,
+    GossipError,
+    IdentityError,
+    P2PError,
+    ProtocolNotSupported,
+    RecordError,
+    StreamError,
+    StreamTimeout,
+)
+from p2p.gossip import GossipMessage, Subscription, Verdict, accept_all
+from p2p.host import DolphinHost, open_host
+from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
+from p2p.streams import Stream
+from p2p.topics import ATTESTATIONS_TOPIC, BANS_TOPIC, STRIKES_TOPIC, manifest_hash_of_pool_topic, pool_topic
+
+__all__ = [
+    "ATTESTATIONS_TOPIC",
+    "BANS_TOPIC",
+    "STRIKES_TOPIC",
+    "ConfigError",
+    "DhtMode",
+    "DialError",
+    "DolphinHost",
+    "GossipError",
+    "GossipMessage",
+    "HostConfig",
+    "IdentityError",
+    "Limits",
+    "P2PError",
+    "PoolRecord",
+    "ProtocolNotSupported",
+    "Reachability",
+    "RecordError",
+    "Stream",
+    "StreamError",
+    "StreamTimeout",
+    "Subscription",
+    "Timeouts",
+    "Verdict",
+    "accept_all",
+    "decode_pool_record",
+    "encode_pool_record",
+    "manifest_hash_of_pool_topic",
+    "open_host",
+    "pool_topic",
+    "sign_pool_record",
+]

@@ -1,0 +1,91 @@
+"""Host configuration: one frozen dataclass, validated on construction (h11 style), no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+
+import multiaddr
+
+from p2p.errors import ConfigError
+
+
+class Reachability(enum.Enum):
+    """Whether other peers can dial this one directly."""
+
+    PUBLIC = "public"  # dialable: serve the DHT, no relay reservation
+    PRIVATE = "private"  # behind NAT or no listen address: DHT client, reserve on relays
+    AUTO = "auto"  # ask a bootstrap peer to dial us back (p2p.reachability), then behave as above
+
+
+class DhtMode(enum.Enum):
+    """Kademlia role: servers answer queries, clients only ask (kad-dht spec, "Client and server mode")."""
+
+    SERVER = "server"
+    CLIENT = "client"
+    AUTO = "auto"  # server exactly when reachable
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed for each kind of network await; nothing waits on a peer without one of these."""
+
+    dial: float = 10.0
+    stream_open: float = 10.0
+    stream_io: float = 30.0
+    dht_query: float = 15.0
+    reachability_probe: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Connection and stream limits: a peer can use only so much of us."""
+
+    max_connections: int = 256
+    inbound_streams_per_protocol: int = 64
+    max_gossip_payload: int = 64 * 1024
+    relay_max_reservations: int = 128
+    relay_max_circuits: int = 256
+    relay_circuit_bytes: int = 64 * 1024 * 1024
+    relay_circuit_seconds: int = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class HostConfig:
+    """Everything `open_host` needs. `listen` and `bootstrap` are multiaddr strings.
+
+    An empty `listen` makes a peer with no direct listen address: it can only be reached through a relay.
+    Bootstrap addresses must end in /p2p/<peer-id>.
+    """
+
+    data_dir: Path
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    bootstrap: tuple[str, ...] = ()
+    reachability: Reachability = Reachability.AUTO
+    dht_mode: DhtMode = DhtMode.AUTO
+    relay_service: bool = False
+    gossip_heartbeat_seconds: float = 1.0
+    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "listen", tuple(self.listen))
+        object.__setattr__(self, "bootstrap", tuple(self.bootstrap))
+        for addr in self.listen:
+            parsed = _parse(addr, "listen")
+            if "tcp" not in [p.name for p in parsed.protocols()]:
+                raise ConfigError(f"listen address {addr!r}: only TCP listeners are supported")
+        for addr in self.bootstrap:
+            if _parse(addr, "bootstrap").get_peer_id() is None:
+                raise ConfigError(f"bootstrap address {addr!r} must end in /p2p/<peer-id>")
+        if not 0.1 <= self.gossip_heartbeat_seconds <= 10:
+            raise ConfigError("gossip heartbeat must be between 0.1 and 10 seconds")
+
+
+def _parse(addr: str, what: str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(addr)
+    except Exception as error:  # py-multiaddr raises several parse error types
+        raise ConfigError(f"{what} address {addr!r} is not a multiaddr: {error}") from error

@@ -1,0 +1,225 @@
+"""Kademlia on `/dolphin/kad/1.0.0`: strict validation, and signed pool records keyed by manifest hash.
+
+Layout in the DHT (libp2p kad-dht spec: values under namespaced keys, providers under multihash keys):
+- each pool member stores its own signed `PoolRecord` under `/dolphin-pool/<manifest-hex>/<peer-id>`;
+  the only namespace this DHT accepts (strict validation: any other key is refused, by us and by every
+  server we run), and a value there must decode, verify against the peer id in the key, and be unexpired;
+- each member also announces itself as a *provider* of sha256("/dolphin-pool/" + manifest hash), which
+  is how a lookup enumerates the members: one provider query, then one value lookup per member.
+Provider entries are unsigned hints; only verified records come back from `get_records`.
+
+py-libp2p 0.8.1 ignores `protocol_prefix` and hard-codes `/ipfs/kad/1.0.0` as a module constant in five
+modules; `_use_dolphin_protocol` rebinds them once, process-wide. A Dolphin process never speaks the
+public IPFS DHT, so there is nothing for the rebinding to break.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+
+import multiaddr
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht import common as kad_common
+from libp2p.kad_dht import kad_dht as kad_module
+from libp2p.kad_dht import peer_routing as kad_peer_routing
+from libp2p.kad_dht import provider_store as kad_provider_store
+from libp2p.kad_dht import value_store as kad_value_store
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.records.validator import NamespacedValidator, Validator
+
+from p2p.errors import RecordError
+from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
+from p2p.topics import KAD_PROTOCOL, MANIFEST_HASH_SIZE
+
+logger = logging.getLogger(__name__)
+
+POOL_NAMESPACE = "dolphin-pool"
+MAX_POOL_MEMBERS_PER_LOOKUP = 64
+_SHA256_MULTIHASH_PREFIX = bytes([0x12, 0x20])
+
+
+def _use_dolphin_protocol() -> None:
+    protocol = TProtocol(KAD_PROTOCOL)
+    for module in (kad_common, kad_module, kad_peer_routing, kad_provider_store, kad_value_store):
+        module.PROTOCOL_ID = protocol  # type: ignore[attr-defined]
+
+
+_use_dolphin_protocol()
+
+
+def pool_record_key(manifest_hash: bytes, peer_id: str) -> str:
+    """The DHT value key of one member's record."""
+    _check_manifest_hash(manifest_hash)
+    return f"/{POOL_NAMESPACE}/{manifest_hash.hex()}/{peer_id}"
+
+
+def pool_provider_key(manifest_hash: bytes) -> bytes:
+    """The provider key (a sha256 multihash) under which a pool's members announce themselves."""
+    _check_manifest_hash(manifest_hash)
+    digest = hashlib.sha256(f"/{POOL_NAMESPACE}/".encode() + manifest_hash).digest()
+    return _SHA256_MULTIHASH_PREFIX + digest
+
+
+class PoolRecordValidator(Validator):
+    """kad-dht record validator for the pool namespace: a value must be a valid record for its key."""
+
+    def validate(self, key: str, value: bytes) -> None:
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != "" or parts[1] != POOL_NAMESPACE:
+            raise RecordError(f"not a pool record key: {key[:120]!r}")
+        record = decode_pool_record(value)
+        if pool_record_key(record.manifest_hash, record.peer_id) != key:
+            raise RecordError("pool record stored under another peer's or another model's key")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        # The freshest valid record wins; an invalid one never does (kad-dht spec: Validator.Select).
+        best_index, best_expiry = 0, -math.inf
+        for index, value in enumerate(values):
+            try:
+                self.validate(key, value)
+            except RecordError:
+                continue
+            expiry = decode_pool_record(value).expires_at
+            if expiry > best_expiry:
+                best_index, best_expiry = index, expiry
+        return best_index
+
+
+def build_kad(host, mode: DHTMode) -> KadDHT:  # type: ignore[no-untyped-def]
+    """A KadDHT that stores nothing but verified pool records."""
+    validator = NamespacedValidator({POOL_NAMESPACE: PoolRecordValidator()}, strict_validation=True)
+    return KadDHT(
+        host,
+        mode,
+        enable_random_walk=False,  # we refresh ourselves, on our schedule, with timeouts
+        validator=validator,
+        validator_changed=True,
+        protocol_prefix=TProtocol("/dolphin"),
+        strict_validation=True,
+    )
+
+
+class Dht:
+    """The DHT facade: announce this peer in a pool, find a pool's members, bootstrap."""
+
+    def __init__(self, kad: KadDHT, host, query_timeout: float) -> None:  # type: ignore[no-untyped-def]
+        self._kad = kad
+        self._host = host
+        self._timeout = query_timeout
+
+    @property
+    def mode(self) -> str:
+        """ "server" or "client"."""
+        return self._kad.mode.value
+
+    def routing_table_size(self) -> int:
+        return self._kad.get_routing_table_size()
+
+    async def set_server_mode(self, server: bool) -> None:
+        """Switch between answering DHT queries (reachable peers) and only asking them (light clients)."""
+        await self._kad.switch_mode(DHTMode.SERVER if server else DHTMode.CLIENT)
+
+    async def add_peer(self, peer_id: str) -> None:
+        """Put a connected peer into the routing table (used after dialling bootstrap peers)."""
+        await self._kad.add_peer(ID.from_base58(peer_id))
+
+    async def refresh(self) -> int:
+        """A lookup of our own id, which fills the routing table (kad-dht spec, "Bootstrap process")."""
+        with trio.move_on_after(self._timeout):
+            await self._kad.peer_routing.find_closest_peers_network(self._host.get_id().to_bytes())
+        return self.routing_table_size()
+
+    async def put_record(self, manifest_hash: bytes, addrs: list[str], ttl_seconds: int) -> PoolRecord:
+        """Sign and store our pool record for `manifest_hash` and announce us as a member.
+
+        `addrs` are the addresses others should dial (relay circuit addresses for unreachable peers).
+        Raises RecordError for an invalid record; network failures only reduce how many servers hold it.
+        """
+        record = sign_pool_record(self._host.get_private_key(), addrs, manifest_hash, ttl_seconds)
+        key = pool_record_key(manifest_hash, record.peer_id)
+        with trio.move_on_after(self._timeout):
+            await self._kad.put_value(key, encode_pool_record(record))
+        with trio.move_on_after(self._timeout):
+            await self._kad.provider_store.provide(pool_provider_key(manifest_hash))
+        return record
+
+    async def get_records(
+        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP
+    ) -> list[PoolRecord]:
+        """The verified, unexpired records of a pool's members (ours included), sorted by peer id.
+
+        Dialable addresses from the records are added to the peerstore, so `open_stream` can reach them.
+        """
+        members = await self._find_members(manifest_hash, limit)
+        records: dict[str, PoolRecord] = {}
+        limiter = trio.CapacityLimiter(8)
+
+        async def fetch(peer_id: ID) -> None:
+            async with limiter:
+                key = pool_record_key(manifest_hash, peer_id.to_base58())
+                value = None
+                with trio.move_on_after(self._timeout):
+                    try:
+                        value = await self._kad.get_value(key)
+                    except Exception as error:  # py-libp2p lookups raise assorted network errors
+                        logger.debug("record lookup %s failed: %r", key, error)
+                if value is None:
+                    return
+                try:
+                    record = decode_pool_record(value)
+                except RecordError as error:
+                    logger.debug("dropping record for %s: %s", key, error)
+                    return
+                if pool_record_key(record.manifest_hash, record.peer_id) == key:
+                    records[record.peer_id] = record
+
+        async with trio.open_nursery() as nursery:
+            for peer_id in members:
+                nursery.start_soon(fetch, peer_id)
+        for record in records.values():
+            self._remember_addrs(record)
+        return [records[peer] for peer in sorted(records)]
+
+    async def _find_members(self, manifest_hash: bytes, limit: int) -> list[ID]:
+        # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool
+        # member would only ever find itself; ask the closest servers directly instead.
+        key = pool_provider_key(manifest_hash)
+        store = self._kad.provider_store
+        found: dict[ID, None] = {info.peer_id: None for info in store.get_providers(key)}
+        closest: list[ID] = []
+        with trio.move_on_after(self._timeout):
+            closest = list(await self._kad.peer_routing.find_closest_peers_network(key))
+
+        async def ask(peer_id: ID) -> None:
+            with trio.move_on_after(self._timeout):
+                try:
+                    providers, _closer = await store._get_providers_from_peer_with_closers(peer_id, key)
+                except Exception as error:  # a dead or hostile server: skip it
+                    logger.debug("provider query to %s failed: %r", peer_id, error)
+                    return
+                for info in providers:
+                    found.setdefault(info.peer_id, None)
+
+        async with trio.open_nursery() as nursery:
+            for peer_id in closest:
+                if peer_id != self._host.get_id():
+                    nursery.start_soon(ask, peer_id)
+        return list(found)[:limit]
+
+    def _remember_addrs(self, record: PoolRecord) -> None:
+        peer_id = ID.from_base58(record.peer_id)
+        if peer_id == self._host.get_id():
+            return
+        addrs = [multiaddr.Multiaddr(a) for a in record.addrs]
+        ttl = max(1, record.expires_at - int(time.time()))
+        self._host.get_peerstore().add_addrs(peer_id, addrs, ttl)
+
+
+def _check_manifest_hash(manifest_hash: bytes) -> None:
+    if not isinstance(manifest_hash, bytes) or len(manifest_hash) != MANIFEST_HASH_SIZE:
+        raise RecordError(f"a manifest hash is {MANIFEST_HASH_SIZE} bytes")

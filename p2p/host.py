@@ -1,0 +1,381 @@
+"""The Dolphin libp2p host: `open_host(config)` gives a running, hardened host.
+
+Transports and upgrades are fixed: TCP, Noise only (no plaintext, no secio, no TLS fallback), Yamux
+only; identify and ping come from py-libp2p. Around them:
+- every inbound stream runs inside `_ShieldedHost._swarm_stream_handler`, which catches anything a
+  handler raises (py-libp2p's own handlers included: one malformed 6-byte /meshsub frame raises a
+  protobuf DecodeError that would otherwise end the process) and caps concurrent streams per protocol;
+- every outbound await (dial, stream open, read, write) has a deadline;
+- one connection per peer (DESIGN.md: more costs ~250 ms per dial and gains nothing);
+- the relay (circuit v2) client is always on; the relay service only where configured.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import multiaddr
+import trio
+from libp2p import new_swarm
+from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.host.basic_host import BasicHost
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.kad_dht.kad_dht import DHTMode
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.resources import RelayLimits
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2p import reachability
+from p2p.config import DhtMode, HostConfig, Reachability
+from p2p.dht import Dht, build_kad
+from p2p.errors import DialError, P2PError, ProtocolNotSupported
+from p2p.gossip import Gossip, build_pubsub, build_router
+from p2p.identity import load_or_create_identity
+from p2p.streams import Stream
+from p2p.topics import REACHABILITY_PROTOCOL
+
+logger = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+RESERVATION_REFRESH_SECONDS = 300.0
+DHT_REFRESH_SECONDS = 60.0
+
+
+class _ShieldedHost(BasicHost):
+    """BasicHost whose inbound stream dispatch can never raise, with a per-protocol stream cap."""
+
+    def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._max_inbound = max_inbound_per_protocol
+        self._inbound_counts: collections.Counter[str] = collections.Counter()
+        self.handler_failures = 0
+
+    def set_stream_handler(self, protocol_id, stream_handler) -> None:  # type: ignore[no-untyped-def]
+        super().set_stream_handler(protocol_id, self._capped(str(protocol_id), stream_handler))
+
+    def _capped(self, protocol: str, handler):  # type: ignore[no-untyped-def]
+        async def run(net_stream) -> None:  # type: ignore[no-untyped-def]
+            if self._inbound_counts[protocol] >= self._max_inbound:
+                logger.debug("inbound stream cap reached on %s; resetting", protocol)
+                await net_stream.reset()
+                return
+            self._inbound_counts[protocol] += 1
+            try:
+                await handler(net_stream)
+            finally:
+                self._inbound_counts[protocol] -= 1
+
+        return run
+
+    async def _swarm_stream_handler(self, net_stream) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await super()._swarm_stream_handler(net_stream)
+        except Exception as error:  # the shield: nothing a remote peer sends may end the host
+            self.handler_failures += 1
+            peer = getattr(getattr(net_stream, "muxed_conn", None), "peer_id", "?")
+            logger.info("inbound stream from %s failed and was reset: %r", peer, error)
+            with trio.move_on_after(1), contextlib.suppress(Exception):
+                await net_stream.reset()
+
+
+class DolphinHost:
+    """A running peer: identity, connections, streams, gossip, DHT, relays. Made by `open_host`."""
+
+    def __init__(self, config: HostConfig, host: _ShieldedHost, gossip: Gossip, dht: Dht, relay) -> None:  # type: ignore[no-untyped-def]
+        self.config = config
+        self._host = host
+        self.gossip = gossip
+        self.dht = dht
+        self._relay_transport: CircuitV2Transport = relay
+        self._circuit_addrs: list[multiaddr.Multiaddr] = []
+        self.reachable: bool | None = None
+
+    # ---- identity and addresses ----
+    @property
+    def peer_id(self) -> str:
+        return self._host.get_id().to_base58()
+
+    def listen_addrs(self) -> list[str]:
+        """Direct addresses we listen on, each ending in /p2p/<our id>."""
+        return [f"{a}/p2p/{self.peer_id}" for a in self._host.get_transport_addrs()]
+
+    def circuit_addrs(self) -> list[str]:
+        """Relay addresses we hold reservations on (…/p2p/<relay>/p2p-circuit/p2p/<our id>)."""
+        return [str(a) for a in self._circuit_addrs]
+
+    def advertised_addrs(self) -> list[str]:
+        """What others should dial: direct addresses when reachable, relay circuits otherwise."""
+        direct = self.listen_addrs() if self.reachable is not False else []
+        return direct + self.circuit_addrs()
+
+    def connected_peers(self) -> list[str]:
+        return sorted(p.to_base58() for p in self._host.get_connected_peers())
+
+    def statistics(self) -> dict:
+        """Introspection for logs, ready.json and tests."""
+        return {
+            "peer_id": self.peer_id,
+            "connected_peers": len(self._host.get_connected_peers()),
+            "routing_table_size": self.dht.routing_table_size(),
+            "dht_mode": self.dht.mode,
+            "reachable": self.reachable,
+            "relay_service": self.config.relay_service,
+            "inbound_handler_failures": self._host.handler_failures,
+        }
+
+    # ---- connections and streams ----
+    async def connect(self, addr: str, *, timeout: float | None = None) -> str:
+        """Dial a full multiaddr (direct, or a relay circuit) and return the peer id. DialError on failure."""
+        deadline = self.config.timeouts.dial if timeout is None else timeout
+        try:
+            maddr = multiaddr.Multiaddr(addr)
+            info = info_from_p2p_addr(maddr)
+        except Exception as error:
+            raise DialError(f"{addr!r} is not a dialable /p2p/ multiaddr: {error}") from error
+        try:
+            with trio.fail_after(deadline):
+                if _is_circuit(maddr):
+                    # py-libp2p's host.connect refuses circuit addresses; the relay transport dials them.
+                    if info.peer_id not in self._host.get_connected_peers():
+                        await self._relay_transport.dial(maddr)
+                else:
+                    await self._host.connect(info)
+        except trio.TooSlowError as error:
+            raise DialError(f"dialling {addr} took over {deadline} s") from error
+        except Exception as error:  # py-libp2p raises SwarmException, ConnectionError, OSError…
+            raise DialError(f"dialling {addr} failed: {error!r}") from error
+        return info.peer_id.to_base58()
+
+    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float | None = None) -> Stream:
+        """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address)."""
+        deadline = self.config.timeouts.stream_open if timeout is None else timeout
+        peer = ID.from_base58(peer_id)
+        if peer not in self._host.get_connected_peers():
+            circuits = [a for a in self._host.get_peerstore().addrs(peer) if _is_circuit(a)]
+            direct = [a for a in self._host.get_peerstore().addrs(peer) if not _is_circuit(a)]
+            if circuits and not direct:
+                await self.connect(str(circuits[0]), timeout=deadline)
+        try:
+            with trio.fail_after(deadline):
+                raw = await self._host.new_stream(peer, [TProtocol(protocol)])
+        except trio.TooSlowError as error:
+            raise DialError(f"opening {protocol} to {peer_id} took over {deadline} s") from error
+        except Exception as error:
+            if "protocol" in str(error).lower() and "negotiat" in str(error).lower():
+                raise ProtocolNotSupported(f"{peer_id} does not speak {protocol}") from error
+            raise DialError(f"opening {protocol} to {peer_id} failed: {error!r}") from error
+        return Stream(raw, self.config.timeouts.stream_io)
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve `protocol`: `handler` gets each inbound stream (already shielded and capped).
+
+        The stream is reset when the handler returns without closing it or raises.
+        """
+        io_timeout = self.config.timeouts.stream_io
+
+        async def run(net_stream) -> None:  # type: ignore[no-untyped-def]
+            stream = Stream(net_stream, io_timeout)
+            try:
+                await handler(stream)
+            except P2PError as error:
+                logger.debug("handler for %s ended with %s", protocol, error)
+                await stream.reset()
+
+        self._host.set_stream_handler(TProtocol(protocol), run)
+
+    async def ping(self, peer_id: str, *, timeout: float | None = None) -> float:
+        """Round-trip time in seconds of one libp2p ping (32 random bytes echoed)."""
+        import os
+
+        stream = await self.open_stream(peer_id, str(PING_PROTOCOL), timeout=timeout)
+        payload = os.urandom(32)
+        started = time.perf_counter()
+        await stream.write(payload, timeout=timeout)
+        echoed = await stream.read_exactly(32, timeout=timeout)
+        rtt = time.perf_counter() - started
+        await stream.close()
+        if echoed != payload:
+            raise DialError(f"{peer_id} answered ping with the wrong bytes")
+        return rtt
+
+    # ---- relays ----
+    async def reserve_relay(self, relay_addr: str) -> str:
+        """Make a circuit-relay v2 reservation on `relay_addr` and return our circuit address through it."""
+        relay_id = await self.connect(relay_addr)
+        relay = ID.from_base58(relay_id)
+        discovery = self._relay_transport.discovery
+        try:
+            with trio.fail_after(self.config.timeouts.dial):
+                await discovery.discover_relays()  # DESIGN.md: make_reservation fails without it
+                ok = await discovery.make_reservation(relay)
+        except trio.TooSlowError as error:
+            raise DialError(f"reservation on {relay_id} timed out") from error
+        if not ok:
+            raise DialError(f"relay {relay_id} refused a reservation")
+        base = multiaddr.Multiaddr(relay_addr)
+        circuit = multiaddr.Multiaddr(f"{base}/p2p-circuit/p2p/{self.peer_id}")
+        if circuit not in self._circuit_addrs:
+            self._circuit_addrs.append(circuit)
+        return str(circuit)
+
+    # ---- reachability ----
+    async def probe_reachability(self, peer_id: str) -> bool:
+        """Ask `peer_id` to dial us back on our direct addresses (see p2p.reachability)."""
+        stream = await self.open_stream(peer_id, REACHABILITY_PROTOCOL)
+        try:
+            return await reachability.request_probe(stream, self.listen_addrs())
+        except P2PError:
+            await stream.reset()
+            raise
+
+    async def _answer_probe(self, stream: Stream) -> None:
+        await reachability.answer_probe(stream, stream.remote_ip, self.config.timeouts.reachability_probe)
+
+    # ---- background upkeep ----
+    async def _settle_reachability(self) -> None:
+        mode = self.config.reachability
+        if mode is Reachability.PUBLIC:
+            self.reachable = True
+        elif mode is Reachability.PRIVATE or not self.config.listen:
+            self.reachable = False
+        else:
+            self.reachable = False
+            for peer in self.connected_peers():
+                try:
+                    if await self.probe_reachability(peer):
+                        self.reachable = True
+                        break
+                except P2PError as error:
+                    logger.debug("reachability probe via %s failed: %s", peer, error)
+        server = self.config.dht_mode is DhtMode.SERVER or (
+            self.config.dht_mode is DhtMode.AUTO and bool(self.reachable)
+        )
+        await self.dht.set_server_mode(server)
+
+    async def _bootstrap(self) -> None:
+        for addr in self.config.bootstrap:
+            try:
+                peer = await self.connect(addr)
+                await self.dht.add_peer(peer)
+            except P2PError as error:
+                logger.warning("bootstrap peer %s unreachable: %s", addr, error)
+        await self._settle_reachability()
+        if not self.reachable:
+            for addr in self.config.bootstrap:
+                try:
+                    await self.reserve_relay(addr)
+                except P2PError as error:
+                    logger.info("no relay reservation on %s: %s", addr, error)
+        await self.dht.refresh()
+
+    async def _upkeep(self) -> None:
+        last_reservation = time.monotonic()
+        while True:
+            await trio.sleep(DHT_REFRESH_SECONDS)
+            await self.dht.refresh()
+            if not self.reachable and time.monotonic() - last_reservation > RESERVATION_REFRESH_SECONDS:
+                last_reservation = time.monotonic()
+                for addr in self.config.bootstrap:
+                    with contextlib.suppress(P2PError):
+                        await self.reserve_relay(addr)
+
+
+def _is_circuit(addr: multiaddr.Multiaddr | str) -> bool:
+    return "/p2p-circuit" in str(addr)
+
+
+@contextlib.asynccontextmanager
+async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
+    """Start a host per `config`, bootstrap it, and yield it; everything stops when the block exits.
+
+    On entry the host listens, has dialled its bootstrap peers, knows whether it is reachable, holds
+    relay reservations if it is not, and has refreshed its routing table.
+    """
+    key_pair = load_or_create_identity(config.data_dir)
+    noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+    swarm = new_swarm(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},  # Noise only: DESIGN.md, plaintext is accepted by default
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        connection_config=ConnectionConfig(
+            max_connections=config.limits.max_connections,
+            # No auto-dialling of remembered peers to keep a count up: who we talk to is our decision.
+            min_connections=0,
+            low_watermark=0,
+            high_watermark=config.limits.max_connections * 3 // 4,
+            max_connections_per_peer=1,
+            dial_timeout=config.timeouts.dial,
+            inbound_upgrade_timeout=config.timeouts.dial,
+            outbound_upgrade_timeout=config.timeouts.dial,
+            outbound_stream_protocol_negotiation_timeout=config.timeouts.stream_open,
+            inbound_stream_protocol_negotiation_timeout=config.timeouts.stream_open,
+        ),
+    )
+    holder: list[DolphinHost] = []
+
+    def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+        # Identify advertises this list: unreachable peers announce only their relay circuits.
+        if not holder:
+            return candidates
+        dolphin = holder[0]
+        direct = list(candidates) if dolphin.reachable is not False else []
+        return direct + list(dolphin._circuit_addrs)
+
+    host = _ShieldedHost(
+        network=swarm,
+        negotiate_timeout=int(config.timeouts.stream_open),
+        addrs_factory=advertised,
+        max_inbound_per_protocol=config.limits.inbound_streams_per_protocol,
+    )
+    limits = RelayLimits(
+        duration=config.limits.relay_circuit_seconds,
+        data=config.limits.relay_circuit_bytes,
+        max_circuit_conns=config.limits.relay_max_circuits,
+        max_reservations=config.limits.relay_max_reservations,
+    )
+    relay_protocol = CircuitV2Protocol(host, limits=limits, allow_hop=config.relay_service)
+    roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if config.relay_service else RelayRole(0))
+    relay_transport = CircuitV2Transport(host, relay_protocol, RelayConfig(roles=roles, limits=limits))
+    router = build_router(config.gossip_heartbeat_seconds)
+    pubsub = build_pubsub(host, router, config.limits.max_gossip_payload)
+    kad = build_kad(host, DHTMode.SERVER if config.dht_mode is DhtMode.SERVER else DHTMode.CLIENT)
+    dolphin = DolphinHost(
+        config,
+        host,
+        Gossip(pubsub, router, config.limits.max_gossip_payload),
+        Dht(kad, host, config.timeouts.dht_query),
+        relay_transport,
+    )
+    holder.append(dolphin)
+    dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
+    listen = [multiaddr.Multiaddr(a) for a in config.listen]
+    async with (
+        host.run(listen_addrs=listen),
+        background_trio_service(relay_protocol),
+        background_trio_service(relay_transport.discovery),
+        background_trio_service(pubsub),
+        background_trio_service(router),
+        background_trio_service(kad),
+        trio.open_nursery() as nursery,
+    ):
+        await pubsub.wait_until_ready()
+        await dolphin._bootstrap()
+        nursery.start_soon(dolphin._upkeep)
+        try:
+            yield dolphin
+        finally:
+            nursery.cancel_scope.cancel()
