@@ -342,35 +342,78 @@ def _multiplier(numerator: int, denominator: int, max_bps: int) -> Fraction:
 
 def check_account(account_id: str, entry: AccountEpoch) -> None:
     """Raise RewardsInputError naming the account and field if `entry` is not a well-formed input."""
+    if _well_formed(entry):
+        return
 
     def fail(field: str, requirement: str, value: object) -> None:
         raise RewardsInputError(f"account {account_id!r}: {field} {requirement}, got {value!r}")
 
-    if not isinstance(entry, AccountEpoch):
+    if type(entry) is not AccountEpoch:
         fail("entry", "must be an AccountEpoch", entry)
     observed, state, snapshot = entry.input, entry.state, entry.snapshot
-    if not isinstance(observed, EpochInput):
+    if type(observed) is not EpochInput:
         fail("input", "must be an EpochInput", observed)
     _check_amount(fail, "input.base_reward", observed.base_reward)
     _check_amount(fail, "input.active_bond", observed.active_bond)
     _check_flags(fail, "input", observed, ("registered", "suspended"))
-    if not isinstance(state, AccountState):
+    if type(state) is not AccountState:
         fail("state", "must be an AccountState", state)
     _check_amount(fail, "state.smoothed", state.smoothed)
     _check_amount(fail, "state.lifetime", state.lifetime)
     _check_amount(fail, "state.closed_epochs", state.closed_epochs)
     _check_flags(fail, "state", state, ("validator",))
-    if not isinstance(state.history, tuple):
+    if type(state.history) is not tuple:
         fail("state.history", "must be a tuple", state.history)
     for position, amount in enumerate(state.history):
         _check_amount(fail, f"state.history[{position}]", amount)
     if snapshot is not None:
-        if not isinstance(snapshot, Snapshot):
-            fail("snapshot", "must be a Snapshot", snapshot)
+        if type(snapshot) is not Snapshot:
+            fail("snapshot", "must be a Snapshot or None", snapshot)
         _check_amount(fail, "snapshot.denominator", snapshot.denominator)
-        if not isinstance(snapshot.multiplier, Fraction) or snapshot.multiplier < 1:
+        if type(snapshot.multiplier) is not Fraction or snapshot.multiplier < 1:
             fail("snapshot.multiplier", "must be a Fraction of at least 1", snapshot.multiplier)
         _check_flags(fail, "snapshot", snapshot, ("boost_eligible", "validator_eligible"))
+
+
+def _well_formed(entry: AccountEpoch) -> bool:
+    # One flat expression on the path every account takes: the diagnosis above runs only on failure.
+    if type(entry) is not AccountEpoch:
+        return False
+    observed, state, snapshot = entry.input, entry.state, entry.snapshot
+    if not (
+        type(observed) is EpochInput
+        and type(observed.base_reward) is int
+        and 0 <= observed.base_reward <= UINT256_MAX
+        and type(observed.active_bond) is int
+        and 0 <= observed.active_bond <= UINT256_MAX
+        and type(observed.registered) is bool
+        and type(observed.suspended) is bool
+        and type(state) is AccountState
+        and type(state.smoothed) is int
+        and 0 <= state.smoothed <= UINT256_MAX
+        and type(state.lifetime) is int
+        and 0 <= state.lifetime <= UINT256_MAX
+        and type(state.closed_epochs) is int
+        and 0 <= state.closed_epochs <= UINT256_MAX
+        and type(state.validator) is bool
+        and type(state.history) is tuple
+    ):
+        return False
+    for amount in state.history:
+        if type(amount) is not int or not 0 <= amount <= UINT256_MAX:
+            return False
+    if snapshot is None:
+        return True
+    multiplier = snapshot.multiplier
+    return (
+        type(snapshot) is Snapshot
+        and type(multiplier) is Fraction
+        and multiplier.numerator >= multiplier.denominator  # B >= 1; a Fraction's denominator is positive
+        and type(snapshot.denominator) is int
+        and 0 <= snapshot.denominator <= UINT256_MAX
+        and type(snapshot.boost_eligible) is bool
+        and type(snapshot.validator_eligible) is bool
+    )
 
 
 def _check_amount(fail, field: str, value: object) -> None:  # type: ignore[no-untyped-def]
