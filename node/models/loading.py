@@ -1,0 +1,54 @@
+"""Load a model folder for in-process generation: offline, verified, with deterministic CPU threads."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.models.manifest import ModelManifest, load_manifest, verify_model_dir
+
+
+@dataclass
+class LoadedModel:
+    manifest: ModelManifest
+    tokenizer: Any
+    model: Any
+
+
+def load_model(model_dir: Path, *, verify: bool = True, threads: int | None = 1) -> LoadedModel:
+    """Load tokenizer and weights from `model_dir` without touching any hub.
+
+    With `verify`, every file is checked against the manifest first, so a node never serves weights that
+    differ from the model id it advertises. `threads` pins torch's intra-op thread count: float reductions
+    split differently across threads, and greedy outputs must be reproducible bit for bit.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    manifest = verify_model_dir(model_dir) if verify else load_manifest(model_dir)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
+    model.eval()
+    return LoadedModel(manifest=manifest, tokenizer=tokenizer, model=model)
+
+
+def generate_greedy(loaded: LoadedModel, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
+    """Greedy continuation of a chat as token ids (no sampling, so the same input gives the same ids)."""
+    import torch
+
+    encoded = loaded.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
+        )
+    return output[0][encoded["input_ids"].shape[1] :].tolist()

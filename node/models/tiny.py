@@ -1,0 +1,113 @@
+"""A tiny Llama with a byte-level BPE tokenizer, built offline and bit-for-bit reproducibly.
+
+Tests and small demo networks need a real model that loads through the same code paths as a production one
+(Hugging Face folder, chat template, engines) without a hub download. Everything here is fixed: the training
+text, the tokenizer trainer's settings and the seed of the random initialisation, so two builds produce
+byte-identical folders and therefore the same manifest hash. The weights are random: the model answers
+deterministically, not sensibly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node.models.manifest import ModelManifest, ServingHints, build_manifest, write_manifest
+
+TINY_MODEL_NAME = "dolphin-tiny-llama"
+SEED = 20261122
+VOCAB_SIZE = 640
+MAX_MODEL_LEN = 512
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# ChatML, the template family SmolLM2 uses, so prompts are built the same way for the tiny and real models.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Training text for the tokenizer: enough variety of English words, digits and punctuation for a small
+# vocabulary. Kept in the source so the build needs nothing from outside.
+_CORPUS = """
+Dolphin Network is a decentralized network for artificial intelligence inference. GPU owners run a
+headless node that joins a pool of nodes serving the same model. Clients send encrypted prompts through
+a peer to peer overlay, and validators check that every node runs what it claims.
+The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a single step.
+What is the capital of France? The capital of France is Paris. How many legs does a spider have?
+A spider has eight legs. Explain why the sky is blue: sunlight scatters off molecules in the air, and
+blue light scatters more than red light. Write a short poem about the sea, the waves and the moon.
+Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 1000 2026. Symbols: + - * / = < > ( ) [ ] { } , . ; : ! ? ' "
+Tokens, rewards, staking, bonding, epochs, receipts, signatures and Merkle proofs settle on chain.
+Hello! Thank you. Please summarize the following text in one sentence. Translate this into French.
+def add(a, b): return a + b  # a small function in Python
+""".strip()
+
+
+def _training_lines() -> list[str]:
+    return [line.strip() for line in _CORPUS.splitlines() if line.strip()]
+
+
+def build_tokenizer():
+    """Train the byte-level BPE tokenizer and wrap it for transformers, with the chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_training_lines(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=MAX_MODEL_LEN,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_model(out_dir: Path) -> ModelManifest:
+    """Write the tiny model folder (weights, config, tokenizer, manifest) into `out_dir`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=172,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=MAX_MODEL_LEN,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+        architectures=["LlamaForCausalLM"],
+    )
+    # The generator is private to this build so that the caller's global RNG state neither changes the
+    # weights nor is changed by building them.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = LlamaForCausalLM(config)
+    model.generation_config.do_sample = False
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    manifest = build_manifest(
+        out_dir,
+        name=TINY_MODEL_NAME,
+        serving=ServingHints(max_model_len=MAX_MODEL_LEN, dtype="float32", chat_template=True),
+        source=f"built offline by dolphin (seed {SEED})",
+    )
+    write_manifest(out_dir, manifest)
+    return manifest
