@@ -1,0 +1,92 @@
+"""Compiled contract artifacts (Brownie's build/contracts/*.json) and deploying them with web3.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from chain.errors import ChainError
+
+BUILD_DIR = Path(__file__).resolve().parent.parent / "build" / "contracts"
+
+
+class ArtifactError(ChainError):
+    """A compiled contract artifact is missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+
+
+@cache
+def load_artifact(name: str, build_dir: Path = BUILD_DIR) -> Artifact:
+    path = build_dir / f"{name}.json"
+    if not path.is_file():
+        raise ArtifactError(f"no compiled artifact for {name} at {path}: run `make setup` (brownie compile)")
+    try:
+        data = json.loads(path.read_text())
+        return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"])
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ArtifactError(f"{path} is not a Brownie artifact ({exc}); run `brownie compile` again") from exc
+
+
+class ContractRevert(ChainError):
+    """A call or transaction reverted; `error` names the contract's custom error when decodable."""
+
+    def __init__(self, message: str, error: str | None = None, args: tuple = ()):
+        super().__init__(message)
+        self.error = error
+        self.error_args = args
+
+
+def decode_revert(abi: list[dict[str, Any]], data: str | bytes) -> tuple[str, tuple] | None:
+    """Name and arguments of the custom error (from `abi`) that revert data `data` encodes, if any."""
+    from eth_abi import decode
+    from eth_utils import function_signature_to_4byte_selector
+
+    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
+    for item in abi:
+        if item.get("type") != "error":
+            continue
+        types = [i["type"] for i in item.get("inputs", [])]
+        if raw[:4] == function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})"):
+            try:
+                return item["name"], tuple(decode(types, raw[4:]))
+            except Exception:  # eth_abi raises several unrelated types on malformed data
+                return item["name"], ()
+    return None
+
+
+def deploy(w3, account, name: str, *args: Any, gas: int | None = None):
+    """Deploy contract `name` from `account` (a LocalAccount); returns the web3 contract at its address.
+
+    A constructor that reverts raises ContractRevert naming the contract's custom error.
+    """
+    from web3.exceptions import ContractLogicError
+
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    try:
+        tx = factory.constructor(*args).build_transaction(
+            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address)}
+            | ({"gas": gas} if gas else {})
+        )
+    except ContractLogicError as exc:
+        decoded = decode_revert(artifact.abi, exc.data) if isinstance(exc.data, str | bytes) else None
+        if decoded:
+            raise ContractRevert(
+                f"deploying {name} reverted with {decoded[0]}{decoded[1]}", *decoded
+            ) from exc
+        raise ContractRevert(f"deploying {name} reverted: {exc}") from exc
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction), timeout=60
+    )
+    if receipt.status != 1:
+        raise ChainError(f"deploying {name} reverted (transaction {receipt.transactionHash.hex()})")
+    return w3.eth.contract(address=receipt.contractAddress, abi=artifact.abi)

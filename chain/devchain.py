@@ -1,0 +1,120 @@
+"""The local development chain: an Anvil process on a free loopback port, started and stopped by us.
+
+Used by `dolphin chain deploy` (when no RPC URL is given), the demo and tests that need a chain outside
+Brownie's fixtures. Anvil comes from the npm package @foundry-rs/anvil (installed by `make setup`); its
+default accounts are derived from the well-known development mnemonic, so they hold test ETH only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from chain.errors import ChainError
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEFAULT_CHAIN_ID = 31337
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(rb"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
+
+
+class DevChainError(ChainError):
+    """The local Anvil chain could not be found or started."""
+
+
+def find_anvil() -> Path:
+    """The Anvil binary: $DOLPHIN_ANVIL, the project's toolchain folder, node_modules, then PATH."""
+    candidates = [
+        os.environ.get("DOLPHIN_ANVIL"),
+        _REPO_ROOT / ".toolchain" / "anvil",
+        _REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil",
+        shutil.which("anvil"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise DevChainError("Anvil not found: run `make setup` (it installs @foundry-rs/anvil from npm)")
+
+
+def dev_private_keys(count: int) -> list[str]:
+    """Private keys of Anvil's default accounts (BIP-44 path m/44'/60'/0'/0/i of DEV_MNEMONIC)."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    return [
+        Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
+        for i in range(count)
+    ]
+
+
+@dataclass(frozen=True)
+class DevChain:
+    rpc_url: str
+    chain_id: int
+    private_keys: tuple[str, ...]
+    process: subprocess.Popen
+
+
+@contextmanager
+def open_devchain(
+    *, chain_id: int = DEFAULT_CHAIN_ID, accounts: int = 10, timeout: float = 30.0
+) -> Iterator[DevChain]:
+    """Start Anvil on 127.0.0.1 with an OS-assigned port, yield it, and stop it on exit."""
+    command = [
+        str(find_anvil()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+        "--mnemonic",
+        DEV_MNEMONIC,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        address = _wait_listening(process, timeout)
+        yield DevChain(
+            rpc_url=f"http://{address}",
+            chain_id=chain_id,
+            private_keys=tuple(dev_private_keys(accounts)),
+            process=process,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_listening(process: subprocess.Popen, timeout: float) -> str:
+    """Read Anvil's output until it names its address; keep draining it afterwards so it never blocks."""
+    found: list[str] = []
+    ready = threading.Event()
+
+    def reader() -> None:
+        for line in process.stdout:
+            if not ready.is_set() and (match := _LISTENING.search(line)):
+                found.append(f"{match[1].decode()}:{match[2].decode()}")
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=reader, name="anvil-output", daemon=True).start()
+    if not ready.wait(timeout) or not found:
+        code = process.poll()
+        raise DevChainError(
+            f"Anvil did not start within {timeout:.0f} s"
+            + (f" (exit code {code})" if code is not None else "")
+        )
+    return found[0]
