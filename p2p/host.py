@@ -220,6 +220,9 @@ class DolphinHost:
         discovery = self._relay_transport.discovery
         try:
             with trio.fail_after(self.config.timeouts.dial):
+                # Relay discovery reads the relay's protocols from the peerstore and takes an empty
+                # list (identify still running) as "not a relay": wait for identify first.
+                await self._wait_protocols_known(relay)
                 await discovery.discover_relays()  # DESIGN.md: make_reservation fails without it
                 ok = await discovery.make_reservation(relay)
         except trio.TooSlowError as error:
@@ -231,6 +234,14 @@ class DolphinHost:
         if circuit not in self._circuit_addrs:
             self._circuit_addrs.append(circuit)
         return str(circuit)
+
+    async def _wait_protocols_known(self, peer: ID) -> None:
+        peerstore = self._host.get_peerstore()
+        while True:
+            with contextlib.suppress(Exception):  # PeerStoreError until identify has stored anything
+                if peerstore.get_protocols(peer):
+                    return
+            await trio.sleep(0.02)
 
     # ---- reachability ----
     async def probe_reachability(self, peer_id: str) -> bool:

@@ -1,0 +1,71 @@
+"""`dolphin relay`: a circuit relay v2 server that is also a bootstrap and DHT server."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+import trio
+
+from p2p.config import DhtMode, HostConfig, Reachability
+from p2p.daemon import READY_FILE, serve_peer
+from p2p.errors import P2PError
+
+DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
+
+
+@click.command("relay")
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    envvar="DOLPHIN_RELAY_LISTEN",
+    help="Multiaddr to listen on (repeatable). Use tcp/0 for any free port.",
+)
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    envvar="DOLPHIN_BOOTSTRAP",
+    help="Another bootstrap peer, /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    envvar="DOLPHIN_DATA_DIR",
+    help=f"Holds the relay's identity key and, once it is serving, {READY_FILE}.",
+)
+def command(listen: tuple[str, ...], bootstrap: tuple[str, ...], data_dir: Path) -> None:
+    """Run a relay: peers behind NAT reserve a slot here and are dialled through it; everyone may use it
+    to bootstrap into the DHT. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    try:
+        config = HostConfig(
+            data_dir=data_dir,
+            listen=listen,
+            bootstrap=bootstrap,
+            reachability=Reachability.PUBLIC,  # a relay nobody can dial is useless: say so by failing to bind
+            dht_mode=DhtMode.SERVER,
+            relay_service=True,
+        )
+    except P2PError as error:
+        raise click.BadParameter(str(error)) from None
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("libp2p").setLevel(logging.ERROR)  # py-libp2p logs remote misbehaviour as warnings
+
+    async def announce(host):  # type: ignore[no-untyped-def]
+        click.echo(f"relay {host.peer_id} serving on:", err=True)
+        for addr in host.listen_addrs():
+            click.echo(f"  {addr}", err=True)
+        return None
+
+    try:
+        trio.run(functools.partial(serve_peer, config, on_ready=announce))
+    except P2PError as error:
+        raise click.ClickException(f"{error}\nCheck --listen and --bootstrap.") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot listen: {error}\nIs another process using the port?") from None

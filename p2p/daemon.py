@@ -1,0 +1,72 @@
+"""Long-running peers: `serve_peer` runs a host until SIGINT/SIGTERM and writes ready.json when ready.
+
+DESIGN.md, "Readiness and automation hooks": scripts and tests wait on `<data-dir>/ready.json` rather than
+sleeping. The file is written atomically (temp file + rename) only once the host listens, has
+bootstrapped and settled its reachability, and it is removed on a clean exit so a stale file never
+says a stopped peer is up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from p2p.config import HostConfig
+from p2p.host import DolphinHost, open_host
+
+READY_FILE = "ready.json"
+
+OnReady = Callable[[DolphinHost], Awaitable[dict | None]]
+
+
+def ready_document(host: DolphinHost, extra: dict | None = None) -> dict:
+    """What ready.json says about a host: who it is, where to reach it, how it behaves."""
+    document = {
+        "peer_id": host.peer_id,
+        "listen_addrs": host.listen_addrs(),
+        "circuit_addrs": host.circuit_addrs(),
+        "advertised_addrs": host.advertised_addrs(),
+        "reachable": host.reachable,
+        "dht_mode": host.dht.mode,
+        "relay_service": host.config.relay_service,
+        "pid": os.getpid(),
+    }
+    document.update(extra or {})
+    return document
+
+
+def write_ready_file(data_dir: Path, document: dict) -> Path:
+    """Atomically write `document` as data_dir/ready.json."""
+    path = Path(data_dir) / READY_FILE
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+async def serve_peer(
+    config: HostConfig,
+    *,
+    on_ready: OnReady | None = None,
+    task_status: trio.TaskStatus[DolphinHost] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a host until SIGINT or SIGTERM, then stop cleanly.
+
+    `on_ready(host)` runs after bootstrap and before ready.json is written (announce pool records,
+    subscribe to topics); a dict it returns is merged into ready.json.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_host(config) as host:
+            extra = await on_ready(host) if on_ready is not None else None
+            path = write_ready_file(config.data_dir, ready_document(host, extra))
+            task_status.started(host)
+            try:
+                async for _signal in signals:
+                    break
+            finally:
+                path.unlink(missing_ok=True)

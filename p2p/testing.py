@@ -1,0 +1,252 @@
+"""Test doubles and swarm factories, shipped beside the code (in the manner of trinity's p2p/tools).
+
+- `open_host_group(base_dir, count)`: in-process hosts, the first one the others' bootstrap peer;
+- `PeerProcess` / `start_peer_processes`: real peers in their own processes (`python -m p2p.testing`),
+  bound to port 0 on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
+- `read_received`: what a peer process logged from its subscriptions (topic, data, origin, forwarder);
+- `wait_until`: poll a condition under a deadline (for effects that have no event to wait on).
+
+A peer process subscribes with a validator that rejects payloads starting with `--reject-prefix`, can
+announce pool records, and can flood a topic with payloads its peers will reject.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import trio
+
+from p2p.config import HostConfig, Reachability
+from p2p.daemon import READY_FILE, serve_peer
+from p2p.gossip import GossipMessage, Verdict
+from p2p.host import DolphinHost, open_host
+
+RECEIVED_FILE = "received.jsonl"
+LOCALHOST = "/ip4/127.0.0.1/tcp/0"
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> None:
+    """Return once `condition()` is true; trio.TooSlowError after `timeout` seconds."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(interval)
+
+
+def prefix_validator(reject_prefix: bytes) -> Callable[[GossipMessage], Verdict]:
+    """A stand-in schema check: payloads starting with `reject_prefix` are invalid."""
+
+    def validate(message: GossipMessage) -> Verdict:
+        return Verdict.REJECT if message.data.startswith(reject_prefix) else Verdict.ACCEPT
+
+    return validate
+
+
+@contextlib.asynccontextmanager
+async def open_host_group(
+    base_dir: Path, count: int, *, relay_service: bool = True, **config: object
+) -> AsyncIterator[list[DolphinHost]]:
+    """`count` in-process hosts on 127.0.0.1; host 0 is a public relay/bootstrap peer for the others."""
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(
+            open_host(
+                HostConfig(base_dir / "host-0", relay_service=relay_service, reachability=Reachability.PUBLIC)
+            )
+        )
+        hosts = [first]
+        for index in range(1, count):
+            hosts.append(
+                await stack.enter_async_context(
+                    open_host(
+                        HostConfig(base_dir / f"host-{index}", bootstrap=(first.listen_addrs()[0],), **config)
+                    )  # type: ignore[arg-type]
+                )
+            )
+        yield hosts
+
+
+class PeerProcess:
+    """A peer running `python -m p2p.testing` in its own process."""
+
+    def __init__(self, data_dir: Path, args: list[str]) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / READY_FILE).unlink(missing_ok=True)
+        self._log = open(self.data_dir / "peer.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "p2p.testing", "--data-dir", str(self.data_dir), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        self.ready: dict = {}
+
+    @property
+    def peer_id(self) -> str:
+        return self.ready["peer_id"]
+
+    @property
+    def addr(self) -> str:
+        """The address to dial: the first direct one, or the first relay circuit."""
+        addrs = self.ready["listen_addrs"] or self.ready["circuit_addrs"]
+        return addrs[0]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    async def wait_ready(self, timeout: float = 30.0) -> dict:
+        """Block until ready.json appears; P2P test failure with the peer's log if it dies first."""
+        path = self.data_dir / READY_FILE
+        with trio.fail_after(timeout):
+            while not path.exists():
+                if not self.alive():
+                    raise RuntimeError(f"peer exited with {self.process.returncode}: {self.log_tail()}")
+                await trio.sleep(0.05)
+        self.ready = json.loads(path.read_text())
+        return self.ready
+
+    def received(self) -> list[dict]:
+        return read_received(self.data_dir)
+
+    def log_tail(self, size: int = 3000) -> str:
+        self._log.flush()
+        return (self.data_dir / "peer.log").read_bytes()[-size:].decode(errors="replace")
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes with its sockets open (the worst kind of dead peer)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM (after SIGCONT, in case it was paused), then SIGKILL if it does not exit in time."""
+        if self.alive():
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@contextlib.asynccontextmanager
+async def start_peer_processes(
+    base_dir: Path, count: int, args: list[str], *, name: str = "peer", timeout: float = 60.0
+) -> AsyncIterator[list[PeerProcess]]:
+    """Start `count` peer processes with the same arguments at once, wait for all to be ready."""
+    peers = [PeerProcess(base_dir / f"{name}-{index}", args) for index in range(count)]
+    try:
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(peer.wait_ready, timeout)
+        yield peers
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
+def read_received(data_dir: Path) -> list[dict]:
+    """The messages a peer process logged, oldest first (`data` hex-decoded back to bytes)."""
+    path = Path(data_dir) / RECEIVED_FILE
+    if not path.exists():
+        return []
+    messages = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # the last line may still be being written
+            entry = json.loads(line)
+            entry["data"] = bytes.fromhex(entry["data"])
+            messages.append(entry)
+    return messages
+
+
+# ---- the peer process itself ----
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m p2p.testing", description="A test peer.")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--listen", action="append", default=None, help="multiaddr; default 127.0.0.1:0")
+    parser.add_argument(
+        "--no-listen", action="store_true", help="no direct address: reachable via relays only"
+    )
+    parser.add_argument("--bootstrap", action="append", default=[])
+    parser.add_argument("--relay-service", action="store_true")
+    parser.add_argument("--reachability", choices=[r.value for r in Reachability], default="auto")
+    parser.add_argument("--pool", action="append", default=[], help="manifest hash (hex) to announce")
+    parser.add_argument("--subscribe", action="append", default=[], help="topic to subscribe to and log")
+    parser.add_argument("--reject-prefix", default="bad", help="payload prefix the validator rejects")
+    parser.add_argument("--flood", default=None, help="topic to flood with rejected payloads")
+    parser.add_argument("--flood-rate", type=float, default=50.0, help="flood messages per second")
+    return parser.parse_args(argv)
+
+
+async def _run_peer(args: argparse.Namespace) -> None:
+    listen: tuple[str, ...] = () if args.no_listen else tuple(args.listen or [LOCALHOST])
+    config = HostConfig(
+        data_dir=args.data_dir,
+        listen=listen,
+        bootstrap=tuple(args.bootstrap),
+        relay_service=args.relay_service,
+        reachability=Reachability(args.reachability),
+    )
+    reject_prefix = args.reject_prefix.encode()
+    log_path = args.data_dir / RECEIVED_FILE
+
+    async def log_messages(subscription) -> None:  # type: ignore[no-untyped-def]
+        with open(log_path, "a") as log:
+            async for message in subscription:
+                entry = {
+                    "topic": message.topic,
+                    "data": message.data.hex(),
+                    "origin": message.origin,
+                    "forwarder": message.forwarder,
+                    "time": time.time(),
+                }
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+
+    async def flood(host: DolphinHost) -> None:
+        counter = 0
+        while True:
+            counter += 1
+            await host.gossip.publish(args.flood, reject_prefix + counter.to_bytes(8, "big"))
+            await trio.sleep(1 / args.flood_rate)
+
+    async with trio.open_nursery() as nursery:
+
+        async def on_ready(host: DolphinHost) -> dict:
+            for topic in args.subscribe:
+                subscription = await host.gossip.subscribe(topic, prefix_validator(reject_prefix))
+                nursery.start_soon(log_messages, subscription)
+            records = [
+                await host.dht.put_record(bytes.fromhex(h), host.advertised_addrs(), 3600) for h in args.pool
+            ]
+            if args.flood:
+                nursery.start_soon(flood, host)
+            return {"pool_records": len(records)}
+
+        await serve_peer(config, on_ready=on_ready)
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    trio.run(_run_peer, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
