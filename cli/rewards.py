@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from chain.errors import ChainError
-from chain.rewards import close_epoch, decode_document, encode_result
+from chain.rewards import RewardParams, close_epoch, decode_document, encode_result
+from chain.rewards.simulate import format_table, plot, simulate
 
 
 @click.group("rewards")
@@ -43,3 +44,34 @@ def close_epoch_command(input_file, output: Path | None) -> None:  # type: ignor
         sys.stdout.flush()
     else:
         output.write_text(document, encoding="ascii")
+
+
+@group.command("simulate")
+@click.option(
+    "--accounts", "count", type=click.IntRange(1, 100_000), default=100, show_default=True, help="Operators."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same population and table.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 1000),
+    default=21,
+    show_default=True,
+    help="Epochs to run (7+ to boost).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=Path("rewards-simulation.png"),
+    show_default=True,
+    help="Where to write the plot (PNG).",
+)
+def simulate_command(count: int, seed: int, epochs: int, output: Path) -> None:
+    """Run a synthetic population of operators through the engine with the default parameters; plot
+    the multiplier against weeks bonded and the competitive tiers, and print the table behind the plot.
+    """
+    params = RewardParams()
+    simulation = simulate(count, seed, epochs, params)
+    plot(simulation, output, params)
+    click.echo(format_table(simulation))
+    click.echo(f"plot: {output}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from chain.errors import RewardsInputError
 from chain.rewards.engine import (
     AccountEpoch,
     AccountState,
@@ -104,7 +105,9 @@ def simulate(count: int, seed: int, epochs: int, params: RewardParams) -> Simula
     (0 to 40 weeks), so after the smoothing settles its weeks bonded sit near its target.
     """
     if count < 1 or epochs < 1:
-        raise ValueError("a simulation needs at least one operator and one epoch")
+        raise RewardsInputError(
+            f"a simulation needs at least one operator and one epoch, got {count}, {epochs}"
+        )
     rng = random.Random(seed)
     operators = []
     for index in range(count):
