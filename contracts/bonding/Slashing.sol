@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {IBonding} from "../interfaces/IBonding.sol";
+import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
+
+/**
+ * @title Slashing, executes strike decisions signed by a validator quorum
+ * @notice Validators who confirm a node cheated sign an EIP-712 `StrikeDecision` (domain "Dolphin Network",
+ * version "1", this contract). Anyone may submit it with the signatures, sorted by signer address; once a
+ * quorum by bonded stake has signed, {Bonding} slashes `slashBps` of the offender's slashable bond (active
+ * and thawing), pays {reporterRewardBps} of it to the reporter and burns or treasures the rest. Each
+ * evidence hash is slashed at most once, and no decision takes more than {maxSlashBps}.
+ */
+contract Slashing is AccessControl, EIP712 {
+    /// @notice May set the bounded parameters: the timelock.
+    bytes32 public constant PARAMETERS_ROLE = keccak256("PARAMETERS_ROLE");
+
+    bytes32 public constant STRIKE_DECISION_TYPEHASH = keccak256(
+        "StrikeDecision(address offender,bytes32 evidenceHash,uint256 slashBps,address reporter,uint256 deadline)"
+    );
+
+    uint256 public constant MAX_SLASH_BPS_CEILING = 10_000;
+    uint256 public constant MAX_REPORTER_REWARD_BPS = 5_000;
+    uint256 private constant BPS = 10_000;
+
+    /// @notice The message validators sign; field order and types are the EIP-712 type string's.
+    struct StrikeDecision {
+        address offender;
+        bytes32 evidenceHash;
+        uint256 slashBps;
+        address reporter;
+        uint256 deadline;
+    }
+
+    IBonding private immutable _bonding;
+    IValidatorQuorum private immutable _quorum;
+    uint256 private _maxSlashBps = 5_000;
+    uint256 private _reporterRewardBps = 1_000;
+    mapping(bytes32 evidenceHash => bool) private _evidenceUsed;
+
+    /// @notice `offender` lost `shares` stkPOD for `evidenceHash`; `reporter` received `reporterShares`.
+    event StrikeExecuted(
+        address indexed offender,
+        bytes32 indexed evidenceHash,
+        uint256 shares,
+        address indexed reporter,
+        uint256 reporterShares
+    );
+    /// @notice Governance set the largest fraction one decision may slash.
+    event MaxSlashBpsSet(uint256 maxSlashBps);
+    /// @notice Governance set the reporter's cut of a slash.
+    event ReporterRewardBpsSet(uint256 reporterRewardBps);
+
+    /// @dev The decision expired at `deadline`.
+    error SlashingDecisionExpired(uint256 deadline);
+    /// @dev `evidenceHash` has already been slashed.
+    error SlashingEvidenceAlreadyUsed(bytes32 evidenceHash);
+    /// @dev `slashBps` is 0 or above the current `maxSlashBps`.
+    error SlashingBpsOutOfBounds(uint256 slashBps, uint256 maxSlashBps);
+    /// @dev The offender cannot report itself and collect the reporter's cut of its own slash.
+    error SlashingReporterIsOffender(address offender);
+    /// @dev `offender` has nothing slashable (or `slashBps` of it rounds to zero).
+    error SlashingNothingToSlash(address offender);
+    /// @dev Governance asked for `value`, outside [`min`, `max`].
+    error SlashingParameterOutOfBounds(uint256 value, uint256 min, uint256 max);
+
+    /**
+     * @param bonding_ the bonds to slash (this contract needs its SLASHER_ROLE)
+     * @param quorum_ the validator quorum check
+     * @param admin receives DEFAULT_ADMIN_ROLE and PARAMETERS_ROLE (the timelock)
+     */
+    constructor(IBonding bonding_, IValidatorQuorum quorum_, address admin) EIP712("Dolphin Network", "1") {
+        _bonding = bonding_;
+        _quorum = quorum_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(PARAMETERS_ROLE, admin);
+    }
+
+    /**
+     * @notice Executes `decision` if validators holding a quorum of stake signed it.
+     * @param signatures 65-byte ECDSA signatures of {hashStrikeDecision}, ordered by ascending signer address
+     * @return shares the stkPOD shares slashed
+     */
+    function slash(StrikeDecision calldata decision, bytes[] calldata signatures) external returns (uint256 shares) {
+        if (block.timestamp > decision.deadline) revert SlashingDecisionExpired(decision.deadline);
+        if (_evidenceUsed[decision.evidenceHash]) revert SlashingEvidenceAlreadyUsed(decision.evidenceHash);
+        if (decision.slashBps == 0 || decision.slashBps > _maxSlashBps) {
+            revert SlashingBpsOutOfBounds(decision.slashBps, _maxSlashBps);
+        }
+        if (decision.reporter == decision.offender) revert SlashingReporterIsOffender(decision.offender);
+        _quorum.checkQuorum(hashStrikeDecision(decision), signatures);
+
+        shares = Math.mulDiv(_bonding.slashableOf(decision.offender), decision.slashBps, BPS);
+        if (shares == 0) revert SlashingNothingToSlash(decision.offender);
+
+        // Marked before the call out (checks-effects-interactions): the evidence is spent even if Bonding
+        // were ever to call back.
+        _evidenceUsed[decision.evidenceHash] = true;
+        uint256 reporterBps = decision.reporter == address(0) ? 0 : _reporterRewardBps;
+        uint256 reporterShares = Math.mulDiv(shares, reporterBps, BPS);
+        emit StrikeExecuted(decision.offender, decision.evidenceHash, shares, decision.reporter, reporterShares);
+        _bonding.slash(decision.offender, shares, decision.reporter, reporterBps);
+    }
+
+    /// @notice The EIP-712 digest validators sign for `decision`.
+    function hashStrikeDecision(StrikeDecision calldata decision) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    STRIKE_DECISION_TYPEHASH,
+                    decision.offender,
+                    decision.evidenceHash,
+                    decision.slashBps,
+                    decision.reporter,
+                    decision.deadline
+                )
+            )
+        );
+    }
+
+    /// @notice Whether `evidenceHash` has been slashed already.
+    function isEvidenceUsed(bytes32 evidenceHash) external view returns (bool) {
+        return _evidenceUsed[evidenceHash];
+    }
+
+    /// @notice The largest fraction of the slashable bond one decision may take, in basis points.
+    function maxSlashBps() external view returns (uint256) {
+        return _maxSlashBps;
+    }
+
+    /// @notice The reporter's cut of each slash, in basis points.
+    function reporterRewardBps() external view returns (uint256) {
+        return _reporterRewardBps;
+    }
+
+    /// @notice The bonding contract this slashes.
+    function bonding() external view returns (address) {
+        return address(_bonding);
+    }
+
+    /// @notice The quorum check this relies on.
+    function quorum() external view returns (address) {
+        return address(_quorum);
+    }
+
+    /// @notice Sets the largest fraction one decision may slash, within [1, MAX_SLASH_BPS_CEILING].
+    function setMaxSlashBps(uint256 bps) external onlyRole(PARAMETERS_ROLE) {
+        if (bps == 0 || bps > MAX_SLASH_BPS_CEILING) revert SlashingParameterOutOfBounds(bps, 1, MAX_SLASH_BPS_CEILING);
+        _maxSlashBps = bps;
+        emit MaxSlashBpsSet(bps);
+    }
+
+    /// @notice Sets the reporter's cut, within [0, MAX_REPORTER_REWARD_BPS].
+    function setReporterRewardBps(uint256 bps) external onlyRole(PARAMETERS_ROLE) {
+        if (bps > MAX_REPORTER_REWARD_BPS) revert SlashingParameterOutOfBounds(bps, 0, MAX_REPORTER_REWARD_BPS);
+        _reporterRewardBps = bps;
+        emit ReporterRewardBpsSet(bps);
+    }
+}
