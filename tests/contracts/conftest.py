@@ -1,5 +1,10 @@
 """Fixtures for contract tests: Brownie on a local Anvil chain, state reverted after every test."""
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import brownie
 import pytest
 
 POD_UNIT = 10**18
@@ -35,3 +40,94 @@ def rewards_pool(accounts):
 @pytest.fixture(scope="module")
 def pod(POD, deployer, treasury, rewards_pool):
     return POD.deploy(treasury, TREASURY_SUPPLY, rewards_pool, REWARDS_SUPPLY, {"from": deployer})
+
+
+# ---------------------------------------------------------------- Uniswap V2 and the payment token (helper B)
+# Uniswap V2 is deployed from the npm packages' compiled artifacts (solc 0.5/0.6 output, which our 0.8
+# compiler cannot rebuild); Router02's built-in pair init-code hash matches that Factory's Pair bytecode.
+
+USD_UNIT = 10**6
+"""One unit of the 6-decimals payment-token stand-in (LocalStablecoin)."""
+POOL_USD = 1_000_000 * USD_UNIT
+POOL_POD = 10_000_000 * POD_UNIT
+"""Initial liquidity of the lUSD/POD pair: 0.1 lUSD per POD."""
+
+UNISWAP_BUILD = Path(__file__).resolve().parents[2] / "node_modules" / "@uniswap"
+
+
+def deploy_artifact(package_path: str, name: str, deployer, *args):
+    """Deploys `node_modules/@uniswap/<package_path>` (a build JSON) and wraps it as a Brownie Contract."""
+    artifact = json.loads((UNISWAP_BUILD / package_path).read_text())
+    web3 = brownie.network.web3
+    factory = web3.eth.contract(abi=artifact["abi"], bytecode="0x" + artifact["bytecode"].removeprefix("0x"))
+    tx_hash = factory.constructor(*args).transact({"from": deployer.address})
+    receipt = web3.eth.wait_for_transaction_receipt(tx_hash)
+    return brownie.Contract.from_abi(name, receipt.contractAddress, artifact["abi"])
+
+
+@pytest.fixture(scope="module")
+def stablecoin(LocalStablecoin, deployer):
+    return LocalStablecoin.deploy({"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def uniswap(deployer):
+    """Factory, WETH9 and Router02 as published on npm: a real DEX on the local chain."""
+    factory = deploy_artifact(
+        "v2-core/build/UniswapV2Factory.json", "UniswapV2Factory", deployer, deployer.address
+    )
+    weth = deploy_artifact("v2-periphery/build/WETH9.json", "WETH9", deployer)
+    router = deploy_artifact(
+        "v2-periphery/build/UniswapV2Router02.json",
+        "UniswapV2Router02",
+        deployer,
+        factory.address,
+        weth.address,
+    )
+    return SimpleNamespace(factory=factory, weth=weth, router=router)
+
+
+@pytest.fixture(scope="module")
+def pod_pair(uniswap, stablecoin, pod, treasury):
+    """The lUSD/POD pair, made by Router02.addLiquidity with POOL_USD and POOL_POD from the treasury."""
+    stablecoin.mint(treasury, POOL_USD, {"from": treasury})
+    stablecoin.approve(uniswap.router, POOL_USD, {"from": treasury})
+    pod.approve(uniswap.router, POOL_POD, {"from": treasury})
+    deadline = brownie.chain[-1].timestamp + 3600
+    uniswap.router.addLiquidity(
+        stablecoin, pod, POOL_USD, POOL_POD, POOL_USD, POOL_POD, treasury, deadline, {"from": treasury}
+    )
+    pair_abi = json.loads((UNISWAP_BUILD / "v2-core/build/UniswapV2Pair.json").read_text())["abi"]
+    return brownie.Contract.from_abi("UniswapV2Pair", uniswap.factory.getPair(stablecoin, pod), pair_abi)
+
+
+# ---------------------------------------------------------------- governance (helper B)
+
+TIMELOCK_DELAY = 2 * 86400
+VOTING_DELAY = 86400
+VOTING_PERIOD = 5 * 86400
+PROPOSAL_THRESHOLD = 1_000_000 * POD_UNIT
+QUORUM_PERCENT = 4
+
+
+@pytest.fixture(scope="module")
+def timelock(DolphinTimelock, deployer):
+    """The timelock; the deployer keeps the bootstrap admin role until `governor` wires and renounces it."""
+    return DolphinTimelock.deploy(TIMELOCK_DELAY, [], [brownie.ZERO_ADDRESS], deployer, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def governor(DolphinGovernor, pod, timelock, deployer):
+    """The POD Governor as the timelock's only proposer and canceller; the bootstrap admin is renounced."""
+    governor = DolphinGovernor.deploy(
+        pod, timelock, VOTING_DELAY, VOTING_PERIOD, PROPOSAL_THRESHOLD, QUORUM_PERCENT, {"from": deployer}
+    )
+    timelock.grantRole(timelock.PROPOSER_ROLE(), governor, {"from": deployer})
+    timelock.grantRole(timelock.CANCELLER_ROLE(), governor, {"from": deployer})
+    timelock.renounceRole(timelock.DEFAULT_ADMIN_ROLE(), deployer, {"from": deployer})
+    return governor
+
+
+@pytest.fixture(scope="module")
+def params_registry(ParamsRegistry, timelock, deployer):
+    return ParamsRegistry.deploy(timelock, {"from": deployer})
