@@ -305,6 +305,10 @@ class DolphinHost:
                         await self.reserve_relay(addr)
 
 
+async def _never_auto_dial() -> None:
+    return None
+
+
 def _is_circuit(addr: multiaddr.Multiaddr | str) -> bool:
     return "/p2p-circuit" in str(addr)
 
@@ -336,6 +340,9 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
             inbound_stream_protocol_negotiation_timeout=config.timeouts.stream_open,
         ),
     )
+    # The swarm's auto-connector dials remembered peers until it holds half of high_watermark
+    # connections; peers are chosen by the DHT, gossip and pool code here, never at random.
+    swarm.auto_connector.maybe_connect = _never_auto_dial  # type: ignore[attr-defined]
     holder: list[DolphinHost] = []
 
     def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:

@@ -31,6 +31,7 @@ from p2p.gossip import GossipMessage, Verdict
 from p2p.host import DolphinHost, open_host
 
 RECEIVED_FILE = "received.jsonl"
+LOOKUP_FILE = "lookup.json"
 LOCALHOST = "/ip4/127.0.0.1/tcp/0"
 
 
@@ -116,6 +117,11 @@ class PeerProcess:
     def received(self) -> list[dict]:
         return read_received(self.data_dir)
 
+    def looked_up(self) -> list[str]:
+        """Peer ids in this peer's latest `--lookup` result ([] before the first one)."""
+        path = self.data_dir / LOOKUP_FILE
+        return json.loads(path.read_text())["peers"] if path.exists() else []
+
     def log_tail(self, size: int = 3000) -> str:
         self._log.flush()
         return (self.data_dir / "peer.log").read_bytes()[-size:].decode(errors="replace")
@@ -189,6 +195,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reject-prefix", default="bad", help="payload prefix the validator rejects")
     parser.add_argument("--flood", default=None, help="topic to flood with rejected payloads")
     parser.add_argument("--flood-rate", type=float, default=50.0, help="flood messages per second")
+    parser.add_argument("--publish", default=None, help="topic to publish valid payloads on")
+    parser.add_argument("--publish-rate", type=float, default=5.0, help="valid messages per second")
+    parser.add_argument("--lookup", default=None, help="manifest hash (hex) to look up every second")
     return parser.parse_args(argv)
 
 
@@ -224,6 +233,26 @@ async def _run_peer(args: argparse.Namespace) -> None:
             await host.gossip.publish(args.flood, reject_prefix + counter.to_bytes(8, "big"))
             await trio.sleep(1 / args.flood_rate)
 
+    async def publish(host: DolphinHost) -> None:
+        counter = 0
+        while True:
+            counter += 1
+            await host.gossip.publish(
+                args.publish, b"ok:" + host.peer_id.encode() + b":" + str(counter).encode()
+            )
+            await trio.sleep(1 / args.publish_rate)
+
+    async def look_up(host: DolphinHost) -> None:
+        # The lookup result is rewritten each round so a test can wait until it lists everyone.
+        manifest_hash = bytes.fromhex(args.lookup)
+        while True:
+            records = await host.dht.get_records(manifest_hash)
+            document = {"peers": [record.peer_id for record in records], "time": time.time()}
+            temporary = args.data_dir / (LOOKUP_FILE + ".tmp")
+            temporary.write_text(json.dumps(document))
+            os.replace(temporary, args.data_dir / LOOKUP_FILE)
+            await trio.sleep(1.0)
+
     async with trio.open_nursery() as nursery:
 
         async def on_ready(host: DolphinHost) -> dict:
@@ -235,6 +264,10 @@ async def _run_peer(args: argparse.Namespace) -> None:
             ]
             if args.flood:
                 nursery.start_soon(flood, host)
+            if args.publish:
+                nursery.start_soon(publish, host)
+            if args.lookup:
+                nursery.start_soon(look_up, host)
             return {"pool_records": len(records)}
 
         await serve_peer(config, on_ready=on_ready)

@@ -1,0 +1,151 @@
+"""The hardened host in one process: streams with deadlines, shielded handlers, Noise only, limits."""
+
+import contextlib
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+from p2p import reachability
+from p2p.config import HostConfig, Limits, Reachability
+from p2p.errors import DialError, P2PError, StreamError, StreamTimeout
+from p2p.gossip import accept_all
+from p2p.host import open_host
+from p2p.testing import open_host_group, wait_until
+
+ECHO = "/dolphin/test/echo/1"
+SILENT = "/dolphin/test/silent/1"
+BROKEN = "/dolphin/test/broken/1"
+SIX_BYTE_MESHSUB_FRAME = bytes([5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])  # DESIGN.md: killed the process
+
+
+async def _echo(stream):
+    await stream.write_message(await stream.read_message(1024))
+    await stream.close()
+
+
+async def _silent(stream):
+    await trio.sleep_forever()
+
+
+async def _broken(stream):
+    raise ValueError("a bug in a handler")
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_stream_round_trip_and_deadlines(tmp_path):
+    async with open_host_group(tmp_path, 2) as (server, client):
+        server.set_stream_handler(ECHO, _echo)
+        server.set_stream_handler(SILENT, _silent)
+        stream = await client.open_stream(server.peer_id, ECHO)
+        await stream.write_message(b"hello")
+        assert await stream.read_message(1024) == b"hello"
+
+        silent = await client.open_stream(server.peer_id, SILENT)
+        with trio.fail_after(5), pytest.raises(StreamTimeout):
+            await silent.read(timeout=0.3)
+
+        echo = await client.open_stream(server.peer_id, ECHO)
+        await echo.write(b"\x80\x80\x80\x04")  # a 64 MiB length prefix
+        with pytest.raises(StreamError):
+            await echo.read_message(1024)  # the server refuses it: its limit is 1 KiB
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_failing_handlers_and_malformed_gossip_do_not_stop_the_host(tmp_path):
+    async with open_host_group(tmp_path, 3) as (victim, attacker, third):
+        victim.set_stream_handler(BROKEN, _broken)
+        victim.set_stream_handler(ECHO, _echo)
+        subscription = await victim.gossip.subscribe("/dolphin/test/topic/1", accept_all)
+        for _ in range(3):
+            with contextlib.suppress(P2PError):  # the victim may reset before negotiation completes
+                broken = await attacker.open_stream(victim.peer_id, BROKEN)
+                await broken.write(b"x")
+            raw = await attacker.open_stream(victim.peer_id, str(PROTOCOL_ID_V12))
+            await raw.write(SIX_BYTE_MESHSUB_FRAME)
+        await wait_until(lambda: victim.statistics()["inbound_handler_failures"] >= 6, timeout=10)
+        # Still serving: streams, ping and gossip all work afterwards.
+        assert await victim.ping(third.peer_id) < 5
+        stream = await third.open_stream(victim.peer_id, ECHO)
+        await stream.write_message(b"still here")
+        assert await stream.read_message(1024) == b"still here"
+        await wait_until(
+            lambda: victim.peer_id in third.gossip.topic_peers("/dolphin/test/topic/1"), timeout=10
+        )
+        await third.gossip.publish("/dolphin/test/topic/1", b"after the attack")
+        assert (await subscription.receive(timeout=10)).data == b"after the attack"
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_plaintext_peers_cannot_connect(tmp_path):
+    async with open_host(HostConfig(tmp_path / "a", reachability=Reachability.PUBLIC)) as dolphin:
+        plaintext = new_host(sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport})  # type: ignore[dict-item]
+        async with plaintext.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            info = info_from_p2p_addr(multiaddr.Multiaddr(dolphin.listen_addrs()[0]))
+            with trio.fail_after(20), pytest.raises(Exception):  # noqa: B017 (py-libp2p raises assorted types)
+                await plaintext.connect(info)
+        assert dolphin.connected_peers() == []
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_inbound_streams_per_protocol_are_capped(tmp_path):
+    limits = Limits(inbound_streams_per_protocol=2)
+    async with (
+        open_host(HostConfig(tmp_path / "s", limits=limits, reachability=Reachability.PUBLIC)) as server,
+        open_host(HostConfig(tmp_path / "c")) as client,
+    ):
+        server.set_stream_handler(SILENT, _silent)
+        await client.connect(server.listen_addrs()[0])
+        held = [await client.open_stream(server.peer_id, SILENT) for _ in range(2)]
+        with trio.fail_after(5), pytest.raises(P2PError) as refused:
+            extra = await client.open_stream(server.peer_id, SILENT)
+            await extra.read_exactly(1, timeout=3)
+        assert not isinstance(refused.value, StreamTimeout)  # reset by the server, not left hanging
+        assert len(held) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_dial_failures_are_dial_errors(tmp_path):
+    async with open_host(HostConfig(tmp_path / "a")) as host:
+        with pytest.raises(DialError):
+            await host.connect(
+                "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWN5HMqsgjN53dZbPxYtUFWtueNyqTKc4SzUhUxFxASBL1"
+            )
+        with pytest.raises(DialError):
+            await host.connect("not an address")
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_reachability_probe(tmp_path):
+    async with open_host_group(tmp_path, 2, reachability=Reachability.AUTO) as (public, prober):
+        assert prober.reachable is True  # public dialled it back on 127.0.0.1
+        assert prober.dht.mode == "SERVER"
+        stream = await prober.open_stream(public.peer_id, "/dolphin/reachability/1.0.0")
+        assert await reachability.request_probe(stream, ["/ip4/127.0.0.1/tcp/1"]) is False
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_peer_without_listen_address_is_private_and_reserves_a_relay(tmp_path):
+    async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
+        assert hidden.reachable is False
+        assert hidden.dht.mode == "CLIENT"
+        assert hidden.listen_addrs() == []
+        assert hidden.circuit_addrs() == [f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{hidden.peer_id}"]
+        assert hidden.advertised_addrs() == hidden.circuit_addrs()
+
+
+@pytest.mark.unit
+def test_probe_dials_only_the_requesters_ip():
+    addrs = ["/ip4/10.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/3/p2p-circuit", "junk"]
+    assert reachability.tcp_endpoints(addrs, only_ip="127.0.0.1") == [("127.0.0.1", 2)]
