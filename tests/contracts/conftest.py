@@ -131,3 +131,116 @@ def governor(DolphinGovernor, pod, timelock, deployer):
 @pytest.fixture(scope="module")
 def params_registry(ParamsRegistry, timelock, deployer):
     return ParamsRegistry.deploy(timelock, {"from": deployer})
+
+
+# -------------------------------------------------------------- staking, bonding, quorum, slashing (helper A)
+# EIP-712 messages are signed here with eth_account, independently of the contracts' own hashing, so a test
+# passing means both sides agree on the type strings of the cross-part agreement.
+
+EIP712_NAME = "Dolphin Network"
+EIP712_VERSION = "1"
+NODE_BINDING_FIELDS = [
+    {"name": "operator", "type": "address"},
+    {"name": "peerIdHash", "type": "bytes32"},
+    {"name": "nonce", "type": "uint256"},
+]
+STRIKE_DECISION_FIELDS = [
+    {"name": "offender", "type": "address"},
+    {"name": "evidenceHash", "type": "bytes32"},
+    {"name": "slashBps", "type": "uint256"},
+    {"name": "reporter", "type": "address"},
+    {"name": "deadline", "type": "uint256"},
+]
+SHARE_UNIT = 10**24
+"""One stkPOD (24 decimals: POD's 18 plus the vault's inflation-defence offset of 6)."""
+MIN_VALIDATOR_BOND = 100_000 * POD_UNIT
+
+
+def sign_typed(private_key, verifying_contract, primary_type: str, fields: list, message: dict) -> bytes:
+    """65-byte signature of an EIP-712 message in the "Dolphin Network" v1 domain of `verifying_contract`."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            primary_type: fields,
+        },
+        "primaryType": primary_type,
+        "domain": {
+            "name": EIP712_NAME,
+            "version": EIP712_VERSION,
+            "chainId": brownie.chain.id,
+            "verifyingContract": str(verifying_contract),
+        },
+        "message": message,
+    }
+    return bytes(Account.sign_message(encode_typed_data(full_message=typed), private_key).signature)
+
+
+def stake_pod(pod, stkpod, treasury, account, amount: int) -> int:
+    """Gives `account` `amount` POD from the treasury and deposits it into the vault; returns its shares."""
+    pod.transfer(account, amount, {"from": treasury})
+    pod.approve(stkpod, amount, {"from": account})
+    return stkpod.deposit(amount, account, {"from": account}).return_value
+
+
+def bond_pod(pod, stkpod, bonding, treasury, account, amount: int) -> int:
+    """Stakes `amount` POD for `account` and bonds all the resulting shares; returns them."""
+    shares = stake_pod(pod, stkpod, treasury, account, amount)
+    stkpod.approve(bonding, shares, {"from": account})
+    bonding.bond(shares, {"from": account})
+    return shares
+
+
+@pytest.fixture(scope="module")
+def stkpod(StakedPOD, pod, deployer):
+    return StakedPOD.deploy(pod, deployer, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def bonding(Bonding, stkpod, deployer):
+    """Bonding with the vault's cooldown exemption (it redeems slashed shares to burn them)."""
+    bonding = Bonding.deploy(stkpod, deployer, {"from": deployer})
+    stkpod.grantRole(stkpod.COOLDOWN_EXEMPT_ROLE(), bonding, {"from": deployer})
+    return bonding
+
+
+@pytest.fixture(scope="module")
+def validator_quorum(ValidatorQuorum, bonding, deployer):
+    """Two-thirds quorum by validator weight."""
+    return ValidatorQuorum.deploy(bonding, deployer, 6_667, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def slashing(Slashing, bonding, validator_quorum, deployer):
+    slashing = Slashing.deploy(bonding, validator_quorum, deployer, {"from": deployer})
+    bonding.grantRole(bonding.SLASHER_ROLE(), slashing, {"from": deployer})
+    return slashing
+
+
+@pytest.fixture(scope="module")
+def validator_wallets(accounts, deployer):
+    """Four wallets with known keys (for EIP-712 signing), funded with ETH, sorted by address."""
+    from eth_account import Account
+
+    wallets = []
+    for i in range(4):
+        key = "0x" + bytes([0xA0 + i] * 32).hex()
+        deployer.transfer(Account.from_key(key).address, 10**18)
+        wallets.append(accounts.add(key))
+    return sorted(wallets, key=lambda wallet: int(wallet.address, 16))
+
+
+@pytest.fixture(scope="module")
+def validators(pod, stkpod, bonding, treasury, validator_wallets):
+    """The four wallets bonded with 100k, 200k, 300k and 400k POD (in address order) and joined."""
+    for i, wallet in enumerate(validator_wallets):
+        bond_pod(pod, stkpod, bonding, treasury, wallet, (i + 1) * MIN_VALIDATOR_BOND)
+        bonding.joinValidators({"from": wallet})
+    return validator_wallets
