@@ -285,14 +285,16 @@ contract Buyback is AccessControl {
     /// @dev The newest observation at least one window old, if it is not stale.
     function _twapAnchor(uint256 now_) private view returns (Observation memory anchor) {
         uint256 window = _twapWindow;
+        uint256 maxAge = MAX_OBSERVATION_AGE_WINDOWS * window;
         if (now_ - _newer.timestamp >= window) {
-            anchor = _newer;
-        } else if (_older.timestamp != 0 && now_ - _older.timestamp >= window) {
-            anchor = _older;
-        } else {
-            revert BuybackTwapNotReady(_newer.timestamp + window);
+            if (now_ - _newer.timestamp > maxAge) revert BuybackTwapStale(_newer.timestamp);
+            return _newer;
         }
-        if (now_ - anchor.timestamp > MAX_OBSERVATION_AGE_WINDOWS * window) revert BuybackTwapStale(anchor.timestamp);
+        // The newer one is too young; the older one serves if it is old enough but not stale (after a
+        // long pause {observe} shifts a stale observation into this slot: then wait for the new one).
+        uint256 olderAge = now_ - _older.timestamp;
+        if (_older.timestamp != 0 && olderAge >= window && olderAge <= maxAge) return _older;
+        revert BuybackTwapNotReady(_newer.timestamp + window);
     }
 
     /**
