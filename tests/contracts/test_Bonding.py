@@ -1,0 +1,404 @@
+"""Bonding: bonds and checkpoints, thawing requests, signed node bindings, validator weights, slashes."""
+
+import brownie
+from brownie import chain
+from eth_utils import keccak
+
+from tests.contracts.conftest import (
+    MIN_VALIDATOR_BOND,
+    NODE_BINDING_FIELDS,
+    POD_UNIT,
+    SHARE_UNIT,
+    bond_pod,
+    sign_typed,
+    stake_pod,
+)
+
+DAY = 86400
+THAW = 90 * DAY
+PEER_ID_HASH = keccak(b"\x00\x24\x08\x01\x12\x20" + bytes(range(32)))  # a peer id's multihash bytes, hashed
+
+
+def sleep_to(timestamp):
+    chain.sleep(max(0, timestamp - chain[-1].timestamp))
+    chain.mine()
+
+
+def binding_signature(bonding, wallet, peer_id_hash, nonce):
+    message = {"operator": wallet.address, "peerIdHash": peer_id_hash, "nonce": nonce}
+    return sign_typed(wallet.private_key, bonding.address, "NodeBinding", NODE_BINDING_FIELDS, message)
+
+
+# ---------------------------------------------------------------- bond
+
+
+def test_bond_pulls_shares_and_checkpoints(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = stake_pod(pod, stkpod, treasury, alice, 1_000 * POD_UNIT)
+    stkpod.approve(bonding, shares, {"from": alice})
+    tx = bonding.bond(shares, {"from": alice})
+    assert tx.events["Bonded"]["account"] == alice and tx.events["Bonded"]["shares"] == shares
+    assert bonding.activeBondOf(alice) == shares
+    assert bonding.slashableOf(alice) == shares
+    assert stkpod.balanceOf(bonding) == shares
+    assert bonding.bondValueInPOD(alice) == 1_000 * POD_UNIT
+
+
+def test_bond_for_credits_another_account(pod, stkpod, bonding, treasury, accounts):
+    payer, operator = accounts[3], accounts[4]
+    shares = stake_pod(pod, stkpod, treasury, payer, 10 * POD_UNIT)
+    stkpod.approve(bonding, shares, {"from": payer})
+    tx = bonding.bondFor(operator, shares, {"from": payer})
+    assert tx.events["Bonded"]["from"] == payer
+    assert bonding.activeBondOf(operator) == shares and bonding.activeBondOf(payer) == 0
+
+
+def test_bond_reverts_on_zero_zero_account_and_missing_allowance(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = stake_pod(pod, stkpod, treasury, alice, 10 * POD_UNIT)
+    with brownie.reverts("BondingZeroShares: "):
+        bonding.bond(0, {"from": alice})
+    with brownie.reverts("BondingInvalidAccount: "):
+        bonding.bondFor(brownie.ZERO_ADDRESS, shares, {"from": alice})
+    with brownie.reverts(revert_pattern=r"ERC20InsufficientAllowance: .*"):
+        bonding.bond(shares, {"from": alice})
+
+
+def test_active_bond_at_reads_past_timestamps(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    first = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    t1 = chain[-1].timestamp
+    sleep_to(t1 + 100)
+    second = bond_pod(pod, stkpod, bonding, treasury, alice, 5 * POD_UNIT)
+    t2 = chain[-1].timestamp
+    sleep_to(t2 + 100)
+    bonding.requestUnbond(first, {"from": alice})
+    t3 = chain[-1].timestamp
+    sleep_to(t3 + 100)
+
+    assert bonding.activeBondAt(alice, t1 - 1) == 0
+    assert bonding.activeBondAt(alice, t1) == first
+    assert bonding.activeBondAt(alice, t2 + 50) == first + second
+    assert bonding.activeBondAt(alice, t3) == second
+    assert bonding.clock() == chain[-1].timestamp and bonding.CLOCK_MODE() == "mode=timestamp"
+
+
+def test_active_bond_at_refuses_the_present_and_future(bonding, accounts):
+    with brownie.reverts(revert_pattern=r"BondingFutureLookup: .*"):
+        bonding.activeBondAt(accounts[3], chain[-1].timestamp + 10)
+
+
+# ---------------------------------------------------------------- unbond
+
+
+def test_request_unbond_moves_active_to_thawing(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    tx = bonding.requestUnbond(shares // 4, {"from": alice})
+    request_id = tx.return_value
+    assert tx.events["UnbondRequested"]["unlockTime"] == tx.timestamp + THAW
+    assert bonding.activeBondOf(alice) == shares - shares // 4
+    assert bonding.thawingOf(alice) == shares // 4
+    assert bonding.slashableOf(alice) == shares
+    account, unlock, request_shares = bonding.unbondRequest(request_id)
+    assert (account, unlock, request_shares) == (alice, tx.timestamp + THAW, shares // 4)
+
+
+def test_request_unbond_reverts_on_zero_and_beyond_active(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    with brownie.reverts("BondingZeroShares: "):
+        bonding.requestUnbond(0, {"from": alice})
+    with brownie.reverts(revert_pattern=r"BondingInsufficientActiveBond: .*"):
+        bonding.requestUnbond(shares + 1, {"from": alice})
+
+
+def test_withdraw_unbonded_after_the_thaw(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    tx = bonding.requestUnbond(shares, {"from": alice})
+    sleep_to(tx.timestamp + THAW)
+    withdrawn = bonding.withdrawUnbonded(tx.return_value, {"from": alice})
+    assert withdrawn.events["UnbondWithdrawn"]["shares"] == shares
+    assert stkpod.balanceOf(alice) == shares
+    assert bonding.slashableOf(alice) == 0
+    with brownie.reverts(revert_pattern=r"BondingUnknownRequest: .*"):
+        bonding.withdrawUnbonded(tx.return_value, {"from": alice})
+
+
+def test_withdraw_unbonded_reverts_early_for_strangers_and_unknown_ids(
+    pod, stkpod, bonding, treasury, accounts
+):
+    alice, mallory = accounts[3], accounts[4]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    tx = bonding.requestUnbond(shares, {"from": alice})
+    sleep_to(tx.timestamp + THAW - 3600)
+    with brownie.reverts(revert_pattern=r"BondingStillThawing: .*"):
+        bonding.withdrawUnbonded(tx.return_value, {"from": alice})
+    sleep_to(tx.timestamp + THAW)
+    with brownie.reverts(revert_pattern=r"BondingNotRequestOwner: .*"):
+        bonding.withdrawUnbonded(tx.return_value, {"from": mallory})
+    with brownie.reverts(revert_pattern=r"BondingUnknownRequest: .*"):
+        bonding.withdrawUnbonded(12345, {"from": alice})
+
+
+def test_splitting_an_unbond_never_shortens_the_wait(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    first = bonding.requestUnbond(shares // 2, {"from": alice})
+    sleep_to(first.timestamp + 30 * DAY)
+    second = bonding.requestUnbond(shares - shares // 2, {"from": alice})
+    sleep_to(first.timestamp + THAW)
+    bonding.withdrawUnbonded(first.return_value, {"from": alice})
+    # The later part runs its own full thaw from when it was requested.
+    with brownie.reverts(revert_pattern=r"BondingStillThawing: .*"):
+        bonding.withdrawUnbonded(second.return_value, {"from": alice})
+    sleep_to(second.timestamp + THAW)
+    bonding.withdrawUnbonded(second.return_value, {"from": alice})
+    assert stkpod.balanceOf(alice) == shares
+
+
+def test_thaw_period_change_applies_to_new_requests_only(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    old = bonding.requestUnbond(shares // 2, {"from": alice})
+    bonding.setThawPeriod(180 * DAY, {"from": deployer})
+    new = bonding.requestUnbond(shares // 2, {"from": alice})
+    assert bonding.unbondRequest(old.return_value)[1] == old.timestamp + THAW
+    assert bonding.unbondRequest(new.return_value)[1] == new.timestamp + 180 * DAY
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def test_register_node_with_a_relayed_operator_signature(bonding, validator_wallets, accounts):
+    operator, relayer = validator_wallets[0], accounts[5]
+    signature = binding_signature(bonding, operator, PEER_ID_HASH, 0)
+    tx = bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": relayer})
+    assert tx.events["NodeRegistered"]["operator"] == operator
+    assert bonding.isNodeOf(operator, PEER_ID_HASH)
+    assert bonding.nonces(operator) == 1
+
+
+def test_register_node_replay_is_refused_by_the_nonce(bonding, validator_wallets):
+    operator = validator_wallets[0]
+    signature = binding_signature(bonding, operator, PEER_ID_HASH, 0)
+    bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": operator})
+    bonding.unregisterNode(PEER_ID_HASH, {"from": operator})
+    with brownie.reverts(revert_pattern=r"InvalidAccountNonce: .*"):
+        bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": operator})
+
+
+def test_register_node_refuses_a_foreign_signature_and_zero_peer_id(bonding, validator_wallets):
+    operator, impostor = validator_wallets[0], validator_wallets[1]
+    forged = binding_signature(bonding, impostor, PEER_ID_HASH, 0)
+    with brownie.reverts(revert_pattern=r"BondingInvalidSignature: .*"):
+        bonding.registerNode(operator, PEER_ID_HASH, 0, forged, {"from": impostor})
+    signature = binding_signature(bonding, operator, b"\x00" * 32, 0)
+    with brownie.reverts("BondingInvalidPeerId: "):
+        bonding.registerNode(operator, b"\x00" * 32, 0, signature, {"from": operator})
+
+
+def test_register_node_twice_reverts_and_unregister_needs_a_node(bonding, validator_wallets):
+    operator = validator_wallets[0]
+    bonding.registerNode(
+        operator, PEER_ID_HASH, 0, binding_signature(bonding, operator, PEER_ID_HASH, 0), {"from": operator}
+    )
+    with brownie.reverts(revert_pattern=r"BondingNodeAlreadyRegistered: .*"):
+        bonding.registerNode(
+            operator,
+            PEER_ID_HASH,
+            1,
+            binding_signature(bonding, operator, PEER_ID_HASH, 1),
+            {"from": operator},
+        )
+    tx = bonding.unregisterNode(PEER_ID_HASH, {"from": operator})
+    assert tx.events["NodeUnregistered"]["peerIdHash"] == "0x" + PEER_ID_HASH.hex()
+    assert not bonding.isNodeOf(operator, PEER_ID_HASH)
+    with brownie.reverts(revert_pattern=r"BondingNodeNotRegistered: .*"):
+        bonding.unregisterNode(PEER_ID_HASH, {"from": operator})
+
+
+# ---------------------------------------------------------------- validators
+
+
+def test_join_needs_the_minimum_bond_value(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND - POD_UNIT)
+    with brownie.reverts(revert_pattern=r"BondingBelowValidatorMinimum: .*"):
+        bonding.joinValidators({"from": alice})
+    assert not bonding.isValidator(alice)
+
+
+def test_join_and_leave_track_weights_in_the_total(pod, stkpod, bonding, treasury, accounts):
+    alice, bob = accounts[3], accounts[4]
+    alice_shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
+    bob_shares = bond_pod(pod, stkpod, bonding, treasury, bob, 3 * MIN_VALIDATOR_BOND)
+    tx = bonding.joinValidators({"from": alice})
+    assert tx.events["ValidatorMembershipChanged"]["joined"] is True
+    assert tx.events["ValidatorWeightChanged"]["weight"] == alice_shares
+    bonding.joinValidators({"from": bob})
+    assert bonding.isValidator(alice) and bonding.validatorWeight(bob) == bob_shares
+    assert bonding.totalValidatorWeight() == alice_shares + bob_shares
+    with brownie.reverts(revert_pattern=r"BondingMembershipUnchanged: .*"):
+        bonding.joinValidators({"from": alice})
+
+    bonding.leaveValidators({"from": alice})
+    assert not bonding.isValidator(alice) and not bonding.hasJoinedValidators(alice)
+    assert bonding.totalValidatorWeight() == bob_shares
+    with brownie.reverts(revert_pattern=r"BondingMembershipUnchanged: .*"):
+        bonding.leaveValidators({"from": alice})
+
+
+def test_bond_changes_refresh_the_weight(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 2 * MIN_VALIDATOR_BOND)
+    bonding.joinValidators({"from": alice})
+    more = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
+    assert bonding.validatorWeight(alice) == shares + more
+    bonding.requestUnbond(shares, {"from": alice})
+    assert bonding.validatorWeight(alice) == more == bonding.totalValidatorWeight()
+    # Unbonding under the minimum drops the weight but keeps the membership.
+    bonding.requestUnbond(1, {"from": alice})
+    assert bonding.validatorWeight(alice) == 0 and bonding.totalValidatorWeight() == 0
+    assert bonding.hasJoinedValidators(alice)
+
+
+def test_rising_share_price_makes_a_joined_account_eligible_on_refresh(
+    pod, stkpod, bonding, treasury, accounts
+):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
+    bonding.joinValidators({"from": alice})
+    bonding.requestUnbond(SHARE_UNIT, {"from": alice})
+    assert bonding.validatorWeight(alice) == 0
+    # Rewards vest into the vault: the same shares are now worth more than the minimum.
+    pod.approve(stkpod, 10_000 * POD_UNIT, {"from": treasury})
+    tx = stkpod.notifyRewards(10_000 * POD_UNIT, {"from": treasury})
+    sleep_to(tx.timestamp + 7 * DAY)
+    assert bonding.bondValueInPOD(alice) >= MIN_VALIDATOR_BOND
+    assert bonding.validatorWeight(alice) == 0  # stale until somebody refreshes
+    bonding.refreshValidator(alice, {"from": accounts[6]})
+    assert bonding.validatorWeight(alice) == shares - SHARE_UNIT
+
+
+def test_minimum_change_applies_on_refresh(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice = accounts[3]
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
+    bonding.joinValidators({"from": alice})
+    tx = bonding.setMinValidatorBond(2 * MIN_VALIDATOR_BOND, {"from": deployer})
+    assert tx.events["MinValidatorBondSet"]["minValidatorBond"] == 2 * MIN_VALIDATOR_BOND
+    assert bonding.validatorWeight(alice) == shares
+    bonding.refreshValidator(alice, {"from": deployer})
+    assert bonding.validatorWeight(alice) == 0
+
+
+# ---------------------------------------------------------------- governance
+
+
+def test_parameters_are_bounded_and_need_the_role(bonding, deployer, accounts):
+    stranger = accounts[6]
+    for setter, value in (
+        (bonding.setThawPeriod, 60 * DAY),
+        (bonding.setMinValidatorBond, MIN_VALIDATOR_BOND),
+    ):
+        with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+            setter(value, {"from": stranger})
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        bonding.setSlashRecipient(stranger, {"from": stranger})
+    for bad in (29 * DAY, 366 * DAY):
+        with brownie.reverts(revert_pattern=r"BondingParameterOutOfBounds: .*"):
+            bonding.setThawPeriod(bad, {"from": deployer})
+    for bad in (999 * POD_UNIT, 10_000_001 * POD_UNIT):
+        with brownie.reverts(revert_pattern=r"BondingParameterOutOfBounds: .*"):
+            bonding.setMinValidatorBond(bad, {"from": deployer})
+    assert (
+        bonding.setThawPeriod(30 * DAY, {"from": deployer}).events["ThawPeriodSet"]["thawPeriod"] == 30 * DAY
+    )
+    assert bonding.thawPeriod() == 30 * DAY
+    bonding.setSlashRecipient(stranger, {"from": deployer})
+    assert bonding.slashRecipient() == stranger
+    assert bonding.minValidatorBond() == MIN_VALIDATOR_BOND and bonding.vault() != brownie.ZERO_ADDRESS
+
+
+# ---------------------------------------------------------------- slash (called directly by a slasher)
+
+
+def _slasher(bonding, deployer, account):
+    bonding.grantRole(bonding.SLASHER_ROLE(), account, {"from": deployer})
+    return account
+
+
+def test_slash_needs_the_slasher_role(pod, stkpod, bonding, treasury, accounts):
+    alice = accounts[3]
+    bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        bonding.slash(alice, 1, accounts[4], 0, {"from": accounts[4]})
+
+
+def test_slash_takes_active_first_then_thawing_pro_rata(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice, reporter = accounts[3], accounts[4]
+    slasher = _slasher(bonding, deployer, accounts[7])
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 100 * POD_UNIT)
+    first = bonding.requestUnbond(shares // 4, {"from": alice}).return_value
+    second = bonding.requestUnbond(shares // 4, {"from": alice}).return_value
+    supply_before = pod.totalSupply()
+
+    taken = shares // 2 + shares // 4  # all the active half, then half of the thawing half
+    tx = bonding.slash(alice, taken, reporter, 1_000, {"from": slasher})
+    event = tx.events["Slashed"]
+    assert event["shares"] == taken
+    assert event["reporterShares"] + event["removedShares"] == taken
+    assert event["reporterShares"] == taken // 10
+    assert stkpod.balanceOf(reporter) == taken // 10
+    assert bonding.activeBondOf(alice) == 0
+    assert bonding.thawingOf(alice) == shares // 4
+    # Both requests lost the same fraction.
+    assert bonding.unbondRequest(first)[2] == bonding.unbondRequest(second)[2] == shares // 8
+    # The rest was redeemed and burned as POD.
+    assert supply_before - pod.totalSupply() == stkpod.convertToAssets(event["removedShares"])
+    assert stkpod.balanceOf(bonding) == shares // 4
+
+
+def test_slash_beyond_slashable_or_with_bad_bps_reverts(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice = accounts[3]
+    slasher = _slasher(bonding, deployer, accounts[7])
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    with brownie.reverts(revert_pattern=r"BondingSlashExceedsSlashable: .*"):
+        bonding.slash(alice, shares + 1, accounts[4], 0, {"from": slasher})
+    with brownie.reverts(revert_pattern=r"BondingInvalidReporterBps: .*"):
+        bonding.slash(alice, shares, accounts[4], 10_001, {"from": slasher})
+    with brownie.reverts("BondingZeroShares: "):
+        bonding.slash(alice, 0, accounts[4], 0, {"from": slasher})
+
+
+def test_slash_to_a_recipient_sends_shares_and_drops_validator_weight(
+    pod, stkpod, bonding, treasury, accounts, deployer
+):
+    alice, recipient = accounts[3], accounts[8]
+    slasher = _slasher(bonding, deployer, accounts[7])
+    bonding.setSlashRecipient(recipient, {"from": deployer})
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
+    bonding.joinValidators({"from": alice})
+    supply_before = pod.totalSupply()
+    bonding.slash(alice, shares // 2, brownie.ZERO_ADDRESS, 5_000, {"from": slasher})
+    assert stkpod.balanceOf(recipient) == shares // 2  # no reporter: all of it goes to the recipient
+    assert pod.totalSupply() == supply_before
+    assert bonding.validatorWeight(alice) == 0 and bonding.totalValidatorWeight() == 0
+
+
+def test_emptied_thaw_pool_starts_a_new_generation(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice = accounts[3]
+    slasher = _slasher(bonding, deployer, accounts[7])
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    old = bonding.requestUnbond(shares // 2, {"from": alice})
+    bonding.slash(alice, shares, brownie.ZERO_ADDRESS, 0, {"from": slasher})
+    assert bonding.slashableOf(alice) == 0
+    fresh = bond_pod(pod, stkpod, bonding, treasury, alice, 4 * POD_UNIT)
+    new = bonding.requestUnbond(fresh, {"from": alice})
+    sleep_to(new.timestamp + THAW)
+    assert (
+        bonding.withdrawUnbonded(old.return_value, {"from": alice}).events["UnbondWithdrawn"]["shares"] == 0
+    )
+    bonding.withdrawUnbonded(new.return_value, {"from": alice})
+    assert stkpod.balanceOf(alice) == fresh  # the wiped request's points did not dilute the new one
