@@ -1,0 +1,362 @@
+"""Credits: deposits, delayed withdrawals, quorum-signed debit batches (EIP-712), revenue to the buyback."""
+
+import brownie
+import pytest
+from brownie import chain
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+from tests.contracts.conftest import EIP712_NAME, EIP712_VERSION, USD_UNIT, sign_typed
+
+DELAY = 3 * 86400
+DEBIT_BATCH_FIELDS = [
+    {"name": "batchId", "type": "uint256"},
+    {"name": "users", "type": "address[]"},
+    {"name": "amounts", "type": "uint256[]"},
+    {"name": "deadline", "type": "uint256"},
+]
+# Cross-part agreement (crosspart.md): the type string validators sign.
+DEBIT_BATCH_TYPE = "CreditDebitBatch(uint256 batchId,address[] users,uint256[] amounts,uint256 deadline)"
+
+
+@pytest.fixture(scope="module")
+def revenue(accounts):
+    """Stands for the revenue recipient in unit tests (the Buyback in the end-to-end test)."""
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def credits(Credits, stablecoin, validator_quorum, validators, revenue, deployer):
+    return Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def users(accounts, stablecoin, credits):
+    """Three API users holding 1,000 lUSD each, with the Credits contract approved."""
+    chosen = [accounts[4], accounts[5], accounts[6]]
+    for user in chosen:
+        stablecoin.mint(user, 1_000 * USD_UNIT, {"from": user})
+        stablecoin.approve(credits, 2**256 - 1, {"from": user})
+    return chosen
+
+
+def batch_signatures(credits, signers, batch_id, users, amounts, deadline):
+    """Signatures of `signers` (ascending by address, as the quorum requires) over one debit batch."""
+    message = {
+        "batchId": batch_id,
+        "users": [str(u) for u in users],
+        "amounts": amounts,
+        "deadline": deadline,
+    }
+    return [
+        sign_typed(s.private_key, credits, "CreditDebitBatch", DEBIT_BATCH_FIELDS, message) for s in signers
+    ]
+
+
+def settle(credits, validators, batch_id, users, amounts, deadline=None, signers=None, sender=None):
+    deadline = chain[-1].timestamp + 3600 if deadline is None else deadline
+    signers = validators[1:] if signers is None else signers  # weights 2+3+4 of 10: above two thirds
+    signatures = batch_signatures(credits, signers, batch_id, users, amounts, deadline)
+    return credits.settleDebits(
+        batch_id, users, amounts, deadline, signatures, {"from": sender or validators[0]}
+    )
+
+
+def _request_of(credits, user):
+    amount, unlock_time = credits.withdrawalRequestOf(user)
+    return int(amount), int(unlock_time)
+
+
+def _wait(seconds):
+    chain.sleep(seconds)
+    chain.mine()
+
+
+# ---------------------------------------------------------------- deposits
+
+
+def test_deposit_credits_the_caller(credits, stablecoin, users):
+    tx = credits.deposit(100 * USD_UNIT, {"from": users[0]})
+    assert credits.creditOf(users[0]) == 100 * USD_UNIT
+    assert credits.totalCredit() == stablecoin.balanceOf(credits) == 100 * USD_UNIT
+    assert tx.events["Deposited"]["user"] == tx.events["Deposited"]["from"] == users[0]
+
+
+def test_deposit_for_credits_another_user(credits, users):
+    credits.depositFor(users[1], 40 * USD_UNIT, {"from": users[0]})
+    assert credits.creditOf(users[1]) == 40 * USD_UNIT
+    assert credits.creditOf(users[0]) == 0
+
+
+def test_deposit_reverts(credits, users, accounts):
+    with brownie.reverts("CreditsZeroAmount: "):
+        credits.deposit(0, {"from": users[0]})
+    with brownie.reverts("CreditsZeroAddress: "):
+        credits.depositFor(brownie.ZERO_ADDRESS, 1, {"from": users[0]})
+    with brownie.reverts(revert_pattern=r"ERC20InsufficientAllowance: .*"):
+        credits.deposit(1, {"from": accounts[8]})
+    with brownie.reverts(revert_pattern=r"ERC20InsufficientBalance: .*"):
+        credits.deposit(1_001 * USD_UNIT, {"from": users[0]})
+
+
+def test_constructor_checks(Credits, stablecoin, validator_quorum, revenue, deployer):
+    with brownie.reverts("CreditsZeroAddress: "):
+        Credits.deploy(brownie.ZERO_ADDRESS, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+    with brownie.reverts("CreditsZeroAddress: "):
+        Credits.deploy(
+            stablecoin, validator_quorum, brownie.ZERO_ADDRESS, DELAY, deployer, {"from": deployer}
+        )
+    with brownie.reverts(revert_pattern=r"CreditsDelayOutOfBounds: .*"):
+        Credits.deploy(stablecoin, validator_quorum, revenue, 3600, deployer, {"from": deployer})
+
+
+# ---------------------------------------------------------------- withdrawals
+
+
+def test_withdrawal_waits_for_the_delay(credits, stablecoin, users):
+    user = users[0]
+    credits.deposit(100 * USD_UNIT, {"from": user})
+    tx = credits.requestWithdrawal(60 * USD_UNIT, {"from": user})
+    unlock = tx.events["WithdrawalRequested"]["unlockTime"]
+    assert unlock == tx.timestamp + DELAY
+    assert _request_of(credits, user) == (60 * USD_UNIT, unlock)
+    with brownie.reverts(revert_pattern=r"CreditsWithdrawalLocked: .*"):
+        credits.withdraw({"from": user})
+    _wait(DELAY)
+    balance = stablecoin.balanceOf(user)
+    tx = credits.withdraw({"from": user})
+    assert tx.return_value == 60 * USD_UNIT
+    assert stablecoin.balanceOf(user) == balance + 60 * USD_UNIT
+    assert credits.creditOf(user) == 40 * USD_UNIT
+    assert _request_of(credits, user) == (0, 0)
+    with brownie.reverts(revert_pattern=r"CreditsNoWithdrawalRequest: .*"):
+        credits.withdraw({"from": user})
+
+
+def test_new_request_restarts_the_wait(credits, users):
+    user = users[0]
+    credits.deposit(100 * USD_UNIT, {"from": user})
+    credits.requestWithdrawal(10 * USD_UNIT, {"from": user})
+    _wait(DELAY - 100)
+    credits.requestWithdrawal(20 * USD_UNIT, {"from": user})
+    _wait(200)
+    with brownie.reverts(revert_pattern=r"CreditsWithdrawalLocked: .*"):
+        credits.withdraw({"from": user})
+
+
+def test_request_reverts(credits, users):
+    with brownie.reverts("CreditsZeroAmount: "):
+        credits.requestWithdrawal(0, {"from": users[0]})
+    credits.deposit(5 * USD_UNIT, {"from": users[0]})
+    with brownie.reverts(revert_pattern=r"CreditsInsufficientCredit: .*"):
+        credits.requestWithdrawal(5 * USD_UNIT + 1, {"from": users[0]})
+
+
+def test_cancel_withdrawal(credits, users):
+    with brownie.reverts(revert_pattern=r"CreditsNoWithdrawalRequest: .*"):
+        credits.cancelWithdrawal({"from": users[0]})
+    credits.deposit(5 * USD_UNIT, {"from": users[0]})
+    credits.requestWithdrawal(5 * USD_UNIT, {"from": users[0]})
+    tx = credits.cancelWithdrawal({"from": users[0]})
+    assert "WithdrawalCancelled" in tx.events
+    _wait(DELAY)
+    with brownie.reverts(revert_pattern=r"CreditsNoWithdrawalRequest: .*"):
+        credits.withdraw({"from": users[0]})
+
+
+def test_debits_during_the_wait_are_not_escaped(credits, stablecoin, users, validators, revenue):
+    user = users[0]
+    credits.deposit(100 * USD_UNIT, {"from": user})
+    credits.requestWithdrawal(100 * USD_UNIT, {"from": user})
+    settle(credits, validators, 1, [user], [70 * USD_UNIT])
+    _wait(DELAY)
+    balance = stablecoin.balanceOf(user)
+    assert credits.withdraw({"from": user}).return_value == 30 * USD_UNIT
+    assert stablecoin.balanceOf(user) == balance + 30 * USD_UNIT
+    assert stablecoin.balanceOf(revenue) == 70 * USD_UNIT
+
+
+def test_withdraw_after_everything_was_debited_pays_zero(credits, stablecoin, users, validators):
+    user = users[0]
+    credits.deposit(10 * USD_UNIT, {"from": user})
+    credits.requestWithdrawal(10 * USD_UNIT, {"from": user})
+    settle(credits, validators, 1, [user], [10 * USD_UNIT])
+    _wait(DELAY)
+    tx = credits.withdraw({"from": user})
+    assert tx.return_value == 0
+    assert "Transfer" not in tx.events
+    assert _request_of(credits, user) == (0, 0)
+
+
+# ---------------------------------------------------------------- settlement
+
+
+def test_digest_matches_eip712_typed_data(credits, users):
+    assert credits.CREDIT_DEBIT_BATCH_TYPEHASH() == "0x" + keccak(text=DEBIT_BATCH_TYPE).hex()
+    deadline = 1_900_000_000
+    message = {"batchId": 7, "users": [str(u) for u in users[:2]], "amounts": [3, 4], "deadline": deadline}
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "CreditDebitBatch": DEBIT_BATCH_FIELDS,
+        },
+        "primaryType": "CreditDebitBatch",
+        "domain": {
+            "name": EIP712_NAME,
+            "version": EIP712_VERSION,
+            "chainId": chain.id,
+            "verifyingContract": credits.address,
+        },
+        "message": message,
+    }
+    signable = encode_typed_data(full_message=typed)
+    expected = keccak(b"\x19" + signable.version + signable.header + signable.body)
+    assert credits.debitBatchDigest(7, users[:2], [3, 4], deadline) == "0x" + expected.hex()
+
+
+def test_settle_debits_users_and_pays_revenue(credits, stablecoin, users, validators, revenue):
+    for user in users:
+        credits.deposit(100 * USD_UNIT, {"from": user})
+    amounts = [10 * USD_UNIT, 0, 25 * USD_UNIT]
+    tx = settle(credits, validators, 42, users, amounts)
+    assert [credits.creditOf(u) for u in users] == [90 * USD_UNIT, 100 * USD_UNIT, 75 * USD_UNIT]
+    assert stablecoin.balanceOf(revenue) == 35 * USD_UNIT
+    assert credits.totalRevenue() == 35 * USD_UNIT
+    assert credits.totalCredit() == stablecoin.balanceOf(credits) == 265 * USD_UNIT
+    assert credits.isSettled(42)
+    assert tx.events["BatchSettled"]["total"] == 35 * USD_UNIT
+    assert len(tx.events["Debited"]) == 3
+
+
+def test_same_user_twice_in_a_batch_is_debited_twice(credits, users, validators):
+    credits.deposit(100 * USD_UNIT, {"from": users[0]})
+    settle(credits, validators, 1, [users[0], users[0]], [30 * USD_UNIT, 50 * USD_UNIT])
+    assert credits.creditOf(users[0]) == 20 * USD_UNIT
+
+
+def test_anyone_may_relay_a_signed_batch(credits, users, validators, accounts):
+    credits.deposit(100 * USD_UNIT, {"from": users[0]})
+    settle(credits, validators, 1, [users[0]], [USD_UNIT], sender=accounts[9])
+    assert credits.creditOf(users[0]) == 99 * USD_UNIT
+
+
+def test_replayed_batch_reverts(credits, users, validators):
+    credits.deposit(100 * USD_UNIT, {"from": users[0]})
+    deadline = chain[-1].timestamp + 3600
+    settle(credits, validators, 5, [users[0]], [USD_UNIT], deadline=deadline)
+    with brownie.reverts(revert_pattern=r"CreditsBatchAlreadySettled: .*"):
+        settle(credits, validators, 5, [users[0]], [USD_UNIT], deadline=deadline)
+    assert credits.creditOf(users[0]) == 99 * USD_UNIT
+
+
+def test_expired_batch_reverts(credits, users, validators):
+    credits.deposit(100 * USD_UNIT, {"from": users[0]})
+    deadline = chain[-1].timestamp + 60
+    _wait(120)
+    with brownie.reverts(revert_pattern=r"CreditsBatchExpired: .*"):
+        settle(credits, validators, 1, [users[0]], [USD_UNIT], deadline=deadline)
+
+
+@pytest.mark.parametrize("shape", ["mismatch", "empty", "too_large"])
+def test_malformed_batch_reverts(credits, users, validators, shape):
+    user_list, amounts = {
+        "mismatch": ([users[0]], [1, 2]),
+        "empty": ([], []),
+        "too_large": ([users[0]] * 501, [0] * 501),
+    }[shape]
+    with brownie.reverts(revert_pattern=r"CreditsInvalidBatch: .*"):
+        settle(credits, validators, 1, user_list, amounts)
+
+
+def test_debit_above_credit_reverts_the_whole_batch(credits, users, validators):
+    credits.deposit(10 * USD_UNIT, {"from": users[0]})
+    credits.deposit(10 * USD_UNIT, {"from": users[1]})
+    with brownie.reverts(revert_pattern=r"CreditsInsufficientCredit: .*"):
+        settle(credits, validators, 1, [users[0], users[1]], [5 * USD_UNIT, 11 * USD_UNIT])
+    assert credits.creditOf(users[0]) == 10 * USD_UNIT
+    assert not credits.isSettled(1)
+
+
+def test_quorum_is_required(credits, users, validators):
+    credits.deposit(10 * USD_UNIT, {"from": users[0]})
+    # Weights 1+2+3 of 10 are below two thirds.
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+        settle(credits, validators, 1, [users[0]], [USD_UNIT], signers=validators[:3])
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumSignersNotAscending: .*"):
+        settle(credits, validators, 1, [users[0]], [USD_UNIT], signers=list(reversed(validators)))
+
+
+def test_tampered_batch_does_not_verify(credits, users, validators):
+    credits.deposit(10 * USD_UNIT, {"from": users[0]})
+    deadline = chain[-1].timestamp + 3600
+    signatures = batch_signatures(credits, validators[1:], 1, [users[0]], [USD_UNIT], deadline)
+    # A relayer raising the amount changes the digest: the signatures recover to strangers.
+    with brownie.reverts(revert_pattern=r"ValidatorQuorum(NotValidator|SignersNotAscending): .*"):
+        credits.settleDebits(1, [users[0]], [2 * USD_UNIT], deadline, signatures, {"from": users[0]})
+    assert credits.creditOf(users[0]) == 10 * USD_UNIT
+
+
+def test_signatures_for_another_contract_do_not_verify(Credits, credits, stablecoin, validator_quorum, users,
+                                                        validators, revenue, deployer):  # fmt: skip
+    other = Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+    credits.deposit(10 * USD_UNIT, {"from": users[0]})
+    deadline = chain[-1].timestamp + 3600
+    signatures = batch_signatures(other, validators[1:], 1, [users[0]], [USD_UNIT], deadline)
+    with brownie.reverts(revert_pattern=r"ValidatorQuorum(NotValidator|SignersNotAscending): .*"):
+        credits.settleDebits(1, [users[0]], [USD_UNIT], deadline, signatures, {"from": users[0]})
+
+
+# ---------------------------------------------------------------- governance
+
+
+def test_setters_are_owner_only_and_bounded(credits, deployer, users, accounts):
+    with brownie.reverts(revert_pattern=r"OwnableUnauthorizedAccount: .*"):
+        credits.setWithdrawalDelay(86400, {"from": users[0]})
+    with brownie.reverts(revert_pattern=r"OwnableUnauthorizedAccount: .*"):
+        credits.setRevenueRecipient(users[0], {"from": users[0]})
+    for delay in (86400 - 1, 30 * 86400 + 1):
+        with brownie.reverts(revert_pattern=r"CreditsDelayOutOfBounds: .*"):
+            credits.setWithdrawalDelay(delay, {"from": deployer})
+    with brownie.reverts("CreditsZeroAddress: "):
+        credits.setRevenueRecipient(brownie.ZERO_ADDRESS, {"from": deployer})
+    credits.setWithdrawalDelay(86400, {"from": deployer})
+    credits.setRevenueRecipient(accounts[9], {"from": deployer})
+    assert (credits.withdrawalDelay(), credits.revenueRecipient()) == (86400, accounts[9])
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_revenue_is_bought_back_into_pod_for_stakers(
+    Credits,
+    Buyback,
+    stablecoin,
+    pod,
+    stkpod,
+    uniswap,
+    pod_pair,
+    validator_quorum,
+    validators,
+    users,
+    deployer,
+):
+    buyback = Buyback.deploy(
+        uniswap.router, stablecoin, pod, stkpod, deployer, 1800, 300, 10_000 * USD_UNIT, {"from": deployer}
+    )
+    buyback.grantRole(buyback.KEEPER_ROLE(), deployer, {"from": deployer})
+    credits = Credits.deploy(stablecoin, validator_quorum, buyback, DELAY, deployer, {"from": deployer})
+    stablecoin.approve(credits, 2**256 - 1, {"from": users[0]})
+    credits.deposit(500 * USD_UNIT, {"from": users[0]})
+    settle(credits, validators, 1, [users[0]], [400 * USD_UNIT])
+    assert stablecoin.balanceOf(buyback) == 400 * USD_UNIT
+
+    _wait(1801)
+    vault_before = pod.balanceOf(stkpod)
+    tx = buyback.buyback(400 * USD_UNIT, 0, chain[-1].timestamp + 600, {"from": deployer})
+    assert pod.balanceOf(stkpod) == vault_before + tx.return_value > vault_before
+    assert stablecoin.balanceOf(buyback) == 0
