@@ -14,7 +14,7 @@ from typing import Any
 
 from chain.errors import RewardsInputError
 from chain.rewards.engine import AccountEpoch, AccountState, EpochClose, EpochInput, Snapshot
-from chain.rewards.params import INTEGER_TEXT, RewardParams
+from chain.rewards.params import INTEGER_TEXT, UINT256_MAX, RewardParams
 
 _TOP_KEYS = frozenset({"params", "accounts"})
 _ACCOUNT_KEYS = frozenset({"state", "snapshot", "input"})
@@ -197,7 +197,7 @@ def _object(where: str, field: str, value: Any) -> dict[str, Any]:
 
 def _amount(where: str, field: str, value: Any) -> int:
     # Canonical decimal only: int() would also take "+5", " 5", "5_000" and non-ASCII digits.
-    if not isinstance(value, str) or INTEGER_TEXT.fullmatch(value) is None:
+    if not isinstance(value, str) or INTEGER_TEXT.fullmatch(value) is None or int(value) > UINT256_MAX:
         raise RewardsInputError(f"{where}: {field} must be a decimal string of wei (uint256), got {value!r}")
     return int(value)
 

@@ -1,0 +1,1 @@
+"""Tests of the reward boost engine, its parameters, exchange format and simulation."""
