@@ -1,0 +1,210 @@
+"""Slashing: quorum-signed StrikeDecisions slash active and thawing bond, pay the reporter, burn the rest."""
+
+import brownie
+from brownie import chain
+from eth_account import Account
+from eth_utils import keccak
+
+from tests.contracts.conftest import POD_UNIT, STRIKE_DECISION_FIELDS, bond_pod, sign_typed
+
+EVIDENCE = keccak(b"strike evidence: wrong model served")
+
+
+def decision(offender, reporter, slash_bps=5_000, evidence=EVIDENCE, deadline=None):
+    return {
+        "offender": str(offender),
+        "evidenceHash": evidence,
+        "slashBps": slash_bps,
+        "reporter": str(reporter),
+        "deadline": chain[-1].timestamp + 3600 if deadline is None else deadline,
+    }
+
+
+def as_tuple(message):
+    return tuple(message[field["name"]] for field in STRIKE_DECISION_FIELDS)
+
+
+def signed_by(slashing, signers, message):
+    return [
+        sign_typed(signer.private_key, slashing.address, "StrikeDecision", STRIKE_DECISION_FIELDS, message)
+        for signer in signers
+    ]
+
+
+def offender_with_bond(pod, stkpod, bonding, treasury, account, amount=1_000 * POD_UNIT):
+    return bond_pod(pod, stkpod, bonding, treasury, account, amount)
+
+
+def test_type_hash_and_digest_match_the_cross_part_type_string(slashing, validators, accounts):
+    type_string = (
+        b"StrikeDecision(address offender,bytes32 evidenceHash,uint256 slashBps,"
+        b"address reporter,uint256 deadline)"
+    )
+    assert slashing.STRIKE_DECISION_TYPEHASH() == "0x" + keccak(type_string).hex()
+    message = decision(accounts[3], accounts[4])
+    # eth_account's typed-data signature equals a raw signature of the contract's digest (RFC 6979 is
+    # deterministic), so both sides hash the same bytes.
+    signature = signed_by(slashing, validators[:1], message)[0]
+    digest = bytes(slashing.hashStrikeDecision(as_tuple(message)))
+    assert bytes(Account.unsafe_sign_hash(digest, validators[0].private_key).signature) == signature
+
+
+def test_quorum_signed_decision_slashes_pays_reporter_and_burns(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender, reporter = accounts[3], accounts[4]
+    shares = offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    supply_before = pod.totalSupply()
+    message = decision(offender, reporter, slash_bps=5_000)
+    tx = slashing.slash(
+        as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]}
+    )
+
+    slashed = shares // 2
+    assert tx.return_value == slashed
+    event = tx.events["StrikeExecuted"]
+    assert event["shares"] == slashed and event["reporterShares"] == slashed // 10
+    bonded_event = tx.events["Slashed"]
+    assert bonded_event["reporterShares"] + bonded_event["removedShares"] == slashed
+    assert stkpod.balanceOf(reporter) == slashed // 10
+    assert bonding.slashableOf(offender) == shares - slashed
+    burned = supply_before - pod.totalSupply()
+    assert burned == 450 * POD_UNIT
+    assert slashing.isEvidenceUsed(EVIDENCE)
+
+
+def test_slash_reaches_thawing_bond(pod, stkpod, bonding, slashing, treasury, validators, accounts, deployer):
+    offender = accounts[3]
+    shares = offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    request = bonding.requestUnbond(shares * 3 // 4, {"from": offender}).return_value
+    slashing.setMaxSlashBps(10_000, {"from": deployer})
+    message = decision(offender, accounts[4], slash_bps=10_000)
+    slashing.slash(as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]})
+    assert bonding.slashableOf(offender) == 0
+    assert bonding.unbondRequest(request)[2] == 0
+
+
+def test_no_reporter_means_everything_is_burned(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender = accounts[3]
+    shares = offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    supply_before = pod.totalSupply()
+    message = decision(offender, brownie.ZERO_ADDRESS, slash_bps=1_000)
+    tx = slashing.slash(
+        as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]}
+    )
+    assert tx.events["StrikeExecuted"]["reporterShares"] == 0
+    assert supply_before - pod.totalSupply() == stkpod.convertToAssets(shares // 10) == 100 * POD_UNIT
+
+
+def test_same_evidence_cannot_be_slashed_twice(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender = accounts[3]
+    offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    message = decision(offender, accounts[4], slash_bps=1_000)
+    signatures = signed_by(slashing, validators[1:], message)
+    slashing.slash(as_tuple(message), signatures, {"from": accounts[9]})
+    with brownie.reverts(revert_pattern=r"SlashingEvidenceAlreadyUsed: .*"):
+        slashing.slash(as_tuple(message), signatures, {"from": accounts[9]})
+
+
+def test_expired_decision_reverts(pod, stkpod, bonding, slashing, treasury, validators, accounts):
+    offender = accounts[3]
+    offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    message = decision(offender, accounts[4], deadline=chain[-1].timestamp + 60)
+    signatures = signed_by(slashing, validators[1:], message)
+    chain.sleep(120)
+    chain.mine()
+    with brownie.reverts(revert_pattern=r"SlashingDecisionExpired: .*"):
+        slashing.slash(as_tuple(message), signatures, {"from": accounts[9]})
+
+
+def test_slash_bps_zero_or_above_the_maximum_reverts(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender = accounts[3]
+    offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    for bps in (0, slashing.maxSlashBps() + 1):
+        message = decision(offender, accounts[4], slash_bps=bps)
+        with brownie.reverts(revert_pattern=r"SlashingBpsOutOfBounds: .*"):
+            slashing.slash(
+                as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]}
+            )
+
+
+def test_offender_cannot_be_its_own_reporter(pod, stkpod, bonding, slashing, treasury, validators, accounts):
+    offender = accounts[3]
+    offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    message = decision(offender, offender)
+    with brownie.reverts(revert_pattern=r"SlashingReporterIsOffender: .*"):
+        slashing.slash(as_tuple(message), signed_by(slashing, validators[1:], message), {"from": offender})
+
+
+def test_nothing_to_slash_reverts(slashing, validators, accounts):
+    message = decision(accounts[3], accounts[4])
+    with brownie.reverts(revert_pattern=r"SlashingNothingToSlash: .*"):
+        slashing.slash(as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]})
+
+
+def test_without_quorum_or_with_tampered_terms_nothing_happens(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender = accounts[3]
+    shares = offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    message = decision(offender, accounts[4], slash_bps=1_000)
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+        slashing.slash(as_tuple(message), signed_by(slashing, validators[:3], message), {"from": accounts[9]})
+    # Raising the slash after signing changes the digest: the signatures recover to strangers.
+    tampered = dict(message, slashBps=5_000)
+    with brownie.reverts(revert_pattern=r"ValidatorQuorum(NotValidator|SignersNotAscending): .*"):
+        slashing.slash(
+            as_tuple(tampered), signed_by(slashing, validators[1:], message), {"from": accounts[9]}
+        )
+    assert bonding.slashableOf(offender) == shares and not slashing.isEvidenceUsed(EVIDENCE)
+
+
+def test_slashing_needs_the_slasher_role_on_bonding(
+    Slashing, pod, stkpod, bonding, validator_quorum, treasury, validators, accounts, deployer
+):
+    rogue = Slashing.deploy(bonding, validator_quorum, deployer, {"from": deployer})
+    offender = accounts[3]
+    offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    message = decision(offender, accounts[4], slash_bps=1_000)
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        rogue.slash(as_tuple(message), signed_by(rogue, validators[1:], message), {"from": accounts[9]})
+
+
+def test_parameters_are_bounded_and_governed(slashing, bonding, validator_quorum, deployer, accounts):
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        slashing.setMaxSlashBps(1_000, {"from": accounts[6]})
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        slashing.setReporterRewardBps(1_000, {"from": accounts[6]})
+    for bad in (0, 10_001):
+        with brownie.reverts(revert_pattern=r"SlashingParameterOutOfBounds: .*"):
+            slashing.setMaxSlashBps(bad, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"SlashingParameterOutOfBounds: .*"):
+        slashing.setReporterRewardBps(5_001, {"from": deployer})
+    assert slashing.setMaxSlashBps(2_500, {"from": deployer}).events["MaxSlashBpsSet"]["maxSlashBps"] == 2_500
+    assert (
+        slashing.setReporterRewardBps(0, {"from": deployer}).events["ReporterRewardBpsSet"][
+            "reporterRewardBps"
+        ]
+        == 0
+    )
+    assert (slashing.maxSlashBps(), slashing.reporterRewardBps()) == (2_500, 0)
+    assert (slashing.bonding(), slashing.quorum()) == (bonding, validator_quorum)
+
+
+def test_slashing_a_validator_drops_its_weight(slashing, bonding, validators, accounts, deployer):
+    heaviest = validators[3]
+    others = validators[:3]
+    message = decision(heaviest, accounts[4], slash_bps=5_000)
+    # 1 + 2 + 3 of 10 is not two thirds: the others cannot slash the heaviest without more support.
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+        slashing.slash(as_tuple(message), signed_by(slashing, others, message), {"from": accounts[9]})
+    slashing.slash(as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]})
+    # 400k -> 200k POD-worth: still above the minimum, weight halves.
+    assert bonding.validatorWeight(heaviest) == bonding.activeBondOf(heaviest)
+    assert bonding.totalValidatorWeight() == sum(bonding.validatorWeight(v) for v in validators)
