@@ -86,6 +86,7 @@ class OperatorRow:
     multiplier: Fraction
     tier: int | None
     """Competitive tier s, or None outside an enabled competition."""
+    boost_eligible: bool
     validator: bool
 
 
@@ -131,18 +132,21 @@ def simulate(count: int, seed: int, epochs: int, params: RewardParams) -> Simula
         states = {operator: close.state for operator, close in result.accounts.items()}
         snapshots = {operator: close.snapshot for operator, close in result.accounts.items()}
     assert result is not None
-    rows = [
-        OperatorRow(
-            account=operator,
-            bond=bond,
-            smoothed=result.accounts[operator].state.smoothed,
-            weeks_bonded=Fraction(bond, result.accounts[operator].snapshot.denominator),
-            multiplier=result.accounts[operator].snapshot.multiplier,
-            tier=result.accounts[operator].tier,
-            validator=result.accounts[operator].snapshot.validator_eligible,
+    rows = []
+    for operator, _, bond in operators:
+        close = result.accounts[operator]
+        rows.append(
+            OperatorRow(
+                account=operator,
+                bond=bond,
+                smoothed=close.state.smoothed,
+                weeks_bonded=Fraction(bond, close.snapshot.denominator),
+                multiplier=close.snapshot.multiplier,
+                tier=close.tier,
+                boost_eligible=close.snapshot.boost_eligible,
+                validator=close.snapshot.validator_eligible,
+            )
         )
-        for operator, _, bond in operators
-    ]
     rows.sort(key=lambda row: (row.weeks_bonded, row.account))
     return Simulation(tuple(rows), result.competition, epochs)
 
@@ -150,14 +154,16 @@ def simulate(count: int, seed: int, epochs: int, params: RewardParams) -> Simula
 def format_table(simulation: Simulation) -> str:
     """The table behind the plot, one operator per line, then the competition's summary."""
     header = (
-        f"{'account':<44} {'bond POD':>12} {'E POD/wk':>10} {'weeks':>7} {'multiplier':>10} {'tier':>4} val"
+        f"{'account':<42} {'bond POD':>12} {'E POD/wk':>10} {'weeks':>7} {'multiplier':>10} {'tier':>4} "
+        f"{'boost':>5} {'val':>3}"
     )
     lines = [header]
     for row in simulation.rows:
         lines.append(
-            f"{row.account:<44} {row.bond / POD:>12.2f} {row.smoothed / POD:>10.2f} "
+            f"{row.account:<42} {row.bond / POD:>12.2f} {row.smoothed / POD:>10.2f} "
             f"{float(row.weeks_bonded):>7.2f} {float(row.multiplier):>10.6f} "
-            f"{'-' if row.tier is None else row.tier:>4} {'yes' if row.validator else 'no'}"
+            f"{'-' if row.tier is None else row.tier:>4} {'yes' if row.boost_eligible else 'no':>5} "
+            f"{'yes' if row.validator else 'no':>3}"
         )
     competition = simulation.competition
     summary = f"after {simulation.epochs} epochs: competitive set N={competition.size}, "

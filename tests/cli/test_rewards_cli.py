@@ -1,0 +1,70 @@
+"""`dolphin rewards`: close-epoch reproduces the spec's worked example; simulate writes a plot and a table."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chain.rewards import RewardParams
+from chain.rewards.simulate import format_table, simulate
+from cli.main import main
+
+pytestmark = pytest.mark.unit
+
+SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec"
+
+
+def spec_path(name: str) -> Path:
+    path = SPEC / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the shared spec folder must sit beside the repository checkout")
+    return path
+
+
+def test_close_epoch_file_to_file_is_byte_identical(tmp_path):
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(
+        main, ["rewards", "close-epoch", str(spec_path("rewards-example.json")), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == spec_path("rewards-example.out.json").read_bytes()
+
+
+def test_close_epoch_stdin_to_stdout_is_byte_identical():
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["rewards", "close-epoch"], input=spec_path("rewards-example.json").read_bytes()
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == spec_path("rewards-example.out.json").read_bytes()
+
+
+def test_close_epoch_bad_document_says_what_and_where(tmp_path):
+    document = json.loads(spec_path("rewards-example.json").read_text())
+    document["accounts"]["0x0000000000000000000000000000000000000003"]["input"]["active_bond"] = 5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["rewards", "close-epoch", str(bad), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "account '0x0000000000000000000000000000000000000003': input.active_bond" in result.output
+    assert "Fix the input document" in result.output
+    assert not out.exists()
+
+
+def test_close_epoch_missing_file_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["rewards", "close-epoch", str(tmp_path / "absent.json")])
+    assert result.exit_code == 2
+    assert "No such file or directory" in result.output
+
+
+def test_simulate_prints_the_table_behind_the_png(tmp_path):
+    png = tmp_path / "plot.png"
+    result = CliRunner().invoke(
+        main, ["rewards", "simulate", "--accounts", "60", "--seed", "5", "-o", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = format_table(simulate(60, 5, 21, RewardParams()))
+    assert result.output == f"{expected}\nplot: {png}\n"
