@@ -8,6 +8,10 @@ What py-libp2p 0.8.1 gets wrong by default (DESIGN.md), and what this module doe
   reward invalid messages: `_SpecScorer` computes P4 as the spec says, weight x count² with weight < 0;
 - the mesh heartbeat never drops peers with a negative score: `_DolphinGossipSub` does
   (gossipsub v1.1 spec, "Heartbeat": "drop all peers with negative score");
+- a subscription buffers 32 messages and silently drops the rest when its reader is busy: we buffer
+  `SUBSCRIPTION_BUFFER` (py-libp2p reads the module constant at subscribe time; set once, process-wide);
+- each peer's outbound queue holds 32 RPCs and drops the rest, so 40 quick publishes lose 8: our
+  queues hold `OUTBOUND_QUEUE_RPCS` (a frozen peer still cannot make us buffer without bound);
 - validators can only say yes/no: ours return ACCEPT/REJECT/IGNORE (gossipsub v1.1 "Extended
   Validators"); IGNORE drops the message without penalising whoever forwarded it.
 """
@@ -23,6 +27,7 @@ from collections.abc import Callable
 
 import trio
 from libp2p.peer.id import ID
+from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -36,10 +41,14 @@ GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
 # Per remote peer and topic. Pool heartbeats are ~1 per node per few seconds; 50/s is far above honest use.
 REMOTE_MESSAGES_PER_TOPIC_PER_SECOND = 50.0
 INVALID_MESSAGE_WEIGHT = -20.0  # P4 weight, negative as in the spec
-INVALID_MESSAGE_DECAY = 0.95  # per heartbeat: an honest peer's one-off mistake fades within a minute
+INVALID_MESSAGE_DECAY = 0.995  # per ~1 s heartbeat: halves in about two minutes
 GOSSIP_THRESHOLD = -20.0
 PUBLISH_THRESHOLD = -40.0  # below this, a peer's messages are dropped unvalidated
 GRAYLIST_THRESHOLD = -80.0
+SUBSCRIPTION_BUFFER = 4096
+OUTBOUND_QUEUE_RPCS = 1024
+
+pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = SUBSCRIPTION_BUFFER  # type: ignore[attr-defined]
 
 
 class Verdict(enum.Enum):
@@ -121,6 +130,7 @@ class _DolphinGossipSub(GossipSub):
                     if self.scorer.score(peer, [topic]) < 0:
                         peers.discard(peer)
                         self.scorer.on_leave_mesh(peer, topic)
+                        self._add_back_off(peer, topic, False)  # spec: pruned peers back off
                         negative[peer].append(topic)
         to_graft, to_prune = super().mesh_heartbeat()
         for peer, topics in negative.items():
@@ -129,6 +139,23 @@ class _DolphinGossipSub(GossipSub):
                 if topic in to_graft.get(peer, []):
                     to_graft[peer].remove(topic)
         return to_graft, to_prune
+
+
+class _RoomyPeerQueues(dict):
+    """Pubsub's per-peer queue map; widens each RpcQueue as py-libp2p creates it (it has no parameter)."""
+
+    def __setitem__(self, peer: ID, queue) -> None:  # type: ignore[no-untyped-def]
+        queue._queue.max_size = OUTBOUND_QUEUE_RPCS
+        super().__setitem__(peer, queue)
+
+    async def handle_graft(self, graft_msg: rpc_pb2.ControlGraft, sender_peer_id: ID) -> None:
+        # Spec ("GRAFT"): a GRAFT from a peer with a negative score is refused with a PRUNE.
+        topic = graft_msg.topicID
+        if self.scorer is not None and topic in self.mesh and self.scorer.score(sender_peer_id, [topic]) < 0:
+            self._add_back_off(sender_peer_id, topic, False)
+            await self.emit_prune(topic, sender_peer_id, False, False)
+            return
+        await super().handle_graft(graft_msg, sender_peer_id)
 
 
 class _NoValidationCache:
@@ -194,6 +221,7 @@ def build_pubsub(host, router: GossipSub, max_payload: int) -> Pubsub:  # type: 
         validation_timeout=2.0,
     )
     pubsub.validation_cache = _NoValidationCache()  # type: ignore[assignment]
+    pubsub.peer_queues = _RoomyPeerQueues()
     return pubsub
 
 
