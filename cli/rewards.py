@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -25,7 +26,7 @@ def group() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the output document here instead of stdout.",
 )
-def close_epoch_command(input_file, output: Path | None) -> None:  # type: ignore[no-untyped-def]
+def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
     """Close an epoch: read the exchange document IN.json (stdin when omitted or '-'), write each
     account's new state, snapshot and reward (stdout unless -o is given).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
@@ -144,6 +144,7 @@ def close_epoch(accounts: Mapping[str, AccountEpoch], params: RewardParams) -> E
     no_snapshot = default_snapshot(params)
     full_base = _multiplier(BPS + base_bps, BPS, max_bps)
 
+    # One slot per account in input order; competitors' slots are filled once L, H and K are known.
     results: list[AccountClose | None] = []
     # Competitive candidates (spec step 9): (result index, new state, reward, S, D, E, validator).
     candidates: list[tuple[int, AccountState, int, int, int, int, bool]] = []
@@ -200,7 +201,7 @@ def close_epoch(accounts: Mapping[str, AccountEpoch], params: RewardParams) -> E
             results.append(AccountClose(new_state, Snapshot(boosted, denominator, True, validator), reward))
 
     competition = _settle_competition(candidates, results, params, full_base)
-    return EpochClose(dict(zip(accounts, results, strict=True)), competition)  # type: ignore[arg-type]
+    return EpochClose(dict(zip(accounts, results, strict=True)), competition)  # type: ignore[arg-type]  # all filled
 
 
 def _settle_competition(
@@ -340,6 +341,9 @@ def _multiplier(numerator: int, denominator: int, max_bps: int) -> Fraction:
     return Fraction(numerator, denominator)
 
 
+_Fail = Callable[[str, str, object], None]
+
+
 def check_account(account_id: str, entry: AccountEpoch) -> None:
     """Raise RewardsInputError naming the account and field if `entry` is not a well-formed input."""
     if _well_formed(entry):
@@ -416,12 +420,12 @@ def _well_formed(entry: AccountEpoch) -> bool:
     )
 
 
-def _check_amount(fail, field: str, value: object) -> None:  # type: ignore[no-untyped-def]
+def _check_amount(fail: _Fail, field: str, value: object) -> None:
     if type(value) is not int or not 0 <= value <= UINT256_MAX:
         fail(field, "must be an integer within [0, 2**256-1]", value)
 
 
-def _check_flags(fail, prefix: str, record: object, names: Iterable[str]) -> None:  # type: ignore[no-untyped-def]
+def _check_flags(fail: _Fail, prefix: str, record: object, names: Iterable[str]) -> None:
     for name in names:
         value = getattr(record, name)
         if type(value) is not bool:

@@ -9,6 +9,7 @@ bits; the encoder writes accounts sorted by ID so that the output does not depen
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from fractions import Fraction
 from typing import Any
 
@@ -126,7 +127,7 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return decoded
 
 
-def _check_keys(where: str, obj: dict[str, Any], allowed: frozenset[str] | tuple[str, ...], required) -> None:  # type: ignore[no-untyped-def]
+def _check_keys(where: str, obj: dict[str, Any], allowed: Collection[str], required: Collection[str]) -> None:
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
         raise RewardsInputError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
