@@ -1,10 +1,10 @@
 """Kademlia on `/dolphin/kad/1.0.0`: strict validation, and signed pool records keyed by manifest hash.
 
 Layout in the DHT (libp2p kad-dht spec: values under namespaced keys, providers under multihash keys):
-- each pool member stores its own signed `PoolRecord` under `/dolphin-pool/<manifest-hex>/<peer-id>`;
+- each pool member stores its own signed `PoolRecord` under `/dpool/<manifest-hex>/<peer-id>`;
   the only namespace this DHT accepts (strict validation: any other key is refused, by us and by every
   server we run), and a value there must decode, verify against the peer id in the key, and be unexpired;
-- each member also announces itself as a *provider* of sha256("/dolphin-pool/" + manifest hash), which
+- each member also announces itself as a *provider* of sha256("/dpool/" + manifest hash), which
   is how a lookup enumerates the members: one provider query, then one value lookup per member.
 Provider entries are unsigned hints; only verified records come back from `get_records`.
 
@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Awaitable
 
 import multiaddr
 import trio
@@ -38,7 +39,9 @@ from p2p.topics import KAD_PROTOCOL, MANIFEST_HASH_SIZE
 
 logger = logging.getLogger(__name__)
 
-POOL_NAMESPACE = "dolphin-pool"
+# Kad servers (go-libp2p, and py-libp2p after it) refuse keys over 128 bytes; "/dpool/<64 hex>/<52-char
+# Ed25519 peer id>" is 124.
+POOL_NAMESPACE = "dpool"
 MAX_POOL_MEMBERS_PER_LOOKUP = 64
 _SHA256_MULTIHASH_PREFIX = bytes([0x12, 0x20])
 
@@ -162,13 +165,12 @@ class Dht:
         async def fetch(peer_id: ID) -> None:
             async with limiter:
                 key = pool_record_key(manifest_hash, peer_id.to_base58())
-                value = None
-                with trio.move_on_after(self._timeout):
-                    try:
-                        value = await self._kad.get_value(key)
-                    except Exception as error:  # py-libp2p lookups raise assorted network errors
-                        logger.debug("record lookup %s failed: %r", key, error)
-                if value is None:
+                # The member itself holds its record: one GET_VALUE to it is the cheapest source. A
+                # member we cannot ask (a DHT client, or unreachable) is looked up in the DHT instead.
+                value = await self._query(self._kad.value_store._get_from_peer(peer_id, key.encode()))
+                if not isinstance(value, bytes):
+                    value = await self._query(self._kad.get_value(key))
+                if not isinstance(value, bytes):
                     return
                 try:
                     record = decode_pool_record(value)
@@ -184,6 +186,15 @@ class Dht:
         for record in records.values():
             self._remember_addrs(record)
         return [records[peer] for peer in sorted(records)]
+
+    async def _query(self, lookup: Awaitable[object]) -> object:
+        """Await one py-libp2p lookup under the query deadline; None on timeout or any network error."""
+        with trio.move_on_after(self._timeout):
+            try:
+                return await lookup
+            except Exception as error:  # py-libp2p lookups raise assorted network errors
+                logger.debug("DHT lookup failed: %r", error)
+        return None
 
     async def _find_members(self, manifest_hash: bytes, limit: int) -> list[ID]:
         # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool

@@ -1,0 +1,96 @@
+"""The DHT: strict validation on /dolphin/kad/1.0.0, and signed pool records found by manifest hash."""
+
+import dataclasses
+
+import pytest
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.records.validator import NamespacedValidator
+
+from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
+from p2p.errors import RecordError
+from p2p.records import encode_pool_record, sign_pool_record
+from p2p.testing import open_host_group
+from p2p.topics import KAD_PROTOCOL
+
+MANIFEST = bytes(range(32))
+OTHER_MANIFEST = bytes(32)
+ADDRS = ["/ip4/127.0.0.1/tcp/4001"]
+
+
+def _record_bytes(key_pair, manifest=MANIFEST):
+    return encode_pool_record(sign_pool_record(key_pair.private_key, ADDRS, manifest, 600))
+
+
+@pytest.mark.unit
+def test_validator_accepts_only_a_record_under_its_own_key():
+    key_pair = create_new_key_pair()
+    value = _record_bytes(key_pair)
+    from libp2p.peer.id import ID
+
+    peer_id = ID.from_pubkey(key_pair.public_key).to_base58()
+    validator = PoolRecordValidator()
+    validator.validate(pool_record_key(MANIFEST, peer_id), value)
+    other_peer = ID.from_pubkey(create_new_key_pair().public_key).to_base58()
+    with pytest.raises(RecordError, match="another"):
+        validator.validate(pool_record_key(MANIFEST, other_peer), value)  # stored under someone else's id
+    with pytest.raises(RecordError, match="another"):
+        validator.validate(pool_record_key(OTHER_MANIFEST, peer_id), value)
+    with pytest.raises(RecordError, match="not a pool record key"):
+        validator.validate(f"/{POOL_NAMESPACE}/{MANIFEST.hex()}", value)
+    assert len(pool_record_key(MANIFEST, peer_id).encode()) <= 128  # kad servers refuse longer keys
+
+
+@pytest.mark.unit
+def test_select_prefers_the_freshest_valid_record():
+    key_pair = create_new_key_pair()
+    older = sign_pool_record(key_pair.private_key, ADDRS, MANIFEST, 300)
+    newer = sign_pool_record(key_pair.private_key, ADDRS, MANIFEST, 600)
+    forged = dataclasses.replace(newer, expires_at=newer.expires_at + 60)
+    key = pool_record_key(MANIFEST, older.peer_id)
+    values = [encode_pool_record(r) for r in (older, forged, newer)]
+    assert PoolRecordValidator().select(key, values) == 2
+
+
+@pytest.mark.unit
+def test_strict_namespaces_refuse_everything_else():
+    validator = NamespacedValidator({POOL_NAMESPACE: PoolRecordValidator()}, strict_validation=True)
+    for key in ("/pk/whatever", "/ipns/whatever", "no-namespace"):
+        with pytest.raises(Exception):  # noqa: B017 (py-libp2p's InvalidRecordType)
+            validator.validate(key, b"anything")
+
+
+@pytest.mark.unit
+def test_provider_key_is_a_sha256_multihash_per_model():
+    key = pool_provider_key(MANIFEST)
+    assert key[:2] == bytes([0x12, 0x20]) and len(key) == 34
+    assert key != pool_provider_key(OTHER_MANIFEST)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_members_find_each_others_records_and_forgeries_are_refused(tmp_path):
+    async with open_host_group(tmp_path, 5) as hosts:
+        assert all(KAD_PROTOCOL in host._host.get_mux().get_protocols() for host in hosts)
+        members = hosts[1:4]
+        async with trio.open_nursery() as nursery:
+            for member in members:
+                nursery.start_soon(member.dht.put_record, MANIFEST, member.advertised_addrs(), 600)
+        expected = sorted(member.peer_id for member in members)
+        for searcher in hosts:
+            records = await searcher.dht.get_records(MANIFEST)
+            assert [r.peer_id for r in records] == expected
+            assert all(r.addrs and r.manifest_hash == MANIFEST for r in records)
+        assert await hosts[4].dht.get_records(OTHER_MANIFEST) == []
+
+        # A forged record (stored under a member's key, signed by someone else) is refused by the server.
+        server, attacker, victim = hosts[0], hosts[4], members[0]
+        key = pool_record_key(MANIFEST, victim.peer_id)
+        forged = _record_bytes(create_new_key_pair())
+        before = server.dht._kad.value_store.get(key.encode())
+        stored = await attacker.dht._kad.value_store._store_at_peer(
+            server._host.get_id(), key.encode(), forged
+        )
+        assert not stored
+        assert server.dht._kad.value_store.get(key.encode()) == before
+        assert [r.peer_id for r in await attacker.dht.get_records(MANIFEST)] == expected
