@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,3 +55,69 @@ def generate_greedy(loaded: LoadedModel, messages: list[dict[str, str]], max_new
             pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
         )
     return output[0][encoded["input_ids"].shape[1] :].tolist()
+
+
+def stream_greedy(
+    loaded: LoadedModel, messages: list[dict[str, str]], max_new_tokens: int
+) -> Iterator[tuple[str, list[int]]]:
+    """Greedy continuation streamed as (text delta, token ids) pairs while the model generates.
+
+    The concatenated ids equal `generate_greedy`'s. Text is decoded from all ids so far and only the new
+    suffix is emitted, holding back while the tail is an incomplete UTF-8 sequence, so a multi-byte
+    character split across tokens is never emitted broken.
+    """
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    tokens: queue.Queue[list[int] | None] = queue.Queue()
+
+    class _IdStreamer(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+
+        def put(self, value) -> None:
+            if not self.prompt_seen:  # generate() first puts the prompt itself
+                self.prompt_seen = True
+                return
+            tokens.put(value.reshape(-1).tolist())
+
+        def end(self) -> None:
+            tokens.put(None)
+
+    encoded = loaded.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                loaded.model.generate(
+                    **encoded,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
+                    streamer=_IdStreamer(),
+                )
+        except BaseException as exc:  # re-raised in the consumer's thread below
+            failure.append(exc)
+            tokens.put(None)
+
+    worker = threading.Thread(target=run, name="generate", daemon=True)
+    worker.start()
+    ids: list[int] = []
+    emitted = ""
+    pending: list[int] = []
+    while (batch := tokens.get()) is not None:
+        ids.extend(batch)
+        pending.extend(batch)
+        text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue
+        yield text[len(emitted) :], pending
+        emitted, pending = text, []
+    worker.join()
+    if failure:
+        raise failure[0]
+    if pending:
+        yield loaded.tokenizer.decode(ids, skip_special_tokens=True)[len(emitted) :], pending

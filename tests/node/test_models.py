@@ -117,3 +117,17 @@ def test_malformed_manifests_are_refused_with_model_error(tmp_path):
         ModelManifest.from_dict({"format": "other/9"})
     with pytest.raises(ModelError, match="malformed model manifest"):
         ModelManifest.from_dict({"format": "dolphin-model-manifest/1", "name": "x"})
+
+
+@pytest.mark.integration
+def test_streaming_yields_the_greedy_ids_and_text_in_order(tiny_model_dir):
+    from node.models.loading import stream_greedy
+
+    loaded = load_model(tiny_model_dir, verify=False)
+    messages = [{"role": "user", "content": "Write a short poem about the sea."}]
+    pieces = list(stream_greedy(loaded, messages, 16))
+    assert len(pieces) > 1
+    streamed_ids = [i for _, ids in pieces for i in ids]
+    assert streamed_ids == generate_greedy(loaded, messages, 16)
+    text = "".join(delta for delta, _ in pieces)
+    assert text == loaded.tokenizer.decode(streamed_ids, skip_special_tokens=True)
