@@ -12,6 +12,8 @@ What py-libp2p 0.8.1 gets wrong by default (DESIGN.md), and what this module doe
   `SUBSCRIPTION_BUFFER` (py-libp2p reads the module constant at subscribe time; set once, process-wide);
 - each peer's outbound queue holds 32 RPCs and drops the rest, so 40 quick publishes lose 8: our
   queues hold `OUTBOUND_QUEUE_RPCS` (a frozen peer still cannot make us buffer without bound);
+- no flood publishing: a publish made before the mesh forms reaches nobody; ours flood-publish
+  (gossipsub v1.1 spec) to every subscribed peer whose score is above the publish threshold;
 - validators can only say yes/no: ours return ACCEPT/REJECT/IGNORE (gossipsub v1.1 "Extended
   Validators"); IGNORE drops the message without penalising whoever forwarded it.
 """
@@ -147,6 +149,20 @@ class _RoomyPeerQueues(dict):
     def __setitem__(self, peer: ID, queue) -> None:  # type: ignore[no-untyped-def]
         queue._queue.max_size = OUTBOUND_QUEUE_RPCS
         super().__setitem__(peer, queue)
+
+    def _get_peers_to_send(self, topic_ids, msg_forwarder: ID, origin: ID, msg_id: bytes | None = None):  # type: ignore[no-untyped-def]
+        # Spec v1.1 "Flood Publishing": our own messages go to every subscribed peer above the publish
+        # threshold, not just the mesh, so a publish right after joining (empty mesh) is not lost.
+        peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+        if self.pubsub is not None and origin == self.pubsub.my_id:
+            for topic in topic_ids:
+                for peer in self.pubsub.peer_topics.get(topic, ()):
+                    if peer in self.peer_protocol and (
+                        self.scorer is None or self.scorer.score(peer, [topic]) >= PUBLISH_THRESHOLD
+                    ):
+                        peers.add(peer)
+            peers.discard(origin)
+        yield from peers
 
     async def handle_graft(self, graft_msg: rpc_pb2.ControlGraft, sender_peer_id: ID) -> None:
         # Spec ("GRAFT"): a GRAFT from a peer with a negative score is refused with a PRUNE.

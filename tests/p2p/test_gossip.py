@@ -16,7 +16,7 @@ from p2p.gossip import (
     build_router,
     score_params,
 )
-from p2p.testing import open_host_group, wait_until
+from p2p.testing import open_host_group, prefix_validator, wait_until
 
 TOPIC = "/dolphin/test/gossip/1"
 
@@ -82,7 +82,8 @@ async def test_rejected_messages_score_the_sender_down_and_prune_it(tmp_path):
 
     async with open_host_group(tmp_path, 3) as (receiver, honest, flooder):
         subscription = await receiver.gossip.subscribe(TOPIC, validator)
-        await honest.gossip.subscribe(TOPIC, accept_all)
+        # An honest peer runs the same checks, so it never forwards the flood (and is not blamed for it).
+        await honest.gossip.subscribe(TOPIC, prefix_validator(b"bad"))
         await flooder.gossip.subscribe(TOPIC, accept_all)
         await flooder.connect(receiver.listen_addrs()[0])
         await wait_until(lambda: flooder.peer_id in receiver.gossip.mesh_peers(TOPIC), timeout=10)
@@ -105,6 +106,7 @@ async def test_rejected_messages_score_the_sender_down_and_prune_it(tmp_path):
         await honest.gossip.publish(TOPIC, b"good")
         message = await subscription.receive(timeout=10)
         assert message.data == b"good" and message.origin == honest.peer_id
+        assert receiver.gossip.peer_score(honest.peer_id, TOPIC) >= 0
         assert verdicts.count(Verdict.REJECT) <= rejected_before + 1
 
 
