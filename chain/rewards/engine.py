@@ -14,6 +14,7 @@ the competitive set only, one small tuple.
 from __future__ import annotations
 
 import bisect
+import gc
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -135,6 +136,18 @@ def close_epoch(accounts: Mapping[str, AccountEpoch], params: RewardParams) -> E
     The result does not depend on the order of `accounts`. Raises RewardsInputError naming the account
     and field for an input that is not well-formed (wrong type, negative amount, multiplier below 1).
     """
+    # A close allocates several small container objects per account and none of them form cycles; the
+    # cyclic collector would rescan them over and over (about a third of the time at 100k accounts).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _close_epoch(accounts, params)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _close_epoch(accounts: Mapping[str, AccountEpoch], params: RewardParams) -> EpochClose:
     n_week = params.n_week
     floor = params.earnings_floor
     full_weeks = params.full_weeks
