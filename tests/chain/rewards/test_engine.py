@@ -20,7 +20,7 @@ from chain.rewards import (
     encode_result,
     pay_epoch,
 )
-from chain.rewards.engine import _tier_exactly, _TierFunction
+from chain.rewards.engine import _order_statistic, _tier_exactly, _TierFunction
 from chain.rewards.simulate import synthetic_epoch
 from tests.bench.bench_rewards import digest, naive_close_epoch
 
@@ -49,7 +49,7 @@ def competition_of(excess_weeks: list[Fraction | int], params: RewardParams = DE
     return close_epoch(accounts, params)
 
 
-# -- hand-computed spec steps ------------------------------------------------------------------------------
+# -- hand-computed spec steps --------------------------------------------------------------------------------
 
 
 def test_pay_epoch_boosts_only_up_to_the_cap():
@@ -246,7 +246,7 @@ def test_malformed_inputs_name_account_and_field(entry, field):
         close_epoch({"ok": steady(0), "bad": entry}, DEFAULTS)
 
 
-# -- properties ---------------------------------------------------------------------------------------------
+# -- properties ----------------------------------------------------------------------------------------------
 
 amounts = st.integers(min_value=0, max_value=200 * POD)
 
@@ -406,3 +406,26 @@ def test_tier_boundaries_go_through_the_decimal_path():
     tier_of = _TierFunction((0, 1), (1, 1), params)
     for excess_weeks in range(1, 11):
         assert tier_of((excess_weeks, 1), 10) == excess_weeks
+
+
+# -- exact order statistics over float-sorted ratios ---------------------------------------------------------
+
+near_one = st.tuples(st.integers(10**20 - 5, 10**20 + 5), st.just(10**20))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(near_one | ratios, min_size=1, max_size=30), st.data())
+def test_order_statistic_is_exact_when_floats_tie(values, data):
+    # Ratios within 1e-19 of 1 all round to the float 1.0; the exact order must still decide.
+    rank = data.draw(st.integers(0, len(values) - 1))
+    assert Fraction(*_order_statistic(values, rank)) == sorted(Fraction(*value) for value in values)[rank]
+
+
+def test_order_statistic_picks_inside_a_float_tie():
+    values = [(10**20 + 2, 10**20), (1, 1), (10**20 + 1, 10**20), (3, 1)]
+    assert [_order_statistic(values, rank) for rank in range(4)] == [
+        (1, 1),
+        (10**20 + 1, 10**20),
+        (10**20 + 2, 10**20),
+        (3, 1),
+    ]
