@@ -27,11 +27,11 @@ def group() -> None:
     help="Write the output document here instead of stdout.",
 )
 def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
-    """Close an epoch: read the exchange document IN.json (stdin when omitted or '-'), write each
-    account's new state, snapshot and reward (stdout unless -o is given).
+    """Close an epoch: new state, snapshot and reward per account.
 
-    The format is spec/rewards.md's "Exchange format"; the same input gives the same bytes on every
-    settler.
+    Reads the exchange document IN.json (stdin when omitted or '-') and writes the output document to
+    stdout, or to -o. The format is spec/rewards.md's "Exchange format"; the same input gives the same
+    bytes on every settler.
     """
     try:
         params, accounts = decode_document(input_file.read())
@@ -68,8 +68,11 @@ def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
     help="Where to write the plot (PNG).",
 )
 def simulate_command(count: int, seed: int, epochs: int, output: Path) -> None:
-    """Run a synthetic population of operators through the engine with the default parameters; plot
-    the multiplier against weeks bonded and the competitive tiers, and print the table behind the plot.
+    """Simulate operators: plot the multiplier against weeks bonded.
+
+    A synthetic population with steady earnings and fixed bonds runs through the engine (default
+    parameters) for --epochs closes; the PNG shows each operator's multiplier against its weeks bonded,
+    coloured by competitive tier, and the table behind it is printed.
     """
     params = RewardParams()
     simulation = simulate(count, seed, epochs, params)
