@@ -1,0 +1,53 @@
+"""The one error family of `protocols`: every decoder and checker here raises a ProtocolError, nothing else.
+
+Callers that handle bytes from the network catch `ProtocolError` (or one subclass) and drop or answer; any
+other exception escaping this package is a bug, and the fuzz tests treat it as one.
+"""
+
+__all__ = [
+    "DecodeError",
+    "DecryptError",
+    "ExpiredError",
+    "LimitError",
+    "ProtocolError",
+    "ReplayError",
+    "SchemaError",
+    "SignatureError",
+    "StreamError",
+]
+
+
+class ProtocolError(Exception):
+    """Base of every error raised by `protocols`: bad input from the network, or a misuse of the API."""
+
+
+class DecodeError(ProtocolError):
+    """Bytes are not a well-formed encoding (msgpack, zstd, varint frame, envelope layout)."""
+
+
+class LimitError(DecodeError):
+    """Input is well-formed but over a size, depth, length or decompressed-size limit."""
+
+
+class SchemaError(ProtocolError):
+    """A value does not fit its message schema: wrong type, missing or unknown field, out of range."""
+
+
+class SignatureError(ProtocolError):
+    """A signature does not verify: wrong key, wrong domain, altered bytes, or malformed signature."""
+
+
+class ExpiredError(ProtocolError):
+    """A signed message is outside its validity window (expired, not yet valid, or lives too long)."""
+
+
+class ReplayError(ProtocolError):
+    """A signed message's (signer, nonce) was seen before, or is too old for the replay cache to judge."""
+
+
+class DecryptError(ProtocolError):
+    """Ciphertext does not authenticate: wrong key, flipped bit, or not addressed to this key."""
+
+
+class StreamError(DecryptError):
+    """An encrypted answer stream is broken: reordered, truncated, continued after its end, or misused."""

@@ -1,0 +1,50 @@
+"""Protocol ids, GossipSub topics and the DHT prefix of the Dolphin Network.
+
+Stream protocols follow libp2p's `/name/semver` convention (negotiated with multistream-select). A
+`<version>` bump in the last component is a breaking change; new fields in open messages are not.
+"""
+
+from __future__ import annotations
+
+from protocols.errors import SchemaError
+
+__all__ = [
+    "BANS_TOPIC",
+    "CHALLENGE_PROTOCOL",
+    "DHT_PROTOCOL",
+    "INFERENCE_PROTOCOL",
+    "RECEIPT_PROTOCOL",
+    "SETTLEMENT_TOPIC",
+    "STRIKES_TOPIC",
+    "attestation_topic",
+    "pool_topic",
+]
+
+# Streams: one request per stream; frames are uvarint length-prefixed (`framing`).
+INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted answer stream out
+RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # client returns the countersigned receipt
+CHALLENGE_PROTOCOL = "/dolphin/challenge/1.0.0"  # validator challenge in, signed response out
+
+# A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
+DHT_PROTOCOL = "/dolphin/kad/1.0.0"
+
+# GossipSub topics. Payloads are signed envelopes; per-model topics keep each pool's chatter to itself.
+STRIKES_TOPIC = "/dolphin/strikes/1"
+BANS_TOPIC = "/dolphin/bans/1"
+SETTLEMENT_TOPIC = "/dolphin/settlement/1"
+
+
+def _model_hex(model: bytes) -> str:
+    if type(model) is not bytes or len(model) != 32:
+        raise SchemaError("a model manifest hash is 32 bytes")
+    return model.hex()
+
+
+def pool_topic(model: bytes) -> str:
+    """Heartbeats of the pool serving the model with this manifest hash."""
+    return f"/dolphin/pool/{_model_hex(model)}/1"
+
+
+def attestation_topic(model: bytes) -> str:
+    """Benchmark attestations for the model with this manifest hash."""
+    return f"/dolphin/attest/{_model_hex(model)}/1"

@@ -1,0 +1,301 @@
+"""One inference exchange, both ends, as sans-IO state machines; and receipts, which outlive the exchange.
+
+    client                                             node
+    ClientExchange(...).sealed_request  ── sealed ──▶  NodeExchange.accept(sealed, ...)
+    receive(frame) → None               ◀─ header ──   .header()
+    receive(frame) → ResponseChunk      ◀─ chunk ───   .chunk(text, token_ids)        × n
+    receive(frame) → ResponseEnd        ◀─ end ─────   .end(...): signed Receipt inside, FINAL
+    countersigned_receipt()             ── receipt ─▶  .accept_countersigned(data) → VerifiedReceipt
+
+Frames are whole byte strings: carry each in one `framing.encode_frame` on the stream.
+
+Client rules: states await_header → streaming → done, or failed after any error (then every call raises
+StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged final, with the next
+seq. The receipt in it must be signed by the node the request was addressed to and name this request's
+hash, id, model, client key and finish reason, and exactly the number of token ids received — otherwise
+the client refuses to countersign (SchemaError). `close()` when the transport ends early reports truncation.
+
+Node rules: states streaming → done → countersigned; `header()` is sent before any chunk; nothing after
+`end()`. The request must be signed, unexpired, unreplayed and addressed to this node's key.
+
+The receipt countersignature is Ed25519 by the request's signer (the client's session key) over
+uvarint(len(domain)) ‖ domain ‖ uvarint(32) ‖ sha256(receipt envelope), domain
+"dolphin-network:receipt-countersignature:v1".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from protocols import codec, e2e, envelope, keys
+from protocols.errors import ProtocolError, SchemaError, StreamError
+from protocols.eth import TypedDomain
+from protocols.framing import encode_uvarint
+from protocols.messages import (
+    CountersignedReceipt,
+    InferenceRequest,
+    Receipt,
+    ResponseChunk,
+    ResponseEnd,
+    eth_signer,
+)
+from protocols.schema import decode_message, encode_message
+
+__all__ = [
+    "ClientExchange",
+    "NodeExchange",
+    "VerifiedReceipt",
+    "countersign_receipt",
+    "verify_countersigned_receipt",
+]
+
+_COUNTERSIGN_DOMAIN = b"dolphin-network:receipt-countersignature:v1"
+REQUEST_TTL_MS = 60_000
+
+
+def _countersign_input(receipt_envelope: bytes) -> bytes:
+    digest = hashlib.sha256(receipt_envelope).digest()
+    return encode_uvarint(len(_COUNTERSIGN_DOMAIN)) + _COUNTERSIGN_DOMAIN + encode_uvarint(32) + digest
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedReceipt:
+    """A receipt whose node and client signatures both verified. `digest` identifies it for de-duplication."""
+
+    receipt: Receipt
+    node_key: bytes
+    client_key: bytes
+    receipt_envelope: bytes
+    countersigned: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.receipt_envelope).digest()
+
+
+def countersign_receipt(receipt_envelope: bytes, identity: keys.Identity) -> bytes:
+    """The encoded CountersignedReceipt for a node's receipt envelope, signed by `identity` (the client)."""
+    signature = identity.sign(_countersign_input(receipt_envelope))
+    return encode_message(CountersignedReceipt(receipt=receipt_envelope, client_signature=signature))
+
+
+def verify_countersigned_receipt(
+    data: bytes, *, limits: codec.Limits = codec.DEFAULT_LIMITS
+) -> VerifiedReceipt:
+    """Check a countersigned receipt as any validator would: the node's envelope signature, and the client's
+    countersignature by the key the receipt names. Time is not checked: receipts are judged after the fact.
+    """
+    outer = decode_message(data, CountersignedReceipt, limits=limits)
+    signed = envelope.open_signed(outer.receipt, Receipt, check_time=False, limits=limits)
+    receipt = signed.message
+    keys.verify_ed25519(receipt.client_key, _countersign_input(outer.receipt), outer.client_signature)
+    return VerifiedReceipt(receipt, signed.signer, receipt.client_key, outer.receipt, bytes(data))
+
+
+class ClientExchange:
+    """The client's end of one inference (see the module docstring for its rules)."""
+
+    def __init__(
+        self,
+        request: InferenceRequest,
+        *,
+        identity: keys.Identity,
+        node_encryption_key: bytes,
+        now_ms: int | None = None,
+        ttl_ms: int = REQUEST_TTL_MS,
+    ) -> None:
+        if not isinstance(request, InferenceRequest):
+            raise SchemaError("ClientExchange needs an InferenceRequest")
+        self.request = request
+        self.identity = identity
+        # Not compressed: the request is encrypted next, and compression would leak content through length.
+        self.request_envelope = envelope.sign(request, identity, now_ms=now_ms, ttl_ms=ttl_ms, compress=False)
+        self.request_hash = hashlib.sha256(self.request_envelope).digest()
+        self.sealed_request, self._response_key = e2e.seal(self.request_envelope, node_encryption_key)
+        self.state = "await_header"
+        self._opener: e2e.StreamOpener | None = None
+        self._next_seq = 0
+        self.tokens_received = 0
+        self.end: ResponseEnd | None = None
+        self.receipt: envelope.Signed[Receipt] | None = None
+
+    def receive(self, frame: bytes) -> ResponseChunk | ResponseEnd | None:
+        """Take the next frame from the node: None for the stream header, else the decoded message."""
+        if self.state in ("done", "failed"):
+            raise StreamError(f"exchange is {self.state}")
+        try:
+            return self._receive(frame)
+        except ProtocolError:
+            self.state = "failed"
+            raise
+
+    def _receive(self, frame: bytes) -> ResponseChunk | ResponseEnd | None:
+        if self._opener is None:
+            self._opener = e2e.StreamOpener(self._response_key, frame)
+            self.state = "streaming"
+            return None
+        plaintext, final = self._opener.open(frame)
+        msg = decode_message(plaintext, (ResponseChunk, ResponseEnd))
+        if msg.seq != self._next_seq:
+            raise StreamError(f"expected message seq {self._next_seq}, got {msg.seq}")
+        self._next_seq += 1
+        if isinstance(msg, ResponseChunk):
+            if final:
+                raise StreamError("stream ended on a chunk instead of an end message")
+            self.tokens_received += len(msg.token_ids)
+            return msg
+        if not final:
+            raise StreamError("end message not marked final")
+        if msg.receipt is not None:
+            self.receipt = self._check_receipt(msg)
+        self.end = msg
+        self.state = "done"
+        return msg
+
+    def _check_receipt(self, end: ResponseEnd) -> envelope.Signed[Receipt]:
+        signed = envelope.open_signed(end.receipt, Receipt, check_time=False)
+        r = signed.message
+        mismatches = [
+            name
+            for name, ok in (
+                ("node key", signed.signer == self.request.node_key),
+                ("request hash", r.request_hash == self.request_hash),
+                ("request id", r.request_id == self.request.request_id),
+                ("model", r.model == self.request.model),
+                ("client key", r.client_key == self.identity.public_key),
+                ("tokens out", r.tokens_out == self.tokens_received),
+                ("finish reason", r.finish_reason == end.finish_reason),
+            )
+            if not ok
+        ]
+        if mismatches:
+            raise SchemaError(f"receipt does not match the exchange: {', '.join(mismatches)}")
+        return signed
+
+    def countersigned_receipt(self) -> bytes:
+        """The countersigned receipt to send back to the node. Only after a checked receipt arrived."""
+        if self.receipt is None:
+            raise SchemaError("no checked receipt to countersign")
+        return countersign_receipt(self.receipt.raw, self.identity)
+
+    def close(self) -> None:
+        """The transport ended: raises StreamError unless the answer ended properly."""
+        if self.state != "done":
+            self.state = "failed"
+            raise StreamError("answer stream ended before its end message (truncated)")
+
+
+class NodeExchange:
+    """The node's end of one inference (see the module docstring for its rules). Make it with `accept`."""
+
+    def __init__(
+        self, signed: envelope.Signed[InferenceRequest], identity: keys.Identity, response_key: bytes
+    ):
+        self.signed_request = signed
+        self.request = signed.message
+        self.client_key = signed.signer
+        self.request_hash = signed.digest
+        self.identity = identity
+        self.credit_client: bytes | None = None
+        self.receipt_envelope: bytes | None = None
+        self._sealer = e2e.StreamSealer(response_key)
+        self._seq = 0
+        self.tokens_out = 0
+        self.state = "streaming"
+
+    @classmethod
+    def accept(
+        cls,
+        sealed: bytes,
+        *,
+        identity: keys.Identity,
+        encryption_keys: keys.EncryptionKeyPair,
+        now_ms: int | None = None,
+        replay: envelope.ReplayCache | None = None,
+        credit_domain: TypedDomain | None = None,
+        limits: codec.Limits = codec.DEFAULT_LIMITS,
+    ) -> NodeExchange:
+        """Open and check a sealed request. With `credit_domain`, a credit authorisation in it must be
+        signed by its client, for this session key and model, and unexpired when the request was signed
+        (`credit_client` is then set); whether a request without one is served, and whether the client's
+        balance covers it, is the node's policy. Raises ProtocolError subclasses."""
+        plaintext, response_key = e2e.open_sealed(sealed, encryption_keys, limits=limits)
+        signed = envelope.open_signed(
+            plaintext, InferenceRequest, now_ms=now_ms, replay=replay, limits=limits
+        )
+        request = signed.message
+        if request.node_key != identity.public_key:
+            raise SchemaError("request is addressed to another node")
+        exchange = cls(signed, identity, response_key)
+        credit = request.credit
+        if credit_domain is not None and credit is not None:
+            if credit.session_key != signed.signer or credit.model != request.model:
+                raise SchemaError("credit authorisation is for another session key or model")
+            if credit.expiry * 1000 <= signed.issued_at_ms:
+                raise SchemaError("credit authorisation expired")
+            exchange.credit_client = eth_signer(credit, credit_domain)
+        return exchange
+
+    def header(self) -> bytes:
+        """The first frame to send: the answer stream's header."""
+        return self._sealer.header
+
+    def _push(self, msg: ResponseChunk | ResponseEnd, final: bool) -> bytes:
+        if self.state != "streaming":
+            raise StreamError(f"exchange is {self.state}")
+        frame = self._sealer.seal(encode_message(msg), final=final)
+        self._seq += 1
+        return frame
+
+    def chunk(
+        self, text: str, token_ids: tuple[int, ...] = (), logprobs_micro: tuple[int, ...] = ()
+    ) -> bytes:
+        """The frame for the next piece of the answer."""
+        msg = ResponseChunk(seq=self._seq, text=text, token_ids=token_ids, logprobs_micro=logprobs_micro)
+        frame = self._push(msg, final=False)
+        self.tokens_out += len(msg.token_ids)
+        return frame
+
+    def end(
+        self,
+        finish_reason: str,
+        *,
+        tokens_in: int,
+        started_at_ms: int,
+        first_token_ms: int,
+        duration_ms: int,
+        now_ms: int | None = None,
+        error: str | None = None,
+    ) -> bytes:
+        """The final frame: the end message with this node's signed receipt for the answer."""
+        receipt = Receipt(
+            request_id=self.request.request_id,
+            request_hash=self.request_hash,
+            model=self.request.model,
+            client_key=self.client_key,
+            client=self.request.credit.client if self.request.credit is not None else None,
+            tokens_in=tokens_in,
+            tokens_out=self.tokens_out,
+            started_at_ms=started_at_ms,
+            first_token_ms=first_token_ms,
+            duration_ms=duration_ms,
+            finish_reason=finish_reason,
+        )
+        self.receipt_envelope = envelope.sign(receipt, self.identity, now_ms=now_ms)
+        end = ResponseEnd(
+            seq=self._seq, finish_reason=finish_reason, error=error, receipt=self.receipt_envelope
+        )
+        frame = self._push(end, final=True)
+        self.state = "done"
+        return frame
+
+    def accept_countersigned(self, data: bytes) -> VerifiedReceipt:
+        """Check the client's countersigned receipt for this exchange; the result is what earns rewards."""
+        if self.state != "done":
+            raise SchemaError(f"no receipt to countersign yet (exchange is {self.state})")
+        verified = verify_countersigned_receipt(data)
+        if verified.receipt_envelope != self.receipt_envelope:
+            raise SchemaError("countersigned receipt is not this exchange's receipt")
+        self.state = "countersigned"
+        return verified

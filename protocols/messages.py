@@ -1,0 +1,511 @@
+"""Every message that crosses the network, by area. Each is a frozen dataclass that validates on construction.
+
+Field units are in the names: `*_ms` milliseconds (durations) or Unix milliseconds (`*_at_ms`), `expiry` Unix
+seconds (what a contract compares with block.timestamp), `*_milli` thousandths, `*_micro` millionths.
+Hashes are 32 bytes: `model` is the hash of the model manifest a pool serves.
+
+Gossiped records (heartbeat, attestation, hardware) are open: they tolerate unknown fields so peers can add
+fields without a new version. Everything that is settled, hashed or countersigned is closed: its fields are
+exactly these.
+
+Messages a contract checks carry an Ethereum signature over their EIP-712 struct (see `eth`): use
+`eth_sign(Cls, account, domain, **fields)` to make one and `eth_signer(msg, domain)` to check one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from protocols import eth
+from protocols.errors import SchemaError, SignatureError
+from protocols.schema import (
+    U256,
+    Bytes,
+    Choice,
+    Maybe,
+    Message,
+    Nested,
+    Record,
+    Seq,
+    SInt,
+    Text,
+    UInt,
+    encode_message,
+    message,
+    record,
+)
+
+__all__ = [
+    "STRIKE_REASONS",
+    "BanNotice",
+    "BenchmarkAttestation",
+    "ChallengeResponse",
+    "ChatMessage",
+    "CountersignedReceipt",
+    "CreditAuthorisation",
+    "CreditDebitSignature",
+    "HardwareSummary",
+    "InferenceRequest",
+    "OperatorBinding",
+    "PoolHeartbeat",
+    "Receipt",
+    "ResponseChunk",
+    "ResponseEnd",
+    "SettlementProposal",
+    "SettlementSignature",
+    "StrikeDecisionSignature",
+    "StrikeReport",
+    "ValidatorChallenge",
+    "eth_sign",
+    "eth_signer",
+    "evidence_hash",
+]
+
+ADDRESS = Bytes(20)
+HASH = Bytes(32)
+KEY = Bytes(32)  # an Ed25519 or X25519 public key
+ID = Bytes(16)
+ETH_SIGNATURE = Bytes(65)
+ED25519_SIGNATURE = Bytes(64)
+PEER_ID = Bytes(min_size=2, max_size=64)
+TIME = UInt(64)
+SHORT_TEXT = Text(128)
+FINISH = Choice("stop", "length", "cancelled", "error")
+MAX_TOKENS_PER_CHUNK = 4096
+MAX_SIGNED_RECEIPT = 4096
+
+DAY_MS = 24 * 3600 * 1000
+
+# Strike reasons and their uint8 codes in the EIP-712 StrikeReport (codes are part of the contract ABI).
+STRIKE_REASONS: dict[str, int] = {
+    "wrong_model": 1,  # logprob fingerprint does not match the advertised model
+    "tokenizer_mismatch": 2,  # re-tokenised output disagrees with the token ids/counts the node claimed
+    "too_slow": 3,  # below the model's minimum tokens per second
+    "too_fast": 4,  # above the model's plausible maximum: a smaller model or precomputed text
+    "bad_receipt": 5,  # a receipt that contradicts what was served
+    "unavailable": 6,  # advertised capacity but did not answer
+    "fabricated_output": 7,  # output not produced by the model for that prompt
+    "user_report": 8,  # a user's report that a validator confirmed
+}
+STRIKE_REASON = Choice(*STRIKE_REASONS)
+
+
+# ---------------------------------------------------------------------------------------------- eth-signed
+
+
+class _EthSigned(Record):
+    """A record carrying an Ethereum signature over an EIP-712 struct of its other fields."""
+
+    __slots__ = ()
+    EIP712: ClassVar[eth.Struct]
+    SIGNER_FIELD: ClassVar[str]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        """The EIP-712 struct values, reading this record's fields through `get(name)`."""
+        raise NotImplementedError
+
+
+T = TypeVar("T", bound=_EthSigned)
+
+
+def eth_sign(cls: type[T], account: eth.EthAccount, domain: eth.TypedDomain, **fields: Any) -> T:
+    """Build a `cls` signed by `account`; `fields` are all of its fields but `signature`.
+
+    Raises SchemaError if the fields are invalid or name another signer than `account`.
+    """
+    if fields.get(cls.SIGNER_FIELD) != account.address:
+        raise SchemaError(f"{cls.__name__}.{cls.SIGNER_FIELD} must be the signing account's address")
+    unsigned = cls(**fields, signature=b"\0" * 65)  # validate the fields before signing them
+    signature = account.sign_typed(domain, cls.EIP712, cls.typed_values(lambda name: getattr(unsigned, name)))
+    return cls(**fields, signature=signature)
+
+
+def eth_signer(msg: _EthSigned, domain: eth.TypedDomain) -> bytes:
+    """Check `msg`'s signature against `domain`; return the signer's address (which `msg` itself names).
+
+    Raises SignatureError when the signature is malformed or not by the address in `msg`.
+    """
+    struct_values = type(msg).typed_values(lambda name: getattr(msg, name))
+    signer = eth.recover_digest(eth.typed_digest(domain, type(msg).EIP712, struct_values), msg.signature)
+    if signer != getattr(msg, type(msg).SIGNER_FIELD):
+        raise SignatureError(f"{type(msg).__name__} is not signed by the address it names")
+    return signer
+
+
+@record
+class OperatorBinding(_EthSigned):
+    """An operator wallet's binding of a node: the signature `Bonding.registerNode` checks, shown off chain
+    too. `peer_id_hash` is keccak256 of the node's binary peer id; `nonce` the operator's binding nonce."""
+
+    EIP712 = eth.NODE_BINDING
+    SIGNER_FIELD = "operator"
+    operator: Annotated[bytes, ADDRESS]
+    peer_id_hash: Annotated[bytes, HASH]
+    nonce: Annotated[int, U256()]
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {"operator": get("operator"), "peerIdHash": get("peer_id_hash"), "nonce": get("nonce")}
+
+
+@record
+class CreditAuthorisation(_EthSigned):
+    """A client wallet lets `session_key` (its Ed25519 key) spend up to `max_credits` on `model`."""
+
+    EIP712 = eth.CREDIT_AUTHORISATION
+    SIGNER_FIELD = "client"
+    client: Annotated[bytes, ADDRESS]
+    session_key: Annotated[bytes, KEY]
+    model: Annotated[bytes, HASH]
+    max_credits: Annotated[int, U256()]
+    nonce: Annotated[int, U256()]
+    expiry: Annotated[int, UInt(64)]
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "client": get("client"),
+            "sessionKey": get("session_key"),
+            "model": get("model"),
+            "maxCredits": get("max_credits"),
+            "nonce": get("nonce"),
+            "expiry": get("expiry"),
+        }
+
+
+def evidence_hash(evidence: Sequence[bytes]) -> bytes:
+    """keccak256 over the keccak256 of each evidence item, in order (cheap to recompute in Solidity)."""
+    return eth.keccak256(b"".join(eth.keccak256(item) for item in evidence))
+
+
+@message("validator.strike", 1)
+class StrikeReport(Message, _EthSigned):
+    """A validator's signed finding against a node. `evidence` (signed receipts, responses) may be left out
+    where only the hash travels, e.g. on chain; when present it must match `evidence_hash`."""
+
+    EIP712 = eth.STRIKE_REPORT
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = 30 * DAY_MS
+    validator: Annotated[bytes, ADDRESS]
+    node_key: Annotated[bytes, KEY]
+    operator: Annotated[bytes, ADDRESS]
+    model: Annotated[bytes, HASH]
+    epoch: Annotated[int, UInt(64)]
+    reason: Annotated[str, STRIKE_REASON]
+    severity: Annotated[int, UInt(8, max_value=10)]
+    evidence_hash: Annotated[bytes, HASH]
+    evidence: Annotated[tuple[bytes, ...], Seq(Bytes(max_size=64 * 1024), max_len=16)] = ()
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    def _check(self) -> None:
+        if self.evidence and evidence_hash(self.evidence) != self.evidence_hash:
+            raise SchemaError("StrikeReport.evidence does not match evidence_hash")
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "validator": get("validator"),
+            "nodeKey": get("node_key"),
+            "operator": get("operator"),
+            "model": get("model"),
+            "epoch": get("epoch"),
+            "reason": STRIKE_REASONS[get("reason")],
+            "severity": get("severity"),
+            "evidenceHash": get("evidence_hash"),
+        }
+
+
+@message("validator.strike.decision", 1)
+class StrikeDecisionSignature(Message, _EthSigned):
+    """One validator's signature on a slashing decision, as `Slashing` checks a quorum of them. The
+    decision's `evidence_hash` names the strike reports behind it (see `BanNotice.evidence_hash`)."""
+
+    EIP712 = eth.STRIKE_DECISION
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = 30 * DAY_MS
+    validator: Annotated[bytes, ADDRESS]
+    offender: Annotated[bytes, ADDRESS]
+    evidence_hash: Annotated[bytes, HASH]
+    slash_bps: Annotated[int, UInt(16, max_value=10_000)]
+    reporter: Annotated[bytes, ADDRESS]  # the zero address: no reporter reward
+    deadline: Annotated[int, UInt(64)]  # Unix seconds
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "offender": get("offender"),
+            "evidenceHash": get("evidence_hash"),
+            "slashBps": get("slash_bps"),
+            "reporter": get("reporter"),
+            "deadline": get("deadline"),
+        }
+
+
+@message("settlement.signature", 1)
+class SettlementSignature(Message, _EthSigned):
+    """One validator's signature on an epoch's rewards root, as `RewardsDistributor` checks a quorum."""
+
+    EIP712 = eth.EPOCH_ROOT
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = 30 * DAY_MS
+    validator: Annotated[bytes, ADDRESS]
+    epoch: Annotated[int, UInt(64)]
+    rewards_root: Annotated[bytes, HASH]
+    total_rewards: Annotated[int, U256()]
+    deadline: Annotated[int, UInt(64)]  # Unix seconds
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "epoch": get("epoch"),
+            "root": get("rewards_root"),
+            "total": get("total_rewards"),
+            "deadline": get("deadline"),
+        }
+
+
+@message("settlement.credit_debits", 1)
+class CreditDebitSignature(Message, _EthSigned):
+    """One validator's signature on a batch of credit debits, as `Credits` checks a quorum of them."""
+
+    EIP712 = eth.CREDIT_DEBIT_BATCH
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = 30 * DAY_MS
+    validator: Annotated[bytes, ADDRESS]
+    batch_id: Annotated[int, U256()]
+    users: Annotated[tuple[bytes, ...], Seq(ADDRESS, max_len=4096)]
+    amounts: Annotated[tuple[int, ...], Seq(U256(), max_len=4096)]
+    deadline: Annotated[int, UInt(64)]  # Unix seconds
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    def _check(self) -> None:
+        if len(self.users) != len(self.amounts):
+            raise SchemaError("CreditDebitSignature.users and amounts must have the same length")
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "batchId": get("batch_id"),
+            "users": get("users"),
+            "amounts": get("amounts"),
+            "deadline": get("deadline"),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- pool
+
+
+@record(open=True)
+class HardwareSummary(Record):
+    backend: Annotated[str, Choice("cuda", "rocm", "metal", "cpu", "other")]
+    gpu_name: Annotated[str, SHORT_TEXT]
+    gpu_count: Annotated[int, UInt(8)]
+    vram_mib: Annotated[int, UInt(32)]
+    cpu_cores: Annotated[int, UInt(16)]
+    ram_mib: Annotated[int, UInt(32)]
+
+
+@message("pool.heartbeat", 1, open=True)
+class PoolHeartbeat(Message):
+    """A node's periodic announcement to its pool's topic. `binding` must be for `peer_id` (checked here);
+    the envelope signer must be `peer_id`'s key, and the binding's signature is checked against the Bonding
+    contract's domain (both by `pool`, which knows the domain)."""
+
+    MAX_TTL_MS = 5 * 60 * 1000
+    peer_id: Annotated[bytes, PEER_ID]
+    binding: Annotated[OperatorBinding, Nested(OperatorBinding)]
+    model: Annotated[bytes, HASH]
+    encryption_key: Annotated[bytes, KEY]
+    capacity: Annotated[int, UInt(16)]
+    load: Annotated[int, UInt(16)]
+    queued: Annotated[int, UInt(32)]
+    hardware: Annotated[HardwareSummary, Nested(HardwareSummary)]
+    software_version: Annotated[str, Text(64, min_bytes=1)]
+    started_at_ms: Annotated[int, TIME]
+    sent_at_ms: Annotated[int, TIME]
+    seq: Annotated[int, UInt(64)]
+
+    def _check(self) -> None:
+        if self.binding.peer_id_hash != eth.keccak256(self.peer_id):
+            raise SchemaError("PoolHeartbeat.binding is for another peer id")
+
+
+@message("pool.attestation", 1, open=True)
+class BenchmarkAttestation(Message):
+    """A measured benchmark of `node_key` serving `model`, signed by whoever measured it (the node itself,
+    or a validator)."""
+
+    MAX_TTL_MS = 7 * DAY_MS
+    node_key: Annotated[bytes, KEY]
+    model: Annotated[bytes, HASH]
+    engine: Annotated[str, Text(64, min_bytes=1)]
+    engine_version: Annotated[str, Text(64)]
+    hardware: Annotated[HardwareSummary, Nested(HardwareSummary)]
+    prompt_tokens: Annotated[int, UInt(32)]
+    output_tokens: Annotated[int, UInt(32)]
+    concurrency: Annotated[int, UInt(16)]
+    prefill_tps_milli: Annotated[int, UInt(64)]
+    decode_tps_milli: Annotated[int, UInt(64)]
+    ttft_ms: Annotated[int, UInt(32)]
+    measured_at_ms: Annotated[int, TIME]
+
+
+# ----------------------------------------------------------------------------------------------- inference
+
+
+@record
+class ChatMessage(Record):
+    role: Annotated[str, Choice("system", "user", "assistant", "tool")]
+    content: Annotated[str, Text(1 << 20)]
+
+
+@message("inference.request", 1)
+class InferenceRequest(Message):
+    """What a client asks a node; signed by the client's Ed25519 session key, then sealed to the node."""
+
+    MAX_TTL_MS = 10 * 60 * 1000
+    request_id: Annotated[bytes, ID]
+    model: Annotated[bytes, HASH]
+    node_key: Annotated[bytes, KEY]  # the node it is for: another node must refuse it
+    messages: Annotated[tuple[ChatMessage, ...], Seq(Nested(ChatMessage), min_len=1, max_len=512)]
+    max_tokens: Annotated[int, UInt(32, max_value=1 << 20)]
+    temperature_milli: Annotated[int, UInt(16, max_value=10_000)] = 1000
+    top_p_milli: Annotated[int, UInt(16, max_value=1000)] = 1000
+    seed: Annotated[int | None, Maybe(UInt(64))] = None
+    stop: Annotated[tuple[str, ...], Seq(Text(256, min_bytes=1), max_len=16)] = ()
+    top_logprobs: Annotated[int, UInt(8, max_value=20)] = 0
+    credit: Annotated[CreditAuthorisation | None, Maybe(Nested(CreditAuthorisation))] = None
+
+
+@message("inference.chunk", 1)
+class ResponseChunk(Message):
+    """A piece of the streamed answer. `logprobs_micro`, when asked for, has one entry per token id."""
+
+    seq: Annotated[int, UInt(32)]
+    text: Annotated[str, Text(64 * 1024)]
+    token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=MAX_TOKENS_PER_CHUNK)] = ()
+    logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=MAX_TOKENS_PER_CHUNK)] = ()
+
+    def _check(self) -> None:
+        if self.logprobs_micro and len(self.logprobs_micro) != len(self.token_ids):
+            raise SchemaError("ResponseChunk.logprobs_micro must have one entry per token id")
+
+
+@message("inference.end", 1)
+class ResponseEnd(Message):
+    """The last message of an answer: why it ended, and the node's signed receipt (a `Receipt` envelope)."""
+
+    seq: Annotated[int, UInt(32)]
+    finish_reason: Annotated[str, FINISH]
+    error: Annotated[str | None, Maybe(Text(1024))] = None
+    receipt: Annotated[bytes | None, Maybe(Bytes(max_size=MAX_SIGNED_RECEIPT))] = None
+
+
+@message("inference.receipt", 1)
+class Receipt(Message):
+    """The unit of work: a node's signed account of one answer. Countersigned by the client, it becomes base
+    rewards; the request itself stays private (only its hash is here)."""
+
+    MAX_TTL_MS = 30 * DAY_MS
+    request_id: Annotated[bytes, ID]
+    request_hash: Annotated[bytes, HASH]  # sha256 of the client's signed request envelope
+    model: Annotated[bytes, HASH]
+    client_key: Annotated[bytes, KEY]
+    client: Annotated[bytes | None, Maybe(ADDRESS)] = None  # the paying wallet, from the credit authorisation
+    tokens_in: Annotated[int, UInt(32)]
+    tokens_out: Annotated[int, UInt(32)]
+    started_at_ms: Annotated[int, TIME]
+    first_token_ms: Annotated[int, UInt(32)]
+    duration_ms: Annotated[int, UInt(32)]
+    finish_reason: Annotated[str, FINISH]
+
+
+@message("inference.receipt.countersigned", 1)
+class CountersignedReceipt(Message):
+    """A node-signed receipt envelope plus the client's Ed25519 signature over it (see `inference`)."""
+
+    receipt: Annotated[bytes, Bytes(max_size=MAX_SIGNED_RECEIPT)]
+    client_signature: Annotated[bytes, ED25519_SIGNATURE]
+
+
+# ---------------------------------------------------------------------------------------------- validators
+
+
+@message("validator.challenge", 1)
+class ValidatorChallenge(Message):
+    """An explicit check a validator sends a node: re-tokenise, score logprobs for given tokens, or run a
+    timed benchmark. (Sampled checks of ordinary answers use plain inference requests, so they look like
+    any client's.)"""
+
+    MAX_TTL_MS = 10 * 60 * 1000
+    challenge_id: Annotated[bytes, ID]
+    node_key: Annotated[bytes, KEY]
+    model: Annotated[bytes, HASH]
+    kind: Annotated[str, Choice("tokenize", "logprobs", "benchmark")]
+    text: Annotated[str, Text(256 * 1024)] = ""
+    prompt_token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=8192)] = ()
+    max_tokens: Annotated[int, UInt(32, max_value=1 << 16)] = 0
+    top_logprobs: Annotated[int, UInt(8, max_value=20)] = 0
+    deadline_ms: Annotated[int, TIME]
+
+
+@message("validator.challenge.response", 1)
+class ChallengeResponse(Message):
+    MAX_TTL_MS = 10 * 60 * 1000
+    challenge_id: Annotated[bytes, ID]
+    token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=8192)] = ()
+    text: Annotated[str, Text(256 * 1024)] = ""
+    logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=8192)] = ()
+    prompt_tokens: Annotated[int, UInt(32)] = 0
+    output_tokens: Annotated[int, UInt(32)] = 0
+    ttft_ms: Annotated[int, UInt(32)] = 0
+    duration_ms: Annotated[int, UInt(32)] = 0
+
+    def _check(self) -> None:
+        if self.logprobs_micro and len(self.logprobs_micro) != len(self.token_ids):
+            raise SchemaError("ChallengeResponse.logprobs_micro must have one entry per token id")
+
+
+@message("validator.ban", 1)
+class BanNotice(Message):
+    """A ban of a node (and the operator's binding to it), carrying the strike reports that justify it so
+    every peer can check them. `until_epoch` 0 means permanent."""
+
+    MAX_TTL_MS = 365 * DAY_MS
+    node_key: Annotated[bytes, KEY]
+    operator: Annotated[bytes, ADDRESS]
+    model: Annotated[bytes, HASH]
+    epoch: Annotated[int, UInt(64)]
+    until_epoch: Annotated[int, UInt(64)]
+    reason: Annotated[str, STRIKE_REASON]
+    strikes: Annotated[tuple[StrikeReport, ...], Seq(Nested(StrikeReport), min_len=1, max_len=64)]
+
+    def _check(self) -> None:
+        for strike in self.strikes:
+            if strike.node_key != self.node_key or strike.operator != self.operator:
+                raise SchemaError("BanNotice.strikes must all be about the banned node and operator")
+
+    def evidence_hash(self) -> bytes:
+        """The evidence hash for a StrikeDecision on these strikes: `evidence_hash` of their encodings."""
+        return evidence_hash([encode_message(strike) for strike in self.strikes])
+
+
+@message("settlement.proposal", 1)
+class SettlementProposal(Message):
+    """An epoch's settlement as computed by the reward engine: `inputs_hash` and `receipts_root` let any
+    validator recompute the same root from the same signed receipts before signing a SettlementSignature."""
+
+    MAX_TTL_MS = 30 * DAY_MS
+    epoch: Annotated[int, UInt(64)]
+    rewards_root: Annotated[bytes, HASH]
+    total_rewards: Annotated[int, U256()]
+    deadline: Annotated[int, UInt(64)]  # Unix seconds, as signed in SettlementSignature
+    receipts_root: Annotated[bytes, HASH]
+    receipt_count: Annotated[int, UInt(64)]
+    inputs_hash: Annotated[bytes, HASH]

@@ -1,0 +1,86 @@
+"""Test doubles that ship beside the code: deterministic keys, and a client/node exchange pair in memory.
+
+    client, node = exchange_pair()                  # a checked request, both ends ready
+    frames = [node.header(), node.chunk("hi", (1,)), node.end("stop", ...)]
+
+Numbers pick the key: `identity(1)` is the same key in every run and every test, and differs from
+`identity(2)`. Never use these keys outside tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from protocols.eth import EthAccount, TypedDomain
+from protocols.inference import ClientExchange, NodeExchange
+from protocols.keys import EncryptionKeyPair, Identity
+from protocols.messages import ChatMessage, InferenceRequest
+
+__all__ = [
+    "TEST_DOMAIN",
+    "TEST_MODEL",
+    "encryption_keys",
+    "eth_account",
+    "exchange_pair",
+    "identity",
+    "make_request",
+]
+
+TEST_MODEL = hashlib.sha256(b"dolphin-test-model").digest()
+TEST_DOMAIN = TypedDomain(
+    "Dolphin Network", "1", 31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+)
+
+
+def _seed(kind: str, n: int) -> bytes:
+    return hashlib.sha256(f"dolphin-test-key:{kind}:{n}".encode()).digest()
+
+
+def identity(n: int) -> Identity:
+    """A deterministic Ed25519 identity."""
+    return Identity(_seed("ed25519", n))
+
+
+def encryption_keys(n: int) -> EncryptionKeyPair:
+    """A deterministic X25519 key pair."""
+    return EncryptionKeyPair(_seed("x25519", n))
+
+
+def eth_account(n: int) -> EthAccount:
+    """A deterministic Ethereum account."""
+    return EthAccount(_seed("secp256k1", n))
+
+
+def make_request(
+    node: Identity, *, prompt: str = "Hello, dolphin.", request_id: bytes | None = None, **fields: object
+) -> InferenceRequest:
+    """A small valid request addressed to `node`."""
+    values: dict[str, object] = {
+        "request_id": request_id or hashlib.sha256(prompt.encode()).digest()[:16],
+        "model": TEST_MODEL,
+        "node_key": node.public_key,
+        "messages": (ChatMessage(role="user", content=prompt),),
+        "max_tokens": 64,
+    }
+    values.update(fields)
+    return InferenceRequest(**values)
+
+
+def exchange_pair(
+    *,
+    client_n: int = 1,
+    node_n: int = 2,
+    now_ms: int = 1_700_000_000_000,
+    prompt: str = "Hello, dolphin.",
+    **request_fields: object,
+) -> tuple[ClientExchange, NodeExchange]:
+    """A client exchange and the node exchange that accepted its sealed request."""
+    client_id, node_id, node_keys = identity(client_n), identity(node_n), encryption_keys(node_n)
+    request = make_request(node_id, prompt=prompt, **request_fields)
+    client = ClientExchange(
+        request, identity=client_id, node_encryption_key=node_keys.public_key, now_ms=now_ms
+    )
+    node = NodeExchange.accept(
+        client.sealed_request, identity=node_id, encryption_keys=node_keys, now_ms=now_ms
+    )
+    return client, node

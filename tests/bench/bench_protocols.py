@@ -1,0 +1,237 @@
+"""protocols: how much the wire format costs on top of the bare libsodium primitives it is built on.
+
+Paths measured, each against the bare pynacl calls doing the same cryptographic work, in the same run:
+
+- prompt_send:     a 2 KB prompt: build the request, encode, Ed25519-sign, seal (ClientExchange)
+                   vs bare: Ed25519 sign of 2 KB + crypto_kx keypair and client keys + XChaCha20-Poly1305
+- prompt_receive:  the node's side: open the seal, decode, verify, check, replay-cache (NodeExchange.accept)
+                   vs bare: crypto_kx server keys + XChaCha20-Poly1305 decrypt + Ed25519 verify
+- chunk_send:      one small token chunk (4 tokens): encode and seal into the answer stream (node.chunk)
+                   vs bare: one secretstream push of the same number of plaintext bytes
+- chunk_receive:   open, decode and check one chunk (client.receive) vs bare: one secretstream pull
+- signed_chunk_*:  the same small chunk as a signed envelope (how gossip messages travel)
+                   vs bare: Ed25519 sign / verify of the same bytes
+- receipt:         node signs the receipt, client checks and countersigns, node verifies the countersigned
+                   receipt vs bare: 2 Ed25519 signs + 3 verifies
+
+Each figure is the best of several repeats (least disturbed by other load); `slowdown` = our time per
+operation / the bare primitives' time per operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nacl.bindings as sodium
+import nacl.signing
+
+from protocols import ReplayCache, envelope
+from protocols.inference import ClientExchange, NodeExchange
+from protocols.messages import ResponseChunk
+from protocols.schema import encode_message
+from protocols.testing import encryption_keys, identity, make_request
+
+NOW = 1_700_000_000_000
+PROMPT = ("The quick brown dolphin jumps over the lazy relay. " * 41)[:2048]
+CHUNK_TEXT, CHUNK_IDS = " dolphins swim", (279, 11163, 1354, 23347)
+
+
+def best_per_op(fn: Callable[[int], None], iterations: int, repeats: int) -> float:
+    """Seconds per operation: the fastest of `repeats` runs of fn(iterations)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(iterations)
+        best = min(best, (time.perf_counter() - started) / iterations)
+    return best
+
+
+def measure(iterations: int = 2000, repeats: int = 5) -> dict[str, dict[str, float]]:
+    client_id, node_id, node_keys = identity(1), identity(2), encryption_keys(2)
+    request = make_request(node_id, prompt=PROMPT)
+    signing_key = nacl.signing.SigningKey(client_id.seed)
+    verify_key = signing_key.verify_key
+    prompt_bytes = PROMPT.encode()
+    results: dict[str, tuple[Callable[[int], None], Callable[[int], None]]] = {}
+
+    # --- 2 KB prompt
+    def prompt_send(n: int) -> None:
+        for _ in range(n):
+            ClientExchange(request, identity=client_id, node_encryption_key=node_keys.public_key, now_ms=NOW)
+
+    def bare_prompt_send(n: int) -> None:
+        for _ in range(n):
+            signed = signing_key.sign(prompt_bytes)
+            pk, sk = sodium.crypto_kx_keypair()
+            _, tx = sodium.crypto_kx_client_session_keys(pk, sk, node_keys.public_key)
+            sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(bytes(signed), b"", os.urandom(24), tx)
+
+    sealed_requests = [
+        ClientExchange(request, identity=client_id, node_encryption_key=node_keys.public_key, now_ms=NOW)
+        for _ in range(iterations)
+    ]
+
+    def prompt_receive(n: int) -> None:
+        cache = ReplayCache()  # fresh each run: every request is new to it
+        for exchange in sealed_requests[:n]:
+            NodeExchange.accept(
+                exchange.sealed_request, identity=node_id, encryption_keys=node_keys, now_ms=NOW, replay=cache
+            )
+
+    pk, sk = sodium.crypto_kx_keypair()
+    _, tx = sodium.crypto_kx_client_session_keys(pk, sk, node_keys.public_key)
+    signed_prompt = bytes(signing_key.sign(prompt_bytes))
+    bare_ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(signed_prompt, b"", b"n" * 24, tx)
+
+    def bare_prompt_receive(n: int) -> None:
+        for _ in range(n):
+            rx, _ = sodium.crypto_kx_server_session_keys(node_keys.public_key, node_keys.secret_key, pk)
+            plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bare_ciphertext, b"", b"n" * 24, rx)
+            verify_key.verify(plain)
+
+    results["prompt_send"] = (prompt_send, bare_prompt_send)
+    results["prompt_receive"] = (prompt_receive, bare_prompt_receive)
+
+    # --- small token chunks, streamed
+    chunk = ResponseChunk(seq=0, text=CHUNK_TEXT, token_ids=CHUNK_IDS)
+    chunk_plain_size = len(encode_message(chunk))
+    stream_key = b"k" * 32
+
+    def make_pair() -> tuple[ClientExchange, NodeExchange]:
+        client = ClientExchange(
+            request, identity=client_id, node_encryption_key=node_keys.public_key, now_ms=NOW
+        )
+        node = NodeExchange.accept(
+            client.sealed_request, identity=node_id, encryption_keys=node_keys, now_ms=NOW
+        )
+        client.receive(node.header())
+        return client, node
+
+    def chunk_send(n: int) -> None:
+        _, node = make_pair()
+        for _ in range(n):
+            node.chunk(CHUNK_TEXT, CHUNK_IDS)
+
+    def bare_chunk_send(n: int) -> None:
+        state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        sodium.crypto_secretstream_xchacha20poly1305_init_push(state, stream_key)
+        plain = b"x" * chunk_plain_size
+        for _ in range(n):
+            sodium.crypto_secretstream_xchacha20poly1305_push(state, plain)
+
+    client_for_receive, node_for_receive = make_pair()
+    chunk_frames = [node_for_receive.chunk(CHUNK_TEXT, CHUNK_IDS) for _ in range(iterations * repeats)]
+    receive_position = [0]
+
+    def chunk_receive(n: int) -> None:
+        start = receive_position[0]
+        for frame in chunk_frames[start : start + n]:
+            client_for_receive.receive(frame)
+        receive_position[0] = start + n
+
+    push_state = sodium.crypto_secretstream_xchacha20poly1305_state()
+    bare_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(push_state, stream_key)
+    bare_frames = [
+        sodium.crypto_secretstream_xchacha20poly1305_push(push_state, b"x" * chunk_plain_size)
+        for _ in range(iterations * repeats)
+    ]
+    pull_state = sodium.crypto_secretstream_xchacha20poly1305_state()
+    sodium.crypto_secretstream_xchacha20poly1305_init_pull(pull_state, bare_header, stream_key)
+    bare_position = [0]
+
+    def bare_chunk_receive(n: int) -> None:
+        start = bare_position[0]
+        for frame in bare_frames[start : start + n]:
+            sodium.crypto_secretstream_xchacha20poly1305_pull(pull_state, frame)
+        bare_position[0] = start + n
+
+    results["chunk_send"] = (chunk_send, bare_chunk_send)
+    results["chunk_receive"] = (chunk_receive, bare_chunk_receive)
+
+    # --- the same chunk as a signed envelope
+    signed_chunk = envelope.sign(chunk, client_id, now_ms=NOW)
+
+    def signed_chunk_send(n: int) -> None:
+        for _ in range(n):
+            envelope.sign(chunk, client_id, now_ms=NOW)
+
+    def bare_sign(n: int) -> None:
+        data = b"x" * len(signed_chunk)
+        for _ in range(n):
+            signing_key.sign(data)
+
+    def signed_chunk_receive(n: int) -> None:
+        for _ in range(n):
+            envelope.open_signed(signed_chunk, ResponseChunk, now_ms=NOW)
+
+    bare_signed = signing_key.sign(b"x" * len(signed_chunk))
+
+    def bare_verify(n: int) -> None:
+        for _ in range(n):
+            verify_key.verify(bare_signed)
+
+    results["signed_chunk_send"] = (signed_chunk_send, bare_sign)
+    results["signed_chunk_receive"] = (signed_chunk_receive, bare_verify)
+
+    # --- receipts: sign, check and countersign, verify
+    def receipt(n: int) -> None:
+        for _ in range(n):
+            client, node = make_pair()
+            client.receive(node.end("stop", tokens_in=5, started_at_ms=NOW, first_token_ms=1, duration_ms=2))
+            node.accept_countersigned(client.countersigned_receipt())
+
+    def bare_receipt(n: int) -> None:
+        body = hashlib.sha256(b"receipt").digest() * 8
+        for _ in range(n):
+            node_signed = signing_key.sign(body)
+            verify_key.verify(node_signed)
+            client_signed = signing_key.sign(hashlib.sha256(bytes(node_signed)).digest())
+            verify_key.verify(client_signed)
+            verify_key.verify(node_signed)
+
+    # The receipt path includes building a whole exchange per iteration (make_pair), so fewer of them.
+    results["receipt"] = (receipt, bare_receipt)
+
+    figures: dict[str, dict[str, float]] = {}
+    for name, (ours, bare) in results.items():
+        n = max(1, iterations // 10) if name == "receipt" else iterations
+        ours_s = best_per_op(ours, n, repeats)
+        bare_s = best_per_op(bare, n, repeats)
+        figures[name] = {
+            "ours_per_s": round(1 / ours_s),
+            "bare_per_s": round(1 / bare_s),
+            "ours_us": round(ours_s * 1e6, 2),
+            "bare_us": round(bare_s * 1e6, 2),
+            "slowdown": round(ours_s / bare_s, 2),
+        }
+    return figures
+
+
+def _plot(figures: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(figures)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    positions = range(len(names))
+    ax.bar([p - 0.2 for p in positions], [figures[n]["bare_us"] for n in names], 0.4, label="bare pynacl")
+    ax.bar([p + 0.2 for p in positions], [figures[n]["ours_us"] for n in names], 0.4, label="protocols")
+    ax.set_xticks(list(positions), names, rotation=25, ha="right")
+    ax.set_ylabel("µs per operation (lower is better)")
+    ax.set_title("protocols vs bare libsodium primitives")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(out_dir: Path) -> dict:
+    figures = measure()
+    _plot(figures, out_dir / "protocols.png")
+    return {"paths": figures, "prompt_bytes": len(PROMPT.encode()), "chunk_tokens": len(CHUNK_IDS)}

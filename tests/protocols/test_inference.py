@@ -1,0 +1,271 @@
+"""The inference exchange end to end in memory, and every way its checks can fail."""
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import codec, envelope, messages
+from protocols.envelope import ReplayCache
+from protocols.errors import (
+    DecryptError,
+    ExpiredError,
+    ProtocolError,
+    ReplayError,
+    SchemaError,
+    SignatureError,
+    StreamError,
+)
+from protocols.inference import (
+    ClientExchange,
+    NodeExchange,
+    countersign_receipt,
+    verify_countersigned_receipt,
+)
+from protocols.schema import encode_message
+from protocols.testing import (
+    TEST_DOMAIN,
+    TEST_MODEL,
+    encryption_keys,
+    eth_account,
+    exchange_pair,
+    identity,
+    make_request,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_700_000_000_000
+
+
+def serve(node, pieces, finish="stop"):
+    frames = [node.header()]
+    frames += [node.chunk(text, tuple(ids)) for text, ids in pieces]
+    frames.append(
+        node.end(finish, tokens_in=7, started_at_ms=NOW, first_token_ms=12, duration_ms=80, now_ms=NOW + 80)
+    )
+    return frames
+
+
+@settings(max_examples=30)
+@given(
+    st.lists(st.tuples(st.text(max_size=20), st.lists(st.integers(0, 2**32 - 1), max_size=4)), max_size=6),
+    st.text(min_size=1, max_size=200),
+)
+def test_full_exchange(pieces, prompt):
+    client, node = exchange_pair(prompt=prompt)
+    assert node.request == client.request
+    assert node.client_key == identity(1).public_key
+    events = [client.receive(f) for f in serve(node, pieces)]
+    assert events[0] is None
+    assert [(e.text, list(e.token_ids)) for e in events[1:-1]] == [(t, ids) for t, ids in pieces]
+    end = events[-1]
+    assert isinstance(end, messages.ResponseEnd) and end.finish_reason == "stop"
+    client.close()
+
+    receipt = client.receipt.message
+    assert receipt.tokens_out == sum(len(ids) for _, ids in pieces)
+    assert receipt.request_hash == client.request_hash
+    assert client.receipt.signer == identity(2).public_key
+
+    verified = node.accept_countersigned(client.countersigned_receipt())
+    assert verified.receipt == receipt
+    assert (verified.node_key, verified.client_key) == (identity(2).public_key, identity(1).public_key)
+    assert verify_countersigned_receipt(verified.countersigned) == verified
+
+
+def test_relay_sees_no_plaintext():
+    client, node = exchange_pair(prompt="my secret prompt")
+    frames = serve(node, [("a secret answer", (1, 2))])
+    for blob in [client.sealed_request, *frames]:
+        assert b"secret" not in blob
+
+
+def test_request_for_another_node_is_refused():
+    client_id, node_id, other_id = identity(1), identity(2), identity(3)
+    node_keys = encryption_keys(2)
+    request = make_request(other_id)  # addressed to node 3, sealed to node 2's key
+    client = ClientExchange(request, identity=client_id, node_encryption_key=node_keys.public_key, now_ms=NOW)
+    with pytest.raises(SchemaError, match="another node"):
+        NodeExchange.accept(client.sealed_request, identity=node_id, encryption_keys=node_keys, now_ms=NOW)
+    with pytest.raises(DecryptError):
+        NodeExchange.accept(client.sealed_request, identity=other_id, encryption_keys=encryption_keys(3))
+
+
+def test_replayed_and_expired_requests_are_refused():
+    client, _ = exchange_pair()
+    cache = ReplayCache()
+    accept = dict(identity=identity(2), encryption_keys=encryption_keys(2), replay=cache)
+    NodeExchange.accept(client.sealed_request, now_ms=NOW, **accept)
+    with pytest.raises(ReplayError):
+        NodeExchange.accept(client.sealed_request, now_ms=NOW + 5, **accept)
+    with pytest.raises(ExpiredError):
+        NodeExchange.accept(client.sealed_request, now_ms=NOW + 60_000, **accept)
+
+
+def test_truncated_answer_is_reported():
+    client, node = exchange_pair()
+    frames = serve(node, [("a", (1,)), ("b", (2,))])
+    for frame in frames[:-1]:
+        client.receive(frame)
+    with pytest.raises(StreamError, match="truncated"):
+        client.close()
+    assert client.state == "failed"
+
+
+def test_reordered_or_dropped_chunk_fails_the_exchange():
+    client, node = exchange_pair()
+    frames = serve(node, [("a", (1,)), ("b", (2,))])
+    client.receive(frames[0])
+    with pytest.raises(StreamError):
+        client.receive(frames[2])
+    with pytest.raises(StreamError, match="failed"):
+        client.receive(frames[1])
+
+
+def test_flipped_bit_in_any_frame_fails_the_exchange():
+    for index in range(1, 4):
+        client, node = exchange_pair()
+        frames = serve(node, [("a", (1,)), ("b", (2,))])
+        for frame in frames[:index]:
+            client.receive(frame)
+        flipped = bytearray(frames[index])
+        flipped[len(flipped) // 2] ^= 0x10
+        with pytest.raises(StreamError):
+            client.receive(bytes(flipped))
+
+
+def test_node_cannot_stream_after_end():
+    _, node = exchange_pair()
+    serve(node, [])
+    with pytest.raises(StreamError):
+        node.chunk("late", (1,))
+
+
+def _lying_node_end(node, **receipt_overrides):
+    """A node that signs a receipt other than the honest one."""
+    honest = messages.Receipt(
+        request_id=node.request.request_id,
+        request_hash=node.request_hash,
+        model=node.request.model,
+        client_key=node.client_key,
+        tokens_in=7,
+        tokens_out=node.tokens_out,
+        started_at_ms=NOW,
+        first_token_ms=1,
+        duration_ms=2,
+        finish_reason="stop",
+    )
+    receipt = dataclasses.replace(honest, **receipt_overrides)
+    raw = envelope.sign(receipt, node.identity, now_ms=NOW)
+    end = messages.ResponseEnd(seq=node._seq, finish_reason="stop", receipt=raw)
+    return node._sealer.seal(encode_message(end), final=True)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"tokens_out": 99},
+        {"request_hash": b"\0" * 32},
+        {"request_id": b"\0" * 16},
+        {"model": b"\1" * 32},
+        {"client_key": b"\2" * 32},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_client_refuses_a_receipt_that_does_not_match(override):
+    client, node = exchange_pair()
+    client.receive(node.header())
+    client.receive(node.chunk("a", (1, 2)))
+    with pytest.raises(SchemaError, match="receipt does not match"):
+        client.receive(_lying_node_end(node, **override))
+    with pytest.raises(SchemaError):
+        client.countersigned_receipt()
+
+
+def test_client_refuses_a_receipt_signed_by_another_node():
+    client, node = exchange_pair()
+    client.receive(node.header())
+    node.identity = identity(9)  # an impostor holding the stream key but not the addressed node's key
+    with pytest.raises(SchemaError, match="node key"):
+        client.receive(_lying_node_end(node))
+
+
+def test_countersignature_checks():
+    client, node = exchange_pair()
+    for frame in serve(node, [("a", (1,))]):
+        client.receive(frame)
+    good = client.countersigned_receipt()
+    # Signed by someone other than the client the receipt names.
+    forged = countersign_receipt(client.receipt.raw, identity(7))
+    with pytest.raises(SignatureError):
+        verify_countersigned_receipt(forged)
+    # The receipt itself altered under the countersignature.
+    outer = codec.unpack(good)
+    body = dict(outer[2])
+    body["receipt"] = body["receipt"][:-1] + bytes([body["receipt"][-1] ^ 1])
+    with pytest.raises(SignatureError):
+        verify_countersigned_receipt(codec.pack([outer[0], outer[1], body]))
+    # Another exchange's receipt offered to this node.
+    other_client, other_node = exchange_pair(prompt="other")
+    for frame in serve(other_node, []):
+        other_client.receive(frame)
+    with pytest.raises(SchemaError):
+        node.accept_countersigned(other_client.countersigned_receipt())
+    assert node.accept_countersigned(good).receipt == client.receipt.message
+
+
+def _credit(account, session_key, **overrides):
+    fields = dict(
+        client=account.address,
+        session_key=session_key,
+        model=TEST_MODEL,
+        max_credits=10**21,
+        nonce=1,
+        expiry=NOW // 1000 + 3600,
+    )
+    fields.update(overrides)
+    return messages.eth_sign(messages.CreditAuthorisation, account, TEST_DOMAIN, **fields)
+
+
+def _accept_with_credit(credit):
+    client_id = identity(1)
+    request = make_request(identity(2), credit=credit)
+    client = ClientExchange(
+        request, identity=client_id, node_encryption_key=encryption_keys(2).public_key, now_ms=NOW
+    )
+    return NodeExchange.accept(
+        client.sealed_request,
+        identity=identity(2),
+        encryption_keys=encryption_keys(2),
+        now_ms=NOW,
+        credit_domain=TEST_DOMAIN,
+    )
+
+
+def test_credit_authorisation_is_checked_and_lands_in_the_receipt():
+    wallet = eth_account(1)
+    node = _accept_with_credit(_credit(wallet, identity(1).public_key))
+    assert node.credit_client == wallet.address
+    node.header()
+    node.end("stop", tokens_in=1, started_at_ms=NOW, first_token_ms=1, duration_ms=1, now_ms=NOW)
+    assert envelope.open_signed(node.receipt_envelope, check_time=False).message.client == wallet.address
+
+    with pytest.raises(SchemaError, match="session key"):
+        _accept_with_credit(_credit(wallet, identity(5).public_key))
+    with pytest.raises(SchemaError, match="expired"):
+        _accept_with_credit(_credit(wallet, identity(1).public_key, expiry=NOW // 1000 - 1))
+    forged = dataclasses.replace(_credit(wallet, identity(1).public_key), max_credits=10**30)
+    with pytest.raises(SignatureError):
+        _accept_with_credit(forged)
+
+
+def test_garbage_frames_only_raise_protocol_errors():
+    client, node = exchange_pair()
+    with pytest.raises(ProtocolError):
+        client.receive(b"short header")
+    client, node = exchange_pair()
+    client.receive(node.header())
+    with pytest.raises(ProtocolError):
+        client.receive(b"\0" * 40)
