@@ -165,9 +165,11 @@ class Dht:
         async def fetch(peer_id: ID) -> None:
             async with limiter:
                 key = pool_record_key(manifest_hash, peer_id.to_base58())
-                # The member itself holds its record: one GET_VALUE to it is the cheapest source. A
-                # member we cannot ask (a DHT client, or unreachable) is looked up in the DHT instead.
-                value = await self._query(self._kad.value_store._get_from_peer(peer_id, key.encode()))
+                # A connected member holds its own record: one GET_VALUE to it is the cheapest source.
+                # Others are looked up in the DHT (dialling them here could hit stale addresses).
+                value = None
+                if peer_id == self._host.get_id() or peer_id in self._host.get_connected_peers():
+                    value = await self._query(self._kad.value_store._get_from_peer(peer_id, key.encode()))
                 if not isinstance(value, bytes):
                     value = await self._query(self._kad.get_value(key))
                 if not isinstance(value, bytes):
@@ -226,9 +228,14 @@ class Dht:
         peer_id = ID.from_base58(record.peer_id)
         if peer_id == self._host.get_id():
             return
+        # The record is signed by the peer itself, so its addresses replace whatever hearsay (provider
+        # entries, FIND_NODE answers) the peerstore collected.
         addrs = [multiaddr.Multiaddr(a) for a in record.addrs]
         ttl = max(1, record.expires_at - int(time.time()))
-        self._host.get_peerstore().add_addrs(peer_id, addrs, ttl)
+        peerstore = self._host.get_peerstore()
+        peerstore.clear_addrs(peer_id)
+        peerstore.add_addrs(peer_id, addrs, ttl)
+        self._host.get_network().unblock_peer(peer_id)
 
 
 def _check_manifest_hash(manifest_hash: bytes) -> None:

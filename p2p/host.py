@@ -28,7 +28,7 @@ from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
@@ -165,10 +165,7 @@ class DolphinHost:
         deadline = self.config.timeouts.stream_open if timeout is None else timeout
         peer = ID.from_base58(peer_id)
         if peer not in self._host.get_connected_peers():
-            circuits = [a for a in self._host.get_peerstore().addrs(peer) if _is_circuit(a)]
-            direct = [a for a in self._host.get_peerstore().addrs(peer) if not _is_circuit(a)]
-            if circuits and not direct:
-                await self.connect(str(circuits[0]), timeout=deadline)
+            await self._dial_known(peer, deadline)
         try:
             with trio.fail_after(deadline):
                 raw = await self._host.new_stream(peer, [TProtocol(protocol)])
@@ -179,6 +176,31 @@ class DolphinHost:
                 raise ProtocolNotSupported(f"{peer_id} does not speak {protocol}") from error
             raise DialError(f"opening {protocol} to {peer_id} failed: {error!r}") from error
         return Stream(raw, self.config.timeouts.stream_io)
+
+    async def _dial_known(self, peer: ID, deadline: float) -> None:
+        """Dial a peer from its known addresses: direct ones first, then relay circuits.
+
+        py-libp2p's swarm cannot dial circuits and, after one failed round, refuses the peer for a while
+        (its "negative cache"); so circuits are dialled here and the cache is cleared on success.
+        """
+        known = self._host.get_peerstore().addrs(peer)
+        direct = [a for a in known if not _is_circuit(a)]
+        circuits = [a for a in known if _is_circuit(a)]
+        if direct:
+            try:
+                with trio.fail_after(deadline):
+                    await self._host.connect(PeerInfo(peer, direct))
+                return
+            except Exception as error:  # any failure: fall through to the circuits
+                if not circuits:
+                    raise DialError(f"dialling {peer.to_base58()} failed: {error!r}") from error
+        for circuit in circuits:
+            with contextlib.suppress(DialError):
+                await self.connect(str(circuit), timeout=deadline)
+                self._host.get_network().unblock_peer(peer)
+                return
+        if circuits:
+            raise DialError(f"no relay circuit to {peer.to_base58()} worked")
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve `protocol`: `handler` gets each inbound stream (already shielded and capped).

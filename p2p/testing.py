@@ -1,7 +1,8 @@
 """Test doubles and swarm factories, shipped beside the code (in the manner of trinity's p2p/tools).
 
 - `open_host_group(base_dir, count)`: in-process hosts, the first one the others' bootstrap peer;
-- `PeerProcess` / `start_peer_processes`: real peers in their own processes (`python -m p2p.testing`),
+- `PeerProcess` / `start_peer_processes` / `relay_process`: real peers in their own processes
+  (`python -m p2p.testing`, or `dolphin relay`),
   bound to port 0 on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
 - `read_received`: what a peer process logged from its subscriptions (topic, data, origin, forwarder);
 - `wait_until`: poll a condition under a deadline (for effects that have no event to wait on).
@@ -77,13 +78,15 @@ async def open_host_group(
 class PeerProcess:
     """A peer running `python -m p2p.testing` in its own process."""
 
-    def __init__(self, data_dir: Path, args: list[str]) -> None:
+    def __init__(
+        self, data_dir: Path, args: list[str], *, program: tuple[str, ...] = ("p2p.testing",)
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / READY_FILE).unlink(missing_ok=True)
         self._log = open(self.data_dir / "peer.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "p2p.testing", "--data-dir", str(self.data_dir), *args],
+            [sys.executable, "-m", *program, "--data-dir", str(self.data_dir), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
@@ -145,6 +148,11 @@ class PeerProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def relay_process(data_dir: Path) -> PeerProcess:
+    """`dolphin relay` on 127.0.0.1, any free port (the real command line, not a stand-in)."""
+    return PeerProcess(data_dir, ["--listen", LOCALHOST], program=("cli.main", "relay"))
 
 
 @contextlib.asynccontextmanager
