@@ -5,7 +5,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import brownie
+import hypothesis
 import pytest
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 POD_UNIT = 10**18
 TREASURY_SUPPLY = 600_000_000 * POD_UNIT
@@ -244,3 +246,35 @@ def validators(pod, stkpod, bonding, treasury, validator_wallets):
         bond_pod(pod, stkpod, bonding, treasury, wallet, (i + 1) * MIN_VALIDATOR_BOND)
         bonding.joinValidators({"from": wallet})
     return validator_wallets
+
+
+# ---------------------------------------------------------------- stateful tests on the chain (helper B)
+
+
+class ChainStateMachine(RuleBasedStateMachine):
+    """A hypothesis state machine whose every example starts from the chain snapshot taken by
+    `run_chain_state_machine`: what brownie's `state_machine` fixture does. (That fixture is unusable in
+    Brownie 1.22: its mypyc build rejects the machine class it generates, "_BrownieStateMachine object
+    expected".) Subclasses get their contracts as class attributes from `bind`."""
+
+    def __init__(self):
+        brownie.chain.revert()
+        super().__init__()
+
+    @classmethod
+    def bind(cls, **attributes):
+        return type(cls.__name__, (cls,), attributes)
+
+
+def run_chain_state_machine(machine: type[ChainStateMachine], *, max_examples: int, steps: int) -> None:
+    """Runs `machine` with more examples and steps than Brownie's low defaults (50 and 25 here)."""
+    brownie.chain.snapshot()
+    run_state_machine_as_test(
+        machine,
+        settings=hypothesis.settings(
+            max_examples=max_examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        ),
+    )
