@@ -1,0 +1,131 @@
+"""StakedPOD as a state machine: deposits, rewards, time, transfers, cooldowns and redemptions in any order.
+
+Invariants: the vault holds at least the assets it accounts for; the share price never falls (this vault has
+no loss path; slashes act in Bonding); nobody redeems outside an unstake window or beyond its cover.
+"""
+
+import brownie
+from brownie import chain
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, rule
+
+from tests.contracts.conftest import POD_UNIT, SHARE_UNIT, ChainStateMachine, run_chain_state_machine
+
+DAY = 86400
+COOLDOWN = 90 * DAY
+WINDOW = 7 * DAY
+ACTORS = 3
+
+
+st_actor = st.integers(min_value=0, max_value=ACTORS - 1)
+st_amount = st.integers(min_value=1, max_value=1_000_000 * POD_UNIT)
+st_bps = st.integers(min_value=1, max_value=10_000)
+st_days = st.sampled_from([1, 3, 7, 30, 90])  # 90: straight into an unstake window
+
+
+class VaultMachine(ChainStateMachine):
+    """Bound to pod, stkpod, treasury and actors by the test."""
+
+    redemptions = 0  # successful redeems over the whole run: proves the cooldown path is exercised
+
+    def __init__(self):
+        super().__init__()
+        self.price = self.stkpod.convertToAssets(SHARE_UNIT)
+        # model of each cooldown: start timestamp and shares still covered
+        self.cover = {actor: (0, 0) for actor in self.actors}
+
+    @initialize(amounts=st.lists(st_amount, min_size=ACTORS, max_size=ACTORS))
+    def everyone_deposits(self, amounts):
+        for account, amount in zip(self.actors, amounts, strict=True):
+            self.stkpod.deposit(amount, account, {"from": account})
+
+    @rule(actor=st_actor, amount=st_amount)
+    def deposit(self, actor, amount):
+        self.stkpod.deposit(amount, self.actors[actor], {"from": self.actors[actor]})
+
+    @rule(amount=st_amount)
+    def notify_rewards(self, amount):
+        self.stkpod.notifyRewards(amount, {"from": self.treasury})
+
+    @rule(amount=st_amount)
+    def donate(self, amount):
+        self.pod.transfer(self.stkpod, amount, {"from": self.treasury})
+
+    @rule(days=st_days)
+    def sleep(self, days):
+        chain.sleep(days * DAY)
+        chain.mine()
+
+    @rule(actor=st_actor)
+    def cooldown(self, actor):
+        account = self.actors[actor]
+        balance = self.stkpod.balanceOf(account)
+        if balance == 0:
+            with brownie.reverts():
+                self.stkpod.cooldown({"from": account})
+            return
+        tx = self.stkpod.cooldown({"from": account})
+        self.cover[account] = (tx.timestamp, balance)
+
+    @rule(actor=st_actor)
+    def cooldown_and_wait_for_the_window(self, actor):
+        self.cooldown(actor)
+        self.sleep(90)
+
+    @rule(actor=st_actor, other=st_actor, bps=st_bps)
+    def transfer(self, actor, other, bps):
+        sender, receiver = self.actors[actor], self.actors[other]
+        shares = self.stkpod.balanceOf(sender) * bps // 10_000
+        self.stkpod.transfer(receiver, shares, {"from": sender})
+        if sender != receiver:
+            start, covered = self.cover[sender]
+            self.cover[sender] = (start, min(covered, self.stkpod.balanceOf(sender)))
+
+    @rule(actor=st_actor, bps=st_bps)
+    def redeem(self, actor, bps):
+        account = self.actors[actor]
+        start, covered = self.cover[account]
+        shares = max(1, self.stkpod.balanceOf(account) * bps // 10_000)
+        # The next block's timestamp is a second or two after the last one; decide only when both agree.
+        verdicts = {self._allowed(start, covered, shares, chain[-1].timestamp + dt) for dt in (1, 2, 3)}
+        if verdicts == {False}:
+            with brownie.reverts():
+                self.stkpod.redeem(shares, account, account, {"from": account})
+        elif verdicts == {True}:
+            tx = self.stkpod.redeem(shares, account, account, {"from": account})
+            assert self._allowed(start, covered, shares, tx.timestamp)
+            type(self).redemptions += 1
+            self.cover[account] = (start, min(covered - shares, self.stkpod.balanceOf(account)))
+
+    @staticmethod
+    def _allowed(start, covered, shares, timestamp):
+        return start != 0 and start + COOLDOWN <= timestamp <= start + COOLDOWN + WINDOW and shares <= covered
+
+    @invariant()
+    def vault_holds_what_it_accounts(self):
+        accounted = self.stkpod.totalAssets() + self.stkpod.unvestedRewards()
+        assert self.pod.balanceOf(self.stkpod) >= accounted
+
+    @invariant()
+    def share_price_never_falls(self):
+        price = self.stkpod.convertToAssets(SHARE_UNIT)
+        assert price >= self.price
+        self.price = price
+
+    @invariant()
+    def cover_matches_the_model(self):
+        for account in self.actors:
+            start, covered = self.stkpod.cooldownOf(account)
+            assert (start, covered) == self.cover[account]
+            assert covered <= self.stkpod.balanceOf(account)
+
+
+def test_vault_state_machine(pod, stkpod, treasury, accounts):
+    actors = list(accounts[3 : 3 + ACTORS])
+    for account in actors:
+        pod.transfer(account, 50_000_000 * POD_UNIT, {"from": treasury})
+        pod.approve(stkpod, 2**256 - 1, {"from": account})
+    pod.approve(stkpod, 2**256 - 1, {"from": treasury})
+    machine = VaultMachine.bind(pod=pod, stkpod=stkpod, treasury=treasury, actors=actors)
+    run_chain_state_machine(machine, max_examples=30, steps=20)
+    assert machine.redemptions > 0
