@@ -28,6 +28,9 @@ from chain.rewards import (
     RewardParams,
     Snapshot,
     close_epoch,
+    decode_document,
+    encode_document,
+    encode_result,
     format_multiplier,
 )
 from chain.rewards.simulate import synthetic_epoch
@@ -37,6 +40,8 @@ SIZES = (10_000, 100_000, 1_000_000)
 # machine); BENCH_REWARDS_NAIVE_MAX=100000 skips it at 1M.
 NAIVE_MAX_SIZE = int(os.environ.get("BENCH_REWARDS_NAIVE_MAX", "1000000"))
 SEED = 6
+# The exchange documents are ~700 bytes an account; JSON in and out is timed up to this size.
+CODEC_MAX_SIZE = 100_000
 
 
 def naive_close_epoch(accounts: dict[str, AccountEpoch], params: RewardParams) -> dict[str, AccountClose]:
@@ -154,7 +159,7 @@ def measure(implementation: str, size: int) -> dict:
         competitors = None
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {
+    measured = {
         "implementation": implementation,
         "accounts": size,
         "seconds": round(seconds, 3),
@@ -167,6 +172,17 @@ def measure(implementation: str, size: int) -> dict:
         "competitors": competitors,
         "digest": digest(results),
     }
+    if implementation == "engine" and size <= CODEC_MAX_SIZE:
+        # What `dolphin rewards close-epoch` adds around the close: JSON in and out (after the peak above).
+        document = encode_document(params, accounts)
+        cpu_started = time.process_time()
+        decode_document(document)
+        measured["decode_cpu_seconds"] = round(time.process_time() - cpu_started, 3)
+        cpu_started = time.process_time()
+        encode_result(result)
+        measured["encode_cpu_seconds"] = round(time.process_time() - cpu_started, 3)
+        measured["document_mib"] = round(len(document) / 2**20, 1)
+    return measured
 
 
 def _measure_in_subprocess(implementation: str, size: int) -> dict:

@@ -1,18 +1,27 @@
 """The exchange format: the spec's worked example byte for byte, strict decoding, round trips."""
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.errors import RewardsInputError, RewardsParamsError
 from chain.rewards import (
+    AccountClose,
     AccountEpoch,
+    AccountState,
+    Competition,
+    EpochClose,
     RewardParams,
+    Snapshot,
     close_epoch,
     decode_document,
     encode_document,
     encode_result,
+    format_multiplier,
 )
 
 pytestmark = pytest.mark.unit
@@ -146,3 +155,53 @@ def test_new_account_needs_only_input_and_flags_in_snapshot_are_optional():
     assert params == RewardParams()
     _, accounts = decode_document(json.dumps({"accounts": {"x": account()}}))
     assert accounts["x"].snapshot is not None and accounts["x"].snapshot.boost_eligible is False
+
+
+def json_dumps_reference(result: EpochClose) -> str:
+    """The output document through json.dumps, which the direct writer must match byte for byte."""
+    accounts = {}
+    for account_id in sorted(result.accounts):
+        close = result.accounts[account_id]
+        state, snapshot = close.state, close.snapshot
+        accounts[account_id] = {
+            "state": {
+                "smoothed": str(state.smoothed),
+                "lifetime": str(state.lifetime),
+                "history": [str(amount) for amount in state.history],
+                "closed_epochs": state.closed_epochs,
+                "validator": state.validator,
+            },
+            "snapshot": {
+                "multiplier": format_multiplier(snapshot.multiplier),
+                "denominator": str(snapshot.denominator),
+                "boost_eligible": snapshot.boost_eligible,
+                "validator_eligible": snapshot.validator_eligible,
+            },
+            "reward": str(close.reward),
+        }
+    return json.dumps({"accounts": accounts}, indent=1)
+
+
+wei = st.integers(0, 2**256 - 1)
+closes = st.builds(
+    AccountClose,
+    st.builds(
+        AccountState, wei, wei, st.lists(wei, max_size=8).map(tuple), st.integers(0, 10**6), st.booleans()
+    ),
+    st.builds(
+        Snapshot,
+        st.fractions(min_value=1, max_value=2, max_denominator=10**30).map(Fraction),
+        wei,
+        st.booleans(),
+        st.booleans(),
+    ),
+    wei,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), closes, max_size=6))
+def test_output_writer_matches_json_dumps(accounts):
+    # IDs of any text (quotes, control characters, non-ASCII), empty histories, no accounts at all.
+    result = EpochClose(accounts, Competition(0, 0, False))
+    assert encode_result(result) == json_dumps_reference(result)
