@@ -171,7 +171,9 @@ class Dht:
                 if peer_id == self._host.get_id() or peer_id in self._host.get_connected_peers():
                     value = await self._query(self._kad.value_store._get_from_peer(peer_id, key.encode()))
                 if not isinstance(value, bytes):
-                    value = await self._query(self._kad.get_value(key))
+                    # quorum=1: the record is signed, one verified copy is enough, and py-libp2p then
+                    # stops waiting for slower (or frozen) peers as soon as one answers.
+                    value = await self._query(self._kad.get_value(key, quorum=1))
                 if not isinstance(value, bytes):
                     return
                 try:
@@ -204,9 +206,13 @@ class Dht:
         key = pool_provider_key(manifest_hash)
         store = self._kad.provider_store
         found: dict[ID, None] = {info.peer_id: None for info in store.get_providers(key)}
-        closest: list[ID] = []
-        with trio.move_on_after(self._timeout):
-            closest = list(await self._kad.peer_routing.find_closest_peers_network(key))
+        # The routing table's own closest peers are always asked; a network walk adds more when it
+        # finishes in time (a frozen peer can stall the walk, never the answer).
+        closest: list[ID] = list(self._kad.routing_table.find_local_closest_peers(key, 20))
+        with trio.move_on_after(self._timeout / 2):
+            for peer_id in await self._kad.peer_routing.find_closest_peers_network(key):
+                if peer_id not in closest:
+                    closest.append(peer_id)
 
         async def ask(peer_id: ID) -> None:
             with trio.move_on_after(self._timeout):
