@@ -3,7 +3,7 @@
 Every settler must get the same bits from the same inputs, so all arithmetic is on integers and exact
 rationals, as the spec fixes it. The only irrational step, `rel ** alpha`, is done in `decimal` at
 precision 50 exactly as the spec writes it; a float computation is used first only to find which tier an
-account falls in when that float is provably far from a tier boundary (see `_competitive_tier`).
+account falls in when that float is provably far from a tier boundary (see `_TierFunction`).
 
 The hot path avoids `Fraction`: weeks bonded `w = S / D` is compared by integer cross-multiplication,
 competitive excesses are kept as (numerator, denominator) pairs, and the few distinct multipliers of an
@@ -27,8 +27,8 @@ from chain.rewards.params import BPS, UINT256_MAX, RewardParams
 
 ONE = Fraction(1)
 
-# The float pre-check of a tier must land at least this far from an integer to be trusted; its error is
-# below 1e-12 (see _competitive_tier), so the margin is a thousandfold.
+# The float pre-check of a tier must land at least this far (times K - 1) from an integer to be trusted;
+# its relative error is below 1e-12 (see _TierFunction), so the margin is a thousandfold.
 _TIER_MARGIN = 1e-9
 # Below this a float ratio may be subnormal and lose relative precision; such accounts go to decimal.
 _TINY = 1e-200
@@ -326,16 +326,19 @@ class _TierFunction:
             rel_den = denominator * self.spread
         if rel_num == 0:
             return 0
-        # The spec's q is a 50-digit decimal. A float q carries a relative error below 1e-13 (two
-        # correctly rounded divisions, alpha rounded to a float, pow within an ulp, |ln rel| < 461 for
-        # rel > 1e-200, alpha <= 10) while the decimal one is within 1e-48 of the true value; so when
-        # q_float * (K - 1) is further than 1e-9 from an integer, both floor to the same tier.
+        # The spec's q is a 50-digit decimal. A float q carries a relative error below 1e-12 (correctly
+        # rounded divisions and products, pow within an ulp, and alpha rounded to a float, which moves
+        # rel ** alpha by at most |ln rel| * alpha * 2**-53 < 461 * 10 * 1.2e-16 for rel > 1e-200 and
+        # alpha <= 10), while the decimal q is within 1e-48 of the true value. So when q_float * (K - 1)
+        # is further than 1e-9 * (K - 1) from an integer, both floor to the same tier. Results that
+        # underflow land near 0 and take the decimal path.
         rel_float = rel_num / rel_den
         abs_float = abs_num / abs_den
         if rel_float > _TINY and abs_float > _TINY:
             scaled = rel_float**self.alpha_float * abs_float * steps
             tier = math.floor(scaled)
-            if scaled - tier > _TIER_MARGIN and tier + 1 - scaled > _TIER_MARGIN:
+            margin = _TIER_MARGIN * steps
+            if scaled - tier > margin and tier + 1 - scaled > margin:
                 return tier
         return _tier_exactly(rel_num, rel_den, abs_num, abs_den, self.alpha, steps)
 
