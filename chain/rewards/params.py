@@ -35,12 +35,12 @@ AMOUNT_PARAMS = frozenset(
 )
 STRING_PARAMS = frozenset({"alpha", "tiers_kappa"})
 
-# Bounded so that the float pre-check of the competitive tier (engine._competitive_tier) keeps its error
+# Bounded so that the float pre-check of the competitive tier (engine._TierFunction) keeps its error
 # far below its safety margin; the whitepaper's value is 0.75.
 MAX_ALPHA = Decimal(10)
 
-INTEGER_TEXT = re.compile(r"0|[1-9][0-9]{0,77}")
-"""A canonical decimal string of a non-negative integer of at most 78 digits (uint256 fits)."""
+# Canonical decimal strings; amounts have at most 78 digits (uint256 fits), alpha and kappa 100 characters.
+_INTEGER_TEXT = re.compile(r"0|[1-9][0-9]{0,77}")
 _DECIMAL_TEXT = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _RATIONAL_TEXT = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+|/[1-9][0-9]*)?")
 
@@ -77,8 +77,10 @@ class RewardParams:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name in STRING_PARAMS:
-                if not isinstance(value, str):
-                    raise RewardsParamsError(f"parameter {field.name!r} must be a string, got {value!r}")
+                if not isinstance(value, str) or len(value) > 100:
+                    raise RewardsParamsError(
+                        f"parameter {field.name!r} must be a string of at most 100 characters, got {value!r}"
+                    )
             elif not isinstance(value, int) or isinstance(value, bool):
                 raise RewardsParamsError(f"parameter {field.name!r} must be an integer, got {value!r}")
             elif not 0 <= value <= UINT256_MAX:
@@ -134,7 +136,7 @@ class RewardParams:
             if name not in known:
                 raise RewardsParamsError(f"unknown parameter {name!r}; known parameters: {sorted(known)}")
             if name in AMOUNT_PARAMS:
-                if not isinstance(raw, str) or INTEGER_TEXT.fullmatch(raw) is None:
+                if not isinstance(raw, str) or _INTEGER_TEXT.fullmatch(raw) is None:
                     raise RewardsParamsError(
                         f"parameter {name!r} is an amount: a decimal string of wei, got {raw!r}"
                     )

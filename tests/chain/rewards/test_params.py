@@ -54,7 +54,7 @@ def test_overrides_round_trip():
         ({"tiers_min": 1}, "'tiers_min' must be at least 2"),
         ({"tiers_max": 2}, "'tiers_max' must be at least tiers_min"),
         ({"max_multiplier_bps": 9999}, "'max_multiplier_bps' must be at least 10000"),
-        ({"alpha": 0.75}, "'alpha' must be a string"),
+        ({"alpha": 0.75}, "'alpha' must be a string of at most 100 characters"),
         ({"alpha": "0"}, "'alpha' must be a decimal string in (0, 10]"),
         ({"alpha": "1e-1"}, "'alpha' must be a decimal string"),
         ({"alpha": "NaN"}, "'alpha' must be a decimal string"),
@@ -62,6 +62,7 @@ def test_overrides_round_trip():
         ({"tiers_kappa": "0"}, "'tiers_kappa' must be a positive rational"),
         ({"tiers_kappa": "1/0"}, "'tiers_kappa' must be a positive rational"),
         ({"tiers_kappa": "-1"}, "'tiers_kappa' must be a positive rational"),
+        ({"tiers_kappa": "1" * 5000}, "'tiers_kappa' must be a string of at most 100 characters"),
     ],
 )
 def test_bad_overrides_name_the_parameter(overrides, message):
