@@ -138,7 +138,7 @@ class RewardsTree:
 
     @property
     def total(self) -> int:
-        """Sum of the cumulative amounts: what the distributor must hold for every claim to succeed."""
+        """Sum of the cumulative amounts: the `total` of the EpochRoot that settlers sign for this root."""
         return sum(self.amounts.values())
 
     def proof(self, account: str) -> tuple[bytes, ...]:
