@@ -7,12 +7,14 @@ used by `dolphin rewards simulate` and by the reward benchmark.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from chain.errors import RewardsInputError
 from chain.rewards.engine import (
+    AccountClose,
     AccountEpoch,
     AccountState,
     Competition,
@@ -116,22 +118,20 @@ def simulate(count: int, seed: int, epochs: int, params: RewardParams) -> Simula
         target_weeks = rng.choice((0.0, rng.uniform(0, 13), rng.uniform(13, 40), rng.uniform(13, 40)))
         bond = int(daily * params.n_week * target_weeks)
         operators.append((account_id(index), daily, bond))
-    states: dict[str, AccountState] = {}
-    snapshots: dict[str, Snapshot] = {}
-    result = None
-    for _ in range(epochs):
-        accounts = {
-            operator: AccountEpoch(
-                EpochInput(int(daily * rng.uniform(0.6, 1.4)), True, False, bond),
-                states.get(operator, AccountState()),
-                snapshots.get(operator),
+
+    def next_inputs(previous: Mapping[str, AccountClose]) -> dict[str, AccountEpoch]:
+        inputs = {}
+        for operator, daily, bond in operators:
+            observed = EpochInput(int(daily * rng.uniform(0.6, 1.4)), True, False, bond)
+            close = previous.get(operator)
+            inputs[operator] = (
+                AccountEpoch(observed, close.state, close.snapshot) if close else AccountEpoch(observed)
             )
-            for operator, daily, bond in operators
-        }
-        result = close_epoch(accounts, params)
-        states = {operator: close.state for operator, close in result.accounts.items()}
-        snapshots = {operator: close.snapshot for operator, close in result.accounts.items()}
-    assert result is not None
+        return inputs
+
+    result = close_epoch(next_inputs({}), params)
+    for _ in range(epochs - 1):
+        result = close_epoch(next_inputs(result.accounts), params)
     rows = []
     for operator, _, bond in operators:
         close = result.accounts[operator]
