@@ -139,3 +139,12 @@ def test_sealer_refuses_to_continue_after_final():
     sealer.seal(b"end", final=True)
     with pytest.raises(StreamError):
         sealer.seal(b"more")
+
+
+@given(st.binary(max_size=600), st.sampled_from([2, 16, 32, 256]))
+def test_padding_is_libsodiums(data, block):
+    """Our padding is byte for byte libsodium's sodium_pad, so other implementations can strip it."""
+    import nacl.bindings
+
+    assert e2e._pad(data, block) == nacl.bindings.sodium_pad(data, block)
+    assert e2e._unpad(nacl.bindings.sodium_pad(data, block), block) == data
