@@ -142,14 +142,6 @@ class _DolphinGossipSub(GossipSub):
                     to_graft[peer].remove(topic)
         return to_graft, to_prune
 
-
-class _RoomyPeerQueues(dict):
-    """Pubsub's per-peer queue map; widens each RpcQueue as py-libp2p creates it (it has no parameter)."""
-
-    def __setitem__(self, peer: ID, queue) -> None:  # type: ignore[no-untyped-def]
-        queue._queue.max_size = OUTBOUND_QUEUE_RPCS
-        super().__setitem__(peer, queue)
-
     def _get_peers_to_send(self, topic_ids, msg_forwarder: ID, origin: ID, msg_id: bytes | None = None):  # type: ignore[no-untyped-def]
         # Spec v1.1 "Flood Publishing": our own messages go to every subscribed peer above the publish
         # threshold, not just the mesh, so a publish right after joining (empty mesh) is not lost.
@@ -172,6 +164,14 @@ class _RoomyPeerQueues(dict):
             await self.emit_prune(topic, sender_peer_id, False, False)
             return
         await super().handle_graft(graft_msg, sender_peer_id)
+
+
+class _RoomyPeerQueues(dict):
+    """Pubsub's per-peer queue map; widens each RpcQueue as py-libp2p creates it (it has no parameter)."""
+
+    def __setitem__(self, peer: ID, queue) -> None:  # type: ignore[no-untyped-def]
+        queue._queue.max_size = OUTBOUND_QUEUE_RPCS
+        super().__setitem__(peer, queue)
 
 
 class _NoValidationCache:

@@ -1,6 +1,7 @@
 """Test doubles and swarm factories, shipped beside the code (in the manner of trinity's p2p/tools).
 
 - `open_host_group(base_dir, count)`: in-process hosts, the first one the others' bootstrap peer;
+  `open_swarm` starts larger groups several at a time;
 - `PeerProcess` / `start_peer_processes` / `relay_process`: real peers in their own processes
   (`python -m p2p.testing`, or `dolphin relay`),
   bound to port 0 on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
@@ -73,6 +74,41 @@ async def open_host_group(
                 )
             )
         yield hosts
+
+
+@contextlib.asynccontextmanager
+async def open_swarm(
+    base_dir: Path, count: int, *, concurrency: int = 8, **config: object
+) -> AsyncIterator[list[DolphinHost]]:
+    """Like `open_host_group`, but the hosts after the first start `concurrency` at a time (large swarms)."""
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(
+            _serve_host,
+            HostConfig(base_dir / "host-0", relay_service=True, reachability=Reachability.PUBLIC),
+        )
+        hosts: list[DolphinHost] = [first]
+        limiter = trio.CapacityLimiter(concurrency)
+
+        async def start_one(index: int) -> None:
+            async with limiter:
+                host_config = HostConfig(
+                    base_dir / f"host-{index}", bootstrap=(first.listen_addrs()[0],), **config
+                )  # type: ignore[arg-type]
+                hosts.append(await nursery.start(_serve_host, host_config))
+
+        async with trio.open_nursery() as starters:
+            for index in range(1, count):
+                starters.start_soon(start_one, index)
+        yield hosts
+        nursery.cancel_scope.cancel()
+
+
+async def _serve_host(
+    config: HostConfig, *, task_status: trio.TaskStatus[DolphinHost] = trio.TASK_STATUS_IGNORED
+) -> None:
+    async with open_host(config) as host:
+        task_status.started(host)
+        await trio.sleep_forever()
 
 
 class PeerProcess:

@@ -4,7 +4,9 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 
+from p2p.config import Reachability
 from p2p.errors import GossipError
 from p2p.gossip import (
     INVALID_MESSAGE_WEIGHT,
@@ -16,7 +18,7 @@ from p2p.gossip import (
     build_router,
     score_params,
 )
-from p2p.testing import open_host_group, prefix_validator, wait_until
+from p2p.testing import open_host_group, open_swarm, prefix_validator, wait_until
 
 TOPIC = "/dolphin/test/gossip/1"
 
@@ -132,3 +134,35 @@ async def test_payload_limit_and_double_subscribe(tmp_path):
         await host.gossip.subscribe(TOPIC, accept_all)
         with pytest.raises(GossipError, match="already"):
             await host.gossip.subscribe(TOPIC, accept_all)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_own_publish_floods_to_every_subscriber_beyond_the_mesh_degree(tmp_path):
+    # Twelve subscribers, all connected to the publisher only: more than its mesh/fanout degree (6).
+    async with open_swarm(tmp_path, 13, reachability=Reachability.PUBLIC) as (publisher, *subscribers):
+        subscriptions = [await s.gossip.subscribe(TOPIC, accept_all) for s in subscribers]
+        await wait_until(lambda: len(publisher.gossip.topic_peers(TOPIC)) == len(subscribers), timeout=20)
+        await publisher.gossip.publish(TOPIC, b"to everyone")
+        with trio.fail_after(10):
+            for subscription in subscriptions:
+                assert (await subscription.receive()).data == b"to everyone"
+
+
+@pytest.mark.unit
+@pytest.mark.trio
+async def test_graft_from_a_negative_score_peer_is_refused():
+    router = build_router(1.0)
+    peer = _peer()
+    router.mesh[TOPIC] = set()
+    pruned = []
+
+    async def emit_prune(topic, to_peer, do_px, is_unsubscribe):
+        pruned.append((topic, to_peer))
+
+    router.emit_prune = emit_prune
+    router.scorer.on_invalid_message(peer, TOPIC)
+    await router.handle_graft(rpc_pb2.ControlGraft(topicID=TOPIC), peer)
+    assert peer not in router.mesh[TOPIC]
+    assert pruned == [(TOPIC, peer)]
+    assert router._check_back_off(peer, TOPIC)
