@@ -4,6 +4,7 @@ import brownie
 from brownie import chain
 from eth_utils import keccak
 
+from protocols import eth
 from tests.contracts.conftest import (
     MIN_VALIDATOR_BOND,
     NODE_BINDING_FIELDS,
@@ -402,3 +403,15 @@ def test_emptied_thaw_pool_starts_a_new_generation(pod, stkpod, bonding, treasur
     )
     bonding.withdrawUnbonded(new.return_value, {"from": alice})
     assert stkpod.balanceOf(alice) == fresh  # the wiped request's points did not dilute the new one
+
+
+def test_node_binding_signed_by_the_protocols_module_registers(bonding, validator_wallets):
+    """Cross-part check: protocols.eth (what node daemons sign with) and Bonding hash NodeBinding alike."""
+    operator = validator_wallets[1]
+    domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(bonding.address[2:]))
+    values = {"operator": bytes.fromhex(operator.address[2:]), "peerIdHash": PEER_ID_HASH, "nonce": 0}
+    signature = eth.EthAccount(bytes.fromhex(operator.private_key[2:])).sign_typed(
+        domain, eth.NODE_BINDING, values
+    )
+    bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": operator})
+    assert bonding.isNodeOf(operator, PEER_ID_HASH)

@@ -5,6 +5,7 @@ from brownie import chain
 from eth_account import Account
 from eth_utils import keccak
 
+from protocols import eth
 from tests.contracts.conftest import POD_UNIT, STRIKE_DECISION_FIELDS, bond_pod, sign_typed
 
 EVIDENCE = keccak(b"strike evidence: wrong model served")
@@ -208,3 +209,14 @@ def test_slashing_a_validator_drops_its_weight(slashing, bonding, validators, ac
     # 400k -> 200k POD-worth: still above the minimum, weight halves.
     assert bonding.validatorWeight(heaviest) == bonding.activeBondOf(heaviest)
     assert bonding.totalValidatorWeight() == sum(bonding.validatorWeight(v) for v in validators)
+
+
+def test_strike_decision_digest_matches_the_protocols_module(slashing, accounts):
+    """Cross-part check: protocols.eth (what validators sign with) and Slashing hash StrikeDecision alike."""
+    assert slashing.STRIKE_DECISION_TYPEHASH() == "0x" + eth.STRIKE_DECISION.type_hash.hex()
+    message = decision(accounts[3], accounts[4])
+    domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(slashing.address[2:]))
+    values = dict(message, offender=bytes.fromhex(message["offender"][2:]))
+    values["reporter"] = bytes.fromhex(message["reporter"][2:])
+    expected = eth.typed_digest(domain, eth.STRIKE_DECISION, values)
+    assert bytes(slashing.hashStrikeDecision(as_tuple(message))) == expected
