@@ -183,7 +183,12 @@ class DolphinHost:
         py-libp2p's swarm cannot dial circuits and, after one failed round, refuses the peer for a while
         (its "negative cache"); so circuits are dialled here and the cache is cleared on success.
         """
-        known = self._host.get_peerstore().addrs(peer)
+        try:
+            known = self._host.get_peerstore().addrs(peer)
+        except Exception as error:  # PeerStoreError: never heard of it
+            raise DialError(
+                f"no known address for {peer.to_base58()}: look it up in the DHT first"
+            ) from error
         direct = [a for a in known if not _is_circuit(a)]
         circuits = [a for a in known if _is_circuit(a)]
         if direct:

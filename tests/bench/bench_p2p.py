@@ -9,6 +9,7 @@ run-to-run noise of tens of percent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 import tempfile
@@ -107,7 +108,7 @@ async def _tcp_throughput() -> float:
         done.set()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, sink, 0, "127.0.0.1")
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, sink, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         chunk = b"\x00" * CHUNK
         started = time.perf_counter()
@@ -157,6 +158,7 @@ async def _throughputs(base: Path) -> dict:
         ):
             direct.set_stream_handler(SINK, _sink)
             hidden.set_stream_handler(SINK, _sink)
+            await sender.connect(direct.listen_addrs()[0])
             host = await _host_throughput(sender, direct.peer_id, HOST_BYTES)
             await sender.connect(hidden.circuit_addrs()[0])
             relayed = await _host_throughput(sender, hidden.peer_id, RELAY_BYTES)

@@ -122,6 +122,8 @@ async def test_dial_failures_are_dial_errors(tmp_path):
             )
         with pytest.raises(DialError):
             await host.connect("not an address")
+        with pytest.raises(DialError, match="no known address"):
+            await host.open_stream("12D3KooWN5HMqsgjN53dZbPxYtUFWtueNyqTKc4SzUhUxFxASBL1", ECHO)
 
 
 @pytest.mark.integration
