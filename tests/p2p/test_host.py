@@ -6,6 +6,8 @@ import multiaddr
 import pytest
 import trio
 from libp2p import new_host
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
@@ -123,7 +125,7 @@ async def test_dial_failures_are_dial_errors(tmp_path):
         with pytest.raises(DialError):
             await host.connect("not an address")
         with pytest.raises(DialError, match="no known address"):
-            await host.open_stream("12D3KooWN5HMqsgjN53dZbPxYtUFWtueNyqTKc4SzUhUxFxASBL1", ECHO)
+            await host.open_stream(ID.from_pubkey(create_new_key_pair().public_key).to_base58(), ECHO)
 
 
 @pytest.mark.integration
