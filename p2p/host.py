@@ -44,7 +44,7 @@ from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.dht import Dht, build_kad
 from p2p.errors import DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
-from p2p.identity import load_or_create_identity
+from p2p.identity import load_or_create_identity, signing_seed
 from p2p.streams import Stream
 from p2p.topics import REACHABILITY_PROTOCOL
 
@@ -108,6 +108,10 @@ class DolphinHost:
     @property
     def peer_id(self) -> str:
         return self._host.get_id().to_base58()
+
+    def signing_seed(self) -> bytes:
+        """The peer key's Ed25519 seed: envelopes this peer signs (protocols.keys.Identity) use this key."""
+        return signing_seed(self._host.get_private_key())
 
     def listen_addrs(self) -> list[str]:
         """Direct addresses we listen on, each ending in /p2p/<our id>."""

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.keys import KeyPair, KeyType
+from libp2p.crypto.keys import KeyPair, KeyType, PrivateKey
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
@@ -63,3 +63,15 @@ def _write_new_file(path: Path, data: bytes) -> bool:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     return True
+
+
+def signing_seed(private_key: PrivateKey) -> bytes:
+    """The 32-byte Ed25519 seed of the peer key, for `protocols.keys.Identity`.
+
+    Signed envelopes are signed with the peer key itself (DESIGN.md), so the peer id a message arrives
+    from and the key that signed it are one identity; protocols/ stays free of py-libp2p types.
+    """
+    seed = private_key.to_bytes()
+    if len(seed) != 32:
+        raise IdentityError(f"expected a 32-byte Ed25519 seed, got {len(seed)} bytes")
+    return seed
