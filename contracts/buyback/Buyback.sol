@@ -100,9 +100,13 @@ contract Buyback is AccessControl {
     event Observed(uint256 priceCumulative, uint256 timestamp);
     /// @notice `amountIn` of the payment token bought `podOut` POD (minimum `minPodOut`), sent to `destination`.
     event BoughtBack(uint256 amountIn, uint256 podOut, uint256 minPodOut, Destination destination);
+    /// @notice Governance set the least time a TWAP spans.
     event TwapWindowSet(uint256 window);
+    /// @notice Governance set how far below the TWAP quote a swap may fill.
     event MaxSlippageSet(uint256 bps);
+    /// @notice Governance set the most payment token one call may swap.
     event MaxSwapAmountSet(uint256 amount);
+    /// @notice Governance chose where bought POD goes.
     event DestinationSet(Destination destination);
 
     /**
@@ -181,7 +185,8 @@ contract Buyback is AccessControl {
         path[1] = address(_pod);
         _paymentToken.forceApprove(address(_router), amountIn);
         // Router02 reverts with "UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT" below minOut.
-        uint256[] memory amounts = _router.swapExactTokensForTokens(amountIn, minOut, path, address(this), deadline);
+        uint256[] memory amounts =
+            _router.swapExactTokensForTokens(amountIn, minOut, path, address(this), deadline);
         podOut = amounts[1];
 
         Destination destination = _destination;
@@ -212,15 +217,17 @@ contract Buyback is AccessControl {
 
     // ---------------------------------------------------------------- governance
 
+    /// @notice Sets the TWAP window, within [MIN_TWAP_WINDOW, MAX_TWAP_WINDOW]. Only the admin (timelock).
     function setTwapWindow(uint256 window) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setTwapWindow(window);
     }
 
+    /// @notice Sets the slippage allowed below the TWAP quote, within [MIN_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS].
     function setMaxSlippageBps(uint256 bps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setMaxSlippageBps(bps);
     }
 
-    /// @dev Any positive cap; governance sizes it to the pair's depth.
+    /// @notice Sets the per-call cap: any positive amount, which governance sizes to the pair's depth.
     function setMaxSwapAmount(uint256 amount) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setMaxSwapAmount(amount);
     }
@@ -233,6 +240,7 @@ contract Buyback is AccessControl {
 
     // ---------------------------------------------------------------- views
 
+    /// @notice The two stored cumulative-price observations, older first.
     function observations() external view returns (Observation memory older, Observation memory newer) {
         return (_older, _newer);
     }

@@ -99,8 +99,12 @@ contract RewardsDistributor is AccessControl, EIP712 {
     /// @notice `account` was paid `amount` of its cumulative rewards as liquid POD.
     event Claimed(address indexed account, uint256 amount, uint256 cumulativeAmount);
     /// @notice `account` claimed `amount` plus `bonus` POD, staked into `shares` stkPOD bonded to it.
-    event ClaimedBonded(address indexed account, uint256 amount, uint256 bonus, uint256 shares, uint256 cumulativeAmount);
+    event ClaimedBonded(
+        address indexed account, uint256 amount, uint256 bonus, uint256 shares, uint256 cumulativeAmount
+    );
+    /// @notice Governance set the delay between proposing and activating a root.
     event RootDelaySet(uint256 delay);
+    /// @notice Governance set the bonus on bonded claims.
     event BondBonusSet(uint256 bps);
 
     /**
@@ -153,7 +157,8 @@ contract RewardsDistributor is AccessControl, EIP712 {
         if (_proposed[epoch].status != RootStatus.None) revert RewardsDistributorEpochAlreadyProposed(epoch);
         _quorum.checkQuorum(epochRootDigest(epoch, root, total, deadline), signatures);
         uint256 activatesAt = block.timestamp + _rootDelay;
-        _proposed[epoch] = ProposedRoot({root: root, total: total, activatesAt: activatesAt, status: RootStatus.Pending});
+        _proposed[epoch] =
+            ProposedRoot({root: root, total: total, activatesAt: activatesAt, status: RootStatus.Pending});
         emit RootProposed(epoch, root, total, activatesAt);
     }
 
@@ -172,8 +177,12 @@ contract RewardsDistributor is AccessControl, EIP712 {
     function activateRoot(uint256 epoch) external {
         ProposedRoot storage proposed = _proposed[epoch];
         if (proposed.status != RootStatus.Pending) revert RewardsDistributorRootNotPending(epoch);
-        if (block.timestamp < proposed.activatesAt) revert RewardsDistributorRootLocked(epoch, proposed.activatesAt);
-        if (_activeRoot != bytes32(0) && epoch <= _activeEpoch) revert RewardsDistributorEpochNotNewer(epoch, _activeEpoch);
+        if (block.timestamp < proposed.activatesAt) {
+            revert RewardsDistributorRootLocked(epoch, proposed.activatesAt);
+        }
+        if (_activeRoot != bytes32(0) && epoch <= _activeEpoch) {
+            revert RewardsDistributorEpochNotNewer(epoch, _activeEpoch);
+        }
         if (proposed.total < _activeTotal) revert RewardsDistributorTotalDecreased(proposed.total, _activeTotal);
         proposed.status = RootStatus.Activated;
         _activeEpoch = epoch;
@@ -245,10 +254,12 @@ contract RewardsDistributor is AccessControl, EIP712 {
 
     // ---------------------------------------------------------------- governance
 
+    /// @notice Sets the root delay for future proposals, within [MIN_ROOT_DELAY, MAX_ROOT_DELAY].
     function setRootDelay(uint256 delay) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setRootDelay(delay);
     }
 
+    /// @notice Sets the bonded-claim bonus, at most MAX_BONUS_BPS. Only the admin (timelock).
     function setBondBonusBps(uint256 bps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setBondBonusBps(bps);
     }
@@ -262,7 +273,9 @@ contract RewardsDistributor is AccessControl, EIP712 {
     }
 
     function _setBondBonusBps(uint256 bps) private {
-        if (bps > MAX_BONUS_BPS) revert RewardsDistributorSettingOutOfBounds("bondBonusBps", bps, 0, MAX_BONUS_BPS);
+        if (bps > MAX_BONUS_BPS) {
+            revert RewardsDistributorSettingOutOfBounds("bondBonusBps", bps, 0, MAX_BONUS_BPS);
+        }
         _bondBonusBps = bps;
         emit BondBonusSet(bps);
     }

@@ -166,3 +166,44 @@ def test_timelock_delay_is_bounded(DolphinTimelock, governor, timelock, voter, d
     with brownie.reverts(revert_pattern=r"DolphinTimelockDelayOutOfBounds: .*"):
         governor.execute([timelock.address], [0], [calldata], keccak(text="delay too long"), {"from": voter})
     assert timelock.getMinDelay() == TIMELOCK_DELAY
+
+
+def test_one_proposal_retunes_credits_buyback_and_distributor(
+    Credits, Buyback, RewardsDistributor, governor, timelock, voter, stablecoin, pod, stkpod, bonding,
+    validator_quorum, uniswap, pod_pair, deployer,
+):  # fmt: skip
+    """The timelock owns the parameters of every contract here: a single vote changes three of them."""
+    credits = Credits.deploy(stablecoin, validator_quorum, deployer, 3 * 86400, timelock, {"from": deployer})
+    buyback = Buyback.deploy(
+        uniswap.router, stablecoin, pod, stkpod, timelock, 1800, 300, 10**10, {"from": deployer}
+    )
+    distributor = RewardsDistributor.deploy(
+        pod, stkpod, bonding, validator_quorum, timelock, 86400, 1000, {"from": deployer}
+    )
+    targets = [credits, buyback, distributor]
+    calldatas = [
+        credits.setWithdrawalDelay.encode_input(7 * 86400),
+        buyback.setDestination.encode_input(1),  # burn instead of vesting to stakers
+        distributor.setBondBonusBps.encode_input(2500),
+    ]
+    description = "Retune credits, buyback and distributor"
+    addresses = [t.address for t in targets]
+    proposal_id = governor.propose(addresses, [0, 0, 0], calldatas, description, {"from": voter}).events[
+        "ProposalCreated"
+    ]["proposalId"]
+    _sleep(VOTING_DELAY + 1)
+    governor.castVote(proposal_id, FOR, {"from": voter})
+    _sleep(VOTING_PERIOD + 1)
+    governor.queue(addresses, [0, 0, 0], calldatas, keccak(text=description), {"from": voter})
+    _sleep(TIMELOCK_DELAY + 1)
+    governor.execute(addresses, [0, 0, 0], calldatas, keccak(text=description), {"from": voter})
+    assert credits.withdrawalDelay() == 7 * 86400
+    assert buyback.destination() == 1
+    assert distributor.bondBonusBps() == 2500
+    # Nobody else holds those powers.
+    with brownie.reverts(revert_pattern=r"OwnableUnauthorizedAccount: .*"):
+        credits.setWithdrawalDelay(86400, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        buyback.setDestination(0, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        distributor.setBondBonusBps(0, {"from": deployer})
