@@ -33,8 +33,9 @@ import {IBonding} from "../interfaces/IBonding.sol";
  *   {refreshValidator}: the share price rising (an account joined under the minimum crosses it) and
  *   governance changing {minValidatorBond}. (stkPOD's price only falls by rounding, so a stale weight is
  *   never one that should have dropped because of price.)
- * - Slashing: only the slasher role (the Slashing contract). Active bond first, then the thaw pool;
- *   the reporter's cut is paid in stkPOD, the rest is redeemed and burned as POD (this contract holds the
+ * - Slashing: only the slasher role (the Slashing contract). Active bond first, then the thaw pool. The
+ *   reporter's cut is bonded to a reporting validator (the whitepaper rewards validators in bonded POD) or
+ *   paid in stkPOD to a reporting user; the rest is redeemed and burned as POD (this contract holds the
  *   vault's cooldown exemption) or sent to {slashRecipient}, by governance choice.
  */
 contract Bonding is IBonding, AccessControl, EIP712, Nonces {
@@ -156,7 +157,10 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
 
         ThawPool storage pool = _thawPools[account];
         // Points priced at the pool's current (possibly slashed) rate, rounded down against the requester.
-        // pool.shares > 0 whenever pool.points > 0: a slash that empties the pool also zeroes its points.
+        // pool.shares > 0 whenever pool.points > 0: a slash that empties the pool also zeroes its points, and
+        // only the last request out can take the pool's last share. (Points per share grow only when slashes
+        // leave the pool nearly, not fully, empty; mulDiv reverts rather than overflow, which could only ever
+        // block the slashed account's own new requests.)
         uint256 points = pool.points == 0 ? shares : Math.mulDiv(shares, pool.points, pool.shares);
         if (points == 0) revert BondingZeroShares();
 
@@ -196,7 +200,9 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         _useCheckedNonce(operator, nonce);
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(NODE_BINDING_TYPEHASH, operator, peerIdHash, nonce)));
         // SignatureChecker also accepts ERC-1271 contract wallets (a multisig operating many nodes).
-        if (!SignatureChecker.isValidSignatureNow(operator, digest, signature)) revert BondingInvalidSignature(operator);
+        if (!SignatureChecker.isValidSignatureNow(operator, digest, signature)) {
+            revert BondingInvalidSignature(operator);
+        }
         if (_nodes[operator][peerIdHash]) revert BondingNodeAlreadyRegistered(operator, peerIdHash);
         // Claims are per operator, not first-come: a squatter binding someone's peer id to itself blocks
         // nobody. Off-chain, a binding is trusted only when the node's own libp2p record names the operator.
@@ -271,7 +277,17 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         uint256 removedShares = shares - reporterShares;
         emit Slashed(account, shares, reporter, reporterShares, removedShares);
 
-        if (reporterShares != 0) IERC20(address(_vault)).safeTransfer(reporter, reporterShares);
+        if (reporterShares != 0) {
+            if (_validatorWeights[reporter] != 0) {
+                // The whitepaper pays validators who catch a cheat in bonded POD: the cut stays here,
+                // added to the reporter's active bond (and weight), with no transfer.
+                _pushActive(reporter, activeBondOf(reporter) + reporterShares);
+                emit Bonded(reporter, address(this), reporterShares);
+                _refreshValidator(reporter);
+            } else {
+                IERC20(address(_vault)).safeTransfer(reporter, reporterShares);
+            }
+        }
         if (removedShares != 0) {
             if (_slashRecipient == address(0)) {
                 // Needs the vault's COOLDOWN_EXEMPT_ROLE: the slashed shares were locked by this contract's

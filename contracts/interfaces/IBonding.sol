@@ -86,7 +86,8 @@ interface IBonding {
     function refreshValidator(address account) external;
 
     /// @notice Slashes `shares` from `account`, active bond first, then thawing; `reporterBps` of them go to
-    /// `reporter`. Only the slasher role (the Slashing contract).
+    /// `reporter` (bonded to it if it is a validator, else paid in stkPOD), none if `reporter` is zero.
+    /// Only the slasher role (the Slashing contract).
     function slash(address account, uint256 shares, address reporter, uint256 reporterBps) external;
 
     /// @notice The next NodeBinding nonce of `operator`.

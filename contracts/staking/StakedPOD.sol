@@ -177,7 +177,8 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
         if (c.start == 0 || c.shares == 0) revert StakedPODNoCooldown(owner);
         uint256 unlock = uint256(c.start) + COOLDOWN_PERIOD;
         if (block.timestamp < unlock) revert StakedPODCooldownNotFinished(owner, unlock);
-        if (block.timestamp > unlock + UNSTAKE_WINDOW) revert StakedPODUnstakeWindowClosed(owner, unlock + UNSTAKE_WINDOW);
+        uint256 windowEnd = unlock + UNSTAKE_WINDOW;
+        if (block.timestamp > windowEnd) revert StakedPODUnstakeWindowClosed(owner, windowEnd);
         if (shares > c.shares) revert StakedPODExceedsCooldown(owner, shares, c.shares);
     }
 

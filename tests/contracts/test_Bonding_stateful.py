@@ -3,7 +3,7 @@
 Invariants: Bonding holds exactly the shares it owes (active plus thawing of every account); a slash never
 exceeds what is slashable nor `maxSlashBps` of it; reporter reward plus removed equals slashed, and the
 removed part burns exactly the POD it redeemed; the share price never falls, not even by a slash; no request
-pays before it thaws. (The validators only sign here; their weights are covered by the unit tests.)
+pays before it thaws. (The validators sign and report here; their weights are covered by the unit tests.)
 """
 
 import brownie
@@ -40,7 +40,7 @@ class BondingMachine(ChainStateMachine):
         self.active = {operator: 0 for operator in self.operators}
         self.requests = {operator: [] for operator in self.operators}  # (request id, unlock time)
         self.evidence = 0
-        # The validators' bonds never move in this machine: read once, not after every step.
+        # Validators' bonds move only by reporter cuts, which the slash rule adds: read once, not per step.
         self.validators_bonded = sum(self.bonding.slashableOf(v) for v in self.validators)
 
     def _stake_and_bond(self, operator, amount):
@@ -87,10 +87,16 @@ class BondingMachine(ChainStateMachine):
             self.requests[account].pop(0)
             type(self).withdrawals += 1
 
-    @rule(operator=st_operator, bps=st.integers(min_value=1, max_value=5_000), with_reporter=st.booleans())
-    def slash(self, operator, bps, with_reporter):
+    @rule(
+        operator=st_operator,
+        bps=st.integers(min_value=1, max_value=5_000),
+        reported_by=st.sampled_from(["nobody", "user", "validator"]),
+    )
+    def slash(self, operator, bps, reported_by):
         offender = self.operators[operator]
-        reporter = self.reporter if with_reporter else brownie.ZERO_ADDRESS
+        reporter = {"nobody": brownie.ZERO_ADDRESS, "user": self.reporter, "validator": self.validators[0]}[
+            reported_by
+        ]
         self.evidence += 1
         message = {
             "offender": offender.address,
@@ -113,14 +119,20 @@ class BondingMachine(ChainStateMachine):
                 self.slashing.slash(decision, signatures, {"from": self.reporter})
             return
         supply = self.pod.totalSupply()
-        reporter_before = self.stkpod.balanceOf(self.reporter)
+        user_before = self.stkpod.balanceOf(self.reporter)
+        validator_before = self.bonding.activeBondOf(self.validators[0])
         tx = self.slashing.slash(decision, signatures, {"from": self.reporter})
 
         event = tx.events["Slashed"]
         assert tx.return_value == event["shares"] == expected
         assert expected <= slashable * self.slashing.maxSlashBps() // 10_000 <= slashable
         assert event["reporterShares"] + event["removedShares"] == expected
-        assert self.stkpod.balanceOf(self.reporter) - reporter_before == event["reporterShares"]
+        # A user is paid in stkPOD, a validator in bonded stake (which this model then owes it).
+        user_cut = self.stkpod.balanceOf(self.reporter) - user_before
+        validator_cut = self.bonding.activeBondOf(self.validators[0]) - validator_before
+        assert user_cut + validator_cut == event["reporterShares"]
+        assert (user_cut == 0 or reported_by == "user") and (validator_cut == 0 or reported_by == "validator")
+        self.validators_bonded += validator_cut
         burned = tx.events["Withdraw"]["assets"] if event["removedShares"] else 0
         assert supply - self.pod.totalSupply() == burned
         self.active[offender] -= min(expected, self.active[offender])

@@ -220,3 +220,22 @@ def test_strike_decision_digest_matches_the_protocols_module(slashing, accounts)
     values["reporter"] = bytes.fromhex(message["reporter"][2:])
     expected = eth.typed_digest(domain, eth.STRIKE_DECISION, values)
     assert bytes(slashing.hashStrikeDecision(as_tuple(message))) == expected
+
+
+def test_a_reporting_validator_is_rewarded_in_bonded_stake(
+    pod, stkpod, bonding, slashing, treasury, validators, accounts
+):
+    offender, reporter = accounts[3], validators[0]
+    shares = offender_with_bond(pod, stkpod, bonding, treasury, offender)
+    bonded_before = bonding.activeBondOf(reporter)
+    total_before = bonding.totalValidatorWeight()
+    message = decision(offender, reporter, slash_bps=5_000)
+    tx = slashing.slash(
+        as_tuple(message), signed_by(slashing, validators[1:], message), {"from": accounts[9]}
+    )
+    cut = tx.events["StrikeExecuted"]["reporterShares"]
+    assert cut == shares // 2 // 10
+    assert stkpod.balanceOf(reporter) == 0
+    assert bonding.activeBondOf(reporter) == bonded_before + cut
+    assert bonding.validatorWeight(reporter) == bonded_before + cut
+    assert bonding.totalValidatorWeight() == total_before + cut
