@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
 from chain.merkle import RewardsTree
+from protocols import eth
 from tests.contracts.conftest import POD_UNIT, ChainStateMachine, run_chain_state_machine, sign_typed
 
 ROOT_DELAY = 2 * 86400
@@ -171,6 +172,25 @@ def test_cumulative_total_never_decreases(distributor, validators, earners):
     _wait(ROOT_DELAY)
     with brownie.reverts(revert_pattern=r"RewardsDistributorTotalDecreased: .*"):
         distributor.activateRoot(2, {"from": earners[0]})
+
+
+def test_root_signed_by_the_protocols_module_is_accepted(distributor, validators, earners):
+    """Cross-part check: protocols.eth and chain.merkle (what settlers use) agree with the distributor."""
+    assert distributor.EPOCH_ROOT_TYPEHASH() == "0x" + eth.EPOCH_ROOT.type_hash.hex()
+    tree = tree_of(earners, [10 * POD_UNIT, 20 * POD_UNIT, 30 * POD_UNIT])
+    deadline = chain[-1].timestamp + 3600
+    values = {"epoch": 4, "root": tree.root, "total": tree.total, "deadline": deadline}
+    domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(distributor.address[2:]))
+    signatures = eth.quorum_order(
+        {
+            bytes.fromhex(v.address[2:]): eth.EthAccount(bytes.fromhex(v.private_key[2:])).sign_typed(
+                domain, eth.EPOCH_ROOT, values
+            )
+            for v in validators[1:]
+        }
+    )
+    distributor.proposeRoot(4, tree.root, tree.total, deadline, signatures, {"from": earners[0]})
+    assert distributor.proposedRoot(4)[3] == PENDING
 
 
 # ---------------------------------------------------------------- claims
