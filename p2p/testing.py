@@ -3,7 +3,7 @@
 - `open_host_group(base_dir, count)`: in-process hosts, the first one the others' bootstrap peer;
   `open_swarm` starts larger groups several at a time;
 - `PeerProcess` / `start_peer_processes` / `relay_process`: real peers in their own processes
-  (`python -m p2p.testing`, or `dolphin relay`),
+  (`python -m p2p.testing`, or `dolphin relay`), optionally inside an `isolated_namespace()`,
   bound to port 0 on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
 - `read_received`: what a peer process logged from its subscriptions (topic, data, origin, forwarder);
 - `wait_until`: poll a condition under a deadline (for effects that have no event to wait on).
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import trio
@@ -115,14 +118,20 @@ class PeerProcess:
     """A peer running `python -m p2p.testing` in its own process."""
 
     def __init__(
-        self, data_dir: Path, args: list[str], *, program: tuple[str, ...] = ("p2p.testing",)
+        self,
+        data_dir: Path,
+        args: list[str],
+        *,
+        program: tuple[str, ...] = ("p2p.testing",),
+        netns: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / READY_FILE).unlink(missing_ok=True)
         self._log = open(self.data_dir / "peer.log", "wb")  # noqa: SIM115 (closed in stop)
+        prefix = ["ip", "netns", "exec", netns] if netns else []  # `ip netns exec` execs: the pid stays ours
         self.process = subprocess.Popen(
-            [sys.executable, "-m", *program, "--data-dir", str(self.data_dir), *args],
+            [*prefix, sys.executable, "-m", *program, "--data-dir", str(self.data_dir), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
@@ -186,9 +195,56 @@ class PeerProcess:
         return self.process.returncode
 
 
-def relay_process(data_dir: Path) -> PeerProcess:
+def relay_process(data_dir: Path, extra_listen: tuple[str, ...] = ()) -> PeerProcess:
     """`dolphin relay` on 127.0.0.1, any free port (the real command line, not a stand-in)."""
-    return PeerProcess(data_dir, ["--listen", LOCALHOST], program=("cli.main", "relay"))
+    listen = [arg for addr in (LOCALHOST, *extra_listen) for arg in ("--listen", addr)]
+    return PeerProcess(data_dir, listen, program=("cli.main", "relay"))
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkNamespace:
+    """A network namespace joined to ours by a veth pair: `inside_ip` can reach `outside_ip` only."""
+
+    name: str
+    outside_ip: str
+    inside_ip: str
+
+
+@contextlib.contextmanager
+def isolated_namespace() -> Iterator[NetworkNamespace | None]:
+    """A fresh network namespace with a point-to-point link to this one, removed on exit.
+
+    Yields None where namespaces cannot be made (not root, no `ip`, no CAP_NET_ADMIN); callers then
+    fall back to a peer with no listen address in our own namespace. The link stays on this machine.
+    """
+    tag = f"{os.getpid() % 100000}{next(_NAMESPACE_COUNTER)}"
+    name, outside, inside = f"dolphin{tag}", f"vdo{tag}", f"vdi{tag}"
+    subnet = 16 + (os.getpid() + next(_NAMESPACE_COUNTER)) % 200
+    outside_ip, inside_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
+    steps = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
+        ["ip", "link", "set", inside, "netns", name],
+        ["ip", "addr", "add", f"{outside_ip}/30", "dev", outside],
+        ["ip", "link", "set", outside, "up"],
+        ["ip", "netns", "exec", name, "ip", "addr", "add", f"{inside_ip}/30", "dev", inside],
+        ["ip", "netns", "exec", name, "ip", "link", "set", inside, "up"],
+        ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+    ]
+    made = os.geteuid() == 0 and shutil.which("ip") is not None
+    try:
+        for step in steps if made else []:
+            if subprocess.run(step, capture_output=True).returncode != 0:
+                made = False
+                break
+        yield NetworkNamespace(name, outside_ip, inside_ip) if made else None
+    finally:
+        if os.geteuid() == 0 and shutil.which("ip") is not None:
+            subprocess.run(["ip", "link", "del", outside], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+_NAMESPACE_COUNTER = itertools.count()
 
 
 @contextlib.asynccontextmanager

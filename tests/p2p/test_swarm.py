@@ -17,7 +17,14 @@ from p2p.errors import P2PError
 from p2p.gossip import PUBLISH_THRESHOLD, accept_all
 from p2p.host import open_host
 from p2p.streams import encode_uvarint
-from p2p.testing import PeerProcess, prefix_validator, relay_process, start_peer_processes, wait_until
+from p2p.testing import (
+    PeerProcess,
+    isolated_namespace,
+    prefix_validator,
+    relay_process,
+    start_peer_processes,
+    wait_until,
+)
 from p2p.topics import ATTESTATIONS_TOPIC, BANS_TOPIC, STRIKES_TOPIC, pool_topic
 
 MANIFEST = bytes.fromhex("d0" * 32)
@@ -61,27 +68,44 @@ async def test_ten_peers_find_each_others_pool_records_and_gossip_reaches_all(tm
             assert all(peer.alive() for peer in peers)
 
 
+@contextlib.asynccontextmanager
+async def running_relay_for(base_dir, namespace):
+    """A relay on 127.0.0.1, and on the namespace link when there is one. Yields the relay and its
+    address as the isolated side sees it."""
+    extra = (f"/ip4/{namespace.outside_ip}/tcp/0",) if namespace else ()
+    relay = relay_process(base_dir / "relay", extra_listen=extra)
+    try:
+        ready = await relay.wait_ready()
+        inside = [a for a in ready["listen_addrs"] if namespace and f"/{namespace.outside_ip}/" in a]
+        yield relay, (inside or [relay.addr])[0]
+    finally:
+        assert relay.stop() == 0, relay.log_tail()
+
+
 @pytest.mark.integration
 @pytest.mark.trio
-async def test_peer_without_listen_address_is_dialled_through_the_relay(tmp_path):
-    async with running_relay(tmp_path) as relay:
-        hidden = PeerProcess(
-            tmp_path / "hidden", ["--no-listen", "--bootstrap", relay.addr, "--pool", MANIFEST.hex()]
-        )
-        try:
-            ready = await hidden.wait_ready()
-            assert ready["listen_addrs"] == [] and ready["reachable"] is False
-            assert ready["circuit_addrs"] == [f"{relay.addr}/p2p-circuit/p2p/{hidden.peer_id}"]
-            async with open_host(HostConfig(tmp_path / "dialer", bootstrap=(relay.addr,))) as dialer:
-                # Found through the DHT, its record carries only the circuit address ...
-                records = await dialer.dht.get_records(MANIFEST)
-                assert [(r.peer_id, list(r.addrs)) for r in records] == [
-                    (hidden.peer_id, ready["circuit_addrs"])
-                ]
-                # ... and open_stream dials through the relay on its own.
-                assert await dialer.ping(hidden.peer_id) < 5
-        finally:
-            hidden.stop()
+async def test_isolated_peer_is_dialled_through_the_relay(tmp_path):
+    # As root, the peer runs in its own network namespace: it reaches the relay over a veth link and
+    # nothing can reach it. Elsewhere it runs here with no listen address, which libp2p cannot tell apart.
+    with isolated_namespace() as namespace:
+        async with running_relay_for(tmp_path, namespace) as (relay, relay_addr):
+            assert namespace is None or f"/{namespace.outside_ip}/" in relay_addr
+            args = ["--no-listen", "--bootstrap", relay_addr, "--pool", MANIFEST.hex()]
+            hidden = PeerProcess(tmp_path / "hidden", args, netns=namespace.name if namespace else None)
+            try:
+                ready = await hidden.wait_ready()
+                assert ready["listen_addrs"] == [] and ready["reachable"] is False
+                assert ready["circuit_addrs"] == [f"{relay_addr}/p2p-circuit/p2p/{hidden.peer_id}"]
+                async with open_host(HostConfig(tmp_path / "dialer", bootstrap=(relay.addr,))) as dialer:
+                    # Found through the DHT, its record carries only the circuit address ...
+                    records = await dialer.dht.get_records(MANIFEST)
+                    assert [(r.peer_id, list(r.addrs)) for r in records] == [
+                        (hidden.peer_id, ready["circuit_addrs"])
+                    ]
+                    # ... and open_stream dials through the relay on its own.
+                    assert await dialer.ping(hidden.peer_id) < 5
+            finally:
+                hidden.stop()
 
 
 def _malformed_frames():
