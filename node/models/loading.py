@@ -40,33 +40,59 @@ def load_model(model_dir: Path, *, verify: bool = True, threads: int | None = 1)
     return LoadedModel(manifest=manifest, tokenizer=tokenizer, model=model)
 
 
-def generate_greedy(loaded: LoadedModel, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
-    """Greedy continuation of a chat as token ids (no sampling, so the same input gives the same ids)."""
-    import torch
+@dataclass(frozen=True)
+class Sampling:
+    """How to pick tokens. temperature 0 is greedy: the same input then always gives the same ids."""
 
-    encoded = loaded.tokenizer.apply_chat_template(
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def generate_kwargs(self, pad_token_id: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad_token_id}
+        if self.temperature <= 0:
+            return kwargs | {"do_sample": False}
+        return kwargs | {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+
+
+def encode_chat(loaded: LoadedModel, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The model's chat template applied to `messages`, as generate() inputs (input_ids, attention_mask)."""
+    return loaded.tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
+
+
+def _pad_token_id(loaded: LoadedModel) -> int:
+    tokenizer = loaded.tokenizer
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _generate(loaded: LoadedModel, encoded: dict[str, Any], sampling: Sampling, **extra: Any) -> Any:
+    import torch
+
     with torch.inference_mode():
-        output = loaded.model.generate(
-            **encoded,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
-        )
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        return loaded.model.generate(**encoded, **sampling.generate_kwargs(_pad_token_id(loaded)), **extra)
+
+
+def generate_greedy(loaded: LoadedModel, messages: list[dict[str, str]], max_new_tokens: int) -> list[int]:
+    """Greedy continuation of a chat as token ids (no sampling, so the same input gives the same ids)."""
+    encoded = encode_chat(loaded, messages)
+    output = _generate(loaded, encoded, Sampling(max_new_tokens=max_new_tokens))
     return output[0][encoded["input_ids"].shape[1] :].tolist()
 
 
-def stream_greedy(
-    loaded: LoadedModel, messages: list[dict[str, str]], max_new_tokens: int
+def stream_completion(
+    loaded: LoadedModel, messages: list[dict[str, str]], sampling: Sampling
 ) -> Iterator[tuple[str, list[int]]]:
-    """Greedy continuation streamed as (text delta, token ids) pairs while the model generates.
+    """The continuation streamed as (text delta, token ids) pairs while the model generates.
 
-    The concatenated ids equal `generate_greedy`'s. Text is decoded from all ids so far and only the new
-    suffix is emitted, holding back while the tail is an incomplete UTF-8 sequence, so a multi-byte
+    Greedy (temperature 0) ids equal `generate_greedy`'s. Text is decoded from all ids so far and only the
+    new suffix is emitted, holding back while the tail is an incomplete UTF-8 sequence, so a multi-byte
     character split across tokens is never emitted broken.
     """
-    import torch
     from transformers.generation.streamers import BaseStreamer
 
     tokens: queue.Queue[list[int] | None] = queue.Queue()
@@ -84,21 +110,12 @@ def stream_greedy(
         def end(self) -> None:
             tokens.put(None)
 
-    encoded = loaded.tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
+    encoded = encode_chat(loaded, messages)
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            with torch.inference_mode():
-                loaded.model.generate(
-                    **encoded,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
-                    streamer=_IdStreamer(),
-                )
+            _generate(loaded, encoded, sampling, streamer=_IdStreamer())
         except BaseException as exc:  # re-raised in the consumer's thread below
             failure.append(exc)
             tokens.put(None)

@@ -121,13 +121,27 @@ def test_malformed_manifests_are_refused_with_model_error(tmp_path):
 
 @pytest.mark.integration
 def test_streaming_yields_the_greedy_ids_and_text_in_order(tiny_model_dir):
-    from node.models.loading import stream_greedy
+    from node.models.loading import Sampling, stream_completion
 
     loaded = load_model(tiny_model_dir, verify=False)
     messages = [{"role": "user", "content": "Write a short poem about the sea."}]
-    pieces = list(stream_greedy(loaded, messages, 16))
+    pieces = list(stream_completion(loaded, messages, Sampling(max_new_tokens=16)))
     assert len(pieces) > 1
     streamed_ids = [i for _, ids in pieces for i in ids]
     assert streamed_ids == generate_greedy(loaded, messages, 16)
     text = "".join(delta for delta, _ in pieces)
     assert text == loaded.tokenizer.decode(streamed_ids, skip_special_tokens=True)
+
+
+@pytest.mark.integration
+def test_sampling_with_a_seed_is_reproducible(tiny_model_dir):
+    from node.models.loading import Sampling, stream_completion
+
+    loaded = load_model(tiny_model_dir, verify=False)
+    messages = [{"role": "user", "content": "Hello!"}]
+    sampling = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=7)
+    first = [i for _, ids in stream_completion(loaded, messages, sampling) for i in ids]
+    again = [i for _, ids in stream_completion(loaded, messages, sampling) for i in ids]
+    assert first == again
+    other = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=8)
+    assert [i for _, ids in stream_completion(loaded, messages, other) for i in ids] != first
