@@ -19,10 +19,11 @@ import {IStakedPOD} from "../interfaces/IStakedPOD.sol";
  * manner of xSUSHI) or is burned, by governance choice.
  *
  * A public swap of a predictable size is a sandwich target, so each call is guarded three ways:
- * - a minimum output derived from the pair's time-weighted average price (the pair's priceXCumulativeLast
- *   accumulators, read at two observations at least {twapWindow} apart), less {maxSlippageBps}: moving the
- *   spot price just before the call does not move that minimum, so the swap reverts instead of filling at
- *   the manipulated price;
+ * - a minimum output quoted at the pair's time-weighted average price (the pair's priceXCumulativeLast
+ *   accumulators, read at two observations at least {twapWindow} apart), fee and own price impact included,
+ *   less {maxSlippageBps}: moving the spot price just before the call does not move that minimum, so the
+ *   swap reverts instead of filling at the manipulated price, and what a sandwich inside the allowance can
+ *   take is bounded by the allowance;
  * - a deadline, so a call held back by a block builder cannot land later at a worse price;
  * - a per-call size cap, which bounds the price impact of one swap.
  *
@@ -116,7 +117,7 @@ contract Buyback is AccessControl {
      * @param stakedPod the vault that receives bought POD as vesting rewards
      * @param admin the TimelockController (grants keepers, sets the guards)
      * @param twapWindow seconds the TWAP spans at least
-     * @param maxSlippageBps how far below the TWAP quote a swap may fill (covers the 0.3% fee and impact)
+     * @param maxSlippageBps how far below the TWAP quote (fee and impact included) a swap may fill
      * @param maxSwapAmount most payment token one call may swap
      */
     constructor(
@@ -200,18 +201,28 @@ contract Buyback is AccessControl {
     }
 
     /**
-     * @notice The least POD a swap of `amountIn` may return now: the TWAP quote less {maxSlippageBps}.
-     * Reverts when no observation is usable (see {BuybackTwapNotReady}, {BuybackTwapStale}).
+     * @notice The least POD a swap of `amountIn` may return now: Uniswap V2's `getAmountOut` (0.3% fee) at the
+     * time-weighted average price, with the pair's current depth, less {maxSlippageBps}. Pricing the fee and
+     * this swap's own impact into the quote leaves the slippage allowance only the drift between the average
+     * and now, which is all a sandwich could take. Reverts when no observation is usable (see
+     * {BuybackTwapNotReady}, {BuybackTwapStale}).
      */
     function twapMinimumOut(uint256 amountIn) public view returns (uint256) {
-        (uint256 cumulativeNow, uint256 now_) = _currentCumulative();
+        (uint256 cumulativeNow, uint256 now_, uint256 depth) = _currentCumulative();
         Observation memory anchor = _twapAnchor(now_);
         uint256 averagePrice;
-        // Uniswap V2 accumulators are designed to wrap; the difference is right modulo 2**256.
+        // Uniswap V2 accumulators are designed to wrap; the difference is right modulo 2**256. The average is
+        // at least 1: a price below 2**-112 POD per unit would need a reserve above uint112.
         unchecked {
             averagePrice = (cumulativeNow - anchor.priceCumulative) / (now_ - anchor.timestamp);
         }
-        uint256 quote = Math.mulDiv(averagePrice, amountIn, _Q112);
+        // The reserves a pool of the current depth k = reserve0 * reserve1 holds at the average price. Swaps
+        // move the price but keep k (fees only raise it), so an attacker cannot shift these reserves short of
+        // adding or removing liquidity.
+        uint256 reservePayment = Math.sqrt(Math.mulDiv(depth, _Q112, averagePrice));
+        uint256 reservePod = Math.sqrt(Math.mulDiv(depth, averagePrice, _Q112));
+        uint256 amountInWithFee = amountIn * 997;
+        uint256 quote = Math.mulDiv(amountInWithFee, reservePod, reservePayment * 1000 + amountInWithFee);
         return Math.mulDiv(quote, _BPS - _maxSlippageBps, _BPS);
     }
 
@@ -284,7 +295,7 @@ contract Buyback is AccessControl {
     // ---------------------------------------------------------------- internals
 
     function _record() private {
-        (uint256 cumulative, uint256 now_) = _currentCumulative();
+        (uint256 cumulative, uint256 now_,) = _currentCumulative();
         _older = _newer;
         _newer = Observation({priceCumulative: cumulative, timestamp: now_});
         emit Observed(cumulative, now_);
@@ -308,12 +319,14 @@ contract Buyback is AccessControl {
     /**
      * @dev The pair's accumulator of the payment token's price in POD (POD per payment token, UQ112x112
      * times seconds), brought up to the current second the way the pair itself would if it were updated now
-     * (UniswapV2OracleLibrary.currentCumulativePrices), so no pair interaction is needed.
+     * (UniswapV2OracleLibrary.currentCumulativePrices), so no pair interaction is needed. Also returns the
+     * pair's depth, the product of its reserves.
      */
-    function _currentCumulative() private view returns (uint256 cumulative, uint256 now_) {
+    function _currentCumulative() private view returns (uint256 cumulative, uint256 now_, uint256 depth) {
         now_ = block.timestamp;
         (uint112 reserve0, uint112 reserve1, uint32 lastUpdate) = _pair.getReserves();
         if (reserve0 == 0 || reserve1 == 0) revert BuybackNoLiquidity();
+        depth = uint256(reserve0) * reserve1;
         cumulative = _paymentIsToken0 ? _pair.price0CumulativeLast() : _pair.price1CumulativeLast();
         unchecked {
             // The pair stores time modulo 2**32; the subtraction wraps the same way (v2-core `_update`).

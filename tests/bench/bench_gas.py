@@ -167,7 +167,7 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
         treasury,
     )
     buyback = c.deploy(
-        "Buyback", router.address, usd.address, pod.address, stkpod.address, admin, 1800, 300, 50_000 * USD
+        "Buyback", router.address, usd.address, pod.address, stkpod.address, admin, 1800, 100, 50_000 * USD
     )
     c.send(buyback.functions.grantRole(buyback.functions.KEEPER_ROLE().call(), admin), admin)
     credits = c.deploy("Credits", usd.address, quorum.address, buyback.address, 3 * DAY, admin)

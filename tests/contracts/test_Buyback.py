@@ -1,13 +1,15 @@
 """Buyback: TWAP-guarded swaps of revenue into POD on a real Uniswap V2 pair, including a failed sandwich."""
 
+from math import isqrt
+
 import brownie
 import pytest
 from brownie import chain
 
-from tests.contracts.conftest import POD_UNIT, POOL_POD, POOL_USD, USD_UNIT
+from tests.contracts.conftest import POD_UNIT, USD_UNIT
 
 WINDOW = 1800
-SLIPPAGE_BPS = 300
+SLIPPAGE_BPS = 100
 CAP = 20_000 * USD_UNIT
 REVENUE = 50_000 * USD_UNIT
 STAKERS, BURN = 0, 1
@@ -122,17 +124,24 @@ def test_buyback_can_burn_instead(buyback, pod, vault, keeper, deployer):
     assert tx.events["BoughtBack"]["destination"] == BURN
 
 
-def test_twap_minimum_is_the_average_price_quote_less_slippage(buyback, pod_pair, stablecoin):
+def test_twap_minimum_is_uniswaps_quote_at_the_average_price_less_slippage(buyback, pod_pair, stablecoin):
     _wait(WINDOW + 1)
-    amount = 1_000 * USD_UNIT
-    # With no trade since deployment the average price equals the reserves' ratio.
+    amount = CAP
+    # With no trade since deployment, the average price is the reserves' ratio and the virtual reserves are
+    # the real ones (up to square-root rounding): the minimum is getAmountOut less the allowance.
     reserve0, reserve1, _ = pod_pair.getReserves()
     usd_reserve, pod_reserve = (
         (reserve0, reserve1) if pod_pair.token0() == stablecoin else (reserve1, reserve0)
     )
     price = pod_reserve * Q112 // usd_reserve
-    assert buyback.twapMinimumOut(amount) == price * amount // Q112 * (10_000 - SLIPPAGE_BPS) // 10_000
-    assert int(buyback.twapMinimumOut(amount)) == pytest.approx(amount * POOL_POD / POOL_USD * 0.97, rel=1e-9)
+    depth = reserve0 * reserve1
+    virtual_usd, virtual_pod = isqrt(depth * Q112 // price), isqrt(depth * price // Q112)
+    quote = amount * 997 * virtual_pod // (virtual_usd * 1000 + amount * 997)
+    assert buyback.twapMinimumOut(amount) == quote * (10_000 - SLIPPAGE_BPS) // 10_000
+    spot = _spot_quote(pod_pair, stablecoin, amount)
+    assert abs(quote - spot) <= spot // 10**9
+    # The buyback itself fills at the spot quote, inside the allowance.
+    assert spot > buyback.twapMinimumOut(amount)
 
 
 def test_keeper_floor_above_achievable_output_reverts(buyback, keeper, pod_pair, stablecoin):
@@ -170,6 +179,27 @@ def test_sandwich_front_run_makes_the_buyback_revert_and_the_attacker_lose(
     )
     assert pod.balanceOf(attacker) == 0
     assert stablecoin.balanceOf(attacker) < bait
+
+
+def test_sandwich_inside_the_allowance_takes_at_most_the_allowance(
+    buyback, uniswap, stablecoin, pod, keeper, accounts
+):
+    attacker = accounts[8]
+    _wait(WINDOW + 1)
+    budget = 2_000 * USD_UNIT
+    stablecoin.mint(attacker, budget, {"from": attacker})
+    stablecoin.approve(uniswap.router, 2**256 - 1, {"from": attacker})
+    pod.approve(uniswap.router, 2**256 - 1, {"from": attacker})
+    # A push small enough (~0.4% on the price) that the keeper's swap still clears the TWAP minimum.
+    uniswap.router.swapExactTokensForTokens(
+        budget, 0, [stablecoin, pod], attacker, _deadline(), {"from": attacker}
+    )
+    buyback.buyback(CAP, 0, _deadline(), {"from": keeper})
+    uniswap.router.swapExactTokensForTokens(
+        pod.balanceOf(attacker), 0, [pod, stablecoin], attacker, _deadline(), {"from": attacker}
+    )
+    profit = stablecoin.balanceOf(attacker) - budget
+    assert profit <= CAP * SLIPPAGE_BPS // 10_000
 
 
 def test_sustained_manipulation_shorter_than_the_window_still_fails(
