@@ -1,12 +1,14 @@
 """Buyback: TWAP-guarded swaps of revenue into POD on a real Uniswap V2 pair, including a failed sandwich."""
 
+import json
 from math import isqrt
 
 import brownie
 import pytest
 from brownie import chain
+from eth_utils import keccak
 
-from tests.contracts.conftest import POD_UNIT, USD_UNIT
+from tests.contracts.conftest import POD_UNIT, UNISWAP_BUILD, USD_UNIT
 
 WINDOW = 1800
 SLIPPAGE_BPS = 100
@@ -52,6 +54,18 @@ def _spot_quote(pod_pair, stablecoin, amount_in):
         (reserve0, reserve1) if pod_pair.token0() == stablecoin else (reserve1, reserve0)
     )
     return amount_in * 997 * pod_reserve // (usd_reserve * 1000 + amount_in * 997)
+
+
+def test_router_init_code_hash_is_the_factorys_pair(uniswap, pod_pair, stablecoin, pod):
+    """Router02 locates pairs by CREATE2 with a hard-coded init-code hash; the npm artifacts agree with it."""
+    pair_bytecode = json.loads((UNISWAP_BUILD / "v2-core/build/UniswapV2Pair.json").read_text())["bytecode"]
+    init_code_hash = keccak(hexstr=pair_bytecode)
+    router_bytecode = json.loads((UNISWAP_BUILD / "v2-periphery/build/UniswapV2Router02.json").read_text())
+    assert init_code_hash.hex() in router_bytecode["bytecode"]
+    token0, token1 = sorted([stablecoin.address, pod.address], key=lambda a: int(a, 16))
+    salt = keccak(bytes.fromhex(token0[2:]) + bytes.fromhex(token1[2:]))
+    create2 = keccak(b"\xff" + bytes.fromhex(uniswap.factory.address[2:]) + salt + init_code_hash)[12:]
+    assert pod_pair.address.lower() == "0x" + create2.hex()
 
 
 def test_deployment_finds_the_pair_and_records_an_observation(buyback, pod_pair, uniswap, stablecoin, vault):
