@@ -1,1 +1,11 @@
-"""The node daemon and what it serves: model manifests, offline model builders, engines and the service."""
+"""The node daemon and what it serves: model manifests, offline model builders, engines and the service.
+
+- `models`: manifests (the model id), the tiny and SmolLM2 builders, offline loading and generation
+- `inference`: `InferenceService`, the stream handler answering sealed requests with an encrypted stream
+- `errors`: `NodeError` and its subclasses
+"""
+
+from node.errors import ModelError, ModelSourceMissing, NodeError
+from node.inference import InferenceService, ServiceLimits
+
+__all__ = ["InferenceService", "ModelError", "ModelSourceMissing", "NodeError", "ServiceLimits"]

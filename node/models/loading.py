@@ -30,7 +30,9 @@ def load_model(model_dir: Path, *, verify: bool = True, threads: int | None = 1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a daemon's log is for people: no per-tensor progress bars
     manifest = verify_model_dir(model_dir) if verify else load_manifest(model_dir)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -91,9 +93,19 @@ def stream_completion(
 
     Greedy (temperature 0) ids equal `generate_greedy`'s. Text is decoded from all ids so far and only the
     new suffix is emitted, holding back while the tail is an incomplete UTF-8 sequence, so a multi-byte
-    character split across tokens is never emitted broken.
+    character split across tokens is never emitted broken. Closing the iterator early (the client went
+    away) stops generation at the next token instead of finishing the answer for nobody.
     """
+    from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
+
+    abandoned = threading.Event()
+
+    class _WhenAbandoned(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+
+            return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool)
 
     tokens: queue.Queue[list[int] | None] = queue.Queue()
 
@@ -115,7 +127,8 @@ def stream_completion(
 
     def run() -> None:
         try:
-            _generate(loaded, encoded, sampling, streamer=_IdStreamer())
+            stopping = StoppingCriteriaList([_WhenAbandoned()])
+            _generate(loaded, encoded, sampling, streamer=_IdStreamer(), stopping_criteria=stopping)
         except BaseException as exc:  # re-raised in the consumer's thread below
             failure.append(exc)
             tokens.put(None)
@@ -125,15 +138,18 @@ def stream_completion(
     ids: list[int] = []
     emitted = ""
     pending: list[int] = []
-    while (batch := tokens.get()) is not None:
-        ids.extend(batch)
-        pending.extend(batch)
-        text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            continue
-        yield text[len(emitted) :], pending
-        emitted, pending = text, []
-    worker.join()
+    try:
+        while (batch := tokens.get()) is not None:
+            ids.extend(batch)
+            pending.extend(batch)
+            text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            yield text[len(emitted) :], pending
+            emitted, pending = text, []
+    finally:
+        abandoned.set()
+        worker.join()
     if failure:
         raise failure[0]
     if pending:
