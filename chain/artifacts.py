@@ -90,3 +90,24 @@ def deploy(w3, account, name: str, *args: Any, gas: int | None = None):
     if receipt.status != 1:
         raise ChainError(f"deploying {name} reverted (transaction {receipt.transactionHash.hex()})")
     return w3.eth.contract(address=receipt.contractAddress, abi=artifact.abi)
+
+
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+
+
+@cache
+def load_npm_artifact(package_path: str, node_modules: Path = NODE_MODULES) -> Artifact:
+    """A compiled artifact shipped in an npm package, e.g. "@uniswap/v2-core/build/UniswapV2Factory.json".
+
+    Uniswap V2 is deployed from these (solc 0.5/0.6 output that our 0.8 compiler cannot rebuild; Router02's
+    built-in pair init-code hash matches that Factory's pair bytecode).
+    """
+    path = node_modules / package_path
+    if not path.is_file():
+        raise ArtifactError(f"no compiled artifact at {path}: run `make setup` (npm install)")
+    try:
+        data = json.loads(path.read_text())
+        bytecode = data["bytecode"] if isinstance(data["bytecode"], str) else data["bytecode"]["object"]
+        return Artifact(name=path.stem, abi=data["abi"], bytecode="0x" + bytecode.removeprefix("0x"))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is not a compiled contract artifact ({exc})") from exc

@@ -1,0 +1,190 @@
+"""The chain's half of an epoch close: what the reward engine needs to know, read at one block.
+
+For the block B that closes an epoch, every settler reads the same values, so they all compute the same
+root (spec/rewards.md, "Closing epoch t"):
+
+- `active_bond` S: Bonding.activeBondAt(account, timestamp(B)) (a checkpoint lookup, so it ignores what
+  happened after B), valued in POD wei through StakedPOD.convertToAssets at B — the engine counts POD,
+  the bond is held in stkPOD shares; pending unbonds are not active and do not count;
+- `registered`: the account has at least one node bound to it at B (NodeRegistered minus
+  NodeUnregistered events up to B);
+- `suspended`: the account was slashed (Slashing.StrikeExecuted) in the epoch's blocks, or is in the
+  settler's own ban list (bans decided off chain by validators' strike reports);
+- the parameters: ParamsRegistry.getAll() at B, WAD fixed point turned into the engine's exact strings.
+
+Base rewards come from receipts (off chain) and the carried state and snapshot from the previous close;
+`read_epoch` joins them with the chain's values into the engine's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from chain.client import ChainClient
+from chain.errors import ChainError
+from chain.rewards import AccountClose, AccountEpoch, EpochInput, RewardParams, decode_document
+from chain.rewards.params import AMOUNT_PARAMS
+from chain.transactions import read
+
+WAD = 10**18
+# ParamsRegistry stores these two as 18-decimal fixed point; the engine takes a decimal and a rational.
+_WAD_DECIMAL = "alpha"
+_WAD_RATIONAL = "tiers_kappa"
+
+
+class SnapshotError(ChainError):
+    """The chain cannot give a snapshot at the requested block (not mined yet, or too recent)."""
+
+
+@dataclass(frozen=True)
+class ChainSnapshot:
+    """What the chain says about each account at block `block` (timestamp `timepoint`)."""
+
+    block: int
+    timepoint: int
+    params: RewardParams
+    active_bonds: Mapping[str, int]
+    """POD wei of active bond per account."""
+    registered: frozenset[str]
+    slashed: frozenset[str]
+    """Accounts slashed in the epoch's blocks."""
+
+
+def params_from_registry(names: Iterable[str], values: Iterable[int]) -> RewardParams:
+    """The engine's parameters from ParamsRegistry.getAll()'s names and uint values, converted exactly."""
+    overrides: dict[str, object] = {}
+    for name, value in zip(names, values, strict=True):
+        if name == _WAD_DECIMAL:
+            overrides[name] = format(Decimal(value).scaleb(-18).normalize(), "f")
+        elif name == _WAD_RATIONAL:
+            kappa = Fraction(value, WAD)
+            overrides[name] = (
+                f"{kappa.numerator}/{kappa.denominator}" if kappa.denominator != 1 else str(kappa)
+            )
+        elif name in AMOUNT_PARAMS:
+            overrides[name] = str(value)
+        else:
+            overrides[name] = value
+    return RewardParams.from_overrides(overrides)
+
+
+def read_params(client: ChainClient, block: int | str = "latest") -> RewardParams:
+    """The reward engine's parameters as governance set them in the ParamsRegistry at `block`."""
+    names, values = client.call("ParamsRegistry", "getAll", block=block)
+    return params_from_registry(names, values)
+
+
+def read_snapshot(
+    client: ChainClient,
+    block: int,
+    *,
+    accounts: Iterable[str] = (),
+    epoch_start_block: int | None = None,
+) -> ChainSnapshot:
+    """Read the chain's inputs of an epoch that closes at `block`.
+
+    The accounts covered are `accounts` plus every account that ever bonded or registered a node up to
+    `block`. Slashes count from `epoch_start_block` (default: the deployment's first block). Raises
+    SnapshotError when `block` is not strictly older than the latest block (a checkpoint lookup must be
+    in the past: mine one more block first).
+    """
+    from web3 import Web3
+
+    latest = read(lambda: client.w3.eth.get_block("latest"), "reading the latest block")
+    if block >= latest["number"]:
+        raise SnapshotError(
+            f"block {block} is not in the past (latest is {latest['number']}): snapshot an older block, "
+            "or wait for the next one"
+        )
+    timepoint = read(lambda: client.w3.eth.get_block(block)["timestamp"], f"reading block {block}")
+    if timepoint >= latest["timestamp"]:
+        raise SnapshotError(
+            f"block {block} shares its timestamp with the latest block: wait for the next one"
+        )
+
+    covered = {Web3.to_checksum_address(a) for a in accounts}
+    covered |= {log["args"]["account"] for log in client.events("Bonding", "Bonded", to_block=block)}
+    nodes: dict[str, int] = {}
+    for event, step in (("NodeRegistered", 1), ("NodeUnregistered", -1)):
+        for log in client.events("Bonding", event, to_block=block):
+            nodes[log["args"]["operator"]] = nodes.get(log["args"]["operator"], 0) + step
+    covered |= set(nodes)
+
+    slashed = set()
+    start = epoch_start_block if epoch_start_block is not None else client.deployment.first_block
+    for log in client.events("Slashing", "StrikeExecuted", to_block=block):
+        if log["blockNumber"] >= start:
+            slashed.add(log["args"]["offender"])
+
+    bonds = {}
+    for account in sorted(covered):
+        shares = client.call("Bonding", "activeBondAt", account, timepoint)
+        bonds[account] = client.call("StakedPOD", "convertToAssets", shares, block=block) if shares else 0
+    return ChainSnapshot(
+        block=block,
+        timepoint=timepoint,
+        params=read_params(client, block),
+        active_bonds=bonds,
+        registered=frozenset(a for a, count in nodes.items() if count > 0),
+        slashed=frozenset(slashed),
+    )
+
+
+def epoch_inputs(
+    snapshot: ChainSnapshot,
+    base_rewards: Mapping[str, int],
+    *,
+    previous: Mapping[str, AccountClose | AccountEpoch] | None = None,
+    banned: Iterable[str] = (),
+) -> dict[str, AccountEpoch]:
+    """The engine's input for every account of `snapshot` or `base_rewards` (chain.rewards.close_epoch).
+
+    `previous` carries each account's state and snapshot from the last close (an AccountClose, or the
+    AccountEpoch that `previous_from_output` reads from its output document; absent: a new account);
+    `banned` are accounts the validators suspended off chain.
+    """
+    from web3 import Web3
+
+    rewards = {Web3.to_checksum_address(a): r for a, r in base_rewards.items()}
+    carried = {Web3.to_checksum_address(a): c for a, c in (previous or {}).items()}
+    suspended = snapshot.slashed | {Web3.to_checksum_address(a) for a in banned}
+    accounts = sorted(set(snapshot.active_bonds) | set(rewards) | set(carried))
+    inputs = {}
+    for account in accounts:
+        observed = EpochInput(
+            base_reward=rewards.get(account, 0),
+            registered=account in snapshot.registered,
+            suspended=account in suspended,
+            active_bond=snapshot.active_bonds.get(account, 0),
+        )
+        last = carried.get(account)
+        inputs[account] = (
+            AccountEpoch(observed) if last is None else AccountEpoch(observed, last.state, last.snapshot)
+        )
+    return inputs
+
+
+def previous_from_output(text: str | bytes) -> dict[str, AccountEpoch]:
+    """The carried state and snapshot of each account in a `dolphin rewards close-epoch` output document.
+
+    The output's per-account `state` and `snapshot` are exactly the input format's, so they are decoded
+    by the exchange format's own strict reader (with a zero input standing in for the next epoch's).
+    """
+    import json
+
+    try:
+        accounts = json.loads(text)["accounts"]
+        carried = {
+            account: {"state": entry["state"], "snapshot": entry["snapshot"], "input": _ZERO_INPUT}
+            for account, entry in accounts.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SnapshotError(f"not a close-epoch output document ({exc!r})") from exc
+    _, decoded = decode_document(json.dumps({"params": {}, "accounts": carried}))
+    return decoded
+
+
+_ZERO_INPUT = {"base_reward": "0", "registered": False, "suspended": False, "active_bond": "0"}

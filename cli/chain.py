@@ -1,0 +1,555 @@
+"""`dolphin chain`: deploy the contracts, and what operators, validators and API users do on chain.
+
+Where things come from (every command):
+- the RPC URL: --rpc-url, $DOLPHIN_RPC_URL, else the `ready.json` that `dolphin chain deploy` wrote into
+  the data dir;
+- the data dir: --data-dir, $DOLPHIN_DATA_DIR, else ~/.dolphin;
+- the deployment file: --deployment, $DOLPHIN_DEPLOYMENT, else <data dir>/deployment-<chain id>.json;
+- the signing key: --key-file (a file holding the hex private key; $DOLPHIN_KEY_FILE), or the hex key
+  itself in $DOLPHIN_PRIVATE_KEY. Keys are never printed.
+Amounts are decimal POD (or lUSD for credits), e.g. 1000 or 0.25.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chain.client import (
+    POD_DECIMALS,
+    USD_DECIMALS,
+    ChainClient,
+    ClientError,
+    format_time,
+    format_units,
+    parse_units,
+    read_key_file,
+)
+from chain.deploy import (
+    default_data_dir,
+    deploy_system,
+    deployment_path,
+    load_deployment,
+)
+from chain.devchain import DEFAULT_CHAIN_ID, dev_private_keys, open_devchain
+from chain.errors import ChainError
+from chain.merkle import RewardsTree
+from chain.transactions import connect, read
+
+SHARE_DECIMALS = 24
+"""stkPOD: POD's 18 decimals plus the vault's offset of 6."""
+READY_FILE = "ready.json"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a command's chain, deployment and key come from (see the module docstring)."""
+
+    rpc_url: str | None
+    data_dir: Path
+    deployment: Path | None
+    key_file: Path | None
+
+    def resolved_rpc_url(self) -> str:
+        if self.rpc_url:
+            return self.rpc_url
+        ready = self.data_dir / READY_FILE
+        if ready.is_file():
+            return json.loads(ready.read_text())["rpc_url"]
+        raise ClientError(
+            f"no chain to talk to: pass --rpc-url (or set DOLPHIN_RPC_URL), or start a local one with "
+            f"`dolphin chain deploy --data-dir {self.data_dir}`"
+        )
+
+    def key(self, required: bool = True) -> str | None:
+        if self.key_file is not None:
+            return read_key_file(self.key_file)
+        if os.environ.get("DOLPHIN_PRIVATE_KEY"):
+            return os.environ["DOLPHIN_PRIVATE_KEY"].strip()
+        if required:
+            raise ClientError("this command signs a transaction: pass --key-file FILE (or DOLPHIN_KEY_FILE)")
+        return None
+
+    def client(self, key_required: bool = True) -> ChainClient:
+        rpc_url = self.resolved_rpc_url()
+        key = self.key(key_required)
+        path = self.deployment
+        if path is None:
+            chain_id = read(lambda: connect(rpc_url).eth.chain_id, "reading the chain id", rpc_url=rpc_url)
+            path = deployment_path(self.data_dir, chain_id)
+        return ChainClient(rpc_url, load_deployment(path), key)
+
+
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --rpc-url, --data-dir, --deployment and --key-file, passed on as one `connection`."""
+
+    @click.option("--rpc-url", envvar="DOLPHIN_RPC_URL", help="JSON-RPC URL of the chain.")
+    @click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="DOLPHIN_DATA_DIR",
+        help="Where deployment files and ready.json live [default: ~/.dolphin].",
+    )
+    @click.option(
+        "--deployment",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="DOLPHIN_DEPLOYMENT",
+        help="Deployment file [default: <data dir>/deployment-<chain id>.json].",
+    )
+    @click.option(
+        "--key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="DOLPHIN_KEY_FILE",
+        help="File holding the account's hex private key (or set DOLPHIN_PRIVATE_KEY).",
+    )
+    @wraps(command)
+    def wrapper(rpc_url, data_dir, deployment, key_file, **kwargs):
+        connection = Connection(rpc_url, data_dir or default_data_dir(), deployment, key_file)
+        try:
+            return command(connection, **kwargs)
+        except ChainError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def pod_amount(text: str | None) -> int | None:
+    return None if text is None else parse_units(text, POD_DECIMALS)
+
+
+def pod(value: int) -> str:
+    return f"{format_units(value, POD_DECIMALS)} POD"
+
+
+def shares(value: int) -> str:
+    return f"{format_units(value, SHARE_DECIMALS)} stkPOD"
+
+
+@click.group("chain")
+def group() -> None:
+    """Contracts: deploy, stake, bond, claim rewards, credits.
+
+    The RPC URL, deployment file and key come from options or environment variables (DOLPHIN_RPC_URL,
+    DOLPHIN_DATA_DIR, DOLPHIN_DEPLOYMENT, DOLPHIN_KEY_FILE or DOLPHIN_PRIVATE_KEY); after a plain
+    `dolphin chain deploy`, the other commands find its chain through ready.json in the data dir.
+    """
+
+
+# ---------------------------------------------------------------------------------------------- deploy
+
+
+@group.command("deploy")
+@click.option("--rpc-url", envvar="DOLPHIN_RPC_URL", help="Deploy there and exit [default: start Anvil].")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DOLPHIN_DATA_DIR",
+    help="Where the deployment file (and ready.json) go [default: ~/.dolphin].",
+)
+@click.option(
+    "--deployment",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the deployment file here [default: <data dir>/deployment-<chain id>.json].",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="DOLPHIN_KEY_FILE",
+    help="Deployer's key file [default on a dev chain: its first account].",
+)
+@click.option(
+    "--demo-accounts",
+    type=click.IntRange(0, 50),
+    default=None,
+    help="Fund this many dev-mnemonic accounts after the deployer [default: 9 on a dev chain, else 0].",
+)
+@click.option("--reuse", is_flag=True, help="If this chain already has a deployment, check it and use it.")
+def deploy_command(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> None:
+    """Deploy every contract, Uniswap V2 with liquidity, and funded demo accounts.
+
+    With no --rpc-url, starts a local Anvil chain on a free port, deploys to it, writes ready.json
+    (RPC URL, chain id, deployment file) into the data dir, and keeps the chain running until Ctrl-C.
+    A second deploy to the same chain is refused unless --reuse.
+    """
+    data_dir = data_dir or default_data_dir()
+    try:
+        if rpc_url:
+            _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse)
+            return
+        accounts = 1 + (9 if demo_accounts is None else demo_accounts)
+        with open_devchain(accounts=max(accounts, 2)) as dev:
+            path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse)
+            ready = data_dir / READY_FILE
+            ready.write_text(
+                json.dumps({"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}) + "\n"
+            )
+            click.echo(f"Chain running at {dev.rpc_url} (ready: {ready}); Ctrl-C stops it.")
+            try:
+                _serve_until_signal(dev.process)
+            finally:
+                ready.unlink(missing_ok=True)
+            click.echo("Stopped the chain.")
+    except ChainError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Path:
+    from eth_account import Account
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    w3 = connect(rpc_url)
+    chain_id = read(lambda: w3.eth.chain_id, "reading the chain id", rpc_url=rpc_url)
+    dev_chain = chain_id == DEFAULT_CHAIN_ID
+    count = demo_accounts if demo_accounts is not None else (9 if dev_chain else 0)
+    if key_file is not None:
+        key = read_key_file(key_file)
+    elif dev_chain:
+        key = dev_private_keys(1)[0]
+    else:
+        raise ClientError(f"chain {chain_id} is not a dev chain: pass the deployer's --key-file")
+    demo = [Account.from_key(k).address for k in dev_private_keys(count + 1)[1:]] if count else []
+    path = deployment or deployment_path(data_dir, chain_id)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=Console(stderr=True),
+        transient=False,
+    ) as progress:
+        task = progress.add_task("deploying", total=None)
+
+        def on_step(index: int, total: int, description: str) -> None:
+            progress.update(task, total=total, completed=index, description=description)
+
+        result = deploy_system(w3, key, path=path, demo_accounts=demo, reuse=reuse, on_step=on_step)
+        progress.update(task, completed=progress.tasks[0].total or 0, description="deployed")
+    click.echo(f"Deployment on chain {result.chain_id} (block {result.block}) written to {path}")
+    for name, address in result.addresses.items():
+        click.echo(f"  {name:<20} {address}")
+    if demo:
+        click.echo(f"Funded {len(demo)} demo accounts (dev mnemonic, indices 1..{len(demo)}).")
+    return Path(path)
+
+
+def _serve_until_signal(process) -> None:
+    """Wait for Ctrl-C or SIGTERM; a chain that exits by itself is an error."""
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise ClientError(f"the local chain exited by itself (exit code {process.returncode})")
+
+
+# ---------------------------------------------------------------------------------------------- staking
+
+
+@group.command("stake")
+@click.argument("amount")
+@connection_options
+def stake_command(connection: Connection, amount: str) -> None:
+    """Stake AMOUNT POD into the auto-compounding vault (stkPOD)."""
+    client = connection.client()
+    minted = client.stake(parse_units(amount, POD_DECIMALS))
+    click.echo(f"Staked {amount} POD for {shares(minted)}.")
+
+
+@group.command("cooldown")
+@connection_options
+def cooldown_command(connection: Connection) -> None:
+    """Start the 90-day cooldown that unstaking needs (covers your current stkPOD)."""
+    client = connection.client()
+    unlock, covered = client.cooldown()
+    click.echo(
+        f"Cooldown started for {shares(covered)}: run `dolphin chain redeem` from "
+        f"{format_time(unlock, client.chain_time())}, within the 7-day unstake window."
+    )
+
+
+@group.command("redeem")
+@click.argument("amount", required=False)
+@connection_options
+def redeem_command(connection: Connection, amount: str | None) -> None:
+    """Unstake AMOUNT POD (default: all your cooldown covers) after the cooldown."""
+    client = connection.client()
+    paid = client.redeem(pod_amount(amount))
+    click.echo(f"Redeemed {pod(paid)}.")
+
+
+# ---------------------------------------------------------------------------------------------- bonding
+
+
+@group.command("bond")
+@click.argument("amount", required=False)
+@connection_options
+def bond_command(connection: Connection, amount: str | None) -> None:
+    """Bond stkPOD worth AMOUNT POD (default: all your stkPOD) to your operator account."""
+    client = connection.client()
+    bonded = client.bond(pod_amount(amount))
+    click.echo(f"Bonded {shares(bonded)}; active bond now {pod(client.status().active_bond_value)}.")
+
+
+@group.command("unbond")
+@click.argument("amount", required=False)
+@connection_options
+def unbond_command(connection: Connection, amount: str | None) -> None:
+    """Start thawing bond worth AMOUNT POD (default: all); withdraw it after the thaw period."""
+    client = connection.client()
+    request_id, unlock, thawing = client.unbond(pod_amount(amount))
+    click.echo(
+        f"Unbond request {request_id} thaws {shares(thawing)} until "
+        f"{format_time(unlock, client.chain_time())}: then run `dolphin chain withdraw`."
+    )
+
+
+@group.command("withdraw")
+@click.argument("request_id", type=int, required=False)
+@connection_options
+def withdraw_command(connection: Connection, request_id: int | None) -> None:
+    """Withdraw thawed unbond request REQUEST_ID (default: every thawed one) back as stkPOD."""
+    for withdrawn_id, paid in connection.client().withdraw_unbonded(request_id):
+        click.echo(f"Withdrew unbond request {withdrawn_id}: {shares(paid)}.")
+
+
+@group.group("validators")
+def validators_group() -> None:
+    """Join or leave the validator set (needs 100,000 POD-worth of active bond)."""
+
+
+@validators_group.command("join")
+@connection_options
+def join_command(connection: Connection) -> None:
+    """Opt in to validating with your active bond."""
+    weight = connection.client().join_validators()
+    click.echo(f"Joined the validators with weight {shares(weight)}.")
+
+
+@validators_group.command("leave")
+@connection_options
+def leave_command(connection: Connection) -> None:
+    """Opt out of validating."""
+    connection.client().leave_validators()
+    click.echo("Left the validators.")
+
+
+# ---------------------------------------------------------------------------------------------- rewards
+
+
+def _tree(path: Path) -> RewardsTree:
+    return RewardsTree.from_json(path.read_text())
+
+
+TREE_OPTION = click.option(
+    "--tree",
+    "tree_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The epoch's rewards tree document (chain.merkle format, from the settler).",
+)
+
+
+@group.command("claim")
+@TREE_OPTION
+@click.option("--bonded", is_flag=True, help="Stake and bond the rewards, with the bonded-claim bonus.")
+@connection_options
+def claim_command(connection: Connection, tree_path: Path, bonded: bool) -> None:
+    """Claim your rewards under the active root: liquid POD, or --bonded."""
+    result = connection.client().claim(_tree(tree_path), bonded=bonded)
+    if result.bonded:
+        click.echo(
+            f"Claimed {pod(result.amount)} plus a {pod(result.bonus)} bonus, "
+            f"bonded as {shares(result.shares)}."
+        )
+    else:
+        click.echo(f"Claimed {pod(result.amount)}.")
+
+
+@group.group("root")
+def root_group() -> None:
+    """Settle an epoch's rewards root: validators sign, anyone proposes, then activates."""
+
+
+EPOCH_OPTION = click.option("--epoch", type=click.IntRange(0), required=True, help="The epoch closed.")
+DEADLINE_OPTION = click.option(
+    "--deadline", type=click.IntRange(0), required=True, help="Unix time the signatures expire."
+)
+
+
+@root_group.command("sign")
+@TREE_OPTION
+@EPOCH_OPTION
+@DEADLINE_OPTION
+@connection_options
+def root_sign_command(connection: Connection, tree_path: Path, epoch: int, deadline: int) -> None:
+    """Sign EpochRoot(epoch, root, total, deadline) as a validator; prints the signature."""
+    signature = connection.client().sign_epoch_root(epoch, _tree(tree_path), deadline)
+    click.echo("0x" + signature.hex())
+
+
+@root_group.command("propose")
+@TREE_OPTION
+@EPOCH_OPTION
+@DEADLINE_OPTION
+@click.option("--signature", "signatures", multiple=True, required=True, help="A validator's signature.")
+@connection_options
+def root_propose_command(connection: Connection, tree_path: Path, epoch: int, deadline: int, signatures):
+    """Propose the root with a quorum of validator signatures (any order)."""
+    try:
+        raw = [bytes.fromhex(s.removeprefix("0x")) for s in signatures]
+    except ValueError:
+        raise click.BadParameter("signatures are hex strings", param_hint="--signature") from None
+    client = connection.client()
+    activates = client.propose_root(epoch, _tree(tree_path), deadline, raw)
+    click.echo(
+        f"Proposed the root of epoch {epoch}: activate it from {format_time(activates, client.chain_time())} "
+        f"with `dolphin chain root activate {epoch}`."
+    )
+
+
+@root_group.command("activate")
+@click.argument("epoch", type=click.IntRange(0))
+@connection_options
+def root_activate_command(connection: Connection, epoch: int) -> None:
+    """Make the pending root of EPOCH the one claims are proven against."""
+    connection.client().activate_root(epoch)
+    click.echo(f"Activated the root of epoch {epoch}.")
+
+
+# ---------------------------------------------------------------------------------------------- credits
+
+
+@group.group("credits")
+def credits_group() -> None:
+    """Prepaid inference credit (payment token, lUSD on a dev chain)."""
+
+
+@credits_group.command("deposit")
+@click.argument("amount")
+@connection_options
+def credits_deposit_command(connection: Connection, amount: str) -> None:
+    """Deposit AMOUNT of the payment token as credit."""
+    credit = connection.client().credits_deposit(parse_units(amount, USD_DECIMALS))
+    click.echo(f"Deposited {amount}; credit now {format_units(credit, USD_DECIMALS)}.")
+
+
+@credits_group.command("withdraw")
+@click.argument("amount", required=False)
+@connection_options
+def credits_withdraw_command(connection: Connection, amount: str | None) -> None:
+    """With AMOUNT: request a withdrawal (it unlocks after a delay). Without: complete the request."""
+    client = connection.client()
+    if amount is not None:
+        unlock = client.credits_request_withdrawal(parse_units(amount, USD_DECIMALS))
+        click.echo(
+            f"Withdrawal of {amount} requested: run `dolphin chain credits withdraw` from "
+            f"{format_time(unlock, client.chain_time())}."
+        )
+    else:
+        paid = client.credits_withdraw()
+        click.echo(f"Withdrew {format_units(paid, USD_DECIMALS)}.")
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+@group.command("status")
+@click.option("--account", help="Show this address instead of the key's.")
+@connection_options
+def status_command(connection: Connection, account: str | None) -> None:
+    """Balances, stake, cooldown, bond, validator, credit and rewards of an account."""
+    client = connection.client(key_required=account is None)
+    s = client.status(account)
+    now = s.chain_time
+    lines = [
+        f"account      {s.address}",
+        f"chain        {client.deployment.chain_id} at block {s.block}, {format_time(now)}",
+        f"ETH          {format_units(s.eth, 18)}",
+        f"POD          {format_units(s.pod, POD_DECIMALS)}",
+        f"lUSD         {format_units(s.usd, USD_DECIMALS)}",
+        f"staked       {shares(s.staked_shares)} = {pod(s.staked_value)}",
+    ]
+    if s.cooldown_start:
+        unlock = s.cooldown_start + 90 * 86400
+        lines.append(f"cooldown     {shares(s.cooldown_shares)}, redeemable from {format_time(unlock, now)}")
+    lines.append(f"active bond  {shares(s.active_bond_shares)} = {pod(s.active_bond_value)}")
+    if s.thawing_shares:
+        lines.append(f"thawing      {shares(s.thawing_shares)}")
+    for request_id, unlock, thawing in s.unbond_requests:
+        lines.append(f"  request {request_id}: {shares(thawing)} unlocks {format_time(unlock, now)}")
+    joined = "joined" if s.validator_joined else "not joined"
+    lines.append(f"validator    {joined}, weight {shares(s.validator_weight)}")
+    lines.append(f"credit       {format_units(s.credit, USD_DECIMALS)}")
+    amount, unlock = s.credit_withdrawal
+    if unlock:
+        lines.append(f"  withdrawal {format_units(amount, USD_DECIMALS)} unlocks {format_time(unlock, now)}")
+    epoch, root, total = s.active_root
+    lines.append(f"rewards      claimed {pod(s.rewards_claimed)}; active root epoch {epoch} {root}")
+    lines.append(f"             (cumulative total {pod(total)})")
+    click.echo("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------- settlement
+
+
+@group.command("snapshot")
+@click.option("--block", type=click.IntRange(0), required=True, help="The block that closes the epoch.")
+@click.option(
+    "--base-rewards",
+    type=click.File("rb"),
+    help='JSON object {"0xADDRESS": "wei", ...}: the epoch\'s base rewards from receipts.',
+)
+@click.option(
+    "--previous", type=click.File("rb"), help="The previous epoch's `dolphin rewards close-epoch` output."
+)
+@click.option("--epoch-start-block", type=click.IntRange(0), help="Slashes count from this block.")
+@click.option("--banned", multiple=True, help="An account suspended off chain (repeatable).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the document here instead of stdout.",
+)
+@connection_options
+def snapshot_command(
+    connection: Connection, block, base_rewards, previous, epoch_start_block, banned, output
+):
+    """Read an epoch's on-chain inputs as a close-epoch document.
+
+    Active bonds at --block (in POD), registered and suspended state, and the ParamsRegistry's
+    parameters, joined with the base rewards and the previous close: the input of
+    `dolphin rewards close-epoch` (spec/rewards.md, "Exchange format").
+    """
+    from chain.rewards import encode_document
+    from chain.snapshot import epoch_inputs, previous_from_output, read_snapshot
+
+    try:
+        rewards = {a: int(v) for a, v in json.loads(base_rewards.read()).items()} if base_rewards else {}
+    except (ValueError, AttributeError) as exc:
+        raise click.BadParameter(
+            f"not a JSON object of decimal strings ({exc})", param_hint="--base-rewards"
+        ) from None
+    client = connection.client(key_required=False)
+    snapshot = read_snapshot(client, block, accounts=rewards, epoch_start_block=epoch_start_block)
+    carried = previous_from_output(previous.read()) if previous else None
+    document = encode_document(
+        snapshot.params, epoch_inputs(snapshot, rewards, previous=carried, banned=banned)
+    )
+    if output is None:
+        click.echo(document)
+    else:
+        output.write_text(document + "\n", encoding="ascii")
