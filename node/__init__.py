@@ -2,6 +2,7 @@
 
 - `models`: manifests (the model id), the tiny and SmolLM2 builders, offline loading and generation
 - `inference`: `InferenceService`, the stream handler answering sealed requests with an encrypted stream
+- `announce`: the signed DHT pool record and heartbeats that tell clients this node serves a model
 - `errors`: `NodeError` and its subclasses
 """
 

@@ -77,6 +77,11 @@ class InferenceService:
     def statistics(self) -> ServiceStatistics:
         return self._statistics
 
+    def load(self) -> tuple[int, int]:
+        """(answers being generated, requests waiting for a generation slot), for heartbeats."""
+        stats = self._generations.statistics()
+        return stats.borrowed_tokens, stats.tasks_waiting
+
     def _refuse(self, stream: Stream, reason: str) -> None:
         self._statistics.refused += 1
         self._statistics.refusals[reason] = self._statistics.refusals.get(reason, 0) + 1

@@ -1,0 +1,97 @@
+"""Who serves a model right now: the pool view built from heartbeats on the model's gossip topic.
+
+Every heartbeat is a signed envelope (protocols.envelope) checked before GossipSub forwards it; the checks
+are the topic validator, so a peer publishing forgeries is scored down by the router, not just ignored:
+
+- REJECT: not a PoolHeartbeat envelope, bad signature, signer is not the gossip origin or the heartbeat's
+  peer id, wrong model for this topic, or an operator binding not signed by the operator it names
+  (EIP-712 against the Bonding contract's domain).
+- IGNORE: expired or from the future (the envelope's window), or not newer than the last one seen from
+  that peer (a replay or reordering is harmless but not news).
+- ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from p2p import GossipMessage, Verdict
+from pool.client import NodeContact
+from protocols import envelope
+from protocols.errors import ExpiredError, ProtocolError
+from protocols.eth import TypedDomain
+from protocols.keys import peer_id_from_public_key, peer_id_to_text
+from protocols.messages import PoolHeartbeat, eth_signer
+
+DEFAULT_MAX_AGE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Member:
+    """A node as its latest valid heartbeat describes it."""
+
+    contact: NodeContact
+    operator: bytes
+    capacity: int
+    load: int
+    queued: int
+    seq: int
+    heard_at_ms: int
+
+    @property
+    def spare(self) -> int:
+        return self.capacity - self.load - self.queued
+
+
+class PoolView:
+    """Members of one model's pool; `validate` is the GossipSub validator for the pool topic."""
+
+    def __init__(self, model: bytes, binding_domain: TypedDomain, *, max_age_ms: int = DEFAULT_MAX_AGE_MS):
+        self.model = model
+        self.binding_domain = binding_domain
+        self.max_age_ms = max_age_ms
+        self._members: dict[str, Member] = {}
+
+    def validate(self, message: GossipMessage) -> Verdict:
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            signed = envelope.open_signed(message.data, PoolHeartbeat, now_ms=now_ms)
+            heartbeat = signed.message
+            operator = eth_signer(heartbeat.binding, self.binding_domain)
+        except ExpiredError:
+            return Verdict.IGNORE
+        except ProtocolError:
+            return Verdict.REJECT
+        peer_id = peer_id_to_text(heartbeat.peer_id)
+        if (
+            peer_id_from_public_key(signed.signer) != heartbeat.peer_id
+            or peer_id != message.origin
+            or heartbeat.model != self.model
+        ):
+            return Verdict.REJECT
+        known = self._members.get(peer_id)
+        if known is not None and heartbeat.seq <= known.seq:
+            return Verdict.IGNORE
+        self._members[peer_id] = Member(
+            contact=NodeContact(
+                peer_id=peer_id,
+                node_key=signed.signer,
+                encryption_key=heartbeat.encryption_key,
+                model=heartbeat.model,
+            ),
+            operator=operator,
+            capacity=heartbeat.capacity,
+            load=heartbeat.load,
+            queued=heartbeat.queued,
+            seq=heartbeat.seq,
+            heard_at_ms=now_ms,
+        )
+        return Verdict.ACCEPT
+
+    def members(self, now_ms: int | None = None) -> list[Member]:
+        """Live members, most spare capacity first (ties by peer id, so the order is stable)."""
+        now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        for peer_id in [p for p, m in self._members.items() if now_ms - m.heard_at_ms > self.max_age_ms]:
+            del self._members[peer_id]
+        return sorted(self._members.values(), key=lambda m: (-m.spare, m.contact.peer_id))

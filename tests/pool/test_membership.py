@@ -1,0 +1,115 @@
+"""The pool view: heartbeats validated as GossipSub messages, over real hosts and hand-made forgeries."""
+
+import dataclasses
+import functools
+
+import pytest
+import trio
+
+from node.announce import Announcement, detect_hardware, heartbeat_envelope, serve_announcements
+from p2p import GossipMessage, Verdict
+from p2p.testing import open_host_group, wait_until
+from pool.membership import PoolView
+from protocols import testing as pt
+from protocols.errors import SchemaError
+from protocols.eth import keccak256
+from protocols.ids import pool_topic
+from protocols.keys import Identity, peer_id_from_public_key, peer_id_to_text
+from protocols.messages import OperatorBinding, eth_sign
+
+MODEL = pt.TEST_MODEL
+
+
+def _announcement(node: Identity, operator_index: int = 1, signed_by: int | None = None) -> Announcement:
+    operator = pt.eth_account(operator_index)
+    signer = pt.eth_account(signed_by if signed_by is not None else operator_index)
+    peer_id = peer_id_from_public_key(node.public_key)
+    fields = {"operator": signer.address, "peer_id_hash": keccak256(peer_id), "nonce": 0}
+    binding = eth_sign(OperatorBinding, signer, pt.TEST_DOMAIN, **fields)
+    if signer is not operator:  # a binding claiming another operator, signed by the wrong wallet
+        binding = dataclasses.replace(binding, operator=operator.address)
+    return Announcement(
+        binding=binding,
+        encryption_key=pt.encryption_keys(1).public_key,
+        model=MODEL,
+        capacity=4,
+        hardware=detect_hardware(),
+        software_version="dolphin/test",
+        started_at_ms=1,
+    )
+
+
+def _gossip(node: Identity, data: bytes, origin: str | None = None) -> GossipMessage:
+    sender = origin or peer_id_to_text(peer_id_from_public_key(node.public_key))
+    return GossipMessage(topic=pool_topic(MODEL), data=data, origin=sender, forwarder=sender, seqno=b"1")
+
+
+def _heartbeat(node: Identity, announcement: Announcement, seq: int = 1) -> bytes:
+    return heartbeat_envelope(node, announcement, load=1, queued=0, seq=seq, ttl_ms=20_000)
+
+
+@pytest.mark.unit
+def test_a_valid_heartbeat_makes_a_member_and_replays_are_ignored():
+    view = PoolView(MODEL, pt.TEST_DOMAIN)
+    node = pt.identity(1)
+    data = _heartbeat(node, _announcement(node), seq=5)
+    assert view.validate(_gossip(node, data)) is Verdict.ACCEPT
+    (member,) = view.members()
+    assert member.contact.node_key == node.public_key
+    assert member.contact.encryption_key == pt.encryption_keys(1).public_key
+    assert member.operator == pt.eth_account(1).address
+    assert member.spare == 3
+    assert view.validate(_gossip(node, data)) is Verdict.IGNORE  # same seq again
+    assert view.validate(_gossip(node, _heartbeat(node, _announcement(node), seq=4))) is Verdict.IGNORE
+
+
+@pytest.mark.unit
+def test_forged_or_misdirected_heartbeats_are_rejected():
+    view = PoolView(MODEL, pt.TEST_DOMAIN)
+    node, other = pt.identity(1), pt.identity(2)
+    good = _heartbeat(node, _announcement(node))
+    # Gossip origin is not the node the heartbeat speaks for.
+    assert view.validate(
+        _gossip(node, good, origin=peer_id_to_text(peer_id_from_public_key(other.public_key)))
+    )
+    assert view.validate(_gossip(node, good, origin="12D3KooWother")) is Verdict.REJECT
+    # The operator binding was signed by a wallet other than the operator it names.
+    forged = _heartbeat(node, _announcement(node, operator_index=1, signed_by=2))
+    assert view.validate(_gossip(node, forged)) is Verdict.REJECT
+    # A heartbeat for another model on this model's topic.
+    wrong_model = dataclasses.replace(_announcement(node), model=b"\x07" * 32)
+    assert view.validate(_gossip(node, _heartbeat(node, wrong_model))) is Verdict.REJECT
+    # Flipped bits and garbage.
+    assert view.validate(_gossip(node, good[:-1] + bytes([good[-1] ^ 1]))) is Verdict.REJECT
+    assert view.validate(_gossip(node, b"\x93\x01\x02")) is Verdict.REJECT
+    # A node cannot even build a heartbeat around another peer's binding.
+    with pytest.raises(SchemaError, match="binding is for another peer id"):
+        _heartbeat(other, _announcement(node))
+    assert view.members() == []
+
+
+@pytest.mark.unit
+def test_silent_members_drop_out():
+    view = PoolView(MODEL, pt.TEST_DOMAIN, max_age_ms=1_000)
+    node = pt.identity(1)
+    assert view.validate(_gossip(node, _heartbeat(node, _announcement(node)))) is Verdict.ACCEPT
+    heard = view.members()[0].heard_at_ms
+    assert view.members(now_ms=heard + 999)
+    assert view.members(now_ms=heard + 1_001) == []
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_heartbeats_cross_real_gossip_and_the_dht_finds_the_node(tmp_path):
+    async with open_host_group(tmp_path, 3) as (_, node_host, client_host):
+        node = Identity(node_host.signing_seed())
+        view = PoolView(MODEL, pt.TEST_DOMAIN)
+        await client_host.gossip.subscribe(pool_topic(MODEL), view.validate)
+        async with trio.open_nursery() as nursery:
+            announce = functools.partial(serve_announcements, interval=0.2)
+            await nursery.start(announce, node_host, node, _announcement(node), lambda: (0, 0))
+            await wait_until(lambda: bool(view.members()), timeout=20)
+            assert view.members()[0].contact.peer_id == node_host.peer_id
+            records = await client_host.dht.get_records(MODEL)
+            assert node_host.peer_id in [r.peer_id for r in records]
+            nursery.cancel_scope.cancel()
