@@ -25,6 +25,8 @@ from chain.transactions import connect, read, send
 
 POD_DECIMALS = 18
 USD_DECIMALS = 6
+_LAST_FORMATTABLE_TIME = 253402300799
+"""9999-12-31T23:59:59Z: a hint's integer argument beyond this is an amount, never a time."""
 
 # Contract name in the deployment -> artifact holding its ABI.
 _BINDINGS: Mapping[str, Callable[[], Any]] = {
@@ -167,7 +169,7 @@ def hint_for(error: str | None, args: Sequence[Any], now: int | None = None) -> 
     named: dict[str, str] = {}
     for i, arg in enumerate(args):
         if isinstance(arg, int) and not isinstance(arg, bool):
-            named[f"t{i}"] = format_time(arg, now)
+            named[f"t{i}"] = format_time(arg, now) if arg <= _LAST_FORMATTABLE_TIME else str(arg)
             named[f"p{i}"] = format_units(arg, POD_DECIMALS)
             named[f"u{i}"] = format_units(arg, USD_DECIMALS)
     shown = ["0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args]

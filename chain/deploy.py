@@ -130,15 +130,22 @@ class Deployment:
 
     @classmethod
     def from_json(cls, text: str) -> Deployment:
+        """Read a deployment file, checking its format and that it names every contract by address."""
+        from eth_utils import is_address, to_checksum_address
+
         try:
             document = json.loads(text)
             if document.pop("format") != DEPLOYMENT_FORMAT:
                 raise ValueError(f"format is not {DEPLOYMENT_FORMAT}")
-            deployment = cls(**document)
-            missing = [name for name in CONTRACT_NAMES if name not in deployment.addresses]
-            if missing or not isinstance(deployment.chain_id, int):
-                raise ValueError(f"missing contracts {missing}")
-            return cls(**(document | {"demo_accounts": tuple(deployment.demo_accounts)}))
+            addresses = document["addresses"]
+            missing = [name for name in CONTRACT_NAMES if not is_address(addresses.get(name))]
+            if missing or not isinstance(document["chain_id"], int):
+                raise ValueError(f"no valid address for {', '.join(missing)}")
+            document["addresses"] = {name: to_checksum_address(a) for name, a in addresses.items()}
+            document["demo_accounts"] = tuple(
+                to_checksum_address(a) for a in document.get("demo_accounts", ())
+            )
+            return cls(**document)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DeploymentError(f"not a Dolphin deployment file ({exc}); deploy again") from exc
 

@@ -38,6 +38,8 @@ READ_ATTEMPTS = 4
 READ_BACKOFF_S = 0.25
 RPC_TIMEOUT_S = 10.0
 RECEIPT_TIMEOUT_S = 60.0
+GAS_HEADROOM_PERCENT = 125
+GAS_HEADROOM_FIXED = 20_000
 
 
 class ChainUnavailable(ChainError):
@@ -104,6 +106,9 @@ def send(w3, account, call, what: str, *, value: int = 0) -> Any:
         ),
         what,
     )
+    # The estimate is exact for the state it ran on; the mined block may take a costlier path (a later
+    # timestamp makes Buyback's TWAP read accumulate, for one), so leave headroom instead of running out.
+    tx["gas"] = tx["gas"] * GAS_HEADROOM_PERCENT // 100 + GAS_HEADROOM_FIXED
     return send_signed(w3, account.sign_transaction(tx), what)
 
 

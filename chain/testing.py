@@ -1,0 +1,88 @@
+"""Test doubles beside the code: a freshly deployed dev chain, time travel, and an RPC URL nobody serves.
+
+For tests and demos only: every key here is a well-known development key.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.deploy import Deployment, deploy_system, deployment_path
+from chain.devchain import DevChain, open_devchain
+from chain.transactions import connect
+
+
+@dataclass(frozen=True)
+class DeployedChain:
+    """An Anvil chain with the whole system deployed by its first key; the others are funded demo accounts."""
+
+    dev: DevChain
+    w3: Any
+    deployment: Deployment
+    path: Path
+    """The deployment file."""
+
+    @property
+    def rpc_url(self) -> str:
+        return self.dev.rpc_url
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.dev.private_keys
+
+
+@contextmanager
+def open_deployed_chain(data_dir: Path, *, accounts: int = 10) -> Iterator[DeployedChain]:
+    """Start Anvil, deploy everything (demo accounts: all but the deployer), yield, stop Anvil."""
+    from eth_account import Account
+
+    with open_devchain(accounts=accounts) as dev:
+        w3 = connect(dev.rpc_url)
+        path = deployment_path(Path(data_dir), dev.chain_id)
+        demo = [Account.from_key(key).address for key in dev.private_keys[1:]]
+        deployment = deploy_system(w3, dev.private_keys[0], path=path, demo_accounts=demo)
+        yield DeployedChain(dev, w3, deployment, path)
+
+
+def time_travel(w3, seconds: int) -> int:
+    """Move the dev chain's clock `seconds` ahead and mine a block at that time; returns its timestamp."""
+    w3.provider.make_request("evm_increaseTime", [seconds])
+    w3.provider.make_request("evm_mine", [])
+    return w3.eth.get_block("latest")["timestamp"]
+
+
+def mine(w3, blocks: int = 1) -> None:
+    """Mine `blocks` empty blocks, each a second after the previous one."""
+    for _ in range(blocks):
+        time_travel(w3, 1)
+
+
+def unserved_rpc_url() -> str:
+    """An http URL on a loopback port that was free a moment ago and that nothing listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def make_validators(clients, amount: int = 150_000 * 10**18) -> None:
+    """Stake and bond `amount` POD for each client's account and join the validators."""
+    for client in clients:
+        client.stake(amount)
+        client.bond()
+        client.join_validators()
+
+
+def settle_root(validators, epoch: int, tree) -> None:
+    """Have every validator client sign `tree`'s root for `epoch`, propose it, wait the delay, activate."""
+    relay = validators[0]
+    deadline = relay.chain_time() + 3600
+    signatures = [validator.sign_epoch_root(epoch, tree, deadline) for validator in validators]
+    activates_at = relay.propose_root(epoch, tree, deadline, signatures)
+    time_travel(relay.w3, activates_at - relay.chain_time())
+    relay.activate_root(epoch)

@@ -1,0 +1,85 @@
+"""chain.merkle against the deployed RewardsDistributor: every proof of a random tree is accepted by the
+contract's OpenZeppelin MerkleProof, forged ones are refused."""
+
+import random
+
+import pytest
+from eth_account import Account
+
+from chain.client import ChainClient, ExplainedRevert
+from chain.merkle import RewardsTree
+from chain.testing import make_validators, open_deployed_chain, settle_root
+
+pytestmark = pytest.mark.integration
+
+POD = 10**18
+LEAVES = 20
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    """A 20-leaf tree of random accounts and amounts, settled as epoch 1 by three bonded validators."""
+    rng = random.Random(20261122)
+    amounts = {
+        Account.create(rng.randbytes(32)).address: rng.randrange(1, 10_000 * POD) for _ in range(LEAVES)
+    }
+    tree = RewardsTree.build(amounts)
+    with open_deployed_chain(tmp_path_factory.mktemp("merkle"), accounts=4) as deployed:
+        validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
+        make_validators(validators)
+        settle_root(validators, 1, tree)
+        yield deployed, validators[0], tree
+
+
+def claim_call(client, account, amount, proof):
+    """What RewardsDistributor.claim would pay, simulated (eth_call) without changing state."""
+    return client.call("RewardsDistributor", "claim", account, amount, [bytes(node) for node in proof])
+
+
+def test_the_active_root_is_the_tree_root(settled):
+    _, client, tree = settled
+    epoch, root, total = client.call("RewardsDistributor", "activeRoot")
+    assert (epoch, bytes(root), total) == (1, tree.root, tree.total)
+
+
+def test_every_leaf_proof_is_accepted_by_the_contract(settled):
+    _, client, tree = settled
+    assert len(tree.amounts) == LEAVES
+    for account, amount in tree.amounts.items():
+        assert claim_call(client, account, amount, tree.proof(account)) == amount, account
+
+
+def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settled):
+    deployed, client, tree = settled
+    paid_before = client.call("RewardsDistributor", "totalClaimed")
+    for account, amount in tree.amounts.items():
+        # claim() may be relayed by anyone: the POD goes to `account`.
+        client.transact("RewardsDistributor", "claim", account, amount, list(tree.proof(account)))
+        assert client.call("POD", "balanceOf", account) == amount
+    assert client.call("RewardsDistributor", "totalClaimed") - paid_before == tree.total
+    account = next(iter(tree.amounts))
+    assert claim_call(client, account, tree.amounts[account], tree.proof(account)) == 0
+
+
+@pytest.mark.parametrize("forgery", ["amount", "sibling", "other_leaf", "truncated", "foreign_tree"])
+def test_a_forged_proof_is_refused(settled, forgery):
+    _, client, tree = settled
+    accounts = list(tree.amounts)
+    account, other = accounts[3], accounts[4]
+    amount, proof = tree.amounts[account], list(tree.proof(account))
+    if forgery == "amount":
+        amount += 1
+    elif forgery == "sibling":
+        proof[0] = bytes([proof[0][0] ^ 1]) + proof[0][1:]
+    elif forgery == "other_leaf":
+        proof = list(tree.proof(other))
+    elif forgery == "truncated":
+        proof = proof[:-1]
+    else:  # a valid proof, but of another tree that gives the account more
+        proof = list(RewardsTree.build(tree.amounts | {account: amount * 2}).proof(account))
+        amount *= 2
+    with pytest.raises(ExplainedRevert) as refused:
+        claim_call(client, account, amount, proof)
+    assert refused.value.error == "RewardsDistributorInvalidProof"
+    assert refused.value.error_args == (account.lower(), amount)
+    assert "does not match the active rewards root" in refused.value.hint
