@@ -444,8 +444,8 @@ class ChainClient:
         """Relay validators' signatures of EpochRoot(epoch, tree root, total, deadline); returns the time
         from which the root can be activated. The signatures are put in the quorum's order (ascending
         signer address, recovered here)."""
-        from protocols.eth import EPOCH_ROOT, recover_digest, typed_digest
         from protocols.errors import ProtocolError
+        from protocols.eth import EPOCH_ROOT, recover_digest, typed_digest
 
         values = {"epoch": epoch, "root": tree.root, "total": tree.total, "deadline": deadline}
         digest = typed_digest(self.domain("RewardsDistributor"), EPOCH_ROOT, values)

@@ -9,10 +9,10 @@ from eth_account import Account
 from chain.client import ChainClient
 from chain.deploy import (
     CONTRACT_NAMES,
-    DeployParams,
     Deployment,
     DeploymentError,
     DeploymentExists,
+    DeployParams,
     deploy_system,
     load_deployment,
 )

@@ -50,7 +50,7 @@ def test_every_leaf_proof_is_accepted_by_the_contract(settled):
 
 
 def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settled):
-    deployed, client, tree = settled
+    _, client, tree = settled
     paid_before = client.call("RewardsDistributor", "totalClaimed")
     for account, amount in tree.amounts.items():
         # claim() may be relayed by anyone: the POD goes to `account`.
