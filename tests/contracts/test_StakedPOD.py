@@ -274,3 +274,21 @@ def test_vested_rewards_raise_what_shares_redeem_for(stkpod, pod, treasury, acco
     received = stkpod.redeem(shares, alice, alice, {"from": alice}).return_value
     # All of it but rounding (the virtual shares' sliver stays in the vault).
     assert 1_500 * POD_UNIT - POD_UNIT // 10**6 <= received <= 1_500 * POD_UNIT
+
+
+def test_max_withdraw_is_withdrawable_at_an_uneven_share_price(stkpod, pod, treasury, accounts):
+    """ERC-4626: maxWithdraw must not revert when withdrawn, whatever the rounding of the share price."""
+    alice, bob = accounts[3], accounts[4]
+    stake_pod(pod, stkpod, treasury, bob, 333 * POD_UNIT + 7)
+    pod.approve(stkpod, 2**256 - 1, {"from": treasury})
+    stkpod.notifyRewards(101 * POD_UNIT + 13, {"from": treasury})
+    sleep_to(chain[-1].timestamp + 3 * DAY)
+    shares, _ = cooled_down(pod, stkpod, treasury, alice, 77 * POD_UNIT + 3)
+    most = stkpod.maxWithdraw(alice)
+    assert most > 0
+    burned = stkpod.withdraw(most, alice, alice, {"from": alice}).return_value
+    assert burned <= shares
+    assert stkpod.maxRedeem(alice) == shares - burned
+    if shares - burned:
+        stkpod.redeem(shares - burned, alice, alice, {"from": alice})
+    assert stkpod.maxRedeem(alice) == 0 and stkpod.maxWithdraw(alice) == 0
