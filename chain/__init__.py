@@ -1,11 +1,40 @@
 """The off-chain half of the contracts: the local dev chain, deployment, contract client, Merkle trees and
 the reward engine.
 
-- errors:  ChainError, the one error base of this package, and its subclasses
-- rewards: the reward boost engine of spec/rewards.md (params, engine, exchange format, simulation)
-- merkle:  the cumulative-rewards Merkle tree the RewardsDistributor verifies (OpenZeppelin-compatible)
+- errors:       ChainError, the one error base of this package, and its subclasses
+- rewards:      the reward boost engine of spec/rewards.md (params, engine, exchange format, simulation)
+- merkle:       the cumulative-rewards Merkle tree the RewardsDistributor verifies (OpenZeppelin-compatible)
+- devchain:     a local Anvil chain on a free loopback port
+- artifacts:    compiled contract artifacts (Brownie's build, Uniswap's npm packages)
+- transactions: connecting to a node, retried reads, transactions sent once, reverts decoded
+- deploy:       deploying and wiring the whole system; the deployment file every command reads
+- client:       ChainClient, what operators, validators and users do on chain, with hints on reverts
+- snapshot:     an epoch's on-chain inputs (bonds, nodes, slashes, parameters) for the reward engine
+- testing:      test doubles: a deployed dev chain, time travel, an unserved RPC URL
 """
 
+from chain.client import ChainClient, ClientError, ExplainedRevert
+from chain.deploy import Deployment, DeploymentError, DeploymentExists, deploy_system, load_deployment
 from chain.errors import ChainError, MerkleError, RewardsInputError, RewardsParamsError
+from chain.snapshot import SnapshotError, epoch_inputs, read_snapshot
+from chain.transactions import ChainUnavailable, TransactionFailed
 
-__all__ = ["ChainError", "MerkleError", "RewardsInputError", "RewardsParamsError"]
+__all__ = [
+    "ChainClient",
+    "ChainError",
+    "ChainUnavailable",
+    "ClientError",
+    "Deployment",
+    "DeploymentError",
+    "DeploymentExists",
+    "ExplainedRevert",
+    "MerkleError",
+    "RewardsInputError",
+    "RewardsParamsError",
+    "SnapshotError",
+    "TransactionFailed",
+    "deploy_system",
+    "epoch_inputs",
+    "load_deployment",
+    "read_snapshot",
+]

@@ -173,7 +173,7 @@ def group() -> None:
 )
 @click.option("--reuse", is_flag=True, help="If this chain already has a deployment, check it and use it.")
 def deploy_command(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> None:
-    """Deploy every contract, Uniswap V2 with liquidity, and funded demo accounts.
+    """Deploy every contract, Uniswap V2 and demo funds.
 
     With no --rpc-url, starts a local Anvil chain on a free port, deploys to it, writes ready.json
     (RPC URL, chain id, deployment file) into the data dir, and keeps the chain running until Ctrl-C.
@@ -263,7 +263,7 @@ def _serve_until_signal(process) -> None:
 @click.argument("amount")
 @connection_options
 def stake_command(connection: Connection, amount: str) -> None:
-    """Stake AMOUNT POD into the auto-compounding vault (stkPOD)."""
+    """Stake AMOUNT POD into the vault (stkPOD)."""
     client = connection.client()
     minted = client.stake(parse_units(amount, POD_DECIMALS))
     click.echo(f"Staked {amount} POD for {shares(minted)}.")
@@ -272,7 +272,10 @@ def stake_command(connection: Connection, amount: str) -> None:
 @group.command("cooldown")
 @connection_options
 def cooldown_command(connection: Connection) -> None:
-    """Start the 90-day cooldown that unstaking needs (covers your current stkPOD)."""
+    """Start the 90-day cooldown that unstaking needs.
+
+    It covers the stkPOD you hold now; redeem within 7 days after it ends.
+    """
     client = connection.client()
     unlock, covered = client.cooldown()
     click.echo(
@@ -285,7 +288,10 @@ def cooldown_command(connection: Connection) -> None:
 @click.argument("amount", required=False)
 @connection_options
 def redeem_command(connection: Connection, amount: str | None) -> None:
-    """Unstake AMOUNT POD (default: all your cooldown covers) after the cooldown."""
+    """Unstake POD after the cooldown.
+
+    AMOUNT POD, or by default every share your cooldown covers.
+    """
     client = connection.client()
     paid = client.redeem(pod_amount(amount))
     click.echo(f"Redeemed {pod(paid)}.")
@@ -298,7 +304,10 @@ def redeem_command(connection: Connection, amount: str | None) -> None:
 @click.argument("amount", required=False)
 @connection_options
 def bond_command(connection: Connection, amount: str | None) -> None:
-    """Bond stkPOD worth AMOUNT POD (default: all your stkPOD) to your operator account."""
+    """Bond stkPOD to your operator account.
+
+    Bonds stkPOD worth AMOUNT POD, or by default all your stkPOD.
+    """
     client = connection.client()
     bonded = client.bond(pod_amount(amount))
     click.echo(f"Bonded {shares(bonded)}; active bond now {pod(client.status().active_bond_value)}.")
@@ -308,7 +317,11 @@ def bond_command(connection: Connection, amount: str | None) -> None:
 @click.argument("amount", required=False)
 @connection_options
 def unbond_command(connection: Connection, amount: str | None) -> None:
-    """Start thawing bond worth AMOUNT POD (default: all); withdraw it after the thaw period."""
+    """Start unbonding (a 90-day thaw).
+
+    Thaws bond worth AMOUNT POD, or by default all of it; `dolphin chain withdraw` pays it back after
+    the thaw period.
+    """
     client = connection.client()
     request_id, unlock, thawing = client.unbond(pod_amount(amount))
     click.echo(
@@ -321,14 +334,20 @@ def unbond_command(connection: Connection, amount: str | None) -> None:
 @click.argument("request_id", type=int, required=False)
 @connection_options
 def withdraw_command(connection: Connection, request_id: int | None) -> None:
-    """Withdraw thawed unbond request REQUEST_ID (default: every thawed one) back as stkPOD."""
+    """Withdraw thawed unbond requests as stkPOD.
+
+    REQUEST_ID, or by default every request that has thawed.
+    """
     for withdrawn_id, paid in connection.client().withdraw_unbonded(request_id):
         click.echo(f"Withdrew unbond request {withdrawn_id}: {shares(paid)}.")
 
 
 @group.group("validators")
 def validators_group() -> None:
-    """Join or leave the validator set (needs 100,000 POD-worth of active bond)."""
+    """Join or leave the validator set.
+
+    Validators need 100,000 POD-worth of active bond.
+    """
 
 
 @validators_group.command("join")
@@ -368,7 +387,10 @@ TREE_OPTION = click.option(
 @click.option("--bonded", is_flag=True, help="Stake and bond the rewards, with the bonded-claim bonus.")
 @connection_options
 def claim_command(connection: Connection, tree_path: Path, bonded: bool) -> None:
-    """Claim your rewards under the active root: liquid POD, or --bonded."""
+    """Claim your rewards: liquid POD, or --bonded.
+
+    The tree must be the one of the active root (see `dolphin chain status`).
+    """
     result = connection.client().claim(_tree(tree_path), bonded=bonded)
     if result.bonded:
         click.echo(
@@ -381,7 +403,11 @@ def claim_command(connection: Connection, tree_path: Path, bonded: bool) -> None
 
 @group.group("root")
 def root_group() -> None:
-    """Settle an epoch's rewards root: validators sign, anyone proposes, then activates."""
+    """Settle an epoch's rewards root.
+
+    Validators sign, anyone proposes with a quorum of signatures, and after the root delay anyone
+    activates it.
+    """
 
 
 EPOCH_OPTION = click.option("--epoch", type=click.IntRange(0), required=True, help="The epoch closed.")
@@ -396,7 +422,10 @@ DEADLINE_OPTION = click.option(
 @DEADLINE_OPTION
 @connection_options
 def root_sign_command(connection: Connection, tree_path: Path, epoch: int, deadline: int) -> None:
-    """Sign EpochRoot(epoch, root, total, deadline) as a validator; prints the signature."""
+    """Sign an epoch root as a validator.
+
+    Prints the EIP-712 signature of EpochRoot(epoch, root, total, deadline).
+    """
     signature = connection.client().sign_epoch_root(epoch, _tree(tree_path), deadline)
     click.echo("0x" + signature.hex())
 
@@ -408,7 +437,7 @@ def root_sign_command(connection: Connection, tree_path: Path, epoch: int, deadl
 @click.option("--signature", "signatures", multiple=True, required=True, help="A validator's signature.")
 @connection_options
 def root_propose_command(connection: Connection, tree_path: Path, epoch: int, deadline: int, signatures):
-    """Propose the root with a quorum of validator signatures (any order)."""
+    """Propose a root with validator signatures."""
     try:
         raw = [bytes.fromhex(s.removeprefix("0x")) for s in signatures]
     except ValueError:
@@ -425,7 +454,7 @@ def root_propose_command(connection: Connection, tree_path: Path, epoch: int, de
 @click.argument("epoch", type=click.IntRange(0))
 @connection_options
 def root_activate_command(connection: Connection, epoch: int) -> None:
-    """Make the pending root of EPOCH the one claims are proven against."""
+    """Activate the pending root of EPOCH."""
     connection.client().activate_root(epoch)
     click.echo(f"Activated the root of epoch {epoch}.")
 
@@ -435,7 +464,7 @@ def root_activate_command(connection: Connection, epoch: int) -> None:
 
 @group.group("credits")
 def credits_group() -> None:
-    """Prepaid inference credit (payment token, lUSD on a dev chain)."""
+    """Prepaid inference credit (lUSD on a dev chain)."""
 
 
 @credits_group.command("deposit")
@@ -451,7 +480,10 @@ def credits_deposit_command(connection: Connection, amount: str) -> None:
 @click.argument("amount", required=False)
 @connection_options
 def credits_withdraw_command(connection: Connection, amount: str | None) -> None:
-    """With AMOUNT: request a withdrawal (it unlocks after a delay). Without: complete the request."""
+    """Request or complete a credit withdrawal.
+
+    With AMOUNT: request it (it unlocks after a delay). Without: complete the unlocked request.
+    """
     client = connection.client()
     if amount is not None:
         unlock = client.credits_request_withdrawal(parse_units(amount, USD_DECIMALS))
@@ -471,7 +503,7 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
 @click.option("--account", help="Show this address instead of the key's.")
 @connection_options
 def status_command(connection: Connection, account: str | None) -> None:
-    """Balances, stake, cooldown, bond, validator, credit and rewards of an account."""
+    """Show an account's balances, stake, bond and credit."""
     client = connection.client(key_required=account is None)
     s = client.status(account)
     now = s.chain_time

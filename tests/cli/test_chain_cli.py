@@ -1,0 +1,232 @@
+"""`dolphin chain`: deploy, then stake -> bond -> validators join -> root sign/propose/activate -> claim
+liquid and bonded, unbonding, credits and the epoch snapshot, all through the commands; errors with hints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from eth_account import Account
+
+from chain.devchain import dev_private_keys, open_devchain
+from chain.merkle import RewardsTree
+from chain.testing import time_travel, unserved_rpc_url
+from chain.transactions import connect
+from cli.main import main
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = 86400
+
+
+class Chain:
+    """A dev chain, a data dir and one key file per dev account, with a runner bound to them."""
+
+    def __init__(self, rpc_url: str, data_dir: Path):
+        self.rpc_url = rpc_url
+        self.data_dir = data_dir
+        self.w3 = connect(rpc_url)
+        self.keys = dev_private_keys(10)
+        self.addresses = [Account.from_key(key).address for key in self.keys]
+        self.key_files = []
+        for i, key in enumerate(self.keys):
+            path = data_dir / f"key{i}"
+            path.write_text(key + "\n")
+            self.key_files.append(path)
+
+    def run(self, *args: str, key: int | None = None, expect: int = 0, input: bytes | None = None):
+        """Invoke `dolphin chain ARGS` (signing with dev account `key`); check the exit code."""
+        command = ["chain", *args] + (["--key-file", str(self.key_files[key])] if key is not None else [])
+        env = {"DOLPHIN_RPC_URL": self.rpc_url, "DOLPHIN_DATA_DIR": str(self.data_dir)}
+        result = CliRunner().invoke(main, command, env=env, input=input)
+        assert result.exit_code == expect, (command, result.output, result.exception)
+        for key_text in self.keys:  # no command ever shows a key
+            assert key_text.removeprefix("0x") not in result.output
+        return result.output
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("chain-cli")
+    with open_devchain() as dev:
+        chain = Chain(dev.rpc_url, data_dir)
+        output = chain.run("deploy", "--rpc-url", dev.rpc_url)
+        assert f"written to {data_dir / 'deployment-31337.json'}" in output
+        yield chain
+
+
+def test_deploy_lists_every_contract_and_funds_nine_demo_accounts(chain):
+    document = json.loads((chain.data_dir / "deployment-31337.json").read_text())
+    assert document["demo_accounts"] == chain.addresses[1:]
+    assert document["deployer"] == chain.addresses[0]
+    for name, address in document["addresses"].items():
+        assert chain.w3.eth.get_code(address), name
+
+
+def test_a_second_deploy_is_refused_and_reuse_checks_it(chain):
+    refused = chain.run("deploy", "--rpc-url", chain.rpc_url, expect=1)
+    assert "already has a Dolphin deployment" in refused and "--reuse" in refused
+    reused = chain.run("deploy", "--rpc-url", chain.rpc_url, "--reuse")
+    assert "Deployment on chain 31337" in reused
+
+
+def test_round_trip_stake_bond_settle_and_claim(chain, tmp_path):
+    operator, validators = 4, (1, 2, 3)
+    for validator in validators:
+        assert "Staked 150000 POD" in chain.run("stake", "150000", key=validator)
+        assert "Bonded" in chain.run("bond", key=validator)
+        assert "Joined the validators" in chain.run("validators", "join", key=validator)
+    chain.run("stake", "20000", key=operator)
+    assert "active bond now 20,000 POD" in chain.run("bond", "20000", key=operator)
+    status = chain.run("status", key=operator)
+    assert "active bond" in status and "= 20,000 POD" in status and "not joined" in status
+
+    # The settler's tree for epoch 1: the operator earned 100 POD, a validator 50.
+    tree = RewardsTree.build({chain.addresses[operator]: 100 * 10**18, chain.addresses[1]: 50 * 10**18})
+    tree_file = tmp_path / "tree.json"
+    tree_file.write_text(tree.to_json())
+    deadline = str(chain.w3.eth.get_block("latest")["timestamp"] + 3600)
+    root = ["--tree", str(tree_file), "--epoch", "1", "--deadline", deadline]
+    signatures = [chain.run("root", "sign", *root, key=v).strip() for v in validators]
+    assert all(len(s) == 132 for s in signatures)
+    signature_options = [option for s in reversed(signatures) for option in ("--signature", s)]
+    assert "activate it from" in chain.run("root", "propose", *root, *signature_options, key=operator)
+
+    locked = chain.run("root", "activate", "1", key=operator, expect=1)
+    assert "RewardsDistributorRootLocked" in locked and "can be activated from" in locked
+    time_travel(chain.w3, 2 * DAY)
+    assert "Activated the root of epoch 1" in chain.run("root", "activate", "1", key=operator)
+
+    pod_before = chain.run("status", key=operator)
+    assert "Claimed 100 POD." in chain.run("claim", "--tree", str(tree_file), key=operator)
+    assert pod_before != chain.run("status", key=operator)
+    bonded = chain.run("claim", "--tree", str(tree_file), "--bonded", key=1)
+    assert "Claimed 50 POD plus a 5 POD bonus, bonded as" in bonded
+    assert "active root epoch 1" in chain.run("status", key=1)
+    again = chain.run("claim", "--tree", str(tree_file), key=operator, expect=1)
+    assert "nothing to claim" in again
+
+
+def test_unbond_and_withdraw_after_the_thaw(chain):
+    account = 5
+    chain.run("stake", "3000", key=account)
+    chain.run("bond", key=account)
+    unbond = chain.run("unbond", "1000", key=account)
+    assert "Unbond request" in unbond and "then run `dolphin chain withdraw`" in unbond
+    early = chain.run("withdraw", key=account, expect=1)
+    assert "has thawed" in early
+    time_travel(chain.w3, 90 * DAY + 1)
+    assert "Withdrew unbond request" in chain.run("withdraw", key=account)
+
+
+def test_redeem_needs_a_cooldown_and_says_so(chain):
+    account = 6
+    chain.run("stake", "10", key=account)
+    refused = chain.run("redeem", key=account, expect=1)
+    assert "StakedPODNoCooldown" in refused and "run `dolphin chain cooldown`, wait 90 days" in refused
+    assert "Cooldown started" in chain.run("cooldown", key=account)
+    early = chain.run("redeem", key=account, expect=1)
+    assert "StakedPODCooldownNotFinished" in early and "Your cooldown ends at" in early
+    time_travel(chain.w3, 90 * DAY + 1)
+    assert "Redeemed 10 POD." in chain.run("redeem", key=account)
+
+
+def test_credits_deposit_and_withdraw(chain):
+    account = 7
+    assert "credit now 100" in chain.run("credits", "deposit", "100", key=account)
+    assert "Withdrawal of 40 requested" in chain.run("credits", "withdraw", "40", key=account)
+    locked = chain.run("credits", "withdraw", key=account, expect=1)
+    assert "CreditsWithdrawalLocked" in locked and "Your withdrawal unlocks at" in locked
+    time_travel(chain.w3, 3 * DAY)
+    assert "Withdrew 40." in chain.run("credits", "withdraw", key=account)
+    assert "credit       60" in chain.run("status", key=account)
+
+
+def test_snapshot_feeds_rewards_close_epoch(chain, tmp_path):
+    chain.run("stake", "2000", key=8)
+    chain.run("bond", key=8)
+    block = chain.w3.eth.block_number
+    time_travel(chain.w3, 1)
+    rewards = tmp_path / "rewards.json"
+    rewards.write_text(json.dumps({chain.addresses[8]: str(7 * 10**18)}))
+    document = chain.run("snapshot", "--block", str(block), "--base-rewards", str(rewards))
+    accounts = json.loads(document)["accounts"]
+    assert accounts[chain.addresses[8]]["input"]["base_reward"] == str(7 * 10**18)
+    assert int(accounts[chain.addresses[8]]["input"]["active_bond"]) > 1_999 * 10**18
+    closed = CliRunner().invoke(main, ["rewards", "close-epoch"], input=document.encode())
+    assert closed.exit_code == 0, closed.output
+    assert json.loads(closed.output)["accounts"][chain.addresses[8]]["reward"] == str(7 * 10**18)
+
+
+def test_a_transaction_without_a_key_says_which_option_is_missing(chain):
+    assert "--key-file" in chain.run("stake", "1", expect=1)
+
+
+def test_a_bad_amount_is_refused_before_anything_is_sent(chain):
+    assert "at most 18 decimals" in chain.run("stake", "0.0000000000000000001", key=9, expect=1)
+
+
+def test_a_chain_that_is_down_gives_a_clear_error(chain):
+    url = unserved_rpc_url()
+    output = chain.run("status", "--rpc-url", url, "--account", chain.addresses[1], expect=1)
+    assert url in output and "does not answer" in output and "check that the node is running" in output
+
+
+def test_a_missing_deployment_file_says_to_deploy(chain, tmp_path):
+    output = chain.run("status", "--data-dir", str(tmp_path), "--account", chain.addresses[1], expect=1)
+    assert "run `dolphin chain deploy` first" in output
+
+
+def test_deploy_without_a_url_serves_its_own_chain_until_interrupted(tmp_path):
+    """`dolphin chain deploy` starts Anvil, writes ready.json, serves until SIGINT, then cleans up."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "chain",
+            "deploy",
+            "--data-dir",
+            str(tmp_path),
+            "--demo-accounts",
+            "2",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"DOLPHIN_RPC_URL": ""},
+    )
+    try:
+        ready = tmp_path / "ready.json"
+        deadline = time.monotonic() + 120
+        while not ready.is_file():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "no ready.json within 120 s"
+            time.sleep(0.2)
+        info = json.loads(ready.read_text())
+        assert info["rpc_url"].startswith("http://127.0.0.1:") and not info["rpc_url"].endswith(":8545")
+        assert Path(info["deployment"]) == tmp_path / "deployment-31337.json"
+        # Other commands find the chain through ready.json alone.
+        result = CliRunner().invoke(
+            main,
+            ["chain", "status", "--account", dev_address(1)],
+            env={"DOLPHIN_DATA_DIR": str(tmp_path), "DOLPHIN_RPC_URL": ""},
+        )
+        assert result.exit_code == 0, result.output
+        assert "POD          1,000,000" in result.output
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "Stopped the chain." in output
+    assert not (tmp_path / "ready.json").exists()
+
+
+def dev_address(index: int) -> str:
+    return Account.from_key(dev_private_keys(index + 1)[index]).address
