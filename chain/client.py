@@ -156,7 +156,7 @@ HINTS: Mapping[str, str] = {
         "`dolphin chain credits withdraw` once it unlocks."
     ),
     "CreditsWithdrawalLocked": "Your withdrawal unlocks at {t0}: run `dolphin chain credits withdraw` then.",
-    "AccessControlUnauthorizedAccount": "Only {1}'s holders (governance) may do this; this account lacks it.",
+    "AccessControlUnauthorizedAccount": "This account lacks role {1}, which only governance grants.",
     "OwnableUnauthorizedAccount": "Only the owner (the governance timelock) may do this.",
 }
 

@@ -57,7 +57,11 @@ def connect(rpc_url: str, *, timeout: float = RPC_TIMEOUT_S):
     """
     from web3 import Web3
 
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    # web3's own retries are switched off so that `read` is the one retry policy, and sends never retry.
+    provider = Web3.HTTPProvider(
+        rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+    )
+    w3 = Web3(provider)
     read(lambda: w3.eth.chain_id, f"reading the chain id from {rpc_url}", rpc_url=rpc_url)
     return w3
 

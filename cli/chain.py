@@ -163,7 +163,7 @@ def group() -> None:
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="DOLPHIN_KEY_FILE",
-    help="Deployer's key file [default on a dev chain: its first account].",
+    help="Deployer's key file (or DOLPHIN_PRIVATE_KEY) [default on a dev chain: its first account].",
 )
 @click.option(
     "--demo-accounts",
@@ -212,6 +212,8 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Pa
     count = demo_accounts if demo_accounts is not None else (9 if dev_chain else 0)
     if key_file is not None:
         key = read_key_file(key_file)
+    elif os.environ.get("DOLPHIN_PRIVATE_KEY"):
+        key = os.environ["DOLPHIN_PRIVATE_KEY"].strip()
     elif dev_chain:
         key = dev_private_keys(1)[0]
     else:
@@ -516,7 +518,7 @@ def status_command(connection: Connection, account: str | None) -> None:
         f"staked       {shares(s.staked_shares)} = {pod(s.staked_value)}",
     ]
     if s.cooldown_start:
-        unlock = s.cooldown_start + 90 * 86400
+        unlock = s.cooldown_start + client.call("StakedPOD", "COOLDOWN_PERIOD")
         lines.append(f"cooldown     {shares(s.cooldown_shares)}, redeemable from {format_time(unlock, now)}")
     lines.append(f"active bond  {shares(s.active_bond_shares)} = {pod(s.active_bond_value)}")
     if s.thawing_shares:

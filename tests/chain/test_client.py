@@ -171,6 +171,14 @@ def test_a_deployment_of_another_chain_is_refused(deployed):
 
 
 @pytest.mark.integration
+def test_sends_are_never_retried_by_web3_itself(deployed):
+    """web3 7's HTTPProvider retries eth_sendRawTransaction on connection errors by default."""
+    from chain.transactions import connect
+
+    assert connect(deployed.rpc_url).provider.exception_retry_configuration is None
+
+
+@pytest.mark.integration
 def test_a_chain_that_is_down_gives_a_clear_error_after_retrying(deployed):
     url = unserved_rpc_url()
     started = time.monotonic()

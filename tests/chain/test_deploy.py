@@ -20,8 +20,6 @@ from chain.devchain import open_devchain
 from chain.testing import open_deployed_chain
 from chain.transactions import connect
 
-pytestmark = pytest.mark.integration
-
 POD = 10**18
 
 
@@ -36,6 +34,7 @@ def reader(deployed):
     return ChainClient(deployed.rpc_url, deployed.deployment)
 
 
+@pytest.mark.integration
 def test_the_file_records_every_contract_with_code_on_this_chain(deployed):
     recorded = load_deployment(deployed.path)
     assert recorded == deployed.deployment
@@ -48,6 +47,7 @@ def test_the_file_records_every_contract_with_code_on_this_chain(deployed):
     assert recorded.deployer == Account.from_key(deployed.keys[0]).address
 
 
+@pytest.mark.integration
 def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reader):
     deployer = deployed.deployment.deployer
     timelock = deployed.deployment.address("DolphinTimelock")
@@ -75,6 +75,7 @@ def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reade
     assert reader.call("Credits", "revenueRecipient") == deployed.deployment.address("Buyback")
 
 
+@pytest.mark.integration
 def test_timelock_is_governed_by_the_governor_alone(deployed):
     from chain.artifacts import load_artifact
 
@@ -88,6 +89,7 @@ def test_timelock_is_governed_by_the_governor_alone(deployed):
     assert timelock.functions.getMinDelay().call() == DeployParams().timelock_delay
 
 
+@pytest.mark.integration
 def test_supply_liquidity_and_demo_funds(deployed, reader):
     params = DeployParams()
     deployment = deployed.deployment
@@ -105,6 +107,7 @@ def test_supply_liquidity_and_demo_funds(deployed, reader):
     assert reader.call("POD", "balanceOf", deployment.address("DolphinTimelock")) == treasury
 
 
+@pytest.mark.integration
 def test_a_second_deploy_is_refused_and_the_file_kept(deployed):
     before = deployed.path.read_text()
     block = deployed.w3.eth.block_number
@@ -114,10 +117,12 @@ def test_a_second_deploy_is_refused_and_the_file_kept(deployed):
     assert deployed.w3.eth.block_number == block  # nothing was sent
 
 
+@pytest.mark.integration
 def test_reuse_checks_and_returns_the_recorded_deployment(deployed):
     assert deploy_system(deployed.w3, deployed.keys[0], path=deployed.path, reuse=True) == deployed.deployment
 
 
+@pytest.mark.integration
 def test_a_recorded_address_without_code_is_reported_not_papered_over(deployed, tmp_path):
     broken = replace(
         deployed.deployment,
@@ -129,6 +134,7 @@ def test_a_recorded_address_without_code_is_reported_not_papered_over(deployed, 
         deploy_system(deployed.w3, deployed.keys[0], path=path, reuse=True)
 
 
+@pytest.mark.integration
 def test_a_file_from_an_earlier_chain_is_replaced(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
@@ -142,6 +148,7 @@ def test_a_file_from_an_earlier_chain_is_replaced(tmp_path):
         assert load_deployment(path) == second
 
 
+@pytest.mark.integration
 def test_a_failing_step_is_named_and_nothing_is_recorded(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
@@ -156,6 +163,7 @@ def test_a_failing_step_is_named_and_nothing_is_recorded(tmp_path):
         assert not path.exists()
 
 
+@pytest.mark.integration
 def test_progress_reports_every_step_in_order(tmp_path):
     seen = []
     with open_devchain(accounts=2) as dev:
