@@ -225,21 +225,18 @@ class ClaimResult:
 class ChainClient:
     """One account's view of a deployed system: reads, and transactions signed with `key`."""
 
-    def __init__(
-        self, rpc_url: str, deployment: Deployment, key: str | bytes | None = None, *, check: bool = True
-    ):
+    def __init__(self, rpc_url: str, deployment: Deployment, key: str | bytes | None = None):
         """Connect to `rpc_url` (ChainUnavailable if nothing answers) and bind `deployment`'s contracts.
 
-        `key` is the hex private key that signs transactions (read-only use without it). With `check`,
-        DeploymentError is raised unless the deployment is on this chain with its code in place.
+        `key` is the hex private key that signs transactions (read-only use without it). Raises
+        DeploymentError unless the deployment is on this chain with its code in place.
         """
         from eth_account import Account
 
         self.rpc_url = rpc_url
         self.w3 = connect(rpc_url)
         self.deployment = deployment
-        if check:
-            check_deployment(self.w3, deployment)
+        check_deployment(self.w3, deployment)
         try:
             self.account = Account.from_key(key) if key is not None else None
         except (ValueError, TypeError) as exc:
@@ -252,9 +249,8 @@ class ChainClient:
 
     @property
     def address(self) -> str:
-        if self.account is None:
-            raise ClientError("this needs an account: pass --key-file (or set DOLPHIN_KEY_FILE)")
-        return self.account.address
+        """The signing account's address; ClientError when the client has no key."""
+        return self._signer().address
 
     # ------------------------------------------------------------------ plumbing
 
@@ -294,7 +290,8 @@ class ChainClient:
         )
 
     def _signer(self):
-        self.address  # noqa: B018 - raises the friendly ClientError when there is no key
+        if self.account is None:
+            raise ClientError("this needs an account: pass --key-file (or set DOLPHIN_KEY_FILE)")
         return self.account
 
     def _explained(self, action: Callable[[], Any]) -> Any:
@@ -409,6 +406,10 @@ class ChainClient:
             self.domain("Bonding"), NODE_BINDING, values
         )
         self.transact("Bonding", "registerNode", self.address, peer_id_hash, nonce, signature)
+
+    def unregister_node(self, peer_id_hash: bytes) -> None:
+        """Remove a node this operator registered."""
+        self.transact("Bonding", "unregisterNode", peer_id_hash)
 
     def _shares_for(self, amount: int | None, available: int, what: str) -> int:
         if amount is None:

@@ -28,7 +28,7 @@ def settled(tmp_path_factory):
         validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
         make_validators(validators)
         settle_root(validators, 1, tree)
-        yield deployed, validators[0], tree
+        yield deployed, validators, tree
 
 
 def claim_call(client, account, amount, proof):
@@ -37,20 +37,20 @@ def claim_call(client, account, amount, proof):
 
 
 def test_the_active_root_is_the_tree_root(settled):
-    _, client, tree = settled
+    _, (client, *_), tree = settled
     epoch, root, total = client.call("RewardsDistributor", "activeRoot")
     assert (epoch, bytes(root), total) == (1, tree.root, tree.total)
 
 
 def test_every_leaf_proof_is_accepted_by_the_contract(settled):
-    _, client, tree = settled
+    _, (client, *_), tree = settled
     assert len(tree.amounts) == LEAVES
     for account, amount in tree.amounts.items():
         assert claim_call(client, account, amount, tree.proof(account)) == amount, account
 
 
 def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settled):
-    _, client, tree = settled
+    _, (client, *_), tree = settled
     paid_before = client.call("RewardsDistributor", "totalClaimed")
     for account, amount in tree.amounts.items():
         # claim() may be relayed by anyone: the POD goes to `account`.
@@ -63,7 +63,7 @@ def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settl
 
 @pytest.mark.parametrize("forgery", ["amount", "sibling", "other_leaf", "truncated", "foreign_tree"])
 def test_a_forged_proof_is_refused(settled, forgery):
-    _, client, tree = settled
+    _, (client, *_), tree = settled
     accounts = list(tree.amounts)
     account, other = accounts[3], accounts[4]
     amount, proof = tree.amounts[account], list(tree.proof(account))
@@ -83,3 +83,16 @@ def test_a_forged_proof_is_refused(settled, forgery):
     assert refused.value.error == "RewardsDistributorInvalidProof"
     assert refused.value.error_args == (account.lower(), amount)
     assert "does not match the active rewards root" in refused.value.hint
+
+
+def test_a_root_signed_by_too_few_validators_is_refused_with_the_quorum_s_error(settled):
+    _, validators, tree = settled
+    relay = validators[0]
+    deadline = relay.chain_time() + 3600
+    lone = validators[0].sign_epoch_root(2, tree, deadline)  # a third of the weight, two thirds needed
+    with pytest.raises(ExplainedRevert) as refused:
+        relay.propose_root(2, tree, deadline, [lone])
+    assert refused.value.error == "ValidatorQuorumNotReached"  # raised inside the quorum contract
+    signed, required = refused.value.error_args
+    assert signed < required
+    assert f"The signers hold {signed} of the {required} validator weight needed" in refused.value.hint

@@ -51,7 +51,7 @@ def epoch(tmp_path_factory):
             operator.stake(amount * POD)
             operator.bond()
             operator.register_node(bytes([peer]) * 32)
-        c.transact("Bonding", "unregisterNode", bytes([3]) * 32)
+        c.unregister_node(bytes([3]) * 32)
         start = deployed.w3.eth.block_number + 1
         slash(validators, b.address, 1000)
         closing = deployed.w3.eth.block_number
