@@ -63,7 +63,12 @@ class Connection:
             return self.rpc_url
         ready = self.data_dir / READY_FILE
         if ready.is_file():
-            return json.loads(ready.read_text())["rpc_url"]
+            try:
+                return json.loads(ready.read_text())["rpc_url"]
+            except (ValueError, KeyError, TypeError):
+                raise ClientError(
+                    f"{ready} names no RPC URL: pass --rpc-url, or restart `dolphin chain deploy`"
+                ) from None
         raise ClientError(
             f"no chain to talk to: pass --rpc-url (or set DOLPHIN_RPC_URL), or start a local one with "
             f"`dolphin chain deploy --data-dir {self.data_dir}`"
@@ -188,8 +193,8 @@ def deploy_command(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse
         with open_devchain(accounts=max(accounts, 2)) as dev:
             path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse)
             ready = data_dir / READY_FILE
-            ready.write_text(
-                json.dumps({"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}) + "\n"
+            _write_atomically(
+                ready, {"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}
             )
             click.echo(f"Chain running at {dev.rpc_url} (ready: {ready}); Ctrl-C stops it.")
             try:
@@ -229,17 +234,31 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Pa
     ) as progress:
         task = progress.add_task("deploying", total=None)
 
+        steps: list[str] = []
+
         def on_step(index: int, total: int, description: str) -> None:
+            steps.append(description)
             progress.update(task, total=total, completed=index, description=description)
 
         result = deploy_system(w3, key, path=path, demo_accounts=demo, reuse=reuse, on_step=on_step)
-        progress.update(task, completed=progress.tasks[0].total or 0, description="deployed")
+        progress.update(task, total=len(steps), completed=len(steps), description="done")
+    if not steps:  # --reuse found a complete deployment: nothing was sent
+        click.echo(f"Reusing the deployment on chain {result.chain_id} from {result.timestamp} ({path}).")
+        return Path(path)
     click.echo(f"Deployment on chain {result.chain_id} (block {result.block}) written to {path}")
     for name, address in result.addresses.items():
         click.echo(f"  {name:<20} {address}")
     if demo:
         click.echo(f"Funded {len(demo)} demo accounts (dev mnemonic, indices 1..{len(demo)}).")
     return Path(path)
+
+
+def _write_atomically(path: Path, document: dict) -> None:
+    """Write JSON so that a script polling for the file never reads half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document) + "\n")
+    os.replace(partial, path)
 
 
 def _serve_until_signal(process) -> None:

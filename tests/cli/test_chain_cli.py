@@ -73,7 +73,7 @@ def test_a_second_deploy_is_refused_and_reuse_checks_it(chain):
     refused = chain.run("deploy", "--rpc-url", chain.rpc_url, expect=1)
     assert "already has a Dolphin deployment" in refused and "--reuse" in refused
     reused = chain.run("deploy", "--rpc-url", chain.rpc_url, "--reuse")
-    assert "Deployment on chain 31337" in reused
+    assert "Reusing the deployment on chain 31337" in reused and "Funded" not in reused
 
 
 def test_round_trip_stake_bond_settle_and_claim(chain, tmp_path):
