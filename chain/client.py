@@ -175,8 +175,8 @@ def hint_for(error: str | None, args: Sequence[Any], now: int | None = None) -> 
     shown = ["0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args]
     try:
         return template.format(*shown, **named)
-    except (IndexError, KeyError):  # an error whose arguments differ from the table's: hint without them
-        return template.split(":")[-1].strip() or None
+    except (IndexError, KeyError):  # arguments unlike the table's (another contract's same-named error)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- views

@@ -147,7 +147,9 @@ class Deployment:
             )
             return cls(**document)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DeploymentError(f"not a Dolphin deployment file ({exc}); deploy again") from exc
+            raise DeploymentError(
+                f"not a Dolphin deployment file ({exc}); remove it and run `dolphin chain deploy`"
+            ) from exc
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, then rename), so a reader never sees half a file."""

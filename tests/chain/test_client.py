@@ -270,6 +270,7 @@ def test_hints_fill_in_times_and_amounts():
         "BondingBelowValidatorMinimum", ("0xabc", 5 * POD, 100_000 * POD)
     )
     assert hint_for("SomethingUnknown", ()) is None
+    assert hint_for("BondingStillThawing", ()) is None  # arguments unlike the table's: no wrong hint
 
 
 @pytest.mark.unit
