@@ -86,6 +86,12 @@ def _wait(seconds):
 # ---------------------------------------------------------------- deposits
 
 
+def test_payment_token_stand_in_is_a_six_decimals_faucet(stablecoin, accounts):
+    assert (stablecoin.decimals(), stablecoin.symbol()) == (6, "lUSD")
+    stablecoin.mint(accounts[9], 5 * USD_UNIT, {"from": accounts[8]})
+    assert stablecoin.balanceOf(accounts[9]) == 5 * USD_UNIT
+
+
 def test_deposit_credits_the_caller(credits, stablecoin, users):
     tx = credits.deposit(100 * USD_UNIT, {"from": users[0]})
     assert credits.creditOf(users[0]) == 100 * USD_UNIT
@@ -505,9 +511,3 @@ def test_stateful_credits_are_conserved(credits, stablecoin, users, validators, 
         credits=credits, stablecoin=stablecoin, users=users, validators=validators, revenue=revenue
     )
     run_chain_state_machine(machine, max_examples=60, steps=15)
-
-
-def test_payment_token_stand_in_is_a_six_decimals_faucet(stablecoin, accounts):
-    assert (stablecoin.decimals(), stablecoin.symbol()) == (6, "lUSD")
-    stablecoin.mint(accounts[9], 5 * USD_UNIT, {"from": accounts[8]})
-    assert stablecoin.balanceOf(accounts[9]) == 5 * USD_UNIT
