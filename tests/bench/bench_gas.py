@@ -33,6 +33,8 @@ UNISWAP_BUILD = pathlib.Path(__file__).resolve().parents[2] / "node_modules" / "
 # Published per-call figures of the reference designs, with where they are stated. None: no public figure
 # was found for that call (Sushi's SushiBar and Aave's StakedAave repositories publish no gas report).
 SWAP_REFERENCE = "Uniswap V2 swap (Router02, same pair, reference)"
+SETTLE_ONE = "settle debit batch (1 entry, 3 signatures)"
+SETTLE_TEN = "settle debit batch (10 users, 3 signatures)"
 PUBLISHED = {
     SWAP_REFERENCE: (
         135_000,
@@ -184,11 +186,21 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
         {"name": "deadline", "type": "uint256"},
     ]
     deadline = c.now() + 3600
-    users, amounts = [api_user], [2_000 * USD]
-    message = {"batchId": 1, "users": users, "amounts": amounts, "deadline": deadline}
-    signatures = _quorum_signatures(validator_keys, credits, "CreditDebitBatch", batch_fields, message)
-    settle = credits.functions.settleDebits(1, users, amounts, deadline, signatures)
-    gas["settle debit batch (1 user, 3 signatures)"] = c.send(settle, admin).gasUsed
+
+    def settle(batch_id: int, users: list[str], amounts: list[int]) -> int:
+        message = {"batchId": batch_id, "users": users, "amounts": amounts, "deadline": deadline}
+        signatures = _quorum_signatures(validator_keys, credits, "CreditDebitBatch", batch_fields, message)
+        call = credits.functions.settleDebits(batch_id, users, amounts, deadline, signatures)
+        return c.send(call, admin).gasUsed
+
+    # Batch 1 warms the revenue counters (their first write costs more); batch 2 is a steady-state single
+    # debit, batch 3 debits ten distinct users, which gives the marginal cost of one more entry.
+    settle(1, [api_user], [1_000 * USD])
+    gas[SETTLE_ONE] = settle(2, [api_user], [1_000 * USD])
+    holders = [Account.from_key(bytes([2]) + i.to_bytes(31, "big")).address for i in range(10)]
+    for holder in holders:
+        c.send(credits.functions.depositFor(holder, 10 * USD), api_user)
+    gas[SETTLE_TEN] = settle(3, holders, [USD] * 10)
 
     c.sleep(1801)
     trader = others[1]  # a validator wallet doubles as an ordinary trader for the reference swap
@@ -257,4 +269,5 @@ def run(out_dir: pathlib.Path) -> dict:
             "buyback / published Uniswap V2 swap": round(gas["buyback"] / published_swap, 3),
             "same-run Router02 swap / published Uniswap V2 swap": round(swap / published_swap, 3),
         },
+        "marginal gas per debit entry": (gas[SETTLE_TEN] - gas[SETTLE_ONE]) // 9,
     }
