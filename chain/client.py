@@ -128,7 +128,7 @@ HINTS: Mapping[str, str] = {
         "Validators need an active bond worth {p2} POD; yours is worth {p1}: bond more with "
         "`dolphin chain bond AMOUNT`, then join."
     ),
-    "BondingMembershipUnchanged": "Nothing to do: the account's validator membership is already {1}.",
+    "BondingMembershipUnchanged": "Nothing to do: the account is already in that state (joined: {1}).",
     "BondingNodeAlreadyRegistered": "This node is already registered to the account.",
     "BondingNodeNotRegistered": "This account registered no such node.",
     "BondingInvalidSignature": "The NodeBinding signature is not the operator's: sign with that key.",

@@ -135,6 +135,8 @@ def send_value(w3, account, to: str, value: int, what: str) -> Any:
 
 def send_signed(w3, signed, what: str) -> Any:
     """Send a signed transaction once and wait for its receipt; the wait (a read) is retried."""
+    from web3.exceptions import TimeExhausted
+
     tx_hash = "0x" + bytes(signed.hash).hex()
     try:
         w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -145,13 +147,22 @@ def send_signed(w3, signed, what: str) -> Any:
                 "have reached the node. Look it up (`cast tx` or a block explorer) before trying again: "
                 "it was not resent"
             ) from exc
-        raise
-    receipt = read(
-        lambda: w3.eth.wait_for_transaction_receipt(
-            signed.hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=0.02
-        ),
-        f"{what}: waiting for transaction {tx_hash}",
-    )
+        # The node looked at it and said no (nonce, funds, fee): nothing was mined.
+        raise TransactionFailed(
+            f"{what}: the node refused transaction {tx_hash}: {_node_message(exc)}"
+        ) from exc
+    try:
+        receipt = read(
+            lambda: w3.eth.wait_for_transaction_receipt(
+                signed.hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=0.02
+            ),
+            f"{what}: waiting for transaction {tx_hash}",
+        )
+    except TimeExhausted as exc:
+        raise TransactionFailed(
+            f"{what}: transaction {tx_hash} was sent but not mined within {RECEIPT_TIMEOUT_S:.0f} s; it may "
+            "still be mined. Look it up before trying again: it was not resent"
+        ) from exc
     if receipt.status != 1:
         raise TransactionFailed(f"{what}: transaction {tx_hash} reverted on chain")
     return receipt
@@ -189,6 +200,14 @@ def _format_args(args: Iterable[Any]) -> str:
     for arg in args:
         shown.append("0x" + arg.hex() if isinstance(arg, bytes) else str(arg))
     return "(" + ", ".join(shown) + ")"
+
+
+def _node_message(exc: Exception) -> str:
+    """What an RPC error says, without web3's wrapping (Web3RPCError carries the node's JSON error)."""
+    error = getattr(exc, "rpc_response", None) or {}
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        return str(error["error"].get("message", exc))
+    return str(exc)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -20,7 +20,7 @@ from chain.client import (
 from chain.deploy import DeploymentError
 from chain.merkle import RewardsTree
 from chain.testing import open_deployed_chain, time_travel, unserved_rpc_url
-from chain.transactions import ChainUnavailable, read, send_signed
+from chain.transactions import ChainUnavailable, TransactionFailed, read, send_signed
 
 POD = 10**18
 USD = 10**6
@@ -235,6 +235,39 @@ def test_a_transaction_is_never_resent_when_the_connection_drops():
         send_signed(w3, signed, "staking")
     assert sent == [b"raw"]
     assert "0x" + "12" * 32 in str(failed.value) and "it was not resent" in str(failed.value)
+
+
+@pytest.mark.unit
+def test_a_transaction_that_is_not_mined_in_time_is_reported_with_its_hash_and_not_resent():
+    from web3.exceptions import TimeExhausted
+
+    sent = []
+
+    def wait_for_transaction_receipt(tx_hash, timeout, poll_latency):
+        raise TimeExhausted("not mined")
+
+    w3 = SimpleNamespace(
+        eth=SimpleNamespace(
+            send_raw_transaction=sent.append, wait_for_transaction_receipt=wait_for_transaction_receipt
+        )
+    )
+    with pytest.raises(TransactionFailed) as failed:
+        send_signed(w3, SimpleNamespace(hash=b"\x34" * 32, raw_transaction=b"raw"), "bonding")
+    assert sent == [b"raw"]
+    assert "0x" + "34" * 32 in str(failed.value) and "it may still be mined" in str(failed.value)
+
+
+@pytest.mark.integration
+def test_a_transaction_the_node_refuses_is_a_chain_error_with_the_node_s_reason(deployed):
+    from eth_account import Account
+
+    from chain.transactions import send_value
+
+    penniless = Account.create()
+    with pytest.raises(
+        TransactionFailed, match="the node refused transaction 0x[0-9a-f]{64}: Insufficient funds"
+    ):
+        send_value(deployed.w3, penniless, deployed.deployment.deployer, 10**18, "sending ETH")
 
 
 @pytest.mark.unit
