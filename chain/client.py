@@ -71,6 +71,15 @@ def parse_units(text: str, decimals: int) -> int:
     return int(scaled)
 
 
+def checked_address(text: str) -> str:
+    """`text` as a checksummed address; ClientError for anything that is not 0x and 40 hex digits."""
+    from eth_utils import is_address, to_checksum_address
+
+    if not isinstance(text, str) or not is_address(text):
+        raise ClientError(f"not an Ethereum address (0x and 40 hex digits, EIP-55 if mixed case): {text!r}")
+    return to_checksum_address(text)
+
+
 def format_units(value: int, decimals: int) -> str:
     """An integer of the smallest unit as a plain decimal string, without trailing zeros."""
     whole, fraction = divmod(value, 10**decimals)
@@ -514,9 +523,8 @@ class ChainClient:
 
     def status(self, account: str | None = None) -> AccountStatus:
         """Balances, stake, bond, validator, credit and rewards of `account` (default: ours), at one block."""
-        from web3 import Web3
 
-        who = Web3.to_checksum_address(account) if account else self.address
+        who = checked_address(account) if account else self.address
         block = read(lambda: self.w3.eth.block_number, "reading the block number")
 
         def at(contract: str, function: str, *args: Any) -> Any:

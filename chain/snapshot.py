@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from chain.client import ChainClient
+from chain.client import ChainClient, checked_address
 from chain.errors import ChainError
 from chain.rewards import AccountClose, AccountEpoch, EpochInput, RewardParams, decode_document
 from chain.rewards.params import AMOUNT_PARAMS
@@ -91,7 +91,6 @@ def read_snapshot(
     SnapshotError when `block` is not strictly older than the latest block (a checkpoint lookup must be
     in the past: mine one more block first).
     """
-    from web3 import Web3
 
     latest = read(lambda: client.w3.eth.get_block("latest"), "reading the latest block")
     if block >= latest["number"]:
@@ -105,7 +104,7 @@ def read_snapshot(
             f"block {block} shares its timestamp with the latest block: wait for the next one"
         )
 
-    covered = {Web3.to_checksum_address(a) for a in accounts}
+    covered = {checked_address(a) for a in accounts}
     covered |= {log["args"]["account"] for log in client.events("Bonding", "Bonded", to_block=block)}
     nodes: dict[str, int] = {}
     for event, step in (("NodeRegistered", 1), ("NodeUnregistered", -1)):
@@ -146,11 +145,10 @@ def epoch_inputs(
     AccountEpoch that `previous_from_output` reads from its output document; absent: a new account);
     `banned` are accounts the validators suspended off chain.
     """
-    from web3 import Web3
 
-    rewards = {Web3.to_checksum_address(a): r for a, r in base_rewards.items()}
-    carried = {Web3.to_checksum_address(a): c for a, c in (previous or {}).items()}
-    suspended = snapshot.slashed | {Web3.to_checksum_address(a) for a in banned}
+    rewards = {checked_address(a): r for a, r in base_rewards.items()}
+    carried = {checked_address(a): c for a, c in (previous or {}).items()}
+    suspended = snapshot.slashed | {checked_address(a) for a in banned}
     accounts = sorted(set(snapshot.active_bonds) | set(rewards) | set(carried))
     inputs = {}
     for account in accounts:

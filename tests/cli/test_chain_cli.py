@@ -172,6 +172,10 @@ def test_a_bad_amount_is_refused_before_anything_is_sent(chain):
     assert "at most 18 decimals" in chain.run("stake", "0.0000000000000000001", key=9, expect=1)
 
 
+def test_a_malformed_address_is_a_clear_error(chain):
+    assert "not an Ethereum address" in chain.run("status", "--account", "0x1234", expect=1)
+
+
 def test_a_chain_that_is_down_gives_a_clear_error(chain):
     url = unserved_rpc_url()
     output = chain.run("status", "--rpc-url", url, "--account", chain.addresses[1], expect=1)
