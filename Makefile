@@ -64,7 +64,7 @@ $(STAMPS)/compile: $(STAMPS)/venv $(STAMPS)/toolchain brownie-config.yaml $(shel
 	brownie compile
 	@touch $@
 
-demo: setup  ## run the main job: the most complete flow that exists today
+demo: setup  ## run the main job: a local network answers an encrypted prompt and settles the epoch
 	$(PY) -m cli.main demo
 
 test: setup lint  ## run the whole suite (unit, integration, contracts)
