@@ -137,6 +137,11 @@ class Dht:
             await self._kad.peer_routing.find_closest_peers_network(self._host.get_id().to_bytes())
         return self.routing_table_size()
 
+    async def find_peer(self, peer_id: str) -> list[str]:
+        """Addresses of `peer_id` found by a kad-dht FIND_NODE walk; [] when not found in time."""
+        info = await self._query(self._kad.find_peer(ID.from_base58(peer_id)))
+        return [str(addr) for addr in info.addrs] if info is not None else []  # type: ignore[attr-defined]
+
     async def put_record(self, manifest_hash: bytes, addrs: list[str], ttl_seconds: int) -> PoolRecord:
         """Sign and store our pool record for `manifest_hash` and announce us as a member.
 

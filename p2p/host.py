@@ -307,6 +307,10 @@ class DolphinHost:
             self.config.dht_mode is DhtMode.AUTO and bool(self.reachable)
         )
         await self.dht.set_server_mode(server)
+        # Our protocols (kad in server mode) and advertised addresses just changed: tell connected peers
+        # (identify/push spec), so their DHTs can file us before our first queries reach them.
+        with trio.move_on_after(self.config.timeouts.stream_open):
+            await self._host._push_identify_to_all_peers()
 
     async def _bootstrap(self) -> None:
         for addr in self.config.bootstrap:
