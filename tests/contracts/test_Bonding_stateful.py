@@ -72,20 +72,34 @@ class BondingMachine(ChainStateMachine):
     @rule(operator=st_operator)
     def withdraw_oldest(self, operator):
         account = self.operators[operator]
-        if not self.requests[account]:
-            return
-        request_id, unlock = self.requests[account][0]
-        if chain[-1].timestamp + 3 < unlock:
-            with brownie.reverts():
-                self.bonding.withdrawUnbonded(request_id, {"from": account})
-        elif chain[-1].timestamp >= unlock:
-            owed = self.bonding.unbondRequest(request_id)[2]
-            before = self.stkpod.balanceOf(account)
+        if self.requests[account]:
+            self._withdraw(account, 0)
+
+    @rule(operator=st_operator, bps=st_bps, wait=st.sampled_from([89 * DAY, 90 * DAY, 120 * DAY]))
+    def unbond_wait_and_withdraw(self, operator, bps, wait):
+        """The exit path end to end, withdrawing a day early, on time or late (slashes may come between)."""
+        account = self.operators[operator]
+        pending = len(self.requests[account])
+        self.request_unbond(operator, bps)
+        chain.sleep(wait)
+        chain.mine()
+        if len(self.requests[account]) > pending:
+            self._withdraw(account, pending)
+
+    def _withdraw(self, account, index):
+        request_id, unlock = self.requests[account][index]
+        owed = self.bonding.unbondRequest(request_id)[2]
+        before = self.stkpod.balanceOf(account)
+        # Judged at the timestamp the call executed at, success or revert (Anvil mines reverted transactions).
+        try:
             tx = self.bonding.withdrawUnbonded(request_id, {"from": account})
-            assert tx.timestamp >= unlock
-            assert self.stkpod.balanceOf(account) - before == owed
-            self.requests[account].pop(0)
-            type(self).withdrawals += 1
+        except brownie.exceptions.VirtualMachineError:
+            assert chain[-1].timestamp < unlock
+            return
+        assert tx.timestamp >= unlock
+        assert self.stkpod.balanceOf(account) - before == owed
+        self.requests[account].pop(index)
+        type(self).withdrawals += 1
 
     @rule(
         operator=st_operator,
