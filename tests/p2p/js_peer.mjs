@@ -19,7 +19,7 @@ const { noise } = await import('@chainsafe/libp2p-noise')
 const { yamux } = await import('@chainsafe/libp2p-yamux')
 const { identify } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
-const { kadDHT } = await import('@libp2p/kad-dht')
+const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
 const { gossipsub } = await import('@libp2p/gossipsub')
 const { circuitRelayTransport } = await import('@libp2p/circuit-relay-v2')
 const { peerIdFromString } = await import('@libp2p/peer-id')
@@ -36,7 +36,8 @@ const node = await createLibp2p({
   services: {
     identify: identify(),
     ping: ping(),
-    dht: kadDHT({ protocol: '/dolphin/kad/1.0.0', clientMode: false }),
+    // Every peer here is on 127.0.0.1: keep the private addresses the DHT hands out (the default drops them).
+    dht: kadDHT({ protocol: '/dolphin/kad/1.0.0', clientMode: false, peerInfoMapper: passthroughMapper }),
     // Circuit relay v2 connections are "limited"; js-libp2p runs no protocol on them unless told to.
     pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, runOnLimitedConnection: true })
   }
@@ -65,8 +66,12 @@ if (args.find) {
   for (let attempt = 0; attempt < 60; attempt++) {
     try {
       const found = await node.peerRouting.findPeer(target, { signal: AbortSignal.timeout(5000) })
-      say('found', { peerId: found.id.toString(), addrs: found.multiaddrs.map((a) => a.toString()) })
-      break
+      if (found.multiaddrs.length > 0) { // an answer without addresses is no answer: ask again
+        say('found', { peerId: found.id.toString(), addrs: found.multiaddrs.map((a) => a.toString()) })
+        break
+      }
+      say('find-failed', { error: 'found without addresses' })
+      await new Promise((resolve) => setTimeout(resolve, 500))
     } catch (error) {
       say('find-failed', { error: String(error) })
       await new Promise((resolve) => setTimeout(resolve, 500))

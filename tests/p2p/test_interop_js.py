@@ -102,7 +102,9 @@ async def test_js_libp2p_peer_joins_the_dht_the_relay_and_gossip(tmp_path):
                     await wait_until(lambda: js.first("found") is not None, timeout=60)
                     assert js.first("found")["peerId"] == finder.peer_id
                     direct = {addr.split("/p2p/")[0] for addr in finder.listen_addrs()}
-                    assert direct & set(js.first("found")["addrs"])
+                    assert direct & {addr.split("/p2p/")[0] for addr in js.first("found")["addrs"]}, js.first(
+                        "found"
+                    )
                     # A newcomer that never met the js peer finds it through the relay's DHT entry.
                     async with open_host(HostConfig(tmp_path / "seeker", bootstrap=(relay.addr,))) as seeker:
                         found = {addr.split("/p2p/")[0] for addr in await seeker.dht.find_peer(js_id)}
