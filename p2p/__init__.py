@@ -10,7 +10,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
 - `records`: the signed pool record format (pure)
 - `reachability`: the dial-back probe that tells a peer whether it is reachable
-- `topics`: every topic name and protocol id
+- `topics`: the topic names and protocol ids p2p uses (from `protocols.ids`), pool-topic parsing
 - `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
 - `testing`: factories for tests and benchmarks (subprocess peers, in-process host groups)
 - `errors`: `P2PError` and its subclasses
@@ -32,11 +32,18 @@ from p2p.gossip import GossipMessage, Subscription, Verdict, accept_all
 from p2p.host import DolphinHost, open_host
 from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
 from p2p.streams import Stream
-from p2p.topics import ATTESTATIONS_TOPIC, BANS_TOPIC, STRIKES_TOPIC, manifest_hash_of_pool_topic, pool_topic
+from p2p.topics import (
+    BANS_TOPIC,
+    SETTLEMENT_TOPIC,
+    STRIKES_TOPIC,
+    attestation_topic,
+    manifest_hash_of_pool_topic,
+    pool_topic,
+)
 
 __all__ = [
-    "ATTESTATIONS_TOPIC",
     "BANS_TOPIC",
+    "SETTLEMENT_TOPIC",
     "STRIKES_TOPIC",
     "ConfigError",
     "DhtMode",
@@ -59,6 +66,7 @@ __all__ = [
     "Timeouts",
     "Verdict",
     "accept_all",
+    "attestation_topic",
     "decode_pool_record",
     "encode_pool_record",
     "manifest_hash_of_pool_topic",

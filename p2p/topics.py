@@ -1,38 +1,49 @@
-"""Names of every GossipSub topic and p2p protocol id the Dolphin Network uses, in one place.
+"""The topic names and protocol ids p2p uses, taken from their one home, `protocols.ids`.
 
-Topic names follow the libp2p convention of a path with a trailing version, so a later, incompatible
-message format gets a new topic instead of confusing old peers.
+`protocols` owns every wire-level name (DESIGN.md); this module re-exports the ones the host needs, adds
+the parsing the host does (which pool does a topic belong to) and the one protocol that is p2p's own,
+the reachability probe.
 """
 
 from __future__ import annotations
 
+from protocols.errors import ProtocolError
+from protocols.ids import (
+    BANS_TOPIC,
+    DHT_PROTOCOL,
+    SETTLEMENT_TOPIC,
+    STRIKES_TOPIC,
+    attestation_topic,
+    pool_topic,
+)
+
+__all__ = [
+    "BANS_TOPIC",
+    "KAD_PROTOCOL",
+    "MANIFEST_HASH_SIZE",
+    "REACHABILITY_PROTOCOL",
+    "SETTLEMENT_TOPIC",
+    "STRIKES_TOPIC",
+    "attestation_topic",
+    "manifest_hash_of_pool_topic",
+    "pool_topic",
+]
+
 MANIFEST_HASH_SIZE = 32
-
-ATTESTATIONS_TOPIC = "/dolphin/attestations/1"
-STRIKES_TOPIC = "/dolphin/strikes/1"
-BANS_TOPIC = "/dolphin/bans/1"
-_POOL_TOPIC_PREFIX = "/dolphin/pool/"
-_POOL_TOPIC_SUFFIX = "/1"
-
-KAD_PROTOCOL = "/dolphin/kad/1.0.0"
+KAD_PROTOCOL = DHT_PROTOCOL
 REACHABILITY_PROTOCOL = "/dolphin/reachability/1.0.0"
 
-
-def pool_topic(manifest_hash: bytes) -> str:
-    """The pool-membership topic of one model, named by its 32-byte manifest hash (shown hex)."""
-    if len(manifest_hash) != MANIFEST_HASH_SIZE:
-        raise ValueError(f"a manifest hash is {MANIFEST_HASH_SIZE} bytes, got {len(manifest_hash)}")
-    return f"{_POOL_TOPIC_PREFIX}{manifest_hash.hex()}{_POOL_TOPIC_SUFFIX}"
+_POOL_TOPIC_PREFIX = "/dolphin/pool/"
 
 
 def manifest_hash_of_pool_topic(topic: str) -> bytes | None:
-    """The manifest hash a pool topic names, or None when `topic` is not a well-formed pool topic."""
-    if not (topic.startswith(_POOL_TOPIC_PREFIX) and topic.endswith(_POOL_TOPIC_SUFFIX)):
+    """The manifest hash a pool topic names, or None when `topic` is not exactly a pool topic."""
+    if not topic.startswith(_POOL_TOPIC_PREFIX):
         return None
-    hex_part = topic[len(_POOL_TOPIC_PREFIX) : -len(_POOL_TOPIC_SUFFIX)]
-    if len(hex_part) != 2 * MANIFEST_HASH_SIZE or hex_part != hex_part.lower():
-        return None
+    hex_part = topic[len(_POOL_TOPIC_PREFIX) :].split("/", 1)[0]
     try:
-        return bytes.fromhex(hex_part)
-    except ValueError:
+        manifest_hash = bytes.fromhex(hex_part)
+        canonical = pool_topic(manifest_hash)  # round trip through the one definition of the format
+    except (ValueError, ProtocolError):
         return None
+    return manifest_hash if canonical == topic else None

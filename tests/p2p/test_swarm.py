@@ -25,11 +25,12 @@ from p2p.testing import (
     start_peer_processes,
     wait_until,
 )
-from p2p.topics import ATTESTATIONS_TOPIC, BANS_TOPIC, STRIKES_TOPIC, pool_topic
+from p2p.topics import BANS_TOPIC, SETTLEMENT_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
 
 MANIFEST = bytes.fromhex("d0" * 32)
 POOL_TOPIC = pool_topic(MANIFEST)
-ALL_TOPICS = [POOL_TOPIC, ATTESTATIONS_TOPIC, STRIKES_TOPIC, BANS_TOPIC]
+ATTESTATION_TOPIC = attestation_topic(MANIFEST)
+ALL_TOPICS = [POOL_TOPIC, ATTESTATION_TOPIC, STRIKES_TOPIC, BANS_TOPIC, SETTLEMENT_TOPIC]
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +182,7 @@ async def test_malformed_frames_on_every_protocol_and_topic_do_not_kill_a_peer(t
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_flooding_peer_is_scored_down_and_pruned_while_valid_messages_flow(tmp_path):
-    topic = ATTESTATIONS_TOPIC
+    topic = ATTESTATION_TOPIC
     config = HostConfig(tmp_path / "receiver", reachability=Reachability.PUBLIC)
     async with open_host(config) as receiver:
         subscription = await receiver.gossip.subscribe(topic, prefix_validator(b"bad"))

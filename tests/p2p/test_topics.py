@@ -1,25 +1,17 @@
-"""Topic names live in one place and pool topics round-trip their manifest hash."""
+"""p2p takes its names from protocols.ids and parses pool topics through that one definition."""
 
 import pytest
 
-from p2p.topics import (
-    ATTESTATIONS_TOPIC,
-    BANS_TOPIC,
-    KAD_PROTOCOL,
-    STRIKES_TOPIC,
-    manifest_hash_of_pool_topic,
-    pool_topic,
-)
+import protocols.ids
+from p2p import topics
+from p2p.topics import KAD_PROTOCOL, manifest_hash_of_pool_topic, pool_topic
 
 
 @pytest.mark.unit
-def test_fixed_names():
-    assert (ATTESTATIONS_TOPIC, STRIKES_TOPIC, BANS_TOPIC) == (
-        "/dolphin/attestations/1",
-        "/dolphin/strikes/1",
-        "/dolphin/bans/1",
-    )
-    assert KAD_PROTOCOL == "/dolphin/kad/1.0.0"
+def test_names_come_from_protocols():
+    for name in ("BANS_TOPIC", "STRIKES_TOPIC", "SETTLEMENT_TOPIC", "pool_topic", "attestation_topic"):
+        assert getattr(topics, name) is getattr(protocols.ids, name)
+    assert KAD_PROTOCOL == protocols.ids.DHT_PROTOCOL == "/dolphin/kad/1.0.0"
 
 
 @pytest.mark.unit
@@ -38,14 +30,9 @@ def test_pool_topic_round_trip():
         "/dolphin/pool/" + "AB" * 32 + "/1",  # upper-case hex is not the canonical name
         "/dolphin/pool/" + "zz" * 32 + "/1",
         "/dolphin/pool/" + "ab" * 32 + "/2",
-        ATTESTATIONS_TOPIC,
+        "/dolphin/pool/" + "ab" * 32,
+        protocols.ids.BANS_TOPIC,
     ],
 )
 def test_malformed_pool_topics(topic):
     assert manifest_hash_of_pool_topic(topic) is None
-
-
-@pytest.mark.unit
-def test_pool_topic_needs_32_bytes():
-    with pytest.raises(ValueError):
-        pool_topic(b"\x00" * 31)
