@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import multiaddr
 import trio
@@ -155,6 +155,29 @@ class Dht:
         with trio.move_on_after(self._timeout):
             await self._kad.provider_store.provide(pool_provider_key(manifest_hash))
         return record
+
+    async def serve_record(
+        self,
+        manifest_hash: bytes,
+        addrs: Callable[[], list[str]],
+        ttl_seconds: int,
+        *,
+        task_status: trio.TaskStatus[PoolRecord] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Keep our pool record for `manifest_hash` in the DHT until cancelled.
+
+        The record is re-signed with the then-current `addrs()` and stored again every third of its
+        lifetime, so it never lapses while we serve and disappears within `ttl_seconds` once we stop.
+        `task_status.started` receives the first record (use with `nursery.start`).
+        """
+        record = await self.put_record(manifest_hash, addrs(), ttl_seconds)
+        task_status.started(record)
+        while True:
+            await trio.sleep(max(1.0, ttl_seconds / 3))
+            try:
+                await self.put_record(manifest_hash, addrs(), ttl_seconds)
+            except RecordError as error:  # e.g. no address to announce right now: try again next round
+                logger.warning("could not renew the pool record: %s", error)
 
     async def get_records(
         self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP

@@ -94,3 +94,15 @@ async def test_members_find_each_others_records_and_forgeries_are_refused(tmp_pa
         assert not stored
         assert server.dht._kad.value_store.get(key.encode()) == before
         assert [r.peer_id for r in await attacker.dht.get_records(MANIFEST)] == expected
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_served_records_are_renewed_before_they_expire(tmp_path):
+    async with open_host_group(tmp_path, 2) as (searcher, member), trio.open_nursery() as nursery:
+        first = await nursery.start(member.dht.serve_record, MANIFEST, member.advertised_addrs, 3)
+        await trio.sleep(4.5)  # past the first record's expiry
+        records = await searcher.dht.get_records(MANIFEST)
+        assert [r.peer_id for r in records] == [member.peer_id]
+        assert records[0].expires_at > first.expires_at
+        nursery.cancel_scope.cancel()
