@@ -264,6 +264,8 @@ class DolphinHost:
         circuit = multiaddr.Multiaddr(f"{base}/p2p-circuit/p2p/{self.peer_id}")
         if circuit not in self._circuit_addrs:
             self._circuit_addrs.append(circuit)
+            with trio.move_on_after(self.config.timeouts.stream_open):
+                await self._host._push_identify_to_all_peers()  # our dialable addresses changed
         return str(circuit)
 
     async def _wait_protocols_known(self, peer: ID) -> None:

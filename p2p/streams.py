@@ -86,6 +86,11 @@ class Stream:
         """Send `data` as one varint-length-prefixed message."""
         await self.write(encode_uvarint(len(data)) + data, timeout=timeout)
 
+    async def close_write(self) -> None:
+        """Half-close: the peer reads EOF (end of request) while we can still read its answer."""
+        with self._guard(None, "close"):
+            await self._raw.close_write()
+
     async def close(self) -> None:
         """Close our side; the peer reads EOF. Never raises (the peer may already be gone)."""
         with trio.move_on_after(self._io_timeout), contextlib.suppress(Exception):

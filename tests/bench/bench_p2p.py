@@ -137,7 +137,7 @@ async def _host_throughput(sender, receiver_id: str, total: int) -> float:  # ty
     stream = await sender.open_stream(receiver_id, SINK)
     for _ in range(total // CHUNK):
         await stream.write(chunk, timeout=60)
-    await stream._raw.close_write()  # half-close: the sink sees EOF and answers with its byte count
+    await stream.close_write()  # the sink sees EOF and answers with its byte count
     count = int.from_bytes(await stream.read_exactly(8, timeout=60), "big")
     elapsed = time.perf_counter() - started
     assert count == total, (count, total)

@@ -46,7 +46,9 @@ async def test_stream_round_trip_and_deadlines(tmp_path):
         server.set_stream_handler(SILENT, _silent)
         stream = await client.open_stream(server.peer_id, ECHO)
         await stream.write_message(b"hello")
+        await stream.close_write()  # half-close: the answer still comes back
         assert await stream.read_message(1024) == b"hello"
+        assert await stream.read() == b""  # and then EOF
 
         silent = await client.open_stream(server.peer_id, SILENT)
         with trio.fail_after(5), pytest.raises(StreamTimeout):
