@@ -147,6 +147,10 @@ async def test_own_publish_floods_to_every_subscriber_beyond_the_mesh_degree(tmp
         with trio.fail_after(10):
             for subscription in subscriptions:
                 assert (await subscription.receive()).data == b"to everyone"
+        # A healthy swarm penalises nobody (py-libp2p's GRAFT-flood check once did, after identify pushes).
+        await trio.sleep(3)
+        hosts = [publisher, *subscribers]
+        assert min(a.gossip.peer_score(b.peer_id, TOPIC) for a in hosts for b in hosts if a is not b) >= 0
 
 
 @pytest.mark.unit
