@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -230,8 +231,6 @@ class DolphinHost:
 
     async def ping(self, peer_id: str, *, timeout: float | None = None) -> float:
         """Round-trip time in seconds of one libp2p ping (32 random bytes echoed)."""
-        import os
-
         stream = await self.open_stream(peer_id, str(PING_PROTOCOL), timeout=timeout)
         payload = os.urandom(32)
         started = time.perf_counter()
