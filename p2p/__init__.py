@@ -7,6 +7,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `identity`: the persistent Ed25519 key in the data directory
 - `streams`: `Stream`, a libp2p stream whose every await has a deadline
 - `gossip`: GossipSub facade (`subscribe(topic, validator)`, `publish`), `Verdict`, scoring
+- `validators`: `signed_message_validator`, the shared checks of topics carrying signed envelopes
 - `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
 - `records`: the signed pool record format (pure)
 - `reachability`: the dial-back probe that tells a peer whether it is reachable
@@ -28,7 +29,7 @@ from p2p.errors import (
     StreamError,
     StreamTimeout,
 )
-from p2p.gossip import GossipMessage, Subscription, Verdict, accept_all
+from p2p.gossip import GossipMessage, Subscription, Validator, Verdict, accept_all
 from p2p.host import DolphinHost, open_host
 from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
 from p2p.streams import Stream
@@ -40,6 +41,7 @@ from p2p.topics import (
     manifest_hash_of_pool_topic,
     pool_topic,
 )
+from p2p.validators import signed_message_validator
 
 __all__ = [
     "BANS_TOPIC",
@@ -64,6 +66,7 @@ __all__ = [
     "StreamTimeout",
     "Subscription",
     "Timeouts",
+    "Validator",
     "Verdict",
     "accept_all",
     "attestation_topic",
@@ -73,4 +76,5 @@ __all__ = [
     "open_host",
     "pool_topic",
     "sign_pool_record",
+    "signed_message_validator",
 ]

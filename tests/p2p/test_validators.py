@@ -1,0 +1,118 @@
+"""Topic validators: the shared envelope checks, attestations, strike reports and bans."""
+
+import dataclasses
+
+import pytest
+
+from p2p import GossipMessage, Verdict, signed_message_validator
+from pool.attestations import attestation_validator
+from protocols import envelope
+from protocols import testing as pt
+from protocols.keys import peer_id_from_public_key, peer_id_to_text
+from protocols.messages import BanNotice, BenchmarkAttestation, HardwareSummary, StrikeReport, eth_sign
+from protocols.messages import evidence_hash as hash_evidence
+from validator.gossip import ban_validator, strike_validator
+
+pytestmark = pytest.mark.unit
+NODE, VALIDATOR_PEER, STRANGER = pt.identity(1), pt.identity(2), pt.identity(3)
+VALIDATORS = {pt.eth_account(1).address, pt.eth_account(2).address}
+
+
+def _gossip(signer, data: bytes, origin=None) -> GossipMessage:
+    sender = origin or peer_id_to_text(peer_id_from_public_key(signer.public_key))
+    return GossipMessage(topic="/t", data=data, origin=sender, forwarder=sender, seqno=b"\1")
+
+
+def _attestation(**overrides) -> BenchmarkAttestation:
+    fields = dict(
+        node_key=NODE.public_key,
+        model=pt.TEST_MODEL,
+        engine="transformers",
+        engine_version="5.23.0",
+        hardware=HardwareSummary(
+            backend="cpu", gpu_name="", gpu_count=0, vram_mib=0, cpu_cores=2, ram_mib=24_000
+        ),
+        prompt_tokens=128,
+        output_tokens=64,
+        concurrency=1,
+        prefill_tps_milli=900_000,
+        decode_tps_milli=40_000,
+        ttft_ms=120,
+        measured_at_ms=1,
+    )
+    return BenchmarkAttestation(**(fields | overrides))
+
+
+def _strike(validator_n: int, node=NODE) -> StrikeReport:
+    account = pt.eth_account(validator_n)
+    return eth_sign(
+        StrikeReport,
+        account,
+        pt.TEST_DOMAIN,
+        validator=account.address,
+        node_key=node.public_key,
+        operator=b"\2" * 20,
+        model=pt.TEST_MODEL,
+        epoch=7,
+        reason="too_fast",
+        severity=3,
+        evidence_hash=hash_evidence((b"receipt",)),
+        evidence=(b"receipt",),
+    )
+
+
+def test_envelope_checks_shared_by_every_topic():
+    validate = signed_message_validator(BenchmarkAttestation)
+    data = envelope.sign(_attestation(), NODE)
+    assert validate(_gossip(NODE, data)) is Verdict.ACCEPT
+    assert validate(_gossip(NODE, data)) is Verdict.IGNORE  # the same envelope again: a replay
+    # Published in another peer's name, a flipped bit, the wrong type, an expired envelope.
+    other = envelope.sign(_attestation(), NODE)
+    stranger = peer_id_to_text(peer_id_from_public_key(STRANGER.public_key))
+    assert validate(_gossip(NODE, other, origin=stranger)) is Verdict.REJECT
+    flipped = bytearray(envelope.sign(_attestation(), NODE))
+    flipped[-3] ^= 1
+    assert validate(_gossip(NODE, bytes(flipped))) is Verdict.REJECT
+    assert validate(_gossip(NODE, envelope.sign(_strike(1), NODE))) is Verdict.REJECT
+    old = envelope.sign(_attestation(), NODE, now_ms=1_000, ttl_ms=1_000)
+    assert validate(_gossip(NODE, old)) is Verdict.IGNORE
+
+
+def test_attestations_come_from_the_node_itself_or_a_validator():
+    validate = attestation_validator(pt.TEST_MODEL, lambda key: key == VALIDATOR_PEER.public_key)
+    assert validate(_gossip(NODE, envelope.sign(_attestation(), NODE))) is Verdict.ACCEPT
+    assert validate(_gossip(VALIDATOR_PEER, envelope.sign(_attestation(), VALIDATOR_PEER))) is Verdict.ACCEPT
+    assert validate(_gossip(STRANGER, envelope.sign(_attestation(), STRANGER))) is Verdict.REJECT
+    wrong_model = envelope.sign(_attestation(model=b"\5" * 32), NODE)
+    assert validate(_gossip(NODE, wrong_model)) is Verdict.REJECT
+
+
+def test_only_current_validators_strike():
+    validate = strike_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__)
+    assert validate(_gossip(VALIDATOR_PEER, envelope.sign(_strike(1), VALIDATOR_PEER))) is Verdict.ACCEPT
+    assert validate(_gossip(VALIDATOR_PEER, envelope.sign(_strike(5), VALIDATOR_PEER))) is Verdict.REJECT
+    # A report whose EIP-712 signature was made by someone else than the validator it names.
+    forged = dataclasses.replace(_strike(5), validator=pt.eth_account(1).address)
+    assert validate(_gossip(VALIDATOR_PEER, envelope.sign(forged, VALIDATOR_PEER))) is Verdict.REJECT
+
+
+def test_a_ban_needs_strikes_from_enough_distinct_validators():
+    validate = ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, min_strikes=2)
+
+    def ban(*strikes):
+        notice = BanNotice(
+            node_key=NODE.public_key,
+            operator=b"\2" * 20,
+            model=pt.TEST_MODEL,
+            epoch=7,
+            until_epoch=0,
+            reason="too_fast",
+            strikes=strikes,
+        )
+        return _gossip(VALIDATOR_PEER, envelope.sign(notice, VALIDATOR_PEER))
+
+    assert validate(ban(_strike(1), _strike(2))) is Verdict.ACCEPT
+    assert validate(ban(_strike(1), _strike(1))) is Verdict.REJECT  # one validator twice
+    assert validate(ban(_strike(1), _strike(5))) is Verdict.REJECT  # 5 is not a validator
+    with pytest.raises(ValueError):
+        ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, min_strikes=0)
