@@ -15,8 +15,10 @@ from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
 from p2p.errors import StreamError, StreamTimeout
+from protocols.framing import encode_uvarint
 
-_MAX_VARINT_BYTES = 10
+# Length prefixes are multiformats unsigned varints (protocols.framing), at most 9 bytes by that spec.
+_MAX_VARINT_BYTES = 9
 
 
 class Stream:
@@ -113,7 +115,7 @@ class Stream:
             value |= (byte[0] & 0x7F) << (7 * index)
             if not byte[0] & 0x80:
                 return value
-        raise StreamError("length prefix longer than 10 bytes")
+        raise StreamError(f"length prefix longer than {_MAX_VARINT_BYTES} bytes")
 
     @contextlib.contextmanager
     def _guard(self, timeout: float | None, what: str) -> Iterator[None]:
@@ -127,18 +129,3 @@ class Stream:
             raise
         except Exception as error:  # py-libp2p raises StreamReset/StreamClosed/IOException/RawConnError...
             raise StreamError(f"stream {what} to {self.peer_id} failed: {error!r}") from error
-
-
-def encode_uvarint(value: int) -> bytes:
-    """Unsigned LEB128 varint (the multiformats unsigned-varint spec)."""
-    if value < 0:
-        raise ValueError("varints are unsigned")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)

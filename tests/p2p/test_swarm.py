@@ -16,7 +16,6 @@ from p2p.config import HostConfig, Reachability, Timeouts
 from p2p.errors import P2PError
 from p2p.gossip import PUBLISH_THRESHOLD, accept_all
 from p2p.host import open_host
-from p2p.streams import encode_uvarint
 from p2p.testing import (
     PeerProcess,
     isolated_namespace,
@@ -26,6 +25,7 @@ from p2p.testing import (
     wait_until,
 )
 from p2p.topics import BANS_TOPIC, SETTLEMENT_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.framing import encode_uvarint
 
 MANIFEST = bytes.fromhex("d0" * 32)
 POOL_TOPIC = pool_topic(MANIFEST)
