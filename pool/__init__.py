@@ -1,6 +1,7 @@
 """Model pools: membership view, benchmark attestations, request routing, failover and the light client.
 
 - `membership`: `PoolView`, the members of one model's pool from validated heartbeats (a gossip validator)
+- `attestations`: the attestation topic's validator (a node about itself, or a validator)
 - `client`: one end-to-end encrypted inference from the client's side (`complete`, `NodeContact`)
 - `errors`: `PoolError` and its subclasses
 """

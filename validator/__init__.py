@@ -1,5 +1,6 @@
 """The validator daemon: election by bonded stake, sampling, checks, strike reports, bans and settlement.
 
+- `gossip`: validators of the strike and ban topics (current validators only; bans need several)
 - `settlement`: receipts -> base rewards -> the reward engine -> the Merkle root validators sign
 - `errors`: `ValidatorError` and its subclasses
 """
