@@ -18,12 +18,12 @@ import pathlib
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from web3 import Web3
 
 from chain.artifacts import load_artifact
 from chain.devchain import open_devchain
 from chain.merkle import RewardsTree
+from tests.eip712 import sign_typed_data, typed_data
 
 POD = 10**18
 USD = 10**6
@@ -85,26 +85,10 @@ class _Chain:
 
 
 def _sign(key: str, contract, primary: str, fields: list, message: dict) -> bytes:
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            primary: fields,
-        },
-        "primaryType": primary,
-        "domain": {
-            "name": "Dolphin Network",
-            "version": "1",
-            "chainId": contract.w3.eth.chain_id,
-            "verifyingContract": contract.address,
-        },
-        "message": message,
-    }
-    return bytes(Account.sign_message(encode_typed_data(full_message=typed), key).signature)
+    document = typed_data(
+        primary, fields, message, chain_id=contract.w3.eth.chain_id, verifying_contract=contract.address
+    )
+    return sign_typed_data(key, document)
 
 
 def _quorum_signatures(keys: list[str], contract, primary: str, fields: list, message: dict) -> list[bytes]:

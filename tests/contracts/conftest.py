@@ -9,6 +9,8 @@ import hypothesis
 import pytest
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
+from tests.eip712 import sign_typed_data, typed_data
+
 POD_UNIT = 10**18
 TREASURY_SUPPLY = 600_000_000 * POD_UNIT
 REWARDS_SUPPLY = 400_000_000 * POD_UNIT
@@ -163,29 +165,16 @@ MIN_VALIDATOR_BOND = 100_000 * POD_UNIT
 
 def sign_typed(private_key, verifying_contract, primary_type: str, fields: list, message: dict) -> bytes:
     """65-byte signature of an EIP-712 message in the "Dolphin Network" v1 domain of `verifying_contract`."""
-    from eth_account import Account
-    from eth_account.messages import encode_typed_data
-
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            primary_type: fields,
-        },
-        "primaryType": primary_type,
-        "domain": {
-            "name": EIP712_NAME,
-            "version": EIP712_VERSION,
-            "chainId": brownie.chain.id,
-            "verifyingContract": str(verifying_contract),
-        },
-        "message": message,
-    }
-    return bytes(Account.sign_message(encode_typed_data(full_message=typed), private_key).signature)
+    document = typed_data(
+        primary_type,
+        fields,
+        message,
+        chain_id=brownie.chain.id,
+        verifying_contract=str(verifying_contract),
+        name=EIP712_NAME,
+        version=EIP712_VERSION,
+    )
+    return sign_typed_data(private_key, document)
 
 
 def stake_pod(pod, stkpod, treasury, account, amount: int) -> int:

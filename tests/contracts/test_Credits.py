@@ -17,6 +17,7 @@ from tests.contracts.conftest import (
     run_chain_state_machine,
     sign_typed,
 )
+from tests.eip712 import typed_data
 
 DELAY = 3 * 86400
 DEBIT_BATCH_FIELDS = [
@@ -212,25 +213,15 @@ def test_digest_matches_eip712_typed_data(credits, users):
     assert credits.CREDIT_DEBIT_BATCH_TYPEHASH() == "0x" + keccak(text=DEBIT_BATCH_TYPE).hex()
     deadline = 1_900_000_000
     message = {"batchId": 7, "users": [str(u) for u in users[:2]], "amounts": [3, 4], "deadline": deadline}
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "CreditDebitBatch": DEBIT_BATCH_FIELDS,
-        },
-        "primaryType": "CreditDebitBatch",
-        "domain": {
-            "name": EIP712_NAME,
-            "version": EIP712_VERSION,
-            "chainId": chain.id,
-            "verifyingContract": credits.address,
-        },
-        "message": message,
-    }
+    typed = typed_data(
+        "CreditDebitBatch",
+        DEBIT_BATCH_FIELDS,
+        message,
+        chain_id=chain.id,
+        verifying_contract=credits.address,
+        name=EIP712_NAME,
+        version=EIP712_VERSION,
+    )
     signable = encode_typed_data(full_message=typed)
     expected = keccak(b"\x19" + signable.version + signable.header + signable.body)
     assert credits.debitBatchDigest(7, users[:2], [3, 4], deadline) == "0x" + expected.hex()

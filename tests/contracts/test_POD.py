@@ -6,6 +6,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from tests.contracts.conftest import POD_UNIT, REWARDS_SUPPLY, TREASURY_SUPPLY
+from tests.eip712 import typed_data
 
 
 def test_initial_supply_goes_to_treasury_and_rewards_pool(pod, treasury, rewards_pool):
@@ -32,38 +33,30 @@ def test_burn_reduces_supply(pod, treasury):
 
 
 def _permit_signature(pod, owner_key, owner, spender, value, deadline):
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {
-            "name": "Dolphin POD",
-            "version": "1",
-            "chainId": chain.id,
-            "verifyingContract": pod.address,
-        },
-        "message": {
-            "owner": owner,
-            "spender": spender,
-            "value": value,
-            "nonce": pod.nonces(owner),
-            "deadline": deadline,
-        },
+    """An EIP-2612 permit signed by `owner_key` (v, r, s are what permit() takes)."""
+    permit_fields = [
+        {"name": "owner", "type": "address"},
+        {"name": "spender", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+    message = {
+        "owner": owner,
+        "spender": spender,
+        "value": value,
+        "nonce": pod.nonces(owner),
+        "deadline": deadline,
     }
-    return Account.sign_message(encode_typed_data(full_message=typed), owner_key)
+    document = typed_data(
+        "Permit",
+        permit_fields,
+        message,
+        chain_id=chain.id,
+        verifying_contract=pod.address,
+        name="Dolphin POD",
+    )
+    return Account.sign_message(encode_typed_data(full_message=document), owner_key)
 
 
 def test_permit_approves_by_signature_and_expires_after_time_travel(pod, treasury, accounts):

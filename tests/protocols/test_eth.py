@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from protocols import eth, messages
 from protocols.errors import SchemaError, SignatureError
 from protocols.testing import TEST_DOMAIN, eth_account
+from tests.eip712 import typed_data
 from tests.protocols.strategies import record_strategy
 
 pytestmark = pytest.mark.unit
@@ -40,25 +41,15 @@ def _eth_account_typed_data(domain, struct, values):
             return [plain(item) for item in v]
         return "0x" + v.hex() if isinstance(v, bytes) and len(v) == 20 else v
 
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            struct.name: [{"name": n, "type": t} for n, t in struct.fields],
-        },
-        "primaryType": struct.name,
-        "domain": {
-            "name": domain.name,
-            "version": domain.version,
-            "chainId": domain.chain_id,
-            "verifyingContract": "0x" + domain.verifying_contract.hex(),
-        },
-        "message": {k: plain(v) for k, v in values.items()},
-    }
+    return typed_data(
+        struct.name,
+        [{"name": n, "type": t} for n, t in struct.fields],
+        {k: plain(v) for k, v in values.items()},
+        chain_id=domain.chain_id,
+        verifying_contract="0x" + domain.verifying_contract.hex(),
+        name=domain.name,
+        version=domain.version,
+    )
 
 
 @pytest.mark.parametrize("cls", ETH_SIGNED, ids=lambda c: c.__name__)
