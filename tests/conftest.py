@@ -1,12 +1,25 @@
 """Fixtures shared by every test folder: offline model folders built once per session."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 # Nothing in the suite may reach a model hub; set before transformers or huggingface_hub are imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+# The normative specs live in the shared folder beside the checkout (CI clones it there too).
+SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+
+
+def spec_path(name: str) -> Path:
+    """A file of shared/spec; fails (never skips) with where it was looked for when it is missing."""
+    path = SPEC_DIR / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the shared spec folder must sit beside the repository checkout")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """`dolphin rewards`: close-epoch reproduces the spec's worked example; simulate writes a plot and a table."""
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -9,17 +8,9 @@ from click.testing import CliRunner
 from chain.rewards import RewardParams
 from chain.rewards.simulate import format_table, simulate
 from cli.main import main
+from tests.conftest import spec_path
 
 pytestmark = pytest.mark.unit
-
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec"
-
-
-def spec_path(name: str) -> Path:
-    path = SPEC / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the shared spec folder must sit beside the repository checkout")
-    return path
 
 
 def test_close_epoch_file_to_file_is_byte_identical(tmp_path):

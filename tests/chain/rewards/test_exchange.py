@@ -2,7 +2,6 @@
 
 import json
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,17 +22,13 @@ from chain.rewards import (
     encode_result,
     format_multiplier,
 )
+from tests.conftest import spec_path
 
 pytestmark = pytest.mark.unit
 
-SPEC = Path(__file__).resolve().parents[3].parent / "shared" / "spec"
-
 
 def spec_text(name: str) -> str:
-    path = SPEC / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the shared spec folder must sit beside the repository checkout")
-    return path.read_text()
+    return spec_path(name).read_text()
 
 
 def test_worked_example_byte_for_byte():
