@@ -1,4 +1,4 @@
-"""Compiled contract artifacts (Brownie's build/contracts/*.json) and deploying them with web3.py."""
+"""Compiled contract artifacts (Brownie's build/contracts/*.json) and decoding the custom errors in them."""
 
 from __future__ import annotations
 
@@ -61,35 +61,6 @@ def decode_revert(abi: list[dict[str, Any]], data: str | bytes) -> tuple[str, tu
             except Exception:  # eth_abi raises several unrelated types on malformed data
                 return item["name"], ()
     return None
-
-
-def deploy(w3, account, name: str, *args: Any, gas: int | None = None):
-    """Deploy contract `name` from `account` (a LocalAccount); returns the web3 contract at its address.
-
-    A constructor that reverts raises ContractRevert naming the contract's custom error.
-    """
-    from web3.exceptions import ContractLogicError
-
-    artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    try:
-        tx = factory.constructor(*args).build_transaction(
-            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address)}
-            | ({"gas": gas} if gas else {})
-        )
-    except ContractLogicError as exc:
-        decoded = decode_revert(artifact.abi, exc.data) if isinstance(exc.data, str | bytes) else None
-        if decoded:
-            raise ContractRevert(
-                f"deploying {name} reverted with {decoded[0]}{decoded[1]}", *decoded
-            ) from exc
-        raise ContractRevert(f"deploying {name} reverted: {exc}") from exc
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction), timeout=60
-    )
-    if receipt.status != 1:
-        raise ChainError(f"deploying {name} reverted (transaction {receipt.transactionHash.hex()})")
-    return w3.eth.contract(address=receipt.contractAddress, abi=artifact.abi)
 
 
 NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"

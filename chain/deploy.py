@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chain.artifacts import Artifact, load_artifact, load_npm_artifact
+from chain.artifacts import Artifact, load_npm_artifact
 from chain.errors import ChainError
-from chain.transactions import read, send, send_value
+from chain.transactions import deploy_contract, read, send, send_value
 
 POD_UNIT = 10**18
 USD_UNIT = 10**6
@@ -325,12 +325,10 @@ class _Deployer:
     # ------------------------------------------------------------------ helpers
 
     def deploy(self, name: str, *args: Any, artifact: Artifact | None = None) -> Any:
-        artifact = artifact or load_artifact(name)
-        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        receipt = send(self.w3, self.account, factory.constructor(*args), f"deploying {name}")
-        self.addresses[name] = receipt.contractAddress
-        self.contracts[name] = self.w3.eth.contract(address=receipt.contractAddress, abi=artifact.abi)
-        return self.contracts[name]
+        contract = deploy_contract(self.w3, self.account, name, *args, artifact=artifact)
+        self.addresses[name] = contract.address
+        self.contracts[name] = contract
+        return contract
 
     def transact(self, name: str, function: str, *args: Any) -> Any:
         call = getattr(self.contracts[name].functions, function)(*args)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, TypeVar
 
-from chain.artifacts import ContractRevert, decode_revert, load_artifact
+from chain.artifacts import Artifact, ContractRevert, decode_revert, load_artifact
 from chain.errors import ChainError
 
 T = TypeVar("T")
@@ -114,6 +114,17 @@ def send(w3, account, call, what: str, *, value: int = 0) -> Any:
     # timestamp makes Buyback's TWAP read accumulate, for one), so leave headroom instead of running out.
     tx["gas"] = tx["gas"] * GAS_HEADROOM_PERCENT // 100 + GAS_HEADROOM_FIXED
     return send_signed(w3, account.sign_transaction(tx), what)
+
+
+def deploy_contract(w3, account, name: str, *args: Any, artifact: Artifact | None = None) -> Any:
+    """Deploy compiled contract `name` (or `artifact`) from `account` through `send`; returns the contract.
+
+    A constructor that would revert raises ContractRevert naming the custom error; nothing is sent.
+    """
+    artifact = artifact or load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = send(w3, account, factory.constructor(*args), f"deploying {name}")
+    return w3.eth.contract(address=receipt.contractAddress, abi=artifact.abi)
 
 
 def send_value(w3, account, to: str, value: int, what: str) -> Any:

@@ -4,8 +4,9 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chain.artifacts import ArtifactError, ContractRevert, deploy, load_artifact
+from chain.artifacts import ArtifactError, ContractRevert, load_artifact
 from chain.devchain import DEV_MNEMONIC, dev_private_keys, open_devchain
+from chain.transactions import deploy_contract as deploy
 
 ZERO = "0x" + "00" * 20
 
