@@ -13,6 +13,7 @@ the checks all of them share, in this order, and a per-topic `authorise` callabl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from p2p.gossip import GossipMessage, Validator, Verdict
@@ -20,7 +21,12 @@ from protocols import envelope
 from protocols.errors import ExpiredError, ProtocolError, ReplayError
 from protocols.keys import peer_id_to_text
 
-Authorise = Callable[[envelope.Signed], bool]
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+Authorise = Callable[[envelope.Signed], "bool | Verdict"]
 
 
 def signed_message_validator(
@@ -31,26 +37,35 @@ def signed_message_validator(
 ) -> Validator:
     """A topic validator for envelopes of `message_type`, optionally restricted by `authorise`.
 
-    `authorise` gets the verified envelope; returning False or raising a ProtocolError rejects it.
+    `authorise` gets the verified envelope and returns True (accept), False (reject) or a Verdict of its
+    own (IGNORE for news that is merely stale, e.g. an older sequence number); a ProtocolError rejects.
     `replay` remembers envelope nonces (a fresh cache per validator unless one is shared).
     """
     replay = envelope.ReplayCache() if replay is None else replay
 
     def validate(message: GossipMessage) -> Verdict:
         try:
-            signed = envelope.open_signed(message.data, message_type, replay=replay)
-        except (ExpiredError, ReplayError):
+            signed = envelope.open_signed(message.data, message_type)
+        except ExpiredError:
             return Verdict.IGNORE
         except ProtocolError:
             return Verdict.REJECT
         if peer_id_to_text(signed.peer_id) != message.origin:
             return Verdict.REJECT
-        if authorise is not None:
-            try:
-                if not authorise(signed):
-                    return Verdict.REJECT
-            except ProtocolError:
-                return Verdict.REJECT
-        return Verdict.ACCEPT
+        # Only now is the nonce remembered: someone re-publishing a stolen envelope under their own
+        # origin must not make the genuine publication look like a replay.
+        try:
+            replay.check_and_remember(signed.signer, signed.nonce, signed.expires_at_ms, _now_ms())
+        except ReplayError:
+            return Verdict.IGNORE
+        if authorise is None:
+            return Verdict.ACCEPT
+        try:
+            decision = authorise(signed)
+        except ProtocolError:
+            return Verdict.REJECT
+        if isinstance(decision, Verdict):
+            return decision
+        return Verdict.ACCEPT if decision else Verdict.REJECT
 
     return validate

@@ -1,13 +1,13 @@
 """Who serves a model right now: the pool view built from heartbeats on the model's gossip topic.
 
-Every heartbeat is a signed envelope (protocols.envelope) checked before GossipSub forwards it; the checks
-are the topic validator, so a peer publishing forgeries is scored down by the router, not just ignored:
+Every heartbeat is a signed envelope checked before GossipSub forwards it (p2p.validators runs the shared
+envelope checks), so a peer publishing forgeries is scored down by the router, not just ignored:
 
 - REJECT: not a PoolHeartbeat envelope, bad signature, signer is not the gossip origin or the heartbeat's
   peer id, wrong model for this topic, or an operator binding not signed by the operator it names
   (EIP-712 against the Bonding contract's domain).
-- IGNORE: expired or from the future (the envelope's window), or not newer than the last one seen from
-  that peer (a replay or reordering is harmless but not news).
+- IGNORE: outside the envelope's validity window, a replayed envelope, or not newer than the last one
+  seen from that peer (a reordering is harmless but not news).
 - ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
 """
 
@@ -16,12 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from p2p import GossipMessage, Verdict
+from p2p import Verdict, signed_message_validator
 from pool.client import NodeContact
 from protocols import envelope
-from protocols.errors import ExpiredError, ProtocolError
 from protocols.eth import TypedDomain
-from protocols.keys import peer_id_from_public_key, peer_id_to_text
+from protocols.keys import peer_id_to_text
 from protocols.messages import PoolHeartbeat, eth_signer
 
 DEFAULT_MAX_AGE_MS = 30_000
@@ -52,24 +51,15 @@ class PoolView:
         self.binding_domain = binding_domain
         self.max_age_ms = max_age_ms
         self._members: dict[str, Member] = {}
+        self.validate = signed_message_validator(PoolHeartbeat, authorise=self._admit)
 
-    def validate(self, message: GossipMessage) -> Verdict:
-        now_ms = time.time_ns() // 1_000_000
-        try:
-            signed = envelope.open_signed(message.data, PoolHeartbeat, now_ms=now_ms)
-            heartbeat = signed.message
-            operator = eth_signer(heartbeat.binding, self.binding_domain)
-        except ExpiredError:
-            return Verdict.IGNORE
-        except ProtocolError:
+    def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> Verdict:
+        """The pool-specific checks after the shared envelope checks; records the member on ACCEPT."""
+        heartbeat = signed.message
+        operator = eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
+        if signed.peer_id != heartbeat.peer_id or heartbeat.model != self.model:
             return Verdict.REJECT
         peer_id = peer_id_to_text(heartbeat.peer_id)
-        if (
-            peer_id_from_public_key(signed.signer) != heartbeat.peer_id
-            or peer_id != message.origin
-            or heartbeat.model != self.model
-        ):
-            return Verdict.REJECT
         known = self._members.get(peer_id)
         if known is not None and heartbeat.seq <= known.seq:
             return Verdict.IGNORE
@@ -85,7 +75,7 @@ class PoolView:
             load=heartbeat.load,
             queued=heartbeat.queued,
             seq=heartbeat.seq,
-            heard_at_ms=now_ms,
+            heard_at_ms=time.time_ns() // 1_000_000,
         )
         return Verdict.ACCEPT
 

@@ -70,6 +70,7 @@ def test_envelope_checks_shared_by_every_topic():
     other = envelope.sign(_attestation(), NODE)
     stranger = peer_id_to_text(peer_id_from_public_key(STRANGER.public_key))
     assert validate(_gossip(NODE, other, origin=stranger)) is Verdict.REJECT
+    assert validate(_gossip(NODE, other)) is Verdict.ACCEPT  # the stolen copy did not spend its nonce
     flipped = bytearray(envelope.sign(_attestation(), NODE))
     flipped[-3] ^= 1
     assert validate(_gossip(NODE, bytes(flipped))) is Verdict.REJECT

@@ -69,10 +69,12 @@ def test_forged_or_misdirected_heartbeats_are_rejected():
     node, other = pt.identity(1), pt.identity(2)
     good = _heartbeat(node, _announcement(node))
     # Gossip origin is not the node the heartbeat speaks for.
-    assert view.validate(
-        _gossip(node, good, origin=peer_id_to_text(peer_id_from_public_key(other.public_key)))
-    )
+    other_peer = peer_id_to_text(peer_id_from_public_key(other.public_key))
+    assert view.validate(_gossip(node, good, origin=other_peer)) is Verdict.REJECT
     assert view.validate(_gossip(node, good, origin="12D3KooWother")) is Verdict.REJECT
+    # ...and rejecting it did not spend the envelope: the genuine publication is still accepted.
+    assert view.validate(_gossip(node, good)) is Verdict.ACCEPT
+    view = PoolView(MODEL, pt.TEST_DOMAIN)
     # The operator binding was signed by a wallet other than the operator it names.
     forged = _heartbeat(node, _announcement(node, operator_index=1, signed_by=2))
     assert view.validate(_gossip(node, forged)) is Verdict.REJECT
