@@ -1,0 +1,30 @@
+"""Inference engines behind one interface (`base.Engine`): what generates, tokenizes and scores for a node.
+
+- `base`: the interface, its request and result types, and `EngineError` and its subclasses
+"""
+
+from node.engines.base import (
+    ChatTurn,
+    Engine,
+    EngineError,
+    EngineLoad,
+    EngineRequestError,
+    EngineUnavailable,
+    GenerationRequest,
+    Piece,
+    Priority,
+    ScoredToken,
+)
+
+__all__ = [
+    "ChatTurn",
+    "Engine",
+    "EngineError",
+    "EngineLoad",
+    "EngineRequestError",
+    "EngineUnavailable",
+    "GenerationRequest",
+    "Piece",
+    "Priority",
+    "ScoredToken",
+]
