@@ -10,15 +10,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-# The normative specs live in the shared folder beside the checkout (CI clones it there too).
-SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+# The project's normative documents and their worked examples (docs/rewards.md and its example files).
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 
 def spec_path(name: str) -> Path:
-    """A file of shared/spec; fails (never skips) with where it was looked for when it is missing."""
-    path = SPEC_DIR / name
+    """A file of the project's docs/ folder; fails (never skips) when it is missing."""
+    path = DOCS_DIR / name
     if not path.is_file():
-        pytest.fail(f"{path} is missing: the shared spec folder must sit beside the repository checkout")
+        pytest.fail(f"{path} is missing from the repository's docs/ folder")
     return path
 
 
