@@ -48,8 +48,9 @@ $(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
 	@touch $@
 
 $(STAMPS)/npm: $(STAMPS)/deb package.json package-lock.json
-	@# `npm ci` rejects this lock: it wants every platform's optional Anvil binary listed; install keeps to it.
-	npm install --no-audit --no-fund --loglevel=error
+	@# The lock lists every platform's optional Anvil binary, so `npm ci` installs exactly it and never
+	@# rewrites it (a clean tree after setup).
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(STAMPS)/toolchain: $(STAMPS)/npm chain/toolchain/solc.js
