@@ -2,7 +2,7 @@
 the reward engine.
 
 - errors:       ChainError, the one error base of this package, and its subclasses
-- rewards:      the reward boost engine of spec/rewards.md (params, engine, exchange format, simulation)
+- rewards:      the reward boost engine of docs/rewards.md (params, engine, exchange format, simulation)
 - merkle:       the cumulative-rewards Merkle tree the RewardsDistributor verifies (OpenZeppelin-compatible)
 - devchain:     a local Anvil chain on a free loopback port
 - artifacts:    compiled contract artifacts (Brownie's build, Uniswap's npm packages)

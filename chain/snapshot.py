@@ -1,7 +1,7 @@
 """The chain's half of an epoch close: what the reward engine needs to know, read at one block.
 
 For the block B that closes an epoch, every settler reads the same values, so they all compute the same
-root (spec/rewards.md, "Closing epoch t"):
+root (docs/rewards.md, "Closing epoch t"):
 
 - `active_bond` S: Bonding.activeBondAt(account, timestamp(B)) (a checkpoint lookup, so it ignores what
   happened after B), valued in POD wei through StakedPOD.convertToAssets at B — the engine counts POD,

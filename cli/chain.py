@@ -585,7 +585,7 @@ def snapshot_command(
 
     Active bonds at --block (in POD), registered and suspended state, and the ParamsRegistry's
     parameters, joined with the base rewards and the previous close: the input of
-    `dolphin rewards close-epoch` (spec/rewards.md, "Exchange format").
+    `dolphin rewards close-epoch` (docs/rewards.md, "Exchange format").
     """
     from chain.rewards import encode_document
     from chain.snapshot import epoch_inputs, previous_from_output, read_snapshot

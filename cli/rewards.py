@@ -1,4 +1,4 @@
-"""`dolphin rewards`: the settler's epoch close and a simulation of the reward boost (spec/rewards.md)."""
+"""`dolphin rewards`: the settler's epoch close and a simulation of the reward boost (docs/rewards.md)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
     """Close an epoch: new state, snapshot and reward per account.
 
     Reads the exchange document IN.json (stdin when omitted or '-') and writes the output document to
-    stdout, or to -o. The format is spec/rewards.md's "Exchange format"; the same input gives the same
+    stdout, or to -o. The format is docs/rewards.md's "Exchange format"; the same input gives the same
     bytes on every settler.
     """
     try:
@@ -38,7 +38,7 @@ def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
         document = encode_result(close_epoch(accounts, params))
     except ChainError as error:
         raise click.ClickException(
-            f"{error}\nFix the input document (see spec/rewards.md, 'Exchange format')."
+            f"{error}\nFix the input document (see docs/rewards.md, 'Exchange format')."
         ) from None
     if output is None:
         sys.stdout.write(document)

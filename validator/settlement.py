@@ -8,7 +8,7 @@ Everything here is reproducible from signed evidence, so every validator compute
 2. Each receipt's work (tokens in + tokens out) counts for the operator that registered its node on chain
    (Bonding's NodeRegistered events); receipts of unregistered nodes earn nothing.
 3. The epoch's emission is split pro rata to work, rounding down; the remainder stays in the rewards pool.
-4. The reward engine (spec/rewards.md) closes the epoch on the chain snapshot; the rewards it pays are
+4. The reward engine (docs/rewards.md) closes the epoch on the chain snapshot; the rewards it pays are
    added to each account's cumulative total, and the tree of cumulative totals is the epoch's root.
 """
 

@@ -1,4 +1,4 @@
-"""The reward boost engine of spec/rewards.md and its exchange format.
+"""The reward boost engine of docs/rewards.md and its exchange format.
 
 - params:   RewardParams, the governance parameters with the spec's defaults and their bounds
 - engine:   pay_epoch and close_epoch, pure functions over frozen account records

@@ -1,4 +1,4 @@
-"""The reward boost engine of spec/rewards.md: pay an epoch under its frozen snapshot, then close it.
+"""The reward boost engine of docs/rewards.md: pay an epoch under its frozen snapshot, then close it.
 
 Every settler must get the same bits from the same inputs, so all arithmetic is on integers and exact
 rationals, as the spec fixes it. The only irrational step, `rel ** alpha`, is done in `decimal` at
@@ -347,7 +347,7 @@ _SPEC_CONTEXT = Context(prec=50, rounding=ROUND_HALF_EVEN)
 
 
 def _tier_exactly(rel_num: int, rel_den: int, abs_num: int, abs_den: int, alpha: Decimal, steps: int) -> int:
-    """The tier as spec/rewards.md "Units and arithmetic" writes it, then floor(q * (K - 1)) exactly.
+    """The tier as docs/rewards.md "Units and arithmetic" writes it, then floor(q * (K - 1)) exactly.
 
     Decimal division is correctly rounded, so rel need not be in lowest terms to give the same digits.
     A fresh context, not the caller's, so a changed global rounding mode cannot change the result.

@@ -1,4 +1,4 @@
-"""The exchange format of spec/rewards.md: the JSON a settler's epoch close reads and writes.
+"""The exchange format of docs/rewards.md: the JSON a settler's epoch close reads and writes.
 
 Big integers are canonical decimal strings, multipliers `"num/den"` in lowest terms, booleans JSON
 booleans, `closed_epochs` a JSON integer. The decoder is strict (unknown or duplicate keys, non-canonical
@@ -68,7 +68,7 @@ def _decode_document(text: str | bytes) -> tuple[RewardParams, dict[str, Account
 
 
 def encode_result(result: EpochClose) -> str:
-    """The output document for `result`, byte for byte as spec/rewards-example.out.json writes it.
+    """The output document for `result`, byte for byte as docs/rewards-example.out.json writes it.
 
     That is `json.dumps(document, indent=1)` with keys in the spec's order, accounts sorted by ID and no
     trailing newline. The fixed layout is written directly: json's indenting encoder is pure Python and

@@ -1,4 +1,4 @@
-"""Governance parameters of the reward boost engine (spec/rewards.md, "Parameters"), with their bounds.
+"""Governance parameters of the reward boost engine (docs/rewards.md, "Parameters"), with their bounds.
 
 Every settler must run an epoch close with the same parameters, so a bad value is refused here, with the
 parameter's name, rather than silently producing different bits later.

@@ -5,7 +5,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 /**
  * @title ParamsRegistry, the governance-owned parameters of the reward boost engine
- * @notice One on-chain source for the parameter table of spec/rewards.md, so that every settler closing an
+ * @notice One on-chain source for the parameter table of docs/rewards.md, so that every settler closing an
  * epoch reads the same values (at the same block) and therefore computes the same Merkle root. The owner is
  * the TimelockController, so a change passes a Governor vote and the timelock delay.
  *
@@ -40,7 +40,7 @@ contract ParamsRegistry is Ownable {
     string[] private _names;
     mapping(bytes32 nameHash => Param) private _params;
 
-    /// @dev `name` is not a parameter of spec/rewards.md.
+    /// @dev `name` is not a parameter of docs/rewards.md.
     error ParamsRegistryUnknownParam(string name);
     /// @dev `value` lies outside the parameter's fixed bounds [min, max].
     error ParamsRegistryOutOfBounds(string name, uint256 value, uint256 min, uint256 max);
@@ -54,7 +54,7 @@ contract ParamsRegistry is Ownable {
 
     /// @param owner_ the TimelockController that governs the parameters
     constructor(address owner_) Ownable(owner_) {
-        // name, default (spec/rewards.md), min, max
+        // name, default (docs/rewards.md), min, max
         _define("epoch_hours", 24, 12, _HOURS_PER_WEEK); // whitepaper: 12 h is the shortest recommended epoch
         _define("lambda_up_bps", 5000, 1, 10000);
         _define("lambda_down_bps", 1000, 1, 10000);

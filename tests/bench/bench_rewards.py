@@ -1,6 +1,6 @@
 """Epoch close for 10k, 100k and 1M accounts: chain.rewards.close_epoch against a naive implementation.
 
-The baseline is the spec read line by line (spec/rewards.md): Fraction everywhere, one account at a time,
+The baseline is the spec read line by line (docs/rewards.md): Fraction everywhere, one account at a time,
 a sorted list of Fraction excesses and the decimal step for every competitor. Both run in the same
 invocation, each size and implementation in its own subprocess so that peak memory does not mix; both
 must produce identical results (compared by a digest of every account's output) wherever both ran.
@@ -45,7 +45,7 @@ CODEC_MAX_SIZE = 100_000
 
 
 def naive_close_epoch(accounts: dict[str, AccountEpoch], params: RewardParams) -> dict[str, AccountClose]:
-    """spec/rewards.md "Paying an epoch" and "Closing epoch t", written as plainly as possible."""
+    """docs/rewards.md "Paying an epoch" and "Closing epoch t", written as plainly as possible."""
     n_week = 168 // params.epoch_hours
     floor = params.earnings_floor
     partial: dict[str, dict] = {}
@@ -219,7 +219,7 @@ def run(out_dir: Path) -> dict:
         rows.append(row)
     _plot(rows, out_dir / "rewards.png")
     return {
-        "benchmark": "epoch close (spec/rewards.md): chain.rewards.close_epoch vs a naive Fraction version",
+        "benchmark": "epoch close (docs/rewards.md): chain.rewards.close_epoch vs a naive Fraction version",
         "sizes": rows,
         "naive_max_size": NAIVE_MAX_SIZE,
         "plot": "rewards.png",
