@@ -13,7 +13,7 @@ ALLOWED = {
     "pool": {"protocols", "p2p"},
     "chain": {"protocols"},
     "node": {"protocols", "p2p", "pool", "chain"},
-    "validator": {"protocols", "p2p", "pool", "chain"},
+    "validator": {"protocols", "p2p", "pool", "chain", "node"},
     "cli": OURS,
 }
 
