@@ -1,5 +1,12 @@
 """The `dolphin` command line. Each area is a click group in its own module, registered here."""
 
+import os
+
+# Progress is shown by rich alone, which redraws only on a terminal and prints the final state once
+# elsewhere. Third-party tqdm bars (transformers' GGUF conversion) would fill a log with carriage-return
+# redraws; tqdm reads this when it is first imported, so it is set before anything imports it.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 import logging
 import sys
 
