@@ -48,6 +48,11 @@ $(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
 	@touch $@
 
 $(STAMPS)/npm: $(STAMPS)/deb package.json package-lock.json
+	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0); \
+	if [ "$$major" -lt 20 ]; then \
+	  echo "Node.js 20 or newer is needed (found: $$(node --version 2>/dev/null || echo none)); see README, Troubleshooting."; \
+	  exit 1; \
+	fi
 	@# The lock lists every platform's optional Anvil binary, so `npm ci` installs exactly it and never
 	@# rewrites it (a clean tree after setup).
 	npm ci --no-audit --no-fund --loglevel=error
@@ -70,6 +75,11 @@ demo: setup  ## run the main job: a local network answers an encrypted prompt an
 
 test: setup lint  ## run the whole suite (unit, integration, contracts)
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests
+	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
+	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
+	  echo "Port 8545 is busy: stop what listens there (ss -ltnp 'sport = :8545'); see README, Troubleshooting."; \
+	  exit 1; \
+	fi
 	$(PY) -m pytest -m contracts tests/contracts
 
 lint: $(STAMPS)/venv  ## ruff lint and format check
