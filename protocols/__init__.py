@@ -9,8 +9,9 @@ Modules:
     codec      msgpack with size/depth/length/object-count limits, no floats or ext types; bounded zstd
     framing    unsigned-varint length-prefixed frames and a sans-IO frame decoder
     schema     how schemas are declared (frozen, validating dataclasses), encoded and decoded; the registry
-    messages   every message: pool heartbeat and attestation, inference request/chunk/end/receipt,
-               validator challenge, strike report and decision, ban notice, settlement, credit debits
+    messages   every message: pool heartbeat, attestation and DHT record, inference request/chunk/end/
+               receipt, validator challenge, strike report and decision, ban notice, settlement, credit
+               debits
     keys       Ed25519 identities and libp2p peer ids, X25519 encryption keys
     envelope   Ed25519-signed envelopes with per-type domains, validity windows, and the replay cache
                (per-signer quotas, a "busy" refusal when full)
@@ -61,6 +62,7 @@ from protocols.messages import (
     HardwareSummary,
     InferenceRequest,
     OperatorBinding,
+    PoolAddresses,
     PoolHeartbeat,
     Receipt,
     ResponseChunk,
@@ -102,6 +104,7 @@ __all__ = [
     "Message",
     "NodeExchange",
     "OperatorBinding",
+    "PoolAddresses",
     "PoolHeartbeat",
     "ProtocolError",
     "Receipt",

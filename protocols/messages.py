@@ -48,6 +48,7 @@ __all__ = [
     "HardwareSummary",
     "InferenceRequest",
     "OperatorBinding",
+    "PoolAddresses",
     "PoolHeartbeat",
     "Receipt",
     "ResponseChunk",
@@ -338,6 +339,17 @@ class PoolHeartbeat(Message):
     def _check(self) -> None:
         if self.binding.peer_id_hash != eth.keccak256(self.peer_id):
             raise SchemaError("PoolHeartbeat.binding is for another peer id")
+
+
+@message("pool.addresses", 1)
+class PoolAddresses(Message):
+    """A pool member's DHT record: "I serve `model`; dial me at `addrs`" (multiaddr strings, which `p2p`
+    parses). Signed with the member's peer key, so the envelope's signer is the member; the newest valid
+    record under its DHT key wins (p2p.records, p2p.dht)."""
+
+    MAX_TTL_MS = DAY_MS
+    model: Annotated[bytes, HASH]
+    addrs: Annotated[tuple[str, ...], Seq(Text(256, min_bytes=1), min_len=1, max_len=8)]
 
 
 @message("pool.attestation", 1, open=True)
