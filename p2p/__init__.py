@@ -3,8 +3,8 @@
 All py-libp2p hardening lives here; the rest of the project uses only the names below.
 
 - `host`: `open_host(config)` -> `DolphinHost` (streams with deadlines, shielded handlers, relays, ping)
-- `config`: `HostConfig`, `Timeouts`, `Limits`, `Reachability`, `DhtMode`
-- `identity`: the persistent Ed25519 key in the data directory
+- `config`: `HostConfig` (and `HostConfig.light_client`), `Timeouts`, `Limits`, `Reachability`, `DhtMode`
+- `identity`: the persistent Ed25519 key in the data directory, or an ephemeral one (light clients)
 - `streams`: `Stream`, a libp2p stream whose every await has a deadline
 - `gossip`: GossipSub facade (`subscribe(topic, validator)`, `publish`), `Verdict`, scoring
 - `validators`: `signed_message_validator`, the shared checks of topics carrying signed envelopes
