@@ -19,7 +19,8 @@ Each figure is the best of several repeats (least disturbed by other load); `slo
 operation / the bare primitives' time per operation.
 
 What privacy costs (issue 15), next to the wire format before it — one frame per token padded to 32-byte
-blocks, requests padded to 256-byte blocks, no object budget — rebuilt here from the same primitives:
+blocks, requests padded to 256-byte blocks, no object budget — measured with the same code and only the
+old size rule or limit put back, in the same run:
 
 - streaming:  an answer of 8-character tokens generated at 20, 50 and 200 tokens/s, sent as today, padded
               one frame per token, and batched by `TokenBatcher` every 25/50/100 ms (virtual clock: the
@@ -38,18 +39,18 @@ import os
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nacl.bindings as sodium
 import nacl.signing
 
-from protocols import ReplayCache, codec, envelope
+from protocols import ReplayCache, codec, e2e, envelope
 from protocols.errors import LimitError
 from protocols.framing import encode_uvarint
 from protocols.inference import ClientExchange, NodeExchange, TokenBatcher
 from protocols.messages import ResponseChunk
-from protocols.schema import decode_message, encode_message
+from protocols.schema import encode_message
 from protocols.testing import encryption_keys, exchange_pair, identity, make_request
 
 NOW = 1_700_000_000_000
@@ -232,8 +233,7 @@ def measure(iterations: int = 2000, repeats: int = 5) -> dict[str, dict[str, flo
 
 # ------------------------------------------------------------------------------------ what privacy costs
 
-TODAY_STREAM_BLOCK = 32  # the padding before issue 15: 32-byte blocks, one frame per token
-TODAY_REQUEST_BLOCK = 256
+TODAY_REQUEST_BLOCK = 256  # before issue 15, requests were padded to 256-byte blocks
 STREAM_TAG = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
 TOKEN = " dolphin"
 
@@ -243,40 +243,21 @@ def _wire(frame_size: int) -> int:
     return frame_size + len(encode_uvarint(frame_size))
 
 
-def _today_chunk_frame(push_state: object, seq: int, text: str, ids: tuple[int, ...]) -> bytes:
-    """Today's `NodeExchange.chunk`: encode, pad to 32-byte blocks, one secretstream push."""
-    plain = encode_message(ResponseChunk(seq=seq, text=text, token_ids=ids))
-    return sodium.crypto_secretstream_xchacha20poly1305_push(push_state, sodium.sodium_pad(plain, 32))
+@contextlib.contextmanager
+def _todays_stream_padding() -> Iterator[None]:
+    """The real code with the answer stream's size rule before issue 15: 32-byte blocks, no minimum."""
+    bucket = e2e._power_of_two_at_least
+    e2e._power_of_two_at_least = lambda size, minimum: STREAM_TAG + -(-(size - STREAM_TAG) // 32) * 32
+    try:
+        yield
+    finally:
+        e2e._power_of_two_at_least = bucket
 
 
-def _stream_today(tokens: int) -> dict[str, float]:
-    key = b"k" * 32
-    push = sodium.crypto_secretstream_xchacha20poly1305_state()
-    header = sodium.crypto_secretstream_xchacha20poly1305_init_push(push, key)
-    pull = sodium.crypto_secretstream_xchacha20poly1305_state()
-    sodium.crypto_secretstream_xchacha20poly1305_init_pull(pull, header, key)
-    started = time.perf_counter()
-    frames = [_today_chunk_frame(push, i, TOKEN, (1000 + i,)) for i in range(tokens)]
-    node_s = time.perf_counter() - started
-    started = time.perf_counter()
-    for frame in frames:
-        padded, _ = sodium.crypto_secretstream_xchacha20poly1305_pull(pull, frame)
-        decode_message(sodium.sodium_unpad(padded, TODAY_STREAM_BLOCK), ResponseChunk)
-    client_s = time.perf_counter() - started
-    return {
-        "bytes_per_token": round(sum(_wire(len(f)) for f in frames) / tokens, 1),
-        "frames_per_token": 1.0,
-        "node_us_per_token": round(node_s / tokens * 1e6, 2),
-        "client_us_per_token": round(client_s / tokens * 1e6, 2),
-        "ttft_added_ms": 0.0,
-        "mean_delay_ms": 0.0,
-        "max_delay_ms": 0.0,
-    }
-
-
-def _stream_batched(tokens: int, tokens_per_s: int, interval_ms: int) -> dict[str, float]:
+def _stream(tokens: int, tokens_per_s: int, interval_ms: int) -> dict[str, float]:
     """One answer through TokenBatcher and ClientExchange; the engine's clock is virtual (a token every
-    1000 / tokens_per_s ms, the node's timer firing exactly at the batcher's deadline)."""
+    1000 / tokens_per_s ms, the node's timer firing exactly at the batcher's deadline). Interval 0 sends
+    every token in a frame of its own, as before batching."""
     client, node = exchange_pair()
     client.receive(node.header())
     batcher = TokenBatcher(node, interval_ms=interval_ms)
@@ -317,18 +298,16 @@ def _stream_batched(tokens: int, tokens_per_s: int, interval_ms: int) -> dict[st
 def measure_streaming(tokens: int = 1000, repeats: int = 5) -> dict[str, dict[str, float]]:
     """Per-token cost of streaming an answer: today, padded, and padded + batched (module docstring)."""
 
-    def best(run: Callable[[], dict[str, float]]) -> dict[str, float]:
-        runs = [run() for _ in range(repeats)]
-        fastest = min(runs, key=lambda r: r["node_us_per_token"] + r["client_us_per_token"])
-        return fastest
+    def best(tokens_per_s: int, interval_ms: int) -> dict[str, float]:
+        runs = [_stream(tokens, tokens_per_s, interval_ms) for _ in range(repeats)]
+        return min(runs, key=lambda r: r["node_us_per_token"] + r["client_us_per_token"])
 
-    rows = {"today": best(lambda: _stream_today(tokens))}
-    rows["padded"] = best(lambda: _stream_batched(tokens, 50, 0))
+    with _todays_stream_padding():
+        rows = {"today": best(50, 0)}
+    rows["padded"] = best(50, 0)
     for rate in (20, 50, 200):
         for interval in (25, 50, 100):
-            rows[f"batched_{rate}tps_{interval}ms"] = best(
-                lambda r=rate, i=interval: _stream_batched(tokens, r, i)
-            )
+            rows[f"batched_{rate}tps_{interval}ms"] = best(rate, interval)
     return rows
 
 
@@ -336,12 +315,10 @@ def measure_sizes() -> dict[str, dict[str, dict[int, int]]]:
     """Wire sizes before and after padding: single-token chunks by token length, requests by prompt."""
     _, node = exchange_pair()
     node.header()
-    push = sodium.crypto_secretstream_xchacha20poly1305_state()
-    sodium.crypto_secretstream_xchacha20poly1305_init_push(push, b"k" * 32)
-    chunk_today, chunk_now = {}, {}
-    for length in (1, 3, 4, 12, 34, 35, 60):
-        chunk_today[length] = len(_today_chunk_frame(push, 0, "x" * length, (1,)))
-        chunk_now[length] = len(node.chunk("x" * length, (1,)))
+    lengths = (1, 3, 4, 12, 34, 35, 60)
+    chunk_now = {length: len(node.chunk("x" * length, (1,))) for length in lengths}
+    with _todays_stream_padding():
+        chunk_today = {length: len(node.chunk("x" * length, (1,))) for length in lengths}
     request_today, request_now = {}, {}
     for chars in (1, 230, 1000, 5000, 20_000):
         exchange = ClientExchange(
@@ -350,6 +327,7 @@ def measure_sizes() -> dict[str, dict[str, dict[int, int]]]:
             node_encryption_key=encryption_keys(2).public_key,
             now_ms=NOW,
         )
+        # Before: the envelope padded to 256-byte blocks, then sealed in the same layout.
         padded = sodium.sodium_pad(exchange.request_envelope, TODAY_REQUEST_BLOCK)
         request_today[chars] = len(codec.pack([1, b"k" * 32, b"e" * 32, b"n" * 24, padded + b"t" * 16]))
         request_now[chars] = len(exchange.sealed_request)
