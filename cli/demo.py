@@ -36,7 +36,7 @@ from node.errors import ModelError
 from node.inference import InferenceService
 from node.models import build_tiny_model, import_smollm2, verify_model_dir
 from node.models.loading import LoadedModel, load_model
-from p2p import DhtMode, HostConfig, Reachability, open_host
+from p2p import HostConfig, Reachability, open_host
 from pool import NodeContact, PoolView, complete
 from protocols.eth import EthAccount, keccak256
 from protocols.ids import INFERENCE_PROTOCOL, pool_topic
@@ -120,7 +120,7 @@ async def serve_and_ask(
                 software_version=software_version(),
                 started_at_ms=time.time_ns() // 1_000_000,
             )
-            client_config = HostConfig(work_dir / "client", bootstrap=bootstrap, dht_mode=DhtMode.CLIENT)
+            client_config = HostConfig.light_client(work_dir / "client", bootstrap=bootstrap)
             async with trio.open_nursery() as nursery:
                 announce = functools.partial(serve_announcements, interval=1.0)
                 await nursery.start(announce, node_host, identity, announcement, service.load)

@@ -111,7 +111,12 @@ async def serve_announcements(
         seq += 1
         in_progress, queued = load()
         data = heartbeat_envelope(
-            identity, announcement, load=in_progress, queued=queued, seq=seq, ttl_ms=int(interval * 4000)
+            identity,
+            announcement,
+            load=in_progress,
+            queued=queued,
+            seq=seq,
+            ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(interval * 4000)),
         )
         try:
             await host.gossip.publish(topic, data)

@@ -3,13 +3,13 @@
 All py-libp2p hardening lives here; the rest of the project uses only the names below.
 
 - `host`: `open_host(config)` -> `DolphinHost` (streams with deadlines, shielded handlers, relays, ping)
-- `config`: `HostConfig`, `Timeouts`, `Limits`, `Reachability`, `DhtMode`
-- `identity`: the persistent Ed25519 key in the data directory
+- `config`: `HostConfig` (and `HostConfig.light_client`), `Timeouts`, `Limits`, `Reachability`, `DhtMode`
+- `identity`: the persistent Ed25519 key in the data directory, or an ephemeral one (light clients)
 - `streams`: `Stream`, a libp2p stream whose every await has a deadline
 - `gossip`: GossipSub facade (`subscribe(topic, validator)`, `publish`), `Verdict`, scoring
 - `validators`: `signed_message_validator`, the shared checks of topics carrying signed envelopes
 - `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
-- `records`: the signed pool record format (pure)
+- `records`: signed pool records (`protocols.envelope` around `PoolAddresses`), verified (pure)
 - `reachability`: the dial-back probe that tells a peer whether it is reachable
 - `topics`: the topic names and protocol ids p2p uses (from `protocols.ids`), pool-topic parsing
 - `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
@@ -31,7 +31,7 @@ from p2p.errors import (
 )
 from p2p.gossip import GossipMessage, Subscription, Validator, Verdict, accept_all
 from p2p.host import DolphinHost, open_host
-from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
+from p2p.records import PoolRecord, decode_pool_record, sign_pool_record
 from p2p.streams import Stream
 from p2p.topics import (
     BANS_TOPIC,
@@ -71,7 +71,6 @@ __all__ = [
     "accept_all",
     "attestation_topic",
     "decode_pool_record",
-    "encode_pool_record",
     "manifest_hash_of_pool_topic",
     "open_host",
     "pool_topic",

@@ -56,7 +56,8 @@ class HostConfig:
     """Everything `open_host` needs. `listen` and `bootstrap` are multiaddr strings.
 
     An empty `listen` makes a peer with no direct listen address: it can only be reached through a relay.
-    Bootstrap addresses must end in /p2p/<peer-id>.
+    Bootstrap addresses must end in /p2p/<peer-id>. `ephemeral_identity` gives the host a fresh peer key
+    that is never written to `data_dir` (see `light_client`); otherwise the key in `data_dir` is used.
     """
 
     data_dir: Path
@@ -66,8 +67,21 @@ class HostConfig:
     dht_mode: DhtMode = DhtMode.AUTO
     relay_service: bool = False
     gossip_heartbeat_seconds: float = 1.0
+    ephemeral_identity: bool = False
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     limits: Limits = dataclasses.field(default_factory=Limits)
+
+    @classmethod
+    def light_client(cls, data_dir: Path, **options: object) -> HostConfig:
+        """A host for asking, not serving: a light client's, or a gateway's outbound peer.
+
+        It only queries the DHT, and its peer id is thrown away with the host, so the nodes and relays it
+        talks to cannot link one session to the next (open one host per session). What stays linkable is
+        what the client signs: a session key across the requests it signs, and the paying wallet named in
+        credit authorisations and so in every receipt a validator settles. `options` override the rest.
+        """
+        options = {"dht_mode": DhtMode.CLIENT, "ephemeral_identity": True} | options
+        return cls(data_dir, **options)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -1,7 +1,7 @@
 """Kademlia on `/dolphin/kad/1.0.0`: strict validation, and signed pool records keyed by manifest hash.
 
 Layout in the DHT (libp2p kad-dht spec: values under namespaced keys, providers under multihash keys):
-- each pool member stores its own signed `PoolRecord` under `/dpool/<manifest-hex>/<peer-id>`;
+- each pool member stores its own signed record (p2p.records) under `/dpool/<manifest-hex>/<peer-id>`;
   the only namespace this DHT accepts (strict validation: any other key is refused, by us and by every
   server we run), and a value there must decode, verify against the peer id in the key, and be unexpired;
 - each member also announces itself as a *provider* of sha256("/dpool/" + manifest hash), which
@@ -34,7 +34,7 @@ from libp2p.peer.id import ID
 from libp2p.records.validator import NamespacedValidator, Validator
 
 from p2p.errors import RecordError
-from p2p.records import PoolRecord, decode_pool_record, encode_pool_record, sign_pool_record
+from p2p.records import PoolRecord, decode_pool_record, sign_pool_record
 from p2p.topics import KAD_PROTOCOL, MANIFEST_HASH_SIZE
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class PoolRecordValidator(Validator):
                 self.validate(key, value)
             except RecordError:
                 continue
-            expiry = decode_pool_record(value).expires_at
+            expiry = decode_pool_record(value).expires_at_ms
             if expiry > best_expiry:
                 best_index, best_expiry = index, expiry
         return best_index
@@ -151,7 +151,7 @@ class Dht:
         record = sign_pool_record(self._host.get_private_key(), addrs, manifest_hash, ttl_seconds)
         key = pool_record_key(manifest_hash, record.peer_id)
         with trio.move_on_after(self._timeout):
-            await self._kad.put_value(key, encode_pool_record(record))
+            await self._kad.put_value(key, record.raw)
         with trio.move_on_after(self._timeout):
             await self._kad.provider_store.provide(pool_provider_key(manifest_hash))
         return record

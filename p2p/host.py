@@ -45,7 +45,7 @@ from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.dht import Dht, build_kad
 from p2p.errors import DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
-from p2p.identity import load_or_create_identity, signing_seed
+from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.streams import Stream
 from p2p.topics import REACHABILITY_PROTOCOL
 
@@ -352,7 +352,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     On entry the host listens, has dialled its bootstrap peers, knows whether it is reachable, holds
     relay reservations if it is not, and has refreshed its routing table.
     """
-    key_pair = load_or_create_identity(config.data_dir)
+    key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     swarm = new_swarm(
         key_pair=key_pair,

@@ -1,8 +1,12 @@
-"""Persistent Ed25519 identity of a peer, kept in its data directory.
+"""The Ed25519 identity of a peer: persistent in its data directory, or ephemeral for one session.
 
 The peer id is derived from the public key, so a node keeps its peer id (and the on-chain binding to it)
 across restarts only if the key survives; it is written once, mode 0600, in libp2p's protobuf key format
 (libp2p spec peer-ids.md, "Keys"), so other libp2p tools can read it.
+
+A client wants the opposite: every node and relay it talks to sees its peer id, so a permanent one links all
+its sessions whatever session key signs them. Light clients (`HostConfig.light_client`) take an
+`ephemeral_identity`, made fresh for each host and never written anywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def load_or_create_identity(data_dir: Path) -> KeyPair:
     if not _write_new_file(path, key_pair.private_key.serialize()):
         return _read_identity(path)  # another process created it first: use theirs
     return key_pair
+
+
+def ephemeral_identity() -> KeyPair:
+    """A fresh Ed25519 key pair that lives only as long as the process holds it (nothing is written)."""
+    return create_new_key_pair()
 
 
 def peer_id_of(key_pair: KeyPair) -> str:

@@ -9,6 +9,11 @@ envelope checks), so a peer publishing forgeries is scored down by the router, n
 - IGNORE: outside the envelope's validity window, a replayed envelope, or not newer than the last one
   seen from that peer (a reordering is harmless but not news).
 - ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
+
+"Newer" is (`started_at_ms`, `seq`): a restarted node counts from seq 1 again under a new start time and a
+new encryption key, and its first heartbeat replaces the old member at once (ordering by seq alone kept
+clients sealing to the dead key until the old seq was passed). Both are the node's own signed claims, so
+only the node itself can move its entry forward.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Member:
     capacity: int
     load: int
     queued: int
+    started_at_ms: int
     seq: int
     heard_at_ms: int
 
@@ -51,18 +57,22 @@ class PoolView:
         self.binding_domain = binding_domain
         self.max_age_ms = max_age_ms
         self._members: dict[str, Member] = {}
-        self.validate = signed_message_validator(PoolHeartbeat, authorise=self._admit)
+        self.validate = signed_message_validator(PoolHeartbeat, authorise=self._admit, on_accept=self._record)
 
     def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> Verdict:
-        """The pool-specific checks after the shared envelope checks; records the member on ACCEPT."""
+        """The pool-specific checks after the shared envelope checks (no state changes: see `_record`)."""
         heartbeat = signed.message
-        operator = eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
+        eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
         if signed.peer_id != heartbeat.peer_id or heartbeat.model != self.model:
             return Verdict.REJECT
-        peer_id = peer_id_to_text(heartbeat.peer_id)
-        known = self._members.get(peer_id)
-        if known is not None and heartbeat.seq <= known.seq:
+        known = self._members.get(peer_id_to_text(heartbeat.peer_id))
+        if known is not None and (heartbeat.started_at_ms, heartbeat.seq) <= (known.started_at_ms, known.seq):
             return Verdict.IGNORE
+        return Verdict.ACCEPT
+
+    def _record(self, signed: envelope.Signed[PoolHeartbeat]) -> None:
+        heartbeat = signed.message
+        peer_id = peer_id_to_text(heartbeat.peer_id)
         self._members[peer_id] = Member(
             contact=NodeContact(
                 peer_id=peer_id,
@@ -70,14 +80,14 @@ class PoolView:
                 encryption_key=heartbeat.encryption_key,
                 model=heartbeat.model,
             ),
-            operator=operator,
+            operator=heartbeat.binding.operator,  # `_admit` checked that this wallet signed the binding
             capacity=heartbeat.capacity,
             load=heartbeat.load,
             queued=heartbeat.queued,
+            started_at_ms=heartbeat.started_at_ms,
             seq=heartbeat.seq,
             heard_at_ms=time.time_ns() // 1_000_000,
         )
-        return Verdict.ACCEPT
 
     def members(self, now_ms: int | None = None) -> list[Member]:
         """Live members, most spare capacity first (ties by peer id, so the order is stable)."""

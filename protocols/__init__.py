@@ -6,16 +6,20 @@ imports trio, libp2p or web3, and every decoder raises `ProtocolError` subclasse
 
 Modules:
     errors     the error family: ProtocolError and one subclass per kind of failure
-    codec      msgpack with size/depth/length limits, no floats or ext types; zstd with bounded output
+    codec      msgpack with size/depth/length/object-count limits, no floats or ext types; bounded zstd
     framing    unsigned-varint length-prefixed frames and a sans-IO frame decoder
     schema     how schemas are declared (frozen, validating dataclasses), encoded and decoded; the registry
-    messages   every message: pool heartbeat and attestation, inference request/chunk/end/receipt,
-               validator challenge, strike report and decision, ban notice, settlement, credit debits
+    messages   every message: pool heartbeat, attestation and DHT record, inference request/chunk/end/
+               receipt, validator challenge, strike report and decision, ban notice, settlement, credit
+               debits
     keys       Ed25519 identities and libp2p peer ids, X25519 encryption keys
     envelope   Ed25519-signed envelopes with per-type domains, validity windows, and the replay cache
+               (per-signer quotas, a "busy" refusal when full)
     eth        EIP-712 hashing, signing and recovery; the structs the contracts check
-    e2e        requests sealed to a node's X25519 key; the secretstream answer stream
-    inference  client and node ends of one exchange as state machines; countersigned receipts
+    e2e        requests sealed to a node's X25519 key; the secretstream answer stream; both padded to
+               power-of-two sizes
+    inference  client and node ends of one exchange as state machines; token batching; countersigned
+               receipts
     ids        libp2p protocol ids, GossipSub topics, the DHT prefix
     testing    deterministic keys and an in-memory exchange pair, for tests of every part
 """
@@ -24,6 +28,7 @@ from protocols.codec import DEFAULT_LIMITS, Limits
 from protocols.e2e import StreamOpener, StreamSealer, open_sealed, seal
 from protocols.envelope import ReplayCache, Signed, open_signed, sign
 from protocols.errors import (
+    BusyError,
     DecodeError,
     DecryptError,
     ExpiredError,
@@ -39,6 +44,7 @@ from protocols.framing import FrameDecoder, encode_frame
 from protocols.inference import (
     ClientExchange,
     NodeExchange,
+    TokenBatcher,
     VerifiedReceipt,
     countersign_receipt,
     verify_countersigned_receipt,
@@ -56,6 +62,7 @@ from protocols.messages import (
     HardwareSummary,
     InferenceRequest,
     OperatorBinding,
+    PoolAddresses,
     PoolHeartbeat,
     Receipt,
     ResponseChunk,
@@ -76,6 +83,7 @@ __all__ = [
     "STRIKE_REASONS",
     "BanNotice",
     "BenchmarkAttestation",
+    "BusyError",
     "ChallengeResponse",
     "ChatMessage",
     "ClientExchange",
@@ -96,6 +104,7 @@ __all__ = [
     "Message",
     "NodeExchange",
     "OperatorBinding",
+    "PoolAddresses",
     "PoolHeartbeat",
     "ProtocolError",
     "Receipt",
@@ -113,6 +122,7 @@ __all__ = [
     "StreamSealer",
     "StrikeDecisionSignature",
     "StrikeReport",
+    "TokenBatcher",
     "TypedDomain",
     "ValidatorChallenge",
     "VerifiedReceipt",

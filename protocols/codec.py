@@ -4,8 +4,13 @@
 the msgpack subset the schemas use — nil, bool, integers, UTF-8 str, bin, arrays and maps with str/bytes
 keys — and refuses floats (no NaN, no rounding differences between implementations), ext types (including
 the timestamp ext), duplicate map keys (two parsers could pick different values), trailing bytes, and
-anything over the size, depth or container-length limits. Arrays decode to tuples, so decoded values can
-sit inside frozen dataclasses as they are.
+anything over the size, depth, container-length or object-count limits. Arrays decode to tuples, so decoded
+values can sit inside frozen dataclasses as they are.
+
+The object budget is what bounds memory: a byte limit alone does not, since one input byte (0x80, an empty
+map) becomes a 64-byte dict — 520 KB of them peaked at 36 MiB, all before any signature was checked. Every
+array and map is counted as msgpack finishes it (itself plus its items, map keys included), so decoding stops
+within one container of the budget.
 
 `decompress` only accepts zstd frames that declare their content size, and checks that size against the
 caller's limit *before* allocating: a 40-byte decompression bomb is refused without inflating it.
@@ -32,16 +37,19 @@ class Limits:
     """Bounds on one decode. The defaults suit any single message of the protocol; gossip uses smaller ones.
 
     max_bytes: encoded input; max_depth: nesting of arrays/maps (the top level is depth 1);
-    max_container: items in one array or pairs in one map; max_decompressed: output of one zstd body.
+    max_container: items in one array or pairs in one map; max_objects: decoded values in all (the largest
+    message, a challenge response of 8192 token ids and logprobs, has about 16,400); max_decompressed:
+    output of one zstd body.
     """
 
     max_bytes: int = 2 << 20
     max_depth: int = 12
     max_container: int = 8192
+    max_objects: int = 1 << 15
     max_decompressed: int = 4 << 20
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_depth", "max_container", "max_decompressed"):
+        for name in ("max_bytes", "max_depth", "max_container", "max_objects", "max_decompressed"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise SchemaError(f"Limits.{name} must be a positive int, got {value!r}")
@@ -58,11 +66,30 @@ def pack(obj: object) -> bytes:
         raise SchemaError(f"cannot encode value: {exc}") from exc
 
 
-def _pairs_to_dict(pairs: list[tuple[object, object]]) -> dict[object, object]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise DecodeError("duplicate key in map")
-    return result
+class _ObjectBudget:
+    """The msgpack hooks of one decode: each finished array or map spends 1 + its items (+ keys)."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def _spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise LimitError(f"more than {self.limit} decoded values")
+
+    def array(self, items: tuple[object, ...]) -> tuple[object, ...]:
+        self._spend(1 + len(items))
+        return items
+
+    def map(self, pairs: list[tuple[object, object]]) -> dict[object, object]:
+        self._spend(1 + 2 * len(pairs))
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            raise DecodeError("duplicate key in map")
+        return result
 
 
 def _refuse_ext(code: int, data: bytes) -> object:
@@ -99,13 +126,15 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> object:
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) > limits.max_bytes:
         raise LimitError(f"{len(data)} bytes is over the limit of {limits.max_bytes}")
+    budget = _ObjectBudget(limits.max_objects)
     try:
         value = msgpack.unpackb(
             data,
             raw=False,
             use_list=False,
             strict_map_key=True,
-            object_pairs_hook=_pairs_to_dict,
+            list_hook=budget.array,
+            object_pairs_hook=budget.map,
             ext_hook=_refuse_ext,
             max_array_len=limits.max_container,
             max_map_len=limits.max_container,

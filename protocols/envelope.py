@@ -14,8 +14,16 @@ signature made for one message type (or by libp2p itself, for its records) never
 `open_signed` checks, in this order: layout and limits; registered type (and the one the caller expects);
 signature; validity window (issued not in the future beyond the allowed skew, not expired, lifetime within
 the type's MAX_TTL_MS); body schema; and last, when given a `ReplayCache`, that (signer, nonce) is new —
-so only fully valid messages take room in the cache. The envelope bytes are kept as evidence; only the
-canonical encoding of the outer array is accepted, so one signed message has exactly one byte string.
+so only fully valid messages take room in the cache. Callers with checks of their own after these (an
+inference request's addressee, a topic's authorisation) pass no cache and remember the nonce themselves
+once everything passed. The envelope bytes are kept as evidence; only the canonical encoding of the outer
+array is accepted, so one signed message has exactly one byte string.
+
+Clocks: a message counts as expired only EXPIRY_GRACE_MS (5 s) after its `expires_at_ms`, so a receiver a
+few seconds ahead of the signer does not drop it; the replay cache keeps each nonce for that grace too, so
+the grace never opens a replay window. Signers give a type at least its MIN_TTL_MS of life. The bound on
+"issued in the future" (`max_skew_ms`, 30 s) is wider, as it only guards against absurd timestamps; the
+expiry grace lengthens every message's life and so stays small.
 
 Digests of envelopes identify *signatures*, not facts: a signer can sign the same content twice with two
 nonces. Whatever counts work (settlement) must de-duplicate by content, e.g. (node, request_hash).
@@ -32,15 +40,25 @@ from typing import Generic, TypeVar
 import nacl.utils
 
 from protocols import codec, keys
-from protocols.errors import DecodeError, ExpiredError, ReplayError, SchemaError
+from protocols.errors import BusyError, DecodeError, ExpiredError, ReplayError, SchemaError
 from protocols.framing import encode_uvarint
 from protocols.schema import Message, check_expected, lookup
 
-__all__ = ["ENVELOPE_VERSION", "ReplayCache", "Signed", "domain_of", "open_signed", "sign"]
+__all__ = [
+    "ENVELOPE_VERSION",
+    "EXPIRY_GRACE_MS",
+    "ReplayCache",
+    "Signed",
+    "clock_ms",
+    "domain_of",
+    "open_signed",
+    "sign",
+]
 
 ENVELOPE_VERSION = 1
 NONCE_BYTES = 16
 DEFAULT_MAX_SKEW_MS = 30_000
+EXPIRY_GRACE_MS = 5_000
 # Bodies at least this big are zstd-compressed when the caller leaves `compress` to us.
 COMPRESS_THRESHOLD = 4096
 
@@ -56,7 +74,8 @@ def _signing_input(domain: bytes, signed_part: bytes) -> bytes:
     return encode_uvarint(len(domain)) + domain + encode_uvarint(len(signed_part)) + signed_part
 
 
-def _clock_ms() -> int:
+def clock_ms() -> int:
+    """This machine's Unix time in milliseconds: the default `now_ms` everywhere in this package."""
     return time.time_ns() // 1_000_000
 
 
@@ -90,7 +109,8 @@ def sign(
     nonce: bytes | None = None,
     compress: bool | None = None,
 ) -> bytes:
-    """The signed envelope of `msg`: valid from `now_ms` for `ttl_ms` (default: the type's MAX_TTL_MS).
+    """The signed envelope of `msg`: valid from `now_ms` for `ttl_ms` (default: the type's MAX_TTL_MS;
+    at least its MIN_TTL_MS).
 
     `compress`: None compresses bodies of COMPRESS_THRESHOLD bytes and more. Pass False for anything that
     will be encrypted with attacker-influenced content beside secrets (compression leaks through length).
@@ -98,10 +118,10 @@ def sign(
     if not isinstance(msg, Message):
         raise SchemaError(f"not a message: {type(msg).__name__}")
     cls = type(msg)
-    issued = _clock_ms() if now_ms is None else now_ms
+    issued = clock_ms() if now_ms is None else now_ms
     ttl = cls.MAX_TTL_MS if ttl_ms is None else ttl_ms
-    if not 0 < ttl <= cls.MAX_TTL_MS:
-        raise SchemaError(f"ttl_ms must be in (0, {cls.MAX_TTL_MS}] for {cls.TYPE}")
+    if not max(1, cls.MIN_TTL_MS) <= ttl <= cls.MAX_TTL_MS:
+        raise SchemaError(f"ttl_ms must be in [{max(1, cls.MIN_TTL_MS)}, {cls.MAX_TTL_MS}] for {cls.TYPE}")
     nonce = nacl.utils.random(NONCE_BYTES) if nonce is None else nonce
     if type(nonce) is not bytes or len(nonce) != NONCE_BYTES:
         raise SchemaError(f"nonce must be {NONCE_BYTES} bytes")
@@ -165,11 +185,11 @@ def open_signed(
 
     if not 0 < expires - issued <= cls.MAX_TTL_MS:
         raise ExpiredError(f"{cls.TYPE} may live at most {cls.MAX_TTL_MS} ms, this one {expires - issued} ms")
-    now = (_clock_ms() if now_ms is None else now_ms) if check_time else None
+    now = (clock_ms() if now_ms is None else now_ms) if check_time else None
     if now is not None:
         if issued > now + max_skew_ms:
             raise ExpiredError(f"{cls.TYPE} issued {issued - now} ms in the future")
-        if expires <= now:
+        if expires + EXPIRY_GRACE_MS <= now:
             raise ExpiredError(f"{cls.TYPE} expired {now - expires} ms ago")
 
     if type(body) is bytes:
@@ -182,46 +202,63 @@ def open_signed(
 
 
 class ReplayCache:
-    """The (signer, nonce) pairs of accepted messages, each kept until the message expires.
+    """The (signer, nonce) pairs of accepted messages, each kept until its message expires (plus the grace).
 
-    Memory is bounded by `capacity`. When full, the entry that expires soonest is dropped and its expiry
-    becomes a floor: from then on a message expiring at or before the floor is refused, since the cache can
-    no longer tell whether it saw it. Under a flood this refuses some fresh messages with short lives, but it
-    never lets a replay through. One cache per daemon; the messages' MAX_TTL_MS bounds how long entries stay.
+    Memory is bounded by `capacity`, and no signer holds more than `per_signer` entries. A message that
+    would go over either bound is refused with BusyError; nothing remembered is ever dropped before it
+    expires, so the cache never lets a replay through and a flood never refuses messages after it ends.
+    What a flood can do, with as many free keys as it likes, is fill the whole cache: then new messages are
+    refused as busy until its entries expire — at most one MAX_TTL_MS (plus the grace) after the flood
+    stops, and only while it sends valid, signed, fully checked messages at capacity / lifetime per second
+    (200,000 / 125 s = 1,600 a second for inference requests), which per-peer rate limits stop well before.
+    One cache per daemon and message kind.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        if capacity < 1:
-            raise SchemaError("ReplayCache capacity must be positive")
+    def __init__(self, capacity: int = 200_000, *, per_signer: int = 1024) -> None:
+        if capacity < 1 or per_signer < 1:
+            raise SchemaError("ReplayCache capacity and per_signer must be positive")
         self.capacity = capacity
+        self.per_signer = per_signer
         self._expiry: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
-        self._floor = -1
-        self._refused = 0
+        self._per_signer: dict[bytes, int] = {}
+        self._replays = 0
+        self._busy = 0
 
     def _forget_until(self, now_ms: int) -> None:
-        heap = self._heap
+        heap, counts = self._heap, self._per_signer
         while heap and heap[0][0] <= now_ms:
-            expiry, key = heapq.heappop(heap)
+            _, key = heapq.heappop(heap)
             del self._expiry[key]
-            self._floor = max(self._floor, expiry)
+            signer = key[:-NONCE_BYTES]
+            counts[signer] -= 1
+            if not counts[signer]:
+                del counts[signer]
 
     def check_and_remember(self, signer: bytes, nonce: bytes, expires_at_ms: int, now_ms: int) -> None:
-        """Remember (signer, nonce) until `expires_at_ms`. Raises ReplayError if seen, or too old to judge."""
+        """Remember (signer, nonce) until `expires_at_ms` + EXPIRY_GRACE_MS.
+
+        Raises ReplayError if it was seen, BusyError if there is no room for it (the signer's quota or the
+        whole cache is full); in both cases nothing is remembered.
+        """
+        if type(nonce) is not bytes or len(nonce) != NONCE_BYTES:
+            raise SchemaError(f"nonce must be {NONCE_BYTES} bytes")
         self._forget_until(now_ms)
         key = signer + nonce
         if key in self._expiry:
-            self._refused += 1
+            self._replays += 1
             raise ReplayError("this (signer, nonce) was already accepted")
-        if expires_at_ms <= self._floor:
-            self._refused += 1
-            raise ReplayError("message is older than what the replay cache can still judge")
-        self._expiry[key] = expires_at_ms
-        heapq.heappush(self._heap, (expires_at_ms, key))
-        if len(self._expiry) > self.capacity:
-            expiry, dropped = heapq.heappop(self._heap)
-            del self._expiry[dropped]
-            self._floor = max(self._floor, expiry)
+        held = self._per_signer.get(signer, 0)
+        if held >= self.per_signer:
+            self._busy += 1
+            raise BusyError(f"this signer already has {held} unexpired messages here; try again later")
+        if len(self._expiry) >= self.capacity:
+            self._busy += 1
+            raise BusyError("replay cache is full (too many unexpired messages); try again later")
+        until = expires_at_ms + EXPIRY_GRACE_MS
+        self._expiry[key] = until
+        heapq.heappush(self._heap, (until, key))
+        self._per_signer[signer] = held + 1
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -230,6 +267,8 @@ class ReplayCache:
         return {
             "entries": len(self._expiry),
             "capacity": self.capacity,
-            "floor_ms": self._floor,
-            "refused": self._refused,
+            "signers": len(self._per_signer),
+            "per_signer": self.per_signer,
+            "refused_replays": self._replays,
+            "refused_busy": self._busy,
         }

@@ -5,6 +5,7 @@ other exception escaping this package is a bug, and the fuzz tests treat it as o
 """
 
 __all__ = [
+    "BusyError",
     "DecodeError",
     "DecryptError",
     "ExpiredError",
@@ -43,6 +44,11 @@ class ExpiredError(ProtocolError):
 
 class ReplayError(ProtocolError):
     """A signed message's (signer, nonce) was seen before, or is too old for the replay cache to judge."""
+
+
+class BusyError(ReplayError):
+    """A valid message the replay cache has no room for (its signer's quota or the whole cache is full):
+    refused, never remembered and never let through; the sender may try again later."""
 
 
 class DecryptError(ProtocolError):

@@ -3,20 +3,33 @@
     client                                             node
     ClientExchange(...).sealed_request  ── sealed ──▶  NodeExchange.accept(sealed, ...)
     receive(frame) → None               ◀─ header ──   .header()
-    receive(frame) → ResponseChunk      ◀─ chunk ───   .chunk(text, token_ids)        × n
+    receive(frame) → ResponseChunk      ◀─ chunk ───   .chunk(text, token_ids, logprobs)   × n
+                                                       (or TokenBatcher(node).add(...) per token)
     receive(frame) → ResponseEnd        ◀─ end ─────   .end(...): signed Receipt inside, FINAL
     countersigned_receipt()             ── receipt ─▶  .accept_countersigned(data) → VerifiedReceipt
 
-Frames are whole byte strings: carry each in one `framing.encode_frame` on the stream.
+Frames are whole byte strings: carry each in one `framing.encode_frame` on the stream. Every frame after
+the header is a power of two bytes (see `e2e`), whatever the tokens in it.
 
 Client rules: states await_header → streaming → done, or failed after any error (then every call raises
 StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged final, with the next
 seq. The receipt in it must be signed by the node the request was addressed to and name this request's
-hash, id, model, client key and finish reason, and exactly the number of token ids received — otherwise
-the client refuses to countersign (SchemaError). `close()` when the transport ends early reports truncation.
+hash, id, model, client key and finish reason, and exactly the number of token ids received; and its times
+must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node started no earlier than
+the request was signed, had its first token no later than the client received it, finished no later than
+the end arrived, and its first token came no later than its end. Otherwise the client refuses to
+countersign (SchemaError). These checks are one-sided because a client only knows when it *read* a frame,
+which may be well after it arrived: a node can still claim it was faster than it was, which validators
+measure with their own requests. `close()` when the transport ends early reports truncation.
 
 Node rules: states streaming → done → countersigned; `header()` is sent before any chunk; nothing after
-`end()`. The request must be signed, unexpired, unreplayed and addressed to this node's key.
+`end()`. The request must be signed, unexpired, unreplayed and addressed to this node's key, and its nonce
+is remembered only once all of that (and the credit check) passed, so refused requests take no room in the
+replay cache.
+
+Batching (`TokenBatcher`): the first piece of an answer goes out at once; later ones are held and sent
+together every `interval_ms` (50 ms by default), so an observer sees one chunk per interval rather than one
+per token, at no cost to the time to first token.
 
 The receipt countersignature is Ed25519 by the request's signer (the client's session key) over
 uvarint(len(domain)) ‖ domain ‖ uvarint(32) ‖ sha256(receipt envelope), domain
@@ -33,6 +46,8 @@ from protocols.errors import ProtocolError, SchemaError, StreamError
 from protocols.eth import TypedDomain
 from protocols.framing import encode_uvarint
 from protocols.messages import (
+    MAX_CHUNK_TEXT_BYTES,
+    MAX_TOKENS_PER_CHUNK,
     CountersignedReceipt,
     InferenceRequest,
     Receipt,
@@ -45,6 +60,7 @@ from protocols.schema import decode_message, encode_message
 __all__ = [
     "ClientExchange",
     "NodeExchange",
+    "TokenBatcher",
     "VerifiedReceipt",
     "countersign_receipt",
     "verify_countersigned_receipt",
@@ -52,6 +68,8 @@ __all__ = [
 
 _COUNTERSIGN_DOMAIN = b"dolphin-network:receipt-countersignature:v1"
 REQUEST_TTL_MS = 60_000
+TIMING_TOLERANCE_MS = 5_000
+DEFAULT_BATCH_MS = 50
 
 
 def _countersign_input(receipt_envelope: bytes) -> bytes:
@@ -104,33 +122,43 @@ class ClientExchange:
         node_encryption_key: bytes,
         now_ms: int | None = None,
         ttl_ms: int = REQUEST_TTL_MS,
+        timing_tolerance_ms: int = TIMING_TOLERANCE_MS,
     ) -> None:
         if not isinstance(request, InferenceRequest):
             raise SchemaError("ClientExchange needs an InferenceRequest")
         self.request = request
         self.identity = identity
+        self.sent_at_ms = envelope.clock_ms() if now_ms is None else now_ms
         # Not compressed: the request is encrypted next, and compression would leak content through length.
-        self.request_envelope = envelope.sign(request, identity, now_ms=now_ms, ttl_ms=ttl_ms, compress=False)
+        self.request_envelope = envelope.sign(
+            request, identity, now_ms=self.sent_at_ms, ttl_ms=ttl_ms, compress=False
+        )
         self.request_hash = hashlib.sha256(self.request_envelope).digest()
         self.sealed_request, self._response_key = e2e.seal(self.request_envelope, node_encryption_key)
+        self.timing_tolerance_ms = timing_tolerance_ms
         self.state = "await_header"
         self._opener: e2e.StreamOpener | None = None
         self._next_seq = 0
         self.tokens_received = 0
+        self.first_token_at_ms: int | None = None
+        self.end_at_ms: int | None = None
         self.end: ResponseEnd | None = None
         self.receipt: envelope.Signed[Receipt] | None = None
 
-    def receive(self, frame: bytes) -> ResponseChunk | ResponseEnd | None:
-        """Take the next frame from the node: None for the stream header, else the decoded message."""
+    def receive(self, frame: bytes, *, now_ms: int | None = None) -> ResponseChunk | ResponseEnd | None:
+        """Take the next frame from the node: None for the stream header, else the decoded message.
+
+        `now_ms` is when the frame was read (default: now); the receipt's times are checked against it.
+        """
         if self.state in ("done", "failed"):
             raise StreamError(f"exchange is {self.state}")
         try:
-            return self._receive(frame)
+            return self._receive(frame, envelope.clock_ms() if now_ms is None else now_ms)
         except ProtocolError:
             self.state = "failed"
             raise
 
-    def _receive(self, frame: bytes) -> ResponseChunk | ResponseEnd | None:
+    def _receive(self, frame: bytes, now_ms: int) -> ResponseChunk | ResponseEnd | None:
         if self._opener is None:
             self._opener = e2e.StreamOpener(self._response_key, frame)
             self.state = "streaming"
@@ -144,9 +172,12 @@ class ClientExchange:
             if final:
                 raise StreamError("stream ended on a chunk instead of an end message")
             self.tokens_received += len(msg.token_ids)
+            if self.first_token_at_ms is None and msg.token_ids:
+                self.first_token_at_ms = now_ms
             return msg
         if not final:
             raise StreamError("end message not marked final")
+        self.end_at_ms = now_ms
         if msg.receipt is not None:
             self.receipt = self._check_receipt(msg)
         self.end = msg
@@ -166,12 +197,26 @@ class ClientExchange:
                 ("client key", r.client_key == self.identity.public_key),
                 ("tokens out", r.tokens_out == self.tokens_received),
                 ("finish reason", r.finish_reason == end.finish_reason),
+                *self._timing_checks(r),
             )
             if not ok
         ]
         if mismatches:
             raise SchemaError(f"receipt does not match the exchange: {', '.join(mismatches)}")
         return signed
+
+    def _timing_checks(self, r: Receipt) -> list[tuple[str, bool]]:
+        """The receipt's times against what this client saw (module docstring), as (name, ok) pairs."""
+        slack = self.timing_tolerance_ms
+        checks = [
+            ("first token after the end", r.first_token_ms <= r.duration_ms),
+            ("started before the request was signed", r.started_at_ms + slack >= self.sent_at_ms),
+            ("finished after the end arrived", r.started_at_ms + r.duration_ms <= self.end_at_ms + slack),
+        ]
+        if self.first_token_at_ms is not None:
+            first = r.started_at_ms + r.first_token_ms
+            checks.append(("first token after it arrived", first <= self.first_token_at_ms + slack))
+        return checks
 
     def countersigned_receipt(self) -> bytes:
         """The countersigned receipt to send back to the node. Only after a checked receipt arrived."""
@@ -219,11 +264,11 @@ class NodeExchange:
         """Open and check a sealed request. With `credit_domain`, a credit authorisation in it must be
         signed by its client, for this session key and model, and unexpired when the request was signed
         (`credit_client` is then set); whether a request without one is served, and whether the client's
-        balance covers it, is the node's policy. Raises ProtocolError subclasses."""
+        balance covers it, is the node's policy. `replay` remembers the request's nonce, last of all checks.
+        Raises ProtocolError subclasses (BusyError when the replay cache has no room for it)."""
+        now = envelope.clock_ms() if now_ms is None else now_ms
         plaintext, response_key = e2e.open_sealed(sealed, encryption_keys, limits=limits)
-        signed = envelope.open_signed(
-            plaintext, InferenceRequest, now_ms=now_ms, replay=replay, limits=limits
-        )
+        signed = envelope.open_signed(plaintext, InferenceRequest, now_ms=now, limits=limits)
         request = signed.message
         if request.node_key != identity.public_key:
             raise SchemaError("request is addressed to another node")
@@ -235,6 +280,8 @@ class NodeExchange:
             if credit.expiry * 1000 <= signed.issued_at_ms:
                 raise SchemaError("credit authorisation expired")
             exchange.credit_client = eth_signer(credit, credit_domain)
+        if replay is not None:
+            replay.check_and_remember(signed.signer, signed.nonce, signed.expires_at_ms, now)
         return exchange
 
     def header(self) -> bytes:
@@ -251,7 +298,8 @@ class NodeExchange:
     def chunk(
         self, text: str, token_ids: tuple[int, ...] = (), logprobs_micro: tuple[int, ...] = ()
     ) -> bytes:
-        """The frame for the next piece of the answer."""
+        """The frame for the next piece of the answer: one token or a batch of them (the concatenated text,
+        all their ids, and a logprob per id or none). `TokenBatcher` makes the batches."""
         msg = ResponseChunk(seq=self._seq, text=text, token_ids=token_ids, logprobs_micro=logprobs_micro)
         frame = self._push(msg, final=False)
         self.tokens_out += len(msg.token_ids)
@@ -299,3 +347,76 @@ class NodeExchange:
             raise SchemaError("countersigned receipt is not this exchange's receipt")
         self.state = "countersigned"
         return verified
+
+
+class TokenBatcher:
+    """Groups the tokens of one answer into chunks on a timer, sans-IO: the node brings the clock.
+
+    Rules: `add` each piece (text, token ids, logprobs) as the engine yields it; it returns a frame to send
+    when one is due, else None. The first piece is due at once, so batching adds nothing to the time to
+    first token; later pieces are held until `interval_ms` after the previous chunk. When the engine
+    stalls, call `poll` at `deadline_ms` to send what is held; before `NodeExchange.end`, `flush` sends
+    whatever is left. A piece that would take the held batch over a chunk's limits (MAX_TOKENS_PER_CHUNK
+    ids, MAX_CHUNK_TEXT_BYTES of text) sends the held batch first and is held itself.
+    """
+
+    def __init__(self, exchange: NodeExchange, *, interval_ms: int = DEFAULT_BATCH_MS) -> None:
+        if type(interval_ms) is not int or interval_ms < 0:
+            raise SchemaError("interval_ms must be a non-negative int")
+        self.exchange = exchange
+        self.interval_ms = interval_ms
+        self._texts: list[str] = []
+        self._text_bytes = 0
+        self._ids: list[int] = []
+        self._logprobs: list[int] = []
+        self._last_sent_ms: int | None = None
+
+    @property
+    def held_tokens(self) -> int:
+        return len(self._ids)
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """When the held pieces are due (None when nothing is held)."""
+        if not self._texts:
+            return None
+        return 0 if self._last_sent_ms is None else self._last_sent_ms + self.interval_ms
+
+    def add(
+        self,
+        text: str,
+        token_ids: tuple[int, ...] = (),
+        logprobs_micro: tuple[int, ...] = (),
+        *,
+        now_ms: int | None = None,
+    ) -> bytes | None:
+        """Hold the next piece of the answer; returns the frame to send now, if one is due."""
+        now = envelope.clock_ms() if now_ms is None else now_ms
+        text_bytes = len(text.encode())
+        frame = None
+        if self._texts and (
+            len(self._ids) + len(token_ids) > MAX_TOKENS_PER_CHUNK
+            or self._text_bytes + text_bytes > MAX_CHUNK_TEXT_BYTES
+        ):
+            frame = self._send(now)
+        self._texts.append(text)
+        self._text_bytes += text_bytes
+        self._ids.extend(token_ids)
+        self._logprobs.extend(logprobs_micro)
+        return frame if frame is not None else self.poll(now)
+
+    def poll(self, now_ms: int | None = None) -> bytes | None:
+        """The frame of the held pieces if they are due, else None."""
+        deadline = self.deadline_ms
+        now = envelope.clock_ms() if now_ms is None else now_ms
+        return self._send(now) if deadline is not None and now >= deadline else None
+
+    def flush(self, now_ms: int | None = None) -> bytes | None:
+        """The frame of everything held, due or not (None when nothing is held)."""
+        return self._send(envelope.clock_ms() if now_ms is None else now_ms) if self._texts else None
+
+    def _send(self, now_ms: int) -> bytes:
+        frame = self.exchange.chunk("".join(self._texts), tuple(self._ids), tuple(self._logprobs))
+        self._texts, self._text_bytes, self._ids, self._logprobs = [], 0, [], []
+        self._last_sent_ms = now_ms
+        return frame

@@ -48,6 +48,7 @@ __all__ = [
     "HardwareSummary",
     "InferenceRequest",
     "OperatorBinding",
+    "PoolAddresses",
     "PoolHeartbeat",
     "Receipt",
     "ResponseChunk",
@@ -73,6 +74,7 @@ TIME = UInt(64)
 SHORT_TEXT = Text(128)
 FINISH = Choice("stop", "length", "cancelled", "error")
 MAX_TOKENS_PER_CHUNK = 4096
+MAX_CHUNK_TEXT_BYTES = 64 * 1024
 MAX_SIGNED_RECEIPT = 4096
 
 DAY_MS = 24 * 3600 * 1000
@@ -315,9 +317,12 @@ class HardwareSummary(Record):
 class PoolHeartbeat(Message):
     """A node's periodic announcement to its pool's topic. `binding` must be for `peer_id` (checked here);
     the envelope signer must be `peer_id`'s key, and the binding's signature is checked against the Bonding
-    contract's domain (both by `pool`, which knows the domain)."""
+    contract's domain (both by `pool`, which knows the domain). Receivers order a node's heartbeats by
+    (`started_at_ms`, `seq`): a restarted node starts at seq 1 again with a new encryption key. Each lives at
+    least 15 s, however often they are sent, so a few seconds of clock skew and gossip hops never drop it."""
 
     MAX_TTL_MS = 5 * 60 * 1000
+    MIN_TTL_MS = 15_000
     peer_id: Annotated[bytes, PEER_ID]
     binding: Annotated[OperatorBinding, Nested(OperatorBinding)]
     model: Annotated[bytes, HASH]
@@ -334,6 +339,17 @@ class PoolHeartbeat(Message):
     def _check(self) -> None:
         if self.binding.peer_id_hash != eth.keccak256(self.peer_id):
             raise SchemaError("PoolHeartbeat.binding is for another peer id")
+
+
+@message("pool.addresses", 1)
+class PoolAddresses(Message):
+    """A pool member's DHT record: "I serve `model`; dial me at `addrs`" (multiaddr strings, which `p2p`
+    parses). Signed with the member's peer key, so the envelope's signer is the member; the newest valid
+    record under its DHT key wins (p2p.records, p2p.dht)."""
+
+    MAX_TTL_MS = DAY_MS
+    model: Annotated[bytes, HASH]
+    addrs: Annotated[tuple[str, ...], Seq(Text(256, min_bytes=1), min_len=1, max_len=8)]
 
 
 @message("pool.attestation", 1, open=True)
@@ -367,9 +383,12 @@ class ChatMessage(Record):
 
 @message("inference.request", 1)
 class InferenceRequest(Message):
-    """What a client asks a node; signed by the client's Ed25519 session key, then sealed to the node."""
+    """What a client asks a node; signed by the client's Ed25519 session key, then sealed to the node.
 
-    MAX_TTL_MS = 10 * 60 * 1000
+    It lives at most two minutes: long enough to cross relays and wait for a busy node, short enough that a
+    node's replay cache turns over quickly (nonces are kept for the lifetime, see `envelope.ReplayCache`)."""
+
+    MAX_TTL_MS = 2 * 60 * 1000
     request_id: Annotated[bytes, ID]
     model: Annotated[bytes, HASH]
     node_key: Annotated[bytes, KEY]  # the node it is for: another node must refuse it
@@ -388,7 +407,7 @@ class ResponseChunk(Message):
     """A piece of the streamed answer. `logprobs_micro`, when asked for, has one entry per token id."""
 
     seq: Annotated[int, UInt(32)]
-    text: Annotated[str, Text(64 * 1024)]
+    text: Annotated[str, Text(MAX_CHUNK_TEXT_BYTES)]
     token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=MAX_TOKENS_PER_CHUNK)] = ()
     logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=MAX_TOKENS_PER_CHUNK)] = ()
 

@@ -345,6 +345,9 @@ class Message(Record):
     VERSION: ClassVar[int]
     # The longest a signed envelope of this type may stay valid; bounds how long replay caches keep nonces.
     MAX_TTL_MS: ClassVar[int] = 10 * 60 * 1000
+    # The shortest lifetime a signer may give it (`envelope.sign` refuses less): for messages that must
+    # survive gossip hops and receivers whose clocks run ahead.
+    MIN_TTL_MS: ClassVar[int] = 1
 
 
 _REGISTRY: dict[tuple[str, int], type[Message]] = {}

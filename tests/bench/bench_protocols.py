@@ -17,24 +17,41 @@ Paths measured, each against the bare pynacl calls doing the same cryptographic 
 
 Each figure is the best of several repeats (least disturbed by other load); `slowdown` = our time per
 operation / the bare primitives' time per operation.
+
+What privacy costs (issue 15), next to the wire format before it — one frame per token padded to 32-byte
+blocks, requests padded to 256-byte blocks, no object budget — measured with the same code and only the
+old size rule or limit put back, in the same run:
+
+- streaming:  an answer of 8-character tokens generated at 20, 50 and 200 tokens/s, sent as today, padded
+              one frame per token, and batched by `TokenBatcher` every 25/50/100 ms (virtual clock: the
+              engine's timing is simulated, the node's and client's work is real and timed). Per token:
+              bytes on the wire, frames, node and client CPU; added time to first token and mean/max
+              delay a token spends held back.
+- sizes:      wire size of single-token chunks by token length, and of sealed requests by prompt length.
+- decode_peak: tracemalloc peak of decoding 520 KB of empty maps, with and without the object budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import statistics
 import time
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nacl.bindings as sodium
 import nacl.signing
 
-from protocols import ReplayCache, envelope
-from protocols.inference import ClientExchange, NodeExchange
+from protocols import ReplayCache, codec, e2e, envelope
+from protocols.errors import LimitError
+from protocols.framing import encode_uvarint
+from protocols.inference import ClientExchange, NodeExchange, TokenBatcher
 from protocols.messages import ResponseChunk
 from protocols.schema import encode_message
-from protocols.testing import encryption_keys, identity, make_request
+from protocols.testing import encryption_keys, exchange_pair, identity, make_request
 
 NOW = 1_700_000_000_000
 PROMPT = ("The quick brown dolphin jumps over the lazy relay. " * 41)[:2048]
@@ -77,7 +94,7 @@ def measure(iterations: int = 2000, repeats: int = 5) -> dict[str, dict[str, flo
     ]
 
     def prompt_receive(n: int) -> None:
-        cache = ReplayCache()  # fresh each run: every request is new to it
+        cache = ReplayCache(per_signer=n)  # fresh each run: every request (all by one client) is new to it
         for exchange in sealed_requests[:n]:
             NodeExchange.accept(
                 exchange.sealed_request, identity=node_id, encryption_keys=node_keys, now_ms=NOW, replay=cache
@@ -214,6 +231,128 @@ def measure(iterations: int = 2000, repeats: int = 5) -> dict[str, dict[str, flo
     return figures
 
 
+# ------------------------------------------------------------------------------------ what privacy costs
+
+TODAY_REQUEST_BLOCK = 256  # before issue 15, requests were padded to 256-byte blocks
+STREAM_TAG = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+TOKEN = " dolphin"
+
+
+def _wire(frame_size: int) -> int:
+    """Bytes on the stream: the frame and its uvarint length."""
+    return frame_size + len(encode_uvarint(frame_size))
+
+
+@contextlib.contextmanager
+def _todays_stream_padding() -> Iterator[None]:
+    """The real code with the answer stream's size rule before issue 15: 32-byte blocks, no minimum."""
+    bucket = e2e._power_of_two_at_least
+    e2e._power_of_two_at_least = lambda size, minimum: STREAM_TAG + -(-(size - STREAM_TAG) // 32) * 32
+    try:
+        yield
+    finally:
+        e2e._power_of_two_at_least = bucket
+
+
+def _stream(tokens: int, tokens_per_s: int, interval_ms: int) -> dict[str, float]:
+    """One answer through TokenBatcher and ClientExchange; the engine's clock is virtual (a token every
+    1000 / tokens_per_s ms, the node's timer firing exactly at the batcher's deadline). Interval 0 sends
+    every token in a frame of its own, as before batching."""
+    client, node = exchange_pair()
+    client.receive(node.header())
+    batcher = TokenBatcher(node, interval_ms=interval_ms)
+    step_ms = 1000 / tokens_per_s
+    sent: list[tuple[float, bytes]] = []  # (virtual time, frame)
+    node_s = 0.0
+    for i in range(tokens):
+        now = i * step_ms
+        started = time.perf_counter()
+        while (deadline := batcher.deadline_ms) is not None and deadline <= now:  # the timer fired
+            sent.append((deadline, batcher.poll(deadline)))
+        if (frame := batcher.add(TOKEN, (1000 + i,), now_ms=round(now))) is not None:
+            sent.append((now, frame))
+        node_s += time.perf_counter() - started
+    started = time.perf_counter()
+    if (frame := batcher.flush()) is not None:
+        sent.append((tokens * step_ms, frame))
+    node_s += time.perf_counter() - started
+    delays: list[float] = []
+    started = time.perf_counter()
+    for at, frame in sent:
+        chunk = client.receive(frame, now_ms=round(at))
+        first = len(delays)
+        delays += [at - (first + j) * step_ms for j in range(len(chunk.token_ids))]
+    client_s = time.perf_counter() - started
+    assert len(delays) == tokens
+    return {
+        "bytes_per_token": round(sum(_wire(len(f)) for _, f in sent) / tokens, 1),
+        "frames_per_token": round(len(sent) / tokens, 3),
+        "node_us_per_token": round(node_s / tokens * 1e6, 2),
+        "client_us_per_token": round(client_s / tokens * 1e6, 2),
+        "ttft_added_ms": round(delays[0], 1),
+        "mean_delay_ms": round(statistics.fmean(delays), 1),
+        "max_delay_ms": round(max(delays), 1),
+    }
+
+
+def measure_streaming(tokens: int = 1000, repeats: int = 5) -> dict[str, dict[str, float]]:
+    """Per-token cost of streaming an answer: today, padded, and padded + batched (module docstring)."""
+
+    def best(tokens_per_s: int, interval_ms: int) -> dict[str, float]:
+        runs = [_stream(tokens, tokens_per_s, interval_ms) for _ in range(repeats)]
+        return min(runs, key=lambda r: r["node_us_per_token"] + r["client_us_per_token"])
+
+    with _todays_stream_padding():
+        rows = {"today": best(50, 0)}
+    rows["padded"] = best(50, 0)
+    for rate in (20, 50, 200):
+        for interval in (25, 50, 100):
+            rows[f"batched_{rate}tps_{interval}ms"] = best(rate, interval)
+    return rows
+
+
+def measure_sizes() -> dict[str, dict[str, dict[int, int]]]:
+    """Wire sizes before and after padding: single-token chunks by token length, requests by prompt."""
+    _, node = exchange_pair()
+    node.header()
+    lengths = (1, 3, 4, 12, 34, 35, 60)
+    chunk_now = {length: len(node.chunk("x" * length, (1,))) for length in lengths}
+    with _todays_stream_padding():
+        chunk_today = {length: len(node.chunk("x" * length, (1,))) for length in lengths}
+    request_today, request_now = {}, {}
+    for chars in (1, 230, 1000, 5000, 20_000):
+        exchange = ClientExchange(
+            make_request(identity(2), prompt="y" * chars),
+            identity=identity(1),
+            node_encryption_key=encryption_keys(2).public_key,
+            now_ms=NOW,
+        )
+        # Before: the envelope padded to 256-byte blocks, then sealed in the same layout.
+        padded = sodium.sodium_pad(exchange.request_envelope, TODAY_REQUEST_BLOCK)
+        request_today[chars] = len(codec.pack([1, b"k" * 32, b"e" * 32, b"n" * 24, padded + b"t" * 16]))
+        request_now[chars] = len(exchange.sealed_request)
+    return {
+        "chunk_bytes_by_token_chars": {"today": chunk_today, "now": chunk_now},
+        "request_bytes_by_prompt_chars": {"today": request_today, "now": request_now},
+    }
+
+
+def measure_decode_peak() -> dict[str, float]:
+    """MiB allocated at the peak of decoding 520 KB of empty maps (the review's hostile request body)."""
+    hostile = codec.pack([[{}] * 8192] * 63)
+    peaks = {}
+    for name, limits in (
+        ("without_budget", codec.Limits(max_objects=1 << 30)),
+        ("with_budget", codec.DEFAULT_LIMITS),
+    ):
+        tracemalloc.start()
+        with contextlib.suppress(LimitError):
+            codec.unpack(hostile, limits)
+        peaks[name] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+        tracemalloc.stop()
+    return {"input_bytes": len(hostile), **peaks}
+
+
 def _plot(figures: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -234,7 +373,37 @@ def _plot(figures: dict[str, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_streaming(rows: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    fig, (bytes_ax, delay_ax) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    bytes_ax.bar(names, [rows[n]["bytes_per_token"] for n in names])
+    bytes_ax.set_ylabel("bytes on the wire / token")
+    delay_ax.bar(names, [rows[n]["mean_delay_ms"] for n in names], label="mean delay of a token")
+    delay_ax.bar(names, [rows[n]["ttft_added_ms"] for n in names], label="added time to first token")
+    delay_ax.set_ylabel("ms")
+    delay_ax.legend()
+    delay_ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    bytes_ax.set_title("streaming an answer: today vs padded vs padded + batched (8-char tokens)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def run(out_dir: Path) -> dict:
     figures = measure()
+    streaming = measure_streaming()
     _plot(figures, out_dir / "protocols.png")
-    return {"paths": figures, "prompt_bytes": len(PROMPT.encode()), "chunk_tokens": len(CHUNK_IDS)}
+    _plot_streaming(streaming, out_dir / "protocols-streaming.png")
+    return {
+        "paths": figures,
+        "prompt_bytes": len(PROMPT.encode()),
+        "chunk_tokens": len(CHUNK_IDS),
+        "streaming": streaming,
+        "sizes": measure_sizes(),
+        "decode_peak_mib": measure_decode_peak(),
+    }

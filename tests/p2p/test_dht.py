@@ -1,7 +1,5 @@
 """The DHT: strict validation on /dolphin/kad/1.0.0, and signed pool records found by manifest hash."""
 
-import dataclasses
-
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -9,9 +7,10 @@ from libp2p.records.validator import NamespacedValidator
 
 from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
 from p2p.errors import RecordError
-from p2p.records import encode_pool_record, sign_pool_record
+from p2p.records import sign_pool_record
 from p2p.testing import open_host_group
 from p2p.topics import KAD_PROTOCOL
+from protocols import codec
 
 MANIFEST = bytes(range(32))
 OTHER_MANIFEST = bytes(32)
@@ -19,7 +18,7 @@ ADDRS = ["/ip4/127.0.0.1/tcp/4001"]
 
 
 def _record_bytes(key_pair, manifest=MANIFEST):
-    return encode_pool_record(sign_pool_record(key_pair.private_key, ADDRS, manifest, 600))
+    return sign_pool_record(key_pair.private_key, ADDRS, manifest, 600).raw
 
 
 @pytest.mark.unit
@@ -46,10 +45,13 @@ def test_select_prefers_the_freshest_valid_record():
     key_pair = create_new_key_pair()
     older = sign_pool_record(key_pair.private_key, ADDRS, MANIFEST, 300)
     newer = sign_pool_record(key_pair.private_key, ADDRS, MANIFEST, 600)
-    forged = dataclasses.replace(newer, expires_at=newer.expires_at + 60)
+    # The newest record with its expiry pushed later under the original signature.
+    version, signed_part, signature = codec.unpack(newer.raw)
+    items = list(codec.unpack(signed_part))
+    items[5] += 60_000
+    forged = codec.pack([version, codec.pack(items), signature])
     key = pool_record_key(MANIFEST, older.peer_id)
-    values = [encode_pool_record(r) for r in (older, forged, newer)]
-    assert PoolRecordValidator().select(key, values) == 2
+    assert PoolRecordValidator().select(key, [older.raw, forged, newer.raw]) == 2
 
 
 @pytest.mark.unit

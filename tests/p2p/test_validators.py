@@ -117,3 +117,30 @@ def test_a_ban_needs_strikes_from_enough_distinct_validators():
     assert validate(ban(_strike(1), _strike(5))) is Verdict.REJECT  # 5 is not a validator
     with pytest.raises(ValueError):
         ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, min_strikes=0)
+
+
+def test_refused_messages_spend_no_nonce_and_take_no_room():
+    """Before, the nonce was remembered before `authorise`: messages it rejected (heartbeats from unbonded
+    peers, say) filled the replay cache, its floor rose, and an honest message was then ignored."""
+    cache = envelope.ReplayCache(capacity=4)
+    validate = signed_message_validator(
+        BenchmarkAttestation, authorise=lambda signed: signed.signer == NODE.public_key, replay=cache
+    )
+    for n in range(10, 20):  # strangers' long-lived messages, all rejected by `authorise`
+        stranger = pt.identity(n)
+        flood = envelope.sign(_attestation(), stranger, ttl_ms=BenchmarkAttestation.MAX_TTL_MS)
+        assert validate(_gossip(stranger, flood)) is Verdict.REJECT
+    assert len(cache) == 0
+    honest = envelope.sign(_attestation(), NODE, ttl_ms=60_000)
+    assert validate(_gossip(NODE, honest)) is Verdict.ACCEPT
+    assert validate(_gossip(NODE, honest)) is Verdict.IGNORE
+
+
+def test_on_accept_sees_only_accepted_messages_and_busy_is_ignored():
+    accepted = []
+    validate = signed_message_validator(
+        BenchmarkAttestation, on_accept=accepted.append, replay=envelope.ReplayCache(per_signer=2)
+    )
+    verdicts = [validate(_gossip(NODE, envelope.sign(_attestation(), NODE))) for _ in range(3)]
+    assert verdicts == [Verdict.ACCEPT, Verdict.ACCEPT, Verdict.IGNORE]  # the third: over NODE's quota
+    assert len(accepted) == 2 and all(s.signer == NODE.public_key for s in accepted)

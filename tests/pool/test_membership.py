@@ -64,6 +64,27 @@ def test_a_valid_heartbeat_makes_a_member_and_replays_are_ignored():
 
 
 @pytest.mark.unit
+def test_a_restarted_node_replaces_its_old_heartbeat_at_once():
+    """Before, heartbeats were ordered by seq alone: a restarted node counts from 1 again, so for as long as
+    its old seq was higher clients kept sealing prompts to the dead node's encryption key."""
+    view = PoolView(MODEL, pt.TEST_DOMAIN)
+    node = pt.identity(1)
+    first_run = _announcement(node)
+    assert view.validate(_gossip(node, _heartbeat(node, first_run, seq=30))) is Verdict.ACCEPT
+    restarted = dataclasses.replace(
+        first_run,
+        started_at_ms=first_run.started_at_ms + 60_000,
+        encryption_key=pt.encryption_keys(2).public_key,
+    )
+    assert view.validate(_gossip(node, _heartbeat(node, restarted, seq=1))) is Verdict.ACCEPT
+    (member,) = view.members()
+    assert (member.seq, member.contact.encryption_key) == (1, pt.encryption_keys(2).public_key)
+    # The old run's late heartbeats are stale now, whatever their seq.
+    assert view.validate(_gossip(node, _heartbeat(node, first_run, seq=31))) is Verdict.IGNORE
+    assert view.members()[0].contact.encryption_key == pt.encryption_keys(2).public_key
+
+
+@pytest.mark.unit
 def test_forged_or_misdirected_heartbeats_are_rejected():
     view = PoolView(MODEL, pt.TEST_DOMAIN)
     node, other = pt.identity(1), pt.identity(2)

@@ -1,3 +1,5 @@
+import tracemalloc
+
 import msgpack
 import pytest
 import zstandard
@@ -68,6 +70,59 @@ def test_depth_limit_is_exact():
         codec.unpack(codec.pack([[[[1]]]]), limits)
     with pytest.raises(LimitError):
         codec.unpack(codec.pack({"a": {"b": {"c": {}}}}), limits)
+
+
+def test_object_budget_counts_every_value_of_every_container():
+    limits = codec.Limits(max_objects=8)
+    codec.unpack(codec.pack([1, 2, [3, 4, 5]]), limits)  # 1 + 3, then 1 + 3 for the inner array
+    with pytest.raises(LimitError, match="decoded values"):
+        codec.unpack(codec.pack([1, 2, [3, 4, 5, 6]]), limits)
+    codec.unpack(codec.pack({"a": 1, "b": [2]}), limits)  # 1 + 2 * 2, then 1 + 1
+    with pytest.raises(LimitError, match="decoded values"):
+        codec.unpack(codec.pack({"a": 1, "b": [2, 3, 4]}), limits)
+
+
+def test_the_largest_messages_fit_the_default_budget():
+    from protocols.messages import ChallengeResponse
+    from protocols.schema import decode_message, encode_message
+
+    ids = tuple(range(8192))
+    big = ChallengeResponse(challenge_id=b"c" * 16, token_ids=ids, logprobs_micro=ids)
+    assert decode_message(encode_message(big)) == big
+
+
+def _peak_bytes(fn):
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_request_full_of_tiny_objects_is_refused_within_a_few_mib():
+    """Before the object budget, 520 KB of empty maps inside a sealed request decoded to 36 MiB before its
+    signature was checked (one input byte, one 64-byte dict)."""
+    from protocols import e2e, envelope
+    from protocols.errors import ProtocolError
+    from protocols.inference import NodeExchange
+    from protocols.testing import encryption_keys, identity
+
+    now = 1_700_000_000_000
+    body = [[{}] * 8192] * 63
+    signed_part = codec.pack(["inference.request", 1, b"k" * 32, b"n" * 16, now, now + 60_000, body])
+    hostile = codec.pack([envelope.ENVELOPE_VERSION, signed_part, b"s" * 64])
+    sealed, _ = e2e.seal(hostile, encryption_keys(2).public_key)
+    assert len(hostile) > 500_000
+
+    def accept():
+        with pytest.raises(ProtocolError):
+            NodeExchange.accept(sealed, identity=identity(2), encryption_keys=encryption_keys(2), now_ms=now)
+
+    without_budget = codec.Limits(max_objects=1 << 30)
+    assert _peak_bytes(lambda: codec.unpack(signed_part, without_budget)) > 30 << 20  # what it was
+    assert _peak_bytes(accept) < 4 << 20
 
 
 def test_decompression_bomb_is_refused_before_inflating():

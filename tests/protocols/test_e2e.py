@@ -20,11 +20,33 @@ def test_seal_round_trip_and_both_sides_share_the_response_key(plaintext):
 
 
 def test_sealed_size_is_padded_and_reveals_only_the_node_key():
-    sizes = {len(e2e.seal(b"x" * n, NODE.public_key)[0]) for n in range(0, 250)}
-    assert len(sizes) == 1  # every prompt under one pad block looks the same
+    sizes = {len(e2e.seal(b"x" * n, NODE.public_key)[0]) for n in range(0, 3900, 7)}
+    assert sizes == {e2e.REQUEST_MIN_BYTES}  # every short prompt looks the same
     sealed, _ = e2e.seal(b"secret prompt", NODE.public_key)
     assert b"secret" not in sealed
     assert codec.unpack(sealed)[1] == NODE.public_key
+
+
+@pytest.mark.parametrize(
+    "size, sealed_size",
+    [
+        (0, 4096),
+        (3980, 4096),
+        (3981, 8192),
+        (5000, 8192),
+        (65_400, 65_536),  # the last bucket whose ciphertext has a bin16 header
+        (65_500, 131_072),
+        (200_000, 262_144),
+        (524_170, 524_288),  # a 512 KiB frame limit admits the 512 KiB bucket
+        (524_171, 1_048_576),
+    ],
+)
+def test_every_sealed_request_is_a_power_of_two_bytes(size, sealed_size):
+    """A relay learns only which power of two a request's size falls under: the bucket is the size of the
+    sealed bytes themselves."""
+    sealed, _ = e2e.seal(b"p" * size, NODE.public_key)
+    assert len(sealed) == sealed_size
+    assert e2e.open_sealed(sealed, NODE)[0] == b"p" * size
 
 
 def test_wrong_key_is_refused():
@@ -77,9 +99,16 @@ def test_stream_round_trip(payloads):
     opener.close()
 
 
-def test_stream_chunk_sizes_are_padded():
+def test_stream_message_sizes_are_powers_of_two():
     sealer = e2e.StreamSealer(b"k" * 32)
-    assert len({len(sealer.seal(b"t" * n)) for n in range(1, 30)}) == 1
+    opener = e2e.StreamOpener(b"k" * 32, sealer.header)
+    sizes = {}
+    for n in range(0, 1200, 3):
+        ciphertext = sealer.seal(b"t" * n)
+        assert opener.open(ciphertext) == (b"t" * n, False)
+        sizes.setdefault(len(ciphertext), []).append(n)
+    assert sorted(sizes) == [256, 512, 1024, 2048]
+    assert max(sizes[256]) >= 230  # any single token, with its id and logprob, fits the smallest size
 
 
 def test_reordered_chunk_is_refused():
@@ -141,10 +170,18 @@ def test_sealer_refuses_to_continue_after_final():
         sealer.seal(b"more")
 
 
-@given(st.binary(max_size=600), st.sampled_from([2, 16, 32, 256]))
-def test_padding_is_libsodiums(data, block):
-    """Our padding is byte for byte libsodium's sodium_pad, so other implementations can strip it."""
+@given(st.binary(max_size=600), st.integers(1, 300))
+def test_padding_is_libsodiums(data, room):
+    """Our padding is byte for byte libsodium's sodium_pad to the padded size, so other implementations
+    can strip it."""
     import nacl.bindings
 
-    assert e2e._pad(data, block) == nacl.bindings.sodium_pad(data, block)
-    assert e2e._unpad(nacl.bindings.sodium_pad(data, block), block) == data
+    size = len(data) + room
+    assert e2e._pad(data, size) == nacl.bindings.sodium_pad(data, size)
+    assert e2e._unpad(nacl.bindings.sodium_pad(data, size)) == data
+
+
+@pytest.mark.parametrize("padded", [b"", b"\0" * 16, b"abc", b"abc\x80\x01\0"])
+def test_bad_padding_is_a_decrypt_error(padded):
+    with pytest.raises(DecryptError):
+        e2e._unpad(padded)

@@ -104,7 +104,7 @@ def any_message():
 valid_inputs = st.one_of(
     st.sampled_from(range(1000)).map(lambda i: corpus()[i % len(corpus())]),
     any_message().map(encode_message),
-    any_message().map(lambda m: envelope.sign(m, identity(1), now_ms=NOW, ttl_ms=1000)),
+    any_message().map(lambda m: envelope.sign(m, identity(1), now_ms=NOW, ttl_ms=max(1000, m.MIN_TTL_MS))),
 )
 
 

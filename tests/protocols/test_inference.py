@@ -1,6 +1,8 @@
 """The inference exchange end to end in memory, and every way its checks can fail."""
 
 import dataclasses
+import itertools
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from protocols import codec, envelope, messages
 from protocols.envelope import ReplayCache
 from protocols.errors import (
+    BusyError,
     DecryptError,
     ExpiredError,
     ProtocolError,
@@ -20,9 +23,11 @@ from protocols.errors import (
 from protocols.inference import (
     ClientExchange,
     NodeExchange,
+    TokenBatcher,
     countersign_receipt,
     verify_countersigned_receipt,
 )
+from protocols.messages import InferenceRequest
 from protocols.schema import encode_message
 from protocols.testing import (
     TEST_DOMAIN,
@@ -101,7 +106,59 @@ def test_replayed_and_expired_requests_are_refused():
     with pytest.raises(ReplayError):
         NodeExchange.accept(client.sealed_request, now_ms=NOW + 5, **accept)
     with pytest.raises(ExpiredError):
-        NodeExchange.accept(client.sealed_request, now_ms=NOW + 60_000, **accept)
+        NodeExchange.accept(client.sealed_request, now_ms=NOW + 60_000 + envelope.EXPIRY_GRACE_MS, **accept)
+
+
+def _sealed_request(client_id, node_id=None, ttl_ms=60_000, **fields):
+    request = make_request(node_id or identity(2), request_id=os.urandom(16), **fields)
+    client = ClientExchange(
+        request,
+        identity=client_id,
+        node_encryption_key=encryption_keys(2).public_key,
+        now_ms=NOW,
+        ttl_ms=ttl_ms,
+    )
+    return client.sealed_request
+
+
+def test_refused_requests_take_no_room_in_the_replay_cache():
+    """The nonce is remembered only after every check: before, a request for another node (or with a bad
+    credit authorisation) was refused but its nonce still took a place in the cache."""
+    cache = ReplayCache()
+    accept = dict(identity=identity(2), encryption_keys=encryption_keys(2), now_ms=NOW, replay=cache)
+    with pytest.raises(SchemaError, match="another node"):
+        NodeExchange.accept(_sealed_request(identity(1), identity(3)), **accept)
+    wrong_key_credit = _credit(eth_account(1), identity(5).public_key)
+    with pytest.raises(SchemaError, match="session key"):
+        NodeExchange.accept(
+            _sealed_request(identity(1), credit=wrong_key_credit), credit_domain=TEST_DOMAIN, **accept
+        )
+    assert len(cache) == 0
+    NodeExchange.accept(_sealed_request(identity(1)), **accept)
+    assert len(cache) == 1
+
+
+def test_a_flood_of_long_lived_requests_does_not_lock_out_honest_clients():
+    """Before: fresh keys sending 10-minute requests filled the cache, its floor rose to their expiry, and
+    honest 60-second requests were refused as "too old to judge" for ten minutes after the flood."""
+    cache = ReplayCache(capacity=20)
+    accept = dict(identity=identity(2), encryption_keys=encryption_keys(2), replay=cache)
+    longest = InferenceRequest.MAX_TTL_MS
+    busy = 0
+    for n in range(100, 130):  # a fresh key per request
+        try:
+            NodeExchange.accept(_sealed_request(identity(n), ttl_ms=longest), now_ms=NOW, **accept)
+        except BusyError:
+            busy += 1
+    assert busy == 10 and len(cache) == 20
+    later = NOW + longest + envelope.EXPIRY_GRACE_MS
+    honest = ClientExchange(
+        make_request(identity(2), prompt="honest"),
+        identity=identity(1),
+        node_encryption_key=encryption_keys(2).public_key,
+        now_ms=later,
+    )
+    NodeExchange.accept(honest.sealed_request, now_ms=later, **accept)
 
 
 def test_truncated_answer_is_reported():
@@ -269,3 +326,101 @@ def test_garbage_frames_only_raise_protocol_errors():
     client.receive(node.header())
     with pytest.raises(ProtocolError):
         client.receive(b"\0" * 40)
+
+
+def test_every_single_token_chunk_has_the_same_size():
+    """Before: 0–3 character tokens sealed to 81 bytes and 4–34 character ones to 113, so the path learned
+    short/long for every token."""
+    _, node = exchange_pair()
+    node.header()
+    sizes = {len(node.chunk("x" * length, (2**32 - 1,), (-(2**63),))) for length in range(0, 120)}
+    sizes |= {len(node.chunk("\N{DOLPHIN}" * length, (7,))) for length in range(0, 30)}
+    assert sizes == {256}
+
+
+def _batched_answer(batcher, pieces, *, started=NOW, step_ms=20):
+    """Feed (text, ids) pieces one `step_ms` apart; returns [(time sent, frame)]."""
+    sent = []
+    for i, (text, ids) in enumerate(pieces):
+        now = started + i * step_ms
+        if (frame := batcher.poll(now)) is not None:
+            sent.append((now, frame))
+        if (frame := batcher.add(text, ids, now_ms=now)) is not None:
+            sent.append((now, frame))
+    if (frame := batcher.flush()) is not None:
+        sent.append((started + len(pieces) * step_ms, frame))
+    return sent
+
+
+def test_batching_sends_the_first_token_at_once_then_one_chunk_per_interval():
+    client, node = exchange_pair()
+    client.receive(node.header())
+    batcher = TokenBatcher(node, interval_ms=50)
+    pieces = [(f" t{i}", (i,)) for i in range(20)]
+    sent = _batched_answer(batcher, pieces, step_ms=20)
+    assert sent[0][0] == NOW  # the first token costs no waiting
+    chunks = [client.receive(frame, now_ms=at) for at, frame in sent]
+    assert [len(c.token_ids) for c in chunks] == [1, 2, 3, 3, 3, 3, 3, 2]
+    times = [at for at, _ in sent[:-1]]  # the last one is the flush before the end
+    assert all(b - a >= 50 for a, b in itertools.pairwise(times))
+    assert "".join(c.text for c in chunks) == "".join(text for text, _ in pieces)
+    end = node.end("stop", tokens_in=3, started_at_ms=NOW, first_token_ms=0, duration_ms=400)
+    client.receive(end, now_ms=NOW + 401)
+    assert client.receipt.message.tokens_out == 20
+
+
+def test_batcher_deadline_poll_and_limits():
+    _, node = exchange_pair()
+    batcher = TokenBatcher(node, interval_ms=50)
+    assert batcher.deadline_ms is None and batcher.flush() is None
+    assert batcher.add("a", (1,), (-5,), now_ms=NOW) is not None
+    assert batcher.add("b", (2,), (-6,), now_ms=NOW + 10) is None
+    assert (batcher.held_tokens, batcher.deadline_ms) == (1, NOW + 50)
+    assert batcher.poll(NOW + 49) is None
+    assert batcher.poll(NOW + 50) is not None and batcher.held_tokens == 0
+    # A piece that would overflow a chunk sends the held batch first and waits for the next one.
+    big = tuple(range(messages.MAX_TOKENS_PER_CHUNK))
+    assert batcher.add("c", (3,), now_ms=NOW + 60) is None
+    assert batcher.add("d" * 10, big, now_ms=NOW + 61) is not None
+    assert batcher.held_tokens == len(big)
+    with pytest.raises(SchemaError):
+        TokenBatcher(node, interval_ms=-1)
+
+
+def _answer_then_lie(**timing):
+    """A client that saw: request at NOW, first token at NOW + 100, end at NOW + 1000; and a node whose
+    receipt claims `timing` (started_at_ms / first_token_ms / duration_ms) instead of the truth."""
+    client, node = exchange_pair()
+    client.receive(node.header(), now_ms=NOW + 20)
+    client.receive(node.chunk("a", (1,)), now_ms=NOW + 100)
+    honest = dict(started_at_ms=NOW + 10, first_token_ms=80, duration_ms=950)
+    fields = dict(honest, **timing)
+    end = node.end("stop", tokens_in=7, now_ms=NOW + 960, **fields)
+    return client, lambda: client.receive(end, now_ms=NOW + 1000)
+
+
+def test_receipt_times_that_fit_what_the_client_saw_are_countersigned():
+    tolerance = 5_000  # TIMING_TOLERANCE_MS: clocks a few seconds apart are normal
+    for timing in ({}, {"started_at_ms": NOW - tolerance}, {"duration_ms": 950 + tolerance}):
+        client, receive_end = _answer_then_lie(**timing)
+        receive_end()
+        assert client.countersigned_receipt()
+
+
+@pytest.mark.parametrize(
+    "timing, complaint",
+    [
+        ({"started_at_ms": NOW - 6_000}, "started before the request was signed"),
+        ({"duration_ms": 7_000, "first_token_ms": 80}, "finished after the end arrived"),
+        ({"first_token_ms": 6_000, "duration_ms": 6_000}, "first token after it arrived"),
+        ({"first_token_ms": 951}, "first token after the end"),
+    ],
+)
+def test_client_refuses_receipt_times_it_did_not_see(timing, complaint):
+    """Before, any times were countersigned: a node could claim it was slower (to pass as the advertised
+    model) or started earlier than the request even existed."""
+    client, receive_end = _answer_then_lie(**timing)
+    with pytest.raises(SchemaError, match=complaint):
+        receive_end()
+    with pytest.raises(SchemaError):
+        client.countersigned_receipt()
