@@ -26,6 +26,7 @@ __all__ = [
     "CREDIT_DEBIT_BATCH",
     "EPOCH_ROOT",
     "NODE_BINDING",
+    "NODE_STANDING",
     "STRIKE_DECISION",
     "STRIKE_REPORT",
     "EthAccount",
@@ -253,5 +254,18 @@ STRIKE_REPORT = Struct(  # one validator's finding; StrikeDecision's evidence is
         ("reason", "uint8"),
         ("severity", "uint8"),
         ("evidenceHash", "bytes32"),
+    ),
+)
+NODE_STANDING = Struct(  # one validator's published verdict on a node's sampled answers, for routers
+    "NodeStanding",
+    (
+        ("validator", "address"),
+        ("nodeKey", "bytes32"),
+        ("model", "bytes32"),
+        ("epoch", "uint64"),
+        ("checks", "uint32"),
+        ("failures", "uint32"),
+        ("suspicionMicro", "uint32"),
+        ("status", "uint8"),
     ),
 )

@@ -14,7 +14,9 @@ __all__ = [
     "DHT_PROTOCOL",
     "INFERENCE_PROTOCOL",
     "RECEIPT_PROTOCOL",
+    "REPORTS_TOPIC",
     "SETTLEMENT_TOPIC",
+    "STANDING_TOPIC",
     "STRIKES_TOPIC",
     "attestation_topic",
     "pool_topic",
@@ -31,6 +33,8 @@ DHT_PROTOCOL = "/dolphin/kad/1.0.0"
 # GossipSub topics. Payloads are signed envelopes; per-model topics keep each pool's chatter to itself.
 STRIKES_TOPIC = "/dolphin/strikes/1"
 BANS_TOPIC = "/dolphin/bans/1"
+STANDING_TOPIC = "/dolphin/standing/1"  # validators' NodeStanding verdicts, which routers read
+REPORTS_TOPIC = "/dolphin/reports/1"  # users' UserReports, which validators read
 SETTLEMENT_TOPIC = "/dolphin/settlement/1"
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "CreditDebitSignature",
     "HardwareSummary",
     "InferenceRequest",
+    "NodeStanding",
     "OperatorBinding",
     "PoolAddresses",
     "PoolHeartbeat",
@@ -57,6 +58,7 @@ __all__ = [
     "SettlementSignature",
     "StrikeDecisionSignature",
     "StrikeReport",
+    "UserReport",
     "ValidatorChallenge",
     "eth_sign",
     "eth_signer",
@@ -78,6 +80,15 @@ MAX_CHUNK_TEXT_BYTES = 64 * 1024
 MAX_SIGNED_RECEIPT = 4096
 
 DAY_MS = 24 * 3600 * 1000
+
+# A node's standing with a validator and its uint8 code in the EIP-712 NodeStanding.
+STANDINGS: dict[str, int] = {
+    "good": 1,  # its sampled answers pass
+    "suspect": 2,  # a failed check or a user report: sampled more often, not yet struck
+    "excluded": 3,  # struck: temporarily excluded from routing
+    "banned": 4,  # banned (see BanNotice)
+}
+STANDING = Choice(*STANDINGS)
 
 # Strike reasons and their uint8 codes in the EIP-712 StrikeReport (codes are part of the contract ABI).
 STRIKE_REASONS: dict[str, int] = {
@@ -219,6 +230,59 @@ class StrikeReport(Message, _EthSigned):
             "severity": get("severity"),
             "evidenceHash": get("evidence_hash"),
         }
+
+
+@message("validator.standing", 1)
+class NodeStanding(Message, _EthSigned):
+    """A validator's published verdict on one node, from the answers it sampled: routers prefer nodes in
+    good standing and may require a minimum. `suspicion_micro` is the validator's probability (in
+    millionths) that the node cheats; `checks` and `failures` count its sampled answers this epoch."""
+
+    EIP712 = eth.NODE_STANDING
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = 2 * DAY_MS
+    validator: Annotated[bytes, ADDRESS]
+    node_key: Annotated[bytes, KEY]
+    model: Annotated[bytes, HASH]
+    epoch: Annotated[int, UInt(64)]
+    checks: Annotated[int, UInt(32)]
+    failures: Annotated[int, UInt(32)]
+    suspicion_micro: Annotated[int, UInt(32, max_value=1_000_000)]
+    status: Annotated[str, STANDING]
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    def _check(self) -> None:
+        if self.failures > self.checks:
+            raise SchemaError("NodeStanding.failures cannot exceed checks")
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "validator": get("validator"),
+            "nodeKey": get("node_key"),
+            "model": get("model"),
+            "epoch": get("epoch"),
+            "checks": get("checks"),
+            "failures": get("failures"),
+            "suspicionMicro": get("suspicion_micro"),
+            "status": STANDINGS[get("status")],
+        }
+
+
+@message("validator.user_report", 1)
+class UserReport(Message):
+    """A user's flag on an answer they received, by its request id: validators sample that node more, and a
+    strike that follows rewards `reporter` (an address, or None for no reward). Signed in an envelope by
+    the session key that countersigned `receipt`, which proves the reporter was the client of that answer;
+    the prompt and answer stay private (only the receipt, which holds hashes and counts, travels)."""
+
+    MAX_TTL_MS = 7 * DAY_MS
+    request_id: Annotated[bytes, ID]
+    node_key: Annotated[bytes, KEY]
+    model: Annotated[bytes, HASH]
+    receipt: Annotated[bytes, Bytes(max_size=2 * MAX_SIGNED_RECEIPT)]  # the CountersignedReceipt encoding
+    reason: Annotated[str, Text(1024, min_bytes=1)]
+    reporter: Annotated[bytes | None, Maybe(ADDRESS)] = None
 
 
 @message("validator.strike.decision", 1)

@@ -54,6 +54,8 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["binding"] = dataclasses.replace(
             values["binding"], peer_id_hash=eth.keccak256(values["peer_id"])
         )
+    if cls is messages.NodeStanding:
+        values["failures"] = min(values["failures"], values["checks"])
     if cls is messages.CreditDebitSignature:
         count = min(len(values["users"]), len(values["amounts"]))
         values["users"], values["amounts"] = values["users"][:count], values["amounts"][:count]

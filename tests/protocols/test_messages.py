@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from protocols import codec, messages
 from protocols.errors import ProtocolError, SchemaError
 from protocols.schema import decode_message, encode_message, message_types
+from protocols.testing import TEST_DOMAIN, TEST_MODEL, eth_account
 from tests.protocols.strategies import record_strategy
 
 pytestmark = pytest.mark.unit
@@ -178,3 +179,25 @@ def test_uint256_travels_as_32_bytes(proposal):
 
 def test_every_error_is_a_protocol_error():
     assert issubclass(SchemaError, ProtocolError)
+
+
+def test_node_standing_is_signed_by_the_validator_it_names():
+    validator, other = eth_account(1), eth_account(2)
+    fields = dict(
+        validator=validator.address,
+        node_key=b"\x03" * 32,
+        model=TEST_MODEL,
+        epoch=4,
+        checks=10,
+        failures=1,
+        suspicion_micro=20_000,
+        status="suspect",
+    )
+    standing = messages.eth_sign(messages.NodeStanding, validator, TEST_DOMAIN, **fields)
+    decoded = decode_message(encode_message(standing), messages.NodeStanding)
+    assert messages.eth_signer(decoded, TEST_DOMAIN) == validator.address
+    forged = dataclasses.replace(decoded, validator=other.address)
+    with pytest.raises(ProtocolError):
+        messages.eth_signer(forged, TEST_DOMAIN)
+    with pytest.raises(SchemaError, match="failures cannot exceed checks"):
+        dataclasses.replace(decoded, failures=11)
