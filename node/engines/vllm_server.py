@@ -64,6 +64,8 @@ HEALTH_FAILURES = 3  # consecutive unanswered checks after which a running serve
 STABLE_AFTER = 300.0  # seconds up after which the restart delay starts again from the smallest
 LOG_ROTATE_BYTES = 64 * 1024 * 1024
 _LOG_TAIL_LINES = 12
+_LOG_LINE_CHARS = 300
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")  # "pydantic_core...ValidationError: ..."
 
 # Stages of a starting server, recognised in its log, latest first wins (CPU and GPU wording).
 _STAGES = (
@@ -190,15 +192,17 @@ def _free_port() -> int:
 
 
 def _log_tail(log_path: Path, start: int) -> str:
-    """The last lines the server wrote since `start` (a byte offset), errors first if there are any."""
+    """What the server wrote since `start` (a byte offset) that says why it stopped: its last exception
+    and message when it ended on one, else its last lines; long lines cut."""
     try:
         with log_path.open("rb") as file:
             file.seek(start)
             lines = file.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return ""
-    errors = [line for line in lines if re.search(r"Error|error:|Exception|refused|Unsupported", line)]
-    return "\n".join((errors or lines)[-_LOG_TAIL_LINES:])
+    raised = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    tail = lines[raised[-1] :] if raised else lines
+    return "\n".join(line[:_LOG_LINE_CHARS] for line in tail[-_LOG_TAIL_LINES:])
 
 
 class _LogReader:

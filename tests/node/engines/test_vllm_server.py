@@ -65,15 +65,18 @@ async def test_a_missing_venv_says_how_to_make_it(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.trio
 async def test_a_model_vllm_refuses_fails_the_start_with_the_servers_reason(tiny_model_dir, tmp_path):
-    # The same weights read as 4 heads of 16: a head size vLLM's CPU attention does not support.
-    refused = tmp_path / "head16"
+    # An architecture vLLM does not know: the server exits while starting, saying so in its log.
+    refused = tmp_path / "unknown"
     shutil.copytree(tiny_model_dir, refused)
     config = json.loads((refused / "config.json").read_text())
-    config.update(num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    config["architectures"] = ["DolphinNoSuchModelForCausalLM"]
     (refused / "config.json").write_text(json.dumps(config))
     stages: list[str] = []
     started = time.monotonic()
-    with trio.fail_after(240), pytest.raises(VllmServerError, match="head_dim=16") as failure:
+    with (
+        trio.fail_after(240),
+        pytest.raises(VllmServerError, match="DolphinNoSuchModelForCausalLM") as failure,
+    ):
         async with open_vllm_engine(
             refused,
             log_dir=tmp_path,
