@@ -3,12 +3,13 @@ directly over HTTP and through the `VllmEngine` adapter, and the adapter's overh
 
 Direct: the benchmark's own httpx client streams `/v1/completions` with the prompt as token ids and the
 same parameters the engine sends (token ids, chosen-token logprobs), decoding each event's JSON as any
-client must. Adapter: `VllmEngine.generate` with the chat messages, so its extra `/tokenize` round trip and
-`Piece` building count against it. Both use the same supervised server on the tiny model (its answers to
-these prompts run to the full length, so every stream decodes the same number of tokens), alternating
-direct and adapter rounds so drift on the shared machine hits both; each figure is the median of its rounds.
-The server, the client and other work share two cores here: absolute numbers are pessimistic, the ratio is
-the point. Also recorded: the server's ready time (start to `/health`) and its resident memory.
+client must. Adapter: `VllmEngine.generate` with the same prompt ids (its per-token cost: building
+`Piece`s), and with the chat messages (adding its `/tokenize` round trip per request). All three use one
+supervised server on the tiny model (its answer to the prompt runs past the length asked, so every stream
+decodes the same number of tokens); each round rotates the order of the three so drift on the shared
+machine hits all, and each figure is the median of its rounds. The server, the client and other work
+share two cores here: absolute numbers are pessimistic, the ratios are the point. Also recorded: the
+server's ready time (start to `/health`) and its resident memory.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from node.engines.vllm_server import VllmSettings, open_vllm_engine
 from node.models import build_tiny_model
 
 STREAMS = (1, 16)
-ROUNDS = 3
+ROUNDS = 5
 MAX_TOKENS = 128
 PROMPT = "Hello!"  # the tiny model's greedy answer runs past MAX_TOKENS without an end-of-sequence token
 SETTINGS = VllmSettings(cpu_threads_bind="nobind", max_num_seqs=32)
@@ -72,11 +73,10 @@ async def _direct_stream(client: httpx.AsyncClient, model: str, prompt_ids: list
     return first or 0.0, tokens
 
 
-async def _adapter_stream(engine, messages: tuple[ChatTurn, ...]) -> tuple[float, int]:
+async def _adapter_stream(engine, request: GenerationRequest) -> tuple[float, int]:
     """One answer through `VllmEngine.generate`: (seconds to first token, tokens)."""
     started = time.perf_counter()
     first, tokens = None, 0
-    request = GenerationRequest(messages=messages, max_tokens=MAX_TOKENS)
     async with aclosing(engine.generate(request)) as pieces:
         async for piece in pieces:
             tokens += len(piece.token_ids)
@@ -119,23 +119,37 @@ async def _measure(model_dir: Path, log_dir: Path) -> dict:
             "ready_s": round(ready_s, 1),
             "server_rss_mib": _group_rss_mib(engine.server.pid),
         }
+        by_chat = GenerationRequest(messages=messages, max_tokens=MAX_TOKENS)
+        by_ids = GenerationRequest(prompt_ids=tuple(prompt_ids), max_tokens=MAX_TOKENS)
         async with httpx.AsyncClient(base_url=engine.url, timeout=300, trust_env=False) as client:
-            await _round(2, lambda: _direct_stream(client, engine.model, prompt_ids))  # warm-up
+            ways = {
+                "direct": lambda: _direct_stream(client, engine.model, prompt_ids),
+                "adapter_prompt_ids": lambda: _adapter_stream(engine, by_ids),
+                "adapter_chat": lambda: _adapter_stream(engine, by_chat),
+            }
+            await _round(2, ways["direct"])  # warm-up
             for streams in STREAMS:
-                direct, adapter = [], []
-                for _ in range(ROUNDS):
-                    direct.append(
-                        await _round(streams, lambda: _direct_stream(client, engine.model, prompt_ids))
-                    )
-                    adapter.append(await _round(streams, lambda: _adapter_stream(engine, messages)))
-                direct_median, adapter_median = _median_of(direct), _median_of(adapter)
+                rounds: dict[str, list[dict]] = {name: [] for name in ways}
+                for index in range(ROUNDS):
+                    names = list(ways)
+                    for name in names[index % 3 :] + names[: index % 3]:  # rotate: drift hits every way
+                        rounds[name].append(await _round(streams, ways[name]))
+                medians = {name: _median_of(samples) for name, samples in rounds.items()}
+                direct = medians["direct"]
                 results[f"streams_{streams}"] = {
-                    "direct": direct_median,
-                    "adapter": adapter_median,
-                    "adapter_over_direct_tokens_per_s": round(
-                        adapter_median["tokens_per_s"] / direct_median["tokens_per_s"], 3
-                    ),
-                    "adapter_added_ttft_ms": round(adapter_median["ttft_ms"] - direct_median["ttft_ms"], 1),
+                    **medians,
+                    **{
+                        f"{name}_over_direct_tokens_per_s": round(
+                            m["tokens_per_s"] / direct["tokens_per_s"], 3
+                        )
+                        for name, m in medians.items()
+                        if name != "direct"
+                    },
+                    **{
+                        f"{name}_added_ttft_ms": round(m["ttft_ms"] - direct["ttft_ms"], 1)
+                        for name, m in medians.items()
+                        if name != "direct"
+                    },
                 }
         return results
 
@@ -148,11 +162,13 @@ def _plot(results: dict, path: Path) -> None:
 
     labels = [f"{s} stream{'s' if s > 1 else ''}" for s in STREAMS]
     direct = [results[f"streams_{s}"]["direct"]["tokens_per_s"] for s in STREAMS]
-    adapter = [results[f"streams_{s}"]["adapter"]["tokens_per_s"] for s in STREAMS]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    by_ids = [results[f"streams_{s}"]["adapter_prompt_ids"]["tokens_per_s"] for s in STREAMS]
+    by_chat = [results[f"streams_{s}"]["adapter_chat"]["tokens_per_s"] for s in STREAMS]
+    figure, axes = plt.subplots(figsize=(7, 4))
     positions = range(len(STREAMS))
-    axes.bar([p - 0.2 for p in positions], direct, width=0.4, label="HTTP directly")
-    axes.bar([p + 0.2 for p in positions], adapter, width=0.4, label="VllmEngine adapter")
+    axes.bar([p - 0.27 for p in positions], direct, width=0.27, label="HTTP directly (prompt ids)")
+    axes.bar(list(positions), by_ids, width=0.27, label="VllmEngine (prompt ids)")
+    axes.bar([p + 0.27 for p in positions], by_chat, width=0.27, label="VllmEngine (chat, + /tokenize)")
     axes.set_xticks(list(positions), labels)
     axes.set_ylabel("decode tokens/s (all streams)")
     axes.set_title(f"{results['engine']}, tiny model, {MAX_TOKENS} tokens per answer")
