@@ -14,7 +14,8 @@ by `make vllm`) as a separate process group that this module starts, watches and
   doubles from `restart_delay` up to `max_restart_delay`, and resets once a server has stayed up for
   `STABLE_AFTER` seconds. A server that never got ready the first time is not retried: its failure is
   raised with the end of its log (a model it refuses, a missing venv), since retrying would not change it.
-- stop: SIGTERM to the process group, SIGKILL after `stop_timeout` seconds.
+- stop: SIGTERM to the process group, SIGKILL after `stop_timeout` seconds. A pid file beside the log
+  lets the next start kill a server whose supervisor died without stopping it (`kill -9` of the daemon).
 
 `start_vllm_engine(nursery, ...)` / `open_vllm_engine(...)` are what `dolphin node --engine vllm` calls;
 with `server_url` (`--engine-url`) they attach to a server someone else runs and supervise nothing.
@@ -242,6 +243,26 @@ class _Supervisor:
         self.server = VllmServer(url=f"http://127.0.0.1:{self.port}", log_path=log_path)
         self.http = httpx.AsyncClient(base_url=self.server.url, timeout=10.0, trust_env=False)
 
+    @property
+    def _pid_path(self) -> Path:
+        return self.server.log_path.with_suffix(".pid")
+
+    async def _stop_orphan(self) -> None:
+        """Kill a server a previous run left behind (the daemon was killed with -9 and its server, in its
+        own session, lived on holding memory): the pid file beside the log names its process group."""
+        try:
+            pgid = int(self._pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"vllm.entrypoints.openai.api_server" not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping a vLLM server (pid %d) left running by a previous run", pgid)
+        _signal_group(pgid, signal.SIGKILL)
+        with trio.move_on_after(10):
+            while _group_alive(pgid):
+                await trio.sleep(0.1)
+
     def _open_log(self) -> tuple[int, int]:
         """Open the log for appending (rotated when large) with a header line; (fd, offset after header)."""
         path = self.server.log_path
@@ -262,6 +283,7 @@ class _Supervisor:
                 "and `pip install vllm` there (GPU)"
             )
         command = vllm_server_command(self.model_dir, self.port, self.settings)
+        await self._stop_orphan()
         fd, offset = self._open_log()
         try:
             process = await trio.lowlevel.open_process(
@@ -275,6 +297,7 @@ class _Supervisor:
         finally:
             os.close(fd)
         self.server.pid = process.pid
+        self._pid_path.write_text(f"{process.pid}\n")
         self.server.starts += 1
         log.info(
             "vLLM server starting (pid %d, port %d, log %s)", process.pid, self.port, self.server.log_path
@@ -349,6 +372,7 @@ class _Supervisor:
                 while _group_alive(process.pid):
                     await trio.sleep(0.1)
         self.server.pid = None
+        self._pid_path.unlink(missing_ok=True)
 
     async def run(self, *, task_status: trio.TaskStatus[VllmServer] = trio.TASK_STATUS_IGNORED) -> None:
         delay = self.settings.restart_delay

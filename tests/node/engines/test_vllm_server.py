@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 import trio
@@ -71,22 +75,43 @@ async def test_a_model_vllm_refuses_fails_the_start_with_the_servers_reason(tiny
     config = json.loads((refused / "config.json").read_text())
     config["architectures"] = ["DolphinNoSuchModelForCausalLM"]
     (refused / "config.json").write_text(json.dumps(config))
-    stages: list[str] = []
-    started = time.monotonic()
-    with (
-        trio.fail_after(240),
-        pytest.raises(VllmServerError, match="DolphinNoSuchModelForCausalLM") as failure,
-    ):
-        async with open_vllm_engine(
-            refused,
-            log_dir=tmp_path,
-            settings=TEST_SETTINGS,
-            on_progress=lambda stage, _: stages.append(stage),
+    # A server left running by a daemon killed with -9 (a stand-in with the server's command line): the
+    # next start finds it through the pid file and kills it first.
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(300)' vllm.entrypoints.openai.api_server"
+    spawned = subprocess.run(  # through a shell that exits at once, so init adopts it, as after kill -9
+        ["sh", "-c", f"setsid {sleeper} >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = int(spawned.stdout)  # its own session and process group (once setsid ran), like our servers
+    deadline = time.monotonic() + 10
+    while os.getpgid(orphan) != orphan and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.getpgid(orphan) == orphan
+    (tmp_path / "vllm-server.pid").write_text(f"{orphan}\n")
+    try:
+        stages: list[str] = []
+        started = time.monotonic()
+        with (
+            trio.fail_after(240),
+            pytest.raises(VllmServerError, match="DolphinNoSuchModelForCausalLM") as failure,
         ):
-            pytest.fail("the server should not have started")
+            async with open_vllm_engine(
+                refused,
+                log_dir=tmp_path,
+                settings=TEST_SETTINGS,
+                on_progress=lambda stage, _: stages.append(stage),
+            ):
+                pytest.fail("the server should not have started")
+        assert not process_group_alive(orphan) and not Path(f"/proc/{orphan}").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orphan, signal.SIGKILL)
     assert "exited with code" in str(failure.value)
     assert stages[0] == "starting the process"
     assert (tmp_path / "vllm-server.log").is_file()
+    assert not (tmp_path / "vllm-server.pid").exists()
     print(f"refused start reported after {time.monotonic() - started:.0f} s")
 
 
