@@ -7,9 +7,10 @@ client must. Adapter: `VllmEngine.generate` with the same prompt ids (its per-to
 `Piece`s), and with the chat messages (adding its `/tokenize` round trip per request). All three use one
 supervised server on the tiny model (its answer to the prompt runs past the length asked, so every stream
 decodes the same number of tokens); each round rotates the order of the three so drift on the shared
-machine hits all, and each figure is the median of its rounds. The server, the client and other work
-share two cores here: absolute numbers are pessimistic, the ratios are the point. Also recorded: the
-server's ready time (start to `/health`) and its resident memory.
+machine hits all, and each figure is the median of its rounds. Time to first token is also measured one
+request at a time (`ttft_alone_ms`), where the adapter's own share is visible. The server, the client
+and other work share two cores here: absolute numbers are pessimistic, the ratios are the point. Also
+recorded: the server's ready time (start to `/health`) and its resident memory.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from node.models import build_tiny_model
 
 STREAMS = (1, 16)
 ROUNDS = 5
+TTFT_SAMPLES = 15
 MAX_TOKENS = 128
 PROMPT = "Hello!"  # the tiny model's greedy answer runs past MAX_TOKENS without an end-of-sequence token
 SETTINGS = VllmSettings(cpu_threads_bind="nobind", max_num_seqs=32)
@@ -128,6 +130,15 @@ async def _measure(model_dir: Path, log_dir: Path) -> dict:
                 "adapter_chat": lambda: _adapter_stream(engine, by_chat),
             }
             await _round(2, ways["direct"])  # warm-up
+            # Time to first token alone, one request at a time, the three ways interleaved: what the
+            # adapter adds to a request's latency without the noise of 16 streams on two cores.
+            alone: dict[str, list[float]] = {name: [] for name in ways}
+            for _ in range(TTFT_SAMPLES):
+                for name, way in ways.items():
+                    alone[name].append((await way())[0])
+            results["ttft_alone_ms"] = {
+                name: round(1000 * statistics.median(samples), 1) for name, samples in alone.items()
+            }
             for streams in STREAMS:
                 rounds: dict[str, list[dict]] = {name: [] for name in ways}
                 for index in range(ROUNDS):
