@@ -248,7 +248,8 @@ async def test_leaving_generate_early_aborts_the_request_on_the_server(engine, v
 @pytest.mark.trio
 async def test_local_requests_go_ahead_of_queued_network_requests(engine):
     """With the server's 4 slots busy and more long answers queued, two network requests and then a local
-    one arrive: the local one, last in, gets its first token before either network request."""
+    one arrive: the local one, last in, gets its first token before either network request (vLLM runs
+    with `--scheduling-policy priority`; the engine sends `GenerationRequest.priority`)."""
     first_tokens: list[str] = []
 
     async def ask(label: str, priority: int) -> None:
@@ -265,7 +266,13 @@ async def test_local_requests_go_ahead_of_queued_network_requests(engine):
                 await engine.refresh_load()
 
     async with trio.open_nursery() as nursery:
-        filler = GenerationRequest(messages=(ChatTurn("user", "Hello!"),), max_tokens=800)
+        # Fillers rank between local and network requests, so the network requests queue behind every
+        # filler however their arrivals interleave: nothing but a local request can overtake them.
+        filler = GenerationRequest(
+            messages=(ChatTurn("user", "Hello!"),),
+            max_tokens=800,
+            priority=(Priority.LOCAL + Priority.NETWORK) // 2,
+        )
         for _ in range(12):
             nursery.start_soon(_answer, engine, filler)
         await wait_until_waiting(4)
