@@ -355,10 +355,10 @@ class _Supervisor:
             if failures >= HEALTH_FAILURES:
                 return f"stopped answering /health ({failures} checks in a row)"
 
-    async def _stop(self, process: trio.Process, *, graceful: bool) -> None:
-        """End the server's whole process group: SIGTERM first when `graceful`, SIGKILL for what is left."""
+    async def _stop(self, process: trio.Process) -> None:
+        """End the server's whole process group: SIGTERM while it runs, SIGKILL for what is left."""
         with trio.CancelScope(shield=True):
-            if graceful and process.returncode is None:
+            if process.returncode is None:
                 _signal_group(process.pid, signal.SIGTERM)
                 with trio.move_on_after(self.settings.stop_timeout):
                     await process.wait()
@@ -397,7 +397,7 @@ class _Supervisor:
                 finally:
                     self.server.ready = False
                     self.server._ready_event = trio.Event()
-                    await self._stop(process, graceful=True)
+                    await self._stop(process)
                 if time.monotonic() - up_since > STABLE_AFTER:
                     delay = self.settings.restart_delay
                 self.server.last_exit = why
