@@ -255,18 +255,27 @@ def test_a_non_dev_chain_needs_a_real_payment_token_and_named_powers(tmp_path):
             )  # fmt: skip
         assert w3.eth.block_number == block  # refused before sending anything
 
-        # The "real" stablecoin: a token that exists before the deployment, held by the deployer.
+        # The "real" stablecoin and Uniswap: contracts that exist before the deployment.
         deployer = Account.from_key(dev.private_keys[0])
         token = deploy_contract(w3, deployer, "LocalStablecoin")
         params = DeployParams()
         send(w3, deployer, token.functions.mint(deployer.address, params.pool_usd), "funding the deployer")
+        uniswap = "@uniswap/v2-core/build/UniswapV2Factory.json", "@uniswap/v2-periphery/build/WETH9.json"
+        factory = deploy_contract(w3, deployer, "F", deployer.address, artifact=load_npm_artifact(uniswap[0]))
+        weth = deploy_contract(w3, deployer, "W", artifact=load_npm_artifact(uniswap[1]))
+        router = deploy_contract(
+            w3, deployer, "R", factory.address, weth.address,
+            artifact=load_npm_artifact("@uniswap/v2-periphery/build/UniswapV2Router02.json"),
+        )  # fmt: skip
         keeper, guardian = (Account.from_key(k).address for k in dev.private_keys[1:3])
         deployment = deploy_system(
             w3, dev.private_keys[0], genesis_validators=GENESIS, payment_token=token.address, keeper=keeper,
-            guardian=guardian, path=tmp_path / "deployment.json",
+            guardian=guardian, uniswap_router=router.address, path=tmp_path / "deployment.json",
         )  # fmt: skip
         reader = ChainClient(dev.rpc_url, deployment)
         assert deployment.address("PaymentToken") == token.address
+        assert deployment.address("UniswapV2Factory") == factory.address
+        assert reader.call("Buyback", "router") == router.address
         assert (deployment.keeper, deployment.guardian) == (keeper, guardian)
         assert reader.call("Credits", "token") == token.address
         assert reader.call("Buyback", "paymentToken") == token.address
