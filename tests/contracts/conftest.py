@@ -285,8 +285,16 @@ class ChainStateMachine(RuleBasedStateMachine):
     Brownie 1.22: its mypyc build rejects the machine class it generates, "_BrownieStateMachine object
     expected".) Subclasses get their contracts as class attributes from `bind`."""
 
+    examples = 0
+
     def __init__(self):
         brownie.chain.revert()
+        # A head block of its own time per example: a transaction that derives its deadline from the head
+        # (a signed batch, a root) never repeats, byte for byte, one an earlier example sent, which Brownie
+        # would report as "dropped" (its hash is known already) even from a node-held account.
+        ChainStateMachine.examples += 1
+        brownie.chain.sleep(ChainStateMachine.examples)
+        brownie.chain.mine()
         super().__init__()
 
     @classmethod

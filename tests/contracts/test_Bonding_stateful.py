@@ -224,5 +224,5 @@ def test_bonding_state_machine(pod, stkpod, bonding, slashing, treasury, validat
         validators=validators,
         reporter=accounts[8],
     )
-    run_chain_state_machine(machine, max_examples=25, steps=20)
+    run_chain_state_machine(machine, max_examples=20, steps=20)
     assert machine.slashes > 0 and machine.withdrawals > 0

@@ -563,4 +563,4 @@ def test_stateful_claims_are_bounded_and_the_pool_solvent(fresh_distributor, pod
     machine = ClaimsBounded.bind(
         distributor=tight, pod=pod, validators=validators, earners=earners, rewards_pool=rewards_pool
     )
-    run_chain_state_machine(machine, max_examples=30, steps=15)
+    run_chain_state_machine(machine, max_examples=25, steps=15)
