@@ -8,12 +8,13 @@ the reward engine.
 - artifacts:    compiled contract artifacts (Brownie's build, Uniswap's npm packages)
 - transactions: connecting to a node, retried reads, transactions sent once, reverts decoded
 - deploy:       deploying and wiring the whole system; the deployment file every command reads
-- client:       ChainClient, what operators, validators and users do on chain, with hints on reverts
+- client:       ChainClient, what operators, validators and users do on chain, with hints on reverts;
+                ValidatorSet, the elected set as ValidatorQuorum holds it and epoch roots sign it
 - snapshot:     an epoch's on-chain inputs (bonds, nodes, slashes, parameters) for the reward engine
 - testing:      test doubles: a deployed dev chain, time travel, an unserved RPC URL
 """
 
-from chain.client import ChainClient, ClientError, ExplainedRevert
+from chain.client import ChainClient, ClientError, ExplainedRevert, ValidatorSet
 from chain.deploy import Deployment, DeploymentError, DeploymentExists, deploy_system, load_deployment
 from chain.errors import ChainError, MerkleError, RewardsInputError, RewardsParamsError
 from chain.snapshot import SnapshotError, epoch_inputs, read_snapshot
@@ -33,6 +34,7 @@ __all__ = [
     "RewardsParamsError",
     "SnapshotError",
     "TransactionFailed",
+    "ValidatorSet",
     "deploy_system",
     "epoch_inputs",
     "load_deployment",

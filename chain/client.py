@@ -31,7 +31,8 @@ _LAST_FORMATTABLE_TIME = 253402300799
 # Contract name in the deployment -> artifact holding its ABI.
 _BINDINGS: Mapping[str, Callable[[], Any]] = {
     "POD": lambda: load_artifact("POD"),
-    "LocalStablecoin": lambda: load_artifact("LocalStablecoin"),
+    # Any ERC-20: LocalStablecoin's ABI is the standard one plus a faucet only the dev chain's token has.
+    "PaymentToken": lambda: load_artifact("LocalStablecoin"),
     "StakedPOD": lambda: load_artifact("StakedPOD"),
     "Bonding": lambda: load_artifact("Bonding"),
     "ValidatorQuorum": lambda: load_artifact("ValidatorQuorum"),
@@ -133,21 +134,28 @@ HINTS: Mapping[str, str] = {
     "BondingUnknownRequest": "No open unbond request {0} (withdrawn already?): see `dolphin chain status`.",
     "BondingNotRequestOwner": "Unbond request {0} belongs to another account: withdraw it with that key.",
     "BondingStillThawing": "Unbond request {0} thaws until {t1}: run `dolphin chain withdraw` after that.",
-    "BondingBelowValidatorMinimum": (
+    "ValidatorQuorumBelowMinimumBond": (
         "Validators need an active bond worth {p2} POD; yours is worth {p1}: bond more with "
         "`dolphin chain bond AMOUNT`, then join."
     ),
-    "BondingMembershipUnchanged": "Nothing to do: the account is already in that state (joined: {1}).",
+    "ValidatorQuorumMembershipUnchanged": "Nothing to do: the account is already so (joined: {1}).",
     "BondingNodeAlreadyRegistered": "This node is already registered to the account.",
     "BondingNodeNotRegistered": "This account registered no such node.",
     "BondingInvalidSignature": "The NodeBinding signature is not the operator's: sign with that key.",
     "BondingInvalidPeerId": "A zero peer id hash names no node.",
-    "ValidatorQuorumNoValidators": "No validator has weight yet: validators must bond and join first.",
+    "ValidatorQuorumNoValidators": "The validator set has no weight left to decide this with.",
     "ValidatorQuorumNotReached": (
-        "The signers hold {0} of the {1} validator weight needed: collect more validator signatures."
+        "The signers hold {0} of the {1} validator weight needed: collect more signatures from members of "
+        "the current set (`dolphin chain validators show`)."
     ),
     "ValidatorQuorumSignersNotAscending": "Give each validator's signature once, ordered by signer address.",
-    "ValidatorQuorumNotValidator": "{0} is not a validator (no weight): drop its signature.",
+    "ValidatorQuorumSetNotAscending": "List the next validator set once each, ascending by address.",
+    "ValidatorQuorumInvalidSetSize": "A validator set has 1 to 100 members, each with one weight.",
+    "ValidatorQuorumZeroWeight": "{0} was given a zero weight: every member of a set needs a positive one.",
+    "ValidatorQuorumNoEligibleMember": (
+        "None of the next set of epoch {0} has joined with the minimum bond: sign a set of eligible "
+        "validators."
+    ),
     "RewardsDistributorInvalidProof": (
         "The proof does not match the active rewards root: use the rewards tree of the active epoch "
         "(`dolphin chain status` shows its root)."
@@ -155,6 +163,18 @@ HINTS: Mapping[str, str] = {
     "RewardsDistributorRootLocked": "The root of epoch {0} can be activated from {t1}.",
     "RewardsDistributorRootNotPending": "Epoch {0} has no pending root (not proposed, revoked or activated).",
     "RewardsDistributorExpired": "The signatures expired at {t0}: have the validators sign a new deadline.",
+    "RewardsDistributorDeadlineTooFar": "Signatures may live at most 7 days: sign a deadline before {t1}.",
+    "RewardsDistributorValidatorSetMismatch": (
+        "Epoch {0}'s root was signed with another next validator set: activate it with the set from its "
+        "RootProposed event."
+    ),
+    "RewardsDistributorUnderfunded": (
+        "The rewards pool holds {p1} POD but the root still owes {p0}: fund the pool before activating."
+    ),
+    "RewardsDistributorTotalExceeded": (
+        "Claims would total {p0} POD, past the active root's signed total of {p1}: the tree does not match "
+        "its root's total; ask the settlers."
+    ),
     "RewardsDistributorEpochAlreadyProposed": "A root for epoch {0} was proposed already.",
     "RewardsDistributorEpochNotNewer": "Epoch {0} is not after the active epoch {1}.",
     "RewardsDistributorTotalDecreased": "Cumulative totals never fall: the new total {0} is below {1}.",
@@ -211,13 +231,48 @@ class AccountStatus:
     unbond_requests: tuple[tuple[int, int, int], ...]
     """(request id, unlock time, shares) of every open unbond request."""
     validator_joined: bool
+    """Opted in to being elected (ValidatorQuorum.joinValidators)."""
     validator_weight: int
+    """Weight in the current validator set (0: not a member)."""
     credit: int
     credit_withdrawal: tuple[int, int]
     """(amount, unlock time) of the pending credits withdrawal; zeros when none."""
     rewards_claimed: int
     active_root: tuple[int, str, int]
     """(epoch, root hex, cumulative total) that claims are proven against."""
+
+
+@dataclass(frozen=True)
+class ValidatorSet:
+    """A validator set as ValidatorQuorum holds it and EpochRoot signs it: members ascending by address,
+    weights in stkPOD shares, and the epoch whose root installed it (0: the genesis set)."""
+
+    members: tuple[str, ...]
+    weights: tuple[int, ...]
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.members or len(self.members) != len(self.weights):
+            raise ClientError("a validator set names at least one member, each with one weight")
+        keys = [int(m, 16) for m in self.members]
+        if keys != sorted(set(keys)) or any(w <= 0 for w in self.weights):
+            raise ClientError(
+                "a validator set lists distinct members in ascending order with positive weights"
+            )
+
+    @classmethod
+    def of(cls, weights: Mapping[str, int], epoch: int = 0) -> ValidatorSet:
+        """The set of `weights` ({address: weight}), put in the contract's order."""
+        ordered = sorted(((checked_address(a), w) for a, w in weights.items()), key=lambda i: int(i[0], 16))
+        return cls(tuple(a for a, _ in ordered), tuple(w for _, w in ordered), epoch)
+
+    @property
+    def total(self) -> int:
+        return sum(self.weights)
+
+    def typed_values(self) -> dict[str, Any]:
+        """The `validators` and `weights` fields of an EIP-712 EpochRoot."""
+        return {"validators": [bytes.fromhex(m[2:]) for m in self.members], "weights": list(self.weights)}
 
 
 @dataclass(frozen=True)
@@ -263,12 +318,18 @@ class ChainClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def call(self, contract: str, function: str, *args: Any, block: int | str = "latest") -> Any:
-        """A view call, retried while the node does not answer; reverts come back explained."""
+    def call(
+        self, contract: str, function: str, *args: Any, block: int | str = "latest", sender: str | None = None
+    ) -> Any:
+        """A view call (or a simulated transaction from `sender`), retried while the node does not answer;
+        reverts come back explained."""
         bound = getattr(self.contracts[contract].functions, function)(*args)
+        options = {"from": sender} if sender else {}
         return self._explained(
             lambda: read(
-                lambda: bound.call(block_identifier=block), f"{contract}.{function}", rpc_url=self.rpc_url
+                lambda: bound.call(options, block_identifier=block),
+                f"{contract}.{function}",
+                rpc_url=self.rpc_url,
             )
         )
 
@@ -398,12 +459,19 @@ class ChainClient:
         return [self.withdraw_unbonded(request_id)[0] for request_id, _, _ in thawed]
 
     def join_validators(self) -> int:
-        """Opt in to validating; returns the validator weight gained."""
-        self.transact("Bonding", "joinValidators")
-        return self.call("Bonding", "validatorWeight", self.address)
+        """Opt in to being elected validator; returns the active bond (stkPOD shares) an election weighs."""
+        self.transact("ValidatorQuorum", "joinValidators")
+        return self.call("Bonding", "activeBondOf", self.address)
 
     def leave_validators(self) -> None:
-        self.transact("Bonding", "leaveValidators")
+        """Opt out of being elected (a member stays in the current set until the next one is installed)."""
+        self.transact("ValidatorQuorum", "leaveValidators")
+
+    def validator_set(self, block: int | str = "latest") -> ValidatorSet:
+        """The current validator set: members, weights and the epoch whose root installed it."""
+        members, weights = self.call("ValidatorQuorum", "validators", block=block)
+        epoch = self.call("ValidatorQuorum", "validatorSetEpoch", block=block)
+        return ValidatorSet(tuple(members), tuple(weights), epoch)
 
     def register_node(self, peer_id_hash: bytes) -> None:
         """Bind the node whose libp2p peer id hashes to `peer_id_hash` to this (operator) account."""
@@ -441,23 +509,37 @@ class ChainClient:
             bytes.fromhex(self.deployment.address(contract)[2:]),
         )
 
-    def sign_epoch_root(self, epoch: int, tree: RewardsTree, deadline: int) -> bytes:
-        """This validator's EIP-712 signature of EpochRoot(epoch, tree root, tree total, deadline)."""
+    def sign_epoch_root(
+        self, epoch: int, tree: RewardsTree, deadline: int, next_set: ValidatorSet | None = None
+    ) -> bytes:
+        """This validator's EIP-712 signature of EpochRoot(epoch, tree root, tree total, next set, deadline).
+
+        `next_set` is the validator set the root elects for the following epochs; None carries the current
+        set forward (what settlers sign until the election elects anyone).
+        """
         from protocols.eth import EPOCH_ROOT, EthAccount
 
-        values = {"epoch": epoch, "root": tree.root, "total": tree.total, "deadline": deadline}
+        values = self._epoch_root_values(epoch, tree, deadline, next_set or self.validator_set())
         return EthAccount(bytes(self._signer().key)).sign_typed(
             self.domain("RewardsDistributor"), EPOCH_ROOT, values
         )
 
-    def propose_root(self, epoch: int, tree: RewardsTree, deadline: int, signatures: Sequence[bytes]) -> int:
-        """Relay validators' signatures of EpochRoot(epoch, tree root, total, deadline); returns the time
-        from which the root can be activated. The signatures are put in the quorum's order (ascending
-        signer address, recovered here)."""
+    def propose_root(
+        self,
+        epoch: int,
+        tree: RewardsTree,
+        deadline: int,
+        signatures: Sequence[bytes],
+        next_set: ValidatorSet | None = None,
+    ) -> int:
+        """Relay validators' signatures of EpochRoot (as `sign_epoch_root` made them, with the same
+        `next_set`); returns the time from which the root can be activated. The signatures are put in the
+        quorum's order (ascending signer address, recovered here)."""
         from protocols.errors import ProtocolError
         from protocols.eth import EPOCH_ROOT, recover_digest, typed_digest
 
-        values = {"epoch": epoch, "root": tree.root, "total": tree.total, "deadline": deadline}
+        next_set = next_set or self.validator_set()
+        values = self._epoch_root_values(epoch, tree, deadline, next_set)
         digest = typed_digest(self.domain("RewardsDistributor"), EPOCH_ROOT, values)
         signers = {}
         for signature in signatures:
@@ -466,13 +548,24 @@ class ChainClient:
             except ProtocolError as exc:
                 raise ClientError(f"a signature does not sign this epoch root: {exc}") from exc
         ordered = [signers[signer] for signer in sorted(signers)]
-        receipt = self.transact(
-            "RewardsDistributor", "proposeRoot", epoch, tree.root, tree.total, deadline, ordered
-        )
+        proposal = (epoch, tree.root, tree.total, list(next_set.members), list(next_set.weights), deadline)
+        receipt = self.transact("RewardsDistributor", "proposeRoot", proposal, ordered)
         return self._event_arg(receipt, "RewardsDistributor", "RootProposed", "activatesAt")
 
-    def activate_root(self, epoch: int) -> None:
-        self.transact("RewardsDistributor", "activateRoot", epoch)
+    def activate_root(self, epoch: int) -> ValidatorSet:
+        """Activate the pending root of `epoch`, installing the next validator set it was signed with (read
+        from its RootProposed event); returns that set as installed."""
+        proposed = self.events("RewardsDistributor", "RootProposed", {"epoch": epoch})
+        if not proposed:
+            raise ClientError(f"no root was proposed for epoch {epoch}")
+        args = proposed[-1]["args"]
+        self.transact("RewardsDistributor", "activateRoot", epoch, args["validators"], args["weights"])
+        return self.validator_set()
+
+    @staticmethod
+    def _epoch_root_values(epoch: int, tree: RewardsTree, deadline: int, next_set: ValidatorSet) -> dict:
+        set_values = next_set.typed_values()
+        return {"epoch": epoch, "root": tree.root, "total": tree.total, **set_values, "deadline": deadline}
 
     def claim(self, tree: RewardsTree, *, bonded: bool = False) -> ClaimResult:
         """Claim this account's unclaimed rewards from `tree` (which must be the active root's), as liquid
@@ -498,14 +591,14 @@ class ChainClient:
             receipt = self.transact("RewardsDistributor", "claimBonded", entry.amount, proof)
             args = self._logs(receipt, "RewardsDistributor", "ClaimedBonded")[0]["args"]
             return ClaimResult(args["amount"], True, args["bonus"], args["shares"])
-        receipt = self.transact("RewardsDistributor", "claim", me, entry.amount, proof)
+        receipt = self.transact("RewardsDistributor", "claim", entry.amount, proof)
         return ClaimResult(self._event_arg(receipt, "RewardsDistributor", "Claimed", "amount"), False)
 
     # ------------------------------------------------------------------ credits
 
     def credits_deposit(self, amount: int) -> int:
         """Deposit `amount` payment-token units as credit; returns the new credit."""
-        self._approve("LocalStablecoin", "Credits", amount)
+        self._approve("PaymentToken", "Credits", amount)
         self.transact("Credits", "deposit", amount)
         return self.call("Credits", "creditOf", self.address)
 
@@ -540,7 +633,7 @@ class ChainClient:
             chain_time=read(lambda: self.w3.eth.get_block(block)["timestamp"], "reading a block"),
             eth=read(lambda: self.w3.eth.get_balance(who, block), "reading a balance"),
             pod=at("POD", "balanceOf", who),
-            usd=at("LocalStablecoin", "balanceOf", who),
+            usd=at("PaymentToken", "balanceOf", who),
             staked_shares=shares,
             staked_value=at("StakedPOD", "convertToAssets", shares),
             cooldown_start=start,
@@ -549,8 +642,8 @@ class ChainClient:
             active_bond_value=at("StakedPOD", "convertToAssets", bond),
             thawing_shares=at("Bonding", "thawingOf", who),
             unbond_requests=tuple(self.unbond_requests(who)),
-            validator_joined=at("Bonding", "hasJoinedValidators", who),
-            validator_weight=at("Bonding", "validatorWeight", who),
+            validator_joined=at("ValidatorQuorum", "hasJoined", who),
+            validator_weight=at("ValidatorQuorum", "weightOf", who),
             credit=at("Credits", "creditOf", who),
             credit_withdrawal=tuple(at("Credits", "withdrawalRequestOf", who)),
             rewards_claimed=at("RewardsDistributor", "claimedOf", who),

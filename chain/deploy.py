@@ -1,11 +1,20 @@
 """Deploying the whole Dolphin system to a chain, and the deployment file every other command reads.
 
-`deploy_system` runs a fixed list of steps: the tokens, Uniswap V2 (factory, WETH9, Router02, from the
-npm packages' artifacts) and the lUSD/POD pair with initial liquidity, governance, staking, bonding,
-quorum, slashing, buyback, credits and rewards, then the role wiring of tests/contracts/conftest.py with
-governance as the end state: every admin role goes to the timelock and the deployer renounces its own,
-so nothing stays owned by a hot key except the buyback keeper and the rewards guardian (a revoker), which
-are named in the file. Finally demo accounts are funded.
+`deploy_system` runs a fixed list of steps: POD, the payment token, the timelock, Uniswap V2 (factory,
+WETH9, Router02 from the npm packages' artifacts, or an existing Router02) and the payment/POD pair with
+initial liquidity, the parameter registry, staking and bonding, the Governor, the validator quorum with its
+genesis set, slashing, buyback, credits and rewards, then the role wiring of tests/contracts/conftest.py
+with governance as the end state: every admin role goes to the timelock and the deployer renounces its own.
+Every power ends with the timelock or a named address: the LP tokens and Uniswap's `feeToSetter` with the
+timelock, the buyback keeper and the rewards guardian (a revoker) as named in the file, the slasher and
+the validator-set installer bound once to the Slashing and RewardsDistributor contracts, for good.
+Finally demo accounts are funded (dev chains only).
+
+On a chain that is not a dev chain (chain id 31337) the deployment refuses to guess: it needs the real
+payment token's address (no LocalStablecoin, whose faucet mints for anyone), a keeper and a guardian
+named explicitly, and no demo accounts. Every chain needs a genesis validator set (see
+contracts/bonding/ValidatorQuorum.sol): the set that signs the first epoch roots until an elected set
+replaces it.
 
 The deployment file (JSON) is written only after the last step succeeded, atomically; its default place
 is `<data dir>/deployment-<chain id>.json` (data dir: --data-dir, $DOLPHIN_DATA_DIR, else ~/.dolphin). It
@@ -25,19 +34,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chain.artifacts import Artifact, load_npm_artifact
+from chain.artifacts import Artifact, load_artifact, load_npm_artifact
+from chain.devchain import DEFAULT_CHAIN_ID
 from chain.errors import ChainError
 from chain.transactions import deploy_contract, read, send, send_value
 
 POD_UNIT = 10**18
 USD_UNIT = 10**6
-DEPLOYMENT_FORMAT = "dolphin-deployment-v1"
+DEPLOYMENT_FORMAT = "dolphin-deployment-v2"
 ZERO_ADDRESS = "0x" + "00" * 20
 
 # The contracts a deployment file names, in deployment order; every one must have code for it to be valid.
 CONTRACT_NAMES = (
     "POD",
-    "LocalStablecoin",
+    "PaymentToken",
     "UniswapV2Factory",
     "WETH9",
     "UniswapV2Router02",
@@ -82,8 +92,11 @@ class DeployParams:
     voting_delay: int = 86400
     voting_period: int = 5 * 86400
     proposal_threshold: int = 1_000_000 * POD_UNIT
-    quorum_percent: int = 4
-    validator_quorum_bps: int = 6_667
+    governor_quorum_bps: int = 50
+    """0.5% of POD's supply (5M POD): sized to what can vote on a young network (on the dev chain, the
+    9M POD of the demo accounts, staked and bonded POD included); governance raises it as POD circulates."""
+    validator_quorum_numerator: int = 2
+    validator_quorum_denominator: int = 3
     twap_window: int = 1800
     max_slippage_bps: int = 300
     max_swap_amount: int = 10_000 * USD_UNIT
@@ -114,6 +127,8 @@ class Deployment:
     params: Mapping[str, int] = field(default_factory=dict)
     first_block: int = 0
     """The block of the deployment's first transaction."""
+    genesis_validators: Mapping[str, int] = field(default_factory=dict)
+    """The genesis validator set and its weights, as installed in ValidatorQuorum."""
 
     def address(self, name: str) -> str:
         try:
@@ -126,6 +141,7 @@ class Deployment:
         document["addresses"] = dict(self.addresses)
         document["demo_accounts"] = list(self.demo_accounts)
         document["params"] = dict(self.params)
+        document["genesis_validators"] = dict(self.genesis_validators)
         return json.dumps(document, indent=1) + "\n"
 
     @classmethod
@@ -145,6 +161,9 @@ class Deployment:
             document["demo_accounts"] = tuple(
                 to_checksum_address(a) for a in document.get("demo_accounts", ())
             )
+            document["genesis_validators"] = {
+                to_checksum_address(a): int(w) for a, w in document.get("genesis_validators", {}).items()
+            }
             return cls(**document)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DeploymentError(
@@ -232,21 +251,31 @@ def deploy_system(
     w3,
     deployer_key: str,
     *,
+    genesis_validators: Sequence[str],
+    genesis_weights: Sequence[int] | None = None,
     path: Path | None = None,
     params: DeployParams = DeployParams(),
     demo_accounts: Sequence[str] = (),
     keeper: str | None = None,
     guardian: str | None = None,
+    payment_token: str | None = None,
+    uniswap_router: str | None = None,
     reuse: bool = False,
     on_step: StepCallback | None = None,
 ) -> Deployment:
     """Deploy and wire every contract from `deployer_key`'s account; write the deployment file to `path`.
 
-    `keeper` (buyback keeper) and `guardian` (may revoke a pending rewards root) default to the deployer.
-    If `path` already records a complete deployment on this chain, raises DeploymentExists, or returns it
-    when `reuse` is set. A failing step raises DeploymentError naming the step, and no file is written.
+    `genesis_validators` (weights `genesis_weights`, default one each) sign epoch roots until an elected set
+    replaces them. `keeper` (buyback keeper) and `guardian` (may revoke a pending rewards root) default to
+    the deployer, `payment_token` to a fresh LocalStablecoin and `uniswap_router` to a fresh Uniswap V2 — on
+    a dev chain only: anywhere else the first three must be named and demo accounts are refused
+    (DeploymentError, before anything is sent). With a given payment token the deployer must hold the pool's
+    initial `pool_usd`. If `path` already records a complete deployment on this chain, raises
+    DeploymentExists, or returns it when `reuse` is set. A failing step raises DeploymentError naming the
+    step, and no file is written.
     """
     from eth_account import Account
+    from web3 import Web3
 
     if path is not None and (found := existing_deployment(w3, path)) is not None:
         if reuse:
@@ -255,9 +284,43 @@ def deploy_system(
             f"this chain already has a Dolphin deployment (recorded in {path}, finished {found.timestamp}); "
             "pass --reuse to use it, or remove the file to deploy again"
         )
+    chain_id = read(lambda: w3.eth.chain_id, "reading the chain id")
+    if chain_id != DEFAULT_CHAIN_ID:
+        missing = [
+            option
+            for option, value in (
+                ("payment token", payment_token),
+                ("keeper", keeper),
+                ("guardian", guardian),
+            )
+            if value is None
+        ]
+        if missing:
+            raise DeploymentError(
+                f"chain {chain_id} is not a dev chain: name the {', '.join(missing)} (a real payment token "
+                "instead of the dev chain's open-mint LocalStablecoin, and the accounts that run the buyback "
+                "and may revoke a rewards root, rather than the deployer's key)"
+            )
+        if demo_accounts:
+            raise DeploymentError(
+                f"chain {chain_id} is not a dev chain: demo accounts are funded on dev chains only"
+            )
+    if demo_accounts and payment_token is not None:
+        raise DeploymentError(
+            "demo accounts are funded with the dev chain's LocalStablecoin: omit the payment token"
+        )
+    genesis = _genesis_set(genesis_validators, genesis_weights)
     account = Account.from_key(deployer_key)
+    named = {"keeper": keeper or account.address, "guardian": guardian or account.address}
     run = _Deployer(
-        w3, account, params, tuple(demo_accounts), keeper or account.address, guardian or account.address
+        w3,
+        account,
+        params,
+        tuple(demo_accounts),
+        named,
+        genesis,
+        Web3.to_checksum_address(payment_token) if payment_token else None,
+        Web3.to_checksum_address(uniswap_router) if uniswap_router else None,
     )
     steps = run.steps()
     first_block = read(lambda: w3.eth.block_number, "reading the block number") + 1
@@ -272,7 +335,7 @@ def deploy_system(
                 "recorded as deployed; fix the cause and run the deploy again"
             ) from exc
     deployment = Deployment(
-        chain_id=read(lambda: w3.eth.chain_id, "reading the chain id"),
+        chain_id=chain_id,
         genesis_hash=genesis_hash(w3),
         block=read(lambda: w3.eth.block_number, "reading the block number"),
         first_block=first_block,
@@ -283,37 +346,82 @@ def deploy_system(
         guardian=run.guardian,
         demo_accounts=run.demo_accounts,
         params=asdict(params),
+        genesis_validators=dict(genesis),
     )
     if path is not None:
         deployment.save(Path(path))
     return deployment
 
 
+def _genesis_set(validators: Sequence[str], weights: Sequence[int] | None) -> dict[str, int]:
+    """The genesis set in ValidatorQuorum's order (ascending address), one weight each by default."""
+    from web3 import Web3
+
+    weights = [1] * len(validators) if weights is None else list(weights)
+    if not validators or len(weights) != len(validators) or any(w <= 0 for w in weights):
+        raise DeploymentError(
+            "name a genesis validator set (at least one address, each with a positive weight): it signs the "
+            "first epoch roots until an elected set replaces it"
+        )
+    genesis: dict[str, int] = {}
+    for address, weight in zip(validators, weights, strict=True):
+        if not Web3.is_address(address):
+            raise DeploymentError(f"genesis validator {address!r} is not an address")
+        genesis[Web3.to_checksum_address(address)] = weight
+    if len(genesis) != len(validators):
+        raise DeploymentError("a genesis validator is named twice")
+    return dict(sorted(genesis.items(), key=lambda item: int(item[0], 16)))
+
+
 class _Deployer:
     """The steps of one deployment, sharing the contracts deployed so far."""
 
-    def __init__(self, w3, account, params: DeployParams, demo_accounts, keeper: str, guardian: str):
+    def __init__(
+        self,
+        w3,
+        account,
+        params: DeployParams,
+        demo_accounts,
+        named: Mapping[str, str],
+        genesis: Mapping[str, int],
+        payment_token: str | None,
+        uniswap_router: str | None,
+    ):
         from web3 import Web3
 
         self.w3 = w3
         self.account = account
         self.params = params
         self.demo_accounts = tuple(Web3.to_checksum_address(a) for a in demo_accounts)
-        self.keeper = Web3.to_checksum_address(keeper)
-        self.guardian = Web3.to_checksum_address(guardian)
+        self.keeper = Web3.to_checksum_address(named["keeper"])
+        self.guardian = Web3.to_checksum_address(named["guardian"])
+        self.genesis = genesis
+        self.payment_token = payment_token
+        self.uniswap_router = uniswap_router
         self.addresses: dict[str, str] = {}
         self.contracts: dict[str, Any] = {}
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        token = (
+            "local payment token (lUSD)"
+            if self.payment_token is None
+            else f"payment token at {self.payment_token}"
+        )
+        uniswap = (
+            "Uniswap V2 factory (fee setter: the timelock), WETH9 and Router02"
+            if self.uniswap_router is None
+            else f"Uniswap V2 Router02 at {self.uniswap_router}"
+        )
         return [
             ("POD token", self.deploy_pod),
-            ("local payment token (lUSD)", lambda: self.deploy("LocalStablecoin")),
-            ("Uniswap V2 factory, WETH9 and Router02", self.deploy_uniswap),
-            ("lUSD/POD pair with initial liquidity", self.add_liquidity),
-            ("timelock and governor", self.deploy_governance),
+            (token, self.deploy_payment_token),
+            ("timelock", self.deploy_timelock),
+            (uniswap, self.deploy_uniswap),
+            ("payment/POD pair with initial liquidity (LP tokens to the timelock)", self.add_liquidity),
             ("parameters registry", lambda: self.deploy("ParamsRegistry", self.addresses["DolphinTimelock"])),
             ("staking vault and bonding", self.deploy_staking),
-            ("validator quorum and slashing", self.deploy_quorum),
+            ("governor (votes: POD, stkPOD and bonded stkPOD)", self.deploy_governor),
+            (f"validator quorum (genesis set of {len(self.genesis)}) and slashing", self.deploy_quorum),
             ("buyback", self.deploy_buyback),
             ("credits", self.deploy_credits),
             ("rewards distributor, funded with the rewards supply", self.deploy_distributor),
@@ -324,11 +432,20 @@ class _Deployer:
 
     # ------------------------------------------------------------------ helpers
 
-    def deploy(self, name: str, *args: Any, artifact: Artifact | None = None) -> Any:
+    def deploy(
+        self, name: str, *args: Any, artifact: Artifact | None = None, as_name: str | None = None
+    ) -> Any:
         contract = deploy_contract(self.w3, self.account, name, *args, artifact=artifact)
-        self.addresses[name] = contract.address
-        self.contracts[name] = contract
+        self.addresses[as_name or name] = contract.address
+        self.contracts[as_name or name] = contract
         return contract
+
+    def bind(self, name: str, address: str, artifact: Artifact) -> None:
+        """Record a contract that already exists at `address`."""
+        if not read(lambda: self.w3.eth.get_code(address), f"reading code of {name}"):
+            raise DeploymentError(f"no contract at {address} (the {name})")
+        self.addresses[name] = address
+        self.contracts[name] = self.w3.eth.contract(address=address, abi=artifact.abi)
 
     def transact(self, name: str, function: str, *args: Any) -> Any:
         call = getattr(self.contracts[name].functions, function)(*args)
@@ -345,9 +462,31 @@ class _Deployer:
         me = self.account.address
         self.deploy("POD", me, self.params.treasury_supply, me, self.params.rewards_supply)
 
+    def deploy_payment_token(self) -> None:
+        if self.payment_token is None:
+            self.deploy("LocalStablecoin", as_name="PaymentToken")
+        else:
+            self.bind("PaymentToken", self.payment_token, load_artifact("LocalStablecoin"))
+
+    def deploy_timelock(self) -> None:
+        # Executors [0x0]: anyone may execute a passed, queued proposal (OpenZeppelin's convention). The
+        # deployer keeps the bootstrap admin role until the Governor is wired, then renounces it.
+        self.deploy("DolphinTimelock", self.params.timelock_delay, [], [ZERO_ADDRESS], self.account.address)
+
     def deploy_uniswap(self) -> None:
-        me = self.account.address
-        self.deploy("UniswapV2Factory", me, artifact=load_npm_artifact(_UNISWAP["UniswapV2Factory"]))
+        if self.uniswap_router is not None:
+            self.bind(
+                "UniswapV2Router02", self.uniswap_router, load_npm_artifact(_UNISWAP["UniswapV2Router02"])
+            )
+            router = self.contracts["UniswapV2Router02"].functions
+            self.bind(
+                "UniswapV2Factory", router.factory().call(), load_npm_artifact(_UNISWAP["UniswapV2Factory"])
+            )
+            self.bind("WETH9", router.WETH().call(), load_npm_artifact(_UNISWAP["WETH9"]))
+            return
+        # The factory's only power, choosing who collects the protocol fee, belongs to governance.
+        timelock = self.addresses["DolphinTimelock"]
+        self.deploy("UniswapV2Factory", timelock, artifact=load_npm_artifact(_UNISWAP["UniswapV2Factory"]))
         self.deploy("WETH9", artifact=load_npm_artifact(_UNISWAP["WETH9"]))
         self.deploy(
             "UniswapV2Router02",
@@ -358,10 +497,18 @@ class _Deployer:
 
     def add_liquidity(self) -> None:
         me, router = self.account.address, self.addresses["UniswapV2Router02"]
-        usd, pod = self.addresses["LocalStablecoin"], self.addresses["POD"]
+        usd, pod = self.addresses["PaymentToken"], self.addresses["POD"]
         p = self.params
-        self.transact("LocalStablecoin", "mint", me, p.pool_usd)
-        self.transact("LocalStablecoin", "approve", router, p.pool_usd)
+        if self.payment_token is None:
+            self.transact("PaymentToken", "mint", me, p.pool_usd)
+        else:
+            held = self.contracts["PaymentToken"].functions.balanceOf(me).call()
+            if held < p.pool_usd:
+                raise DeploymentError(
+                    f"the deployer holds {held} of the payment token's smallest units but the pair's initial "
+                    f"liquidity needs {p.pool_usd}: fund {me} first"
+                )
+        self.transact("PaymentToken", "approve", router, p.pool_usd)
         self.transact("POD", "approve", router, p.pool_pod)
         deadline = self.w3.eth.get_block("latest")["timestamp"] + 3600
         self.transact(
@@ -373,33 +520,13 @@ class _Deployer:
             p.pool_pod,
             p.pool_usd,
             p.pool_pod,
-            me,
+            self.addresses["DolphinTimelock"],  # the LP tokens are the treasury's, not the deployer's
             deadline,
         )
         pair = self.contracts["UniswapV2Factory"].functions.getPair(usd, pod).call()
         self.addresses["UniswapV2Pair"] = pair
         self.contracts["UniswapV2Pair"] = self.w3.eth.contract(
             address=pair, abi=load_npm_artifact(_UNISWAP["UniswapV2Pair"]).abi
-        )
-
-    def deploy_governance(self) -> None:
-        me, p = self.account.address, self.params
-        # Executors [0x0]: anyone may execute a passed, queued proposal (OpenZeppelin's convention).
-        self.deploy("DolphinTimelock", p.timelock_delay, [], [ZERO_ADDRESS], me)
-        timelock = self.addresses["DolphinTimelock"]
-        self.deploy(
-            "DolphinGovernor",
-            self.addresses["POD"],
-            timelock,
-            p.voting_delay,
-            p.voting_period,
-            p.proposal_threshold,
-            p.quorum_percent,
-        )
-        governor = self.addresses["DolphinGovernor"]
-        self.transact("DolphinTimelock", "grantRole", self.role("DolphinTimelock", "PROPOSER_ROLE"), governor)
-        self.transact(
-            "DolphinTimelock", "grantRole", self.role("DolphinTimelock", "CANCELLER_ROLE"), governor
         )
 
     def deploy_staking(self) -> None:
@@ -410,19 +537,50 @@ class _Deployer:
         exempt = self.role("StakedPOD", "COOLDOWN_EXEMPT_ROLE")
         self.transact("StakedPOD", "grantRole", exempt, self.addresses["Bonding"])
 
+    def deploy_governor(self) -> None:
+        a, p, me = self.addresses, self.params, self.account.address
+        self.deploy(
+            "DolphinGovernor",
+            a["POD"],
+            a["StakedPOD"],
+            a["Bonding"],
+            a["DolphinTimelock"],
+            p.voting_delay,
+            p.voting_period,
+            p.proposal_threshold,
+            p.governor_quorum_bps,
+        )
+        governor = a["DolphinGovernor"]
+        self.transact("DolphinTimelock", "grantRole", self.role("DolphinTimelock", "PROPOSER_ROLE"), governor)
+        self.transact(
+            "DolphinTimelock", "grantRole", self.role("DolphinTimelock", "CANCELLER_ROLE"), governor
+        )
+        self.transact(
+            "DolphinTimelock", "renounceRole", self.role("DolphinTimelock", "DEFAULT_ADMIN_ROLE"), me
+        )
+
     def deploy_quorum(self) -> None:
-        me = self.account.address
-        self.deploy("ValidatorQuorum", self.addresses["Bonding"], me, self.params.validator_quorum_bps)
-        self.deploy("Slashing", self.addresses["Bonding"], self.addresses["ValidatorQuorum"], me)
-        slasher = self.role("Bonding", "SLASHER_ROLE")
-        self.transact("Bonding", "grantRole", slasher, self.addresses["Slashing"])
+        a, p, me = self.addresses, self.params, self.account.address
+        self.deploy(
+            "ValidatorQuorum",
+            a["Bonding"],
+            a["ParamsRegistry"],
+            me,
+            p.validator_quorum_numerator,
+            p.validator_quorum_denominator,
+            list(self.genesis),
+            list(self.genesis.values()),
+        )
+        self.deploy("Slashing", a["Bonding"], a["ValidatorQuorum"], me)
+        # Bound once, for good: no governance path can name another slasher.
+        self.transact("Bonding", "bindSlasher", a["Slashing"])
 
     def deploy_buyback(self) -> None:
         a, p = self.addresses, self.params
         self.deploy(
             "Buyback",
             a["UniswapV2Router02"],
-            a["LocalStablecoin"],
+            a["PaymentToken"],
             a["POD"],
             a["StakedPOD"],
             self.account.address,
@@ -436,7 +594,7 @@ class _Deployer:
         a = self.addresses
         self.deploy(
             "Credits",
-            a["LocalStablecoin"],
+            a["PaymentToken"],
             a["ValidatorQuorum"],
             a["Buyback"],
             self.params.credits_withdrawal_delay,
@@ -455,6 +613,8 @@ class _Deployer:
             p.root_delay,
             p.bond_bonus_bps,
         )
+        # Bound once, for good: validator sets change only through activated epoch roots.
+        self.transact("ValidatorQuorum", "bindInstaller", a["RewardsDistributor"])
         self.transact("POD", "transfer", a["RewardsDistributor"], p.rewards_supply)
         if self.guardian != self.account.address:
             revoker = self.role("RewardsDistributor", "REVOKER_ROLE")
@@ -479,15 +639,12 @@ class _Deployer:
                     self.transact(name, "renounceRole", role, me)
             self.transact(name, "grantRole", admin, timelock)
             self.transact(name, "renounceRole", admin, me)
-        self.transact(
-            "DolphinTimelock", "renounceRole", self.role("DolphinTimelock", "DEFAULT_ADMIN_ROLE"), me
-        )
 
     def fund_demo_accounts(self) -> None:
         p = self.params
         for address in self.demo_accounts:
             self.transact("POD", "transfer", address, p.demo_pod)
-            self.transact("LocalStablecoin", "mint", address, p.demo_usd)
+            self.transact("PaymentToken", "mint", address, p.demo_usd)
             balance = self.w3.eth.get_balance(address)
             if balance < p.demo_min_eth:
                 send_value(

@@ -54,6 +54,18 @@ def dev_private_keys(count: int) -> list[str]:
     ]
 
 
+DEV_GENESIS_VALIDATOR_INDICES = (1, 2, 3)
+"""Dev-mnemonic accounts that form a dev chain's genesis validator set: the demo's and tests' validators."""
+
+
+def dev_genesis_validators() -> list[str]:
+    """Addresses of the dev chain's genesis validators (DEV_GENESIS_VALIDATOR_INDICES of the dev mnemonic)."""
+    from eth_account import Account
+
+    keys = dev_private_keys(max(DEV_GENESIS_VALIDATOR_INDICES) + 1)
+    return [Account.from_key(keys[i]).address for i in DEV_GENESIS_VALIDATOR_INDICES]
+
+
 @dataclass(frozen=True)
 class DevChain:
     rpc_url: str

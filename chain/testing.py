@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from chain.deploy import Deployment, deploy_system, deployment_path
-from chain.devchain import DevChain, open_devchain
+from chain.devchain import DevChain, dev_genesis_validators, open_devchain
 from chain.transactions import connect
 
 
 @dataclass(frozen=True)
 class DeployedChain:
-    """An Anvil chain with the whole system deployed by its first key; the others are funded demo accounts."""
+    """An Anvil chain with the whole system deployed by its first key; the others are funded demo accounts,
+    the dev genesis validators (keys 1, 2 and 3) among them."""
 
     dev: DevChain
     w3: Any
@@ -45,7 +46,13 @@ def open_deployed_chain(data_dir: Path, *, accounts: int = 10) -> Iterator[Deplo
         w3 = connect(dev.rpc_url)
         path = deployment_path(Path(data_dir), dev.chain_id)
         demo = [Account.from_key(key).address for key in dev.private_keys[1:]]
-        deployment = deploy_system(w3, dev.private_keys[0], path=path, demo_accounts=demo)
+        deployment = deploy_system(
+            w3,
+            dev.private_keys[0],
+            genesis_validators=dev_genesis_validators(),
+            path=path,
+            demo_accounts=demo,
+        )
         yield DeployedChain(dev, w3, deployment, path)
 
 
@@ -71,18 +78,21 @@ def unserved_rpc_url() -> str:
 
 
 def make_validators(clients, amount: int = 150_000 * 10**18) -> None:
-    """Stake and bond `amount` POD for each client's account and join the validators."""
+    """Stake and bond `amount` POD for each client's account and opt in to validating, so that roots can
+    carry the genesis set forward (its members must pass the installation checks like anyone)."""
     for client in clients:
         client.stake(amount)
         client.bond()
         client.join_validators()
 
 
-def settle_root(validators, epoch: int, tree) -> None:
-    """Have every validator client sign `tree`'s root for `epoch`, propose it, wait the delay, activate."""
+def settle_root(validators, epoch: int, tree, next_set=None) -> None:
+    """Have every validator client sign `tree`'s root for `epoch` with `next_set` (default: the current set
+    carried forward), propose it, wait the delay, activate."""
     relay = validators[0]
+    next_set = next_set or relay.validator_set()
     deadline = relay.chain_time() + 3600
-    signatures = [validator.sign_epoch_root(epoch, tree, deadline) for validator in validators]
-    activates_at = relay.propose_root(epoch, tree, deadline, signatures)
+    signatures = [validator.sign_epoch_root(epoch, tree, deadline, next_set) for validator in validators]
+    activates_at = relay.propose_root(epoch, tree, deadline, signatures, next_set)
     time_travel(relay.w3, activates_at - relay.chain_time())
     relay.activate_root(epoch)

@@ -28,6 +28,8 @@ from chain.client import (
     USD_DECIMALS,
     ChainClient,
     ClientError,
+    ValidatorSet,
+    checked_address,
     format_time,
     format_units,
     parse_units,
@@ -39,7 +41,7 @@ from chain.deploy import (
     deployment_path,
     load_deployment,
 )
-from chain.devchain import DEFAULT_CHAIN_ID, dev_private_keys, open_devchain
+from chain.devchain import DEFAULT_CHAIN_ID, dev_genesis_validators, dev_private_keys, open_devchain
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read
@@ -176,22 +178,60 @@ def group() -> None:
     default=None,
     help="Fund this many dev-mnemonic accounts after the deployer [default: 9 on a dev chain, else 0].",
 )
+@click.option(
+    "--genesis-validator",
+    "genesis",
+    multiple=True,
+    metavar="ADDRESS",
+    help="A member of the genesis validator set, weight 1 (repeatable) [default on a dev chain: dev accounts "
+    "1, 2 and 3].",
+)
+@click.option(
+    "--payment-token",
+    metavar="ADDRESS",
+    help="The stablecoin credits are paid in [dev chain default: a new LocalStablecoin; required elsewhere].",
+)
+@click.option(
+    "--keeper",
+    metavar="ADDRESS",
+    help="Runs the buyback [dev chain default: the deployer; required elsewhere].",
+)
+@click.option(
+    "--guardian",
+    metavar="ADDRESS",
+    help="May revoke a pending rewards root [dev chain default: the deployer; required elsewhere].",
+)
+@click.option(
+    "--uniswap-router", metavar="ADDRESS", help="An existing Uniswap V2 Router02 [default: deploy one]."
+)
 @click.option("--reuse", is_flag=True, help="If this chain already has a deployment, check it and use it.")
-def deploy_command(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> None:
+def deploy_command(
+    rpc_url, data_dir, deployment, key_file, demo_accounts, genesis, payment_token, keeper, guardian,
+    uniswap_router, reuse,
+) -> None:  # fmt: skip
     """Deploy every contract, Uniswap V2 and demo funds.
 
     With no --rpc-url, starts a local Anvil chain on a free port, deploys to it, writes ready.json
     (RPC URL, chain id, deployment file) into the data dir, and keeps the chain running until Ctrl-C.
-    A second deploy to the same chain is refused unless --reuse.
+    A second deploy to the same chain is refused unless --reuse. On a chain that is not a dev chain
+    (chain id 31337), --payment-token, --keeper, --guardian and --genesis-validator are required: every
+    power goes to the timelock or to the accounts named.
     """
     data_dir = data_dir or default_data_dir()
+    named = {
+        "genesis": genesis,
+        "payment_token": payment_token,
+        "keeper": keeper,
+        "guardian": guardian,
+        "uniswap_router": uniswap_router,
+    }
     try:
         if rpc_url:
-            _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse)
+            _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             return
         accounts = 1 + (9 if demo_accounts is None else demo_accounts)
         with open_devchain(accounts=max(accounts, 2)) as dev:
-            path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse)
+            path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             ready = data_dir / READY_FILE
             _write_atomically(
                 ready, {"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}
@@ -206,7 +246,7 @@ def deploy_command(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse
         raise click.ClickException(str(error)) from None
 
 
-def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Path:
+def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named) -> Path:
     from eth_account import Account
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
@@ -223,6 +263,14 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Pa
         key = dev_private_keys(1)[0]
     else:
         raise ClientError(f"chain {chain_id} is not a dev chain: pass the deployer's --key-file")
+    if named["genesis"]:
+        genesis = [checked_address(a) for a in named["genesis"]]
+    elif dev_chain:
+        genesis = dev_genesis_validators()
+    else:
+        raise ClientError(
+            f"chain {chain_id} is not a dev chain: name the genesis set with --genesis-validator"
+        )
     demo = [Account.from_key(k).address for k in dev_private_keys(count + 1)[1:]] if count else []
     path = deployment or deployment_path(data_dir, chain_id)
     with Progress(
@@ -240,7 +288,19 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Pa
             steps.append(description)
             progress.update(task, total=total, completed=index, description=description)
 
-        result = deploy_system(w3, key, path=path, demo_accounts=demo, reuse=reuse, on_step=on_step)
+        result = deploy_system(
+            w3,
+            key,
+            genesis_validators=genesis,
+            path=path,
+            demo_accounts=demo,
+            keeper=named["keeper"],
+            guardian=named["guardian"],
+            payment_token=named["payment_token"],
+            uniswap_router=named["uniswap_router"],
+            reuse=reuse,
+            on_step=on_step,
+        )
         progress.update(task, total=len(steps), completed=len(steps), description="done")
     if not steps:  # --reuse found a complete deployment: nothing was sent
         click.echo(f"Reusing the deployment on chain {result.chain_id} from {result.timestamp} ({path}).")
@@ -250,6 +310,7 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse) -> Pa
         click.echo(f"  {name:<20} {address}")
     if demo:
         click.echo(f"Funded {len(demo)} demo accounts (dev mnemonic, indices 1..{len(demo)}).")
+    click.echo(f"Genesis validators: {', '.join(result.genesis_validators)}.")
     return Path(path)
 
 
@@ -365,26 +426,46 @@ def withdraw_command(connection: Connection, request_id: int | None) -> None:
 
 @group.group("validators")
 def validators_group() -> None:
-    """Join or leave the validator set.
+    """The validator set: opt in or out of elections, show the current set.
 
-    Validators need 100,000 POD-worth of active bond.
+    The set changes only when an epoch's rewards root is activated: it installs the set the validators
+    elected with it. Members need 100,000 POD-worth of active bond (ParamsRegistry `validator_min_bond`)
+    and must have joined.
     """
 
 
 @validators_group.command("join")
 @connection_options
 def join_command(connection: Connection) -> None:
-    """Opt in to validating with your active bond."""
-    weight = connection.client().join_validators()
-    click.echo(f"Joined the validators with weight {shares(weight)}.")
+    """Opt in to being elected, with your active bond."""
+    bonded = connection.client().join_validators()
+    click.echo(
+        f"Joined the validators: the next epoch closes may elect you, weighing your active bond of "
+        f"{shares(bonded)}."
+    )
 
 
 @validators_group.command("leave")
 @connection_options
 def leave_command(connection: Connection) -> None:
-    """Opt out of validating."""
+    """Opt out of being elected."""
     connection.client().leave_validators()
-    click.echo("Left the validators.")
+    click.echo("Left the validators: you stay in the current set until the next one is installed.")
+
+
+@validators_group.command("show")
+@connection_options
+def show_command(connection: Connection) -> None:
+    """Show the current validator set, its epoch and weights."""
+    client = connection.client(key_required=False)
+    current = client.validator_set()
+    numerator, denominator = client.call("ValidatorQuorum", "quorum")
+    origin = "genesis set" if current.epoch == 0 else f"elected with the root of epoch {current.epoch}"
+    click.echo(
+        f"{len(current.members)} validators ({origin}); quorum {numerator}/{denominator} of the weight"
+    )
+    for member, weight in zip(current.members, current.weights, strict=True):
+        click.echo(f"  {member}  weight {weight:,} ({weight * 100 / current.total:.1f}%)")
 
 
 # ---------------------------------------------------------------------------------------------- rewards
@@ -435,19 +516,44 @@ EPOCH_OPTION = click.option("--epoch", type=click.IntRange(0), required=True, he
 DEADLINE_OPTION = click.option(
     "--deadline", type=click.IntRange(0), required=True, help="Unix time the signatures expire."
 )
+NEXT_SET_OPTION = click.option(
+    "--next-validator",
+    "next_validators",
+    multiple=True,
+    metavar="ADDRESS=WEIGHT",
+    help="A member of the validator set this root elects, weight in stkPOD shares (repeatable) "
+    "[default: carry the current set forward].",
+)
+
+
+def _next_set(client: ChainClient, entries: tuple[str, ...]) -> ValidatorSet:
+    if not entries:
+        return client.validator_set()
+    weights = {}
+    for entry in entries:
+        address, _, weight = entry.partition("=")
+        if not weight.isdigit():
+            raise click.BadParameter(f"{entry!r} is not ADDRESS=WEIGHT", param_hint="--next-validator")
+        weights[address] = int(weight)
+    return ValidatorSet.of(weights)
 
 
 @root_group.command("sign")
 @TREE_OPTION
 @EPOCH_OPTION
 @DEADLINE_OPTION
+@NEXT_SET_OPTION
 @connection_options
-def root_sign_command(connection: Connection, tree_path: Path, epoch: int, deadline: int) -> None:
+def root_sign_command(
+    connection: Connection, tree_path: Path, epoch: int, deadline: int, next_validators
+) -> None:
     """Sign an epoch root as a validator.
 
-    Prints the EIP-712 signature of EpochRoot(epoch, root, total, deadline).
+    Prints the EIP-712 signature of EpochRoot(epoch, root, total, validators, weights, deadline), where
+    validators and weights are the next validator set.
     """
-    signature = connection.client().sign_epoch_root(epoch, _tree(tree_path), deadline)
+    client = connection.client()
+    signature = client.sign_epoch_root(epoch, _tree(tree_path), deadline, _next_set(client, next_validators))
     click.echo("0x" + signature.hex())
 
 
@@ -455,16 +561,20 @@ def root_sign_command(connection: Connection, tree_path: Path, epoch: int, deadl
 @TREE_OPTION
 @EPOCH_OPTION
 @DEADLINE_OPTION
+@NEXT_SET_OPTION
 @click.option("--signature", "signatures", multiple=True, required=True, help="A validator's signature.")
 @connection_options
-def root_propose_command(connection: Connection, tree_path: Path, epoch: int, deadline: int, signatures):
-    """Propose a root with validator signatures."""
+def root_propose_command(
+    connection: Connection, tree_path: Path, epoch: int, deadline: int, next_validators, signatures
+):
+    """Propose a root with validator signatures (made with the same next validator set)."""
     try:
         raw = [bytes.fromhex(s.removeprefix("0x")) for s in signatures]
     except ValueError:
         raise click.BadParameter("signatures are hex strings", param_hint="--signature") from None
     client = connection.client()
-    activates = client.propose_root(epoch, _tree(tree_path), deadline, raw)
+    next_set = _next_set(client, next_validators)
+    activates = client.propose_root(epoch, _tree(tree_path), deadline, raw, next_set)
     click.echo(
         f"Proposed the root of epoch {epoch}: activate it from {format_time(activates, client.chain_time())} "
         f"with `dolphin chain root activate {epoch}`."
@@ -475,9 +585,9 @@ def root_propose_command(connection: Connection, tree_path: Path, epoch: int, de
 @click.argument("epoch", type=click.IntRange(0))
 @connection_options
 def root_activate_command(connection: Connection, epoch: int) -> None:
-    """Activate the pending root of EPOCH."""
-    connection.client().activate_root(epoch)
-    click.echo(f"Activated the root of epoch {epoch}.")
+    """Activate the pending root of EPOCH and install the validator set it elected."""
+    installed = connection.client().activate_root(epoch)
+    click.echo(f"Activated the root of epoch {epoch}; {len(installed.members)} validators now sign.")
 
 
 # ---------------------------------------------------------------------------------------------- credits
@@ -545,7 +655,8 @@ def status_command(connection: Connection, account: str | None) -> None:
     for request_id, unlock, thawing in s.unbond_requests:
         lines.append(f"  request {request_id}: {shares(thawing)} unlocks {format_time(unlock, now)}")
     joined = "joined" if s.validator_joined else "not joined"
-    lines.append(f"validator    {joined}, weight {shares(s.validator_weight)}")
+    member = f"in the current set, weight {s.validator_weight:,}" if s.validator_weight else "not in the set"
+    lines.append(f"validator    {joined}, {member}")
     lines.append(f"credit       {format_units(s.credit, USD_DECIMALS)}")
     amount, unlock = s.credit_withdrawal
     if unlock:

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from chain.client import ChainClient, format_units
 from chain.deploy import deploy_system, deployment_path
-from chain.devchain import open_devchain
+from chain.devchain import DEV_GENESIS_VALIDATOR_INDICES, dev_genesis_validators, open_devchain
 from chain.rewards import POD
 from chain.snapshot import read_snapshot
 from chain.testing import make_validators, time_travel
@@ -47,7 +47,7 @@ from validator import base_rewards, settle_epoch, work_by_operator
 
 DEFAULT_PROMPT = "In one sentence, what is a dolphin?"
 EPOCH_EMISSION = 1_000 * POD
-VALIDATOR_KEYS = (1, 2, 3)
+VALIDATOR_KEYS = DEV_GENESIS_VALIDATOR_INDICES
 OPERATOR_KEY = 4
 # Wide enough for full addresses when the output is a log or a CI page rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -196,14 +196,19 @@ def settle(validators: list[ChainClient], operator: ChainClient, outcome: Networ
     console.print(table)
     console.print(f"Merkle root of cumulative rewards: 0x{settlement.tree.root.hex()}")
 
+    # Nobody has the earnings history to be elected yet: the root carries the genesis set forward.
+    next_set = operator.validator_set()
     deadline = w3.eth.get_block("latest")["timestamp"] + 3600
-    signatures = [validator.sign_epoch_root(1, settlement.tree, deadline) for validator in validators]
-    activates_at = operator.propose_root(1, settlement.tree, deadline, signatures)
+    signatures = [
+        validator.sign_epoch_root(1, settlement.tree, deadline, next_set) for validator in validators
+    ]
+    activates_at = operator.propose_root(1, settlement.tree, deadline, signatures, next_set)
     console.print(
         f"{len(signatures)} validators signed; root proposed, activates at {activates_at} (timelock)"
     )
     time_travel(w3, operator.deployment.params["root_delay"] + 1)
-    operator.activate_root(1)
+    installed = operator.activate_root(1)
+    console.print(f"root active; the next set ({len(installed.members)} validators) installed for epoch 2")
     before = operator.call("POD", "balanceOf", operator.address)
     claim = operator.claim(settlement.tree)
     after = operator.call("POD", "balanceOf", operator.address)
@@ -248,6 +253,7 @@ def run_demo(models_dir: Path, run_dir: Path, model: str, prompt: str, max_token
             deployment = deploy_system(
                 w3,
                 dev.private_keys[0],
+                genesis_validators=dev_genesis_validators(),
                 path=deployment_path(run_dir / "chain", dev.chain_id),
                 demo_accounts=["0x" + a.hex() for a in demo_accounts],
                 on_step=on_step,
@@ -255,7 +261,7 @@ def run_demo(models_dir: Path, run_dir: Path, model: str, prompt: str, max_token
             progress.update(task, description="deployed", completed=progress.tasks[0].total)
         console.print(f"chain {deployment.chain_id} at {dev.rpc_url}; {len(deployment.addresses)} contracts")
 
-        _step(2, "Stake: three validators bond 150,000 POD each, the operator 20,000 POD")
+        _step(2, "Stake: the three genesis validators bond 150,000 POD each, the operator 20,000 POD")
         validators = [ChainClient(dev.rpc_url, deployment, dev.private_keys[v]) for v in VALIDATOR_KEYS]
         make_validators(validators)
         operator = ChainClient(dev.rpc_url, deployment, dev.private_keys[OPERATOR_KEY])

@@ -222,8 +222,16 @@ STRIKE_DECISION = Struct(  # Slashing: a quorum of validators decides a slash
         ("deadline", "uint256"),
     ),
 )
-EPOCH_ROOT = Struct(  # RewardsDistributor: a quorum of validators settles an epoch's rewards root
-    "EpochRoot", (("epoch", "uint256"), ("root", "bytes32"), ("total", "uint256"), ("deadline", "uint256"))
+EPOCH_ROOT = Struct(  # RewardsDistributor: a quorum settles an epoch's rewards root and elects the next set
+    "EpochRoot",
+    (
+        ("epoch", "uint256"),
+        ("root", "bytes32"),
+        ("total", "uint256"),
+        ("validators", "address[]"),  # the next validator set, ascending by address
+        ("weights", "uint256[]"),  # their weights in stkPOD shares
+        ("deadline", "uint256"),
+    ),
 )
 CREDIT_DEBIT_BATCH = Struct(  # Credits: a quorum of validators debits what clients spent
     "CreditDebitBatch",

@@ -15,6 +15,7 @@ Messages a contract checks carry an Ethereum signature over their EIP-712 struct
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from protocols import eth
@@ -80,6 +81,8 @@ MAX_CHUNK_TEXT_BYTES = 64 * 1024
 MAX_SIGNED_RECEIPT = 4096
 
 DAY_MS = 24 * 3600 * 1000
+MAX_VALIDATORS = 100
+"""The most members a validator set may have (ValidatorQuorum.MAX_VALIDATORS)."""
 
 # A node's standing with a validator and its uint8 code in the EIP-712 NodeStanding.
 STANDINGS: dict[str, int] = {
@@ -188,6 +191,17 @@ class CreditAuthorisation(_EthSigned):
             "nonce": get("nonce"),
             "expiry": get("expiry"),
         }
+
+
+def _check_validator_set(members: Sequence[bytes], weights: Sequence[int], name: str) -> None:
+    """The shape ValidatorQuorum.checkValidatorSet requires: one positive weight per member, members
+    strictly ascending (so distinct)."""
+    if len(members) != len(weights):
+        raise SchemaError(f"{name}: one weight per validator")
+    if any(a >= b for a, b in pairwise(members)):
+        raise SchemaError(f"{name}: validators must be strictly ascending")
+    if any(weight == 0 for weight in weights):
+        raise SchemaError(f"{name}: validator weights must be positive")
 
 
 def evidence_hash(evidence: Sequence[bytes]) -> bytes:
@@ -314,7 +328,9 @@ class StrikeDecisionSignature(Message, _EthSigned):
 
 @message("settlement.signature", 1)
 class SettlementSignature(Message, _EthSigned):
-    """One validator's signature on an epoch's rewards root, as `RewardsDistributor` checks a quorum."""
+    """One validator's signature on an epoch's rewards root and the validator set elected for the next
+    epochs (`next_validators` ascending, `next_weights` in stkPOD shares), as `RewardsDistributor` checks a
+    quorum of them."""
 
     EIP712 = eth.EPOCH_ROOT
     SIGNER_FIELD = "validator"
@@ -323,8 +339,13 @@ class SettlementSignature(Message, _EthSigned):
     epoch: Annotated[int, UInt(64)]
     rewards_root: Annotated[bytes, HASH]
     total_rewards: Annotated[int, U256()]
+    next_validators: Annotated[tuple[bytes, ...], Seq(ADDRESS, min_len=1, max_len=MAX_VALIDATORS)]
+    next_weights: Annotated[tuple[int, ...], Seq(U256(), min_len=1, max_len=MAX_VALIDATORS)]
     deadline: Annotated[int, UInt(64)]  # Unix seconds
     signature: Annotated[bytes, ETH_SIGNATURE]
+
+    def _check(self) -> None:
+        _check_validator_set(self.next_validators, self.next_weights, "SettlementSignature")
 
     @classmethod
     def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
@@ -332,6 +353,8 @@ class SettlementSignature(Message, _EthSigned):
             "epoch": get("epoch"),
             "root": get("rewards_root"),
             "total": get("total_rewards"),
+            "validators": get("next_validators"),
+            "weights": get("next_weights"),
             "deadline": get("deadline"),
         }
 
@@ -588,7 +611,12 @@ class SettlementProposal(Message):
     epoch: Annotated[int, UInt(64)]
     rewards_root: Annotated[bytes, HASH]
     total_rewards: Annotated[int, U256()]
+    next_validators: Annotated[tuple[bytes, ...], Seq(ADDRESS, min_len=1, max_len=MAX_VALIDATORS)]
+    next_weights: Annotated[tuple[int, ...], Seq(U256(), min_len=1, max_len=MAX_VALIDATORS)]
     deadline: Annotated[int, UInt(64)]  # Unix seconds, as signed in SettlementSignature
     receipts_root: Annotated[bytes, HASH]
     receipt_count: Annotated[int, UInt(64)]
     inputs_hash: Annotated[bytes, HASH]
+
+    def _check(self) -> None:
+        _check_validator_set(self.next_validators, self.next_weights, "SettlementProposal")

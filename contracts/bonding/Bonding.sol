@@ -25,26 +25,19 @@ import {IBonding} from "../interfaces/IBonding.sol";
  *   in O(1), however many requests there are. Each request unlocks `thawPeriod` after it was made, on its
  *   own clock, so splitting an unbond into many requests never shortens any part's wait. A slash that
  *   empties the pool starts a new pool generation; requests of an emptied generation pay nothing.
- * - Validators: weight = active bond shares while the account has joined and that bond is worth at least
- *   {minValidatorBond} POD through the vault. stkPOD's price is the same for every holder, so shares
- *   rank validators exactly as POD-worth would. Weights and their total are stored, so the quorum reads
- *   them in O(1); every bond, unbond, slash, join and leave refreshes the account's weight. Two things can
- *   change eligibility without touching the account, and both are settled by anyone calling
- *   {refreshValidator}: the share price rising (an account joined under the minimum crosses it) and
- *   governance changing {minValidatorBond}. (stkPOD's price only falls by rounding, so a stale weight is
- *   never one that should have dropped because of price.)
- * - Slashing: only the slasher role (the Slashing contract). Active bond first, then the thaw pool. The
- *   reporter's cut is bonded to a reporting validator (the whitepaper rewards validators in bonded POD) or
- *   paid in stkPOD to a reporting user; the rest is redeemed and burned as POD (this contract holds the
- *   vault's cooldown exemption) or sent to {slashRecipient}, by governance choice.
+ * - Validators are elected and weighed in ValidatorQuorum, from the active bonds checkpointed here.
+ * - Slashing: only the slasher (the Slashing contract), bound once by the deploying account and never
+ *   changeable: no governance path can grant itself the power to take bonds, whatever its delay. Active
+ *   bond first, then the thaw pool. The reporter's cut is bonded to a reporting validator (the whitepaper
+ *   rewards validators in bonded POD) or paid in stkPOD to a reporting user; the rest is redeemed and
+ *   burned as POD (this contract holds the vault's cooldown exemption). Slashed stake is always burned:
+ *   there is no recipient that a vote could redirect it to.
  */
 contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     using Checkpoints for Checkpoints.Trace208;
     using SafeERC20 for IERC20;
 
-    /// @notice May call {slash}: the Slashing contract.
-    bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
-    /// @notice May set the bounded parameters: the timelock.
+    /// @notice May set the thaw period: the timelock.
     bytes32 public constant PARAMETERS_ROLE = keccak256("PARAMETERS_ROLE");
 
     bytes32 private constant NODE_BINDING_TYPEHASH =
@@ -52,8 +45,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
 
     uint256 public constant MIN_THAW_PERIOD = 30 days;
     uint256 public constant MAX_THAW_PERIOD = 365 days;
-    uint256 public constant MIN_VALIDATOR_BOND_FLOOR = 1_000 ether;
-    uint256 public constant MIN_VALIDATOR_BOND_CEILING = 10_000_000 ether;
     uint256 private constant BPS = 10_000;
 
     struct ThawPool {
@@ -70,10 +61,11 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     }
 
     IERC4626 private immutable _vault;
+    /// @dev The deploying account: it alone binds the slasher, once.
+    address private immutable _binder;
 
+    address private _slasher;
     uint256 private _thawPeriod = 90 days;
-    uint256 private _minValidatorBond = 100_000 ether;
-    address private _slashRecipient;
 
     mapping(address account => Checkpoints.Trace208) private _activeBonds;
     mapping(address account => ThawPool) private _thawPools;
@@ -81,10 +73,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     uint256 private _nextRequestId = 1;
 
     mapping(address operator => mapping(bytes32 peerIdHash => bool)) private _nodes;
-
-    mapping(address account => bool) private _joined;
-    mapping(address account => uint256) private _validatorWeights;
-    uint256 private _totalValidatorWeight;
 
     /// @dev A bond, unbond or slash of zero shares.
     error BondingZeroShares();
@@ -106,10 +94,10 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     error BondingNodeAlreadyRegistered(address operator, bytes32 peerIdHash);
     /// @dev `operator` has not registered `peerIdHash`.
     error BondingNodeNotRegistered(address operator, bytes32 peerIdHash);
-    /// @dev The active bond of `account` is worth `value` POD, under the validator minimum `minimum`.
-    error BondingBelowValidatorMinimum(address account, uint256 value, uint256 minimum);
-    /// @dev `account` is already in the state (`joined`) it asked for.
-    error BondingMembershipUnchanged(address account, bool joined);
+    /// @dev Only the slasher may slash; `caller` is not it.
+    error BondingUnauthorizedSlasher(address caller);
+    /// @dev Only the deploying account binds the slasher, and only once.
+    error BondingSlasherNotBindable(address caller);
     /// @dev Slashing `shares` exceeds the `slashable` shares of `account`.
     error BondingSlashExceedsSlashable(address account, uint256 shares, uint256 slashable);
     /// @dev A reporter cut above 100%.
@@ -121,10 +109,11 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
 
     /**
      * @param vault_ the stkPOD vault whose shares are bonded
-     * @param admin receives DEFAULT_ADMIN_ROLE and PARAMETERS_ROLE (the timelock); it grants SLASHER_ROLE
+     * @param admin receives DEFAULT_ADMIN_ROLE and PARAMETERS_ROLE (the timelock)
      */
     constructor(IERC4626 vault_, address admin) EIP712("Dolphin Network", "1") {
         _vault = vault_;
+        _binder = _msgSender();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PARAMETERS_ROLE, admin);
     }
@@ -145,7 +134,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         IERC20(address(_vault)).safeTransferFrom(_msgSender(), address(this), shares);
         _pushActive(account, activeBondOf(account) + shares);
         emit Bonded(account, _msgSender(), shares);
-        _refreshValidator(account);
     }
 
     /// @inheritdoc IBonding
@@ -171,7 +159,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         uint256 unlockTime = block.timestamp + _thawPeriod;
         _requests[requestId] = UnbondRequest(account, SafeCast.toUint48(unlockTime), pool.generation, points);
         emit UnbondRequested(account, requestId, shares, unlockTime);
-        _refreshValidator(account);
     }
 
     /// @inheritdoc IBonding
@@ -218,40 +205,25 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         emit NodeUnregistered(operator, peerIdHash);
     }
 
-    // ---------------------------------------------------------------- validators
-
-    /// @inheritdoc IBonding
-    function joinValidators() external {
-        address account = _msgSender();
-        if (_joined[account]) revert BondingMembershipUnchanged(account, true);
-        uint256 value = bondValueInPOD(account);
-        if (value < _minValidatorBond) revert BondingBelowValidatorMinimum(account, value, _minValidatorBond);
-        _joined[account] = true;
-        emit ValidatorMembershipChanged(account, true);
-        _refreshValidator(account);
-    }
-
-    /// @inheritdoc IBonding
-    function leaveValidators() external {
-        address account = _msgSender();
-        if (!_joined[account]) revert BondingMembershipUnchanged(account, false);
-        _joined[account] = false;
-        emit ValidatorMembershipChanged(account, false);
-        _refreshValidator(account);
-    }
-
-    /// @inheritdoc IBonding
-    function refreshValidator(address account) external {
-        _refreshValidator(account);
-    }
-
     // ---------------------------------------------------------------- slashing
 
+    /**
+     * @notice Names the one account that may slash (the Slashing contract, deployed after this one). Only the
+     * deploying account, only once.
+     */
+    function bindSlasher(address slasher_) external {
+        if (_msgSender() != _binder || _slasher != address(0) || slasher_ == address(0)) {
+            revert BondingSlasherNotBindable(_msgSender());
+        }
+        _slasher = slasher_;
+        emit SlasherBound(slasher_);
+    }
+
     /// @inheritdoc IBonding
-    function slash(address account, uint256 shares, address reporter, uint256 reporterBps)
+    function slash(address account, uint256 shares, address reporter, uint256 reporterBps, bool bondReporterCut)
         external
-        onlyRole(SLASHER_ROLE)
     {
+        if (_msgSender() != _slasher) revert BondingUnauthorizedSlasher(_msgSender());
         if (shares == 0) revert BondingZeroShares();
         if (reporterBps > BPS) revert BondingInvalidReporterBps(reporterBps);
         uint256 active = activeBondOf(account);
@@ -271,32 +243,26 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
                 pool.generation += 1;
             }
         }
-        _refreshValidator(account);
 
         uint256 reporterShares = reporter == address(0) ? 0 : Math.mulDiv(shares, reporterBps, BPS);
         uint256 removedShares = shares - reporterShares;
         emit Slashed(account, shares, reporter, reporterShares, removedShares);
 
         if (reporterShares != 0) {
-            if (_validatorWeights[reporter] != 0) {
+            if (bondReporterCut) {
                 // The whitepaper pays validators who catch a cheat in bonded POD: the cut stays here,
-                // added to the reporter's active bond (and weight), with no transfer.
+                // added to the reporter's active bond, with no transfer.
                 _pushActive(reporter, activeBondOf(reporter) + reporterShares);
                 emit Bonded(reporter, address(this), reporterShares);
-                _refreshValidator(reporter);
             } else {
                 IERC20(address(_vault)).safeTransfer(reporter, reporterShares);
             }
         }
         if (removedShares != 0) {
-            if (_slashRecipient == address(0)) {
-                // Needs the vault's COOLDOWN_EXEMPT_ROLE: the slashed shares were locked by this contract's
-                // own thaw rules, so the vault's cooldown has nothing left to protect.
-                uint256 assets = _vault.redeem(removedShares, address(this), address(this));
-                ERC20Burnable(_vault.asset()).burn(assets);
-            } else {
-                IERC20(address(_vault)).safeTransfer(_slashRecipient, removedShares);
-            }
+            // Needs the vault's COOLDOWN_EXEMPT_ROLE: the slashed shares were locked by this contract's own
+            // thaw rules, so the vault's cooldown has nothing left to protect.
+            uint256 assets = _vault.redeem(removedShares, address(this), address(this));
+            ERC20Burnable(_vault.asset()).burn(assets);
         }
     }
 
@@ -309,22 +275,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         }
         _thawPeriod = period;
         emit ThawPeriodSet(period);
-    }
-
-    /// @notice Sets the POD-worth of active bond a validator needs; existing weights follow on
-    /// {refreshValidator}.
-    function setMinValidatorBond(uint256 minimum) external onlyRole(PARAMETERS_ROLE) {
-        if (minimum < MIN_VALIDATOR_BOND_FLOOR || minimum > MIN_VALIDATOR_BOND_CEILING) {
-            revert BondingParameterOutOfBounds(minimum, MIN_VALIDATOR_BOND_FLOOR, MIN_VALIDATOR_BOND_CEILING);
-        }
-        _minValidatorBond = minimum;
-        emit MinValidatorBondSet(minimum);
-    }
-
-    /// @notice Sends future slashed stake (less the reporter's cut) to `recipient`, or burns it when zero.
-    function setSlashRecipient(address recipient) external onlyRole(PARAMETERS_ROLE) {
-        _slashRecipient = recipient;
-        emit SlashRecipientSet(recipient);
     }
 
     // ---------------------------------------------------------------- views
@@ -368,26 +318,6 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     }
 
     /// @inheritdoc IBonding
-    function isValidator(address account) external view returns (bool) {
-        return _validatorWeights[account] != 0;
-    }
-
-    /// @inheritdoc IBonding
-    function validatorWeight(address account) external view returns (uint256) {
-        return _validatorWeights[account];
-    }
-
-    /// @inheritdoc IBonding
-    function totalValidatorWeight() external view returns (uint256) {
-        return _totalValidatorWeight;
-    }
-
-    /// @notice Whether `account` opted in to validating (it may still lack the bond to have weight).
-    function hasJoinedValidators(address account) external view returns (bool) {
-        return _joined[account];
-    }
-
-    /// @inheritdoc IBonding
     function unbondRequest(uint256 requestId)
         external
         view
@@ -409,13 +339,8 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     }
 
     /// @inheritdoc IBonding
-    function minValidatorBond() external view returns (uint256) {
-        return _minValidatorBond;
-    }
-
-    /// @inheritdoc IBonding
-    function slashRecipient() external view returns (address) {
-        return _slashRecipient;
+    function slasher() external view returns (address) {
+        return _slasher;
     }
 
     /// @notice Checkpoints are keyed by timestamp (ERC-6372), like POD's votes.
@@ -440,15 +365,5 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         if (request.generation != pool.generation) return 0;
         if (request.points == pool.points) return pool.shares;
         return Math.mulDiv(request.points, pool.shares, pool.points);
-    }
-
-    function _refreshValidator(address account) private {
-        uint256 active = activeBondOf(account);
-        uint256 weight = _joined[account] && _vault.convertToAssets(active) >= _minValidatorBond ? active : 0;
-        uint256 previous = _validatorWeights[account];
-        if (weight == previous) return;
-        _validatorWeights[account] = weight;
-        _totalValidatorWeight = _totalValidatorWeight - previous + weight;
-        emit ValidatorWeightChanged(account, weight);
     }
 }

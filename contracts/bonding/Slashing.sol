@@ -11,9 +11,12 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * @title Slashing, executes strike decisions signed by a validator quorum
  * @notice Validators who confirm a node cheated sign an EIP-712 `StrikeDecision` (domain "Dolphin Network",
  * version "1", this contract). Anyone may submit it with the signatures, sorted by signer address; once a
- * quorum by bonded stake has signed, {Bonding} slashes `slashBps` of the offender's slashable bond (active
- * and thawing), pays {reporterRewardBps} of it to the reporter and burns or treasures the rest. Each
- * evidence hash is slashed at most once, and no decision takes more than {maxSlashBps}.
+ * quorum of the elected validator set has signed — the offender's own weight left out of both the total
+ * and the signers, so a validator can neither judge nor veto its own case — {Bonding} slashes `slashBps`
+ * of the offender's slashable bond (active and thawing), pays {reporterRewardBps} of it to the reporter
+ * (bonded, when the reporter is a validator) and burns the rest. Each evidence hash slashes a given
+ * offender at most once, no decision takes more than {maxSlashBps}, and a decision's signatures live at
+ * most {MAX_DECISION_TTL}: a quorum cannot sign decisions to hold back and play later.
  */
 contract Slashing is AccessControl, EIP712 {
     /// @notice May set the bounded parameters: the timelock.
@@ -25,6 +28,8 @@ contract Slashing is AccessControl, EIP712 {
 
     uint256 public constant MAX_SLASH_BPS_CEILING = 10_000;
     uint256 public constant MAX_REPORTER_REWARD_BPS = 5_000;
+    /// @notice The furthest a decision's deadline may lie ahead of its execution.
+    uint256 public constant MAX_DECISION_TTL = 7 days;
     uint256 private constant BPS = 10_000;
 
     /// @notice The message validators sign; field order and types are the EIP-712 type string's.
@@ -40,7 +45,7 @@ contract Slashing is AccessControl, EIP712 {
     IValidatorQuorum private immutable _quorum;
     uint256 private _maxSlashBps = 5_000;
     uint256 private _reporterRewardBps = 1_000;
-    mapping(bytes32 evidenceHash => bool) private _evidenceUsed;
+    mapping(address offender => mapping(bytes32 evidenceHash => bool)) private _evidenceUsed;
 
     /// @notice `offender` lost `shares` stkPOD for `evidenceHash`; `reporter` received `reporterShares`.
     event StrikeExecuted(
@@ -57,8 +62,10 @@ contract Slashing is AccessControl, EIP712 {
 
     /// @dev The decision expired at `deadline`.
     error SlashingDecisionExpired(uint256 deadline);
-    /// @dev `evidenceHash` has already been slashed.
-    error SlashingEvidenceAlreadyUsed(bytes32 evidenceHash);
+    /// @dev The decision's `deadline` lies more than MAX_DECISION_TTL ahead (at most `maxDeadline` now).
+    error SlashingDeadlineTooFar(uint256 deadline, uint256 maxDeadline);
+    /// @dev `evidenceHash` has already slashed `offender`.
+    error SlashingEvidenceAlreadyUsed(address offender, bytes32 evidenceHash);
     /// @dev `slashBps` is 0 or above the current `maxSlashBps`.
     error SlashingBpsOutOfBounds(uint256 slashBps, uint256 maxSlashBps);
     /// @dev The offender cannot report itself and collect the reporter's cut of its own slash.
@@ -69,7 +76,7 @@ contract Slashing is AccessControl, EIP712 {
     error SlashingParameterOutOfBounds(uint256 value, uint256 min, uint256 max);
 
     /**
-     * @param bonding_ the bonds to slash (this contract needs its SLASHER_ROLE)
+     * @param bonding_ the bonds to slash (which must have bound this contract as its slasher)
      * @param quorum_ the validator quorum check
      * @param admin receives DEFAULT_ADMIN_ROLE and PARAMETERS_ROLE (the timelock)
      */
@@ -81,29 +88,36 @@ contract Slashing is AccessControl, EIP712 {
     }
 
     /**
-     * @notice Executes `decision` if validators holding a quorum of stake signed it.
+     * @notice Executes `decision` if a quorum of the validator set, the offender left out, signed it.
      * @param signatures 65-byte ECDSA signatures of {hashStrikeDecision}, ordered by ascending signer address
      * @return shares the stkPOD shares slashed
      */
     function slash(StrikeDecision calldata decision, bytes[] calldata signatures) external returns (uint256 shares) {
         if (block.timestamp > decision.deadline) revert SlashingDecisionExpired(decision.deadline);
-        if (_evidenceUsed[decision.evidenceHash]) revert SlashingEvidenceAlreadyUsed(decision.evidenceHash);
+        if (decision.deadline > block.timestamp + MAX_DECISION_TTL) {
+            revert SlashingDeadlineTooFar(decision.deadline, block.timestamp + MAX_DECISION_TTL);
+        }
+        if (_evidenceUsed[decision.offender][decision.evidenceHash]) {
+            revert SlashingEvidenceAlreadyUsed(decision.offender, decision.evidenceHash);
+        }
         if (decision.slashBps == 0 || decision.slashBps > _maxSlashBps) {
             revert SlashingBpsOutOfBounds(decision.slashBps, _maxSlashBps);
         }
         if (decision.reporter == decision.offender) revert SlashingReporterIsOffender(decision.offender);
-        _quorum.checkQuorum(hashStrikeDecision(decision), signatures);
+        _quorum.checkQuorumExcluding(hashStrikeDecision(decision), signatures, decision.offender);
 
         shares = Math.mulDiv(_bonding.slashableOf(decision.offender), decision.slashBps, BPS);
         if (shares == 0) revert SlashingNothingToSlash(decision.offender);
 
         // Marked before the call out (checks-effects-interactions): the evidence is spent even if Bonding
         // were ever to call back.
-        _evidenceUsed[decision.evidenceHash] = true;
+        _evidenceUsed[decision.offender][decision.evidenceHash] = true;
         uint256 reporterBps = decision.reporter == address(0) ? 0 : _reporterRewardBps;
         uint256 reporterShares = Math.mulDiv(shares, reporterBps, BPS);
         emit StrikeExecuted(decision.offender, decision.evidenceHash, shares, decision.reporter, reporterShares);
-        _bonding.slash(decision.offender, shares, decision.reporter, reporterBps);
+        // The whitepaper rewards validators in bonded POD: a reporter in the current set is paid that way.
+        bool bondReporterCut = _quorum.isValidator(decision.reporter);
+        _bonding.slash(decision.offender, shares, decision.reporter, reporterBps, bondReporterCut);
     }
 
     /// @notice The EIP-712 digest validators sign for `decision`.
@@ -122,9 +136,9 @@ contract Slashing is AccessControl, EIP712 {
         );
     }
 
-    /// @notice Whether `evidenceHash` has been slashed already.
-    function isEvidenceUsed(bytes32 evidenceHash) external view returns (bool) {
-        return _evidenceUsed[evidenceHash];
+    /// @notice Whether `evidenceHash` has slashed `offender` already.
+    function isEvidenceUsed(address offender, bytes32 evidenceHash) external view returns (bool) {
+        return _evidenceUsed[offender][evidenceHash];
     }
 
     /// @notice The largest fraction of the slashable bond one decision may take, in basis points.

@@ -5,75 +5,237 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IBonding} from "../interfaces/IBonding.sol";
+import {IParamsRegistry} from "../interfaces/IParamsRegistry.sol";
 import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
 
 /**
- * @title ValidatorQuorum, "validators holding enough bonded stake signed this digest"
- * @notice See {IValidatorQuorum}. Weights are read live from {IBonding} (O(1) total). Signers must be listed
- * in strictly ascending address order, the Gnosis Safe convention: one comparison per signature proves
- * they are distinct, with no storage and no sorting on chain.
+ * @title ValidatorQuorum, the elected validator set and its quorum check
+ * @notice See {IValidatorQuorum}. How the set changes, and why it is safe:
+ *
+ * - Elected, not live. The set and its weights are stored here and change only at an epoch boundary:
+ *   the validators sign each epoch's rewards root together with the *next* set (RewardsDistributor's
+ *   `EpochRoot` carries `validators` and `weights`), and activating that root, after the root delay in
+ *   which a revoker can stop it, installs the set here. Bonding more, or opting in, moves no weight until
+ *   an election includes the account, so nobody can buy the quorum within a block.
+ * - Elected by whom. The settlers run the reward spec's election off chain (an account is eligible with
+ *   at least `validator_min_bond` POD of active bond and 13 weeks of earnings bonded to enter, 10 to
+ *   stay; weight = its active bond shares at the epoch snapshot). What the chain can check it checks at
+ *   installation: each member opted in ({joinValidators}) and holds an active bond worth at least
+ *   `validator_min_bond` (read from the ParamsRegistry, its one home) now, and no weight exceeds the
+ *   member's active bond shares now (a larger one is capped). A member failing a check is dropped rather
+ *   than failing the activation, so no elected member can hold a root hostage by unbonding. A quorum
+ *   therefore cannot install strangers, only opted-in accounts that put the minimum at stake.
+ * - Genesis. A new network has no earnings history, so nobody is eligible yet: the deployment names a
+ *   genesis set (constructor), installed without bond checks. Each root re-signs a set: until the
+ *   election elects anyone the settlers carry the current set forward, and from then on the elected set
+ *   replaces it. A carried genesis member must then pass the same installation checks as anyone else.
+ * - Snapshotted weights are safe because a member's stake stays slashable for the whole thaw period
+ *   (at least 30 days), far longer than one epoch, so a member that unbonds stays at risk for as long as
+ *   its weight counts; its weight is gone at the next installation.
+ * - Quorum. `signed * denominator >= total * numerator`: with the launch value 2/3, two of three equal
+ *   members are a quorum (a rounded-up basis-point rule would need all three). A decision about a member
+ *   (a slash) leaves its weight out of both sides ({checkQuorumExcluding}).
+ * - Signers are listed in strictly ascending address order, the Gnosis Safe convention: one comparison per
+ *   signature proves they are distinct, with no storage and no sorting on chain.
  */
 contract ValidatorQuorum is IValidatorQuorum, AccessControl {
-    /// @notice May set {quorumBps}: the timelock.
+    /// @notice May set the quorum fraction: the timelock.
     bytes32 public constant PARAMETERS_ROLE = keccak256("PARAMETERS_ROLE");
 
-    /// @notice Strictly more than half, so two disjoint signer sets can never both reach quorum.
-    uint256 public constant MIN_QUORUM_BPS = 5_001;
-    uint256 public constant MAX_QUORUM_BPS = 10_000;
-    uint256 private constant BPS = 10_000;
+    /// @inheritdoc IValidatorQuorum
+    uint256 public constant MAX_VALIDATORS = 100;
+    /// @notice Bounds the quorum fraction's denominator (basis-point precision is plenty).
+    uint256 public constant MAX_QUORUM_DENOMINATOR = 10_000;
+
+    string private constant _MIN_BOND_PARAM = "validator_min_bond";
 
     IBonding private immutable _bonding;
-    uint256 private _quorumBps;
+    IParamsRegistry private immutable _params;
+    /// @dev The deploying account: it alone binds the installer, once.
+    address private immutable _binder;
 
-    /// @dev No validator has weight, so no quorum can exist.
+    address private _installer;
+    uint256 private _quorumNumerator;
+    uint256 private _quorumDenominator;
+
+    address[] private _members;
+    mapping(address account => uint256) private _weights;
+    uint256 private _totalWeight;
+    uint256 private _setEpoch;
+
+    mapping(address account => bool) private _joined;
+
+    /// @dev The current set has no weight left to decide with (after leaving out the one judged).
     error ValidatorQuorumNoValidators();
     /// @dev `signer` is not above the previous signer: the list is unsorted or repeats someone.
     error ValidatorQuorumSignersNotAscending(address signer);
-    /// @dev `signer` has no validator weight.
-    error ValidatorQuorumNotValidator(address signer);
     /// @dev The signers hold `signedWeight`, short of the `requiredWeight`.
     error ValidatorQuorumNotReached(uint256 signedWeight, uint256 requiredWeight);
-    /// @dev Governance asked for `value`, outside [`min`, `max`].
-    error ValidatorQuorumParameterOutOfBounds(uint256 value, uint256 min, uint256 max);
+    /// @dev A quorum fraction that is not above one half and at most one, or has a denominator above the cap.
+    error ValidatorQuorumInvalidQuorum(uint256 numerator, uint256 denominator);
+    /// @dev A set with `members` addresses and `weights` weights: unequal, empty or above MAX_VALIDATORS.
+    error ValidatorQuorumInvalidSetSize(uint256 members, uint256 weights);
+    /// @dev `member` is not above the previous member: a set lists distinct addresses in ascending order.
+    error ValidatorQuorumSetNotAscending(address member);
+    /// @dev `member` was given a zero weight.
+    error ValidatorQuorumZeroWeight(address member);
+    /// @dev None of the members named for `epoch` passed the installation checks.
+    error ValidatorQuorumNoEligibleMember(uint256 epoch);
+    /// @dev Only the installer (the RewardsDistributor) installs sets; `caller` is not it.
+    error ValidatorQuorumUnauthorizedInstaller(address caller);
+    /// @dev Only the deploying account binds the installer, and only once.
+    error ValidatorQuorumInstallerNotBindable(address caller);
+    /// @dev The active bond of `account` is worth `value` POD, under the validator minimum `minimum`.
+    error ValidatorQuorumBelowMinimumBond(address account, uint256 value, uint256 minimum);
+    /// @dev `account` is already in the state (`joined`) it asked for.
+    error ValidatorQuorumMembershipUnchanged(address account, bool joined);
 
     /**
-     * @param bonding_ where validator weights live
+     * @param bonding_ whose active bonds back the weights
+     * @param params_ the ParamsRegistry holding `validator_min_bond`
      * @param admin receives DEFAULT_ADMIN_ROLE and PARAMETERS_ROLE (the timelock)
-     * @param quorumBps_ initial quorum, e.g. 6_667 for two thirds
+     * @param quorumNumerator_ with `quorumDenominator_`, the quorum fraction (2 and 3 at launch)
+     * @param genesisMembers the genesis set, ascending by address (installed without bond checks)
+     * @param genesisWeights their weights (equal weights: one validator, one vote)
      */
-    constructor(IBonding bonding_, address admin, uint256 quorumBps_) {
+    constructor(
+        IBonding bonding_,
+        IParamsRegistry params_,
+        address admin,
+        uint256 quorumNumerator_,
+        uint256 quorumDenominator_,
+        address[] memory genesisMembers,
+        uint256[] memory genesisWeights
+    ) {
         _bonding = bonding_;
+        _params = params_;
+        _binder = msg.sender;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PARAMETERS_ROLE, admin);
-        _setQuorumBps(quorumBps_);
+        _setQuorum(quorumNumerator_, quorumDenominator_);
+        _checkSetShape(genesisMembers, genesisWeights);
+        _install(0, genesisMembers, genesisWeights, false);
     }
+
+    // ---------------------------------------------------------------- quorum
 
     /// @inheritdoc IValidatorQuorum
     function checkQuorum(bytes32 digest, bytes[] calldata signatures) external view returns (uint256 signedWeight) {
-        uint256 required = requiredWeight();
-        address previous = address(0);
-        for (uint256 i = 0; i < signatures.length; ++i) {
-            // recoverCalldata rejects malformed signatures and high-s (malleable) ones.
-            address signer = ECDSA.recoverCalldata(digest, signatures[i]);
-            if (signer <= previous) revert ValidatorQuorumSignersNotAscending(signer);
-            previous = signer;
-            uint256 weight = _bonding.validatorWeight(signer);
-            if (weight == 0) revert ValidatorQuorumNotValidator(signer);
-            signedWeight += weight;
+        return _checkQuorum(digest, signatures, address(0));
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function checkQuorumExcluding(bytes32 digest, bytes[] calldata signatures, address excluded)
+        external
+        view
+        returns (uint256 signedWeight)
+    {
+        return _checkQuorum(digest, signatures, excluded);
+    }
+
+    // ---------------------------------------------------------------- the set
+
+    /// @inheritdoc IValidatorQuorum
+    function checkValidatorSet(address[] calldata members, uint256[] calldata weights) external pure {
+        _checkSetShape(members, weights);
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function installValidatorSet(uint256 epoch, address[] calldata members, uint256[] calldata weights) external {
+        if (_msgSender() != _installer) revert ValidatorQuorumUnauthorizedInstaller(_msgSender());
+        _checkSetShape(members, weights);
+        _install(epoch, members, weights, true);
+    }
+
+    /**
+     * @notice Names the one account that installs elected sets (the RewardsDistributor, deployed after this
+     * contract). Only the deploying account, only once: afterwards nobody, governance included, can install
+     * a set other than through a quorum-signed, delay-guarded epoch root.
+     */
+    function bindInstaller(address installer_) external {
+        if (_msgSender() != _binder || _installer != address(0) || installer_ == address(0)) {
+            revert ValidatorQuorumInstallerNotBindable(_msgSender());
         }
-        if (signedWeight < required) revert ValidatorQuorumNotReached(signedWeight, required);
+        _installer = installer_;
+        emit InstallerBound(installer_);
     }
 
     /// @inheritdoc IValidatorQuorum
-    function requiredWeight() public view returns (uint256) {
-        uint256 total = _bonding.totalValidatorWeight();
-        if (total == 0) revert ValidatorQuorumNoValidators();
-        return Math.mulDiv(total, _quorumBps, BPS, Math.Rounding.Ceil);
+    function joinValidators() external {
+        address account = _msgSender();
+        if (_joined[account]) revert ValidatorQuorumMembershipUnchanged(account, true);
+        uint256 value = _bonding.bondValueInPOD(account);
+        uint256 minimum = minValidatorBond();
+        if (value < minimum) revert ValidatorQuorumBelowMinimumBond(account, value, minimum);
+        _joined[account] = true;
+        emit ValidatorMembershipChanged(account, true);
     }
 
     /// @inheritdoc IValidatorQuorum
-    function quorumBps() external view returns (uint256) {
-        return _quorumBps;
+    function leaveValidators() external {
+        address account = _msgSender();
+        if (!_joined[account]) revert ValidatorQuorumMembershipUnchanged(account, false);
+        _joined[account] = false;
+        emit ValidatorMembershipChanged(account, false);
+    }
+
+    // ---------------------------------------------------------------- governance
+
+    /// @notice Sets the quorum fraction: above one half (two disjoint signer sets can never both reach it),
+    /// at most one, denominator at most MAX_QUORUM_DENOMINATOR.
+    function setQuorum(uint256 numerator, uint256 denominator) external onlyRole(PARAMETERS_ROLE) {
+        _setQuorum(numerator, denominator);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc IValidatorQuorum
+    function validators() external view returns (address[] memory members, uint256[] memory weights) {
+        members = _members;
+        weights = new uint256[](members.length);
+        for (uint256 i = 0; i < members.length; ++i) {
+            weights[i] = _weights[members[i]];
+        }
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function validatorSetEpoch() external view returns (uint256) {
+        return _setEpoch;
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function weightOf(address account) external view returns (uint256) {
+        return _weights[account];
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function totalWeight() external view returns (uint256) {
+        return _totalWeight;
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function isValidator(address account) external view returns (bool) {
+        return _weights[account] != 0;
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function hasJoined(address account) external view returns (bool) {
+        return _joined[account];
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function quorum() external view returns (uint256 numerator, uint256 denominator) {
+        return (_quorumNumerator, _quorumDenominator);
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function requiredWeight() external view returns (uint256) {
+        return _requiredWeight(_totalWeight);
+    }
+
+    /// @inheritdoc IValidatorQuorum
+    function minValidatorBond() public view returns (uint256) {
+        return _params.valueOf(_MIN_BOND_PARAM);
     }
 
     /// @inheritdoc IValidatorQuorum
@@ -81,16 +243,101 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
         return address(_bonding);
     }
 
-    /// @notice Sets the share of total validator weight a quorum needs, within [MIN_QUORUM_BPS, MAX_QUORUM_BPS].
-    function setQuorumBps(uint256 quorumBps_) external onlyRole(PARAMETERS_ROLE) {
-        _setQuorumBps(quorumBps_);
+    /// @inheritdoc IValidatorQuorum
+    function params() external view returns (address) {
+        return address(_params);
     }
 
-    function _setQuorumBps(uint256 quorumBps_) private {
-        if (quorumBps_ < MIN_QUORUM_BPS || quorumBps_ > MAX_QUORUM_BPS) {
-            revert ValidatorQuorumParameterOutOfBounds(quorumBps_, MIN_QUORUM_BPS, MAX_QUORUM_BPS);
+    /// @inheritdoc IValidatorQuorum
+    function installer() external view returns (address) {
+        return _installer;
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _checkQuorum(bytes32 digest, bytes[] calldata signatures, address excluded)
+        private
+        view
+        returns (uint256 signedWeight)
+    {
+        // Members are non-zero addresses, so excluding address(0) leaves the total as it is.
+        uint256 total = _totalWeight - _weights[excluded];
+        if (total == 0) revert ValidatorQuorumNoValidators();
+        address previous = address(0);
+        for (uint256 i = 0; i < signatures.length; ++i) {
+            // recoverCalldata rejects malformed signatures and high-s (malleable) ones.
+            address signer = ECDSA.recoverCalldata(digest, signatures[i]);
+            if (signer <= previous) revert ValidatorQuorumSignersNotAscending(signer);
+            previous = signer;
+            // A stranger (or a member since replaced) weighs nothing; the others' signatures still count.
+            if (signer != excluded) signedWeight += _weights[signer];
         }
-        _quorumBps = quorumBps_;
-        emit QuorumBpsSet(quorumBps_);
+        uint256 required = _requiredWeight(total);
+        if (signedWeight < required) revert ValidatorQuorumNotReached(signedWeight, required);
+    }
+
+    /// @dev ceil(total * numerator / denominator): the least `signed` with signed * den >= total * num.
+    function _requiredWeight(uint256 total) private view returns (uint256) {
+        return Math.mulDiv(total, _quorumNumerator, _quorumDenominator, Math.Rounding.Ceil);
+    }
+
+    function _checkSetShape(address[] memory members, uint256[] memory weights) private pure {
+        if (members.length != weights.length || members.length == 0 || members.length > MAX_VALIDATORS) {
+            revert ValidatorQuorumInvalidSetSize(members.length, weights.length);
+        }
+        address previous = address(0);
+        for (uint256 i = 0; i < members.length; ++i) {
+            if (members[i] <= previous) revert ValidatorQuorumSetNotAscending(members[i]);
+            previous = members[i];
+            if (weights[i] == 0) revert ValidatorQuorumZeroWeight(members[i]);
+        }
+    }
+
+    /// @dev Replaces the set; with `checkEligibility`, drops ineligible members and caps weights by bonds.
+    function _install(uint256 epoch, address[] memory members, uint256[] memory weights, bool checkEligibility)
+        private
+    {
+        uint256 minimum = checkEligibility ? minValidatorBond() : 0;
+        address[] storage current = _members;
+        for (uint256 i = 0; i < current.length; ++i) {
+            delete _weights[current[i]];
+        }
+        delete _members;
+
+        uint256 total = 0;
+        for (uint256 i = 0; i < members.length; ++i) {
+            address member = members[i];
+            uint256 weight = weights[i];
+            if (checkEligibility) {
+                weight = _eligibleWeight(member, weight, minimum);
+                if (weight == 0) {
+                    emit ValidatorDropped(epoch, member);
+                    continue;
+                }
+            }
+            current.push(member);
+            _weights[member] = weight;
+            total += weight;
+        }
+        if (total == 0) revert ValidatorQuorumNoEligibleMember(epoch);
+        _totalWeight = total;
+        _setEpoch = epoch;
+        emit ValidatorSetInstalled(epoch, current.length, total);
+    }
+
+    /// @dev `weight` capped by the member's active bond, or 0 when it has not joined or is under the minimum.
+    function _eligibleWeight(address member, uint256 weight, uint256 minimum) private view returns (uint256) {
+        if (!_joined[member] || _bonding.bondValueInPOD(member) < minimum) return 0;
+        return Math.min(weight, _bonding.activeBondOf(member));
+    }
+
+    function _setQuorum(uint256 numerator, uint256 denominator) private {
+        if (
+            denominator == 0 || denominator > MAX_QUORUM_DENOMINATOR || numerator > denominator
+                || 2 * numerator <= denominator
+        ) revert ValidatorQuorumInvalidQuorum(numerator, denominator);
+        _quorumNumerator = numerator;
+        _quorumDenominator = denominator;
+        emit QuorumSet(numerator, denominator);
     }
 }

@@ -16,7 +16,8 @@ import {IStakedPOD} from "../interfaces/IStakedPOD.sol";
  * @title Buyback, 100% of protocol revenue into POD
  * @notice Holds the payment token that Credits debits, and on a keeper's call swaps it for POD on the
  * Uniswap V2 pair through Router02. The POD then vests into StakedPOD (raising the stkPOD share price, in the
- * manner of xSUSHI) or is burned, by governance choice.
+ * manner of xSUSHI) or is burned, by governance choice (and burned while nobody holds stkPOD, since a reward
+ * to an empty vault would go to whoever deposits first).
  *
  * A public swap of a predictable size is a sandwich target, so each call is guarded three ways:
  * - a minimum output quoted at the pair's time-weighted average price (the pair's priceXCumulativeLast
@@ -27,10 +28,14 @@ import {IStakedPOD} from "../interfaces/IStakedPOD.sol";
  * - a deadline, so a call held back by a block builder cannot land later at a worse price;
  * - a per-call size cap, which bounds the price impact of one swap.
  *
- * Observations: this contract keeps the two latest cumulative-price observations. {observe} (anyone, at
- * most once per {twapWindow}) shifts them; a buyback measures the TWAP from the newest observation that
- * is at least {twapWindow} old, and refuses one older than `3 * twapWindow`, whose average would no longer
- * describe the current price. A keeper calls {observe} on every round, so one always qualifies.
+ * Observations: this contract keeps the two latest cumulative-price observations. {observe} (keepers
+ * only, at most once per {twapWindow}) shifts them; a buyback measures the TWAP from the newest observation
+ * that is at least {twapWindow} old, and refuses one older than `3 * twapWindow`, whose average would no
+ * longer describe the current price. A keeper calls {observe} on every round, so one always qualifies.
+ * Only keepers observe so that nobody else can choose where a TWAP starts (an attacker who can time the
+ * anchor to the start of a price push they sustain gets to pick the window the average covers), and the
+ * window is at least {MIN_TWAP_WINDOW}, long enough that holding a manipulated price for a whole window
+ * costs far more than a buyback's slippage allowance can return.
  */
 contract Buyback is AccessControl {
     using SafeERC20 for IERC20;
@@ -38,7 +43,7 @@ contract Buyback is AccessControl {
     /// @notice Accounts allowed to trigger swaps.
     bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
 
-    uint256 public constant MIN_TWAP_WINDOW = 5 minutes;
+    uint256 public constant MIN_TWAP_WINDOW = 30 minutes;
     uint256 public constant MAX_TWAP_WINDOW = 1 days;
     /// @dev An observation older than this many windows is stale.
     uint256 public constant MAX_OBSERVATION_AGE_WINDOWS = 3;
@@ -152,10 +157,10 @@ contract Buyback is AccessControl {
     // ---------------------------------------------------------------- keeper
 
     /**
-     * @notice Stores a new cumulative-price observation; anyone may call, at most once per window (so the
-     * observations stay at least a window apart and nobody can keep the TWAP from maturing).
+     * @notice Stores a new cumulative-price observation; keepers only, at most once per window (so the
+     * observations stay at least a window apart).
      */
-    function observe() external {
+    function observe() external onlyRole(KEEPER_ROLE) {
         uint256 nextAt = _newer.timestamp + _twapWindow;
         if (block.timestamp < nextAt) revert BuybackObservationTooSoon(nextAt);
         _record();
@@ -190,7 +195,8 @@ contract Buyback is AccessControl {
             _router.swapExactTokensForTokens(amountIn, minOut, path, address(this), deadline);
         podOut = amounts[1];
 
-        Destination destination = _destination;
+        // With no stkPOD in existence a notified reward would be claimed by the next depositor alone: burn.
+        Destination destination = _stakedPod.totalSupply() == 0 ? Destination.Burn : _destination;
         emit BoughtBack(amountIn, podOut, minOut, destination);
         if (destination == Destination.Burn) {
             ERC20Burnable(address(_pod)).burn(podOut);

@@ -18,7 +18,9 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * debits.
  *
  * Conservation: the token balance held here always equals the sum of all credit balances, since every path
- * that moves tokens (deposit, debit, withdraw) moves a credit balance by the same amount.
+ * that moves tokens (deposit, debit, withdraw) moves a credit balance by the same amount. A deposit credits
+ * only after measuring that the full amount arrived: a token that takes a fee on transfer (or otherwise
+ * delivers less than asked) is refused rather than allowed to create credit it does not back.
  */
 contract Credits is Ownable, EIP712 {
     using SafeERC20 for IERC20;
@@ -31,6 +33,8 @@ contract Credits is Ownable, EIP712 {
     uint256 public constant MAX_WITHDRAWAL_DELAY = 30 days;
     /// @dev Bounds the gas of one settlement so a batch always fits in a block.
     uint256 public constant MAX_BATCH_SIZE = 500;
+    /// @notice The furthest a batch's signature deadline may lie ahead of its settlement.
+    uint256 public constant MAX_SIGNATURE_TTL = 7 days;
 
     struct WithdrawalRequest {
         uint256 amount;
@@ -62,6 +66,10 @@ contract Credits is Ownable, EIP712 {
     error CreditsBatchAlreadySettled(uint256 batchId);
     /// @dev The debit batch's signatures expired at `deadline`.
     error CreditsBatchExpired(uint256 deadline);
+    /// @dev The batch's `deadline` lies more than MAX_SIGNATURE_TTL ahead (at most `maxDeadline` now).
+    error CreditsDeadlineTooFar(uint256 deadline, uint256 maxDeadline);
+    /// @dev A deposit of `amount` delivered only `received`: fee-on-transfer tokens are not supported.
+    error CreditsTransferShortfall(uint256 amount, uint256 received);
     /// @dev The batch's user and amount lists differ in length, are empty or exceed MAX_BATCH_SIZE.
     error CreditsInvalidBatch(uint256 users, uint256 amounts);
     /// @dev A withdrawal delay outside [MIN_WITHDRAWAL_DELAY, MAX_WITHDRAWAL_DELAY].
@@ -116,10 +124,15 @@ contract Credits is Ownable, EIP712 {
     function depositFor(address user, uint256 amount) public {
         if (amount == 0) revert CreditsZeroAmount();
         if (user == address(0)) revert CreditsZeroAddress();
+        // Pull first and measure (ERC4626._deposit's order): the payment token is external code, and credit
+        // must be created only for tokens that actually arrived.
+        uint256 before = _token.balanceOf(address(this));
+        _token.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 received = _token.balanceOf(address(this)) - before;
+        if (received != amount) revert CreditsTransferShortfall(amount, received);
         _credit[user] += amount;
         _totalCredit += amount;
         emit Deposited(user, msg.sender, amount);
-        _token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
     /**
@@ -177,6 +190,9 @@ contract Credits is Ownable, EIP712 {
         bytes[] calldata signatures
     ) external {
         if (block.timestamp > deadline) revert CreditsBatchExpired(deadline);
+        if (deadline > block.timestamp + MAX_SIGNATURE_TTL) {
+            revert CreditsDeadlineTooFar(deadline, block.timestamp + MAX_SIGNATURE_TTL);
+        }
         if (_settled[batchId]) revert CreditsBatchAlreadySettled(batchId);
         if (users.length != amounts.length || users.length == 0 || users.length > MAX_BATCH_SIZE) {
             revert CreditsInvalidBatch(users.length, amounts.length);

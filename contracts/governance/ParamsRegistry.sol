@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {IParamsRegistry} from "../interfaces/IParamsRegistry.sol";
 
 /**
  * @title ParamsRegistry, the governance-owned parameters of the reward boost engine
@@ -23,7 +24,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
  * weeks, tiers_min <= tiers_max, epoch_hours divides 168) are checked after every change, so a batch can
  * move two related parameters together.
  */
-contract ParamsRegistry is Ownable {
+contract ParamsRegistry is IParamsRegistry, Ownable {
     /// @dev The WAD scale of `alpha` and `tiers_kappa`.
     uint256 public constant FIXED_POINT_ONE = 1e18;
 
@@ -65,7 +66,9 @@ contract ParamsRegistry is Ownable {
         _define("full_weeks", 13, 1, 104);
         _define("validator_enter_weeks", 13, 1, 104);
         _define("validator_exit_weeks", 10, 0, 104);
-        _define("validator_min_bond", 100_000 * _POD, 1 * _POD, 100_000_000 * _POD);
+        // The one home of the validator minimum: ValidatorQuorum reads it when validators join and when an
+        // elected set is installed, and settlers read it for the election.
+        _define("validator_min_bond", 100_000 * _POD, 1_000 * _POD, 10_000_000 * _POD);
         _define("comp_weeks", 13, 1, 104);
         _define("percentile", 95, 1, 100);
         _define("alpha", 75e16, 1, 10 * FIXED_POINT_ONE); // (0, 10], the off-chain engine's range
@@ -96,7 +99,7 @@ contract ParamsRegistry is Ownable {
         _checkRelations();
     }
 
-    /// @notice The current value of `name`.
+    /// @inheritdoc IParamsRegistry
     function valueOf(string calldata name) external view returns (uint256) {
         return _param(name).value;
     }
@@ -107,7 +110,7 @@ contract ParamsRegistry is Ownable {
         return (param.min, param.max);
     }
 
-    /// @notice Every parameter name and its value, in the spec's table order: what a settler reads.
+    /// @inheritdoc IParamsRegistry
     function getAll() external view returns (string[] memory names, uint256[] memory values) {
         names = _names;
         values = new uint256[](names.length);

@@ -5,9 +5,9 @@ pragma solidity ^0.8.24;
  * @title IBonding, slashable bonds of staked POD per operator account
  * @notice Operators bond stkPOD shares (see {IStakedPOD}) to their account; one bond covers every node the
  * account registers. Unbonding thaws for {thawPeriod} (3 months) and stays slashable while it thaws. The
- * active bond is checkpointed by timestamp so the epoch snapshot can read it at any past moment. Accounts
- * with at least {minValidatorBond} POD-worth of active bond that explicitly join are validators, weighted
- * by their active bond shares.
+ * active bond is checkpointed by timestamp so the epoch snapshot can read it at any past moment, and
+ * ValidatorQuorum checks elected validators against it. Only the slasher (the Slashing contract, bound once
+ * at deployment) can slash.
  */
 interface IBonding {
     /// @notice `shares` stkPOD, paid by `from`, were added to the active bond of `account`.
@@ -25,14 +25,11 @@ interface IBonding {
     /// @notice `operator` removed the node whose libp2p peer id hashes to `peerIdHash`.
     event NodeUnregistered(address indexed operator, bytes32 indexed peerIdHash);
 
-    /// @notice `account` opted in to (`joined` true) or out of validating.
-    event ValidatorMembershipChanged(address indexed account, bool joined);
-
-    /// @notice The validator weight of `account` became `weight` (0 = not a validator).
-    event ValidatorWeightChanged(address indexed account, uint256 weight);
+    /// @notice `slasher` became the one account that may slash, for good.
+    event SlasherBound(address slasher);
 
     /// @notice `shares` of the bond of `account` were slashed: `reporterShares` to `reporter`, the rest
-    /// (`removedShares`) burned as POD or sent to the slash recipient, by governance choice.
+    /// (`removedShares`) redeemed and burned as POD.
     event Slashed(
         address indexed account,
         uint256 shares,
@@ -43,12 +40,6 @@ interface IBonding {
 
     /// @notice Governance set the thaw period for new unbond requests.
     event ThawPeriodSet(uint256 thawPeriod);
-
-    /// @notice Governance set the POD-worth of active bond a validator needs.
-    event MinValidatorBondSet(uint256 minValidatorBond);
-
-    /// @notice Governance set where slashed stake goes (the zero address: it is redeemed and burned).
-    event SlashRecipientSet(address recipient);
 
     /// @notice Adds `shares` stkPOD from the caller to the caller's active bond.
     function bond(uint256 shares) external;
@@ -75,20 +66,11 @@ interface IBonding {
     /// @notice Removes a node the caller registered.
     function unregisterNode(bytes32 peerIdHash) external;
 
-    /// @notice Opts the caller in to validating; reverts unless its active bond is worth {minValidatorBond}.
-    function joinValidators() external;
-
-    /// @notice Opts the caller out of validating.
-    function leaveValidators() external;
-
-    /// @notice Recomputes the validator weight of `account` from its current bond value; anyone may call it
-    /// (weights otherwise refresh only when the account's bond changes).
-    function refreshValidator(address account) external;
-
     /// @notice Slashes `shares` from `account`, active bond first, then thawing; `reporterBps` of them go to
-    /// `reporter` (bonded to it if it is a validator, else paid in stkPOD), none if `reporter` is zero.
-    /// Only the slasher role (the Slashing contract).
-    function slash(address account, uint256 shares, address reporter, uint256 reporterBps) external;
+    /// `reporter` (bonded to it when `bondReporterCut`, as for a validator, else paid in stkPOD), none if
+    /// `reporter` is zero; the rest is burned. Only the slasher (the Slashing contract).
+    function slash(address account, uint256 shares, address reporter, uint256 reporterBps, bool bondReporterCut)
+        external;
 
     /// @notice The next NodeBinding nonce of `operator`.
     function nonces(address operator) external view returns (uint256);
@@ -111,16 +93,6 @@ interface IBonding {
     /// @notice The active bond of `account` valued in POD through the vault's share price.
     function bondValueInPOD(address account) external view returns (uint256);
 
-    /// @notice Whether `account` currently has validator weight.
-    function isValidator(address account) external view returns (bool);
-
-    /// @notice The validator weight of `account`: its active bond shares while it has joined and its bond is
-    /// worth at least {minValidatorBond}, else 0.
-    function validatorWeight(address account) external view returns (uint256);
-
-    /// @notice Sum of all validator weights, read in O(1).
-    function totalValidatorWeight() external view returns (uint256);
-
     /// @notice What a request holds now: its account, when it unlocks, and its shares after slashes.
     function unbondRequest(uint256 requestId)
         external
@@ -133,9 +105,6 @@ interface IBonding {
     /// @notice The thaw period applied to new unbond requests.
     function thawPeriod() external view returns (uint256);
 
-    /// @notice POD-worth of active bond needed to be a validator (100,000 POD at launch).
-    function minValidatorBond() external view returns (uint256);
-
-    /// @notice Where slashed stake goes; the zero address means it is redeemed and the POD burned.
-    function slashRecipient() external view returns (address);
+    /// @notice The one account that may slash (the Slashing contract); zero until bound.
+    function slasher() external view returns (address);
 }

@@ -4,8 +4,11 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC4626} from "@openzeppelin/contracts/interfaces/IERC4626.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
+import {ERC20Votes} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Votes.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -13,7 +16,7 @@ import {IStakedPOD} from "../interfaces/IStakedPOD.sol";
 
 /**
  * @title StakedPOD (stkPOD), the auto-compounding POD vault
- * @notice See {IStakedPOD}. Three rules are ours, on top of OpenZeppelin's ERC-4626:
+ * @notice See {IStakedPOD}. Four rules are ours, on top of OpenZeppelin's ERC-4626:
  *
  * 1. Accounted assets. {totalAssets} is what the vault has *accounted* (deposits minus withdrawals plus
  *    notified rewards) less the rewards that have not vested yet — never `balanceOf(this)`. POD sent to the
@@ -30,8 +33,13 @@ import {IStakedPOD} from "../interfaces/IStakedPOD.sol";
  *    other time, as ERC-4626 requires of a call that would revert. Holders of {COOLDOWN_EXEMPT_ROLE} (the
  *    Bonding contract, whose 3-month thaw already locks shares, and which redeems only to burn slashed
  *    stake) skip the cooldown.
+ * 4. Staking keeps its say. Shares are ERC-5805 votes (OpenZeppelin's ERC20Votes, timestamp clock like
+ *    POD's), delegated like POD's, which the Governor counts at the share price (as stkAAVE votes in Aave's
+ *    governance): staking POD for buybacks does not take it out of governance. Rewards are refused while
+ *    no shares exist ({StakedPODNoStakers}): with nobody to vest them to, they would go to whoever deposits
+ *    first.
  */
-contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
+contract StakedPOD is IStakedPOD, ERC4626, ERC20Votes, AccessControl {
     using SafeERC20 for IERC20;
 
     /// @notice Accounts that may redeem without a cooldown; granted by governance to Bonding only.
@@ -60,6 +68,8 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
 
     /// @dev `notifyRewards(0)` would only move the vesting schedule.
     error StakedPODZeroRewards();
+    /// @dev No stkPOD exists: a reward now would all go to the next depositor.
+    error StakedPODNoStakers();
     /// @dev A cooldown of nothing would cover nothing.
     error StakedPODZeroBalance(address account);
     /// @dev `account` never started a cooldown (or redeemed all it covered).
@@ -75,7 +85,7 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
      * @param pod the POD token held by the vault
      * @param admin receives DEFAULT_ADMIN_ROLE (the timelock), which grants {COOLDOWN_EXEMPT_ROLE}
      */
-    constructor(IERC20 pod, address admin) ERC20("Staked POD", "stkPOD") ERC4626(pod) {
+    constructor(IERC20 pod, address admin) ERC20("Staked POD", "stkPOD") ERC4626(pod) EIP712("Staked POD", "1") {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
@@ -84,6 +94,7 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
     /// @inheritdoc IStakedPOD
     function notifyRewards(uint256 amount) external {
         if (amount == 0) revert StakedPODZeroRewards();
+        if (totalSupply() == 0) revert StakedPODNoStakers();
         // Pull first, as ERC4626._deposit does: POD has no transfer hooks, and accounting only what arrived
         // keeps `balanceOf(this) >= _accountedAssets` at every step.
         IERC20(asset()).safeTransferFrom(_msgSender(), address(this), amount);
@@ -204,7 +215,7 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
      * which punishes receivers without adding safety). Shares sent away shrink the covered amount to the
      * balance left; shares redeemed use up the cover.
      */
-    function _update(address from, address to, uint256 value) internal override {
+    function _update(address from, address to, uint256 value) internal override(ERC20, ERC20Votes) {
         super._update(from, to, value);
         if (from == address(0)) return;
         Cooldown storage c = _cooldowns[from];
@@ -213,6 +224,22 @@ contract StakedPOD is IStakedPOD, ERC4626, AccessControl {
         if (to == address(0)) covered -= Math.min(value, covered);
         covered = Math.min(covered, balanceOf(from));
         c.shares = uint208(covered); // Safe: never above the value it was read from.
+    }
+
+    /// @notice Votes checkpoint by timestamp (ERC-6372), like POD's, so the Governor reads both at one clock.
+    function clock() public view override returns (uint48) {
+        return SafeCast.toUint48(block.timestamp);
+    }
+
+    /// @notice ERC-6372 description of {clock}.
+    // solhint-disable-next-line func-name-mixedcase
+    function CLOCK_MODE() public pure override returns (string memory) {
+        return "mode=timestamp";
+    }
+
+    /// @inheritdoc ERC4626
+    function decimals() public view override(ERC20, ERC4626, IERC20Metadata) returns (uint8) {
+        return super.decimals();
     }
 
     /// @dev 10^6 virtual shares per unit of POD: the inflation-attack defence of OpenZeppelin's ERC4626.

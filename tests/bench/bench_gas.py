@@ -1,7 +1,8 @@
 """Gas used per user-facing contract call, measured on a fresh Anvil chain with every contract deployed.
 
-`python -m tests.bench gas` deploys POD, StakedPOD, Bonding, ValidatorQuorum, Credits, Buyback (on a real
-Uniswap V2 pair from the npm artifacts) and RewardsDistributor on an Anvil of its own (a free loopback port,
+`python -m tests.bench gas` deploys POD, StakedPOD, Bonding, ParamsRegistry, ValidatorQuorum (a genesis set of
+three), Credits, Buyback (on a real Uniswap V2 pair from the npm artifacts) and RewardsDistributor on an
+Anvil of its own (a free loopback port,
 never Brownie's 8545), walks one user through each call and records the receipt's gasUsed. It needs the
 compiled artifacts (`brownie compile`, part of `make setup`).
 
@@ -109,7 +110,9 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
     stkpod = c.deploy("StakedPOD", pod.address, admin)
     bonding = c.deploy("Bonding", stkpod.address, admin)
     c.send(stkpod.functions.grantRole(stkpod.functions.COOLDOWN_EXEMPT_ROLE().call(), bonding.address), admin)
-    quorum = c.deploy("ValidatorQuorum", bonding.address, admin, 6_667)
+    registry = c.deploy("ParamsRegistry", admin)
+    genesis = sorted(validator_addresses, key=lambda a: int(a, 16))
+    quorum = c.deploy("ValidatorQuorum", bonding.address, registry.address, admin, 2, 3, genesis, [1, 1, 1])
 
     def stake(account: str, amount: int):
         c.send(pod.functions.transfer(account, amount), treasury)
@@ -122,7 +125,7 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
         shares = stkpod.functions.balanceOf(validator).call()
         c.send(stkpod.functions.approve(bonding.address, shares), validator)
         c.send(bonding.functions.bond(shares), validator)
-        c.send(bonding.functions.joinValidators(), validator)
+        c.send(quorum.functions.joinValidators(), validator)
 
     # ------------------------------------------------------------ staking and bonding
     gas["stake"] = stake(staker, 10_000 * POD).gasUsed
@@ -200,6 +203,7 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
     distributor = c.deploy(
         "RewardsDistributor", pod.address, stkpod.address, bonding.address, quorum.address, admin, 3600, 1000
     )
+    c.send(quorum.functions.bindInstaller(distributor.address), admin)
     c.send(pod.functions.transfer(distributor.address, 1_000_000 * POD), pool)
     # A realistic tree: 254 filler accounts beside the two measured earners (proofs of 7 or 8 hashes).
     amounts_by_account = {
@@ -211,16 +215,29 @@ def measure(rpc_url: str, private_keys: tuple[str, ...]) -> dict[str, int]:
         {"name": "epoch", "type": "uint256"},
         {"name": "root", "type": "bytes32"},
         {"name": "total", "type": "uint256"},
+        {"name": "validators", "type": "address[]"},
+        {"name": "weights", "type": "uint256[]"},
         {"name": "deadline", "type": "uint256"},
     ]
     deadline = c.now() + 3600
-    message = {"epoch": 1, "root": tree.root, "total": tree.total, "deadline": deadline}
+    # The root elects the three validators again, now weighted by their bonds (the same set, re-checked).
+    weights = [bonding.functions.activeBondOf(v).call() for v in genesis]
+    message = {
+        "epoch": 1,
+        "root": tree.root,
+        "total": tree.total,
+        "validators": genesis,
+        "weights": weights,
+        "deadline": deadline,
+    }
     signatures = _quorum_signatures(validator_keys, distributor, "EpochRoot", root_fields, message)
-    propose = distributor.functions.proposeRoot(1, tree.root, tree.total, deadline, signatures)
-    gas["propose epoch root (3 signatures)"] = c.send(propose, admin).gasUsed
+    proposal = (1, tree.root, tree.total, genesis, weights, deadline)
+    propose = distributor.functions.proposeRoot(proposal, signatures)
+    gas["propose epoch root (3 signatures, next set of 3)"] = c.send(propose, admin).gasUsed
     c.sleep(3601)
-    gas["activate epoch root"] = c.send(distributor.functions.activateRoot(1), admin).gasUsed
-    claim = distributor.functions.claim(earner, 100 * POD, list(tree.proof(earner)))
+    activate = distributor.functions.activateRoot(1, genesis, weights)
+    gas["activate epoch root (installs a set of 3)"] = c.send(activate, admin).gasUsed
+    claim = distributor.functions.claim(100 * POD, list(tree.proof(earner)))
     gas["claim liquid"] = c.send(claim, earner).gasUsed
     claim_bonded = distributor.functions.claimBonded(100 * POD, list(tree.proof(bonded_earner)))
     gas["claim bonded"] = c.send(claim_bonded, bonded_earner).gasUsed

@@ -11,6 +11,7 @@ from chain.client import (
     ChainClient,
     ClientError,
     ExplainedRevert,
+    ValidatorSet,
     format_time,
     format_units,
     hint_for,
@@ -105,9 +106,58 @@ def test_joining_the_validators_below_the_minimum_says_how_much_to_bond(deployed
     small.bond()
     with pytest.raises(ExplainedRevert) as refused:
         small.join_validators()
-    assert refused.value.error == "BondingBelowValidatorMinimum"
+    assert refused.value.error == "ValidatorQuorumBelowMinimumBond"
     assert "Validators need an active bond worth 100,000 POD" in refused.value.hint
     assert "`dolphin chain bond AMOUNT`" in refused.value.hint
+
+
+@pytest.mark.integration
+def test_roots_carry_the_genesis_set_forward_then_install_an_elected_one(deployed):
+    """The validator set the contracts count changes only with an activated root, to the set it signed."""
+    from chain.devchain import dev_genesis_validators
+    from chain.testing import make_validators, settle_root
+
+    genesis = [client_of(deployed, i) for i in (1, 2, 3)]
+    reader = ChainClient(deployed.rpc_url, deployed.deployment)
+    current = reader.validator_set()
+    assert set(current.members) == set(dev_genesis_validators()) and current.epoch == 0
+    make_validators(genesis)
+    first = RewardsTree.build({genesis[0].address: POD})
+    settle_root(genesis, 1, first)  # carried forward, re-checked: they bonded and joined
+    assert reader.validator_set() == ValidatorSet(current.members, current.weights, 1)
+
+    # Epoch 2 elects two of them, weighted by their bonds.
+    bonds = {v.address: v.status().active_bond_shares for v in genesis[:2]}
+    elected = ValidatorSet.of(bonds)
+    settle_root(genesis, 2, RewardsTree.build({genesis[0].address: 2 * POD}), elected)
+    assert reader.validator_set() == ValidatorSet(elected.members, elected.weights, 2)
+    assert reader.status(genesis[2].address).validator_weight == 0
+    assert reader.status(genesis[0].address).validator_weight == bonds[genesis[0].address]
+
+    # The member left out cannot sign alone; a signature made for another next set proves nothing.
+    tree = RewardsTree.build({genesis[0].address: 3 * POD})
+    deadline = reader.chain_time() + 3600
+    with pytest.raises(ExplainedRevert) as refused:
+        genesis[0].propose_root(3, tree, deadline, [genesis[2].sign_epoch_root(3, tree, deadline)])
+    assert refused.value.error == "ValidatorQuorumNotReached"
+
+
+@pytest.mark.unit
+def test_a_validator_set_is_put_in_the_contracts_order_and_checked():
+    a, b = "0x" + "22" * 20, "0x" + "11" * 20
+    ordered = ValidatorSet.of({a: 5, b: 7})
+    assert ordered.members == (checked(b), checked(a)) and ordered.weights == (7, 5) and ordered.total == 12
+    for bad in ({}, {a: 0}):
+        with pytest.raises(ClientError):
+            ValidatorSet.of(bad)
+    with pytest.raises(ClientError):
+        ValidatorSet((checked(a), checked(b)), (1, 1))  # not ascending
+
+
+def checked(address):
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(address)
 
 
 @pytest.mark.integration
@@ -300,7 +350,7 @@ def test_hints_fill_in_times_and_amounts():
         "`dolphin chain withdraw` after that."
     )
     assert "worth 100,000 POD; yours is worth 5" in hint_for(
-        "BondingBelowValidatorMinimum", ("0xabc", 5 * POD, 100_000 * POD)
+        "ValidatorQuorumBelowMinimumBond", ("0xabc", 5 * POD, 100_000 * POD)
     )
     assert hint_for("SomethingUnknown", ()) is None
     assert hint_for("BondingStillThawing", ()) is None  # arguments unlike the table's: no wrong hint

@@ -1,4 +1,6 @@
-"""chain.deploy: the whole system on a fresh Anvil, its wiring, the deployment file, second deploys."""
+"""chain.deploy: the whole system on a fresh Anvil, its wiring (every power with the timelock or a named
+account), the deployment file, second deploys, non-dev chains, and a governance vote passed on the
+distribution a deployment actually produces."""
 
 import json
 from dataclasses import replace
@@ -6,6 +8,7 @@ from dataclasses import replace
 import pytest
 from eth_account import Account
 
+from chain.artifacts import load_artifact, load_npm_artifact
 from chain.client import ChainClient
 from chain.deploy import (
     CONTRACT_NAMES,
@@ -16,11 +19,15 @@ from chain.deploy import (
     deploy_system,
     load_deployment,
 )
-from chain.devchain import open_devchain
-from chain.testing import open_deployed_chain
-from chain.transactions import connect
+from chain.devchain import dev_genesis_validators, open_devchain
+from chain.testing import make_validators, open_deployed_chain, time_travel
+from chain.transactions import connect, deploy_contract, send
 
 POD = 10**18
+USD = 10**6
+
+
+GENESIS = dev_genesis_validators()
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +69,14 @@ def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reade
         )
     assert reader.call("Credits", "owner") == timelock
     assert reader.call("ParamsRegistry", "owner") == timelock
-    # The contracts' own roles, wired as tests/contracts/conftest.py does.
-    bonding, slashing = deployed.deployment.address("Bonding"), deployed.deployment.address("Slashing")
+    # The contracts' own wiring, as tests/contracts/conftest.py does it; the slasher and the installer of
+    # validator sets are bound for good.
+    address = deployed.deployment.address
+    bonding, slashing = address("Bonding"), address("Slashing")
     assert reader.call("StakedPOD", "hasRole", reader.call("StakedPOD", "COOLDOWN_EXEMPT_ROLE"), bonding)
-    assert reader.call("Bonding", "hasRole", reader.call("Bonding", "SLASHER_ROLE"), slashing)
+    assert reader.call("Bonding", "slasher") == slashing
+    assert reader.call("ValidatorQuorum", "installer") == address("RewardsDistributor")
+    assert reader.call("ValidatorQuorum", "params") == address("ParamsRegistry")
     assert reader.call(
         "Buyback", "hasRole", reader.call("Buyback", "KEEPER_ROLE"), deployed.deployment.keeper
     )
@@ -73,6 +84,30 @@ def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reade
     assert reader.call("RewardsDistributor", "hasRole", revoker, timelock)
     assert reader.call("RewardsDistributor", "hasRole", revoker, deployed.deployment.guardian)
     assert reader.call("Credits", "revenueRecipient") == deployed.deployment.address("Buyback")
+
+
+@pytest.mark.integration
+def test_uniswap_powers_and_lp_tokens_belong_to_the_timelock(deployed, reader):
+    """Medium finding: the LP tokens and the factory's feeToSetter stayed with the deployer's key."""
+    deployment = deployed.deployment
+    timelock = deployment.address("DolphinTimelock")
+    factory = deployed.w3.eth.contract(
+        address=deployment.address("UniswapV2Factory"),
+        abi=load_npm_artifact("@uniswap/v2-core/build/UniswapV2Factory.json").abi,
+    )
+    assert factory.functions.feeToSetter().call() == timelock
+    liquidity = reader.call("UniswapV2Pair", "balanceOf", timelock)
+    assert liquidity > 0 and liquidity + 1000 == reader.call("UniswapV2Pair", "totalSupply")  # 1000: burned
+    assert reader.call("UniswapV2Pair", "balanceOf", deployment.deployer) == 0
+
+
+@pytest.mark.integration
+def test_the_genesis_validator_set_is_the_named_one(deployed, reader):
+    genesis = dev_genesis_validators()
+    assert deployed.deployment.genesis_validators == {a: 1 for a in sorted(genesis, key=lambda a: int(a, 16))}
+    current = reader.validator_set()
+    assert set(current.members) == set(genesis) and current.weights == (1, 1, 1) and current.epoch == 0
+    assert reader.call("ValidatorQuorum", "quorum") == [2, 3]
 
 
 @pytest.mark.integration
@@ -99,7 +134,7 @@ def test_supply_liquidity_and_demo_funds(deployed, reader):
     assert len(deployment.demo_accounts) == len(deployed.keys) - 1
     for address in deployment.demo_accounts:
         assert reader.call("POD", "balanceOf", address) == params.demo_pod
-        assert reader.call("LocalStablecoin", "balanceOf", address) == params.demo_usd
+        assert reader.call("PaymentToken", "balanceOf", address) == params.demo_usd
         assert deployed.w3.eth.get_balance(address) >= params.demo_min_eth
     # Nothing stays with the deployer: the rest of the treasury went to the timelock.
     assert reader.call("POD", "balanceOf", deployment.deployer) == 0
@@ -112,14 +147,17 @@ def test_a_second_deploy_is_refused_and_the_file_kept(deployed):
     before = deployed.path.read_text()
     block = deployed.w3.eth.block_number
     with pytest.raises(DeploymentExists, match="already has a Dolphin deployment.*--reuse"):
-        deploy_system(deployed.w3, deployed.keys[0], path=deployed.path)
+        deploy_system(deployed.w3, deployed.keys[0], genesis_validators=GENESIS, path=deployed.path)
     assert deployed.path.read_text() == before
     assert deployed.w3.eth.block_number == block  # nothing was sent
 
 
 @pytest.mark.integration
 def test_reuse_checks_and_returns_the_recorded_deployment(deployed):
-    assert deploy_system(deployed.w3, deployed.keys[0], path=deployed.path, reuse=True) == deployed.deployment
+    found = deploy_system(
+        deployed.w3, deployed.keys[0], genesis_validators=GENESIS, path=deployed.path, reuse=True
+    )
+    assert found == deployed.deployment
 
 
 @pytest.mark.integration
@@ -131,7 +169,7 @@ def test_a_recorded_address_without_code_is_reported_not_papered_over(deployed, 
     path = tmp_path / "deployment.json"
     broken.save(path)
     with pytest.raises(DeploymentError, match="Credits have no code; remove the file"):
-        deploy_system(deployed.w3, deployed.keys[0], path=path, reuse=True)
+        deploy_system(deployed.w3, deployed.keys[0], genesis_validators=GENESIS, path=path, reuse=True)
 
 
 @pytest.mark.integration
@@ -139,11 +177,11 @@ def test_a_file_from_an_earlier_chain_is_replaced(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
         path = tmp_path / "deployment.json"
-        first = deploy_system(w3, dev.private_keys[0], path=path)
+        first = deploy_system(w3, dev.private_keys[0], genesis_validators=GENESIS, path=path)
         stale = replace(first, genesis_hash="0x" + "00" * 32)
         stale.save(path)
         # Same chain id and addresses, other genesis: the file speaks of a chain that is gone.
-        second = deploy_system(w3, dev.private_keys[0], path=path)
+        second = deploy_system(w3, dev.private_keys[0], genesis_validators=GENESIS, path=path)
         assert second.addresses["POD"] != first.addresses["POD"]
         assert load_deployment(path) == second
 
@@ -153,12 +191,13 @@ def test_a_failing_step_is_named_and_nothing_is_recorded(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
         path = tmp_path / "deployment.json"
-        # ValidatorQuorum's constructor refuses a quorum of 1%: the step after staking fails.
+        # ValidatorQuorum's constructor refuses a quorum of one third: the step after the governor fails.
+        bad = DeployParams(validator_quorum_numerator=1)
         with pytest.raises(DeploymentError) as failure:
-            deploy_system(w3, dev.private_keys[0], path=path, params=DeployParams(validator_quorum_bps=100))
+            deploy_system(w3, dev.private_keys[0], genesis_validators=GENESIS, path=path, params=bad)
         message = str(failure.value)
-        assert "step 8/14 (validator quorum and slashing)" in message
-        assert "ValidatorQuorumParameterOutOfBounds(100, 5001, 10000)" in message
+        assert "step 9/15 (validator quorum (genesis set of 3) and slashing)" in message
+        assert "ValidatorQuorumInvalidQuorum(1, 3)" in message
         assert "Nothing was recorded" in message
         assert not path.exists()
 
@@ -168,10 +207,13 @@ def test_progress_reports_every_step_in_order(tmp_path):
     seen = []
     with open_devchain(accounts=2) as dev:
         deploy_system(
-            connect(dev.rpc_url), dev.private_keys[0], on_step=lambda i, n, text: seen.append((i, n, text))
+            connect(dev.rpc_url),
+            dev.private_keys[0],
+            genesis_validators=GENESIS,
+            on_step=lambda i, n, text: seen.append((i, n, text)),
         )
-    assert [i for i, _, _ in seen] == list(range(14))
-    assert {n for _, n, _ in seen} == {14}
+    assert [i for i, _, _ in seen] == list(range(15))
+    assert {n for _, n, _ in seen} == {15}
     assert seen[0][2] == "POD token" and "timelock" in seen[-1][2]
 
 
@@ -194,3 +236,106 @@ def test_a_malformed_deployment_file_is_refused(text):
 def test_a_missing_deployment_file_says_how_to_get_one(tmp_path):
     with pytest.raises(DeploymentError, match="run `dolphin chain deploy` first"):
         load_deployment(tmp_path / "nope.json")
+
+
+@pytest.mark.integration
+def test_a_non_dev_chain_needs_a_real_payment_token_and_named_powers(tmp_path):
+    """Medium finding: beyond a dev chain, `dolphin chain deploy` still wired the open-mint LocalStablecoin
+    and left the keeper and guardian with the deployer's key."""
+    with open_devchain(chain_id=4242, accounts=3) as dev:
+        w3 = connect(dev.rpc_url)
+        block = w3.eth.block_number
+        for missing in ("payment token", "keeper", "guardian"):
+            with pytest.raises(DeploymentError, match=f"chain 4242 is not a dev chain: name the .*{missing}"):
+                deploy_system(w3, dev.private_keys[0], genesis_validators=GENESIS)
+        with pytest.raises(DeploymentError, match="demo accounts are funded on dev chains only"):
+            deploy_system(
+                w3, dev.private_keys[0], genesis_validators=GENESIS, payment_token=GENESIS[0],
+                keeper=GENESIS[0], guardian=GENESIS[1], demo_accounts=[GENESIS[2]],
+            )  # fmt: skip
+        assert w3.eth.block_number == block  # refused before sending anything
+
+        # The "real" stablecoin and Uniswap: contracts that exist before the deployment.
+        deployer = Account.from_key(dev.private_keys[0])
+        token = deploy_contract(w3, deployer, "LocalStablecoin")
+        params = DeployParams()
+        send(w3, deployer, token.functions.mint(deployer.address, params.pool_usd), "funding the deployer")
+        uniswap = "@uniswap/v2-core/build/UniswapV2Factory.json", "@uniswap/v2-periphery/build/WETH9.json"
+        factory = deploy_contract(w3, deployer, "F", deployer.address, artifact=load_npm_artifact(uniswap[0]))
+        weth = deploy_contract(w3, deployer, "W", artifact=load_npm_artifact(uniswap[1]))
+        router = deploy_contract(
+            w3, deployer, "R", factory.address, weth.address,
+            artifact=load_npm_artifact("@uniswap/v2-periphery/build/UniswapV2Router02.json"),
+        )  # fmt: skip
+        keeper, guardian = (Account.from_key(k).address for k in dev.private_keys[1:3])
+        deployment = deploy_system(
+            w3, dev.private_keys[0], genesis_validators=GENESIS, payment_token=token.address, keeper=keeper,
+            guardian=guardian, uniswap_router=router.address, path=tmp_path / "deployment.json",
+        )  # fmt: skip
+        reader = ChainClient(dev.rpc_url, deployment)
+        assert deployment.address("PaymentToken") == token.address
+        assert deployment.address("UniswapV2Factory") == factory.address
+        assert reader.call("Buyback", "router") == router.address
+        assert (deployment.keeper, deployment.guardian) == (keeper, guardian)
+        assert reader.call("Credits", "token") == token.address
+        assert reader.call("Buyback", "paymentToken") == token.address
+        revoker = reader.call("RewardsDistributor", "REVOKER_ROLE")
+        assert not reader.call("RewardsDistributor", "hasRole", revoker, deployer.address)
+        assert not reader.call("Buyback", "hasRole", reader.call("Buyback", "KEEPER_ROLE"), deployer.address)
+        assert reader.call("POD", "balanceOf", deployer.address) == 0
+
+
+@pytest.mark.integration
+def test_a_deployer_without_the_pairs_stablecoins_is_told_so(tmp_path):
+    with open_devchain(chain_id=4242, accounts=3) as dev:
+        w3 = connect(dev.rpc_url)
+        token = deploy_contract(w3, Account.from_key(dev.private_keys[0]), "LocalStablecoin")
+        with pytest.raises(DeploymentError, match="initial liquidity needs 1000000000000: fund 0x"):
+            deploy_system(
+                w3, dev.private_keys[0], genesis_validators=GENESIS, payment_token=token.address,
+                keeper=GENESIS[0], guardian=GENESIS[1],
+            )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_governance_passes_a_vote_on_the_deployed_distribution(deployed):
+    """Medium finding: a quorum of 4% of supply (40M POD) while at most ~9M POD could vote. On what
+    deploy_system hands out (1M POD to each demo account; the treasury, rewards pool and pair cannot vote),
+    the genesis validators vote with their bonded stake and three demo accounts with POD: 6M of the 5M
+    quorum, through propose -> vote -> queue -> execute."""
+    w3, deployment = deployed.w3, deployed.deployment
+    keys = deployed.keys
+    voters = [ChainClient(deployed.rpc_url, deployment, key) for key in keys[1:7]]
+    make_validators(voters[:3])  # keys 1-3: 150k POD bonded each, 850k POD left liquid
+    governor = w3.eth.contract(
+        address=deployment.address("DolphinGovernor"), abi=load_artifact("DolphinGovernor").abi
+    )
+    for voter in voters:
+        voter.transact("POD", "delegate", voter.address)
+    time_travel(w3, 1)
+    registry = voters[0].contracts["ParamsRegistry"]
+    target = [registry.address]
+    calldata = [registry.encode_abi("setParam", args=["full_weeks", 20])]
+    description = "full_weeks to 20, voted by the deployed distribution"
+    proposer = voters[3]
+    receipt = send(
+        w3, proposer.account, governor.functions.propose(target, [0], calldata, description), "proposing"
+    )
+    proposal = governor.events.ProposalCreated().process_receipt(receipt)[0]["args"]["proposalId"]
+    time_travel(w3, DeployParams().voting_delay + 1)
+    snapshot = governor.functions.proposalSnapshot(proposal).call()
+    assert governor.functions.quorum(snapshot).call() == 5_000_000 * POD
+    weights = []
+    for voter in voters:
+        weights.append(governor.functions.getVotes(voter.address, snapshot).call())
+        send(w3, voter.account, governor.functions.castVote(proposal, 1), "voting for")
+    assert weights[0] == 1_000_000 * POD  # 850k POD delegated + 150k POD bonded
+    assert sum(weights) == 6_000_000 * POD
+    time_travel(w3, DeployParams().voting_period + 1)
+    description_hash = w3.keccak(text=description)
+    send(w3, proposer.account, governor.functions.queue(target, [0], calldata, description_hash), "queueing")
+    time_travel(w3, DeployParams().timelock_delay + 1)
+    send(
+        w3, proposer.account, governor.functions.execute(target, [0], calldata, description_hash), "executing"
+    )
+    assert voters[0].call("ParamsRegistry", "valueOf", "full_weeks") == 20

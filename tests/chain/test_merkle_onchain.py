@@ -9,6 +9,7 @@ from eth_account import Account
 from chain.client import ChainClient, ExplainedRevert
 from chain.merkle import RewardsTree
 from chain.testing import make_validators, open_deployed_chain, settle_root
+from chain.transactions import send_value
 
 pytestmark = pytest.mark.integration
 
@@ -20,41 +21,43 @@ LEAVES = 20
 def settled(tmp_path_factory):
     """A 20-leaf tree of random accounts and amounts, settled as epoch 1 by three bonded validators."""
     rng = random.Random(20261122)
-    amounts = {
-        Account.create(rng.randbytes(32)).address: rng.randrange(1, 10_000 * POD) for _ in range(LEAVES)
-    }
-    tree = RewardsTree.build(amounts)
+    earners = [Account.create(rng.randbytes(32)) for _ in range(LEAVES)]
+    tree = RewardsTree.build({earner.address: rng.randrange(1, 10_000 * POD) for earner in earners})
     with open_deployed_chain(tmp_path_factory.mktemp("merkle"), accounts=4) as deployed:
         validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
         make_validators(validators)
         settle_root(validators, 1, tree)
-        yield deployed, validators, tree
+        yield deployed, validators, tree, {earner.address: earner for earner in earners}
 
 
 def claim_call(client, account, amount, proof):
-    """What RewardsDistributor.claim would pay, simulated (eth_call) without changing state."""
-    return client.call("RewardsDistributor", "claim", account, amount, [bytes(node) for node in proof])
+    """What RewardsDistributor.claim would pay `account`, simulated (eth_call from it) without changing
+    state."""
+    proof = [bytes(node) for node in proof]
+    return client.call("RewardsDistributor", "claim", amount, proof, sender=account)
 
 
 def test_the_active_root_is_the_tree_root(settled):
-    _, (client, *_), tree = settled
+    _, (client, *_), tree, _ = settled
     epoch, root, total = client.call("RewardsDistributor", "activeRoot")
     assert (epoch, bytes(root), total) == (1, tree.root, tree.total)
 
 
 def test_every_leaf_proof_is_accepted_by_the_contract(settled):
-    _, (client, *_), tree = settled
+    _, (client, *_), tree, _ = settled
     assert len(tree.amounts) == LEAVES
     for account, amount in tree.amounts.items():
         assert claim_call(client, account, amount, tree.proof(account)) == amount, account
 
 
 def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settled):
-    _, (client, *_), tree = settled
+    deployed, (client, *_), tree, earners = settled
     paid_before = client.call("RewardsDistributor", "totalClaimed")
     for account, amount in tree.amounts.items():
-        # claim() may be relayed by anyone: the POD goes to `account`.
-        client.transact("RewardsDistributor", "claim", account, amount, list(tree.proof(account)))
+        # Only the account claims (it chooses liquid or bonded): it needs gas of its own.
+        send_value(deployed.w3, client.account, account, 10**16, "funding a claimant")
+        claimant = ChainClient(deployed.rpc_url, deployed.deployment, earners[account].key)
+        assert claimant.claim(tree).amount == amount
         assert client.call("POD", "balanceOf", account) == amount
     assert client.call("RewardsDistributor", "totalClaimed") - paid_before == tree.total
     account = next(iter(tree.amounts))
@@ -63,7 +66,7 @@ def test_claiming_every_leaf_pays_the_tree_total_and_a_replay_pays_nothing(settl
 
 @pytest.mark.parametrize("forgery", ["amount", "sibling", "other_leaf", "truncated", "foreign_tree"])
 def test_a_forged_proof_is_refused(settled, forgery):
-    _, (client, *_), tree = settled
+    _, (client, *_), tree, _ = settled
     accounts = list(tree.amounts)
     account, other = accounts[3], accounts[4]
     amount, proof = tree.amounts[account], list(tree.proof(account))
@@ -86,7 +89,7 @@ def test_a_forged_proof_is_refused(settled, forgery):
 
 
 def test_a_root_signed_by_too_few_validators_is_refused_with_the_quorum_s_error(settled):
-    _, validators, tree = settled
+    _, validators, tree, _ = settled
     relay = validators[0]
     deadline = relay.chain_time() + 3600
     lone = validators[0].sign_epoch_root(2, tree, deadline)  # a third of the weight, two thirds needed

@@ -78,6 +78,9 @@ def test_a_second_deploy_is_refused_and_reuse_checks_it(chain):
 
 def test_round_trip_stake_bond_settle_and_claim(chain, tmp_path):
     operator, validators = 4, (1, 2, 3)
+    shown = chain.run("validators", "show")
+    assert "3 validators (genesis set); quorum 2/3 of the weight" in shown
+    assert all(chain.addresses[v] in shown for v in validators)
     for validator in validators:
         assert "Staked 150000 POD" in chain.run("stake", "150000", key=validator)
         assert "Bonded" in chain.run("bond", key=validator)
@@ -101,7 +104,9 @@ def test_round_trip_stake_bond_settle_and_claim(chain, tmp_path):
     locked = chain.run("root", "activate", "1", key=operator, expect=1)
     assert "RewardsDistributorRootLocked" in locked and "can be activated from" in locked
     time_travel(chain.w3, 2 * DAY)
-    assert "Activated the root of epoch 1" in chain.run("root", "activate", "1", key=operator)
+    activated = chain.run("root", "activate", "1", key=operator)
+    assert "Activated the root of epoch 1; 3 validators now sign." in activated
+    assert "3 validators (elected with the root of epoch 1)" in chain.run("validators", "show")
 
     pod_before = chain.run("status", key=operator)
     assert "Claimed 100 POD." in chain.run("claim", "--tree", str(tree_file), key=operator)
@@ -230,6 +235,19 @@ def test_deploy_without_a_url_serves_its_own_chain_until_interrupted(tmp_path):
     assert process.returncode == 0, output
     assert "Stopped the chain." in output
     assert not (tmp_path / "ready.json").exists()
+
+
+def test_deploy_beyond_a_dev_chain_wants_every_power_named(tmp_path):
+    """Medium finding: on any chain, `dolphin chain deploy` wired the open-mint LocalStablecoin and kept
+    the keeper and guardian on the deployer's key."""
+    with open_devchain(chain_id=4242, accounts=2) as dev:
+        chain = Chain(dev.rpc_url, tmp_path)
+        no_genesis = chain.run("deploy", "--rpc-url", dev.rpc_url, key=0, expect=1)
+        assert "name the genesis set with --genesis-validator" in no_genesis
+        named = ["--genesis-validator", chain.addresses[1]]
+        refused = chain.run("deploy", "--rpc-url", dev.rpc_url, *named, key=0, expect=1)
+        assert "chain 4242 is not a dev chain: name the payment token, keeper, guardian" in refused
+        assert chain.w3.eth.block_number == 0  # nothing was sent
 
 
 def dev_address(index: int) -> str:

@@ -114,7 +114,7 @@ TIMELOCK_DELAY = 2 * 86400
 VOTING_DELAY = 86400
 VOTING_PERIOD = 5 * 86400
 PROPOSAL_THRESHOLD = 1_000_000 * POD_UNIT
-QUORUM_PERCENT = 4
+QUORUM_BPS = 400
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +124,19 @@ def timelock(DolphinTimelock, deployer):
 
 
 @pytest.fixture(scope="module")
-def governor(DolphinGovernor, pod, timelock, deployer):
-    """The POD Governor as the timelock's only proposer and canceller; the bootstrap admin is renounced."""
+def governor(DolphinGovernor, pod, stkpod, bonding, timelock, deployer):
+    """The Governor (votes: POD, stkPOD, bonded stkPOD) as the timelock's only proposer and canceller; the
+    bootstrap admin is renounced."""
     governor = DolphinGovernor.deploy(
-        pod, timelock, VOTING_DELAY, VOTING_PERIOD, PROPOSAL_THRESHOLD, QUORUM_PERCENT, {"from": deployer}
+        pod,
+        stkpod,
+        bonding,
+        timelock,
+        VOTING_DELAY,
+        VOTING_PERIOD,
+        PROPOSAL_THRESHOLD,
+        QUORUM_BPS,
+        {"from": deployer},
     )
     timelock.grantRole(timelock.PROPOSER_ROLE(), governor, {"from": deployer})
     timelock.grantRole(timelock.CANCELLER_ROLE(), governor, {"from": deployer})
@@ -206,15 +215,35 @@ def bonding(Bonding, stkpod, deployer):
 
 
 @pytest.fixture(scope="module")
-def validator_quorum(ValidatorQuorum, bonding, deployer):
-    """Two-thirds quorum by validator weight."""
-    return ValidatorQuorum.deploy(bonding, deployer, 6_667, {"from": deployer})
+def quorum_params(ParamsRegistry, deployer):
+    """A parameter registry the deployer owns, so tests can move `validator_min_bond` directly."""
+    return ParamsRegistry.deploy(deployer, {"from": deployer})
+
+
+def genesis_weights(count: int) -> list[int]:
+    """Weights 1, 2, 3... x 100k POD in shares: what the `validators` fixture then bonds, in address order."""
+    return [(i + 1) * MIN_VALIDATOR_BOND * SHARE_UNIT // POD_UNIT for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def validator_quorum(ValidatorQuorum, bonding, quorum_params, validator_wallets, deployer):
+    """Two-thirds quorum over a genesis set of the four validator wallets, weighted 1:2:3:4."""
+    return ValidatorQuorum.deploy(
+        bonding,
+        quorum_params,
+        deployer,
+        2,
+        3,
+        validator_wallets,
+        genesis_weights(len(validator_wallets)),
+        {"from": deployer},
+    )
 
 
 @pytest.fixture(scope="module")
 def slashing(Slashing, bonding, validator_quorum, deployer):
     slashing = Slashing.deploy(bonding, validator_quorum, deployer, {"from": deployer})
-    bonding.grantRole(bonding.SLASHER_ROLE(), slashing, {"from": deployer})
+    bonding.bindSlasher(slashing, {"from": deployer})
     return slashing
 
 
@@ -232,12 +261,19 @@ def validator_wallets(accounts, deployer):
 
 
 @pytest.fixture(scope="module")
-def validators(pod, stkpod, bonding, treasury, validator_wallets):
-    """The four wallets bonded with 100k, 200k, 300k and 400k POD (in address order) and joined."""
+def validators(pod, stkpod, bonding, validator_quorum, treasury, validator_wallets):
+    """The genesis wallets bonded with 100k, 200k, 300k and 400k POD (in address order, their genesis
+    weights) and opted in, so a root can carry the set forward."""
     for i, wallet in enumerate(validator_wallets):
         bond_pod(pod, stkpod, bonding, treasury, wallet, (i + 1) * MIN_VALIDATOR_BOND)
-        bonding.joinValidators({"from": wallet})
+        validator_quorum.joinValidators({"from": wallet})
     return validator_wallets
+
+
+def current_set(quorum) -> tuple[list[str], list[int]]:
+    """The quorum's current members and weights: the next set a root signs when nothing changes."""
+    members, weights = quorum.validators()
+    return [str(m) for m in members], [int(w) for w in weights]
 
 
 # ---------------------------------------------------------------- stateful tests on the chain (helper B)
@@ -249,8 +285,16 @@ class ChainStateMachine(RuleBasedStateMachine):
     Brownie 1.22: its mypyc build rejects the machine class it generates, "_BrownieStateMachine object
     expected".) Subclasses get their contracts as class attributes from `bind`."""
 
+    examples = 0
+
     def __init__(self):
         brownie.chain.revert()
+        # A head block of its own time per example: a transaction that derives its deadline from the head
+        # (a signed batch, a root) never repeats, byte for byte, one an earlier example sent, which Brownie
+        # would report as "dropped" (its hash is known already) even from a node-held account.
+        ChainStateMachine.examples += 1
+        brownie.chain.sleep(ChainStateMachine.examples)
+        brownie.chain.mine()
         super().__init__()
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Bonding: bonds and checkpoints, thawing requests, signed node bindings, validator weights, slashes."""
+"""Bonding: bonds and checkpoints, thawing requests, signed node bindings, the bound slasher, slashes."""
 
 import brownie
 from brownie import chain
@@ -6,10 +6,8 @@ from eth_utils import keccak
 
 from protocols import eth
 from tests.contracts.conftest import (
-    MIN_VALIDATOR_BOND,
     NODE_BINDING_FIELDS,
     POD_UNIT,
-    SHARE_UNIT,
     bond_pod,
     sign_typed,
     stake_pod,
@@ -220,121 +218,55 @@ def test_register_node_twice_reverts_and_unregister_needs_a_node(bonding, valida
         bonding.unregisterNode(PEER_ID_HASH, {"from": operator})
 
 
-# ---------------------------------------------------------------- validators
-
-
-def test_join_needs_the_minimum_bond_value(pod, stkpod, bonding, treasury, accounts):
-    alice = accounts[3]
-    bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND - POD_UNIT)
-    with brownie.reverts(revert_pattern=r"BondingBelowValidatorMinimum: .*"):
-        bonding.joinValidators({"from": alice})
-    assert not bonding.isValidator(alice)
-
-
-def test_join_and_leave_track_weights_in_the_total(pod, stkpod, bonding, treasury, accounts):
-    alice, bob = accounts[3], accounts[4]
-    alice_shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
-    bob_shares = bond_pod(pod, stkpod, bonding, treasury, bob, 3 * MIN_VALIDATOR_BOND)
-    tx = bonding.joinValidators({"from": alice})
-    assert tx.events["ValidatorMembershipChanged"]["joined"] is True
-    assert tx.events["ValidatorWeightChanged"]["weight"] == alice_shares
-    bonding.joinValidators({"from": bob})
-    assert bonding.isValidator(alice) and bonding.validatorWeight(bob) == bob_shares
-    assert bonding.totalValidatorWeight() == alice_shares + bob_shares
-    with brownie.reverts(revert_pattern=r"BondingMembershipUnchanged: .*"):
-        bonding.joinValidators({"from": alice})
-
-    bonding.leaveValidators({"from": alice})
-    assert not bonding.isValidator(alice) and not bonding.hasJoinedValidators(alice)
-    assert bonding.totalValidatorWeight() == bob_shares
-    with brownie.reverts(revert_pattern=r"BondingMembershipUnchanged: .*"):
-        bonding.leaveValidators({"from": alice})
-
-
-def test_bond_changes_refresh_the_weight(pod, stkpod, bonding, treasury, accounts):
-    alice = accounts[3]
-    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 2 * MIN_VALIDATOR_BOND)
-    bonding.joinValidators({"from": alice})
-    more = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
-    assert bonding.validatorWeight(alice) == shares + more
-    bonding.requestUnbond(shares, {"from": alice})
-    assert bonding.validatorWeight(alice) == more == bonding.totalValidatorWeight()
-    # Unbonding under the minimum drops the weight but keeps the membership.
-    bonding.requestUnbond(1, {"from": alice})
-    assert bonding.validatorWeight(alice) == 0 and bonding.totalValidatorWeight() == 0
-    assert bonding.hasJoinedValidators(alice)
-
-
-def test_rising_share_price_makes_a_joined_account_eligible_on_refresh(
-    pod, stkpod, bonding, treasury, accounts
-):
-    alice = accounts[3]
-    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
-    bonding.joinValidators({"from": alice})
-    bonding.requestUnbond(SHARE_UNIT, {"from": alice})
-    assert bonding.validatorWeight(alice) == 0
-    # Rewards vest into the vault: the same shares are now worth more than the minimum.
-    pod.approve(stkpod, 10_000 * POD_UNIT, {"from": treasury})
-    tx = stkpod.notifyRewards(10_000 * POD_UNIT, {"from": treasury})
-    sleep_to(tx.timestamp + 7 * DAY)
-    assert bonding.bondValueInPOD(alice) >= MIN_VALIDATOR_BOND
-    assert bonding.validatorWeight(alice) == 0  # stale until somebody refreshes
-    bonding.refreshValidator(alice, {"from": accounts[6]})
-    assert bonding.validatorWeight(alice) == shares - SHARE_UNIT
-
-
-def test_minimum_change_applies_on_refresh(pod, stkpod, bonding, treasury, accounts, deployer):
-    alice = accounts[3]
-    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
-    bonding.joinValidators({"from": alice})
-    tx = bonding.setMinValidatorBond(2 * MIN_VALIDATOR_BOND, {"from": deployer})
-    assert tx.events["MinValidatorBondSet"]["minValidatorBond"] == 2 * MIN_VALIDATOR_BOND
-    assert bonding.validatorWeight(alice) == shares
-    bonding.refreshValidator(alice, {"from": deployer})
-    assert bonding.validatorWeight(alice) == 0
-
-
 # ---------------------------------------------------------------- governance
 
 
-def test_parameters_are_bounded_and_need_the_role(bonding, deployer, accounts):
-    stranger = accounts[6]
-    for setter, value in (
-        (bonding.setThawPeriod, 60 * DAY),
-        (bonding.setMinValidatorBond, MIN_VALIDATOR_BOND),
-    ):
-        with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
-            setter(value, {"from": stranger})
+def test_thaw_period_is_bounded_and_needs_the_role(bonding, deployer, accounts):
     with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
-        bonding.setSlashRecipient(stranger, {"from": stranger})
+        bonding.setThawPeriod(60 * DAY, {"from": accounts[6]})
     for bad in (29 * DAY, 366 * DAY):
         with brownie.reverts(revert_pattern=r"BondingParameterOutOfBounds: .*"):
             bonding.setThawPeriod(bad, {"from": deployer})
-    for bad in (999 * POD_UNIT, 10_000_001 * POD_UNIT):
-        with brownie.reverts(revert_pattern=r"BondingParameterOutOfBounds: .*"):
-            bonding.setMinValidatorBond(bad, {"from": deployer})
     assert (
         bonding.setThawPeriod(30 * DAY, {"from": deployer}).events["ThawPeriodSet"]["thawPeriod"] == 30 * DAY
     )
     assert bonding.thawPeriod() == 30 * DAY
-    bonding.setSlashRecipient(stranger, {"from": deployer})
-    assert bonding.slashRecipient() == stranger
-    assert bonding.minValidatorBond() == MIN_VALIDATOR_BOND and bonding.vault() != brownie.ZERO_ADDRESS
+    assert bonding.vault() != brownie.ZERO_ADDRESS
+
+
+def test_governance_cannot_appoint_a_slasher(pod, stkpod, bonding, treasury, accounts, deployer):
+    """Medium finding: the timelock administered SLASHER_ROLE (2-day delay against a 90-day exit)."""
+    alice, rogue = accounts[3], accounts[8]
+    bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
+    bonding.bindSlasher(accounts[7], {"from": deployer})
+    assert bonding.slasher() == accounts[7]
+    # The admin (the timelock after deployment) can grant itself any role name; none of them slashes.
+    bonding.grantRole(keccak(text="SLASHER_ROLE"), rogue, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"BondingUnauthorizedSlasher: .*"):
+        bonding.slash(alice, 1, rogue, 0, False, {"from": rogue})
+    with brownie.reverts(revert_pattern=r"BondingSlasherNotBindable: .*"):
+        bonding.bindSlasher(rogue, {"from": deployer})
+
+
+def test_only_the_deployer_binds_the_slasher(bonding, accounts):
+    with brownie.reverts(revert_pattern=r"BondingSlasherNotBindable: .*"):
+        bonding.bindSlasher(accounts[7], {"from": accounts[7]})
+    assert bonding.slasher() == brownie.ZERO_ADDRESS
 
 
 # ---------------------------------------------------------------- slash (called directly by a slasher)
 
 
 def _slasher(bonding, deployer, account):
-    bonding.grantRole(bonding.SLASHER_ROLE(), account, {"from": deployer})
+    bonding.bindSlasher(account, {"from": deployer})
     return account
 
 
-def test_slash_needs_the_slasher_role(pod, stkpod, bonding, treasury, accounts):
+def test_slash_needs_the_slasher(pod, stkpod, bonding, treasury, accounts):
     alice = accounts[3]
     bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
-    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
-        bonding.slash(alice, 1, accounts[4], 0, {"from": accounts[4]})
+    with brownie.reverts(revert_pattern=r"BondingUnauthorizedSlasher: .*"):
+        bonding.slash(alice, 1, accounts[4], 0, False, {"from": accounts[4]})
 
 
 def test_slash_takes_active_first_then_thawing_pro_rata(pod, stkpod, bonding, treasury, accounts, deployer):
@@ -346,7 +278,7 @@ def test_slash_takes_active_first_then_thawing_pro_rata(pod, stkpod, bonding, tr
     supply_before = pod.totalSupply()
 
     taken = shares // 2 + shares // 4  # all the active half, then half of the thawing half
-    tx = bonding.slash(alice, taken, reporter, 1_000, {"from": slasher})
+    tx = bonding.slash(alice, taken, reporter, 1_000, False, {"from": slasher})
     event = tx.events["Slashed"]
     assert event["shares"] == taken
     assert event["reporterShares"] + event["removedShares"] == taken
@@ -366,26 +298,22 @@ def test_slash_beyond_slashable_or_with_bad_bps_reverts(pod, stkpod, bonding, tr
     slasher = _slasher(bonding, deployer, accounts[7])
     shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
     with brownie.reverts(revert_pattern=r"BondingSlashExceedsSlashable: .*"):
-        bonding.slash(alice, shares + 1, accounts[4], 0, {"from": slasher})
+        bonding.slash(alice, shares + 1, accounts[4], 0, False, {"from": slasher})
     with brownie.reverts(revert_pattern=r"BondingInvalidReporterBps: .*"):
-        bonding.slash(alice, shares, accounts[4], 10_001, {"from": slasher})
+        bonding.slash(alice, shares, accounts[4], 10_001, False, {"from": slasher})
     with brownie.reverts("BondingZeroShares: "):
-        bonding.slash(alice, 0, accounts[4], 0, {"from": slasher})
+        bonding.slash(alice, 0, accounts[4], 0, False, {"from": slasher})
 
 
-def test_slash_to_a_recipient_sends_shares_and_drops_validator_weight(
-    pod, stkpod, bonding, treasury, accounts, deployer
-):
-    alice, recipient = accounts[3], accounts[8]
+def test_a_bonded_reporter_cut_stays_in_bonding(pod, stkpod, bonding, treasury, accounts, deployer):
+    alice, reporter = accounts[3], accounts[4]
     slasher = _slasher(bonding, deployer, accounts[7])
-    bonding.setSlashRecipient(recipient, {"from": deployer})
-    shares = bond_pod(pod, stkpod, bonding, treasury, alice, MIN_VALIDATOR_BOND)
-    bonding.joinValidators({"from": alice})
-    supply_before = pod.totalSupply()
-    bonding.slash(alice, shares // 2, brownie.ZERO_ADDRESS, 5_000, {"from": slasher})
-    assert stkpod.balanceOf(recipient) == shares // 2  # no reporter: all of it goes to the recipient
-    assert pod.totalSupply() == supply_before
-    assert bonding.validatorWeight(alice) == 0 and bonding.totalValidatorWeight() == 0
+    shares = bond_pod(pod, stkpod, bonding, treasury, alice, 100 * POD_UNIT)
+    tx = bonding.slash(alice, shares // 2, reporter, 1_000, True, {"from": slasher})
+    cut = tx.events["Slashed"]["reporterShares"]
+    assert cut == shares // 20 and stkpod.balanceOf(reporter) == 0
+    assert bonding.activeBondOf(reporter) == cut
+    assert stkpod.balanceOf(bonding) == shares - shares // 2 + cut
 
 
 def test_emptied_thaw_pool_starts_a_new_generation(pod, stkpod, bonding, treasury, accounts, deployer):
@@ -393,7 +321,7 @@ def test_emptied_thaw_pool_starts_a_new_generation(pod, stkpod, bonding, treasur
     slasher = _slasher(bonding, deployer, accounts[7])
     shares = bond_pod(pod, stkpod, bonding, treasury, alice, 10 * POD_UNIT)
     old = bonding.requestUnbond(shares // 2, {"from": alice})
-    bonding.slash(alice, shares, brownie.ZERO_ADDRESS, 0, {"from": slasher})
+    bonding.slash(alice, shares, brownie.ZERO_ADDRESS, 0, False, {"from": slasher})
     assert bonding.slashableOf(alice) == 0
     fresh = bond_pod(pod, stkpod, bonding, treasury, alice, 4 * POD_UNIT)
     new = bonding.requestUnbond(fresh, {"from": alice})

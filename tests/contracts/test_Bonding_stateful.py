@@ -3,7 +3,10 @@
 Invariants: Bonding holds exactly the shares it owes (active plus thawing of every account); a slash never
 exceeds what is slashable nor `maxSlashBps` of it; reporter reward plus removed equals slashed, and the
 removed part burns exactly the POD it redeemed; the share price never falls, not even by a slash; no request
-pays before it thaws. (The validators sign and report here; their weights are covered by the unit tests.)
+pays before it thaws. Thaw pools: the open requests of an account add up to at most its thawing shares; no
+request gains from a slash, a bond, a reward or time (its own account's new requests and withdrawals may hand
+it rounding dust, which is why those re-read it); a slash of thawing stake cuts every open request by the
+same fraction, to within each one's one-share rounding. (The quorum has its own machine.)
 """
 
 import brownie
@@ -40,6 +43,7 @@ class BondingMachine(ChainStateMachine):
         self.active = {operator: 0 for operator in self.operators}
         self.requests = {operator: [] for operator in self.operators}  # (request id, unlock time)
         self.evidence = 0
+        self.request_shares = {}  # open request id -> its shares when last seen
         # Validators' bonds move only by reporter cuts, which the slash rule adds: read once, not per step.
         self.validators_bonded = sum(self.bonding.slashableOf(v) for v in self.validators)
 
@@ -68,6 +72,7 @@ class BondingMachine(ChainStateMachine):
         tx = self.bonding.requestUnbond(shares, {"from": account})
         self.active[account] -= shares
         self.requests[account].append((tx.return_value, tx.events["UnbondRequested"]["unlockTime"]))
+        self._reread(account)
 
     @rule(operator=st_operator)
     def withdraw_oldest(self, operator):
@@ -99,6 +104,8 @@ class BondingMachine(ChainStateMachine):
         assert tx.timestamp >= unlock
         assert self.stkpod.balanceOf(account) - before == owed
         self.requests[account].pop(index)
+        del self.request_shares[request_id]
+        self._reread(account)
         type(self).withdrawals += 1
 
     @rule(
@@ -135,7 +142,14 @@ class BondingMachine(ChainStateMachine):
         supply = self.pod.totalSupply()
         user_before = self.stkpod.balanceOf(self.reporter)
         validator_before = self.bonding.activeBondOf(self.validators[0])
+        pool_before = self.bonding.thawingOf(offender)
+        open_ids = [request_id for request_id, _ in self.requests[offender]]
         tx = self.slashing.slash(decision, signatures, {"from": self.reporter})
+        pool_after = self.bonding.thawingOf(offender)
+        for request_id in open_ids:
+            # a = floor(p S'/P) and b = floor(p S/P) give |a S - b S'| <= S: the same fraction, rounded.
+            was, now = self.request_shares[request_id], self.bonding.unbondRequest(request_id)[2]
+            assert abs(now * pool_before - was * pool_after) <= pool_before
 
         event = tx.events["Slashed"]
         assert tx.return_value == event["shares"] == expected
@@ -171,6 +185,21 @@ class BondingMachine(ChainStateMachine):
         for operator in self.operators:
             assert self.bonding.activeBondOf(operator) == self.active[operator]
 
+    def _reread(self, account):
+        for request_id, _ in self.requests[account]:
+            self.request_shares[request_id] = self.bonding.unbondRequest(request_id)[2]
+
+    @invariant()
+    def thaw_pools_cover_their_requests_and_none_gains(self):
+        for account, requests in self.requests.items():
+            owed = 0
+            for request_id, _ in requests:
+                shares = self.bonding.unbondRequest(request_id)[2]
+                assert shares <= self.request_shares[request_id]
+                self.request_shares[request_id] = shares
+                owed += shares
+            assert owed <= self.bonding.thawingOf(account)
+
     @invariant()
     def share_price_never_falls(self):
         price = self.stkpod.convertToAssets(SHARE_UNIT)
@@ -195,5 +224,5 @@ def test_bonding_state_machine(pod, stkpod, bonding, slashing, treasury, validat
         validators=validators,
         reporter=accounts[8],
     )
-    run_chain_state_machine(machine, max_examples=30, steps=20)
+    run_chain_state_machine(machine, max_examples=20, steps=20)
     assert machine.slashes > 0 and machine.withdrawals > 0

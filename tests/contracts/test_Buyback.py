@@ -18,9 +18,16 @@ STAKERS, BURN = 0, 1
 Q112 = 2**112
 
 
+STAKED = 1_000 * POD_UNIT
+
+
 @pytest.fixture(scope="module")
-def vault(StakedPOD, pod, deployer):
-    return StakedPOD.deploy(pod, deployer, {"from": deployer})
+def vault(StakedPOD, pod, treasury, deployer):
+    """A vault with one staker, so bought POD has someone to vest to."""
+    vault = StakedPOD.deploy(pod, deployer, {"from": deployer})
+    pod.approve(vault, STAKED, {"from": treasury})
+    vault.deposit(STAKED, treasury, {"from": treasury})
+    return vault
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +129,7 @@ def test_buyback_swaps_and_vests_pod_into_the_vault(buyback, stablecoin, pod, po
     assert tx.events["BoughtBack"]["podOut"] == pod_out
     assert tx.events["BoughtBack"]["minPodOut"] <= pod_out
     assert tx.events["RewardsNotified"]["amount"] == pod_out
-    assert pod.balanceOf(vault) == pod_out
+    assert pod.balanceOf(vault) == STAKED + pod_out
     assert vault.unvestedRewards() == pod_out
     assert stablecoin.balanceOf(buyback) == REVENUE - amount
     assert pod.balanceOf(buyback) == 0
@@ -134,8 +141,26 @@ def test_buyback_can_burn_instead(buyback, pod, vault, keeper, deployer):
     supply = pod.totalSupply()
     tx = buyback.buyback(5_000 * USD_UNIT, 0, _deadline(), {"from": keeper})
     assert pod.totalSupply() == supply - tx.return_value
-    assert pod.balanceOf(vault) == 0
+    assert pod.balanceOf(vault) == STAKED
     assert tx.events["BoughtBack"]["destination"] == BURN
+
+
+def test_with_no_stakers_bought_pod_is_burned_not_left_to_the_first_depositor(
+    Buyback, StakedPOD, uniswap, stablecoin, pod, pod_pair, keeper, deployer
+):
+    """Low finding: rewards notified while stkPOD supply is zero went to whoever deposited next."""
+    empty = StakedPOD.deploy(pod, deployer, {"from": deployer})
+    buyback = Buyback.deploy(
+        uniswap.router, stablecoin, pod, empty, deployer, WINDOW, SLIPPAGE_BPS, CAP, {"from": deployer}
+    )
+    buyback.grantRole(buyback.KEEPER_ROLE(), keeper, {"from": deployer})
+    stablecoin.mint(buyback, 1_000 * USD_UNIT, {"from": deployer})
+    _wait(WINDOW + 1)
+    supply = pod.totalSupply()
+    tx = buyback.buyback(1_000 * USD_UNIT, 0, _deadline(), {"from": keeper})
+    assert tx.events["BoughtBack"]["destination"] == BURN
+    assert pod.totalSupply() == supply - tx.return_value
+    assert pod.balanceOf(empty) == 0
 
 
 def test_twap_minimum_is_uniswaps_quote_at_the_average_price_less_slippage(buyback, pod_pair, stablecoin):
@@ -260,15 +285,23 @@ def test_stale_observation_reverts_until_observed_again(buyback, keeper):
     buyback.buyback(1_000 * USD_UNIT, 0, _deadline(), {"from": keeper})
 
 
-def test_observe_at_most_once_per_window_and_older_slot_keeps_twap_usable(buyback, accounts, keeper):
+def test_observe_at_most_once_per_window_and_older_slot_keeps_twap_usable(buyback, keeper):
     with brownie.reverts(revert_pattern=r"BuybackObservationTooSoon: .*"):
-        buyback.observe({"from": accounts[9]})
+        buyback.observe({"from": keeper})
     _wait(WINDOW)
-    buyback.observe({"from": accounts[9]})  # anyone may observe
+    buyback.observe({"from": keeper})
     older, newer = buyback.observations()
     assert newer[1] - older[1] >= WINDOW
     # The newest observation is too young, but the older one is a window old: a buyback still goes through.
     buyback.buyback(1_000 * USD_UNIT, 0, _deadline(), {"from": keeper})
+
+
+def test_only_keepers_choose_where_a_twap_starts(buyback, accounts):
+    """Low finding: anyone could time `observe`, choosing the anchor of the average."""
+    _wait(WINDOW)
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        buyback.observe({"from": accounts[9]})
+    assert buyback.MIN_TWAP_WINDOW() == 30 * 60
 
 
 def test_call_guards(buyback, keeper, accounts, stablecoin, deployer):
@@ -289,7 +322,7 @@ def test_call_guards(buyback, keeper, accounts, stablecoin, deployer):
 @pytest.mark.parametrize(
     ("setter", "value"),
     [
-        ("setTwapWindow", 299),
+        ("setTwapWindow", 1799),
         ("setTwapWindow", 86401),
         ("setMaxSlippageBps", 9),
         ("setMaxSlippageBps", 2001),

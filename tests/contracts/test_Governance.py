@@ -1,4 +1,5 @@
-"""Governance: a real proposal through Governor -> Timelock -> bounded setter, with time travel."""
+"""Governance: a real proposal through Governor -> Timelock -> bounded setter, with time travel; staked and
+bonded POD vote."""
 
 import brownie
 import pytest
@@ -8,10 +9,12 @@ from eth_utils import keccak
 from tests.contracts.conftest import (
     POD_UNIT,
     PROPOSAL_THRESHOLD,
-    QUORUM_PERCENT,
+    QUORUM_BPS,
     TIMELOCK_DELAY,
     VOTING_DELAY,
     VOTING_PERIOD,
+    bond_pod,
+    stake_pod,
 )
 
 FOR, AGAINST = 1, 0
@@ -55,7 +58,7 @@ def test_settings_and_timestamp_clock(governor, timelock, pod):
     assert governor.CLOCK_MODE() == "mode=timestamp" == pod.CLOCK_MODE()
     assert (governor.votingDelay(), governor.votingPeriod()) == (VOTING_DELAY, VOTING_PERIOD)
     assert governor.proposalThreshold() == PROPOSAL_THRESHOLD
-    assert governor.quorumNumerator() == QUORUM_PERCENT
+    assert governor.quorumNumerator() == QUORUM_BPS and governor.quorumDenominator() == 10_000
     assert governor.timelock() == timelock
     assert timelock.getMinDelay() == TIMELOCK_DELAY
     assert timelock.hasRole(timelock.PROPOSER_ROLE(), governor)
@@ -133,8 +136,8 @@ def test_governor_settings_only_through_governance(governor, voter):
         ("setVotingPeriod", 31 * 86400),
         ("setVotingDelay", 31 * 86400),
         ("setProposalThreshold", 10_000_001 * POD_UNIT),
-        ("updateQuorumNumerator", 0),
-        ("updateQuorumNumerator", 51),
+        ("updateQuorumNumerator", 9),
+        ("updateQuorumNumerator", 5_001),
     ],
 )
 def test_governor_setters_are_bounded(governor, voter, setter, value):
@@ -152,6 +155,35 @@ def test_governor_setter_within_bounds_applies(governor, voter):
     _sleep(TIMELOCK_DELAY + 1)
     governor.execute([governor.address], [0], [calldata], keccak(text="week-long votes"), {"from": voter})
     assert governor.votingPeriod() == 7 * 86400
+
+
+def test_staked_and_bonded_pod_vote(governor, pod, stkpod, bonding, treasury, accounts):
+    """Medium finding: only delegated POD could vote, so staking for buybacks or bonding to operate took an
+    account out of governance; now its stkPOD (delegated) and its own active bond count at the share price."""
+    holder = accounts[6]
+    pod.transfer(holder, 3_000 * POD_UNIT, {"from": treasury})
+    pod.delegate(holder, {"from": holder})
+    stake_pod(pod, stkpod, treasury, holder, 2_000 * POD_UNIT)
+    stkpod.delegate(holder, {"from": holder})
+    bond_pod(pod, stkpod, bonding, treasury, holder, 5_000 * POD_UNIT)
+    _sleep(1)
+    moment = chain[-1].timestamp - 1
+    assert governor.getVotes(holder, moment) == (3_000 + 2_000 + 5_000) * POD_UNIT
+    # Nothing counts twice: the vault's and Bonding's own POD and stkPOD are not delegated.
+    assert governor.getVotes(stkpod, moment) == governor.getVotes(bonding, moment) == 0
+
+
+def test_a_staker_alone_can_pass_a_proposal(governor, params_registry, pod, stkpod, treasury, accounts):
+    """Quorum 4% of 1e9 POD: a holder of 45M POD, all of it staked, reaches it with stkPOD votes alone."""
+    staker = accounts[6]
+    stake_pod(pod, stkpod, treasury, staker, 45_000_000 * POD_UNIT)
+    stkpod.delegate(staker, {"from": staker})
+    _sleep(1)
+    calldata = params_registry.setParam.encode_input("full_weeks", 20)
+    description = "A staker's proposal"
+    proposal_id = _pass_and_queue(governor, staker, params_registry, calldata, description)
+    assert governor.state(proposal_id) == QUEUED
+    assert pod.getVotes(staker) == 0
 
 
 def test_timelock_delay_is_bounded(DolphinTimelock, governor, timelock, voter, deployer):

@@ -66,7 +66,8 @@ def test_only_owner_sets(registry, accounts):
         ("tiers_min", 1),
         ("max_multiplier_bps", 9999),
         ("max_multiplier_bps", 30001),
-        ("validator_min_bond", WAD - 1),
+        ("validator_min_bond", 1_000 * WAD - 1),
+        ("validator_min_bond", 10_000_000 * WAD + 1),
     ],
 )
 def test_out_of_bounds_reverts(registry, deployer, name, value):

@@ -56,6 +56,11 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         )
     if cls is messages.NodeStanding:
         values["failures"] = min(values["failures"], values["checks"])
+    if cls in (messages.SettlementSignature, messages.SettlementProposal):
+        members = tuple(sorted(set(values["next_validators"])))
+        values["next_validators"] = members
+        values["next_weights"] = tuple(max(1, w) for w in values["next_weights"][: len(members)])
+        values["next_weights"] += (1,) * (len(members) - len(values["next_weights"]))
     if cls is messages.CreditDebitSignature:
         count = min(len(values["users"]), len(values["amounts"]))
         values["users"], values["amounts"] = values["users"][:count], values["amounts"][:count]
