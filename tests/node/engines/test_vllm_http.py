@@ -249,7 +249,20 @@ async def test_leaving_generate_early_aborts_the_request_on_the_server(engine, v
 async def test_local_requests_go_ahead_of_queued_network_requests(engine):
     """With the server's 4 slots busy and more long answers queued, two network requests and then a local
     one arrive: the local one, last in, gets its first token before either network request (vLLM runs
-    with `--scheduling-policy priority`; the engine sends `GenerationRequest.priority`)."""
+    with `--scheduling-policy priority`; the engine sends `GenerationRequest.priority`).
+
+    The tiny model may end a filler early on its end-of-sequence token and free a slot before the local
+    request arrives; then the network requests started on merit and the round proves nothing, so it is
+    run again (at most three rounds), and judged only when both network requests were still queued."""
+    for _ in range(3):
+        first_tokens, queued_when_local_arrived = await _priority_round(engine)
+        if queued_when_local_arrived:
+            assert first_tokens[0] == "local", first_tokens
+            return
+    pytest.fail("the network requests never stayed queued long enough to test priority")
+
+
+async def _priority_round(engine) -> tuple[list[str], bool]:
     first_tokens: list[str] = []
 
     async def ask(label: str, priority: int) -> None:
@@ -280,12 +293,13 @@ async def test_local_requests_go_ahead_of_queued_network_requests(engine):
         nursery.start_soon(ask, "network-2", Priority.NETWORK)
         # Both reach the server's queue (milliseconds) behind 4 or more queued answers (seconds of work).
         await trio.sleep(1.0)
+        queued_when_local_arrived = not first_tokens
         nursery.start_soon(ask, "local", Priority.LOCAL)
         with trio.fail_after(120):
             while len(first_tokens) < 3:
                 await trio.sleep(0.05)
         nursery.cancel_scope.cancel()  # the remaining fillers are aborted, not finished
-    assert first_tokens[0] == "local", first_tokens
+    return first_tokens, queued_when_local_arrived
 
 
 @pytest.mark.trio
