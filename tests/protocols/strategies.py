@@ -50,10 +50,12 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["logprobs_micro"] = tuple(-i for i in range(len(values["token_ids"])))
     if cls is messages.StrikeReport and values["evidence"]:
         values["evidence_hash"] = messages.evidence_hash(values["evidence"])
-    if cls is messages.PoolHeartbeat:
+    if cls is messages.PoolHeartbeat and values["binding"] is not None:
         values["binding"] = dataclasses.replace(
             values["binding"], peer_id_hash=eth.keccak256(values["peer_id"])
         )
+    if cls is messages.ReceiptAck:
+        values["error"] = None if values["stored"] else values["error"] or "not stored"
     if cls is messages.CreditDebitSignature:
         count = min(len(values["users"]), len(values["amounts"]))
         values["users"], values["amounts"] = values["users"][:count], values["amounts"][:count]
