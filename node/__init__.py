@@ -1,8 +1,14 @@
-"""The node daemon and what it serves: model manifests, offline model builders, engines and the service.
+"""The node daemon and what it serves: model manifests, engines, the inference service, ledger, local API.
 
-- `models`: manifests (the model id), the tiny and SmolLM2 builders, offline loading and generation
+- `models`: manifests (the model id), the tiny and SmolLM2 builders, the offline loader
+- `engines`: the `Engine` interface and the in-process transformers engine (batched)
 - `inference`: `InferenceService`, the stream handler answering sealed requests with an encrypted stream
+- `ledger`: countersigned receipts and replay nonces in SQLite (committed before acknowledged)
+- `credits`: clients' on-chain credit (cached) and the policy for unpaid requests
+- `keys`: the node's X25519 keys, persisted and rotated
 - `announce`: the signed DHT pool record and heartbeats that tell clients this node serves a model
+- `metrics`: Prometheus metrics
+- `files`: atomic writes into the data dir
 - `errors`: `NodeError` and its subclasses
 """
 

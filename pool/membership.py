@@ -6,6 +6,8 @@ envelope checks), so a peer publishing forgeries is scored down by the router, n
 - REJECT: not a PoolHeartbeat envelope, bad signature, signer is not the gossip origin or the heartbeat's
   peer id, wrong model for this topic, or an operator binding not signed by the operator it names
   (EIP-712 against the Bonding contract's domain).
+- A heartbeat without a binding is from an *unregistered* node (no operator registered it on chain): it
+  is accepted and its member marked `registered=False`; it earns nothing, and a client may leave it out.
 - IGNORE: outside the envelope's validity window, a replayed envelope, or not newer than the last one
   seen from that peer (a reordering is harmless but not news).
 - ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
@@ -31,12 +33,16 @@ class Member:
     """A node as its latest valid heartbeat describes it."""
 
     contact: NodeContact
-    operator: bytes
+    operator: bytes | None  # the operator wallet that bound the node; None for an unregistered node
     capacity: int
     load: int
     queued: int
     seq: int
     heard_at_ms: int
+
+    @property
+    def registered(self) -> bool:
+        return self.operator is not None
 
     @property
     def spare(self) -> int:
@@ -56,7 +62,8 @@ class PoolView:
     def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> Verdict:
         """The pool-specific checks after the shared envelope checks; records the member on ACCEPT."""
         heartbeat = signed.message
-        operator = eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
+        binding = heartbeat.binding
+        operator = None if binding is None else eth_signer(binding, self.binding_domain)  # raises: REJECT
         if signed.peer_id != heartbeat.peer_id or heartbeat.model != self.model:
             return Verdict.REJECT
         peer_id = peer_id_to_text(heartbeat.peer_id)

@@ -323,10 +323,14 @@ class TransformersEngine:
         )
 
     async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self.close)
+
+    def close(self) -> None:
+        """Stop the scheduler (unfinished answers end with an error) and wait for it; blocking."""
         with self._condition:
             self._stopping = True
             self._condition.notify()
-        await trio.to_thread.run_sync(self._thread.join)
+        self._thread.join()
 
     # ------------------------------------------------------------------ the scheduler thread
 
