@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 import trio
@@ -41,11 +42,14 @@ __all__ = [
     "EpochTotal",
     "Ledger",
     "LedgerError",
+    "PersistentReplayCache",
     "ReceiptRow",
     "open_ledger",
+    "read_ledger",
 ]
 
 LEDGER_FILE = "ledger.sqlite"
+T = TypeVar("T")
 DEFAULT_EPOCH_MS = 24 * 3600 * 1000
 NONCE_FLUSH_SECONDS = 0.25
 
@@ -203,11 +207,10 @@ class Ledger:
             for row in rows
         ]
 
-    async def countersigned(self, epoch: int) -> list[bytes]:
-        """The evidence of one epoch: countersigned receipts as their clients sent them."""
-        rows = await self._execute(
-            "SELECT countersigned FROM receipts WHERE epoch = ? ORDER BY digest", (epoch,)
-        )
+    async def countersigned(self, epoch: int | None = None) -> list[bytes]:
+        """The evidence (of one epoch, or all): countersigned receipts as their clients sent them."""
+        where, parameters = ("WHERE epoch = ?", (epoch,)) if epoch is not None else ("", ())
+        rows = await self._execute(f"SELECT countersigned FROM receipts {where} ORDER BY digest", parameters)
         return [bytes(row[0]) for row in rows]
 
     async def epoch_totals(self) -> list[EpochTotal]:
@@ -293,3 +296,9 @@ async def open_ledger(data_dir: Path, *, epoch_ms: int = DEFAULT_EPOCH_MS) -> As
     finally:
         with trio.CancelScope(shield=True):
             await _aio(connection.close)()
+
+
+async def read_ledger(data_dir: Path, read: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Open the ledger of `data_dir` on its own (outside a running daemon) and return `read(ledger)`."""
+    async with trio_asyncio.open_loop(), open_ledger(data_dir) as ledger:
+        return await read(ledger)
