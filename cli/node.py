@@ -167,7 +167,7 @@ def _run(config: NodeConfig) -> None:
     "--threads",
     type=click.IntRange(0, 1024),
     envvar=_env("threads"),
-    help="CPU threads for the engine; 0: torch's default [default: 0].",
+    help="CPU threads for the engine; 0: torch's default [default: 1].",
 )
 @click.option("--device", envvar=_env("device"), help="auto, cpu, cuda, cuda:N [default: auto].")
 @click.option(

@@ -51,7 +51,11 @@ class NodeConfig:
     engine: str = field(default="transformers", metadata=_doc("Inference engine: transformers (in-process)."))
     max_batch: int = field(default=16, metadata=_doc("Answers the engine generates at once."))
     threads: int = field(
-        default=0, metadata=_doc("CPU threads for the transformers engine; 0 lets torch choose (all cores).")
+        default=1,
+        metadata=_doc(
+            "CPU threads of the transformers engine; 0 lets torch choose. More help a big model on an idle "
+            "CPU; 1 keeps logprobs reproducible bit for bit and avoids contention on a busy machine."
+        ),
     )
     device: str = field(
         default="auto", metadata=_doc("Where the transformers engine runs: auto, cpu, cuda, cuda:N.")
