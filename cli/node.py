@@ -104,19 +104,27 @@ class _StartProgress:
         self._step = step
 
 
-def _run(config: NodeConfig) -> None:
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with _StartProgress() as progress:
-                document = await nursery.start(functools.partial(serve_node, config, progress=progress))
-            click.echo(f"node {document['peer_id']} serving {document['model_name']}", err=True)
-            for addr in document["advertised_addrs"]:
-                click.echo(f"  {addr}", err=True)
-            click.echo(f"  local API {document['local_api']}  metrics {document['metrics']}", err=True)
-            if not document["registered"]:
-                click.echo("  unregistered (earns nothing): see `dolphin node register`", err=True)
+class _Started:
+    """serve_node's task status: when it is serving, end the progress display and say where it is."""
 
-    trio.run(main)
+    def __init__(self, progress: _StartProgress) -> None:
+        self._progress = progress
+
+    def started(self, document: dict | None = None) -> None:
+        self._progress.__exit__(None, None, None)
+        assert document is not None
+        click.echo(f"node {document['peer_id']} serving {document['model_name']}", err=True)
+        for addr in document["advertised_addrs"]:
+            click.echo(f"  {addr}", err=True)
+        click.echo(f"  local API {document['local_api']}  metrics {document['metrics']}", err=True)
+        if not document["registered"]:
+            click.echo("  unregistered (earns nothing): see `dolphin node register`", err=True)
+
+
+def _run(config: NodeConfig) -> None:
+    with _StartProgress() as progress:
+        serve = functools.partial(serve_node, config, progress=progress, task_status=_Started(progress))
+        trio.run(serve)
 
 
 @click.group("node", invoke_without_command=True)

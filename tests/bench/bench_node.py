@@ -121,7 +121,8 @@ async def _network(client, contact: NodeContact, streams: int, max_tokens: int) 
 
     async def one(index: int) -> None:
         nonlocal tokens
-        tokens += (await _ask(client, contact, index, max_tokens))[0]
+        answered, _ = await _ask(client, contact, index, max_tokens)
+        tokens += answered
 
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
