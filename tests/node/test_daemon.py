@@ -358,3 +358,79 @@ async def test_sigterm_drains_in_flight_answers_refuses_new_ones_and_exits_zero(
         assert "draining" in log and "stopped" in log
     finally:
         node.stop()
+
+
+@pytest.fixture
+def deployed(tmp_path):
+    """A dev chain with the system deployed; an operator (dev key 4) and a client with credit (key 5)."""
+    from chain.client import ChainClient
+    from chain.testing import open_deployed_chain
+
+    with open_deployed_chain(tmp_path / "chain") as chain:
+        wallet = ChainClient(chain.rpc_url, chain.deployment, chain.keys[5])
+        wallet.credits_deposit(5_000_000)
+        yield chain, ChainClient(chain.rpc_url, chain.deployment, chain.keys[4]), wallet
+
+
+@pytest.mark.slow
+@pytest.mark.trio
+async def test_a_registered_node_on_a_chain_shows_its_operator_and_serves_paying_clients_only(
+    tmp_path, relay, model, deployed
+):
+    from node.registration import register_node
+    from protocols.eth import EthAccount
+    from protocols.messages import CreditAuthorisation, eth_sign
+
+    chain, operator, wallet = deployed
+    model_dir, model_id = model
+    data_dir = tmp_path / "node"
+    binding = await trio.to_thread.run_sync(register_node, data_dir, operator)
+    chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path), "--paid-only")
+    node = await trio.to_thread.run_sync(
+        lambda: _start(data_dir, model_dir, "--bootstrap", relay.addr, *chain_args)
+    )
+    try:
+        assert node.ready["registered"] and node.ready["operator"] == "0x" + binding.operator.hex()
+        async with _client(tmp_path, relay) as client:
+            view = await watch_pool(client, model_id, binding_domain=operator.domain("Bonding"))
+            member = await find_member(client, view, node.peer_id)
+            assert member.registered and member.operator == binding.operator
+
+            def authorise(session: Identity, max_credits: int) -> CreditAuthorisation:
+                return eth_sign(
+                    CreditAuthorisation,
+                    EthAccount(bytes.fromhex(chain.keys[5].removeprefix("0x"))),
+                    operator.domain("Credits"),
+                    client=bytes.fromhex(wallet.address[2:]),
+                    session_key=session.public_key,
+                    model=model_id,
+                    max_credits=max_credits,
+                    nonce=1,
+                    expiry=int(time.time()) + 3600,
+                )
+
+            session = Identity.generate()
+            paid = await complete(
+                client,
+                member.contact,
+                [("user", "Hello")],
+                identity=session,
+                max_tokens=5,
+                credit=authorise(session, 1_000_000),
+            )
+            assert paid.receipt_stored
+            session = Identity.generate()
+            with pytest.raises(InferenceFailed, match="paid requests only"):  # more than the wallet holds
+                await complete(
+                    client,
+                    member.contact,
+                    [("user", "Hi")],
+                    identity=session,
+                    credit=authorise(session, 10**12),
+                )
+            with pytest.raises(InferenceFailed, match="paid requests only"):  # no authorisation at all
+                await _ask(client, member, max_tokens=2)
+    finally:
+        node.stop()
+    (row,) = _receipts(data_dir)
+    assert row["client"] == wallet.address.lower() and row["tokens_out"] == 5
