@@ -457,7 +457,8 @@ class TransformersEngine:
             request = row.job.request
             token = greedy[i] if row.generator is None else _sample(logits[i], request, row.generator)
             chosen.append(token)
-        chosen_logprobs = logprobs[torch.arange(len(rows), device=self.device), torch.tensor(chosen)].tolist()
+        rows_index = torch.arange(len(rows), device=self.device)
+        chosen_logprobs = logprobs[rows_index, torch.tensor(chosen, device=self.device)].tolist()
         most = max(row.job.request.top_logprobs for row in rows)
         tops = _top(logprobs, most) if most else None
         keep: list[int] = []

@@ -18,6 +18,7 @@ $DOLPHIN_BENCH_NODE_ENGINES (comma-separated, default "transformers"). The model
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import statistics
 import tempfile
@@ -260,6 +261,7 @@ def _plot(results: dict, path: Path) -> None:
 
 
 def run(out_dir: Path) -> dict:
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # remote misbehaviour warnings, not results
     model = os.environ.get("DOLPHIN_BENCH_NODE_MODEL", "smollm2")
     names = [n for n in os.environ.get("DOLPHIN_BENCH_NODE_ENGINES", "transformers").split(",") if n]
     MODELS_DIR.mkdir(parents=True, exist_ok=True)

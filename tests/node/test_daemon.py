@@ -334,7 +334,9 @@ async def test_sigterm_drains_in_flight_answers_refuses_new_ones_and_exits_zero(
     )
     try:
         async with _client(tmp_path, relay) as client:
-            member = await find_member(client, await watch_pool(client, model_id), node.peer_id)
+            view = await watch_pool(client, model_id)
+            member = await find_member(client, view, node.peer_id)
+            assert member.capacity == 1
             started = trio.Event()
             result = {}
 
@@ -351,6 +353,8 @@ async def test_sigterm_drains_in_flight_answers_refuses_new_ones_and_exits_zero(
                     while True:  # until the signal is handled, requests may still be taken
                         await _ask(client, member, max_tokens=1)
                         await trio.sleep(0.05)
+                # Heartbeats now say the node takes nothing.
+                await wait_until(lambda: view.members() and view.members()[0].capacity == 0, timeout=10)
             assert result["completion"].tokens_out == 300 and result["completion"].receipt_stored
         assert await trio.to_thread.run_sync(node.process.wait, 60) == 0
         assert not (tmp_path / "node" / "ready.json").exists()

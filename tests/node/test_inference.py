@@ -45,9 +45,10 @@ class Network:
     ledger: object
 
 
-async def _network(tmp_path, engine, *, payments=None, limits=None):
-    """A client host and a node host serving the tiny model, with a ledger; yields a Network."""
-    keys = EncryptionKeyPair.generate()
+async def _network(tmp_path, engine, *, payments=None, limits=None, keys=None):
+    """A client host and a node host serving the tiny model, with a ledger; yields a Network. `keys`: the
+    accepted encryption keys, current first (default: one fresh key)."""
+    keys = keys or [EncryptionKeyPair.generate()]
     async with (
         trio_asyncio.open_loop(),
         open_ledger(tmp_path / "ledger") as ledger,
@@ -58,7 +59,7 @@ async def _network(tmp_path, engine, *, payments=None, limits=None):
         model_id = engine.loaded.manifest.model_id()
         service = InferenceService(
             identity=identity,
-            encryption_keys=lambda: [keys],
+            encryption_keys=lambda: keys,
             engine=engine,
             model_id=model_id,
             limits=limits or ServiceLimits(max_new_tokens=64, receipt_timeout=5),
@@ -68,7 +69,7 @@ async def _network(tmp_path, engine, *, payments=None, limits=None):
         )
         nursery.start_soon(ledger.serve_nonce_writes)
         node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
-        contact = NodeContact(node_host.peer_id, identity.public_key, keys.public_key, model_id)
+        contact = NodeContact(node_host.peer_id, identity.public_key, keys[0].public_key, model_id)
         yield Network(client, node_host, service, contact, ledger)
         nursery.cancel_scope.cancel()
 
@@ -301,3 +302,29 @@ async def test_credit_authorisations_are_checked_and_only_covered_ones_name_the_
             await _ask(net, max_tokens=4)
         refusals = net.service.statistics().refusals
         assert refusals == {"unpaid": 2, "bad_credit": 2}
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_request_sealed_to_the_previous_key_is_served_during_its_grace(tmp_path, tiny_engine):
+    current, previous = EncryptionKeyPair.generate(), EncryptionKeyPair.generate()
+    async for net in _network(tmp_path, tiny_engine, keys=[current, previous]):
+        old_contact = dataclasses.replace(net.contact, encryption_key=previous.public_key)
+        completion = await complete(
+            net.client, old_contact, [("user", PROMPT)], identity=Identity.generate(), max_tokens=3
+        )
+        assert completion.tokens_out == 3 and completion.receipt_stored
+        retired = dataclasses.replace(net.contact, encryption_key=EncryptionKeyPair.generate().public_key)
+        with pytest.raises(InferenceFailed):  # a key the node no longer (or never) held: nothing opens
+            await complete(
+                net.client, retired, [("user", PROMPT)], identity=Identity.generate(), max_tokens=3
+            )
+        assert net.service.statistics().refusals == {"undecryptable": 1}
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_an_overloaded_node_says_so(tmp_path, tiny_engine):
+    async for net in _network(tmp_path, tiny_engine, limits=ServiceLimits(max_waiting=0)):
+        with pytest.raises(InferenceFailed, match="too many requests waiting"):
+            await _ask(net, max_tokens=2)
