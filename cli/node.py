@@ -127,6 +127,42 @@ def _run(config: NodeConfig) -> None:
         trio.run(serve)
 
 
+def _setting(*declarations: str, setting: str, help: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """An option for a NodeConfig setting: its environment variable, and its default in the help."""
+    default = NodeConfig.__dataclass_fields__[setting].default
+    shown = ", ".join(default) if isinstance(default, tuple) else default
+    suffix = f" [default: {shown}]" if shown not in (None, "", ()) else ""
+    kwargs.setdefault("envvar", _env(setting))
+    return click.option(*declarations, setting, help=help + suffix, **kwargs)
+
+
+def _chain_options(command):  # type: ignore[no-untyped-def]
+    """--rpc-url, --deployment and --chain-dir: where the chain is, as `dolphin chain` finds it."""
+    options = (
+        _setting("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL."),
+        _setting(
+            "--deployment",
+            setting="deployment",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="DOLPHIN_DEPLOYMENT",
+            help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
+        ),
+        _setting(
+            "--chain-dir",
+            setting="chain_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="DOLPHIN_DATA_DIR",
+            help="Where `dolphin chain` keeps ready.json and deployments.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+_PATH = click.Path(file_okay=False, path_type=Path)
+
+
 @click.group("node", invoke_without_command=True)
 @click.option(
     "--config",
@@ -135,91 +171,57 @@ def _run(config: NodeConfig) -> None:
     envvar=_env("config"),
     help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=_env("data_dir"),
-    help="Keys, ledger, benchmark cache and ready.json [default: ~/.dolphin/node].",
-)
-@click.option(
+@_setting("--data-dir", setting="data_dir", type=_PATH, help="Keys, ledger, benchmark cache and ready.json.")
+@_setting(
     "--model",
+    setting="model",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    envvar=_env("model"),
     help="Model folder to serve (made by `dolphin model`).",
 )
-@click.option(
-    "--listen",
-    multiple=True,
-    default=None,
-    envvar=_env("listen"),
-    help="libp2p listen multiaddr (repeatable) [default: /ip4/0.0.0.0/tcp/4002].",
+@_setting(
+    "--listen", setting="listen", multiple=True, default=None, help="libp2p listen multiaddr (repeatable)."
 )
 @click.option("--no-listen", is_flag=True, help="No direct address: reachable through relays only.")
-@click.option(
+@_setting(
     "--bootstrap",
+    setting="bootstrap",
     multiple=True,
     default=None,
     envvar="DOLPHIN_BOOTSTRAP",
     help="Bootstrap/relay peer /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
 )
-@click.option(
-    "--engine", type=click.Choice(["transformers"]), envvar=_env("engine"), help="Inference engine."
-)
-@click.option(
-    "--max-batch",
-    type=click.IntRange(1, 1024),
-    envvar=_env("max_batch"),
-    help="Answers generated at once [default: 16].",
-)
-@click.option(
+@_setting("--engine", setting="engine", type=click.Choice(["transformers"]), help="Inference engine.")
+@_setting("--max-batch", setting="max_batch", type=click.IntRange(1, 1024), help="Answers generated at once.")
+@_setting(
     "--threads",
+    setting="threads",
     type=click.IntRange(0, 1024),
-    envvar=_env("threads"),
-    help="CPU threads for the engine; 0: torch's default [default: 1].",
+    help="CPU threads of the engine; 0: torch's.",
 )
-@click.option("--device", envvar=_env("device"), help="auto, cpu, cuda, cuda:N [default: auto].")
-@click.option(
-    "--local-api",
-    envvar=_env("local_api"),
-    help="127.0.0.1:PORT of the local OpenAI API and /metrics [default: 127.0.0.1:8477].",
+@_setting("--device", setting="device", help="auto, cpu, cuda, cuda:N.")
+@_setting("--local-api", setting="local_api", help="127.0.0.1:PORT of the local OpenAI API and /metrics.")
+@_setting(
+    "--heartbeat-interval", setting="heartbeat_interval", type=float, help="Seconds between heartbeats."
 )
-@click.option(
-    "--heartbeat-interval",
-    type=float,
-    envvar=_env("heartbeat_interval"),
-    help="Seconds between heartbeats [default: 5].",
-)
-@click.option(
+@_setting(
     "--drain-timeout",
+    setting="drain_timeout",
     type=float,
-    envvar=_env("drain_timeout"),
-    help="Seconds answers in flight may take to finish on SIGTERM [default: 30].",
+    help="Seconds answers in flight may take to finish on SIGTERM.",
 )
-@click.option(
+@_setting(
     "--serve-unpaid/--paid-only",
+    setting="serve_unpaid",
     default=None,
-    envvar=_env("serve_unpaid"),
-    help="Whether requests nobody pays for are served [default: served].",
+    help="Whether requests nobody pays for are served.",
 )
-@click.option(
+@_setting(
     "--yield-when-busy/--no-yield-when-busy",
+    setting="yield_when_busy",
     default=None,
-    envvar=_env("yield_when_busy"),
     help="Pause network requests while other processes keep the GPU/CPU busy.",
 )
-@click.option("--rpc-url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL [default: the chain dir's].")
-@click.option(
-    "--deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="DOLPHIN_DEPLOYMENT",
-    help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
-)
-@click.option(
-    "--chain-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="DOLPHIN_DATA_DIR",
-    help="Where `dolphin chain` keeps ready.json and deployments [default: ~/.dolphin].",
-)
+@_chain_options
 @click.pass_context
 def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: Any) -> None:
     """Run a node: serve a model to the network until Ctrl-C or SIGTERM (which drain first).
@@ -243,12 +245,7 @@ def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: An
 
 
 @group.command("init")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=_env("data_dir"),
-    help="Write <data dir>/node.toml [default: ~/.dolphin/node].",
-)
+@_setting("--data-dir", setting="data_dir", type=_PATH, help="Write <data dir>/node.toml.")
 @click.option(
     "--config",
     "config_file",
@@ -268,29 +265,10 @@ def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -
 
 
 @group.command("register")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=_env("data_dir"),
-    default=NodeConfig.data_dir,
-    show_default=True,
-    help="The node's data dir (its peer key).",
+@_setting(
+    "--data-dir", setting="data_dir", type=_PATH, default=NodeConfig.data_dir, help="The node's data dir."
 )
-@click.option("--rpc-url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL [default: the chain dir's].")
-@click.option(
-    "--deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="DOLPHIN_DEPLOYMENT",
-    help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
-)
-@click.option(
-    "--chain-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="DOLPHIN_DATA_DIR",
-    default=NodeConfig.chain_dir,
-    show_default=True,
-    help="Where `dolphin chain` keeps ready.json.",
-)
+@_chain_options
 @click.option(
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -298,11 +276,15 @@ def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -
     help="The operator's hex private key file (or set DOLPHIN_PRIVATE_KEY).",
 )
 def register_command(
-    data_dir: Path, rpc_url: str | None, deployment: Path | None, chain_dir: Path, key_file: Path | None
+    data_dir: Path,
+    rpc_url: str | None,
+    deployment: Path | None,
+    chain_dir: Path | None,
+    key_file: Path | None,
 ) -> None:
     """Bind this node's peer id to the operator's wallet on chain (Bonding.registerNode), and keep the
     signed binding in the data dir for the node's heartbeats."""
-    connection = Connection(rpc_url, chain_dir.expanduser(), deployment, key_file)
+    connection = Connection(rpc_url, (chain_dir or NodeConfig.chain_dir).expanduser(), deployment, key_file)
     try:
         client = connection.client()
         binding = register_node(data_dir.expanduser(), client)
@@ -312,13 +294,8 @@ def register_command(
 
 
 @group.command("receipts")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=_env("data_dir"),
-    default=NodeConfig.data_dir,
-    show_default=True,
-    help="The node's data dir.",
+@_setting(
+    "--data-dir", setting="data_dir", type=_PATH, default=NodeConfig.data_dir, help="The node's data dir."
 )
 @click.option("--epoch", type=click.IntRange(0), help="Only this epoch (the node's clock / epoch_seconds).")
 @click.option("--totals", is_flag=True, help="Per-epoch totals instead of single receipts.")
