@@ -91,8 +91,7 @@ class _Job:
         self.items.append(item)
 
     def notify(self) -> None:
-        with contextlib.suppress(trio.RunFinishedError):  # the consumer's trio run is over: nobody to wake
-            self._trio_token.run_sync_soon(self._wake)
+        _notify([self])
 
     # ---- trio side ----
     def _wake(self) -> None:
@@ -105,6 +104,22 @@ class _Job:
             if self.items:
                 return
             await self._wakeup.wait()
+
+
+def _notify(jobs: list[_Job]) -> None:
+    """Wake the consumers of `jobs`: one call into each trio run, however many of its jobs moved (each
+    call writes to trio's wakeup socket, which costs more than a small model's decode step per row)."""
+    by_run: dict[trio.lowlevel.TrioToken, list[_Job]] = {}
+    for job in jobs:
+        by_run.setdefault(job._trio_token, []).append(job)
+    for token, woken in by_run.items():
+        with contextlib.suppress(trio.RunFinishedError):  # that trio run is over: nobody to wake
+            token.run_sync_soon(_wake_all, woken)
+
+
+def _wake_all(jobs: list[_Job]) -> None:
+    for job in jobs:
+        job._wake()
 
 
 @dataclass
@@ -365,7 +380,7 @@ class TransformersEngine:
                     self._healthy = False
                     for row in self._rows:
                         row.job.push(_Finished("error", repr(exc)))
-                        row.job.notify()
+                    _notify([row.job for row in self._rows])
                     self._rows, self._cache = [], None
         self._shut_down()
 
@@ -377,7 +392,7 @@ class TransformersEngine:
             self._calls.clear()
         for job in jobs:
             job.push(_Finished("error", "the engine shut down"))
-            job.notify()
+        _notify(jobs)
         for call in calls:
             call.error = EngineUnavailable("the engine shut down")
             call.done.set()
@@ -473,7 +488,7 @@ class TransformersEngine:
                 job.push(_Finished("length"))
             else:
                 keep.append(i)
-            job.notify()
+        _notify([row.job for row in rows])
         kept_tokens = [chosen[i] for i in keep]
         self._keep_rows(keep)
         if not self._rows:
