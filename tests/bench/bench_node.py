@@ -8,11 +8,15 @@
 - the engine's batched throughput at 16 streams ÷ the same 16 answers one at a time (max_batch 1).
 
 Everything runs in this process on 127.0.0.1 (node, relay and client hosts share one trio loop with the
-engine's scheduler thread), so the network side competes with the engine for the same cores: the ratios
-are pessimistic for a real node whose clients are elsewhere. Engines are opened by name from ENGINES, so
-another engine (vLLM over HTTP) is measured by adding its opener there and naming it in
-$DOLPHIN_BENCH_NODE_ENGINES (comma-separated, default "transformers"). The model is $DOLPHIN_BENCH_NODE_MODEL
-(smollm2 or tiny, default smollm2), prepared once under .devdata/models as the demo does.
+engine's scheduler thread), so the network side (the client's too) competes with the engine for the same
+cores and the GIL: the ratios are pessimistic for a real node whose clients are elsewhere, the more so the
+faster the model (the tiny model makes thousands of tokens a second, so per-token costs of the network
+path show; a real model's step dwarfs them). Direct and network runs alternate and medians are compared.
+
+Engines are opened by name from ENGINES, so another engine (vLLM over HTTP) is measured by adding its
+opener there and naming it in $DOLPHIN_BENCH_NODE_ENGINES (comma-separated, default "transformers"). The
+model is $DOLPHIN_BENCH_NODE_MODEL (smollm2 or tiny, default smollm2), prepared once under
+.devdata/models as the demo does.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from protocols.keys import EncryptionKeyPair, Identity
 from protocols.messages import ChatMessage, InferenceRequest, ResponseChunk
 
 STREAMS = (1, 16)
+ROUNDS = 3
 TTFT_SAMPLES = 20
 PROMPTS = (
     "Write a long story about a dolphin who learns to sing.",
@@ -194,14 +199,23 @@ async def _bench_engine(name: str, model_dir: Path, max_tokens: int) -> dict:
                 await _direct(engine, 2, 4)  # warm up both paths
                 await _network(client, direct, 2, 4)
                 for streams in STREAMS:
-                    d_tokens, d_seconds = await _direct(engine, streams, max_tokens)
-                    n_tokens, n_seconds = await _network(client, direct, streams, max_tokens)
-                    direct_tps, network_tps = d_tokens / d_seconds, n_tokens / n_seconds
+                    # Direct and network runs alternate, medians compared: the machine's other load
+                    # drifts over minutes and would otherwise land on one side of the ratio.
+                    direct_rates, network_rates = [], []
+                    for _ in range(ROUNDS):
+                        tokens, seconds = await _direct(engine, streams, max_tokens)
+                        direct_rates.append(tokens / seconds)
+                        tokens, seconds = await _network(client, direct, streams, max_tokens)
+                        network_rates.append(tokens / seconds)
+                    direct_tps, network_tps = (
+                        statistics.median(direct_rates),
+                        statistics.median(network_rates),
+                    )
                     results[f"streams_{streams}"] = {
                         "direct_tokens_per_s": round(direct_tps, 1),
                         "network_tokens_per_s": round(network_tps, 1),
                         "network_over_direct": round(network_tps / direct_tps, 3),
-                        "tokens": [d_tokens, n_tokens],
+                        "rounds": ROUNDS,
                     }
                 ttft_direct = await _direct_ttft(engine)
                 ttft_network = await _network_ttft(client, direct)
@@ -266,7 +280,7 @@ def run(out_dir: Path) -> dict:
     names = [n for n in os.environ.get("DOLPHIN_BENCH_NODE_ENGINES", "transformers").split(",") if n]
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     model_dir = prepare_model(model, MODELS_DIR)
-    max_tokens = 48 if model == "smollm2" else 128
+    max_tokens = 32 if model == "smollm2" else 256
     results = {name: trio.run(_bench_engine, name, model_dir, max_tokens) for name in names}
     plot = out_dir / "node.png"
     _plot(results, plot)
