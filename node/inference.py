@@ -220,18 +220,17 @@ class InferenceService:
                 return
         await stream.reset()
 
-    def _accept(self, sealed: bytes) -> tuple[NodeExchange, EncryptionKeyPair]:
+    def _accept(self, sealed: bytes) -> NodeExchange:
         error: ProtocolError | None = None
         for keys in self.encryption_keys():
             try:
-                exchange = NodeExchange.accept(
+                return NodeExchange.accept(
                     sealed,
                     identity=self.identity,
                     encryption_keys=keys,
                     replay=self.replay,
                     credit_domain=self.payments.credit_domain,
                 )
-                return exchange, keys
             except DecryptError as exc:  # sealed to another of our keys (or to none): try the next
                 error = exc
         assert error is not None
@@ -244,7 +243,7 @@ class InferenceService:
             await self._refuse(stream, sealed, code, message, "not taking requests now")
             return
         try:
-            exchange, _ = self._accept(sealed)
+            exchange = self._accept(sealed)
         except ProtocolError as exc:
             code = _reason_code(exc)
             # The detailed text can quote decoded values: it goes to the sender only, encrypted.
