@@ -190,13 +190,16 @@ async def test_hostile_and_vanishing_clients_leave_the_daemon_up_and_prompts_out
     data_dir = tmp_path / "node"
     node = await trio.to_thread.run_sync(lambda: _start(data_dir, model_dir, "--bootstrap", relay.addr))
     try:
-        async with _client(tmp_path, relay) as client:
+        # The attacker is another peer than the honest client: the node's answer to abuse (resetting
+        # streams, even connections) must not reach the client's streams.
+        async with _client(tmp_path, relay) as client, _client(tmp_path, relay) as attacker:
             member = await find_member(client, await watch_pool(client, model_id), node.peer_id)
             contact = member.contact
+            await attacker.connect(node.ready["listen_addrs"][0])
 
             async def raw(data: bytes) -> None:
                 with contextlib.suppress(P2PError):
-                    stream = await client.open_stream(node.peer_id, INFERENCE_PROTOCOL)
+                    stream = await attacker.open_stream(node.peer_id, INFERENCE_PROTOCOL)
                     await stream.write_message(data)
                     with contextlib.suppress(P2PError):
                         await stream.read(1 << 16, timeout=5)
@@ -223,7 +226,7 @@ async def test_hostile_and_vanishing_clients_leave_the_daemon_up_and_prompts_out
                 await raw(sealed)
                 await raw(sealed)  # replayed
                 with contextlib.suppress(P2PError):  # oversized
-                    stream = await client.open_stream(node.peer_id, INFERENCE_PROTOCOL)
+                    stream = await attacker.open_stream(node.peer_id, INFERENCE_PROTOCOL)
                     await stream.write(b"\xff\xff\xff\xff\x0f")
                     await stream.read(16, timeout=5)
 
@@ -239,7 +242,7 @@ async def test_hostile_and_vanishing_clients_leave_the_daemon_up_and_prompts_out
                     identity=Identity.generate(),
                     node_encryption_key=contact.encryption_key,
                 )
-                stream = await client.open_stream(node.peer_id, INFERENCE_PROTOCOL)
+                stream = await attacker.open_stream(node.peer_id, INFERENCE_PROTOCOL)
                 await stream.write_message(exchange.sealed_request)
                 await stream.read_message(1 << 16, timeout=10)
                 await stream.reset()
