@@ -27,7 +27,7 @@ from rich.table import Table
 
 from chain.errors import ChainError
 from cli.chain import Connection
-from node.config import CONFIG_FILE, NodeConfig, load_config, render_config
+from node.config import CONFIG_FILE, NodeConfig, env_name, load_config, render_config
 from node.daemon import serve_node
 from node.errors import NodeError
 from node.ledger import LEDGER_FILE, read_ledger
@@ -55,10 +55,6 @@ _SETTINGS = (
     "deployment",
     "chain_dir",
 )
-
-
-def _env(name: str) -> str:
-    return f"DOLPHIN_NODE_{name.upper()}"
 
 
 def _explicit(ctx: click.Context) -> dict[str, Any]:
@@ -132,7 +128,7 @@ def _setting(*declarations: str, setting: str, help: str, **kwargs: Any):  # typ
     default = NodeConfig.__dataclass_fields__[setting].default
     shown = ", ".join(default) if isinstance(default, tuple) else default
     suffix = f" [default: {shown}]" if shown not in (None, "", ()) else ""
-    kwargs.setdefault("envvar", _env(setting))
+    kwargs.setdefault("envvar", env_name(setting))
     return click.option(*declarations, setting, help=help + suffix, **kwargs)
 
 
@@ -168,7 +164,7 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar=_env("config"),
+    envvar=env_name("config"),
     help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
 )
 @_setting("--data-dir", setting="data_dir", type=_PATH, help="Keys, ledger, benchmark cache and ready.json.")

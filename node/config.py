@@ -9,15 +9,17 @@ setting, its default and what it does, so an operator edits rather than guesses.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from node.errors import NodeError
 
-__all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "load_config", "render_config"]
+__all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "env_name", "load_config", "render_config"]
 
 CONFIG_FILE = "node.toml"
 
@@ -175,19 +177,48 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: {exc} (got {value!r})") from None
 
 
-def load_config(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> NodeConfig:
-    """Defaults, then `config_file` (TOML), then `overrides` (options and environment variables).
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: DOLPHIN_NODE_<SETTING>."""
+    return f"DOLPHIN_NODE_{setting.upper()}"
 
-    Without `config_file`, <data dir>/node.toml is read when it exists (the data dir from `overrides`
-    or the default). Raises ConfigError for unknown settings or bad values.
+
+def _from_environment(name: str, text: str) -> Any:
+    """An environment variable's text as a TOML value when it reads as one (true, 8, [..]); lists may
+    also be written comma-separated; anything else is the text itself."""
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    if typing.get_origin(_field_types()[name]) is tuple and isinstance(value, str):
+        value = [item for item in value.replace(",", " ").split() if item]
+    return value
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Defaults, then `config_file` (TOML), then DOLPHIN_NODE_<SETTING> variables of `environ` (the
+    process environment by default), then `overrides` (command-line options).
+
+    Without `config_file`, <data dir>/node.toml is read when it exists (the data dir from `overrides`,
+    the environment or the default). Raises ConfigError for unknown settings or bad values.
     """
     overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
     names = {f.name for f in dataclasses.fields(NodeConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}")
+    from_environment = {
+        name: _coerce(name, _from_environment(name, environ[env_name(name)]))
+        for name in names
+        if environ.get(env_name(name))
+    }
     if config_file is None:
-        data_dir = Path(overrides.get("data_dir") or NodeConfig.data_dir).expanduser()
+        data_dir = Path(overrides.get("data_dir") or from_environment.get("data_dir") or NodeConfig.data_dir)
+        data_dir = data_dir.expanduser()
         candidate = data_dir / CONFIG_FILE
         config_file = candidate if candidate.is_file() else None
     values: dict[str, Any] = {}
@@ -200,6 +231,7 @@ def load_config(config_file: Path | None = None, overrides: dict[str, Any] | Non
         if unknown:
             raise ConfigError(f"{config_file}: unknown setting(s) {unknown}")
         values.update({name: _coerce(name, value) for name, value in document.items()})
+    values.update(from_environment)
     values.update({name: _coerce(name, value) for name, value in overrides.items()})
     return NodeConfig(**values)
 

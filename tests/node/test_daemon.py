@@ -19,11 +19,12 @@ from node.testing import find_member, node_process, watch_pool
 from p2p import DhtMode, HostConfig, P2PError, open_host
 from p2p.testing import relay_process, wait_until
 from pool import InferenceFailed, complete
+from pool.attestations import attestation_validator
 from protocols import e2e, envelope
-from protocols.ids import INFERENCE_PROTOCOL
+from protocols.ids import INFERENCE_PROTOCOL, attestation_topic
 from protocols.inference import ClientExchange, verify_countersigned_receipt
 from protocols.keys import Identity
-from protocols.messages import ResponseEnd
+from protocols.messages import BenchmarkAttestation, ResponseEnd
 from protocols.schema import decode_message
 from protocols.testing import make_request
 
@@ -74,8 +75,11 @@ async def _ask(client, member, prompt: str = "What is the capital of France?", *
 
 @pytest.mark.slow
 @pytest.mark.trio
-async def test_a_node_process_answers_a_light_peer_directly_and_through_a_relay(tmp_path, relay, model):
+async def test_a_node_process_answers_a_light_peer_directly_and_through_a_relay(
+    tmp_path, relay, model, monkeypatch
+):
     model_dir, model_id = model
+    monkeypatch.setenv("DOLPHIN_NODE_ATTESTATION_INTERVAL", "0.5")  # republish often: the client joins late
     direct = await trio.to_thread.run_sync(
         lambda: _start(tmp_path / "direct", model_dir, "--bootstrap", relay.addr)
     )
@@ -87,11 +91,22 @@ async def test_a_node_process_answers_a_light_peer_directly_and_through_a_relay(
         assert hidden.ready["local_api"].startswith("http://127.0.0.1:")
         async with _client(tmp_path, relay) as client:
             view = await watch_pool(client, model_id)
+            validate = attestation_validator(model_id, is_validator_peer=lambda key: False)
+            attested = await client.gossip.subscribe(attestation_topic(model_id), validate)
             for node in (direct, hidden):
                 member = await find_member(client, view, node.peer_id)
                 assert not member.registered  # no chain, no binding: announced as unregistered
                 completion = await _ask(client, member, max_tokens=12)
                 assert completion.tokens_out == 12 and completion.receipt_stored
+            # Each node's signed benchmark reached the client (checked by the topic's validator).
+            benchmarked = set()
+            with trio.fail_after(30):
+                async for message in attested:
+                    attestation = envelope.open_signed(message.data, BenchmarkAttestation).message
+                    assert attestation.decode_tps_milli > 0 and attestation.engine == "transformers"
+                    benchmarked.add(message.origin)
+                    if benchmarked == {direct.peer_id, hidden.peer_id}:
+                        break
         rows = _receipts(tmp_path / "hidden")
         assert len(rows) == 1 and rows[0]["tokens_out"] == 12 and rows[0]["client"] is None
     finally:
