@@ -6,7 +6,6 @@ import pytest
 
 from node.announce import detect_hardware
 from node.benchmark import BENCHMARK_FILE, BenchmarkSettings, attestations, cached_benchmark
-from node.engines.transformers import TransformersEngine
 from p2p import GossipMessage, Verdict
 from pool.attestations import attestation_validator
 from protocols import envelope
@@ -17,13 +16,6 @@ from protocols.messages import BenchmarkAttestation
 pytestmark = pytest.mark.integration
 
 SETTINGS = BenchmarkSettings(prompt_tokens=32, output_tokens=8, streams=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    engine = TransformersEngine.open(tiny_model_dir, max_batch=4)
-    yield engine
-    engine.close()
 
 
 @pytest.mark.trio

@@ -11,7 +11,6 @@ import trio_asyncio
 
 from node.credits import CreditBook, PaymentPolicy
 from node.engines import ChatTurn, GenerationRequest
-from node.engines.transformers import TransformersEngine
 from node.inference import InferenceService, ServiceLimits
 from node.ledger import PersistentReplayCache, open_ledger
 from p2p import P2PError
@@ -27,13 +26,6 @@ from protocols.schema import decode_message
 from protocols.testing import make_request
 
 PROMPT = "What is the capital of France?"
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    engine = TransformersEngine.open(tiny_model_dir, max_batch=8)
-    yield engine
-    engine.close()
 
 
 @dataclasses.dataclass
@@ -104,6 +96,19 @@ async def _send_raw(net: Network, sealed: bytes, response_key: bytes | None = No
     return end.error
 
 
+async def _send_request(net: Network, **fields) -> tuple[ClientExchange, object]:
+    """A sealed request sent on a new stream, for tests that read the answer frame by frame."""
+    request = make_request(
+        Identity.generate(), model=net.contact.model, node_key=net.contact.node_key, **fields
+    )
+    exchange = ClientExchange(
+        request, identity=Identity.generate(), node_encryption_key=net.contact.encryption_key
+    )
+    stream = await net.client.open_stream(net.contact.peer_id, INFERENCE_PROTOCOL)
+    await stream.write_message(exchange.sealed_request)
+    return exchange, stream
+
+
 def _signed_request(net: Network, *, now_ms: int | None = None, **fields) -> bytes:
     """A request envelope for this node, signed by a fresh client key (`fields` override the request)."""
     values = dict(model=net.contact.model, node_key=net.contact.node_key, request_id=os.urandom(16))
@@ -138,14 +143,7 @@ async def test_an_encrypted_answer_streams_back_and_its_receipt_is_stored_before
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_tokens_go_out_in_a_few_frames_not_one_per_token(network):
-    request = make_request(
-        Identity.generate(), model=network.contact.model, node_key=network.contact.node_key, max_tokens=48
-    )
-    exchange = ClientExchange(
-        request, identity=Identity.generate(), node_encryption_key=network.contact.encryption_key
-    )
-    stream = await network.client.open_stream(network.contact.peer_id, INFERENCE_PROTOCOL)
-    await stream.write_message(exchange.sealed_request)
+    exchange, stream = await _send_request(network, max_tokens=48)
     chunks = 0
     while exchange.state != "done":
         message = exchange.receive(await stream.read_message(1 << 16, timeout=10))
@@ -216,14 +214,7 @@ async def test_hostile_requests_are_refused_with_a_reason_while_other_streams_ca
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_a_client_vanishing_mid_answer_stops_its_generation(network, tiny_engine):
-    request = make_request(
-        Identity.generate(), model=network.contact.model, node_key=network.contact.node_key, max_tokens=400
-    )
-    exchange = ClientExchange(
-        request, identity=Identity.generate(), node_encryption_key=network.contact.encryption_key
-    )
-    stream = await network.client.open_stream(network.contact.peer_id, INFERENCE_PROTOCOL)
-    await stream.write_message(exchange.sealed_request)
+    exchange, stream = await _send_request(network, max_tokens=400)
     exchange.receive(await stream.read_message(1 << 16, timeout=10))  # header
     exchange.receive(await stream.read_message(1 << 16, timeout=10))  # first tokens
     assert tiny_engine.load().running == 1

@@ -7,18 +7,10 @@ import pytest
 import trio
 
 from node.engines import ChatTurn, GenerationRequest
-from node.engines.transformers import TransformersEngine
 from node.local_api import build_app, serve_local_api
 from node.metrics import NodeMetrics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    engine = TransformersEngine.open(tiny_model_dir, max_batch=4)
-    yield engine
-    engine.close()
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ PROMPTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    engine = TransformersEngine.open(tiny_model_dir, max_batch=8)
-    yield engine
-    engine.close()
-
-
 async def _answer(engine, request):
     pieces = [piece async for piece in engine.generate(request)]
     ids = [i for p in pieces for i in p.token_ids]
