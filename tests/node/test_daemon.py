@@ -41,8 +41,10 @@ def model(tiny_model_dir):
     return tiny_model_dir, load_manifest(tiny_model_dir).model_id()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def relay(tmp_path_factory):
+    # One per test: a relay that outlived earlier tests keeps their dead peers in its DHT, and a new
+    # peer dialled at a recycled port under a dead peer's id makes py-libp2p drop live connections.
     peer = relay_process(tmp_path_factory.mktemp("relay"))
     trio.run(peer.wait_ready)
     yield peer
