@@ -283,7 +283,7 @@ def run(out_dir: Path) -> dict:
     names = [n for n in os.environ.get("DOLPHIN_BENCH_NODE_ENGINES", "transformers").split(",") if n]
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     model_dir = prepare_model(model, MODELS_DIR)
-    max_tokens = 32 if model == "smollm2" else 256
+    max_tokens = 96 if model == "smollm2" else 256
     results = {name: trio.run(_bench_engine, name, model_dir, max_tokens) for name in names}
     plot = out_dir / "node.png"
     _plot(results, plot)

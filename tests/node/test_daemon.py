@@ -254,7 +254,7 @@ async def test_hostile_and_vanishing_clients_leave_the_daemon_up_and_prompts_out
                         prompt=MARKER,
                         model=model_id,
                         node_key=contact.node_key,
-                        max_tokens=400,
+                        max_tokens=1500,
                     ),
                     identity=Identity.generate(),
                     node_encryption_key=contact.encryption_key,
@@ -320,7 +320,7 @@ async def test_the_local_api_answers_while_network_requests_wait(tmp_path, relay
                 await _ask(client, member, max_tokens=tokens, on_text=seen)
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(network, "running", 400)
+                nursery.start_soon(network, "running", 1500)  # up to the model's context: a while
                 await wait_until(lambda: "running" in first_tokens, timeout=30)
                 nursery.start_soon(network, "waiting-1", 20)
                 nursery.start_soon(network, "waiting-2", 20)

@@ -107,7 +107,7 @@ async def test_bad_requests_get_a_clear_400_and_a_draining_node_a_503(api):
             json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}).encode(),
             "max_tokens",
         ),
-        (json.dumps({"messages": [{"role": "user", "content": "x " * 2000}]}).encode(), "at most 511"),
+        (json.dumps({"messages": [{"role": "user", "content": "x " * 3000}]}).encode(), "tokens; this model"),
     ]
     for body, message in cases:
         response = await http.post("/v1/chat/completions", content=body)
