@@ -22,6 +22,7 @@ from chain.deploy import Deployment, check_deployment
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read, send
+from protocols.messages import OperatorBinding, eth_sign
 
 POD_DECIMALS = 18
 USD_DECIMALS = 6
@@ -473,16 +474,22 @@ class ChainClient:
         epoch = self.call("ValidatorQuorum", "validatorSetEpoch", block=block)
         return ValidatorSet(tuple(members), tuple(weights), epoch)
 
-    def register_node(self, peer_id_hash: bytes) -> None:
-        """Bind the node whose libp2p peer id hashes to `peer_id_hash` to this (operator) account."""
-        from protocols.eth import NODE_BINDING, EthAccount
+    def register_node(self, peer_id_hash: bytes) -> OperatorBinding:
+        """Bind the node whose libp2p peer id hashes to `peer_id_hash` to this (operator) account; returns
+        the signed binding, which the node shows in its heartbeats."""
+        from protocols.eth import EthAccount
 
         nonce = self.call("Bonding", "nonces", self.address)
-        values = {"operator": bytes.fromhex(self.address[2:]), "peerIdHash": peer_id_hash, "nonce": nonce}
-        signature = EthAccount(bytes(self._signer().key)).sign_typed(
-            self.domain("Bonding"), NODE_BINDING, values
+        binding = eth_sign(
+            OperatorBinding,
+            EthAccount(bytes(self._signer().key)),
+            self.domain("Bonding"),
+            operator=bytes.fromhex(self.address[2:]),
+            peer_id_hash=peer_id_hash,
+            nonce=nonce,
         )
-        self.transact("Bonding", "registerNode", self.address, peer_id_hash, nonce, signature)
+        self.transact("Bonding", "registerNode", self.address, peer_id_hash, nonce, binding.signature)
+        return binding
 
     def unregister_node(self, peer_id_hash: bytes) -> None:
         """Remove a node this operator registered."""

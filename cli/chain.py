@@ -39,42 +39,23 @@ from chain.deploy import (
     default_data_dir,
     deploy_system,
     deployment_path,
-    load_deployment,
 )
 from chain.devchain import DEFAULT_CHAIN_ID, dev_genesis_validators, dev_private_keys, open_devchain
 from chain.errors import ChainError
+from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read
 
 SHARE_DECIMALS = 24
 """stkPOD: POD's 18 decimals plus the vault's offset of 6."""
-READY_FILE = "ready.json"
+READY_FILE = CHAIN_READY_FILE
 
 
 @dataclass(frozen=True)
-class Connection:
+class Connection(ChainLocation):
     """Where a command's chain, deployment and key come from (see the module docstring)."""
 
-    rpc_url: str | None
-    data_dir: Path
-    deployment: Path | None
-    key_file: Path | None
-
-    def resolved_rpc_url(self) -> str:
-        if self.rpc_url:
-            return self.rpc_url
-        ready = self.data_dir / READY_FILE
-        if ready.is_file():
-            try:
-                return json.loads(ready.read_text())["rpc_url"]
-            except (ValueError, KeyError, TypeError):
-                raise ClientError(
-                    f"{ready} names no RPC URL: pass --rpc-url, or restart `dolphin chain deploy`"
-                ) from None
-        raise ClientError(
-            f"no chain to talk to: pass --rpc-url (or set DOLPHIN_RPC_URL), or start a local one with "
-            f"`dolphin chain deploy --data-dir {self.data_dir}`"
-        )
+    key_file: Path | None = None
 
     def key(self, required: bool = True) -> str | None:
         if self.key_file is not None:
@@ -85,14 +66,8 @@ class Connection:
             raise ClientError("this command signs a transaction: pass --key-file FILE (or DOLPHIN_KEY_FILE)")
         return None
 
-    def client(self, key_required: bool = True) -> ChainClient:
-        rpc_url = self.resolved_rpc_url()
-        key = self.key(key_required)
-        path = self.deployment
-        if path is None:
-            chain_id = read(lambda: connect(rpc_url).eth.chain_id, "reading the chain id", rpc_url=rpc_url)
-            path = deployment_path(self.data_dir, chain_id)
-        return ChainClient(rpc_url, load_deployment(path), key)
+    def client(self, key_required: bool = True) -> ChainClient:  # type: ignore[override]
+        return super().client(self.key(key_required))
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,11 +8,9 @@ epoch's receipts settled into a Merkle root the validators sign and the operator
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,22 +25,23 @@ from rich.table import Table
 from chain.client import ChainClient, format_units
 from chain.deploy import deploy_system, deployment_path
 from chain.devchain import DEV_GENESIS_VALIDATOR_INDICES, dev_genesis_validators, open_devchain
+from chain.locate import ChainLocation
 from chain.rewards import POD
 from chain.snapshot import read_snapshot
 from chain.testing import make_validators, time_travel
 from chain.transactions import connect
-from node.announce import Announcement, detect_hardware, serve_announcements, software_version
+from node.config import NodeConfig
+from node.daemon import serve_node
 from node.errors import ModelError
-from node.inference import InferenceService
-from node.models import build_tiny_model, import_smollm2, verify_model_dir
-from node.models.loading import LoadedModel, load_model
+from node.ledger import read_ledger
+from node.models import build_tiny_model, import_smollm2, load_manifest, verify_model_dir
+from node.registration import register_node
 from p2p import HostConfig, Reachability, open_host
 from pool import NodeContact, PoolView, complete
-from protocols.eth import EthAccount, keccak256
-from protocols.ids import INFERENCE_PROTOCOL, pool_topic
-from protocols.inference import VerifiedReceipt
-from protocols.keys import EncryptionKeyPair, Identity, peer_id_from_text
-from protocols.messages import OperatorBinding, eth_sign
+from protocols.eth import EthAccount
+from protocols.ids import pool_topic
+from protocols.inference import VerifiedReceipt, verify_countersigned_receipt
+from protocols.keys import Identity
 from validator import base_rewards, settle_epoch, work_by_operator
 
 DEFAULT_PROMPT = "In one sentence, what is a dolphin?"
@@ -83,77 +82,63 @@ class NetworkOutcome:
 
 
 async def serve_and_ask(
-    work_dir: Path, model: LoadedModel, operator: ChainClient, prompt: str, max_tokens: int
+    work_dir: Path, model_dir: Path, operator: ChainClient, chain: ChainLocation, prompt: str, max_tokens: int
 ) -> NetworkOutcome:
-    """Relay, node (behind the relay) and client on 127.0.0.1; one encrypted question, one answer."""
-    model_id = model.manifest.model_id()
-    bonding = operator.domain("Bonding")
+    """Relay, node (behind the relay, `serve_node` as `dolphin node` runs it) and client on 127.0.0.1;
+    one encrypted question, one answer, its receipt in the node's ledger."""
     relay_config = HostConfig(work_dir / "relay", relay_service=True, reachability=Reachability.PUBLIC)
+    node_dir = work_dir / "node"
+    binding = await trio.to_thread.run_sync(register_node, node_dir, operator)
+    console.print(f"operator 0x{binding.operator.hex()} registered the node's peer id on chain")
     async with open_host(relay_config) as relay:
         bootstrap = (relay.listen_addrs()[0],)
         console.print(f"relay/bootstrap peer  {relay.peer_id}  {relay.listen_addrs()[0]}")
-        async with open_host(HostConfig(work_dir / "node", listen=(), bootstrap=bootstrap)) as node_host:
-            console.print(f"node (no listen addr) {node_host.peer_id}  via {node_host.circuit_addrs()[0]}")
-            identity = Identity(node_host.signing_seed())
-            peer_id_hash = keccak256(peer_id_from_text(node_host.peer_id))
-            nonce = operator.call("Bonding", "nonces", operator.address)
-            operator.register_node(peer_id_hash)
-            console.print(f"operator {operator.address} registered the node's peer id on chain")
-            binding = eth_sign(
-                OperatorBinding,
-                EthAccount(bytes(operator.account.key)),
-                bonding,
-                operator=bytes.fromhex(operator.address[2:]),
-                peer_id_hash=peer_id_hash,
-                nonce=nonce,
-            )
-            service = InferenceService(
-                identity=identity, encryption_keys=EncryptionKeyPair.generate(), model=model
-            )
-            node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
-            announcement = Announcement(
-                binding=binding,
-                encryption_key=service.encryption_keys.public_key,
-                model=model_id,
-                capacity=1,
-                hardware=detect_hardware(),
-                software_version=software_version(),
-                started_at_ms=time.time_ns() // 1_000_000,
-            )
+        config = NodeConfig(
+            data_dir=node_dir,
+            model=model_dir,
+            listen=(),
+            bootstrap=bootstrap,
+            local_api="127.0.0.1:0",
+            heartbeat_interval=1.0,
+            rpc_url=chain.rpc_url,
+            deployment=chain.deployment,
+            chain_dir=chain.data_dir,
+            benchmark_prompt_tokens=32,
+            benchmark_output_tokens=8,
+            benchmark_streams=2,
+        )
+        async with trio.open_nursery() as nursery:
+            with console.status("node: verifying the model, benchmarking, joining the network..."):
+                node = await nursery.start(serve_node, config)
+            console.print(f"node (no listen addr) {node['peer_id']}  via {node['circuit_addrs'][0]}")
             client_config = HostConfig.light_client(work_dir / "client", bootstrap=bootstrap)
-            async with trio.open_nursery() as nursery:
-                announce = functools.partial(serve_announcements, interval=1.0)
-                await nursery.start(announce, node_host, identity, announcement, service.load)
-                async with open_host(client_config) as client:
-                    contact = await _find_member(client, model_id, bonding)
-                    console.print(
-                        f"client found the pool member {contact.peer_id} (DHT + verified heartbeat)"
-                    )
-                    console.print(Panel(prompt, title="prompt (sealed to the node's X25519 key)"))
-                    pieces: list[str] = []
+            async with open_host(client_config) as client:
+                model_id = bytes.fromhex(node["model"])
+                contact = await _find_member(client, model_id, operator.domain("Bonding"))
+                console.print(f"client found the pool member {contact.peer_id} (DHT + verified heartbeat)")
+                console.print(Panel(prompt, title="prompt (sealed to the node's X25519 key)"))
 
-                    def show(text: str) -> None:
-                        pieces.append(text)
-                        console.print(text, end="", highlight=False, markup=False)
+                def show(text: str) -> None:
+                    console.print(text, end="", highlight=False, markup=False)
 
-                    completion = await complete(
-                        client,
-                        contact,
-                        [("user", prompt)],
-                        identity=Identity.generate(),
-                        max_tokens=max_tokens,
-                        on_text=show,
-                    )
-                    console.print()
-                    with trio.fail_after(30):
-                        while not service.receipts:
-                            await trio.sleep(0.05)
-                    console.print(
-                        f"answer: {completion.tokens_out} tokens, finish '{completion.finish_reason}'; "
-                        f"receipt signed by the node and countersigned by the client"
-                    )
-                nursery.cancel_scope.cancel()
-            return NetworkOutcome(node_host.peer_id, completion.text, list(service.receipts))
+                completion = await complete(
+                    client,
+                    contact,
+                    [("user", prompt)],
+                    identity=Identity.generate(),
+                    max_tokens=max_tokens,
+                    on_text=show,
+                )
+                console.print()
+                stored = "stored in the node's ledger" if completion.receipt_stored else "NOT stored"
+                console.print(
+                    f"answer: {completion.tokens_out} tokens, finish '{completion.finish_reason}'; "
+                    f"receipt signed by the node, countersigned by the client, {stored}"
+                )
+            nursery.cancel_scope.cancel()
+    evidence = await read_ledger(node_dir, lambda ledger: ledger.countersigned())
+    receipts = [verify_countersigned_receipt(data) for data in evidence]
+    return NetworkOutcome(node["peer_id"], completion.text, receipts)
 
 
 async def _find_member(client, model_id: bytes, bonding_domain) -> NodeContact:
@@ -272,11 +257,13 @@ def run_demo(models_dir: Path, run_dir: Path, model: str, prompt: str, max_token
 
         _step(3, f"Model: {model}")
         folder = prepare_model(model, models_dir)
-        loaded = load_model(folder)
-        console.print(f"model id {loaded.manifest.model_id().hex()}")
+        console.print(f"model id {load_manifest(folder).model_id().hex()}")
 
         _step(4, "Network: relay, a node reachable only through it, a light client; one encrypted prompt")
-        outcome = trio.run(serve_and_ask, run_dir / "peers", loaded, operator, prompt, max_tokens)
+        chain = ChainLocation(
+            dev.rpc_url, run_dir / "chain", deployment_path(run_dir / "chain", dev.chain_id)
+        )
+        outcome = trio.run(serve_and_ask, run_dir / "peers", folder, operator, chain, prompt, max_tokens)
 
         _step(5, "Settlement: receipts -> rewards -> validator-signed root -> claim")
         settle(validators, operator, outcome)

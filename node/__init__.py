@@ -1,8 +1,21 @@
-"""The node daemon and what it serves: model manifests, offline model builders, engines and the service.
+"""The node daemon and what it serves: model manifests, engines, the inference service, ledger, local API.
 
-- `models`: manifests (the model id), the tiny and SmolLM2 builders, offline loading and generation
+- `daemon`: `serve_node(config)`, the daemon itself (what `dolphin node` runs)
+- `config`: `NodeConfig`, its TOML file and environment variables
+- `models`: manifests (the model id), the tiny and SmolLM2 builders, the offline loader
+- `engines`: the `Engine` interface and the in-process transformers engine (batched)
 - `inference`: `InferenceService`, the stream handler answering sealed requests with an encrypted stream
+- `ledger`: countersigned receipts and replay nonces in SQLite (committed before acknowledged)
+- `credits`: clients' on-chain credit (cached) and the policy for unpaid requests
+- `keys`: the node's X25519 keys, persisted and rotated
+- `registration`: the operator binding, registered on chain and kept in the data dir
 - `announce`: the signed DHT pool record and heartbeats that tell clients this node serves a model
+- `benchmark`: the cached self-benchmark and its signed attestations
+- `local_api`: the operator's OpenAI-compatible API and /metrics on 127.0.0.1
+- `metrics`: Prometheus metrics
+- `owner`: whether the machine's owner is busy (GPU through NVML, else CPU)
+- `files`: atomic writes into the data dir
+- `testing`: a `dolphin node` process and pool lookups for tests
 - `errors`: `NodeError` and its subclasses
 """
 

@@ -51,9 +51,10 @@ def software_version() -> str:
 
 @dataclass(frozen=True)
 class Announcement:
-    """The parts of a heartbeat that do not change while the node runs."""
+    """What a heartbeat says besides the load. `binding` is None for a node no operator registered;
+    `capacity` drops to 0 while the node drains or yields to its owner."""
 
-    binding: OperatorBinding
+    binding: OperatorBinding | None
     encryption_key: bytes
     model: bytes
     capacity: int
@@ -83,45 +84,68 @@ def heartbeat_envelope(
     return envelope.sign(heartbeat, identity, now_ms=now_ms, ttl_ms=ttl_ms)
 
 
-async def serve_announcements(
-    host: DolphinHost,
-    identity: Identity,
-    announcement: Announcement,
-    load: Callable[[], tuple[int, int]],
-    *,
-    interval: float = 5.0,
-    record_ttl: int = 300,
-    task_status=trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Keep the DHT record fresh and publish a heartbeat every `interval` seconds; never returns.
+class Announcer:
+    """Keeps this node's DHT pool record fresh and heartbeats its pool topic every `interval` seconds.
 
-    `load()` returns (requests in progress, requests queued). Started once the first record and heartbeat
-    are out. Failures to reach the DHT or the mesh are logged and retried next round, never fatal.
+    `announcement()` and `load()` (answers in progress, requests queued) are read at each heartbeat;
+    `publish_soon()` sends the next one at once (capacity or encryption key changed). Failures to reach
+    the DHT or the mesh are logged and retried next round, never fatal.
     """
-    topic = pool_topic(announcement.model)
-    seq = 0
-    next_record = 0.0
-    while True:
-        if trio.current_time() >= next_record:
-            try:
-                await host.dht.put_record(announcement.model, host.advertised_addrs(), record_ttl)
-                next_record = trio.current_time() + record_ttl / 2
-            except P2PError as exc:
-                log.warning("could not store the pool record in the DHT (retrying): %s", exc)
-        seq += 1
-        in_progress, queued = load()
+
+    def __init__(
+        self,
+        host: DolphinHost,
+        identity: Identity,
+        announcement: Callable[[], Announcement],
+        load: Callable[[], tuple[int, int]],
+        *,
+        interval: float = 5.0,
+        record_ttl: int = 300,
+    ) -> None:
+        self.host = host
+        self.identity = identity
+        self.announcement = announcement
+        self.load = load
+        self.interval = interval
+        self.record_ttl = record_ttl
+        self.seq = 0
+        self._wake = trio.Event()
+
+    def publish_soon(self) -> None:
+        self._wake.set()
+
+    async def publish(self) -> None:
+        """One heartbeat now."""
+        announcement = self.announcement()
+        self.seq += 1
+        in_progress, queued = self.load()
         data = heartbeat_envelope(
-            identity,
+            self.identity,
             announcement,
             load=in_progress,
             queued=queued,
-            seq=seq,
-            ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(interval * 4000)),
+            seq=self.seq,
+            ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(self.interval * 4000)),
         )
         try:
-            await host.gossip.publish(topic, data)
+            await self.host.gossip.publish(pool_topic(announcement.model), data)
         except P2PError as exc:
             log.warning("could not publish a heartbeat (retrying): %s", exc)
-        if seq == 1:
-            task_status.started()
-        await trio.sleep(interval)
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Never returns; started once the first record and heartbeat are out."""
+        model = self.announcement().model
+        next_record = 0.0
+        while True:
+            if trio.current_time() >= next_record:
+                try:
+                    await self.host.dht.put_record(model, self.host.advertised_addrs(), self.record_ttl)
+                    next_record = trio.current_time() + self.record_ttl / 2
+                except P2PError as exc:
+                    log.warning("could not store the pool record in the DHT (retrying): %s", exc)
+            self._wake = trio.Event()
+            await self.publish()
+            if self.seq == 1:
+                task_status.started()
+            with trio.move_on_after(self.interval):
+                await self._wake.wait()

@@ -5,39 +5,73 @@ One request per stream on INFERENCE_PROTOCOL (protocols/ids.py), frames length-p
     client ── sealed request ──▶ node      (InferenceRequest signed by the client, sealed to our X25519 key)
     client ◀── header, chunks…, end ──      (secretstream; the end carries our signed Receipt)
     client ── countersigned receipt ──▶     (the unit of work that earns base rewards)
+    client ◀── acknowledgement ──           (sent only once the receipt is committed to the ledger)
 
-Everything from the network is untrusted: a request that fails to open, verify, or is replayed or addressed
-to another node is dropped with the stream reset and a log line naming the peer and the reason, never its
-content. Prompts and answers are never logged or stored; only receipts (hashes and counts) are kept.
+Many requests are answered at once: the service hands each to the engine, which batches them; nothing
+here serialises requests. Tokens go out in small batches: the first as soon as it exists (time to first
+token), then whatever the engine produced in each `flush_interval` (or `flush_tokens` at most per frame),
+so the stream shows fewer, coarser frames than one per token.
+
+Everything from the network is untrusted. A request that cannot be opened is dropped with the stream
+reset; one that opens but fails a check (signature, expiry, replay, addressee, credit) or that the node
+will not serve now (draining, the owner is busy, overloaded, wrong model, unpaid) gets an error end that
+only its sender can read, saying why. Each refusal is logged with the peer and a reason code and counted
+in the metrics; never with the request's content — error texts from decoding can quote field values, so
+they go only into the encrypted refusal. Prompts and answers are never logged or stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
-from node.models.loading import LoadedModel, Sampling, encode_chat, stream_completion
-from p2p import P2PError, Stream
+from node.credits import PaymentPolicy
+from node.engines.base import (
+    ChatTurn,
+    Engine,
+    EngineError,
+    EngineRequestError,
+    GenerationRequest,
+    Piece,
+    Priority,
+)
+from node.ledger import Ledger, LedgerError
+from node.metrics import NodeMetrics
+from p2p import MessageTooLarge, P2PError, Stream
 from protocols import envelope
-from protocols.errors import ProtocolError
-from protocols.inference import NodeExchange, VerifiedReceipt
+from protocols.errors import (
+    DecryptError,
+    ExpiredError,
+    ProtocolError,
+    ReplayError,
+    SchemaError,
+    SignatureError,
+)
+from protocols.inference import NodeExchange
 from protocols.keys import EncryptionKeyPair, Identity
+
+__all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
-    """What one request may ask of this node."""
+    """What one request may ask of this node, and how answers are paced."""
 
     max_request_bytes: int = 512 * 1024
     max_new_tokens: int = 1024
     max_receipt_bytes: int = 16 * 1024
     receipt_timeout: float = 10.0
-    concurrent_generations: int = 1
+    max_waiting: int = 64  # refuse network requests while this many wait for an engine slot
+    flush_interval: float = 0.025  # seconds between answer frames after the first token
+    flush_tokens: int = 32  # at most this many tokens in one frame
 
 
 @dataclass
@@ -46,6 +80,7 @@ class ServiceStatistics:
     refused: int = 0
     abandoned: int = 0
     countersigned: int = 0
+    stored: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -53,116 +88,340 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _reason_code(exc: ProtocolError) -> str:
+    """A metrics/log reason for a request that failed `NodeExchange.accept` (see REFUSAL_REASONS)."""
+    text = str(exc)
+    if "CreditAuthorisation" in text or "credit authorisation" in text:
+        return "bad_credit"
+    if isinstance(exc, DecryptError):
+        return "undecryptable"
+    if isinstance(exc, SignatureError):
+        return "bad_signature"
+    if isinstance(exc, ExpiredError):
+        return "expired"
+    if isinstance(exc, ReplayError):
+        return "replayed"
+    if isinstance(exc, SchemaError) and "another node" in text:
+        return "misaddressed"
+    return "malformed"
+
+
+class _Refused(Exception):
+    """A request this node will not serve: `code` for logs and metrics, `message` for its sender only."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class InferenceService:
-    """Serves one loaded model. Register `handle` as the stream handler for INFERENCE_PROTOCOL."""
+    """Serves one engine's model to the network. Register `handle` for INFERENCE_PROTOCOL.
+
+    `encryption_keys()` returns the X25519 key pairs requests may be sealed to now (current first, then
+    the previous one during its grace period). `ledger` stores countersigned receipts and, through the
+    replay cache, accepted nonces; without one, receipts are acknowledged as not stored.
+    """
 
     def __init__(
         self,
         *,
         identity: Identity,
-        encryption_keys: EncryptionKeyPair,
-        model: LoadedModel,
+        encryption_keys: Callable[[], list[EncryptionKeyPair]],
+        engine: Engine,
+        model_id: bytes,
         limits: ServiceLimits = ServiceLimits(),
+        ledger: Ledger | None = None,
+        replay: envelope.ReplayCache | None = None,
+        payments: PaymentPolicy | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.identity = identity
         self.encryption_keys = encryption_keys
-        self.model = model
-        self.model_id = model.manifest.model_id()
+        self.engine = engine
+        self.model_id = model_id
         self.limits = limits
-        self.replay = envelope.ReplayCache()
-        self.receipts: list[VerifiedReceipt] = []
-        self._generations = trio.CapacityLimiter(limits.concurrent_generations)
+        self.ledger = ledger
+        self.replay = replay if replay is not None else envelope.ReplayCache()
+        self.payments = payments or PaymentPolicy()
+        self.metrics = metrics or NodeMetrics(engine.load)
         self._statistics = ServiceStatistics()
+        self._paused: dict[str, str] = {}  # reason code -> message for the client
+        self._active = 0
+        self._idle = trio.Event()
+        self._idle.set()
 
+    # ---- state the daemon steers ----
     def statistics(self) -> ServiceStatistics:
         return self._statistics
 
+    def pause(self, code: str, message: str) -> None:
+        """Refuse new network requests with `message` until `resume(code)` (draining, owner busy)."""
+        self._paused[code] = message
+        self.metrics.accepting.set(0)
+
+    def resume(self, code: str) -> None:
+        self._paused.pop(code, None)
+        if not self._paused:
+            self.metrics.accepting.set(1)
+
+    @property
+    def accepting(self) -> bool:
+        return not self._paused
+
+    @property
+    def active(self) -> int:
+        """Network requests being handled now (from reading the request to the acknowledgement)."""
+        return self._active
+
+    async def wait_idle(self) -> None:
+        """Until no network request is in progress."""
+        await self._idle.wait()
+
     def load(self) -> tuple[int, int]:
-        """(answers being generated, requests waiting for a generation slot), for heartbeats."""
-        stats = self._generations.statistics()
-        return stats.borrowed_tokens, stats.tasks_waiting
+        """(answers being generated, requests waiting for the engine), for heartbeats."""
+        load = self.engine.load()
+        return load.running, load.waiting
 
-    def _refuse(self, stream: Stream, reason: str) -> None:
-        self._statistics.refused += 1
-        self._statistics.refusals[reason] = self._statistics.refusals.get(reason, 0) + 1
-        log.info("refused a request from %s: %s", stream.peer_id, reason)
-
+    # ---- one stream ----
     async def handle(self, stream: Stream) -> None:
         """Serve one request on `stream`; never raises for anything the peer sends or does."""
+        self._active += 1
+        self._idle = trio.Event() if self._active == 1 else self._idle
         try:
             await self._serve(stream)
+        except MessageTooLarge:
+            self._count_refusal(stream, "oversized", "request over the size limit")
+            await stream.reset()
         except P2PError as exc:  # the peer went away or stalled mid-exchange
             self._statistics.abandoned += 1
-            log.info("inference stream with %s ended early: %s", stream.peer_id, exc)
+            self.metrics.abandoned.inc()
+            log.info("inference stream with %s ended early: %s", stream.peer_id, type(exc).__name__)
         finally:
             await stream.close()
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    def _count_refusal(self, stream: Stream, code: str, detail: str) -> None:
+        self._statistics.refused += 1
+        self._statistics.refusals[code] = self._statistics.refusals.get(code, 0) + 1
+        self.metrics.refused(code)
+        log.info("refused a request from %s: %s (%s)", stream.peer_id, code, detail)
+
+    async def _refuse(self, stream: Stream, sealed: bytes, code: str, message: str, detail: str) -> None:
+        """Tell the sender why (if the seal opens with one of our keys), else reset the stream."""
+        self._count_refusal(stream, code, detail)
+        for keys in self.encryption_keys():
+            with contextlib.suppress(ProtocolError):
+                frames = NodeExchange.refusal(sealed, encryption_keys=keys, reason=message)
+                for frame in frames:
+                    await stream.write_message(frame)
+                return
+        await stream.reset()
+
+    def _accept(self, sealed: bytes) -> NodeExchange:
+        error: ProtocolError | None = None
+        for keys in self.encryption_keys():
+            try:
+                return NodeExchange.accept(
+                    sealed,
+                    identity=self.identity,
+                    encryption_keys=keys,
+                    replay=self.replay,
+                    credit_domain=self.payments.credit_domain,
+                )
+            except DecryptError as exc:  # sealed to another of our keys (or to none): try the next
+                error = exc
+        assert error is not None
+        raise error
 
     async def _serve(self, stream: Stream) -> None:
         sealed = await stream.read_message(self.limits.max_request_bytes)
-        try:
-            exchange = NodeExchange.accept(
-                sealed, identity=self.identity, encryption_keys=self.encryption_keys, replay=self.replay
-            )
-        except ProtocolError as exc:
-            self._refuse(stream, type(exc).__name__ + ": " + str(exc))
-            await stream.reset()
+        if self._paused:
+            code, message = next(iter(self._paused.items()))
+            await self._refuse(stream, sealed, code, message, "not taking requests now")
             return
-        await stream.write_message(exchange.header())
-        started_ms = _now_ms()
+        try:
+            exchange = self._accept(sealed)
+        except ProtocolError as exc:
+            code = _reason_code(exc)
+            # The detailed text can quote decoded values: it goes to the sender only, encrypted.
+            await self._refuse(stream, sealed, code, f"refused: {exc}", type(exc).__name__)
+            return
+        try:
+            generation = await self._admit(exchange)
+        except _Refused as refused:
+            await self._refuse(stream, sealed, refused.code, refused.message, refused.message)
+            return
+        await self._answer(stream, sealed, exchange, generation)
+
+    async def _admit(self, exchange: NodeExchange) -> GenerationRequest:
+        """The checks after the envelope's: model, payment, load. Raises _Refused."""
         request = exchange.request
         if request.model != self.model_id:
-            self._refuse(stream, f"model {request.model.hex()[:16]}… is not served here")
-            end = exchange.end(
-                "error",
-                tokens_in=0,
-                started_at_ms=started_ms,
-                first_token_ms=0,
-                duration_ms=0,
-                error="this node does not serve the requested model",
+            raise _Refused("wrong_model", "this node does not serve the requested model")
+        if self.engine.load().waiting >= self.limits.max_waiting:
+            raise _Refused("overloaded", "this node has too many requests waiting; try another")
+        if exchange.credit_client is not None:
+            covered = None
+            if self.payments.book is not None:
+                covered = await self.payments.book.covers(exchange.credit_client, request.credit.max_credits)
+            if not covered:
+                exchange.credit_client = None  # served unpaid, if at all: the receipt names no payer
+        if exchange.credit_client is None and not self.payments.serve_unpaid:
+            raise _Refused(
+                "unpaid", "this node serves paid requests only: send a covered credit authorisation"
             )
-            await stream.write_message(end)
-            return
-        await self._answer(stream, exchange, started_ms)
+        try:
+            return GenerationRequest(
+                messages=tuple(ChatTurn(m.role, m.content) for m in request.messages),  # type: ignore[arg-type]
+                max_tokens=min(request.max_tokens, self.limits.max_new_tokens),
+                temperature=request.temperature_milli / 1000,
+                top_p=request.top_p_milli / 1000,
+                seed=request.seed,
+                stop=request.stop,
+                top_logprobs=request.top_logprobs,
+                priority=Priority.NETWORK,
+            )
+        except EngineRequestError as exc:
+            raise _Refused("bad_request", str(exc)) from exc
 
-    async def _answer(self, stream: Stream, exchange: NodeExchange, started_ms: int) -> None:
-        request = exchange.request
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        max_new_tokens = min(request.max_tokens, self.limits.max_new_tokens)
-        sampling = Sampling(
-            max_new_tokens=max_new_tokens,
-            temperature=request.temperature_milli / 1000,
-            top_p=request.top_p_milli / 1000,
-            seed=request.seed,
-        )
-        tokens_in = int(encode_chat(self.model, messages)["input_ids"].shape[1])
-        first_token_ms = 0
-        async with self._generations:
-            pieces = stream_completion(self.model, messages, sampling)
+    async def _answer(
+        self, stream: Stream, sealed: bytes, exchange: NodeExchange, generation: GenerationRequest
+    ) -> None:
+        started_ms = _now_ms()
+        started = time.monotonic()
+        sender = _PacedSender(stream, exchange, self.limits, self.metrics)
+        failure: EngineError | None = None
+        gone: P2PError | None = None
+        last: Piece | None = None
+        async with trio.open_nursery() as nursery:
+            pieces_in, pieces_out = trio.open_memory_channel[Piece](math.inf)
+
+            async def produce() -> None:
+                nonlocal failure
+                async with pieces_in, contextlib.aclosing(self.engine.generate(generation)) as pieces:
+                    try:
+                        async for piece in pieces:
+                            pieces_in.send_nowait(piece)
+                    except EngineError as exc:
+                        failure = exc
+
+            nursery.start_soon(produce)
             try:
-                while (piece := await trio.to_thread.run_sync(next, pieces, None)) is not None:
-                    text, ids = piece
-                    if not first_token_ms:
-                        first_token_ms = _now_ms() - started_ms
-                    await stream.write_message(exchange.chunk(text, tuple(ids)))
-            finally:
-                # Stops the generation thread at its next token if the client went away mid-answer.
-                await trio.to_thread.run_sync(pieces.close)
-        finish = "length" if exchange.tokens_out >= max_new_tokens else "stop"
+                last = await sender.send_all(pieces_out)
+            except P2PError as exc:
+                gone = exc
+            nursery.cancel_scope.cancel()  # the client left: stop generating for nobody
+        if gone is not None:
+            raise gone
+        if failure is not None and not sender.started:  # nothing sent yet: a plain refusal
+            code = "bad_request" if isinstance(failure, EngineRequestError) else "engine_error"
+            await self._refuse(stream, sealed, code, str(failure), str(failure))
+            return
+        if failure is not None:
+            self.metrics.refused("engine_error")
+            log.warning("the engine failed an answer for %s: %s", stream.peer_id, failure)
+        await sender.start()
+        finish = last.finish_reason if last is not None and last.finish_reason else "error"
+        tokens_in = last.prompt_tokens if last is not None else 0
         end = exchange.end(
             finish,
             tokens_in=tokens_in,
             started_at_ms=started_ms,
-            first_token_ms=first_token_ms,
+            first_token_ms=sender.first_token_ms,
             duration_ms=_now_ms() - started_ms,
+            error="the engine failed while answering" if failure is not None else None,
         )
         await stream.write_message(end)
         self._statistics.served += 1
-        countersigned = await stream.read_message(
-            self.limits.max_receipt_bytes, timeout=self.limits.receipt_timeout
-        )
+        ttft = sender.first_token_at - started if sender.first_token_at is not None else None
+        self.metrics.served("network", tokens_in=tokens_in, tokens_out=exchange.tokens_out, ttft_s=ttft)
+        await self._take_receipt(stream, exchange)
+
+    async def _take_receipt(self, stream: Stream, exchange: NodeExchange) -> None:
+        data = await stream.read_message(self.limits.max_receipt_bytes, timeout=self.limits.receipt_timeout)
         try:
-            self.receipts.append(exchange.accept_countersigned(countersigned))
+            verified = exchange.accept_countersigned(data)
         except ProtocolError as exc:
-            self._refuse(stream, f"bad countersigned receipt: {exc}")
+            self._count_refusal(stream, "malformed", f"bad countersigned receipt: {type(exc).__name__}")
+            await stream.write_message(exchange.acknowledge(stored=False, error=f"receipt refused: {exc}"))
             return
         self._statistics.countersigned += 1
+        if self.ledger is None:
+            await stream.write_message(exchange.acknowledge(stored=False, error="this node keeps no ledger"))
+            return
+        try:
+            await self.ledger.store_receipt(verified)
+        except LedgerError as exc:
+            log.error("could not store a receipt: %s", exc)
+            await stream.write_message(
+                exchange.acknowledge(stored=False, error="the node could not store it")
+            )
+            return
+        self._statistics.stored += 1
+        self.metrics.receipts.inc()
+        await stream.write_message(exchange.acknowledge(stored=True))
+
+
+class _PacedSender:
+    """Sends an answer's pieces as frames: the first at once, then at most one frame per flush_interval."""
+
+    def __init__(self, stream: Stream, exchange: NodeExchange, limits: ServiceLimits, metrics: NodeMetrics):
+        self.stream = stream
+        self.exchange = exchange
+        self.limits = limits
+        self.metrics = metrics
+        self.first_token_ms = 0
+        self.first_token_at: float | None = None
+        self.started = False
+        self._started_ms = _now_ms()
+        self._text: list[str] = []
+        self._ids: list[int] = []
+
+    async def start(self) -> None:
+        """Send the stream header, once: only when there is something to say, so that a request the
+        engine refuses outright still gets a plain refusal."""
+        if not self.started:
+            self.started = True
+            await self.stream.write_message(self.exchange.header())
+
+    async def _flush(self) -> None:
+        if not self._ids and not self._text:
+            return
+        await self.start()
+        text, ids = "".join(self._text), tuple(self._ids)
+        self._text, self._ids = [], []
+        await self.stream.write_message(self.exchange.chunk(text, ids))
+        self.metrics.output_tokens(len(ids))
+
+    async def send_all(self, pieces: trio.MemoryReceiveChannel[Piece]) -> Piece | None:
+        """Send until the last piece; returns it (None if the engine ended without one)."""
+        last: Piece | None = None
+        next_flush = -math.inf
+        async with pieces:
+            while True:
+                piece = None
+                with trio.move_on_at(next_flush if self._ids or self._text else math.inf):
+                    try:
+                        piece = await pieces.receive()
+                    except trio.EndOfChannel:
+                        break
+                if piece is None:  # the flush time came
+                    await self._flush()
+                    next_flush = trio.current_time() + self.limits.flush_interval
+                    continue
+                last = piece
+                if piece.token_ids and self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+                    self.first_token_ms = _now_ms() - self._started_ms
+                self._text.append(piece.text)
+                self._ids.extend(piece.token_ids)
+                if piece.finish_reason is not None:
+                    break
+                if len(self._ids) >= self.limits.flush_tokens or trio.current_time() >= next_flush:
+                    await self._flush()
+                    next_flush = trio.current_time() + self.limits.flush_interval
+        await self._flush()
+        return last

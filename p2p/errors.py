@@ -25,6 +25,10 @@ class StreamTimeout(StreamError):
     """A stream read or write did not finish within its deadline."""
 
 
+class MessageTooLarge(StreamError):
+    """The peer announced a message over the size limit the reader set (nothing of it was read)."""
+
+
 class ProtocolNotSupported(DialError):
     """The peer does not speak the requested protocol."""
 

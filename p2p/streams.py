@@ -14,7 +14,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
-from p2p.errors import StreamError, StreamTimeout
+from p2p.errors import MessageTooLarge, StreamError, StreamTimeout
 from protocols.framing import encode_uvarint
 
 # Length prefixes are multiformats unsigned varints (protocols.framing), at most 9 bytes by that spec.
@@ -81,7 +81,7 @@ class Stream:
         with self._guard(timeout, "read"):
             length = await self._read_varint()
             if length > max_size:
-                raise StreamError(f"peer announced a {length}-byte message, limit is {max_size}")
+                raise MessageTooLarge(f"peer announced a {length}-byte message, limit is {max_size}")
             return await self.read_exactly(length, timeout=timeout) if length else b""
 
     async def write_message(self, data: bytes, *, timeout: float | None = None) -> None:

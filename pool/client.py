@@ -11,13 +11,19 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from p2p import DolphinHost, P2PError
+from p2p import DolphinHost, P2PError, Stream
 from pool.errors import InferenceFailed
 from protocols.errors import ProtocolError
 from protocols.ids import INFERENCE_PROTOCOL
 from protocols.inference import ClientExchange
 from protocols.keys import Identity
-from protocols.messages import ChatMessage, InferenceRequest, ResponseChunk, ResponseEnd
+from protocols.messages import (
+    ChatMessage,
+    CreditAuthorisation,
+    InferenceRequest,
+    ResponseChunk,
+    ResponseEnd,
+)
 
 MAX_FRAME_BYTES = 128 * 1024
 
@@ -34,10 +40,13 @@ class NodeContact:
 
 @dataclass(frozen=True)
 class Completion:
+    """An answer. `receipt_stored`: the node acknowledged committing our countersigned receipt."""
+
     text: str
     finish_reason: str
     tokens_out: int
     countersigned_receipt: bytes | None
+    receipt_stored: bool = False
 
 
 async def complete(
@@ -51,11 +60,15 @@ async def complete(
     seed: int | None = None,
     on_text: Callable[[str], Awaitable[None] | None] | None = None,
     timeout: float = 120.0,
+    ack_timeout: float = 10.0,
+    credit: CreditAuthorisation | None = None,
 ) -> Completion:
     """Ask `node` to answer the chat `messages` ((role, content) pairs); raises InferenceFailed.
 
     `on_text` sees each decrypted piece as it arrives. `identity` is the client's session key: it signs
-    the request and countersigns the receipt (use a fresh one per session to stay unlinkable).
+    the request and countersigns the receipt (use a fresh one per session to stay unlinkable). After
+    countersigning, waits up to `ack_timeout` for the node to say it stored the receipt. `credit`, a
+    wallet's authorisation of this session key, pays for the answer.
     """
     request = InferenceRequest(
         request_id=os.urandom(16),
@@ -65,6 +78,7 @@ async def complete(
         max_tokens=max_tokens,
         temperature_milli=round(temperature * 1000),
         seed=seed,
+        credit=credit,
     )
     exchange = ClientExchange(request, identity=identity, node_encryption_key=node.encryption_key)
     pieces: list[str] = []
@@ -88,8 +102,10 @@ async def complete(
             elif isinstance(message, ResponseEnd) and message.error:
                 raise InferenceFailed(f"node {node.peer_id} answered with an error: {message.error}")
         countersigned = exchange.countersigned_receipt() if exchange.receipt is not None else None
+        stored = False
         if countersigned is not None:
             await stream.write_message(countersigned)
+            stored = await _receipt_acknowledged(stream, exchange, ack_timeout)
     except ProtocolError as exc:
         await stream.reset()
         raise InferenceFailed(f"the answer from node {node.peer_id} failed a check: {exc}") from exc
@@ -103,4 +119,15 @@ async def complete(
         finish_reason=end.finish_reason,
         tokens_out=exchange.tokens_received,
         countersigned_receipt=countersigned,
+        receipt_stored=stored,
     )
+
+
+async def _receipt_acknowledged(stream: Stream, exchange: ClientExchange, timeout: float) -> bool:
+    """Whether the node acknowledged storing our countersigned receipt; False if it never says so (the
+    answer itself is complete either way)."""
+    try:
+        frame = await stream.read_message(MAX_FRAME_BYTES, timeout=timeout)
+    except P2PError:
+        return False
+    return exchange.receive_ack(frame).stored

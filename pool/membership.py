@@ -6,6 +6,8 @@ envelope checks), so a peer publishing forgeries is scored down by the router, n
 - REJECT: not a PoolHeartbeat envelope, bad signature, signer is not the gossip origin or the heartbeat's
   peer id, wrong model for this topic, or an operator binding not signed by the operator it names
   (EIP-712 against the Bonding contract's domain).
+- A heartbeat without a binding is from an *unregistered* node (no operator registered it on chain): it
+  is accepted and its member marked `registered=False`; it earns nothing, and a client may leave it out.
 - IGNORE: outside the envelope's validity window, a replayed envelope, or not newer than the last one
   seen from that peer (a reordering is harmless but not news).
 - ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
@@ -36,13 +38,17 @@ class Member:
     """A node as its latest valid heartbeat describes it."""
 
     contact: NodeContact
-    operator: bytes
+    operator: bytes | None  # the operator wallet that bound the node; None for an unregistered node
     capacity: int
     load: int
     queued: int
     started_at_ms: int
     seq: int
     heard_at_ms: int
+
+    @property
+    def registered(self) -> bool:
+        return self.operator is not None
 
     @property
     def spare(self) -> int:
@@ -62,7 +68,8 @@ class PoolView:
     def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> Verdict:
         """The pool-specific checks after the shared envelope checks (no state changes: see `_record`)."""
         heartbeat = signed.message
-        eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
+        if heartbeat.binding is not None:  # no binding: an unregistered node
+            eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
         if signed.peer_id != heartbeat.peer_id or heartbeat.model != self.model:
             return Verdict.REJECT
         known = self._members.get(peer_id_to_text(heartbeat.peer_id))
@@ -80,7 +87,8 @@ class PoolView:
                 encryption_key=heartbeat.encryption_key,
                 model=heartbeat.model,
             ),
-            operator=heartbeat.binding.operator,  # `_admit` checked that this wallet signed the binding
+            # `_admit` checked that this wallet signed the binding
+            operator=None if heartbeat.binding is None else heartbeat.binding.operator,
             capacity=heartbeat.capacity,
             load=heartbeat.load,
             queued=heartbeat.queued,

@@ -7,25 +7,31 @@
                                                        (or TokenBatcher(node).add(...) per token)
     receive(frame) → ResponseEnd        ◀─ end ─────   .end(...): signed Receipt inside, FINAL
     countersigned_receipt()             ── receipt ─▶  .accept_countersigned(data) → VerifiedReceipt
+    receive_ack(frame) → ReceiptAck     ◀─ ack ─────   .acknowledge(stored, error): after a durable commit
 
-Frames are whole byte strings: carry each in one `framing.encode_frame` on the stream. Every frame after
-the header is a power of two bytes (see `e2e`), whatever the tokens in it.
+Frames are whole byte strings: carry each in one `framing.encode_frame` on the stream. The answer stream
+(header to end) is encrypted, and every frame after the header is a power of two bytes (see `e2e`), whatever
+the tokens in it; the countersigned receipt and its acknowledgement are not encrypted (they reveal nothing
+the stream's shape does not).
 
-Client rules: states await_header → streaming → done, or failed after any error (then every call raises
-StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged final, with the next
-seq. The receipt in it must be signed by the node the request was addressed to and name this request's
-hash, id, model, client key and finish reason, and exactly the number of token ids received; and its times
-must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node started no earlier than
-the request was signed, had its first token no later than the client received it, finished no later than
-the end arrived, and its first token came no later than its end. Otherwise the client refuses to
-countersign (SchemaError). These checks are one-sided because a client only knows when it *read* a frame,
-which may be well after it arrived: a node can still claim it was faster than it was, which validators
-measure with their own requests. `close()` when the transport ends early reports truncation.
+Client rules: states await_header → streaming → done → acknowledged, or failed after any error (then
+every call raises StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged
+final, with the next seq. The receipt in it must be signed by the node the request was addressed to and
+name this request's hash, id, model, client key and finish reason, and exactly the number of token ids
+received; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
+started no earlier than the request was signed, had its first token no later than the client received it,
+finished no later than the end arrived, and its first token came no later than its end. Otherwise the
+client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it
+*read* a frame, which may be well after it arrived: a node can still claim it was faster than it was, which
+validators measure with their own requests. `close()` when the transport ends early reports truncation.
+The acknowledgement must name the sha256 of the countersigned receipt sent.
 
-Node rules: states streaming → done → countersigned; `header()` is sent before any chunk; nothing after
-`end()`. The request must be signed, unexpired, unreplayed and addressed to this node's key, and its nonce
-is remembered only once all of that (and the credit check) passed, so refused requests take no room in the
-replay cache.
+Node rules: states streaming → done → countersigned → acknowledged; `header()` is sent before any chunk;
+nothing after `end()` but the acknowledgement, which says `stored` only once the receipt was committed (a
+receipt that failed its checks is acknowledged as not stored, with the reason). The request must be signed,
+unexpired, unreplayed and addressed to this node's key; a credit authorisation in it must be unexpired by
+the node's clock (not the request's own issue time, which the client chooses). The request's nonce is
+remembered only once all of that passed, so refused requests take no room in the replay cache.
 
 Batching (`TokenBatcher`): the first piece of an answer goes out at once; later ones are held and sent
 together every `interval_ms` (50 ms by default), so an observer sees one chunk per interval rather than one
@@ -51,6 +57,7 @@ from protocols.messages import (
     CountersignedReceipt,
     InferenceRequest,
     Receipt,
+    ReceiptAck,
     ResponseChunk,
     ResponseEnd,
     eth_signer,
@@ -144,6 +151,7 @@ class ClientExchange:
         self.end_at_ms: int | None = None
         self.end: ResponseEnd | None = None
         self.receipt: envelope.Signed[Receipt] | None = None
+        self._countersigned: bytes | None = None
 
     def receive(self, frame: bytes, *, now_ms: int | None = None) -> ResponseChunk | ResponseEnd | None:
         """Take the next frame from the node: None for the stream header, else the decoded message.
@@ -222,7 +230,22 @@ class ClientExchange:
         """The countersigned receipt to send back to the node. Only after a checked receipt arrived."""
         if self.receipt is None:
             raise SchemaError("no checked receipt to countersign")
-        return countersign_receipt(self.receipt.raw, self.identity)
+        if self._countersigned is None:
+            self._countersigned = countersign_receipt(self.receipt.raw, self.identity)
+        return self._countersigned
+
+    def receive_ack(self, frame: bytes) -> ReceiptAck:
+        """Take the node's acknowledgement of the countersigned receipt sent (see the module rules)."""
+        if self.state != "done" or self._countersigned is None:
+            raise StreamError(
+                f"no countersigned receipt awaits an acknowledgement (exchange is {self.state})"
+            )
+        ack = decode_message(frame, ReceiptAck)
+        if ack.receipt_digest != hashlib.sha256(self._countersigned).digest():
+            self.state = "failed"
+            raise SchemaError("the acknowledgement is for another receipt")
+        self.state = "acknowledged"
+        return ack
 
     def close(self) -> None:
         """The transport ended: raises StreamError unless the answer ended properly."""
@@ -246,6 +269,7 @@ class NodeExchange:
         self.receipt_envelope: bytes | None = None
         self._sealer = e2e.StreamSealer(response_key)
         self._seq = 0
+        self._countersigned_digest: bytes | None = None
         self.tokens_out = 0
         self.state = "streaming"
 
@@ -262,9 +286,10 @@ class NodeExchange:
         limits: codec.Limits = codec.DEFAULT_LIMITS,
     ) -> NodeExchange:
         """Open and check a sealed request. With `credit_domain`, a credit authorisation in it must be
-        signed by its client, for this session key and model, and unexpired when the request was signed
-        (`credit_client` is then set); whether a request without one is served, and whether the client's
-        balance covers it, is the node's policy. `replay` remembers the request's nonce, last of all checks.
+        signed by its client, for this session key and model, and unexpired by this node's clock (not the
+        request's issue time, which the client chooses; `credit_client` is then set); whether a request
+        without one is served, and whether the client's balance covers it, is the node's policy. `replay`
+        remembers the request's nonce, last of all checks.
         Raises ProtocolError subclasses (BusyError when the replay cache has no room for it)."""
         now = envelope.clock_ms() if now_ms is None else now_ms
         plaintext, response_key = e2e.open_sealed(sealed, encryption_keys, limits=limits)
@@ -277,12 +302,28 @@ class NodeExchange:
         if credit_domain is not None and credit is not None:
             if credit.session_key != signed.signer or credit.model != request.model:
                 raise SchemaError("credit authorisation is for another session key or model")
-            if credit.expiry * 1000 <= signed.issued_at_ms:
+            if credit.expiry * 1000 <= now:
                 raise SchemaError("credit authorisation expired")
             exchange.credit_client = eth_signer(credit, credit_domain)
         if replay is not None:
             replay.check_and_remember(signed.signer, signed.nonce, signed.expires_at_ms, now)
         return exchange
+
+    @staticmethod
+    def refusal(
+        sealed: bytes,
+        *,
+        encryption_keys: keys.EncryptionKeyPair,
+        reason: str,
+        limits: codec.Limits = codec.DEFAULT_LIMITS,
+    ) -> list[bytes]:
+        """The frames that tell the sender of `sealed` why it is not served: the stream header and an
+        error end without a receipt, readable only by whoever sealed the request. Raises ProtocolError
+        when the seal itself does not open (then there is nobody to answer)."""
+        _, response_key = e2e.open_sealed(sealed, encryption_keys, limits=limits)
+        sealer = e2e.StreamSealer(response_key)
+        end = ResponseEnd(seq=0, finish_reason="error", error=reason[:1024])
+        return [sealer.header, sealer.seal(encode_message(end), final=True)]
 
     def header(self) -> bytes:
         """The first frame to send: the answer stream's header."""
@@ -322,7 +363,7 @@ class NodeExchange:
             request_hash=self.request_hash,
             model=self.request.model,
             client_key=self.client_key,
-            client=self.request.credit.client if self.request.credit is not None else None,
+            client=self.credit_client,  # only a wallet whose authorisation verified
             tokens_in=tokens_in,
             tokens_out=self.tokens_out,
             started_at_ms=started_at_ms,
@@ -342,11 +383,24 @@ class NodeExchange:
         """Check the client's countersigned receipt for this exchange; the result is what earns rewards."""
         if self.state != "done":
             raise SchemaError(f"no receipt to countersign yet (exchange is {self.state})")
+        self._countersigned_digest = hashlib.sha256(data).digest()
         verified = verify_countersigned_receipt(data)
         if verified.receipt_envelope != self.receipt_envelope:
             raise SchemaError("countersigned receipt is not this exchange's receipt")
         self.state = "countersigned"
         return verified
+
+    def acknowledge(self, *, stored: bool, error: str | None = None) -> bytes:
+        """The last frame: `stored=True` once the verified receipt is committed; else why it was not."""
+        if (
+            self._countersigned_digest is None
+            or self.state == "acknowledged"
+            or (stored and self.state != "countersigned")
+        ):
+            raise SchemaError(f"nothing to acknowledge (exchange is {self.state})")
+        ack = ReceiptAck(receipt_digest=self._countersigned_digest, stored=stored, error=error)
+        self.state = "acknowledged"
+        return encode_message(ack)
 
 
 class TokenBatcher:

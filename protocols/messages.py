@@ -22,6 +22,7 @@ from protocols import eth
 from protocols.errors import SchemaError, SignatureError
 from protocols.schema import (
     U256,
+    Bool,
     Bytes,
     Choice,
     Maybe,
@@ -53,6 +54,7 @@ __all__ = [
     "PoolAddresses",
     "PoolHeartbeat",
     "Receipt",
+    "ReceiptAck",
     "ResponseChunk",
     "ResponseEnd",
     "SettlementProposal",
@@ -404,14 +406,16 @@ class HardwareSummary(Record):
 class PoolHeartbeat(Message):
     """A node's periodic announcement to its pool's topic. `binding` must be for `peer_id` (checked here);
     the envelope signer must be `peer_id`'s key, and the binding's signature is checked against the Bonding
-    contract's domain (both by `pool`, which knows the domain). Receivers order a node's heartbeats by
-    (`started_at_ms`, `seq`): a restarted node starts at seq 1 again with a new encryption key. Each lives at
-    least 15 s, however often they are sent, so a few seconds of clock skew and gossip hops never drop it."""
+    contract's domain (both by `pool`, which knows the domain). A node no operator has registered sends no
+    binding: it serves, but is *unregistered* (earns nothing; clients may leave it out). Receivers order a
+    node's heartbeats by (`started_at_ms`, `seq`): a restarted node starts at seq 1 again with a new
+    encryption key. Each lives at least 15 s, however often they are sent, so a few seconds of clock skew and
+    gossip hops never drop it."""
 
     MAX_TTL_MS = 5 * 60 * 1000
     MIN_TTL_MS = 15_000
     peer_id: Annotated[bytes, PEER_ID]
-    binding: Annotated[OperatorBinding, Nested(OperatorBinding)]
+    binding: Annotated[OperatorBinding | None, Maybe(Nested(OperatorBinding))] = None
     model: Annotated[bytes, HASH]
     encryption_key: Annotated[bytes, KEY]
     capacity: Annotated[int, UInt(16)]
@@ -424,7 +428,7 @@ class PoolHeartbeat(Message):
     seq: Annotated[int, UInt(64)]
 
     def _check(self) -> None:
-        if self.binding.peer_id_hash != eth.keccak256(self.peer_id):
+        if self.binding is not None and self.binding.peer_id_hash != eth.keccak256(self.peer_id):
             raise SchemaError("PoolHeartbeat.binding is for another peer id")
 
 
@@ -538,6 +542,20 @@ class CountersignedReceipt(Message):
 
     receipt: Annotated[bytes, Bytes(max_size=MAX_SIGNED_RECEIPT)]
     client_signature: Annotated[bytes, ED25519_SIGNATURE]
+
+
+@message("inference.receipt.ack", 1)
+class ReceiptAck(Message):
+    """The node's last frame: whether it committed the client's countersigned receipt to durable storage.
+    `receipt_digest` is sha256 of the countersigned receipt bytes the node received."""
+
+    receipt_digest: Annotated[bytes, HASH]
+    stored: Annotated[bool, Bool()]
+    error: Annotated[str | None, Maybe(Text(1024))] = None
+
+    def _check(self) -> None:
+        if self.stored == (self.error is not None):
+            raise SchemaError("ReceiptAck has an error exactly when the receipt was not stored")
 
 
 # ---------------------------------------------------------------------------------------------- validators

@@ -1,144 +1,325 @@
 """The inference service over real libp2p hosts on 127.0.0.1: encrypted answers, receipts, hostile peers."""
 
+import contextlib
+import dataclasses
 import os
+import time
 
 import pytest
 import trio
+import trio_asyncio
 
+from node.credits import CreditBook, PaymentPolicy
+from node.engines import ChatTurn, GenerationRequest
 from node.inference import InferenceService, ServiceLimits
-from node.models.loading import generate_greedy, load_model
+from node.ledger import PersistentReplayCache, open_ledger
+from p2p import P2PError
 from p2p.testing import open_host_group, wait_until
 from pool import InferenceFailed, NodeContact, complete
+from protocols import e2e, envelope
+from protocols import testing as pt
 from protocols.ids import INFERENCE_PROTOCOL
 from protocols.inference import ClientExchange
 from protocols.keys import EncryptionKeyPair, Identity
+from protocols.messages import CreditAuthorisation, ResponseChunk, ResponseEnd, eth_sign
+from protocols.schema import decode_message
 from protocols.testing import make_request
 
 PROMPT = "What is the capital of France?"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_model_dir):
-    return load_model(tiny_model_dir)
+@dataclasses.dataclass
+class Network:
+    client: object
+    node_host: object
+    service: InferenceService
+    contact: NodeContact
+    ledger: object
+
+
+@contextlib.asynccontextmanager
+async def _network(tmp_path, engine, *, payments=None, limits=None, keys=None):
+    """A client host and a node host serving the tiny model, with a ledger; yields a Network. `keys`: the
+    accepted encryption keys, current first (default: one fresh key)."""
+    keys = keys or [EncryptionKeyPair.generate()]
+    async with (
+        trio_asyncio.open_loop(),
+        open_ledger(tmp_path / "ledger") as ledger,
+        open_host_group(tmp_path, 2) as (client, node_host),
+        trio.open_nursery() as nursery,
+    ):
+        identity = Identity(node_host.signing_seed())
+        model_id = engine.loaded.manifest.model_id()
+        service = InferenceService(
+            identity=identity,
+            encryption_keys=lambda: keys,
+            engine=engine,
+            model_id=model_id,
+            limits=limits or ServiceLimits(max_new_tokens=64, receipt_timeout=5),
+            ledger=ledger,
+            replay=PersistentReplayCache(ledger),
+            payments=payments,
+        )
+        nursery.start_soon(ledger.serve_nonce_writes)
+        node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
+        contact = NodeContact(node_host.peer_id, identity.public_key, keys[0].public_key, model_id)
+        yield Network(client, node_host, service, contact, ledger)
+        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
-async def network(tmp_path, tiny_model):
-    """A client host and a node host serving the tiny model; yields (client, node host, service, contact)."""
-    async with open_host_group(tmp_path, 2) as (client, node_host):
-        identity = Identity(node_host.signing_seed())
-        service = InferenceService(
-            identity=identity,
-            encryption_keys=EncryptionKeyPair.generate(),
-            model=tiny_model,
-            limits=ServiceLimits(max_new_tokens=24, receipt_timeout=5),
-        )
-        node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
-        contact = NodeContact(
-            peer_id=node_host.peer_id,
-            node_key=identity.public_key,
-            encryption_key=service.encryption_keys.public_key,
-            model=service.model_id,
-        )
-        yield client, node_host, service, contact
+async def network(tmp_path, tiny_engine):
+    async with _network(tmp_path, tiny_engine) as net:
+        yield net
 
 
-async def _ask(client, contact, **kwargs):
-    return await complete(client, contact, [("user", PROMPT)], identity=Identity.generate(), **kwargs)
+async def _ask(net: Network, **kwargs) -> object:
+    return await complete(net.client, net.contact, [("user", PROMPT)], identity=Identity.generate(), **kwargs)
 
 
-@pytest.mark.integration
-@pytest.mark.trio
-async def test_encrypted_answer_streams_back_with_a_countersigned_receipt(network, tiny_model):
-    client, _, service, contact = network
-    pieces = []
-    client_identity = Identity.generate()
-    completion = await complete(
-        client, contact, [("user", PROMPT)], identity=client_identity, max_tokens=16, on_text=pieces.append
+async def _send_raw(net: Network, sealed: bytes, response_key: bytes | None = None) -> str | None:
+    """Send sealed bytes; return the node's refusal text (None when it reset the stream or answered)."""
+    stream = await net.client.open_stream(net.contact.peer_id, INFERENCE_PROTOCOL)
+    await stream.write_message(sealed)
+    frames = []
+    with contextlib.suppress(P2PError):  # the node reset the stream
+        while len(frames) < 2:
+            frames.append(await stream.read_message(1 << 16, timeout=10))
+    await stream.close()
+    if len(frames) < 2 or response_key is None:
+        return None
+    opener = e2e.StreamOpener(response_key, frames[0])
+    plaintext, final = opener.open(frames[1])
+    end = decode_message(plaintext, (ResponseChunk, ResponseEnd))
+    if not final:
+        return None  # an answer, not a refusal
+    assert isinstance(end, ResponseEnd) and end.receipt is None
+    return end.error
+
+
+async def _send_request(net: Network, **fields) -> tuple[ClientExchange, object]:
+    """A sealed request sent on a new stream, for tests that read the answer frame by frame."""
+    request = make_request(
+        Identity.generate(), model=net.contact.model, node_key=net.contact.node_key, **fields
     )
-    expected_ids = generate_greedy(tiny_model, [{"role": "user", "content": PROMPT}], 16)
-    assert completion.text == tiny_model.tokenizer.decode(expected_ids, skip_special_tokens=True)
-    assert "".join(pieces) == completion.text
-    assert completion.tokens_out == len(expected_ids)
-    assert completion.finish_reason in ("stop", "length")
-
-    await wait_until(lambda: len(service.receipts) == 1, timeout=10)
-    receipt = service.receipts[0]
-    assert receipt.client_key == client_identity.public_key
-    assert receipt.node_key == service.identity.public_key
-    assert receipt.receipt.tokens_out == completion.tokens_out
-    assert receipt.receipt.model == service.model_id
-    assert service.statistics().countersigned == 1
-
-
-@pytest.mark.integration
-@pytest.mark.trio
-async def test_garbage_replays_and_misaddressed_requests_are_refused_and_the_node_keeps_serving(network):
-    client, _, service, contact = network
-
-    async def send_raw(sealed: bytes) -> bytes:
-        stream = await client.open_stream(contact.peer_id, INFERENCE_PROTOCOL)
-        await stream.write_message(sealed)
-        reply = await stream.read(1024, timeout=10)
-        await stream.close()
-        return reply
-
-    assert await send_raw(os.urandom(300)) == b""  # undecryptable: reset, nothing sent back
-
-    other_node = Identity.generate()
-    misaddressed = ClientExchange(
-        make_request(other_node, model=contact.model),
-        identity=Identity.generate(),
-        node_encryption_key=contact.encryption_key,
-    )
-    assert await send_raw(misaddressed.sealed_request) == b""
-
-    valid = ClientExchange(
-        make_request(Identity(b"\0" * 32), model=contact.model, node_key=contact.node_key, max_tokens=4),
-        identity=Identity.generate(),
-        node_encryption_key=contact.encryption_key,
-    )
-    assert await send_raw(valid.sealed_request) != b""  # served (header at least)
-    assert await send_raw(valid.sealed_request) == b""  # the same sealed bytes again: a replay
-
-    await wait_until(lambda: service.statistics().refused == 3, timeout=10)
-    reasons = " ".join(service.statistics().refusals)
-    assert "replay" in reasons.lower()
-    assert "another node" in reasons
-    completion = await _ask(client, contact, max_tokens=4)
-    assert completion.tokens_out > 0
-
-
-@pytest.mark.integration
-@pytest.mark.trio
-async def test_a_model_the_node_does_not_serve_is_a_clear_error(network):
-    client, _, _, contact = network
-    wrong = NodeContact(contact.peer_id, contact.node_key, contact.encryption_key, model=b"\x11" * 32)
-    with pytest.raises(InferenceFailed, match="does not serve the requested model"):
-        await _ask(client, wrong)
-
-
-@pytest.mark.integration
-@pytest.mark.trio
-async def test_a_client_vanishing_mid_answer_or_oversized_request_does_not_hurt_the_node(network):
-    client, _, service, contact = network
     exchange = ClientExchange(
-        make_request(Identity(b"\1" * 32), model=contact.model, node_key=contact.node_key, max_tokens=24),
-        identity=Identity.generate(),
-        node_encryption_key=contact.encryption_key,
+        request, identity=Identity.generate(), node_encryption_key=net.contact.encryption_key
     )
-    stream = await client.open_stream(contact.peer_id, INFERENCE_PROTOCOL)
+    stream = await net.client.open_stream(net.contact.peer_id, INFERENCE_PROTOCOL)
     await stream.write_message(exchange.sealed_request)
-    exchange.receive(await stream.read_message(1 << 16))  # header
-    await stream.reset()  # gone mid-answer, before any receipt
+    return exchange, stream
 
-    oversized = await client.open_stream(contact.peer_id, INFERENCE_PROTOCOL)
-    await oversized.write(b"\xff\xff\xff\xff\x0f")  # announces a 4 GiB request
-    assert await oversized.read(16, timeout=10) == b""
 
-    await wait_until(lambda: service.statistics().abandoned >= 2, timeout=15)
-    with trio.fail_after(60):
-        completion = await _ask(client, contact, max_tokens=4)
-    assert completion.countersigned_receipt is not None
-    await wait_until(lambda: service.statistics().countersigned == 1, timeout=10)
-    assert len(service.receipts) == 1  # only the completed exchange earned a receipt
+def _signed_request(net: Network, *, now_ms: int | None = None, **fields) -> bytes:
+    """A request envelope for this node, signed by a fresh client key (`fields` override the request)."""
+    values = dict(model=net.contact.model, node_key=net.contact.node_key, request_id=os.urandom(16))
+    request = make_request(Identity.generate(), **(values | fields))
+    return envelope.sign(request, Identity.generate(), now_ms=now_ms, ttl_ms=60_000, compress=False)
+
+
+def _sealed(net: Network, signed: bytes) -> tuple[bytes, bytes]:
+    return e2e.seal(signed, net.contact.encryption_key)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_an_encrypted_answer_streams_back_and_its_receipt_is_stored_before_the_ack(
+    network, tiny_engine
+):
+    pieces = []
+    completion = await _ask(network, max_tokens=16, on_text=pieces.append)
+    request = GenerationRequest(messages=(ChatTurn("user", PROMPT),), max_tokens=16)
+    expected = [i async for piece in tiny_engine.generate(request) for i in piece.token_ids]
+    assert completion.text == await tiny_engine.detokenize(expected)
+    assert "".join(pieces) == completion.text
+    assert completion.tokens_out == len(expected) == 16
+    assert completion.finish_reason == "length"
+    assert completion.receipt_stored  # acknowledged, therefore committed
+    (row,) = await network.ledger.receipts()
+    assert row.tokens_out == 16 and row.client is None and row.finish_reason == "length"
+    assert row.tokens_in == len(await tiny_engine.tokenize_chat(request.messages))
+    assert network.service.statistics().stored == 1
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_tokens_go_out_in_a_few_frames_not_one_per_token(network):
+    exchange, stream = await _send_request(network, max_tokens=48)
+    chunks = 0
+    while exchange.state != "done":
+        message = exchange.receive(await stream.read_message(1 << 16, timeout=10))
+        chunks += message is not None and not isinstance(message, ResponseEnd)
+    await stream.write_message(exchange.countersigned_receipt())
+    assert exchange.receive_ack(await stream.read_message(1 << 10, timeout=10)).stored
+    await stream.close()
+    assert exchange.tokens_received == 48
+    assert chunks < 48  # the tiny model makes tokens faster than the 25 ms pace: they are batched
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_hostile_requests_are_refused_with_a_reason_while_other_streams_carry_on(network):
+    net = network
+    answers = []
+
+    async def honest() -> None:
+        answers.append(await _ask(net, max_tokens=40))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(honest)
+        # Garbage: nothing opens, the stream is reset.
+        assert await _send_raw(net, os.urandom(300)) is None
+        # Sealed to a key this node does not hold: nobody to answer, reset.
+        sealed, _ = e2e.seal(_signed_request(net), EncryptionKeyPair.generate().public_key)
+        assert await _send_raw(net, sealed) is None
+        # Oversized: announced over the limit, reset before reading it.
+        stream = await net.client.open_stream(net.contact.peer_id, INFERENCE_PROTOCOL)
+        await stream.write(b"\xff\xff\xff\xff\x0f")
+        assert await stream.read(16, timeout=10) == b""
+        # Misaddressed: sealed to this node's key but addressed to another node.
+        sealed, key = _sealed(net, _signed_request(net, node_key=os.urandom(32)))
+        assert "another node" in await _send_raw(net, sealed, key)
+        # Expired: issued two minutes ago with a one-minute life.
+        sealed, key = _sealed(net, _signed_request(net, now_ms=time.time_ns() // 1_000_000 - 120_000))
+        assert "expired" in await _send_raw(net, sealed, key)
+        # Forged: the envelope's signature does not match its content.
+        signed = _signed_request(net)
+        sealed, key = _sealed(net, signed[:-1] + bytes([signed[-1] ^ 1]))
+        assert "signature" in await _send_raw(net, sealed, key)
+        # Replayed: the same sealed bytes again, as anyone on the path could send them.
+        sealed, key = _sealed(net, _signed_request(net, max_tokens=2))
+        assert await _send_raw(net, sealed, key) is None  # served
+        assert "already accepted" in await _send_raw(net, sealed, key)
+        # A model the node does not serve.
+        wrong = dataclasses.replace(net.contact, model=b"\x11" * 32)
+        with pytest.raises(InferenceFailed, match="does not serve the requested model"):
+            await complete(net.client, wrong, [("user", "hi")], identity=Identity.generate())
+    assert len(answers) == 3 and all(a.tokens_out == 40 and a.receipt_stored for a in answers)
+    refusals = net.service.statistics().refusals
+    for code in (
+        "malformed",
+        "undecryptable",
+        "oversized",
+        "misaddressed",
+        "expired",
+        "bad_signature",
+        "replayed",
+    ):
+        assert refusals.get(code) == 1, (code, refusals)
+    assert refusals.get("wrong_model") == 1
+    metrics = net.service.metrics.render().decode()
+    assert 'dolphin_node_refusals_total{reason="replayed"} 1.0' in metrics
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_client_vanishing_mid_answer_stops_its_generation(tmp_path, tiny_engine):
+    # A long answer (up to the model's context): it is still being generated when the client goes.
+    limits = ServiceLimits(max_new_tokens=tiny_engine.max_model_len, receipt_timeout=5)
+    async with _network(tmp_path, tiny_engine, limits=limits) as net:
+        exchange, stream = await _send_request(net, max_tokens=tiny_engine.max_model_len)
+        exchange.receive(await stream.read_message(1 << 16, timeout=10))  # header
+        exchange.receive(await stream.read_message(1 << 16, timeout=10))  # first tokens
+        assert tiny_engine.load().running == 1
+        await stream.reset()
+        await wait_until(lambda: tiny_engine.load().running == 0, timeout=5)
+        await wait_until(lambda: net.service.statistics().abandoned == 1, timeout=5)
+        assert exchange.tokens_received < 100
+        assert (await _ask(net, max_tokens=4)).receipt_stored  # and the node keeps serving
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_paused_node_refuses_with_its_reason_and_resumes(network):
+    network.service.pause("draining", "this node is shutting down; ask another")
+    with pytest.raises(InferenceFailed, match="shutting down"):
+        await _ask(network, max_tokens=4)
+    network.service.resume("draining")
+    assert (await _ask(network, max_tokens=4)).tokens_out == 4
+
+
+def _credit(wallet, session: Identity, model: bytes, **overrides) -> CreditAuthorisation:
+    fields = dict(
+        client=wallet.address,
+        session_key=session.public_key,
+        model=model,
+        max_credits=1_000,
+        nonce=1,
+        expiry=int(time.time()) + 3600,
+    )
+    fields.update(overrides)
+    return eth_sign(CreditAuthorisation, wallet, pt.TEST_DOMAIN, **fields)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_credit_authorisations_are_checked_and_only_covered_ones_name_the_payer(tmp_path, tiny_engine):
+    rich, poor, forger = pt.eth_account(1), pt.eth_account(2), pt.eth_account(3)
+    balances = {rich.address: 5_000, poor.address: 10}
+    book = CreditBook(lambda wallet: balances[wallet], refresh_s=3600)
+    policy = PaymentPolicy(credit_domain=pt.TEST_DOMAIN, book=book, serve_unpaid=False)
+    async with _network(tmp_path, tiny_engine, payments=policy) as net:
+        session = Identity.generate()
+        paid = await complete(
+            net.client,
+            net.contact,
+            [("user", PROMPT)],
+            identity=session,
+            max_tokens=4,
+            credit=_credit(rich, session, net.contact.model),
+        )
+        assert paid.receipt_stored
+        (row,) = await net.ledger.receipts()
+        assert row.client == "0x" + rich.address.hex()
+        # A wallet whose credit does not cover the authorisation: unpaid, and this node serves paid only.
+        session = Identity.generate()
+        with pytest.raises(InferenceFailed, match="paid requests only"):
+            await complete(
+                net.client,
+                net.contact,
+                [("user", PROMPT)],
+                identity=session,
+                credit=_credit(poor, session, net.contact.model),
+            )
+        # A forged authorisation: signed by another wallet than the one it names.
+        session = Identity.generate()
+        forged = dataclasses.replace(_credit(forger, session, net.contact.model), client=rich.address)
+        with pytest.raises(InferenceFailed, match="not signed by the address it names"):
+            await complete(net.client, net.contact, [("user", PROMPT)], identity=session, credit=forged)
+        # An authorisation for another session key.
+        session = Identity.generate()
+        stolen = _credit(rich, Identity.generate(), net.contact.model)
+        with pytest.raises(InferenceFailed, match="another session key"):
+            await complete(net.client, net.contact, [("user", PROMPT)], identity=session, credit=stolen)
+        # No authorisation at all.
+        with pytest.raises(InferenceFailed, match="paid requests only"):
+            await _ask(net, max_tokens=4)
+        refusals = net.service.statistics().refusals
+        assert refusals == {"unpaid": 2, "bad_credit": 2}
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_request_sealed_to_the_previous_key_is_served_during_its_grace(tmp_path, tiny_engine):
+    current, previous = EncryptionKeyPair.generate(), EncryptionKeyPair.generate()
+    async with _network(tmp_path, tiny_engine, keys=[current, previous]) as net:
+        old_contact = dataclasses.replace(net.contact, encryption_key=previous.public_key)
+        completion = await complete(
+            net.client, old_contact, [("user", PROMPT)], identity=Identity.generate(), max_tokens=3
+        )
+        assert completion.tokens_out == 3 and completion.receipt_stored
+        retired = dataclasses.replace(net.contact, encryption_key=EncryptionKeyPair.generate().public_key)
+        with pytest.raises(InferenceFailed):  # a key the node no longer (or never) held: nothing opens
+            await complete(
+                net.client, retired, [("user", PROMPT)], identity=Identity.generate(), max_tokens=3
+            )
+        assert net.service.statistics().refusals == {"undecryptable": 1}
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_an_overloaded_node_says_so(tmp_path, tiny_engine):
+    async with _network(tmp_path, tiny_engine, limits=ServiceLimits(max_waiting=0)) as net:
+        with pytest.raises(InferenceFailed, match="too many requests waiting"):
+            await _ask(net, max_tokens=2)

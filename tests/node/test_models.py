@@ -3,21 +3,37 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import trio
 
+from node.engines import ChatTurn, GenerationRequest
+from node.engines.transformers import TransformersEngine
 from node.errors import ModelError
 from node.models import MANIFEST_FILE, build_tiny_model, load_manifest, verify_model_dir
-from node.models.loading import generate_greedy, load_model
+from node.models.loading import load_model
 from node.models.manifest import ModelManifest
 
+ROOT = Path(__file__).resolve().parents[2]
+PROMPT = "What is the capital of France?"
+
 GREEDY_SCRIPT = """
-import json, sys
+import json, sys, trio
 from pathlib import Path
-from node.models.loading import generate_greedy, load_model
-loaded = load_model(Path(sys.argv[1]))
-print(json.dumps(generate_greedy(loaded, [{"role": "user", "content": sys.argv[2]}], int(sys.argv[3]))))
+from tests.node.test_models import greedy_ids
+print(json.dumps(trio.run(greedy_ids, Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))))
 """
+
+
+async def greedy_ids(model_dir, prompt: str, max_tokens: int) -> list[int]:
+    """Greedy answer ids from a fresh in-process engine (also run in a subprocess below)."""
+    engine = await trio.to_thread.run_sync(lambda: TransformersEngine.open(model_dir, verify=False))
+    try:
+        request = GenerationRequest(messages=(ChatTurn("user", prompt),), max_tokens=max_tokens)
+        return [i async for piece in engine.generate(request) for i in piece.token_ids]
+    finally:
+        await engine.aclose()
 
 
 def _greedy_in_subprocess(model_dir, prompt, max_new_tokens):
@@ -26,7 +42,8 @@ def _greedy_in_subprocess(model_dir, prompt, max_new_tokens):
         check=True,
         capture_output=True,
         text=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
         timeout=120,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -44,13 +61,11 @@ def test_tiny_model_builds_are_byte_identical(tiny_model_dir, tmp_path):
 
 @pytest.mark.integration
 def test_tiny_model_generates_greedily_and_deterministically(tiny_model_dir):
-    loaded = load_model(tiny_model_dir)
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
-    first = generate_greedy(loaded, messages, 24)
-    assert len(first) > 0
-    assert generate_greedy(loaded, messages, 24) == first
+    first = trio.run(greedy_ids, tiny_model_dir, PROMPT, 24)
+    assert len(first) == 24
+    assert trio.run(greedy_ids, tiny_model_dir, PROMPT, 24) == first
     # A fresh process (fresh allocator, fresh RNG) produces the same ids.
-    assert _greedy_in_subprocess(tiny_model_dir, messages[0]["content"], 24) == first
+    assert _greedy_in_subprocess(tiny_model_dir, PROMPT, 24) == first
 
 
 @pytest.mark.integration
@@ -59,13 +74,11 @@ def test_smollm2_answers_offline_and_deterministically(smollm2_model_dir):
     manifest = verify_model_dir(smollm2_model_dir)
     assert manifest.name == "SmolLM2-135M-Instruct"
     assert manifest.architecture == "LlamaForCausalLM"
-    loaded = load_model(smollm2_model_dir, verify=False)
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
-    ids = generate_greedy(loaded, messages, 20)
+    ids = trio.run(greedy_ids, smollm2_model_dir, PROMPT, 20)
     # A real model: the answer is right, not only repeatable.
+    loaded = load_model(smollm2_model_dir, verify=False)
     assert "Paris" in loaded.tokenizer.decode(ids, skip_special_tokens=True)
-    assert generate_greedy(loaded, messages, 20) == ids
-    assert _greedy_in_subprocess(smollm2_model_dir, messages[0]["content"], 20) == ids
+    assert _greedy_in_subprocess(smollm2_model_dir, PROMPT, 20) == ids
 
 
 @pytest.mark.integration
@@ -117,31 +130,3 @@ def test_malformed_manifests_are_refused_with_model_error(tmp_path):
         ModelManifest.from_dict({"format": "other/9"})
     with pytest.raises(ModelError, match="malformed model manifest"):
         ModelManifest.from_dict({"format": "dolphin-model-manifest/1", "name": "x"})
-
-
-@pytest.mark.integration
-def test_streaming_yields_the_greedy_ids_and_text_in_order(tiny_model_dir):
-    from node.models.loading import Sampling, stream_completion
-
-    loaded = load_model(tiny_model_dir, verify=False)
-    messages = [{"role": "user", "content": "Write a short poem about the sea."}]
-    pieces = list(stream_completion(loaded, messages, Sampling(max_new_tokens=16)))
-    assert len(pieces) > 1
-    streamed_ids = [i for _, ids in pieces for i in ids]
-    assert streamed_ids == generate_greedy(loaded, messages, 16)
-    text = "".join(delta for delta, _ in pieces)
-    assert text == loaded.tokenizer.decode(streamed_ids, skip_special_tokens=True)
-
-
-@pytest.mark.integration
-def test_sampling_with_a_seed_is_reproducible(tiny_model_dir):
-    from node.models.loading import Sampling, stream_completion
-
-    loaded = load_model(tiny_model_dir, verify=False)
-    messages = [{"role": "user", "content": "Hello!"}]
-    sampling = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=7)
-    first = [i for _, ids in stream_completion(loaded, messages, sampling) for i in ids]
-    again = [i for _, ids in stream_completion(loaded, messages, sampling) for i in ids]
-    assert first == again
-    other = Sampling(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=8)
-    assert [i for _, ids in stream_completion(loaded, messages, other) for i in ids] != first

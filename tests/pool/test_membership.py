@@ -1,12 +1,11 @@
 """The pool view: heartbeats validated as GossipSub messages, over real hosts and hand-made forgeries."""
 
 import dataclasses
-import functools
 
 import pytest
 import trio
 
-from node.announce import Announcement, detect_hardware, heartbeat_envelope, serve_announcements
+from node.announce import Announcement, Announcer, detect_hardware, heartbeat_envelope
 from p2p import GossipMessage, Verdict
 from p2p.testing import open_host_group, wait_until
 from pool.membership import PoolView
@@ -112,6 +111,20 @@ def test_forged_or_misdirected_heartbeats_are_rejected():
 
 
 @pytest.mark.unit
+def test_a_heartbeat_without_a_binding_makes_an_unregistered_member():
+    view = PoolView(MODEL, pt.TEST_DOMAIN)
+    node, registered = pt.identity(1), pt.identity(2)
+    unbound = dataclasses.replace(_announcement(node), binding=None)
+    assert view.validate(_gossip(node, _heartbeat(node, unbound))) is Verdict.ACCEPT
+    assert view.validate(_gossip(registered, _heartbeat(registered, _announcement(registered)))) is (
+        Verdict.ACCEPT
+    )
+    by_key = {m.contact.node_key: m for m in view.members()}
+    assert not by_key[node.public_key].registered and by_key[node.public_key].operator is None
+    assert by_key[registered.public_key].registered
+
+
+@pytest.mark.unit
 def test_silent_members_drop_out():
     view = PoolView(MODEL, pt.TEST_DOMAIN, max_age_ms=1_000)
     node = pt.identity(1)
@@ -129,8 +142,9 @@ async def test_heartbeats_cross_real_gossip_and_the_dht_finds_the_node(tmp_path)
         view = PoolView(MODEL, pt.TEST_DOMAIN)
         await client_host.gossip.subscribe(pool_topic(MODEL), view.validate)
         async with trio.open_nursery() as nursery:
-            announce = functools.partial(serve_announcements, interval=0.2)
-            await nursery.start(announce, node_host, node, _announcement(node), lambda: (0, 0))
+            announcement = _announcement(node)
+            announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=0.2)
+            await nursery.start(announcer.serve)
             # A client finds pool members through the DHT and connects to them; GossipSub then carries
             # their heartbeats (only topic subscribers forward a topic, so the bootstrap peer would not).
             records = await client_host.dht.get_records(MODEL)

@@ -50,7 +50,7 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["logprobs_micro"] = tuple(-i for i in range(len(values["token_ids"])))
     if cls is messages.StrikeReport and values["evidence"]:
         values["evidence_hash"] = messages.evidence_hash(values["evidence"])
-    if cls is messages.PoolHeartbeat:
+    if cls is messages.PoolHeartbeat and values["binding"] is not None:
         values["binding"] = dataclasses.replace(
             values["binding"], peer_id_hash=eth.keccak256(values["peer_id"])
         )
@@ -61,6 +61,8 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["next_validators"] = members
         values["next_weights"] = tuple(max(1, w) for w in values["next_weights"][: len(members)])
         values["next_weights"] += (1,) * (len(members) - len(values["next_weights"]))
+    if cls is messages.ReceiptAck:
+        values["error"] = None if values["stored"] else values["error"] or "not stored"
     if cls is messages.CreditDebitSignature:
         count = min(len(values["users"]), len(values["amounts"]))
         values["users"], values["amounts"] = values["users"][:count], values["amounts"][:count]

@@ -28,7 +28,7 @@ from protocols.inference import (
     verify_countersigned_receipt,
 )
 from protocols.messages import InferenceRequest
-from protocols.schema import encode_message
+from protocols.schema import decode_message, encode_message
 from protocols.testing import (
     TEST_DOMAIN,
     TEST_MODEL,
@@ -78,6 +78,80 @@ def test_full_exchange(pieces, prompt):
     assert verified.receipt == receipt
     assert (verified.node_key, verified.client_key) == (identity(2).public_key, identity(1).public_key)
     assert verify_countersigned_receipt(verified.countersigned) == verified
+
+
+def test_the_node_acknowledges_the_countersigned_receipt_it_stored():
+    client, node = exchange_pair()
+    for frame in serve(node, [("hi", (1,))]):
+        client.receive(frame)
+    countersigned = client.countersigned_receipt()
+    node.accept_countersigned(countersigned)
+    frame = node.acknowledge(stored=True)
+    ack = client.receive_ack(frame)
+    assert ack.stored and ack.error is None
+    assert client.state == node.state == "acknowledged"
+    with pytest.raises(StreamError):
+        client.receive_ack(frame)
+    with pytest.raises(SchemaError):
+        node.acknowledge(stored=True)
+
+
+def test_an_acknowledgement_of_another_receipt_or_before_countersigning_is_refused():
+    client, node = exchange_pair()
+    for frame in serve(node, [("hi", (1,))]):
+        client.receive(frame)
+    with pytest.raises(StreamError, match="no countersigned receipt"):
+        client.receive_ack(b"anything")
+    with pytest.raises(SchemaError, match="nothing to acknowledge"):
+        node.acknowledge(stored=True)
+    client.countersigned_receipt()
+    other_client, other_node = exchange_pair()
+    for frame in serve(other_node, [("x", (2,))]):
+        other_client.receive(frame)
+    other_node.accept_countersigned(other_client.countersigned_receipt())
+    with pytest.raises(SchemaError, match="another receipt"):
+        client.receive_ack(other_node.acknowledge(stored=True))
+
+
+def test_a_receipt_not_stored_is_acknowledged_with_the_reason():
+    client, node = exchange_pair()
+    for frame in serve(node, [("hi", (1,))]):
+        client.receive(frame)
+    forged = countersign_receipt(client.receipt.raw, identity(9))
+    with pytest.raises(ProtocolError):
+        node.accept_countersigned(forged)
+    with pytest.raises(SchemaError, match="nothing to acknowledge"):
+        node.acknowledge(stored=True)  # "stored" needs a verified receipt
+    refused = decode_message(
+        node.acknowledge(stored=False, error="bad countersignature"), messages.ReceiptAck
+    )
+    assert (refused.stored, refused.error) == (False, "bad countersignature")
+
+    client, node = exchange_pair()
+    for frame in serve(node, [("hi", (1,))]):
+        client.receive(frame)
+    node.accept_countersigned(client.countersigned_receipt())
+    ack = client.receive_ack(node.acknowledge(stored=False, error="the ledger is unavailable"))
+    assert not ack.stored and ack.error == "the ledger is unavailable"
+    with pytest.raises(SchemaError):
+        messages.ReceiptAck(receipt_digest=b"\0" * 32, stored=True, error="contradiction")
+
+
+def test_a_refused_request_gets_an_error_only_its_sender_can_read():
+    client, _ = exchange_pair()
+    frames = NodeExchange.refusal(
+        client.sealed_request, encryption_keys=encryption_keys(2), reason="request expired 5 s ago"
+    )
+    assert client.receive(frames[0]) is None
+    end = client.receive(frames[1])
+    assert end.finish_reason == "error" and end.error == "request expired 5 s ago"
+    assert end.receipt is None and client.receipt is None
+    other, _ = exchange_pair(client_n=3)
+    other.receive(frames[0])
+    with pytest.raises(StreamError):
+        other.receive(frames[1])
+    with pytest.raises(DecryptError):
+        NodeExchange.refusal(client.sealed_request, encryption_keys=encryption_keys(5), reason="x")
 
 
 def test_relay_sees_no_plaintext():
@@ -286,7 +360,7 @@ def _credit(account, session_key, **overrides):
     return messages.eth_sign(messages.CreditAuthorisation, account, TEST_DOMAIN, **fields)
 
 
-def _accept_with_credit(credit):
+def _accept_with_credit(credit, *, node_now=NOW, credit_domain=TEST_DOMAIN):
     client_id = identity(1)
     request = make_request(identity(2), credit=credit)
     client = ClientExchange(
@@ -296,9 +370,17 @@ def _accept_with_credit(credit):
         client.sealed_request,
         identity=identity(2),
         encryption_keys=encryption_keys(2),
-        now_ms=NOW,
-        credit_domain=TEST_DOMAIN,
+        now_ms=node_now,
+        credit_domain=credit_domain,
     )
+
+
+def test_the_receipt_names_a_paying_client_only_when_its_authorisation_was_verified():
+    node = _accept_with_credit(_credit(eth_account(1), identity(1).public_key), credit_domain=None)
+    assert node.credit_client is None
+    node.header()
+    node.end("stop", tokens_in=1, started_at_ms=NOW, first_token_ms=1, duration_ms=1, now_ms=NOW)
+    assert envelope.open_signed(node.receipt_envelope, check_time=False).message.client is None
 
 
 def test_credit_authorisation_is_checked_and_lands_in_the_receipt():
@@ -313,6 +395,9 @@ def test_credit_authorisation_is_checked_and_lands_in_the_receipt():
         _accept_with_credit(_credit(wallet, identity(5).public_key))
     with pytest.raises(SchemaError, match="expired"):
         _accept_with_credit(_credit(wallet, identity(1).public_key, expiry=NOW // 1000 - 1))
+    # Expiry is judged by the node's clock: a request the client dates before the expiry does not help.
+    with pytest.raises(SchemaError, match="expired"):
+        _accept_with_credit(_credit(wallet, identity(1).public_key, expiry=NOW // 1000), node_now=NOW + 2000)
     forged = dataclasses.replace(_credit(wallet, identity(1).public_key), max_credits=10**30)
     with pytest.raises(SignatureError):
         _accept_with_credit(forged)

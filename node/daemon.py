@@ -1,0 +1,369 @@
+"""`serve_node(config)`: the node daemon operators run for weeks.
+
+On start, in this order (each step logged, long ones reported through `progress`):
+1. verify the model folder against its manifest (a mismatch is refused, naming the file);
+2. load the keys from the data dir: the libp2p peer key and the X25519 encryption keys (mode 0600,
+   created once; the encryption key rotates on a timer);
+3. load the engine, and run the self-benchmark unless the cache holds one for this model, engine and
+   hardware;
+4. find the chain, if any (options, or the chain data dir as `dolphin chain` finds it): it verifies
+   credit authorisations and clients' credit; without one every request is unpaid, and the node still
+   serves. A stored operator binding (`dolphin node register`) goes into heartbeats; without it the node
+   is announced as unregistered;
+5. open the ledger, the libp2p host, the local API; publish the signed benchmark attestations, provide
+   the pool record in the DHT, heartbeat, and serve INFERENCE_PROTOCOL;
+6. write ready.json (peer id, addresses, `local_api` and `metrics` URLs).
+
+SIGINT/SIGTERM drains: new requests are refused (network and local), the next heartbeat says capacity 0,
+answers in flight finish for up to `drain_timeout` seconds, then the daemon stops and removes ready.json.
+A second signal stops it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+import trio_asyncio
+
+from chain.errors import ChainError
+from chain.locate import ChainLocation
+from node.announce import Announcement, Announcer, detect_hardware, software_version
+from node.benchmark import BenchmarkSettings, attestations, cached_benchmark
+from node.config import NodeConfig
+from node.credits import CreditBook, PaymentPolicy
+from node.engines.base import Engine
+from node.engines.transformers import TransformersEngine
+from node.errors import NodeError
+from node.inference import InferenceService, ServiceLimits
+from node.keys import KeyRing
+from node.ledger import PersistentReplayCache, open_ledger
+from node.local_api import build_app, serve_local_api
+from node.metrics import NodeMetrics
+from node.models.manifest import ModelManifest, verify_model_dir
+from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
+from node.registration import load_binding
+from p2p import HostConfig, P2PError, attestation_topic, open_host
+from p2p.daemon import ready_document, write_ready_file
+from protocols.envelope import DEFAULT_MAX_SKEW_MS
+from protocols.ids import INFERENCE_PROTOCOL
+from protocols.keys import Identity
+from protocols.messages import InferenceRequest, OperatorBinding
+
+__all__ = ["Progress", "serve_node"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (step, done, total); total 0 when unknown
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    return None
+
+
+async def _verify_model(model: Path, progress: Progress) -> ModelManifest:
+    total = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+    done = 0
+
+    def hashed(count: int) -> None:
+        nonlocal done
+        done += count
+        trio.from_thread.run_sync(progress, "verifying the model files", done, total)
+
+    try:
+        return await trio.to_thread.run_sync(verify_model_dir, model, hashed)
+    except NodeError:
+        raise
+    except OSError as exc:
+        raise NodeError(f"cannot read the model folder {model}: {exc}") from exc
+
+
+async def _open_engine(config: NodeConfig) -> Engine:
+    device = None if config.device == "auto" else config.device
+    threads = config.threads or None
+    return await trio.to_thread.run_sync(
+        lambda: TransformersEngine.open(
+            config.model, max_batch=config.max_batch, threads=threads, device=device, verify=False
+        )
+    )
+
+
+async def _open_chain(config: NodeConfig):  # type: ignore[no-untyped-def]
+    """A read-only chain client, or None (no chain named, or unreachable: logged)."""
+    location = ChainLocation(config.rpc_url, config.chain_dir, config.deployment)
+    if not location.known():
+        log.info("no chain configured: serving unpaid requests only, as an unregistered node")
+        return None
+    try:
+        return await trio.to_thread.run_sync(location.client)
+    except ChainError as exc:
+        log.warning("the chain is unavailable (%s): serving as if there were none", exc)
+        return None
+
+
+async def _check_registration(chain, binding: OperatorBinding | None) -> None:  # type: ignore[no-untyped-def]
+    if binding is None:
+        log.warning(
+            "this node is not registered (run `dolphin node register`): it is announced as unregistered"
+        )
+        return
+    operator = "0x" + binding.operator.hex()
+    if chain is None:
+        log.info("announcing the operator binding of %s (not checked: no chain)", operator)
+        return
+    try:
+        registered = await trio.to_thread.run_sync(
+            chain.call, "Bonding", "isNodeOf", chain.w3.to_checksum_address(operator), binding.peer_id_hash
+        )
+    except ChainError as exc:
+        log.warning("could not check the node's registration: %s", exc)
+        return
+    if registered:
+        log.info("registered on chain to operator %s", operator)
+    else:
+        log.warning(
+            "the stored binding to %s is not registered on this chain: run `dolphin node register`", operator
+        )
+
+
+def _payments(config: NodeConfig, chain) -> PaymentPolicy:  # type: ignore[no-untyped-def]
+    if chain is None:
+        return PaymentPolicy(serve_unpaid=config.serve_unpaid)
+
+    def read_credit(wallet: bytes) -> int:
+        return chain.call("Credits", "creditOf", chain.w3.to_checksum_address("0x" + wallet.hex()))
+
+    book = CreditBook(read_credit, refresh_s=config.credit_refresh_seconds)
+    return PaymentPolicy(credit_domain=chain.domain("Credits"), book=book, serve_unpaid=config.serve_unpaid)
+
+
+async def _serve_attestations(host, envelopes: list[bytes], model: bytes, interval: float) -> None:  # type: ignore[no-untyped-def]
+    """Publish the benchmark attestations now and every `interval` seconds (late joiners see them too)."""
+    topic = attestation_topic(model)
+    while True:
+        for data in envelopes:
+            try:
+                await host.gossip.publish(topic, data)
+            except P2PError as exc:
+                log.warning("could not publish a benchmark attestation (retrying later): %s", exc)
+        await trio.sleep(interval)
+
+
+async def _serve_key_rotation(keys: KeyRing, announcer: Announcer) -> None:
+    while True:
+        await trio.sleep(max(keys.due_in(), 1.0))
+        if keys.rotate_if_due():
+            log.info(
+                "rotated the encryption key; the previous one is accepted for %d s more",
+                keys.grace_ms // 1000,
+            )
+            announcer.publish_soon()
+
+
+async def serve_node(
+    config: NodeConfig,
+    *,
+    progress: Progress = _no_progress,
+    task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the node until SIGINT/SIGTERM (see the module docstring); started with the ready.json document.
+
+    Raises NodeError (bad model folder, damaged key or binding file) and P2PError (cannot listen) at
+    start; once serving, nothing a peer or client does ends it.
+    """
+    if config.model is None:
+        raise NodeError("no model to serve: pass --model DIR (a folder made by `dolphin model`)")
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    started_at_ms = time.time_ns() // 1_000_000
+
+    manifest = await _verify_model(config.model, progress)
+    model_id = manifest.model_id()
+    log.info("serving %s (model id %s) from %s", manifest.name, model_id.hex(), config.model)
+    grace_s = (InferenceRequest.MAX_TTL_MS + DEFAULT_MAX_SKEW_MS) / 1000
+    keys = KeyRing.open(data_dir, rotation_s=config.key_rotation_hours * 3600, grace_s=grace_s)
+    binding = load_binding(data_dir)
+
+    progress("loading the engine", 0, 0)
+    engine = await _open_engine(config)
+    try:
+        hardware = detect_hardware()
+        settings = BenchmarkSettings(
+            config.benchmark_prompt_tokens, config.benchmark_output_tokens, config.benchmark_streams
+        )
+        benchmark, cached = await cached_benchmark(
+            data_dir, engine, model=model_id, hardware=hardware, settings=settings, progress=progress
+        )
+        log.info(
+            "benchmark%s: time to first token %d ms, prefill %.0f tokens/s, decode %.1f tokens/s alone and "
+            "%.1f tokens/s at %d streams",
+            " (cached)" if cached else "",
+            benchmark.ttft_ms,
+            benchmark.prefill_tps,
+            benchmark.decode_tps,
+            benchmark.decode_tps_streams,
+            benchmark.streams,
+        )
+        chain = await _open_chain(config)
+        await _check_registration(chain, binding)
+        progress("starting the network", 0, 0)
+        await _serve(
+            config, engine, manifest, keys, binding, chain, hardware, benchmark, started_at_ms, task_status
+        )
+    finally:
+        with trio.CancelScope(shield=True):
+            await engine.aclose()
+
+
+async def _serve(  # type: ignore[no-untyped-def]
+    config: NodeConfig,
+    engine: Engine,
+    manifest: ModelManifest,
+    keys: KeyRing,
+    binding: OperatorBinding | None,
+    chain,
+    hardware,
+    benchmark,
+    started_at_ms: int,
+    task_status,
+) -> None:
+    model_id = manifest.model_id()
+    payments = _payments(config, chain)
+    metrics = NodeMetrics(engine.load)
+    draining = False
+    host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            trio_asyncio.open_loop(),
+            open_ledger(config.data_dir, epoch_ms=config.epoch_seconds * 1000) as ledger,
+            open_host(host_config) as host,
+            trio.open_nursery() as nursery,
+        ):
+            replay = PersistentReplayCache(ledger)
+            remembered = await replay.load()
+            identity = Identity(host.signing_seed())
+            service = InferenceService(
+                identity=identity,
+                encryption_keys=keys.accepted,
+                engine=engine,
+                model_id=model_id,
+                limits=ServiceLimits(
+                    max_new_tokens=config.max_new_tokens,
+                    max_waiting=config.max_waiting,
+                    flush_interval=config.flush_interval_ms / 1000,
+                ),
+                ledger=ledger,
+                replay=replay,
+                payments=payments,
+                metrics=metrics,
+            )
+
+            def announcement() -> Announcement:
+                return Announcement(
+                    binding=binding,
+                    encryption_key=keys.current.public_key,
+                    model=model_id,
+                    capacity=engine.load().capacity if service.accepting else 0,
+                    hardware=hardware,
+                    software_version=software_version(),
+                    started_at_ms=started_at_ms,
+                )
+
+            announcer = Announcer(
+                host, identity, announcement, service.load, interval=config.heartbeat_interval
+            )
+            app = build_app(
+                engine,
+                model_name=manifest.name,
+                model_id=model_id,
+                metrics=metrics,
+                max_new_tokens=config.max_new_tokens,
+                refusing=lambda: "the node is shutting down" if draining else None,
+            )
+            nursery.start_soon(ledger.serve_nonce_writes)
+            local_url = await nursery.start(serve_local_api, app, config.local_api)
+            host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
+            await nursery.start(announcer.serve)
+            envelopes = attestations(benchmark, identity, model=model_id, engine=engine, hardware=hardware)
+            nursery.start_soon(_serve_attestations, host, envelopes, model_id, config.attestation_interval)
+            nursery.start_soon(_serve_key_rotation, keys, announcer)
+            if payments.book is not None:
+                nursery.start_soon(payments.book.serve_refreshes)
+            if config.yield_when_busy:
+                nursery.start_soon(_serve_owner_watch, config, service, announcer)
+            metrics.accepting.set(1)
+            document = ready_document(
+                host,
+                {
+                    "local_api": local_url,
+                    "metrics": f"{local_url}/metrics",
+                    "model": model_id.hex(),
+                    "model_name": manifest.name,
+                    "engine": engine.name,
+                    "registered": binding is not None,
+                    "operator": "0x" + binding.operator.hex() if binding is not None else None,
+                    "chain": chain.rpc_url if chain is not None else None,
+                },
+            )
+            ready = write_ready_file(config.data_dir, document)
+            log.info(
+                "node %s ready: %s; local API %s (%d replay nonces restored)",
+                host.peer_id,
+                ", ".join(host.advertised_addrs()) or "no address yet",
+                local_url,
+                remembered,
+            )
+            task_status.started(document)
+            try:
+                async for _ in signals:
+                    break
+                log.info("draining: refusing new requests, %d in flight", service.active)
+                draining = True
+                service.pause("draining", "this node is shutting down; ask another")
+                announcer.publish_soon()
+                with trio.move_on_after(config.drain_timeout) as drain:
+                    async with trio.open_nursery() as waiting:
+
+                        async def stop_on_second_signal() -> None:
+                            async for _ in signals:
+                                log.warning("second signal: stopping now")
+                                waiting.cancel_scope.cancel()
+                                drain.cancel()
+
+                        waiting.start_soon(stop_on_second_signal)
+                        await service.wait_idle()
+                        await announcer.publish()  # the last heartbeat, capacity 0
+                        waiting.cancel_scope.cancel()
+                if drain.cancelled_caught and service.active:
+                    log.warning(
+                        "stopping with %d answers unfinished after %g s", service.active, config.drain_timeout
+                    )
+            finally:
+                ready.unlink(missing_ok=True)
+                nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def _serve_owner_watch(config: NodeConfig, service: InferenceService, announcer: Announcer) -> None:
+    sampler = gpu_sampler() or cpu_sampler()
+    monitor = ActivityMonitor(
+        sampler,
+        busy_above=config.busy_above,
+        idle_below=config.idle_below,
+        interval=config.busy_check_interval,
+    )
+
+    def on_change(busy: bool) -> None:
+        if busy:
+            service.pause("owner_busy", "this machine's owner is using it; ask another node")
+        else:
+            service.resume("owner_busy")
+        announcer.publish_soon()
+
+    await monitor.serve(on_change)

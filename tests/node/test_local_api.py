@@ -1,0 +1,143 @@
+"""The operator's OpenAI-compatible API on 127.0.0.1: chat, completions, streaming, errors, metrics."""
+
+import json
+
+import httpx
+import pytest
+import trio
+
+from node.engines import ChatTurn, GenerationRequest
+from node.local_api import build_app, serve_local_api
+from node.metrics import NodeMetrics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(tiny_engine):
+    state = {"refusing": None}
+    metrics = NodeMetrics(tiny_engine.load)
+    app = build_app(
+        tiny_engine,
+        model_name="dolphin-tiny-llama",
+        model_id=b"\x05" * 32,
+        metrics=metrics,
+        max_new_tokens=64,
+        refusing=lambda: state["refusing"],
+    )
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_local_api, app, "127.0.0.1:0")
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            yield http, state
+        nursery.cancel_scope.cancel()
+
+
+async def _expected(engine, messages, max_tokens):
+    request = GenerationRequest(messages=messages, max_tokens=max_tokens)
+    return "".join([piece.text async for piece in engine.generate(request)])
+
+
+@pytest.mark.trio
+async def test_chat_completion_answers_like_the_engine_and_counts_usage(api, tiny_engine):
+    http, _ = api
+    body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 9}
+    response = await http.post("/v1/chat/completions", json=body | {"temperature": 0})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["object"] == "chat.completion" and answer["model"] == "dolphin-tiny-llama"
+    choice = answer["choices"][0]
+    expected = await _expected(tiny_engine, (ChatTurn("user", "What is the capital of France?"),), 9)
+    assert choice["message"] == {"role": "assistant", "content": expected}
+    assert choice["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 9 and answer["usage"]["prompt_tokens"] > 5
+
+
+@pytest.mark.trio
+async def test_streaming_sends_server_sent_events_that_add_up_to_the_answer(api, tiny_engine):
+    http, _ = api
+    body = {
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "max_tokens": 12,
+        "temperature": 0,
+        "stream": True,
+    }
+    chunks = []
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                chunks.append(line.removeprefix("data: "))
+    assert chunks[-1] == "[DONE]"
+    events = [json.loads(chunk) for chunk in chunks[:-1]]
+    text = "".join(e["choices"][0]["delta"]["content"] for e in events)
+    assert text == await _expected(tiny_engine, (ChatTurn("user", "Hello!"),), 12)
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    assert events[-1]["usage"]["completion_tokens"] == 12
+    assert all(e["object"] == "chat.completion.chunk" for e in events)
+
+
+@pytest.mark.trio
+async def test_completions_take_text_or_token_ids_and_give_logprobs(api, tiny_engine):
+    http, _ = api
+    by_text = await http.post(
+        "/v1/completions", json={"prompt": "The quick brown", "max_tokens": 4, "temperature": 0}
+    )
+    ids = await tiny_engine.tokenize("The quick brown")
+    body = {"prompt": ids, "max_tokens": 4, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    by_ids = await http.post("/v1/completions", json=body)
+    assert by_text.status_code == by_ids.status_code == 200
+    assert by_text.json()["choices"][0]["text"] == by_ids.json()["choices"][0]["text"]
+    logprobs = by_ids.json()["choices"][0]["logprobs"]["content"]
+    assert len(logprobs) == 4 and all(len(entry["top_logprobs"]) == 2 for entry in logprobs)
+    assert all(entry["logprob"] <= 0 for entry in logprobs)
+    models = (await http.get("/v1/models")).json()
+    assert models["data"][0]["id"] == "dolphin-tiny-llama"
+    assert models["data"][0]["dolphin_model_id"] == "05" * 32
+
+
+@pytest.mark.trio
+async def test_bad_requests_get_a_clear_400_and_a_draining_node_a_503(api):
+    http, state = api
+    cases = [
+        (b"{not json", "not JSON"),
+        (json.dumps({"messages": []}).encode(), "messages must be a non-empty list"),
+        (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(), "role"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}).encode(),
+            "max_tokens",
+        ),
+        (json.dumps({"messages": [{"role": "user", "content": "x " * 3000}]}).encode(), "tokens; this model"),
+    ]
+    for body, message in cases:
+        response = await http.post("/v1/chat/completions", content=body)
+        assert response.status_code == 400, body
+        assert message in response.json()["error"]["message"]
+    state["refusing"] = "the node is shutting down"
+    response = await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2})
+    assert response.status_code == 503 and "shutting down" in response.json()["error"]["message"]
+
+
+@pytest.mark.trio
+async def test_metrics_and_health_describe_the_node(api):
+    http, _ = api
+    await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3})
+    metrics = (await http.get("/metrics")).text
+    assert 'dolphin_node_requests_total{source="local"} 1.0' in metrics
+    assert 'dolphin_node_tokens_total{direction="output"} 3.0' in metrics
+    assert "dolphin_node_time_to_first_token_seconds_bucket" in metrics
+    assert "dolphin_node_engine_healthy 1.0" in metrics
+    health = await http.get("/health")
+    assert health.status_code == 200 and health.json()["healthy"]
+
+
+@pytest.mark.trio
+async def test_a_client_closing_a_stream_stops_its_generation(api, tiny_engine):
+    http, _ = api
+    body = {"prompt": [5, 6, 7], "max_tokens": 64, "stream": True}
+    async with http.stream("POST", "/v1/completions", json=body) as response:
+        async for _ in response.aiter_lines():
+            break
+    with trio.fail_after(10):
+        while tiny_engine.load().running:
+            await trio.sleep(0.01)
