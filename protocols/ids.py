@@ -6,6 +6,8 @@ Stream protocols follow libp2p's `/name/semver` convention (negotiated with mult
 
 from __future__ import annotations
 
+import hashlib
+
 from protocols.errors import SchemaError
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
     "attestation_topic",
+    "model_name_key",
+    "model_name_topic",
     "pool_topic",
 ]
 
@@ -52,3 +56,20 @@ def pool_topic(model: bytes) -> str:
 def attestation_topic(model: bytes) -> str:
     """Benchmark attestations for the model with this manifest hash."""
     return f"/dolphin/attest/{_model_hex(model)}/1"
+
+
+_MODEL_NAME_DOMAIN = b"dolphin-network:model-name:v1\0"
+
+
+def model_name_key(name: str) -> bytes:
+    """The 32-byte key a model's manifest name is looked up by: its DHT pool records are also stored under
+    this key, so a client that knows only the name finds the pool's members (p2p.dht)."""
+    if type(name) is not str or not name or len(name.encode()) > 128:
+        raise SchemaError("a model name is 1 to 128 bytes of text")
+    return hashlib.sha256(_MODEL_NAME_DOMAIN + name.encode()).digest()
+
+
+def model_name_topic(name: str) -> str:
+    """Heartbeats of every pool whose nodes serve a manifest called `name`: the heartbeats name the model
+    id, so a client subscribed here learns which ids go by that name (several may: forks, or liars)."""
+    return f"/dolphin/model-name/{model_name_key(name).hex()}/1"

@@ -15,10 +15,17 @@ the tokens in it; the countersigned receipt and its acknowledgement are not encr
 the stream's shape does not).
 
 Client rules: states await_header → streaming → done → acknowledged, or failed after any error (then
-every call raises StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged
-final, with the next seq. The receipt in it must be signed by the node the request was addressed to and
-name this request's hash, id, model, client key and finish reason, and exactly the number of token ids
-received; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
+every call raises StreamError). Chunks must come with seq 0, 1, 2…, never more token ids in all than the
+request's `max_tokens`, nor more alternatives per token than its `top_logprobs`; the end message comes
+last, tagged final, with the next seq. The receipt in it must be signed by the node the request was
+addressed to and name this request's hash, id, model, client key and finish reason, and exactly the number
+of token ids received. Its counts must be ones the request can explain, because settlement pays for them:
+`tokens_in` at most the prompt's bound (`prompt_token_bound`: its UTF-8 bytes plus a chat-template
+allowance, since a token of a byte-level or byte-fallback tokenizer covers at least one byte; or a tighter
+bound the caller computed with the model's own tokenizer). Its paying wallet must be the one whose credit
+authorisation the request carried, or none: a node may serve a request unpaid (its loss), but a receipt
+that bills a wallet the client did not offer, or bills without an offer, is refused. And its times must
+fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
 started no earlier than the request was signed, had its first token no later than the client received it,
 finished no later than the end arrived, and its first token came no later than its end. Otherwise the
 client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it
@@ -45,6 +52,7 @@ uvarint(len(domain)) ‖ domain ‖ uvarint(32) ‖ sha256(receipt envelope), do
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocols import codec, e2e, envelope, keys
@@ -54,6 +62,8 @@ from protocols.framing import encode_uvarint
 from protocols.messages import (
     MAX_CHUNK_TEXT_BYTES,
     MAX_TOKENS_PER_CHUNK,
+    MAX_TOP_LOGPROBS_PER_CHUNK,
+    ChatMessage,
     CountersignedReceipt,
     InferenceRequest,
     Receipt,
@@ -65,11 +75,14 @@ from protocols.messages import (
 from protocols.schema import decode_message, encode_message
 
 __all__ = [
+    "MESSAGE_TEMPLATE_TOKENS",
+    "PROMPT_TEMPLATE_TOKENS",
     "ClientExchange",
     "NodeExchange",
     "TokenBatcher",
     "VerifiedReceipt",
     "countersign_receipt",
+    "prompt_token_bound",
     "verify_countersigned_receipt",
 ]
 
@@ -77,6 +90,18 @@ _COUNTERSIGN_DOMAIN = b"dolphin-network:receipt-countersignature:v1"
 REQUEST_TTL_MS = 60_000
 TIMING_TOLERANCE_MS = 5_000
 DEFAULT_BATCH_MS = 50
+# What a chat template may add around the messages, in tokens: the whole frame (a default system prompt,
+# the generation prompt) and each message's role markers and separators. Measured: SmolLM2's template adds
+# its default system prompt and 5 tokens a message; these leave room for longer templates.
+PROMPT_TEMPLATE_TOKENS = 256
+MESSAGE_TEMPLATE_TOKENS = 16
+
+
+def prompt_token_bound(messages: Sequence[ChatMessage]) -> int:
+    """The most prompt tokens an honest node can count for `messages` (module docstring, client rules)."""
+    return PROMPT_TEMPLATE_TOKENS + sum(
+        len(m.content.encode()) + len(m.role) + MESSAGE_TEMPLATE_TOKENS for m in messages
+    )
 
 
 def _countersign_input(receipt_envelope: bytes) -> bytes:
@@ -130,10 +155,15 @@ class ClientExchange:
         now_ms: int | None = None,
         ttl_ms: int = REQUEST_TTL_MS,
         timing_tolerance_ms: int = TIMING_TOLERANCE_MS,
+        prompt_token_limit: int | None = None,
     ) -> None:
+        """`prompt_token_limit`: the most `tokens_in` a receipt may claim (default `prompt_token_bound`)."""
         if not isinstance(request, InferenceRequest):
             raise SchemaError("ClientExchange needs an InferenceRequest")
         self.request = request
+        self.prompt_token_limit = (
+            prompt_token_bound(request.messages) if prompt_token_limit is None else prompt_token_limit
+        )
         self.identity = identity
         self.sent_at_ms = envelope.clock_ms() if now_ms is None else now_ms
         # Not compressed: the request is encrypted next, and compression would leak content through length.
@@ -179,6 +209,10 @@ class ClientExchange:
         if isinstance(msg, ResponseChunk):
             if final:
                 raise StreamError("stream ended on a chunk instead of an end message")
+            if self.tokens_received + len(msg.token_ids) > self.request.max_tokens:
+                raise StreamError(f"the node sent more than the {self.request.max_tokens} tokens asked for")
+            if msg.top_per_token > self.request.top_logprobs:
+                raise StreamError("the node sent more top logprobs per token than asked for")
             self.tokens_received += len(msg.token_ids)
             if self.first_token_at_ms is None and msg.token_ids:
                 self.first_token_at_ms = now_ms
@@ -203,7 +237,9 @@ class ClientExchange:
                 ("request id", r.request_id == self.request.request_id),
                 ("model", r.model == self.request.model),
                 ("client key", r.client_key == self.identity.public_key),
-                ("tokens out", r.tokens_out == self.tokens_received),
+                ("tokens out", r.tokens_out == self.tokens_received <= self.request.max_tokens),
+                ("tokens in", r.tokens_in <= self.prompt_token_limit),
+                ("paying wallet", r.client is None or r.client == self._offered_wallet),
                 ("finish reason", r.finish_reason == end.finish_reason),
                 *self._timing_checks(r),
             )
@@ -212,6 +248,10 @@ class ClientExchange:
         if mismatches:
             raise SchemaError(f"receipt does not match the exchange: {', '.join(mismatches)}")
         return signed
+
+    @property
+    def _offered_wallet(self) -> bytes | None:
+        return self.request.credit.client if self.request.credit is not None else None
 
     def _timing_checks(self, r: Receipt) -> list[tuple[str, bool]]:
         """The receipt's times against what this client saw (module docstring), as (name, ok) pairs."""
@@ -337,11 +377,24 @@ class NodeExchange:
         return frame
 
     def chunk(
-        self, text: str, token_ids: tuple[int, ...] = (), logprobs_micro: tuple[int, ...] = ()
+        self,
+        text: str,
+        token_ids: tuple[int, ...] = (),
+        logprobs_micro: tuple[int, ...] = (),
+        top_ids: tuple[int, ...] = (),
+        top_logprobs_micro: tuple[int, ...] = (),
     ) -> bytes:
         """The frame for the next piece of the answer: one token or a batch of them (the concatenated text,
-        all their ids, and a logprob per id or none). `TokenBatcher` makes the batches."""
-        msg = ResponseChunk(seq=self._seq, text=text, token_ids=token_ids, logprobs_micro=logprobs_micro)
+        all their ids, a logprob per id or none, and the requested alternatives per id, flattened as
+        `ResponseChunk` says). `TokenBatcher` makes the batches."""
+        msg = ResponseChunk(
+            seq=self._seq,
+            text=text,
+            token_ids=token_ids,
+            logprobs_micro=logprobs_micro,
+            top_ids=top_ids,
+            top_logprobs_micro=top_logprobs_micro,
+        )
         frame = self._push(msg, final=False)
         self.tokens_out += len(msg.token_ids)
         return frame
@@ -406,12 +459,13 @@ class NodeExchange:
 class TokenBatcher:
     """Groups the tokens of one answer into chunks on a timer, sans-IO: the node brings the clock.
 
-    Rules: `add` each piece (text, token ids, logprobs) as the engine yields it; it returns a frame to send
-    when one is due, else None. The first piece is due at once, so batching adds nothing to the time to
-    first token; later pieces are held until `interval_ms` after the previous chunk. When the engine
-    stalls, call `poll` at `deadline_ms` to send what is held; before `NodeExchange.end`, `flush` sends
-    whatever is left. A piece that would take the held batch over a chunk's limits (MAX_TOKENS_PER_CHUNK
-    ids, MAX_CHUNK_TEXT_BYTES of text) sends the held batch first and is held itself.
+    Rules: `add` each piece (text, token ids, logprobs, top alternatives) as the engine yields it; it
+    returns a frame to send when one is due, else None. The first piece is due at once, so batching adds
+    nothing to the time to first token; later pieces are held until `interval_ms` after the previous chunk.
+    When the engine stalls, call `poll` at `deadline_ms` to send what is held; before `NodeExchange.end`,
+    `flush` sends whatever is left. A piece that would take the held batch over a chunk's limits
+    (MAX_TOKENS_PER_CHUNK ids, MAX_CHUNK_TEXT_BYTES of text, MAX_TOP_LOGPROBS_PER_CHUNK alternatives) or
+    that brings another number of alternatives per token sends the held batch first and is held itself.
     """
 
     def __init__(self, exchange: NodeExchange, *, interval_ms: int = DEFAULT_BATCH_MS) -> None:
@@ -423,6 +477,9 @@ class TokenBatcher:
         self._text_bytes = 0
         self._ids: list[int] = []
         self._logprobs: list[int] = []
+        self._top_ids: list[int] = []
+        self._top_logprobs: list[int] = []
+        self._top_per_token = 0
         self._last_sent_ms: int | None = None
 
     @property
@@ -442,21 +499,37 @@ class TokenBatcher:
         token_ids: tuple[int, ...] = (),
         logprobs_micro: tuple[int, ...] = (),
         *,
+        top_logprobs_micro: Sequence[Sequence[tuple[int, int]]] = (),
         now_ms: int | None = None,
     ) -> bytes | None:
-        """Hold the next piece of the answer; returns the frame to send now, if one is due."""
+        """Hold the next piece of the answer; returns the frame to send now, if one is due.
+
+        `top_logprobs_micro`, when the request asked for alternatives: for each token id, its (token id,
+        logprob in millionths) alternatives, best first, the same number for every token of the piece."""
         now = envelope.clock_ms() if now_ms is None else now_ms
         text_bytes = len(text.encode())
+        per_token = len(top_logprobs_micro[0]) if top_logprobs_micro else 0
+        top_count = per_token * len(token_ids)
         frame = None
         if self._texts and (
             len(self._ids) + len(token_ids) > MAX_TOKENS_PER_CHUNK
             or self._text_bytes + text_bytes > MAX_CHUNK_TEXT_BYTES
+            or len(self._top_ids) + top_count > MAX_TOP_LOGPROBS_PER_CHUNK
+            or (token_ids and self._ids and per_token != self._top_per_token)
         ):
             frame = self._send(now)
         self._texts.append(text)
         self._text_bytes += text_bytes
         self._ids.extend(token_ids)
         self._logprobs.extend(logprobs_micro)
+        if token_ids:
+            self._top_per_token = per_token
+        for alternatives in top_logprobs_micro:
+            if len(alternatives) != per_token:
+                raise SchemaError("every token of a piece needs the same number of top logprobs")
+            for token_id, logprob in alternatives:
+                self._top_ids.append(token_id)
+                self._top_logprobs.append(logprob)
         return frame if frame is not None else self.poll(now)
 
     def poll(self, now_ms: int | None = None) -> bytes | None:
@@ -470,7 +543,14 @@ class TokenBatcher:
         return self._send(envelope.clock_ms() if now_ms is None else now_ms) if self._texts else None
 
     def _send(self, now_ms: int) -> bytes:
-        frame = self.exchange.chunk("".join(self._texts), tuple(self._ids), tuple(self._logprobs))
+        frame = self.exchange.chunk(
+            "".join(self._texts),
+            tuple(self._ids),
+            tuple(self._logprobs),
+            tuple(self._top_ids),
+            tuple(self._top_logprobs),
+        )
         self._texts, self._text_bytes, self._ids, self._logprobs = [], 0, [], []
+        self._top_ids, self._top_logprobs = [], []
         self._last_sent_ms = now_ms
         return frame

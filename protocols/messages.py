@@ -80,6 +80,8 @@ SHORT_TEXT = Text(128)
 FINISH = Choice("stop", "length", "cancelled", "error")
 MAX_TOKENS_PER_CHUNK = 4096
 MAX_CHUNK_TEXT_BYTES = 64 * 1024
+MAX_TOP_LOGPROBS_PER_CHUNK = 4096  # (token id, logprob) alternatives in one chunk, all its tokens together
+MODEL_NAME = Text(128)
 MAX_SIGNED_RECEIPT = 4096
 
 DAY_MS = 24 * 3600 * 1000
@@ -426,6 +428,9 @@ class PoolHeartbeat(Message):
     started_at_ms: Annotated[int, TIME]
     sent_at_ms: Annotated[int, TIME]
     seq: Annotated[int, UInt(64)]
+    # The served manifest's name, as the node claims it: how clients resolve a model name to its id (see
+    # `ids.model_name_topic`). Only the model id is authoritative; nodes older than this field send none.
+    model_name: Annotated[str, MODEL_NAME] = ""
 
     def _check(self) -> None:
         if self.binding is not None and self.binding.peer_id_hash != eth.keccak256(self.peer_id):
@@ -495,16 +500,29 @@ class InferenceRequest(Message):
 
 @message("inference.chunk", 1)
 class ResponseChunk(Message):
-    """A piece of the streamed answer. `logprobs_micro`, when asked for, has one entry per token id."""
+    """A piece of the streamed answer. `logprobs_micro`, when sent, has one entry per token id. When the
+    request asked for `top_logprobs` = k alternatives, `top_ids` and `top_logprobs_micro` hold them for
+    every token id in order, k each, best first: token i's are at [i*k, (i+1)*k)."""
 
     seq: Annotated[int, UInt(32)]
     text: Annotated[str, Text(MAX_CHUNK_TEXT_BYTES)]
     token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=MAX_TOKENS_PER_CHUNK)] = ()
     logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=MAX_TOKENS_PER_CHUNK)] = ()
+    top_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=MAX_TOP_LOGPROBS_PER_CHUNK)] = ()
+    top_logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=MAX_TOP_LOGPROBS_PER_CHUNK)] = ()
 
     def _check(self) -> None:
         if self.logprobs_micro and len(self.logprobs_micro) != len(self.token_ids):
             raise SchemaError("ResponseChunk.logprobs_micro must have one entry per token id")
+        if len(self.top_ids) != len(self.top_logprobs_micro):
+            raise SchemaError("ResponseChunk.top_ids and top_logprobs_micro must have the same length")
+        if self.top_ids and (not self.token_ids or len(self.top_ids) % len(self.token_ids)):
+            raise SchemaError("ResponseChunk.top_ids must hold the same number of alternatives per token id")
+
+    @property
+    def top_per_token(self) -> int:
+        """k, the alternatives sent per token id (0 when none were)."""
+        return len(self.top_ids) // len(self.token_ids) if self.top_ids else 0
 
 
 @message("inference.end", 1)

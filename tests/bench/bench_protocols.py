@@ -258,7 +258,7 @@ def _stream(tokens: int, tokens_per_s: int, interval_ms: int) -> dict[str, float
     """One answer through TokenBatcher and ClientExchange; the engine's clock is virtual (a token every
     1000 / tokens_per_s ms, the node's timer firing exactly at the batcher's deadline). Interval 0 sends
     every token in a frame of its own, as before batching."""
-    client, node = exchange_pair()
+    client, node = exchange_pair(max_tokens=tokens)
     client.receive(node.header())
     batcher = TokenBatcher(node, interval_ms=interval_ms)
     step_ms = 1000 / tokens_per_s

@@ -48,6 +48,10 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
     pairs = cls in (messages.ResponseChunk, messages.ChallengeResponse)
     if pairs and len(values["logprobs_micro"]) != len(values["token_ids"]):
         values["logprobs_micro"] = tuple(-i for i in range(len(values["token_ids"])))
+    if cls is messages.ResponseChunk:  # k alternatives for each token id, k drawn from what came out
+        per_token = len(values["top_ids"]) // max(1, len(values["token_ids"])) if values["token_ids"] else 0
+        values["top_ids"] = values["top_ids"][: per_token * len(values["token_ids"])]
+        values["top_logprobs_micro"] = tuple(-i for i in range(len(values["top_ids"])))
     if cls is messages.StrikeReport and values["evidence"]:
         values["evidence_hash"] = messages.evidence_hash(values["evidence"])
     if cls is messages.PoolHeartbeat and values["binding"] is not None:

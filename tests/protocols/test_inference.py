@@ -21,10 +21,13 @@ from protocols.errors import (
     StreamError,
 )
 from protocols.inference import (
+    MESSAGE_TEMPLATE_TOKENS,
+    PROMPT_TEMPLATE_TOKENS,
     ClientExchange,
     NodeExchange,
     TokenBatcher,
     countersign_receipt,
+    prompt_token_bound,
     verify_countersigned_receipt,
 )
 from protocols.messages import InferenceRequest
@@ -509,3 +512,112 @@ def test_client_refuses_receipt_times_it_did_not_see(timing, complaint):
         receive_end()
     with pytest.raises(SchemaError):
         client.countersigned_receipt()
+
+
+# ---- #13 item 7: counts and payers the request cannot explain are never countersigned ----
+
+
+def test_a_node_that_streams_more_tokens_than_asked_for_fails_the_exchange():
+    """The review's receipt claimed tokens_out=40960 for max_tokens=16: the stream itself stops there."""
+    client, node = exchange_pair(max_tokens=3)
+    client.receive(node.header())
+    client.receive(node.chunk("ab", (1, 2)))
+    with pytest.raises(StreamError, match="more than the 3 tokens"):
+        client.receive(node.chunk("cd", (3, 4)))
+    with pytest.raises(StreamError):
+        client.receive(node.chunk("e", (5,)))
+
+
+def test_a_receipt_counting_more_output_than_max_tokens_is_refused():
+    client, node = exchange_pair(max_tokens=2)
+    client.receive(node.header())
+    client.receive(node.chunk("ab", (1, 2)))
+    with pytest.raises(SchemaError, match="tokens out"):
+        client.receive(_lying_node_end(node, tokens_out=40960))
+
+
+def test_a_receipt_counting_more_prompt_than_the_prompt_can_hold_is_refused():
+    prompt = "Hello, dolphin."
+    bound = prompt_token_bound((messages.ChatMessage(role="user", content=prompt),))
+    assert bound == PROMPT_TEMPLATE_TOKENS + len(prompt) + len("user") + MESSAGE_TEMPLATE_TOKENS
+    for claimed, fits in ((bound, True), (bound + 1, False), (4294967295, False)):
+        client, node = exchange_pair(prompt=prompt)
+        client.receive(node.header())
+        end = _lying_node_end(node, tokens_in=claimed)
+        if fits:
+            client.receive(end)
+            assert client.countersigned_receipt()
+        else:
+            with pytest.raises(SchemaError, match="tokens in"):
+                client.receive(end)
+    # Multi-byte text counts in bytes: a token of a byte-level tokenizer covers at least one byte.
+    emoji = "🐬" * 10
+    assert prompt_token_bound((messages.ChatMessage(role="user", content=emoji),)) == bound - len(prompt) + 40
+
+
+def test_a_tighter_prompt_limit_from_the_models_tokenizer_is_enforced():
+    client_id, node_id, keys = identity(1), identity(2), encryption_keys(2)
+    request = make_request(node_id)
+    client = ClientExchange(
+        request, identity=client_id, node_encryption_key=keys.public_key, now_ms=NOW, prompt_token_limit=9
+    )
+    node = NodeExchange.accept(client.sealed_request, identity=node_id, encryption_keys=keys, now_ms=NOW)
+    client.receive(node.header())
+    with pytest.raises(SchemaError, match="tokens in"):
+        client.receive(_lying_node_end(node, tokens_in=10))
+
+
+def _exchange_with_credit(credit):
+    client_id, node_id, keys = identity(1), identity(2), encryption_keys(2)
+    client = ClientExchange(
+        make_request(node_id, credit=credit),
+        identity=client_id,
+        node_encryption_key=keys.public_key,
+        now_ms=NOW,
+    )
+    node = NodeExchange.accept(client.sealed_request, identity=node_id, encryption_keys=keys, now_ms=NOW)
+    client.receive(node.header())
+    return client, node
+
+
+def test_a_receipt_must_bill_the_offered_wallet_or_nobody():
+    wallet = eth_account(1)
+    credit = _credit(wallet, identity(1).public_key)
+    # Billed to the wallet that authorised: countersigned.
+    client, node = _exchange_with_credit(credit)
+    client.receive(_lying_node_end(node, client=wallet.address))
+    assert client.countersigned_receipt()
+    # Served unpaid although credit was offered (e.g. the node found it uncovered): the node's loss, fine.
+    client, node = _exchange_with_credit(credit)
+    client.receive(_lying_node_end(node, client=None))
+    assert client.countersigned_receipt()
+    # Billed to another wallet, or billed when nothing was offered: refused.
+    client, node = _exchange_with_credit(credit)
+    with pytest.raises(SchemaError, match="paying wallet"):
+        client.receive(_lying_node_end(node, client=eth_account(2).address))
+    client, node = _exchange_with_credit(None)
+    with pytest.raises(SchemaError, match="paying wallet"):
+        client.receive(_lying_node_end(node, client=wallet.address))
+
+
+def test_top_logprobs_travel_per_token_and_no_more_than_asked():
+    client, node = exchange_pair(top_logprobs=2)
+    client.receive(node.header())
+    batcher = TokenBatcher(node, interval_ms=50)
+    top = (((5, -100), (6, -200)), ((7, -300), (8, -400)))
+    first = client.receive(batcher.add("a", (1,), (-100,), top_logprobs_micro=top[:1], now_ms=NOW))
+    assert (first.top_ids, first.top_logprobs_micro, first.top_per_token) == ((5, 6), (-100, -200), 2)
+    assert batcher.add("b", (2,), (-300,), top_logprobs_micro=top[1:], now_ms=NOW + 1) is None
+    second = client.receive(batcher.flush(NOW + 2))
+    assert second.top_ids == (7, 8) and second.top_per_token == 2
+    with pytest.raises(SchemaError):  # the same number of alternatives for every token
+        batcher.add("c", (3, 4), top_logprobs_micro=(((1, -1),), ((1, -1), (2, -2))), now_ms=NOW + 3)
+    # A node sending three alternatives when two were asked for fails the exchange.
+    client, node = exchange_pair(top_logprobs=2)
+    client.receive(node.header())
+    with pytest.raises(StreamError, match="top logprobs"):
+        client.receive(node.chunk("a", (1,), (-1,), (5, 6, 7), (-1, -2, -3)))
+    with pytest.raises(SchemaError):  # alternatives that do not divide evenly among the tokens
+        messages.ResponseChunk(
+            seq=0, text="ab", token_ids=(1, 2), top_ids=(5, 6, 7), top_logprobs_micro=(1, 2, 3)
+        )
