@@ -2,17 +2,27 @@
 
 The prompt leaves this process only sealed to the chosen node's X25519 key, so relays and anyone else on
 the path see the node's id and message sizes, nothing more. The answer is checked frame by frame (order,
-integrity, truncation) and the node's receipt is countersigned only if it matches what arrived.
+integrity, truncation, no more tokens than asked for) and the node's receipt is countersigned only if it
+matches what arrived and counts only what the request can explain (`protocols.inference`).
+
+`complete` is the single-node building block: the light client (`pool.light`) adds routing and failover
+on top, and validators send their challenges through it so that they look like any client's traffic.
+If the caller is cancelled mid-answer (an HTTP client went away), the stream is reset at once, so the
+node stops generating for nobody.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from p2p import DolphinHost, P2PError, Stream
-from pool.errors import InferenceFailed
+import trio
+
+from p2p import DolphinHost, P2PError, StreamTimeout
+from pool.contact import NodeContact
+from pool.errors import AnswerFailedCheck, InferenceFailed
 from protocols.errors import ProtocolError
 from protocols.ids import INFERENCE_PROTOCOL
 from protocols.inference import ClientExchange
@@ -21,109 +31,193 @@ from protocols.messages import (
     ChatMessage,
     CreditAuthorisation,
     InferenceRequest,
+    Receipt,
     ResponseChunk,
     ResponseEnd,
 )
 
-MAX_FRAME_BYTES = 128 * 1024
+__all__ = ["AnswerPiece", "Completion", "complete"]
+
+# A chunk holds at most 64 KiB of text and 4096 token ids with logprobs and alternatives; padded to a
+# power of two, that stays within 256 KiB.
+MAX_FRAME_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
-class NodeContact:
-    """What a client needs to address one node: from its pool heartbeat, or given on the command line."""
+class AnswerPiece:
+    """A decrypted piece of an answer as it arrived: its text, token ids, the natural-log probability of
+    each id (empty when the node sent none), and per id its best alternatives as (token id, logprob)."""
 
-    peer_id: str
-    node_key: bytes  # Ed25519 public key behind peer_id: the request is addressed to it
-    encryption_key: bytes  # X25519 key the prompt is sealed to
-    model: bytes  # the model id (manifest hash) the node serves
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] = ()
+    top_logprobs: tuple[tuple[tuple[int, float], ...], ...] = ()
+
+    @classmethod
+    def of_chunk(cls, chunk: ResponseChunk) -> AnswerPiece:
+        k = chunk.top_per_token
+        top = tuple(
+            tuple((chunk.top_ids[j], chunk.top_logprobs_micro[j] / 1e6) for j in range(i * k, (i + 1) * k))
+            for i in range(len(chunk.token_ids) if k else 0)
+        )
+        return cls(chunk.text, chunk.token_ids, tuple(v / 1e6 for v in chunk.logprobs_micro), top)
 
 
 @dataclass(frozen=True)
 class Completion:
-    """An answer. `receipt_stored`: the node acknowledged committing our countersigned receipt."""
+    """One node's answer. `receipt_stored`: the node acknowledged committing our countersigned receipt.
+    `receipt` is the node's signed account (None when it sent none); `ttft_s` and `duration_s` are what
+    this client measured from sending the request."""
 
     text: str
     finish_reason: str
     tokens_out: int
     countersigned_receipt: bytes | None
     receipt_stored: bool = False
+    request_id: bytes = b""
+    peer_id: str = ""
+    receipt: Receipt | None = None
+    pieces: tuple[AnswerPiece, ...] = field(default=(), repr=False)
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+
+    @property
+    def tokens_in(self) -> int:
+        return self.receipt.tokens_in if self.receipt is not None else 0
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        return tuple(token for piece in self.pieces for token in piece.token_ids)
+
+
+OnPiece = Callable[[AnswerPiece], Awaitable[None] | None]
 
 
 async def complete(
     host: DolphinHost,
     node: NodeContact,
-    messages: Sequence[tuple[str, str]],
+    messages: Sequence[tuple[str, str] | ChatMessage],
     *,
     identity: Identity,
     max_tokens: int = 256,
     temperature: float = 0.0,
+    top_p: float = 1.0,
     seed: int | None = None,
+    stop: Sequence[str] = (),
+    top_logprobs: int = 0,
     on_text: Callable[[str], Awaitable[None] | None] | None = None,
+    on_piece: OnPiece | None = None,
     timeout: float = 120.0,
+    first_token_timeout: float | None = None,
     ack_timeout: float = 10.0,
     credit: CreditAuthorisation | None = None,
+    prompt_token_limit: int | None = None,
+    request_id: bytes | None = None,
 ) -> Completion:
-    """Ask `node` to answer the chat `messages` ((role, content) pairs); raises InferenceFailed.
+    """Ask `node` to answer the chat `messages` ((role, content) pairs or ChatMessages).
 
-    `on_text` sees each decrypted piece as it arrives. `identity` is the client's session key: it signs
-    the request and countersigns the receipt (use a fresh one per session to stay unlinkable). After
-    countersigning, waits up to `ack_timeout` for the node to say it stored the receipt. `credit`, a
-    wallet's authorisation of this session key, pays for the answer.
+    `on_text` / `on_piece` see each decrypted piece as it arrives. `identity` is the client's session key:
+    it signs the request and countersigns the receipt (use a fresh one per session to stay unlinkable).
+    `timeout` bounds the wait for each frame after the first, `first_token_timeout` (default `timeout`)
+    the wait for the first (the node sends nothing until its first token). After countersigning, waits up
+    to `ack_timeout` for the node to say it stored the receipt. `credit`, a wallet's authorisation of
+    this session key, pays for the answer. `prompt_token_limit` caps the `tokens_in` a receipt may claim
+    (default: the prompt's byte bound). Raises InferenceFailed, or AnswerFailedCheck when what the node
+    sent broke a rule.
     """
     request = InferenceRequest(
-        request_id=os.urandom(16),
+        request_id=request_id or os.urandom(16),
         model=node.model,
         node_key=node.node_key,
-        messages=tuple(ChatMessage(role=role, content=content) for role, content in messages),
+        messages=tuple(
+            m if isinstance(m, ChatMessage) else ChatMessage(role=m[0], content=m[1]) for m in messages
+        ),
         max_tokens=max_tokens,
         temperature_milli=round(temperature * 1000),
+        top_p_milli=round(top_p * 1000),
         seed=seed,
+        stop=tuple(stop),
+        top_logprobs=top_logprobs,
         credit=credit,
     )
-    exchange = ClientExchange(request, identity=identity, node_encryption_key=node.encryption_key)
-    pieces: list[str] = []
+    exchange = ClientExchange(
+        request,
+        identity=identity,
+        node_encryption_key=node.encryption_key,
+        prompt_token_limit=prompt_token_limit,
+    )
+    started = time.monotonic()
+    first_token_at: float | None = None
+    pieces: list[AnswerPiece] = []
     try:
         stream = await host.open_stream(node.peer_id, INFERENCE_PROTOCOL)
     except P2PError as exc:
-        raise InferenceFailed(f"could not reach node {node.peer_id}: {exc}") from exc
+        raise InferenceFailed(f"could not reach node {node.peer_id}: {exc}", reason="unreachable") from exc
+    finished = False
     try:
         await stream.write_message(exchange.sealed_request)
         while exchange.state != "done":
+            wait = timeout if exchange.state == "streaming" else (first_token_timeout or timeout)
             try:
-                frame = await stream.read_message(MAX_FRAME_BYTES, timeout=timeout)
+                frame = await stream.read_message(MAX_FRAME_BYTES, timeout=wait)
+            except StreamTimeout as exc:
+                raise InferenceFailed(
+                    f"node {node.peer_id} stalled: nothing for {wait:g} s", reason="stalled"
+                ) from exc
             except P2PError as exc:
                 exchange.close()  # raises StreamError: the answer was cut short
                 raise InferenceFailed(f"node {node.peer_id} stopped answering: {exc}") from exc
             message = exchange.receive(frame)
-            if isinstance(message, ResponseChunk) and message.text:
-                pieces.append(message.text)
-                if on_text is not None and (pending := on_text(message.text)) is not None:
-                    await pending
+            if isinstance(message, ResponseChunk) and (message.text or message.token_ids):
+                piece = AnswerPiece.of_chunk(message)
+                pieces.append(piece)
+                if first_token_at is None and piece.token_ids:
+                    first_token_at = time.monotonic()
+                await _notify(on_piece, piece)
+                if message.text:
+                    await _notify(on_text, message.text)
             elif isinstance(message, ResponseEnd) and message.error:
-                raise InferenceFailed(f"node {node.peer_id} answered with an error: {message.error}")
+                raise InferenceFailed(
+                    f"node {node.peer_id} answered with an error: {message.error}",
+                    reason="refused" if not pieces else "lost",
+                    hard=bool(pieces),  # refusing before answering (busy, draining) is not a fault
+                )
         countersigned = exchange.countersigned_receipt() if exchange.receipt is not None else None
         stored = False
         if countersigned is not None:
             await stream.write_message(countersigned)
             stored = await _receipt_acknowledged(stream, exchange, ack_timeout)
+        finished = True
     except ProtocolError as exc:
-        await stream.reset()
-        raise InferenceFailed(f"the answer from node {node.peer_id} failed a check: {exc}") from exc
+        raise AnswerFailedCheck(f"the answer from node {node.peer_id} failed a check: {exc}") from exc
     except P2PError as exc:
         raise InferenceFailed(f"lost node {node.peer_id} while answering: {exc}") from exc
     finally:
-        await stream.close()
+        # Shielded: a caller cancelled mid-answer must still tell the node, which then stops generating.
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await (stream.close() if finished else stream.reset())
     end = exchange.end
     return Completion(
-        text="".join(pieces),
+        text="".join(piece.text for piece in pieces),
         finish_reason=end.finish_reason,
         tokens_out=exchange.tokens_received,
         countersigned_receipt=countersigned,
         receipt_stored=stored,
+        request_id=request.request_id,
+        peer_id=node.peer_id,
+        receipt=exchange.receipt.message if exchange.receipt is not None else None,
+        pieces=tuple(pieces),
+        ttft_s=first_token_at - started if first_token_at is not None else None,
+        duration_s=time.monotonic() - started,
     )
 
 
-async def _receipt_acknowledged(stream: Stream, exchange: ClientExchange, timeout: float) -> bool:
+async def _notify(callback: Callable[[object], Awaitable[None] | None] | None, value: object) -> None:
+    if callback is not None and (pending := callback(value)) is not None:
+        await pending
+
+
+async def _receipt_acknowledged(stream, exchange: ClientExchange, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     """Whether the node acknowledged storing our countersigned receipt; False if it never says so (the
     answer itself is complete either way)."""
     try:

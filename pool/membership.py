@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from p2p import Verdict, signed_message_validator
-from pool.client import NodeContact
+from pool.contact import NodeContact
 from protocols import envelope
 from protocols.eth import TypedDomain
 from protocols.keys import peer_id_to_text
@@ -45,6 +45,7 @@ class Member:
     started_at_ms: int
     seq: int
     heard_at_ms: int
+    model_name: str = ""  # the manifest name the node claims (only the model id is authoritative)
 
     @property
     def registered(self) -> bool:
@@ -95,6 +96,7 @@ class PoolView:
             started_at_ms=heartbeat.started_at_ms,
             seq=heartbeat.seq,
             heard_at_ms=time.time_ns() // 1_000_000,
+            model_name=heartbeat.model_name,
         )
 
     def members(self, now_ms: int | None = None) -> list[Member]:
