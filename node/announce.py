@@ -3,6 +3,10 @@
 The DHT record (p2p.records) lets a client find the node's addresses by model id; the heartbeat on the
 model's pool topic carries what a client needs to send it an encrypted request (its X25519 key), how busy
 it is, and the operator wallet's binding of this peer id, which the pool view checks.
+
+So that a client knowing only the model's manifest name can find it, the record is stored under the
+name's key too (`protocols.ids.model_name_key`) and each heartbeat, which names the model id, is also
+published on the name's topic (`model_name_topic`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import trio
 
 from p2p import DolphinHost, P2PError
 from protocols import envelope
-from protocols.ids import pool_topic
+from protocols.ids import model_name_key, model_name_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_public_key
 from protocols.messages import HardwareSummary, OperatorBinding, PoolHeartbeat
 
@@ -61,6 +65,7 @@ class Announcement:
     hardware: HardwareSummary
     software_version: str
     started_at_ms: int
+    model_name: str = ""  # the manifest's name
 
 
 def heartbeat_envelope(
@@ -80,6 +85,7 @@ def heartbeat_envelope(
         started_at_ms=announcement.started_at_ms,
         sent_at_ms=now_ms,
         seq=seq,
+        model_name=announcement.model_name,
     )
     return envelope.sign(heartbeat, identity, now_ms=now_ms, ttl_ms=ttl_ms)
 
@@ -127,19 +133,25 @@ class Announcer:
             seq=self.seq,
             ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(self.interval * 4000)),
         )
-        try:
-            await self.host.gossip.publish(pool_topic(announcement.model), data)
-        except P2PError as exc:
-            log.warning("could not publish a heartbeat (retrying): %s", exc)
+        topics = [pool_topic(announcement.model)]
+        if announcement.model_name:
+            topics.append(model_name_topic(announcement.model_name))
+        for topic in topics:
+            try:
+                await self.host.gossip.publish(topic, data)
+            except P2PError as exc:
+                log.warning("could not publish a heartbeat (retrying): %s", exc)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Never returns; started once the first record and heartbeat are out."""
-        model = self.announcement().model
+        first = self.announcement()
+        keys = [first.model] + ([model_name_key(first.model_name)] if first.model_name else [])
         next_record = 0.0
         while True:
             if trio.current_time() >= next_record:
                 try:
-                    await self.host.dht.put_record(model, self.host.advertised_addrs(), self.record_ttl)
+                    for key in keys:
+                        await self.host.dht.put_record(key, self.host.advertised_addrs(), self.record_ttl)
                     next_record = trio.current_time() + self.record_ttl / 2
                 except P2PError as exc:
                     log.warning("could not store the pool record in the DHT (retrying): %s", exc)

@@ -273,6 +273,7 @@ async def _serve(  # type: ignore[no-untyped-def]
                     hardware=hardware,
                     software_version=software_version(),
                     started_at_ms=started_at_ms,
+                    model_name=manifest.name,
                 )
 
             announcer = Announcer(

@@ -8,6 +8,8 @@ envelope checks), so a peer publishing forgeries is scored down by the router, n
   (EIP-712 against the Bonding contract's domain).
 - A heartbeat without a binding is from an *unregistered* node (no operator registered it on chain): it
   is accepted and its member marked `registered=False`; it earns nothing, and a client may leave it out.
+  Without a chain there is no Bonding domain to check a binding against (`binding_domain` None): the
+  binding is then an unchecked claim, which only a chain can confirm (`pool.chainfacts`).
 - IGNORE: outside the envelope's validity window, a replayed envelope, or not newer than the last one
   seen from that peer (a reordering is harmless but not news).
 - ACCEPT: the member is added or refreshed; members not heard from within `max_age_ms` drop out.
@@ -59,7 +61,9 @@ class Member:
 class PoolView:
     """Members of one model's pool; `validate` is the GossipSub validator for the pool topic."""
 
-    def __init__(self, model: bytes, binding_domain: TypedDomain, *, max_age_ms: int = DEFAULT_MAX_AGE_MS):
+    def __init__(
+        self, model: bytes, binding_domain: TypedDomain | None, *, max_age_ms: int = DEFAULT_MAX_AGE_MS
+    ):
         self.model = model
         self.binding_domain = binding_domain
         self.max_age_ms = max_age_ms
@@ -69,7 +73,7 @@ class PoolView:
     def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> Verdict:
         """The pool-specific checks after the shared envelope checks (no state changes: see `_record`)."""
         heartbeat = signed.message
-        if heartbeat.binding is not None:  # no binding: an unregistered node
+        if heartbeat.binding is not None and self.binding_domain is not None:  # no binding: unregistered
             eth_signer(heartbeat.binding, self.binding_domain)  # SignatureError: rejected
         if signed.peer_id != heartbeat.peer_id or heartbeat.model != self.model:
             return Verdict.REJECT
@@ -88,7 +92,7 @@ class PoolView:
                 encryption_key=heartbeat.encryption_key,
                 model=heartbeat.model,
             ),
-            # `_admit` checked that this wallet signed the binding
+            # `_admit` checked that this wallet signed the binding (when there is a domain to check against)
             operator=None if heartbeat.binding is None else heartbeat.binding.operator,
             capacity=heartbeat.capacity,
             load=heartbeat.load,

@@ -10,7 +10,7 @@ OURS = {"protocols", "p2p", "pool", "chain", "node", "validator", "cli"}
 ALLOWED = {
     "protocols": set(),
     "p2p": {"protocols"},
-    "pool": {"protocols", "p2p"},
+    "pool": {"protocols", "p2p", "chain"},
     "chain": {"protocols"},
     "node": {"protocols", "p2p", "pool", "chain"},
     "validator": {"protocols", "p2p", "pool", "chain", "node"},

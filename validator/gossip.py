@@ -4,20 +4,20 @@
   validator wallet's EIP-712 signature; the wallet must be a current validator (`is_validator`, read from
   Bonding by the caller), else the report is rejected and its forwarder scored down.
 - A ban notice must carry strike reports about the banned node signed by at least `min_strikes` distinct
-  current validators; one validator cannot ban a node alone.
+  current validators; one validator cannot ban a node alone. (`ban_validator` lives in `pool.bans`, since
+  routers honour the ban list too.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from p2p import Validator
 from p2p.validators import signed_message_validator
+from pool.bans import IsValidator, ban_validator
 from protocols import envelope
 from protocols.eth import TypedDomain
-from protocols.messages import BanNotice, StrikeReport, eth_signer
+from protocols.messages import StrikeReport, eth_signer
 
-IsValidator = Callable[[bytes], bool]
+__all__ = ["IsValidator", "ban_validator", "strike_validator"]
 
 
 def strike_validator(domain: TypedDomain, is_validator: IsValidator) -> Validator:
@@ -27,15 +27,3 @@ def strike_validator(domain: TypedDomain, is_validator: IsValidator) -> Validato
         return is_validator(eth_signer(signed.message, domain))
 
     return signed_message_validator(StrikeReport, authorise=authorise)
-
-
-def ban_validator(domain: TypedDomain, is_validator: IsValidator, *, min_strikes: int = 2) -> Validator:
-    """The validator of BANS_TOPIC: a ban needs strikes from `min_strikes` distinct current validators."""
-    if min_strikes < 1:
-        raise ValueError("a ban needs at least one strike")
-
-    def authorise(signed: envelope.Signed[BanNotice]) -> bool:
-        signers = {eth_signer(strike, domain) for strike in signed.message.strikes}
-        return len({s for s in signers if is_validator(s)}) >= min_strikes
-
-    return signed_message_validator(BanNotice, authorise=authorise)

@@ -1,0 +1,120 @@
+"""What the chain says about pool members, read off the event loop and cached: who is a validator, which
+operator registered which node, and whose bond is active.
+
+Gossip validators and the router run synchronously on the event loop, so they ask this cache and never
+the chain: a fact not read yet counts as "no" (not registered, not bonded, not a validator) and is queued
+for the next refresh, which `serve` runs every `refresh_s` seconds, or at once when something new is asked
+about, in a worker thread (web3 calls block). A chain that stops answering leaves the last facts in
+place and is retried on the next round; its error is logged, never raised into the pool.
+
+Facts:
+- validators: the current set (`ValidatorQuorum.validators`), so standings and bans can be checked;
+- registered: `Bonding.isNodeOf(operator, keccak256(peer id))` for the operator a node's heartbeat names;
+- bonded: `Bonding.activeBondOf(operator) > 0`, the whitepaper's "bonded accounts only".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from chain.errors import ChainError
+from protocols.eth import keccak256, to_checksum_address
+
+__all__ = ["ChainFacts", "ChainReader"]
+
+log = logging.getLogger(__name__)
+
+
+class ChainReader(Protocol):
+    """The part of `chain.client.ChainClient` this cache uses (a test may hand in its own)."""
+
+    def call(self, contract: str, function: str, *args: Any) -> Any: ...
+
+
+@dataclass
+class ChainFacts:
+    """The cache; `serve` keeps it fresh. Addresses are 20 raw bytes, peer ids binary."""
+
+    reader: ChainReader
+    refresh_s: float = 30.0
+    rounds: int = 0  # completed refreshes, for tests and logs
+    _validators: frozenset[bytes] = field(default_factory=frozenset, init=False)
+    _registered: dict[tuple[bytes, bytes], bool] = field(default_factory=dict, init=False)
+    _bonded: dict[bytes, bool] = field(default_factory=dict, init=False)
+    _wanted: trio.Event = field(default_factory=trio.Event, init=False)
+    _refreshed: trio.Event = field(default_factory=trio.Event, init=False)
+
+    # ---- synchronous questions (answers from the cache) ----
+    def is_validator(self, address: bytes) -> bool:
+        return address in self._validators
+
+    def registered(self, peer_id: bytes, operator: bytes | None) -> bool:
+        """Whether `operator` registered the node with this binary peer id on chain."""
+        if operator is None:
+            return False
+        key = (operator, peer_id)
+        if key not in self._registered:
+            self._registered[key] = False
+            self._wanted.set()
+            return False
+        return self._registered[key]
+
+    def bonded(self, operator: bytes | None) -> bool:
+        """Whether `operator` has an active bond."""
+        if operator is None:
+            return False
+        if operator not in self._bonded:
+            self._bonded[operator] = False
+            self._wanted.set()
+            return False
+        return self._bonded[operator]
+
+    # ---- keeping it fresh ----
+    def _read_all(self) -> tuple[frozenset[bytes], dict[tuple[bytes, bytes], bool], dict[bytes, bool]]:
+        members, _weights = self.reader.call("ValidatorQuorum", "validators")
+        validators = frozenset(bytes.fromhex(m[2:]) for m in members)
+        registered = {
+            (operator, peer_id): bool(
+                self.reader.call("Bonding", "isNodeOf", to_checksum_address(operator), keccak256(peer_id))
+            )
+            for operator, peer_id in list(self._registered)
+        }
+        bonded = {
+            operator: self.reader.call("Bonding", "activeBondOf", to_checksum_address(operator)) > 0
+            for operator in list(self._bonded)
+        }
+        return validators, registered, bonded
+
+    async def refresh(self) -> None:
+        """Read every fact asked about so far, now (in a worker thread)."""
+        try:
+            validators, registered, bonded = await trio.to_thread.run_sync(self._read_all)
+        except ChainError as exc:
+            log.warning("could not read the chain (keeping the last facts, retrying): %s", exc)
+            return
+        self._validators = validators
+        self._registered.update(registered)
+        self._bonded.update(bonded)
+        self.rounds += 1
+        self._refreshed.set()
+        self._refreshed = trio.Event()
+
+    async def wait_refreshed(self) -> None:
+        """Until the next refresh completes."""
+        await self._refreshed.wait()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Refresh now (started once the first round is done), then every `refresh_s` seconds, or sooner
+        when a new node or operator is asked about (at most once a second)."""
+        await self.refresh()
+        task_status.started()
+        while True:
+            with trio.move_on_after(self.refresh_s):
+                await self._wanted.wait()
+                await trio.sleep(1.0)  # gather what else is asked about in the same breath
+            self._wanted = trio.Event()  # what is asked about from here on wakes the next round
+            await self.refresh()

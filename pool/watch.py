@@ -1,0 +1,386 @@
+"""The pool watcher: what a light client or gateway knows about the pools it uses, kept fresh.
+
+Per model it watches (`watch`):
+- members from signed heartbeats (`PoolView`), evicted when not heard from within the TTL;
+- the members' benchmark attestations (`AttestationBook`);
+- discovery: the model's DHT pool records are looked up (quickly until the first member is heard, then
+  every `discovery_interval` s) and their peers dialled, since heartbeats reach only connected
+  subscribers.
+
+For every model:
+- the gossiped ban list (`BanList`): a banned node is never a candidate;
+- validators' standings (`StandingBook`);
+- chain facts when a chain is configured (`ChainFacts`): validators, registration, bonds. Without a chain
+  nobody is a validator, so there are no standings or bans to honour, and registration is what a node's
+  binding claims (unchecked).
+
+Model names: a model is named by its id (64 hex digits) or by its manifest's name. A name resolves
+through the name's DHT key and heartbeat topic (`protocols.ids.model_name_key/_topic`, which nodes
+announce on too): the id the most nodes announce under that name wins — registered nodes counted first
+when there is a chain, since anyone can claim a popular name for another model. Several ids under one
+name are logged; the caller can always name the id instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import trio
+
+from p2p import DolphinHost, P2PError, Subscription, Verdict, signed_message_validator
+from pool.attestations import AttestationBook
+from pool.bans import BanList
+from pool.chainfacts import ChainFacts
+from pool.contact import NodeContact
+from pool.errors import UnknownModel
+from pool.membership import Member, PoolView
+from pool.routing import Candidate
+from pool.standing import StandingBook
+from protocols import envelope
+from protocols.errors import ProtocolError
+from protocols.eth import TypedDomain
+from protocols.ids import (
+    BANS_TOPIC,
+    STANDING_TOPIC,
+    attestation_topic,
+    model_name_key,
+    model_name_topic,
+    pool_topic,
+)
+from protocols.keys import peer_id_from_text, peer_id_to_text
+from protocols.messages import PoolHeartbeat
+
+__all__ = ["PoolWatcher", "WatchSettings", "WatchedPool", "open_pool_watcher", "parse_model_id"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    discovery_interval: float = 10.0  # seconds between DHT lookups once a pool has members
+    first_discovery_interval: float = 0.5  # ... before it has any
+    member_max_age_ms: int = 30_000  # heartbeat TTL: members silent for longer are dropped
+    dial_concurrency: int = 8
+    redial_after: float = 30.0  # seconds before a peer that could not be dialled is tried again
+    name_settle: float = 1.0  # after a name's first heartbeat, how long to listen for other ids
+
+
+@dataclass(frozen=True)
+class Domains:
+    """The EIP-712 domains signed gossip is checked under: operator bindings (Bonding) and validators'
+    statements (strike reports in bans, standings)."""
+
+    bindings: TypedDomain | None
+    validators: TypedDomain | None
+
+
+@dataclass
+class WatchedPool:
+    """One model's pool: members, attestations, and whether anyone has been heard from yet."""
+
+    model: bytes
+    view: PoolView
+    attestations: AttestationBook
+    heard: trio.Event = field(default_factory=trio.Event)
+
+
+def parse_model_id(text: str) -> bytes | None:
+    """The model id `text` spells in hex (64 digits, optionally 0x), or None when it is not one."""
+    digits = text.removeprefix("0x")
+    if len(digits) != 64:
+        return None
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        return None
+
+
+class _NameDirectory:
+    """Heartbeats on a name's topic: which model ids nodes announce under the name (validator + record)."""
+
+    def __init__(self, name: str, max_age_ms: int) -> None:
+        self.name = name
+        self.max_age_ms = max_age_ms
+        self._seen: dict[bytes, dict[str, tuple[int, bytes | None]]] = {}  # id -> peer -> (heard, operator)
+        self.heard = trio.Event()
+        self.validate = signed_message_validator(PoolHeartbeat, authorise=self._admit, on_accept=self._record)
+
+    def _admit(self, signed: envelope.Signed[PoolHeartbeat]) -> bool:
+        return signed.peer_id == signed.message.peer_id and signed.message.model_name == self.name
+
+    def _record(self, signed: envelope.Signed[PoolHeartbeat]) -> None:
+        heartbeat = signed.message
+        operator = heartbeat.binding.operator if heartbeat.binding is not None else None
+        peers = self._seen.setdefault(heartbeat.model, {})
+        peers[peer_id_to_text(heartbeat.peer_id)] = (time.time_ns() // 1_000_000, operator)
+        self.heard.set()
+
+    def announcers(self, now_ms: int) -> dict[bytes, list[tuple[str, bytes | None]]]:
+        """Model id -> (peer id, claimed operator) of the nodes heard announcing it lately."""
+        return {
+            model: [
+                (peer, operator)
+                for peer, (heard, operator) in peers.items()
+                if now_ms - heard <= self.max_age_ms
+            ]
+            for model, peers in self._seen.items()
+        }
+
+
+class PoolWatcher:
+    """See the module docstring. Made by `open_pool_watcher`, which runs its background tasks."""
+
+    def __init__(
+        self,
+        host: DolphinHost,
+        nursery: trio.Nursery,
+        *,
+        domains: Domains,
+        chain: ChainFacts | None,
+        settings: WatchSettings,
+    ) -> None:
+        self.host = host
+        self.chain = chain
+        self.domains = domains
+        self.settings = settings
+        self._nursery = nursery
+        self._pools: dict[bytes, WatchedPool] = {}
+        self._names: dict[str, bytes] = {}
+        self._directories: dict[str, _NameDirectory] = {}
+        self._lock = trio.Lock()
+        self._dial_failures: dict[str, float] = {}
+        validators = domains.validators
+        is_validator = chain.is_validator if chain is not None else (lambda address: False)
+        self.bans = BanList(validators, is_validator) if validators is not None else None
+        self.standings = StandingBook(validators, is_validator) if validators is not None else None
+
+    async def _start(self) -> None:
+        if self.bans is not None:
+            self._drain(await self.host.gossip.subscribe(BANS_TOPIC, self.bans.validate))
+        if self.standings is not None:
+            self._drain(await self.host.gossip.subscribe(STANDING_TOPIC, self.standings.validate))
+
+    def _drain(self, subscription: Subscription) -> None:
+        """Validators record what passes; the subscription's own queue is read and dropped so it never
+        fills (py-libp2p drops quietly when it does)."""
+
+        async def drain() -> None:
+            async for _ in subscription:
+                pass
+
+        self._nursery.start_soon(drain)
+
+    @property
+    def has_chain(self) -> bool:
+        return self.chain is not None
+
+    # ---- pools ----
+    async def watch(self, model: bytes) -> WatchedPool:
+        """Start watching `model`'s pool (once; later calls return the same pool)."""
+        async with self._lock:
+            pool = self._pools.get(model)
+            if pool is not None:
+                return pool
+            view = PoolView(model, self.domains.bindings, max_age_ms=self.settings.member_max_age_ms)
+            attestations = AttestationBook(model, is_validator_peer=lambda key: False)
+            pool = WatchedPool(model, view, attestations)
+            original = view.validate
+
+            def validate(message):  # type: ignore[no-untyped-def]
+                verdict = original(message)
+                if verdict is Verdict.ACCEPT:
+                    pool.heard.set()
+                return verdict
+
+            self._drain(await self.host.gossip.subscribe(pool_topic(model), validate))
+            self._drain(await self.host.gossip.subscribe(attestation_topic(model), attestations.validate))
+            self._pools[model] = pool
+            self._nursery.start_soon(self._discover, pool)
+            return pool
+
+    def watched(self) -> list[WatchedPool]:
+        return list(self._pools.values())
+
+    async def _discover(self, pool: WatchedPool) -> None:
+        while True:
+            await self._dial_members(pool.model)
+            members = pool.view.members()
+            interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
+            await trio.sleep(interval)
+
+    async def _dial_members(self, key: bytes) -> None:
+        """Look `key` up in the DHT and dial the members we are not connected to."""
+        try:
+            records = await self.host.dht.get_records(key)
+        except P2PError as exc:
+            log.debug("DHT lookup failed (retrying): %s", exc)
+            return
+        connected = set(self.host.connected_peers())
+        now = trio.current_time()
+        due = [
+            record
+            for record in records
+            if record.peer_id not in connected
+            and record.peer_id != self.host.peer_id
+            and now - self._dial_failures.get(record.peer_id, -1e9) >= self.settings.redial_after
+        ]
+        limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
+
+        async def dial(record) -> None:  # type: ignore[no-untyped-def]
+            async with limiter:
+                for addr in record.addrs:
+                    with contextlib.suppress(P2PError):
+                        await self.host.connect(addr)
+                        self._dial_failures.pop(record.peer_id, None)
+                        return
+                self._dial_failures[record.peer_id] = trio.current_time()
+
+        async with trio.open_nursery() as nursery:
+            for record in due:
+                nursery.start_soon(dial, record)
+
+    async def wait_for_members(self, model: bytes, timeout: float) -> list[Member]:
+        """The pool's members, waiting up to `timeout` s for the first heartbeat; [] if none came."""
+        pool = await self.watch(model)
+        with trio.move_on_after(timeout):
+            await pool.heard.wait()
+            while not pool.view.members():  # heard once, but those members have gone quiet since
+                await trio.sleep(0.1)
+        return pool.view.members()
+
+    # ---- names ----
+    async def resolve(self, model: str, *, timeout: float = 15.0) -> bytes:
+        """The model id `model` names: its hex, or a manifest name (module docstring). UnknownModel when
+        no node announces the name within `timeout` s."""
+        model_id = parse_model_id(model)
+        if model_id is not None:
+            return model_id
+        if model in self._names:
+            return self._names[model]
+        try:
+            key = model_name_key(model)
+        except ProtocolError as exc:
+            raise UnknownModel(f"{model!r} is neither a model id nor a model name") from exc
+        directory = self._directories.get(model)
+        if directory is None:
+            directory = _NameDirectory(model, self.settings.member_max_age_ms)
+            self._directories[model] = directory
+            self._drain(await self.host.gossip.subscribe(model_name_topic(model), directory.validate))
+        with trio.move_on_after(timeout):
+            while not directory.heard.is_set():
+                await self._dial_members(key)
+                with trio.move_on_after(self.settings.first_discovery_interval):
+                    await directory.heard.wait()
+            await trio.sleep(self.settings.name_settle)
+        model_id = self._choose_id(directory)
+        if model_id is None:
+            raise UnknownModel(f"no node serves a model called {model!r}")
+        self._names[model] = model_id
+        return model_id
+
+    def _choose_id(self, directory: _NameDirectory) -> bytes | None:
+        announcers = directory.announcers(time.time_ns() // 1_000_000)
+        if not announcers:
+            return None
+
+        def support(model: bytes) -> tuple[int, int, bytes]:
+            peers = announcers[model]
+            registered = sum(
+                1
+                for peer, operator in peers
+                if self.chain is not None and self.chain.registered(peer_id_from_text(peer), operator)
+            )
+            return registered, len(peers), model
+
+        ranked = sorted(announcers, key=support, reverse=True)
+        if len(ranked) > 1:
+            log.warning(
+                "%d models are announced as %r; using %s (%d nodes); others: %s",
+                len(ranked),
+                directory.name,
+                ranked[0].hex(),
+                len(announcers[ranked[0]]),
+                ", ".join(m.hex() for m in ranked[1:]),
+            )
+        return ranked[0]
+
+    def name_of(self, model: bytes) -> str:
+        """The name this model goes by: the one its members announce most (its hex id when none)."""
+        names: dict[str, int] = {}
+        pool = self._pools.get(model)
+        for member in pool.view.members() if pool is not None else []:
+            if member.model_name:
+                names[member.model_name] = names.get(member.model_name, 0) + 1
+        for name, resolved in self._names.items():
+            if resolved == model:
+                return name
+        return max(names, key=lambda n: (names[n], n)) if names else model.hex()
+
+    # ---- what the router sees ----
+    def candidates(self, model: bytes, now_ms: int | None = None) -> list[tuple[Candidate, NodeContact]]:
+        """The pool's live, unbanned members as router candidates, each with how to reach it."""
+        pool = self._pools.get(model)
+        if pool is None:
+            return []
+        now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        found = []
+        for member in pool.view.members(now_ms):
+            node_key = member.contact.node_key
+            if self.bans is not None and self.bans.banned(node_key, now_ms):
+                continue
+            if self.chain is not None:
+                peer_id = peer_id_from_text(member.contact.peer_id)
+                registered = self.chain.registered(peer_id, member.operator)
+                bonded = registered and self.chain.bonded(member.operator)
+            else:
+                registered, bonded = member.registered, False
+            standing = (
+                self.standings.standing(node_key, model, now_ms) if self.standings is not None else None
+            )
+            speed = pool.attestations.speed(node_key)
+            candidate = Candidate(
+                peer_id=member.contact.peer_id,
+                capacity=member.capacity,
+                load=member.load,
+                queued=member.queued,
+                registered=registered,
+                bonded=bonded,
+                standing=standing.status if standing is not None else None,
+                suspicion=standing.suspicion if standing is not None else None,
+                attested_tokens_per_s=speed.tokens_per_s if speed is not None else None,
+                attested_ttft_s=speed.ttft_s if speed is not None else None,
+            )
+            found.append((candidate, member.contact))
+        return found
+
+
+@contextlib.asynccontextmanager
+async def open_pool_watcher(
+    host: DolphinHost,
+    *,
+    bindings_domain: TypedDomain | None = None,
+    validators_domain: TypedDomain | None = None,
+    chain: ChainFacts | None = None,
+    settings: WatchSettings = WatchSettings(),
+) -> AsyncIterator[PoolWatcher]:
+    """A watcher over `host`, its background tasks running until the block exits. With `chain`, its facts
+    are refreshed in the background too (the first round before this yields)."""
+    async with trio.open_nursery() as nursery:
+        if chain is not None:
+            await nursery.start(chain.serve)
+        watcher = PoolWatcher(
+            host,
+            nursery,
+            domains=Domains(bindings_domain, validators_domain),
+            chain=chain,
+            settings=settings,
+        )
+        await watcher._start()
+        try:
+            yield watcher
+        finally:
+            nursery.cancel_scope.cancel()
