@@ -155,6 +155,7 @@ class AnswerStream:
     """The pieces of one answer as they arrive; `result` once the iteration has ended."""
 
     def __init__(self, receive: trio.MemoryReceiveChannel[AnswerPiece]) -> None:
+        self.node: str | None = None  # the peer id of the node answering now
         self._receive = receive
         self._result: Answer | None = None
         self._error: BaseException | None = None
@@ -259,16 +260,21 @@ class LightClient:
         async def run() -> None:
             async with send:
                 try:
-                    answer._result = await self._answer(request, send)
+                    answer._result = await self._answer(request, send, answer)
                 except (NoNodeAvailable, AllAttemptsFailed, AnswerFailedCheck) as exc:
                     answer._error = exc
 
+        raised: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run)
             try:
                 yield answer
+            except Exception as exc:  # the caller's, or the answer's error: raised as is, not in a group
+                raised = exc
             finally:
                 nursery.cancel_scope.cancel()  # the caller left early: the node's stream is reset
+        if raised is not None:
+            raise raised
 
     async def ask(self, model: bytes, messages: Sequence[tuple[str, str] | ChatMessage], **options) -> Answer:  # type: ignore[no-untyped-def]
         """The whole answer at once (`stream` without the pieces)."""
@@ -277,7 +283,9 @@ class LightClient:
                 pass
         return answer.result
 
-    async def _answer(self, request: _Request, send: trio.MemorySendChannel[AnswerPiece]) -> Answer:
+    async def _answer(
+        self, request: _Request, send: trio.MemorySendChannel[AnswerPiece], answer: AnswerStream
+    ) -> Answer:
         tried: set[str] = set()
         attempts: list[AttemptOutcome] = []
         failures: list[InferenceFailed] = []
@@ -307,6 +315,7 @@ class LightClient:
                     raise NoNodeAvailable(self._why_nobody(request))
                 break
             tried.add(chosen.peer_id)
+            answer.node = chosen.peer_id
             contact: NodeContact = contacts[chosen.peer_id]
             mine: list[AnswerPiece] = []
 

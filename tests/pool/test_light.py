@@ -1,0 +1,198 @@
+"""The light client against real `dolphin node` processes on the tiny model, through a real relay.
+
+Four nodes share the module: one listening directly, three reachable only through the relay. The tests
+that kill or freeze a node come last, each taking one node out.
+"""
+
+import signal
+
+import pytest
+import trio
+
+from node.models import load_manifest
+from node.testing import node_process
+from p2p.testing import relay_process
+from pool.errors import NoNodeAvailable, UnknownModel
+from pool.light import LightConfig, LightSettings, _continuation, open_light_client
+from pool.routing import Preferences
+from pool.watch import WatchSettings
+from protocols.inference import verify_countersigned_receipt
+from protocols.messages import ChatMessage
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROMPT = [("user", "Tell me a long story about the sea.")]
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory, tiny_model_dir):
+    base = tmp_path_factory.mktemp("light")
+    relay = relay_process(base / "relay")
+    trio.run(relay.wait_ready)
+    nodes = {
+        "direct": node_process(base / "direct", tiny_model_dir, "--bootstrap", relay.addr),
+        **{
+            f"hidden-{i}": node_process(
+                base / f"hidden-{i}", tiny_model_dir, "--bootstrap", relay.addr, listen=False
+            )
+            for i in range(3)
+        },
+    }
+    try:
+
+        async def ready() -> None:
+            async with trio.open_nursery() as nursery:
+                for node in nodes.values():
+                    nursery.start_soon(node.wait_ready, 180.0)
+
+        trio.run(ready)
+        manifest = load_manifest(tiny_model_dir)
+        yield relay, nodes, manifest.model_id(), manifest.name
+    finally:
+        for node in nodes.values():
+            node.stop()
+        relay.stop()
+
+
+def _config(relay, **settings) -> LightConfig:
+    return LightConfig(
+        bootstrap=(relay.addr,),
+        settings=LightSettings(**settings),
+        watch=WatchSettings(first_discovery_interval=0.3),
+    )
+
+
+async def _all_members(client, model, count: int) -> None:
+    with trio.fail_after(60):
+        while len(client.watcher.candidates(model)) < count:
+            await client.watcher.wait_for_members(model, 5)
+            await trio.sleep(0.2)
+
+
+@pytest.mark.unit
+def test_the_answer_so_far_becomes_a_trailing_assistant_turn():
+    chat = (ChatMessage(role="user", content="Hi"),)
+    assert _continuation(chat, "") == chat
+    assert _continuation(chat, "Hello") == (*chat, ChatMessage(role="assistant", content="Hello"))
+    prefixed = (*chat, ChatMessage(role="assistant", content="Well,"))
+    assert _continuation(prefixed, " yes") == (*chat, ChatMessage(role="assistant", content="Well, yes"))
+
+
+@pytest.mark.trio
+async def test_a_model_resolves_by_name_or_id_and_an_unknown_name_is_refused(network):
+    relay, _, model, name = network
+    async with open_light_client(_config(relay)) as client:
+        assert await client.watcher.resolve(name) == model
+        assert await client.watcher.resolve(model.hex()) == model
+        assert await client.watcher.resolve("0x" + model.hex()) == model
+        with pytest.raises(UnknownModel):
+            await client.watcher.resolve("no-such-model", timeout=2)
+        await _all_members(client, model, 4)
+        assert client.watcher.name_of(model) == name
+        # Without a chain, "any node" is the default, and bonded-only can be met by nobody.
+        assert client.preferences.nodes == "any"
+        with pytest.raises(NoNodeAvailable, match="bonded-only needs a chain"):
+            await client.ask(model, PROMPT, max_tokens=4, preferences=Preferences(nodes="bonded"))
+
+
+@pytest.mark.trio
+async def test_requests_reach_nodes_behind_the_relay_and_spread_over_them(network):
+    relay, nodes, model, _ = network
+    async with open_light_client(_config(relay)) as client:
+        await _all_members(client, model, 4)
+        client.router.failed(nodes["direct"].peer_id, now=trio.current_time())  # relayed nodes only
+        answers = []
+
+        async def ask(index: int) -> None:
+            answers.append(await client.ask(model, [("user", f"Question {index}?")], max_tokens=8))
+
+        async with trio.open_nursery() as nursery:
+            for index in range(12):
+                nursery.start_soon(ask, index)
+    hidden = {nodes[f"hidden-{i}"].peer_id for i in range(3)}
+    assert {answer.node for answer in answers} <= hidden
+    assert len({answer.node for answer in answers}) >= 2  # load spread over the pool
+    for answer in answers:
+        # The tiny model is random: it may end on its end-of-sequence token before max_tokens.
+        assert 1 <= answer.tokens_out == answer.tokens_delivered <= 8
+        assert (
+            answer.finish_reason == "stop"
+            if answer.tokens_out < 8
+            else answer.finish_reason in ("stop", "length")
+        )
+        assert answer.receipt_stored and answer.failovers == 0
+        (completion,) = answer.receipts
+        verified = verify_countersigned_receipt(completion.countersigned_receipt)
+        assert verified.receipt.tokens_out == answer.tokens_out and verified.receipt.client is None
+
+
+@pytest.mark.trio
+async def test_a_node_killed_mid_stream_is_replaced_without_the_caller_seeing_an_error(network):
+    relay, nodes, model, _ = network
+    by_peer = {node.peer_id: node for node in nodes.values()}
+    async with open_light_client(_config(relay)) as client:
+        await _all_members(client, model, 4)
+        pieces = []
+        async with client.stream(model, PROMPT, max_tokens=400) as answer:
+            async for piece in answer:
+                if not pieces:  # the first piece arrived: the node dies under the stream
+                    victim = by_peer[answer.node]
+                    victim.process.send_signal(signal.SIGKILL)
+                pieces.append(piece)
+        result = answer.result
+    assert result.failovers >= 1 and result.attempts[0].peer_id == victim.peer_id
+    assert result.attempts[-1].error is None and result.node != victim.peer_id
+    assert result.text == "".join(piece.text for piece in pieces)
+    # The dead node sent no receipt; the one that finished signed only the tokens it added.
+    delivered_by_victim = result.attempts[0].tokens_delivered
+    assert delivered_by_victim >= 1
+    assert [r.peer_id for r in result.receipts] == [result.node]
+    assert result.tokens_delivered == delivered_by_victim + result.tokens_out
+    assert result.tokens_delivered <= 400 and result.receipt_stored
+
+
+@pytest.mark.trio
+async def test_a_whole_answer_survives_its_node_dying(network):
+    relay, nodes, model, _ = network
+    by_peer = {node.peer_id: node for node in nodes.values() if node.alive()}
+    async with open_light_client(_config(relay)) as client:
+        await _all_members(client, model, len(by_peer))
+        killed = []
+
+        async def kill_whoever_answers() -> None:
+            while True:
+                busy = [p for p, s in client.router.statistics(trio.current_time()).items() if s["in_flight"]]
+                if busy and busy[0] in by_peer:
+                    by_peer[busy[0]].process.send_signal(signal.SIGKILL)
+                    killed.append(busy[0])
+                    return
+                await trio.sleep(0.001)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kill_whoever_answers)
+            result = await client.ask(model, PROMPT, max_tokens=400)
+    assert killed and result.attempts[0].peer_id == killed[0] and result.attempts[0].error
+    assert result.node != killed[0] and result.finish_reason in ("stop", "length") and result.receipt_stored
+
+
+@pytest.mark.trio
+async def test_a_node_that_stalls_mid_answer_is_left_after_the_stall_deadline(network):
+    relay, nodes, model, _ = network
+    by_peer = {node.peer_id: node for node in nodes.values() if node.alive()}
+    assert len(by_peer) == 2
+    frozen = []
+    async with open_light_client(_config(relay, stall_timeout=3)) as client:
+        await _all_members(client, model, 2)
+        try:
+            with trio.fail_after(60):
+                async with client.stream(model, PROMPT, max_tokens=400) as answer:
+                    async for _ in answer:
+                        if not frozen:  # the node freezes with its sockets open: no error, just silence
+                            frozen.append(answer.node)
+                            by_peer[answer.node].pause()
+        finally:
+            for peer in frozen:
+                by_peer[peer].resume()
+    result = answer.result
+    assert result.attempts[0].peer_id == frozen[0] and result.attempts[0].reason == "stalled"
+    assert result.node != frozen[0] and result.attempts[-1].error is None
