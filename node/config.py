@@ -3,33 +3,32 @@
 Where a setting comes from, strongest first: a command-line option, its environment variable
 (DOLPHIN_NODE_<FIELD>, e.g. DOLPHIN_NODE_MAX_BATCH), the config file (`--config`, else
 <data dir>/node.toml when it exists), the default here. `dolphin node init` writes the file with every
-setting, its default and what it does, so an operator edits rather than guesses.
+setting, its default and what it does, so an operator edits rather than guesses. (The machinery is
+`pool.settings`, shared with the other daemons.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tomllib
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from node.errors import NodeError
+from pool import settings
 
 __all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "env_name", "load_config", "render_config"]
 
 CONFIG_FILE = "node.toml"
+ENV_PREFIX = "DOLPHIN_NODE_"
 
 
 class ConfigError(NodeError):
     """A setting is unknown, of the wrong type, or out of range."""
 
 
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
+_doc = settings.doc
 
 
 @dataclass(frozen=True)
@@ -143,55 +142,9 @@ class NodeConfig:
             raise ConfigError(f"unknown engine {self.engine!r}; choose transformers")
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(NodeConfig)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """A TOML or option value as the field's type; ConfigError naming the setting when it cannot be."""
-    hint = _field_types()[name]
-    optional = type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-    origin = typing.get_origin(base)
-    try:
-        if value is None and optional:
-            return None
-        if origin is tuple:
-            if isinstance(value, str) or not isinstance(value, list | tuple):
-                raise TypeError("expected a list")
-            return tuple(str(item) for item in value)
-        if base is bool:
-            if not isinstance(value, bool):
-                raise TypeError("expected true or false")
-            return value
-        if base is Path:
-            return Path(str(value))
-        if base is float:
-            return float(value)
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError("expected an integer")
-            return int(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: {exc} (got {value!r})") from None
-
-
 def env_name(setting: str) -> str:
     """The environment variable of a setting: DOLPHIN_NODE_<SETTING>."""
-    return f"DOLPHIN_NODE_{setting.upper()}"
-
-
-def _from_environment(name: str, text: str) -> Any:
-    """An environment variable's text as a TOML value when it reads as one (true, 8, [..]); lists may
-    also be written comma-separated; anything else is the text itself."""
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    if typing.get_origin(_field_types()[name]) is tuple and isinstance(value, str):
-        value = [item for item in value.replace(",", " ").split() if item]
-    return value
+    return settings.env_name(ENV_PREFIX, setting)
 
 
 def load_config(
@@ -205,62 +158,21 @@ def load_config(
     Without `config_file`, <data dir>/node.toml is read when it exists (the data dir from `overrides`,
     the environment or the default). Raises ConfigError for unknown settings or bad values.
     """
-    overrides = dict(overrides or {})
-    environ = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(NodeConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown}")
-    from_environment = {
-        name: _coerce(name, _from_environment(name, environ[env_name(name)]))
-        for name in names
-        if environ.get(env_name(name))
-    }
-    if config_file is None:
-        data_dir = Path(overrides.get("data_dir") or from_environment.get("data_dir") or NodeConfig.data_dir)
-        data_dir = data_dir.expanduser()
-        candidate = data_dir / CONFIG_FILE
-        config_file = candidate if candidate.is_file() else None
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            document = tomllib.loads(Path(config_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read the config file {config_file}: {exc}") from exc
-        unknown = sorted(set(document) - names)
-        if unknown:
-            raise ConfigError(f"{config_file}: unknown setting(s) {unknown}")
-        values.update({name: _coerce(name, value) for name, value in document.items()})
-    values.update(from_environment)
-    values.update({name: _coerce(name, value) for name, value in overrides.items()})
-    return NodeConfig(**values)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return settings.load_settings(
+        NodeConfig,
+        prefix=ENV_PREFIX,
+        file_name=CONFIG_FILE,
+        config_file=config_file,
+        overrides=overrides,
+        environ=environ,
+        error=ConfigError,
+    )
 
 
 def render_config(config: NodeConfig | None = None) -> str:
     """The config file: every setting with what it does; unset optional ones commented out."""
-    config = config or NodeConfig()
-    lines = [
-        "# dolphin node configuration. Command-line options and DOLPHIN_NODE_<SETTING> environment",
-        "# variables override what is written here; deleting a line restores its default.",
-        "",
-    ]
-    for item in dataclasses.fields(NodeConfig):
-        value = getattr(config, item.name)
-        lines.append(f"# {item.metadata['doc']}")
-        if value is None:
-            lines.append(f"# {item.name} = ")
-        else:
-            lines.append(f"{item.name} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    header = (
+        "dolphin node configuration. Command-line options and DOLPHIN_NODE_<SETTING> environment\n"
+        "variables override what is written here; deleting a line restores its default."
+    )
+    return settings.render_settings(config or NodeConfig(), header)

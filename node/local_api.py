@@ -10,21 +10,16 @@ to 127.0.0.1 only (no authentication) and also serves the node's Prometheus metr
     GET  /metrics               Prometheus text format
     GET  /health                200 while the engine is healthy, else 503
 
-Runs on hypercorn's trio worker with a Starlette app. Prompts and answers are not logged.
+Runs on hypercorn's trio worker with a Starlette app (`pool.http`); requests are parsed and answers shaped
+by `pool.openai_api`, exactly as the gateway does. Prompts and answers are not logged.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -40,67 +35,38 @@ from node.engines.base import (
     Priority,
 )
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
+from pool.http import serve_http
+from pool.openai_api import (
+    SSE_DONE,
+    CompletionShaper,
+    OpenAIError,
+    Sampling,
+    parse_messages,
+    parse_prompt,
+    parse_sampling,
+    read_json_body,
+    sse,
+)
 
 __all__ = ["build_app", "serve_local_api"]
 
-_ROLES = ("system", "user", "assistant", "tool")
+MAX_BODY_BYTES = 8 << 20
 
 
-class _BadRequest(Exception):
-    pass
-
-
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
-
-
-def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _BadRequest(f"{name} must be a number in [{low}, {high}]")
-    return value
-
-
-def _generation(body: dict, max_new_tokens: int, **prompt: Any) -> GenerationRequest:
-    stop = body.get("stop") or ()
-    stop = (stop,) if isinstance(stop, str) else tuple(stop)
-    if not all(isinstance(s, str) and s for s in stop) or len(stop) > 16:
-        raise _BadRequest("stop must be a string or a list of at most 16 non-empty strings")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise _BadRequest("seed must be a non-negative integer")
+def _generation(sampling: Sampling, **prompt: object) -> GenerationRequest:
     try:
         return GenerationRequest(
-            max_tokens=int(_number(body, "max_tokens", min(256, max_new_tokens), 1, max_new_tokens)),
-            temperature=float(_number(body, "temperature", 1.0, 0, 10)),
-            top_p=float(_number(body, "top_p", 1.0, 1e-9, 1)),
-            seed=seed,
-            stop=stop,
-            top_logprobs=int(_number(body, "top_logprobs", 0, 0, 20)),
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop=sampling.stop,
+            top_logprobs=sampling.top_logprobs,
             priority=Priority.LOCAL,
-            **prompt,
+            **prompt,  # type: ignore[arg-type]
         )
     except EngineRequestError as exc:
-        raise _BadRequest(str(exc)) from exc
-
-
-def _chat_messages(body: dict) -> tuple[ChatTurn, ...]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _BadRequest("messages must be a non-empty list")
-    turns = []
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise _BadRequest(f"each message needs a role in {list(_ROLES)}")
-        content = message.get("content", "")
-        if isinstance(content, list):  # OpenAI content parts: text parts only
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            raise _BadRequest("message content must be text")
-        turns.append(ChatTurn(message["role"], content))
-    return tuple(turns)
+        raise OpenAIError(400, str(exc)) from exc
 
 
 def build_app(
@@ -114,47 +80,15 @@ def build_app(
 ) -> Starlette:
     """The Starlette app. `refusing()` returns why local requests are refused now (draining), or None."""
 
-    def logprobs_json(piece: Piece, tokens: list[str]) -> dict:
-        content = []
-        for index, (token, logprob) in enumerate(zip(tokens, piece.logprobs, strict=True)):
-            entry: dict[str, Any] = {"token": token, "logprob": logprob}
-            if piece.top_logprobs:
-                entry["top_logprobs"] = [
-                    {"token": str(token_id), "logprob": value}
-                    for token_id, value in piece.top_logprobs[index]
-                ]
-            content.append(entry)
-        return {"content": content}
-
-    async def run(request: Request, kind: str, generation: GenerationRequest, body: dict) -> Response:
+    async def run(kind: str, generation: GenerationRequest, sampling: Sampling) -> Response:
         reason = refusing()
         if reason is not None:
             metrics.refused("draining")
-            return _error(503, reason, "unavailable")
-        completion_id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
-        created = int(time.time())
-        want_logprobs = bool(body.get("logprobs"))
+            return OpenAIError(503, reason, "unavailable").response()
+        shaper = CompletionShaper(
+            kind, model_name, logprobs=sampling.logprobs, include_usage=sampling.include_usage
+        )
         started = time.monotonic()
-
-        def choice(piece: Piece, *, delta: bool) -> dict:
-            if kind == "chat":
-                key = "delta" if delta else "message"
-                out: dict[str, Any] = {"index": 0, key: {"role": "assistant", "content": piece.text}}
-            else:
-                out = {"index": 0, "text": piece.text}
-            out["finish_reason"] = piece.finish_reason
-            if want_logprobs:
-                out["logprobs"] = logprobs_json(piece, [str(t) for t in piece.token_ids])
-            return out
-
-        def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-            return {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
-
-        object_name = "chat.completion" if kind == "chat" else "text_completion"
 
         def account(last: Piece | None, tokens_out: int, first_at: float | None) -> None:
             metrics.served(
@@ -165,7 +99,7 @@ def build_app(
             )
             metrics.output_tokens(tokens_out)
 
-        if body.get("stream"):
+        if sampling.stream:
 
             async def events() -> AsyncIterator[bytes]:
                 tokens_out, first_at, last = 0, None, None
@@ -175,90 +109,64 @@ def build_app(
                             first_at = time.monotonic()
                         tokens_out += len(piece.token_ids)
                         last = piece
-                        chunk = {
-                            "id": completion_id,
-                            "object": f"{object_name}.chunk" if kind == "chat" else object_name,
-                            "created": created,
-                            "model": model_name,
-                            "choices": [choice(piece, delta=True)],
-                        }
-                        if piece.finish_reason is not None:
-                            chunk["usage"] = usage(piece.prompt_tokens, tokens_out)
-                        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+                        yield sse(
+                            shaper.chunk(
+                                piece.text,
+                                token_ids=piece.token_ids,
+                                logprobs=piece.logprobs,
+                                top_logprobs=piece.top_logprobs,
+                                finish_reason=piece.finish_reason,
+                            )
+                        )
                 except EngineError as exc:
-                    yield b"data: " + json.dumps({"error": {"message": str(exc)}}).encode() + b"\n\n"
+                    yield sse(shaper.error_event(str(exc)))
                 account(last, tokens_out, first_at)
-                yield b"data: [DONE]\n\n"
+                if sampling.include_usage:
+                    yield sse(shaper.usage_chunk(last.prompt_tokens if last else 0, tokens_out))
+                yield SSE_DONE
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
         text, tokens_out, first_at, last = [], 0, None, None
-        merged_logprobs: list[dict] = []
+        logprobs: list[dict] = []
         try:
             async for piece in engine.generate(generation):
                 if piece.token_ids and first_at is None:
                     first_at = time.monotonic()
                 text.append(piece.text)
                 tokens_out += len(piece.token_ids)
-                if want_logprobs:
-                    merged_logprobs += logprobs_json(piece, [str(t) for t in piece.token_ids])["content"]
+                if sampling.logprobs:
+                    logprobs += shaper.logprobs_content(piece.token_ids, piece.logprobs, piece.top_logprobs)
                 last = piece
         except EngineRequestError as exc:
-            return _error(400, str(exc))
+            return OpenAIError(400, str(exc)).response()
         except EngineError as exc:
-            return _error(500, str(exc), "engine_error")
+            return OpenAIError(500, str(exc), "engine_error").response()
         account(last, tokens_out, first_at)
-        whole = Piece(
-            text="".join(text),
-            token_ids=(),
-            logprobs=(),
-            finish_reason=last.finish_reason if last else "error",
-        )
-        result = choice(whole, delta=False)
-        if want_logprobs:
-            result["logprobs"] = {"content": merged_logprobs}
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": object_name,
-                "created": created,
-                "model": model_name,
-                "choices": [result],
-                "usage": usage(last.prompt_tokens if last else 0, tokens_out),
-            }
-        )
-
-    async def read_body(request: Request) -> dict:
-        try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            raise _BadRequest(f"the body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise _BadRequest("the body must be a JSON object")
-        return body
+        finish = last.finish_reason if last and last.finish_reason else "error"
+        prompt_tokens = last.prompt_tokens if last else 0
+        return JSONResponse(shaper.completion("".join(text), finish, prompt_tokens, tokens_out, logprobs))
 
     async def chat_completions(request: Request) -> Response:
         try:
-            body = await read_body(request)
-            generation = _generation(body, max_new_tokens, messages=_chat_messages(body))
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        return await run(request, "chat", generation, body)
+            body = await read_json_body(request, MAX_BODY_BYTES)
+            sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
+            messages = tuple(ChatTurn(role, content) for role, content in parse_messages(body))  # type: ignore[arg-type]
+            generation = _generation(sampling, messages=messages)
+        except OpenAIError as exc:
+            return exc.response()
+        return await run("chat", generation, sampling)
 
     async def completions(request: Request) -> Response:
         try:
-            body = await read_body(request)
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-                ids = tuple(prompt)
-            elif isinstance(prompt, str) and prompt:
-                ids = tuple(await engine.tokenize(prompt))
-            else:
-                raise _BadRequest("prompt must be a non-empty string or a list of token ids")
-            generation = _generation(body, max_new_tokens, prompt_ids=ids)
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        return await run(request, "completion", generation, body)
+            body = await read_json_body(request, MAX_BODY_BYTES)
+            sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
+            prompt = parse_prompt(body)
+            ids = prompt if isinstance(prompt, tuple) else tuple(await engine.tokenize(prompt))
+            generation = _generation(sampling, prompt_ids=ids)
+        except OpenAIError as exc:
+            return exc.response()
+        return await run("completion", generation, sampling)
 
     async def models(request: Request) -> Response:
         entry = {
@@ -296,19 +204,4 @@ async def serve_local_api(
 ) -> None:
     """Serve `app` on `address` (host:port, port 0 for any free one) until cancelled; started with the
     base URL, e.g. http://127.0.0.1:8477."""
-    config = Config()
-    config.bind = [address]
-    config.accesslog = None  # request lines are not needed, and nothing of a prompt must reach a log
-    config.errorlog = logging.getLogger("node.local_api.http")  # the daemon's log, its format
-    config.graceful_timeout = 1.0
-    await serve(app, config, task_status=_FirstUrl(task_status))  # type: ignore[arg-type]
-
-
-class _FirstUrl:
-    """Hands hypercorn's started(binds) on as started(first URL)."""
-
-    def __init__(self, task_status: trio.TaskStatus[str]) -> None:
-        self._task_status = task_status
-
-    def started(self, binds: list[str] | None = None) -> None:
-        self._task_status.started(binds[0] if binds else "")
+    await serve_http(app, address, log_name="node.local_api.http", task_status=task_status)

@@ -61,6 +61,7 @@ async def test_streaming_sends_server_sent_events_that_add_up_to_the_answer(api,
         "max_tokens": 12,
         "temperature": 0,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     chunks = []
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -69,12 +70,14 @@ async def test_streaming_sends_server_sent_events_that_add_up_to_the_answer(api,
             if line.startswith("data: "):
                 chunks.append(line.removeprefix("data: "))
     assert chunks[-1] == "[DONE]"
-    events = [json.loads(chunk) for chunk in chunks[:-1]]
+    *events, usage = [json.loads(chunk) for chunk in chunks[:-1]]
     text = "".join(e["choices"][0]["delta"]["content"] for e in events)
     assert text == await _expected(tiny_engine, (ChatTurn("user", "Hello!"),), 12)
     assert events[-1]["choices"][0]["finish_reason"] == "length"
-    assert events[-1]["usage"]["completion_tokens"] == 12
-    assert all(e["object"] == "chat.completion.chunk" for e in events)
+    # With stream_options.include_usage, as OpenAI: usage null on every chunk, then one with the usage.
+    assert all(e["usage"] is None for e in events)
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 12
+    assert all(e["object"] == "chat.completion.chunk" for e in [*events, usage])
 
 
 @pytest.mark.trio

@@ -1,0 +1,41 @@
+"""Serving a Starlette app on hypercorn's trio worker: the local API's and the gateway's one way to listen."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+
+__all__ = ["serve_http"]
+
+
+async def serve_http(
+    app: Starlette,
+    address: str,
+    *,
+    log_name: str,
+    graceful_timeout: float = 1.0,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on `address` (host:port, port 0 for any free one) until cancelled; started with the
+    base URL, e.g. http://127.0.0.1:8477. Hypercorn's own messages go to the logger `log_name`; request
+    lines are not logged (nothing of a prompt may reach a log)."""
+    config = Config()
+    config.bind = [address]
+    config.accesslog = None
+    config.errorlog = logging.getLogger(log_name)
+    config.graceful_timeout = graceful_timeout
+    await serve(app, config, task_status=_FirstUrl(task_status))  # type: ignore[arg-type]
+
+
+class _FirstUrl:
+    """Hands hypercorn's started(binds) on as started(first URL)."""
+
+    def __init__(self, task_status: trio.TaskStatus[str]) -> None:
+        self._task_status = task_status
+
+    def started(self, binds: list[str] | None = None) -> None:
+        self._task_status.started(binds[0] if binds else "")

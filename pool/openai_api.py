@@ -1,0 +1,314 @@
+"""The OpenAI API's shapes, shared by the node's local API and the gateway: parsing requests, shaping
+answers, chunks and errors, so both speak exactly the same dialect.
+
+Requests (`parse_sampling`, `parse_messages`, `parse_prompt`): every parameter is checked and a bad one
+is an `OpenAIError` (400) naming it: `max_tokens` (or `max_completion_tokens`), `temperature`, `top_p`,
+`seed`, `stop` (a string or up to 16), `logprobs` and `top_logprobs` (0 to 20), `stream` and
+`stream_options.include_usage`.
+
+Answers (`CompletionShaper`): `chat.completion` / `text_completion` objects, and for streams their
+chunks as server-sent events, ended by `data: [DONE]`. With `stream_options.include_usage`, every chunk
+carries `"usage": null` and one more chunk with no choices carries the usage, as OpenAI does. Logprobs
+come as `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`; a token's text is what
+`token_text(id)` says (the id itself when the caller has no tokenizer).
+
+Errors: `{"error": {"message", "type", "param", "code"}}` with the HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+__all__ = [
+    "ROLES",
+    "SSE_DONE",
+    "CompletionShaper",
+    "OpenAIError",
+    "Sampling",
+    "parse_messages",
+    "parse_prompt",
+    "parse_sampling",
+    "read_json_body",
+    "sse",
+]
+
+ROLES = ("system", "user", "assistant", "tool")
+SSE_DONE = b"data: [DONE]\n\n"
+MAX_STOP_SEQUENCES = 16
+MAX_TOP_LOGPROBS = 20
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape: `status`, and `kind` as OpenAI's error type."""
+
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", *, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+async def read_json_body(request: Request, max_bytes: int) -> dict:
+    """The request's JSON object; 413 past `max_bytes` (checked before reading when the length is
+    declared, and while reading when it is not), 400 when it is not a JSON object."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise OpenAIError(413, f"the body is over the {max_bytes}-byte limit", param=None)
+    received = bytearray()
+    try:
+        async for part in request.stream():
+            received += part
+            if len(received) > max_bytes:
+                raise OpenAIError(413, f"the body is over the {max_bytes}-byte limit")
+    except ClientDisconnect:
+        raise OpenAIError(400, "the client went away while sending the body") from None
+    try:
+        body = json.loads(received)
+    except ValueError as exc:
+        raise OpenAIError(400, f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "the body must be a JSON object")
+    return body
+
+
+def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise OpenAIError(400, f"{name} must be a number in [{low}, {high}]", param=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to generate, as a request asked: the parameters both APIs pass on."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    logprobs: bool
+    top_logprobs: int
+    stream: bool
+    include_usage: bool
+
+
+def parse_sampling(body: dict, *, max_tokens_limit: int, default_max_tokens: int = 256) -> Sampling:
+    """The sampling parameters of a chat or completions request; OpenAIError(400) for a bad one."""
+    stop = body.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else stop
+    if (
+        not isinstance(stop, list | tuple)
+        or not all(isinstance(s, str) and s for s in stop)
+        or len(stop) > MAX_STOP_SEQUENCES
+    ):
+        raise OpenAIError(
+            400, "stop must be a string or a list of at most 16 non-empty strings", param="stop"
+        )
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise OpenAIError(400, "seed must be a non-negative integer below 2**64", param="seed")
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    default = min(default_max_tokens, max_tokens_limit)
+    max_tokens = _number(body, name, default, 1, max_tokens_limit)
+    if max_tokens != int(max_tokens):
+        raise OpenAIError(400, f"{name} must be an integer", param=name)
+    logprobs = body.get("logprobs") or False
+    if isinstance(logprobs, int) and not isinstance(logprobs, bool):  # the legacy completions form: a count
+        top_default, logprobs = logprobs, True
+    else:
+        top_default = 0
+    if not isinstance(logprobs, bool):
+        raise OpenAIError(400, "logprobs must be true or false", param="logprobs")
+    top_logprobs = _number(body, "top_logprobs", top_default, 0, MAX_TOP_LOGPROBS)
+    if top_logprobs != int(top_logprobs) or (top_logprobs and not logprobs):
+        raise OpenAIError(
+            400, "top_logprobs must be an integer, and needs logprobs: true", param="top_logprobs"
+        )
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise OpenAIError(400, "stream_options must be an object", param="stream_options")
+    return Sampling(
+        max_tokens=int(max_tokens),
+        temperature=float(_number(body, "temperature", 1.0, 0, 2)),
+        top_p=float(_number(body, "top_p", 1.0, 1e-9, 1)),
+        seed=seed,
+        stop=tuple(stop),
+        logprobs=logprobs,
+        top_logprobs=int(top_logprobs),
+        stream=bool(body.get("stream")),
+        include_usage=bool(options.get("include_usage")),
+    )
+
+
+def parse_messages(body: dict) -> tuple[tuple[str, str], ...]:
+    """The chat's (role, content) pairs; content parts are joined from their text parts."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise OpenAIError(400, "messages must be a non-empty list", param="messages")
+    chat = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise OpenAIError(400, f"each message needs a role in {list(ROLES)}", param="messages")
+        content = message.get("content") or ""
+        if isinstance(content, list):  # OpenAI content parts: text parts only
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if not isinstance(content, str):
+            raise OpenAIError(400, "message content must be text", param="messages")
+        chat.append((message["role"], content))
+    return tuple(chat)
+
+
+def parse_prompt(body: dict) -> str | tuple[int, ...]:
+    """A completions request's prompt: a non-empty string, or a list of token ids."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and t >= 0 for t in prompt):
+        return tuple(prompt)
+    if isinstance(prompt, str) and prompt:
+        return prompt
+    raise OpenAIError(400, "prompt must be a non-empty string or a list of token ids", param="prompt")
+
+
+def sse(event: dict) -> bytes:
+    """One server-sent event carrying `event` as JSON."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+TopLogprobs = Sequence[Sequence[tuple[int, float]]]
+
+
+class CompletionShaper:
+    """The JSON of one completion, whole or as stream chunks (module docstring). `kind` is "chat" or
+    "completion"; `model` the name answers carry."""
+
+    def __init__(
+        self,
+        kind: str,
+        model: str,
+        *,
+        logprobs: bool = False,
+        include_usage: bool = False,
+        token_text: Callable[[int], str] = str,
+        completion_id: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.logprobs = logprobs
+        self.include_usage = include_usage
+        self.token_text = token_text
+        self.id = completion_id or f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.object = "chat.completion" if kind == "chat" else "text_completion"
+
+    def logprobs_content(
+        self, token_ids: Sequence[int], logprobs: Sequence[float], top: TopLogprobs = ()
+    ) -> list[dict]:
+        """One entry per token; empty when the tokens came without logprobs."""
+        content = []
+        for index, (token_id, logprob) in enumerate(zip(token_ids, logprobs, strict=False)):
+            text = self.token_text(token_id)
+            content.append(
+                {
+                    "token": text,
+                    "logprob": logprob,
+                    "bytes": list(text.encode()),
+                    "top_logprobs": [
+                        {
+                            "token": self.token_text(alt),
+                            "logprob": value,
+                            "bytes": list(self.token_text(alt).encode()),
+                        }
+                        for alt, value in (top[index] if index < len(top) else ())
+                    ],
+                }
+            )
+        return content
+
+    def _choice(
+        self, text: str, finish_reason: str | None, logprobs: list[dict] | None, *, delta: bool
+    ) -> dict:
+        if self.kind == "chat":
+            key = "delta" if delta else "message"
+            choice: dict[str, Any] = {"index": 0, key: {"role": "assistant", "content": text}}
+        else:
+            choice = {"index": 0, "text": text}
+        choice["finish_reason"] = finish_reason
+        choice["logprobs"] = {"content": logprobs} if self.logprobs and logprobs is not None else None
+        return choice
+
+    def _envelope(self, choices: list[dict], *, chunk: bool) -> dict:
+        name = f"{self.object}.chunk" if chunk and self.kind == "chat" else self.object
+        return {
+            "id": self.id,
+            "object": name,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def chunk(
+        self,
+        text: str,
+        *,
+        token_ids: Sequence[int] = (),
+        logprobs: Sequence[float] = (),
+        top_logprobs: TopLogprobs = (),
+        finish_reason: str | None = None,
+    ) -> dict:
+        """A stream chunk with this piece of the answer (and the finish reason on the last one)."""
+        content = self.logprobs_content(token_ids, logprobs, top_logprobs) if self.logprobs else None
+        event = self._envelope([self._choice(text, finish_reason, content, delta=True)], chunk=True)
+        if self.include_usage:
+            event["usage"] = None
+        return event
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict:
+        """The stream's extra last chunk when usage was asked for: no choices, the usage."""
+        event = self._envelope([], chunk=True)
+        event["usage"] = usage(prompt_tokens, completion_tokens)
+        return event
+
+    def completion(
+        self,
+        text: str,
+        finish_reason: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        logprobs: list[dict] | None,
+    ) -> dict:
+        """The whole answer."""
+        event = self._envelope([self._choice(text, finish_reason, logprobs, delta=False)], chunk=False)
+        event["usage"] = usage(prompt_tokens, completion_tokens)
+        return event
+
+    @staticmethod
+    def error_event(message: str, kind: str = "server_error") -> dict:
+        """What a stream carries when it fails after it started (the status line is already sent)."""
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
