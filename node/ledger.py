@@ -1,9 +1,9 @@
 """The node's ledger: countersigned receipts and the replay cache's nonces, in SQLite.
 
-SQLite in WAL mode with `synchronous=FULL`, through aiosqlite, inside trio via trio-asyncio (the daemon
-runs in `trio_asyncio.open_loop()`). `store_receipt` returns only once the receipt is committed, and the
-node acknowledges a receipt to its client only after that: an acknowledged receipt survives `kill -9`
-and a power cut.
+SQLite in WAL mode with `synchronous=FULL`, through aiosqlite, inside trio via trio-asyncio
+(`pool.sqlite`; the daemon runs in `trio_asyncio.open_loop()`). `store_receipt` returns only once the
+receipt is committed, and the node acknowledges a receipt to its client only after that: an acknowledged
+receipt survives `kill -9` and a power cut.
 
 Each receipt is filed under an epoch from the node's own clock: `started_at_ms // epoch_ms` (Unix time
 cut into `epoch_ms` slices, 24 hours by default). Settlement binds receipts to chain epochs itself; this
@@ -20,18 +20,17 @@ Nothing here holds a prompt or an answer: receipts carry hashes and counts only.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import aiosqlite
 import trio
 import trio_asyncio
 
 from node.errors import NodeError
+from pool.sqlite import Database, open_database
 from protocols.envelope import ReplayCache
 from protocols.errors import ReplayError
 from protocols.inference import VerifiedReceipt
@@ -120,37 +119,20 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _aio(function):  # type: ignore[no-untyped-def]
-    return trio_asyncio.aio_as_trio(function)
-
-
 class Ledger:
     """An open ledger; use `open_ledger`. Every method is a trio coroutine."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path, epoch_ms: int) -> None:
-        self._connection = connection
-        self.path = path
+    def __init__(self, database: Database, epoch_ms: int) -> None:
+        self._database = database
+        self.path = database.path
         self.epoch_ms = epoch_ms
         self._pending_nonces: list[tuple[bytes, int]] = []
-        self._lock = trio.Lock()  # one transaction at a time on the one connection
+        self._lock = database.lock
+        self._execute = database.execute
+        self._commit = database.commit
 
     def epoch_of(self, at_ms: int) -> int:
         return at_ms // self.epoch_ms
-
-    async def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        try:
-            cursor = await _aio(self._connection.execute)(sql, parameters)
-            rows = await _aio(cursor.fetchall)()
-            await _aio(cursor.close)()
-            return list(rows)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: {exc}") from exc
-
-    async def _commit(self) -> None:
-        try:
-            await _aio(self._connection.commit)()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
 
     # ---- receipts ----
     async def store_receipt(self, verified: VerifiedReceipt) -> bool:
@@ -230,12 +212,9 @@ class Ledger:
         pending, self._pending_nonces = self._pending_nonces, []
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock:
-            try:
-                await _aio(self._connection.executemany)(
-                    "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
-                )
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+            await self._database.executemany(
+                "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
+            )
             await self._execute("DELETE FROM nonces WHERE expires_at_ms <= ?", (now,))
             await self._commit()
 
@@ -280,22 +259,8 @@ class PersistentReplayCache(ReplayCache):
 @contextlib.asynccontextmanager
 async def open_ledger(data_dir: Path, *, epoch_ms: int = DEFAULT_EPOCH_MS) -> AsyncIterator[Ledger]:
     """Open (creating) `data_dir/ledger.sqlite`. Must run inside `trio_asyncio.open_loop()`."""
-    path = Path(data_dir) / LEDGER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        connection = await _aio(aiosqlite.connect)(str(path))
-        await _aio(connection.execute)("PRAGMA journal_mode=WAL")
-        await _aio(connection.execute)("PRAGMA synchronous=FULL")
-        await _aio(connection.executescript)(_SCHEMA)
-        await _aio(connection.commit)()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
-    ledger = Ledger(connection, path, epoch_ms)
-    try:
-        yield ledger
-    finally:
-        with trio.CancelScope(shield=True):
-            await _aio(connection.close)()
+    async with open_database(Path(data_dir) / LEDGER_FILE, _SCHEMA, error=LedgerError) as database:
+        yield Ledger(database, epoch_ms)
 
 
 async def read_ledger(data_dir: Path, read: Callable[[Ledger], Awaitable[T]]) -> T:
