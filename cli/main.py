@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cli import chain, demo, model, node, relay, rewards
+from cli import ask, chain, demo, gateway, model, node, relay, rewards
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,8 +32,10 @@ def main(verbose: int) -> None:
     )
 
 
+main.add_command(ask.command)
 main.add_command(chain.group)
 main.add_command(demo.command)
+main.add_command(gateway.group)
 main.add_command(model.group)
 main.add_command(node.group)
 main.add_command(rewards.group)

@@ -76,6 +76,7 @@ class Completion:
     receipt_stored: bool = False
     request_id: bytes = b""
     peer_id: str = ""
+    node_key: bytes = b""
     receipt: Receipt | None = None
     pieces: tuple[AnswerPiece, ...] = field(default=(), repr=False)
     ttft_s: float | None = None
@@ -205,6 +206,7 @@ async def complete(
         receipt_stored=stored,
         request_id=request.request_id,
         peer_id=node.peer_id,
+        node_key=node.node_key,
         receipt=exchange.receipt.message if exchange.receipt is not None else None,
         pieces=tuple(pieces),
         ttft_s=first_token_at - started if first_token_at is not None else None,

@@ -19,9 +19,10 @@ tokens it added. Nothing is counted twice; `Answer.receipts` lists them all and 
 up. A caller that leaves early (cancellation, an HTTP client gone) resets the stream to the node, which
 stops generating.
 
-Session keys: a client signs with one throwaway Ed25519 key per session (`LightConfig` makes one per
-client unless given), and with a wallet it signs a `CreditAuthorisation` of that key per model (EIP-712
-against the Credits domain) so the receipts name who pays.
+Session keys: a client signs its requests with its peer's own key, which `HostConfig.light_client` throws
+away with the host (one per session), so the session key and the peer that may later publish a
+`UserReport` about an answer are the same, as validators require. With a wallet, the client signs a
+`CreditAuthorisation` of that key per model (EIP-712 against the Credits domain) so receipts name who pays.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ __all__ = [
     "LightClient",
     "LightConfig",
     "LightSettings",
+    "ask_model",
     "open_light_client",
 ]
 
@@ -209,7 +211,7 @@ class LightClient:
         self.watcher = watcher
         self.settings = settings
         self.router = router or Router()
-        self.identity = identity or Identity.generate()
+        self.identity = identity or Identity(host.signing_seed())
         self.wallet = wallet
         # No chain: nothing to check a registration against, so any node; with one, registered nodes.
         self.preferences = preferences or Preferences(nodes="registered" if watcher.has_chain else "any")
@@ -435,6 +437,9 @@ class LightConfig:
     chain_dir: Path | None = None
     wallet_key: str | None = None
     max_credits: int = 10**24
+    # False: a fresh peer key per session. True: the key in data_dir, kept across restarts (a gateway,
+    # which must still sign reports about answers it served before a restart).
+    persistent_identity: bool = False
     chain_refresh_s: float = 30.0
     settings: LightSettings = field(default_factory=LightSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
@@ -464,7 +469,9 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
         )
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
-        host_config = HostConfig.light_client(data_dir, bootstrap=config.bootstrap)
+        host_config = HostConfig.light_client(
+            data_dir, bootstrap=config.bootstrap, ephemeral_identity=not config.persistent_identity
+        )
         async with open_host(host_config) as host:
             facts = ChainFacts(chain, refresh_s=config.chain_refresh_s) if chain is not None else None
             async with open_pool_watcher(
@@ -479,3 +486,31 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                     account = EthAccount(bytes.fromhex(config.wallet_key.removeprefix("0x")))
                     wallet = CreditWallet(account, chain.domain("Credits"), max_credits=config.max_credits)
                 yield LightClient(host, watcher, settings=config.settings, wallet=wallet)
+
+
+async def ask_model(
+    config: LightConfig,
+    model: str,
+    messages: Sequence[tuple[str, str] | ChatMessage],
+    *,
+    on_piece: Callable[[AnswerPiece], None] | None = None,
+    resolve_timeout: float = 15.0,
+    routing: dict | None = None,
+    **options,  # type: ignore[no-untyped-def]
+) -> tuple[Answer, str]:
+    """One question from a fresh light client (one session): `model` by id (hex) or manifest name;
+    `on_piece` sees the answer as it streams; `routing` holds `Preferences` fields (`nodes` None: the
+    client's default); `options` as `LightClient.stream` takes them. Returns the answer and the model's
+    name. Raises UnknownModel, NoNodeAvailable, AllAttemptsFailed, AnswerFailedCheck, P2PError (bootstrap
+    unreachable), ChainError (a configured chain unreadable), ValueError (bad routing)."""
+    async with open_light_client(config) as client:
+        routing = dict(routing or {})
+        routing["nodes"] = routing.get("nodes") or client.preferences.nodes
+        preferences = Preferences(**routing)
+        model_id = await client.watcher.resolve(model, timeout=resolve_timeout)
+        await client.watcher.watch(model_id)
+        async with client.stream(model_id, messages, preferences=preferences, **options) as answer:
+            async for piece in answer:
+                if on_piece is not None:
+                    on_piece(piece)
+        return answer.result, client.watcher.name_of(model_id)

@@ -253,14 +253,16 @@ class PoolWatcher:
         return pool.view.members()
 
     # ---- names ----
+    def known_id(self, model: str) -> bytes | None:
+        """The id `model` names without asking the network: its hex, or a name resolved before."""
+        return parse_model_id(model) or self._names.get(model)
+
     async def resolve(self, model: str, *, timeout: float = 15.0) -> bytes:
         """The model id `model` names: its hex, or a manifest name (module docstring). UnknownModel when
         no node announces the name within `timeout` s."""
-        model_id = parse_model_id(model)
+        model_id = self.known_id(model)
         if model_id is not None:
             return model_id
-        if model in self._names:
-            return self._names[model]
         try:
             key = model_name_key(model)
         except ProtocolError as exc:

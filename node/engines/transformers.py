@@ -43,7 +43,9 @@ from node.engines.base import (
     Piece,
     ScoredToken,
 )
+from node.errors import ModelError
 from node.models.loading import LoadedModel, load_model
+from node.models.tokens import chat_token_ids
 
 __all__ = ["TransformersEngine"]
 
@@ -199,18 +201,10 @@ class TransformersEngine:
     # ------------------------------------------------------------------ tokens
 
     def _chat_ids(self, messages: Sequence[ChatTurn]) -> list[int]:
-        if not messages:
-            raise EngineRequestError("a chat needs at least one message")
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise EngineRequestError("this model has no chat template: send prompt token ids instead")
-        continues = messages[-1].role == "assistant"
-        encoded = self.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=not continues,
-            continue_final_message=continues,
-            return_dict=True,
-        )
-        return list(encoded["input_ids"])
+        try:
+            return chat_token_ids(self.tokenizer, [(m.role, m.content) for m in messages])
+        except ModelError as exc:
+            raise EngineRequestError(str(exc)) from exc
 
     async def tokenize_chat(self, messages: Sequence[ChatTurn]) -> list[int]:
         return await trio.to_thread.run_sync(self._chat_ids, list(messages))

@@ -1,0 +1,158 @@
+"""`dolphin gateway`: an OpenAI-compatible HTTP API over the network, and its config file.
+
+    dolphin gateway --bootstrap MULTIADDR --http HOST:PORT --data-dir DIR [--api-key KEY] [--model M]...
+    dolphin gateway init [--data-dir DIR]
+
+Settings: an option beats its environment variable (DOLPHIN_GATEWAY_<SETTING>), which beats the config
+file (--config, else <data dir>/gateway.toml), which beats the defaults `dolphin gateway init` writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from chain.errors import ChainError
+from cli.options import explicit_settings, setting_option
+from p2p import P2PError
+from pool.errors import PoolError
+from pool.gateway import serve_gateway
+from pool.gateway_config import CONFIG_FILE, GatewayConfig, env_name, load_config, render_config
+
+_SETTINGS = (
+    "data_dir",
+    "http",
+    "bootstrap",
+    "api_key",
+    "models",
+    "nodes",
+    "min_verification",
+    "drain_timeout",
+    "rpc_url",
+    "deployment",
+    "chain_dir",
+    "key_file",
+)
+_setting = setting_option(GatewayConfig, env_name)
+_DIR = click.Path(file_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class _Started:
+    """serve_gateway's task status: say where it serves."""
+
+    def started(self, document: dict | None = None) -> None:
+        assert document is not None
+        click.echo(
+            f"gateway serving the OpenAI API at {document['http']}/v1 (peer {document['peer_id']})", err=True
+        )
+        if document["api_key_required"]:
+            click.echo("  clients must send `Authorization: Bearer <key>`", err=True)
+        click.echo(
+            f"  answered by {document['nodes']} nodes; metrics at {document['http']}/metrics", err=True
+        )
+
+
+@click.group("gateway", invoke_without_command=True)
+@click.option(
+    "--config",
+    "config_file",
+    type=_FILE,
+    envvar=env_name("config"),
+    help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
+)
+@_setting(
+    "--data-dir", setting="data_dir", type=_DIR, help="Receipts of served answers, reports, ready.json."
+)
+@_setting("--http", setting="http", help="HOST:PORT the OpenAI-compatible API listens on.")
+@_setting(
+    "--bootstrap",
+    setting="bootstrap",
+    multiple=True,
+    default=None,
+    envvar="DOLPHIN_BOOTSTRAP",
+    help="Bootstrap/relay peer /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
+)
+@_setting("--api-key", setting="api_key", help="Require `Authorization: Bearer KEY` from clients.")
+@_setting(
+    "--model",
+    "-m",
+    setting="models",
+    multiple=True,
+    default=None,
+    help="Model to list from the start, by id or name (repeatable); others are found on request.",
+)
+@_setting(
+    "--nodes",
+    setting="nodes",
+    type=click.Choice(["auto", "any", "registered", "bonded"]),
+    help="Which nodes answer by default (auto: any without a chain, registered with one).",
+)
+@_setting(
+    "--min-verification",
+    setting="min_verification",
+    type=click.Choice(["good", "suspect"]),
+    help="Default minimum validator standing of the nodes that answer.",
+)
+@_setting("--drain-timeout", setting="drain_timeout", type=float, help="Seconds answers may take on SIGTERM.")
+@_setting("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL.")
+@_setting(
+    "--deployment", setting="deployment", type=_FILE, envvar="DOLPHIN_DEPLOYMENT", help="Deployment file."
+)
+@_setting(
+    "--chain-dir",
+    setting="chain_dir",
+    type=_DIR,
+    envvar="DOLPHIN_DATA_DIR",
+    help="Where `dolphin chain` keeps ready.json and deployments.",
+)
+@_setting(
+    "--key-file",
+    setting="key_file",
+    type=_FILE,
+    envvar="DOLPHIN_KEY_FILE",
+    help="Hex private key of the wallet whose credit pays (needs a chain).",
+)
+@click.pass_context
+def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
+    """Serve an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions, /v1/reports)
+    answered by the network's nodes, until Ctrl-C or SIGTERM (which drain first).
+
+    Example: dolphin gateway --bootstrap /ip4/…/tcp/4001/p2p/… --http 127.0.0.1:8080 --data-dir ~/gateway
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        config = load_config(config_file, explicit_settings(ctx, _SETTINGS))
+        if logging.getLogger().level > logging.DEBUG:
+            logging.getLogger("libp2p").setLevel(logging.ERROR)  # remote misbehaviour, logged by us
+        logging.getLogger("pool").setLevel(min(logging.INFO, logging.getLogger().level))
+        trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ChainError as exc:
+        raise click.ClickException(f"{exc}\nCheck --rpc-url and --deployment, or leave them out.") from None
+    except P2PError as exc:
+        raise click.ClickException(f"{exc}\nCheck --bootstrap.") from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc}\nIs another process using the --http port?") from None
+
+
+@group.command("init")
+@_setting("--data-dir", setting="data_dir", type=_DIR, help="Write <data dir>/gateway.toml.")
+@click.option("--config", "config_file", type=_FILE, help="Write the config file here instead.")
+@click.option("--force", is_flag=True, help="Replace an existing config file.")
+def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -> None:
+    """Write a config file with every setting, its default and what it does."""
+    config = GatewayConfig(**({"data_dir": data_dir} if data_dir else {}))
+    path = config_file or config.data_dir / CONFIG_FILE
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_config(config))
+    click.echo(f"wrote {path}")

@@ -1,0 +1,606 @@
+"""`serve_gateway(config)`: an OpenAI-compatible HTTP API in front of a light client — `dolphin gateway`.
+
+    GET  /v1/models             every watched model with live nodes: id (its name), node count, speed, price
+    POST /v1/chat/completions   chat; "stream": true for server-sent events
+    POST /v1/completions        a prompt string, continued as the assistant's text (the network serves
+                                chat models through their template; token-id prompts are refused)
+    POST /v1/reports            flag a bad answer by its id: {"request_id", "reason", "reporter"?}
+    GET  /metrics, /health      Prometheus text format; 200 while serving, 503 while draining
+
+Requests take OpenAI's parameters (`pool.openai_api`): max_tokens, temperature, top_p, seed, stop,
+logprobs/top_logprobs, stream, stream_options.include_usage; `prompt_cache_key` keeps a conversation on
+one node (its prefix cache); and a `provider` object in the manner of OpenRouter's routes the request:
+`{"sort": "balanced"|"speed"|"throughput"|"latency", "nodes": "any"|"registered"|"bonded",
+"bonded_only": bool, "min_verification": "good"|"suspect", "max_suspicion": 0..1}`. `usage` adds up the
+nodes' signed receipts. Errors are OpenAI's JSON with 400 (bad JSON or parameters), 401 (API key),
+404 (unknown model or answer), 413 (body too large), 503 (no node, all attempts failed, draining).
+
+The API key (`--api-key`, DOLPHIN_GATEWAY_API_KEY) is checked on every /v1 endpoint when set. A client
+that disconnects mid-answer cancels it: the stream to the node is reset and the node stops generating.
+The receipts of served answers are kept in the data dir (`pool.receipts`) without prompts or answers;
+a report is signed by this gateway's peer key (the session key its requests were signed with, which
+validators check against the receipt) and published on REPORTS_TOPIC once a validator is connected.
+
+Operations as `dolphin node`: a config file with documented defaults, ready.json (peer id, `http` URL),
+metrics, and on SIGTERM/SIGINT a drain (503 for new requests, answers in flight finish for up to
+`drain_timeout` s). Nothing of a prompt or answer is logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import os
+import signal
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+import trio_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from p2p import P2PError
+from p2p.daemon import ready_document, write_ready_file
+from pool.errors import PoolError, UnknownModel
+from pool.gateway_config import GatewayConfig
+from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from pool.http import serve_http
+from pool.light import Answer, LightClient, LightConfig, LightSettings, open_light_client
+from pool.openai_api import (
+    SSE_DONE,
+    CompletionShaper,
+    OpenAIError,
+    Sampling,
+    parse_messages,
+    parse_prompt,
+    parse_sampling,
+    read_json_body,
+    sse,
+)
+from pool.receipts import ReceiptBook, ServedReceipt, open_receipt_book
+from pool.routing import Preferences
+from pool.watch import WatchSettings
+from protocols import envelope
+from protocols.errors import ProtocolError
+from protocols.ids import REPORTS_TOPIC
+from protocols.messages import UserReport
+
+__all__ = ["Gateway", "serve_gateway"]
+
+log = logging.getLogger(__name__)
+
+REPORT_RETRY_SECONDS = 2.0
+_SORTS = {"balanced": "balanced", "speed": "speed", "throughput": "speed", "latency": "latency"}
+_PROVIDER_KEYS = {"sort", "nodes", "bonded_only", "min_verification", "max_suspicion", "conversation"}
+
+Emit = Callable[[bytes], Awaitable[None]]
+
+
+class _AnswerResponse:
+    """An ASGI response that runs `produce(emit)` and sends what it emits, cancelled the moment the client
+    disconnects. Its status line waits for the first emitted bytes, so an error raised before them (no
+    node, all attempts failed) still gets its own status; one raised after goes into the stream."""
+
+    def __init__(
+        self, produce: Callable[[Emit], Awaitable[None]], media_type: str, *, streaming: bool
+    ) -> None:
+        self.produce = produce
+        self.media_type = media_type
+        self.streaming = streaming
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = disconnected = False
+        failed: OpenAIError | None = None
+
+        async def emit(data: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                headers = [(b"content-type", self.media_type.encode())]
+                if self.streaming:
+                    headers.append((b"cache-control", b"no-cache"))
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_disconnect() -> None:
+                nonlocal disconnected
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                disconnected = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(cancel_on_disconnect)
+            try:
+                await self.produce(emit)
+            except OpenAIError as exc:
+                if started:
+                    await emit(sse(CompletionShaper.error_event(exc.message, exc.kind)) + SSE_DONE)
+                else:
+                    failed = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if disconnected:
+            return
+        if failed is not None:
+            await failed.response()(scope, receive, send)
+        elif started:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _error_of(exc: PoolError) -> OpenAIError:
+    if isinstance(exc, UnknownModel):
+        return OpenAIError(404, str(exc), param="model")
+    return OpenAIError(503, str(exc), "unavailable")
+
+
+class Gateway:
+    """The HTTP side over a light client; `app()` is the Starlette app (module docstring)."""
+
+    def __init__(self, config: GatewayConfig, client: LightClient, book: ReceiptBook) -> None:
+        self.config = config
+        self.client = client
+        self.book = book
+        self.metrics = GatewayMetrics()
+        self.draining = False
+        self.in_flight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._reports_waiting = trio.Event()
+        nodes = (
+            config.nodes if config.nodes != "auto" else ("registered" if client.watcher.has_chain else "any")
+        )
+        self.preferences = Preferences(nodes=nodes, min_standing=config.min_verification)  # type: ignore[arg-type]
+
+    # ---- requests ----
+    def _check_key(self, request: Request) -> None:
+        if self.config.api_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self.config.api_key.encode()
+        ):
+            raise OpenAIError(401, "invalid API key: send `Authorization: Bearer <key>`", param=None)
+
+    def _preferences(self, body: dict) -> tuple[Preferences, str | None]:
+        """The request's routing preferences and conversation key (module docstring)."""
+        provider = body.get("provider") or {}
+        if not isinstance(provider, dict) or set(provider) - _PROVIDER_KEYS:
+            raise OpenAIError(
+                400, f"provider must be an object with keys among {sorted(_PROVIDER_KEYS)}", param="provider"
+            )
+        conversation = provider.get("conversation") or body.get("prompt_cache_key")
+        if conversation is not None and not isinstance(conversation, str):
+            raise OpenAIError(400, "prompt_cache_key must be a string", param="prompt_cache_key")
+        nodes = provider.get("nodes", "bonded" if provider.get("bonded_only") else self.preferences.nodes)
+        try:
+            preferences = Preferences(
+                nodes=nodes,
+                min_standing=provider.get("min_verification", self.preferences.min_standing),
+                max_suspicion=provider.get("max_suspicion"),
+                sort=_SORTS[provider.get("sort", "balanced")],  # type: ignore[arg-type]
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise OpenAIError(400, f"bad provider preferences: {exc}", param="provider") from exc
+        return preferences, conversation
+
+    async def _model(self, body: dict) -> tuple[bytes, str]:
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise OpenAIError(400, "model is required: a model name or id from /v1/models", param="model")
+        watched = len(self.client.watcher.watched())
+        known = self.client.watcher.known_id(name)
+        if known is None and watched >= self.config.max_models:
+            raise OpenAIError(
+                404, f"this gateway watches {watched} models already; {name!r} is not one", param="model"
+            )
+        try:
+            model_id = await self.client.watcher.resolve(name, timeout=self.config.resolve_timeout)
+        except UnknownModel as exc:
+            raise OpenAIError(404, f"unknown model {name!r}: {exc}", param="model") from exc
+        await self.client.watcher.watch(model_id)
+        return model_id, name
+
+    async def _prepare(self, request: Request, kind: str) -> tuple[dict, Sampling, tuple, bytes, str]:
+        self._check_key(request)
+        if self.draining:
+            raise OpenAIError(503, "the gateway is shutting down; retry elsewhere", "unavailable")
+        body = await read_json_body(request, self.config.max_body_bytes)
+        sampling = parse_sampling(
+            body,
+            max_tokens_limit=self.config.max_tokens_limit,
+            default_max_tokens=self.config.default_max_tokens,
+        )
+        if kind == "chat":
+            messages = parse_messages(body)
+        else:
+            prompt = parse_prompt(body)
+            if not isinstance(prompt, str):
+                raise OpenAIError(
+                    400, "token-id prompts are not served through the network; send text", param="prompt"
+                )
+            messages = (("assistant", prompt),)
+        model_id, name = await self._model(body)
+        return body, sampling, messages, model_id, name
+
+    async def _answer(self, request: Request, kind: str) -> Any:
+        endpoint = "chat" if kind == "chat" else "completions"
+        try:
+            body, sampling, messages, model_id, name = await self._prepare(request, kind)
+            preferences, conversation = self._preferences(body)
+        except OpenAIError as exc:
+            self.metrics.requests.labels(endpoint, str(exc.status)).inc()
+            return exc.response()
+        shaper = CompletionShaper(
+            kind, name, logprobs=sampling.logprobs, include_usage=sampling.include_usage
+        )
+        started = time.monotonic()
+
+        async def produce(emit: Emit) -> None:
+            self._enter()
+            status = "200"
+            try:
+                answer = await self._stream(
+                    emit, shaper, sampling, model_id, messages, preferences, conversation, started
+                )
+                await self._file(answer, shaper.id)
+            except OpenAIError as exc:
+                status = str(exc.status)
+                raise
+            except trio.Cancelled:
+                status = "499"  # the client went away
+                raise
+            finally:
+                self.metrics.requests.labels(endpoint, status).inc()
+                self._leave()
+
+        media = "text/event-stream" if sampling.stream else "application/json"
+        return _AnswerResponse(produce, media, streaming=sampling.stream)
+
+    async def _stream(
+        self,
+        emit: Emit,
+        shaper: CompletionShaper,
+        sampling: Sampling,
+        model_id: bytes,
+        messages: tuple,
+        preferences: Preferences,
+        conversation: str | None,
+        started: float,
+    ) -> Answer:
+        logprobs: list[dict] = []
+        first = True
+        try:
+            async with self.client.stream(
+                model_id,
+                messages,
+                max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                seed=sampling.seed,
+                stop=sampling.stop,
+                top_logprobs=sampling.top_logprobs if sampling.logprobs else 0,
+                preferences=preferences,
+                conversation=conversation,
+            ) as answer:
+                async for piece in answer:
+                    if first and piece.token_ids:
+                        first = False
+                        self.metrics.ttft.observe(time.monotonic() - started)
+                    if sampling.stream:
+                        chunk = shaper.chunk(
+                            piece.text,
+                            token_ids=piece.token_ids,
+                            logprobs=piece.logprobs,
+                            top_logprobs=piece.top_logprobs,
+                        )
+                        await emit(sse(chunk))
+                    elif sampling.logprobs:
+                        logprobs += shaper.logprobs_content(
+                            piece.token_ids, piece.logprobs, piece.top_logprobs
+                        )
+        except PoolError as exc:
+            self._count_attempts(getattr(exc, "attempts", []))
+            raise _error_of(exc) from exc
+        result = answer.result
+        self._count(result)
+        if sampling.stream:
+            await emit(sse(shaper.chunk("", finish_reason=result.finish_reason)))
+            if sampling.include_usage:
+                await emit(sse(shaper.usage_chunk(result.tokens_in, result.tokens_out)))
+            await emit(SSE_DONE)
+        else:
+            text = shaper.completion(
+                result.text, result.finish_reason, result.tokens_in, result.tokens_out, logprobs
+            )
+            await emit(json.dumps(text).encode())
+        return result
+
+    def _count(self, answer: Answer) -> None:
+        for attempt in answer.attempts:
+            self.metrics.attempts.labels(attempt.reason if attempt.error else "ok").inc()
+        if answer.failovers:
+            self.metrics.failovers.inc()
+        self.metrics.tokens.labels("prompt").inc(answer.tokens_in)
+        self.metrics.tokens.labels("completion").inc(answer.tokens_out)
+
+    def _count_attempts(self, failures: list) -> None:
+        for failure in failures:
+            self.metrics.attempts.labels(getattr(failure, "reason", "lost")).inc()
+
+    async def _file(self, answer: Answer, answer_id: str) -> None:
+        served = [
+            ServedReceipt(
+                request_id=completion.request_id,
+                answer_id=answer_id,
+                peer_id=completion.peer_id,
+                node_key=completion.node_key,
+                model=answer.model,
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.receipt.tokens_out,
+                countersigned=completion.countersigned_receipt,
+            )
+            for completion in answer.receipts
+            if completion.countersigned_receipt is not None and completion.receipt is not None
+        ]
+        if served:
+            with trio.CancelScope(shield=True):  # the client may go now; the evidence stays
+                await self.book.add(served)
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        if self.in_flight == 1:
+            self._idle = trio.Event()
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # ---- models ----
+    def _model_entry(self, model_id: bytes) -> dict | None:
+        candidates = self.client.watcher.candidates(model_id)
+        if not candidates:
+            return None
+        name = self.client.watcher.name_of(model_id)
+        records = self.client.router.statistics(trio.current_time())
+        speeds = [
+            records.get(c.peer_id, {}).get("tokens_per_s") or c.attested_tokens_per_s for c, _ in candidates
+        ]
+        speeds = [s for s in speeds if s]
+        price = self.config.price_of(model_id, name)
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "dolphin-network",
+            "dolphin_model_id": model_id.hex(),
+            "nodes": len(candidates),
+            "tokens_per_second": round(statistics.median(speeds), 1) if speeds else None,
+            "pricing": {
+                "prompt": price,
+                "completion": price,
+                "per_tokens": 1_000_000,
+                "currency": "payment token",
+            },
+        }
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._check_key(request)
+        except OpenAIError as exc:
+            return exc.response()
+        entries = [e for pool in self.client.watcher.watched() if (e := self._model_entry(pool.model))]
+        return JSONResponse({"object": "list", "data": entries})
+
+    # ---- reports ----
+    async def reports(self, request: Request) -> Response:
+        try:
+            self._check_key(request)
+            body = await read_json_body(request, self.config.max_body_bytes)
+            answer_id, reason, reporter = body.get("request_id"), body.get("reason"), body.get("reporter")
+            if not isinstance(answer_id, str) or not answer_id:
+                raise OpenAIError(
+                    400, "request_id is required: the id of the answer to report", param="request_id"
+                )
+            if not isinstance(reason, str) or not reason.strip():
+                raise OpenAIError(400, "reason is required: what is wrong with the answer", param="reason")
+            reporter_address = self._address(reporter)
+            served = await self.book.find(answer_id)
+            if not served:
+                raise OpenAIError(404, f"this gateway served no answer {answer_id!r}", param="request_id")
+            identity = self.client.identity
+            ids = []
+            for receipt in served:
+                report = UserReport(
+                    request_id=receipt.request_id,
+                    node_key=receipt.node_key,
+                    model=receipt.model,
+                    receipt=receipt.countersigned,
+                    reason=reason.encode()[:1024].decode(errors="ignore"),
+                    reporter=reporter_address,
+                )
+                ids.append(await self.book.add_report(receipt.request_id, envelope.sign(report, identity)))
+                self.metrics.reports.labels("queued").inc()
+        except OpenAIError as exc:
+            return exc.response()
+        except ProtocolError as exc:
+            return OpenAIError(400, f"cannot make the report: {exc}").response()
+        self._reports_waiting.set()
+        return JSONResponse(
+            {"object": "report", "ids": ids, "nodes": [r.peer_id for r in served]}, status_code=202
+        )
+
+    @staticmethod
+    def _address(text: object) -> bytes | None:
+        if text is None:
+            return None
+        if not isinstance(text, str) or len(text.removeprefix("0x")) != 40:
+            raise OpenAIError(400, "reporter must be an address, 0x and 40 hex digits", param="reporter")
+        try:
+            return bytes.fromhex(text.removeprefix("0x"))
+        except ValueError:
+            raise OpenAIError(
+                400, "reporter must be an address, 0x and 40 hex digits", param="reporter"
+            ) from None
+
+    async def serve_reports(self) -> None:
+        """Publish queued reports whenever a validator (a subscriber of REPORTS_TOPIC) is connected."""
+        gossip = self.client.host.gossip
+        while True:
+            with trio.move_on_after(REPORT_RETRY_SECONDS):
+                await self._reports_waiting.wait()
+            self._reports_waiting = trio.Event()
+            if not gossip.topic_peers(REPORTS_TOPIC):
+                continue
+            for report_id, data in await self.book.pending_reports():
+                try:
+                    await gossip.publish(REPORTS_TOPIC, data)
+                except P2PError as exc:
+                    log.warning("could not publish a report (retrying): %s", exc)
+                    break
+                await self.book.mark_published(report_id)
+                self.metrics.reports.labels("published").inc()
+
+    # ---- the app ----
+    def app(self) -> Starlette:
+        async def chat(request: Request) -> Any:
+            return await self._answer(request, "chat")
+
+        async def completions(request: Request) -> Any:
+            return await self._answer(request, "completion")
+
+        async def metrics(request: Request) -> Response:
+            pools = {
+                self.client.watcher.name_of(p.model): len(p.view.members())
+                for p in self.client.watcher.watched()
+            }
+            return Response(self.metrics.render(pools), media_type=CONTENT_TYPE_LATEST)
+
+        async def health(request: Request) -> Response:
+            status = 503 if self.draining else 200
+            return JSONResponse({"serving": not self.draining, "in_flight": self.in_flight}, status)
+
+        return Starlette(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/chat/completions", chat, methods=["POST"]),
+                Route("/v1/completions", completions, methods=["POST"]),
+                Route("/v1/reports", self.reports, methods=["POST"]),
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/health", health, methods=["GET"]),
+            ]
+        )
+
+
+def _light_config(config: GatewayConfig) -> LightConfig:
+    wallet_key = None
+    if config.key_file is not None:
+        from chain.client import read_key_file
+
+        wallet_key = read_key_file(config.key_file)
+    return LightConfig(
+        bootstrap=config.bootstrap,
+        data_dir=config.data_dir / "peer",
+        chain_rpc_url=config.rpc_url,
+        chain_deployment=config.deployment,
+        chain_dir=config.chain_dir,
+        wallet_key=wallet_key,
+        chain_refresh_s=config.chain_refresh_seconds,
+        persistent_identity=True,
+        settings=LightSettings(
+            max_attempts=config.max_attempts,
+            first_token_timeout=config.first_token_timeout,
+            stall_timeout=config.stall_timeout,
+        ),
+        watch=WatchSettings(),
+    )
+
+
+async def _watch_configured(client: LightClient, config: GatewayConfig) -> None:
+    """Watch the configured models (names are looked up in the background, retried until found)."""
+    async with trio.open_nursery() as nursery:
+        for model in config.models:
+
+            async def watch(model: str = model) -> None:
+                while True:
+                    try:
+                        await client.watcher.watch(
+                            await client.watcher.resolve(model, timeout=config.resolve_timeout)
+                        )
+                        return
+                    except UnknownModel:
+                        log.info("no node serves %r yet; looking again", model)
+
+            nursery.start_soon(watch)
+
+
+async def serve_gateway(
+    config: GatewayConfig, *, task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
+    document. Raises P2PError (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
+    OSError (the HTTP address is taken) at start."""
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            trio_asyncio.open_loop(),
+            open_receipt_book(data_dir) as book,
+            open_light_client(_light_config(config)) as client,
+            trio.open_nursery() as nursery,
+        ):
+            gateway = Gateway(config, client, book)
+            nursery.start_soon(_watch_configured, client, config)
+            nursery.start_soon(gateway.serve_reports)
+            serve = functools.partial(
+                serve_http, gateway.app(), config.http, log_name="pool.gateway.http", graceful_timeout=1.0
+            )
+            url = await nursery.start(serve)
+            document = ready_document(
+                client.host,
+                {
+                    "http": url,
+                    "api_key_required": config.api_key is not None,
+                    "chain": config.rpc_url if client.watcher.has_chain else None,
+                    "paying_wallet": "0x" + client.wallet.account.address.hex() if client.wallet else None,
+                    "nodes": gateway.preferences.nodes,
+                },
+            )
+            ready = write_ready_file(data_dir, document)
+            log.info("gateway serving %s (peer %s)", url, client.host.peer_id)
+            task_status.started(document)
+            try:
+                async for _ in signals:
+                    break
+                log.info("draining: refusing new requests, %d in flight", gateway.in_flight)
+                gateway.draining = True
+                with trio.move_on_after(config.drain_timeout):
+                    async with trio.open_nursery() as waiting:
+
+                        async def stop_on_second_signal() -> None:
+                            async for _ in signals:
+                                log.warning("second signal: stopping now")
+                                waiting.cancel_scope.cancel()
+
+                        waiting.start_soon(stop_on_second_signal)
+                        await gateway.wait_idle()
+                        waiting.cancel_scope.cancel()
+            finally:
+                ready.unlink(missing_ok=True)
+                nursery.cancel_scope.cancel()
+    log.info("stopped")

@@ -1,0 +1,192 @@
+"""The gateway's configuration: one dataclass whose fields document themselves, read from a TOML file.
+
+Where a setting comes from, strongest first: a command-line option, its environment variable
+(DOLPHIN_GATEWAY_<SETTING>, e.g. DOLPHIN_GATEWAY_API_KEY), the config file (`--config`, else
+<data dir>/gateway.toml when it exists), the default here. `dolphin gateway init` writes the file with
+every setting, its default and what it does (`pool.settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pool import settings
+from pool.errors import PoolError
+
+__all__ = ["CONFIG_FILE", "ENV_PREFIX", "GatewayConfig", "GatewayConfigError", "load_config", "render_config"]
+
+CONFIG_FILE = "gateway.toml"
+ENV_PREFIX = "DOLPHIN_GATEWAY_"
+_doc = settings.doc
+
+
+class GatewayConfigError(PoolError):
+    """A setting is unknown, of the wrong type, or out of range."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Every setting of `dolphin gateway`; see `render_config` for the file form."""
+
+    data_dir: Path = field(
+        default=Path("~/.dolphin/gateway"),
+        metadata=_doc("The receipts of served answers, users' reports and ready.json live here."),
+    )
+    http: str = field(
+        default="127.0.0.1:8080",
+        metadata=_doc("host:port the OpenAI-compatible API listens on (0.0.0.0 to serve other machines)."),
+    )
+    bootstrap: tuple[str, ...] = field(
+        default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
+    )
+    api_key: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Clients must send `Authorization: Bearer <key>` when set (better given as "
+            "DOLPHIN_GATEWAY_API_KEY than written here)."
+        ),
+    )
+    models: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Models listed by /v1/models from the start, by id (hex) or manifest name; any other is "
+            "looked up in the network on its first request."
+        ),
+    )
+    max_models: int = field(
+        default=64, metadata=_doc("Most distinct models watched at once (each costs gossip topics).")
+    )
+    nodes: str = field(
+        default="auto",
+        metadata=_doc(
+            "Which nodes answer by default: any, registered, bonded; auto is any without a chain and "
+            "registered with one. A request's `provider` object may ask for stricter."
+        ),
+    )
+    min_verification: str | None = field(
+        default=None,
+        metadata=_doc("Default minimum validator standing: good, suspect, or none (unset)."),
+    )
+    prices: dict[str, str] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "Price per 1M tokens by model id or name, in the payment token, as /v1/models lists it. "
+            "The contracts do not hold per-model prices yet; this is the gateway's own list."
+        ),
+    )
+    default_price: str = field(
+        default="0", metadata=_doc("Price per 1M tokens of a model missing from prices.")
+    )
+    max_body_bytes: int = field(default=1 << 20, metadata=_doc("Largest request body accepted (413 above)."))
+    max_tokens_limit: int = field(default=4096, metadata=_doc("Most tokens one request may ask for."))
+    default_max_tokens: int = field(default=256, metadata=_doc("max_tokens of a request that names none."))
+    max_attempts: int = field(default=3, metadata=_doc("Nodes tried per request before giving up (503)."))
+    first_token_timeout: float = field(
+        default=60.0, metadata=_doc("Seconds a node may take to its first token before another is asked.")
+    )
+    stall_timeout: float = field(
+        default=15.0, metadata=_doc("Seconds a node may go silent mid-answer before another goes on.")
+    )
+    resolve_timeout: float = field(
+        default=15.0, metadata=_doc("Seconds to look a model name up in the network before a 404.")
+    )
+    drain_timeout: float = field(
+        default=30.0, metadata=_doc("On SIGTERM/SIGINT, seconds answers in flight may take to finish.")
+    )
+    rpc_url: str | None = field(
+        default=None, metadata=_doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
+    )
+    deployment: Path | None = field(
+        default=None, metadata=_doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
+    )
+    chain_dir: Path = field(
+        default=Path("~/.dolphin"), metadata=_doc("Where `dolphin chain` keeps ready.json and deployments.")
+    )
+    chain_refresh_seconds: float = field(
+        default=30.0, metadata=_doc("Seconds between re-reads of validators, registrations and bonds.")
+    )
+    key_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Hex private key of the wallet whose deposited credit pays for answers (needs a chain); "
+            "without one, answers are unpaid."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Path):
+                object.__setattr__(self, item.name, value.expanduser())
+        positive = (
+            "max_models",
+            "max_body_bytes",
+            "max_tokens_limit",
+            "default_max_tokens",
+            "max_attempts",
+            "first_token_timeout",
+            "stall_timeout",
+            "resolve_timeout",
+            "drain_timeout",
+            "chain_refresh_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise GatewayConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.nodes not in ("auto", "any", "registered", "bonded"):
+            raise GatewayConfigError(f"nodes must be auto, any, registered or bonded, not {self.nodes!r}")
+        if self.min_verification not in (None, "good", "suspect"):
+            raise GatewayConfigError(
+                f"min_verification must be good or suspect, not {self.min_verification!r}"
+            )
+        host, _, port = self.http.rpartition(":")
+        if not host or not port.isdigit():
+            raise GatewayConfigError(f"http must be HOST:PORT, not {self.http!r}")
+        for name, price in {**self.prices, "default_price": self.default_price}.items():
+            try:
+                if Decimal(price) < 0 or not Decimal(price).is_finite():
+                    raise InvalidOperation
+            except InvalidOperation:
+                raise GatewayConfigError(
+                    f"price of {name!r} must be a decimal number >= 0, not {price!r}"
+                ) from None
+
+    def price_of(self, model_id: bytes, name: str) -> str:
+        """The price per 1M tokens of a model, by its id or its name."""
+        return self.prices.get(model_id.hex(), self.prices.get(name, self.default_price))
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: DOLPHIN_GATEWAY_<SETTING>."""
+    return settings.env_name(ENV_PREFIX, setting)
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Defaults, then the config file, then DOLPHIN_GATEWAY_<SETTING> variables, then `overrides`."""
+    return settings.load_settings(
+        GatewayConfig,
+        prefix=ENV_PREFIX,
+        file_name=CONFIG_FILE,
+        config_file=config_file,
+        overrides=overrides,
+        environ=environ,
+        error=GatewayConfigError,
+    )
+
+
+def render_config(config: GatewayConfig | None = None) -> str:
+    """The config file: every setting with what it does; unset optional ones commented out."""
+    header = (
+        "dolphin gateway configuration. Command-line options and DOLPHIN_GATEWAY_<SETTING> environment\n"
+        "variables override what is written here; deleting a line restores its default."
+    )
+    return settings.render_settings(config or GatewayConfig(), header)
