@@ -10,7 +10,8 @@ One request per stream on INFERENCE_PROTOCOL (protocols/ids.py), frames length-p
 Many requests are answered at once: the service hands each to the engine, which batches them; nothing
 here serialises requests. Tokens go out in small batches (`protocols.inference.TokenBatcher`): the first as
 soon as it exists (time to first token), then whatever the engine produced in each `flush_interval`, so the
-stream shows fewer, coarser frames than one per token. Every token travels with its logprob.
+stream shows fewer, coarser frames than one per token. Every token travels with its logprob, and with the
+alternatives the request asked for (`top_logprobs`).
 
 Everything from the network is untrusted. A request that cannot be opened is dropped with the stream
 reset; one that opens but fails a check (signature, expiry, replay, addressee, credit) or that the node
@@ -416,7 +417,12 @@ class _PacedSender:
                     self.first_token_at = time.monotonic()
                     self.first_token_ms = _now_ms() - self._started_ms
                 logprobs = tuple(_micro(logprob) for logprob in piece.logprobs)
-                await self._send(self.batcher.add(piece.text, piece.token_ids, logprobs))
+                top = tuple(
+                    tuple((token, _micro(lp)) for token, lp in options) for options in piece.top_logprobs
+                )
+                await self._send(
+                    self.batcher.add(piece.text, piece.token_ids, logprobs, top_logprobs_micro=top)
+                )
                 if piece.finish_reason is not None:
                     break
         await self._send(self.batcher.flush())
