@@ -7,23 +7,26 @@
     completion = await complete(client_host, member.contact, [("user", "hi")], identity=Identity.generate())
 
 The process is the real command line (`python -m cli.main node`), bound to 127.0.0.1, its local API on a
-free port, waited on through ready.json; its output goes to <data dir>/peer.log.
+free port, waited on through ready.json; its output goes to <data dir>/peer.log. `running_pool` starts a
+relay and several nodes at once (some listening, some reachable only through the relay) for a test
+module or a benchmark to share.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import trio
 
 from p2p import DolphinHost, P2PError
-from p2p.testing import LOCALHOST, PeerProcess
+from p2p.testing import LOCALHOST, PeerProcess, relay_process
 from pool import Member, PoolView
 from protocols.eth import TypedDomain
 from protocols.ids import pool_topic
 
-__all__ = ["find_member", "node_process", "watch_pool"]
+__all__ = ["find_member", "node_process", "running_pool", "watch_pool"]
 
 # Pool views check operator bindings against the Bonding contract's domain; nodes in these tests are
 # unregistered (no binding) unless a test registers them on its own chain.
@@ -47,6 +50,44 @@ def node_process(data_dir: Path, model_dir: Path, *args: str, listen: bool = Tru
         ],
         program=("cli.main", "-v", "node"),
     )
+
+
+@contextlib.contextmanager
+def running_pool(
+    base_dir: Path,
+    model_dir: Path,
+    *,
+    direct: int = 1,
+    hidden: int = 1,
+    node_args: Sequence[str] = (),
+    timeout: float = 180.0,
+) -> Iterator[tuple[PeerProcess, list[PeerProcess]]]:
+    """A relay and `direct` + `hidden` node processes serving `model_dir` (the hidden ones without a
+    listen address: reachable through the relay only), all ready; stopped on exit. Yields (relay, nodes),
+    the direct nodes first."""
+    relay = relay_process(base_dir / "relay")
+    nodes: list[PeerProcess] = []
+    try:
+        trio.run(relay.wait_ready)
+        for index in range(direct + hidden):
+            name = f"node-{index}" if index < direct else f"hidden-{index - direct}"
+            nodes.append(
+                node_process(
+                    base_dir / name, model_dir, "--bootstrap", relay.addr, *node_args, listen=index < direct
+                )
+            )
+
+        async def ready() -> None:
+            async with trio.open_nursery() as nursery:
+                for node in nodes:
+                    nursery.start_soon(node.wait_ready, timeout)
+
+        trio.run(ready)
+        yield relay, nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        relay.stop()
 
 
 async def watch_pool(

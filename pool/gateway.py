@@ -246,17 +246,15 @@ class Gateway:
 
         async def produce(emit: Emit) -> None:
             self._enter()
-            status = "200"
+            status = "499"  # unless it ends otherwise: the client went away (cancelled)
             try:
                 answer = await self._stream(
                     emit, shaper, sampling, model_id, messages, preferences, conversation, started
                 )
                 await self._file(answer, shaper.id)
+                status = "200"
             except OpenAIError as exc:
                 status = str(exc.status)
-                raise
-            except trio.Cancelled:
-                status = "499"  # the client went away
                 raise
             finally:
                 self.metrics.requests.labels(endpoint, status).inc()

@@ -10,8 +10,7 @@ import pytest
 import trio
 
 from node.models import load_manifest
-from node.testing import node_process
-from p2p.testing import relay_process
+from node.testing import running_pool
 from pool.errors import NoNodeAvailable, UnknownModel
 from pool.light import LightConfig, LightSettings, _continuation, open_light_client
 from pool.routing import Preferences
@@ -26,38 +25,16 @@ PROMPT = [("user", "Tell me a long story about the sea.")]
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory, tiny_model_dir):
-    base = tmp_path_factory.mktemp("light")
-    relay = relay_process(base / "relay")
-    trio.run(relay.wait_ready)
-    nodes = {
-        "direct": node_process(base / "direct", tiny_model_dir, "--bootstrap", relay.addr),
-        **{
-            f"hidden-{i}": node_process(
-                base / f"hidden-{i}", tiny_model_dir, "--bootstrap", relay.addr, listen=False
-            )
-            for i in range(3)
-        },
-    }
-    try:
-
-        async def ready() -> None:
-            async with trio.open_nursery() as nursery:
-                for node in nodes.values():
-                    nursery.start_soon(node.wait_ready, 180.0)
-
-        trio.run(ready)
+    with running_pool(tmp_path_factory.mktemp("light"), tiny_model_dir, direct=1, hidden=3) as (relay, nodes):
         manifest = load_manifest(tiny_model_dir)
-        yield relay, nodes, manifest.model_id(), manifest.name
-    finally:
-        for node in nodes.values():
-            node.stop()
-        relay.stop()
+        named = {"direct": nodes[0], **{f"hidden-{i}": node for i, node in enumerate(nodes[1:])}}
+        yield relay, named, manifest.model_id(), manifest.name
 
 
 def _config(relay, **settings) -> LightConfig:
     return LightConfig(
         bootstrap=(relay.addr,),
-        settings=LightSettings(**settings),
+        settings=LightSettings(**{"stall_timeout": 5.0, **settings}),  # a node dead behind a relay is silence
         watch=WatchSettings(first_discovery_interval=0.3),
     )
 
