@@ -235,9 +235,9 @@ async def test_a_client_leaving_mid_stream_stops_the_nodes_generation(network):
             while await abandoned() <= before:
                 await trio.sleep(0.1)
         gateway_metrics = (await http.get(gateway.ready["http"] + "/metrics")).text
-        assert _metric(gateway_metrics, 'dolphin_gateway_requests_total{endpoint="chat",status="499"}') >= 1, [
-            line for line in gateway_metrics.splitlines() if "requests_total" in line
-        ]
+        assert (
+            _metric(gateway_metrics, 'dolphin_gateway_requests_total{endpoint="chat",status="499"}') >= 1
+        ), [line for line in gateway_metrics.splitlines() if "requests_total" in line]
 
 
 @pytest.mark.trio
