@@ -132,7 +132,8 @@ def parse_sampling(body: dict, *, max_tokens_limit: int, default_max_tokens: int
     max_tokens = _number(body, name, default, 1, max_tokens_limit)
     if max_tokens != int(max_tokens):
         raise OpenAIError(400, f"{name} must be an integer", param=name)
-    logprobs = body.get("logprobs") or False
+    logprobs = body.get("logprobs")
+    logprobs = False if logprobs is None else logprobs
     if isinstance(logprobs, int) and not isinstance(logprobs, bool):  # the legacy completions form: a count
         top_default, logprobs = logprobs, True
     else:
@@ -144,7 +145,8 @@ def parse_sampling(body: dict, *, max_tokens_limit: int, default_max_tokens: int
         raise OpenAIError(
             400, "top_logprobs must be an integer, and needs logprobs: true", param="top_logprobs"
         )
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    options = {} if options is None else options
     if not isinstance(options, dict):
         raise OpenAIError(400, "stream_options must be an object", param="stream_options")
     return Sampling(
