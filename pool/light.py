@@ -461,7 +461,9 @@ async def _open_chain(config: LightConfig):  # type: ignore[no-untyped-def]
 async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
     """A light client: its own throwaway peer (`HostConfig.light_client`), a pool watcher, and the chain's
     facts and credit domain when a chain is configured. Raises P2PError when the bootstrap peers cannot be
-    reached and ChainError when a configured chain cannot be read."""
+    reached and ChainError when a configured chain cannot be read. An error raised in the block comes out
+    as itself, not inside the exception groups of the host's nurseries."""
+    raised: Exception | None = None
     chain = await _open_chain(config)
     with contextlib.ExitStack() as stack:
         data_dir = config.data_dir or Path(
@@ -485,7 +487,12 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                 if config.wallet_key is not None and chain is not None:
                     account = EthAccount(bytes.fromhex(config.wallet_key.removeprefix("0x")))
                     wallet = CreditWallet(account, chain.domain("Credits"), max_credits=config.max_credits)
-                yield LightClient(host, watcher, settings=config.settings, wallet=wallet)
+                try:
+                    yield LightClient(host, watcher, settings=config.settings, wallet=wallet)
+                except Exception as exc:
+                    raised = exc
+    if raised is not None:
+        raise raised
 
 
 async def ask_model(
