@@ -33,8 +33,14 @@ __all__ = ["find_member", "node_process", "running_pool", "watch_pool"]
 UNCHECKED_DOMAIN = TypedDomain("Dolphin Network", "1", 31337, b"\0" * 20)
 
 
-def node_process(data_dir: Path, model_dir: Path, *args: str, listen: bool = True) -> PeerProcess:
-    """`dolphin node` serving `model_dir` from `data_dir`; `args` are more options (e.g. --bootstrap)."""
+NODE_PROGRAM = ("cli.main", "-v", "node")
+
+
+def node_process(
+    data_dir: Path, model_dir: Path, *args: str, listen: bool = True, program: tuple[str, ...] = NODE_PROGRAM
+) -> PeerProcess:
+    """`dolphin node` serving `model_dir` from `data_dir`; `args` are more options (e.g. --bootstrap).
+    `program` is the module and arguments before them (a benchmark's wrapped node, say)."""
     listen_args = ["--listen", LOCALHOST] if listen else ["--no-listen"]
     return PeerProcess(
         data_dir,
@@ -48,7 +54,7 @@ def node_process(data_dir: Path, model_dir: Path, *args: str, listen: bool = Tru
             "0.5",
             *args,
         ],
-        program=("cli.main", "-v", "node"),
+        program=program,
     )
 
 

@@ -1,13 +1,44 @@
-"""Model pools: membership view, benchmark attestations, request routing, failover and the light client.
+"""The client side: who serves a model, which node answers, failover, the light client and the gateway.
 
-- `membership`: `PoolView`, the members of one model's pool from validated heartbeats (a gossip validator)
-- `attestations`: the attestation topic's validator (a node about itself, or a validator)
-- `client`: one end-to-end encrypted inference from the client's side (`complete`, `NodeContact`)
+- `contact`: `NodeContact`, how a client addresses one node
+- `client`: one end-to-end encrypted inference with one node (`complete`, `Completion`, `AnswerPiece`)
+- `membership`: `PoolView`, a model's members from validated heartbeats
+- `attestations`: the attestation topic's validator and `AttestationBook` (attested speeds)
+- `standing`: `StandingBook`, validators' `NodeStanding` verdicts
+- `bans`: the ban topic's validator and `BanList`
+- `chainfacts`: `ChainFacts`, validators, registrations and bonds read off the event loop and cached
+- `watch`: `PoolWatcher`, all of the above per model, discovery through the DHT, model names
+- `routing`: `Router` (pure): eligibility, power of two choices, moving averages, circuit breaker
+- `light`: `LightClient`, routing and failover over `complete`; `open_light_client`, `ask_model`
+- `openai_api`: OpenAI request parsing and answer shaping (the gateway's and the node's local API's)
+- `gateway`: `serve_gateway`, `dolphin gateway`; with `gateway_config`, `gateway_metrics`, `receipts`
+- `http`, `settings`, `sqlite`: serving a Starlette app, daemon config files, durable SQLite (shared)
 - `errors`: `PoolError` and its subclasses
 """
 
-from pool.client import Completion, NodeContact, complete
-from pool.errors import InferenceFailed, PoolError
+from pool.client import AnswerPiece, Completion, complete
+from pool.contact import NodeContact
+from pool.errors import (
+    AllAttemptsFailed,
+    AnswerFailedCheck,
+    InferenceFailed,
+    NoNodeAvailable,
+    PoolError,
+    UnknownModel,
+)
 from pool.membership import Member, PoolView
 
-__all__ = ["Completion", "InferenceFailed", "Member", "NodeContact", "PoolError", "PoolView", "complete"]
+__all__ = [
+    "AllAttemptsFailed",
+    "AnswerFailedCheck",
+    "AnswerPiece",
+    "Completion",
+    "InferenceFailed",
+    "Member",
+    "NoNodeAvailable",
+    "NodeContact",
+    "PoolError",
+    "PoolView",
+    "UnknownModel",
+    "complete",
+]
