@@ -36,7 +36,7 @@ from protocols.messages import (
     ResponseEnd,
 )
 
-__all__ = ["AnswerPiece", "Completion", "complete"]
+__all__ = ["AnswerPiece", "Completion", "chat_messages", "complete"]
 
 # A chunk holds at most 64 KiB of text and 4096 token ids with logprobs and alternatives; padded to a
 # power of two, that stays within 256 KiB.
@@ -94,6 +94,11 @@ class Completion:
 OnPiece = Callable[[AnswerPiece], Awaitable[None] | None]
 
 
+def chat_messages(messages: Sequence[tuple[str, str] | ChatMessage]) -> tuple[ChatMessage, ...]:
+    """A chat as ChatMessages, from (role, content) pairs or ChatMessages."""
+    return tuple(m if isinstance(m, ChatMessage) else ChatMessage(role=m[0], content=m[1]) for m in messages)
+
+
 async def complete(
     host: DolphinHost,
     node: NodeContact,
@@ -130,9 +135,7 @@ async def complete(
         request_id=request_id or os.urandom(16),
         model=node.model,
         node_key=node.node_key,
-        messages=tuple(
-            m if isinstance(m, ChatMessage) else ChatMessage(role=m[0], content=m[1]) for m in messages
-        ),
+        messages=chat_messages(messages),
         max_tokens=max_tokens,
         temperature_milli=round(temperature * 1000),
         top_p_milli=round(top_p * 1000),

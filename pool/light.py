@@ -40,7 +40,7 @@ import trio
 
 from p2p import DolphinHost, HostConfig, open_host
 from pool.chainfacts import ChainFacts
-from pool.client import AnswerPiece, Completion, complete
+from pool.client import AnswerPiece, Completion, chat_messages, complete
 from pool.contact import NodeContact
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, NoNodeAvailable
 from pool.routing import Preferences, Router
@@ -237,9 +237,7 @@ class LightClient:
         NoNodeAvailable, AllAttemptsFailed or AnswerFailedCheck. `conversation` keeps a chat on one node
         (prefix cache); `identity` signs instead of the session key; `prompt_tokens(messages)` bounds the
         prompt tokens a receipt may claim (e.g. the model's own tokenizer; default: the byte bound)."""
-        chat = tuple(
-            m if isinstance(m, ChatMessage) else ChatMessage(role=m[0], content=m[1]) for m in messages
-        )
+        chat = chat_messages(messages)
         send, receive = trio.open_memory_channel[AnswerPiece](16)
         answer = AnswerStream(receive)
         request = _Request(

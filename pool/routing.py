@@ -18,9 +18,9 @@ Rules, in this order:
 
 Cost is the expected seconds to finish a typical answer (`expected_tokens`) there now: the time to first
 token plus the tokens over the per-stream speed ("balanced"; "speed" counts only the tokens, "latency"
-only the first token), times 1 + how busy the node is (our requests in flight or its reported load, plus
-its queue, over its capacity), divided by its recent success rate. Observations beat attestations, and a
-validator's attestation beats the node's own (the pool watcher picks which attestation to pass in).
+only the first token), times 1 + how busy the node is (our requests in flight, or its reported load and
+queue when larger, over its capacity), divided by its recent success rate. Observations beat
+attestations, and a validator's attestation beats the node's own (the pool watcher picks which one).
 
 Circuit breaker per node: a hard failure (unreachable, stalled, lost mid-answer, failed a check) opens it
 at once; `soft_failures` refusals in a row (busy, draining) open it too. Open, the node gets no requests
@@ -200,7 +200,9 @@ class Router:
         tokens_per_s = record.tokens_per_s or node.attested_tokens_per_s or DEFAULT_TOKENS_PER_S
         generating = self.expected_tokens / max(tokens_per_s, 1e-3)
         seconds = {"balanced": ttft + generating, "speed": generating, "latency": ttft}[sort]
-        busy = (max(record.in_flight, node.load) + node.queued) / max(node.capacity, 1)
+        # Our own requests are part of what the node reports as its load and queue (heartbeats lag):
+        # the larger of the two counts them once.
+        busy = max(record.in_flight, node.load + node.queued) / max(node.capacity, 1)
         return seconds * (1 + busy) / max(1.0 - record.error_rate, 0.05)
 
     # ---- learning ----
