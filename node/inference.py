@@ -8,7 +8,9 @@ One request per stream on INFERENCE_PROTOCOL (protocols/ids.py), frames length-p
     client ◀── acknowledgement ──           (sent only once the receipt is committed to the ledger)
 
 Many requests are answered at once: the service hands each to the engine, which batches them; nothing
-here serialises requests. Tokens go out in small batches: the first as soon as it exists (time to first
+here serialises requests. Every chunk carries each token's id and its logprob (in millionths), whatever the
+request asked: validators check answers by them, and a node that sent them only when asked would tell its
+checkers from its other clients. Tokens go out in small batches: the first as soon as it exists (time to first
 token), then whatever the engine produced in each `flush_interval` (or `flush_tokens` at most per frame),
 so the stream shows fewer, coarser frames than one per token.
 
@@ -86,6 +88,14 @@ class ServiceStatistics:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_LOWEST_LOGPROB_MICRO = -(10**12)  # stands for -inf (a token the model gave no probability at all)
+
+
+def _micro(logprob: float) -> int:
+    """A natural-log probability in millionths, as chunks carry it."""
+    return round(logprob * 1_000_000) if math.isfinite(logprob) else _LOWEST_LOGPROB_MICRO
 
 
 def _reason_code(exc: ProtocolError) -> str:
@@ -379,6 +389,7 @@ class _PacedSender:
         self._started_ms = _now_ms()
         self._text: list[str] = []
         self._ids: list[int] = []
+        self._logprobs: list[int] = []
 
     async def start(self) -> None:
         """Send the stream header, once: only when there is something to say, so that a request the
@@ -391,9 +402,9 @@ class _PacedSender:
         if not self._ids and not self._text:
             return
         await self.start()
-        text, ids = "".join(self._text), tuple(self._ids)
-        self._text, self._ids = [], []
-        await self.stream.write_message(self.exchange.chunk(text, ids))
+        text, ids, logprobs = "".join(self._text), tuple(self._ids), tuple(self._logprobs)
+        self._text, self._ids, self._logprobs = [], [], []
+        await self.stream.write_message(self.exchange.chunk(text, ids, logprobs))
         self.metrics.output_tokens(len(ids))
 
     async def send_all(self, pieces: trio.MemoryReceiveChannel[Piece]) -> Piece | None:
@@ -418,6 +429,7 @@ class _PacedSender:
                     self.first_token_ms = _now_ms() - self._started_ms
                 self._text.append(piece.text)
                 self._ids.extend(piece.token_ids)
+                self._logprobs.extend(_micro(logprob) for logprob in piece.logprobs)
                 if piece.finish_reason is not None:
                     break
                 if len(self._ids) >= self.limits.flush_tokens or trio.current_time() >= next_flush:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p2p import DolphinHost, P2PError, Stream
 from pool.errors import InferenceFailed
@@ -40,13 +40,16 @@ class NodeContact:
 
 @dataclass(frozen=True)
 class Completion:
-    """An answer. `receipt_stored`: the node acknowledged committing our countersigned receipt."""
+    """An answer. `receipt_stored`: the node acknowledged committing our countersigned receipt. `exchange`
+    is the finished exchange (the signed request, the answer's chunks, the node's receipt and when each
+    arrived), for whoever must show others what the node answered (validators)."""
 
     text: str
     finish_reason: str
     tokens_out: int
     countersigned_receipt: bytes | None
     receipt_stored: bool = False
+    exchange: ClientExchange | None = field(default=None, repr=False, compare=False)
 
 
 async def complete(
@@ -57,7 +60,9 @@ async def complete(
     identity: Identity,
     max_tokens: int = 256,
     temperature: float = 0.0,
+    top_p: float = 1.0,
     seed: int | None = None,
+    stop: Sequence[str] = (),
     on_text: Callable[[str], Awaitable[None] | None] | None = None,
     timeout: float = 120.0,
     ack_timeout: float = 10.0,
@@ -77,7 +82,9 @@ async def complete(
         messages=tuple(ChatMessage(role=role, content=content) for role, content in messages),
         max_tokens=max_tokens,
         temperature_milli=round(temperature * 1000),
+        top_p_milli=round(top_p * 1000),
         seed=seed,
+        stop=tuple(stop),
         credit=credit,
     )
     exchange = ClientExchange(request, identity=identity, node_encryption_key=node.encryption_key)
@@ -120,6 +127,7 @@ async def complete(
         tokens_out=exchange.tokens_received,
         countersigned_receipt=countersigned,
         receipt_stored=stored,
+        exchange=exchange,
     )
 
 
