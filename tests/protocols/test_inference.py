@@ -326,9 +326,8 @@ def test_the_receipt_commits_to_the_chunks_the_client_received():
     assert receipt.output_hash == output_hash(client.chunks)
     assert [decode_message(chunk).text for chunk in client.chunks] == ["Hel", "lo"]
     # Same tokens, other chunk boundaries: another answer as far as the commitment goes.
-    assert output_hash([encode_message(messages.ResponseChunk(seq=0, text="Hello", token_ids=(1, 2, 3)))]) != (
-        receipt.output_hash
-    )
+    merged = messages.ResponseChunk(seq=0, text="Hello", token_ids=(1, 2, 3))
+    assert output_hash([encode_message(merged)]) != receipt.output_hash
 
 
 def test_client_refuses_a_receipt_signed_by_another_node():
