@@ -9,27 +9,23 @@ setting, its default and what it does, so an operator edits rather than guesses.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tomllib
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node import settings
 from node.errors import NodeError
+from node.settings import doc
 
 __all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "env_name", "load_config", "render_config"]
 
 CONFIG_FILE = "node.toml"
+ENV_PREFIX = "DOLPHIN_NODE"
 
 
 class ConfigError(NodeError):
     """A setting is unknown, of the wrong type, or out of range."""
-
-
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
 
 
 @dataclass(frozen=True)
@@ -38,89 +34,89 @@ class NodeConfig:
 
     data_dir: Path = field(
         default=Path("~/.dolphin/node"),
-        metadata=_doc("Keys, ledger, benchmark cache and ready.json live here."),
+        metadata=doc("Keys, ledger, benchmark cache and ready.json live here."),
     )
     model: Path | None = field(
-        default=None, metadata=_doc("The model folder to serve (with its dolphin-manifest.json).")
+        default=None, metadata=doc("The model folder to serve (with its dolphin-manifest.json).")
     )
     listen: tuple[str, ...] = field(
         default=("/ip4/0.0.0.0/tcp/4002",),
-        metadata=_doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
+        metadata=doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
     )
     bootstrap: tuple[str, ...] = field(
-        default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
+        default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
-    engine: str = field(default="transformers", metadata=_doc("Inference engine: transformers (in-process)."))
-    max_batch: int = field(default=16, metadata=_doc("Answers the engine generates at once."))
+    engine: str = field(default="transformers", metadata=doc("Inference engine: transformers (in-process)."))
+    max_batch: int = field(default=16, metadata=doc("Answers the engine generates at once."))
     threads: int = field(
         default=1,
-        metadata=_doc(
+        metadata=doc(
             "CPU threads of the transformers engine; 0 lets torch choose. More help a big model on an idle "
             "CPU; 1 keeps logprobs reproducible bit for bit and avoids contention on a busy machine."
         ),
     )
     device: str = field(
-        default="auto", metadata=_doc("Where the transformers engine runs: auto, cpu, cuda, cuda:N.")
+        default="auto", metadata=doc("Where the transformers engine runs: auto, cpu, cuda, cuda:N.")
     )
     local_api: str = field(
         default="127.0.0.1:8477",
-        metadata=_doc("host:port of the local OpenAI-compatible API and /metrics (127.0.0.1 only)."),
+        metadata=doc("host:port of the local OpenAI-compatible API and /metrics (127.0.0.1 only)."),
     )
-    heartbeat_interval: float = field(default=5.0, metadata=_doc("Seconds between pool heartbeats."))
-    max_new_tokens: int = field(default=1024, metadata=_doc("Most tokens one network request may ask for."))
+    heartbeat_interval: float = field(default=5.0, metadata=doc("Seconds between pool heartbeats."))
+    max_new_tokens: int = field(default=1024, metadata=doc("Most tokens one network request may ask for."))
     max_waiting: int = field(
-        default=64, metadata=_doc("Refuse network requests while this many wait for an engine slot.")
+        default=64, metadata=doc("Refuse network requests while this many wait for an engine slot.")
     )
     flush_interval_ms: int = field(
-        default=25, metadata=_doc("Milliseconds between answer frames after the first token.")
+        default=25, metadata=doc("Milliseconds between answer frames after the first token.")
     )
     serve_unpaid: bool = field(
-        default=True, metadata=_doc("Serve requests no covered credit authorisation pays for.")
+        default=True, metadata=doc("Serve requests no covered credit authorisation pays for.")
     )
     drain_timeout: float = field(
-        default=30.0, metadata=_doc("On SIGTERM/SIGINT, seconds in-flight answers may take to finish.")
+        default=30.0, metadata=doc("On SIGTERM/SIGINT, seconds in-flight answers may take to finish.")
     )
     yield_when_busy: bool = field(
-        default=False, metadata=_doc("Stop taking network requests while the owner uses the machine.")
+        default=False, metadata=doc("Stop taking network requests while the owner uses the machine.")
     )
     busy_above: float = field(
-        default=0.5, metadata=_doc("Busy when other processes use more than this share of GPU or CPU.")
+        default=0.5, metadata=doc("Busy when other processes use more than this share of GPU or CPU.")
     )
     idle_below: float = field(
-        default=0.25, metadata=_doc("Idle again when other processes use less than this share.")
+        default=0.25, metadata=doc("Idle again when other processes use less than this share.")
     )
     busy_check_interval: float = field(
-        default=2.0, metadata=_doc("Seconds between checks of the owner's activity.")
+        default=2.0, metadata=doc("Seconds between checks of the owner's activity.")
     )
     key_rotation_hours: float = field(
-        default=24.0, metadata=_doc("Hours between rotations of the node's X25519 key.")
+        default=24.0, metadata=doc("Hours between rotations of the node's X25519 key.")
     )
     epoch_seconds: int = field(
-        default=86400, metadata=_doc("Length of the ledger's receipt epochs (Unix time slices).")
+        default=86400, metadata=doc("Length of the ledger's receipt epochs (Unix time slices).")
     )
     benchmark_prompt_tokens: int = field(
-        default=128, metadata=_doc("Prompt length of the start-up self-benchmark.")
+        default=128, metadata=doc("Prompt length of the start-up self-benchmark.")
     )
     benchmark_output_tokens: int = field(
-        default=32, metadata=_doc("Tokens each self-benchmark answer generates.")
+        default=32, metadata=doc("Tokens each self-benchmark answer generates.")
     )
     benchmark_streams: int = field(
-        default=8, metadata=_doc("Concurrent streams of the self-benchmark's N-stream run.")
+        default=8, metadata=doc("Concurrent streams of the self-benchmark's N-stream run.")
     )
     attestation_interval: float = field(
-        default=3600.0, metadata=_doc("Seconds between republications of the benchmark.")
+        default=3600.0, metadata=doc("Seconds between republications of the benchmark.")
     )
     rpc_url: str | None = field(
-        default=None, metadata=_doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
+        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
     )
     deployment: Path | None = field(
-        default=None, metadata=_doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
+        default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
     )
     chain_dir: Path = field(
-        default=Path("~/.dolphin"), metadata=_doc("Where `dolphin chain` keeps ready.json and deployments.")
+        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
     )
     credit_refresh_seconds: float = field(
-        default=30.0, metadata=_doc("Seconds between re-reads of known clients' credit.")
+        default=30.0, metadata=doc("Seconds between re-reads of known clients' credit.")
     )
 
     def __post_init__(self) -> None:
@@ -143,55 +139,9 @@ class NodeConfig:
             raise ConfigError(f"unknown engine {self.engine!r}; choose transformers")
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(NodeConfig)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """A TOML or option value as the field's type; ConfigError naming the setting when it cannot be."""
-    hint = _field_types()[name]
-    optional = type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-    origin = typing.get_origin(base)
-    try:
-        if value is None and optional:
-            return None
-        if origin is tuple:
-            if isinstance(value, str) or not isinstance(value, list | tuple):
-                raise TypeError("expected a list")
-            return tuple(str(item) for item in value)
-        if base is bool:
-            if not isinstance(value, bool):
-                raise TypeError("expected true or false")
-            return value
-        if base is Path:
-            return Path(str(value))
-        if base is float:
-            return float(value)
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError("expected an integer")
-            return int(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: {exc} (got {value!r})") from None
-
-
 def env_name(setting: str) -> str:
     """The environment variable of a setting: DOLPHIN_NODE_<SETTING>."""
-    return f"DOLPHIN_NODE_{setting.upper()}"
-
-
-def _from_environment(name: str, text: str) -> Any:
-    """An environment variable's text as a TOML value when it reads as one (true, 8, [..]); lists may
-    also be written comma-separated; anything else is the text itself."""
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text
-    if typing.get_origin(_field_types()[name]) is tuple and isinstance(value, str):
-        value = [item for item in value.replace(",", " ").split() if item]
-    return value
+    return settings.env_name(ENV_PREFIX, setting)
 
 
 def load_config(
@@ -205,62 +155,17 @@ def load_config(
     Without `config_file`, <data dir>/node.toml is read when it exists (the data dir from `overrides`,
     the environment or the default). Raises ConfigError for unknown settings or bad values.
     """
-    overrides = dict(overrides or {})
-    environ = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(NodeConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown}")
-    from_environment = {
-        name: _coerce(name, _from_environment(name, environ[env_name(name)]))
-        for name in names
-        if environ.get(env_name(name))
-    }
-    if config_file is None:
-        data_dir = Path(overrides.get("data_dir") or from_environment.get("data_dir") or NodeConfig.data_dir)
-        data_dir = data_dir.expanduser()
-        candidate = data_dir / CONFIG_FILE
-        config_file = candidate if candidate.is_file() else None
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            document = tomllib.loads(Path(config_file).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read the config file {config_file}: {exc}") from exc
-        unknown = sorted(set(document) - names)
-        if unknown:
-            raise ConfigError(f"{config_file}: unknown setting(s) {unknown}")
-        values.update({name: _coerce(name, value) for name, value in document.items()})
-    values.update(from_environment)
-    values.update({name: _coerce(name, value) for name, value in overrides.items()})
-    return NodeConfig(**values)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return settings.load_settings(
+        NodeConfig,
+        prefix=ENV_PREFIX,
+        file_name=CONFIG_FILE,
+        error=ConfigError,
+        config_file=config_file,
+        overrides=overrides,
+        environ=environ,
+    )
 
 
 def render_config(config: NodeConfig | None = None) -> str:
     """The config file: every setting with what it does; unset optional ones commented out."""
-    config = config or NodeConfig()
-    lines = [
-        "# dolphin node configuration. Command-line options and DOLPHIN_NODE_<SETTING> environment",
-        "# variables override what is written here; deleting a line restores its default.",
-        "",
-    ]
-    for item in dataclasses.fields(NodeConfig):
-        value = getattr(config, item.name)
-        lines.append(f"# {item.metadata['doc']}")
-        if value is None:
-            lines.append(f"# {item.name} = ")
-        else:
-            lines.append(f"{item.name} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    return settings.render_settings(config or NodeConfig(), program="dolphin node", prefix=ENV_PREFIX)

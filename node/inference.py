@@ -58,7 +58,7 @@ from protocols.errors import (
 from protocols.inference import NodeExchange
 from protocols.keys import EncryptionKeyPair, Identity
 
-__all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics"]
+__all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics", "logprob_micro"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _now_ms() -> int:
 _LOWEST_LOGPROB_MICRO = -(10**12)  # stands for -inf (a token the model gave no probability at all)
 
 
-def _micro(logprob: float) -> int:
+def logprob_micro(logprob: float) -> int:
     """A natural-log probability in millionths, as chunks carry it."""
     return round(logprob * 1_000_000) if math.isfinite(logprob) else _LOWEST_LOGPROB_MICRO
 
@@ -429,7 +429,7 @@ class _PacedSender:
                     self.first_token_ms = _now_ms() - self._started_ms
                 self._text.append(piece.text)
                 self._ids.extend(piece.token_ids)
-                self._logprobs.extend(_micro(logprob) for logprob in piece.logprobs)
+                self._logprobs.extend(logprob_micro(logprob) for logprob in piece.logprobs)
                 if piece.finish_reason is not None:
                     break
                 if len(self._ids) >= self.limits.flush_tokens or trio.current_time() >= next_flush:

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import aiosqlite
 import trio
 import trio_asyncio
 
 from node.errors import NodeError
+from node.storage import Database, open_database
 from protocols.envelope import ReplayCache
 from protocols.errors import ReplayError
 from protocols.inference import VerifiedReceipt
@@ -120,43 +120,26 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _aio(function):  # type: ignore[no-untyped-def]
-    return trio_asyncio.aio_as_trio(function)
-
-
 class Ledger:
     """An open ledger; use `open_ledger`. Every method is a trio coroutine."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path, epoch_ms: int) -> None:
-        self._connection = connection
-        self.path = path
+    def __init__(self, database: Database, epoch_ms: int) -> None:
+        self._database = database
+        self.path = database.path
         self.epoch_ms = epoch_ms
         self._pending_nonces: list[tuple[bytes, int]] = []
-        self._lock = trio.Lock()  # one transaction at a time on the one connection
 
     def epoch_of(self, at_ms: int) -> int:
         return at_ms // self.epoch_ms
 
     async def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        try:
-            cursor = await _aio(self._connection.execute)(sql, parameters)
-            rows = await _aio(cursor.fetchall)()
-            await _aio(cursor.close)()
-            return list(rows)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: {exc}") from exc
-
-    async def _commit(self) -> None:
-        try:
-            await _aio(self._connection.commit)()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
+        return await self._database.execute(sql, parameters)
 
     # ---- receipts ----
     async def store_receipt(self, verified: VerifiedReceipt) -> bool:
         """Commit a verified receipt; returns False if it was already stored. Durable when it returns."""
         r = verified.receipt
-        async with self._lock:
+        async with self._database.lock:
             rows = await self._execute(
                 "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING digest",
                 (
@@ -176,7 +159,7 @@ class Ledger:
                     _now_ms(),
                 ),
             )
-            await self._commit()
+            await self._database.commit()
         return bool(rows)
 
     async def receipts(self, epoch: int | None = None) -> list[ReceiptRow]:
@@ -229,15 +212,12 @@ class Ledger:
         """Write queued nonces and forget expired ones."""
         pending, self._pending_nonces = self._pending_nonces, []
         now = _now_ms() if now_ms is None else now_ms
-        async with self._lock:
-            try:
-                await _aio(self._connection.executemany)(
-                    "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
-                )
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+        async with self._database.lock:
+            await self._database.executemany(
+                "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
+            )
             await self._execute("DELETE FROM nonces WHERE expires_at_ms <= ?", (now,))
-            await self._commit()
+            await self._database.commit()
 
     async def serve_nonce_writes(self, *, interval: float = NONCE_FLUSH_SECONDS) -> None:
         """Flush queued nonces every `interval` seconds; never returns (flushes once more when cancelled)."""
@@ -280,22 +260,8 @@ class PersistentReplayCache(ReplayCache):
 @contextlib.asynccontextmanager
 async def open_ledger(data_dir: Path, *, epoch_ms: int = DEFAULT_EPOCH_MS) -> AsyncIterator[Ledger]:
     """Open (creating) `data_dir/ledger.sqlite`. Must run inside `trio_asyncio.open_loop()`."""
-    path = Path(data_dir) / LEDGER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        connection = await _aio(aiosqlite.connect)(str(path))
-        await _aio(connection.execute)("PRAGMA journal_mode=WAL")
-        await _aio(connection.execute)("PRAGMA synchronous=FULL")
-        await _aio(connection.executescript)(_SCHEMA)
-        await _aio(connection.commit)()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
-    ledger = Ledger(connection, path, epoch_ms)
-    try:
-        yield ledger
-    finally:
-        with trio.CancelScope(shield=True):
-            await _aio(connection.close)()
+    async with open_database(Path(data_dir) / LEDGER_FILE, _SCHEMA, LedgerError) as database:
+        yield Ledger(database, epoch_ms)
 
 
 async def read_ledger(data_dir: Path, read: Callable[[Ledger], Awaitable[T]]) -> T:

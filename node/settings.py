@@ -1,0 +1,150 @@
+"""Daemon settings: a frozen dataclass whose fields document themselves, read from TOML and the environment.
+
+Every daemon (`dolphin node`, `dolphin validator`) keeps its settings the same way. Where a setting comes
+from, strongest first: a command-line option, its environment variable (<PREFIX>_<SETTING>), the config
+file (`--config`, else <data dir>/<file name> when it exists), the dataclass default. Each field carries
+its documentation in `metadata["doc"]`; `render_settings` writes the file with every setting, its default
+and what it does, so an operator edits rather than guesses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["doc", "env_name", "load_settings", "render_settings"]
+
+S = TypeVar("S")
+
+
+def doc(text: str) -> dict[str, str]:
+    """A field's metadata: what the setting does, as the config file explains it."""
+    return {"doc": text}
+
+
+def env_name(prefix: str, setting: str) -> str:
+    """The environment variable of a setting: <PREFIX>_<SETTING>."""
+    return f"{prefix}_{setting.upper()}"
+
+
+def _coerce(cls: type, name: str, value: Any, error: type[Exception]) -> Any:
+    """A TOML or option value as the field's type; `error` naming the setting when it cannot be."""
+    hint = typing.get_type_hints(cls)[name]
+    optional = type(None) in typing.get_args(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+    origin = typing.get_origin(base)
+    try:
+        if value is None and optional:
+            return None
+        if origin is tuple:
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise TypeError("expected a list")
+            return tuple(str(item) for item in value)
+        if base is bool:
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if base is Path:
+            return Path(str(value))
+        if base is float:
+            return float(value)
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError("expected an integer")
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise error(f"setting {name!r}: {exc} (got {value!r})") from None
+
+
+def _from_environment(cls: type, name: str, text: str) -> Any:
+    """An environment variable's text as a TOML value when it reads as one (true, 8, [..]); lists may
+    also be written comma-separated; anything else is the text itself."""
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    if typing.get_origin(typing.get_type_hints(cls)[name]) is tuple and isinstance(value, str):
+        value = [item for item in value.replace(",", " ").split() if item]
+    return value
+
+
+def load_settings(
+    cls: type[S],
+    *,
+    prefix: str,
+    file_name: str,
+    error: type[Exception],
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> S:
+    """Defaults, then `config_file` (TOML), then <prefix>_<SETTING> variables of `environ` (the process
+    environment by default), then `overrides` (command-line options).
+
+    Without `config_file`, <data dir>/<file_name> is read when it exists (the data dir from `overrides`,
+    the environment or the default). Raises `error` for unknown settings or bad values.
+    """
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise error(f"unknown setting(s) {unknown}")
+    from_environment = {
+        name: _coerce(cls, name, _from_environment(cls, name, environ[env_name(prefix, name)]), error)
+        for name in names
+        if environ.get(env_name(prefix, name))
+    }
+    if config_file is None:
+        default_dir = next(f.default for f in dataclasses.fields(cls) if f.name == "data_dir")  # type: ignore[arg-type]
+        data_dir = Path(overrides.get("data_dir") or from_environment.get("data_dir") or default_dir)
+        candidate = data_dir.expanduser() / file_name
+        config_file = candidate if candidate.is_file() else None
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            document = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise error(f"cannot read the config file {config_file}: {exc}") from exc
+        unknown = sorted(set(document) - names)
+        if unknown:
+            raise error(f"{config_file}: unknown setting(s) {unknown}")
+        values.update({name: _coerce(cls, name, value, error) for name, value in document.items()})
+    values.update(from_environment)
+    values.update({name: _coerce(cls, name, value, error) for name, value in overrides.items()})
+    return cls(**values)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def render_settings(config: Any, *, program: str, prefix: str) -> str:
+    """The config file of `config`: every setting with what it does; unset optional ones commented out."""
+    lines = [
+        f"# {program} configuration. Command-line options and {prefix}_<SETTING> environment",
+        "# variables override what is written here; deleting a line restores its default.",
+        "",
+    ]
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        lines.append(f"# {item.metadata['doc']}")
+        if value is None:
+            lines.append(f"# {item.name} = ")
+        else:
+            lines.append(f"{item.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
