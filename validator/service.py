@@ -14,8 +14,9 @@ of them from a shared bus. Everything it decides is written to its `ValidatorSta
 - `standings()`: our signed NodeStanding of every node we know, for STANDING_TOPIC.
 
 A node reaching the ban threshold on strikes we re-verified gets a BanNotice from us; for a bonded
-operator we sign the StrikeDecision the ban implies (`strikes.decision_fields`), gather the others'
-signatures, and submit it to `Slashing` once they hold a quorum.
+operator we sign the StrikeDecision the ban implies (`strikes.decision_fields`) once the ban settled
+(`sign_decisions`, which the daemon also calls on a timer), gather the others' signatures, and submit it to
+`Slashing` once they hold a quorum.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 
 import trio
 
+from p2p import Validator as GossipValidator
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import BANS_TOPIC, DECISIONS_TOPIC, STANDING_TOPIC, STRIKES_TOPIC
+from protocols.ids import BANS_TOPIC, DECISIONS_TOPIC, REPORTS_TOPIC, STANDING_TOPIC, STRIKES_TOPIC
 from protocols.keys import Identity
 from protocols.messages import (
     BanNotice,
@@ -44,11 +46,11 @@ from validator.answers import Answer, answer_from_evidence
 from validator.chain import SetView, SlashingChain
 from validator.checks import Thresholds, Verdict, check_answer
 from validator.errors import EvidenceError, ReferenceModelError
+from validator.gossip import ban_validator, decision_validator, strike_validator, user_report_validator
 from validator.reference import Reference
 from validator.state import ValidatorState
 from validator.strikes import (
     ZERO_ADDRESS,
-    DecisionFields,
     Decisions,
     StrikeBook,
     StrikePolicy,
@@ -95,11 +97,12 @@ class Validator:
         chain: SlashingChain | None = None,
         rewards: Rewards | None = None,
         epoch_seconds: int = 86400,
+        decision_settle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.peer = peer
         self.wallet = wallet
-        self.address = bytes.fromhex(wallet.address[2:])
+        self.address = wallet.address
         self.domain = domain
         self.reference = reference
         self.thresholds = thresholds
@@ -119,8 +122,11 @@ class Validator:
         self._full_strikes: dict[bytes, StrikeReport] = {}  # signature -> strike with its evidence
         self._counted: set[bytes] = set()  # signatures of the strikes we counted
         self._bans: dict[bytes, envelope.Signed[BanNotice]] = {}  # node key -> ban notice
-        self._signed_decisions: set[DecisionFields] = set()
+        self._ban_seen: dict[bytes, float] = {}  # node key -> when its ban arrived
+        self._decided: set[bytes] = set()  # node keys whose ban we signed a decision on
+        self.decision_settle_s = decision_settle_s
         self._slashed: set[tuple[bytes, bytes]] = set()
+        self._topic_validators: dict[str, GossipValidator] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,10 +146,11 @@ class Validator:
             signed = envelope.open_signed(data, BanNotice, check_time=False)
             self._bans[signed.message.node_key] = signed
             self.book.ban(signed.message)
+        by_evidence = {signed.message.evidence_hash(): key for key, signed in self._bans.items()}
         for signature in await self.state.decision_signatures():
             self.decisions.add(signature)
-            if signature.validator == self.address:
-                self._signed_decisions.add(self.decisions.add(signature))
+            if signature.validator == self.address and signature.evidence_hash in by_evidence:
+                self._decided.add(by_evidence[signature.evidence_hash])
         self._slashed = await self.state.slashed()
 
     def node_seen(self, node_key: bytes, operator: bytes | None) -> None:
@@ -184,7 +191,10 @@ class Validator:
                 suspicion.probability,
             )
         if verdict.strike is not None:
-            await self._strike(answer, verdict.strike.reason or "fabricated_output")
+            if self.validators.is_validator(self.address):
+                await self._strike(answer, verdict.strike.reason or "fabricated_output")
+            else:
+                log.info("not in the current validator set: no strike report (others would not count it)")
         return verdict
 
     async def unanswered(self, node_key: bytes) -> None:
@@ -283,22 +293,33 @@ class Validator:
 
     async def _after_strike(self, node_key: bytes) -> None:
         strikes = self.book.ban_due(node_key, self.epoch)
-        if strikes is not None:
+        if strikes is not None and self.validators.is_validator(self.address):
             notice = ban_notice(strikes, epoch=self.epoch)
             data = envelope.sign(notice, self.peer, ttl_ms=BanNotice.MAX_TTL_MS)
             log.warning("banning node %s on %d strikes", node_key.hex()[:16], len(strikes))
             await self.publish(BANS_TOPIC, data)
             await self.on_ban(envelope.open_signed(data, BanNotice))
         else:
-            await self._sign_pending_decisions()
+            await self.sign_decisions()
 
     async def on_ban(self, signed: envelope.Signed[BanNotice]) -> bool:
-        """Record a ban (gossip checked its strikes' signers); True if it is news. For a bonded operator,
-        sign the decision it implies once every strike in it is one we re-verified."""
+        """Record a ban (gossip checked its strikes' signers); True if it is news.
+
+        Two validators may ban a node at once, on different strikes: every validator keeps the notice with
+        the lowest evidence hash (until it signs a decision on one), so that they all sign the same one.
+        """
         notice = signed.message
-        if notice.node_key in self._bans:
+        known = self._bans.get(notice.node_key)
+        if known is not None:
+            if (
+                notice.node_key not in self._decided
+                and notice.evidence_hash() < known.message.evidence_hash()
+            ):
+                self._bans[notice.node_key] = signed
+                await self.state.store_ban(notice.node_key, signed.raw, replace=True)
             return False
         self._bans[notice.node_key] = signed
+        self._ban_seen[notice.node_key] = self.clock()
         self.book.ban(notice)
         await self.state.store_ban(notice.node_key, signed.raw)
         log.warning("node %s is banned (%s)", notice.node_key.hex()[:16], notice.reason)
@@ -317,8 +338,7 @@ class Validator:
             user_reward=self.rewards.user,
         )
         await self.state.store_rewards(rows)
-        if slashable:
-            await self._sign_pending_decisions()
+        await self.sign_decisions()
         return True
 
     # ------------------------------------------------------------------ decisions
@@ -327,21 +347,29 @@ class Validator:
         """Whether every strike of a ban is one we counted (our own, or re-verified)."""
         return all(s.signature in self._counted for s in notice.strikes)
 
-    async def _sign_pending_decisions(self) -> None:
+    async def sign_decisions(self) -> None:
+        """Sign the slashing decision of each ban of a bonded operator that settled (seen at least
+        `decision_settle_s` ago) and whose every strike we counted; one decision per node, ever."""
         if self.chain is None:
             return
+        settled = [
+            signed
+            for node_key, signed in self._bans.items()
+            if node_key not in self._decided
+            and signed.message.operator != ZERO_ADDRESS
+            and self.clock() - self._ban_seen.get(node_key, 0.0) >= self.decision_settle_s
+            and self._verified(signed.message)
+        ]
+        if not settled:
+            return
         max_bps = await trio.to_thread.run_sync(self.chain.max_slash_bps)
-        for signed in list(self._bans.values()):
+        for signed in settled:
             notice = signed.message
-            if notice.operator == ZERO_ADDRESS or not self._verified(notice):
+            if not await trio.to_thread.run_sync(self.chain.slashable, notice.operator, notice.node_key):
                 continue
             fields = decision_fields(
                 signed, self._full_strikes, slash_bps=min(self.policy.slash_bps, max_bps)
             )
-            if fields in self._signed_decisions or (fields.evidence_hash, fields.offender) in self._slashed:
-                continue
-            if not await trio.to_thread.run_sync(self.chain.slashable, notice.operator, notice.node_key):
-                continue
             signature = eth_sign(
                 StrikeDecisionSignature,
                 self.wallet,
@@ -349,7 +377,7 @@ class Validator:
                 validator=self.address,
                 **fields.signature_fields(),
             )
-            self._signed_decisions.add(fields)
+            self._decided.add(notice.node_key)
             await self.publish(
                 DECISIONS_TOPIC,
                 envelope.sign(signature, self.peer, ttl_ms=StrikeDecisionSignature.MAX_TTL_MS),
@@ -392,6 +420,39 @@ class Validator:
             suspicion = self.suspicion(report.node_key)
             suspicion.reported()
             await self.state.save_suspicion(report.node_key, suspicion)
+
+    # ------------------------------------------------------------------ gossip
+
+    def topic_validators(self) -> dict[str, GossipValidator]:
+        """The gossip validators of the topics we read (made once: each keeps its replay cache)."""
+        if self._topic_validators is None:
+
+            def is_validator(address: bytes) -> bool:
+                return self.validators.is_validator(address)
+
+            self._topic_validators = {
+                STRIKES_TOPIC: strike_validator(self.domain, is_validator),
+                BANS_TOPIC: ban_validator(self.domain, is_validator, min_strikes=self.policy.ban_validators),
+                REPORTS_TOPIC: user_report_validator(),
+            }
+            if self.chain is not None:
+                self._topic_validators[DECISIONS_TOPIC] = decision_validator(
+                    self.chain.domain(), is_validator
+                )
+        return self._topic_validators
+
+    async def deliver(self, topic: str, data: bytes) -> None:
+        """Act on a message its topic's validator accepted."""
+        if topic == STRIKES_TOPIC:
+            await self.on_strike(envelope.open_signed(data, StrikeReport, check_time=False))
+        elif topic == BANS_TOPIC:
+            await self.on_ban(envelope.open_signed(data, BanNotice, check_time=False))
+        elif topic == DECISIONS_TOPIC:
+            await self.on_decision(
+                envelope.open_signed(data, StrikeDecisionSignature, check_time=False).message
+            )
+        elif topic == REPORTS_TOPIC:
+            await self.on_user_report(envelope.open_signed(data, UserReport, check_time=False))
 
     # ------------------------------------------------------------------ standings
 

@@ -192,10 +192,11 @@ class ValidatorState:
         )
         return [(decode_message(bytes(r[0]), StrikeReport), bool(r[1]), bool(r[2]), r[3]) for r in rows]
 
-    async def store_ban(self, node_key: bytes, envelope: bytes) -> bool:
-        """Keep a ban notice's envelope; False if the node was banned already."""
+    async def store_ban(self, node_key: bytes, envelope: bytes, *, replace: bool = False) -> bool:
+        """Keep a ban notice's envelope; False if the node was banned already (unless `replace`)."""
+        verb = "REPLACE" if replace else "IGNORE"
         rows = await self._write(
-            "INSERT OR IGNORE INTO bans VALUES (?,?,?) RETURNING node_key", (node_key, envelope, _now_ms())
+            f"INSERT OR {verb} INTO bans VALUES (?,?,?) RETURNING node_key", (node_key, envelope, _now_ms())
         )
         return bool(rows)
 

@@ -1,5 +1,9 @@
 """Test helpers shipped beside the validator: a node's answer made in process, without a network.
 
+`LocalBus` stands in for GossipSub between validators in one process: what one publishes goes through
+each other member's real topic validator (`Validator.topic_validators`) and, when accepted, to its
+`deliver`; every publication is kept in `published` for tests to look at.
+
 `answer_in_process(engine, challenge)` runs the real exchange state machines of both ends
 (`protocols.inference`): the challenge is sealed as an InferenceRequest, opened by a NodeExchange, answered
 by `engine` piece by piece as the node's inference service does, ended with a signed receipt, and received
@@ -9,19 +13,25 @@ evidence included. Tests and benchmarks use it to check engines (honest ones and
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
+from typing import TYPE_CHECKING
 
 from node.engines.base import ChatTurn, Engine, GenerationRequest, Priority
 from node.inference import logprob_micro
+from p2p import GossipMessage, Verdict
 from protocols import envelope
 from protocols.inference import ClientExchange, NodeExchange
-from protocols.keys import EncryptionKeyPair, Identity
+from protocols.keys import EncryptionKeyPair, Identity, peer_id_to_text
 from protocols.messages import BenchmarkAttestation, ChatMessage, HardwareSummary, InferenceRequest
 from validator.answers import Answer, answer_from_exchange
 from validator.challenges import Challenge
 
-__all__ = ["NodeKeys", "answer_in_process", "attestation_for"]
+if TYPE_CHECKING:
+    from validator.service import Validator
+
+__all__ = ["LocalBus", "NodeKeys", "answer_in_process", "attestation_for"]
 
 CPU = HardwareSummary(backend="cpu", gpu_name="", gpu_count=0, vram_mib=0, cpu_cores=2, ram_mib=4096)
 
@@ -113,3 +123,49 @@ async def answer_in_process(
         )
     )
     return answer_from_exchange(client, attestation=attestation)
+
+
+class LocalBus:
+    """Gossip between in-process validators (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.members: list[Validator] = []
+        self.published: list[tuple[str, bytes]] = []
+        self.verdicts: list[tuple[str, Verdict]] = []
+        self._seqno = itertools.count()
+
+    def join(self, validator: Validator) -> None:
+        self.members.append(validator)
+
+    def publisher(self, peer: Identity):  # type: ignore[no-untyped-def]
+        """The `publish` of the validator whose peer key is `peer`."""
+
+        async def publish(topic: str, data: bytes) -> None:
+            await self.publish_as(peer, topic, data)
+
+        return publish
+
+    async def publish_as(self, peer: Identity, topic: str, data: bytes) -> None:
+        """Deliver `data` on `topic` as if `peer` published it (tests use it to inject forgeries)."""
+        self.published.append((topic, data))
+        origin = peer_id_to_text(peer.peer_id)
+        for member in list(self.members):
+            if member.peer.public_key == peer.public_key:
+                continue
+            validate = member.topic_validators().get(topic)
+            if validate is None:
+                continue
+            message = GossipMessage(
+                topic=topic,
+                data=data,
+                origin=origin,
+                forwarder=origin,
+                seqno=next(self._seqno).to_bytes(8, "big"),
+            )
+            verdict = validate(message)
+            self.verdicts.append((topic, verdict))
+            if verdict is Verdict.ACCEPT:
+                await member.deliver(topic, data)
+
+    def count(self, topic: str) -> int:
+        return sum(1 for t, _ in self.published if t == topic)
