@@ -27,8 +27,15 @@ __all__ = ["find_member", "node_process", "watch_pool"]
 UNCHECKED_DOMAIN = TypedDomain("Dolphin Network", "1", 31337, b"\0" * 20)
 
 
-def node_process(data_dir: Path, model_dir: Path, *args: str, listen: bool = True) -> PeerProcess:
-    """`dolphin node` serving `model_dir` from `data_dir`; `args` are more options (e.g. --bootstrap)."""
+def node_process(
+    data_dir: Path,
+    model_dir: Path,
+    *args: str,
+    listen: bool = True,
+    program: tuple[str, ...] = ("cli.main", "-v", "node"),
+) -> PeerProcess:
+    """`dolphin node` serving `model_dir` from `data_dir`; `args` are more options (e.g. --bootstrap).
+    `program` runs another entry point with the node's command line (tests' cheating nodes)."""
     listen_args = ["--listen", LOCALHOST] if listen else ["--no-listen"]
     return PeerProcess(
         data_dir,
@@ -42,7 +49,7 @@ def node_process(data_dir: Path, model_dir: Path, *args: str, listen: bool = Tru
             "0.5",
             *args,
         ],
-        program=("cli.main", "-v", "node"),
+        program=program,
     )
 
 

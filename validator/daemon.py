@@ -444,6 +444,7 @@ async def _serve_standings(validator: Validator, interval: float, metrics: Valid
         for status in ("good", "suspect", "excluded", "banned"):
             metrics.nodes.labels(status).set(statuses.count(status))
         await validator.publish_standings()
+        await validator.republish()
 
 
 async def _serve_decisions(validator: Validator) -> None:

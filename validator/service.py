@@ -127,6 +127,7 @@ class Validator:
         self.decision_settle_s = decision_settle_s
         self._slashed: set[tuple[bytes, bytes]] = set()
         self._topic_validators: dict[str, GossipValidator] | None = None
+        self._chain_lock = trio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,12 +191,22 @@ class Validator:
                 verdict.summary(),
                 suspicion.probability,
             )
-        if verdict.strike is not None:
+        reason = verdict.strike.reason if verdict.strike is not None else None
+        if reason is not None and self._worth_striking(node_key, reason):
             if self.validators.is_validator(self.address):
-                await self._strike(answer, verdict.strike.reason or "fabricated_output")
+                await self._strike(answer, reason)
             else:
                 log.info("not in the current validator set: no strike report (others would not count it)")
         return verdict
+
+    def _worth_striking(self, node_key: bytes, reason: str) -> bool:
+        """Whether a strike for `reason` would add anything: the node is not banned, and we have no strike
+        about it in the window that counts as much (others count one strike per validator)."""
+        epoch = self.epoch
+        if self.book.status(node_key, epoch) == "banned":
+            return False
+        ours = [s for s in self.book.strikes(node_key, epoch) if s.validator == self.address]
+        return not any(self.policy.severity(s.reason) >= self.policy.severity(reason) for s in ours)
 
     async def unanswered(self, node_key: bytes) -> None:
         """A challenge the node took but never answered: suspicion rises (not provable: no strike)."""
@@ -398,8 +409,11 @@ class Validator:
         )
         if ordered is None:
             return
-        transaction = await trio.to_thread.run_sync(self.chain.slash, fields, ordered)
-        self._slashed.add((fields.evidence_hash, fields.offender))
+        async with self._chain_lock:  # one transaction at a time from our wallet (nonces)
+            if (fields.evidence_hash, fields.offender) in self._slashed:
+                return
+            transaction = await trio.to_thread.run_sync(self.chain.slash, fields, ordered)
+            self._slashed.add((fields.evidence_hash, fields.offender))
         await self.state.record_slash(fields.evidence_hash, fields.offender, transaction or "")
         if transaction is not None:
             log.warning("slashed operator 0x%s (transaction %s)", fields.offender.hex(), transaction)
@@ -481,3 +495,16 @@ class Validator:
     async def publish_standings(self) -> None:
         for data in await self.standings():
             await self.publish(STANDING_TOPIC, data)
+
+    async def republish(self) -> None:
+        """Publish our bans and our strikes of the current window again: gossip is best effort, and a
+        validator that joined late or missed a message still needs them (receivers ignore repeats)."""
+        epoch = self.epoch
+        for signed in self._bans.values():
+            if signed.signer == self.peer.public_key:
+                await self.publish(BANS_TOPIC, signed.raw)
+        for strike in self._full_strikes.values():
+            if strike.validator == self.address and epoch - self.policy.window_epochs < strike.epoch:
+                await self.publish(
+                    STRIKES_TOPIC, envelope.sign(strike, self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
+                )
