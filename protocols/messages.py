@@ -104,6 +104,7 @@ STRIKE_REASONS: dict[str, int] = {
     "unavailable": 6,  # advertised capacity but did not answer
     "fabricated_output": 7,  # output not produced by the model for that prompt
     "user_report": 8,  # a user's report that a validator confirmed
+    "false_benchmark": 9,  # delivers far below the speed its own signed benchmark attestation claims
 }
 STRIKE_REASON = Choice(*STRIKE_REASONS)
 

@@ -433,7 +433,10 @@ def _check_speed(answer: Answer, thresholds: Thresholds, *, own_clock: bool) -> 
             found.append(("too_fast", f"{source} decode speed {tps:.1f} tokens/s"))
         if attested and tps * thresholds.attestation_slack < attested:
             found.append(
-                ("too_slow", f"{source} decode speed {tps:.1f} tokens/s, its benchmark says {attested:.1f}")
+                (
+                    "false_benchmark",
+                    f"{source} decode speed {tps:.1f} tokens/s, its benchmark says {attested:.1f}",
+                )
             )
         if found and not failures:
             provable = source == "signed"

@@ -16,7 +16,7 @@ must sign the same fields, so each is derived from the ban notice alone: the off
 operator, the evidence hash the notice's (`BanNotice.evidence_hash`), the deadline six days after the
 notice was signed (the contract takes at most seven ahead), the share `slash_bps` (capped by the chain's
 `maxSlashBps`), and the reporter as the whitepaper says: the user whose report led to the first strike
-that carries one, else the validator of the notice's first strike.
+that carries one, else the validator of the notice's first strike (the first to strike, as its issuer saw).
 
 Rewards. The slash pays its reporter (a validator's cut bonded, a user's in stkPOD). What the slash cannot
 pay is recorded for the epoch settlement (`RewardRow`): the reporting validator when a user took the slash
@@ -58,6 +58,7 @@ DEFAULT_SEVERITIES: Mapping[str, int] = {
     "wrong_model": 8,
     "tokenizer_mismatch": 7,
     "bad_receipt": 7,
+    "false_benchmark": 6,
     "too_fast": 5,
     "too_slow": 3,
     "unavailable": 1,
@@ -121,13 +122,13 @@ class StrikeBook:
         return self.policy.severity(self._reasons.get(strike.signature, strike.reason))
 
     def strikes(self, node_key: bytes, epoch: int) -> list[StrikeReport]:
-        """The counted strikes about a node still within the window at `epoch`, most severe first."""
-        current = [
+        """The counted strikes about a node still within the window at `epoch`, in the order their
+        validators first struck it (as far as we saw): a ban's first strike is its reporter's."""
+        return [
             s
             for s in self._strikes.get(node_key, {}).values()
             if epoch - self.policy.window_epochs < s.epoch <= epoch
         ]
-        return sorted(current, key=lambda s: (-self._severity(s), s.epoch, s.validator))
 
     def points(self, node_key: bytes, epoch: int) -> int:
         return sum(self._severity(s) for s in self.strikes(node_key, epoch))
