@@ -57,7 +57,7 @@ class ValidatorMetrics:
         )
         for outcome in OUTCOMES:
             self.challenges.labels(outcome)
-        for check in CHECKS:
+        for check in (*CHECKS, "benchmark"):
             self.check_failures.labels(check)
         for reproduced in ("yes", "no"):
             self.strikes_received.labels(reproduced)

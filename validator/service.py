@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -44,7 +45,15 @@ from protocols.messages import (
 )
 from validator.answers import Answer, answer_from_evidence
 from validator.chain import SetView, SlashingChain
-from validator.checks import Thresholds, Verdict, check_answer
+from validator.checks import (
+    Thresholds,
+    Verdict,
+    benchmark_evidence,
+    check_answer,
+    check_benchmark,
+    timed,
+    verify_benchmark_evidence,
+)
 from validator.errors import EvidenceError, ReferenceModelError
 from validator.gossip import ban_validator, decision_validator, strike_validator, user_report_validator
 from validator.reference import Reference
@@ -128,6 +137,7 @@ class Validator:
         self._slashed: set[tuple[bytes, bytes]] = set()
         self._topic_validators: dict[str, GossipValidator] | None = None
         self._chain_lock = trio.Lock()
+        self._timed: dict[bytes, deque[Answer]] = {}  # node key -> its last timed answers
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,12 +202,43 @@ class Validator:
                 suspicion.probability,
             )
         reason = verdict.strike.reason if verdict.strike is not None else None
-        if reason is not None and self._worth_striking(node_key, reason):
-            if self.validators.is_validator(self.address):
-                await self._strike(answer, reason)
-            else:
-                log.info("not in the current validator set: no strike report (others would not count it)")
+        if reason is not None:
+            await self._strike_if_worth(
+                answer.node_key, answer.request.model, reason, (answer.encoded_evidence(),)
+            )
+        await self._check_benchmark(answer)
         return verdict
+
+    async def _check_benchmark(self, answer: Answer) -> None:
+        """Keep the node's last timed answers; when there are enough, hold them against its attestation."""
+        if answer.attestation is None or not timed(answer, self.thresholds):
+            return
+        recent = self._timed.setdefault(answer.node_key, deque(maxlen=self.thresholds.benchmark_answers))
+        if recent and recent[-1].evidence.attestation != answer.evidence.attestation:
+            recent.clear()  # a new attestation: judge it on its own answers
+        recent.append(answer)
+        if len(recent) < self.thresholds.benchmark_answers:
+            return
+        result = check_benchmark(answer.attestation, [a.receipt for a in recent], self.thresholds)
+        if result.passed is not False:
+            return
+        suspicion = self.suspicion(answer.node_key)
+        suspicion.checked(False)
+        await self.state.save_suspicion(answer.node_key, suspicion)
+        log.info("node %s fails its own benchmark: %s", answer.node_key.hex()[:16], result.detail)
+        evidence = benchmark_evidence(list(recent))
+        recent.clear()
+        await self._strike_if_worth(answer.node_key, answer.request.model, "false_benchmark", evidence)
+
+    async def _strike_if_worth(
+        self, node_key: bytes, model: bytes, reason: str, evidence: tuple[bytes, ...]
+    ) -> None:
+        if not self._worth_striking(node_key, reason):
+            return
+        if not self.validators.is_validator(self.address):
+            log.info("not in the current validator set: no strike report (others would not count it)")
+            return
+        await self._strike(node_key, model, reason, evidence)
 
     def _worth_striking(self, node_key: bytes, reason: str) -> bool:
         """Whether a strike for `reason` would add anything: the node is not banned, and we have no strike
@@ -214,26 +255,27 @@ class Validator:
         suspicion.checked(False)
         await self.state.record_check(node_key, self.epoch, False, ["unavailable"], suspicion)
 
-    async def _strike(self, answer: Answer, reason: str) -> None:
-        evidence: tuple[bytes, ...] = (answer.encoded_evidence(),)
-        report = await self._leading_user_report(answer.node_key)
-        if report is not None:
+    async def _strike(self, node_key: bytes, model: bytes, reason: str, evidence: tuple[bytes, ...]) -> None:
+        """Publish a strike with `evidence` (an answer, or a benchmark's attestation and receipts), and the
+        user report that led to it when there is one."""
+        report = await self._leading_user_report(node_key)
+        if report is not None and len(evidence) < 16:
             evidence += (report,)
         strike = eth_sign(
             StrikeReport,
             self.wallet,
             self.domain,
             validator=self.address,
-            node_key=answer.node_key,
-            operator=self._operators.get(answer.node_key, ZERO_ADDRESS),
-            model=answer.request.model,
+            node_key=node_key,
+            operator=self._operators.get(node_key, ZERO_ADDRESS),
+            model=model,
             epoch=self.epoch,
             reason=reason,
             severity=self.policy.severity(reason),
             evidence_hash=evidence_hash(evidence),
             evidence=evidence,
         )
-        log.warning("striking node %s: %s", answer.node_key.hex()[:16], reason)
+        log.warning("striking node %s: %s", node_key.hex()[:16], reason)
         self._full_strikes[strike.signature] = strike
         await self.state.store_strike(strike, own=True, counted=True)
         self._counted.add(strike.signature)
@@ -277,6 +319,10 @@ class Validator:
 
     async def _reproduce(self, strike: StrikeReport) -> str | None:
         """The reason our own checks of the strike's evidence fail for, or None (not reproduced)."""
+        if strike.model != self.reference.model_id:
+            return None  # another pool's strike: its validators judge it
+        if strike.reason == "false_benchmark":
+            return self._reproduce_benchmark(strike)
         try:
             answer = answer_from_evidence(strike.evidence[0])
         except (EvidenceError, IndexError) as exc:
@@ -299,6 +345,18 @@ class Validator:
             )
             return None
         return failure.reason
+
+    def _reproduce_benchmark(self, strike: StrikeReport) -> str | None:
+        receipts = [item for item in strike.evidence if not _is_user_report(item)]
+        try:
+            attestation, signed = verify_benchmark_evidence(
+                receipts, strike.node_key, strike.model, self.thresholds
+            )
+        except EvidenceError as exc:
+            log.info("a benchmark strike by %s has broken evidence: %s", strike.validator.hex(), exc)
+            return None
+        result = check_benchmark(attestation, signed, self.thresholds)
+        return result.reason if result.passed is False else None
 
     # ------------------------------------------------------------------ bans
 
@@ -508,3 +566,11 @@ class Validator:
                 await self.publish(
                     STRIKES_TOPIC, envelope.sign(strike, self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
                 )
+
+
+def _is_user_report(item: bytes) -> bool:
+    try:
+        verify_user_report(item)
+    except EvidenceError:
+        return False
+    return True

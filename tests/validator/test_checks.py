@@ -21,7 +21,14 @@ from tests.validator.cheats import (
     modified_engine,
 )
 from validator.challenges import Challenge, draw_challenge
-from validator.checks import check_answer
+from validator.checks import (
+    benchmark_evidence,
+    check_answer,
+    check_benchmark,
+    timed,
+    verify_benchmark_evidence,
+)
+from validator.errors import EvidenceError
 from validator.testing import NodeKeys, answer_in_process, attestation_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.trio]
@@ -145,18 +152,59 @@ async def test_laundered_logprobs_do_not_hide_another_models_choices(
     assert sum(r.measures.get("replay_mismatches", 0) for r in fingerprints[8:]) > 0  # seeded: other draws
 
 
-async def test_a_node_slower_than_its_benchmark_fails_the_speed_check(honest_engine, reference, thresholds):
+async def test_a_node_slower_than_its_benchmark_fails_the_benchmark_check(
+    honest_engine, reference, thresholds
+):
     keys = NodeKeys()
-    boasting = attestation_for(keys, reference.model_id, decode_tps=2000.0)
     engine = SlowEngine(honest_engine, delay=0.01)
-    challenges = [dataclasses.replace(GREEDY, max_tokens=32)] * 2
-    verdicts = await _verdicts(engine, reference, thresholds, challenges, keys=keys, attestation=boasting)
-    timed = [v.result("speed") for v in verdicts if v.result("speed").passed is not None]
-    assert timed and all(r.passed is False and r.reason == "false_benchmark" and r.provable for r in timed)
-    # The same node without the boast passes.
-    modest = attestation_for(keys, reference.model_id, decode_tps=1.0)
-    verdicts = await _verdicts(engine, reference, thresholds, challenges, keys=keys, attestation=modest)
-    assert all(v.result("speed").passed is not False for v in verdicts)
+    challenges = [dataclasses.replace(GREEDY, max_tokens=24)] * thresholds.benchmark_answers
+    for claimed, fails in ((2000.0, True), (1.0, False)):
+        attestation = attestation_for(keys, reference.model_id, decode_tps=claimed)
+        answers = [
+            await answer_in_process(engine, c, model=reference.model_id, keys=keys, attestation=attestation)
+            for c in challenges
+        ]
+        assert all(timed(a, thresholds) for a in answers)
+        result = check_benchmark(answers[0].attestation, [a.receipt for a in answers], thresholds)
+        assert (result.passed is False) is fails
+        if fails:
+            assert result.reason == "false_benchmark" and result.provable
+            # Any validator can re-check it from the attestation and the node's signed receipts.
+            evidence = benchmark_evidence(answers)
+            again, receipts = verify_benchmark_evidence(
+                evidence, keys.identity.public_key, reference.model_id, thresholds
+            )
+            assert check_benchmark(again, receipts, thresholds).passed is False
+    # Fewer answers than the check needs decide nothing.
+    assert check_benchmark(answers[0].attestation, [answers[0].receipt], thresholds).passed is None
+
+
+async def test_benchmark_evidence_must_be_the_nodes_own_recent_distinct_answers(
+    honest_engine, reference, thresholds
+):
+    keys, other = NodeKeys(), NodeKeys()
+    attestation = attestation_for(keys, reference.model_id, decode_tps=2000.0)
+    answers = [
+        await answer_in_process(
+            honest_engine, GREEDY, model=reference.model_id, keys=keys, attestation=attestation
+        )
+        for _ in range(3)
+    ]
+    stranger = await answer_in_process(honest_engine, GREEDY, model=reference.model_id, keys=other)
+    node, model = keys.identity.public_key, reference.model_id
+    evidence = benchmark_evidence(answers)
+    verify_benchmark_evidence(evidence, node, model, thresholds)
+    for broken in (
+        (*evidence, stranger.evidence.receipt),  # another node's receipt
+        (*evidence, evidence[1]),  # the same answer twice
+        (attestation_for(other, model, decode_tps=1.0), *evidence[1:]),  # another node's attestation
+    ):
+        with pytest.raises(EvidenceError):
+            verify_benchmark_evidence(broken, node, model, thresholds)
+    with pytest.raises(EvidenceError, match="window"):
+        verify_benchmark_evidence(
+            evidence, node, model, dataclasses.replace(thresholds, benchmark_window_s=0)
+        )
 
 
 async def test_speed_bounds_per_model(honest_engine, reference, thresholds):
