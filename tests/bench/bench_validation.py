@@ -10,6 +10,9 @@ answered by the cheating engine, and every answer is checked against the referen
   draws), beside which check caught it;
 - and for honest nodes (the transformers engine batching 8 answers at once, under concurrent load) the
   false-positive rate: answers with any failure, provable or not.
+A speed lie (an attestation claiming more than the node delivers) is judged per node, on groups of
+`benchmark_answers` timed answers (`check_benchmark`): its rows count groups, and so does the honest
+`benchmark_false_positives`.
 Cost: the time of one check ÷ the time of generating the same answer alone, on answers of the honest
 engine one at a time (median; goal ≤ 0.2).
 
@@ -51,7 +54,7 @@ from tests.validator.cheats import (
 from validator.answers import Answer
 from validator.calibration import thresholds_for
 from validator.challenges import draw_challenge
-from validator.checks import Verdict, check_answer
+from validator.checks import CheckResult, Verdict, check_answer, check_benchmark, timed
 from validator.reference import Reference, reference_from_engine
 from validator.testing import CPU, NodeKeys, answer_in_process
 
@@ -163,6 +166,7 @@ async def _answers(engine: Engine, reference: Reference, challenges, keys, attes
 
 
 def _summary(verdicts: list[Verdict], answered: int) -> dict:
+    errors = sorted(v.result("fingerprint").measures.get("logprob_error", 0.0) for v in verdicts)
     count = len(verdicts)
     detected = sum(v.strike is not None for v in verdicts)
     rate = detected / count if count else 0.0
@@ -174,6 +178,34 @@ def _summary(verdicts: list[Verdict], answered: int) -> dict:
         "per_challenge": round(rate, 4),
         **{f"per_node_after_{k}": round(1 - (1 - rate) ** k, 4) for k in K},
         "caught_by": dict(caught_by),
+        "logprob_error_min": errors[0] if errors else None,
+        "logprob_error_median": errors[len(errors) // 2] if errors else None,
+    }
+
+
+def _groups(pairs: list, reference: Reference) -> list[CheckResult]:
+    """`check_benchmark` over consecutive groups of a node's timed answers, as a validator judges it."""
+    thresholds = thresholds_for(reference.name)
+    answers = [answer for answer, _ in pairs if timed(answer, thresholds)]
+    size = thresholds.benchmark_answers
+    return [
+        check_benchmark(group[0].attestation, [a.receipt for a in group], thresholds)
+        for group in (answers[i : i + size] for i in range(0, len(answers) - size + 1, size))
+    ]
+
+
+def _benchmark_summary(pairs: list, reference: Reference) -> dict:
+    """A speed lie is judged per node on `benchmark_answers` timed answers: detection per such group."""
+    results = _groups(pairs, reference)
+    detected = sum(r.passed is False for r in results)
+    rate = detected / len(results) if results else 0.0
+    return {
+        "challenges": len(pairs),
+        "applicable": len(results),
+        "detected": detected,
+        "per_challenge": None,
+        "per_node_after_6": round(rate, 4),
+        "caught_by": {"benchmark": detected},
     }
 
 
@@ -234,7 +266,10 @@ async def _bench_model(name: str, model_dir: Path, count: int) -> dict:
         )
         honest_verdicts = [verdict for _, verdict in honest_pairs]
         failed = [v for v in honest_verdicts if v.failed]
+        benchmark_groups = _groups(honest_pairs, reference)
         results["honest"] = {
+            "benchmark_groups": len(benchmark_groups),
+            "benchmark_false_positives": sum(r.passed is False for r in benchmark_groups),
             "answers": len(honest_verdicts),
             "false_positives": len(failed),
             "false_positive_rate": round(len(failed) / len(honest_verdicts), 4),
@@ -254,8 +289,15 @@ async def _bench_model(name: str, model_dir: Path, count: int) -> dict:
             finally:
                 if cheat.close:
                     await engine.aclose()
-            verdicts = [verdict for answer, verdict in pairs if cheat.applies(answer, verdict)]
-            row = {"cheat": cheat.name, "strength": cheat.strength, **_summary(verdicts, len(pairs))}
+            if cheat.attestation_factor != 1.0:
+                row = {
+                    "cheat": cheat.name,
+                    "strength": cheat.strength,
+                    **_benchmark_summary(pairs, reference),
+                }
+            else:
+                verdicts = [verdict for answer, verdict in pairs if cheat.applies(answer, verdict)]
+                row = {"cheat": cheat.name, "strength": cheat.strength, **_summary(verdicts, len(pairs))}
             print(f"[{name}] {row}", flush=True)
             rows.append(row)
         results["cheats"] = rows
@@ -279,8 +321,10 @@ def _plot(results: dict, path: Path) -> None:
     for axis, model in zip(axes[0], models, strict=True):
         rows = results[model]["cheats"]
         labels = [f"{r['cheat']}\n{r['strength']}" for r in rows]
-        axis.barh(labels, [r["per_challenge"] for r in rows], label="per challenge")
-        axis.barh(labels, [r["per_node_after_10"] for r in rows], alpha=0.35, label="per node after 10")
+        per_challenge = [r["per_challenge"] if r["per_challenge"] is not None else 0 for r in rows]
+        per_node = [r.get("per_node_after_10", r.get("per_node_after_6", 0)) for r in rows]
+        axis.barh(labels, per_challenge, label="per challenge")
+        axis.barh(labels, per_node, alpha=0.35, label="per node after 10 (speed: after 6)")
         honest = results[model]["honest"]
         axis.set_title(
             f"{results[model]['model']}: honest FP {honest['false_positives']}/{honest['answers']}"
