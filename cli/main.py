@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cli import ask, chain, demo, gateway, model, node, relay, rewards
+from cli import ask, chain, demo, gateway, model, node, relay, rewards, validator
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,6 +43,7 @@ main.add_command(model.group)
 main.add_command(node.group)
 main.add_command(rewards.group)
 main.add_command(relay.command)
+main.add_command(validator.group)
 
 if __name__ == "__main__":
     main()

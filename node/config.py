@@ -17,6 +17,7 @@ from typing import Any
 
 from node.errors import NodeError
 from pool import settings
+from pool.settings import doc
 
 __all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "env_name", "load_config", "render_config"]
 
@@ -28,114 +29,111 @@ class ConfigError(NodeError):
     """A setting is unknown, of the wrong type, or out of range."""
 
 
-_doc = settings.doc
-
-
 @dataclass(frozen=True)
 class NodeConfig:
     """Every setting of `dolphin node`; see `render_config` for the file form."""
 
     data_dir: Path = field(
         default=Path("~/.dolphin/node"),
-        metadata=_doc("Keys, ledger, benchmark cache and ready.json live here."),
+        metadata=doc("Keys, ledger, benchmark cache and ready.json live here."),
     )
     model: Path | None = field(
-        default=None, metadata=_doc("The model folder to serve (with its dolphin-manifest.json).")
+        default=None, metadata=doc("The model folder to serve (with its dolphin-manifest.json).")
     )
     listen: tuple[str, ...] = field(
         default=("/ip4/0.0.0.0/tcp/4002",),
-        metadata=_doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
+        metadata=doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
     )
     bootstrap: tuple[str, ...] = field(
-        default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
+        default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
     engine: str = field(
         default="transformers",
-        metadata=_doc(
+        metadata=doc(
             "Inference engine: transformers (in-process) or vllm (a vLLM server the node starts and "
             "supervises from vllm_venv, or the one at engine_url)."
         ),
     )
     engine_url: str | None = field(
         default=None,
-        metadata=_doc("With engine vllm: attach to the vLLM server at this URL instead of starting one."),
+        metadata=doc("With engine vllm: attach to the vLLM server at this URL instead of starting one."),
     )
     vllm_venv: Path | None = field(
         default=None,
-        metadata=_doc("With engine vllm: the virtualenv holding vLLM (default: the checkout's .venv-vllm)."),
+        metadata=doc("With engine vllm: the virtualenv holding vLLM (default: the checkout's .venv-vllm)."),
     )
     max_batch: int = field(
-        default=16, metadata=_doc("Answers the engine generates at once (vLLM: its --max-num-seqs).")
+        default=16, metadata=doc("Answers the engine generates at once (vLLM: its --max-num-seqs).")
     )
     threads: int = field(
         default=1,
-        metadata=_doc(
+        metadata=doc(
             "CPU threads of the transformers engine; 0 lets torch choose. More help a big model on an idle "
             "CPU; 1 keeps logprobs reproducible bit for bit and avoids contention on a busy machine."
         ),
     )
     device: str = field(
-        default="auto", metadata=_doc("Where the transformers engine runs: auto, cpu, cuda, cuda:N.")
+        default="auto", metadata=doc("Where the transformers engine runs: auto, cpu, cuda, cuda:N.")
     )
     local_api: str = field(
         default="127.0.0.1:8477",
-        metadata=_doc("host:port of the local OpenAI-compatible API and /metrics (127.0.0.1 only)."),
+        metadata=doc("host:port of the local OpenAI-compatible API and /metrics (127.0.0.1 only)."),
     )
-    heartbeat_interval: float = field(default=5.0, metadata=_doc("Seconds between pool heartbeats."))
-    max_new_tokens: int = field(default=1024, metadata=_doc("Most tokens one network request may ask for."))
+    heartbeat_interval: float = field(default=5.0, metadata=doc("Seconds between pool heartbeats."))
+    max_new_tokens: int = field(default=1024, metadata=doc("Most tokens one network request may ask for."))
     max_waiting: int = field(
-        default=64, metadata=_doc("Refuse network requests while this many wait for an engine slot.")
+        default=64, metadata=doc("Refuse network requests while this many wait for an engine slot.")
     )
     flush_interval_ms: int = field(
-        default=25, metadata=_doc("Milliseconds between answer frames after the first token.")
+        default=25, metadata=doc("Milliseconds between answer frames after the first token.")
     )
     serve_unpaid: bool = field(
-        default=True, metadata=_doc("Serve requests no covered credit authorisation pays for.")
+        default=True, metadata=doc("Serve requests no covered credit authorisation pays for.")
     )
     drain_timeout: float = field(
-        default=30.0, metadata=_doc("On SIGTERM/SIGINT, seconds in-flight answers may take to finish.")
+        default=30.0, metadata=doc("On SIGTERM/SIGINT, seconds in-flight answers may take to finish.")
     )
     yield_when_busy: bool = field(
-        default=False, metadata=_doc("Stop taking network requests while the owner uses the machine.")
+        default=False, metadata=doc("Stop taking network requests while the owner uses the machine.")
     )
     busy_above: float = field(
-        default=0.5, metadata=_doc("Busy when other processes use more than this share of GPU or CPU.")
+        default=0.5, metadata=doc("Busy when other processes use more than this share of GPU or CPU.")
     )
     idle_below: float = field(
-        default=0.25, metadata=_doc("Idle again when other processes use less than this share.")
+        default=0.25, metadata=doc("Idle again when other processes use less than this share.")
     )
     busy_check_interval: float = field(
-        default=2.0, metadata=_doc("Seconds between checks of the owner's activity.")
+        default=2.0, metadata=doc("Seconds between checks of the owner's activity.")
     )
     key_rotation_hours: float = field(
-        default=24.0, metadata=_doc("Hours between rotations of the node's X25519 key.")
+        default=24.0, metadata=doc("Hours between rotations of the node's X25519 key.")
     )
     epoch_seconds: int = field(
-        default=86400, metadata=_doc("Length of the ledger's receipt epochs (Unix time slices).")
+        default=86400, metadata=doc("Length of the ledger's receipt epochs (Unix time slices).")
     )
     benchmark_prompt_tokens: int = field(
-        default=128, metadata=_doc("Prompt length of the start-up self-benchmark.")
+        default=128, metadata=doc("Prompt length of the start-up self-benchmark.")
     )
     benchmark_output_tokens: int = field(
-        default=32, metadata=_doc("Tokens each self-benchmark answer generates.")
+        default=32, metadata=doc("Tokens each self-benchmark answer generates.")
     )
     benchmark_streams: int = field(
-        default=8, metadata=_doc("Concurrent streams of the self-benchmark's N-stream run.")
+        default=8, metadata=doc("Concurrent streams of the self-benchmark's N-stream run.")
     )
     attestation_interval: float = field(
-        default=3600.0, metadata=_doc("Seconds between republications of the benchmark.")
+        default=3600.0, metadata=doc("Seconds between republications of the benchmark.")
     )
     rpc_url: str | None = field(
-        default=None, metadata=_doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
+        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
     )
     deployment: Path | None = field(
-        default=None, metadata=_doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
+        default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
     )
     chain_dir: Path = field(
-        default=Path("~/.dolphin"), metadata=_doc("Where `dolphin chain` keeps ready.json and deployments.")
+        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
     )
     credit_refresh_seconds: float = field(
-        default=30.0, metadata=_doc("Seconds between re-reads of known clients' credit.")
+        default=30.0, metadata=doc("Seconds between re-reads of known clients' credit.")
     )
 
     def __post_init__(self) -> None:

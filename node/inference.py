@@ -10,8 +10,9 @@ One request per stream on INFERENCE_PROTOCOL (protocols/ids.py), frames length-p
 Many requests are answered at once: the service hands each to the engine, which batches them; nothing
 here serialises requests. Tokens go out in small batches (`protocols.inference.TokenBatcher`): the first as
 soon as it exists (time to first token), then whatever the engine produced in each `flush_interval`, so the
-stream shows fewer, coarser frames than one per token. Every token travels with its logprob, and with the
-alternatives the request asked for (`top_logprobs`).
+stream shows fewer, coarser frames than one per token. Every token travels with its id and its logprob (in
+millionths) whatever the request asked, and with the alternatives it asked for (`top_logprobs`): validators
+check answers by them, and a node that sent them only when asked would tell its checkers from its clients.
 
 Everything from the network is untrusted. A request that cannot be opened is dropped with the stream
 reset; one that opens but fails a check (signature, expiry, replay, addressee, credit) or that the node
@@ -57,11 +58,9 @@ from protocols.errors import (
 from protocols.inference import NodeExchange, TokenBatcher
 from protocols.keys import EncryptionKeyPair, Identity
 
-__all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics"]
+__all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics", "logprob_micro"]
 
 log = logging.getLogger(__name__)
-
-_MIN_LOGPROB_MICRO = -(1 << 63)  # ResponseChunk.logprobs_micro are signed 64-bit
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,16 @@ class ServiceStatistics:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_LOWEST_LOGPROB_MICRO = -(10**12)  # stands for -inf (a token the model gave no probability at all)
+
+
+def logprob_micro(logprob: float) -> int:
+    """A natural-log probability in millionths, as chunks carry it."""
+    if not math.isfinite(logprob):
+        return _LOWEST_LOGPROB_MICRO
+    return max(round(logprob * 1_000_000), _LOWEST_LOGPROB_MICRO)
 
 
 def _reason_code(exc: ProtocolError) -> str:
@@ -416,9 +425,10 @@ class _PacedSender:
                 if piece.token_ids and self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                     self.first_token_ms = _now_ms() - self._started_ms
-                logprobs = tuple(_micro(logprob) for logprob in piece.logprobs)
+                logprobs = tuple(logprob_micro(logprob) for logprob in piece.logprobs)
                 top = tuple(
-                    tuple((token, _micro(lp)) for token, lp in options) for options in piece.top_logprobs
+                    tuple((token, logprob_micro(lp)) for token, lp in options)
+                    for options in piece.top_logprobs
                 )
                 await self._send(
                     self.batcher.add(piece.text, piece.token_ids, logprobs, top_logprobs_micro=top)
@@ -427,11 +437,3 @@ class _PacedSender:
                     break
         await self._send(self.batcher.flush())
         return last
-
-
-def _micro(logprob: float) -> int:
-    """A natural-log probability in millionths, as chunks carry it (-inf, a token the model rules out,
-    as the most negative value the field holds)."""
-    if not math.isfinite(logprob):
-        return _MIN_LOGPROB_MICRO
-    return max(round(logprob * 1_000_000), _MIN_LOGPROB_MICRO)

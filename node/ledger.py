@@ -138,7 +138,7 @@ class Ledger:
     async def store_receipt(self, verified: VerifiedReceipt) -> bool:
         """Commit a verified receipt; returns False if it was already stored. Durable when it returns."""
         r = verified.receipt
-        async with self._lock:
+        async with self._database.lock:
             rows = await self._execute(
                 "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING digest",
                 (
@@ -158,7 +158,7 @@ class Ledger:
                     _now_ms(),
                 ),
             )
-            await self._commit()
+            await self._database.commit()
         return bool(rows)
 
     async def receipts(self, epoch: int | None = None) -> list[ReceiptRow]:
@@ -216,7 +216,7 @@ class Ledger:
                 "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
             )
             await self._execute("DELETE FROM nonces WHERE expires_at_ms <= ?", (now,))
-            await self._commit()
+            await self._database.commit()
 
     async def serve_nonce_writes(self, *, interval: float = NONCE_FLUSH_SECONDS) -> None:
         """Flush queued nonces every `interval` seconds; never returns (flushes once more when cancelled)."""

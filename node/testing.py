@@ -20,9 +20,9 @@ from pathlib import Path
 
 import trio
 
-from p2p import DolphinHost, P2PError
+from p2p import DolphinHost
 from p2p.testing import LOCALHOST, PeerProcess, relay_process
-from pool import Member, PoolView
+from pool import PoolView, find_member
 from protocols.eth import TypedDomain
 from protocols.ids import pool_topic
 
@@ -103,18 +103,3 @@ async def watch_pool(
     view = PoolView(model, binding_domain)
     await client.gossip.subscribe(pool_topic(model), view.validate)
     return view
-
-
-async def find_member(client: DolphinHost, view: PoolView, peer_id: str, *, timeout: float = 60.0) -> Member:
-    """Look `peer_id` up in the DHT, connect, and wait for its heartbeat in `view`; returns the member."""
-    with trio.fail_after(timeout):
-        while True:
-            with contextlib.suppress(P2PError):  # the DHT or the dial is not ready yet: next round
-                for record in await client.dht.get_records(view.model):
-                    if record.peer_id == peer_id and peer_id not in client.connected_peers():
-                        await client.connect(record.addrs[0])
-            for _ in range(20):
-                for member in view.members():
-                    if member.contact.peer_id == peer_id:
-                        return member
-                await trio.sleep(0.1)

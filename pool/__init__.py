@@ -2,7 +2,7 @@
 
 - `contact`: `NodeContact`, how a client addresses one node
 - `client`: one end-to-end encrypted inference with one node (`complete`, `Completion`, `AnswerPiece`)
-- `membership`: `PoolView`, a model's members from validated heartbeats
+- `membership`: `PoolView`, a model's members from validated heartbeats; `find_member` by peer id
 - `attestations`: the attestation topic's validator and `AttestationBook` (attested speeds)
 - `standing`: `StandingBook`, validators' `NodeStanding` verdicts
 - `bans`: the ban topic's validator and `BanList`
@@ -26,7 +26,7 @@ from pool.errors import (
     PoolError,
     UnknownModel,
 )
-from pool.membership import Member, PoolView
+from pool.membership import Member, PoolView, find_member
 
 __all__ = [
     "AllAttemptsFailed",
@@ -41,4 +41,5 @@ __all__ = [
     "PoolView",
     "UnknownModel",
     "complete",
+    "find_member",
 ]

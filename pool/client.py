@@ -67,7 +67,9 @@ class AnswerPiece:
 class Completion:
     """One node's answer. `receipt_stored`: the node acknowledged committing our countersigned receipt.
     `receipt` is the node's signed account (None when it sent none); `ttft_s` and `duration_s` are what
-    this client measured from sending the request."""
+    this client measured from sending the request. `exchange` is the finished exchange (the signed request,
+    the answer's chunks, the node's receipt and when each arrived), for whoever must show others what the
+    node answered (validators)."""
 
     text: str
     finish_reason: str
@@ -81,6 +83,7 @@ class Completion:
     pieces: tuple[AnswerPiece, ...] = field(default=(), repr=False)
     ttft_s: float | None = None
     duration_s: float = 0.0
+    exchange: ClientExchange | None = field(default=None, repr=False, compare=False)
 
     @property
     def tokens_in(self) -> int:
@@ -214,6 +217,7 @@ async def complete(
         pieces=tuple(pieces),
         ttft_s=first_token_at - started if first_token_at is not None else None,
         duration_s=time.monotonic() - started,
+        exchange=exchange,
     )
 
 

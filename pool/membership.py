@@ -22,10 +22,13 @@ only the node itself can move its entry forward.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
-from p2p import Verdict, signed_message_validator
+import trio
+
+from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
 from pool.contact import NodeContact
 from protocols import envelope
 from protocols.eth import TypedDomain
@@ -109,3 +112,19 @@ class PoolView:
         for peer_id in [p for p, m in self._members.items() if now_ms - m.heard_at_ms > self.max_age_ms]:
             del self._members[peer_id]
         return sorted(self._members.values(), key=lambda m: (-m.spare, m.contact.peer_id))
+
+
+async def find_member(host: DolphinHost, view: PoolView, peer_id: str, *, timeout: float = 60.0) -> Member:
+    """Look `peer_id` up in the DHT, connect, and wait for its heartbeat in `view` (whose validator must be
+    subscribed to the pool topic on `host`); returns the member. trio.TooSlowError after `timeout` s."""
+    with trio.fail_after(timeout):
+        while True:
+            with contextlib.suppress(P2PError):  # the DHT or the dial is not ready yet: next round
+                for record in await host.dht.get_records(view.model):
+                    if record.peer_id == peer_id and peer_id not in host.connected_peers():
+                        await host.connect(record.addrs[0])
+            for _ in range(20):
+                for member in view.members():
+                    if member.contact.peer_id == peer_id:
+                        return member
+                await trio.sleep(0.1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import aiosqlite
@@ -42,10 +42,10 @@ class Database:
         except sqlite3.Error as exc:
             raise self.error(f"{self.path}: {exc}") from exc
 
-    async def executemany(self, sql: str, rows: list[tuple]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[tuple]) -> None:
         """Run one statement for each of `rows`."""
         try:
-            await _aio(self._connection.executemany)(sql, rows)
+            await _aio(self._connection.executemany)(sql, list(rows))
         except sqlite3.Error as exc:
             raise self.error(f"{self.path}: {exc}") from exc
 

@@ -10,8 +10,8 @@ Modules:
     framing    unsigned-varint length-prefixed frames and a sans-IO frame decoder
     schema     how schemas are declared (frozen, validating dataclasses), encoded and decoded; the registry
     messages   every message: pool heartbeat, attestation and DHT record, inference request/chunk/end/
-               receipt, validator challenge, strike report and decision, ban notice, settlement, credit
-               debits
+               receipt (committing to the answer), validator answer evidence, strike report and decision,
+               node standing, user report, ban notice, settlement, credit debits
     keys       Ed25519 identities and libp2p peer ids, X25519 encryption keys
     envelope   Ed25519-signed envelopes with per-type domains, validity windows, and the replay cache
                (per-signer quotas, a "busy" refusal when full)
@@ -19,7 +19,7 @@ Modules:
     e2e        requests sealed to a node's X25519 key; the secretstream answer stream; both padded to
                power-of-two sizes
     inference  client and node ends of one exchange as state machines; token batching; countersigned
-               receipts
+               receipts; the answer hash receipts commit to
     ids        libp2p protocol ids, GossipSub topics, the DHT prefix
     testing    deterministic keys and an in-memory exchange pair, for tests of every part
 """
@@ -52,9 +52,9 @@ from protocols.inference import (
 from protocols.keys import EncryptionKeyPair, Identity, peer_id_from_public_key, peer_id_to_text
 from protocols.messages import (
     STRIKE_REASONS,
+    AnswerEvidence,
     BanNotice,
     BenchmarkAttestation,
-    ChallengeResponse,
     ChatMessage,
     CountersignedReceipt,
     CreditAuthorisation,
@@ -71,7 +71,6 @@ from protocols.messages import (
     SettlementSignature,
     StrikeDecisionSignature,
     StrikeReport,
-    ValidatorChallenge,
     eth_sign,
     eth_signer,
     evidence_hash,
@@ -81,10 +80,10 @@ from protocols.schema import Message, decode_message, encode_message
 __all__ = [
     "DEFAULT_LIMITS",
     "STRIKE_REASONS",
+    "AnswerEvidence",
     "BanNotice",
     "BenchmarkAttestation",
     "BusyError",
-    "ChallengeResponse",
     "ChatMessage",
     "ClientExchange",
     "CountersignedReceipt",
@@ -124,7 +123,6 @@ __all__ = [
     "StrikeReport",
     "TokenBatcher",
     "TypedDomain",
-    "ValidatorChallenge",
     "VerifiedReceipt",
     "countersign_receipt",
     "decode_message",

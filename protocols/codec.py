@@ -37,8 +37,8 @@ class Limits:
     """Bounds on one decode. The defaults suit any single message of the protocol; gossip uses smaller ones.
 
     max_bytes: encoded input; max_depth: nesting of arrays/maps (the top level is depth 1);
-    max_container: items in one array or pairs in one map; max_objects: decoded values in all (the largest
-    message, a challenge response of 8192 token ids and logprobs, has about 16,400); max_decompressed:
+    max_container: items in one array or pairs in one map; max_objects: decoded values in all (a response
+    chunk of 4096 token ids and logprobs has about 8,200); max_decompressed:
     output of one zstd body.
     """
 

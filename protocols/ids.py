@@ -12,7 +12,7 @@ from protocols.errors import SchemaError
 
 __all__ = [
     "BANS_TOPIC",
-    "CHALLENGE_PROTOCOL",
+    "DECISIONS_TOPIC",
     "DHT_PROTOCOL",
     "INFERENCE_PROTOCOL",
     "RECEIPT_PROTOCOL",
@@ -26,10 +26,10 @@ __all__ = [
     "pool_topic",
 ]
 
-# Streams: one request per stream; frames are uvarint length-prefixed (`framing`).
+# Streams: one request per stream; frames are uvarint length-prefixed (`framing`). Validators check nodes
+# through INFERENCE_PROTOCOL like any client: a protocol of their own would tell a node when it is watched.
 INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted answer stream out
 RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # client returns the countersigned receipt
-CHALLENGE_PROTOCOL = "/dolphin/challenge/1.0.0"  # validator challenge in, signed response out
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"
@@ -37,6 +37,7 @@ DHT_PROTOCOL = "/dolphin/kad/1.0.0"
 # GossipSub topics. Payloads are signed envelopes; per-model topics keep each pool's chatter to itself.
 STRIKES_TOPIC = "/dolphin/strikes/1"
 BANS_TOPIC = "/dolphin/bans/1"
+DECISIONS_TOPIC = "/dolphin/strike-decisions/1"  # validators' StrikeDecisionSignatures, gathered to a quorum
 STANDING_TOPIC = "/dolphin/standing/1"  # validators' NodeStanding verdicts, which routers read
 REPORTS_TOPIC = "/dolphin/reports/1"  # users' UserReports, which validators read
 SETTLEMENT_TOPIC = "/dolphin/settlement/1"

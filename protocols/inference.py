@@ -31,7 +31,9 @@ finished no later than the end arrived, and its first token came no later than i
 client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it
 *read* a frame, which may be well after it arrived: a node can still claim it was faster than it was, which
 validators measure with their own requests. `close()` when the transport ends early reports truncation.
-The acknowledgement must name the sha256 of the countersigned receipt sent.
+The acknowledgement must name the sha256 of the countersigned receipt sent. The receipt's `output_hash` must
+be `output_hash` of the chunk messages received (their decrypted encodings, in order): the node signs what
+it sent, so a validator can show others the answer a node gave it (`AnswerEvidence`).
 
 Node rules: states streaming → done → countersigned → acknowledged; `header()` is sent before any chunk;
 nothing after `end()` but the acknowledgement, which says `stored` only once the receipt was committed (a
@@ -52,7 +54,7 @@ uvarint(len(domain)) ‖ domain ‖ uvarint(32) ‖ sha256(receipt envelope), do
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from protocols import codec, e2e, envelope, keys
@@ -82,11 +84,13 @@ __all__ = [
     "TokenBatcher",
     "VerifiedReceipt",
     "countersign_receipt",
+    "output_hash",
     "prompt_token_bound",
     "verify_countersigned_receipt",
 ]
 
 _COUNTERSIGN_DOMAIN = b"dolphin-network:receipt-countersignature:v1"
+_OUTPUT_DOMAIN = b"dolphin-network:answer-output:v1"
 REQUEST_TTL_MS = 60_000
 TIMING_TOLERANCE_MS = 5_000
 DEFAULT_BATCH_MS = 50
@@ -107,6 +111,28 @@ def prompt_token_bound(messages: Sequence[ChatMessage]) -> int:
 def _countersign_input(receipt_envelope: bytes) -> bytes:
     digest = hashlib.sha256(receipt_envelope).digest()
     return encode_uvarint(len(_COUNTERSIGN_DOMAIN)) + _COUNTERSIGN_DOMAIN + encode_uvarint(32) + digest
+
+
+class _OutputHasher:
+    """The running `output_hash` of an answer: sha256 over a domain tag, then each chunk message's encoding
+    prefixed by its uvarint length (so chunk boundaries count, and no two chunk lists hash alike)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256(encode_uvarint(len(_OUTPUT_DOMAIN)) + _OUTPUT_DOMAIN)
+
+    def add(self, encoded_chunk: bytes) -> None:
+        self._sha.update(encode_uvarint(len(encoded_chunk)) + encoded_chunk)
+
+    def digest(self) -> bytes:
+        return self._sha.digest()
+
+
+def output_hash(encoded_chunks: Iterable[bytes]) -> bytes:
+    """What a receipt's `output_hash` commits to: the answer's ResponseChunk encodings, in order."""
+    hasher = _OutputHasher()
+    for chunk in encoded_chunks:
+        hasher.add(chunk)
+    return hasher.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +207,9 @@ class ClientExchange:
         self.end_at_ms: int | None = None
         self.end: ResponseEnd | None = None
         self.receipt: envelope.Signed[Receipt] | None = None
+        self.chunks: list[bytes] = []
+        """The answer's chunk messages as decrypted (their encodings, in order): `AnswerEvidence` material."""
+        self._output = _OutputHasher()
         self._countersigned: bytes | None = None
 
     def receive(self, frame: bytes, *, now_ms: int | None = None) -> ResponseChunk | ResponseEnd | None:
@@ -214,6 +243,8 @@ class ClientExchange:
             if msg.top_per_token > self.request.top_logprobs:
                 raise StreamError("the node sent more top logprobs per token than asked for")
             self.tokens_received += len(msg.token_ids)
+            self.chunks.append(plaintext)
+            self._output.add(plaintext)
             if self.first_token_at_ms is None and msg.token_ids:
                 self.first_token_at_ms = now_ms
             return msg
@@ -240,6 +271,7 @@ class ClientExchange:
                 ("tokens out", r.tokens_out == self.tokens_received <= self.request.max_tokens),
                 ("tokens in", r.tokens_in <= self.prompt_token_limit),
                 ("paying wallet", r.client is None or r.client == self._offered_wallet),
+                ("output hash", r.output_hash == self._output.digest()),
                 ("finish reason", r.finish_reason == end.finish_reason),
                 *self._timing_checks(r),
             )
@@ -309,6 +341,7 @@ class NodeExchange:
         self.receipt_envelope: bytes | None = None
         self._sealer = e2e.StreamSealer(response_key)
         self._seq = 0
+        self._output = _OutputHasher()
         self._countersigned_digest: bytes | None = None
         self.tokens_out = 0
         self.state = "streaming"
@@ -372,7 +405,10 @@ class NodeExchange:
     def _push(self, msg: ResponseChunk | ResponseEnd, final: bool) -> bytes:
         if self.state != "streaming":
             raise StreamError(f"exchange is {self.state}")
-        frame = self._sealer.seal(encode_message(msg), final=final)
+        encoded = encode_message(msg)
+        frame = self._sealer.seal(encoded, final=final)
+        if isinstance(msg, ResponseChunk):
+            self._output.add(encoded)
         self._seq += 1
         return frame
 
@@ -419,6 +455,7 @@ class NodeExchange:
             client=self.credit_client,  # only a wallet whose authorisation verified
             tokens_in=tokens_in,
             tokens_out=self.tokens_out,
+            output_hash=self._output.digest(),
             started_at_ms=started_at_ms,
             first_token_ms=first_token_ms,
             duration_ms=duration_ms,

@@ -40,9 +40,9 @@ from protocols.schema import (
 
 __all__ = [
     "STRIKE_REASONS",
+    "AnswerEvidence",
     "BanNotice",
     "BenchmarkAttestation",
-    "ChallengeResponse",
     "ChatMessage",
     "CountersignedReceipt",
     "CreditAuthorisation",
@@ -62,7 +62,6 @@ __all__ = [
     "StrikeDecisionSignature",
     "StrikeReport",
     "UserReport",
-    "ValidatorChallenge",
     "eth_sign",
     "eth_signer",
     "evidence_hash",
@@ -107,6 +106,7 @@ STRIKE_REASONS: dict[str, int] = {
     "unavailable": 6,  # advertised capacity but did not answer
     "fabricated_output": 7,  # output not produced by the model for that prompt
     "user_report": 8,  # a user's report that a validator confirmed
+    "false_benchmark": 9,  # delivers far below the speed its own signed benchmark attestation claims
 }
 STRIKE_REASON = Choice(*STRIKE_REASONS)
 
@@ -538,7 +538,8 @@ class ResponseEnd(Message):
 @message("inference.receipt", 1)
 class Receipt(Message):
     """The unit of work: a node's signed account of one answer. Countersigned by the client, it becomes base
-    rewards; the request itself stays private (only its hash is here)."""
+    rewards; the request and the answer stay private (only their hashes are here), and the hash of the answer
+    lets a validator prove to others what the node sent it."""
 
     MAX_TTL_MS = 30 * DAY_MS
     request_id: Annotated[bytes, ID]
@@ -548,6 +549,7 @@ class Receipt(Message):
     client: Annotated[bytes | None, Maybe(ADDRESS)] = None  # the paying wallet, from the credit authorisation
     tokens_in: Annotated[int, UInt(32)]
     tokens_out: Annotated[int, UInt(32)]
+    output_hash: Annotated[bytes, HASH]  # commits to the answer's chunks as sent (inference.output_hash)
     started_at_ms: Annotated[int, TIME]
     first_token_ms: Annotated[int, UInt(32)]
     duration_ms: Annotated[int, UInt(32)]
@@ -579,39 +581,23 @@ class ReceiptAck(Message):
 # ---------------------------------------------------------------------------------------------- validators
 
 
-@message("validator.challenge", 1)
-class ValidatorChallenge(Message):
-    """An explicit check a validator sends a node: re-tokenise, score logprobs for given tokens, or run a
-    timed benchmark. (Sampled checks of ordinary answers use plain inference requests, so they look like
-    any client's.)"""
+@message("validator.evidence", 1)
+class AnswerEvidence(Message):
+    """One answer to a validator's sampled request, as the validator received it, which any validator can
+    re-check: `request` is the InferenceRequest envelope the validator's session key signed (its own
+    challenge prompt, never a user's), `chunks` the answer's ResponseChunk messages as decrypted, in order,
+    and `receipt` the node-signed Receipt envelope, whose `request_hash` names the request and whose
+    `output_hash` commits to the chunks (`inference.output_hash`). `attestation` is the node's signed
+    BenchmarkAttestation envelope when a speed check compared against it. The `observed_*` timings are the
+    validator's own clock, its word rather than the node's. Strike reports carry it as their one evidence
+    item, so it must fit a gossip message (64 KiB)."""
 
-    MAX_TTL_MS = 10 * 60 * 1000
-    challenge_id: Annotated[bytes, ID]
-    node_key: Annotated[bytes, KEY]
-    model: Annotated[bytes, HASH]
-    kind: Annotated[str, Choice("tokenize", "logprobs", "benchmark")]
-    text: Annotated[str, Text(256 * 1024)] = ""
-    prompt_token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=8192)] = ()
-    max_tokens: Annotated[int, UInt(32, max_value=1 << 16)] = 0
-    top_logprobs: Annotated[int, UInt(8, max_value=20)] = 0
-    deadline_ms: Annotated[int, TIME]
-
-
-@message("validator.challenge.response", 1)
-class ChallengeResponse(Message):
-    MAX_TTL_MS = 10 * 60 * 1000
-    challenge_id: Annotated[bytes, ID]
-    token_ids: Annotated[tuple[int, ...], Seq(UInt(32), max_len=8192)] = ()
-    text: Annotated[str, Text(256 * 1024)] = ""
-    logprobs_micro: Annotated[tuple[int, ...], Seq(SInt(64), max_len=8192)] = ()
-    prompt_tokens: Annotated[int, UInt(32)] = 0
-    output_tokens: Annotated[int, UInt(32)] = 0
-    ttft_ms: Annotated[int, UInt(32)] = 0
-    duration_ms: Annotated[int, UInt(32)] = 0
-
-    def _check(self) -> None:
-        if self.logprobs_micro and len(self.logprobs_micro) != len(self.token_ids):
-            raise SchemaError("ChallengeResponse.logprobs_micro must have one entry per token id")
+    request: Annotated[bytes, Bytes(max_size=32 * 1024)]
+    chunks: Annotated[tuple[bytes, ...], Seq(Bytes(max_size=16 * 1024), max_len=2048)]
+    receipt: Annotated[bytes, Bytes(max_size=MAX_SIGNED_RECEIPT)]
+    attestation: Annotated[bytes | None, Maybe(Bytes(max_size=4096))] = None
+    observed_first_token_ms: Annotated[int, UInt(32)]
+    observed_duration_ms: Annotated[int, UInt(32)]
 
 
 @message("validator.ban", 1)

@@ -70,7 +70,8 @@ def best_per_op(fn: Callable[[int], None], iterations: int, repeats: int) -> flo
 
 def measure(iterations: int = 2000, repeats: int = 5) -> dict[str, dict[str, float]]:
     client_id, node_id, node_keys = identity(1), identity(2), encryption_keys(2)
-    request = make_request(node_id, prompt=PROMPT)
+    # Every chunk below streams to one client: allow as many tokens as the schema does.
+    request = make_request(node_id, prompt=PROMPT, max_tokens=1 << 20)
     signing_key = nacl.signing.SigningKey(client_id.seed)
     verify_key = signing_key.verify_key
     prompt_bytes = PROMPT.encode()

@@ -129,8 +129,14 @@ async def test_an_encrypted_answer_streams_back_and_its_receipt_is_stored_before
     pieces = []
     completion = await _ask(network, max_tokens=16, on_text=pieces.append)
     request = GenerationRequest(messages=(ChatTurn("user", PROMPT),), max_tokens=16)
-    expected = [i async for piece in tiny_engine.generate(request) for i in piece.token_ids]
+    pieces_alone = [piece async for piece in tiny_engine.generate(request)]
+    expected = [i for piece in pieces_alone for i in piece.token_ids]
     assert completion.text == await tiny_engine.detokenize(expected)
+    # Every token's logprob travels, unasked (validators check them; asking would give them away).
+    chunks = [decode_message(chunk) for chunk in completion.exchange.chunks]
+    sent = [lp for chunk in chunks for lp in chunk.logprobs_micro]
+    alone = [lp for piece in pieces_alone for lp in piece.logprobs]
+    assert len(sent) == 16 and all(abs(a / 1e6 - b) < 1e-3 for a, b in zip(sent, alone, strict=True))
     assert "".join(pieces) == completion.text
     assert completion.tokens_out == len(expected) == 16
     assert completion.finish_reason == "length"

@@ -45,7 +45,7 @@ def spec_strategy(spec: Spec) -> st.SearchStrategy:
 
 def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
     """Make randomly drawn fields obey the rules that span fields (each record's `_check`)."""
-    pairs = cls in (messages.ResponseChunk, messages.ChallengeResponse)
+    pairs = cls is messages.ResponseChunk
     if pairs and len(values["logprobs_micro"]) != len(values["token_ids"]):
         values["logprobs_micro"] = tuple(-i for i in range(len(values["token_ids"])))
     if cls is messages.ResponseChunk:  # k alternatives for each token id, k drawn from what came out

@@ -83,12 +83,16 @@ def test_object_budget_counts_every_value_of_every_container():
 
 
 def test_the_largest_messages_fit_the_default_budget():
-    from protocols.messages import ChallengeResponse
+    from protocols.messages import MAX_TOKENS_PER_CHUNK, AnswerEvidence, ResponseChunk
     from protocols.schema import decode_message, encode_message
 
-    ids = tuple(range(8192))
-    big = ChallengeResponse(challenge_id=b"c" * 16, token_ids=ids, logprobs_micro=ids)
+    ids = tuple(range(MAX_TOKENS_PER_CHUNK))
+    big = ResponseChunk(seq=0, text="x", token_ids=ids, logprobs_micro=tuple(-i for i in ids))
     assert decode_message(encode_message(big)) == big
+    evidence = AnswerEvidence(
+        request=b"r", chunks=(b"c",) * 2048, receipt=b"e", observed_first_token_ms=1, observed_duration_ms=2
+    )
+    assert decode_message(encode_message(evidence)) == evidence
 
 
 def _peak_bytes(fn):

@@ -127,6 +127,7 @@ def test_strike_reason_codes_are_stable():
         "unavailable": 6,
         "fabricated_output": 7,
         "user_report": 8,
+        "false_benchmark": 9,
     }
     assert eth.STRIKE_REPORT.type_string == (
         "StrikeReport(address validator,bytes32 nodeKey,address operator,bytes32 model,uint64 epoch,"

@@ -79,7 +79,7 @@ def corpus():
     for frame in frames:
         client.receive(frame)
     chunk = messages.ResponseChunk(seq=0, text="hi", token_ids=(1,))
-    big = messages.ChallengeResponse(challenge_id=b"c" * 16, text="x" * 6000)
+    big = messages.ResponseChunk(seq=0, text="x" * 6000)
     return (
         client.sealed_request,
         client.request_envelope,

@@ -27,6 +27,7 @@ from protocols.inference import (
     NodeExchange,
     TokenBatcher,
     countersign_receipt,
+    output_hash,
     prompt_token_bound,
     verify_countersigned_receipt,
 )
@@ -286,6 +287,7 @@ def _lying_node_end(node, **receipt_overrides):
         client_key=node.client_key,
         tokens_in=7,
         tokens_out=node.tokens_out,
+        output_hash=node._output.digest(),
         started_at_ms=NOW,
         first_token_ms=1,
         duration_ms=2,
@@ -305,6 +307,7 @@ def _lying_node_end(node, **receipt_overrides):
         {"request_id": b"\0" * 16},
         {"model": b"\1" * 32},
         {"client_key": b"\2" * 32},
+        {"output_hash": b"\3" * 32},
     ],
     ids=lambda o: next(iter(o)),
 )
@@ -316,6 +319,18 @@ def test_client_refuses_a_receipt_that_does_not_match(override):
         client.receive(_lying_node_end(node, **override))
     with pytest.raises(SchemaError):
         client.countersigned_receipt()
+
+
+def test_the_receipt_commits_to_the_chunks_the_client_received():
+    client, node = exchange_pair()
+    for frame in serve(node, [("Hel", (1, 2)), ("lo", (3,))]):
+        client.receive(frame)
+    receipt = client.receipt.message
+    assert receipt.output_hash == output_hash(client.chunks)
+    assert [decode_message(chunk).text for chunk in client.chunks] == ["Hel", "lo"]
+    # Same tokens, other chunk boundaries: another answer as far as the commitment goes.
+    merged = messages.ResponseChunk(seq=0, text="Hello", token_ids=(1, 2, 3))
+    assert output_hash([encode_message(merged)]) != receipt.output_hash
 
 
 def test_client_refuses_a_receipt_signed_by_another_node():

@@ -28,7 +28,7 @@ def test_every_message_named_in_the_issue_exists():
         "inference.chunk",
         "inference.end",
         "inference.receipt",
-        "validator.challenge",
+        "validator.evidence",
         "validator.strike",
         "validator.ban",
         "settlement.proposal",

@@ -1,0 +1,225 @@
+"""`dolphin validator` as processes against real nodes: an honest node passes many challenges under load and
+an audit; a node serving another model than it announces is struck, banned and slashed on a local chain;
+validators drain on SIGTERM."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from node.testing import find_member, node_process, watch_pool
+from p2p import DhtMode, HostConfig, open_host
+from p2p.testing import relay_process, wait_until
+from pool import InferenceFailed, complete
+from protocols.keys import Identity
+from validator.daemon import write_wallet
+from validator.testing import validator_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_SAMPLING = ("--base-per-hour", "3600", "--max-per-hour", "7200", "--concurrency", "3")
+
+
+@pytest.fixture
+def relay(tmp_path_factory):
+    peer = relay_process(tmp_path_factory.mktemp("relay"))
+    trio.run(peer.wait_ready)
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from node.models import load_manifest
+
+    return tiny_model_dir, load_manifest(tiny_model_dir).model_id()
+
+
+@contextlib.contextmanager
+def _processes():
+    """Processes started in the block, stopped (with their logs printed on failure) when it ends."""
+    started = []
+    try:
+        yield started
+    except BaseException:
+        for process in started:
+            print(f"--- {process.data_dir}\n{process.log_tail(4000)}")
+        raise
+    finally:
+        for process in started:
+            process.stop()
+
+
+async def _ready(processes, process, timeout=240.0):
+    processes.append(process)
+    await process.wait_ready(timeout)
+    return process
+
+
+def _metric(process, name: str, **labels: str) -> float:
+    """A counter or gauge from the process's /metrics (0 when absent)."""
+    text = httpx.get(process.ready["metrics"], timeout=10).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series in (name, f"{name}{{{wanted}}}"):
+            return float(value)
+    return 0.0
+
+
+def _config(data_dir: Path, *others: str, **settings: object) -> None:
+    """A validator.toml naming the other validators (no chain) and more settings."""
+    lines = [f"validators = {json.dumps(list(others))}"]
+    lines += [f"{name} = {json.dumps(value)}" for name, value in settings.items()]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "validator.toml").write_text("\n".join(lines) + "\n")
+
+
+def _audit(relay, model_dir: Path, peer_id: str, challenges: int = 4) -> tuple[int, dict]:
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "validator",
+        "audit",
+        "--bootstrap",
+        relay.addr,
+        "--reference",
+        str(model_dir),
+        "--peer",
+        peer_id,
+        "--challenges",
+        str(challenges),
+        "--json",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.mark.trio
+async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp_path, relay, model):
+    model_dir, model_id = model
+    with _processes() as processes:
+        node = await _ready(processes, node_process(tmp_path / "node", model_dir, "--bootstrap", relay.addr))
+        addresses = [write_wallet(tmp_path / f"validator-{i}" / "validator.key") for i in range(2)]
+        validators = []
+        for i in range(2):
+            data_dir = tmp_path / f"validator-{i}"
+            _config(data_dir, "0x" + addresses[1 - i], standing_interval=2.0)
+            process = validator_process(data_dir, model_dir, "--bootstrap", relay.addr, *FAST_SAMPLING)
+            validators.append(await _ready(processes, process))
+        config = HostConfig(tmp_path / "client", bootstrap=(relay.addr,), dht_mode=DhtMode.CLIENT)
+        async with open_host(config) as client, trio.open_nursery() as load:
+            member = await find_member(client, await watch_pool(client, model_id), node.peer_id)
+            answered = 0
+
+            async def keep_asking() -> None:  # other clients' traffic, four streams at a time
+                nonlocal answered
+                while True:
+                    with contextlib.suppress(InferenceFailed):
+                        await complete(
+                            client,
+                            member.contact,
+                            [("user", "Tell me a story.")],
+                            identity=Identity.generate(),
+                            max_tokens=24,
+                        )
+                        answered += 1
+
+            for _ in range(4):
+                load.start_soon(keep_asking)
+            for validator in validators:
+                await wait_until(
+                    lambda v=validator: (
+                        _metric(v, "dolphin_validator_challenges_total", outcome="passed") >= 10
+                    ),
+                    timeout=240,
+                )
+            load.cancel_scope.cancel()
+        assert answered > 0
+        for validator in validators:
+            assert _metric(validator, "dolphin_validator_challenges_total", outcome="failed") == 0
+            assert _metric(validator, "dolphin_validator_strikes_published_total") == 0
+            assert _metric(validator, "dolphin_validator_nodes", status="good") == 1
+        status, report = await trio.to_thread.run_sync(_audit, relay, model_dir, node.peer_id)
+        assert status == 0 and report["verdict"] == "pass" and report["peer"] == node.peer_id
+        assert report["challenges"] == 4 and report["failed"] == 0
+        assert report["checks"]["fingerprint"]["failed"] == 0 and report["checks"]["tokens"]["passed"] == 4
+        # SIGTERM drains: the validator stops on its own, removing ready.json.
+        validator = validators[0]
+        validator.process.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(lambda: validator.process.wait(timeout=60)) == 0
+        assert not (validator.data_dir / "ready.json").exists()
+        assert "draining" in validator.log_tail(20_000)
+
+
+@pytest.mark.trio
+async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_path, relay, model):
+    from chain.client import ChainClient
+    from chain.testing import open_deployed_chain
+    from node.registration import register_node
+
+    model_dir, _ = model
+    with open_deployed_chain(tmp_path / "chain") as chain, _processes() as processes:
+        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
+        await trio.to_thread.run_sync(lambda: operator.stake(200_000 * 10**18))
+        await trio.to_thread.run_sync(operator.bond)
+        bonded = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
+        node_dir = tmp_path / "cheat"
+        await trio.to_thread.run_sync(register_node, node_dir, operator)
+        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
+        cheat = node_process(
+            node_dir,
+            model_dir,
+            "--bootstrap",
+            relay.addr,
+            *chain_args,
+            program=("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
+        )
+        await _ready(processes, cheat)
+        validators = []
+        for index in (1, 2, 3):  # the dev chain's genesis validator set
+            data_dir = tmp_path / f"validator-{index}"
+            data_dir.mkdir()
+            (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
+            os.chmod(data_dir / "validator.key", 0o600)
+            process = validator_process(
+                data_dir, model_dir, "--bootstrap", relay.addr, *chain_args, *FAST_SAMPLING
+            )
+            validators.append(await _ready(processes, process))
+        assert all(v.ready["in_validator_set"] for v in validators)
+
+        def slashed() -> list:
+            events = operator.events("Slashing", "StrikeExecuted")
+            return [e for e in events if e["args"]["offender"] == operator.address]
+
+        with trio.fail_after(300):
+            while not await trio.to_thread.run_sync(slashed):
+                await trio.sleep(1)
+        (event,) = await trio.to_thread.run_sync(slashed)
+        remaining = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
+        assert remaining == bonded - event["args"]["shares"] and event["args"]["shares"] == bonded // 2
+        reporter = event["args"]["reporter"]
+        assert reporter in {
+            ChainClient(chain.rpc_url, chain.deployment, chain.keys[i]).address for i in (1, 2, 3)
+        }
+        await wait_until(
+            lambda: all(
+                _metric(v, "dolphin_validator_bans_total")
+                + _metric(v, "dolphin_validator_nodes", status="banned")
+                >= 1
+                for v in validators
+            ),
+            timeout=60,
+        )
+        status, report = await trio.to_thread.run_sync(_audit, relay, model_dir, cheat.peer_id, 2)
+        assert status == 1 and report["verdict"] == "fail" and report["checks"]["fingerprint"]["failed"] == 2

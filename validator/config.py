@@ -1,0 +1,241 @@
+"""The validator's configuration: one dataclass whose fields document themselves (`pool.settings`).
+
+Where a setting comes from, strongest first: a command-line option, its environment variable
+(DOLPHIN_VALIDATOR_<SETTING>), the config file (`--config`, else <data dir>/validator.toml when it exists),
+the default here. `dolphin validator init` writes the file with every setting, its default and what it
+does. Check thresholds left unset take the reference model's calibration (`calibration`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pool import settings
+from pool.settings import doc
+from validator.errors import ValidatorConfigError
+
+__all__ = ["CONFIG_FILE", "KEY_FILE", "ValidatorConfig", "env_name", "load_config", "render_config"]
+
+CONFIG_FILE = "validator.toml"
+KEY_FILE = "validator.key"
+ENV_PREFIX = "DOLPHIN_VALIDATOR_"
+THRESHOLD_SETTINGS = (
+    "max_logprob_error",
+    "max_choice_gap",
+    "token_count_slack",
+    "token_count_ratio",
+    "nucleus_slack",
+    "min_likelihood_z",
+    "min_decode_tps",
+    "max_decode_tps",
+    "max_ttft_ms",
+    "attestation_slack",
+)
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    """Every setting of `dolphin validator`; see `render_config` for the file form."""
+
+    data_dir: Path = field(
+        default=Path("~/.dolphin/validator"),
+        metadata=doc("State (validator.sqlite), the peer key, the wallet key and ready.json live here."),
+    )
+    reference: Path | None = field(
+        default=None,
+        metadata=doc("The reference model folder (with its manifest): the model whose pool this validates."),
+    )
+    key_file: Path | None = field(
+        default=None,
+        metadata=doc(
+            "The validator wallet's private key (hex); default <data dir>/validator.key (init writes one)."
+        ),
+    )
+    listen: tuple[str, ...] = field(
+        default=("/ip4/0.0.0.0/tcp/4003",), metadata=doc("libp2p listen multiaddrs; [] for none.")
+    )
+    bootstrap: tuple[str, ...] = field(
+        default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
+    )
+    metrics: str = field(
+        default="127.0.0.1:8478", metadata=doc("host:port of /metrics and /health (127.0.0.1 only).")
+    )
+    threads: int = field(default=1, metadata=doc("CPU threads of the reference model; 0 lets torch choose."))
+    epoch_seconds: int = field(
+        default=86400, metadata=doc("Length of an epoch (Unix time slices) for strikes, bans and standings.")
+    )
+    concurrency: int = field(default=4, metadata=doc("Challenges in flight at once."))
+    challenge_max_tokens: int = field(
+        default=256, metadata=doc("Longest answer a challenge asks for (its evidence must fit gossip).")
+    )
+    challenge_timeout: float = field(default=120.0, metadata=doc("Seconds a challenge may take."))
+    challenges_per_host: int = field(
+        default=16,
+        metadata=doc(
+            "Challenges sent from one throwaway light-client host before a fresh one (a new peer id)."
+        ),
+    )
+    credit_per_challenge: str = field(
+        default="0.05",
+        metadata=doc(
+            "Credit (payment token units) a challenge's authorisation allows, with a wallet and a chain."
+        ),
+    )
+    prior: float = field(default=0.02, metadata=doc("Prior probability that a node cheats."))
+    detection: float = field(
+        default=0.5,
+        metadata=doc("Assumed chance that one check of a cheating node fails (suspicion update)."),
+    )
+    false_positive: float = field(
+        default=0.01,
+        metadata=doc("Assumed chance that one check of an honest node fails (suspicion update)."),
+    )
+    report_factor: float = field(default=3.0, metadata=doc("Odds factor of one user report on suspicion."))
+    base_per_hour: float = field(default=6.0, metadata=doc("Challenges per hour to a node believed honest."))
+    max_per_hour: float = field(
+        default=120.0, metadata=doc("Challenges per hour to a node believed to cheat.")
+    )
+    max_logprob_error: float | None = field(
+        default=None,
+        metadata=doc("Largest |logprob - reference logprob| of an honest answer (unset: calibrated)."),
+    )
+    max_choice_gap: float | None = field(
+        default=None,
+        metadata=doc("Largest shortfall of a greedy token below the reference's best (calibrated)."),
+    )
+    token_count_slack: int | None = field(
+        default=None,
+        metadata=doc("Re-tokenized count may differ by this many tokens plus the ratio (calibrated)."),
+    )
+    token_count_ratio: float | None = field(
+        default=None, metadata=doc("… plus this fraction of the answer's tokens (calibrated).")
+    )
+    nucleus_slack: float | None = field(
+        default=None, metadata=doc("Slack on top_p before a sampled token counts as outside the nucleus.")
+    )
+    min_likelihood_z: float | None = field(
+        default=None, metadata=doc("Lowest z score of a sampled answer's log-likelihood (calibrated).")
+    )
+    min_decode_tps: float | None = field(
+        default=None, metadata=doc("Slowest acceptable decode speed, tokens/s per stream (0: no bound).")
+    )
+    max_decode_tps: float | None = field(
+        default=None, metadata=doc("Fastest plausible decode speed, tokens/s per stream (0: no bound).")
+    )
+    max_ttft_ms: int | None = field(
+        default=None, metadata=doc("Longest acceptable time to first token, ms (0: no bound).")
+    )
+    attestation_slack: float | None = field(
+        default=None,
+        metadata=doc("Delivered decode speed may be this many times below the node's benchmark."),
+    )
+    exclude_points: int = field(default=6, metadata=doc("Strike severity at which a node is excluded."))
+    ban_points: int = field(default=12, metadata=doc("Strike severity at which a node is banned."))
+    ban_validators: int = field(default=2, metadata=doc("Distinct validators whose strikes a ban needs."))
+    exclusion_epochs: int = field(default=1, metadata=doc("Epochs an exclusion lasts."))
+    strike_window_epochs: int = field(default=7, metadata=doc("Epochs a strike counts for."))
+    slash_bps: int = field(
+        default=5000, metadata=doc("Share of the bond a slash takes (capped by the chain).")
+    )
+    validator_reward_pod: str = field(
+        default="100",
+        metadata=doc("POD the settlement pays the reporting validator of a ban the slash does not pay."),
+    )
+    user_reward_pod: str = field(
+        default="50", metadata=doc("POD the settlement pays a reporting user of an unbonded node's ban.")
+    )
+    validators: tuple[str, ...] = field(
+        default=(),
+        metadata=doc("Without a chain: the validator addresses whose strikes count (this one is added)."),
+    )
+    standing_interval: float = field(default=60.0, metadata=doc("Seconds between NodeStanding publications."))
+    chain_refresh: float = field(
+        default=60.0, metadata=doc("Seconds between re-reads of the validator set from the chain.")
+    )
+    drain_timeout: float = field(
+        default=30.0, metadata=doc("On SIGTERM/SIGINT, seconds challenges in flight may take to finish.")
+    )
+    rpc_url: str | None = field(
+        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
+    )
+    deployment: Path | None = field(
+        default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
+    )
+    chain_dir: Path = field(
+        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
+    )
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Path):
+                object.__setattr__(self, item.name, value.expanduser())
+        positive = (
+            "epoch_seconds",
+            "concurrency",
+            "challenge_max_tokens",
+            "challenge_timeout",
+            "challenges_per_host",
+            "standing_interval",
+            "chain_refresh",
+            "drain_timeout",
+            "ban_validators",
+            "exclusion_epochs",
+            "strike_window_epochs",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValidatorConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.threads < 0:
+            raise ValidatorConfigError("threads must not be negative")
+        if not 16 <= self.challenge_max_tokens <= 256:
+            raise ValidatorConfigError(
+                "challenge_max_tokens must be in [16, 256]: its evidence must fit gossip"
+            )
+        host = self.metrics.rpartition(":")[0]
+        if host not in ("127.0.0.1", "localhost", "[::1]"):
+            raise ValidatorConfigError(f"metrics must listen on 127.0.0.1, not {host!r}")
+
+    @property
+    def wallet_key_file(self) -> Path:
+        return self.key_file or self.data_dir / KEY_FILE
+
+    def threshold_overrides(self) -> dict[str, Any]:
+        """The check thresholds set here (unset ones keep the reference model's calibration)."""
+        return {name: getattr(self, name) for name in THRESHOLD_SETTINGS if getattr(self, name) is not None}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: DOLPHIN_VALIDATOR_<SETTING>."""
+    return settings.env_name(ENV_PREFIX, setting)
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ValidatorConfig:
+    """Defaults, then `config_file`, then DOLPHIN_VALIDATOR_<SETTING> variables, then `overrides`.
+    Raises ValidatorConfigError for unknown settings or bad values."""
+    return settings.load_settings(
+        ValidatorConfig,
+        prefix=ENV_PREFIX,
+        file_name=CONFIG_FILE,
+        error=ValidatorConfigError,
+        config_file=config_file,
+        overrides=overrides,
+        environ=environ,
+    )
+
+
+def render_config(config: ValidatorConfig | None = None) -> str:
+    """The config file: every setting with what it does; unset optional ones commented out."""
+    header = (
+        "dolphin validator configuration. Command-line options and DOLPHIN_VALIDATOR_<SETTING>\n"
+        "environment variables override what is written here; deleting a line restores its default."
+    )
+    return settings.render_settings(config or ValidatorConfig(), header)

@@ -1,0 +1,466 @@
+"""`serve_validator(config)`: the validator daemon validators run for weeks.
+
+On start, in this order (each step logged):
+1. load the wallet key (`<data dir>/validator.key` unless `key_file` names one) and the reference model,
+   verified against its manifest (its hash is the pool's model id);
+2. find the chain, if any: the validator set (whose strikes count, and how much each weighs), the
+   domains messages are signed under, slashing, and credit for challenges; without one, the set is the
+   configured `validators` plus this one, and nothing is slashed;
+3. open the state (`validator.sqlite`) and restore suspicions, strikes, bans and decisions from it;
+4. start the libp2p host and subscribe to the model's pool heartbeats and benchmark attestations, and to
+   strikes, bans, decisions and users' reports (each through its topic validator);
+5. serve /metrics and /health, write ready.json, and run: sampling (each pool member challenged at the
+   rate its suspicion sets, a few at a time, from throwaway light-client hosts), re-verification of
+   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes.
+
+SIGINT/SIGTERM drains: no new challenges; those in flight finish for up to `drain_timeout` seconds; then
+the daemon stops and removes ready.json. A second signal stops it at once. Nothing a peer sends ends it:
+a message that fails is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+import trio_asyncio
+
+from chain.client import USD_DECIMALS, ChainClient, parse_units, read_key_file
+from chain.errors import ChainError
+from chain.locate import ChainLocation
+from node.files import write_atomically
+from node.local_api import serve_local_api
+from p2p import HostConfig, P2PError, open_host
+from p2p.daemon import ready_document, write_ready_file
+from pool import Member, PoolView
+from pool.attestations import attestation_validator
+from protocols import envelope
+from protocols.eth import EthAccount, TypedDomain
+from protocols.ids import BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.keys import Identity
+from protocols.messages import BenchmarkAttestation, StrikeReport
+from validator.calibration import thresholds_for
+from validator.chain import SetView, SlashingChain
+from validator.challenges import draw_challenge
+from validator.config import ValidatorConfig
+from validator.errors import ReferenceModelError, ValidatorConfigError, ValidatorError
+from validator.metrics import ValidatorMetrics, build_app
+from validator.reference import Reference, open_reference
+from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
+from validator.service import Rewards, Validator
+from validator.state import open_state
+from validator.strikes import StrikePolicy
+from validator.suspicion import SuspicionModel
+
+__all__ = ["load_wallet", "serve_validator", "write_wallet"]
+
+log = logging.getLogger(__name__)
+
+# Without a chain, messages are signed under this domain (chain id 31337, no contract): peers of one test
+# network or one operator's fleet agree on it; with a chain, the deployment's Slashing domain is used.
+NO_CHAIN_DOMAIN = TypedDomain("Dolphin Network", "1", 31337, b"\0" * 20)
+DECISION_INTERVAL_S = 5.0
+
+
+def write_wallet(path: Path) -> str:
+    """Create a wallet key file (mode 0600) at `path` unless one exists; returns its address."""
+    if not path.exists():
+        write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
+    return load_wallet(path).address.hex()
+
+
+def load_wallet(path: Path) -> EthAccount:
+    """The validator wallet in `path` (a hex private key); ValidatorError naming the file if unusable."""
+    try:
+        return EthAccount(bytes.fromhex(read_key_file(path).removeprefix("0x")))
+    except ChainError as exc:
+        raise ValidatorError(f"{exc}: run `dolphin validator init` to create one") from exc
+
+
+@dataclass
+class _Pool:
+    """What the validator knows about its pool: members (heartbeats) and their latest attestations."""
+
+    view: PoolView
+    attestations: dict[bytes, bytes] = field(default_factory=dict)  # node key -> N-stream attestation
+
+    def record_attestation(self, signed: envelope.Signed[BenchmarkAttestation]) -> None:
+        attestation = signed.message
+        known = self.attestations.get(attestation.node_key)
+        if known is not None:
+            previous = envelope.open_signed(known, BenchmarkAttestation, check_time=False).message
+            if (previous.concurrency, previous.measured_at_ms) > (
+                attestation.concurrency,
+                attestation.measured_at_ms,
+            ):
+                return
+        self.attestations[attestation.node_key] = signed.raw
+
+
+async def _open_chain(config: ValidatorConfig, wallet_key: str) -> SlashingChain | None:
+    location = ChainLocation(config.rpc_url, config.chain_dir, config.deployment)
+    if not location.known():
+        log.info("no chain configured: the validator set is the configured one, and nothing is slashed")
+        return None
+    try:
+        client: ChainClient = await trio.to_thread.run_sync(location.client, wallet_key)
+    except ChainError as exc:
+        log.warning("the chain is unavailable (%s): running as if there were none", exc)
+        return None
+    return SlashingChain(client)
+
+
+def _static_set(config: ValidatorConfig, wallet: EthAccount) -> SetView:
+    addresses = {wallet.address}
+    for text in config.validators:
+        try:
+            addresses.add(bytes.fromhex(text.removeprefix("0x")))
+        except ValueError:
+            raise ValidatorConfigError(f"validators: {text!r} is not an address") from None
+        if len(bytes.fromhex(text.removeprefix("0x"))) != 20:
+            raise ValidatorConfigError(f"validators: {text!r} is not a 20-byte address")
+    return SetView.of(sorted(addresses))
+
+
+async def serve_validator(
+    config: ValidatorConfig,
+    *,
+    task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the validator until SIGINT/SIGTERM (see the module docstring); started with the ready.json
+    document. Raises ValidatorError (no reference, bad key) and P2PError (cannot listen) at start."""
+    if config.reference is None:
+        raise ValidatorConfigError(
+            "no reference model: pass --reference DIR (the model this validator checks)"
+        )
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    wallet = load_wallet(config.wallet_key_file)
+    key_hex = read_key_file(config.wallet_key_file)
+    log.info("validator wallet 0x%s", wallet.address.hex())
+    reference = await open_reference(config.reference, threads=config.threads or None)
+    try:
+        log.info("reference model %s (model id %s)", reference.name, reference.model_id.hex())
+        chain = await _open_chain(config, key_hex)
+        await _serve(config, wallet, reference, chain, task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await reference.engine.aclose()
+
+
+async def _serve(
+    config: ValidatorConfig,
+    wallet: EthAccount,
+    reference: Reference,
+    chain: SlashingChain | None,
+    task_status: trio.TaskStatus[dict],
+) -> None:
+    metrics = ValidatorMetrics()
+    thresholds = thresholds_for(reference.name, config.threshold_overrides())
+    suspicion = SuspicionModel(
+        prior=config.prior,
+        detection=config.detection,
+        false_positive=config.false_positive,
+        report_factor=config.report_factor,
+        base_per_hour=config.base_per_hour,
+        max_per_hour=config.max_per_hour,
+    )
+    policy = StrikePolicy(
+        exclude_points=config.exclude_points,
+        ban_points=config.ban_points,
+        ban_validators=config.ban_validators,
+        exclusion_epochs=config.exclusion_epochs,
+        window_epochs=config.strike_window_epochs,
+        slash_bps=config.slash_bps,
+    )
+    if chain is not None:
+        validators = await trio.to_thread.run_sync(chain.validator_set)
+        domain, binding_domain = chain.domain(), chain.domain("Bonding")
+        credit = CreditSigner(
+            wallet, chain.domain("Credits"), parse_units(config.credit_per_challenge, USD_DECIMALS)
+        )
+    else:
+        validators, domain, binding_domain, credit = (
+            _static_set(config, wallet),
+            NO_CHAIN_DOMAIN,
+            NO_CHAIN_DOMAIN,
+            None,
+        )
+    metrics.validator_set.set(len(validators.weights))
+    if not validators.is_validator(wallet.address):
+        log.warning(
+            "0x%s is not in the current validator set: checking nodes, but striking nobody",
+            wallet.address.hex(),
+        )
+    host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
+    sender = ChallengeSender(
+        config.data_dir,
+        config.bootstrap,
+        per_host=config.challenges_per_host,
+        timeout=config.challenge_timeout,
+        credit=credit,
+    )
+    draining = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            trio_asyncio.open_loop(),
+            open_state(config.data_dir) as state,
+            open_host(host_config) as host,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def publish(topic: str, data: bytes) -> None:
+                try:
+                    await host.gossip.publish(topic, data)
+                except P2PError as exc:
+                    log.warning("could not publish on %s: %s", topic, exc)
+
+            validator = Validator(
+                peer=Identity(host.signing_seed()),
+                wallet=wallet,
+                domain=domain,
+                reference=reference,
+                thresholds=thresholds,
+                state=state,
+                publish=publish,
+                validators=validators,
+                policy=policy,
+                suspicion=suspicion,
+                chain=chain,
+                rewards=Rewards(
+                    validator=parse_units(config.validator_reward_pod, 18),
+                    user=parse_units(config.user_reward_pod, 18),
+                ),
+                epoch_seconds=config.epoch_seconds,
+            )
+            await validator.load()
+            pool = _Pool(PoolView(reference.model_id, binding_domain))
+            await host.gossip.subscribe(pool_topic(reference.model_id), pool.view.validate)
+            await _subscribe(
+                host,
+                nursery,
+                attestation_topic(reference.model_id),
+                attestation_validator(reference.model_id, lambda key: False),
+                lambda data: _take_attestation(pool, data),
+            )
+            for topic, validate in validator.topic_validators().items():
+                await _subscribe(host, nursery, topic, validate, _delivering(validator, topic, metrics))
+            await nursery.start(sender.serve)
+            sampling = trio.CancelScope()
+            in_flight = _InFlight()
+            nursery.start_soon(_serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight)
+            nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)
+            nursery.start_soon(_serve_decisions, validator)
+            if chain is not None:
+                nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+
+            def health() -> dict:
+                return {
+                    "status": "draining" if draining else "ok",
+                    "nodes": len(pool.view.members()),
+                    "in_flight": in_flight.count,
+                    "validator": "0x" + wallet.address.hex(),
+                }
+
+            metrics_url = await nursery.start(serve_local_api, build_app(metrics, health), config.metrics)
+            document = ready_document(
+                host,
+                {
+                    "metrics": f"{metrics_url}/metrics",
+                    "health": f"{metrics_url}/health",
+                    "validator": "0x" + wallet.address.hex(),
+                    "in_validator_set": validators.is_validator(wallet.address),
+                    "model": reference.model_id.hex(),
+                    "model_name": reference.name,
+                    "chain": chain.client.rpc_url if chain is not None else None,
+                },
+            )
+            ready = write_ready_file(config.data_dir, document)
+            log.info(
+                "validator %s ready: %s; metrics %s",
+                host.peer_id,
+                ", ".join(host.advertised_addrs()),
+                metrics_url,
+            )
+            task_status.started(document)
+            try:
+                async for _ in signals:
+                    break
+                draining = True
+                sampling.cancel()
+                log.info("draining: no new challenges, %d in flight", in_flight.count)
+                with trio.move_on_after(config.drain_timeout) as drain:
+                    async with trio.open_nursery() as waiting:
+
+                        async def stop_on_second_signal() -> None:
+                            async for _ in signals:
+                                log.warning("second signal: stopping now")
+                                waiting.cancel_scope.cancel()
+                                drain.cancel()
+
+                        waiting.start_soon(stop_on_second_signal)
+                        await in_flight.wait_idle()
+                        waiting.cancel_scope.cancel()
+                if drain.cancelled_caught and in_flight.count:
+                    log.warning("stopping with %d challenges unfinished", in_flight.count)
+            finally:
+                ready.unlink(missing_ok=True)
+                nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+class _InFlight:
+    """Challenges in progress, and an event for when there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self._idle = trio.Event()
+
+    def end(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+async def _subscribe(host, nursery, topic: str, validate, handle: Callable[[bytes], Awaitable[None]]) -> None:  # type: ignore[no-untyped-def]
+    """Subscribe with `validate` and hand each accepted message to `handle`; a handler that fails is logged,
+    never fatal (a peer's message must not end the daemon)."""
+    subscription = await host.gossip.subscribe(topic, validate)
+
+    async def consume() -> None:
+        async for message in subscription:
+            try:
+                await handle(message.data)
+            except (ValidatorError, ChainError, P2PError, ValueError) as exc:
+                log.warning("could not act on a message on %s: %s", topic, exc)
+
+    nursery.start_soon(consume)
+
+
+async def _take_attestation(pool: _Pool, data: bytes) -> None:
+    pool.record_attestation(envelope.open_signed(data, BenchmarkAttestation, check_time=False))
+
+
+def _delivering(
+    validator: Validator, topic: str, metrics: ValidatorMetrics
+) -> Callable[[bytes], Awaitable[None]]:
+    async def handle(data: bytes) -> None:
+        if topic == STRIKES_TOPIC:
+            signed = envelope.open_signed(data, StrikeReport, check_time=False)
+            if signed.message.validator != validator.address:
+                counted = await validator.on_strike(signed)
+                metrics.strikes_received.labels("yes" if counted else "no").inc()
+            return
+        await validator.deliver(topic, data)
+        if topic == BANS_TOPIC:
+            metrics.bans.inc()
+
+    return handle
+
+
+async def _serve_sampling(  # type: ignore[no-untyped-def]
+    validator: Validator,
+    sender: ChallengeSender,
+    pool: _Pool,
+    config: ValidatorConfig,
+    metrics: ValidatorMetrics,
+    scope: trio.CancelScope,
+    in_flight: _InFlight,
+) -> None:
+    """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is
+    cancelled (challenges already started run on, in their own nursery)."""
+    rng = random.SystemRandom()
+    due: dict[bytes, float] = {}
+    busy: set[bytes] = set()
+    limiter = trio.CapacityLimiter(config.concurrency)
+
+    async def challenge(member: Member) -> None:
+        key = member.contact.node_key
+        try:
+            async with limiter:
+                drawn = draw_challenge(rng, max_tokens=config.challenge_max_tokens)
+                try:
+                    answer = await sender.challenge(
+                        member.contact, drawn, attestation=pool.attestations.get(key)
+                    )
+                except ChallengeFailed as exc:
+                    log.info("%s", exc)
+                    metrics.challenges.labels("unanswered").inc()
+                    await validator.unanswered(key)
+                    return
+                try:
+                    verdict = await validator.judge(answer)
+                except ReferenceModelError as exc:
+                    log.warning("could not check an answer of %s: %s", member.contact.peer_id, exc)
+                    metrics.challenges.labels("unchecked").inc()
+                    return
+                metrics.challenges.labels("failed" if verdict.failed else "passed").inc()
+                for failure in verdict.failures:
+                    metrics.check_failures.labels(failure.name).inc()
+                if verdict.strike is not None and validator.validators.is_validator(validator.address):
+                    metrics.strikes_published.inc()
+        finally:
+            busy.discard(key)
+            in_flight.end()
+            due[key] = trio.current_time() + validator.suspicion(key).next_delay(rng)
+
+    async with trio.open_nursery() as running:
+        with scope:
+            while True:
+                now = trio.current_time()
+                for member in pool.view.members():
+                    key = member.contact.node_key
+                    validator.node_seen(key, member.operator)
+                    if key in busy or validator.status(key) == "banned":
+                        continue
+                    due.setdefault(key, now + validator.suspicion(key).next_delay(rng))
+                    if due[key] <= now:
+                        busy.add(key)
+                        in_flight.start()
+                        running.start_soon(challenge, member)
+                await trio.sleep(0.25)
+
+
+async def _serve_standings(validator: Validator, interval: float, metrics: ValidatorMetrics) -> None:
+    while True:
+        await trio.sleep(interval)
+        statuses = [validator.status(node) for node in validator.nodes()]
+        for status in ("good", "suspect", "excluded", "banned"):
+            metrics.nodes.labels(status).set(statuses.count(status))
+        await validator.publish_standings()
+        await validator.republish()
+
+
+async def _serve_decisions(validator: Validator) -> None:
+    while True:
+        await trio.sleep(DECISION_INTERVAL_S)
+        try:
+            await validator.sign_decisions()
+        except ChainError as exc:
+            log.warning("could not sign or submit slashing decisions: %s", exc)
+
+
+async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interval: float, metrics) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        await trio.sleep(interval)
+        try:
+            validator.validators = await trio.to_thread.run_sync(chain.validator_set)
+            metrics.validator_set.set(len(validator.validators.weights))
+        except ChainError as exc:
+            log.warning("could not refresh the validator set (keeping the last one): %s", exc)

@@ -1,0 +1,351 @@
+"""From failed checks to strikes, exclusion, bans and slashing decisions: the rules, as plain data.
+
+Strikes. A validator reports a provable failure (`checks.Verdict.strike`) as a signed StrikeReport whose
+evidence is the answer (`AnswerEvidence`) and, when a user's report led to it, that `UserReport`
+envelope. Other validators count a strike only after re-running the checks on its evidence and reaching a
+provable failure themselves; they count it at the severity the policy gives its reason, whatever the
+report claims, and only the most severe strike of each validator about a node within `window_epochs`.
+
+Exclusion and ban. A node whose counted severity reaches `exclude_points` is excluded (routers leave it
+out) for `exclusion_epochs`; at `ban_points`, with strikes from at least `ban_validators` distinct
+validators, it is banned for good (`BanNotice`, until_epoch 0), so no single validator can ban anyone.
+
+Slashing. A banned node's operator, when it has bonded stake, is slashed by a `StrikeDecision` that a
+quorum of the validator set signs (its own weight left out, `Slashing.checkQuorumExcluding`). All signers
+must sign the same fields, so each is derived from the ban notice alone: the offender is the notice's
+operator, the evidence hash the notice's (`BanNotice.evidence_hash`), the deadline six days after the
+notice was signed (the contract takes at most seven ahead), the share `slash_bps` (capped by the chain's
+`maxSlashBps`), and the reporter as the whitepaper says: the user whose report led to the first strike
+that carries one, else the validator of the notice's first strike (the first to strike, as its issuer saw).
+
+Rewards. The slash pays its reporter (a validator's cut bonded, a user's in stkPOD). What the slash cannot
+pay is recorded for the epoch settlement (`RewardRow`): the reporting validator when a user took the slash
+reporter's cut, and both when the node had no bond (the whitepaper pays them from the node rewards pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from protocols import envelope
+from protocols.errors import ProtocolError
+from protocols.inference import verify_countersigned_receipt
+from protocols.messages import STRIKE_REASONS, BanNotice, StrikeDecisionSignature, StrikeReport, UserReport
+from validator.errors import EvidenceError
+
+__all__ = [
+    "DECISION_LIFETIME_S",
+    "DecisionFields",
+    "Decisions",
+    "RewardRow",
+    "StrikeBook",
+    "StrikePolicy",
+    "ban_notice",
+    "check_user_report",
+    "decision_fields",
+    "reward_rows",
+    "stripped",
+    "user_reporter",
+    "verify_user_report",
+]
+
+ZERO_ADDRESS = b"\0" * 20
+DECISION_LIFETIME_S = 6 * 24 * 3600
+
+DEFAULT_SEVERITIES: Mapping[str, int] = {
+    "fabricated_output": 9,
+    "wrong_model": 8,
+    "tokenizer_mismatch": 7,
+    "bad_receipt": 7,
+    "false_benchmark": 6,
+    "too_fast": 5,
+    "too_slow": 3,
+    "unavailable": 1,
+    "user_report": 4,
+}
+
+
+@dataclass(frozen=True)
+class StrikePolicy:
+    """How strikes add up (documented defaults; `ValidatorConfig` sets them)."""
+
+    severities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+    exclude_points: int = 6
+    ban_points: int = 12
+    ban_validators: int = 2
+    exclusion_epochs: int = 1
+    window_epochs: int = 7
+    slash_bps: int = 5000
+
+    def __post_init__(self) -> None:
+        if set(self.severities) != set(STRIKE_REASONS):
+            raise ValueError(f"severities must name every strike reason: {sorted(STRIKE_REASONS)}")
+        if not 0 < self.exclude_points <= self.ban_points or self.ban_validators < 1:
+            raise ValueError("need 0 < exclude_points <= ban_points and ban_validators >= 1")
+        if not 0 < self.slash_bps <= 10_000:
+            raise ValueError("slash_bps must be in (0, 10000]")
+
+    def severity(self, reason: str) -> int:
+        return self.severities[reason]
+
+
+def stripped(strike: StrikeReport) -> StrikeReport:
+    """The strike without its evidence (its signature covers only the evidence hash): what a ban carries,
+    so that a ban of many strikes still fits a gossip message."""
+    return replace(strike, evidence=())
+
+
+@dataclass
+class StrikeBook:
+    """Counted strikes by node, and the exclusions and bans they lead to (see the module docstring)."""
+
+    policy: StrikePolicy = field(default_factory=StrikePolicy)
+    _strikes: dict[bytes, dict[bytes, StrikeReport]] = field(default_factory=dict)
+    _reasons: dict[bytes, str] = field(default_factory=dict)  # strike signature -> reason it counts for
+    _excluded_until: dict[bytes, int] = field(default_factory=dict)
+    _banned: dict[bytes, BanNotice] = field(default_factory=dict)
+
+    def count(self, strike: StrikeReport, reason: str | None = None) -> bool:
+        """Count a re-verified strike at the severity of `reason` (what the re-check found; default the
+        strike's own); returns False if one of the same validator about the node counts as much already."""
+        by_validator = self._strikes.setdefault(strike.node_key, {})
+        known = by_validator.get(strike.validator)
+        weight = self.policy.severity(reason or strike.reason)
+        if known is not None and (self._severity(known), known.epoch) >= (weight, strike.epoch):
+            return False
+        by_validator[strike.validator] = strike
+        self._reasons[strike.signature] = reason or strike.reason
+        return True
+
+    def _severity(self, strike: StrikeReport) -> int:
+        return self.policy.severity(self._reasons.get(strike.signature, strike.reason))
+
+    def strikes(self, node_key: bytes, epoch: int) -> list[StrikeReport]:
+        """The counted strikes about a node still within the window at `epoch`, in the order their
+        validators first struck it (as far as we saw): a ban's first strike is its reporter's."""
+        return [
+            s
+            for s in self._strikes.get(node_key, {}).values()
+            if epoch - self.policy.window_epochs < s.epoch <= epoch
+        ]
+
+    def points(self, node_key: bytes, epoch: int) -> int:
+        return sum(self._severity(s) for s in self.strikes(node_key, epoch))
+
+    def status(self, node_key: bytes, epoch: int) -> str | None:
+        """ "banned", "excluded", or None; an exclusion starts when the points reach exclude_points."""
+        if node_key in self._banned:
+            return "banned"
+        if self.points(node_key, epoch) >= self.policy.exclude_points:
+            self._excluded_until.setdefault(node_key, epoch + self.policy.exclusion_epochs)
+        if self._excluded_until.get(node_key, -1) >= epoch:
+            return "excluded"
+        return None
+
+    def ban_due(self, node_key: bytes, epoch: int) -> list[StrikeReport] | None:
+        """The strikes that justify banning the node now, or None (not enough, or banned already)."""
+        if node_key in self._banned:
+            return None
+        strikes = self.strikes(node_key, epoch)
+        enough = sum(self._severity(s) for s in strikes) >= self.policy.ban_points
+        return strikes if enough and len(strikes) >= self.policy.ban_validators else None
+
+    def ban(self, notice: BanNotice) -> bool:
+        """Record a ban; returns False if the node was banned already."""
+        if notice.node_key in self._banned:
+            return False
+        self._banned[notice.node_key] = notice
+        return True
+
+    def banned(self) -> dict[bytes, BanNotice]:
+        return dict(self._banned)
+
+
+# ---------------------------------------------------------------------------------------------- user reports
+
+
+def check_user_report(signed: envelope.Signed[UserReport]) -> None:
+    """Check a verified UserReport envelope: its receipt verifies, was countersigned by the session key that
+    signed the report, and is the named node's answer to the named request. Raises EvidenceError."""
+    report = signed.message
+    try:
+        verified = verify_countersigned_receipt(report.receipt)
+    except ProtocolError as exc:
+        raise EvidenceError(f"the user report's receipt does not verify: {exc}") from exc
+    receipt = verified.receipt
+    if not (
+        verified.client_key == signed.signer
+        and verified.node_key == report.node_key
+        and receipt.request_id == report.request_id
+        and receipt.model == report.model
+    ):
+        raise EvidenceError("the user report's receipt is not the reporter's answer from that node")
+
+
+def verify_user_report(data: bytes) -> envelope.Signed[UserReport]:
+    """A UserReport envelope checked as evidence (its time is not checked); EvidenceError if it fails."""
+    try:
+        signed = envelope.open_signed(data, UserReport, check_time=False)
+    except ProtocolError as exc:
+        raise EvidenceError(f"not a valid user report: {exc}") from exc
+    check_user_report(signed)
+    return signed
+
+
+def user_reporter(strike: StrikeReport) -> bytes | None:
+    """The reward address of the user report a strike carries (its second evidence item), if any."""
+    if len(strike.evidence) < 2:
+        return None
+    try:
+        return verify_user_report(strike.evidence[1]).message.reporter
+    except EvidenceError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class DecisionFields:
+    """The StrikeDecision every signer of one ban signs (Slashing's EIP-712 struct)."""
+
+    offender: bytes
+    evidence_hash: bytes
+    slash_bps: int
+    reporter: bytes
+    deadline: int
+
+    def signature_fields(self) -> dict:
+        return {
+            "offender": self.offender,
+            "evidence_hash": self.evidence_hash,
+            "slash_bps": self.slash_bps,
+            "reporter": self.reporter,
+            "deadline": self.deadline,
+        }
+
+    def as_tuple(self) -> tuple:
+        """The decision as Slashing.slash takes it (checksummed addresses, as web3 wants them)."""
+        from eth_utils import to_checksum_address
+
+        return (
+            to_checksum_address(self.offender),
+            self.evidence_hash,
+            self.slash_bps,
+            to_checksum_address(self.reporter),
+            self.deadline,
+        )
+
+
+def decision_fields(
+    notice: envelope.Signed[BanNotice], full_strikes: Mapping[bytes, StrikeReport], *, slash_bps: int
+) -> DecisionFields:
+    """The decision on a ban (module docstring). `full_strikes` maps strike signatures to the strikes with
+    their evidence (as first received), where the user reports are; `slash_bps` is already capped."""
+    ban = notice.message
+    reporter = ban.strikes[0].validator
+    for strike in ban.strikes:
+        user = user_reporter(full_strikes.get(strike.signature, strike))
+        if user is not None:
+            reporter = user
+            break
+    return DecisionFields(
+        offender=ban.operator,
+        evidence_hash=ban.evidence_hash(),
+        slash_bps=slash_bps,
+        reporter=reporter,
+        deadline=notice.issued_at_ms // 1000 + DECISION_LIFETIME_S,
+    )
+
+
+@dataclass
+class Decisions:
+    """StrikeDecisionSignatures gathered by decision, until a quorum of the validator set signed one."""
+
+    _signatures: dict[DecisionFields, dict[bytes, bytes]] = field(default_factory=dict)
+
+    def add(self, signature: StrikeDecisionSignature) -> DecisionFields:
+        """Keep a verified signature (its EIP-712 signature checked by the caller); returns its decision."""
+        fields = DecisionFields(
+            signature.offender,
+            signature.evidence_hash,
+            signature.slash_bps,
+            signature.reporter,
+            signature.deadline,
+        )
+        self._signatures.setdefault(fields, {})[signature.validator] = signature.signature
+        return fields
+
+    def quorum(
+        self,
+        fields: DecisionFields,
+        weights: Mapping[bytes, int],
+        *,
+        numerator: int = 2,
+        denominator: int = 3,
+    ) -> list[bytes] | None:
+        """The signatures in the contract's order (ascending signer) once the signers hold a quorum of
+        `weights` (address -> weight) without the offender's weight, as checkQuorumExcluding counts; else
+        None."""
+        total = sum(w for a, w in weights.items() if a != fields.offender)
+        signers = self._signatures.get(fields, {})
+        signed = sum(weights.get(a, 0) for a in signers if a != fields.offender)
+        if total == 0 or signed * denominator < total * numerator:
+            return None
+        return [signers[a] for a in sorted(signers)]
+
+    def signed_by(self, fields: DecisionFields) -> set[bytes]:
+        return set(self._signatures.get(fields, {}))
+
+
+# ---------------------------------------------------------------------------------------------- rewards
+
+
+@dataclass(frozen=True)
+class RewardRow:
+    """A reward the epoch settlement pays from the node rewards pool (see the module docstring).
+    `bonded`: the whitepaper pays validators in bonded POD, so the settlement should pay this bonded."""
+
+    epoch: int
+    account: bytes
+    role: str  # "validator" or "user"
+    amount: int  # POD wei
+    bonded: bool
+    evidence_hash: bytes
+    node_key: bytes
+
+
+def reward_rows(
+    ban: BanNotice,
+    reporter_user: bytes | None,
+    *,
+    slashed: bool,
+    validator_reward: int,
+    user_reward: int,
+) -> list[RewardRow]:
+    """What the settlement owes for `ban`: `slashed` when a slash paid its reporter's cut on chain."""
+    evidence = ban.evidence_hash()
+    validator = ban.strikes[0].validator
+    rows = []
+    if not slashed or reporter_user is not None:
+        rows.append(
+            RewardRow(ban.epoch, validator, "validator", validator_reward, True, evidence, ban.node_key)
+        )
+    if not slashed and reporter_user is not None and reporter_user != ZERO_ADDRESS:
+        rows.append(RewardRow(ban.epoch, reporter_user, "user", user_reward, False, evidence, ban.node_key))
+    return rows
+
+
+def ban_notice(strikes: Sequence[StrikeReport], *, epoch: int, reason: str | None = None) -> BanNotice:
+    """A permanent ban justified by `strikes` (all about one node), carrying them without evidence."""
+    first = strikes[0]
+    return BanNotice(
+        node_key=first.node_key,
+        operator=first.operator,
+        model=first.model,
+        epoch=epoch,
+        until_epoch=0,
+        reason=reason or first.reason,
+        strikes=tuple(stripped(s) for s in strikes),
+    )
