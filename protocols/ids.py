@@ -14,17 +14,20 @@ __all__ = [
     "DHT_PROTOCOL",
     "INFERENCE_PROTOCOL",
     "RECEIPT_PROTOCOL",
+    "RECEIPT_SYNC_PROTOCOL",
     "REPORTS_TOPIC",
     "SETTLEMENT_TOPIC",
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
+    "VALIDATORS_TOPIC",
     "attestation_topic",
     "pool_topic",
 ]
 
 # Streams: one request per stream; frames are uvarint length-prefixed (`framing`).
 INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted answer stream out
-RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # client returns the countersigned receipt
+RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # a node submits countersigned receipts to a validator
+RECEIPT_SYNC_PROTOCOL = "/dolphin/receipt-sync/1.0.0"  # a validator fetches receipts another one holds
 CHALLENGE_PROTOCOL = "/dolphin/challenge/1.0.0"  # validator challenge in, signed response out
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
@@ -35,7 +38,8 @@ STRIKES_TOPIC = "/dolphin/strikes/1"
 BANS_TOPIC = "/dolphin/bans/1"
 STANDING_TOPIC = "/dolphin/standing/1"  # validators' NodeStanding verdicts, which routers read
 REPORTS_TOPIC = "/dolphin/reports/1"  # users' UserReports, which validators read
-SETTLEMENT_TOPIC = "/dolphin/settlement/1"
+SETTLEMENT_TOPIC = "/dolphin/settlement/1"  # validators' signatures on epoch roots and credit debits
+VALIDATORS_TOPIC = "/dolphin/validators/1"  # which peer speaks for which validator wallet
 
 
 def _model_hex(model: bytes) -> str:

@@ -17,8 +17,8 @@ the stream's shape does not).
 Client rules: states await_header → streaming → done → acknowledged, or failed after any error (then
 every call raises StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged
 final, with the next seq. The receipt in it must be signed by the node the request was addressed to and
-name this request's hash, id, model, client key and finish reason, and exactly the number of token ids
-received; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
+name this request's hash, size, id, model, max_tokens, client key and finish reason, and exactly the
+number of token ids received; the credit authorisation it names as paying, if any, must be the request's; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
 started no earlier than the request was signed, had its first token no later than the client received it,
 finished no later than the end arrived, and its first token came no later than its end. Otherwise the
 client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it
@@ -201,6 +201,9 @@ class ClientExchange:
                 ("node key", signed.signer == self.request.node_key),
                 ("request hash", r.request_hash == self.request_hash),
                 ("request id", r.request_id == self.request.request_id),
+                ("request size", r.request_bytes == len(self.request_envelope)),
+                ("max tokens", r.max_tokens == self.request.max_tokens),
+                ("credit", r.credit is None or r.credit == self.request.credit),
                 ("model", r.model == self.request.model),
                 ("client key", r.client_key == self.identity.public_key),
                 ("tokens out", r.tokens_out == self.tokens_received),
@@ -358,13 +361,20 @@ class NodeExchange:
         error: str | None = None,
     ) -> bytes:
         """The final frame: the end message with this node's signed receipt for the answer."""
+        paid = self.credit_client is not None  # only a wallet whose authorisation verified (and covers it)
+        request_bytes = len(self.signed_request.raw)
         receipt = Receipt(
             request_id=self.request.request_id,
             request_hash=self.request_hash,
+            request_bytes=request_bytes,
             model=self.request.model,
             client_key=self.client_key,
-            client=self.credit_client,  # only a wallet whose authorisation verified
-            tokens_in=tokens_in,
+            client=self.credit_client,
+            credit=self.request.credit if paid else None,
+            max_tokens=self.request.max_tokens,
+            # The bound every receipt keeps (see Receipt): a tokenizer that split a prompt finer than its
+            # bytes would be claiming work nobody can check, so the node never claims more.
+            tokens_in=min(tokens_in, request_bytes),
             tokens_out=self.tokens_out,
             started_at_ms=started_at_ms,
             first_token_ms=first_token_ms,

@@ -279,8 +279,10 @@ def _lying_node_end(node, **receipt_overrides):
     honest = messages.Receipt(
         request_id=node.request.request_id,
         request_hash=node.request_hash,
+        request_bytes=len(node.signed_request.raw),
         model=node.request.model,
         client_key=node.client_key,
+        max_tokens=node.request.max_tokens,
         tokens_in=7,
         tokens_out=node.tokens_out,
         started_at_ms=NOW,
@@ -297,11 +299,13 @@ def _lying_node_end(node, **receipt_overrides):
 @pytest.mark.parametrize(
     "override",
     [
-        {"tokens_out": 99},
+        {"tokens_out": 3},
         {"request_hash": b"\0" * 32},
         {"request_id": b"\0" * 16},
         {"model": b"\1" * 32},
         {"client_key": b"\2" * 32},
+        {"request_bytes": 4096},
+        {"max_tokens": 1 << 20},
     ],
     ids=lambda o: next(iter(o)),
 )
@@ -389,7 +393,9 @@ def test_credit_authorisation_is_checked_and_lands_in_the_receipt():
     assert node.credit_client == wallet.address
     node.header()
     node.end("stop", tokens_in=1, started_at_ms=NOW, first_token_ms=1, duration_ms=1, now_ms=NOW)
-    assert envelope.open_signed(node.receipt_envelope, check_time=False).message.client == wallet.address
+    receipt = envelope.open_signed(node.receipt_envelope, check_time=False).message
+    assert receipt.client == wallet.address
+    assert receipt.credit == node.request.credit  # carried whole: settlement re-checks it
 
     with pytest.raises(SchemaError, match="session key"):
         _accept_with_credit(_credit(wallet, identity(5).public_key))
@@ -509,3 +515,37 @@ def test_client_refuses_receipt_times_it_did_not_see(timing, complaint):
         receive_end()
     with pytest.raises(SchemaError):
         client.countersigned_receipt()
+
+
+def test_a_receipt_cannot_claim_more_than_its_request_allows():
+    """The counts a node signs are bounded by the request (a request with max_tokens=16 once came back
+    countersigned with tokens_out=40960 and tokens_in=4294967295): such a receipt is not even valid."""
+    _, node = exchange_pair(max_tokens=16)
+    honest = dict(
+        request_id=node.request.request_id,
+        request_hash=node.request_hash,
+        request_bytes=len(node.signed_request.raw),
+        model=node.request.model,
+        client_key=node.client_key,
+        max_tokens=16,
+        tokens_in=7,
+        tokens_out=16,
+        started_at_ms=NOW,
+        first_token_ms=1,
+        duration_ms=2,
+        finish_reason="stop",
+    )
+    messages.Receipt(**honest)
+    with pytest.raises(SchemaError, match="max_tokens"):
+        messages.Receipt(**honest | {"tokens_out": 40960})
+    with pytest.raises(SchemaError, match="length in bytes"):
+        messages.Receipt(**honest | {"tokens_in": 4294967295})
+    with pytest.raises(SchemaError, match="wallet"):
+        messages.Receipt(**honest | {"client": eth_account(1).address})
+
+
+def test_the_node_never_claims_more_input_tokens_than_the_request_has_bytes():
+    client, node = exchange_pair()
+    client.receive(node.header())
+    client.receive(node.end("stop", tokens_in=10**6, started_at_ms=NOW, first_token_ms=0, duration_ms=1))
+    assert client.receipt.message.tokens_in == len(client.request_envelope)
