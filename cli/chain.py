@@ -609,7 +609,11 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
 @click.option("--account", help="Show this address instead of the key's.")
 @connection_options
 def status_command(connection: Connection, account: str | None) -> None:
-    """Show an account's balances, stake, bond and credit."""
+    """Show an account's balances, stake, bond and credit, and the network's revenue and buybacks.
+
+    Revenue is what Credits debited from API users; all of it buys POD for stakers, which raises what
+    one stkPOD is worth.
+    """
     client = connection.client(key_required=account is None)
     s = client.status(account)
     now = s.chain_time
@@ -639,6 +643,14 @@ def status_command(connection: Connection, account: str | None) -> None:
     epoch, root, total = s.active_root
     lines.append(f"rewards      claimed {pod(s.rewards_claimed)}; active root epoch {epoch} {root}")
     lines.append(f"             (cumulative total {pod(total)})")
+    money = client.money_status()
+    lines.append(
+        f"network      revenue {format_units(money.revenue, USD_DECIMALS)} lUSD, "
+        f"{format_units(money.awaiting_buyback, USD_DECIMALS)} awaiting buyback"
+    )
+    lines.append(
+        f"             POD bought back {pod(money.pod_bought_back)}; 1 stkPOD = {pod(money.share_price)}"
+    )
     click.echo("\n".join(lines))
 
 

@@ -14,24 +14,27 @@ is still refused. They are written in small batches, off the path of the answer;
 last fraction of a second of them, and those requests' replays would be answered again (to nobody who
 can read the answer; settlement counts a receipt once).
 
+Receipts go to the validators (node.submission): for each validator's peer, the ledger remembers its
+final verdict on each receipt (stored, already held, refused), so nothing is sent twice to one validator
+and nothing unacknowledged is forgotten.
+
 Nothing here holds a prompt or an answer: receipts carry hashes and counts only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import aiosqlite
 import trio
 import trio_asyncio
 
 from node.errors import NodeError
+from node.storage import Database, open_database
 from protocols.envelope import ReplayCache
 from protocols.errors import ReplayError
 from protocols.inference import VerifiedReceipt
@@ -74,6 +77,14 @@ CREATE INDEX IF NOT EXISTS receipts_by_epoch ON receipts (epoch);
 CREATE TABLE IF NOT EXISTS nonces (
     key BLOB PRIMARY KEY,           -- signer || nonce
     expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    digest BLOB NOT NULL,           -- the receipt's
+    validator TEXT NOT NULL,        -- the validator's peer id
+    status TEXT NOT NULL,           -- its final verdict: stored, duplicate or refused
+    reason TEXT,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (digest, validator)
 );
 """
 
@@ -120,44 +131,24 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _aio(function):  # type: ignore[no-untyped-def]
-    return trio_asyncio.aio_as_trio(function)
-
-
 class Ledger:
     """An open ledger; use `open_ledger`. Every method is a trio coroutine."""
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path, epoch_ms: int) -> None:
-        self._connection = connection
-        self.path = path
+    def __init__(self, database: Database, epoch_ms: int) -> None:
+        self._db = database
+        self.path = database.path
         self.epoch_ms = epoch_ms
         self._pending_nonces: list[tuple[bytes, int]] = []
-        self._lock = trio.Lock()  # one transaction at a time on the one connection
 
     def epoch_of(self, at_ms: int) -> int:
         return at_ms // self.epoch_ms
-
-    async def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        try:
-            cursor = await _aio(self._connection.execute)(sql, parameters)
-            rows = await _aio(cursor.fetchall)()
-            await _aio(cursor.close)()
-            return list(rows)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: {exc}") from exc
-
-    async def _commit(self) -> None:
-        try:
-            await _aio(self._connection.commit)()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
 
     # ---- receipts ----
     async def store_receipt(self, verified: VerifiedReceipt) -> bool:
         """Commit a verified receipt; returns False if it was already stored. Durable when it returns."""
         r = verified.receipt
-        async with self._lock:
-            rows = await self._execute(
+        async with self._db.lock:
+            rows = await self._db.execute(
                 "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING digest",
                 (
                     verified.digest,
@@ -176,13 +167,13 @@ class Ledger:
                     _now_ms(),
                 ),
             )
-            await self._commit()
+            await self._db.commit()
         return bool(rows)
 
     async def receipts(self, epoch: int | None = None) -> list[ReceiptRow]:
         """Stored receipts, oldest first; only epoch `epoch` when given."""
         where, parameters = ("WHERE epoch = ?", (epoch,)) if epoch is not None else ("", ())
-        rows = await self._execute(
+        rows = await self._db.execute(
             "SELECT request_id, digest, epoch, model, client, client_key, tokens_in, tokens_out,"
             " started_at_ms, first_token_ms, duration_ms, finish_reason, stored_at_ms"
             f" FROM receipts {where} ORDER BY started_at_ms, digest",
@@ -210,15 +201,50 @@ class Ledger:
     async def countersigned(self, epoch: int | None = None) -> list[bytes]:
         """The evidence (of one epoch, or all): countersigned receipts as their clients sent them."""
         where, parameters = ("WHERE epoch = ?", (epoch,)) if epoch is not None else ("", ())
-        rows = await self._execute(f"SELECT countersigned FROM receipts {where} ORDER BY digest", parameters)
+        rows = await self._db.execute(
+            f"SELECT countersigned FROM receipts {where} ORDER BY digest", parameters
+        )
         return [bytes(row[0]) for row in rows]
 
     async def epoch_totals(self) -> list[EpochTotal]:
-        rows = await self._execute(
+        rows = await self._db.execute(
             "SELECT epoch, count(*), sum(tokens_in), sum(tokens_out), count(client)"
             " FROM receipts GROUP BY epoch ORDER BY epoch"
         )
         return [EpochTotal(*row) for row in rows]
+
+    # ---- submissions to validators ----
+    async def unsubmitted(self, validator: str, limit: int) -> list[tuple[bytes, bytes]]:
+        """(digest, countersigned receipt) of paid receipts `validator` (a peer id) has no final verdict on,
+        oldest first. Unpaid receipts are never submitted: they earn nothing, and validators refuse them."""
+        rows = await self._db.execute(
+            "SELECT r.digest, r.countersigned FROM receipts r LEFT JOIN submissions s"
+            " ON s.digest = r.digest AND s.validator = ? WHERE r.client IS NOT NULL AND s.digest IS NULL"
+            " ORDER BY r.started_at_ms, r.digest LIMIT ?",
+            (validator, limit),
+        )
+        return [(bytes(row[0]), bytes(row[1])) for row in rows]
+
+    async def record_submissions(self, validator: str, verdicts: list[tuple[bytes, str, str | None]]) -> None:
+        """Remember `validator`'s final verdicts, (digest, status, reason): those receipts are not sent to it
+        again."""
+        now = _now_ms()
+        async with self._db.lock:
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?)",
+                [(digest, validator, status, reason, now) for digest, status, reason in verdicts],
+            )
+            await self._db.commit()
+
+    async def submission_totals(self) -> dict[str, dict[str, int]]:
+        """Per validator peer id: how many receipts it stored, already had, or refused."""
+        rows = await self._db.execute(
+            "SELECT validator, status, count(*) FROM submissions GROUP BY validator, status"
+        )
+        totals: dict[str, dict[str, int]] = {}
+        for validator, status, count in rows:
+            totals.setdefault(validator, {})[status] = count
+        return totals
 
     # ---- replay nonces ----
     def remember_nonce(self, key: bytes, expires_at_ms: int) -> None:
@@ -229,15 +255,12 @@ class Ledger:
         """Write queued nonces and forget expired ones."""
         pending, self._pending_nonces = self._pending_nonces, []
         now = _now_ms() if now_ms is None else now_ms
-        async with self._lock:
-            try:
-                await _aio(self._connection.executemany)(
-                    "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
-                )
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
-            await self._execute("DELETE FROM nonces WHERE expires_at_ms <= ?", (now,))
-            await self._commit()
+        async with self._db.lock:
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO nonces VALUES (?, ?)", [p for p in pending if p[1] > now]
+            )
+            await self._db.execute("DELETE FROM nonces WHERE expires_at_ms <= ?", (now,))
+            await self._db.commit()
 
     async def serve_nonce_writes(self, *, interval: float = NONCE_FLUSH_SECONDS) -> None:
         """Flush queued nonces every `interval` seconds; never returns (flushes once more when cancelled)."""
@@ -252,7 +275,7 @@ class Ledger:
 
     async def unexpired_nonces(self, now_ms: int | None = None) -> list[tuple[bytes, int]]:
         now = _now_ms() if now_ms is None else now_ms
-        rows = await self._execute("SELECT key, expires_at_ms FROM nonces WHERE expires_at_ms > ?", (now,))
+        rows = await self._db.execute("SELECT key, expires_at_ms FROM nonces WHERE expires_at_ms > ?", (now,))
         return [(bytes(row[0]), row[1]) for row in rows]
 
 
@@ -280,22 +303,8 @@ class PersistentReplayCache(ReplayCache):
 @contextlib.asynccontextmanager
 async def open_ledger(data_dir: Path, *, epoch_ms: int = DEFAULT_EPOCH_MS) -> AsyncIterator[Ledger]:
     """Open (creating) `data_dir/ledger.sqlite`. Must run inside `trio_asyncio.open_loop()`."""
-    path = Path(data_dir) / LEDGER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        connection = await _aio(aiosqlite.connect)(str(path))
-        await _aio(connection.execute)("PRAGMA journal_mode=WAL")
-        await _aio(connection.execute)("PRAGMA synchronous=FULL")
-        await _aio(connection.executescript)(_SCHEMA)
-        await _aio(connection.commit)()
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
-    ledger = Ledger(connection, path, epoch_ms)
-    try:
-        yield ledger
-    finally:
-        with trio.CancelScope(shield=True):
-            await _aio(connection.close)()
+    async with open_database(Path(data_dir) / LEDGER_FILE, _SCHEMA, LedgerError) as database:
+        yield Ledger(database, epoch_ms)
 
 
 async def read_ledger(data_dir: Path, read: Callable[[Ledger], Awaitable[T]]) -> T:

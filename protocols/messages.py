@@ -655,7 +655,7 @@ class ReceiptDigests(Message):
 
 @message("validator.peer", 1)
 class ValidatorAnnouncement(Message, _EthSigned):
-    """"Peer `peer_id`, dialled at `addrs`, speaks for validator wallet `validator` until `expiry`": the
+    """ "Peer `peer_id`, dialled at `addrs`, speaks for validator wallet `validator` until `expiry`": the
     wallet's EIP-712 signature binds the peer (so nobody else can claim a validator's receipts), and the
     envelope around it must be signed by that peer. Nodes submit receipts to the peers of the current
     validator set, and validators fetch each other's receipts from them."""
