@@ -18,7 +18,8 @@ Client rules: states await_header → streaming → done → acknowledged, or fa
 every call raises StreamError). Chunks must come with seq 0, 1, 2…; the end message comes last, tagged
 final, with the next seq. The receipt in it must be signed by the node the request was addressed to and
 name this request's hash, size, id, model, max_tokens, client key and finish reason, and exactly the
-number of token ids received; the credit authorisation it names as paying, if any, must be the request's; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
+number of token ids received; the credit authorisation it names as paying, if any, must be the
+request's; and its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
 started no earlier than the request was signed, had its first token no later than the client received it,
 finished no later than the end arrived, and its first token came no later than its end. Otherwise the
 client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it

@@ -120,7 +120,9 @@ def test_deposit_reverts(credits, users, accounts):
 
 def test_constructor_checks(Credits, stablecoin, validator_quorum, revenue, deployer):
     with brownie.reverts("CreditsZeroAddress: "):
-        Credits.deploy(brownie.ZERO_ADDRESS, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer})
+        Credits.deploy(
+            brownie.ZERO_ADDRESS, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer}
+        )
     with brownie.reverts("CreditsZeroAddress: "):
         Credits.deploy(
             stablecoin, validator_quorum, brownie.ZERO_ADDRESS, DELAY, PRICE, deployer, {"from": deployer}
@@ -422,7 +424,9 @@ def test_revenue_is_bought_back_into_pod_for_stakers(
         uniswap.router, stablecoin, pod, stkpod, deployer, 1800, 300, 10_000 * USD_UNIT, {"from": deployer}
     )
     buyback.grantRole(buyback.KEEPER_ROLE(), deployer, {"from": deployer})
-    credits = Credits.deploy(stablecoin, validator_quorum, buyback, DELAY, PRICE, deployer, {"from": deployer})
+    credits = Credits.deploy(
+        stablecoin, validator_quorum, buyback, DELAY, PRICE, deployer, {"from": deployer}
+    )
     stablecoin.approve(credits, 2**256 - 1, {"from": users[0]})
     credits.deposit(500 * USD_UNIT, {"from": users[0]})
     settle(credits, validators, 1, [users[0]], [400 * USD_UNIT])
