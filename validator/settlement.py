@@ -318,6 +318,8 @@ class EpochSettlement:
     receipts_commitment: bytes
     payments: Payments
     emission: int
+    base: dict[str, int]
+    """Base reward per operator (before the engine's boost)."""
     close: EpochClose
     cumulative: dict[str, int]
     tree: RewardsTree | None
@@ -379,6 +381,7 @@ def settle_epoch(
         receipts_commitment=receipt_commitment(f.digest for f in counted),
         payments=payments,
         emission=emitted,
+        base=rewards,
         close=close,
         cumulative=cumulative,
         tree=RewardsTree.build(cumulative) if cumulative else None,
