@@ -23,6 +23,7 @@ A second signal stops it at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -53,7 +54,7 @@ from node.registration import load_binding
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import ready_document, write_ready_file
-from pool.validators import ValidatorDirectory, serve_validator_set
+from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
 from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
 from protocols.keys import Identity
@@ -373,6 +374,9 @@ async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -
 
     await nursery.start(serve_validator_set, read_members, directory)
     await host.gossip.subscribe(VALIDATORS_TOPIC, directory.validate)
+    await nursery.start(
+        functools.partial(serve_validator_discovery, host, interval=config.receipt_submit_seconds)
+    )
     submitter = ReceiptSubmitter(host, ledger, directory, interval=config.receipt_submit_seconds)
     await nursery.start(submitter.serve, config.epoch_seconds * 1000)
     return submitter

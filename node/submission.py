@@ -115,13 +115,7 @@ class ReceiptSubmitter:
             received += len(verdicts)
 
     async def _send(self, peer: ValidatorPeer, receipts: list[bytes]) -> ReceiptBatchAck:
-        if peer.peer_id not in self.host.connected_peers():
-            for addr in peer.addrs:
-                try:
-                    await self.host.connect(addr)
-                    break
-                except P2PError:
-                    continue
+        await self.host.connect_any(peer.peer_id, peer.addrs)
         stream = await self.host.open_stream(peer.peer_id, RECEIPT_PROTOCOL)
         try:
             await stream.write_message(encode_message(ReceiptBatch(receipts=tuple(receipts))))

@@ -25,13 +25,20 @@ from typing import Protocol
 
 import trio
 
-from p2p import Verdict, signed_message_validator
+from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
+from protocols.ids import VALIDATORS_RECORD
 from protocols.keys import Identity, peer_id_to_text
 from protocols.messages import ValidatorAnnouncement, eth_sign, eth_signer
 
-__all__ = ["ValidatorDirectory", "ValidatorPeer", "serve_validator_set", "sign_announcement"]
+__all__ = [
+    "ValidatorDirectory",
+    "ValidatorPeer",
+    "serve_validator_discovery",
+    "serve_validator_set",
+    "sign_announcement",
+]
 
 
 @dataclass(frozen=True)
@@ -140,4 +147,28 @@ async def serve_validator_set(
         if not started:
             task_status.started()
             started = True
+        await trio.sleep(interval)
+
+
+async def serve_validator_discovery(
+    host: DolphinHost,
+    *,
+    interval: float = 60.0,
+    task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
+) -> None:
+    """Stay connected to the validators' peers: look their DHT records up (VALIDATORS_RECORD) now and every
+    `interval` seconds and dial those not connected, so VALIDATORS_TOPIC and SETTLEMENT_TOPIC reach this
+    peer (gossip travels only between connected subscribers). Never returns."""
+    task_status.started()
+    while True:
+        try:
+            records = await host.dht.get_records(VALIDATORS_RECORD)
+        except P2PError:
+            records = []
+        for record in records:
+            if record.peer_id != host.peer_id and record.peer_id not in host.connected_peers():
+                try:
+                    await host.connect_any(record.peer_id, record.addrs)
+                except P2PError:
+                    continue
         await trio.sleep(interval)

@@ -6,6 +6,8 @@ Stream protocols follow libp2p's `/name/semver` convention (negotiated with mult
 
 from __future__ import annotations
 
+import hashlib
+
 from protocols.errors import SchemaError
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "SETTLEMENT_TOPIC",
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
+    "VALIDATORS_RECORD",
     "VALIDATORS_TOPIC",
     "attestation_topic",
     "pool_topic",
@@ -40,6 +43,9 @@ STANDING_TOPIC = "/dolphin/standing/1"  # validators' NodeStanding verdicts, whi
 REPORTS_TOPIC = "/dolphin/reports/1"  # users' UserReports, which validators read
 SETTLEMENT_TOPIC = "/dolphin/settlement/1"  # validators' signatures on epoch roots and credit debits
 VALIDATORS_TOPIC = "/dolphin/validators/1"  # which peer speaks for which validator wallet
+# The DHT pool-record key under which validators' peers publish their addresses (a pool of their own), so
+# that nodes and validators can connect to them and hear VALIDATORS_TOPIC.
+VALIDATORS_RECORD = hashlib.sha256(b"dolphin-network:validators").digest()
 
 
 def _model_hex(model: bytes) -> str:

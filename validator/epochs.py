@@ -29,6 +29,7 @@ is down is retried on the next poll.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,11 +41,16 @@ import trio
 from chain.client import ChainClient, ValidatorSet
 from chain.errors import ChainError
 from p2p import DolphinHost, P2PError
-from pool.validators import ValidatorDirectory, serve_validator_set, sign_announcement
+from pool.validators import (
+    ValidatorDirectory,
+    serve_validator_discovery,
+    serve_validator_set,
+    sign_announcement,
+)
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.eth import EthAccount
-from protocols.ids import SETTLEMENT_TOPIC, VALIDATORS_TOPIC
+from protocols.ids import SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import CreditDebitSignature, SettlementSignature, eth_sign
 from validator.closing import close_on_chain, find_closing_block
@@ -59,6 +65,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_ENVELOPE_TTL_MS = 10 * 60 * 1000
 ANNOUNCEMENT_LIFETIME_S = 24 * 3600
+RECORD_TTL_S = 600
 
 
 @dataclass(frozen=True)
@@ -175,9 +182,23 @@ class SettlementService:
             await nursery.start(serve_validator_set, self._read_members, self.directory, self.book)
             await self.host.gossip.subscribe(VALIDATORS_TOPIC, self.directory.validate)
             await self.host.gossip.subscribe(SETTLEMENT_TOPIC, self.book.validate)
+            await nursery.start(self._serve_record)
+            await nursery.start(
+                functools.partial(serve_validator_discovery, self.host, interval=self.config.announce_seconds)
+            )
             nursery.start_soon(self._serve_announcements)
             nursery.start_soon(self._serve_epochs)
             nursery.start_soon(self._serve_chain_work)
+            task_status.started()
+
+    async def _serve_record(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+        """Our peer's address in the DHT under VALIDATORS_RECORD, so nodes and validators connect to us."""
+        try:
+            await self.host.dht.serve_record(
+                VALIDATORS_RECORD, self.host.advertised_addrs, RECORD_TTL_S, task_status=task_status
+            )
+        except P2PError as exc:  # no address to announce: nodes still find us through other validators
+            log.warning("cannot announce this validator in the DHT: %s", exc)
             task_status.started()
 
     async def _serve_announcements(self) -> None:
@@ -235,15 +256,8 @@ class SettlementService:
 
     async def _sync_from(self, peer, epoch: int) -> None:  # type: ignore[no-untyped-def]
         try:
-            if peer.peer_id not in self.host.connected_peers():
-                for addr in peer.addrs:
-                    try:
-                        await self.host.connect(addr)
-                        break
-                    except P2PError:
-                        continue
             added = await fetch_missing(
-                self.host, peer.peer_id, self.receipts, epoch, timeout=self.config.sync_timeout_seconds
+                self.host, peer, self.receipts, epoch, timeout=self.config.sync_timeout_seconds
             )
         except (P2PError, ProtocolError, trio.TooSlowError) as exc:
             log.info("could not sync epoch %d from validator %s: %s", epoch, peer.peer_id, exc)

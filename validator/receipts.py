@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import trio
 
 from p2p import DolphinHost, Stream
+from pool.validators import ValidatorPeer
 from protocols.envelope import DEFAULT_MAX_SKEW_MS, clock_ms
 from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain
@@ -273,14 +274,21 @@ async def _ask(host: DolphinHost, peer_id: str, request: ReceiptSyncRequest, exp
 
 
 async def fetch_missing(
-    host: DolphinHost, peer_id: str, service: ReceiptService, epoch: int, *, timeout: float = SYNC_TIMEOUT_S
+    host: DolphinHost,
+    peer: ValidatorPeer,
+    service: ReceiptService,
+    epoch: int,
+    *,
+    timeout: float = SYNC_TIMEOUT_S,
 ) -> int:
-    """Fetch from validator `peer_id` the receipts of `epoch` this validator lacks, admit and store them;
-    returns how many were stored. Raises P2PError or ProtocolError when the peer fails or misbehaves (what
-    was stored before stays stored)."""
+    """Fetch from validator `peer` the receipts of `epoch` this validator lacks, admit and store them;
+    returns how many were stored. Raises P2PError, ProtocolError or trio.TooSlowError when the peer fails,
+    misbehaves or stalls (what was stored before stays stored)."""
     added = 0
     after: bytes | None = None
+    peer_id = peer.peer_id
     with trio.fail_after(timeout):
+        await host.connect_any(peer_id, peer.addrs)
         while True:
             page = await _ask(
                 host, peer_id, ReceiptSyncRequest(epoch=epoch, after=after), ReceiptDigests, 256 * 1024
