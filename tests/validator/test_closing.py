@@ -103,7 +103,7 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
 
 
 def test_what_the_closing_reads(network):
-    deployed, validators, operator, user = network
+    deployed, _validators, operator, user = network
     mine(deployed.w3)
     now = operator.chain_time()
     assert find_closing_block(operator, (now + 3600) * 1000 // EPOCH_MS, EPOCH_MS) is None  # in the future
@@ -120,7 +120,7 @@ def test_what_the_closing_reads(network):
 
 
 def test_the_keeper_buys_back_within_the_twap_and_stakers_gain(network):
-    deployed, validators, operator, user = network
+    deployed, _validators, _operator, user = network
     keeper = ChainClient(
         deployed.rpc_url, deployed.deployment, deployed.keys[0]
     )  # the dev deployment's keeper
