@@ -34,12 +34,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from chain.client import ChainClient, ValidatorSet
 from chain.errors import ChainError
+from node.files import write_atomically
 from p2p import DolphinHost, P2PError
 from pool.validators import (
     ValidatorDirectory,
@@ -59,13 +61,18 @@ from validator.quorum import QuorumRule, SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
 from validator.settlement import DebitBatch
 
-__all__ = ["SettlementConfig", "SettlementService", "serve_settlement"]
+__all__ = ["SettlementConfig", "SettlementService", "serve_settlement", "tree_file_name"]
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_ENVELOPE_TTL_MS = 10 * 60 * 1000
 ANNOUNCEMENT_LIFETIME_S = 24 * 3600
 RECORD_TTL_S = 600
+
+
+def tree_file_name(epoch: int) -> str:
+    """The rewards tree file of `epoch` in a validator's trees dir."""
+    return f"epoch-{epoch}.json"
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,10 @@ class SettlementService:
         awards: Callable[[int], Mapping[str, int]] | None = None,
         banned: Callable[[int], Iterable[str]] | None = None,
         next_set: Callable[[int, int], ValidatorSet | None] | None = None,
+        trees_dir: Path | None = None,
     ) -> None:
         self.host = host
+        self.trees_dir = trees_dir
         self.chain = chain
         self.store = store
         self.config = config
@@ -297,6 +306,8 @@ class SettlementService:
         await self.store.record_settlement(
             settlement, snapshot_block=block, deadline=deadline, root_status="pending" if changed else "none"
         )
+        if tree is not None and self.trees_dir is not None:
+            write_atomically(self.trees_dir / tree_file_name(epoch), tree.to_json().encode())
         log.info(
             "settled epoch %d at block %d: %d receipts (%d paid), revenue %d, emission %d wei, root %s",
             epoch,
@@ -463,11 +474,15 @@ async def serve_settlement(
     awards: Callable[[int], Mapping[str, int]] | None = None,
     banned: Callable[[int], Iterable[str]] | None = None,
     next_set: Callable[[int, int], ValidatorSet | None] | None = None,
+    trees_dir: Path | None = None,
     task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
 ) -> None:
     """Run a validator's money loop (module docstring) until cancelled; `task_status.started` gets the
-    `SettlementService` (for statistics)."""
-    service = SettlementService(host, chain, store, config, awards=awards, banned=banned, next_set=next_set)
+    `SettlementService` (for statistics). Each settled epoch's rewards tree is written to
+    `trees_dir`/epoch-<N>.json (what `dolphin chain claim --tree` reads) when given."""
+    service = SettlementService(
+        host, chain, store, config, awards=awards, banned=banned, next_set=next_set, trees_dir=trees_dir
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         task_status.started(service)

@@ -62,7 +62,8 @@ def countersigned_receipt(
     (a careless or dishonest node)."""
     client_id = pt.identity(client_n)
     if credit is None and wallet is not None:
-        credit = authorisation(wallet, client_id.public_key, domain=domain)
+        model = request_fields.get("model", pt.TEST_MODEL)
+        credit = authorisation(wallet, client_id.public_key, domain=domain, model=model)  # type: ignore[arg-type]
     node_id, node_keys = pt.identity(node_n), pt.encryption_keys(node_n)
     request = pt.make_request(node_id, prompt=prompt, credit=credit, **request_fields)
     client = ClientExchange(
