@@ -43,9 +43,9 @@ from protocols.eth import EthAccount
 from protocols.ids import pool_topic
 from protocols.inference import VerifiedReceipt, verify_countersigned_receipt
 from protocols.keys import Identity
+from protocols.testing import authorisation
 from validator import receipt_facts
 from validator.closing import close_on_chain
-from validator.testing import authorisation
 
 DEFAULT_PROMPT = "In one sentence, what is a dolphin?"
 VALIDATOR_KEYS = DEV_GENESIS_VALIDATOR_INDICES

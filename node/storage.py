@@ -1,9 +1,10 @@
-"""One SQLite file for a trio daemon: aiosqlite (WAL, `synchronous=FULL`) inside trio through trio-asyncio.
+"""SQLite for daemons: aiosqlite inside trio (through trio-asyncio), WAL, committed before acknowledged.
 
-The daemons keep what must survive `kill -9` here (the node's receipts and nonces, the validator's
-evidence and settlements) and acknowledge only what `commit` returned from. One connection serves one
-transaction at a time: callers that read-modify-write hold `lock` across it. Every SQLite failure becomes
-the caller's own error type, naming the file.
+The node's ledger and the validator's state both keep what must survive `kill -9` here. `open_database`
+opens (creating) a file in WAL mode with `synchronous=FULL` and applies a schema of CREATE ... IF NOT
+EXISTS statements; a `Database` runs one statement or transaction at a time on its one connection and
+turns sqlite3 errors into the caller's error type, naming the file. Must run inside
+`trio_asyncio.open_loop()`.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ def _aio(function):  # type: ignore[no-untyped-def]
 
 
 class Database:
-    """An open SQLite file; use `open_database`. Every method is a trio coroutine."""
+    """An open database; use `open_database`. Every method is a trio coroutine."""
 
     def __init__(self, connection: aiosqlite.Connection, path: Path, error: type[Exception]) -> None:
         self._connection = connection
         self.path = path
         self._error = error
-        self.lock = trio.Lock()
+        self.lock = trio.Lock()  # one transaction at a time on the one connection
 
     async def execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        """Run one statement; returns every row it produced."""
+        """Run one statement and return its rows (not committed: see `commit`)."""
         try:
             cursor = await _aio(self._connection.execute)(sql, parameters)
             rows = await _aio(cursor.fetchall)()
@@ -50,23 +51,15 @@ class Database:
             raise self._error(f"{self.path}: {exc}") from exc
 
     async def commit(self) -> None:
-        """Make everything since the last commit durable."""
         try:
             await _aio(self._connection.commit)()
         except sqlite3.Error as exc:
             raise self._error(f"{self.path}: commit failed: {exc}") from exc
 
-    async def rollback(self) -> None:
-        try:
-            await _aio(self._connection.rollback)()
-        except sqlite3.Error as exc:
-            raise self._error(f"{self.path}: rollback failed: {exc}") from exc
-
 
 @contextlib.asynccontextmanager
 async def open_database(path: Path, schema: str, error: type[Exception]) -> AsyncIterator[Database]:
-    """Open (creating, with `schema`'s CREATE ... IF NOT EXISTS statements) the SQLite file at `path`.
-    Must run inside `trio_asyncio.open_loop()`; failures raise `error`."""
+    """Open (creating) the SQLite file `path` with `schema` applied; errors are raised as `error`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -19,9 +19,10 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
   first, so the first one does it and the others see it done and pay no gas.
 
 The next validator set signed with a root is the current set at the closing block, carried forward,
-until the election (the validator daemon's) supplies one through `next_set`. `awards(epoch)` and
-`banned(epoch)` supply the epoch's protocol awards (wei per account) and off-chain suspensions; they are
-inputs to the root, so they must be the same at every validator.
+until the election (the validator daemon's) supplies one through `next_set`. `await awards(epoch)` and
+`banned(epoch)` supply the epoch's protocol awards (wei per account: validators' rewards for caught
+cheaters, users' for reports that led to a ban, which the slash did not pay) and off-chain suspensions;
+they are inputs to the root, so they must be the same at every validator.
 
 Chain calls run in a worker thread, one at a time. Nothing a peer sends stops the loop, and a chain that
 is down is retried on the next poll.
@@ -32,7 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,15 @@ log = logging.getLogger(__name__)
 SIGNATURE_ENVELOPE_TTL_MS = 10 * 60 * 1000
 ANNOUNCEMENT_LIFETIME_S = 24 * 3600
 RECORD_TTL_S = 600
+
+
+Awards = Callable[[int], Awaitable[Mapping[str, int]]]
+"""`await awards(epoch)`: the protocol awards of an epoch (POD wei per account), e.g. from the validator
+state's rewards table."""
+
+
+async def _no_awards(epoch: int) -> Mapping[str, int]:
+    return {}
 
 
 def tree_file_name(epoch: int) -> str:
@@ -130,7 +140,7 @@ class SettlementService:
         store: EvidenceStore,
         config: SettlementConfig,
         *,
-        awards: Callable[[int], Mapping[str, int]] | None = None,
+        awards: Awards | None = None,
         banned: Callable[[int], Iterable[str]] | None = None,
         next_set: Callable[[int, int], ValidatorSet | None] | None = None,
         trees_dir: Path | None = None,
@@ -142,7 +152,7 @@ class SettlementService:
         self.config = config
         self.identity = Identity(host.signing_seed())
         self.wallet = EthAccount(bytes(chain.account.key)) if chain.account is not None else None
-        self.awards = awards or (lambda epoch: {})
+        self.awards = awards or _no_awards
         self.banned = banned or (lambda epoch: ())
         self.next_set = next_set or (lambda epoch, block: None)
         self.receipts = ReceiptService(store, config.window, chain.domain("Credits"))
@@ -283,6 +293,7 @@ class SettlementService:
             await trio.sleep(self.config.poll_seconds)
         previous = await self.store.last_settlement(before=epoch)
         unfinished = [r for r in await self.store.unfinished() if r.epoch < epoch]
+        awards = await self.awards(epoch)
         closed = await self._on_chain(
             lambda: close_on_chain(
                 self.chain,
@@ -293,7 +304,7 @@ class SettlementService:
                 credits,
                 previous=previous,
                 unfinished=unfinished,
-                awards=self.awards(epoch),
+                awards=awards,
                 banned=self.banned(epoch),
             )
         )
@@ -471,7 +482,7 @@ async def serve_settlement(
     store: EvidenceStore,
     config: SettlementConfig,
     *,
-    awards: Callable[[int], Mapping[str, int]] | None = None,
+    awards: Awards | None = None,
     banned: Callable[[int], Iterable[str]] | None = None,
     next_set: Callable[[int, int], ValidatorSet | None] | None = None,
     trees_dir: Path | None = None,

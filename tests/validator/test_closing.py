@@ -13,12 +13,12 @@ from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
 from protocols.inference import verify_countersigned_receipt
 from protocols.keys import peer_id_from_public_key
+from protocols.testing import countersigned_receipt
 from validator import receipt_facts
 from validator.closing import close_on_chain, find_closing_block, pending_debits
 from validator.evidence import SettlementRecord
 from validator.keeper import KeeperConfig, keeper_round
 from validator.settlement import Carry, DebitBatch
-from validator.testing import countersigned_receipt
 
 pytestmark = pytest.mark.integration
 

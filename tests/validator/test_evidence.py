@@ -8,10 +8,10 @@ from chain.snapshot import ChainSnapshot
 from protocols import envelope
 from protocols import testing as pt
 from protocols.inference import countersign_receipt, verify_countersigned_receipt
+from protocols.testing import countersigned_receipt
 from validator import settle_epoch
 from validator.evidence import open_evidence_store
 from validator.settlement import EpochMarket
-from validator.testing import countersigned_receipt
 
 pytestmark = pytest.mark.integration
 

@@ -40,10 +40,10 @@ from protocols.inference import verify_countersigned_receipt
 from protocols.keys import Identity, peer_id_from_public_key
 from protocols.messages import ReceiptBatch, ReceiptBatchAck
 from protocols.schema import decode_message, encode_message
+from protocols.testing import authorisation, countersigned_receipt
 from validator import receipt_facts
 from validator.closing import close_on_chain, find_closing_block
 from validator.evidence import SettlementRecord
-from validator.testing import authorisation, countersigned_receipt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,9 +19,9 @@ from protocols.inference import verify_countersigned_receipt
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import ReceiptBatch, ReceiptBatchAck
 from protocols.schema import decode_message, encode_message
+from protocols.testing import authorisation, countersigned_receipt
 from validator.evidence import open_evidence_store
 from validator.receipts import ReceiptRefused, ReceiptService, ReceiptWindow, admit_receipt, fetch_missing
-from validator.testing import authorisation, countersigned_receipt
 
 EPOCH_MS = 3_600_000
 WINDOW = ReceiptWindow(EPOCH_MS, 60_000)

@@ -16,9 +16,9 @@ from protocols.eth import keccak256
 from protocols.inference import countersign_receipt, verify_countersigned_receipt
 from protocols.keys import peer_id_from_public_key
 from protocols.messages import Receipt
+from protocols.testing import authorisation, countersigned_receipt
 from validator import Carry, EpochMarket, receipt_facts, settle_epoch
 from validator.settlement import PER_MILLION, base_rewards, counted_receipts, debit_batches, emission
-from validator.testing import authorisation, countersigned_receipt
 
 pytestmark = pytest.mark.unit
 
