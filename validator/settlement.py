@@ -37,6 +37,7 @@ from fractions import Fraction
 from chain.client import checked_address
 from chain.merkle import RewardsTree
 from chain.rewards import AccountEpoch, EpochClose, RewardParams, close_epoch, encode_result
+from chain.rewards.base import PER_MILLION, base_rewards, emission
 from chain.snapshot import ChainSnapshot, epoch_inputs, previous_from_output
 from protocols import codec
 from protocols.errors import ProtocolError
@@ -48,28 +49,22 @@ from validator.errors import SettlementError
 
 __all__ = [
     "MAX_DEBIT_BATCH",
-    "PER_MILLION",
     "Carry",
     "DebitBatch",
     "EpochMarket",
     "EpochSettlement",
     "Payments",
     "ReceiptFacts",
-    "base_rewards",
     "credit_digest",
     "debit_batches",
-    "emission",
     "price_receipts",
     "receipt_commitment",
     "receipt_facts",
     "settle_epoch",
 ]
 
-PER_MILLION = 1_000_000
-"""Prices are per million tokens: a charge is in millionths of the payment token's smallest unit."""
 MAX_DEBIT_BATCH = 500
 """Credits.MAX_BATCH_SIZE: users per debit batch."""
-_BPS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,21 +228,6 @@ def _payer(
     return ("authorisation not signed by its wallet", None) if wallet is None else ("", wallet)
 
 
-def emission(registered_revenue: int, market: EpochMarket, params: RewardParams) -> int:
-    """POD wei the epoch emits as base rewards for `registered_revenue` millionths (module rule 4)."""
-    price = market.pod_per_unit
-    earned = registered_revenue * price.numerator * params.emission_revenue_bps
-    return min(params.epoch_emission_cap, earned // (price.denominator * _BPS * PER_MILLION))
-
-
-def base_rewards(work: Mapping[str, int], total: int) -> dict[str, int]:
-    """`total` wei split pro rata to `work`, rounded down (the remainder is not paid out)."""
-    weight = sum(work.values())
-    if weight == 0:
-        return {}
-    return {account: total * amount // weight for account, amount in sorted(work.items())}
-
-
 @dataclass(frozen=True)
 class DebitBatch:
     """One `CreditDebitBatch` of an epoch: users ascending by address, their debits."""
@@ -364,7 +344,7 @@ def settle_epoch(
     previous = previous or Carry()
     counted = counted_receipts(receipts, epoch, epoch_ms)
     payments = price_receipts(counted, authorisations, market, previous.charged)
-    emitted = emission(payments.registered_revenue, market, params)
+    emitted = emission(payments.registered_revenue, market.pod_per_unit, params)
     rewards = base_rewards(payments.work, emitted)
     inputs = epoch_inputs(snapshot, rewards, previous=previous.accounts(), banned=banned)
     close = close_epoch(inputs, params)

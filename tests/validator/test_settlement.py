@@ -8,6 +8,7 @@ from eth_utils import to_checksum_address
 
 from chain.merkle import leaf_hash, verify
 from chain.rewards import POD, RewardParams
+from chain.rewards.base import PER_MILLION, base_rewards, emission
 from chain.snapshot import ChainSnapshot
 from protocols import codec, envelope
 from protocols import testing as pt
@@ -18,7 +19,7 @@ from protocols.keys import peer_id_from_public_key
 from protocols.messages import Receipt
 from protocols.testing import authorisation, countersigned_receipt
 from validator import Carry, EpochMarket, receipt_facts, settle_epoch
-from validator.settlement import PER_MILLION, base_rewards, counted_receipts, debit_batches, emission
+from validator.settlement import counted_receipts, debit_batches
 
 pytestmark = pytest.mark.unit
 
@@ -227,12 +228,12 @@ def test_unregistered_nodes_pay_their_clients_bill_but_earn_no_base_rewards():
     assert settled.revenue == 16
     assert settled.payments.work == {OPERATOR_A: 8 * PRICE}
     # Emission is measured on the registered nodes' revenue only.
-    assert settled.emission == emission(8 * PRICE, _market(), RewardParams())
+    assert settled.emission == emission(8 * PRICE, POD_PER_UNIT, RewardParams())
 
 
 def test_emission_is_capped_and_free_models_pay_nothing():
     params = RewardParams(epoch_emission_cap=10)
-    assert emission(10**6 * PER_MILLION, _market(), params) == 10
+    assert emission(10**6 * PER_MILLION, POD_PER_UNIT, params) == 10
     free = _settle([_paid()], market=_market(prices={}))
     assert free.payments.unpaid == {"free model": 1}
 
