@@ -30,6 +30,9 @@ def main(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )
+    if verbose < 2:
+        # httpx logs every request at INFO, the vLLM engine's once-a-second /metrics poll included.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 main.add_command(chain.group)

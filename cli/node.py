@@ -43,6 +43,7 @@ _SETTINGS = (
     "listen",
     "bootstrap",
     "engine",
+    "engine_url",
     "max_batch",
     "threads",
     "device",
@@ -188,7 +189,17 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     envvar="DOLPHIN_BOOTSTRAP",
     help="Bootstrap/relay peer /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
 )
-@_setting("--engine", setting="engine", type=click.Choice(["transformers"]), help="Inference engine.")
+@_setting(
+    "--engine",
+    setting="engine",
+    type=click.Choice(["transformers", "vllm"]),
+    help="Inference engine: in-process transformers, or a vLLM server the node starts and supervises.",
+)
+@_setting(
+    "--engine-url",
+    setting="engine_url",
+    help="With --engine vllm: attach to the vLLM server already running at this URL.",
+)
 @_setting("--max-batch", setting="max_batch", type=click.IntRange(1, 1024), help="Answers generated at once.")
 @_setting(
     "--threads",

@@ -50,8 +50,24 @@ class NodeConfig:
     bootstrap: tuple[str, ...] = field(
         default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
-    engine: str = field(default="transformers", metadata=_doc("Inference engine: transformers (in-process)."))
-    max_batch: int = field(default=16, metadata=_doc("Answers the engine generates at once."))
+    engine: str = field(
+        default="transformers",
+        metadata=_doc(
+            "Inference engine: transformers (in-process) or vllm (a vLLM server the node starts and "
+            "supervises from vllm_venv, or the one at engine_url)."
+        ),
+    )
+    engine_url: str | None = field(
+        default=None,
+        metadata=_doc("With engine vllm: attach to the vLLM server at this URL instead of starting one."),
+    )
+    vllm_venv: Path | None = field(
+        default=None,
+        metadata=_doc("With engine vllm: the virtualenv holding vLLM (default: the checkout's .venv-vllm)."),
+    )
+    max_batch: int = field(
+        default=16, metadata=_doc("Answers the engine generates at once (vLLM: its --max-num-seqs).")
+    )
     threads: int = field(
         default=1,
         metadata=_doc(
@@ -157,8 +173,10 @@ class NodeConfig:
         host = self.local_api.rpartition(":")[0]
         if host not in ("127.0.0.1", "localhost", "[::1]"):
             raise ConfigError(f"local_api must listen on 127.0.0.1 (it has no authentication), not {host!r}")
-        if self.engine not in ("transformers",):
-            raise ConfigError(f"unknown engine {self.engine!r}; choose transformers")
+        if self.engine not in ("transformers", "vllm"):
+            raise ConfigError(f"unknown engine {self.engine!r}; choose transformers or vllm")
+        if self.engine_url is not None and self.engine != "vllm":
+            raise ConfigError("engine_url attaches to a vLLM server: set engine to vllm too")
 
 
 def _field_types() -> dict[str, Any]:

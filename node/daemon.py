@@ -23,12 +23,13 @@ A second signal stops it at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
@@ -42,6 +43,7 @@ from node.config import NodeConfig
 from node.credits import CreditBook, PaymentPolicy
 from node.engines.base import Engine
 from node.engines.transformers import TransformersEngine
+from node.engines.vllm_server import DEFAULT_VLLM_VENV, VllmSettings, open_vllm_engine
 from node.errors import NodeError
 from node.inference import InferenceService, ServiceLimits
 from node.keys import KeyRing
@@ -88,14 +90,32 @@ async def _verify_model(model: Path, progress: Progress) -> ModelManifest:
         raise NodeError(f"cannot read the model folder {model}: {exc}") from exc
 
 
-async def _open_engine(config: NodeConfig) -> Engine:
+@contextlib.asynccontextmanager
+async def _open_engine(config: NodeConfig, progress: Progress) -> AsyncIterator[Engine]:
+    """The configured engine, closed (its supervised vLLM server stopped) when the block exits."""
+    if config.engine == "vllm":
+        settings = VllmSettings(venv=config.vllm_venv or DEFAULT_VLLM_VENV, max_num_seqs=config.max_batch)
+        async with open_vllm_engine(
+            config.model,
+            server_url=config.engine_url,
+            log_dir=config.data_dir,
+            settings=settings,
+            on_progress=lambda stage, _seconds: progress(f"vLLM server: {stage}", 0, 0),
+        ) as engine:
+            yield engine
+        return
     device = None if config.device == "auto" else config.device
     threads = config.threads or None
-    return await trio.to_thread.run_sync(
+    engine = await trio.to_thread.run_sync(
         lambda: TransformersEngine.open(
             config.model, max_batch=config.max_batch, threads=threads, device=device, verify=False
         )
     )
+    try:
+        yield engine
+    finally:
+        with trio.CancelScope(shield=True):
+            await engine.aclose()
 
 
 async def _open_chain(config: NodeConfig):  # type: ignore[no-untyped-def]
@@ -196,8 +216,7 @@ async def serve_node(
     binding = load_binding(data_dir)
 
     progress("loading the engine", 0, 0)
-    engine = await _open_engine(config)
-    try:
+    async with _open_engine(config, progress) as engine:
         hardware = detect_hardware()
         settings = BenchmarkSettings(
             config.benchmark_prompt_tokens, config.benchmark_output_tokens, config.benchmark_streams
@@ -221,9 +240,6 @@ async def serve_node(
         await _serve(
             config, engine, manifest, keys, binding, chain, hardware, benchmark, started_at_ms, task_status
         )
-    finally:
-        with trio.CancelScope(shield=True):
-            await engine.aclose()
 
 
 async def _serve(  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ One request per stream on INFERENCE_PROTOCOL (protocols/ids.py), frames length-p
     client ◀── acknowledgement ──           (sent only once the receipt is committed to the ledger)
 
 Many requests are answered at once: the service hands each to the engine, which batches them; nothing
-here serialises requests. Tokens go out in small batches: the first as soon as it exists (time to first
-token), then whatever the engine produced in each `flush_interval` (or `flush_tokens` at most per frame),
-so the stream shows fewer, coarser frames than one per token.
+here serialises requests. Tokens go out in small batches (`protocols.inference.TokenBatcher`): the first as
+soon as it exists (time to first token), then whatever the engine produced in each `flush_interval`, so the
+stream shows fewer, coarser frames than one per token. Every token travels with its logprob.
 
 Everything from the network is untrusted. A request that cannot be opened is dropped with the stream
 reset; one that opens but fails a check (signature, expiry, replay, addressee, credit) or that the node
@@ -53,12 +53,14 @@ from protocols.errors import (
     SchemaError,
     SignatureError,
 )
-from protocols.inference import NodeExchange
+from protocols.inference import NodeExchange, TokenBatcher
 from protocols.keys import EncryptionKeyPair, Identity
 
 __all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics"]
 
 log = logging.getLogger(__name__)
+
+_MIN_LOGPROB_MICRO = -(1 << 63)  # ResponseChunk.logprobs_micro are signed 64-bit
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,6 @@ class ServiceLimits:
     receipt_timeout: float = 10.0
     max_waiting: int = 64  # refuse network requests while this many wait for an engine slot
     flush_interval: float = 0.025  # seconds between answer frames after the first token
-    flush_tokens: int = 32  # at most this many tokens in one frame
 
 
 @dataclass
@@ -366,19 +367,18 @@ class InferenceService:
 
 
 class _PacedSender:
-    """Sends an answer's pieces as frames: the first at once, then at most one frame per flush_interval."""
+    """Sends an answer's pieces as frames through `TokenBatcher`: the first at once, then what the engine
+    produced in each flush interval, every token with its logprob (validators compare them)."""
 
     def __init__(self, stream: Stream, exchange: NodeExchange, limits: ServiceLimits, metrics: NodeMetrics):
         self.stream = stream
         self.exchange = exchange
-        self.limits = limits
         self.metrics = metrics
+        self.batcher = TokenBatcher(exchange, interval_ms=round(limits.flush_interval * 1000))
         self.first_token_ms = 0
         self.first_token_at: float | None = None
         self.started = False
         self._started_ms = _now_ms()
-        self._text: list[str] = []
-        self._ids: list[int] = []
 
     async def start(self) -> None:
         """Send the stream header, once: only when there is something to say, so that a request the
@@ -387,41 +387,45 @@ class _PacedSender:
             self.started = True
             await self.stream.write_message(self.exchange.header())
 
-    async def _flush(self) -> None:
-        if not self._ids and not self._text:
+    async def _send(self, frame: bytes | None) -> None:
+        if frame is None:
             return
+        before = self.exchange.tokens_out - self.batcher.held_tokens
         await self.start()
-        text, ids = "".join(self._text), tuple(self._ids)
-        self._text, self._ids = [], []
-        await self.stream.write_message(self.exchange.chunk(text, ids))
-        self.metrics.output_tokens(len(ids))
+        await self.stream.write_message(frame)
+        self.metrics.output_tokens(self.exchange.tokens_out - before)
 
     async def send_all(self, pieces: trio.MemoryReceiveChannel[Piece]) -> Piece | None:
         """Send until the last piece; returns it (None if the engine ended without one)."""
         last: Piece | None = None
-        next_flush = -math.inf
         async with pieces:
             while True:
+                due = self.batcher.deadline_ms
+                wait = math.inf if due is None else max(0, due - envelope.clock_ms()) / 1000
                 piece = None
-                with trio.move_on_at(next_flush if self._ids or self._text else math.inf):
+                with trio.move_on_after(wait):
                     try:
                         piece = await pieces.receive()
                     except trio.EndOfChannel:
                         break
-                if piece is None:  # the flush time came
-                    await self._flush()
-                    next_flush = trio.current_time() + self.limits.flush_interval
+                if piece is None:  # held tokens are due
+                    await self._send(self.batcher.poll())
                     continue
                 last = piece
                 if piece.token_ids and self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                     self.first_token_ms = _now_ms() - self._started_ms
-                self._text.append(piece.text)
-                self._ids.extend(piece.token_ids)
+                logprobs = tuple(_micro(logprob) for logprob in piece.logprobs)
+                await self._send(self.batcher.add(piece.text, piece.token_ids, logprobs))
                 if piece.finish_reason is not None:
                     break
-                if len(self._ids) >= self.limits.flush_tokens or trio.current_time() >= next_flush:
-                    await self._flush()
-                    next_flush = trio.current_time() + self.limits.flush_interval
-        await self._flush()
+        await self._send(self.batcher.flush())
         return last
+
+
+def _micro(logprob: float) -> int:
+    """A natural-log probability in millionths, as chunks carry it (-inf, a token the model rules out,
+    as the most negative value the field holds)."""
+    if not math.isfinite(logprob):
+        return _MIN_LOGPROB_MICRO
+    return max(round(logprob * 1_000_000), _MIN_LOGPROB_MICRO)
