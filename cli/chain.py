@@ -602,6 +602,25 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
         click.echo(f"Withdrew {format_units(paid, USD_DECIMALS)}.")
 
 
+@credits_group.command("price")
+@click.argument("model")
+@connection_options
+def credits_price_command(connection: Connection, model: str) -> None:
+    """Show what a million tokens of MODEL cost.
+
+    MODEL is a model id (the 64 hex digits of its manifest hash). Prompt and answer tokens cost the
+    same; settlement debits each client price x tokens of its paid answers every epoch.
+    """
+    try:
+        model_id = bytes.fromhex(model.removeprefix("0x"))
+    except ValueError:
+        model_id = b""
+    if len(model_id) != 32:
+        raise click.BadParameter("a model id is 64 hex digits (see `dolphin model`)", param_hint="MODEL")
+    price = connection.client(key_required=False).price_of(model_id)
+    click.echo(f"{format_units(price, USD_DECIMALS)} per million tokens")
+
+
 # ---------------------------------------------------------------------------------------------- status
 
 

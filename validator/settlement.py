@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -175,6 +176,7 @@ def price_receipts(
     work: dict[str, int] = {}
     unpaid: dict[str, int] = {}
     valid: dict[bytes, bytes | None] = {}  # authorisation digest -> paying wallet (None: invalid)
+    operators: dict[bytes, str | None] = {}  # node key -> its operator (None: unregistered)
     paid = 0
     for facts in receipts:
         reason, wallet = _payer(facts, authorisations, market, valid)
@@ -194,7 +196,10 @@ def price_receipts(
         charged[facts.credit] = spent + charge  # type: ignore[index]
         client_charged[wallet] = owed + charge
         paid += 1
-        operator = market.operators.get(keccak256(peer_id_from_public_key(facts.node_key)))
+        if facts.node_key not in operators:
+            peer_hash = keccak256(peer_id_from_public_key(facts.node_key))
+            operators[facts.node_key] = market.operators.get(peer_hash)
+        operator = operators[facts.node_key]
         if operator is not None:
             work[operator] = work.get(operator, 0) + charge
     debits = {wallet: owed // PER_MILLION for wallet, owed in client_charged.items() if owed >= PER_MILLION}
@@ -334,16 +339,20 @@ def settle_epoch(
     awards: Mapping[str, int] | None = None,
     banned: Iterable[str] = (),
     params: RewardParams | None = None,
+    timings: dict[str, float] | None = None,
 ) -> EpochSettlement:
     """Settle `epoch` (module docstring): `receipts` are every receipt held for it (duplicates and other
     epochs' receipts are dropped here), `authorisations` the credit authorisations they carry by digest,
     `snapshot` and `market` the chain at the closing block, `previous` the last settled epoch's carry,
     `awards` protocol rewards (wei per account) paid beside the engine, `banned` accounts suspended off
-    chain. `params` defaults to the snapshot's (the ParamsRegistry at the closing block)."""
+    chain. `params` defaults to the snapshot's (the ParamsRegistry at the closing block). `timings`, when
+    given, receives the seconds spent de-duplicating and pricing, in the engine, and on the tree."""
     params = params or snapshot.params
     previous = previous or Carry()
+    started = time.perf_counter()
     counted = counted_receipts(receipts, epoch, epoch_ms)
     payments = price_receipts(counted, authorisations, market, previous.charged)
+    priced = time.perf_counter()
     emitted = emission(payments.registered_revenue, market.pod_per_unit, params)
     rewards = base_rewards(payments.work, emitted)
     inputs = epoch_inputs(snapshot, rewards, previous=previous.accounts(), banned=banned)
@@ -355,6 +364,12 @@ def settle_epoch(
             cumulative[account] = cumulative.get(account, 0) + result.reward
     for account, amount in awarded.items():
         cumulative[account] = cumulative.get(account, 0) + amount
+    closed = time.perf_counter()
+    tree = RewardsTree.build(cumulative) if cumulative else None
+    if timings is not None:
+        timings.update(
+            dedup_and_price=priced - started, engine=closed - priced, tree=time.perf_counter() - closed
+        )
     return EpochSettlement(
         epoch=epoch,
         receipt_count=len(counted),
@@ -364,6 +379,6 @@ def settle_epoch(
         base=rewards,
         close=close,
         cumulative=cumulative,
-        tree=RewardsTree.build(cumulative) if cumulative else None,
+        tree=tree,
         awards=awarded,
     )
