@@ -46,13 +46,18 @@ def find_closing_block(chain: ChainClient, epoch: int, epoch_ms: int) -> int | N
     return closing_block(chain, -(-(epoch + 1) * epoch_ms // 1000))
 
 
-def pending_debits(chain: ChainClient, block: int, earlier: Iterable[SettlementRecord]) -> dict[bytes, int]:
-    """Per wallet, the debits of `earlier` settlements that Credits had not settled at `block`."""
+def pending_debits(
+    chain: ChainClient, block: int, timepoint: int, earlier: Iterable[SettlementRecord]
+) -> dict[bytes, int]:
+    """Per wallet, the debits of `earlier` settlements still pending at `block` (time `timepoint`): not
+    settled by Credits there, and not expired (deadline at or after `timepoint`). Only chain state at the
+    block decides, never what this validator happens to know, so every validator gets the same."""
     pending: dict[bytes, int] = {}
     for record in earlier:
-        open_batches = [b for b in record.debits if b.batch_id not in record.debits_settled]
-        settled = read_settled_batches(chain, block, [b.batch_id for b in open_batches])
-        for batch in open_batches:
+        if record.deadline < timepoint:
+            continue
+        settled = read_settled_batches(chain, block, [b.batch_id for b in record.debits])
+        for batch in record.debits:
             if batch.batch_id not in settled:
                 for user, amount in zip(batch.users, batch.amounts, strict=True):
                     pending[user] = pending.get(user, 0) + amount
@@ -68,19 +73,21 @@ def close_on_chain(
     authorisations: Mapping[bytes, CreditAuthorisation],
     *,
     previous: SettlementRecord | None = None,
-    unfinished: Iterable[SettlementRecord] = (),
+    recent: Iterable[SettlementRecord] = (),
     awards: Mapping[str, int] | None = None,
     banned: Iterable[str] = (),
 ) -> EpochClose:
     """Read the chain at `block` (epoch's closing block) and settle `epoch` from `receipts` (module
-    docstring). `previous` is the last settled epoch, `unfinished` the settled epochs whose debits may
-    still be pending."""
+    docstring). `previous` is the last settled epoch, `recent` the earlier settlements whose debit batches
+    may still be pending (those whose signatures had not expired at the closing block; more do no
+    harm)."""
     since = previous.snapshot_block if previous is not None else None
     snapshot = read_snapshot(chain, block, epoch_start_block=since + 1 if since is not None else None)
     wallets = {credit.client for credit in authorisations.values()}
+    pending = pending_debits(chain, block, snapshot.timepoint, recent)
     market = EpochMarket(
         prices=read_prices(chain, block, {f.model for f in receipts}),
-        available=read_available_credit(chain, block, wallets, pending_debits(chain, block, unfinished)),
+        available=read_available_credit(chain, block, wallets, pending),
         operators=read_node_operators(chain, block),
         pod_per_unit=read_pod_price(chain, block, since),
         credits_domain=chain.domain("Credits"),

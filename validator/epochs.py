@@ -242,9 +242,9 @@ class SettlementService:
     # ---------------------------------------------------------------- epochs
 
     async def _first_epoch(self) -> int:
-        last = await self.store.last_settlement()
-        if last is not None:
-            return last.epoch + 1
+        resume = await self.store.next_epoch()
+        if resume is not None:
+            return resume
         if self.config.first_epoch is not None:
             return self.config.first_epoch
         return int(time.time()) // self.config.epoch_seconds
@@ -263,6 +263,7 @@ class SettlementService:
                 except ChainError as exc:
                     log.warning("settling epoch %d failed (retrying): %s", epoch, exc)
                     await trio.sleep(self.config.poll_seconds)
+            await self.store.close_epoch(epoch)
             self.settled_through = epoch
             epoch += 1
 
@@ -292,7 +293,10 @@ class SettlementService:
         while (block := await self._on_chain(find_closing_block, self.chain, epoch, epoch_ms)) is None:
             await trio.sleep(self.config.poll_seconds)
         previous = await self.store.last_settlement(before=epoch)
-        unfinished = [r for r in await self.store.unfinished() if r.epoch < epoch]
+        # Signatures live signature_ttl_seconds after their closing block, which is before this one.
+        recent = await self.store.settlements_unexpired(
+            int(time.time()) - 2 * self.config.signature_ttl_seconds, epoch
+        )
         awards = await self.awards(epoch)
         closed = await self._on_chain(
             lambda: close_on_chain(
@@ -303,7 +307,7 @@ class SettlementService:
                 facts,
                 credits,
                 previous=previous,
-                unfinished=unfinished,
+                recent=recent,
                 awards=awards,
                 banned=self.banned(epoch),
             )
@@ -443,6 +447,14 @@ class SettlementService:
         if await self._on_chain(self.chain.call, "Credits", "isSettled", batch.batch_id):
             await self.store.update_settlement(record.epoch, debit_settled=batch.batch_id)
             log.info("debit batch %d of epoch %d is settled", batch.batch_id, record.epoch)
+            return
+        if await self._on_chain(self.chain.chain_time) > record.deadline:
+            # Its signatures expired unrelayed (no quorum in time): it will never be debited, and later
+            # epochs must not count it as pending against the clients' credit.
+            await self.store.update_settlement(record.epoch, debit_settled=batch.batch_id)
+            log.error(
+                "debit batch %d of epoch %d expired before a quorum relayed it", batch.batch_id, record.epoch
+            )
             return
         if self.wallet is None or self.wallet.address not in rule.weights:
             return

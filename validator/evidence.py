@@ -7,9 +7,11 @@
   that saw them in different orders still hold the same set.
 - `credits`: the credit authorisations receipts carry, once each by digest.
 - `settlements`: each closed epoch's result: the snapshot block, the receipt commitment, the rewards tree,
-  the debit batches, the carry for the next epoch, and what has been done on chain about it.
+  the debit batches, the carry for the next epoch, and what has been done on chain about it;
+- `progress`: the next epoch to close, so a restarted validator resumes where it stopped (epochs without
+  receipts are closed without a settlement).
 
-An epoch that has a settlement is closed here for good: no receipt is added to it afterwards.
+An epoch that is closed (settled, or passed without receipts) takes no receipt afterwards.
 """
 
 from __future__ import annotations
@@ -73,9 +75,13 @@ CREATE TABLE IF NOT EXISTS settlements (
     summary TEXT NOT NULL,          -- JSON: revenue, emission, paid and unpaid counts
     root_status TEXT NOT NULL,      -- none (no new root), pending, proposed; or final: activated,
                                     -- superseded (a later root is active), revoked, expired
-    debits_settled TEXT NOT NULL,   -- JSON list of batch ids known settled on chain
+    debits_settled TEXT NOT NULL,   -- JSON list of batch ids settled on chain (or expired unsettled)
     finished INTEGER NOT NULL,      -- 1 once the root and every debit batch need nothing more
     settled_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS progress (
+    name TEXT PRIMARY KEY,          -- 'next_epoch': the first epoch not yet closed (settled or empty)
+    value INTEGER NOT NULL
 );
 """
 
@@ -129,15 +135,17 @@ class EvidenceStore:
         statuses = []
         async with self._db.lock:
             settled = {row[0] for row in await self._db.execute("SELECT epoch FROM settlements")}
+            rows = await self._db.execute("SELECT value FROM progress WHERE name = 'next_epoch'")
+            closed_before = rows[0][0] if rows else 0
             for verified in receipts:
-                statuses.append(await self._add(verified, settled))
+                statuses.append(await self._add(verified, settled, closed_before))
             await self._db.commit()
         return statuses
 
-    async def _add(self, verified: VerifiedReceipt, settled: set[int]) -> str:
+    async def _add(self, verified: VerifiedReceipt, settled: set[int], closed_before: int) -> str:
         facts, credit = receipt_facts(verified)
         epoch = self.epoch_of(facts.started_at_ms)
-        if epoch in settled:
+        if epoch in settled or epoch < closed_before:
             return "duplicate"
         held = await self._db.execute(
             "SELECT digest, epoch FROM receipts WHERE node_key = ? AND request_hash = ?",
@@ -228,6 +236,21 @@ class EvidenceStore:
         ]
 
     # ---- settlements ----
+    async def next_epoch(self) -> int | None:
+        """The first epoch not closed yet (None before any was)."""
+        rows = await self._db.execute("SELECT value FROM progress WHERE name = 'next_epoch'")
+        return rows[0][0] if rows else None
+
+    async def close_epoch(self, epoch: int) -> None:
+        """`epoch` is closed (settled, or it had no receipts): the next one is next."""
+        async with self._db.lock:
+            await self._db.execute(
+                "INSERT INTO progress VALUES ('next_epoch', ?) ON CONFLICT (name) DO UPDATE SET value = ?"
+                " WHERE value <= ?",
+                (epoch + 1, epoch + 1, epoch),
+            )
+            await self._db.commit()
+
     async def record_settlement(
         self, settlement: EpochSettlement, *, snapshot_block: int, deadline: int, root_status: str
     ) -> None:
@@ -272,6 +295,13 @@ class EvidenceStore:
             (before if before is not None else 2**63 - 1,),
         )
         return _record(rows[0]) if rows else None
+
+    async def settlements_unexpired(self, at: int, before: int) -> list[SettlementRecord]:
+        """Settlements of epochs before `before` whose signatures had not expired at Unix time `at`."""
+        rows = await self._db.execute(
+            "SELECT * FROM settlements WHERE deadline >= ? AND epoch < ? ORDER BY epoch", (at, before)
+        )
+        return [_record(row) for row in rows]
 
     async def unfinished(self) -> list[SettlementRecord]:
         """Settled epochs whose root or debits still wait for something on chain, oldest first."""

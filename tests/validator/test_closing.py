@@ -113,10 +113,10 @@ def test_what_the_closing_reads(network):
     assert closing_block(operator, now) == latest
     # A batch not settled by the closing block is pending against the user's credit.
     wallet = bytes.fromhex(user.address[2:])
-    record = SettlementRecord(
-        1, latest, 0, b"", None, (DebitBatch(999, (wallet,), (5,)),), Carry(), 0, {}, "none", frozenset()
-    )
-    assert pending_debits(operator, latest, [record]) == {wallet: 5}
+    batch = DebitBatch(999, (wallet,), (5,))
+    record = SettlementRecord(1, latest, 0, b"", None, (batch,), Carry(), now + 60, {}, "none", frozenset())
+    assert pending_debits(operator, latest, now, [record]) == {wallet: 5}
+    assert pending_debits(operator, latest, now + 61, [record]) == {}  # expired: never to be debited
 
 
 def test_the_keeper_buys_back_within_the_twap_and_stakers_gain(network):

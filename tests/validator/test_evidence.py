@@ -73,3 +73,16 @@ async def test_a_settled_epoch_takes_nothing_more_and_survives_a_reopen(tmp_path
             assert await store.unfinished() == []
             assert (await store.last_settlement()).epoch == EPOCH
             assert await store.last_settlement(before=EPOCH) is None
+
+
+@pytest.mark.trio
+async def test_closing_an_empty_epoch_is_remembered_and_closes_it_to_late_receipts(tmp_path):
+    late = _receipt(prompt="late")
+    async with trio_asyncio.open_loop():
+        async with open_evidence_store(tmp_path, epoch_ms=EPOCH_MS) as store:
+            assert await store.next_epoch() is None
+            await store.close_epoch(EPOCH)
+            await store.close_epoch(EPOCH - 5)  # never backwards
+        async with open_evidence_store(tmp_path, epoch_ms=EPOCH_MS) as store:
+            assert await store.next_epoch() == EPOCH + 1  # a restart resumes here
+            assert await store.add_receipts([late]) == ["duplicate"]

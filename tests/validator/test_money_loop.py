@@ -200,12 +200,13 @@ def _recompute(net: Network, epoch: int, evidence: list[bytes]):
     assert block is not None
     previous = max(net.epochs.values(), key=lambda r: r.epoch) if net.epochs else None
     closed = close_on_chain(
-        net.reader, epoch, EPOCH_MS, block, facts, credits, previous=previous, unfinished=net.epochs.values()
+        net.reader, epoch, EPOCH_MS, block, facts, credits, previous=previous, recent=net.epochs.values()
     )
     settlement = closed.settlement
     net.epochs[epoch] = SettlementRecord(
         epoch, block, settlement.receipt_count, settlement.receipts_commitment, settlement.tree,
-        tuple(settlement.debits), settlement.carry(), 0, {}, "none", frozenset(),
+        tuple(settlement.debits), settlement.carry(), closed.snapshot.timepoint + 6 * 86400, {}, "none",
+        frozenset(),
     )  # fmt: skip
     return settlement
 
