@@ -44,8 +44,8 @@ from protocols.ids import pool_topic
 from protocols.inference import VerifiedReceipt, verify_countersigned_receipt
 from protocols.keys import Identity
 from protocols.testing import authorisation
-from validator import receipt_facts
 from validator.closing import close_on_chain
+from validator.settlement import facts_of
 
 DEFAULT_PROMPT = "In one sentence, what is a dolphin?"
 VALIDATOR_KEYS = DEV_GENESIS_VALIDATOR_INDICES
@@ -182,12 +182,7 @@ def settle(validators: list[ChainClient], operator: ChainClient, outcome: Networ
     w3 = operator.w3
     time_travel(w3, 60)  # close the epoch at a block strictly in the past
     block = w3.eth.block_number - 1
-    facts, credits = [], {}
-    for receipt in outcome.receipts:
-        fact, credit = receipt_facts(receipt)
-        facts.append(fact)
-        if credit is not None:
-            credits[fact.credit] = credit
+    facts, credits = facts_of(outcome.receipts)
     epoch_ms = 86_400_000
     epoch = facts[0].started_at_ms // epoch_ms
     closed = close_on_chain(operator, epoch, epoch_ms, block, facts, credits)

@@ -199,14 +199,20 @@ class ReceiptService:
             credits=self._credits,
         )
 
-    async def handle_submission(self, stream: Stream) -> None:
-        """One node's batch: admit, store, commit, acknowledge. Never raises for what the peer sends."""
+    async def _read(self, stream: Stream, limit: int, expected: type):  # type: ignore[no-untyped-def]
+        """The one message of a stream, or None after resetting a stream that sent a malformed one."""
         try:
-            batch = decode_message(await stream.read_message(MAX_BATCH_BYTES), ReceiptBatch)
+            return decode_message(await stream.read_message(limit), expected)
         except ProtocolError as exc:
             self._statistics.bad_streams += 1
-            log.info("malformed receipt batch from %s: %s", stream.peer_id, exc)
+            log.info("malformed %s from %s: %s", expected.__name__, stream.peer_id, exc)
             await stream.reset()
+            return None
+
+    async def handle_submission(self, stream: Stream) -> None:
+        """One node's batch: admit, store, commit, acknowledge. Never raises for what the peer sends."""
+        batch = await self._read(stream, MAX_BATCH_BYTES, ReceiptBatch)
+        if batch is None:
             return
         verdicts: list[ReceiptVerdict | None] = []
         admitted: list[tuple[int, VerifiedReceipt]] = []
@@ -237,12 +243,8 @@ class ReceiptService:
 
     async def handle_sync(self, stream: Stream) -> None:
         """Another validator's question about an epoch's receipts (module docstring)."""
-        try:
-            request = decode_message(await stream.read_message(MAX_SYNC_REQUEST_BYTES), ReceiptSyncRequest)
-        except ProtocolError as exc:
-            self._statistics.bad_streams += 1
-            log.info("malformed sync request from %s: %s", stream.peer_id, exc)
-            await stream.reset()
+        request = await self._read(stream, MAX_SYNC_REQUEST_BYTES, ReceiptSyncRequest)
+        if request is None:
             return
         if request.digests:
             answer = ReceiptBatch(receipts=tuple(await self.store.countersigned(request.digests)))

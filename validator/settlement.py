@@ -58,6 +58,7 @@ __all__ = [
     "ReceiptFacts",
     "credit_digest",
     "debit_batches",
+    "facts_of",
     "price_receipts",
     "receipt_commitment",
     "receipt_facts",
@@ -104,6 +105,19 @@ def receipt_facts(verified: VerifiedReceipt) -> tuple[ReceiptFacts, CreditAuthor
         credit=credit_digest(r.credit) if r.credit is not None else None,
     )
     return facts, r.credit
+
+
+def facts_of(
+    receipts: Iterable[VerifiedReceipt],
+) -> tuple[list[ReceiptFacts], dict[bytes, CreditAuthorisation]]:
+    """The facts of verified receipts, and the credit authorisations they carry by digest."""
+    facts, credits = [], {}
+    for verified in receipts:
+        fact, credit = receipt_facts(verified)
+        facts.append(fact)
+        if credit is not None:
+            credits[fact.credit] = credit  # type: ignore[index]
+    return facts, credits
 
 
 def receipt_commitment(digests: Iterable[bytes]) -> bytes:

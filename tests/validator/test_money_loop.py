@@ -41,9 +41,9 @@ from protocols.keys import Identity, peer_id_from_public_key
 from protocols.messages import ReceiptBatch, ReceiptBatchAck
 from protocols.schema import decode_message, encode_message
 from protocols.testing import authorisation, countersigned_receipt
-from validator import receipt_facts
 from validator.closing import close_on_chain, find_closing_block
 from validator.evidence import SettlementRecord
+from validator.settlement import facts_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -190,12 +190,7 @@ def _evidence_of(net: Network, epoch: int) -> list[bytes]:
 
 def _recompute(net: Network, epoch: int, evidence: list[bytes]):
     """The settlement of `epoch` computed here, from the evidence alone, as any validator would."""
-    facts, credits = [], {}
-    for data in evidence:
-        fact, credit = receipt_facts(verify_countersigned_receipt(data))
-        facts.append(fact)
-        if credit is not None:
-            credits[fact.credit] = credit
+    facts, credits = facts_of(verify_countersigned_receipt(data) for data in evidence)
     block = find_closing_block(net.reader, epoch, EPOCH_MS)
     assert block is not None
     previous = max(net.epochs.values(), key=lambda r: r.epoch) if net.epochs else None

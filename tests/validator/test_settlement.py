@@ -18,8 +18,8 @@ from protocols.inference import countersign_receipt, verify_countersigned_receip
 from protocols.keys import peer_id_from_public_key
 from protocols.messages import Receipt
 from protocols.testing import authorisation, countersigned_receipt
-from validator import Carry, EpochMarket, receipt_facts, settle_epoch
-from validator.settlement import counted_receipts, debit_batches
+from validator import Carry, EpochMarket, settle_epoch
+from validator.settlement import counted_receipts, debit_batches, facts_of
 
 pytestmark = pytest.mark.unit
 
@@ -62,13 +62,7 @@ def _market(**overrides) -> EpochMarket:
 
 
 def _facts(receipts):
-    facts, credits = [], {}
-    for data in receipts:
-        fact, credit = receipt_facts(verify_countersigned_receipt(data))
-        facts.append(fact)
-        if credit is not None:
-            credits[fact.credit] = credit
-    return facts, credits
+    return facts_of(verify_countersigned_receipt(data) for data in receipts)
 
 
 def _settle(receipts, *, market=None, epoch=EPOCH, **kwargs):
