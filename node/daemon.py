@@ -393,8 +393,10 @@ async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -
     await nursery.start(
         functools.partial(serve_validator_discovery, host, interval=config.receipt_submit_seconds)
     )
-    submitter = ReceiptSubmitter(host, ledger, directory, interval=config.receipt_submit_seconds)
-    await nursery.start(submitter.serve, config.epoch_seconds * 1000)
+    submitter = ReceiptSubmitter(
+        host, ledger, directory, interval=config.receipt_submit_seconds, epoch_ms=config.epoch_seconds * 1000
+    )
+    await nursery.start(submitter.serve)
     return submitter
 
 

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     stored_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS receipts_by_epoch ON receipts (epoch);
+CREATE INDEX IF NOT EXISTS receipts_by_start ON receipts (started_at_ms, digest);
 CREATE TABLE IF NOT EXISTS nonces (
     key BLOB PRIMARY KEY,           -- signer || nonce
     expires_at_ms INTEGER NOT NULL
@@ -214,14 +215,17 @@ class Ledger:
         return [EpochTotal(*row) for row in rows]
 
     # ---- submissions to validators ----
-    async def unsubmitted(self, validator: str, limit: int) -> list[tuple[bytes, bytes]]:
-        """(digest, countersigned receipt) of paid receipts `validator` (a peer id) has no final verdict on,
-        oldest first. Unpaid receipts are never submitted: they earn nothing, and validators refuse them."""
+    async def unsubmitted(
+        self, validator: str, limit: int, *, since_ms: int = 0
+    ) -> list[tuple[bytes, bytes]]:
+        """(digest, countersigned receipt) of paid receipts started at or after `since_ms` that `validator`
+        (a peer id) has no final verdict on, oldest first. Unpaid receipts are never submitted: they earn
+        nothing, and validators refuse them; nor are old ones, whose epochs validators have closed."""
         rows = await self._db.execute(
             "SELECT r.digest, r.countersigned FROM receipts r LEFT JOIN submissions s"
-            " ON s.digest = r.digest AND s.validator = ? WHERE r.client IS NOT NULL AND s.digest IS NULL"
-            " ORDER BY r.started_at_ms, r.digest LIMIT ?",
-            (validator, limit),
+            " ON s.digest = r.digest AND s.validator = ? WHERE r.started_at_ms >= ?"
+            " AND r.client IS NOT NULL AND s.digest IS NULL ORDER BY r.started_at_ms, r.digest LIMIT ?",
+            (validator, since_ms, limit),
         )
         return [(bytes(row[0]), bytes(row[1])) for row in rows]
 

@@ -14,7 +14,6 @@ this is when it matters), every `interval` seconds in between, and once more whe
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ class ReceiptSubmitter:
         directory: ValidatorDirectory,
         *,
         interval: float,
+        epoch_ms: int,
         batch_size: int = MAX_RECEIPT_BATCH,
         timeout: float = BATCH_TIMEOUT_S,
     ) -> None:
@@ -64,6 +64,7 @@ class ReceiptSubmitter:
         self.ledger = ledger
         self.directory = directory
         self.interval = interval
+        self.epoch_ms = epoch_ms
         self.batch_size = min(batch_size, MAX_RECEIPT_BATCH)
         self.timeout = timeout
         self._statistics = SubmissionStatistics()
@@ -83,8 +84,12 @@ class ReceiptSubmitter:
 
     async def _submit_to(self, peer: ValidatorPeer) -> int:
         received = 0
+        # The current and the previous epoch: validators take an epoch's receipts until a grace period
+        # after it ends, and refuse older ones.
+        now_ms = time.time_ns() // 1_000_000
+        since_ms = (now_ms // self.epoch_ms - 1) * self.epoch_ms
         while True:
-            pending = await self.ledger.unsubmitted(peer.peer_id, self.batch_size)
+            pending = await self.ledger.unsubmitted(peer.peer_id, self.batch_size, since_ms=since_ms)
             if not pending:
                 return received
             try:
@@ -123,15 +128,17 @@ class ReceiptSubmitter:
         finally:
             await stream.close()
 
-    async def serve(self, epoch_ms: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
         """Submit after each epoch ends and every `interval` seconds; never returns."""
         task_status.started()
         next_round = trio.current_time() + self.interval
         while True:
             now_ms = time.time_ns() // 1_000_000
-            to_epoch_end = (epoch_ms - now_ms % epoch_ms) / 1000 + random.uniform(*EPOCH_END_DELAY_S)
+            to_epoch_end = (self.epoch_ms - now_ms % self.epoch_ms) / 1000 + random.uniform(
+                *EPOCH_END_DELAY_S
+            )
             wake = min(next_round, trio.current_time() + to_epoch_end)
-            await trio.sleep_until(wake if math.isfinite(wake) else trio.current_time() + self.interval)
+            await trio.sleep_until(wake)
             try:
                 await self.submit_all()
             except LedgerError as exc:  # logged; the next round tries again

@@ -126,7 +126,9 @@ async def test_a_node_hands_each_validator_its_paid_receipts_once(tmp_path):
         paid = [_receipt(n) for n in range(5)]
         unpaid = countersigned_receipt(started_at_ms=_now_ms() - 1000, prompt="free")
         await _store(ledger, [*paid, unpaid])
-        submitter = ReceiptSubmitter(node_host, ledger, directory, interval=3600, batch_size=2)
+        submitter = ReceiptSubmitter(
+            node_host, ledger, directory, interval=3600, epoch_ms=EPOCH_MS, batch_size=2
+        )
         assert await submitter.submit_all() == 2 * len(paid)  # three batches each; the unpaid one stays
         for service in services:
             assert await service.store.commitment(WINDOW.epoch_of(_now_ms() - 1000)) == (
