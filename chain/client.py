@@ -244,6 +244,22 @@ class AccountStatus:
 
 
 @dataclass(frozen=True)
+class MoneyStatus:
+    """Where the network's revenue went, read at one block: what Credits debited, what waits in the Buyback,
+    the POD it bought back, and what one stkPOD is worth (its assets per share, which buybacks raise)."""
+
+    block: int
+    revenue: int
+    """Everything Credits has debited (payment token units)."""
+    awaiting_buyback: int
+    """Payment token the Buyback holds, not swapped yet."""
+    pod_bought_back: int
+    """POD wei bought by all buybacks."""
+    share_price: int
+    """POD wei one whole stkPOD (10**24 shares) redeems for."""
+
+
+@dataclass(frozen=True)
 class ValidatorSet:
     """A validator set as ValidatorQuorum holds it and EpochRoot signs it: members ascending by address,
     weights in stkPOD shares, and the epoch whose root installed it (0: the genesis set)."""
@@ -542,19 +558,11 @@ class ChainClient:
         """Relay validators' signatures of EpochRoot (as `sign_epoch_root` made them, with the same
         `next_set`); returns the time from which the root can be activated. The signatures are put in the
         quorum's order (ascending signer address, recovered here)."""
-        from protocols.errors import ProtocolError
-        from protocols.eth import EPOCH_ROOT, recover_digest, typed_digest
+        from protocols.eth import EPOCH_ROOT
 
         next_set = next_set or self.validator_set()
         values = self._epoch_root_values(epoch, tree, deadline, next_set)
-        digest = typed_digest(self.domain("RewardsDistributor"), EPOCH_ROOT, values)
-        signers = {}
-        for signature in signatures:
-            try:
-                signers[recover_digest(digest, bytes(signature))] = bytes(signature)
-            except ProtocolError as exc:
-                raise ClientError(f"a signature does not sign this epoch root: {exc}") from exc
-        ordered = [signers[signer] for signer in sorted(signers)]
+        ordered = self._quorum_ordered(self.domain("RewardsDistributor"), EPOCH_ROOT, values, signatures)
         proposal = (epoch, tree.root, tree.total, list(next_set.members), list(next_set.weights), deadline)
         receipt = self.transact("RewardsDistributor", "proposeRoot", proposal, ordered)
         return self._event_arg(receipt, "RewardsDistributor", "RootProposed", "activatesAt")
@@ -573,6 +581,12 @@ class ChainClient:
     def _epoch_root_values(epoch: int, tree: RewardsTree, deadline: int, next_set: ValidatorSet) -> dict:
         set_values = next_set.typed_values()
         return {"epoch": epoch, "root": tree.root, "total": tree.total, **set_values, "deadline": deadline}
+
+    def root_status(self, epoch: int) -> tuple[str, int]:
+        """(status, activatesAt) of the root proposed for `epoch`: status is "none", "pending", "revoked" or
+        "activated" (RewardsDistributor.RootStatus)."""
+        proposed = self.call("RewardsDistributor", "proposedRoot", epoch)
+        return ("none", "pending", "revoked", "activated")[proposed[4]], proposed[3]
 
     def claim(self, tree: RewardsTree, *, bonded: bool = False) -> ClaimResult:
         """Claim this account's unclaimed rewards from `tree` (which must be the active root's), as liquid
@@ -619,6 +633,73 @@ class ChainClient:
         receipt = self.transact("Credits", "withdraw")
         return self._event_arg(receipt, "Credits", "Withdrawn", "amount")
 
+    def price_of(self, model: bytes) -> int:
+        """What a million tokens of `model` cost, in the payment token's smallest units (Credits.priceOf)."""
+        return self.call("Credits", "priceOf", model)
+
+    def sign_debit_batch(
+        self, batch_id: int, users: Sequence[bytes], amounts: Sequence[int], deadline: int
+    ) -> bytes:
+        """This validator's EIP-712 signature of CreditDebitBatch(batchId, users, amounts, deadline)."""
+        from protocols.eth import CREDIT_DEBIT_BATCH, EthAccount
+
+        values = {"batchId": batch_id, "users": list(users), "amounts": list(amounts), "deadline": deadline}
+        return EthAccount(bytes(self._signer().key)).sign_typed(
+            self.domain("Credits"), CREDIT_DEBIT_BATCH, values
+        )
+
+    def settle_debits(
+        self,
+        batch_id: int,
+        users: Sequence[bytes],
+        amounts: Sequence[int],
+        deadline: int,
+        signatures: Sequence[bytes],
+    ) -> int:
+        """Relay a quorum's signatures of a debit batch (put in the quorum's order here); returns the total
+        debited, which Credits sends to the Buyback."""
+        from protocols.eth import CREDIT_DEBIT_BATCH
+
+        values = {"batchId": batch_id, "users": list(users), "amounts": list(amounts), "deadline": deadline}
+        ordered = self._quorum_ordered(self.domain("Credits"), CREDIT_DEBIT_BATCH, values, signatures)
+        addresses = [self.w3.to_checksum_address("0x" + user.hex()) for user in users]
+        receipt = self.transact(
+            "Credits", "settleDebits", batch_id, addresses, list(amounts), deadline, ordered
+        )
+        return self._event_arg(receipt, "Credits", "BatchSettled", "total")
+
+    def _quorum_ordered(self, domain, struct, values: dict, signatures: Sequence[bytes]) -> list[bytes]:  # type: ignore[no-untyped-def]
+        """`signatures` of one EIP-712 message, ordered by signer as ValidatorQuorum.checkQuorum wants."""
+        from protocols.errors import ProtocolError
+        from protocols.eth import quorum_order, recover_digest, typed_digest
+
+        digest = typed_digest(domain, struct, values)
+        signers = {}
+        for signature in signatures:
+            try:
+                signers[recover_digest(digest, bytes(signature))] = bytes(signature)
+            except ProtocolError as exc:
+                raise ClientError(f"a signature does not sign this {struct.name}: {exc}") from exc
+        return quorum_order(signers)
+
+    # ------------------------------------------------------------------ buyback (keepers)
+
+    def buyback_observe(self) -> None:
+        """Record a TWAP observation (keepers only, at most once per window)."""
+        self.transact("Buyback", "observe")
+
+    def buyback(self, amount_in: int, deadline: int) -> tuple[int, int]:
+        """Swap `amount_in` of the Buyback's revenue for POD within its TWAP guard (keepers only); returns
+        (amount in, POD bought)."""
+        receipt = self.transact("Buyback", "buyback", amount_in, 0, deadline)
+        args = self._logs(receipt, "Buyback", "BoughtBack")[0]["args"]
+        return args["amountIn"], args["podOut"]
+
+    def has_role(self, contract: str, role: str, account: str | None = None) -> bool:
+        """Whether `account` (default: ours) holds `role` (e.g. "KEEPER_ROLE") on `contract`."""
+        role_id = self.call(contract, role)
+        return self.call(contract, "hasRole", role_id, checked_address(account or self.address))
+
     # ------------------------------------------------------------------ status
 
     def status(self, account: str | None = None) -> AccountStatus:
@@ -655,6 +736,20 @@ class ChainClient:
             credit_withdrawal=tuple(at("Credits", "withdrawalRequestOf", who)),
             rewards_claimed=at("RewardsDistributor", "claimedOf", who),
             active_root=(epoch, "0x" + bytes(root).hex(), total),
+        )
+
+    def money_status(self) -> MoneyStatus:
+        """Revenue, buybacks and the stkPOD share price (see MoneyStatus), at the latest block."""
+        block = read(lambda: self.w3.eth.block_number, "reading the block number")
+        bought = sum(log["args"]["podOut"] for log in self.events("Buyback", "BoughtBack", to_block=block))
+        return MoneyStatus(
+            block=block,
+            revenue=self.call("Credits", "totalRevenue", block=block),
+            awaiting_buyback=self.call(
+                "PaymentToken", "balanceOf", self.deployment.address("Buyback"), block=block
+            ),
+            pod_bought_back=bought,
+            share_price=self.call("StakedPOD", "convertToAssets", 10**24, block=block),
         )
 
     def _logs(self, receipt: Any, contract: str, event: str) -> list[Any]:

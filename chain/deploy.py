@@ -101,6 +101,8 @@ class DeployParams:
     max_slippage_bps: int = 300
     max_swap_amount: int = 10_000 * USD_UNIT
     credits_withdrawal_delay: int = 3 * 86400
+    default_price: int = USD_UNIT // 2
+    """What a million tokens of any model cost until governance prices it (Credits.setPrice): 0.5 lUSD."""
     root_delay: int = 2 * 86400
     bond_bonus_bps: int = 1000
     demo_pod: int = 1_000_000 * POD_UNIT
@@ -598,6 +600,7 @@ class _Deployer:
             a["ValidatorQuorum"],
             a["Buyback"],
             self.params.credits_withdrawal_delay,
+            self.params.default_price,
             a["DolphinTimelock"],
         )
 

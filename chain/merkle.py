@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from chain.errors import MerkleError
@@ -42,7 +41,13 @@ def leaf_hash(account: str, cumulative_amount: int) -> bytes:
         raise MerkleError(
             f"amount of {address} must be an integer in [0, 2**256-1], got {cumulative_amount!r}"
         )
-    return keccak(keccak(abi_encode(LEAF_ENCODING, (address, cumulative_amount))))
+    return _leaf(address, cumulative_amount)
+
+
+def _leaf(address: str, amount: int) -> bytes:
+    """The leaf of a checked address and amount: abi.encode(address, uint256) is the address left-padded
+    to 32 bytes, then the amount as 32 big-endian bytes (tests hold this to eth_abi's encoding)."""
+    return keccak(keccak(bytes(12) + bytes.fromhex(address[2:]) + amount.to_bytes(32, "big")))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -118,8 +123,10 @@ class RewardsTree:
             address = checked_address(account)
             if address in checked:
                 raise MerkleError(f"account {address} appears twice")
+            if type(amount) is not int or not 0 <= amount <= UINT256_MAX:
+                raise MerkleError(f"amount of {address} must be an integer in [0, 2**256-1], got {amount!r}")
             checked[address] = amount
-            hashed.append((leaf_hash(address, amount), address))
+            hashed.append((_leaf(address, amount), address))
         hashed.sort()
         count = len(hashed)
         nodes: list[bytes] = [b""] * (2 * count - 1)

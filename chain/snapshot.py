@@ -186,3 +186,109 @@ def previous_from_output(text: str | bytes) -> dict[str, AccountEpoch]:
 
 
 _ZERO_INPUT = {"base_reward": "0", "registered": False, "suspended": False, "active_bond": "0"}
+
+
+# ---------------------------------------------------------------------------------------------- settlement
+# What settling an epoch reads beside the engine's snapshot: where the epoch closes on chain, who runs which
+# node, what models cost, what clients can pay, and what POD is worth in the payment token. All of it is
+# read at one block, so every settler reads the same values.
+
+Q112 = 2**112
+
+
+def closing_block(client: ChainClient, end_time: int) -> int | None:
+    """The block that closes an epoch ending at Unix time `end_time`: the first block whose timestamp is at
+    or after it, once a later block exists (so that it is strictly in the past, as `read_snapshot` needs);
+    None until then. Block timestamps never decrease, so a binary search finds it."""
+
+    def timestamp(number: int) -> int:
+        return read(lambda: client.w3.eth.get_block(number)["timestamp"], f"reading block {number}")
+
+    latest = read(lambda: client.w3.eth.block_number, "reading the block number")
+    low, high = client.deployment.first_block, latest
+    if timestamp(high) < end_time:
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if timestamp(middle) >= end_time:
+            high = middle
+        else:
+            low = middle + 1
+    return low if low < latest else None
+
+
+def read_node_operators(client: ChainClient, block: int) -> dict[bytes, str]:
+    """keccak256(binary peer id) -> the operator it is registered to at `block` (from Bonding's events)."""
+    logs = [
+        (log["blockNumber"], log["logIndex"], step, log["args"])
+        for event, step in (("NodeRegistered", 1), ("NodeUnregistered", -1))
+        for log in client.events("Bonding", event, to_block=block)
+    ]
+    operators: dict[bytes, str] = {}
+    for _, _, step, args in sorted(logs, key=lambda item: (item[0], item[1])):
+        peer = bytes(args["peerIdHash"])
+        if step > 0:
+            operators[peer] = args["operator"]
+        elif operators.get(peer) == args["operator"]:
+            del operators[peer]
+    return operators
+
+
+def read_prices(client: ChainClient, block: int, models: Iterable[bytes]) -> dict[bytes, int]:
+    """Model -> Credits.priceOf(model) at `block`: the payment token's smallest units per million tokens."""
+    return {model: client.call("Credits", "priceOf", model, block=block) for model in sorted(set(models))}
+
+
+def read_available_credit(
+    client: ChainClient, block: int, wallets: Iterable[bytes], pending: Mapping[bytes, int]
+) -> dict[bytes, int]:
+    """Wallet -> what an epoch closing at `block` may debit: its credit then, less its pending withdrawal
+    request (which may complete before the debit lands) and less `pending` (debits of earlier epochs not
+    settled at `block`), never below zero. A debit batch asking for more would revert whole."""
+    available = {}
+    for wallet in sorted(set(wallets)):
+        address = client.w3.to_checksum_address("0x" + wallet.hex())
+        credit = client.call("Credits", "creditOf", address, block=block)
+        withdrawing, _ = client.call("Credits", "withdrawalRequestOf", address, block=block)
+        available[wallet] = max(0, credit - withdrawing - pending.get(wallet, 0))
+    return available
+
+
+def read_settled_batches(client: ChainClient, block: int, batch_ids: Iterable[int]) -> set[int]:
+    """The debit batches among `batch_ids` that Credits had settled at `block`."""
+    return {batch for batch in batch_ids if client.call("Credits", "isSettled", batch, block=block)}
+
+
+def _pair_cumulative(client: ChainClient, block: int) -> tuple[int, int, Fraction]:
+    """(cumulative price of the payment token in POD as UQ112x112 seconds, block time, spot price) at
+    `block`, brought up to the block's time the way the Buyback contract does."""
+    pair = client.contracts["UniswapV2Pair"]
+    payment = client.deployment.address("PaymentToken")
+    token0 = read(lambda: pair.functions.token0().call(block_identifier=block), "reading the pair")
+    reserve0, reserve1, updated = read(
+        lambda: pair.functions.getReserves().call(block_identifier=block), "reading the pair's reserves"
+    )
+    if reserve0 == 0 or reserve1 == 0:
+        raise SnapshotError("the payment/POD pair has no liquidity: POD has no price to value revenue at")
+    payment_first = token0 == payment
+    functions = pair.functions
+    accumulator = functions.price0CumulativeLast if payment_first else functions.price1CumulativeLast
+    cumulative = read(lambda: accumulator().call(block_identifier=block), "reading the pair's prices")
+    now = read(lambda: client.w3.eth.get_block(block)["timestamp"], f"reading block {block}")
+    pod_reserve, payment_reserve = (reserve1, reserve0) if payment_first else (reserve0, reserve1)
+    elapsed = (now - updated) % 2**32
+    cumulative = (cumulative + pod_reserve * Q112 // payment_reserve * elapsed) % 2**256
+    return cumulative, now, Fraction(pod_reserve, payment_reserve)
+
+
+def read_pod_price(client: ChainClient, block: int, since_block: int | None = None) -> Fraction:
+    """POD wei per smallest unit of the payment token: the pair's time-weighted average price between
+    `since_block` and `block` (the previous and this epoch's closing blocks), or its spot price at `block`
+    when there is no earlier block or no time between them."""
+    cumulative, now, spot = _pair_cumulative(client, block)
+    if since_block is None:
+        return spot
+    before, then, _ = _pair_cumulative(client, since_block)
+    if now <= then:
+        return spot
+    return Fraction((cumulative - before) % 2**256 // (now - then), Q112)

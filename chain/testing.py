@@ -5,7 +5,9 @@ For tests and demos only: every key here is a well-known development key.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +40,9 @@ class DeployedChain:
 
 
 @contextmanager
-def open_deployed_chain(data_dir: Path, *, accounts: int = 10) -> Iterator[DeployedChain]:
-    """Start Anvil, deploy everything (demo accounts: all but the deployer), yield, stop Anvil."""
+def open_deployed_chain(data_dir: Path, *, accounts: int = 10, **options: Any) -> Iterator[DeployedChain]:
+    """Start Anvil, deploy everything (demo accounts: all but the deployer), yield, stop Anvil. `options`
+    go to `deploy_system` (e.g. keeper=ADDRESS)."""
     from eth_account import Account
 
     with open_devchain(accounts=accounts) as dev:
@@ -52,6 +55,7 @@ def open_deployed_chain(data_dir: Path, *, accounts: int = 10) -> Iterator[Deplo
             genesis_validators=dev_genesis_validators(),
             path=path,
             demo_accounts=demo,
+            **options,
         )
         yield DeployedChain(dev, w3, deployment, path)
 
@@ -61,6 +65,26 @@ def time_travel(w3, seconds: int) -> int:
     w3.provider.make_request("evm_increaseTime", [seconds])
     w3.provider.make_request("evm_mine", [])
     return w3.eth.get_block("latest")["timestamp"]
+
+
+@contextmanager
+def keep_mining(w3, interval: float = 1.0) -> Iterator[None]:
+    """Mine an empty block every `interval` seconds while inside (Anvil mines only on transactions
+    otherwise), so that blocks keep passing epoch ends as on a live chain."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # the chain is going away with the test
+                w3.provider.make_request("evm_mine", [])
+
+    thread = threading.Thread(target=run, name="anvil-miner", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def mine(w3, blocks: int = 1) -> None:

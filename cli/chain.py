@@ -602,6 +602,25 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
         click.echo(f"Withdrew {format_units(paid, USD_DECIMALS)}.")
 
 
+@credits_group.command("price")
+@click.argument("model")
+@connection_options
+def credits_price_command(connection: Connection, model: str) -> None:
+    """Show what a million tokens of MODEL cost.
+
+    MODEL is a model id (the 64 hex digits of its manifest hash). Prompt and answer tokens cost the
+    same; settlement debits each client price x tokens of its paid answers every epoch.
+    """
+    try:
+        model_id = bytes.fromhex(model.removeprefix("0x"))
+    except ValueError:
+        model_id = b""
+    if len(model_id) != 32:
+        raise click.BadParameter("a model id is 64 hex digits (see `dolphin model`)", param_hint="MODEL")
+    price = connection.client(key_required=False).price_of(model_id)
+    click.echo(f"{format_units(price, USD_DECIMALS)} per million tokens")
+
+
 # ---------------------------------------------------------------------------------------------- status
 
 
@@ -609,7 +628,11 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
 @click.option("--account", help="Show this address instead of the key's.")
 @connection_options
 def status_command(connection: Connection, account: str | None) -> None:
-    """Show an account's balances, stake, bond and credit."""
+    """Show an account's balances, stake, bond and credit, and the network's revenue and buybacks.
+
+    Revenue is what Credits debited from API users; all of it buys POD for stakers, which raises what
+    one stkPOD is worth.
+    """
     client = connection.client(key_required=account is None)
     s = client.status(account)
     now = s.chain_time
@@ -639,6 +662,14 @@ def status_command(connection: Connection, account: str | None) -> None:
     epoch, root, total = s.active_root
     lines.append(f"rewards      claimed {pod(s.rewards_claimed)}; active root epoch {epoch} {root}")
     lines.append(f"             (cumulative total {pod(total)})")
+    money = client.money_status()
+    lines.append(
+        f"network      revenue {format_units(money.revenue, USD_DECIMALS)} lUSD, "
+        f"{format_units(money.awaiting_buyback, USD_DECIMALS)} awaiting buyback"
+    )
+    lines.append(
+        f"             POD bought back {pod(money.pod_bought_back)}; 1 stkPOD = {pod(money.share_price)}"
+    )
     click.echo("\n".join(lines))
 
 

@@ -1,9 +1,11 @@
 """`dolphin demo`: a whole local network answering one encrypted prompt and settling the epoch on chain.
 
 Real parts only, all on this machine: an Anvil chain with every contract deployed, three validators and
-one node operator with bonded stake, three libp2p hosts on 127.0.0.1 (a relay/bootstrap peer, the node
-reachable only through the relay, a light client), a real model answering through transformers, then the
-epoch's receipts settled into a Merkle root the validators sign and the operator claims from.
+one node operator with bonded stake, an API user with credit, three libp2p hosts on 127.0.0.1 (a
+relay/bootstrap peer, the node reachable only through the relay, a light client paying with the user's
+credit authorisation), a real model answering through transformers, then the epoch's receipts settled:
+the user's credit debited into the buyback, and a Merkle root of rewards the validators sign and the
+operator claims from.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from chain.deploy import deploy_system, deployment_path
 from chain.devchain import DEV_GENESIS_VALIDATOR_INDICES, dev_genesis_validators, open_devchain
 from chain.locate import ChainLocation
 from chain.rewards import POD
-from chain.snapshot import read_snapshot
 from chain.testing import make_validators, time_travel
 from chain.transactions import connect
 from node.config import NodeConfig
@@ -42,12 +43,15 @@ from protocols.eth import EthAccount
 from protocols.ids import pool_topic
 from protocols.inference import VerifiedReceipt, verify_countersigned_receipt
 from protocols.keys import Identity
-from validator import base_rewards, settle_epoch, work_by_operator
+from protocols.testing import authorisation
+from validator.closing import close_on_chain
+from validator.settlement import facts_of
 
 DEFAULT_PROMPT = "In one sentence, what is a dolphin?"
-EPOCH_EMISSION = 1_000 * POD
 VALIDATOR_KEYS = DEV_GENESIS_VALIDATOR_INDICES
 OPERATOR_KEY = 4
+USER_KEY = 5
+USER_CREDIT = 10 * 10**6  # 10 lUSD
 # Wide enough for full addresses when the output is a log or a CI page rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -82,10 +86,16 @@ class NetworkOutcome:
 
 
 async def serve_and_ask(
-    work_dir: Path, model_dir: Path, operator: ChainClient, chain: ChainLocation, prompt: str, max_tokens: int
+    work_dir: Path,
+    model_dir: Path,
+    operator: ChainClient,
+    user: ChainClient,
+    chain: ChainLocation,
+    prompt: str,
+    max_tokens: int,
 ) -> NetworkOutcome:
     """Relay, node (behind the relay, `serve_node` as `dolphin node` runs it) and client on 127.0.0.1;
-    one encrypted question, one answer, its receipt in the node's ledger."""
+    one encrypted question paid by `user`'s credit, one answer, its receipt in the node's ledger."""
     relay_config = HostConfig(work_dir / "relay", relay_service=True, reachability=Reachability.PUBLIC)
     node_dir = work_dir / "node"
     binding = await trio.to_thread.run_sync(register_node, node_dir, operator)
@@ -121,13 +131,24 @@ async def serve_and_ask(
                 def show(text: str) -> None:
                     console.print(text, end="", highlight=False, markup=False)
 
+                session = Identity.generate()
+                wallet = EthAccount(bytes(user.account.key))
+                credit = authorisation(
+                    wallet,
+                    session.public_key,
+                    domain=user.domain("Credits"),
+                    model=model_id,
+                    max_credits=USER_CREDIT,
+                    expiry=user.chain_time() + 3600,
+                )
                 completion = await complete(
                     client,
                     contact,
                     [("user", prompt)],
-                    identity=Identity.generate(),
+                    identity=session,
                     max_tokens=max_tokens,
                     on_text=show,
+                    credit=credit,
                 )
                 console.print()
                 stored = "stored in the node's ledger" if completion.receipt_stored else "NOT stored"
@@ -156,44 +177,56 @@ async def _find_member(client, model_id: bytes, bonding_domain) -> NodeContact:
 
 
 def settle(validators: list[ChainClient], operator: ChainClient, outcome: NetworkOutcome) -> None:
-    """Receipts -> base rewards -> engine -> Merkle root signed by a validator quorum -> claim."""
+    """Receipts -> the user's debit and base rewards -> engine -> root signed by a validator quorum ->
+    claim (validator.closing, what the validators' daemons do each epoch, run here in one process)."""
     w3 = operator.w3
     time_travel(w3, 60)  # close the epoch at a block strictly in the past
     block = w3.eth.block_number - 1
-    registrations = operator.events("Bonding", "NodeRegistered", to_block=block)
-    operators = {bytes(log["args"]["peerIdHash"]): log["args"]["operator"] for log in registrations}
-    work = work_by_operator(outcome.receipts, operators)
-    rewards = base_rewards(work, EPOCH_EMISSION)
-    snapshot = read_snapshot(operator, block)
-    settlement = settle_epoch(1, snapshot, rewards)
-    table = Table(title="epoch 1 (POD)")
+    facts, credits = facts_of(outcome.receipts)
+    epoch_ms = 86_400_000
+    epoch = facts[0].started_at_ms // epoch_ms
+    closed = close_on_chain(operator, epoch, epoch_ms, block, facts, credits)
+    settlement, snapshot = closed.settlement, closed.snapshot
+    table = Table(title=f"epoch {epoch}")
     table.add_column("account", no_wrap=True)
-    for heading in ("tokens served", "base reward", "paid (engine)", "active bond"):
+    for heading in ("paid work (lUSD)", "base reward (POD)", "paid by the engine (POD)", "active bond (POD)"):
         table.add_column(heading, justify="right")
     for account, result in settlement.close.accounts.items():
         table.add_row(
             account,
-            str(work.get(account, 0)),
-            format_units(rewards.get(account, 0), 18),
+            format_units(settlement.payments.work.get(account, 0) // 10**6, 6),
+            format_units(settlement.base.get(account, 0), 18),
             format_units(result.reward, 18),
             format_units(snapshot.active_bonds.get(account, 0), 18),
         )
     console.print(table)
+    console.print(
+        f"revenue {format_units(settlement.revenue, 6)} lUSD; base rewards emitted "
+        f"{format_units(settlement.emission, 18)} POD (half the revenue's value, docs/rewards.md)"
+    )
+    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    for batch in settlement.debits:
+        signatures = [
+            v.sign_debit_batch(batch.batch_id, batch.users, batch.amounts, deadline) for v in validators
+        ]
+        total = operator.settle_debits(batch.batch_id, batch.users, batch.amounts, deadline, signatures)
+        console.print(
+            f"{len(signatures)} validators signed the debits: {format_units(total, 6)} lUSD to the buyback"
+        )
     console.print(f"Merkle root of cumulative rewards: 0x{settlement.tree.root.hex()}")
 
     # Nobody has the earnings history to be elected yet: the root carries the genesis set forward.
     next_set = operator.validator_set()
-    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
     signatures = [
-        validator.sign_epoch_root(1, settlement.tree, deadline, next_set) for validator in validators
+        validator.sign_epoch_root(epoch, settlement.tree, deadline, next_set) for validator in validators
     ]
-    activates_at = operator.propose_root(1, settlement.tree, deadline, signatures, next_set)
+    activates_at = operator.propose_root(epoch, settlement.tree, deadline, signatures, next_set)
     console.print(
         f"{len(signatures)} validators signed; root proposed, activates at {activates_at} (timelock)"
     )
     time_travel(w3, operator.deployment.params["root_delay"] + 1)
-    installed = operator.activate_root(1)
-    console.print(f"root active; the next set ({len(installed.members)} validators) installed for epoch 2")
+    installed = operator.activate_root(epoch)
+    console.print(f"root active; the next set ({len(installed.members)} validators) installed")
     before = operator.call("POD", "balanceOf", operator.address)
     claim = operator.claim(settlement.tree)
     after = operator.call("POD", "balanceOf", operator.address)
@@ -254,6 +287,9 @@ def run_demo(models_dir: Path, run_dir: Path, model: str, prompt: str, max_token
         operator.bond()
         console.print(f"validators {', '.join(v.address for v in validators)} joined")
         console.print(f"operator {operator.address} bonded")
+        user = ChainClient(dev.rpc_url, deployment, dev.private_keys[USER_KEY])
+        user.credits_deposit(USER_CREDIT)
+        console.print(f"API user {user.address} deposited {format_units(USER_CREDIT, 6)} lUSD of credit")
 
         _step(3, f"Model: {model}")
         folder = prepare_model(model, models_dir)
@@ -263,9 +299,11 @@ def run_demo(models_dir: Path, run_dir: Path, model: str, prompt: str, max_token
         chain = ChainLocation(
             dev.rpc_url, run_dir / "chain", deployment_path(run_dir / "chain", dev.chain_id)
         )
-        outcome = trio.run(serve_and_ask, run_dir / "peers", folder, operator, chain, prompt, max_tokens)
+        outcome = trio.run(
+            serve_and_ask, run_dir / "peers", folder, operator, user, chain, prompt, max_tokens
+        )
 
-        _step(5, "Settlement: receipts -> rewards -> validator-signed root -> claim")
+        _step(5, "Settlement: receipts -> debits and rewards -> validator-signed root -> claim")
         settle(validators, operator, outcome)
     console.rule("[bold green]done")
 

@@ -52,6 +52,8 @@ _SETTINGS = (
     "drain_timeout",
     "serve_unpaid",
     "yield_when_busy",
+    "epoch_seconds",
+    "receipt_submit_seconds",
     "rpc_url",
     "deployment",
     "chain_dir",
@@ -227,6 +229,18 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     setting="yield_when_busy",
     default=None,
     help="Pause network requests while other processes keep the GPU/CPU busy.",
+)
+@_setting(
+    "--epoch-seconds",
+    setting="epoch_seconds",
+    type=click.IntRange(1),
+    help="The network's settlement epoch in seconds (86400; seconds on a local dev network).",
+)
+@_setting(
+    "--receipt-submit-seconds",
+    setting="receipt_submit_seconds",
+    type=click.FloatRange(0.1),
+    help="Seconds between rounds that hand paid receipts to the validators.",
 )
 @_chain_options
 @click.pass_context

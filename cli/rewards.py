@@ -10,7 +10,14 @@ import click
 
 from chain.errors import ChainError
 from chain.rewards import RewardParams, close_epoch, decode_document, encode_result
-from chain.rewards.simulate import format_table, plot, simulate
+from chain.rewards.simulate import (
+    format_self_dealing,
+    format_table,
+    plot,
+    plot_self_dealing,
+    simulate,
+    simulate_self_dealing,
+)
 
 
 @click.group("rewards")
@@ -67,15 +74,84 @@ def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
     show_default=True,
     help="Where to write the plot (PNG).",
 )
-def simulate_command(count: int, seed: int, epochs: int, output: Path) -> None:
+@click.option(
+    "--self-dealing",
+    is_flag=True,
+    help="Instead: what an operator paying for requests to its own node gets back, per emission setting.",
+)
+@click.option(
+    "--spend",
+    type=click.FloatRange(0.000001),
+    default=100.0,
+    show_default=True,
+    help="With --self-dealing: lUSD a day it pays its own node.",
+)
+@click.option(
+    "--honest-revenue",
+    type=click.FloatRange(0),
+    default=1000.0,
+    show_default=True,
+    help="With --self-dealing: lUSD a day other clients pay other operators.",
+)
+@click.option(
+    "--pod-price",
+    type=click.FloatRange(0.000001),
+    default=0.1,
+    show_default=True,
+    help="With --self-dealing: lUSD per POD (the dev chain's pool starts at 0.1).",
+)
+def simulate_command(
+    count: int,
+    seed: int,
+    epochs: int,
+    output: Path,
+    self_dealing: bool,
+    spend: float,
+    honest_revenue: float,
+    pod_price: float,
+) -> None:
     """Simulate operators: plot the multiplier against weeks bonded.
 
     A synthetic population with steady earnings and fixed bonds runs through the engine (default
     parameters) for --epochs closes; the PNG shows each operator's multiplier against its weeks bonded,
     coloured by competitive tier, and the table behind it is printed.
+
+    With --self-dealing: an operator pays for requests to its own node with throwaway client keys,
+    bonds more than anyone and claims bonded; for each emission setting (base rewards as a share of paid
+    revenue) the PNG shows the POD it gets back per POD spent, also counting its stkPOD share of the
+    buyback of its own payment (0%, 10%, 25%). Below 1 it loses money (docs/rewards.md, "Base rewards").
     """
     params = RewardParams()
+    if self_dealing:
+        _simulate_self_dealing(params, output, spend, honest_revenue, pod_price)
+        return
     simulation = simulate(count, seed, epochs, params)
     plot(simulation, output, params)
     click.echo(format_table(simulation))
+    click.echo(f"plot: {output}")
+
+
+def _simulate_self_dealing(
+    params: RewardParams, output: Path, spend: float, honest_revenue: float, pod_price: float
+) -> None:
+    from fractions import Fraction
+
+    from chain.deploy import USD_UNIT, DeployParams
+    from chain.rewards.params import POD
+
+    pod_per_unit = Fraction(POD) / (Fraction(str(pod_price)) * USD_UNIT)
+    curves = {}
+    for share in (Fraction(0), Fraction(1, 10), Fraction(1, 4)):
+        curves[f"{float(share):.0%} of stkPOD"] = simulate_self_dealing(
+            params,
+            spend=int(Fraction(str(spend)) * USD_UNIT),
+            honest_revenue=int(Fraction(str(honest_revenue)) * USD_UNIT),
+            pod_per_unit=pod_per_unit,
+            bonus_bps=DeployParams().bond_bonus_bps,
+            stake_share=share,
+        )
+    plot_self_dealing(curves, output, params.emission_revenue_bps)
+    for label, rows in curves.items():
+        click.echo(f"operator holding {label}:")
+        click.echo(format_self_dealing(rows, params.emission_revenue_bps))
     click.echo(f"plot: {output}")

@@ -109,7 +109,11 @@ class NodeConfig:
         default=24.0, metadata=doc("Hours between rotations of the node's X25519 key.")
     )
     epoch_seconds: int = field(
-        default=86400, metadata=doc("Length of the ledger's receipt epochs (Unix time slices).")
+        default=86400,
+        metadata=doc(
+            "Length of the receipt epochs (Unix time slices): the network's settlement epoch, which the "
+            "validators close; a local dev network may use seconds."
+        ),
     )
     benchmark_prompt_tokens: int = field(
         default=128, metadata=doc("Prompt length of the start-up self-benchmark.")
@@ -135,13 +139,27 @@ class NodeConfig:
     credit_refresh_seconds: float = field(
         default=30.0, metadata=doc("Seconds between re-reads of known clients' credit.")
     )
+    receipt_submit_seconds: float = field(
+        default=300.0,
+        metadata=doc(
+            "Seconds between rounds that hand paid receipts to the validators (there is also one right "
+            "after each epoch ends, and one on shutdown)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if isinstance(value, Path):
                 object.__setattr__(self, item.name, value.expanduser())
-        positive = ("max_batch", "heartbeat_interval", "max_new_tokens", "max_waiting", "drain_timeout")
+        positive = (
+            "max_batch",
+            "heartbeat_interval",
+            "max_new_tokens",
+            "max_waiting",
+            "drain_timeout",
+            "receipt_submit_seconds",
+        )
         for name in (*positive, "busy_check_interval", "key_rotation_hours", "epoch_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")

@@ -11,17 +11,20 @@ On start, in this order (each step logged, long ones reported through `progress`
    serves. A stored operator binding (`dolphin node register`) goes into heartbeats; without it the node
    is announced as unregistered;
 5. open the ledger, the libp2p host, the local API; publish the signed benchmark attestations, provide
-   the pool record in the DHT, heartbeat, and serve INFERENCE_PROTOCOL;
+   the pool record in the DHT, heartbeat, and serve INFERENCE_PROTOCOL; with a chain, hand paid receipts
+   to the current validators' peers after each epoch and every `receipt_submit_seconds`;
 6. write ready.json (peer id, addresses, `local_api` and `metrics` URLs).
 
 SIGINT/SIGTERM drains: new requests are refused (network and local), the next heartbeat says capacity 0,
-answers in flight finish for up to `drain_timeout` seconds, then the daemon stops and removes ready.json.
+answers in flight finish and their receipts go to the validators, for up to `drain_timeout` seconds, then
+the daemon stops and removes ready.json.
 A second signal stops it at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -50,10 +53,12 @@ from node.metrics import NodeMetrics
 from node.models.manifest import ModelManifest, verify_model_dir
 from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
+from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import ready_document, write_ready_file
+from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
-from protocols.ids import INFERENCE_PROTOCOL
+from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
 from protocols.keys import Identity
 from protocols.messages import InferenceRequest, OperatorBinding
 
@@ -312,6 +317,7 @@ async def _serve(  # type: ignore[no-untyped-def]
             nursery.start_soon(_serve_key_rotation, keys, announcer)
             if payments.book is not None:
                 nursery.start_soon(payments.book.serve_refreshes)
+            submitter = await _start_submissions(config, chain, host, ledger, nursery)
             if config.yield_when_busy:
                 nursery.start_soon(_serve_owner_watch, config, service, announcer)
             metrics.accepting.set(1)
@@ -356,6 +362,8 @@ async def _serve(  # type: ignore[no-untyped-def]
                         waiting.start_soon(stop_on_second_signal)
                         await service.wait_idle()
                         await announcer.publish()  # the last heartbeat, capacity 0
+                        if submitter is not None:  # the receipts of answers finished while draining
+                            await submitter.submit_all()
                         waiting.cancel_scope.cancel()
                 if drain.cancelled_caught and service.active:
                     log.warning(
@@ -365,6 +373,32 @@ async def _serve(  # type: ignore[no-untyped-def]
                 ready.unlink(missing_ok=True)
                 nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -> ReceiptSubmitter | None:  # type: ignore[no-untyped-def]
+    """Hand paid receipts to the current validators' peers (node.submission); only with a chain, which
+    says who the validators are."""
+    if chain is None:
+        return None
+    directory = ValidatorDirectory(chain.domain("ValidatorQuorum"), frozenset())
+
+    def read_members() -> frozenset[bytes] | None:
+        try:
+            return frozenset(bytes.fromhex(m[2:]) for m in chain.validator_set().members)
+        except ChainError as exc:
+            log.warning("could not read the validator set (keeping the last one): %s", exc)
+            return None
+
+    await nursery.start(serve_validator_set, read_members, directory)
+    await host.gossip.subscribe(VALIDATORS_TOPIC, directory.validate)
+    await nursery.start(
+        functools.partial(serve_validator_discovery, host, interval=config.receipt_submit_seconds)
+    )
+    submitter = ReceiptSubmitter(
+        host, ledger, directory, interval=config.receipt_submit_seconds, epoch_ms=config.epoch_seconds * 1000
+    )
+    await nursery.start(submitter.serve)
+    return submitter
 
 
 async def _serve_owner_watch(config: NodeConfig, service: InferenceService, announcer: Announcer) -> None:

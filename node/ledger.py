@@ -14,6 +14,10 @@ is still refused. They are written in small batches, off the path of the answer;
 last fraction of a second of them, and those requests' replays would be answered again (to nobody who
 can read the answer; settlement counts a receipt once).
 
+Receipts go to the validators (node.submission): for each validator's peer, the ledger remembers its
+final verdict on each receipt (stored, already held, refused), so nothing is sent twice to one validator
+and nothing unacknowledged is forgotten.
+
 Nothing here holds a prompt or an answer: receipts carry hashes and counts only.
 """
 
@@ -70,9 +74,18 @@ CREATE TABLE IF NOT EXISTS receipts (
     stored_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS receipts_by_epoch ON receipts (epoch);
+CREATE INDEX IF NOT EXISTS receipts_by_start ON receipts (started_at_ms, digest);
 CREATE TABLE IF NOT EXISTS nonces (
     key BLOB PRIMARY KEY,           -- signer || nonce
     expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    digest BLOB NOT NULL,           -- the receipt's
+    validator TEXT NOT NULL,        -- the validator's peer id
+    status TEXT NOT NULL,           -- its final verdict: stored, duplicate or refused
+    reason TEXT,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (digest, validator)
 );
 """
 
@@ -164,7 +177,7 @@ class Ledger:
     async def receipts(self, epoch: int | None = None) -> list[ReceiptRow]:
         """Stored receipts, oldest first; only epoch `epoch` when given."""
         where, parameters = ("WHERE epoch = ?", (epoch,)) if epoch is not None else ("", ())
-        rows = await self._execute(
+        rows = await self._database.execute(
             "SELECT request_id, digest, epoch, model, client, client_key, tokens_in, tokens_out,"
             " started_at_ms, first_token_ms, duration_ms, finish_reason, stored_at_ms"
             f" FROM receipts {where} ORDER BY started_at_ms, digest",
@@ -192,15 +205,53 @@ class Ledger:
     async def countersigned(self, epoch: int | None = None) -> list[bytes]:
         """The evidence (of one epoch, or all): countersigned receipts as their clients sent them."""
         where, parameters = ("WHERE epoch = ?", (epoch,)) if epoch is not None else ("", ())
-        rows = await self._execute(f"SELECT countersigned FROM receipts {where} ORDER BY digest", parameters)
+        rows = await self._database.execute(
+            f"SELECT countersigned FROM receipts {where} ORDER BY digest", parameters
+        )
         return [bytes(row[0]) for row in rows]
 
     async def epoch_totals(self) -> list[EpochTotal]:
-        rows = await self._execute(
+        rows = await self._database.execute(
             "SELECT epoch, count(*), sum(tokens_in), sum(tokens_out), count(client)"
             " FROM receipts GROUP BY epoch ORDER BY epoch"
         )
         return [EpochTotal(*row) for row in rows]
+
+    # ---- submissions to validators ----
+    async def unsubmitted(
+        self, validator: str, limit: int, *, since_ms: int = 0
+    ) -> list[tuple[bytes, bytes]]:
+        """(digest, countersigned receipt) of paid receipts started at or after `since_ms` that `validator`
+        (a peer id) has no final verdict on, oldest first. Unpaid receipts are never submitted: they earn
+        nothing, and validators refuse them; nor are old ones, whose epochs validators have closed."""
+        rows = await self._database.execute(
+            "SELECT r.digest, r.countersigned FROM receipts r LEFT JOIN submissions s"
+            " ON s.digest = r.digest AND s.validator = ? WHERE r.started_at_ms >= ?"
+            " AND r.client IS NOT NULL AND s.digest IS NULL ORDER BY r.started_at_ms, r.digest LIMIT ?",
+            (validator, since_ms, limit),
+        )
+        return [(bytes(row[0]), bytes(row[1])) for row in rows]
+
+    async def record_submissions(self, validator: str, verdicts: list[tuple[bytes, str, str | None]]) -> None:
+        """Remember `validator`'s final verdicts, (digest, status, reason): those receipts are not sent to it
+        again."""
+        now = _now_ms()
+        async with self._database.lock:
+            await self._database.executemany(
+                "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?)",
+                [(digest, validator, status, reason, now) for digest, status, reason in verdicts],
+            )
+            await self._database.commit()
+
+    async def submission_totals(self) -> dict[str, dict[str, int]]:
+        """Per validator peer id: how many receipts it stored, already had, or refused."""
+        rows = await self._database.execute(
+            "SELECT validator, status, count(*) FROM submissions GROUP BY validator, status"
+        )
+        totals: dict[str, dict[str, int]] = {}
+        for validator, status, count in rows:
+            totals.setdefault(validator, {})[status] = count
+        return totals
 
     # ---- replay nonces ----
     def remember_nonce(self, key: bytes, expires_at_ms: int) -> None:
@@ -231,7 +282,9 @@ class Ledger:
 
     async def unexpired_nonces(self, now_ms: int | None = None) -> list[tuple[bytes, int]]:
         now = _now_ms() if now_ms is None else now_ms
-        rows = await self._execute("SELECT key, expires_at_ms FROM nonces WHERE expires_at_ms > ?", (now,))
+        rows = await self._database.execute(
+            "SELECT key, expires_at_ms FROM nonces WHERE expires_at_ms > ?", (now,)
+        )
         return [(bytes(row[0]), row[1]) for row in rows]
 
 

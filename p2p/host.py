@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import multiaddr
 import trio
@@ -164,6 +164,20 @@ class DolphinHost:
         except Exception as error:  # py-libp2p raises SwarmException, ConnectionError, OSError…
             raise DialError(f"dialling {addr} failed: {error!r}") from error
         return info.peer_id.to_base58()
+
+    async def connect_any(self, peer_id: str, addrs: Iterable[str], *, timeout: float | None = None) -> None:
+        """Be connected to `peer_id`: already, or through the first of `addrs` (full multiaddrs) that
+        dials. DialError when none does."""
+        if peer_id in self.connected_peers():
+            return
+        failures = []
+        for addr in addrs:
+            try:
+                await self.connect(addr, timeout=timeout)
+                return
+            except DialError as error:
+                failures.append(str(error))
+        raise DialError(f"no address of {peer_id} dialled: {'; '.join(failures) or 'none given'}")
 
     async def open_stream(self, peer_id: str, protocol: str, *, timeout: float | None = None) -> Stream:
         """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address)."""

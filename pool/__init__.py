@@ -13,6 +13,8 @@
 - `openai_api`: OpenAI request parsing and answer shaping (the gateway's and the node's local API's)
 - `gateway`: `serve_gateway`, `dolphin gateway`; with `gateway_config`, `gateway_metrics`, `receipts`
 - `http`, `settings`, `sqlite`: serving a Starlette app, daemon config files, durable SQLite (shared)
+- `validators`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit
+  receipts to them), and the announcement a validator signs about itself
 - `errors`: `PoolError` and its subclasses
 """
 
@@ -27,6 +29,7 @@ from pool.errors import (
     UnknownModel,
 )
 from pool.membership import Member, PoolView, find_member
+from pool.validators import ValidatorDirectory, ValidatorPeer, sign_announcement
 
 __all__ = [
     "AllAttemptsFailed",
@@ -40,6 +43,9 @@ __all__ = [
     "PoolError",
     "PoolView",
     "UnknownModel",
+    "ValidatorDirectory",
+    "ValidatorPeer",
     "complete",
     "find_member",
+    "sign_announcement",
 ]

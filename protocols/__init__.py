@@ -11,7 +11,8 @@ Modules:
     schema     how schemas are declared (frozen, validating dataclasses), encoded and decoded; the registry
     messages   every message: pool heartbeat, attestation and DHT record, inference request/chunk/end/
                receipt (committing to the answer), validator answer evidence, strike report and decision,
-               node standing, user report, ban notice, settlement, credit debits
+               node standing, user report, ban notice, settlement, credit debits; receipt batches and
+               their sync between validators; validator announcements
     keys       Ed25519 identities and libp2p peer ids, X25519 encryption keys
     envelope   Ed25519-signed envelopes with per-type domains, validity windows, and the replay cache
                (per-signer quotas, a "busy" refusal when full)

@@ -251,6 +251,9 @@ CREDIT_AUTHORISATION = Struct(  # a client's wallet lets a session key spend its
         ("expiry", "uint64"),
     ),
 )
+VALIDATOR_PEER = Struct(  # a validator's wallet names the libp2p peer that speaks for it until `expiry`
+    "ValidatorPeer", (("validator", "address"), ("peerIdHash", "bytes32"), ("expiry", "uint64"))
+)
 STRIKE_REPORT = Struct(  # one validator's finding; StrikeDecision's evidence is built from these
     "StrikeReport",
     (

@@ -16,10 +16,13 @@ __all__ = [
     "DHT_PROTOCOL",
     "INFERENCE_PROTOCOL",
     "RECEIPT_PROTOCOL",
+    "RECEIPT_SYNC_PROTOCOL",
     "REPORTS_TOPIC",
     "SETTLEMENT_TOPIC",
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
+    "VALIDATORS_RECORD",
+    "VALIDATORS_TOPIC",
     "attestation_topic",
     "model_name_key",
     "model_name_topic",
@@ -29,7 +32,8 @@ __all__ = [
 # Streams: one request per stream; frames are uvarint length-prefixed (`framing`). Validators check nodes
 # through INFERENCE_PROTOCOL like any client: a protocol of their own would tell a node when it is watched.
 INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted answer stream out
-RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # client returns the countersigned receipt
+RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # a node submits countersigned receipts to a validator
+RECEIPT_SYNC_PROTOCOL = "/dolphin/receipt-sync/1.0.0"  # a validator fetches receipts another one holds
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"
@@ -40,7 +44,11 @@ BANS_TOPIC = "/dolphin/bans/1"
 DECISIONS_TOPIC = "/dolphin/strike-decisions/1"  # validators' StrikeDecisionSignatures, gathered to a quorum
 STANDING_TOPIC = "/dolphin/standing/1"  # validators' NodeStanding verdicts, which routers read
 REPORTS_TOPIC = "/dolphin/reports/1"  # users' UserReports, which validators read
-SETTLEMENT_TOPIC = "/dolphin/settlement/1"
+SETTLEMENT_TOPIC = "/dolphin/settlement/1"  # validators' signatures on epoch roots and credit debits
+VALIDATORS_TOPIC = "/dolphin/validators/1"  # which peer speaks for which validator wallet
+# The DHT pool-record key under which validators' peers publish their addresses (a pool of their own), so
+# that nodes and validators can connect to them and hear VALIDATORS_TOPIC.
+VALIDATORS_RECORD = hashlib.sha256(b"dolphin-network:validators").digest()
 
 
 def _model_hex(model: bytes) -> str:

@@ -14,23 +14,24 @@ Frames are whole byte strings: carry each in one `framing.encode_frame` on the s
 the tokens in it; the countersigned receipt and its acknowledgement are not encrypted (they reveal nothing
 the stream's shape does not).
 
-Client rules: states await_header → streaming → done → acknowledged, or failed after any error (then
-every call raises StreamError). Chunks must come with seq 0, 1, 2…, never more token ids in all than the
-request's `max_tokens`, nor more alternatives per token than its `top_logprobs`; the end message comes
-last, tagged final, with the next seq. The receipt in it must be signed by the node the request was
-addressed to and name this request's hash, id, model, client key and finish reason, and exactly the number
-of token ids received. Its counts must be ones the request can explain, because settlement pays for them:
-`tokens_in` at most the prompt's bound (`prompt_token_bound`: its UTF-8 bytes plus a chat-template
-allowance, since a token of a byte-level or byte-fallback tokenizer covers at least one byte; or a tighter
-bound the caller computed with the model's own tokenizer). Its paying wallet must be the one whose credit
-authorisation the request carried, or none: a node may serve a request unpaid (its loss), but a receipt
-that bills a wallet the client did not offer, or bills without an offer, is refused. And its times must
-fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node
-started no earlier than the request was signed, had its first token no later than the client received it,
-finished no later than the end arrived, and its first token came no later than its end. Otherwise the
-client refuses to countersign (SchemaError). These checks are one-sided because a client only knows when it
-*read* a frame, which may be well after it arrived: a node can still claim it was faster than it was, which
-validators measure with their own requests. `close()` when the transport ends early reports truncation.
+Client rules: states await_header → streaming → done → acknowledged, or failed after any error (then every
+call raises StreamError). Chunks must come with seq 0, 1, 2…, never more token ids in all than the request's
+`max_tokens`, nor more alternatives per token than its `top_logprobs`; the end message comes last, tagged
+final, with the next seq. The receipt in it must be signed by the node the request was addressed to and name
+this request's hash, size, id, model, max_tokens, client key and finish reason, and exactly the number of
+token ids received. Its counts must be ones the request can explain, because settlement pays for them:
+`tokens_in` at most the prompt's bound (`prompt_token_bound`: its UTF-8 bytes plus a chat-template allowance,
+since a token of a byte-level or byte-fallback tokenizer covers at least one byte; or a tighter bound the
+caller computed with the model's own tokenizer). Its paying wallet must be the one whose credit authorisation
+the request carried, or none: a node may serve a request unpaid (its loss), but a receipt that bills a wallet
+the client did not offer, or bills without an offer, is refused; the credit authorisation it names as paying,
+if any, must be the request's. And its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock
+skew: the node started no earlier than the request was signed, had its first token no later than the client
+received it, finished no later than the end arrived, and its first token came no later than its end.
+Otherwise the client refuses to countersign (SchemaError). These checks are one-sided because a client only
+knows when it *read* a frame, which may be well after it arrived: a node can still claim it was faster than it
+was, which validators measure with their own requests. `close()` when the transport ends early reports
+truncation.
 The acknowledgement must name the sha256 of the countersigned receipt sent. The receipt's `output_hash` must
 be `output_hash` of the chunk messages received (their decrypted encodings, in order): the node signs what
 it sent, so a validator can show others the answer a node gave it (`AnswerEvidence`).
@@ -266,6 +267,9 @@ class ClientExchange:
                 ("node key", signed.signer == self.request.node_key),
                 ("request hash", r.request_hash == self.request_hash),
                 ("request id", r.request_id == self.request.request_id),
+                ("request size", r.request_bytes == len(self.request_envelope)),
+                ("max tokens", r.max_tokens == self.request.max_tokens),
+                ("credit", r.credit is None or r.credit == self.request.credit),
                 ("model", r.model == self.request.model),
                 ("client key", r.client_key == self.identity.public_key),
                 ("tokens out", r.tokens_out == self.tokens_received <= self.request.max_tokens),
@@ -447,13 +451,21 @@ class NodeExchange:
         error: str | None = None,
     ) -> bytes:
         """The final frame: the end message with this node's signed receipt for the answer."""
+        paid = self.credit_client is not None  # only a wallet whose authorisation verified (and covers it)
+        request_bytes = len(self.signed_request.raw)
         receipt = Receipt(
             request_id=self.request.request_id,
             request_hash=self.request_hash,
+            request_bytes=request_bytes,
             model=self.request.model,
             client_key=self.client_key,
-            client=self.credit_client,  # only a wallet whose authorisation verified
-            tokens_in=tokens_in,
+            client=self.credit_client,
+            credit=self.request.credit if paid else None,
+            max_tokens=self.request.max_tokens,
+            # The bounds every receipt keeps (see Receipt, and the client rules): a tokenizer that split a
+            # prompt finer than its bytes would be claiming work nobody can check, so the node never claims
+            # more.
+            tokens_in=min(tokens_in, request_bytes, prompt_token_bound(self.request.messages)),
             tokens_out=self.tokens_out,
             output_hash=self._output.digest(),
             started_at_ms=started_at_ms,

@@ -55,6 +55,11 @@ __all__ = [
     "PoolHeartbeat",
     "Receipt",
     "ReceiptAck",
+    "ReceiptBatch",
+    "ReceiptBatchAck",
+    "ReceiptDigests",
+    "ReceiptSyncRequest",
+    "ReceiptVerdict",
     "ResponseChunk",
     "ResponseEnd",
     "SettlementProposal",
@@ -62,6 +67,7 @@ __all__ = [
     "StrikeDecisionSignature",
     "StrikeReport",
     "UserReport",
+    "ValidatorAnnouncement",
     "eth_sign",
     "eth_signer",
     "evidence_hash",
@@ -82,6 +88,9 @@ MAX_CHUNK_TEXT_BYTES = 64 * 1024
 MAX_TOP_LOGPROBS_PER_CHUNK = 4096  # (token id, logprob) alternatives in one chunk, all its tokens together
 MODEL_NAME = Text(128)
 MAX_SIGNED_RECEIPT = 4096
+MAX_COUNTERSIGNED_RECEIPT = MAX_SIGNED_RECEIPT + 128  # the envelope, the countersignature, the framing
+MAX_RECEIPT_BATCH = 256  # receipts per submission or sync batch (at most ~1.1 MB, within codec limits)
+MAX_SYNC_DIGESTS = 4096  # digests per page of a sync listing (128 KiB)
 
 DAY_MS = 24 * 3600 * 1000
 MAX_VALIDATORS = 100
@@ -537,16 +546,28 @@ class ResponseEnd(Message):
 
 @message("inference.receipt", 1)
 class Receipt(Message):
-    """The unit of work: a node's signed account of one answer. Countersigned by the client, it becomes base
-    rewards; the request and the answer stay private (only their hashes are here), and the hash of the answer
-    lets a validator prove to others what the node sent it."""
+    """The unit of work: a node's signed account of one answer. Countersigned by the client, it is what the
+    client pays for and the node earns base rewards on; the request and the answer stay private (only
+    their hashes and the request's length are here), and the hash of the answer lets a validator prove to
+    others what the node sent it.
+
+    Its counts are bounded by what the request allows, so no countersignature can make them larger:
+    `tokens_out` by the request's `max_tokens`, and `tokens_in` by `request_bytes`, the length of the
+    signed request (every token of a byte-level tokenizer covers at least one byte of the prompt, and the
+    envelope's own fields outweigh a chat template's extra tokens). `credit` is the client wallet's
+    authorisation that pays for the answer, carried whole so that settlement re-checks it (signature,
+    session key, model, expiry against `started_at_ms`, the node's clock); `client` names that wallet
+    and is present exactly when `credit` is."""
 
     MAX_TTL_MS = 30 * DAY_MS
     request_id: Annotated[bytes, ID]
     request_hash: Annotated[bytes, HASH]  # sha256 of the client's signed request envelope
+    request_bytes: Annotated[int, UInt(32)]  # the length of that envelope
     model: Annotated[bytes, HASH]
     client_key: Annotated[bytes, KEY]
-    client: Annotated[bytes | None, Maybe(ADDRESS)] = None  # the paying wallet, from the credit authorisation
+    client: Annotated[bytes | None, Maybe(ADDRESS)] = None  # the paying wallet: `credit.client`
+    credit: Annotated[CreditAuthorisation | None, Maybe(Nested(CreditAuthorisation))] = None
+    max_tokens: Annotated[int, UInt(32, max_value=1 << 20)]  # the request's bound on tokens_out
     tokens_in: Annotated[int, UInt(32)]
     tokens_out: Annotated[int, UInt(32)]
     output_hash: Annotated[bytes, HASH]  # commits to the answer's chunks as sent (inference.output_hash)
@@ -554,6 +575,14 @@ class Receipt(Message):
     first_token_ms: Annotated[int, UInt(32)]
     duration_ms: Annotated[int, UInt(32)]
     finish_reason: Annotated[str, FINISH]
+
+    def _check(self) -> None:
+        if self.tokens_out > self.max_tokens:
+            raise SchemaError("Receipt.tokens_out exceeds the request's max_tokens")
+        if self.tokens_in > self.request_bytes:
+            raise SchemaError("Receipt.tokens_in exceeds the request's length in bytes")
+        if (self.credit.client if self.credit is not None else None) != self.client:
+            raise SchemaError("Receipt.client must be the wallet of its credit authorisation")
 
 
 @message("inference.receipt.countersigned", 1)
@@ -576,6 +605,98 @@ class ReceiptAck(Message):
     def _check(self) -> None:
         if self.stored == (self.error is not None):
             raise SchemaError("ReceiptAck has an error exactly when the receipt was not stored")
+
+
+# ---------------------------------------------------------------------------------------------- settlement
+# Receipts travel from nodes to validators (RECEIPT_PROTOCOL) and between validators (RECEIPT_SYNC_PROTOCOL)
+# as these unsigned messages: each receipt inside is its own signed evidence, and the stream's peer is
+# authenticated by the transport.
+
+
+@message("settlement.receipts", 1)
+class ReceiptBatch(Message):
+    """Countersigned receipts (`CountersignedReceipt` encodings): a node's submission to a validator, or a
+    validator's answer to another's request for receipts it lacks."""
+
+    receipts: Annotated[
+        tuple[bytes, ...], Seq(Bytes(max_size=MAX_COUNTERSIGNED_RECEIPT), max_len=MAX_RECEIPT_BATCH)
+    ]
+
+
+@record
+class ReceiptVerdict(Record):
+    """What a validator did with one submitted receipt. `digest` is sha256 of the bytes as submitted;
+    `stored` and `duplicate` are final (the receipt is held, or was already), `refused` says why in
+    `reason` and is final too unless the reason says to retry."""
+
+    digest: Annotated[bytes, HASH]
+    status: Annotated[str, Choice("stored", "duplicate", "refused")]
+    reason: Annotated[str | None, Maybe(Text(256))] = None
+
+    def _check(self) -> None:
+        if (self.status == "refused") != (self.reason is not None):
+            raise SchemaError("ReceiptVerdict has a reason exactly when the receipt was refused")
+
+
+@message("settlement.receipts.ack", 1)
+class ReceiptBatchAck(Message):
+    """The validator's answer to a `ReceiptBatch`, one verdict per receipt in the batch's order, sent only
+    once every stored receipt is committed to durable storage."""
+
+    verdicts: Annotated[tuple[ReceiptVerdict, ...], Seq(Nested(ReceiptVerdict), max_len=MAX_RECEIPT_BATCH)]
+
+
+@message("settlement.sync.request", 1)
+class ReceiptSyncRequest(Message):
+    """One validator asks another about `epoch`: with `digests`, for those receipts (answered with a
+    `ReceiptBatch`); without, for a page of the digests it holds, those after `after` in ascending order
+    (answered with `ReceiptDigests`)."""
+
+    epoch: Annotated[int, UInt(64)]
+    after: Annotated[bytes | None, Maybe(HASH)] = None
+    digests: Annotated[tuple[bytes, ...], Seq(HASH, max_len=MAX_RECEIPT_BATCH)] = ()
+
+
+@message("settlement.sync.digests", 1)
+class ReceiptDigests(Message):
+    """A page of the receipt digests a validator holds for `epoch`, ascending; `count` and `commitment`
+    describe the whole set (see validator.settlement.receipt_commitment), `more` whether pages follow."""
+
+    epoch: Annotated[int, UInt(64)]
+    count: Annotated[int, UInt(64)]
+    commitment: Annotated[bytes, HASH]
+    digests: Annotated[tuple[bytes, ...], Seq(HASH, max_len=MAX_SYNC_DIGESTS)]
+    more: Annotated[bool, Bool()]
+
+    def _check(self) -> None:
+        if any(a >= b for a, b in pairwise(self.digests)):
+            raise SchemaError("ReceiptDigests.digests must be strictly ascending")
+
+
+@message("validator.peer", 1)
+class ValidatorAnnouncement(Message, _EthSigned):
+    """ "Peer `peer_id`, dialled at `addrs`, speaks for validator wallet `validator` until `expiry`": the
+    wallet's EIP-712 signature binds the peer (so nobody else can claim a validator's receipts), and the
+    envelope around it must be signed by that peer. Nodes submit receipts to the peers of the current
+    validator set, and validators fetch each other's receipts from them."""
+
+    EIP712 = eth.VALIDATOR_PEER
+    SIGNER_FIELD = "validator"
+    MAX_TTL_MS = DAY_MS
+    MIN_TTL_MS = 15_000
+    validator: Annotated[bytes, ADDRESS]
+    peer_id: Annotated[bytes, PEER_ID]
+    addrs: Annotated[tuple[str, ...], Seq(Text(256, min_bytes=1), min_len=1, max_len=8)]
+    expiry: Annotated[int, UInt(64)]  # Unix seconds
+    signature: Annotated[bytes, ETH_SIGNATURE]
+
+    @classmethod
+    def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:
+        return {
+            "validator": get("validator"),
+            "peerIdHash": eth.keccak256(get("peer_id")),
+            "expiry": get("expiry"),
+        }
 
 
 # ---------------------------------------------------------------------------------------------- validators

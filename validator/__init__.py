@@ -1,18 +1,31 @@
-"""The validator daemon: election by bonded stake, sampling, checks, strike reports, bans and settlement.
+"""The validator daemon's parts: strike and ban gossip, and the money loop (receipts, settlement, keeper).
 
 - `gossip`: validators of the strike and ban topics (current validators only; bans need several)
-- `settlement`: receipts -> base rewards -> the reward engine -> the Merkle root validators sign
+- `settlement`: pure epoch settlement: receipts -> debits, base rewards, the engine, the rewards root
 - `errors`: `ValidatorError` and its subclasses
 """
 
 from validator.errors import SettlementError, ValidatorError
-from validator.settlement import EpochSettlement, base_rewards, settle_epoch, work_by_operator
+from validator.settlement import (
+    Carry,
+    DebitBatch,
+    EpochMarket,
+    EpochSettlement,
+    ReceiptFacts,
+    receipt_commitment,
+    receipt_facts,
+    settle_epoch,
+)
 
 __all__ = [
+    "Carry",
+    "DebitBatch",
+    "EpochMarket",
     "EpochSettlement",
+    "ReceiptFacts",
     "SettlementError",
     "ValidatorError",
-    "base_rewards",
+    "receipt_commitment",
+    "receipt_facts",
     "settle_epoch",
-    "work_by_operator",
 ]

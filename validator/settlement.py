@@ -1,91 +1,398 @@
-"""Epoch settlement: countersigned receipts become base rewards, the engine boosts them, a Merkle root of
-cumulative rewards is what validators sign.
+"""Epoch settlement, pure: an epoch's receipts and the chain's state at its close become what clients pay,
+what nodes earn and the Merkle root of cumulative rewards the validators sign (docs/rewards.md,
+"Base rewards"). Every step is a function of signed evidence and of chain state read at one block, so
+every validator computes the same debits and the same root, and re-running a settlement from the same
+evidence gives the same bytes.
 
-Everything here is reproducible from signed evidence, so every validator computes the same root:
-
-1. Receipts are verified (node and client signatures) and de-duplicated by (node key, request hash) —
-   a node can sign the same answer twice under different envelope nonces, which must not pay twice.
-2. Each receipt's work (tokens in + tokens out) counts for the operator that registered its node on chain
-   (Bonding's NodeRegistered events); receipts of unregistered nodes earn nothing.
-3. The epoch's emission is split pro rata to work, rounding down; the remainder stays in the rewards pool.
-4. The reward engine (docs/rewards.md) closes the epoch on the chain snapshot; the rewards it pays are
-   added to each account's cumulative total, and the tree of cumulative totals is the epoch's root.
+1. Receipts are the epoch's: a receipt belongs to epoch `started_at_ms // epoch_ms` (the node's clock,
+   which the client checked against its own), and pays in that epoch only. Of several receipts for one
+   answer (the same node and request hash, signed under different envelope nonces) the one with the
+   smallest digest counts; the validators' evidence store keeps the pair spent for good, so no receipt
+   pays in a second epoch.
+2. A receipt is *paid* when it carries a credit authorisation that verifies in the Credits contract's
+   EIP-712 domain, names the receipt's session key and model, had not expired when the node started the
+   answer (the node's clock), when the model has a price, and when both the authorisation's cap and the
+   client's available credit still cover its charge, `price × (tokens_in + tokens_out)` (prices are per
+   million tokens, so charges are counted in millionths of the payment token's smallest unit). Receipts
+   are charged in (started_at_ms, digest) order, so the cut-off at a cap is the same everywhere.
+3. Each client is debited its charges, rounded down to whole units; the debits are the epoch's revenue.
+4. Base rewards: the epoch emits at most `emission_revenue_bps` of the revenue earned by registered nodes,
+   valued in POD at the pair's time-weighted price, and at most `epoch_emission_cap`; each operator gets
+   the share of it that its registered nodes' paid charges make of all of them (rounding down; the
+   remainder stays in the pool). Unpaid receipts earn nothing: a receipt is worth only what somebody paid
+   for it, so paying one's own node with throwaway keys returns at most that share of its cost.
+5. The reward engine closes the epoch on the chain snapshot; what it pays, and the epoch's protocol awards
+   (validators' and reporters' rewards, outside the engine's earnings history), are added to each
+   account's cumulative total, and the tree of cumulative totals is the epoch's root.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
+from chain.client import checked_address
 from chain.merkle import RewardsTree
-from chain.rewards import EpochClose, RewardParams, close_epoch
-from chain.snapshot import ChainSnapshot, epoch_inputs
-from protocols.eth import keccak256
-from protocols.inference import VerifiedReceipt, verify_countersigned_receipt
+from chain.rewards import AccountEpoch, EpochClose, RewardParams, close_epoch, encode_result
+from chain.rewards.base import PER_MILLION, base_rewards, emission
+from chain.snapshot import ChainSnapshot, epoch_inputs, previous_from_output
+from protocols import codec
+from protocols.errors import ProtocolError
+from protocols.eth import TypedDomain, keccak256
+from protocols.inference import VerifiedReceipt
 from protocols.keys import peer_id_from_public_key
+from protocols.messages import CreditAuthorisation, eth_signer
 from validator.errors import SettlementError
 
+__all__ = [
+    "MAX_DEBIT_BATCH",
+    "Carry",
+    "DebitBatch",
+    "EpochMarket",
+    "EpochSettlement",
+    "Payments",
+    "ReceiptFacts",
+    "credit_digest",
+    "debit_batches",
+    "facts_of",
+    "price_receipts",
+    "receipt_commitment",
+    "receipt_facts",
+    "settle_epoch",
+]
 
-def work_by_operator(
-    receipts: Iterable[bytes | VerifiedReceipt], operator_of_peer: Mapping[bytes, str]
-) -> dict[str, int]:
-    """Tokens served per operator account, from countersigned receipts (raw bytes are verified here).
+MAX_DEBIT_BATCH = 500
+"""Credits.MAX_BATCH_SIZE: users per debit batch."""
 
-    `operator_of_peer` maps keccak256(binary peer id) to the operator address that registered the node.
-    """
-    seen: set[tuple[bytes, bytes]] = set()
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFacts:
+    """What settlement needs of one verified receipt (the evidence store keeps these beside its bytes)."""
+
+    digest: bytes
+    """sha256 of the node-signed receipt envelope."""
+    node_key: bytes
+    request_hash: bytes
+    model: bytes
+    client_key: bytes
+    started_at_ms: int
+    tokens: int
+    """tokens_in + tokens_out, each within the request's bounds (the Receipt schema checks them)."""
+    credit: bytes | None
+    """credit_digest of the authorisation that pays for it, if any."""
+
+
+def credit_digest(credit: CreditAuthorisation) -> bytes:
+    """The identity of a credit authorisation (sha256 of its canonical encoding): caps are per digest."""
+    return hashlib.sha256(codec.pack(credit.to_wire())).digest()
+
+
+def receipt_facts(verified: VerifiedReceipt) -> tuple[ReceiptFacts, CreditAuthorisation | None]:
+    """The facts of a verified receipt, and the credit authorisation it carries."""
+    r = verified.receipt
+    facts = ReceiptFacts(
+        digest=verified.digest,
+        node_key=verified.node_key,
+        request_hash=r.request_hash,
+        model=r.model,
+        client_key=r.client_key,
+        started_at_ms=r.started_at_ms,
+        tokens=r.tokens_in + r.tokens_out,
+        credit=credit_digest(r.credit) if r.credit is not None else None,
+    )
+    return facts, r.credit
+
+
+def facts_of(
+    receipts: Iterable[VerifiedReceipt],
+) -> tuple[list[ReceiptFacts], dict[bytes, CreditAuthorisation]]:
+    """The facts of verified receipts, and the credit authorisations they carry by digest."""
+    facts, credits = [], {}
+    for verified in receipts:
+        fact, credit = receipt_facts(verified)
+        facts.append(fact)
+        if credit is not None:
+            credits[fact.credit] = credit  # type: ignore[index]
+    return facts, credits
+
+
+def receipt_commitment(digests: Iterable[bytes]) -> bytes:
+    """The commitment to a set of receipts that validators compare: sha256 of their digests, ascending."""
+    hasher = hashlib.sha256(b"dolphin-network:receipt-set:v1")
+    for digest in sorted(digests):
+        hasher.update(digest)
+    return hasher.digest()
+
+
+def counted_receipts(receipts: Iterable[ReceiptFacts], epoch: int, epoch_ms: int) -> list[ReceiptFacts]:
+    """The receipts of `epoch` that count, one per (node, request hash) (the smallest digest), in charging
+    order: (started_at_ms, digest)."""
+    chosen: dict[tuple[bytes, bytes], ReceiptFacts] = {}
+    for facts in receipts:
+        if facts.started_at_ms // epoch_ms != epoch:
+            continue
+        key = (facts.node_key, facts.request_hash)
+        held = chosen.get(key)
+        if held is None or facts.digest < held.digest:
+            chosen[key] = facts
+    return sorted(chosen.values(), key=lambda f: (f.started_at_ms, f.digest))
+
+
+@dataclass(frozen=True)
+class EpochMarket:
+    """What the chain says at an epoch's closing block besides the engine's snapshot (chain.snapshot)."""
+
+    prices: Mapping[bytes, int]
+    """Model -> price per million tokens, in the payment token's smallest units (0: free)."""
+    available: Mapping[bytes, int]
+    """Client wallet -> the credit this epoch may debit (its credit less pending withdrawals and debits)."""
+    operators: Mapping[bytes, str]
+    """keccak256(binary peer id) -> the operator that registered the node."""
+    pod_per_unit: Fraction
+    """POD wei per smallest unit of the payment token (the pair's time-weighted price)."""
+    credits_domain: TypedDomain
+    """The Credits contract's EIP-712 domain, in which authorisations are signed."""
+
+
+@dataclass(frozen=True)
+class Payments:
+    """What the epoch's receipts cost their clients and earn their operators."""
+
+    debits: dict[bytes, int]
+    """Client wallet -> whole units debited."""
+    charged: dict[bytes, int]
+    """Authorisation digest -> millionths charged so far, this epoch included."""
+    work: dict[str, int]
+    """Operator -> millionths paid for the work of its registered nodes."""
+    paid: int
+    unpaid: dict[str, int]
+    """Why the other receipts were not paid, with counts."""
+
+    @property
+    def registered_revenue(self) -> int:
+        """Millionths paid for work of registered nodes: what emission is measured against."""
+        return sum(self.work.values())
+
+
+def price_receipts(
+    receipts: Iterable[ReceiptFacts],
+    authorisations: Mapping[bytes, CreditAuthorisation],
+    market: EpochMarket,
+    charged_before: Mapping[bytes, int] | None = None,
+) -> Payments:
+    """Charge `receipts` (in charging order, see `counted_receipts`) to their clients (module rule 2)."""
+    charged = dict(charged_before or {})
+    client_charged: dict[bytes, int] = {}
     work: dict[str, int] = {}
-    for item in receipts:
-        receipt = item if isinstance(item, VerifiedReceipt) else verify_countersigned_receipt(item)
-        key = (receipt.node_key, receipt.receipt.request_hash)
-        if key in seen:
+    unpaid: dict[str, int] = {}
+    valid: dict[bytes, bytes | None] = {}  # authorisation digest -> paying wallet (None: invalid)
+    operators: dict[bytes, str | None] = {}  # node key -> its operator (None: unregistered)
+    paid = 0
+    for facts in receipts:
+        reason, wallet = _payer(facts, authorisations, market, valid)
+        if wallet is None:
+            unpaid[reason] = unpaid.get(reason, 0) + 1
             continue
-        seen.add(key)
-        operator = operator_of_peer.get(keccak256(peer_id_from_public_key(receipt.node_key)))
-        if operator is None:
+        credit = authorisations[facts.credit]  # type: ignore[index]
+        charge = market.prices.get(facts.model, 0) * facts.tokens
+        spent = charged.get(facts.credit, 0)  # type: ignore[arg-type]
+        owed = client_charged.get(wallet, 0)
+        if spent + charge > credit.max_credits * PER_MILLION:
+            unpaid["over the authorisation's cap"] = unpaid.get("over the authorisation's cap", 0) + 1
             continue
-        work[operator] = work.get(operator, 0) + receipt.receipt.tokens_in + receipt.receipt.tokens_out
-    return work
+        if owed + charge > market.available.get(wallet, 0) * PER_MILLION:
+            unpaid["over the client's credit"] = unpaid.get("over the client's credit", 0) + 1
+            continue
+        charged[facts.credit] = spent + charge  # type: ignore[index]
+        client_charged[wallet] = owed + charge
+        paid += 1
+        if facts.node_key not in operators:
+            peer_hash = keccak256(peer_id_from_public_key(facts.node_key))
+            operators[facts.node_key] = market.operators.get(peer_hash)
+        operator = operators[facts.node_key]
+        if operator is not None:
+            work[operator] = work.get(operator, 0) + charge
+    debits = {wallet: owed // PER_MILLION for wallet, owed in client_charged.items() if owed >= PER_MILLION}
+    return Payments(debits, charged, work, paid, unpaid)
 
 
-def base_rewards(work: Mapping[str, int], emission: int) -> dict[str, int]:
-    """`emission` wei split pro rata to work, rounded down (the remainder is not paid out)."""
-    total = sum(work.values())
-    if total == 0:
-        raise SettlementError("no work by registered nodes in this epoch: nothing to settle")
-    return {account: emission * amount // total for account, amount in sorted(work.items())}
+def _payer(
+    facts: ReceiptFacts,
+    authorisations: Mapping[bytes, CreditAuthorisation],
+    market: EpochMarket,
+    valid: dict[bytes, bytes | None],
+) -> tuple[str, bytes | None]:
+    """(why unpaid, None) or ("", the paying wallet)."""
+    if facts.credit is None:
+        return "no credit authorisation", None
+    credit = authorisations.get(facts.credit)
+    if credit is None:
+        return "authorisation missing from the evidence", None
+    if credit.session_key != facts.client_key or credit.model != facts.model:
+        return "authorisation for another session key or model", None
+    if credit.expiry * 1000 <= facts.started_at_ms:
+        return "authorisation expired before the answer started", None
+    if market.prices.get(facts.model, 0) == 0:
+        return "free model", None
+    if facts.credit not in valid:
+        try:
+            valid[facts.credit] = eth_signer(credit, market.credits_domain)
+        except ProtocolError:
+            valid[facts.credit] = None
+    wallet = valid[facts.credit]
+    return ("authorisation not signed by its wallet", None) if wallet is None else ("", wallet)
+
+
+@dataclass(frozen=True)
+class DebitBatch:
+    """One `CreditDebitBatch` of an epoch: users ascending by address, their debits."""
+
+    batch_id: int
+    users: tuple[bytes, ...]
+    amounts: tuple[int, ...]
+
+
+def debit_batches(epoch: int, debits: Mapping[bytes, int]) -> list[DebitBatch]:
+    """An epoch's debits in Credits-sized batches; batch ids are `epoch << 16 | index` (unique per epoch)."""
+    ordered = sorted((wallet, amount) for wallet, amount in debits.items() if amount > 0)
+    return [
+        DebitBatch(
+            (epoch << 16) | index,
+            tuple(w for w, _ in ordered[start : start + MAX_DEBIT_BATCH]),
+            tuple(a for _, a in ordered[start : start + MAX_DEBIT_BATCH]),
+        )
+        for index, start in enumerate(range(0, len(ordered), MAX_DEBIT_BATCH))
+    ]
+
+
+@dataclass(frozen=True)
+class Carry:
+    """What one settled epoch hands to the next: the engine's output document (state and snapshot per
+    account, docs/rewards.md's exchange format), cumulative rewards, and what each credit authorisation
+    has been charged so far. Empty before the first settled epoch."""
+
+    engine: str = ""
+    cumulative: Mapping[str, int] = field(default_factory=dict)
+    charged: Mapping[bytes, int] = field(default_factory=dict)
+
+    def accounts(self) -> dict[str, AccountEpoch]:
+        """The engine's carried state and snapshot per account."""
+        return previous_from_output(self.engine) if self.engine else {}
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "engine": self.engine,
+                "cumulative": {a: str(v) for a, v in sorted(self.cumulative.items())},
+                "charged": {d.hex(): str(v) for d, v in sorted(self.charged.items())},
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Carry:
+        """Read `to_json`'s document; SettlementError when it is not one."""
+        try:
+            document = json.loads(text)
+            engine = document["engine"]
+            if not isinstance(engine, str):
+                raise TypeError("engine is not a document")
+            cumulative = {a: int(v) for a, v in document["cumulative"].items()}
+            charged = {bytes.fromhex(d): int(v) for d, v in document["charged"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SettlementError(f"not a settlement carry document ({exc!r})") from exc
+        return cls(engine, cumulative, charged)
 
 
 @dataclass(frozen=True)
 class EpochSettlement:
+    """One epoch, settled: the receipts counted, the debits, the engine's close and the rewards root."""
+
     epoch: int
+    receipt_count: int
+    receipts_commitment: bytes
+    payments: Payments
+    emission: int
+    base: dict[str, int]
+    """Base reward per operator (before the engine's boost)."""
     close: EpochClose
     cumulative: dict[str, int]
-    tree: RewardsTree
+    tree: RewardsTree | None
+    """None while nobody has ever been paid (there is no root to sign)."""
+    awards: dict[str, int]
 
     def paid(self, account: str) -> int:
+        """What the engine paid `account` for this epoch (its boosted base reward)."""
         return self.close.accounts[account].reward if account in self.close.accounts else 0
+
+    @property
+    def debits(self) -> list[DebitBatch]:
+        return debit_batches(self.epoch, self.payments.debits)
+
+    @property
+    def revenue(self) -> int:
+        return sum(self.payments.debits.values())
+
+    def carry(self) -> Carry:
+        return Carry(encode_result(self.close), self.cumulative, self.payments.charged)
 
 
 def settle_epoch(
     epoch: int,
+    epoch_ms: int,
+    receipts: Iterable[ReceiptFacts],
+    authorisations: Mapping[bytes, CreditAuthorisation],
     snapshot: ChainSnapshot,
-    rewards: Mapping[str, int],
+    market: EpochMarket,
     *,
-    previous: EpochSettlement | None = None,
+    previous: Carry | None = None,
+    awards: Mapping[str, int] | None = None,
     banned: Iterable[str] = (),
     params: RewardParams | None = None,
+    timings: dict[str, float] | None = None,
 ) -> EpochSettlement:
-    """Close `epoch` on `snapshot` with base `rewards`, carrying state and cumulative totals forward."""
-    carried = previous.close.accounts if previous is not None else None
-    inputs = epoch_inputs(snapshot, rewards, previous=carried, banned=banned)
-    close = close_epoch(inputs, params or snapshot.params)
-    cumulative = dict(previous.cumulative) if previous is not None else {}
+    """Settle `epoch` (module docstring): `receipts` are every receipt held for it (duplicates and other
+    epochs' receipts are dropped here), `authorisations` the credit authorisations they carry by digest,
+    `snapshot` and `market` the chain at the closing block, `previous` the last settled epoch's carry,
+    `awards` protocol rewards (wei per account) paid beside the engine, `banned` accounts suspended off
+    chain. `params` defaults to the snapshot's (the ParamsRegistry at the closing block). `timings`, when
+    given, receives the seconds spent de-duplicating and pricing, in the engine, and on the tree."""
+    params = params or snapshot.params
+    previous = previous or Carry()
+    started = time.perf_counter()
+    counted = counted_receipts(receipts, epoch, epoch_ms)
+    payments = price_receipts(counted, authorisations, market, previous.charged)
+    priced = time.perf_counter()
+    emitted = emission(payments.registered_revenue, market.pod_per_unit, params)
+    rewards = base_rewards(payments.work, emitted)
+    inputs = epoch_inputs(snapshot, rewards, previous=previous.accounts(), banned=banned)
+    close = close_epoch(inputs, params)
+    cumulative = dict(previous.cumulative)
+    awarded = {checked_address(a): v for a, v in (awards or {}).items() if v}
     for account, result in close.accounts.items():
         if result.reward:
             cumulative[account] = cumulative.get(account, 0) + result.reward
-    if not cumulative:
-        raise SettlementError(f"epoch {epoch} pays nobody: there is no root to sign")
+    for account, amount in awarded.items():
+        cumulative[account] = cumulative.get(account, 0) + amount
+    closed = time.perf_counter()
+    tree = RewardsTree.build(cumulative) if cumulative else None
+    if timings is not None:
+        timings.update(
+            dedup_and_price=priced - started, engine=closed - priced, tree=time.perf_counter() - closed
+        )
     return EpochSettlement(
-        epoch=epoch, close=close, cumulative=cumulative, tree=RewardsTree.build(cumulative)
+        epoch=epoch,
+        receipt_count=len(counted),
+        receipts_commitment=receipt_commitment(f.digest for f in counted),
+        payments=payments,
+        emission=emitted,
+        base=rewards,
+        close=close,
+        cumulative=cumulative,
+        tree=tree,
+        awards=awarded,
     )

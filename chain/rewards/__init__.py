@@ -1,6 +1,7 @@
 """The reward boost engine of docs/rewards.md and its exchange format.
 
 - params:   RewardParams, the governance parameters with the spec's defaults and their bounds
+- base:     base rewards: an epoch's emission (bounded by its paid revenue) and its pro-rata split
 - engine:   pay_epoch and close_epoch, pure functions over frozen account records
 - exchange: the JSON exchange format (decode_document, encode_result), strict and byte-stable
 - simulate: a synthetic operator population run through the engine, its table and plot

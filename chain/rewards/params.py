@@ -31,6 +31,7 @@ AMOUNT_PARAMS = frozenset(
         "validator_min_bond",
         "comp_min_account_earnings",
         "comp_min_total_earnings",
+        "epoch_emission_cap",
     }
 )
 STRING_PARAMS = frozenset({"alpha", "tiers_kappa"})
@@ -72,6 +73,11 @@ class RewardParams:
     base_boost_bps: int = 2000
     comp_boost_bps: int = 1000
     max_multiplier_bps: int = 13000
+    emission_revenue_bps: int = 5000
+    """Base rewards of an epoch are at most this share of its paid revenue, valued in POD (docs/rewards.md,
+    "Base rewards")."""
+    epoch_emission_cap: int = 500_000 * POD
+    """And never more than this many wei of POD in one epoch."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -1,4 +1,5 @@
-"""Synthetic operator populations run through the engine: a table and a plot of who gets which boost.
+"""Synthetic operator populations run through the engine: a table and a plot of who gets which boost;
+and an operator paying for requests to its own node, to show what base rewards let it get back.
 
 Deterministic for a seed (random.Random, no global state), so a table printed today can be reproduced;
 used by `dolphin rewards simulate` and by the reward benchmark.
@@ -6,6 +7,7 @@ used by `dolphin rewards simulate` and by the reward benchmark.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,6 +214,118 @@ def plot(simulation: Simulation, path: Path, params: RewardParams) -> None:
     axis.set_title(f"Reward boost after {simulation.epochs} epochs, {len(simulation.rows)} operators")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize="small", loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------------------------------- self-dealing
+
+
+@dataclass(frozen=True, slots=True)
+class SelfDealingRow:
+    """One emission setting: what an operator paying its own node gets back per unit spent."""
+
+    emission_revenue_bps: int
+    cost: int
+    """POD wei value of what it paid per epoch (its spend at the pair's price)."""
+    rewards: int
+    """POD wei the engine paid it per epoch, steady state (boost included)."""
+    returned: Fraction
+    """(rewards x (1 + bonded-claim bonus) + the buyback's share of its own payment) / cost."""
+
+
+def simulate_self_dealing(
+    params: RewardParams,
+    *,
+    spend: int,
+    honest_revenue: int,
+    pod_per_unit: Fraction,
+    bonus_bps: int,
+    stake_share: Fraction = Fraction(0),
+    emission_bps: tuple[int, ...] = tuple(range(0, 10_001, 1000)),
+    honest_operators: int = 20,
+    epochs: int = 28,
+) -> list[SelfDealingRow]:
+    """An operator pays `spend` (payment token units per epoch) for requests to its own node, with
+    throwaway client keys and its own credit, beside `honest_revenue` that other clients pay
+    `honest_operators` other operators. It bonds far more than anyone (the top competitive tier, so the
+    largest multiplier the parameters allow once it is boost-eligible) and claims bonded (`bonus_bps`,
+    RewardsDistributor's bonded-claim bonus); `stake_share` is its share of stkPOD, through which the
+    buyback of its own payment comes back to it. Each epoch runs through `emission`, `base_rewards` and the
+    engine; the row reports the last week's average for each emission setting in `emission_bps`."""
+    from chain.rewards.base import PER_MILLION, base_rewards, emission
+
+    dealer = account_id(0)
+    honest = [account_id(index + 1) for index in range(honest_operators)]
+    rows = []
+    for bps in emission_bps:
+        setting = dataclasses.replace(params, emission_revenue_bps=bps)
+        weekly_pod = int(honest_revenue * pod_per_unit) * params.n_week // max(1, honest_operators)
+        bonds = {dealer: 10**9 * POD}
+        # Honest operators bond 14 to 33 weeks of their earnings: enough to compete, below the dealer.
+        bonds |= {operator: weekly_pod * (14 + index) for index, operator in enumerate(honest)}
+        previous: dict[str, AccountClose] = {}
+        paid = []
+        for _ in range(epochs):
+            work = {dealer: spend * PER_MILLION}
+            work |= {operator: honest_revenue * PER_MILLION // len(honest) for operator in honest}
+            rewards = base_rewards(work, emission(sum(work.values()), pod_per_unit, setting))
+            inputs = {}
+            for account, bond in bonds.items():
+                observed = EpochInput(rewards.get(account, 0), True, False, bond)
+                close = previous.get(account)
+                inputs[account] = (
+                    AccountEpoch(observed, close.state, close.snapshot) if close else AccountEpoch(observed)
+                )
+            previous = close_epoch(inputs, setting).accounts
+            paid.append(previous[dealer].reward)
+        week = paid[-params.n_week :]
+        reward = sum(week) // len(week)
+        cost = int(spend * pod_per_unit)
+        returned = (
+            (Fraction(reward) * (10_000 + bonus_bps) / 10_000 + stake_share * cost) / cost
+            if cost
+            else Fraction(0)
+        )
+        rows.append(SelfDealingRow(bps, cost, reward, returned))
+    return rows
+
+
+def format_self_dealing(rows: list[SelfDealingRow], launch_bps: int) -> str:
+    lines = [f"{'emission bps':>12} {'cost POD/epoch':>15} {'rewards POD/epoch':>18} {'returned':>9}"]
+    for row in rows:
+        mark = "  <- launch" if row.emission_revenue_bps == launch_bps else ""
+        lines.append(
+            f"{row.emission_revenue_bps:>12} {row.cost / POD:>15.4f} {row.rewards / POD:>18.4f} "
+            f"{float(row.returned):>9.3f}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def plot_self_dealing(curves: dict[str, list[SelfDealingRow]], path: Path, launch_bps: int) -> None:
+    """Write a PNG: what paying one's own node returns per unit spent, against the emission setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for label, rows in curves.items():
+        axis.plot(
+            [row.emission_revenue_bps for row in rows],
+            [float(row.returned) for row in rows],
+            marker="o",
+            label=label,
+        )
+    axis.axhline(1.0, color="0.2", linewidth=1)
+    axis.axvline(launch_bps, color="0.4", linestyle="--", linewidth=1)
+    axis.text(launch_bps, axis.get_ylim()[1], " launch", va="top", fontsize="small")
+    axis.set_xlabel("emission_revenue_bps (base rewards as a share of paid revenue)")
+    axis.set_ylabel("POD returned per POD spent on one's own node")
+    axis.set_title("Self-dealing: what an operator paying its own node gets back")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize="small", loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -35,6 +35,9 @@ contract Credits is Ownable, EIP712 {
     uint256 public constant MAX_BATCH_SIZE = 500;
     /// @notice The furthest a batch's signature deadline may lie ahead of its settlement.
     uint256 public constant MAX_SIGNATURE_TTL = 7 days;
+    /// @notice The highest price per million tokens governance may set (1e12 smallest units: a million
+    /// dollars of a 6-decimal stablecoin), which keeps `price * tokens` far from overflow off chain too.
+    uint256 public constant MAX_PRICE = 1e12;
 
     struct WithdrawalRequest {
         uint256 amount;
@@ -51,6 +54,8 @@ contract Credits is Ownable, EIP712 {
     mapping(address user => uint256) private _credit;
     mapping(address user => WithdrawalRequest) private _withdrawals;
     mapping(uint256 batchId => bool) private _settled;
+    uint256 private _defaultPrice;
+    mapping(bytes32 model => uint256) private _prices;
 
     /// @dev A zero amount where a positive one is needed.
     error CreditsZeroAmount();
@@ -74,6 +79,8 @@ contract Credits is Ownable, EIP712 {
     error CreditsInvalidBatch(uint256 users, uint256 amounts);
     /// @dev A withdrawal delay outside [MIN_WITHDRAWAL_DELAY, MAX_WITHDRAWAL_DELAY].
     error CreditsDelayOutOfBounds(uint256 delay, uint256 min, uint256 max);
+    /// @dev A price above MAX_PRICE per million tokens.
+    error CreditsPriceOutOfBounds(uint256 price, uint256 max);
 
     /// @notice `from` added `amount` to the credit of `user`.
     event Deposited(address indexed user, address indexed from, uint256 amount);
@@ -91,12 +98,16 @@ contract Credits is Ownable, EIP712 {
     event WithdrawalDelaySet(uint256 delay);
     /// @notice Governance changed where debited revenue goes.
     event RevenueRecipientSet(address recipient);
+    /// @notice Governance set the price of `model` (the zero model: the default price), in the payment token's
+    /// smallest units per million tokens; 0 for a model means "the default price".
+    event PriceSet(bytes32 indexed model, uint256 pricePerMillionTokens);
 
     /**
      * @param token the payment token users deposit
      * @param quorum the validator quorum that authorises debit batches
      * @param revenueRecipient where debits go (the Buyback)
      * @param withdrawalDelay seconds between a withdrawal request and the withdrawal, within bounds
+     * @param defaultPrice the price per million tokens of every model governance has not priced
      * @param owner_ the TimelockController
      */
     constructor(
@@ -104,6 +115,7 @@ contract Credits is Ownable, EIP712 {
         IValidatorQuorum quorum,
         address revenueRecipient,
         uint256 withdrawalDelay,
+        uint256 defaultPrice,
         address owner_
     ) Ownable(owner_) EIP712("Dolphin Network", "1") {
         if (address(token) == address(0) || address(quorum) == address(0)) revert CreditsZeroAddress();
@@ -111,6 +123,7 @@ contract Credits is Ownable, EIP712 {
         _quorum = quorum;
         _setRevenueRecipient(revenueRecipient);
         _setWithdrawalDelay(withdrawalDelay);
+        _setPrice(bytes32(0), defaultPrice);
     }
 
     // ---------------------------------------------------------------- users
@@ -251,6 +264,23 @@ contract Credits is Ownable, EIP712 {
         _setRevenueRecipient(recipient);
     }
 
+    /**
+     * @notice Sets what `model` (a model manifest hash) costs per million tokens (prompt and output alike), in
+     * the payment token's smallest units; 0 returns it to the default price. The zero model sets the default.
+     * Settlement reads the price at each epoch's closing block, so a change applies from the next close.
+     * Only the owner (timelock).
+     */
+    function setPrice(bytes32 model, uint256 pricePerMillionTokens) external onlyOwner {
+        _setPrice(model, pricePerMillionTokens);
+    }
+
+    function _setPrice(bytes32 model, uint256 price) private {
+        if (price > MAX_PRICE) revert CreditsPriceOutOfBounds(price, MAX_PRICE);
+        if (model == bytes32(0)) _defaultPrice = price;
+        else _prices[model] = price;
+        emit PriceSet(model, price);
+    }
+
     function _setWithdrawalDelay(uint256 delay) private {
         if (delay < MIN_WITHDRAWAL_DELAY || delay > MAX_WITHDRAWAL_DELAY) {
             revert CreditsDelayOutOfBounds(delay, MIN_WITHDRAWAL_DELAY, MAX_WITHDRAWAL_DELAY);
@@ -266,6 +296,13 @@ contract Credits is Ownable, EIP712 {
     }
 
     // ---------------------------------------------------------------- views
+
+    /// @notice What `model` costs per million tokens, in the payment token's smallest units (the default
+    /// price unless governance priced the model).
+    function priceOf(bytes32 model) external view returns (uint256) {
+        uint256 price = _prices[model];
+        return price != 0 ? price : _defaultPrice;
+    }
 
     /// @notice Credit `user` can spend (including any amount waiting to be withdrawn).
     function creditOf(address user) external view returns (uint256) {

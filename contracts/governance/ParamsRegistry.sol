@@ -12,7 +12,7 @@ import {IParamsRegistry} from "../interfaces/IParamsRegistry.sol";
  *
  * Names are exactly the spec's (`epoch_hours`, `lambda_up_bps`, ...). Every value is a uint256:
  * - amounts (`min_lifetime`, `earnings_floor`, `validator_min_bond`, `comp_min_account_earnings`,
- *   `comp_min_total_earnings`) are wei of POD;
+ *   `comp_min_total_earnings`, `epoch_emission_cap`) are wei of POD;
  * - `alpha` and `tiers_kappa`, which the spec writes as a decimal string and a rational string, are stored
  *   as 18-decimal fixed point (WAD): value / 1e18 exactly, so `alpha = 0.75` is 750000000000000000 and
  *   `tiers_kappa = 1` is 1000000000000000000. A settler converts with exact arithmetic
@@ -81,6 +81,11 @@ contract ParamsRegistry is IParamsRegistry, Ownable {
         _define("base_boost_bps", 2000, 0, 10000);
         _define("comp_boost_bps", 1000, 0, 10000);
         _define("max_multiplier_bps", 13000, 10000, 30000); // B >= 1, and never above 3x
+        // Base rewards (docs/rewards.md, "Base rewards"): an epoch emits at most this share of its paid
+        // revenue, valued in POD, and never more than the cap. Above 6993 bps, paying one's own node
+        // returns more than it costs (1.3x boost, 10% bonded-claim bonus): governance's deliberate subsidy.
+        _define("emission_revenue_bps", 5000, 0, 100000);
+        _define("epoch_emission_cap", 500_000 * _POD, 0, 10_000_000 * _POD);
         _checkRelations();
     }
 

@@ -177,3 +177,15 @@ def test_proof_of_absent_account_and_bad_documents():
 def test_hash_pair_is_commutative():
     a, b = keccak(b"a"), keccak(b"b")
     assert hash_pair(a, b) == hash_pair(b, a) == keccak(min(a, b) + max(a, b))
+
+
+@pytest.mark.unit
+def test_the_leaf_is_the_abi_encoding_double_hashed():
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    from chain.merkle import leaf_hash
+
+    for account, amount in (("0x" + "ab" * 20, 0), ("0x" + "01" * 20, 2**256 - 1), ("0x" + "00" * 20, 12345)):
+        expected = keccak(keccak(encode(["address", "uint256"], [account, amount])))
+        assert leaf_hash(account, amount) == expected

@@ -150,7 +150,12 @@ def test_credits_deposit_and_withdraw(chain):
     assert "CreditsWithdrawalLocked" in locked and "Your withdrawal unlocks at" in locked
     time_travel(chain.w3, 3 * DAY)
     assert "Withdrew 40." in chain.run("credits", "withdraw", key=account)
-    assert "credit       60" in chain.run("status", key=account)
+    status = chain.run("status", key=account)
+    assert "credit       60" in status
+    assert "network      revenue 0 lUSD, 0 awaiting buyback" in status
+    assert "POD bought back 0 POD; 1 stkPOD = 1 POD" in status
+    assert chain.run("credits", "price", "ab" * 32, key=account).strip() == "0.5 per million tokens"
+    assert "a model id is 64 hex digits" in chain.run("credits", "price", "abc", key=account, expect=2)
 
 
 def test_snapshot_feeds_rewards_close_epoch(chain, tmp_path):

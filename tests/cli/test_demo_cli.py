@@ -21,8 +21,11 @@ def test_demo_answers_an_encrypted_prompt_and_settles_the_epoch(tmp_path):
     assert "(DHT + verified heartbeat)" in output
     assert "answer: 8 tokens" in output
     assert "3 validators signed" in output
-    # The only worker earns the whole 1,000 POD emission and claims it.
-    assert re.search(r"operator claimed 1,000 POD \(balance 980,000 -> 981,000 POD\)", output)
+    # The user's credit pays for the answer; half its value in POD is emitted, all to the only operator.
+    revenue = re.search(r"revenue ([0-9.]+) lUSD; base rewards emitted ([0-9.]+) POD", output)
+    assert revenue and float(revenue[1]) > 0
+    assert f"signed the debits: {revenue[1]} lUSD to the buyback" in output
+    assert re.search(rf"operator claimed {re.escape(revenue[2])} POD \(balance 980,000 -> 980,000", output)
     assert "done" in output
     # Model folders persist for the next run; the run's peers and chain do not.
     assert (tmp_path / "models" / "tiny" / "dolphin-manifest.json").is_file()

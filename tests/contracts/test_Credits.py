@@ -20,6 +20,7 @@ from tests.contracts.conftest import (
 from tests.eip712 import typed_data
 
 DELAY = 3 * 86400
+PRICE = 2 * USD_UNIT  # the default price: 2 lUSD per million tokens
 DEBIT_BATCH_FIELDS = [
     {"name": "batchId", "type": "uint256"},
     {"name": "users", "type": "address[]"},
@@ -38,7 +39,7 @@ def revenue(accounts):
 
 @pytest.fixture(scope="module")
 def credits(Credits, stablecoin, validator_quorum, validators, revenue, deployer):
-    return Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+    return Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer})
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +120,38 @@ def test_deposit_reverts(credits, users, accounts):
 
 def test_constructor_checks(Credits, stablecoin, validator_quorum, revenue, deployer):
     with brownie.reverts("CreditsZeroAddress: "):
-        Credits.deploy(brownie.ZERO_ADDRESS, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+        Credits.deploy(
+            brownie.ZERO_ADDRESS, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer}
+        )
     with brownie.reverts("CreditsZeroAddress: "):
         Credits.deploy(
-            stablecoin, validator_quorum, brownie.ZERO_ADDRESS, DELAY, deployer, {"from": deployer}
+            stablecoin, validator_quorum, brownie.ZERO_ADDRESS, DELAY, PRICE, deployer, {"from": deployer}
         )
     with brownie.reverts(revert_pattern=r"CreditsDelayOutOfBounds: .*"):
-        Credits.deploy(stablecoin, validator_quorum, revenue, 3600, deployer, {"from": deployer})
+        Credits.deploy(stablecoin, validator_quorum, revenue, 3600, PRICE, deployer, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"CreditsPriceOutOfBounds: .*"):
+        Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, 10**12 + 1, deployer, {"from": deployer})
+
+
+# ---------------------------------------------------------------- prices
+
+
+def test_models_cost_the_default_price_until_governance_prices_them(credits, deployer, accounts):
+    model = keccak(b"some model manifest")
+    assert credits.priceOf(model) == PRICE
+    tx = credits.setPrice(model, 5 * USD_UNIT, {"from": deployer})
+    assert tx.events["PriceSet"]["model"] == "0x" + model.hex()
+    assert credits.priceOf(model) == 5 * USD_UNIT
+    assert credits.priceOf(keccak(b"another model")) == PRICE
+    credits.setPrice(model, 0, {"from": deployer})  # back to the default
+    assert credits.priceOf(model) == PRICE
+    credits.setPrice(b"\0" * 32, 3 * USD_UNIT, {"from": deployer})  # the zero model sets the default
+    assert credits.priceOf(model) == 3 * USD_UNIT
+    credits.setPrice(b"\0" * 32, PRICE, {"from": deployer})
+    with brownie.reverts(revert_pattern=r"OwnableUnauthorizedAccount: .*"):
+        credits.setPrice(model, 1, {"from": accounts[5]})
+    with brownie.reverts(revert_pattern=r"CreditsPriceOutOfBounds: .*"):
+        credits.setPrice(model, 10**12 + 1, {"from": deployer})
 
 
 # ---------------------------------------------------------------- withdrawals
@@ -311,7 +337,7 @@ def test_tampered_batch_does_not_verify(credits, users, validators):
 
 def test_signatures_for_another_contract_do_not_verify(Credits, credits, stablecoin, validator_quorum, users,
                                                         validators, revenue, deployer):  # fmt: skip
-    other = Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+    other = Credits.deploy(stablecoin, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer})
     credits.deposit(10 * USD_UNIT, {"from": users[0]})
     deadline = chain[-1].timestamp + 3600
     signatures = batch_signatures(other, validators[1:], 1, [users[0]], [USD_UNIT], deadline)
@@ -331,7 +357,7 @@ def test_a_fee_on_transfer_token_is_refused(Credits, FeeOnTransferToken, validat
                                              deployer):  # fmt: skip
     """Low finding: a token that delivers less than asked would create credit that nothing backs."""
     token = FeeOnTransferToken.deploy({"from": deployer})
-    credits = Credits.deploy(token, validator_quorum, revenue, DELAY, deployer, {"from": deployer})
+    credits = Credits.deploy(token, validator_quorum, revenue, DELAY, PRICE, deployer, {"from": deployer})
     token.mint(users[0], 1_000 * USD_UNIT, {"from": users[0]})
     token.approve(credits, 2**256 - 1, {"from": users[0]})
     with brownie.reverts(revert_pattern=r"CreditsTransferShortfall: .*"):
@@ -398,7 +424,9 @@ def test_revenue_is_bought_back_into_pod_for_stakers(
         uniswap.router, stablecoin, pod, stkpod, deployer, 1800, 300, 10_000 * USD_UNIT, {"from": deployer}
     )
     buyback.grantRole(buyback.KEEPER_ROLE(), deployer, {"from": deployer})
-    credits = Credits.deploy(stablecoin, validator_quorum, buyback, DELAY, deployer, {"from": deployer})
+    credits = Credits.deploy(
+        stablecoin, validator_quorum, buyback, DELAY, PRICE, deployer, {"from": deployer}
+    )
     stablecoin.approve(credits, 2**256 - 1, {"from": users[0]})
     credits.deposit(500 * USD_UNIT, {"from": users[0]})
     settle(credits, validators, 1, [users[0]], [400 * USD_UNIT])

@@ -205,7 +205,9 @@ def test_one_proposal_retunes_credits_buyback_and_distributor(
     validator_quorum, uniswap, pod_pair, deployer,
 ):  # fmt: skip
     """The timelock owns the parameters of every contract here: a single vote changes three of them."""
-    credits = Credits.deploy(stablecoin, validator_quorum, deployer, 3 * 86400, timelock, {"from": deployer})
+    credits = Credits.deploy(
+        stablecoin, validator_quorum, deployer, 3 * 86400, 0, timelock, {"from": deployer}
+    )
     buyback = Buyback.deploy(
         uniswap.router, stablecoin, pod, stkpod, timelock, 1800, 300, 10**10, {"from": deployer}
     )

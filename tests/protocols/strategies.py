@@ -70,6 +70,14 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
     if cls is messages.CreditDebitSignature:
         count = min(len(values["users"]), len(values["amounts"]))
         values["users"], values["amounts"] = values["users"][:count], values["amounts"][:count]
+    if cls is messages.Receipt:
+        values["tokens_out"] = min(values["tokens_out"], values["max_tokens"])
+        values["request_bytes"] = max(values["request_bytes"], values["tokens_in"])
+        values["client"] = values["credit"].client if values["credit"] is not None else None
+    if cls is messages.ReceiptVerdict:
+        values["reason"] = (values["reason"] or "refused") if values["status"] == "refused" else None
+    if cls is messages.ReceiptDigests:
+        values["digests"] = tuple(sorted(set(values["digests"])))
     if cls is messages.BanNotice:
         values["strikes"] = tuple(
             dataclasses.replace(s, node_key=values["node_key"], operator=values["operator"])

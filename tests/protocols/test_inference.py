@@ -283,8 +283,10 @@ def _lying_node_end(node, **receipt_overrides):
     honest = messages.Receipt(
         request_id=node.request.request_id,
         request_hash=node.request_hash,
+        request_bytes=len(node.signed_request.raw),
         model=node.request.model,
         client_key=node.client_key,
+        max_tokens=node.request.max_tokens,
         tokens_in=7,
         tokens_out=node.tokens_out,
         output_hash=node._output.digest(),
@@ -302,12 +304,14 @@ def _lying_node_end(node, **receipt_overrides):
 @pytest.mark.parametrize(
     "override",
     [
-        {"tokens_out": 99},
+        {"tokens_out": 3},
         {"request_hash": b"\0" * 32},
         {"request_id": b"\0" * 16},
         {"model": b"\1" * 32},
         {"client_key": b"\2" * 32},
         {"output_hash": b"\3" * 32},
+        {"request_bytes": 4096},
+        {"max_tokens": 1 << 20},
     ],
     ids=lambda o: next(iter(o)),
 )
@@ -407,7 +411,9 @@ def test_credit_authorisation_is_checked_and_lands_in_the_receipt():
     assert node.credit_client == wallet.address
     node.header()
     node.end("stop", tokens_in=1, started_at_ms=NOW, first_token_ms=1, duration_ms=1, now_ms=NOW)
-    assert envelope.open_signed(node.receipt_envelope, check_time=False).message.client == wallet.address
+    receipt = envelope.open_signed(node.receipt_envelope, check_time=False).message
+    assert receipt.client == wallet.address
+    assert receipt.credit == node.request.credit  # carried whole: settlement re-checks it
 
     with pytest.raises(SchemaError, match="session key"):
         _accept_with_credit(_credit(wallet, identity(5).public_key))
@@ -547,7 +553,7 @@ def test_a_receipt_counting_more_output_than_max_tokens_is_refused():
     client, node = exchange_pair(max_tokens=2)
     client.receive(node.header())
     client.receive(node.chunk("ab", (1, 2)))
-    with pytest.raises(SchemaError, match="tokens out"):
+    with pytest.raises(SchemaError, match="max_tokens"):  # no such receipt can even be signed
         client.receive(_lying_node_end(node, tokens_out=40960))
 
 
@@ -555,7 +561,9 @@ def test_a_receipt_counting_more_prompt_than_the_prompt_can_hold_is_refused():
     prompt = "Hello, dolphin."
     bound = prompt_token_bound((messages.ChatMessage(role="user", content=prompt),))
     assert bound == PROMPT_TEMPLATE_TOKENS + len(prompt) + len("user") + MESSAGE_TEMPLATE_TOKENS
-    for claimed, fits in ((bound, True), (bound + 1, False), (4294967295, False)):
+    with pytest.raises(SchemaError, match="length in bytes"):  # past the request's size: never signed
+        _lying_node_end(exchange_pair(prompt=prompt)[1], tokens_in=4294967295)
+    for claimed, fits in ((bound, True), (bound + 1, False)):
         client, node = exchange_pair(prompt=prompt)
         client.receive(node.header())
         end = _lying_node_end(node, tokens_in=claimed)
@@ -596,11 +604,12 @@ def _exchange_with_credit(credit):
 
 
 def test_a_receipt_must_bill_the_offered_wallet_or_nobody():
-    wallet = eth_account(1)
+    wallet, other = eth_account(1), eth_account(2)
     credit = _credit(wallet, identity(1).public_key)
+    others_credit = _credit(other, identity(1).public_key)
     # Billed to the wallet that authorised: countersigned.
     client, node = _exchange_with_credit(credit)
-    client.receive(_lying_node_end(node, client=wallet.address))
+    client.receive(_lying_node_end(node, client=wallet.address, credit=credit))
     assert client.countersigned_receipt()
     # Served unpaid although credit was offered (e.g. the node found it uncovered): the node's loss, fine.
     client, node = _exchange_with_credit(credit)
@@ -608,11 +617,11 @@ def test_a_receipt_must_bill_the_offered_wallet_or_nobody():
     assert client.countersigned_receipt()
     # Billed to another wallet, or billed when nothing was offered: refused.
     client, node = _exchange_with_credit(credit)
-    with pytest.raises(SchemaError, match="paying wallet"):
-        client.receive(_lying_node_end(node, client=eth_account(2).address))
+    with pytest.raises(SchemaError, match="credit, paying wallet"):
+        client.receive(_lying_node_end(node, client=other.address, credit=others_credit))
     client, node = _exchange_with_credit(None)
-    with pytest.raises(SchemaError, match="paying wallet"):
-        client.receive(_lying_node_end(node, client=wallet.address))
+    with pytest.raises(SchemaError, match="credit, paying wallet"):
+        client.receive(_lying_node_end(node, client=wallet.address, credit=credit))
 
 
 def test_top_logprobs_travel_per_token_and_no_more_than_asked():
@@ -636,3 +645,39 @@ def test_top_logprobs_travel_per_token_and_no_more_than_asked():
         messages.ResponseChunk(
             seq=0, text="ab", token_ids=(1, 2), top_ids=(5, 6, 7), top_logprobs_micro=(1, 2, 3)
         )
+
+
+def test_a_receipt_cannot_claim_more_than_its_request_allows():
+    """The counts a node signs are bounded by the request (a request with max_tokens=16 once came back
+    countersigned with tokens_out=40960 and tokens_in=4294967295): such a receipt is not even valid."""
+    _, node = exchange_pair(max_tokens=16)
+    honest = dict(
+        request_id=node.request.request_id,
+        request_hash=node.request_hash,
+        request_bytes=len(node.signed_request.raw),
+        model=node.request.model,
+        client_key=node.client_key,
+        max_tokens=16,
+        tokens_in=7,
+        tokens_out=16,
+        output_hash=b"\3" * 32,
+        started_at_ms=NOW,
+        first_token_ms=1,
+        duration_ms=2,
+        finish_reason="stop",
+    )
+    messages.Receipt(**honest)
+    with pytest.raises(SchemaError, match="max_tokens"):
+        messages.Receipt(**honest | {"tokens_out": 40960})
+    with pytest.raises(SchemaError, match="length in bytes"):
+        messages.Receipt(**honest | {"tokens_in": 4294967295})
+    with pytest.raises(SchemaError, match="wallet"):
+        messages.Receipt(**honest | {"client": eth_account(1).address})
+
+
+def test_the_node_never_claims_more_input_tokens_than_the_request_has_bytes():
+    client, node = exchange_pair()
+    client.receive(node.header())
+    client.receive(node.end("stop", tokens_in=10**6, started_at_ms=NOW, first_token_ms=0, duration_ms=1))
+    bound = prompt_token_bound(client.request.messages)
+    assert client.receipt.message.tokens_in == min(bound, len(client.request_envelope)) == bound

@@ -61,3 +61,36 @@ def test_plot_writes_a_png(tmp_path):
 def test_empty_simulation_is_refused():
     with pytest.raises(RewardsInputError):
         simulate(0, 1, 5, PARAMS)
+
+
+def test_paying_ones_own_node_never_pays_at_launch_parameters():
+    """docs/rewards.md, "Base rewards": an operator paying its own node with throwaway client keys, bonded
+    for the largest boost and claiming bonded, gets back less POD than it paid, at launch parameters."""
+    from chain.deploy import USD_UNIT, DeployParams
+    from chain.rewards.simulate import simulate_self_dealing
+
+    pod_per_unit = Fraction(10 * 10**18, USD_UNIT)  # the dev pool's 0.1 lUSD per POD
+    bonus = DeployParams().bond_bonus_bps
+    for spend in (1, 100, 10_000):
+        for honest in (0, 1_000):
+            for share in (Fraction(0), Fraction(1, 10)):
+                [row] = simulate_self_dealing(
+                    PARAMS,
+                    spend=spend * USD_UNIT,
+                    honest_revenue=honest * USD_UNIT,
+                    pod_per_unit=pod_per_unit,
+                    bonus_bps=bonus,
+                    stake_share=share,
+                    emission_bps=(PARAMS.emission_revenue_bps,),
+                )
+                assert row.rewards > 0 and row.returned < 1, (spend, honest, share, row)
+    # The simulation does see profit where there is some: a subsidy above 1 / (1.3 x 1.1) of revenue.
+    [generous] = simulate_self_dealing(
+        PARAMS,
+        spend=100 * USD_UNIT,
+        honest_revenue=1_000 * USD_UNIT,
+        pod_per_unit=pod_per_unit,
+        bonus_bps=bonus,
+        emission_bps=(7_500,),
+    )
+    assert generous.returned > 1

@@ -1,0 +1,144 @@
+"""An epoch closed on a real chain: the user's credit falls by exactly price x tokens, the revenue reaches the
+buyback, the keeper turns it into POD for stakers, and the operator claims exactly what the engine paid."""
+
+import time
+
+import pytest
+
+from chain.client import ChainClient
+from chain.rewards import POD
+from chain.snapshot import closing_block, read_node_operators, read_pod_price
+from chain.testing import make_validators, mine, open_deployed_chain, time_travel
+from protocols import testing as pt
+from protocols.eth import EthAccount, keccak256
+from protocols.inference import verify_countersigned_receipt
+from protocols.keys import peer_id_from_public_key
+from protocols.testing import countersigned_receipt
+from validator import receipt_facts
+from validator.closing import close_on_chain, find_closing_block, pending_debits
+from validator.evidence import SettlementRecord
+from validator.keeper import KeeperConfig, keeper_round
+from validator.settlement import Carry, DebitBatch
+
+pytestmark = pytest.mark.integration
+
+EPOCH_MS = 10_000
+USD = 10**6
+DEFAULT_PRICE = USD // 2  # chain.deploy's default: 0.5 lUSD per million tokens
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    """Three validators, an operator whose node is pt.identity(2), an API user with 100 lUSD of credit."""
+    with open_deployed_chain(tmp_path_factory.mktemp("closing"), accounts=7) as deployed:
+        clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
+        validators, operator, user = clients[1:4], clients[4], clients[5]
+        make_validators(validators)
+        operator.stake(20_000 * POD)
+        operator.bond()
+        operator.register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))
+        user.credits_deposit(100 * USD)
+        yield deployed, validators, operator, user
+
+
+def _receipts(user: ChainClient, count: int, started_at_ms: int):
+    wallet = EthAccount(bytes(user.account.key))
+    facts, credits = [], {}
+    for n in range(count):
+        data = countersigned_receipt(
+            wallet=wallet,
+            client_n=n + 1,
+            started_at_ms=started_at_ms + n,
+            prompt=f"question {n}",
+            tokens_in=1000 + n,
+            tokens_out=n,
+            max_tokens=64,
+            domain=user.domain("Credits"),
+        )
+        fact, credit = receipt_facts(verify_countersigned_receipt(data))
+        facts.append(fact)
+        credits[fact.credit] = credit
+    return facts, credits
+
+
+def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_computed(network):
+    deployed, validators, operator, user = network
+    started = time.time_ns() // 1_000_000
+    epoch = started // EPOCH_MS
+    facts, credits = _receipts(user, 4, started)
+    mine(deployed.w3)
+    block = deployed.w3.eth.block_number - 1
+    closed = close_on_chain(operator, epoch, EPOCH_MS, block, facts, credits)
+    settlement = closed.settlement
+    tokens = sum(f.tokens for f in facts)
+    wallet = bytes.fromhex(user.address[2:])
+    assert settlement.payments.debits == {wallet: DEFAULT_PRICE * tokens // 10**6}
+    assert read_node_operators(operator, block) == {
+        facts[0].node_key and keccak256(peer_id_from_public_key(pt.identity(2).public_key)): operator.address
+    }
+    # The pair's spot price at deployment: 10M POD for 1M lUSD.
+    assert read_pod_price(operator, block) == 10 * POD // USD
+    assert settlement.emission == DEFAULT_PRICE * tokens * (10 * POD // USD) // 2 // 10**6
+    assert settlement.base == {operator.address: settlement.emission}
+
+    deadline = operator.chain_time() + 3600
+    credit_before = user.call("Credits", "creditOf", user.address)
+    [batch] = settlement.debits
+    signatures = [
+        v.sign_debit_batch(batch.batch_id, batch.users, batch.amounts, deadline) for v in validators[:2]
+    ]
+    assert operator.settle_debits(batch.batch_id, batch.users, batch.amounts, deadline, signatures) == sum(
+        batch.amounts
+    )
+    assert credit_before - user.call("Credits", "creditOf", user.address) == DEFAULT_PRICE * tokens // 10**6
+    assert user.money_status().awaiting_buyback == DEFAULT_PRICE * tokens // 10**6
+
+    tree = settlement.tree
+    signatures = [v.sign_epoch_root(epoch, tree, deadline, operator.validator_set()) for v in validators[:2]]
+    activates = operator.propose_root(epoch, tree, deadline, signatures, operator.validator_set())
+    time_travel(deployed.w3, activates - operator.chain_time())
+    operator.activate_root(epoch)
+    claimed = operator.claim(tree)
+    assert claimed.amount == settlement.paid(operator.address) == settlement.cumulative[operator.address]
+
+
+def test_what_the_closing_reads(network):
+    deployed, _validators, operator, user = network
+    mine(deployed.w3)
+    now = operator.chain_time()
+    assert find_closing_block(operator, (now + 3600) * 1000 // EPOCH_MS, EPOCH_MS) is None  # in the future
+    latest = deployed.w3.eth.block_number
+    assert closing_block(operator, now) is None  # the latest block: not strictly in the past yet
+    mine(deployed.w3)
+    assert closing_block(operator, now) == latest
+    # A batch not settled by the closing block is pending against the user's credit.
+    wallet = bytes.fromhex(user.address[2:])
+    batch = DebitBatch(999, (wallet,), (5,))
+    record = SettlementRecord(1, latest, 0, b"", None, (batch,), Carry(), now + 60, {}, "none", frozenset())
+    assert pending_debits(operator, latest, now, [record]) == {wallet: 5}
+    assert pending_debits(operator, latest, now + 61, [record]) == {}  # expired: never to be debited
+
+
+def test_the_keeper_buys_back_within_the_twap_and_stakers_gain(network):
+    deployed, _validators, _operator, user = network
+    keeper = ChainClient(
+        deployed.rpc_url, deployed.deployment, deployed.keys[0]
+    )  # the dev deployment's keeper
+    revenue = user.money_status().awaiting_buyback
+    assert revenue > 0  # from the first test's debits
+    share_price = user.money_status().share_price
+    # The root delay of the first test left the deployment's observation stale: the contract refuses to
+    # quote from it, and the keeper records a fresh one; a window later it buys.
+    stale = keeper_round(keeper, KeeperConfig())
+    assert stale.refused == "BuybackTwapStale" and stale.observed and stale.amount_in == 0
+    time_travel(deployed.w3, 1800)
+    done = keeper_round(keeper, KeeperConfig())
+    assert done.amount_in == revenue and done.pod_out > 0 and done.refused is None
+    status = user.money_status()
+    assert status.awaiting_buyback == 0 and status.pod_bought_back == done.pod_out
+    time_travel(deployed.w3, 7 * 86400)  # the bought POD vests into the vault
+    assert user.money_status().share_price > share_price
+    # Nothing left to buy: a round only keeps the TWAP observed.
+    assert keeper_round(keeper, KeeperConfig()).amount_in == 0
+    # Someone else's account is not a keeper.
+    assert not user.has_role("Buyback", "KEEPER_ROLE")

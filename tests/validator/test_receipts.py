@@ -1,0 +1,187 @@
+"""Receipts from nodes to validators and between validators, over real libp2p hosts on 127.0.0.1."""
+
+import contextlib
+import time
+
+import pytest
+import trio
+import trio_asyncio
+
+from node.ledger import open_ledger
+from node.submission import ReceiptSubmitter
+from p2p import MessageTooLarge, P2PError
+from p2p.testing import open_host_group, wait_until
+from pool.validators import ValidatorDirectory, ValidatorPeer, sign_announcement
+from protocols import testing as pt
+from protocols.eth import TypedDomain
+from protocols.ids import RECEIPT_PROTOCOL, VALIDATORS_TOPIC
+from protocols.inference import verify_countersigned_receipt
+from protocols.keys import Identity, peer_id_from_text
+from protocols.messages import ReceiptBatch, ReceiptBatchAck
+from protocols.schema import decode_message, encode_message
+from protocols.testing import authorisation, countersigned_receipt
+from validator.evidence import open_evidence_store
+from validator.receipts import ReceiptRefused, ReceiptService, ReceiptWindow, admit_receipt, fetch_missing
+
+EPOCH_MS = 3_600_000
+WINDOW = ReceiptWindow(EPOCH_MS, 60_000)
+WALLET = pt.eth_account(5)
+OTHER_DOMAIN = TypedDomain("Dolphin Network", "1", 1, b"\1" * 20)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _receipt(n: int, *, at: int | None = None, **kwargs) -> bytes:
+    return countersigned_receipt(
+        wallet=WALLET, started_at_ms=at or _now_ms() - 1000, prompt=f"question {n}", **kwargs
+    )
+
+
+def _admit(data: bytes, now_ms: int | None = None, **kwargs):
+    return admit_receipt(
+        data, window=WINDOW, credits_domain=pt.TEST_DOMAIN, now_ms=now_ms or _now_ms(), **kwargs
+    )
+
+
+@pytest.mark.unit
+def test_admission_takes_paid_verified_receipts_of_open_epochs_only():
+    now = _now_ms()
+    assert _admit(_receipt(1, at=now)).receipt.client == WALLET.address
+    refusals = {
+        "unpaid": countersigned_receipt(started_at_ms=now),
+        "invalid receipt": _receipt(2, at=now)[:-3] + b"\0\0\0",
+        "not signed by its wallet": countersigned_receipt(  # signed for another chain's Credits
+            credit=authorisation(WALLET, pt.identity(1).public_key, domain=OTHER_DOMAIN),
+            started_at_ms=now,
+            node_checks_credit=False,
+        ),
+        "in the future": _receipt(3, at=now + 120_000),
+        "is closed": _receipt(4, at=now - 2 * EPOCH_MS),
+    }
+    for reason, data in refusals.items():
+        with pytest.raises(ReceiptRefused, match=reason):
+            _admit(data, now)
+    # A sync asks about one epoch: another epoch's receipt is refused, a closed one taken.
+    old = _receipt(5, at=now - 2 * EPOCH_MS)
+    assert _admit(old, now, epoch=WINDOW.epoch_of(now - 2 * EPOCH_MS))
+    with pytest.raises(ReceiptRefused, match="not"):
+        _admit(old, now, epoch=WINDOW.epoch_of(now))
+
+
+@contextlib.asynccontextmanager
+async def _network(tmp_path):
+    """A bootstrap peer, a node host with a ledger, and two validator hosts with evidence stores; the
+    validators announce themselves and the node's directory has found both."""
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(trio_asyncio.open_loop())
+        hosts = await stack.enter_async_context(open_host_group(tmp_path, 4))
+        _, node_host, *validator_hosts = hosts
+        ledger = await stack.enter_async_context(open_ledger(tmp_path / "ledger", epoch_ms=EPOCH_MS))
+        services = []
+        for index, host in enumerate(validator_hosts):
+            store = await stack.enter_async_context(
+                open_evidence_store(tmp_path / f"validator-{index}", epoch_ms=EPOCH_MS)
+            )
+            service = ReceiptService(store, WINDOW, pt.TEST_DOMAIN)
+            service.install(host)
+            services.append(service)
+        directory = ValidatorDirectory(pt.TEST_DOMAIN)
+        await node_host.gossip.subscribe(VALIDATORS_TOPIC, directory.validate)
+        for host in validator_hosts:
+            await host.gossip.subscribe(VALIDATORS_TOPIC, ValidatorDirectory(pt.TEST_DOMAIN).validate)
+            await node_host.connect(host.listen_addrs()[0])  # what serve_validator_discovery does
+        await trio.sleep(1.5)  # the mesh forms
+        wallets = [pt.eth_account(20 + i) for i in range(len(validator_hosts))]
+
+        async def announce():
+            for host, wallet in zip(validator_hosts, wallets, strict=True):
+                data = sign_announcement(
+                    Identity(host.signing_seed()),
+                    peer_id_from_text(host.peer_id),
+                    wallet,
+                    pt.TEST_DOMAIN,
+                    host.listen_addrs(),
+                    expiry=int(time.time()) + 600,
+                )
+                await host.gossip.publish(VALIDATORS_TOPIC, data)
+
+        with trio.fail_after(30):
+            while len(directory.peers()) < len(validator_hosts):
+                await announce()
+                await trio.sleep(0.5)
+        yield node_host, ledger, directory, validator_hosts, services
+
+
+async def _store(ledger, receipts):
+    for data in receipts:
+        await ledger.store_receipt(verify_countersigned_receipt(data))
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_node_hands_each_validator_its_paid_receipts_once(tmp_path):
+    async with _network(tmp_path) as (node_host, ledger, directory, validator_hosts, services):
+        paid = [_receipt(n) for n in range(5)]
+        unpaid = countersigned_receipt(started_at_ms=_now_ms() - 1000, prompt="free")
+        await _store(ledger, [*paid, unpaid])
+        submitter = ReceiptSubmitter(
+            node_host, ledger, directory, interval=3600, epoch_ms=EPOCH_MS, batch_size=2
+        )
+        assert await submitter.submit_all() == 2 * len(paid)  # three batches each; the unpaid one stays
+        for service in services:
+            assert await service.store.commitment(WINDOW.epoch_of(_now_ms() - 1000)) == (
+                len(paid),
+                (await services[0].store.commitment(WINDOW.epoch_of(_now_ms() - 1000)))[1],
+            )
+        assert await submitter.submit_all() == 0  # every verdict was final
+        totals = await ledger.submission_totals()
+        assert {peer.peer_id: totals[peer.peer_id] for peer in directory.peers()} == {
+            host.peer_id: {"stored": len(paid)} for host in validator_hosts
+        }
+        assert submitter.statistics().failures == 0
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_validator_that_missed_receipts_fetches_them_from_another(tmp_path):
+    async with _network(tmp_path) as (_, _, _, validator_hosts, (first, second)):
+        at = _now_ms() - 1000
+        epoch = WINDOW.epoch_of(at)
+        receipts = [verify_countersigned_receipt(_receipt(n, at=at + n)) for n in range(300)]
+        await first.store.add_receipts(receipts)
+        await second.store.add_receipts([*receipts[:10], verify_countersigned_receipt(_receipt(999, at=at))])
+        peers = [ValidatorPeer(b"", h.peer_id, tuple(h.listen_addrs()), 0, 0) for h in validator_hosts]
+        assert await fetch_missing(validator_hosts[1], peers[0], second, epoch) == 290
+        assert await fetch_missing(validator_hosts[0], peers[1], first, epoch) == 1
+        assert await first.store.commitment(epoch) == await second.store.commitment(epoch)
+        assert (await first.store.commitment(epoch))[0] == 301
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_hostile_submissions_leave_the_validator_serving(tmp_path):
+    async with _network(tmp_path) as (node_host, _ledger, _directory, validator_hosts, (service, _)):
+        validator = validator_hosts[0]
+
+        async def send(payload: bytes) -> bytes | None:
+            stream = await node_host.open_stream(validator.peer_id, RECEIPT_PROTOCOL)
+            try:
+                await stream.write_message(payload)
+                return await stream.read_message(1 << 20, timeout=5)
+            except P2PError:
+                return None
+            finally:
+                await stream.close()
+
+        assert await send(b"\x93garbage") is None  # malformed: the stream is reset
+        with pytest.raises((MessageTooLarge, P2PError)):
+            stream = await node_host.open_stream(validator.peer_id, RECEIPT_PROTOCOL)
+            await stream.write(b"\xff\xff\xff\x7f")  # announces a 268 MB message
+            await stream.read_message(1024, timeout=5)
+        junk = ReceiptBatch(receipts=(b"not a receipt", _receipt(1)))
+        ack = decode_message(await send(encode_message(junk)), ReceiptBatchAck)
+        assert [v.status for v in ack.verdicts] == ["refused", "stored"]
+        await wait_until(lambda: service.statistics().bad_streams >= 1, timeout=5)
+        assert service.statistics().stored == 1
