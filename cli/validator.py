@@ -47,6 +47,7 @@ _SETTINGS = (
     "bootstrap",
     "metrics",
     "threads",
+    "epoch_seconds",
     "concurrency",
     "base_per_hour",
     "max_per_hour",
@@ -106,6 +107,12 @@ class _Started:
 @_setting("--metrics", setting="metrics", help="127.0.0.1:PORT of /metrics and /health.")
 @_setting(
     "--threads", setting="threads", type=click.IntRange(0, 1024), help="CPU threads of the reference model."
+)
+@_setting(
+    "--epoch-seconds",
+    setting="epoch_seconds",
+    type=click.IntRange(1),
+    help="Epoch length; the nodes' must be the same.",
 )
 @_setting("--concurrency", setting="concurrency", type=click.IntRange(1, 256), help="Challenges in flight.")
 @_setting(

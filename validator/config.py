@@ -18,7 +18,15 @@ from pool import settings
 from pool.settings import doc
 from validator.errors import ValidatorConfigError
 
-__all__ = ["CONFIG_FILE", "KEY_FILE", "ValidatorConfig", "env_name", "load_config", "render_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "DEV_SETTLEMENT",
+    "KEY_FILE",
+    "ValidatorConfig",
+    "env_name",
+    "load_config",
+    "render_config",
+]
 
 CONFIG_FILE = "validator.toml"
 KEY_FILE = "validator.key"
@@ -35,6 +43,19 @@ THRESHOLD_SETTINGS = (
     "max_ttft_ms",
     "attestation_slack",
 )
+
+
+# A local dev network's cadence (the demo, tests): epochs of seconds, not a day. Real networks keep the
+# defaults, which leave room for clock skew, slow peers and gas prices.
+DEV_SETTLEMENT: dict[str, float] = {
+    "submit_grace_seconds": 3.0,
+    "sync_delay_seconds": 1.0,
+    "sync_timeout_seconds": 10.0,
+    "relay_stagger_seconds": 1.0,
+    "settlement_poll_seconds": 0.5,
+    "announce_seconds": 2.0,
+    "keeper_interval_seconds": 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +87,11 @@ class ValidatorConfig:
     )
     threads: int = field(default=1, metadata=doc("CPU threads of the reference model; 0 lets torch choose."))
     epoch_seconds: int = field(
-        default=86400, metadata=doc("Length of an epoch (Unix time slices) for strikes, bans and standings.")
+        default=86400,
+        metadata=doc(
+            "Length of an epoch (Unix time slices): strikes, bans, standings and settlement. Nodes' "
+            "epoch_seconds must be the same."
+        ),
     )
     concurrency: int = field(default=4, metadata=doc("Challenges in flight at once."))
     challenge_max_tokens: int = field(
@@ -168,6 +193,30 @@ class ValidatorConfig:
     chain_dir: Path = field(
         default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
     )
+    submit_grace_seconds: float = field(
+        default=600.0, metadata=doc("Seconds after an epoch ends that its receipts are still taken.")
+    )
+    sync_delay_seconds: float = field(
+        default=60.0,
+        metadata=doc("After the grace, seconds to wait (clock skew) before fetching receipts others hold."),
+    )
+    sync_timeout_seconds: float = field(
+        default=120.0, metadata=doc("The most one fetch of receipts from another validator may take.")
+    )
+    relay_stagger_seconds: float = field(
+        default=30.0,
+        metadata=doc("Each validator's rank waits this much longer before relaying a quorum's signatures."),
+    )
+    settlement_poll_seconds: float = field(
+        default=15.0, metadata=doc("Seconds between looks at the chain and republications of signatures.")
+    )
+    announce_seconds: float = field(
+        default=60.0, metadata=doc("Seconds between announcements of this validator's peer.")
+    )
+    keeper_interval_seconds: float = field(
+        default=300.0,
+        metadata=doc("With the buyback keeper role: seconds between buyback rounds (TWAP, then swap)."),
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -186,12 +235,19 @@ class ValidatorConfig:
             "ban_validators",
             "exclusion_epochs",
             "strike_window_epochs",
+            "sync_timeout_seconds",
+            "settlement_poll_seconds",
+            "announce_seconds",
+            "keeper_interval_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValidatorConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.threads < 0:
             raise ValidatorConfigError("threads must not be negative")
+        for name in ("submit_grace_seconds", "sync_delay_seconds", "relay_stagger_seconds"):
+            if getattr(self, name) < 0:
+                raise ValidatorConfigError(f"{name} must not be negative, not {getattr(self, name)!r}")
         if not 16 <= self.challenge_max_tokens <= 256:
             raise ValidatorConfigError(
                 "challenge_max_tokens must be in [16, 256]: its evidence must fit gossip"

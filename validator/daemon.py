@@ -11,7 +11,11 @@ On start, in this order (each step logged):
    strikes, bans, decisions and users' reports (each through its topic validator);
 5. serve /metrics and /health, write ready.json, and run: sampling (each pool member challenged at the
    rate its suspicion sets, a few at a time, from throwaway light-client hosts), re-verification of
-   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes.
+   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes;
+6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
+   epoch settled on the validators' schedule (the rewards root, the election of the next set and the
+   credit debits, signed by a quorum over gossip and relayed by whichever validator is first; rewards
+   trees in `<data dir>/rewards/`), and, when this wallet holds the keeper role, the buyback keeper.
 
 SIGINT/SIGTERM drains: no new challenges; those in flight finish for up to `drain_timeout` seconds; then
 the daemon stops and removes ready.json. A second signal stops it at once. Nothing a peer sends ends it:
@@ -20,6 +24,8 @@ a message that fails is logged and dropped.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import random
@@ -49,12 +55,15 @@ from validator.calibration import thresholds_for
 from validator.chain import SetView, SlashingChain
 from validator.challenges import draw_challenge
 from validator.config import ValidatorConfig
+from validator.epochs import SettlementConfig, serve_settlement
 from validator.errors import ReferenceModelError, ValidatorConfigError, ValidatorError
+from validator.evidence import open_evidence_store
+from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
 from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
 from validator.service import Rewards, Validator
-from validator.state import open_state
+from validator.state import ValidatorState, open_state
 from validator.strikes import StrikePolicy
 from validator.suspicion import SuspicionModel
 
@@ -213,6 +222,7 @@ async def _serve(
             trio_asyncio.open_loop(),
             open_state(config.data_dir) as state,
             open_host(host_config) as host,
+            contextlib.AsyncExitStack() as stack,
             trio.open_nursery() as nursery,
         ):
 
@@ -260,6 +270,24 @@ async def _serve(
             nursery.start_soon(_serve_decisions, validator)
             if chain is not None:
                 nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+                store = await stack.enter_async_context(
+                    open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
+                )
+                await nursery.start(
+                    functools.partial(
+                        serve_settlement,
+                        host,
+                        chain.client,
+                        store,
+                        settlement_config(config),
+                        awards=functools.partial(_awards, state),
+                        banned=validator.banned_operators,
+                        trees_dir=config.data_dir / "rewards",
+                    )
+                )
+                await nursery.start(
+                    serve_buyback_keeper, chain.client, KeeperConfig(config.keeper_interval_seconds)
+                )
 
             def health() -> dict:
                 return {
@@ -314,6 +342,28 @@ async def _serve(
                 ready.unlink(missing_ok=True)
                 nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+def settlement_config(config: ValidatorConfig) -> SettlementConfig:
+    """The money loop's settings, from the validator's."""
+    return SettlementConfig(
+        epoch_seconds=config.epoch_seconds,
+        submit_grace_seconds=config.submit_grace_seconds,
+        sync_delay_seconds=config.sync_delay_seconds,
+        sync_timeout_seconds=config.sync_timeout_seconds,
+        relay_stagger_seconds=config.relay_stagger_seconds,
+        poll_seconds=config.settlement_poll_seconds,
+        announce_seconds=config.announce_seconds,
+    )
+
+
+async def _awards(state: ValidatorState, epoch: int) -> dict[str, int]:
+    """The protocol awards of `epoch` (wei per account) from the rewards the bans of that epoch owe."""
+    totals: dict[str, int] = {}
+    for row in await state.rewards(epoch):
+        account = "0x" + row.account.hex()
+        totals[account] = totals.get(account, 0) + row.amount
+    return totals
 
 
 class _InFlight:

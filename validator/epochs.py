@@ -18,8 +18,10 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
   that rotates with the epoch, each waiting `relay_stagger_seconds` per rank and looking at the chain
   first, so the first one does it and the others see it done and pay no gas.
 
-The next validator set signed with a root is the current set at the closing block, carried forward,
-until the election (the validator daemon's) supplies one through `next_set`. `await awards(epoch)` and
+The next validator set signed with a root is the election's (validator.election) at the epoch's close:
+the eligible validators who opted in, weighted by bond, or the current set carried forward while nobody
+is eligible; it is stored with the settlement, so every later signature of that root names the same set.
+`await awards(epoch)` and
 `banned(epoch)` supply the epoch's protocol awards (wei per account: validators' rewards for caught
 cheaters, users' for reports that led to a ban, which the slash did not pay) and off-chain suspensions;
 they are inputs to the root, so they must be the same at every validator.
@@ -56,7 +58,8 @@ from protocols.eth import EthAccount
 from protocols.ids import SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import CreditDebitSignature, SettlementSignature, eth_sign
-from validator.closing import close_on_chain, find_closing_block
+from validator.closing import EpochClose, close_on_chain, find_closing_block
+from validator.election import elect, read_candidates
 from validator.evidence import EvidenceStore, SettlementRecord
 from validator.quorum import QuorumRule, SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
@@ -142,7 +145,6 @@ class SettlementService:
         *,
         awards: Awards | None = None,
         banned: Callable[[int], Iterable[str]] | None = None,
-        next_set: Callable[[int, int], ValidatorSet | None] | None = None,
         trees_dir: Path | None = None,
     ) -> None:
         self.host = host
@@ -154,7 +156,6 @@ class SettlementService:
         self.wallet = EthAccount(bytes(chain.account.key)) if chain.account is not None else None
         self.awards = awards or _no_awards
         self.banned = banned or (lambda epoch: ())
-        self.next_set = next_set or (lambda epoch, block: None)
         self.receipts = ReceiptService(store, config.window, chain.domain("Credits"))
         self.directory = ValidatorDirectory(chain.domain("ValidatorQuorum"), frozenset())
         self.book = SignatureBook(chain.domain("RewardsDistributor"), chain.domain("Credits"), frozenset())
@@ -298,8 +299,9 @@ class SettlementService:
             int(time.time()) - 2 * self.config.signature_ttl_seconds, epoch
         )
         awards = await self.awards(epoch)
-        closed = await self._on_chain(
-            lambda: close_on_chain(
+
+        def close_and_elect() -> tuple[EpochClose, ValidatorSet]:
+            closed = close_on_chain(
                 self.chain,
                 epoch,
                 epoch_ms,
@@ -311,7 +313,11 @@ class SettlementService:
                 awards=awards,
                 banned=self.banned(epoch),
             )
-        )
+            current = self.chain.validator_set(block=block)
+            candidates = read_candidates(self.chain, closed.snapshot, closed.settlement.close)
+            return closed, elect(candidates, current, epoch=epoch)
+
+        closed, next_set = await self._on_chain(close_and_elect)
         settlement = closed.settlement
         tree = settlement.tree
         changed = tree is not None and (
@@ -319,7 +325,11 @@ class SettlementService:
         )
         deadline = closed.snapshot.timepoint + self.config.signature_ttl_seconds
         await self.store.record_settlement(
-            settlement, snapshot_block=block, deadline=deadline, root_status="pending" if changed else "none"
+            settlement,
+            snapshot_block=block,
+            deadline=deadline,
+            root_status="pending" if changed else "none",
+            next_set=next_set,
         )
         if tree is not None and self.trees_dir is not None:
             write_atomically(self.trees_dir / tree_file_name(epoch), tree.to_json().encode())
@@ -371,9 +381,9 @@ class SettlementService:
                 await self._advance_debit(record, batch, rule)
 
     async def _next_set(self, record: SettlementRecord) -> ValidatorSet:
-        chosen = self.next_set(record.epoch, record.snapshot_block)
-        if chosen is not None:
-            return chosen
+        if record.next_set is not None:
+            return record.next_set
+        # Settled before the election was stored with settlements: the set at the closing block.
         return await self._on_chain(lambda: self.chain.validator_set(block=record.snapshot_block))
 
     async def _advance_root(self, record: SettlementRecord, rule: QuorumRule) -> None:
@@ -496,16 +506,13 @@ async def serve_settlement(
     *,
     awards: Awards | None = None,
     banned: Callable[[int], Iterable[str]] | None = None,
-    next_set: Callable[[int, int], ValidatorSet | None] | None = None,
     trees_dir: Path | None = None,
     task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
 ) -> None:
     """Run a validator's money loop (module docstring) until cancelled; `task_status.started` gets the
     `SettlementService` (for statistics). Each settled epoch's rewards tree is written to
     `trees_dir`/epoch-<N>.json (what `dolphin chain claim --tree` reads) when given."""
-    service = SettlementService(
-        host, chain, store, config, awards=awards, banned=banned, next_set=next_set, trees_dir=trees_dir
-    )
+    service = SettlementService(host, chain, store, config, awards=awards, banned=banned, trees_dir=trees_dir)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         task_status.started(service)

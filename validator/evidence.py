@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chain.client import ValidatorSet
 from chain.merkle import RewardsTree
 from pool.sqlite import Database, open_database
 from protocols import codec
@@ -105,6 +106,14 @@ class SettlementRecord:
     summary: dict
     root_status: str
     debits_settled: frozenset[int]
+
+    @property
+    def next_set(self) -> ValidatorSet | None:
+        """The validator set the election chose for this epoch's root (None: carry the current one)."""
+        chosen = self.summary.get("next_set")
+        if chosen is None:
+            return None
+        return ValidatorSet(tuple(chosen["members"]), tuple(chosen["weights"]), chosen["epoch"])
 
     @property
     def finished(self) -> bool:
@@ -252,16 +261,29 @@ class EvidenceStore:
             await self._db.commit()
 
     async def record_settlement(
-        self, settlement: EpochSettlement, *, snapshot_block: int, deadline: int, root_status: str
+        self,
+        settlement: EpochSettlement,
+        *,
+        snapshot_block: int,
+        deadline: int,
+        root_status: str,
+        next_set: ValidatorSet | None = None,
     ) -> None:
-        """Store a settled epoch (closing it for good)."""
-        summary = {
+        """Store a settled epoch (closing it for good), with the validator set its root installs when the
+        election chose one."""
+        summary: dict = {
             "revenue": settlement.revenue,
             "emission": settlement.emission,
             "paid": settlement.payments.paid,
             "unpaid": settlement.payments.unpaid,
             "awards": settlement.awards,
         }
+        if next_set is not None:
+            summary["next_set"] = {
+                "members": list(next_set.members),
+                "weights": list(next_set.weights),
+                "epoch": next_set.epoch,
+            }
         debits = [[b.batch_id, [u.hex() for u in b.users], list(b.amounts)] for b in settlement.debits]
         async with self._db.lock:
             await self._db.execute(

@@ -554,6 +554,19 @@ class Validator:
         for data in await self.standings():
             await self.publish(STANDING_TOPIC, data)
 
+    def banned_operators(self, epoch: int) -> list[str]:
+        """The operators whose nodes stand banned in `epoch` (by the bans' own epochs, which every
+        validator reads alike): the settlement suspends their rewards for it."""
+        return sorted(
+            {
+                "0x" + notice.operator.hex()
+                for notice in (signed.message for signed in self._bans.values())
+                if notice.operator != ZERO_ADDRESS
+                and notice.epoch <= epoch
+                and (notice.until_epoch == 0 or epoch < notice.until_epoch)
+            }
+        )
+
     async def republish(self) -> None:
         """Publish our bans and our strikes of the current window again: gossip is best effort, and a
         validator that joined late or missed a message still needs them (receivers ignore repeats)."""

@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from node.engines.base import ChatTurn, Engine, GenerationRequest, Priority
 from node.inference import logprob_micro
@@ -32,6 +33,7 @@ from protocols.keys import EncryptionKeyPair, Identity, peer_id_to_text
 from protocols.messages import BenchmarkAttestation, ChatMessage, HardwareSummary, InferenceRequest
 from validator.answers import Answer, answer_from_exchange
 from validator.challenges import Challenge
+from validator.config import CONFIG_FILE, ValidatorConfig, render_config
 
 if TYPE_CHECKING:
     from validator.service import Validator
@@ -176,8 +178,15 @@ class LocalBus:
         return sum(1 for t, _ in self.published if t == topic)
 
 
-def validator_process(data_dir: Path, reference_dir: Path, *args: str) -> PeerProcess:
-    """`dolphin validator` checking `reference_dir`'s pool from `data_dir`; `args` are more options."""
+def validator_process(
+    data_dir: Path, reference_dir: Path, *args: str, settings: Mapping[str, Any] | None = None
+) -> PeerProcess:
+    """`dolphin validator` checking `reference_dir`'s pool from `data_dir`; `args` are more options.
+    `settings` are written to its config file (<data dir>/validator.toml), as an operator would."""
+    if settings:
+        config = ValidatorConfig(data_dir=data_dir, reference=reference_dir, **settings)
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        (Path(data_dir) / CONFIG_FILE).write_text(render_config(config))
     return PeerProcess(
         data_dir,
         ["--reference", str(reference_dir), "--listen", LOCALHOST, "--metrics", "127.0.0.1:0", *args],

@@ -1,6 +1,6 @@
 """The money loop between separate processes on Anvil: two `dolphin node` processes serve paid requests,
-three validator processes (tests/validator/harness.py: the money loop as the validator daemon starts it)
-take their receipts, sync, settle two epochs, get roots and debits on chain and buy POD back.
+three `dolphin validator` processes take their receipts, sync, settle two epochs, get roots and debits on
+chain and buy POD back.
 
 The tests of this module run in order on one network (the second epoch follows the first):
 
@@ -42,8 +42,10 @@ from protocols.messages import ReceiptBatch, ReceiptBatchAck
 from protocols.schema import decode_message, encode_message
 from protocols.testing import authorisation, countersigned_receipt
 from validator.closing import close_on_chain, find_closing_block
+from validator.config import DEV_SETTLEMENT
 from validator.evidence import SettlementRecord
 from validator.settlement import facts_of
+from validator.testing import validator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,11 +118,10 @@ def network(tmp_path_factory, tiny_model_dir):
             try:
                 chain_args = ["--rpc-url", deployed.rpc_url, "--deployment", str(deployed.path)]
                 validators = [
-                    PeerProcess(
-                        tmp / f"validator-{index}",
-                        [*chain_args, "--key-file", str(key), "--bootstrap", relay.addr,
-                         "--epoch-seconds", str(EPOCH_S), *(["--keeper"] if index == 1 else [])],
-                        program=("tests.validator.harness",),
+                    validator_process(
+                        tmp / f"validator-{index}", tiny_model_dir,
+                        "--key-file", str(key), "--bootstrap", relay.addr, *chain_args,
+                        settings={**DEV_SETTLEMENT, "epoch_seconds": EPOCH_S, "base_per_hour": 0.01},
                     )
                     for index, key in zip((1, 2, 3), keys, strict=True)
                 ]  # fmt: skip
