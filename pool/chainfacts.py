@@ -47,6 +47,7 @@ class ChainFacts:
     _bonded: dict[bytes, bool] = field(default_factory=dict, init=False)
     _wanted: trio.Event = field(default_factory=trio.Event, init=False)
     _refreshed: trio.Event = field(default_factory=trio.Event, init=False)
+    _unread: bool = field(default=False, init=False)  # asked about, answered "no" until the next read
 
     # ---- synchronous questions (answers from the cache) ----
     def is_validator(self, address: bytes) -> bool:
@@ -59,6 +60,7 @@ class ChainFacts:
         key = (operator, peer_id)
         if key not in self._registered:
             self._registered[key] = False
+            self._unread = True
             self._wanted.set()
             return False
         return self._registered[key]
@@ -69,6 +71,7 @@ class ChainFacts:
             return False
         if operator not in self._bonded:
             self._bonded[operator] = False
+            self._unread = True
             self._wanted.set()
             return False
         return self._bonded[operator]
@@ -89,12 +92,20 @@ class ChainFacts:
         }
         return validators, registered, bonded
 
+    @property
+    def unread(self) -> bool:
+        """Whether something was asked about that the chain has not been read for yet (its answer so far
+        is a provisional "no")."""
+        return self._unread
+
     async def refresh(self) -> None:
         """Read every fact asked about so far, now (in a worker thread)."""
+        self._unread = False
         try:
             validators, registered, bonded = await trio.to_thread.run_sync(self._read_all)
         except ChainError as exc:
             log.warning("could not read the chain (keeping the last facts, retrying): %s", exc)
+            self._unread = True
             return
         self._validators = validators
         self._registered.update(registered)

@@ -28,6 +28,7 @@ away with the host (one per session), so the session key and the peer that may l
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import tempfile
@@ -35,9 +36,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from chain.errors import ChainError
 from p2p import DolphinHost, HostConfig, open_host
 from pool.chainfacts import ChainFacts
 from pool.client import AnswerPiece, Completion, chat_messages, complete
@@ -45,7 +48,7 @@ from pool.contact import NodeContact
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, NoNodeAvailable
 from pool.routing import Preferences, Router
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
-from protocols.eth import EthAccount, TypedDomain
+from protocols.eth import EthAccount, TypedDomain, to_checksum_address
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
 
@@ -61,6 +64,8 @@ __all__ = [
     "ask_model",
     "open_light_client",
 ]
+
+log = logging.getLogger(__name__)
 
 VALIDATORS_DOMAIN_CONTRACT = "Slashing"
 """Validators sign their statements (strike reports, standings) under this contract's EIP-712 domain."""
@@ -124,19 +129,27 @@ class Answer:
 
 @dataclass
 class CreditWallet:
-    """A client wallet that pays: it signs one `CreditAuthorisation` per session key and model, for up to
-    `max_credits`, valid `lifetime_s` seconds (renewed before it runs out)."""
+    """A client wallet that pays: it signs one `CreditAuthorisation` per session key and model, valid
+    `lifetime_s` seconds (renewed before it runs out), for up to `cap`: the wallet's deposited credit as
+    last read (`available`, kept fresh by the light client), at most `max_credits`. Nodes serve a request
+    as paid only when the wallet's credit covers the authorisation's cap, so a cap above the credit would
+    leave every answer unpaid."""
 
     account: EthAccount
     domain: TypedDomain  # the Credits contract's
     max_credits: int = 10**24
     lifetime_s: int = 3600
+    available: int | None = None
     _signed: dict[tuple[bytes, bytes], CreditAuthorisation] = field(default_factory=dict, init=False)
+
+    @property
+    def cap(self) -> int:
+        return self.max_credits if self.available is None else min(self.max_credits, self.available)
 
     def authorise(self, session_key: bytes, model: bytes) -> CreditAuthorisation:
         now = int(time.time())
         known = self._signed.get((session_key, model))
-        if known is not None and known.expiry - now > 60:
+        if known is not None and known.expiry - now > 60 and known.max_credits == self.cap:
             return known
         credit = eth_sign(
             CreditAuthorisation,
@@ -145,7 +158,7 @@ class CreditWallet:
             client=self.account.address,
             session_key=session_key,
             model=model,
-            max_credits=self.max_credits,
+            max_credits=self.cap,
             nonce=secrets.randbits(64),
             expiry=now + self.lifetime_s,
         )
@@ -205,10 +218,12 @@ class LightClient:
         router: Router | None = None,
         identity: Identity | None = None,
         wallet: CreditWallet | None = None,
+        chain: Any = None,
         preferences: Preferences | None = None,
     ) -> None:
         self.host = host
         self.watcher = watcher
+        self.chain = chain  # the ChainClient it reads (None without a chain)
         self.settings = settings
         self.router = router or Router()
         self.identity = identity or Identity(host.signing_seed())
@@ -311,6 +326,8 @@ class LightClient:
                 conversation=request.conversation,
             )
             if chosen is None:
+                if not attempts and await self._chain_facts_arrived():
+                    continue  # a node just heard of was judged unregistered before the chain was read
                 if not attempts:
                     raise NoNodeAvailable(self._why_nobody(request))
                 break
@@ -397,6 +414,16 @@ class LightClient:
             ttft_s=first_piece_at - started if first_piece_at is not None else None,
         )
 
+    async def _chain_facts_arrived(self, timeout: float = 10.0) -> bool:
+        """Wait (up to `timeout` s) for the chain facts asked about but not read yet; whether they came."""
+        facts = self.watcher.chain
+        if facts is None or not facts.unread:
+            return False
+        with trio.move_on_after(timeout):
+            await facts.wait_refreshed()
+            return True
+        return False
+
     def _why_nobody(self, request: _Request) -> str:
         members = self.watcher.candidates(request.model)
         name = self.watcher.name_of(request.model)
@@ -482,15 +509,37 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                 settings=config.watch,
             ) as watcher:
                 wallet = None
-                if config.wallet_key is not None and chain is not None:
-                    account = EthAccount(bytes.fromhex(config.wallet_key.removeprefix("0x")))
-                    wallet = CreditWallet(account, chain.domain("Credits"), max_credits=config.max_credits)
-                try:
-                    yield LightClient(host, watcher, settings=config.settings, wallet=wallet)
-                except Exception as exc:
-                    raised = exc
+                async with trio.open_nursery() as nursery:
+                    if config.wallet_key is not None and chain is not None:
+                        account = EthAccount(bytes.fromhex(config.wallet_key.removeprefix("0x")))
+                        wallet = CreditWallet(
+                            account, chain.domain("Credits"), max_credits=config.max_credits
+                        )
+                        await nursery.start(_track_credit, wallet, chain, config.chain_refresh_s)
+                    try:
+                        yield LightClient(host, watcher, settings=config.settings, wallet=wallet, chain=chain)
+                    except Exception as exc:
+                        raised = exc
+                    nursery.cancel_scope.cancel()
     if raised is not None:
         raise raised
+
+
+async def _track_credit(
+    wallet: CreditWallet, chain, interval: float, *, task_status=trio.TASK_STATUS_IGNORED
+) -> None:  # type: ignore[no-untyped-def]
+    """Keep `wallet.available` at the wallet's deposited credit (read now, then every `interval` s)."""
+    address = to_checksum_address(wallet.account.address)
+    while True:
+        try:
+            wallet.available = await trio.to_thread.run_sync(chain.call, "Credits", "creditOf", address)
+        except ChainError as exc:
+            log.warning("could not read this wallet's credit (keeping %s): %s", wallet.available, exc)
+        if wallet.available == 0:
+            log.warning("wallet %s has no credit deposited: nodes serve its requests unpaid", address)
+        task_status.started()
+        task_status = trio.TASK_STATUS_IGNORED
+        await trio.sleep(interval)
 
 
 async def ask_model(
