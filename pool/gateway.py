@@ -1,6 +1,7 @@
 """`serve_gateway(config)`: an OpenAI-compatible HTTP API in front of a light client — `dolphin gateway`.
 
     GET  /v1/models             every watched model with live nodes: id (its name), node count, speed, price
+                                (the chain's Credits price when there is a chain, else the configured one)
     POST /v1/chat/completions   chat; "stream": true for server-sent events
     POST /v1/completions        a prompt string, continued as the assistant's text (the network serves
                                 chat models through their template; token-id prompts are refused)
@@ -11,9 +12,11 @@ Requests take OpenAI's parameters (`pool.openai_api`): max_tokens, temperature, 
 logprobs/top_logprobs, stream, stream_options.include_usage; `prompt_cache_key` keeps a conversation on
 one node (its prefix cache); and a `provider` object in the manner of OpenRouter's routes the request:
 `{"sort": "balanced"|"speed"|"throughput"|"latency", "nodes": "any"|"registered"|"bonded",
-"bonded_only": bool, "min_verification": "good"|"suspect", "max_suspicion": 0..1}`. `usage` adds up the
-nodes' signed receipts. Errors are OpenAI's JSON with 400 (bad JSON or parameters), 401 (API key),
-404 (unknown model or answer), 413 (body too large), 503 (no node, all attempts failed, draining).
+"bonded_only": bool, "min_verification": "good"|"suspect", "max_suspicion": 0..1, "only": [peer id, ...]}`
+(`only` pins a request to some nodes, as OpenRouter's `only` pins providers; bans still apply).
+`usage` adds up the nodes' signed receipts. Errors are OpenAI's JSON with 400 (bad JSON or parameters),
+401 (API key), 404 (unknown model or answer), 413 (body too large), 503 (no node, all attempts failed,
+draining).
 
 The API key (`--api-key`, DOLPHIN_GATEWAY_API_KEY) is checked on every /v1 endpoint when set. A client
 that disconnects mid-answer cancels it: the stream to the node is reset and the node stops generating.
@@ -46,6 +49,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from chain.client import USD_DECIMALS, format_units
+from chain.errors import ChainError
 from p2p import P2PError
 from p2p.daemon import ready_document, write_ready_file
 from pool.errors import PoolError, UnknownModel
@@ -78,7 +83,15 @@ log = logging.getLogger(__name__)
 
 REPORT_RETRY_SECONDS = 2.0
 _SORTS = {"balanced": "balanced", "speed": "speed", "throughput": "speed", "latency": "latency"}
-_PROVIDER_KEYS = {"sort", "nodes", "bonded_only", "min_verification", "max_suspicion", "conversation"}
+_PROVIDER_KEYS = {
+    "sort",
+    "nodes",
+    "bonded_only",
+    "min_verification",
+    "max_suspicion",
+    "conversation",
+    "only",
+}
 
 Emit = Callable[[bytes], Awaitable[None]]
 
@@ -155,6 +168,7 @@ class Gateway:
         self._idle = trio.Event()
         self._idle.set()
         self._reports_waiting = trio.Event()
+        self._chain_prices: dict[bytes, int] = {}  # model id -> Credits.priceOf, per 1M tokens
         nodes = (
             config.nodes if config.nodes != "auto" else ("registered" if client.watcher.has_chain else "any")
         )
@@ -181,12 +195,16 @@ class Gateway:
         if conversation is not None and not isinstance(conversation, str):
             raise OpenAIError(400, "prompt_cache_key must be a string", param="prompt_cache_key")
         nodes = provider.get("nodes", "bonded" if provider.get("bonded_only") else self.preferences.nodes)
+        only = provider.get("only", [])
+        if not isinstance(only, list) or not all(isinstance(peer, str) for peer in only):
+            raise OpenAIError(400, "provider.only must be a list of peer ids", param="provider")
         try:
             preferences = Preferences(
                 nodes=nodes,
                 min_standing=provider.get("min_verification", self.preferences.min_standing),
                 max_suspicion=provider.get("max_suspicion"),
                 sort=_SORTS[provider.get("sort", "balanced")],  # type: ignore[arg-type]
+                only=frozenset(only),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise OpenAIError(400, f"bad provider preferences: {exc}", param="provider") from exc
@@ -379,7 +397,12 @@ class Gateway:
             records.get(c.peer_id, {}).get("tokens_per_s") or c.attested_tokens_per_s for c, _ in candidates
         ]
         speeds = [s for s in speeds if s]
-        price = self.config.price_of(model_id, name)
+        chain_price = self._chain_prices.get(model_id)
+        price = (
+            format_units(chain_price, USD_DECIMALS)
+            if chain_price is not None
+            else self.config.price_of(model_id, name)
+        )
         return {
             "id": name,
             "object": "model",
@@ -395,6 +418,19 @@ class Gateway:
                 "currency": "payment token",
             },
         }
+
+    async def serve_chain_prices(self) -> None:
+        """Keep the governance-set price (Credits.priceOf, per 1M tokens) of every watched model, re-read
+        every `chain_refresh_seconds`; /v1/models lists it instead of the configured one. Never returns."""
+        while True:
+            for pool in self.client.watcher.watched():
+                try:
+                    self._chain_prices[pool.model] = await trio.to_thread.run_sync(
+                        self.client.chain.price_of, pool.model
+                    )
+                except ChainError as exc:
+                    log.warning("could not read the price of a model (keeping the last): %s", exc)
+            await trio.sleep(self.config.chain_refresh_seconds)
 
     async def models(self, request: Request) -> Response:
         try:
@@ -565,6 +601,8 @@ async def serve_gateway(
             gateway = Gateway(config, client, book)
             nursery.start_soon(_watch_configured, client, config)
             nursery.start_soon(gateway.serve_reports)
+            if client.chain is not None:
+                nursery.start_soon(gateway.serve_chain_prices)
             serve = functools.partial(
                 serve_http, gateway.app(), config.http, log_name="pool.gateway.http", graceful_timeout=1.0
             )
@@ -574,7 +612,7 @@ async def serve_gateway(
                 {
                     "http": url,
                     "api_key_required": config.api_key is not None,
-                    "chain": config.rpc_url if client.watcher.has_chain else None,
+                    "chain": client.chain.rpc_url if client.chain is not None else None,
                     "paying_wallet": "0x" + client.wallet.account.address.hex() if client.wallet else None,
                     "nodes": gateway.preferences.nodes,
                 },

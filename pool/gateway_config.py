@@ -75,8 +75,8 @@ class GatewayConfig:
     prices: dict[str, str] = field(
         default_factory=dict,
         metadata=_doc(
-            "Price per 1M tokens by model id or name, in the payment token, as /v1/models lists it. "
-            "The contracts do not hold per-model prices yet; this is the gateway's own list."
+            "Price per 1M tokens by model id or name, in the payment token, that /v1/models lists when "
+            "there is no chain (with one it lists the chain's Credits price, which settlement charges)."
         ),
     )
     default_price: str = field(
@@ -98,15 +98,9 @@ class GatewayConfig:
     drain_timeout: float = field(
         default=30.0, metadata=_doc("On SIGTERM/SIGINT, seconds answers in flight may take to finish.")
     )
-    rpc_url: str | None = field(
-        default=None, metadata=_doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
-    )
-    deployment: Path | None = field(
-        default=None, metadata=_doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
-    )
-    chain_dir: Path = field(
-        default=Path("~/.dolphin"), metadata=_doc("Where `dolphin chain` keeps ready.json and deployments.")
-    )
+    rpc_url: str | None = settings.rpc_url_setting()
+    deployment: Path | None = settings.deployment_setting()
+    chain_dir: Path = settings.chain_dir_setting()
     chain_refresh_seconds: float = field(
         default=30.0, metadata=_doc("Seconds between re-reads of validators, registrations and bonds.")
     )

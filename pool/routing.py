@@ -67,12 +67,14 @@ class Candidate:
 class Preferences:
     """What a request allows. `nodes`: any node, registered ones only, or those whose operator has an
     active bond; `min_standing`: "good" needs a validator's good verdict, "suspect" any verdict short of
-    exclusion, None none at all; `max_suspicion` in [0, 1]; `sort`: see the module docstring."""
+    exclusion, None none at all; `max_suspicion` in [0, 1]; `sort`: see the module docstring; `only`: the
+    peer ids a request may go to (empty: any), which the other rules still apply to."""
 
     nodes: Nodes = "any"
     min_standing: Literal["good", "suspect"] | None = None
     max_suspicion: float | None = None
     sort: Sort = "balanced"
+    only: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.nodes not in ("any", "registered", "bonded"):
@@ -86,6 +88,8 @@ class Preferences:
 
     def allows(self, node: Candidate) -> bool:
         if node.standing in NEVER_ROUTED:
+            return False
+        if self.only and node.peer_id not in self.only:
             return False
         if self.nodes == "registered" and not node.registered:
             return False

@@ -155,6 +155,15 @@ def test_openai_errors_come_with_the_right_status(network):
             model=manifest.name, messages=chat, max_tokens=2, extra_body={"provider": {"bonded_only": True}}
         )
     assert raised.value.status_code == 503 and "bonded-only needs a chain" in str(raised.value)
+    # Pinned to a node that does not serve the model: no capacity either.
+    with pytest.raises(openai.InternalServerError) as raised:
+        client.chat.completions.create(
+            model=manifest.name,
+            messages=chat,
+            max_tokens=2,
+            extra_body={"provider": {"only": ["12D3KooWNoSuchNodeServesThisModelAtAll"]}},
+        )
+    assert raised.value.status_code == 503
 
 
 @pytest.mark.trio
@@ -182,6 +191,17 @@ async def test_raw_http_edge_cases(network):
                 },
                 400,
                 "provider",
+            ),
+            (
+                {
+                    "json": {
+                        "model": manifest.name,
+                        "messages": [{"role": "user", "content": "x"}],
+                        "provider": {"only": "one-peer"},
+                    }
+                },
+                400,
+                "provider.only",
             ),
             ({"content": b"{" + b" " * (2 << 20) + b"}"}, 413, "limit"),
         ]

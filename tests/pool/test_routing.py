@@ -45,6 +45,8 @@ def test_preferences_filter_registration_bond_and_standing():
     assert allowed(min_standing="good") == {"good"}
     assert allowed(min_standing="suspect") == {"good", "suspect"}
     assert allowed(max_suspicion=0.1) == everyone - {"suspect"}
+    assert allowed(only=frozenset({"registered", "banned"})) == {"registered"}  # pinned, bans still apply
+    assert allowed(only=frozenset({"good"}), nodes="bonded") == {"good"}
     with pytest.raises(ValueError):
         Preferences(nodes="friends")
 
