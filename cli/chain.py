@@ -374,7 +374,8 @@ def bond_command(connection: Connection, amount: str | None) -> None:
 @click.argument("amount", required=False)
 @connection_options
 def unbond_command(connection: Connection, amount: str | None) -> None:
-    """Start unbonding (a 90-day thaw).
+    """Start unbonding: the stake thaws for the Bonding contract's `thawPeriod` (governance sets it, 30 to 365
+    days; 90 at launch).
 
     Thaws bond worth AMOUNT POD, or by default all of it; `dolphin chain withdraw` pays it back after
     the thaw period.

@@ -8,6 +8,7 @@ signed benchmark attestation claims twenty times its measured speed). Everything
 code path, unchanged: the cheat is a patch applied here, never a switch in the product.
 """
 
+import contextlib
 import dataclasses
 import sys
 
@@ -20,14 +21,16 @@ def main() -> None:
     cheat, *strength = sys.argv[1:separator]
     open_engine, cached_benchmark = node.daemon._open_engine, node.daemon.cached_benchmark
 
-    async def open_cheating_engine(config):  # type: ignore[no-untyped-def]
-        engine = await open_engine(config)
-        if cheat in WEIGHT_CHEATS:
-            modify_weights(engine.model, cheat, float(strength[0]) if strength else 1e-3)
-            return engine
-        if cheat == "slow":
-            return SlowEngine(engine, delay=float(strength[0]) if strength else 0.05)
-        raise SystemExit(f"unknown cheat {cheat!r}")
+    @contextlib.asynccontextmanager
+    async def open_cheating_engine(config, progress):  # type: ignore[no-untyped-def]
+        async with open_engine(config, progress) as engine:
+            if cheat in WEIGHT_CHEATS:
+                modify_weights(engine.model, cheat, float(strength[0]) if strength else 1e-3)
+                yield engine
+            elif cheat == "slow":
+                yield SlowEngine(engine, delay=float(strength[0]) if strength else 0.05)
+            else:
+                raise SystemExit(f"unknown cheat {cheat!r}")
 
     async def boasting_benchmark(*args, **kwargs):  # type: ignore[no-untyped-def]
         result, cached = await cached_benchmark(*args, **kwargs)
