@@ -10,7 +10,6 @@ file (--config, else <data dir>/gateway.toml), which beats the defaults `dolphin
 from __future__ import annotations
 
 import functools
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import click
 import trio
 
 from chain.errors import ChainError
-from cli.options import explicit_settings, setting_option
+from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
 from p2p import P2PError
 from pool.errors import PoolError
 from pool.gateway import serve_gateway
@@ -39,6 +38,7 @@ _SETTINGS = (
     "key_file",
 )
 _setting = setting_option(GatewayConfig, env_name)
+_chain_options = chain_options(_setting)
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -100,17 +100,7 @@ class _Started:
     help="Default minimum validator standing of the nodes that answer.",
 )
 @_setting("--drain-timeout", setting="drain_timeout", type=float, help="Seconds answers may take on SIGTERM.")
-@_setting("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL.")
-@_setting(
-    "--deployment", setting="deployment", type=_FILE, envvar="DOLPHIN_DEPLOYMENT", help="Deployment file."
-)
-@_setting(
-    "--chain-dir",
-    setting="chain_dir",
-    type=_DIR,
-    envvar="DOLPHIN_DATA_DIR",
-    help="Where `dolphin chain` keeps ready.json and deployments.",
-)
+@_chain_options
 @_setting(
     "--key-file",
     setting="key_file",
@@ -129,9 +119,7 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         return
     try:
         config = load_config(config_file, explicit_settings(ctx, _SETTINGS))
-        if logging.getLogger().level > logging.DEBUG:
-            logging.getLogger("libp2p").setLevel(logging.ERROR)  # remote misbehaviour, logged by us
-        logging.getLogger("pool").setLevel(min(logging.INFO, logging.getLogger().level))
+        daemon_logging("pool")
         trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None

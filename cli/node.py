@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import trio
-from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chain.errors import ChainError
 from cli.chain import Connection
+from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
 from node.config import CONFIG_FILE, NodeConfig, env_name, load_config, render_config
 from node.daemon import serve_node
 from node.errors import NodeError
@@ -62,12 +61,7 @@ _SETTINGS = (
 
 def _explicit(ctx: click.Context) -> dict[str, Any]:
     """The settings given on the command line or in the environment (they override the config file)."""
-    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    values = {
-        name: ctx.params[name]
-        for name in _SETTINGS
-        if ctx.get_parameter_source(name) in sources and ctx.params[name] is not None
-    }
+    values = explicit_settings(ctx, _SETTINGS)
     if ctx.params.get("no_listen"):
         values["listen"] = ()
     return values
@@ -126,39 +120,8 @@ def _run(config: NodeConfig) -> None:
         trio.run(serve)
 
 
-def _setting(*declarations: str, setting: str, help: str, **kwargs: Any):  # type: ignore[no-untyped-def]
-    """An option for a NodeConfig setting: its environment variable, and its default in the help."""
-    default = NodeConfig.__dataclass_fields__[setting].default
-    shown = ", ".join(default) if isinstance(default, tuple) else default
-    suffix = f" [default: {shown}]" if shown not in (None, "", ()) else ""
-    kwargs.setdefault("envvar", env_name(setting))
-    return click.option(*declarations, setting, help=help + suffix, **kwargs)
-
-
-def _chain_options(command):  # type: ignore[no-untyped-def]
-    """--rpc-url, --deployment and --chain-dir: where the chain is, as `dolphin chain` finds it."""
-    options = (
-        _setting("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL."),
-        _setting(
-            "--deployment",
-            setting="deployment",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="DOLPHIN_DEPLOYMENT",
-            help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
-        ),
-        _setting(
-            "--chain-dir",
-            setting="chain_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar="DOLPHIN_DATA_DIR",
-            help="Where `dolphin chain` keeps ready.json and deployments.",
-        ),
-    )
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
+_setting = setting_option(NodeConfig, env_name)
+_chain_options = chain_options(_setting)
 _PATH = click.Path(file_okay=False, path_type=Path)
 
 
@@ -253,9 +216,7 @@ def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: An
         return
     try:
         config = load_config(config_file, _explicit(ctx))
-        if logging.getLogger().level > logging.DEBUG:
-            logging.getLogger("libp2p").setLevel(logging.ERROR)  # remote misbehaviour, logged by us
-        logging.getLogger("node").setLevel(min(logging.INFO, logging.getLogger().level))
+        daemon_logging("node")
         _run(config)
     except NodeError as exc:
         raise click.ClickException(str(exc)) from None

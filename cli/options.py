@@ -3,13 +3,15 @@ variable and its default in --help, and the settings a user gave explicitly (whi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-__all__ = ["explicit_settings", "setting_option"]
+__all__ = ["chain_options", "daemon_logging", "explicit_settings", "setting_option"]
 
 
 def setting_option(config_cls: type, env_name: Callable[[str], str]):  # type: ignore[no-untyped-def]
@@ -33,3 +35,40 @@ def explicit_settings(ctx: click.Context, names: Iterable[str]) -> dict[str, Any
         for name in names
         if ctx.get_parameter_source(name) in sources and ctx.params[name] not in (None, ())
     }
+
+
+def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
+    """--rpc-url, --deployment and --chain-dir (where the chain is, as `dolphin chain` finds it), made by
+    `option`, a `setting_option` factory of a config with those settings (`pool.settings`)."""
+    options = (
+        option("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL."),
+        option(
+            "--deployment",
+            setting="deployment",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="DOLPHIN_DEPLOYMENT",
+            help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
+        ),
+        option(
+            "--chain-dir",
+            setting="chain_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="DOLPHIN_DATA_DIR",
+            help="Where `dolphin chain` keeps ready.json and deployments.",
+        ),
+    )
+
+    def decorate(command):  # type: ignore[no-untyped-def]
+        for each in reversed(options):
+            command = each(command)
+        return command
+
+    return decorate
+
+
+def daemon_logging(package: str) -> None:
+    """A daemon's logs: its own package's lines at INFO at least; py-libp2p's only from ERROR up unless
+    -vv (it logs every remote misbehaviour as a warning, which the daemon reports in its own words)."""
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("libp2p").setLevel(logging.ERROR)
+    logging.getLogger(package).setLevel(min(logging.INFO, logging.getLogger().level))

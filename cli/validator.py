@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chain.errors import ChainError
-from cli.options import explicit_settings, setting_option
+from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
 from p2p import P2PError
 from validator.audit import audit_node
 from validator.calibration import thresholds_for
@@ -38,6 +38,7 @@ from validator.state import read_state
 
 _err = Console(stderr=True)
 _setting = setting_option(ValidatorConfig, env_name)
+_chain_options = chain_options(_setting)
 _PATH = click.Path(file_okay=False, path_type=Path)
 _SETTINGS = (
     "data_dir",
@@ -125,21 +126,7 @@ class _Started:
     type=float,
     help="Seconds in-flight challenges may take on SIGTERM.",
 )
-@_setting("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL.")
-@_setting(
-    "--deployment",
-    setting="deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="DOLPHIN_DEPLOYMENT",
-    help="Deployment file [default: <chain dir>/deployment-<chain id>.json].",
-)
-@_setting(
-    "--chain-dir",
-    setting="chain_dir",
-    type=_PATH,
-    envvar="DOLPHIN_DATA_DIR",
-    help="Where `dolphin chain` keeps ready.json and deployments.",
-)
+@_chain_options
 @click.pass_context
 def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     """Run a validator: sample the pool's nodes with ordinary-looking requests, check every answer against
@@ -151,9 +138,7 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         return
     try:
         config = load_config(config_file, explicit_settings(ctx, _SETTINGS))
-        if logging.getLogger().level > logging.DEBUG:
-            logging.getLogger("libp2p").setLevel(logging.ERROR)  # remote misbehaviour, logged by us
-        logging.getLogger("validator").setLevel(min(logging.INFO, logging.getLogger().level))
+        daemon_logging("validator")
         trio.run(lambda: serve_validator(config, task_status=_Started()))
     except ValidatorError as exc:
         raise click.ClickException(str(exc)) from None

@@ -127,15 +127,9 @@ class NodeConfig:
     attestation_interval: float = field(
         default=3600.0, metadata=doc("Seconds between republications of the benchmark.")
     )
-    rpc_url: str | None = field(
-        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
-    )
-    deployment: Path | None = field(
-        default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
-    )
-    chain_dir: Path = field(
-        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
-    )
+    rpc_url: str | None = settings.rpc_url_setting()
+    deployment: Path | None = settings.deployment_setting()
+    chain_dir: Path = settings.chain_dir_setting()
     credit_refresh_seconds: float = field(
         default=30.0, metadata=doc("Seconds between re-reads of known clients' credit.")
     )

@@ -17,10 +17,19 @@ import os
 import tomllib
 import typing
 from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["doc", "env_name", "load_settings", "render_settings"]
+__all__ = [
+    "chain_dir_setting",
+    "deployment_setting",
+    "doc",
+    "env_name",
+    "load_settings",
+    "render_settings",
+    "rpc_url_setting",
+]
 
 S = TypeVar("S")
 
@@ -28,6 +37,24 @@ S = TypeVar("S")
 def doc(text: str) -> dict[str, str]:
     """A field's metadata: what the setting does, as the config file and --help say it."""
     return {"doc": text}
+
+
+# Where every daemon finds the chain, as the `dolphin chain` commands do (chain.locate): the same three
+# settings, documented alike.
+def rpc_url_setting() -> Any:
+    return field(
+        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
+    )
+
+
+def deployment_setting() -> Any:
+    return field(default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json."))
+
+
+def chain_dir_setting() -> Any:
+    return field(
+        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
+    )
 
 
 def env_name(prefix: str, setting: str) -> str:

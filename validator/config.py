@@ -184,15 +184,9 @@ class ValidatorConfig:
     drain_timeout: float = field(
         default=30.0, metadata=doc("On SIGTERM/SIGINT, seconds challenges in flight may take to finish.")
     )
-    rpc_url: str | None = field(
-        default=None, metadata=doc("Chain JSON-RPC URL; else the chain dir's ready.json; else no chain.")
-    )
-    deployment: Path | None = field(
-        default=None, metadata=doc("Deployment file; else <chain dir>/deployment-<chain id>.json.")
-    )
-    chain_dir: Path = field(
-        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
-    )
+    rpc_url: str | None = settings.rpc_url_setting()
+    deployment: Path | None = settings.deployment_setting()
+    chain_dir: Path = settings.chain_dir_setting()
     submit_grace_seconds: float = field(
         default=600.0, metadata=doc("Seconds after an epoch ends that its receipts are still taken.")
     )
