@@ -52,8 +52,7 @@ def _config(chain, relay, wallet_key: str | None = None) -> LightConfig:
         bootstrap=(relay.addr,),
         chain_rpc_url=chain.rpc_url,
         chain_deployment=chain.path,
-        wallet_key=wallet_key,
-        max_credits=CREDIT,
+        wallet_key=wallet_key,  # no max_credits: authorisations are capped at the wallet's credit
         chain_refresh_s=1.0,
         watch=WatchSettings(first_discovery_interval=0.3),
     )
