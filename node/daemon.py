@@ -163,7 +163,10 @@ def _payments(config: NodeConfig, chain) -> PaymentPolicy:  # type: ignore[no-un
     def read_credit(wallet: bytes) -> int:
         return chain.call("Credits", "creditOf", chain.w3.to_checksum_address("0x" + wallet.hex()))
 
-    book = CreditBook(read_credit, refresh_s=config.credit_refresh_seconds)
+    def read_price(model: bytes) -> int:
+        return chain.call("Credits", "priceOf", model)
+
+    book = CreditBook(read_credit, read_price=read_price, refresh_s=config.credit_refresh_seconds)
     return PaymentPolicy(credit_domain=chain.domain("Credits"), book=book, serve_unpaid=config.serve_unpaid)
 
 

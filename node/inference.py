@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from node.credits import PaymentPolicy
+from node.credits import PaymentPolicy, most_a_request_costs
 from node.engines.base import (
     ChatTurn,
     Engine,
@@ -277,7 +277,11 @@ class InferenceService:
         if exchange.credit_client is not None:
             covered = None
             if self.payments.book is not None:
-                covered = await self.payments.book.covers(exchange.credit_client, request.credit.max_credits)
+                amount = request.credit.max_credits
+                price = await self.payments.book.price(request.model)
+                if price is not None:
+                    amount = min(amount, most_a_request_costs(price, request))
+                covered = await self.payments.book.covers(exchange.credit_client, amount)
             if not covered:
                 exchange.credit_client = None  # served unpaid, if at all: the receipt names no payer
         if exchange.credit_client is None and not self.payments.serve_unpaid:

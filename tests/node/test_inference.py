@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from node.credits import CreditBook, PaymentPolicy
+from node.credits import CreditBook, PaymentPolicy, most_a_request_costs
 from node.engines import ChatTurn, GenerationRequest
 from node.inference import InferenceService, ServiceLimits
 from node.ledger import PersistentReplayCache, open_ledger
@@ -261,9 +261,11 @@ def _credit(wallet, session: Identity, model: bytes, **overrides) -> CreditAutho
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_credit_authorisations_are_checked_and_only_covered_ones_name_the_payer(tmp_path, tiny_engine):
-    rich, poor, forger = pt.eth_account(1), pt.eth_account(2), pt.eth_account(3)
-    balances = {rich.address: 5_000, poor.address: 10}
-    book = CreditBook(lambda wallet: balances[wallet], refresh_s=3600)
+    rich, poor, forger, modest = (pt.eth_account(n) for n in (1, 2, 3, 4))
+    # The model costs 1 credit unit a token: a 4-token answer to PROMPT costs far less than the 1,000
+    # units each wallet authorises, and `modest` holds less than that but more than the answer costs.
+    balances = {rich.address: 5_000, poor.address: 10, modest.address: 900}
+    book = CreditBook(lambda wallet: balances[wallet], read_price=lambda model: 10**6, refresh_s=3600)
     policy = PaymentPolicy(credit_domain=pt.TEST_DOMAIN, book=book, serve_unpaid=False)
     async with _network(tmp_path, tiny_engine, payments=policy) as net:
         session = Identity.generate()
@@ -278,6 +280,18 @@ async def test_credit_authorisations_are_checked_and_only_covered_ones_name_the_
         assert paid.receipt_stored
         (row,) = await net.ledger.receipts()
         assert row.client == "0x" + rich.address.hex()
+        # Credit below the authorised cap still pays for what this answer can cost (a client that caps its
+        # authorisations at its whole credit stays paid after a debit).
+        session = Identity.generate()
+        credit = _credit(modest, session, net.contact.model)
+        paid = await complete(
+            net.client, net.contact, [("user", PROMPT)], identity=session, max_tokens=4, credit=credit
+        )
+        assert paid.receipt.client == modest.address
+        request_cost = most_a_request_costs(
+            10**6, pt.make_request(pt.identity(2), prompt=PROMPT, max_tokens=4)
+        )
+        assert balances[modest.address] < credit.max_credits and request_cost < balances[modest.address]
         # A wallet whose credit does not cover the authorisation: unpaid, and this node serves paid only.
         session = Identity.generate()
         with pytest.raises(InferenceFailed, match="paid requests only"):
