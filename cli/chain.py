@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import trio
 
 from chain.client import (
     POD_DECIMALS,
@@ -45,6 +47,9 @@ from chain.errors import ChainError
 from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read
+from p2p import HostConfig, P2PError, open_host
+from pool.errors import TreeUnavailable
+from pool.validators import fetch_rewards_tree
 
 SHARE_DECIMALS = 24
 """stkPOD: POD's 18 decimals plus the vault's offset of 6."""
@@ -461,15 +466,41 @@ TREE_OPTION = click.option(
 
 
 @group.command("claim")
-@TREE_OPTION
+@click.option(
+    "--tree",
+    "tree_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The active epoch's rewards tree document (chain.merkle format, as validators write it).",
+)
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    envvar="DOLPHIN_BOOTSTRAP",
+    help="Instead of --tree: fetch the active epoch's tree from the validators through this peer "
+    "(/ip4/…/tcp/…/p2p/<peer-id>, repeatable); its root is checked against the chain's.",
+)
 @click.option("--bonded", is_flag=True, help="Stake and bond the rewards, with the bonded-claim bonus.")
 @connection_options
-def claim_command(connection: Connection, tree_path: Path, bonded: bool) -> None:
+def claim_command(
+    connection: Connection, tree_path: Path | None, bootstrap: tuple[str, ...], bonded: bool
+) -> None:
     """Claim your rewards: liquid POD, or --bonded.
 
-    The tree must be the one of the active root (see `dolphin chain status`).
+    The tree must be the one of the active root (see `dolphin chain status`): give its file with --tree,
+    or let the command fetch it from the network's validators with --bootstrap.
     """
-    result = connection.client().claim(_tree(tree_path), bonded=bonded)
+    client = connection.client()
+    if tree_path is not None:
+        tree = _tree(tree_path)
+    elif bootstrap:
+        epoch, root, _ = client.call("RewardsDistributor", "activeRoot")
+        if epoch == 0:
+            raise click.ClickException("no rewards root is active yet: nothing to claim")
+        tree = _fetch_tree(bootstrap, epoch, bytes(root))
+        click.echo(f"Fetched the rewards tree of epoch {epoch} from the validators (root checked).")
+    else:
+        raise click.ClickException("give the rewards tree: --tree FILE, or --bootstrap MULTIADDR to fetch it")
+    result = client.claim(tree, bonded=bonded)
     if result.bonded:
         click.echo(
             f"Claimed {pod(result.amount)} plus a {pod(result.bonus)} bonus, "
@@ -477,6 +508,20 @@ def claim_command(connection: Connection, tree_path: Path, bonded: bool) -> None
         )
     else:
         click.echo(f"Claimed {pod(result.amount)}.")
+
+
+def _fetch_tree(bootstrap: tuple[str, ...], epoch: int, root: bytes) -> RewardsTree:
+    """The rewards tree of `epoch` from the validators, through a throwaway light peer."""
+
+    async def fetch() -> RewardsTree:
+        with tempfile.TemporaryDirectory(prefix="dolphin-claim-") as data_dir:
+            async with open_host(HostConfig.light_client(Path(data_dir), bootstrap=bootstrap)) as host:
+                return await fetch_rewards_tree(host, epoch, root)
+
+    try:
+        return trio.run(fetch)
+    except (TreeUnavailable, P2PError) as exc:
+        raise click.ClickException(f"{exc}\nCheck --bootstrap, or pass the tree file with --tree.") from None
 
 
 @group.group("root")

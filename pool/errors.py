@@ -48,3 +48,7 @@ class AllAttemptsFailed(PoolError):
 
 class UnknownModel(PoolError):
     """A model name that no pool in the network goes by, or a malformed model id."""
+
+
+class TreeUnavailable(PoolError):
+    """No validator peer served the rewards tree asked for, with the root the chain has for it."""

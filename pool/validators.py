@@ -14,6 +14,10 @@ topic validator decides, in this order:
 
 `members` is the current set's addresses, refreshed by the owner (a chain read); None accepts every
 correctly signed wallet (a network without a chain, in tests).
+
+`fetch_rewards_tree` gets a settled epoch's rewards tree from any validator peer (REWARDS_TREE_PROTOCOL),
+page by page, and rebuilds it: a tree whose root is not the one asked for (the chain's) is refused, so
+whoever serves it needs no trust.
 """
 
 from __future__ import annotations
@@ -25,16 +29,28 @@ from typing import Protocol
 
 import trio
 
+from chain.client import checked_address
+from chain.merkle import MerkleError, RewardsTree
 from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
+from pool.errors import TreeUnavailable
 from protocols import envelope
+from protocols.errors import ProtocolError
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import VALIDATORS_RECORD
+from protocols.ids import REWARDS_TREE_PROTOCOL, VALIDATORS_RECORD
 from protocols.keys import Identity, peer_id_to_text
-from protocols.messages import ValidatorAnnouncement, eth_sign, eth_signer
+from protocols.messages import (
+    RewardsTreePage,
+    RewardsTreeRequest,
+    ValidatorAnnouncement,
+    eth_sign,
+    eth_signer,
+)
+from protocols.schema import decode_message, encode_message
 
 __all__ = [
     "ValidatorDirectory",
     "ValidatorPeer",
+    "fetch_rewards_tree",
     "serve_validator_discovery",
     "serve_validator_set",
     "sign_announcement",
@@ -172,3 +188,55 @@ async def serve_validator_discovery(
                 except P2PError:
                     continue
         await trio.sleep(interval)
+
+
+MAX_TREE_PAGE_BYTES = 256 * 1024
+
+
+async def _tree_from(host: DolphinHost, peer_id: str, epoch: int, root: bytes) -> RewardsTree:
+    amounts: dict[str, int] = {}
+    after: bytes | None = None
+    while True:
+        stream = await host.open_stream(peer_id, REWARDS_TREE_PROTOCOL)
+        try:
+            await stream.write_message(encode_message(RewardsTreeRequest(epoch=epoch, after=after)))
+            page = decode_message(await stream.read_message(MAX_TREE_PAGE_BYTES), RewardsTreePage)
+        finally:
+            await stream.close()
+        if page.epoch != epoch or page.root != root:
+            raise ProtocolError(f"it has no tree of epoch {epoch} with root 0x{root.hex()}")
+        for account, amount in zip(page.accounts, page.amounts, strict=True):
+            amounts[checked_address("0x" + account.hex())] = amount
+        if not page.accounts or len(amounts) >= page.total:
+            break
+        after = page.accounts[-1]
+    tree = RewardsTree.build(amounts) if amounts else None
+    if tree is None or tree.root != root:
+        raise ProtocolError("the amounts it sent do not make the root")
+    return tree
+
+
+async def fetch_rewards_tree(
+    host: DolphinHost, epoch: int, root: bytes, *, timeout: float = 60.0
+) -> RewardsTree:
+    """The rewards tree of `epoch` whose root is `root` (the chain's), from the first validator peer (found
+    under VALIDATORS_RECORD in the DHT) that serves it. Raises TreeUnavailable after `timeout` seconds."""
+    failures: list[str] = []
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                records = await host.dht.get_records(VALIDATORS_RECORD)
+            except P2PError as exc:
+                records = []
+                failures.append(f"DHT: {exc}")
+            for record in records:
+                try:
+                    await host.connect_any(record.peer_id, record.addrs)
+                    return await _tree_from(host, record.peer_id, epoch, root)
+                except (P2PError, ProtocolError, MerkleError) as exc:
+                    failures.append(f"{record.peer_id}: {exc}")
+            await trio.sleep(1.0)
+    why = "; ".join(failures[-3:]) or "no validator peer found in the DHT"
+    raise TreeUnavailable(
+        f"no validator served the rewards tree of epoch {epoch} within {timeout:.0f} s ({why})"
+    )

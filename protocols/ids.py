@@ -18,6 +18,7 @@ __all__ = [
     "RECEIPT_PROTOCOL",
     "RECEIPT_SYNC_PROTOCOL",
     "REPORTS_TOPIC",
+    "REWARDS_TREE_PROTOCOL",
     "SETTLEMENT_TOPIC",
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
@@ -34,6 +35,7 @@ __all__ = [
 INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted answer stream out
 RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # a node submits countersigned receipts to a validator
 RECEIPT_SYNC_PROTOCOL = "/dolphin/receipt-sync/1.0.0"  # a validator fetches receipts another one holds
+REWARDS_TREE_PROTOCOL = "/dolphin/rewards-tree/1.0.0"  # a claimer fetches a settled epoch's rewards tree
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"

@@ -62,6 +62,8 @@ __all__ = [
     "ReceiptVerdict",
     "ResponseChunk",
     "ResponseEnd",
+    "RewardsTreePage",
+    "RewardsTreeRequest",
     "SettlementProposal",
     "SettlementSignature",
     "StrikeDecisionSignature",
@@ -91,6 +93,7 @@ MAX_SIGNED_RECEIPT = 4096
 MAX_COUNTERSIGNED_RECEIPT = MAX_SIGNED_RECEIPT + 128  # the envelope, the countersignature, the framing
 MAX_RECEIPT_BATCH = 256  # receipts per submission or sync batch (at most ~1.1 MB, within codec limits)
 MAX_SYNC_DIGESTS = 4096  # digests per page of a sync listing (128 KiB)
+MAX_TREE_PAGE = 2048  # accounts per page of a rewards tree (about 100 KiB)
 
 DAY_MS = 24 * 3600 * 1000
 MAX_VALIDATORS = 100
@@ -671,6 +674,34 @@ class ReceiptDigests(Message):
     def _check(self) -> None:
         if any(a >= b for a, b in pairwise(self.digests)):
             raise SchemaError("ReceiptDigests.digests must be strictly ascending")
+
+
+@message("settlement.tree.request", 1)
+class RewardsTreeRequest(Message):
+    """A claimer asks a validator for the rewards tree of `epoch`: the page of its accounts after `after`
+    (ascending; None: from the first). Answered with a `RewardsTreePage`."""
+
+    epoch: Annotated[int, UInt(64)]
+    after: Annotated[bytes | None, Maybe(ADDRESS)] = None
+
+
+@message("settlement.tree.page", 1)
+class RewardsTreePage(Message):
+    """A page of the cumulative amounts in epoch `epoch`'s rewards tree (`root`), by ascending account;
+    `total` accounts in all. A claimer rebuilds the tree from every page and checks its root against the
+    chain's: a validator can withhold a tree, not forge one."""
+
+    epoch: Annotated[int, UInt(64)]
+    root: Annotated[bytes, HASH]
+    total: Annotated[int, UInt(32)]
+    accounts: Annotated[tuple[bytes, ...], Seq(ADDRESS, max_len=MAX_TREE_PAGE)] = ()
+    amounts: Annotated[tuple[int, ...], Seq(U256(), max_len=MAX_TREE_PAGE)] = ()
+
+    def _check(self) -> None:
+        if len(self.accounts) != len(self.amounts):
+            raise SchemaError("RewardsTreePage lists one amount per account")
+        if any(a >= b for a, b in pairwise(self.accounts)):
+            raise SchemaError("RewardsTreePage.accounts must be strictly ascending")
 
 
 @message("validator.peer", 1)

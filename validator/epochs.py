@@ -6,6 +6,8 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
 - the receipt service (RECEIPT_PROTOCOL for nodes, RECEIPT_SYNC_PROTOCOL for validators, see
   validator.receipts) and this validator's announcement on VALIDATORS_TOPIC, so nodes and the other
   validators can find its peer;
+- the settled epochs' rewards trees, page by page, to claimers (REWARDS_TREE_PROTOCOL: `dolphin chain
+  claim --bootstrap` rebuilds the tree and checks its root against the chain's);
 - the epoch cadence. Epoch E is the Unix time slice [E, E + 1) × `epoch_seconds`; receipts of E are taken
   until `submit_grace_seconds` after it ends. Then, after `sync_delay_seconds` (for clock skew), the
   validator fetches from every other current validator's peer what it lacks of E (so all of them hold
@@ -42,10 +44,11 @@ from typing import Any
 
 import trio
 
-from chain.client import ChainClient, ValidatorSet
+from chain.client import ChainClient, ValidatorSet, checked_address
 from chain.errors import ChainError
+from chain.merkle import RewardsTree
 from node.files import write_atomically
-from p2p import DolphinHost, P2PError
+from p2p import DolphinHost, P2PError, Stream
 from pool.validators import (
     ValidatorDirectory,
     serve_validator_discovery,
@@ -55,9 +58,17 @@ from pool.validators import (
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.eth import EthAccount
-from protocols.ids import SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
+from protocols.ids import REWARDS_TREE_PROTOCOL, SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
 from protocols.keys import Identity, peer_id_from_text
-from protocols.messages import CreditDebitSignature, SettlementSignature, eth_sign
+from protocols.messages import (
+    MAX_TREE_PAGE,
+    CreditDebitSignature,
+    RewardsTreePage,
+    RewardsTreeRequest,
+    SettlementSignature,
+    eth_sign,
+)
+from protocols.schema import decode_message, encode_message
 from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates
 from validator.evidence import EvidenceStore, SettlementRecord
@@ -65,13 +76,20 @@ from validator.quorum import QuorumRule, SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
 from validator.settlement import DebitBatch
 
-__all__ = ["SettlementConfig", "SettlementService", "serve_settlement", "tree_file_name"]
+__all__ = [
+    "SettlementConfig",
+    "SettlementService",
+    "rewards_tree_page",
+    "serve_settlement",
+    "tree_file_name",
+]
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_ENVELOPE_TTL_MS = 10 * 60 * 1000
 ANNOUNCEMENT_LIFETIME_S = 24 * 3600
 RECORD_TTL_S = 600
+MAX_TREE_REQUEST_BYTES = 256
 
 
 Awards = Callable[[int], Awaitable[Mapping[str, int]]]
@@ -81,6 +99,23 @@ state's rewards table."""
 
 async def _no_awards(epoch: int) -> Mapping[str, int]:
     return {}
+
+
+def rewards_tree_page(tree: RewardsTree | None, request: RewardsTreeRequest) -> RewardsTreePage:
+    """The answer to `request` from the tree of its epoch (None: no tree here, an empty page with a zero
+    root): the accounts after `request.after`, ascending, at most MAX_TREE_PAGE of them."""
+    if tree is None:
+        return RewardsTreePage(epoch=request.epoch, root=bytes(32), total=0)
+    accounts = sorted(bytes.fromhex(a[2:]) for a in tree.amounts)
+    after = request.after or b""
+    chosen = [a for a in accounts if a > after][:MAX_TREE_PAGE]
+    return RewardsTreePage(
+        epoch=request.epoch,
+        root=tree.root,
+        total=len(accounts),
+        accounts=tuple(chosen),
+        amounts=tuple(tree.amounts[checked_address("0x" + a.hex())] for a in chosen),
+    )
 
 
 def tree_file_name(epoch: int) -> str:
@@ -199,6 +234,7 @@ class SettlementService:
         """Run until cancelled; started once the receipt service and the topics are up."""
         async with trio.open_nursery() as nursery:
             self.receipts.install(self.host)
+            self.host.set_stream_handler(REWARDS_TREE_PROTOCOL, self.handle_tree_request)
             await nursery.start(serve_validator_set, self._read_members, self.directory, self.book)
             await self.host.gossip.subscribe(VALIDATORS_TOPIC, self.directory.validate)
             await self.host.gossip.subscribe(SETTLEMENT_TOPIC, self.book.validate)
@@ -210,6 +246,20 @@ class SettlementService:
             nursery.start_soon(self._serve_epochs)
             nursery.start_soon(self._serve_chain_work)
             task_status.started()
+
+    async def handle_tree_request(self, stream: Stream) -> None:
+        """A claimer asks for a page of a settled epoch's rewards tree (`RewardsTreeRequest`); an epoch
+        without a tree here gets an empty page with a zero root. Never raises for what the peer sends."""
+        try:
+            request = decode_message(await stream.read_message(MAX_TREE_REQUEST_BYTES), RewardsTreeRequest)
+        except ProtocolError as exc:
+            log.info("malformed rewards tree request from %s: %s", stream.peer_id, exc)
+            await stream.reset()
+            return
+        record = await self.store.settlement(request.epoch)
+        page = rewards_tree_page(record.tree if record is not None else None, request)
+        await stream.write_message(encode_message(page))
+        await stream.close()
 
     async def _serve_record(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
         """Our peer's address in the DHT under VALIDATORS_RECORD, so nodes and validators connect to us."""

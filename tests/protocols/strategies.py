@@ -78,6 +78,10 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["reason"] = (values["reason"] or "refused") if values["status"] == "refused" else None
     if cls is messages.ReceiptDigests:
         values["digests"] = tuple(sorted(set(values["digests"])))
+    if cls is messages.RewardsTreePage:
+        accounts = tuple(sorted(set(values["accounts"])))
+        count = min(len(accounts), len(values["amounts"]))
+        values["accounts"], values["amounts"] = accounts[:count], values["amounts"][:count]
     if cls is messages.BanNotice:
         values["strikes"] = tuple(
             dataclasses.replace(s, node_key=values["node_key"], operator=values["operator"])
