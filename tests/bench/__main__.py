@@ -1,5 +1,10 @@
 """Run the benchmarks named on the command line (all of them when none is named)."""
 
+import os
+
+# As `dolphin` does (cli/main.py): no third-party tqdm redraws in a benchmark's log.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 import argparse
 import importlib
 import json
