@@ -9,7 +9,6 @@ setting, its default and what it does, so an operator edits rather than guesses.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,10 +141,6 @@ class NodeConfig:
     )
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, Path):
-                object.__setattr__(self, item.name, value.expanduser())
         positive = (
             "max_batch",
             "heartbeat_interval",
@@ -153,17 +148,15 @@ class NodeConfig:
             "max_waiting",
             "drain_timeout",
             "receipt_submit_seconds",
+            "busy_check_interval",
+            "key_rotation_hours",
+            "epoch_seconds",
         )
-        for name in (*positive, "busy_check_interval", "key_rotation_hours", "epoch_seconds"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        settings.normalise_settings(self, positive=positive, error=ConfigError, local_only=("local_api",))
         if self.threads < 0 or self.flush_interval_ms < 0:
             raise ConfigError("threads and flush_interval_ms must not be negative")
         if not 0 <= self.idle_below <= self.busy_above <= 1:
             raise ConfigError("need 0 <= idle_below <= busy_above <= 1")
-        host = self.local_api.rpartition(":")[0]
-        if host not in ("127.0.0.1", "localhost", "[::1]"):
-            raise ConfigError(f"local_api must listen on 127.0.0.1 (it has no authentication), not {host!r}")
         if self.engine not in ("transformers", "vllm"):
             raise ConfigError(f"unknown engine {self.engine!r}; choose transformers or vllm")
         if self.engine_url is not None and self.engine != "vllm":

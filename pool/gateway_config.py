@@ -8,7 +8,6 @@ every setting, its default and what it does (`pool.settings`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -113,10 +112,6 @@ class GatewayConfig:
     )
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, Path):
-                object.__setattr__(self, item.name, value.expanduser())
         positive = (
             "max_models",
             "max_body_bytes",
@@ -129,9 +124,7 @@ class GatewayConfig:
             "drain_timeout",
             "chain_refresh_seconds",
         )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise GatewayConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        settings.normalise_settings(self, positive=positive, error=GatewayConfigError)
         if self.nodes not in ("auto", "any", "registered", "bonded"):
             raise GatewayConfigError(f"nodes must be auto, any, registered or bonded, not {self.nodes!r}")
         if self.min_verification not in (None, "good", "suspect"):

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ __all__ = [
     "doc",
     "env_name",
     "load_settings",
+    "normalise_settings",
     "render_settings",
     "rpc_url_setting",
 ]
@@ -55,6 +56,25 @@ def chain_dir_setting() -> Any:
     return field(
         default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
     )
+
+
+def normalise_settings(
+    config: object, *, positive: Iterable[str], error: type[Exception], local_only: Iterable[str] = ()
+) -> None:
+    """What every daemon's settings do after init (a frozen dataclass's `__post_init__`): expand `~` in
+    each Path, refuse a setting of `positive` that is not, and refuse a HOST:PORT of `local_only` that
+    listens beyond this machine (those endpoints have no authentication)."""
+    for item in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, item.name)
+        if isinstance(value, Path):
+            object.__setattr__(config, item.name, value.expanduser())
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise error(f"{name} must be positive, not {getattr(config, name)!r}")
+    for name in local_only:
+        host = getattr(config, name).rpartition(":")[0]
+        if host not in ("127.0.0.1", "localhost", "[::1]"):
+            raise error(f"{name} must listen on 127.0.0.1 (it has no authentication), not {host!r}")
 
 
 def env_name(prefix: str, setting: str) -> str:

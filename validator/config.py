@@ -8,7 +8,6 @@ does. Check thresholds left unset take the reference model's calibration (`calib
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,10 +212,6 @@ class ValidatorConfig:
     )
 
     def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, Path):
-                object.__setattr__(self, item.name, value.expanduser())
         positive = (
             "epoch_seconds",
             "concurrency",
@@ -234,9 +229,9 @@ class ValidatorConfig:
             "announce_seconds",
             "keeper_interval_seconds",
         )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValidatorConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        settings.normalise_settings(
+            self, positive=positive, error=ValidatorConfigError, local_only=("metrics",)
+        )
         if self.threads < 0:
             raise ValidatorConfigError("threads must not be negative")
         for name in ("submit_grace_seconds", "sync_delay_seconds", "relay_stagger_seconds"):
@@ -246,9 +241,6 @@ class ValidatorConfig:
             raise ValidatorConfigError(
                 "challenge_max_tokens must be in [16, 256]: its evidence must fit gossip"
             )
-        host = self.metrics.rpartition(":")[0]
-        if host not in ("127.0.0.1", "localhost", "[::1]"):
-            raise ValidatorConfigError(f"metrics must listen on 127.0.0.1, not {host!r}")
 
     @property
     def wallet_key_file(self) -> Path:
