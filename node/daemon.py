@@ -55,7 +55,7 @@ from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
-from p2p.daemon import ready_document, write_ready_file
+from p2p.daemon import drain, ready_document, write_ready_file
 from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
 from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
@@ -353,22 +353,14 @@ async def _serve(  # type: ignore[no-untyped-def]
                 draining = True
                 service.pause("draining", "this node is shutting down; ask another")
                 announcer.publish_soon()
-                with trio.move_on_after(config.drain_timeout) as drain:
-                    async with trio.open_nursery() as waiting:
 
-                        async def stop_on_second_signal() -> None:
-                            async for _ in signals:
-                                log.warning("second signal: stopping now")
-                                waiting.cancel_scope.cancel()
-                                drain.cancel()
+                async def finish() -> None:
+                    await service.wait_idle()
+                    await announcer.publish()  # the last heartbeat, capacity 0
+                    if submitter is not None:  # the receipts of answers finished while draining
+                        await submitter.submit_all()
 
-                        waiting.start_soon(stop_on_second_signal)
-                        await service.wait_idle()
-                        await announcer.publish()  # the last heartbeat, capacity 0
-                        if submitter is not None:  # the receipts of answers finished while draining
-                            await submitter.submit_all()
-                        waiting.cancel_scope.cancel()
-                if drain.cancelled_caught and service.active:
+                if not await drain(signals, finish, config.drain_timeout) and service.active:
                     log.warning(
                         "stopping with %d answers unfinished after %g s", service.active, config.drain_timeout
                     )

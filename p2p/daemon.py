@@ -9,9 +9,10 @@ says a stopped peer is up.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -20,6 +21,7 @@ from p2p.config import HostConfig
 from p2p.host import DolphinHost, open_host
 
 READY_FILE = "ready.json"
+log = logging.getLogger(__name__)
 
 OnReady = Callable[[DolphinHost], Awaitable[dict | None]]
 
@@ -70,3 +72,22 @@ async def serve_peer(
                     break
             finally:
                 path.unlink(missing_ok=True)
+
+
+async def drain(signals: AsyncIterator[int], finish: Callable[[], Awaitable[None]], timeout: float) -> bool:
+    """A daemon's drain after its first SIGINT/SIGTERM: await `finish()` (the work in flight, and what must
+    follow it) for up to `timeout` seconds, or until a second signal says stop now. Returns whether it
+    finished."""
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as waiting:
+
+            async def stop_on_second_signal() -> None:
+                async for _ in signals:
+                    log.warning("second signal: stopping now")
+                    waiting.cancel_scope.cancel()
+
+            waiting.start_soon(stop_on_second_signal)
+            await finish()
+            waiting.cancel_scope.cancel()
+            return True
+    return False

@@ -52,7 +52,7 @@ from starlette.routing import Route
 from chain.client import USD_DECIMALS, format_units
 from chain.errors import ChainError
 from p2p import P2PError
-from p2p.daemon import ready_document, write_ready_file
+from p2p.daemon import drain, ready_document, write_ready_file
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
@@ -625,17 +625,8 @@ async def serve_gateway(
                     break
                 log.info("draining: refusing new requests, %d in flight", gateway.in_flight)
                 gateway.draining = True
-                with trio.move_on_after(config.drain_timeout):
-                    async with trio.open_nursery() as waiting:
-
-                        async def stop_on_second_signal() -> None:
-                            async for _ in signals:
-                                log.warning("second signal: stopping now")
-                                waiting.cancel_scope.cancel()
-
-                        waiting.start_soon(stop_on_second_signal)
-                        await gateway.wait_idle()
-                        waiting.cancel_scope.cancel()
+                if not await drain(signals, gateway.wait_idle, config.drain_timeout):
+                    log.warning("stopping with %d answers unfinished", gateway.in_flight)
             finally:
                 ready.unlink(missing_ok=True)
                 nursery.cancel_scope.cancel()

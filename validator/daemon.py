@@ -43,7 +43,7 @@ from chain.locate import ChainLocation
 from node.files import write_atomically
 from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
-from p2p.daemon import ready_document, write_ready_file
+from p2p.daemon import drain, ready_document, write_ready_file
 from pool import Member, PoolView
 from pool.attestations import attestation_validator
 from protocols import envelope
@@ -324,19 +324,7 @@ async def _serve(
                 draining = True
                 sampling.cancel()
                 log.info("draining: no new challenges, %d in flight", in_flight.count)
-                with trio.move_on_after(config.drain_timeout) as drain:
-                    async with trio.open_nursery() as waiting:
-
-                        async def stop_on_second_signal() -> None:
-                            async for _ in signals:
-                                log.warning("second signal: stopping now")
-                                waiting.cancel_scope.cancel()
-                                drain.cancel()
-
-                        waiting.start_soon(stop_on_second_signal)
-                        await in_flight.wait_idle()
-                        waiting.cancel_scope.cancel()
-                if drain.cancelled_caught and in_flight.count:
+                if not await drain(signals, in_flight.wait_idle, config.drain_timeout) and in_flight.count:
                     log.warning("stopping with %d challenges unfinished", in_flight.count)
             finally:
                 ready.unlink(missing_ok=True)
