@@ -47,6 +47,8 @@ from chain.errors import ChainError
 from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read
+from node.errors import ModelError
+from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
 from pool.errors import TreeUnavailable
 from pool.validators import fetch_rewards_tree
@@ -654,15 +656,25 @@ def credits_withdraw_command(connection: Connection, amount: str | None) -> None
 def credits_price_command(connection: Connection, model: str) -> None:
     """Show what a million tokens of MODEL cost.
 
-    MODEL is a model id (the 64 hex digits of its manifest hash). Prompt and answer tokens cost the
-    same; settlement debits each client price x tokens of its paid answers every epoch.
+    MODEL is a model id (the 64 hex digits of its manifest hash) or a model folder (its manifest's id).
+    Prompt and answer tokens cost the same; settlement debits each client price x tokens of its paid
+    answers every epoch.
     """
-    try:
-        model_id = bytes.fromhex(model.removeprefix("0x"))
-    except ValueError:
-        model_id = b""
+    if Path(model).is_dir():
+        try:
+            model_id = load_manifest(Path(model)).model_id()
+        except ModelError as exc:
+            raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    else:
+        try:
+            model_id = bytes.fromhex(model.removeprefix("0x"))
+        except ValueError:
+            model_id = b""
     if len(model_id) != 32:
-        raise click.BadParameter("a model id is 64 hex digits (see `dolphin model`)", param_hint="MODEL")
+        raise click.BadParameter(
+            "a model id is 64 hex digits, or give the model's folder (see `dolphin model verify`)",
+            param_hint="MODEL",
+        )
     price = connection.client(key_required=False).price_of(model_id)
     click.echo(f"{format_units(price, USD_DECIMALS)} per million tokens")
 

@@ -142,7 +142,7 @@ def test_redeem_needs_a_cooldown_and_says_so(chain):
     assert "Redeemed 10 POD." in chain.run("redeem", key=account)
 
 
-def test_credits_deposit_and_withdraw(chain):
+def test_credits_deposit_and_withdraw(chain, tiny_model_dir):
     account = 7
     assert "credit now 100" in chain.run("credits", "deposit", "100", key=account)
     assert "Withdrawal of 40 requested" in chain.run("credits", "withdraw", "40", key=account)
@@ -156,6 +156,8 @@ def test_credits_deposit_and_withdraw(chain):
     assert "POD bought back 0 POD; 1 stkPOD = 1 POD" in status
     assert chain.run("credits", "price", "ab" * 32, key=account).strip() == "0.5 per million tokens"
     assert "a model id is 64 hex digits" in chain.run("credits", "price", "abc", key=account, expect=2)
+    by_folder = chain.run("credits", "price", str(tiny_model_dir), key=account)  # its manifest's id
+    assert by_folder.strip() == "0.5 per million tokens"
 
 
 def test_snapshot_feeds_rewards_close_epoch(chain, tmp_path):
