@@ -9,10 +9,8 @@ setting, its default and what it does, so an operator edits rather than guesses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from node.errors import NodeError
 from pool import settings
@@ -163,37 +161,7 @@ class NodeConfig:
             raise ConfigError("engine_url attaches to a vLLM server: set engine to vllm too")
 
 
-def env_name(setting: str) -> str:
-    """The environment variable of a setting: DOLPHIN_NODE_<SETTING>."""
-    return settings.env_name(ENV_PREFIX, setting)
-
-
-def load_config(
-    config_file: Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> NodeConfig:
-    """Defaults, then `config_file` (TOML), then DOLPHIN_NODE_<SETTING> variables of `environ` (the
-    process environment by default), then `overrides` (command-line options).
-
-    Without `config_file`, <data dir>/node.toml is read when it exists (the data dir from `overrides`,
-    the environment or the default). Raises ConfigError for unknown settings or bad values.
-    """
-    return settings.load_settings(
-        NodeConfig,
-        prefix=ENV_PREFIX,
-        file_name=CONFIG_FILE,
-        config_file=config_file,
-        overrides=overrides,
-        environ=environ,
-        error=ConfigError,
-    )
-
-
-def render_config(config: NodeConfig | None = None) -> str:
-    """The config file: every setting with what it does; unset optional ones commented out."""
-    header = (
-        "dolphin node configuration. Command-line options and DOLPHIN_NODE_<SETTING> environment\n"
-        "variables override what is written here; deleting a line restores its default."
-    )
-    return settings.render_settings(config or NodeConfig(), header)
+_SETTINGS = settings.DaemonSettings(NodeConfig, ENV_PREFIX, CONFIG_FILE, ConfigError, "dolphin node")
+env_name = _SETTINGS.env_name
+load_config = _SETTINGS.load
+render_config = _SETTINGS.render

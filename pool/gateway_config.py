@@ -8,11 +8,9 @@ every setting, its default and what it does (`pool.settings`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 
 from pool import settings
 from pool.errors import PoolError
@@ -148,32 +146,9 @@ class GatewayConfig:
         return self.prices.get(model_id.hex(), self.prices.get(name, self.default_price))
 
 
-def env_name(setting: str) -> str:
-    """The environment variable of a setting: DOLPHIN_GATEWAY_<SETTING>."""
-    return settings.env_name(ENV_PREFIX, setting)
-
-
-def load_config(
-    config_file: Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> GatewayConfig:
-    """Defaults, then the config file, then DOLPHIN_GATEWAY_<SETTING> variables, then `overrides`."""
-    return settings.load_settings(
-        GatewayConfig,
-        prefix=ENV_PREFIX,
-        file_name=CONFIG_FILE,
-        config_file=config_file,
-        overrides=overrides,
-        environ=environ,
-        error=GatewayConfigError,
-    )
-
-
-def render_config(config: GatewayConfig | None = None) -> str:
-    """The config file: every setting with what it does; unset optional ones commented out."""
-    header = (
-        "dolphin gateway configuration. Command-line options and DOLPHIN_GATEWAY_<SETTING> environment\n"
-        "variables override what is written here; deleting a line restores its default."
-    )
-    return settings.render_settings(config or GatewayConfig(), header)
+_SETTINGS = settings.DaemonSettings(
+    GatewayConfig, ENV_PREFIX, CONFIG_FILE, GatewayConfigError, "dolphin gateway"
+)
+env_name = _SETTINGS.env_name
+load_config = _SETTINGS.load
+render_config = _SETTINGS.render

@@ -17,11 +17,12 @@ import os
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "DaemonSettings",
     "chain_dir_setting",
     "deployment_setting",
     "doc",
@@ -202,3 +203,46 @@ def render_settings(config: object, header: str) -> str:
             lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DaemonSettings(Generic[S]):
+    """One daemon's settings: its dataclass `cls` (with a `data_dir` field), environment variable
+    `prefix`, config file name, error type and program name; `env_name`, `load` and `render` are what its
+    config module exports as env_name, load_config and render_config."""
+
+    cls: type[S]
+    prefix: str
+    file_name: str
+    error: type[Exception]
+    program: str
+
+    def env_name(self, setting: str) -> str:
+        """The environment variable of a setting: <prefix><SETTING>."""
+        return env_name(self.prefix, setting)
+
+    def load(
+        self,
+        config_file: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> S:
+        """Defaults, then the config file, then <prefix><SETTING> variables, then `overrides` (see
+        `load_settings`)."""
+        return load_settings(
+            self.cls,
+            prefix=self.prefix,
+            file_name=self.file_name,
+            config_file=config_file,
+            overrides=overrides,
+            environ=environ,
+            error=self.error,
+        )
+
+    def render(self, config: S | None = None) -> str:
+        """The config file: every setting with what it does; unset optional ones commented out."""
+        header = (
+            f"{self.program} configuration. Command-line options and {self.prefix}<SETTING> environment\n"
+            "variables override what is written here; deleting a line restores its default."
+        )
+        return render_settings(config if config is not None else self.cls(), header)

@@ -8,7 +8,6 @@ does. Check thresholds left unset take the reference model's calibration (`calib
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,33 +250,9 @@ class ValidatorConfig:
         return {name: getattr(self, name) for name in THRESHOLD_SETTINGS if getattr(self, name) is not None}
 
 
-def env_name(setting: str) -> str:
-    """The environment variable of a setting: DOLPHIN_VALIDATOR_<SETTING>."""
-    return settings.env_name(ENV_PREFIX, setting)
-
-
-def load_config(
-    config_file: Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ValidatorConfig:
-    """Defaults, then `config_file`, then DOLPHIN_VALIDATOR_<SETTING> variables, then `overrides`.
-    Raises ValidatorConfigError for unknown settings or bad values."""
-    return settings.load_settings(
-        ValidatorConfig,
-        prefix=ENV_PREFIX,
-        file_name=CONFIG_FILE,
-        error=ValidatorConfigError,
-        config_file=config_file,
-        overrides=overrides,
-        environ=environ,
-    )
-
-
-def render_config(config: ValidatorConfig | None = None) -> str:
-    """The config file: every setting with what it does; unset optional ones commented out."""
-    header = (
-        "dolphin validator configuration. Command-line options and DOLPHIN_VALIDATOR_<SETTING>\n"
-        "environment variables override what is written here; deleting a line restores its default."
-    )
-    return settings.render_settings(config or ValidatorConfig(), header)
+_SETTINGS = settings.DaemonSettings(
+    ValidatorConfig, ENV_PREFIX, CONFIG_FILE, ValidatorConfigError, "dolphin validator"
+)
+env_name = _SETTINGS.env_name
+load_config = _SETTINGS.load
+render_config = _SETTINGS.render
