@@ -17,13 +17,20 @@ import click
 import trio
 
 from chain.errors import ChainError
-from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
+from cli.options import (
+    chain_options,
+    config_file_option,
+    daemon_logging,
+    explicit_settings,
+    setting_option,
+    write_config_file,
+)
 from p2p import P2PError
 from pool.errors import PoolError
 from pool.gateway import serve_gateway
-from pool.gateway_config import CONFIG_FILE, GatewayConfig, env_name, load_config, render_config
+from pool.gateway_config import SETTINGS, GatewayConfig, env_name, load_config
 
-_SETTINGS = (
+_OPTION_SETTINGS = (
     "data_dir",
     "http",
     "bootstrap",
@@ -59,13 +66,7 @@ class _Started:
 
 
 @click.group("gateway", invoke_without_command=True)
-@click.option(
-    "--config",
-    "config_file",
-    type=_FILE,
-    envvar=env_name("config"),
-    help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
-)
+@config_file_option(SETTINGS)
 @_setting(
     "--data-dir", setting="data_dir", type=_DIR, help="Receipts of served answers, reports, ready.json."
 )
@@ -118,7 +119,7 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     try:
-        config = load_config(config_file, explicit_settings(ctx, _SETTINGS))
+        config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
         daemon_logging("pool")
         trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
     except PoolError as exc:
@@ -137,10 +138,4 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
 def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -> None:
     """Write a config file with every setting, its default and what it does."""
-    config = GatewayConfig(**({"data_dir": data_dir} if data_dir else {}))
-    path = config_file or config.data_dir / CONFIG_FILE
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_config(config))
-    click.echo(f"wrote {path}")
+    write_config_file(SETTINGS, data_dir, config_file, force)

@@ -25,8 +25,15 @@ from rich.table import Table
 
 from chain.errors import ChainError
 from cli.chain import Connection
-from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
-from node.config import CONFIG_FILE, NodeConfig, env_name, load_config, render_config
+from cli.options import (
+    chain_options,
+    config_file_option,
+    daemon_logging,
+    explicit_settings,
+    setting_option,
+    write_config_file,
+)
+from node.config import SETTINGS, NodeConfig, env_name, load_config
 from node.daemon import serve_node
 from node.errors import NodeError
 from node.ledger import LEDGER_FILE, read_ledger
@@ -36,7 +43,7 @@ from p2p import P2PError
 _err = Console(stderr=True)
 
 # Options of the daemon that map one to one onto NodeConfig settings.
-_SETTINGS = (
+_OPTION_SETTINGS = (
     "data_dir",
     "model",
     "listen",
@@ -61,7 +68,7 @@ _SETTINGS = (
 
 def _explicit(ctx: click.Context) -> dict[str, Any]:
     """The settings given on the command line or in the environment (they override the config file)."""
-    values = explicit_settings(ctx, _SETTINGS)
+    values = explicit_settings(ctx, _OPTION_SETTINGS)
     if ctx.params.get("no_listen"):
         values["listen"] = ()
     return values
@@ -126,13 +133,7 @@ _PATH = click.Path(file_okay=False, path_type=Path)
 
 
 @click.group("node", invoke_without_command=True)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=env_name("config"),
-    help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
-)
+@config_file_option(SETTINGS)
 @_setting("--data-dir", setting="data_dir", type=_PATH, help="Keys, ledger, benchmark cache and ready.json.")
 @_setting(
     "--model",
@@ -237,13 +238,7 @@ def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: An
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
 def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -> None:
     """Write a config file with every setting, its default and what it does."""
-    config = NodeConfig(**({"data_dir": data_dir} if data_dir else {}))
-    path = config_file or config.data_dir / CONFIG_FILE
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_config(config))
-    click.echo(f"wrote {path}")
+    write_config_file(SETTINGS, data_dir, config_file, force)
 
 
 @group.command("register")

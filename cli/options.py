@@ -11,7 +11,16 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-__all__ = ["chain_options", "daemon_logging", "explicit_settings", "setting_option"]
+from pool.settings import DaemonSettings
+
+__all__ = [
+    "chain_options",
+    "config_file_option",
+    "daemon_logging",
+    "explicit_settings",
+    "setting_option",
+    "write_config_file",
+]
 
 
 def setting_option(config_cls: type, env_name: Callable[[str], str]):  # type: ignore[no-untyped-def]
@@ -72,3 +81,30 @@ def daemon_logging(package: str) -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("libp2p").setLevel(logging.ERROR)
     logging.getLogger(package).setLevel(min(logging.INFO, logging.getLogger().level))
+
+
+def config_file_option(daemon: DaemonSettings):  # type: ignore[no-untyped-def]
+    """A daemon command's --config: the file its settings are read from."""
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=daemon.env_name("config"),
+        help=f"Config file [default: <data dir>/{daemon.file_name} if it exists].",
+    )
+
+
+def write_config_file(
+    daemon: DaemonSettings, data_dir: Path | None, config_file: Path | None, force: bool
+) -> tuple[Any, Path]:
+    """What `dolphin <daemon> init` does: the config file with every setting, its default and what it does,
+    at `config_file` or <data dir>/<its file name>; never over an existing one without `force`. Returns the
+    config written and where."""
+    config = daemon.cls(**({"data_dir": data_dir} if data_dir else {}))
+    path = config_file or config.data_dir / daemon.file_name
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(daemon.render(config))
+    click.echo(f"wrote {path}")
+    return config, path

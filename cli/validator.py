@@ -26,11 +26,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chain.errors import ChainError
-from cli.options import chain_options, daemon_logging, explicit_settings, setting_option
+from cli.options import (
+    chain_options,
+    config_file_option,
+    daemon_logging,
+    explicit_settings,
+    setting_option,
+    write_config_file,
+)
 from p2p import P2PError
 from validator.audit import audit_node
 from validator.calibration import thresholds_for
-from validator.config import CONFIG_FILE, KEY_FILE, ValidatorConfig, env_name, load_config, render_config
+from validator.config import (
+    KEY_FILE,
+    SETTINGS,
+    ValidatorConfig,
+    env_name,
+    load_config,
+)
 from validator.daemon import serve_validator, write_wallet
 from validator.errors import ValidatorError
 from validator.reference import open_reference
@@ -40,7 +53,7 @@ _err = Console(stderr=True)
 _setting = setting_option(ValidatorConfig, env_name)
 _chain_options = chain_options(_setting)
 _PATH = click.Path(file_okay=False, path_type=Path)
-_SETTINGS = (
+_OPTION_SETTINGS = (
     "data_dir",
     "reference",
     "key_file",
@@ -74,13 +87,7 @@ class _Started:
 
 
 @click.group("validator", invoke_without_command=True)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=env_name("config"),
-    help=f"Config file [default: <data dir>/{CONFIG_FILE} if it exists].",
-)
+@config_file_option(SETTINGS)
 @_setting("--data-dir", setting="data_dir", type=_PATH, help="State, keys and ready.json.")
 @_setting(
     "--reference",
@@ -137,7 +144,7 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     try:
-        config = load_config(config_file, explicit_settings(ctx, _SETTINGS))
+        config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
         daemon_logging("validator")
         trio.run(lambda: serve_validator(config, task_status=_Started()))
     except ValidatorError as exc:
@@ -159,14 +166,8 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
 def init_command(data_dir: Path | None, config_file: Path | None, force: bool) -> None:
     """Write a config file with every setting, its default and what it does, and a wallet key if there is
     none (bond at least 100,000 POD with it and `dolphin chain validators join` to be elected)."""
-    config = ValidatorConfig(**({"data_dir": data_dir} if data_dir else {}))
-    path = config_file or config.data_dir / CONFIG_FILE
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_config(config))
+    config, _ = write_config_file(SETTINGS, data_dir, config_file, force)
     address = write_wallet(config.wallet_key_file)
-    click.echo(f"wrote {path}")
     click.echo(f"validator wallet 0x{address} (key in {config.wallet_key_file})")
 
 

@@ -16,7 +16,15 @@ from node.errors import NodeError
 from pool import settings
 from pool.settings import doc
 
-__all__ = ["CONFIG_FILE", "ConfigError", "NodeConfig", "env_name", "load_config", "render_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "SETTINGS",
+    "ConfigError",
+    "NodeConfig",
+    "env_name",
+    "load_config",
+    "render_config",
+]
 
 CONFIG_FILE = "node.toml"
 ENV_PREFIX = "DOLPHIN_NODE_"
@@ -161,7 +169,7 @@ class NodeConfig:
             raise ConfigError("engine_url attaches to a vLLM server: set engine to vllm too")
 
 
-_SETTINGS = settings.DaemonSettings(NodeConfig, ENV_PREFIX, CONFIG_FILE, ConfigError, "dolphin node")
-env_name = _SETTINGS.env_name
-load_config = _SETTINGS.load
-render_config = _SETTINGS.render
+SETTINGS = settings.DaemonSettings(NodeConfig, ENV_PREFIX, CONFIG_FILE, ConfigError, "dolphin node")
+env_name = SETTINGS.env_name
+load_config = SETTINGS.load
+render_config = SETTINGS.render

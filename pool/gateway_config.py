@@ -15,7 +15,15 @@ from pathlib import Path
 from pool import settings
 from pool.errors import PoolError
 
-__all__ = ["CONFIG_FILE", "ENV_PREFIX", "GatewayConfig", "GatewayConfigError", "load_config", "render_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "ENV_PREFIX",
+    "SETTINGS",
+    "GatewayConfig",
+    "GatewayConfigError",
+    "load_config",
+    "render_config",
+]
 
 CONFIG_FILE = "gateway.toml"
 ENV_PREFIX = "DOLPHIN_GATEWAY_"
@@ -146,9 +154,9 @@ class GatewayConfig:
         return self.prices.get(model_id.hex(), self.prices.get(name, self.default_price))
 
 
-_SETTINGS = settings.DaemonSettings(
+SETTINGS = settings.DaemonSettings(
     GatewayConfig, ENV_PREFIX, CONFIG_FILE, GatewayConfigError, "dolphin gateway"
 )
-env_name = _SETTINGS.env_name
-load_config = _SETTINGS.load
-render_config = _SETTINGS.render
+env_name = SETTINGS.env_name
+load_config = SETTINGS.load
+render_config = SETTINGS.render

@@ -20,6 +20,7 @@ __all__ = [
     "CONFIG_FILE",
     "DEV_SETTLEMENT",
     "KEY_FILE",
+    "SETTINGS",
     "ValidatorConfig",
     "env_name",
     "load_config",
@@ -250,9 +251,9 @@ class ValidatorConfig:
         return {name: getattr(self, name) for name in THRESHOLD_SETTINGS if getattr(self, name) is not None}
 
 
-_SETTINGS = settings.DaemonSettings(
+SETTINGS = settings.DaemonSettings(
     ValidatorConfig, ENV_PREFIX, CONFIG_FILE, ValidatorConfigError, "dolphin validator"
 )
-env_name = _SETTINGS.env_name
-load_config = _SETTINGS.load
-render_config = _SETTINGS.render
+env_name = SETTINGS.env_name
+load_config = SETTINGS.load
+render_config = SETTINGS.render
