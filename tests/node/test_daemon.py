@@ -420,12 +420,15 @@ async def test_a_registered_node_on_a_chain_shows_its_operator_and_serves_paying
             member = await find_member(client, view, node.peer_id)
             assert member.registered and member.operator == binding.operator
 
-            def authorise(session: Identity, max_credits: int) -> CreditAuthorisation:
+            def authorise(
+                session: Identity, max_credits: int, key: str = chain.keys[5]
+            ) -> CreditAuthorisation:
+                account = EthAccount(bytes.fromhex(key.removeprefix("0x")))
                 return eth_sign(
                     CreditAuthorisation,
-                    EthAccount(bytes.fromhex(chain.keys[5].removeprefix("0x"))),
+                    account,
                     operator.domain("Credits"),
-                    client=bytes.fromhex(wallet.address[2:]),
+                    client=account.address,
                     session_key=session.public_key,
                     model=model_id,
                     max_credits=max_credits,
@@ -444,13 +447,14 @@ async def test_a_registered_node_on_a_chain_shows_its_operator_and_serves_paying
             )
             assert paid.receipt_stored
             session = Identity.generate()
-            with pytest.raises(InferenceFailed, match="paid requests only"):  # more than the wallet holds
+            # A wallet with no credit: its authorisation, however large, covers nothing.
+            with pytest.raises(InferenceFailed, match="paid requests only"):
                 await complete(
                     client,
                     member.contact,
                     [("user", "Hi")],
                     identity=session,
-                    credit=authorise(session, 10**12),
+                    credit=authorise(session, 10**12, key=chain.keys[8]),
                 )
             with pytest.raises(InferenceFailed, match="paid requests only"):  # no authorisation at all
                 await _ask(client, member, max_tokens=2)
