@@ -8,18 +8,20 @@
 
 The process is the real command line (`python -m cli.main node`), bound to 127.0.0.1, its local API on a
 free port, waited on through ready.json; its output goes to <data dir>/peer.log. `running_pool` starts a
-relay and several nodes at once (some listening, some reachable only through the relay) for a test
+relay and several nodes (some listening, some reachable only through the relay) for a test
 module or a benchmark to share.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import trio
 
+from node.benchmark import BENCHMARK_FILE
 from p2p import DolphinHost
 from p2p.testing import LOCALHOST, PeerProcess, relay_process
 from pool import PoolView, find_member
@@ -70,22 +72,30 @@ def running_pool(
 ) -> Iterator[tuple[PeerProcess, list[PeerProcess]]]:
     """A relay and `direct` + `hidden` node processes serving `model_dir` (the hidden ones without a
     listen address: reachable through the relay only), all ready; stopped on exit. Yields (relay, nodes),
-    the direct nodes first."""
+    the direct nodes first.
+
+    The first node benchmarks the engine and the others start from its cached benchmark (same model,
+    engine and machine, so the same key), as nodes restarted on one machine would: benchmarks run side by
+    side on two cores would attest speeds that differ by chance, and routers would follow the chance.
+    """
     relay = relay_process(base_dir / "relay")
     nodes: list[PeerProcess] = []
     try:
         trio.run(relay.wait_ready)
         for index in range(direct + hidden):
             name = f"node-{index}" if index < direct else f"hidden-{index - direct}"
-            nodes.append(
-                node_process(
-                    base_dir / name, model_dir, "--bootstrap", relay.addr, *node_args, listen=index < direct
-                )
-            )
+            data_dir = base_dir / name
+            if nodes:
+                data_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(nodes[0].data_dir / BENCHMARK_FILE, data_dir / BENCHMARK_FILE)
+            args = ("--bootstrap", relay.addr, *node_args)
+            nodes.append(node_process(data_dir, model_dir, *args, listen=index < direct))
+            if len(nodes) == 1:
+                trio.run(nodes[0].wait_ready, timeout)
 
         async def ready() -> None:
             async with trio.open_nursery() as nursery:
-                for node in nodes:
+                for node in nodes[1:]:
                     nursery.start_soon(node.wait_ready, timeout)
 
         trio.run(ready)

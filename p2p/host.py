@@ -54,6 +54,12 @@ logger = logging.getLogger(__name__)
 StreamHandler = Callable[[Stream], Awaitable[None]]
 RESERVATION_REFRESH_SECONDS = 300.0
 DHT_REFRESH_SECONDS = 60.0
+# Time for py-libp2p to notice a closing connection before a stream dropped on it is opened again.
+STREAM_RETRY_PAUSE_SECONDS = 0.2
+
+
+class _StreamDropped(DialError):
+    """A stream the connection dropped before its protocol was agreed: worth opening once more."""
 
 
 class _ShieldedHost(BasicHost):
@@ -180,20 +186,34 @@ class DolphinHost:
         raise DialError(f"no address of {peer_id} dialled: {'; '.join(failures) or 'none given'}")
 
     async def open_stream(self, peer_id: str, protocol: str, *, timeout: float | None = None) -> Stream:
-        """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address)."""
+        """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address).
+
+        A stream the connection drops before its protocol is agreed is opened once more, on a fresh dial
+        when the peer is no longer connected: py-libp2p keeps using a connection it has not yet noticed
+        is closing (the loser of two simultaneous dials, a circuit its relay hung up), and a second try
+        is what every caller would do anyway.
+        """
         deadline = self.config.timeouts.stream_open if timeout is None else timeout
         peer = ID.from_base58(peer_id)
+        try:
+            return await self._new_stream(peer, protocol, deadline)
+        except _StreamDropped as error:
+            logger.debug("%s; opening it once more", error)
+        await trio.sleep(STREAM_RETRY_PAUSE_SECONDS)
+        return await self._new_stream(peer, protocol, deadline)
+
+    async def _new_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
         if peer not in self._host.get_connected_peers():
             await self._dial_known(peer, deadline)
         try:
             with trio.fail_after(deadline):
                 raw = await self._host.new_stream(peer, [TProtocol(protocol)])
         except trio.TooSlowError as error:
-            raise DialError(f"opening {protocol} to {peer_id} took over {deadline} s") from error
+            raise DialError(f"opening {protocol} to {peer.to_base58()} took over {deadline} s") from error
         except Exception as error:
             if "protocol" in str(error).lower() and "negotiat" in str(error).lower():
-                raise ProtocolNotSupported(f"{peer_id} does not speak {protocol}") from error
-            raise DialError(f"opening {protocol} to {peer_id} failed: {error!r}") from error
+                raise ProtocolNotSupported(f"{peer.to_base58()} does not speak {protocol}") from error
+            raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
         return Stream(raw, self.config.timeouts.stream_io)
 
     async def _dial_known(self, peer: ID, deadline: float) -> None:

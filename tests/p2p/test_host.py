@@ -7,8 +7,10 @@ import pytest
 import trio
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.host.exceptions import StreamFailure
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
@@ -114,6 +116,38 @@ async def test_inbound_streams_per_protocol_are_capped(tmp_path):
             await extra.read_exactly(1, timeout=3)
         assert not isinstance(refused.value, StreamTimeout)  # reset by the server, not left hanging
         assert len(held) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_stream_dropped_before_its_protocol_is_agreed_is_opened_once_more(tmp_path, monkeypatch):
+    async with open_host_group(tmp_path, 2) as (server, client):
+        server.set_stream_handler(ECHO, _echo)
+        await client.open_stream(server.peer_id, ECHO)  # connected
+        real_new_stream = client._host.new_stream
+        calls = []
+
+        def drops(failures: int):
+            async def new_stream(peer, protocols):
+                calls.append(peer)
+                if len(calls) <= failures:  # what py-libp2p raises when the remote resets the stream
+                    raise StreamFailure("failed to open a stream to peer") from MultiselectClientError(
+                        "handshake read failed: fail to read from multiselect communicator"
+                    )
+                return await real_new_stream(peer, protocols)
+
+            monkeypatch.setattr(client._host, "new_stream", new_stream)
+
+        drops(1)
+        stream = await client.open_stream(server.peer_id, ECHO)
+        await stream.write_message(b"again")
+        assert await stream.read_message(1024) == b"again" and len(calls) == 2
+
+        calls.clear()
+        drops(2)
+        with pytest.raises(DialError, match="failed to open a stream"):
+            await client.open_stream(server.peer_id, ECHO)
+        assert len(calls) == 2  # once more, not forever
 
 
 @pytest.mark.integration

@@ -117,14 +117,15 @@ async def test_a_node_killed_mid_stream_is_replaced_without_the_caller_seeing_an
                     victim.process.send_signal(signal.SIGKILL)
                 pieces.append(piece)
         result = answer.result
-    assert result.failovers >= 1 and result.attempts[0].peer_id == victim.peer_id
+    (victims_part,) = [attempt for attempt in result.attempts if attempt.peer_id == victim.peer_id]
+    assert result.failovers >= 1 and victims_part.error and victims_part.tokens_delivered >= 1
     assert result.attempts[-1].error is None and result.node != victim.peer_id
     assert result.text == "".join(piece.text for piece in pieces)
-    # The dead node sent no receipt; the one that finished signed only the tokens it added.
-    delivered_by_victim = result.attempts[0].tokens_delivered
-    assert delivered_by_victim >= 1
+    # The dead node sent no receipt; the one that finished signed only the tokens it added, and every
+    # token the caller got is counted once, on the attempt that delivered it.
     assert [r.peer_id for r in result.receipts] == [result.node]
-    assert result.tokens_delivered == delivered_by_victim + result.tokens_out
+    assert result.attempts[-1].tokens_delivered == result.tokens_out
+    assert result.tokens_delivered == sum(attempt.tokens_delivered for attempt in result.attempts)
     assert result.tokens_delivered <= 400 and result.receipt_stored
 
 
@@ -148,7 +149,7 @@ async def test_a_whole_answer_survives_its_node_dying(network):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(kill_whoever_answers)
             result = await client.ask(model, PROMPT, max_tokens=400)
-    assert killed and result.attempts[0].peer_id == killed[0] and result.attempts[0].error
+    assert killed and [bool(a.error) for a in result.attempts if a.peer_id == killed[0]] == [True]
     assert result.node != killed[0] and result.finish_reason in ("stop", "length") and result.receipt_stored
 
 
@@ -171,5 +172,5 @@ async def test_a_node_that_stalls_mid_answer_is_left_after_the_stall_deadline(ne
             for peer in frozen:
                 by_peer[peer].resume()
     result = answer.result
-    assert result.attempts[0].peer_id == frozen[0] and result.attempts[0].reason == "stalled"
+    assert [attempt.reason for attempt in result.attempts if attempt.peer_id == frozen[0]] == ["stalled"]
     assert result.node != frozen[0] and result.attempts[-1].error is None
