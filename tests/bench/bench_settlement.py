@@ -102,6 +102,7 @@ def _generate_chunk(task: tuple[Path, int, int]) -> int:
                     max_tokens=512,
                     tokens_in=100 + index % 400,
                     tokens_out=index % 512,
+                    output_hash=_seed("output", index),
                     started_at_ms=EPOCH * EPOCH_MS + index % EPOCH_MS,
                     first_token_ms=20,
                     duration_ms=900,
@@ -196,7 +197,9 @@ def _paired_chunk(path: Path) -> tuple[int, float, float]:
     _checked.clear()
     started = time.perf_counter()
     _verify_chunk(path)
-    return len(triples), floor, time.perf_counter() - started
+    verify = time.perf_counter() - started
+    _checked.clear()  # the settlement phase reuses this worker: it must verify (and return) these again
+    return len(triples), floor, verify
 
 
 def _peak_mib(who: int) -> float:
@@ -286,6 +289,7 @@ def run(out_dir: Path) -> dict:
         verify_ratio_to_floor=round(verify_seconds / result["floor"]["seconds"], 2),
         counted=settlement.receipt_count,
         paid=settlement.payments.paid,
+        unpaid=settlement.payments.unpaid,
         duplicates_dropped=len(facts) - settlement.receipt_count,
         operators_paid=sum(1 for r in settlement.close.accounts.values() if r.reward),
         root="0x" + tree.root.hex(),
