@@ -14,13 +14,21 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import aclosing
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from node.engines.vllm_server import DEFAULT_VLLM_VENV, VllmServer, VllmSettings, start_vllm_engine
+from node.engines import GenerationRequest
+from node.engines.vllm_server import (
+    DEFAULT_VLLM_VENV,
+    VllmServer,
+    VllmSettings,
+    open_vllm_engine,
+    start_vllm_engine,
+)
 
 # Two shared cores: no thread pinning, a small batch (the priority test fills it), the manifest's 2048-token
 # context and a 1 GiB KV cache.
@@ -88,3 +96,17 @@ def server_counter(url: str, name: str) -> float:
     """A counter of the vLLM server's Prometheus metrics (summed over its labels)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.fixture
+async def engine(vllm_server, tiny_model_dir):
+    """The engine attached to the test's vLLM server, as `--engine-url` attaches: the package's, or the one
+    a module starts for itself by overriding `vllm_server`."""
+    async with open_vllm_engine(tiny_model_dir, server_url=vllm_server.url, settings=TEST_SETTINGS) as engine:
+        yield engine
+
+
+async def answer_pieces(engine, request: GenerationRequest) -> list:
+    """Every piece of one answer (the stream is closed, so leaving early aborts it on the server)."""
+    async with aclosing(engine.generate(request)) as pieces:
+        return [piece async for piece in pieces]

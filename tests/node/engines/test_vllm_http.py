@@ -8,15 +8,12 @@ both sides; vLLM's CPU kernels and torch's SDPA sum in different orders): logpro
 
 from __future__ import annotations
 
-from contextlib import aclosing
-
 import pytest
 import trio
 
 from node.engines import ChatTurn, Engine, EngineRequestError, GenerationRequest
 from node.engines.transformers import TransformersEngine
-from node.engines.vllm_server import open_vllm_engine
-from tests.node.engines.conftest import TEST_SETTINGS
+from tests.node.engines.conftest import answer_pieces
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,19 +40,7 @@ async def reference(tiny_model_dir):
 
 async def _greedy(engine, prompt: str, max_tokens: int) -> list[int]:
     request = GenerationRequest(messages=(ChatTurn("user", prompt),), max_tokens=max_tokens)
-    return _ids(await _answer(engine, request))
-
-
-@pytest.fixture
-async def engine(vllm_server, tiny_model_dir):
-    """The engine attached to the package's server, as `--engine-url` attaches."""
-    async with open_vllm_engine(tiny_model_dir, server_url=vllm_server.url, settings=TEST_SETTINGS) as engine:
-        yield engine
-
-
-async def _answer(engine, request: GenerationRequest) -> list:
-    async with aclosing(engine.generate(request)) as pieces:
-        return [piece async for piece in pieces]
+    return _ids(await answer_pieces(engine, request))
 
 
 def _ids(pieces) -> list[int]:
@@ -101,7 +86,7 @@ async def test_greedy_answers_match_the_in_process_model_token_for_token(engine,
     ended_on_eos = 0
     for prompt in PROMPTS:
         request = GenerationRequest(messages=(ChatTurn("user", prompt),), max_tokens=MAX_TOKENS)
-        pieces = await _answer(engine, request)
+        pieces = await answer_pieces(engine, request)
         expected = await _greedy(reference, prompt, MAX_TOKENS)
         assert _ids(pieces) == expected, prompt
         last = pieces[-1]
@@ -126,7 +111,7 @@ async def test_greedy_answers_match_the_in_process_model_token_for_token(engine,
 @pytest.mark.trio
 async def test_prompt_ids_are_used_as_given_and_top_logprobs_come_best_first(engine, reference):
     prompt_ids = await reference.tokenize_chat([ChatTurn("user", PROMPTS[0])])
-    pieces = await _answer(
+    pieces = await answer_pieces(
         engine, GenerationRequest(prompt_ids=tuple(prompt_ids), max_tokens=12, top_logprobs=3)
     )
     assert _ids(pieces) == await _greedy(reference, PROMPTS[0], 12)
@@ -162,19 +147,21 @@ async def test_score_agrees_with_teacher_forced_logprobs_and_ranks(engine, refer
 @pytest.mark.trio
 async def test_requests_the_server_cannot_take_raise_request_errors(engine):
     with pytest.raises(EngineRequestError, match="vLLM refused"):
-        await _answer(engine, GenerationRequest(prompt_ids=tuple([5] * 2100), max_tokens=4))
+        await answer_pieces(engine, GenerationRequest(prompt_ids=tuple([5] * 2100), max_tokens=4))
     with pytest.raises(EngineRequestError):
         await engine.score([5] * 1100, [6] * 1000)
     with pytest.raises(EngineRequestError):
         await engine.score([], [5])
     # The engine is still fine afterwards.
-    assert len(_ids(await _answer(engine, GenerationRequest(prompt_ids=(1, 2, 3), max_tokens=3)))) == 3
+    assert len(_ids(await answer_pieces(engine, GenerationRequest(prompt_ids=(1, 2, 3), max_tokens=3)))) == 3
 
 
 @pytest.mark.trio
 async def test_prompts_and_answers_never_reach_the_server_log(engine, vllm_server):
     marker = "zebra-marker-7f3a"
-    await _answer(engine, GenerationRequest(messages=(ChatTurn("user", f"say {marker}"),), max_tokens=8))
+    await answer_pieces(
+        engine, GenerationRequest(messages=(ChatTurn("user", f"say {marker}"),), max_tokens=8)
+    )
     log_text = vllm_server.log_path.read_text(errors="replace")
     assert "--- dolphin: starting vLLM server" in log_text and "Starting vLLM" in log_text
     assert marker not in log_text

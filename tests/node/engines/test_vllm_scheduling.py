@@ -16,8 +16,8 @@ import pytest
 import trio
 
 from node.engines import ChatTurn, GenerationRequest, Priority
-from node.engines.vllm_server import VllmServer, open_vllm_engine
-from tests.node.engines.conftest import TEST_SETTINGS, server_counter, supervised_in_thread
+from node.engines.vllm_server import VllmServer
+from tests.node.engines.conftest import TEST_SETTINGS, answer_pieces, server_counter, supervised_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,17 +28,6 @@ def vllm_server(tiny_model_dir, tmp_path_factory) -> Iterator[VllmServer]:
     log_path = tmp_path_factory.mktemp("vllm-scheduling") / "vllm-server.log"
     with supervised_in_thread(tiny_model_dir, log_path, TEST_SETTINGS) as server:
         yield server
-
-
-@pytest.fixture
-async def engine(vllm_server, tiny_model_dir):
-    async with open_vllm_engine(tiny_model_dir, server_url=vllm_server.url, settings=TEST_SETTINGS) as engine:
-        yield engine
-
-
-async def _answer(engine, request: GenerationRequest) -> list:
-    async with aclosing(engine.generate(request)) as pieces:
-        return [piece async for piece in pieces]
 
 
 @pytest.mark.trio
@@ -68,7 +57,7 @@ async def test_leaving_generate_early_aborts_the_request_on_the_server(engine, v
 
     async def queued_request() -> None:
         with queued:
-            await _answer(engine, answer)
+            await answer_pieces(engine, answer)
 
     with trio.fail_after(240):
         async with trio.open_nursery() as nursery:
@@ -140,7 +129,7 @@ async def _priority_round(engine) -> tuple[list[str], bool]:
             priority=(Priority.LOCAL + Priority.NETWORK) // 2,
         )
         for _ in range(12):
-            nursery.start_soon(_answer, engine, filler)
+            nursery.start_soon(answer_pieces, engine, filler)
         await wait_until_waiting(4)
         nursery.start_soon(ask, "network-1", Priority.NETWORK)
         nursery.start_soon(ask, "network-2", Priority.NETWORK)
