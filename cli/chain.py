@@ -52,6 +52,7 @@ from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
 from pool.errors import TreeUnavailable
 from pool.validators import fetch_rewards_tree
+from pool.watch import parse_model_id
 
 SHARE_DECIMALS = 24
 """stkPOD: POD's 18 decimals plus the vault's offset of 6."""
@@ -666,11 +667,8 @@ def credits_price_command(connection: Connection, model: str) -> None:
         except ModelError as exc:
             raise click.BadParameter(str(exc), param_hint="MODEL") from None
     else:
-        try:
-            model_id = bytes.fromhex(model.removeprefix("0x"))
-        except ValueError:
-            model_id = b""
-    if len(model_id) != 32:
+        model_id = parse_model_id(model)
+    if model_id is None:
         raise click.BadParameter(
             "a model id is 64 hex digits, or give the model's folder (see `dolphin model verify`)",
             param_hint="MODEL",
