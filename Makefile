@@ -17,7 +17,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/$(TOOLCHAIN)
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup vllm demo test lint format bench clean
+.PHONY: help setup vllm demo check test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -86,6 +86,12 @@ $(STAMPS)/compile: $(STAMPS)/venv $(STAMPS)/toolchain brownie-config.yaml $(shel
 
 demo: setup  ## run the main job: a local network answers an encrypted prompt and settles the epoch
 	$(PY) -m cli.main demo
+
+# The unit tier: tests that start no process, open no socket and load no model (tests/conftest.py enforces it).
+UNIT_TIER := unit and not (integration or process or chain or vllm or contracts)
+
+check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit tier (a tenth of the property examples)
+	DOLPHIN_EXAMPLES_FRACTION=0.1 $(PY) -m pytest -p no:pytest-brownie -m "$(UNIT_TIER)" tests -q --durations=10
 
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests

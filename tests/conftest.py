@@ -1,6 +1,14 @@
-"""Fixtures shared by every test folder: offline model folders built once per session."""
+"""Fixtures shared by every test folder: offline model folders built once per session, and the test tiers.
+
+Every test carries at least one tier marker (pyproject.toml lists them): `make check` runs the `unit` tier
+alone, so a unit test must start no process, open no socket and load no model. Both rules are enforced
+here, at collection (an untiered test, or a unit test asking for a model fixture, stops the run) and while
+a unit test runs (a process or a socket fails it with the marker it should carry instead).
+"""
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,3 +49,48 @@ def smollm2_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "smollm2"
     import_smollm2(path)
     return path
+
+
+TIERS = ("unit", "integration", "process", "chain", "vllm", "contracts")
+"""The markers that place a test in a tier; `slow` is orthogonal (any tier may be slow)."""
+
+MODEL_FIXTURES = ("tiny_model_dir", "smollm2_model_dir", "tiny_engine")
+
+
+def is_unit(item) -> bool:
+    """In the unit tier: marked unit (a module's mark, say) and not placed in a heavier tier by its own."""
+    return item.get_closest_marker("unit") is not None and not any(
+        item.get_closest_marker(name) for name in TIERS if name != "unit"
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after tests/contracts/conftest.py has marked its own tests
+def pytest_collection_modifyitems(items):
+    problems = []
+    for item in items:
+        tiers = [name for name in TIERS if item.get_closest_marker(name)]
+        if not tiers:
+            problems.append(f"{item.nodeid}: no tier marker (one of {', '.join(TIERS)})")
+        elif is_unit(item) and (models := sorted(set(MODEL_FIXTURES) & set(item.fixturenames))):
+            problems.append(f"{item.nodeid}: marked unit but loads a model ({', '.join(models)})")
+    if problems:
+        raise pytest.UsageError("tests outside the tier rules:\n  " + "\n  ".join(problems))
+
+
+def _refuse(what: str, tier: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a unit test may not {what}: mark it {tier} instead")
+
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_guard(request, monkeypatch):
+    """Unit tests run in `make check`'s few minutes: starting a process or opening a socket fails them."""
+    if not is_unit(request.node):
+        return
+    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("start a process", "process"))
+    monkeypatch.setattr(os, "fork", _refuse("start a process", "process"))
+    monkeypatch.setattr(os, "posix_spawn", _refuse("start a process", "process"))
+    for method in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, _refuse("open a socket", "integration"))

@@ -34,7 +34,7 @@ def _tracked_files() -> list[Path]:
     return [ROOT / name.decode() for name in listed if name]
 
 
-@pytest.mark.unit
+@pytest.mark.process
 def test_nothing_reads_outside_the_repository():
     found = []
     for path in _tracked_files():

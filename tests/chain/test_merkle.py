@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from chain.errors import MerkleError
 from chain.merkle import Claim, RewardsTree, hash_pair, leaf_hash, process_proof, verify
+from tests.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -78,7 +79,7 @@ def test_two_leaf_tree_each_proof_is_the_other_leaf():
     assert tree.proof(b) == (hand_leaf(a, 1),)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(balances)
 def test_every_proof_verifies(values):
     tree = RewardsTree.build(values)
@@ -89,7 +90,7 @@ def test_every_proof_verifies(values):
         assert process_proof(tree.proof(address), leaf_hash(address, amount)) == tree.root
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(balances, st.data())
 def test_tampered_claims_fail(values, data):
     tree = RewardsTree.build(values)
@@ -108,7 +109,7 @@ def test_tampered_claims_fail(values, data):
     assert not verify(claim.proof, keccak(tree.root), claim.leaf)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(balances, st.randoms(use_true_random=False))
 def test_root_does_not_depend_on_input_order_or_case(values, rng):
     items = list(values.items())

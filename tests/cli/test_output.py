@@ -22,14 +22,14 @@ def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=120, env=env)
 
 
-@pytest.mark.unit
+@pytest.mark.process
 def test_third_party_progress_bars_are_silenced():
     result = _run(THIRD_PARTY_BAR)
     assert b"\r" not in result.stdout + result.stderr  # bytes: text mode would turn \r into \n
     assert b"Converting" not in result.stderr
 
 
-@pytest.mark.unit
+@pytest.mark.process
 def test_the_check_sees_a_bar_when_nothing_silences_it():
     code = THIRD_PARTY_BAR.replace("import cli.main", "")
     assert b"\r" in _run(code).stderr

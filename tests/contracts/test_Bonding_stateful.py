@@ -22,6 +22,7 @@ from tests.contracts.conftest import (
     run_chain_state_machine,
     sign_typed,
 )
+from tests.examples import examples
 
 DAY = 86400
 OPERATORS = 3
@@ -224,5 +225,5 @@ def test_bonding_state_machine(pod, stkpod, bonding, slashing, treasury, validat
         validators=validators,
         reporter=accounts[8],
     )
-    run_chain_state_machine(machine, max_examples=20, steps=20)
+    run_chain_state_machine(machine, max_examples=examples(20), steps=20)
     assert machine.slashes > 0 and machine.withdrawals > 0

@@ -18,6 +18,7 @@ from tests.contracts.conftest import (
     sign_typed,
 )
 from tests.eip712 import typed_data
+from tests.examples import examples
 
 DELAY = 3 * 86400
 PRICE = 2 * USD_UNIT  # the default price: 2 lUSD per million tokens
@@ -549,4 +550,4 @@ def test_stateful_credits_are_conserved(credits, stablecoin, users, validators, 
     machine = CreditsConservation.bind(
         credits=credits, stablecoin=stablecoin, users=users, validators=validators, revenue=revenue
     )
-    run_chain_state_machine(machine, max_examples=60, steps=15)
+    run_chain_state_machine(machine, max_examples=examples(60), steps=15)

@@ -18,6 +18,7 @@ from tests.contracts.conftest import (
     run_chain_state_machine,
     sign_typed,
 )
+from tests.examples import examples
 
 ROOT_DELAY = 2 * 86400
 BONUS_BPS = 1000
@@ -563,4 +564,4 @@ def test_stateful_claims_are_bounded_and_the_pool_solvent(fresh_distributor, pod
     machine = ClaimsBounded.bind(
         distributor=tight, pod=pod, validators=validators, earners=earners, rewards_pool=rewards_pool
     )
-    run_chain_state_machine(machine, max_examples=25, steps=15)
+    run_chain_state_machine(machine, max_examples=examples(25), steps=15)

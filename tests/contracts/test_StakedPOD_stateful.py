@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from tests.contracts.conftest import POD_UNIT, SHARE_UNIT, ChainStateMachine, run_chain_state_machine
+from tests.examples import examples
 
 DAY = 86400
 COOLDOWN = 90 * DAY
@@ -151,5 +152,5 @@ def test_vault_state_machine(pod, stkpod, treasury, accounts):
         pod.approve(stkpod, 2**256 - 1, {"from": account})
     pod.approve(stkpod, 2**256 - 1, {"from": treasury})
     machine = VaultMachine.bind(pod=pod, stkpod=stkpod, treasury=treasury, actors=actors)
-    run_chain_state_machine(machine, max_examples=20, steps=20)
+    run_chain_state_machine(machine, max_examples=examples(20), steps=20)
     assert machine.redemptions > 0

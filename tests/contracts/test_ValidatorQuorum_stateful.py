@@ -22,6 +22,7 @@ from tests.contracts.conftest import (
     current_set,
     run_chain_state_machine,
 )
+from tests.examples import examples
 
 DAY = 86400
 ACTORS = 6
@@ -192,5 +193,5 @@ def test_quorum_state_machine(
         treasury=treasury,
         actors=actors,
     )
-    run_chain_state_machine(machine, max_examples=16, steps=15)
+    run_chain_state_machine(machine, max_examples=examples(16), steps=15)
     assert machine.installs > 0 and machine.checks_passed > 0

@@ -106,7 +106,7 @@ def test_manifest_detects_modified_missing_and_extra_files(tiny_model_dir, tmp_p
         verify_model_dir(copy)
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_manifest_hash_is_over_canonical_json(tiny_model_dir):
     manifest = load_manifest(tiny_model_dir)
     data = json.loads((tiny_model_dir / MANIFEST_FILE).read_text())

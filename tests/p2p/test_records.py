@@ -14,6 +14,7 @@ from p2p.records import MAX_RECORD_BYTES, MAX_TTL_SECONDS, PoolRecord, decode_po
 from protocols import codec, envelope
 from protocols.keys import Identity
 from protocols.messages import PoolAddresses, ResponseChunk
+from tests.examples import examples
 
 MANIFEST = bytes(range(32))
 ADDRS = ["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWN5HMqsgjN53dZbPxYtUFWtueNyqTKc4SzUhUxFxASBL1"]
@@ -129,7 +130,7 @@ def test_oversized_input_is_refused_before_parsing():
 
 
 @pytest.mark.unit
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=MAX_RECORD_BYTES + 16))
 def test_arbitrary_bytes_raise_only_record_error(data):
     with pytest.raises(RecordError):  # random bytes are never a validly signed record
@@ -137,7 +138,7 @@ def test_arbitrary_bytes_raise_only_record_error(data):
 
 
 @pytest.mark.unit
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.one_of(

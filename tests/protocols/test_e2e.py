@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from protocols import codec, e2e
 from protocols.errors import DecodeError, DecryptError, ProtocolError, SchemaError, StreamError
 from protocols.testing import encryption_keys
+from tests.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +61,7 @@ def test_wrong_key_is_refused():
         e2e.open_sealed(relabelled, OTHER)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.data())
 def test_any_flipped_bit_in_a_sealed_request_is_refused(data):
     sealed, _ = e2e.seal(b"prompt", NODE.public_key)

@@ -16,6 +16,7 @@ from protocols.errors import (
 )
 from protocols.schema import message_types
 from protocols.testing import identity, make_request
+from tests.examples import examples
 from tests.protocols.strategies import record_strategy
 
 pytestmark = pytest.mark.unit
@@ -30,7 +31,7 @@ def chunk(seq=0):
 
 
 @pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: c.TYPE)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(data=st.data())
 def test_sign_open_round_trip(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -45,7 +46,7 @@ def test_sign_open_round_trip(cls, data):
     assert opened.raw == raw
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.data())
 def test_any_flipped_bit_is_refused(data):
     raw = sign(chunk(), ALICE, now_ms=NOW, ttl_ms=60_000)
@@ -102,7 +103,7 @@ def test_expiry_grace_opens_no_replay_window():
         open_signed(raw, now_ms=NOW + 1000 + envelope.EXPIRY_GRACE_MS - 1, replay=cache)
 
 
-@settings(max_examples=3)
+@settings(max_examples=examples(3))
 @given(record_strategy(messages.PoolHeartbeat))
 def test_signers_give_a_type_at_least_its_minimum_lifetime(heartbeat):
     """A heartbeat sent every second used to live 4 s; a receiver a few seconds ahead then dropped it."""

@@ -8,6 +8,7 @@ from protocols import eth, messages
 from protocols.errors import SchemaError, SignatureError
 from protocols.testing import TEST_DOMAIN, eth_account
 from tests.eip712 import typed_data
+from tests.examples import examples
 from tests.protocols.strategies import record_strategy
 
 pytestmark = pytest.mark.unit
@@ -53,7 +54,7 @@ def _eth_account_typed_data(domain, struct, values):
 
 
 @pytest.mark.parametrize("cls", ETH_SIGNED, ids=lambda c: c.__name__)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(data=st.data())
 def test_sign_and_recover_agree_with_eth_account(cls, data):
     from eth_account import Account

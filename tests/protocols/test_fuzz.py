@@ -18,11 +18,12 @@ from protocols.errors import ProtocolError
 from protocols.inference import NodeExchange, verify_countersigned_receipt
 from protocols.schema import decode_message, encode_message, message_types
 from protocols.testing import encryption_keys, exchange_pair, identity
+from tests.examples import examples
 from tests.protocols.strategies import msgpack_values, record_strategy
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = int(os.environ.get("DOLPHIN_FUZZ_EXAMPLES", "150"))
+EXAMPLES = examples(int(os.environ.get("DOLPHIN_FUZZ_EXAMPLES", "150")))
 NOW = 1_700_000_000_000
 STREAM_KEY = b"s" * 32
 STREAM_HEADER = e2e.StreamSealer(STREAM_KEY).header

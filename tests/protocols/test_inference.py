@@ -42,6 +42,7 @@ from protocols.testing import (
     identity,
     make_request,
 )
+from tests.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +58,7 @@ def serve(node, pieces, finish="stop"):
     return frames
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(
     st.lists(st.tuples(st.text(max_size=20), st.lists(st.integers(0, 2**32 - 1), max_size=4)), max_size=6),
     st.text(min_size=1, max_size=200),

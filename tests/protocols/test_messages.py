@@ -10,6 +10,7 @@ from protocols import codec, messages
 from protocols.errors import ProtocolError, SchemaError
 from protocols.schema import decode_message, encode_message, message_types
 from protocols.testing import TEST_DOMAIN, TEST_MODEL, eth_account
+from tests.examples import examples
 from tests.protocols.strategies import record_strategy
 
 pytestmark = pytest.mark.unit
@@ -38,7 +39,7 @@ def test_every_message_named_in_the_issue_exists():
 
 
 @pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: c.TYPE)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(data=st.data())
 def test_round_trip(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -56,7 +57,7 @@ def _encode_raw(type_name, version, body):
 
 
 @pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: c.TYPE)
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(data=st.data())
 def test_missing_required_field_is_a_schema_error(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -69,7 +70,7 @@ def test_missing_required_field_is_a_schema_error(cls, data):
 
 
 @pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda c: c.TYPE)
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(data=st.data())
 def test_wrong_type_is_a_schema_error(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -88,7 +89,7 @@ def test_wrong_type_is_a_schema_error(cls, data):
 
 
 @pytest.mark.parametrize("cls", CLOSED, ids=lambda c: c.TYPE)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(data=st.data())
 def test_closed_messages_refuse_unknown_fields(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -98,7 +99,7 @@ def test_closed_messages_refuse_unknown_fields(cls, data):
 
 
 @pytest.mark.parametrize("cls", OPEN, ids=lambda c: c.TYPE)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(data=st.data())
 def test_open_messages_tolerate_unknown_fields(cls, data):
     msg = data.draw(record_strategy(cls))
@@ -149,14 +150,14 @@ def test_construction_validates():
         chunk.seq = 1
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(record_strategy(messages.StrikeReport).filter(lambda s: s.evidence))
 def test_strike_evidence_must_match_its_hash(strike):
     with pytest.raises(SchemaError):
         dataclasses.replace(strike, evidence=(*strike.evidence, b"forged"))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(record_strategy(messages.BanNotice))
 def test_ban_notice_strikes_must_be_about_the_banned_node(ban):
     other = dataclasses.replace(
@@ -166,7 +167,7 @@ def test_ban_notice_strikes_must_be_about_the_banned_node(ban):
         dataclasses.replace(ban, strikes=(other,))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(record_strategy(messages.SettlementProposal))
 def test_uint256_travels_as_32_bytes(proposal):
     _, _, body = _wire(proposal)

@@ -33,6 +33,7 @@ def test_source_imports_nothing_forbidden(path):
     assert not roots & OURS, f"{path.name} imports other parts of the project: {roots & OURS}"
 
 
+@pytest.mark.process
 def test_fresh_import_loads_no_io_or_event_loop_module():
     code = (
         "import sys, protocols, protocols.testing; "

@@ -13,7 +13,7 @@ from validator.challenges import Challenge
 from validator.errors import EvidenceError
 from validator.testing import NodeKeys, answer_in_process, attestation_for
 
-pytestmark = [pytest.mark.unit, pytest.mark.trio]
+pytestmark = [pytest.mark.integration, pytest.mark.trio]
 
 CHALLENGE = Challenge("chat", (("user", "hi"),), max_tokens=12)
 

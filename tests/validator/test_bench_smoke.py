@@ -8,7 +8,7 @@ import pytest
 
 from tests.bench import bench_settlement
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.process
 
 
 def test_settlement_benchmark_settles_a_small_epoch(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from validator.checks import (
 from validator.errors import EvidenceError
 from validator.testing import NodeKeys, answer_in_process, attestation_for
 
-pytestmark = [pytest.mark.unit, pytest.mark.trio]
+pytestmark = [pytest.mark.integration, pytest.mark.trio]
 
 GREEDY = Challenge("chat", (("user", "Tell me about the sea."),), max_tokens=32)
 

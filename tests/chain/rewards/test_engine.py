@@ -23,6 +23,7 @@ from chain.rewards import (
 from chain.rewards.engine import _order_statistic, _tier_exactly, _TierFunction
 from chain.rewards.simulate import synthetic_epoch
 from tests.bench.bench_rewards import digest, naive_close_epoch
+from tests.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -305,14 +306,14 @@ parameters = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(populations, parameters)
 def test_agrees_with_a_naive_reading_of_the_spec(accounts, params):
     result = close_epoch(accounts, params)
     assert digest(result.accounts) == digest(naive_close_epoch(accounts, params))
 
 
-@settings(max_examples=25, deadline=None, database=None)
+@settings(max_examples=examples(25), deadline=None, database=None)
 @given(st.integers(0, 2**32), st.integers(20, 400), parameters)
 def test_agrees_with_a_naive_reading_on_synthetic_populations(seed, size, params):
     # Realistic mixes (chain.rewards.simulate.synthetic_epoch) where the competition is nearly always on.
@@ -321,7 +322,7 @@ def test_agrees_with_a_naive_reading_on_synthetic_populations(seed, size, params
     assert digest(result.accounts) == digest(naive_close_epoch(accounts, params))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(populations, parameters)
 def test_multiplier_bounds_and_boostable_cap(accounts, params):
     result = close_epoch(accounts, params)
@@ -338,7 +339,7 @@ def test_multiplier_bounds_and_boostable_cap(accounts, params):
         assert 0 <= bonus <= (snapshot.multiplier - 1) * cap
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(st.integers(0, 40 * WEEKLY), min_size=12, max_size=30),
     st.data(),
@@ -355,7 +356,7 @@ def test_multiplier_is_monotonic_in_own_bond(bonds, data):
     assert multiplier(low) <= multiplier(high)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.integers(0, 20 * 14_000 * POD), st.booleans())
 def test_validator_rule(bond, was_validator):
     weekly = 14_000 * POD
@@ -365,7 +366,7 @@ def test_validator_rule(bond, was_validator):
     assert close.snapshot.validator_eligible is expected
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(populations, st.randoms(use_true_random=False))
 def test_deterministic_across_runs_and_input_orders(accounts, rng):
     first = encode_result(close_epoch(accounts, DEFAULTS))
@@ -380,7 +381,7 @@ def test_deterministic_across_runs_and_input_orders(accounts, rng):
 ratios = st.tuples(st.integers(1, 10**30), st.integers(1, 10**30))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(ratios, ratios, ratios, st.integers(1, 10), st.integers(2, 11), st.sampled_from(["0.75", "0.3", "7"]))
 def test_float_precheck_gives_the_decimal_tier(low, high, excess, comp_weeks, tiers, alpha):
     # Order the three so that L <= excess (excess is an element of O, so at least the minimum).
@@ -413,7 +414,7 @@ def test_tier_boundaries_go_through_the_decimal_path():
 near_one = st.tuples(st.integers(10**20 - 5, 10**20 + 5), st.just(10**20))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(near_one | ratios, min_size=1, max_size=30), st.data())
 def test_order_statistic_is_exact_when_floats_tie(values, data):
     # Ratios within 1e-19 of 1 all round to the float 1.0; the exact order must still decide.

@@ -23,6 +23,7 @@ from chain.rewards import (
     format_multiplier,
 )
 from tests.conftest import spec_path
+from tests.examples import examples
 
 pytestmark = pytest.mark.unit
 
@@ -194,7 +195,7 @@ closes = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.dictionaries(st.text(max_size=12), closes, max_size=6))
 def test_output_writer_matches_json_dumps(accounts):
     # IDs of any text (quotes, control characters, non-ASCII), empty histories, no accounts at all.

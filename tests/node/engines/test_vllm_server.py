@@ -35,7 +35,7 @@ def _fake_venv(tmp_path, *, cpu: bool):
     return venv
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_cpu_command_line_takes_dtype_and_context_from_the_manifest(tiny_model_dir, tmp_path):
     settings = VllmSettings(venv=_fake_venv(tmp_path, cpu=True), max_num_seqs=8, extra_args=("--seed", "1"))
     command = vllm_server_command(tiny_model_dir, 8123, settings)
@@ -47,14 +47,14 @@ def test_cpu_command_line_takes_dtype_and_context_from_the_manifest(tiny_model_d
     assert command[-2:] == ["--seed", "1"]
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_gpu_command_line_keeps_vllm_defaults(tiny_model_dir, tmp_path):
     command = vllm_server_command(tiny_model_dir, 8123, VllmSettings(venv=_fake_venv(tmp_path, cpu=False)))
     assert "--dtype" not in command and "--max-model-len" not in command
     assert "--scheduling-policy" in command
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 @pytest.mark.trio
 async def test_a_missing_venv_says_how_to_make_it(tiny_model_dir, tmp_path):
     settings = VllmSettings(venv=tmp_path / "nowhere")
