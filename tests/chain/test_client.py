@@ -38,7 +38,7 @@ def client_of(deployed, index):
     return ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[index])
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_stake_cooldown_and_redeem_with_hints_at_each_wrong_moment(deployed):
     user = client_of(deployed, 1)
     shares = user.stake(1_000 * POD)
@@ -74,7 +74,7 @@ def test_stake_cooldown_and_redeem_with_hints_at_each_wrong_moment(deployed):
     assert "run `dolphin chain cooldown` again" in closed.value.hint
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_bond_unbond_and_withdraw_after_the_thaw(deployed):
     operator = client_of(deployed, 2)
     operator.stake(5_000 * POD)
@@ -99,7 +99,7 @@ def test_bond_unbond_and_withdraw_after_the_thaw(deployed):
         operator.withdraw_unbonded()
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_joining_the_validators_below_the_minimum_says_how_much_to_bond(deployed):
     small = client_of(deployed, 3)
     small.stake(1_000 * POD)
@@ -111,7 +111,7 @@ def test_joining_the_validators_below_the_minimum_says_how_much_to_bond(deployed
     assert "`dolphin chain bond AMOUNT`" in refused.value.hint
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_roots_carry_the_genesis_set_forward_then_install_an_elected_one(deployed):
     """The validator set the contracts count changes only with an activated root, to the set it signed."""
     from chain.devchain import dev_genesis_validators
@@ -160,7 +160,7 @@ def checked(address):
     return to_checksum_address(address)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_credits_deposit_and_the_two_step_withdrawal(deployed):
     user = client_of(deployed, 4)
     assert user.credits_deposit(100 * USD) == 100 * USD
@@ -182,7 +182,7 @@ def test_credits_deposit_and_the_two_step_withdrawal(deployed):
     assert user.status().credit == 60 * USD
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_claim_with_a_tree_that_is_not_the_active_root_is_refused_before_sending(deployed):
     user = client_of(deployed, 5)
     tree = RewardsTree.build({user.address: 5 * POD})
@@ -192,7 +192,7 @@ def test_a_claim_with_a_tree_that_is_not_the_active_root_is_refused_before_sendi
     assert deployed.w3.eth.get_transaction_count(user.address) == nonce
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_register_node_signs_the_node_binding_with_the_operator_key(deployed):
     operator = client_of(deployed, 6)
     peer_id_hash = bytes(range(32))
@@ -203,7 +203,7 @@ def test_register_node_signs_the_node_binding_with_the_operator_key(deployed):
     assert twice.value.error == "BondingNodeAlreadyRegistered"
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_reads_need_no_key_and_transactions_say_they_need_one(deployed):
     reader = ChainClient(deployed.rpc_url, deployed.deployment)
     assert reader.status(deployed.deployment.demo_accounts[0]).pod > 0
@@ -211,7 +211,7 @@ def test_reads_need_no_key_and_transactions_say_they_need_one(deployed):
         reader.stake(POD)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_deployment_of_another_chain_is_refused(deployed):
     from dataclasses import replace
 
@@ -220,7 +220,7 @@ def test_a_deployment_of_another_chain_is_refused(deployed):
         ChainClient(deployed.rpc_url, elsewhere)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_sends_are_never_retried_by_web3_itself(deployed):
     """web3 7's HTTPProvider retries eth_sendRawTransaction on connection errors by default."""
     from chain.transactions import connect
@@ -228,7 +228,7 @@ def test_sends_are_never_retried_by_web3_itself(deployed):
     assert connect(deployed.rpc_url).provider.exception_retry_configuration is None
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_chain_that_is_down_gives_a_clear_error_after_retrying(deployed):
     url = unserved_rpc_url()
     started = time.monotonic()
@@ -307,7 +307,7 @@ def test_a_transaction_that_is_not_mined_in_time_is_reported_with_its_hash_and_n
     assert "0x" + "34" * 32 in str(failed.value) and "it may still be mined" in str(failed.value)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_transaction_the_node_refuses_is_a_chain_error_with_the_node_s_reason(deployed):
     from eth_account import Account
 

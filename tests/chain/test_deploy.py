@@ -41,7 +41,7 @@ def reader(deployed):
     return ChainClient(deployed.rpc_url, deployed.deployment)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_the_file_records_every_contract_with_code_on_this_chain(deployed):
     recorded = load_deployment(deployed.path)
     assert recorded == deployed.deployment
@@ -54,7 +54,7 @@ def test_the_file_records_every_contract_with_code_on_this_chain(deployed):
     assert recorded.deployer == Account.from_key(deployed.keys[0]).address
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reader):
     deployer = deployed.deployment.deployer
     timelock = deployed.deployment.address("DolphinTimelock")
@@ -86,7 +86,7 @@ def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reade
     assert reader.call("Credits", "revenueRecipient") == deployed.deployment.address("Buyback")
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_uniswap_powers_and_lp_tokens_belong_to_the_timelock(deployed, reader):
     """Medium finding: the LP tokens and the factory's feeToSetter stayed with the deployer's key."""
     deployment = deployed.deployment
@@ -101,7 +101,7 @@ def test_uniswap_powers_and_lp_tokens_belong_to_the_timelock(deployed, reader):
     assert reader.call("UniswapV2Pair", "balanceOf", deployment.deployer) == 0
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_the_genesis_validator_set_is_the_named_one(deployed, reader):
     genesis = dev_genesis_validators()
     assert deployed.deployment.genesis_validators == {a: 1 for a in sorted(genesis, key=lambda a: int(a, 16))}
@@ -110,7 +110,7 @@ def test_the_genesis_validator_set_is_the_named_one(deployed, reader):
     assert reader.call("ValidatorQuorum", "quorum") == [2, 3]
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_timelock_is_governed_by_the_governor_alone(deployed):
     from chain.artifacts import load_artifact
 
@@ -124,7 +124,7 @@ def test_timelock_is_governed_by_the_governor_alone(deployed):
     assert timelock.functions.getMinDelay().call() == DeployParams().timelock_delay
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_supply_liquidity_and_demo_funds(deployed, reader):
     params = DeployParams()
     deployment = deployed.deployment
@@ -142,7 +142,7 @@ def test_supply_liquidity_and_demo_funds(deployed, reader):
     assert reader.call("POD", "balanceOf", deployment.address("DolphinTimelock")) == treasury
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_second_deploy_is_refused_and_the_file_kept(deployed):
     before = deployed.path.read_text()
     block = deployed.w3.eth.block_number
@@ -152,7 +152,7 @@ def test_a_second_deploy_is_refused_and_the_file_kept(deployed):
     assert deployed.w3.eth.block_number == block  # nothing was sent
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_reuse_checks_and_returns_the_recorded_deployment(deployed):
     found = deploy_system(
         deployed.w3, deployed.keys[0], genesis_validators=GENESIS, path=deployed.path, reuse=True
@@ -160,7 +160,7 @@ def test_reuse_checks_and_returns_the_recorded_deployment(deployed):
     assert found == deployed.deployment
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_recorded_address_without_code_is_reported_not_papered_over(deployed, tmp_path):
     broken = replace(
         deployed.deployment,
@@ -172,7 +172,7 @@ def test_a_recorded_address_without_code_is_reported_not_papered_over(deployed, 
         deploy_system(deployed.w3, deployed.keys[0], genesis_validators=GENESIS, path=path, reuse=True)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_file_from_an_earlier_chain_is_replaced(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
@@ -186,7 +186,7 @@ def test_a_file_from_an_earlier_chain_is_replaced(tmp_path):
         assert load_deployment(path) == second
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_failing_step_is_named_and_nothing_is_recorded(tmp_path):
     with open_devchain(accounts=2) as dev:
         w3 = connect(dev.rpc_url)
@@ -202,7 +202,7 @@ def test_a_failing_step_is_named_and_nothing_is_recorded(tmp_path):
         assert not path.exists()
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_progress_reports_every_step_in_order(tmp_path):
     seen = []
     with open_devchain(accounts=2) as dev:
@@ -238,7 +238,7 @@ def test_a_missing_deployment_file_says_how_to_get_one(tmp_path):
         load_deployment(tmp_path / "nope.json")
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_non_dev_chain_needs_a_real_payment_token_and_named_powers(tmp_path):
     """Medium finding: beyond a dev chain, `dolphin chain deploy` still wired the open-mint LocalStablecoin
     and left the keeper and guardian with the deployer's key."""
@@ -285,7 +285,7 @@ def test_a_non_dev_chain_needs_a_real_payment_token_and_named_powers(tmp_path):
         assert reader.call("POD", "balanceOf", deployer.address) == 0
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_deployer_without_the_pairs_stablecoins_is_told_so(tmp_path):
     with open_devchain(chain_id=4242, accounts=3) as dev:
         w3 = connect(dev.rpc_url)
@@ -297,7 +297,7 @@ def test_a_deployer_without_the_pairs_stablecoins_is_told_so(tmp_path):
             )  # fmt: skip
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_governance_passes_a_vote_on_the_deployed_distribution(deployed):
     """Medium finding: a quorum of 4% of supply (40M POD) while at most ~9M POD could vote. On what
     deploy_system hands out (1M POD to each demo account; the treasury, rewards pool and pair cannot vote),

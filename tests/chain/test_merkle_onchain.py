@@ -11,7 +11,7 @@ from chain.merkle import RewardsTree
 from chain.testing import make_validators, open_deployed_chain, settle_root
 from chain.transactions import send_value
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chain]
 
 POD = 10**18
 LEAVES = 20

@@ -62,7 +62,7 @@ def epoch(tmp_path_factory):
         yield deployed, clients[0], validators, (a, b, c), start, closing
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_the_snapshot_reads_bonds_nodes_and_slashes_as_of_the_closing_block(epoch):
     _, reader, validators, (a, b, c), start, closing = epoch
     snapshot = read_snapshot(reader, closing, epoch_start_block=start)
@@ -79,14 +79,14 @@ def test_the_snapshot_reads_bonds_nodes_and_slashes_as_of_the_closing_block(epoc
     assert snapshot.params == RewardParams()  # the registry's defaults are the spec's table
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_slashes_before_the_epoch_do_not_suspend(epoch):
     _, reader, _, (_, b, _), start, closing = epoch
     assert b.address not in read_snapshot(reader, start - 1, epoch_start_block=start - 1).slashed
     assert read_snapshot(reader, closing, epoch_start_block=closing + 1).slashed == frozenset()
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_the_snapshot_feeds_close_epoch_and_the_next_epoch_carries_its_state(epoch):
     _, reader, validators, (a, b, c), start, closing = epoch
     newcomer = "0x" + "77" * 20
@@ -120,13 +120,13 @@ def test_the_snapshot_feeds_close_epoch_and_the_next_epoch_carries_its_state(epo
     assert close_epoch(following, params).accounts[a.address].state.closed_epochs == 2
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_the_registry_parameters_are_read_at_the_block(epoch):
     _, reader, _, _, _, closing = epoch
     assert read_params(reader, closing) == RewardParams()
 
 
-@pytest.mark.integration
+@pytest.mark.chain
 def test_a_block_that_is_not_in_the_past_is_refused(epoch):
     _, reader, *_ = epoch
     latest = reader.w3.eth.block_number

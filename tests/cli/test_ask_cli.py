@@ -33,7 +33,7 @@ def test_help_names_the_options():
         assert word in output
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.slow
 def test_ask_by_name_id_and_folder_through_a_relay(tmp_path, tiny_model_dir):
     manifest = load_manifest(tiny_model_dir)

@@ -19,7 +19,7 @@ from chain.testing import time_travel, unserved_rpc_url
 from chain.transactions import connect
 from cli.main import main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chain, pytest.mark.process]
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400

@@ -15,6 +15,8 @@ from chain.deploy import load_deployment
 from chain.devchain import open_devchain
 from cli.demo import CHEATER_KEY, OPERATOR_KEY, USER_CREDIT, USER_KEY
 
+pytestmark = [pytest.mark.chain, pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,7 +7,7 @@ from cli.main import main
 from node.models import load_manifest
 
 
-@pytest.mark.integration
+@pytest.mark.process
 def test_build_tiny_then_verify_print_the_same_model_id(tmp_path):
     runner = CliRunner()
     built = runner.invoke(main, ["model", "build-tiny", str(tmp_path / "tiny")])

@@ -45,7 +45,8 @@ def test_init_writes_every_default_once(tmp_path):
     _run("node", "init", "--data-dir", str(tmp_path), "--force")
 
 
-@pytest.mark.integration
+@pytest.mark.chain
+@pytest.mark.process
 def test_the_node_refuses_to_start_without_a_model_or_with_a_tampered_one(tmp_path, tiny_model_dir):
     assert "no model to serve" in _run("node", "--data-dir", str(tmp_path / "n"), expect=1)
     copy = tmp_path / "model"
@@ -59,7 +60,8 @@ def test_the_node_refuses_to_start_without_a_model_or_with_a_tampered_one(tmp_pa
     assert "max_batch must be positive" in _run("node", "--config", str(bad), expect=1)
 
 
-@pytest.mark.integration
+@pytest.mark.chain
+@pytest.mark.process
 def test_receipts_print_one_json_array_per_epoch_or_totals(tmp_path):
     assert "no ledger" in _run("node", "receipts", "--data-dir", str(tmp_path), expect=1)
     day = 24 * 3600 * 1000
@@ -103,7 +105,8 @@ def test_receipts_print_one_json_array_per_epoch_or_totals(tmp_path):
     assert "epoch totals" in _run("node", "receipts", "--data-dir", str(tmp_path), "--totals")
 
 
-@pytest.mark.integration
+@pytest.mark.chain
+@pytest.mark.process
 def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path):
     with open_deployed_chain(tmp_path / "chain") as chain:
         key_file = tmp_path / "operator.key"

@@ -28,7 +28,7 @@ from protocols.messages import BenchmarkAttestation, ResponseEnd
 from protocols.schema import decode_message
 from protocols.testing import make_request
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chain, pytest.mark.process]
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "zebra-marker-7f3a91"

@@ -13,7 +13,7 @@ import trio
 from node import owner
 from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 BUSY = "import os; os.nice(5)\nwhile True: pass"
 

@@ -18,6 +18,8 @@ from p2p.gossip import accept_all
 from p2p.host import open_host
 from p2p.testing import relay_process, wait_until
 
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parents[2]
 JS_PEER = Path(__file__).with_name("js_peer.mjs")
 TOPIC = "/dolphin/interop/1"

@@ -15,6 +15,8 @@ from p2p.config import HostConfig
 from p2p.host import open_host
 from p2p.testing import PeerProcess
 
+pytestmark = pytest.mark.process
+
 SIX_BYTE_FRAME = bytes([5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])  # length 5, then 5 bytes no protobuf parses
 MESHSUB = "/meshsub/1.2.0"
 

@@ -36,7 +36,7 @@ def test_data_dir_is_required():
     assert result.exit_code == 2 and "--data-dir" in result.output
 
 
-@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.trio
 async def test_relay_serves_writes_ready_json_and_stops_cleanly(tmp_path):
     relay = relay_process(tmp_path / "relay")

@@ -25,7 +25,7 @@ from protocols.ids import BANS_TOPIC
 from protocols.keys import Identity, peer_id_from_text, public_key_from_peer_id
 from protocols.messages import BanNotice, StrikeReport, eth_sign
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain]
 
 CREDIT = 1_000_000
 

@@ -20,7 +20,7 @@ from validator.evidence import SettlementRecord
 from validator.keeper import KeeperConfig, keeper_round
 from validator.settlement import Carry, DebitBatch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chain]
 
 EPOCH_MS = 10_000
 USD = 10**6

@@ -22,7 +22,7 @@ from protocols.keys import Identity
 from validator.daemon import write_wallet
 from validator.testing import validator_process
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain, pytest.mark.process]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_SAMPLING = ("--base-per-hour", "3600", "--max-per-hour", "7200", "--concurrency", "3")

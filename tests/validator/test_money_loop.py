@@ -49,7 +49,7 @@ from validator.evidence import SettlementRecord
 from validator.settlement import facts_of
 from validator.testing import validator_process
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain, pytest.mark.process]
 
 EPOCH_S = 15
 EPOCH_MS = EPOCH_S * 1000

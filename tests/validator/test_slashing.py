@@ -28,7 +28,7 @@ from validator.service import Validator
 from validator.state import open_state
 from validator.testing import LocalBus, NodeKeys, answer_in_process, attestation_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.trio]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.trio, pytest.mark.chain]
 
 POD = 10**18
 LONG = Challenge("chat", (("user", "Tell me about the sea."),), max_tokens=48)

@@ -123,6 +123,7 @@ async def test_a_trailing_assistant_message_is_continued_not_answered(tiny_engin
     )
 
 
+@pytest.mark.integration
 def test_text_stream_holds_back_broken_characters_and_stop_strings(tiny_model_dir):
     from transformers import AutoTokenizer
 

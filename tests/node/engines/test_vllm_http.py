@@ -15,7 +15,7 @@ from node.engines import ChatTurn, Engine, EngineRequestError, GenerationRequest
 from node.engines.transformers import TransformersEngine
 from tests.node.engines.conftest import answer_pieces
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.vllm]
 
 PROMPTS = (
     "What is the capital of France?",

@@ -16,7 +16,7 @@ from pool import complete
 from protocols.keys import Identity
 from tests.node.engines.conftest import server_counter
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.vllm]
 
 PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.")
 MAX_TOKENS = 16

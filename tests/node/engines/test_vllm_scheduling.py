@@ -19,7 +19,7 @@ from node.engines import ChatTurn, GenerationRequest, Priority
 from node.engines.vllm_server import VllmServer
 from tests.node.engines.conftest import TEST_SETTINGS, answer_pieces, server_counter, supervised_in_thread
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.vllm]
 
 
 @pytest.fixture(scope="module")
