@@ -6,6 +6,9 @@
     member = await find_member(client_host, view, node.peer_id)
     completion = await complete(client_host, member.contact, [("user", "hi")], identity=Identity.generate())
 
+`LongAnswers(engine)` wraps a real engine so that every answer runs to its max_tokens (ignore_eos): a
+test that leaves an answer early can then tell a stopped generation from one that ended by itself.
+
 The process is the real command line (`python -m cli.main node`), bound to 127.0.0.1, its local API on a
 free port, waited on through ready.json; its output goes to <data dir>/peer.log. `running_pool` starts a
 relay and several nodes (some listening, some reachable only through the relay) for a test
@@ -15,13 +18,15 @@ module or a benchmark to share.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import trio
 
 from node.benchmark import BENCHMARK_FILE
+from node.engines import Engine, GenerationRequest, Piece
 from p2p import DolphinHost
 from p2p.testing import LOCALHOST, PeerProcess, relay_process
 from pool import PoolView, find_member
@@ -36,6 +41,19 @@ UNCHECKED_DOMAIN = TypedDomain("Dolphin Network", "1", 31337, b"\0" * 20)
 
 
 NODE_PROGRAM = ("cli.main", "-v", "node")
+
+
+class LongAnswers:
+    """`engine` with `ignore_eos` set on every request; everything else is the engine's own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        return self._engine.generate(dataclasses.replace(request, ignore_eos=True))
 
 
 def node_process(

@@ -83,6 +83,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # how many alternatives per position to return beside the chosen token
     priority: int = Priority.NETWORK
+    ignore_eos: bool = False  # generate past end-of-sequence up to max_tokens: answers of a known length
 
     def __post_init__(self) -> None:
         if (self.prompt_ids is None) == (not self.messages):

@@ -145,6 +145,11 @@ class _Call:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TransformersStatistics:
+    tokens_generated: int  # every token the scheduler chose, for every row, finished or abandoned
+
+
 class TransformersEngine:
     """`Engine` over a model folder loaded in this process. Make it with `open` (blocking: use a thread)."""
 
@@ -178,6 +183,7 @@ class TransformersEngine:
         self._order = itertools.count()
         self._stopping = False
         self._healthy = True
+        self._tokens_generated = 0
         self._thread = threading.Thread(target=self._run, name="transformers-engine", daemon=True)
         self._thread.start()
 
@@ -331,6 +337,10 @@ class TransformersEngine:
             detail={"device": str(self.device), "max_model_len": self.max_model_len},
         )
 
+    def statistics(self) -> TransformersStatistics:
+        """Counters since the engine started (tests check that leaving an answer stops its generation)."""
+        return TransformersStatistics(tokens_generated=self._tokens_generated)
+
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self.close)
 
@@ -471,12 +481,13 @@ class TransformersEngine:
         most = max(row.job.request.top_logprobs for row in rows)
         tops = _top(logprobs, most) if most else None
         keep: list[int] = []
+        self._tokens_generated += len(rows)
         for i, row in enumerate(rows):
             job = row.job
             top = tuple(tops[i][: job.request.top_logprobs]) if tops else ()
             job.push(_Token(chosen[i], chosen_logprobs[i], top))
             row.generated += 1
-            if chosen[i] in self.eos_ids:
+            if chosen[i] in self.eos_ids and not job.request.ignore_eos:
                 job.push(_Finished("stop"))
             elif row.generated >= job.request.max_tokens or row.length + 1 >= self.max_model_len:
                 job.push(_Finished("length"))

@@ -240,6 +240,7 @@ class VllmEngine:
             "logprobs": request.top_logprobs,
             "return_token_ids": True,
             "return_tokens_as_token_ids": True,
+            "ignore_eos": request.ignore_eos,
         }
         if request.seed is not None:
             body["seed"] = request.seed

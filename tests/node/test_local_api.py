@@ -1,5 +1,6 @@
 """The operator's OpenAI-compatible API on 127.0.0.1: chat, completions, streaming, errors, metrics."""
 
+import contextlib
 import json
 
 import httpx
@@ -9,20 +10,20 @@ import trio
 from node.engines import ChatTurn, GenerationRequest
 from node.local_api import build_app, serve_local_api
 from node.metrics import NodeMetrics
+from node.testing import LongAnswers
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def api(tiny_engine):
+@contextlib.asynccontextmanager
+async def _serve_api(engine, metrics, max_new_tokens):
     state = {"refusing": None}
-    metrics = NodeMetrics(tiny_engine.load)
     app = build_app(
-        tiny_engine,
+        engine,
         model_name="dolphin-tiny-llama",
         model_id=b"\x05" * 32,
         metrics=metrics,
-        max_new_tokens=64,
+        max_new_tokens=max_new_tokens,
         refusing=lambda: state["refusing"],
     )
     async with trio.open_nursery() as nursery:
@@ -31,6 +32,19 @@ async def api(tiny_engine):
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield http, state
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def api(tiny_engine):
+    async with _serve_api(tiny_engine, NodeMetrics(tiny_engine.load), 64) as served:
+        yield served
+
+
+@pytest.fixture
+async def long_api(tiny_engine):
+    """The API over an engine whose every answer runs to max_tokens (up to 1,500)."""
+    async with _serve_api(LongAnswers(tiny_engine), NodeMetrics(tiny_engine.load), 1500) as served:
+        yield served
 
 
 async def _expected(engine, messages, max_tokens):
@@ -135,12 +149,15 @@ async def test_metrics_and_health_describe_the_node(api):
 
 
 @pytest.mark.trio
-async def test_a_client_closing_a_stream_stops_its_generation(api, tiny_engine):
-    http, _ = api
-    body = {"prompt": [5, 6, 7], "max_tokens": 64, "stream": True}
+async def test_a_client_closing_a_stream_stops_its_generation(long_api, tiny_engine):
+    # Every answer runs to max_tokens here: only the client leaving can stop this one short of 1,500.
+    http, _ = long_api
+    before = tiny_engine.statistics().tokens_generated
+    body = {"prompt": [5, 6, 7], "max_tokens": 1500, "stream": True}
     async with http.stream("POST", "/v1/completions", json=body) as response:
         async for _ in response.aiter_lines():
             break
-    with trio.fail_after(10):
+    with trio.fail_after(60):
         while tiny_engine.load().running:
             await trio.sleep(0.01)
+    assert tiny_engine.statistics().tokens_generated - before < 200

@@ -149,13 +149,25 @@ def test_text_stream_holds_back_broken_characters_and_stop_strings(tiny_model_di
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_leaving_an_answer_early_frees_its_slot(tiny_engine):
-    request = GenerationRequest(prompt_ids=(7, 8, 9), max_tokens=1500)
+    # ignore_eos: left alone, this answer runs to all 1,500 tokens; leaving must stop it within a few.
+    request = GenerationRequest(prompt_ids=(7, 8, 9), max_tokens=1500, ignore_eos=True)
+    before = tiny_engine.statistics().tokens_generated
     async with contextlib.aclosing(tiny_engine.generate(request)) as pieces:
         async for _ in pieces:
             break
-    with trio.fail_after(5):
+    with trio.fail_after(60):
         while tiny_engine.load().running:
             await trio.sleep(0.01)
+    assert tiny_engine.statistics().tokens_generated - before < 100
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_ignore_eos_answers_run_to_max_tokens(tiny_engine):
+    request = GenerationRequest(prompt_ids=(7, 8, 9), max_tokens=300, ignore_eos=True)
+    pieces = [piece async for piece in tiny_engine.generate(request)]
+    assert sum(len(piece.token_ids) for piece in pieces) == 300
+    assert pieces[-1].finish_reason == "length"
 
 
 @pytest.mark.integration
