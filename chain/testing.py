@@ -87,6 +87,18 @@ def keep_mining(w3, interval: float = 1.0) -> Iterator[None]:
         thread.join()
 
 
+@contextmanager
+def reverted(w3) -> Iterator[None]:
+    """Whatever happens on the dev chain inside (blocks, balances, its clock) is undone on the way out:
+    tests that share one deployment each start from it, in any order."""
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        yield
+    finally:
+        if not w3.provider.make_request("evm_revert", [snapshot]).get("result"):
+            raise RuntimeError(f"the dev chain could not go back to snapshot {snapshot}")
+
+
 def mine(w3, blocks: int = 1) -> None:
     """Mine `blocks` empty blocks, each a second after the previous one."""
     for _ in range(blocks):

@@ -8,7 +8,7 @@ from eth_account import Account
 
 from chain.client import ChainClient, ExplainedRevert
 from chain.merkle import RewardsTree
-from chain.testing import make_validators, open_deployed_chain, settle_root
+from chain.testing import make_validators, open_deployed_chain, reverted, settle_root
 from chain.transactions import send_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.chain]
@@ -28,6 +28,12 @@ def settled(tmp_path_factory):
         make_validators(validators)
         settle_root(validators, 1, tree)
         yield deployed, validators, tree, {earner.address: earner for earner in earners}
+
+
+@pytest.fixture(autouse=True)
+def _each_test_from_the_settled_root(settled):
+    with reverted(settled[0].w3):
+        yield
 
 
 def claim_call(client, account, amount, proof):

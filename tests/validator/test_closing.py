@@ -8,7 +8,7 @@ import pytest
 from chain.client import ChainClient
 from chain.rewards import POD
 from chain.snapshot import closing_block, read_node_operators, read_pod_price
-from chain.testing import make_validators, mine, open_deployed_chain, time_travel
+from chain.testing import make_validators, mine, open_deployed_chain, reverted, time_travel
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
 from protocols.inference import verify_countersigned_receipt
@@ -41,6 +41,12 @@ def network(tmp_path_factory):
         yield deployed, validators, operator, user
 
 
+@pytest.fixture(autouse=True)
+def _each_test_from_the_same_chain(network):
+    with reverted(network[0].w3):
+        yield
+
+
 def _receipts(user: ChainClient, count: int, started_at_ms: int):
     wallet = EthAccount(bytes(user.account.key))
     facts, credits = [], {}
@@ -61,7 +67,8 @@ def _receipts(user: ChainClient, count: int, started_at_ms: int):
     return facts, credits
 
 
-def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_computed(network):
+def _close_and_debit(network):
+    """Four receipts of the user's closed at the latest block, and the debits settled by two validators."""
     deployed, validators, operator, user = network
     started = time.time_ns() // 1_000_000
     epoch = started // EPOCH_MS
@@ -70,6 +77,19 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     block = deployed.w3.eth.block_number - 1
     closed = close_on_chain(operator, epoch, EPOCH_MS, block, facts, credits)
     settlement = closed.settlement
+    deadline = operator.chain_time() + 3600
+    [batch] = settlement.debits
+    signatures = [
+        v.sign_debit_batch(batch.batch_id, batch.users, batch.amounts, deadline) for v in validators[:2]
+    ]
+    debited = operator.settle_debits(batch.batch_id, batch.users, batch.amounts, deadline, signatures)
+    return epoch, block, facts, settlement, debited
+
+
+def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_computed(network):
+    deployed, validators, operator, user = network
+    credit_before = user.call("Credits", "creditOf", user.address)
+    epoch, block, facts, settlement, debited = _close_and_debit(network)
     tokens = sum(f.tokens for f in facts)
     wallet = bytes.fromhex(user.address[2:])
     assert settlement.payments.debits == {wallet: DEFAULT_PRICE * tokens // 10**6}
@@ -80,19 +100,11 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     assert read_pod_price(operator, block) == 10 * POD // USD
     assert settlement.emission == DEFAULT_PRICE * tokens * (10 * POD // USD) // 2 // 10**6
     assert settlement.base == {operator.address: settlement.emission}
-
-    deadline = operator.chain_time() + 3600
-    credit_before = user.call("Credits", "creditOf", user.address)
-    [batch] = settlement.debits
-    signatures = [
-        v.sign_debit_batch(batch.batch_id, batch.users, batch.amounts, deadline) for v in validators[:2]
-    ]
-    assert operator.settle_debits(batch.batch_id, batch.users, batch.amounts, deadline, signatures) == sum(
-        batch.amounts
-    )
+    assert debited == DEFAULT_PRICE * tokens // 10**6
     assert credit_before - user.call("Credits", "creditOf", user.address) == DEFAULT_PRICE * tokens // 10**6
     assert user.money_status().awaiting_buyback == DEFAULT_PRICE * tokens // 10**6
 
+    deadline = operator.chain_time() + 3600
     tree = settlement.tree
     signatures = [v.sign_epoch_root(epoch, tree, deadline, operator.validator_set()) for v in validators[:2]]
     activates = operator.propose_root(epoch, tree, deadline, signatures, operator.validator_set())
@@ -124,11 +136,13 @@ def test_the_keeper_buys_back_within_the_twap_and_stakers_gain(network):
     keeper = ChainClient(
         deployed.rpc_url, deployed.deployment, deployed.keys[0]
     )  # the dev deployment's keeper
+    *_, debited = _close_and_debit(network)
     revenue = user.money_status().awaiting_buyback
-    assert revenue > 0  # from the first test's debits
+    assert revenue == debited > 0
     share_price = user.money_status().share_price
-    # The root delay of the first test left the deployment's observation stale: the contract refuses to
-    # quote from it, and the keeper records a fresh one; a window later it buys.
+    # Two days on, the deployment's observation is stale: the contract refuses to quote from it, and the
+    # keeper records a fresh one; a window later it buys.
+    time_travel(deployed.w3, 2 * 86400)
     stale = keeper_round(keeper, KeeperConfig())
     assert stale.refused == "BuybackTwapStale" and stale.observed and stale.amount_in == 0
     time_travel(deployed.w3, 1800)
