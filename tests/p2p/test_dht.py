@@ -3,6 +3,7 @@
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.records.utils import InvalidRecordType
 from libp2p.records.validator import NamespacedValidator
 
 from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
@@ -58,7 +59,7 @@ def test_select_prefers_the_freshest_valid_record():
 def test_strict_namespaces_refuse_everything_else():
     validator = NamespacedValidator({POOL_NAMESPACE: PoolRecordValidator()}, strict_validation=True)
     for key in ("/pk/whatever", "/ipns/whatever", "no-namespace"):
-        with pytest.raises(Exception):  # noqa: B017 (py-libp2p's InvalidRecordType)
+        with pytest.raises(InvalidRecordType, match="No validator registered"):
             validator.validate(key, b"anything")
 
 

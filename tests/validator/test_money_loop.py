@@ -262,7 +262,11 @@ def _claims_equal_the_engine(net: Network, epoch: int, settlement) -> None:
         assert after == settlement.cumulative[operator.address] > before
 
 
-def test_epoch_one_settles_by_itself_and_pays_exactly(network):
+@pytest.fixture(scope="module")
+def first_epoch(network):
+    """Epoch one: three prompts to each node, settled by the validators on their own; its evidence, its
+    settlement recomputed here and the users' credit before it. Later phases build on it, so each test
+    asks for the phases it needs and the module passes in any order."""
     net = network
     epoch = trio.run(_wait_epoch_start)
     credit_before = [u.call("Credits", "creditOf", u.address) for u in net.users]
@@ -274,17 +278,26 @@ def test_epoch_one_settles_by_itself_and_pays_exactly(network):
     # Wait until the validators settled and proposed, then recompute from the nodes' own ledgers.
     _wait_for(lambda: net.reader.root_status(epoch)[0] != "none", 150, "the root of epoch 1")
     settlement = _recompute(net, epoch, evidence)
-    assert settlement.receipt_count == 6 and settlement.payments.paid == 6
     _settle_on_chain(net, epoch, settlement)
-    _claims_equal_the_engine(net, epoch, settlement)
+    _claims_equal_the_engine(net, epoch, settlement)  # claims are cumulative: before epoch two's
+    paid = [
+        before - u.call("Credits", "creditOf", u.address)
+        for u, before in zip(net.users, credit_before, strict=True)
+    ]
+    return evidence, settlement, paid
+
+
+def test_epoch_one_settles_by_itself_and_pays_exactly(network, first_epoch):
+    net = network
+    evidence, settlement, paid = first_epoch
+    assert settlement.receipt_count == 6 and settlement.payments.paid == 6
     # Each client paid exactly price x tokens for its receipts.
     tokens = {u.address.lower(): 0 for u in net.users}
     for data in evidence:
         receipt = verify_countersigned_receipt(data).receipt
         tokens["0x" + receipt.client.hex()] += receipt.tokens_in + receipt.tokens_out
-    for user, before in zip(net.users, credit_before, strict=True):
-        paid = before - user.call("Credits", "creditOf", user.address)
-        assert paid == PRICE * tokens[user.address.lower()] // 10**6 > 0
+    for user, user_paid in zip(net.users, paid, strict=True):
+        assert user_paid == PRICE * tokens[user.address.lower()] // 10**6 > 0
 
 
 async def _submit_to(net: Network, validator: PeerProcess, receipts: list[bytes]) -> list[str]:
@@ -300,9 +313,11 @@ async def _submit_to(net: Network, validator: PeerProcess, receipts: list[bytes]
     return [v.status for v in ack.verdicts]
 
 
-def test_epoch_two_settles_with_a_validator_down_and_one_missing_receipts(network):
+@pytest.fixture(scope="module")
+def second_epoch(network, first_epoch):  # epoch one (its evidence, its claims) comes first
+    """Epoch two, with a validator down and a third node's receipts handed to one validator only."""
     net = network
-    first_epoch = max(net.epochs)
+    first = max(net.epochs)  # the first epoch's, recorded by _recompute
     net.validators[2].stop()  # 2 of 3 equal weights is still a quorum
     epoch = trio.run(_wait_epoch_start)
     trio.run(_ask_both_nodes, net, ["Why is the sea salty?"])
@@ -317,26 +332,34 @@ def test_epoch_two_settles_with_a_validator_down_and_one_missing_receipts(networ
         )
         for n in range(3)
     ]  # fmt: skip
-    old = _evidence_of(net, first_epoch)[0]
+    old = _evidence_of(net, first)[0]
     forged = bytearray(own[0])
     forged[-7] ^= 1
     unpaid = countersigned_receipt(node_n=THIRD_NODE, client_n=70, started_at_ms=now, prompt="free")
     statuses = trio.run(_submit_to, net, net.validators[0], [*own, bytes(forged), old, unpaid])
-    assert statuses == ["stored", "stored", "stored", "refused", "refused", "refused"]
-    assert trio.run(_submit_to, net, net.validators[0], own[:1]) == ["duplicate"]  # submitted twice
+    again = trio.run(_submit_to, net, net.validators[0], own[:1])  # submitted twice
     evidence = _wait_for(
         lambda: len(_evidence_of(net, epoch)) == 2 and _evidence_of(net, epoch), 30, "ledgers"
     )
     _wait_for(lambda: net.reader.root_status(epoch)[0] != "none", 150, "the root of epoch 2")
     settlement = _recompute(net, epoch, evidence + own)
-    assert settlement.receipt_count == 5 and settlement.payments.paid == 5
     _settle_on_chain(net, epoch, settlement)  # proposed at all: validators 1 and 2 signed this same root
     _claims_equal_the_engine(net, epoch, settlement)
+    return epoch, settlement, statuses, again
+
+
+def test_epoch_two_settles_with_a_validator_down_and_one_missing_receipts(network, second_epoch):
+    net = network
+    _, settlement, statuses, again = second_epoch
+    assert statuses == ["stored", "stored", "stored", "refused", "refused", "refused"]
+    assert again == ["duplicate"]
+    assert settlement.receipt_count == 5 and settlement.payments.paid == 5
     log = (net.validators[1].data_dir / "peer.log").read_text()
     assert "fetched 3 receipts of epoch" in log
 
 
-def test_the_keeper_buys_back_the_revenue_for_stakers(network):
+def test_the_keeper_buys_back_the_revenue_for_stakers(network, second_epoch):
+    # After both epochs: the clock moves a week here, which the epochs' settlement must not see.
     net = network
     status = net.reader.money_status()
     assert status.revenue > 0

@@ -9,7 +9,7 @@ import trio_asyncio
 
 from node.ledger import open_ledger
 from node.submission import ReceiptSubmitter
-from p2p import MessageTooLarge, P2PError
+from p2p import MessageTooLarge, P2PError, StreamError, StreamTimeout
 from p2p.testing import open_host_group, wait_until
 from pool.validators import ValidatorDirectory, ValidatorPeer, sign_announcement
 from protocols import testing as pt
@@ -176,10 +176,12 @@ async def test_hostile_submissions_leave_the_validator_serving(tmp_path):
                 await stream.close()
 
         assert await send(b"\x93garbage") is None  # malformed: the stream is reset
-        with pytest.raises((MessageTooLarge, P2PError)):
-            stream = await node_host.open_stream(validator.peer_id, RECEIPT_PROTOCOL)
-            await stream.write(b"\xff\xff\xff\x7f")  # announces a 268 MB message
+        # The validator refuses the length at once and resets the stream: an error here, never a timeout.
+        stream = await node_host.open_stream(validator.peer_id, RECEIPT_PROTOCOL)
+        await stream.write(b"\xff\xff\xff\x7f")  # announces a 268 MB message
+        with pytest.raises(StreamError) as refused:
             await stream.read_message(1024, timeout=5)
+        assert not isinstance(refused.value, StreamTimeout | MessageTooLarge), refused.value
         junk = ReceiptBatch(receipts=(b"not a receipt", _receipt(1)))
         ack = decode_message(await send(encode_message(junk)), ReceiptBatchAck)
         assert [v.status for v in ack.verdicts] == ["refused", "stored"]
