@@ -67,7 +67,7 @@ class BondingMachine(ChainStateMachine):
         account = self.operators[operator]
         shares = self.active[account] * bps // 10_000
         if shares == 0:
-            with brownie.reverts():
+            with brownie.reverts("BondingZeroShares: "):
                 self.bonding.requestUnbond(shares, {"from": account})
             return
         tx = self.bonding.requestUnbond(shares, {"from": account})
@@ -137,7 +137,7 @@ class BondingMachine(ChainStateMachine):
         slashable = self.bonding.slashableOf(offender)
         expected = slashable * bps // 10_000
         if expected == 0:
-            with brownie.reverts():
+            with brownie.reverts(revert_pattern=r"SlashingNothingToSlash: .*"):
                 self.slashing.slash(decision, signatures, {"from": self.reporter})
             return
         supply = self.pod.totalSupply()

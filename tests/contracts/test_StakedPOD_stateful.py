@@ -80,7 +80,7 @@ class VaultMachine(ChainStateMachine):
         account = self.actors[actor]
         balance = self.stkpod.balanceOf(account)
         if balance == 0:
-            with brownie.reverts():
+            with brownie.reverts(revert_pattern=r"StakedPODZeroBalance: .*"):
                 self.stkpod.cooldown({"from": account})
             return
         tx = self.stkpod.cooldown({"from": account})
