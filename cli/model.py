@@ -1,12 +1,15 @@
-"""`dolphin model`: build, import and check the model folders a node serves."""
+"""`dolphin model`: build, import and check the model folders a node serves; list what the network serves."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
+import trio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from node.errors import ModelError
 from node.models import IMPORT_STEPS, build_tiny_model, find_smollm2_gguf, import_model, verify_model_dir
@@ -121,3 +124,95 @@ def verify(model_dir: Path) -> None:
         raise click.ClickException(str(exc)) from exc
     _report(manifest, model_dir)
     click.echo(f"files:    {len(manifest.files)} verified")
+
+
+@group.command("list")
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    required=True,
+    envvar="DOLPHIN_BOOTSTRAP",
+    help="Bootstrap/relay peer /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0.5),
+    default=10.0,
+    show_default=True,
+    help="Seconds to listen for the pools' heartbeats and benchmarks.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option("--rpc-url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL (prices).")
+@click.option("--deployment", type=click.Path(dir_okay=False, path_type=Path), envvar="DOLPHIN_DEPLOYMENT")
+@click.option(
+    "--chain-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DOLPHIN_DATA_DIR",
+    help="Where `dolphin chain` keeps ready.json [default: ~/.dolphin].",
+)
+def list_models(
+    bootstrap: tuple[str, ...],
+    wait: float,
+    as_json: bool,
+    rpc_url: str | None,
+    deployment: Path | None,
+    chain_dir: Path | None,
+) -> None:
+    """The models the network's pools serve: name, id, live nodes, attested speed and, with a chain, the
+    price per 1M tokens that settlement charges."""
+    from chain.errors import ChainError
+    from p2p import P2PError
+    from pool.light import LightConfig
+
+    config = LightConfig(
+        bootstrap=bootstrap, chain_rpc_url=rpc_url, chain_deployment=deployment, chain_dir=chain_dir
+    )
+    try:
+        rows = trio.run(_served_models, config, wait)
+    except P2PError as exc:
+        raise click.ClickException(f"cannot join the network: {exc}\nCheck --bootstrap.") from None
+    except ChainError as exc:
+        raise click.ClickException(f"cannot read the chain: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no pool heard from within {wait:g} s")
+        return
+    table = Table("name", "model id", "nodes", "tokens/s", "price per 1M tokens", box=None)
+    for row in rows:
+        speed = row["attested_tokens_per_s"]
+        table.add_row(
+            row["name"],
+            row["model"],
+            str(row["nodes"]),
+            f"{speed:.1f}" if speed is not None else "-",
+            row["price"] if row["price"] is not None else "-",
+        )
+    Console(width=200).print(table)
+
+
+async def _served_models(config, wait: float) -> list[dict]:  # type: ignore[no-untyped-def]
+    from chain.client import USD_DECIMALS, format_units
+    from pool.light import open_light_client
+
+    async with open_light_client(config) as client:
+        await client.watcher.watch_catalogue()
+        await trio.sleep(wait)
+        rows = []
+        for served in client.watcher.served():
+            price = None
+            if client.chain is not None:
+                price = format_units(
+                    await trio.to_thread.run_sync(client.chain.price_of, served.model), USD_DECIMALS
+                )
+            rows.append(
+                {
+                    "name": served.name,
+                    "model": served.model.hex(),
+                    "nodes": served.nodes,
+                    "attested_tokens_per_s": served.attested_tokens_per_s,
+                    "price": price,
+                }
+            )
+        return rows

@@ -52,6 +52,35 @@ def test_gpu_command_line_keeps_vllm_defaults(tiny_model_dir, tmp_path):
     command = vllm_server_command(tiny_model_dir, 8123, VllmSettings(venv=_fake_venv(tmp_path, cpu=False)))
     assert "--dtype" not in command and "--max-model-len" not in command
     assert "--scheduling-policy" in command
+    for flag in ("--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization"):
+        assert flag not in command
+
+
+@pytest.mark.unit
+def test_gpu_command_line_passes_parallelism_memory_share_and_context_through(tiny_model_dir, tmp_path):
+    settings = VllmSettings(
+        venv=_fake_venv(tmp_path, cpu=False),
+        max_num_seqs=256,
+        max_model_len=1024,
+        tensor_parallel_size=4,
+        pipeline_parallel_size=2,
+        gpu_memory_utilization=0.85,
+    )
+    joined = " ".join(vllm_server_command(tiny_model_dir, 8123, settings))
+    assert "--max-num-seqs 256" in joined and "--max-model-len 1024" in joined
+    assert "--tensor-parallel-size 4 --pipeline-parallel-size 2 --gpu-memory-utilization 0.85" in joined
+
+
+@pytest.mark.unit
+def test_the_server_prompts_with_the_manifests_chat_template(tiny_model_dir, tmp_path):
+    from node.models import load_manifest
+
+    for cpu in (True, False):
+        command = vllm_server_command(
+            tiny_model_dir, 8123, VllmSettings(venv=_fake_venv(tmp_path / str(cpu), cpu=cpu))
+        )
+        template = command[command.index("--chat-template") + 1]
+        assert template == load_manifest(tiny_model_dir).chat_template
 
 
 @pytest.mark.unit
