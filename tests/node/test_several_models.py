@@ -140,7 +140,12 @@ def test_a_gateway_configured_with_no_model_lists_and_answers_both(two_model_nod
             time.sleep(0.5)
         assert set(listed) == {tiny.name, smollm2.name}
         assert listed[smollm2.name]["dolphin_model_id"] == smollm2.model_id().hex()
-        body = {"model": smollm2.name, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 12}
+        body = {
+            "model": smollm2.name,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": 12,
+            "temperature": 0,
+        }
         answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()
         assert "Paris" in answer["choices"][0]["message"]["content"]
     finally:
