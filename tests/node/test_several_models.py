@@ -25,8 +25,6 @@ from protocols.keys import Identity
 from protocols.messages import BenchmarkAttestation
 from tests.node.test_models import greedy_ids
 
-pytestmark = [pytest.mark.process, pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What is the capital of France?"
 
@@ -55,6 +53,8 @@ def two_model_node(tmp_path_factory, tiny_model_dir, smollm2_model_dir):
         relay.stop()
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_each_model_is_announced_benchmarked_and_answered_by_its_own_engine(
     two_model_node, tiny_model_dir, tmp_path
 ):
@@ -92,6 +92,8 @@ def test_each_model_is_announced_benchmarked_and_answered_by_its_own_engine(
     assert ids == trio.run(greedy_ids, tiny_model_dir, QUESTION, 12)
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_model_list_shows_both_pools_with_their_nodes_and_speeds(two_model_node):
     relay, _, tiny, smollm2 = two_model_node
     listed = subprocess.run(
@@ -122,6 +124,8 @@ def test_model_list_shows_both_pools_with_their_nodes_and_speeds(two_model_node)
         assert row["attested_tokens_per_s"] > 0 and row["price"] is None  # no chain: no price
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_a_gateway_configured_with_no_model_lists_and_answers_both(two_model_node, tmp_path):
     relay, _, tiny, smollm2 = two_model_node
     gateway = PeerProcess(
@@ -150,3 +154,21 @@ def test_a_gateway_configured_with_no_model_lists_and_answers_both(two_model_nod
         assert "Paris" in answer["choices"][0]["message"]["content"]
     finally:
         gateway.stop()
+
+
+@pytest.mark.integration
+def test_the_same_model_twice_is_refused_before_anything_starts(tiny_model_dir, tmp_path):
+    import shutil
+
+    from node.config import NodeConfig
+    from node.daemon import serve_node
+    from node.errors import NodeError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)  # another folder, the same model id
+    config = NodeConfig(
+        data_dir=tmp_path / "node", model=tiny_model_dir, extra_models=(str(copy),), listen=()
+    )
+    with pytest.raises(NodeError, match="the same model is named twice"):
+        trio.run(serve_node, config)
+    assert not (tmp_path / "node" / "ready.json").exists()
