@@ -128,10 +128,27 @@ def _check_out_dir(src: Path, out_dir: Path, replace: bool) -> None:
 
 
 def _serving_files(src: Path) -> list[Path]:
-    """The source files a served model needs, in a stable order (hub snapshot symlinks followed)."""
-    return sorted(
-        p for p in src.iterdir() if p.is_file() and (p.name in _SERVING_FILES or p.suffix == ".safetensors")
-    )
+    """The source files a served model needs, in a stable order (hub snapshot symlinks followed): with a
+    weight index, only the shards it names (a repository may hold the same weights in another layout)."""
+    shards = _indexed_shards(src)
+
+    def needed(path: Path) -> bool:
+        if path.suffix == ".safetensors":
+            return shards is None or path.name in shards
+        return path.name in _SERVING_FILES
+
+    return sorted(p for p in src.iterdir() if p.is_file() and needed(p))
+
+
+def _indexed_shards(src: Path) -> set[str] | None:
+    """The shard files `model.safetensors.index.json` names, or None without an index."""
+    index = src / "model.safetensors.index.json"
+    if not index.is_file():
+        return None
+    try:
+        return {str(name) for name in json.loads(index.read_text())["weight_map"].values()}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{index} is malformed: {exc!r}") from exc
 
 
 def _read_config(src: Path) -> dict[str, Any]:
@@ -208,15 +225,28 @@ def _check_weights(src: Path) -> None:
         if any(p.suffix in _PICKLED_WEIGHTS for p in files):
             raise ModelError(f"{src} has pickled weights only (.bin): convert them to safetensors first")
         raise ModelError(f"{src} has no weights (*.safetensors)")
-    index = src / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{index} is malformed: {exc!r}") from exc
-        missing = sorted(s for s in shards if not (src / str(s)).is_file())
-        if missing:
-            raise ModelError(f"{src} lacks weight shards its index names: {', '.join(missing)}")
+    shards = _indexed_shards(src)
+    missing = sorted(s for s in shards or () if not (src / s).is_file())
+    if missing:
+        raise ModelError(f"{src} lacks weight shards its index names: {', '.join(missing)}")
+
+
+def _git_commit(src: Path) -> str:
+    """The commit a git checkout of a hub repository is at ("" when `src` is not one)."""
+    git = src / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head.removeprefix("ref: ")
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(f" {ref}"):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
+    return ""
 
 
 def _hub_snapshot(src: Path) -> tuple[str, str] | None:
@@ -254,7 +284,7 @@ def _import_folder(
         _copy(path, out_dir / path.name, on_bytes)
     return _Described(
         name=name or (snapshot[0] if snapshot else src.resolve().name),
-        revision=revision if revision is not None else (snapshot[1] if snapshot else ""),
+        revision=revision if revision is not None else (snapshot[1] if snapshot else _git_commit(src)),
         architecture=architecture,
         dtype=str(config.get("dtype") or config.get("torch_dtype") or "auto"),
         max_model_len=context,

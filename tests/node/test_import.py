@@ -72,10 +72,12 @@ def test_sharded_safetensors_import_and_answer_as_the_single_file(checkpoint, tm
     AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(sharded, max_shard_size="100KB")
     shards = sorted(p.name for p in sharded.glob("model-*.safetensors"))
     assert len(shards) > 2 and (sharded / "model.safetensors.index.json").is_file()
+    shutil.copy(checkpoint / "model.safetensors", sharded / "consolidated.safetensors")  # another layout
+    (sharded / "README.md").write_text("not served")
 
     manifest = import_model(sharded, tmp_path / "out")
     assert set(shards) | {"model.safetensors.index.json"} <= set(manifest.files)
-    assert "model.safetensors" not in manifest.files
+    assert not {"consolidated.safetensors", "README.md"} & set(manifest.files)
     ids = trio.run(greedy_ids, tmp_path / "out", PROMPT, 12)
     assert ids == trio.run(greedy_ids, tiny_model_dir, PROMPT, 12)
 
@@ -94,6 +96,16 @@ def test_a_hub_snapshot_names_the_repository_and_commit(checkpoint, tmp_path):
     assert (manifest.name, manifest.revision) == ("acme/tiny-chat", commit)
     assert not any(p.is_symlink() for p in (tmp_path / "out").iterdir())
     verify_model_dir(tmp_path / "out")
+
+
+def test_a_git_checkout_is_at_the_revision_its_head_names(checkpoint, tmp_path):
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    source = _copy(checkpoint, tmp_path)
+    (source / ".git" / "refs" / "heads").mkdir(parents=True)
+    (source / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (source / ".git" / "refs" / "heads" / "main").write_text(commit + "\n")
+    manifest = import_model(source, tmp_path / "out")
+    assert manifest.revision == commit and not any(name.startswith(".git") for name in manifest.files)
 
 
 def _refused(src, out, match):
