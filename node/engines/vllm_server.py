@@ -181,6 +181,8 @@ def vllm_server_command(model_dir: Path, port: int, settings: VllmSettings) -> l
             command += ["--pipeline-parallel-size", str(settings.pipeline_parallel_size)]
         if settings.gpu_memory_utilization is not None:
             command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+        if manifest.quantization:  # served as the quantized model it is, never re-quantized
+            command += ["--quantization", manifest.quantization]
     return command + list(settings.extra_args)
 
 

@@ -5,7 +5,8 @@ tokenizer with its chat template; a hub cache snapshot folder works too) or a GG
 can read. A folder is copied file by file (only what serving needs: config, weights, tokenizer; no pickled
 weights, no custom code); a GGUF file is dequantised into a plain float32 safetensors folder, as vLLM and a
 fresh transformers load want. Then the manifest is written: name, revision, architecture, dtype, context
-length, the chat template and every file's hash. Its hash is the model id.
+length, the chat template, the quantization a quantized checkpoint names (it is served as that quantized
+model, with its own id) and every file's hash. Its hash is the model id.
 
 What cannot be served faithfully is refused before anything is written, with one line that says why: an
 architecture transformers has no causal language model for, code the checkpoint would run, missing or
@@ -61,6 +62,7 @@ class _Described:
     dtype: str
     max_model_len: int
     chat_template: str
+    quantization: str = ""
 
 
 def import_model(
@@ -101,6 +103,7 @@ def import_model(
         source=source,
         revision=described.revision,
         chat_template=described.chat_template,
+        quantization=described.quantization,
         progress=on_bytes,
     )
     if manifest.architecture != described.architecture:
@@ -273,6 +276,7 @@ def _import_folder(
         raise ModelError(f"{src} has no tokenizer (tokenizer.json or tokenizer.model)")
     _check_weights(src)
     context = _context_length(config, max_model_len, src)
+    quantization = _quantization(config, src)
     snapshot = _hub_snapshot(src)
 
     on_step("tokenizer")
@@ -289,7 +293,19 @@ def _import_folder(
         dtype=str(config.get("dtype") or config.get("torch_dtype") or "auto"),
         max_model_len=context,
         chat_template=template,
+        quantization=quantization,
     )
+
+
+def _quantization(config: dict[str, Any], where: Path) -> str:
+    """The method a quantized checkpoint names in config.json ("" for full precision)."""
+    quantization = config.get("quantization_config")
+    if quantization is None:
+        return ""
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    if not isinstance(method, str) or not method:
+        raise ModelError(f"{where}/config.json has a quantization_config naming no quant_method")
+    return method
 
 
 def _copy(source: Path, target: Path, on_bytes: Callable[[int], None] | None) -> None:

@@ -7,7 +7,9 @@ template itself, so that every side that builds a prompt (node, validator, clien
 the model id covers. Its hash -- sha256 of the canonical JSON (sorted keys, no whitespace, UTF-8) -- is the
 32-byte model id carried in pool records, heartbeats and receipts. The manifest file itself is not hashed
 into the file list, so writing it never changes what it describes. `revision` and `chat_template` are left
-out of the JSON while empty, so manifests written before they existed keep their hash.
+out of the JSON while empty, as is `quantization`, which names a checkpoint's own quantization method (its
+quantized weights are the model: another model id than the full-precision one), so manifests written
+before they existed keep their hash.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ TOKENIZER_FILES = (
     "chat_template.json",
     "tokenizer.model",
 )
-_OPTIONAL_FIELDS = ("revision", "chat_template")
+_OPTIONAL_FIELDS = ("revision", "chat_template", "quantization")
 _CHUNK = 1 << 20
 
 
@@ -55,6 +57,7 @@ class ModelManifest:
     format: str = field(default=MANIFEST_FORMAT)
     revision: str = ""
     chat_template: str = ""
+    quantization: str = ""  # the checkpoint's own quantization method (e.g. "fp8", "awq"); "" for none
 
     def canonical_json(self) -> bytes:
         """The bytes the model id is computed over: sorted keys, no whitespace, UTF-8."""
@@ -90,6 +93,7 @@ class ModelManifest:
                 source=str(data.get("source", "")),
                 revision=str(data.get("revision", "")),
                 chat_template=str(data.get("chat_template", "")),
+                quantization=str(data.get("quantization", "")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"malformed model manifest: {exc!r}") from exc
@@ -133,6 +137,7 @@ def build_manifest(
     source: str = "",
     revision: str = "",
     chat_template: str = "",
+    quantization: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> ModelManifest:
     """Hash the folder's files and describe them; reads the architecture from config.json."""
@@ -150,6 +155,7 @@ def build_manifest(
         source=source,
         revision=revision,
         chat_template=chat_template,
+        quantization=quantization,
     )
 
 

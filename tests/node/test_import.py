@@ -108,6 +108,19 @@ def test_a_git_checkout_is_at_the_revision_its_head_names(checkpoint, tmp_path):
     assert manifest.revision == commit and not any(name.startswith(".git") for name in manifest.files)
 
 
+def test_a_quantized_checkpoint_is_its_own_model_named_so_in_the_manifest(checkpoint, tmp_path):
+    quantized = _copy(checkpoint, tmp_path, "fp8")
+    config = json.loads((checkpoint / "config.json").read_text())
+    fp8 = {"quant_method": "fp8", "activation_scheme": "dynamic"}
+    (quantized / "config.json").write_text(json.dumps(dict(config, quantization_config=fp8)))
+    manifest = import_model(quantized, tmp_path / "out", name="tiny")
+    assert manifest.quantization == "fp8"
+    assert manifest.model_id() != import_model(checkpoint, tmp_path / "full", name="tiny").model_id()
+
+    (quantized / "config.json").write_text(json.dumps(dict(config, quantization_config={"bits": 4})))
+    _refused(quantized, tmp_path / "again", "has a quantization_config naming no quant_method")
+
+
 def _refused(src, out, match):
     with pytest.raises(ModelError, match=match) as raised:
         import_model(src, out)

@@ -72,6 +72,23 @@ def test_gpu_command_line_passes_parallelism_memory_share_and_context_through(ti
 
 
 @pytest.mark.unit
+def test_a_quantized_model_is_served_with_its_own_quantization_only(tiny_model_dir, tmp_path):
+    import shutil
+
+    from node.models import load_manifest, write_manifest
+    from node.models.manifest import ModelManifest
+
+    venv = _fake_venv(tmp_path, cpu=False)
+    assert "--quantization" not in vllm_server_command(tiny_model_dir, 8123, VllmSettings(venv=venv))
+    quantized = tmp_path / "fp8"
+    shutil.copytree(tiny_model_dir, quantized)
+    manifest = load_manifest(quantized).to_dict()
+    write_manifest(quantized, ModelManifest.from_dict(dict(manifest, quantization="fp8")))
+    command = vllm_server_command(quantized, 8123, VllmSettings(venv=venv))
+    assert command[command.index("--quantization") + 1] == "fp8"
+
+
+@pytest.mark.unit
 def test_the_server_prompts_with_the_manifests_chat_template(tiny_model_dir, tmp_path):
     from node.models import load_manifest
 
