@@ -46,11 +46,16 @@ _err = Console(stderr=True)
 _OPTION_SETTINGS = (
     "data_dir",
     "model",
+    "extra_models",
     "listen",
     "bootstrap",
     "engine",
     "engine_url",
     "max_batch",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
     "threads",
     "device",
     "local_api",
@@ -142,6 +147,14 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     help="Model folder to serve (made by `dolphin model`).",
 )
 @_setting(
+    "--extra-model",
+    setting="extra_models",
+    multiple=True,
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Another model folder to serve, with its own engine (repeatable).",
+)
+@_setting(
     "--listen", setting="listen", multiple=True, default=None, help="libp2p listen multiaddr (repeatable)."
 )
 @click.option("--no-listen", is_flag=True, help="No direct address: reachable through relays only.")
@@ -165,6 +178,30 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     help="With --engine vllm: attach to the vLLM server already running at this URL.",
 )
 @_setting("--max-batch", setting="max_batch", type=click.IntRange(1, 1024), help="Answers generated at once.")
+@_setting(
+    "--tensor-parallel-size",
+    setting="tensor_parallel_size",
+    type=click.IntRange(1),
+    help="vLLM: GPUs each layer is split across.",
+)
+@_setting(
+    "--pipeline-parallel-size",
+    setting="pipeline_parallel_size",
+    type=click.IntRange(1),
+    help="vLLM: GPUs the layers are spread over in stages.",
+)
+@_setting(
+    "--gpu-memory-utilization",
+    setting="gpu_memory_utilization",
+    type=click.FloatRange(0, 1),
+    help="vLLM: share of each GPU's memory it may take (0: vLLM's default).",
+)
+@_setting(
+    "--max-model-len",
+    setting="max_model_len",
+    type=click.IntRange(0),
+    help="vLLM: longest prompt + answer in tokens (0: the manifest's).",
+)
 @_setting(
     "--threads",
     setting="threads",

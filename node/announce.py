@@ -6,7 +6,8 @@ it is, and the operator wallet's binding of this peer id, which the pool view ch
 
 So that a client knowing only the model's manifest name can find it, the record is stored under the
 name's key too (`protocols.ids.model_name_key`) and each heartbeat, which names the model id, is also
-published on the name's topic (`model_name_topic`).
+published on the name's topic (`model_name_topic`). So that one knowing no model at all can list what the
+network serves, the record is stored under MODELS_RECORD and heartbeats go to MODELS_TOPIC as well.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import trio
 
 from p2p import DolphinHost, P2PError
 from protocols import envelope
-from protocols.ids import model_name_key, model_name_topic, pool_topic
+from protocols.ids import MODELS_RECORD, MODELS_TOPIC, model_name_key, model_name_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_public_key
 from protocols.messages import HardwareSummary, OperatorBinding, PoolHeartbeat
 
@@ -133,7 +134,7 @@ class Announcer:
             seq=self.seq,
             ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(self.interval * 4000)),
         )
-        topics = [pool_topic(announcement.model)]
+        topics = [pool_topic(announcement.model), MODELS_TOPIC]
         if announcement.model_name:
             topics.append(model_name_topic(announcement.model_name))
         for topic in topics:
@@ -145,7 +146,7 @@ class Announcer:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Never returns; started once the first record and heartbeat are out."""
         first = self.announcement()
-        keys = [first.model] + ([model_name_key(first.model_name)] if first.model_name else [])
+        keys = [first.model, MODELS_RECORD] + ([model_name_key(first.model_name)] if first.model_name else [])
         next_record = 0.0
         while True:
             if trio.current_time() >= next_record:

@@ -45,6 +45,13 @@ class NodeConfig:
     model: Path | None = field(
         default=None, metadata=doc("The model folder to serve (with its dolphin-manifest.json).")
     )
+    extra_models: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "More model folders to serve beside `model`, each with its own engine (and vLLM server), "
+            "announced in its own pool."
+        ),
+    )
     listen: tuple[str, ...] = field(
         default=("/ip4/0.0.0.0/tcp/4002",),
         metadata=doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
@@ -69,6 +76,20 @@ class NodeConfig:
     )
     max_batch: int = field(
         default=16, metadata=doc("Answers the engine generates at once (vLLM: its --max-num-seqs).")
+    )
+    tensor_parallel_size: int = field(
+        default=1, metadata=doc("With engine vllm on GPUs: GPUs each layer is split across.")
+    )
+    pipeline_parallel_size: int = field(
+        default=1, metadata=doc("With engine vllm on GPUs: GPUs the layers are spread over in stages.")
+    )
+    gpu_memory_utilization: float = field(
+        default=0.0,
+        metadata=doc("With engine vllm on GPUs: share of each GPU's memory vLLM may take; 0 for vLLM's 0.9."),
+    )
+    max_model_len: int = field(
+        default=0,
+        metadata=doc("With engine vllm: longest prompt + answer in tokens; 0 for the manifest's."),
     )
     threads: int = field(
         default=1,
@@ -161,6 +182,10 @@ class NodeConfig:
         settings.normalise_settings(self, positive=positive, error=ConfigError, local_only=("local_api",))
         if self.threads < 0 or self.flush_interval_ms < 0:
             raise ConfigError("threads and flush_interval_ms must not be negative")
+        if self.tensor_parallel_size < 1 or self.pipeline_parallel_size < 1 or self.max_model_len < 0:
+            raise ConfigError("tensor/pipeline_parallel_size must be at least 1, max_model_len not negative")
+        if not 0 <= self.gpu_memory_utilization <= 1:
+            raise ConfigError("gpu_memory_utilization is a share: between 0 and 1")
         if not 0 <= self.idle_below <= self.busy_above <= 1:
             raise ConfigError("need 0 <= idle_below <= busy_above <= 1")
         if self.engine not in ("transformers", "vllm"):

@@ -1,17 +1,19 @@
 """`serve_node(config)`: the node daemon operators run for weeks.
 
 On start, in this order (each step logged, long ones reported through `progress`):
-1. verify the model folder against its manifest (a mismatch is refused, naming the file);
+1. verify the model folder (and each of `extra_models`) against its manifest (a mismatch is refused,
+   naming the file);
 2. load the keys from the data dir: the libp2p peer key and the X25519 encryption keys (mode 0600,
    created once; the encryption key rotates on a timer);
-3. load the engine, and run the self-benchmark unless the cache holds one for this model, engine and
-   hardware;
+3. load one engine per model (each its own vLLM server with engine vllm), and run each one's
+   self-benchmark unless the cache holds one for that model, engine and hardware;
 4. find the chain, if any (options, or the chain data dir as `dolphin chain` finds it): it verifies
    credit authorisations and clients' credit; without one every request is unpaid, and the node still
    serves. A stored operator binding (`dolphin node register`) goes into heartbeats; without it the node
    is announced as unregistered;
-5. open the ledger, the libp2p host, the local API; publish the signed benchmark attestations, provide
-   the pool record in the DHT, heartbeat, and serve INFERENCE_PROTOCOL; with a chain, hand paid receipts
+5. open the ledger, the libp2p host, the local API (the first model's); for each model publish the signed
+   benchmark attestations, provide the pool record in the DHT and heartbeat its pool; serve
+   INFERENCE_PROTOCOL, each request by the engine of the model it names; with a chain, hand paid receipts
    to the current validators' peers after each epoch and every `receipt_submit_seconds`;
 6. write ready.json (peer id, addresses, `local_api` and `metrics` URLs).
 
@@ -30,6 +32,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -38,7 +41,7 @@ import trio_asyncio
 from chain.errors import ChainError
 from chain.locate import ChainLocation
 from node.announce import Announcement, Announcer, detect_hardware, software_version
-from node.benchmark import BenchmarkSettings, attestations, cached_benchmark
+from node.benchmark import BenchmarkResult, BenchmarkSettings, attestations, cached_benchmark
 from node.config import NodeConfig
 from node.credits import CreditBook, PaymentPolicy
 from node.engines.base import Engine
@@ -90,15 +93,53 @@ async def _verify_model(model: Path, progress: Progress) -> ModelManifest:
         raise NodeError(f"cannot read the model folder {model}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _Served:
+    """One model this node serves: its manifest, its engine and that engine's benchmark."""
+
+    manifest: ModelManifest
+    engine: Engine
+    benchmark: BenchmarkResult
+
+    @property
+    def model_id(self) -> bytes:
+        return self.manifest.model_id()
+
+
+def _model_dirs(config: NodeConfig) -> list[Path]:
+    assert config.model is not None
+    return [config.model, *(Path(folder).expanduser() for folder in config.extra_models)]
+
+
+def _model_data_dir(config: NodeConfig, index: int, model_id: bytes) -> Path:
+    """Where one model's benchmark cache and vLLM server log live: the data dir for the first model (as
+    before several models existed), a folder per model id for the others."""
+    if index == 0:
+        return config.data_dir
+    folder = config.data_dir / "models" / model_id.hex()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.asynccontextmanager
-async def _open_engine(config: NodeConfig, progress: Progress) -> AsyncIterator[Engine]:
-    """The configured engine, closed (its supervised vLLM server stopped) when the block exits."""
+async def _open_engine(
+    config: NodeConfig, model_dir: Path, log_dir: Path, progress: Progress
+) -> AsyncIterator[Engine]:
+    """The configured engine for `model_dir`, closed (its supervised vLLM server stopped) when the block
+    exits."""
     if config.engine == "vllm":
-        settings = VllmSettings(venv=config.vllm_venv or DEFAULT_VLLM_VENV, max_num_seqs=config.max_batch)
+        settings = VllmSettings(
+            venv=config.vllm_venv or DEFAULT_VLLM_VENV,
+            max_num_seqs=config.max_batch,
+            max_model_len=config.max_model_len or None,
+            tensor_parallel_size=config.tensor_parallel_size,
+            pipeline_parallel_size=config.pipeline_parallel_size,
+            gpu_memory_utilization=config.gpu_memory_utilization or None,
+        )
         async with open_vllm_engine(
-            config.model,
+            model_dir,
             server_url=config.engine_url,
-            log_dir=config.data_dir,
+            log_dir=log_dir,
             settings=settings,
             on_progress=lambda stage, _seconds: progress(f"vLLM server: {stage}", 0, 0),
         ) as engine:
@@ -108,7 +149,7 @@ async def _open_engine(config: NodeConfig, progress: Progress) -> AsyncIterator[
     threads = config.threads or None
     engine = await trio.to_thread.run_sync(
         lambda: TransformersEngine.open(
-            config.model, max_batch=config.max_batch, threads=threads, device=device, verify=False
+            model_dir, max_batch=config.max_batch, threads=threads, device=device, verify=False
         )
     )
     try:
@@ -182,7 +223,7 @@ async def _serve_attestations(host, envelopes: list[bytes], model: bytes, interv
         await trio.sleep(interval)
 
 
-async def _serve_key_rotation(keys: KeyRing, announcer: Announcer) -> None:
+async def _serve_key_rotation(keys: KeyRing, announcers: list[Announcer]) -> None:
     while True:
         await trio.sleep(max(keys.due_in(), 1.0))
         if keys.rotate_if_due():
@@ -190,7 +231,12 @@ async def _serve_key_rotation(keys: KeyRing, announcer: Announcer) -> None:
                 "rotated the encryption key; the previous one is accepted for %d s more",
                 keys.grace_ms // 1000,
             )
-            announcer.publish_soon()
+            _publish_soon(announcers)
+
+
+def _publish_soon(announcers: list[Announcer]) -> None:
+    for announcer in announcers:
+        announcer.publish_soon()
 
 
 async def serve_node(
@@ -211,53 +257,66 @@ async def serve_node(
     os.chmod(data_dir, 0o700)
     started_at_ms = time.time_ns() // 1_000_000
 
-    manifest = await _verify_model(config.model, progress)
-    model_id = manifest.model_id()
-    log.info("serving %s (model id %s) from %s", manifest.name, model_id.hex(), config.model)
+    manifests = [await _verify_model(folder, progress) for folder in _model_dirs(config)]
+    model_ids = [manifest.model_id() for manifest in manifests]
+    if len(set(model_ids)) < len(model_ids):
+        raise NodeError("the same model is named twice (--model and --extra-model): serve each once")
+    if len(manifests) > 1 and config.engine_url is not None:
+        raise NodeError("engine_url attaches to one vLLM server, for one model: drop extra_models")
+    for manifest, folder in zip(manifests, _model_dirs(config), strict=True):
+        log.info("serving %s (model id %s) from %s", manifest.name, manifest.model_id().hex(), folder)
     grace_s = (InferenceRequest.MAX_TTL_MS + DEFAULT_MAX_SKEW_MS) / 1000
     keys = KeyRing.open(data_dir, rotation_s=config.key_rotation_hours * 3600, grace_s=grace_s)
     binding = load_binding(data_dir)
 
-    progress("loading the engine", 0, 0)
-    async with _open_engine(config, progress) as engine:
-        hardware = detect_hardware()
-        settings = BenchmarkSettings(
-            config.benchmark_prompt_tokens, config.benchmark_output_tokens, config.benchmark_streams
-        )
-        benchmark, cached = await cached_benchmark(
-            data_dir, engine, model=model_id, hardware=hardware, settings=settings, progress=progress
-        )
-        log.info(
-            "benchmark%s: time to first token %d ms, prefill %.0f tokens/s, decode %.1f tokens/s alone and "
-            "%.1f tokens/s at %d streams",
-            " (cached)" if cached else "",
-            benchmark.ttft_ms,
-            benchmark.prefill_tps,
-            benchmark.decode_tps,
-            benchmark.decode_tps_streams,
-            benchmark.streams,
-        )
+    hardware = detect_hardware()
+    settings = BenchmarkSettings(
+        config.benchmark_prompt_tokens, config.benchmark_output_tokens, config.benchmark_streams
+    )
+    served: list[_Served] = []
+    async with contextlib.AsyncExitStack() as engines:
+        for index, (manifest, folder) in enumerate(zip(manifests, _model_dirs(config), strict=True)):
+            progress(f"loading the engine of {manifest.name}", 0, 0)
+            model_data = _model_data_dir(config, index, manifest.model_id())
+            engine = await engines.enter_async_context(_open_engine(config, folder, model_data, progress))
+            benchmark, cached = await cached_benchmark(
+                model_data,
+                engine,
+                model=manifest.model_id(),
+                hardware=hardware,
+                settings=settings,
+                progress=progress,
+            )
+            log.info(
+                "benchmark of %s%s: time to first token %d ms, prefill %.0f tokens/s, decode %.1f tokens/s "
+                "alone and %.1f tokens/s at %d streams",
+                manifest.name,
+                " (cached)" if cached else "",
+                benchmark.ttft_ms,
+                benchmark.prefill_tps,
+                benchmark.decode_tps,
+                benchmark.decode_tps_streams,
+                benchmark.streams,
+            )
+            served.append(_Served(manifest, engine, benchmark))
         chain = await _open_chain(config)
         await _check_registration(chain, binding)
         progress("starting the network", 0, 0)
-        await _serve(
-            config, engine, manifest, keys, binding, chain, hardware, benchmark, started_at_ms, task_status
-        )
+        await _serve(config, served, keys, binding, chain, hardware, started_at_ms, task_status)
 
 
 async def _serve(  # type: ignore[no-untyped-def]
     config: NodeConfig,
-    engine: Engine,
-    manifest: ModelManifest,
+    served: list[_Served],
     keys: KeyRing,
     binding: OperatorBinding | None,
     chain,
     hardware,
-    benchmark,
     started_at_ms: int,
     task_status,
 ) -> None:
-    model_id = manifest.model_id()
+    first = served[0]
+    engine, manifest, model_id = first.engine, first.manifest, first.model_id
     payments = _payments(config, chain)
     metrics = NodeMetrics(engine.load)
     draining = False
@@ -277,6 +336,7 @@ async def _serve(  # type: ignore[no-untyped-def]
                 encryption_keys=keys.accepted,
                 engine=engine,
                 model_id=model_id,
+                more_engines={model.model_id: model.engine for model in served[1:]},
                 limits=ServiceLimits(
                     max_new_tokens=config.max_new_tokens,
                     max_waiting=config.max_waiting,
@@ -288,21 +348,23 @@ async def _serve(  # type: ignore[no-untyped-def]
                 metrics=metrics,
             )
 
-            def announcement() -> Announcement:
-                return Announcement(
-                    binding=binding,
-                    encryption_key=keys.current.public_key,
-                    model=model_id,
-                    capacity=engine.load().capacity if service.accepting else 0,
-                    hardware=hardware,
-                    software_version=software_version(),
-                    started_at_ms=started_at_ms,
-                    model_name=manifest.name,
-                )
+            def announcer_of(model: _Served) -> Announcer:
+                def announcement() -> Announcement:
+                    return Announcement(
+                        binding=binding,
+                        encryption_key=keys.current.public_key,
+                        model=model.model_id,
+                        capacity=model.engine.load().capacity if service.accepting else 0,
+                        hardware=hardware,
+                        software_version=software_version(),
+                        started_at_ms=started_at_ms,
+                        model_name=model.manifest.name,
+                    )
 
-            announcer = Announcer(
-                host, identity, announcement, service.load, interval=config.heartbeat_interval
-            )
+                load = functools.partial(service.load_of, model.model_id)
+                return Announcer(host, identity, announcement, load, interval=config.heartbeat_interval)
+
+            announcers = [announcer_of(model) for model in served]
             app = build_app(
                 engine,
                 model_name=manifest.name,
@@ -314,15 +376,20 @@ async def _serve(  # type: ignore[no-untyped-def]
             nursery.start_soon(ledger.serve_nonce_writes)
             local_url = await nursery.start(serve_local_api, app, config.local_api)
             host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
-            await nursery.start(announcer.serve)
-            envelopes = attestations(benchmark, identity, model=model_id, engine=engine, hardware=hardware)
-            nursery.start_soon(_serve_attestations, host, envelopes, model_id, config.attestation_interval)
-            nursery.start_soon(_serve_key_rotation, keys, announcer)
+            for model, announcer in zip(served, announcers, strict=True):
+                await nursery.start(announcer.serve)
+                envelopes = attestations(
+                    model.benchmark, identity, model=model.model_id, engine=model.engine, hardware=hardware
+                )
+                nursery.start_soon(
+                    _serve_attestations, host, envelopes, model.model_id, config.attestation_interval
+                )
+            nursery.start_soon(_serve_key_rotation, keys, announcers)
             if payments.book is not None:
                 nursery.start_soon(payments.book.serve_refreshes)
             submitter = await _start_submissions(config, chain, host, ledger, nursery)
             if config.yield_when_busy:
-                nursery.start_soon(_serve_owner_watch, config, service, announcer)
+                nursery.start_soon(_serve_owner_watch, config, service, announcers)
             metrics.accepting.set(1)
             document = ready_document(
                 host,
@@ -332,6 +399,9 @@ async def _serve(  # type: ignore[no-untyped-def]
                     "model": model_id.hex(),
                     "model_name": manifest.name,
                     "engine": engine.name,
+                    "models": [
+                        {"model": model.model_id.hex(), "model_name": model.manifest.name} for model in served
+                    ],
                     "registered": binding is not None,
                     "operator": "0x" + binding.operator.hex() if binding is not None else None,
                     "chain": chain.rpc_url if chain is not None else None,
@@ -352,11 +422,12 @@ async def _serve(  # type: ignore[no-untyped-def]
                 log.info("draining: refusing new requests, %d in flight", service.active)
                 draining = True
                 service.pause("draining", "this node is shutting down; ask another")
-                announcer.publish_soon()
+                _publish_soon(announcers)
 
                 async def finish() -> None:
                     await service.wait_idle()
-                    await announcer.publish()  # the last heartbeat, capacity 0
+                    for announcer in announcers:  # the last heartbeats, capacity 0
+                        await announcer.publish()
                     if submitter is not None:  # the receipts of answers finished while draining
                         await submitter.submit_all()
 
@@ -396,7 +467,9 @@ async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -
     return submitter
 
 
-async def _serve_owner_watch(config: NodeConfig, service: InferenceService, announcer: Announcer) -> None:
+async def _serve_owner_watch(
+    config: NodeConfig, service: InferenceService, announcers: list[Announcer]
+) -> None:
     sampler = gpu_sampler() or cpu_sampler()
     monitor = ActivityMonitor(
         sampler,
@@ -410,6 +483,6 @@ async def _serve_owner_watch(config: NodeConfig, service: InferenceService, anno
             service.pause("owner_busy", "this machine's owner is using it; ask another node")
         else:
             service.resume("owner_busy")
-        announcer.publish_soon()
+        _publish_soon(announcers)
 
     await monitor.serve(on_change)

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -127,7 +127,8 @@ class _Refused(Exception):
 
 
 class InferenceService:
-    """Serves one engine's model to the network. Register `handle` for INFERENCE_PROTOCOL.
+    """Serves one engine's model (and those of `more_engines`, model id -> engine) to the network: each
+    request goes to the engine of the model it names. Register `handle` for INFERENCE_PROTOCOL.
 
     `encryption_keys()` returns the X25519 key pairs requests may be sealed to now (current first, then
     the previous one during its grace period). `ledger` stores countersigned receipts and, through the
@@ -141,6 +142,7 @@ class InferenceService:
         encryption_keys: Callable[[], list[EncryptionKeyPair]],
         engine: Engine,
         model_id: bytes,
+        more_engines: Mapping[bytes, Engine] | None = None,
         limits: ServiceLimits = ServiceLimits(),
         ledger: Ledger | None = None,
         replay: envelope.ReplayCache | None = None,
@@ -151,6 +153,7 @@ class InferenceService:
         self.encryption_keys = encryption_keys
         self.engine = engine
         self.model_id = model_id
+        self.engines: dict[bytes, Engine] = {**(more_engines or {}), model_id: engine}
         self.limits = limits
         self.ledger = ledger
         self.replay = replay if replay is not None else envelope.ReplayCache()
@@ -191,7 +194,11 @@ class InferenceService:
 
     def load(self) -> tuple[int, int]:
         """(answers being generated, requests waiting for the engine), for heartbeats."""
-        load = self.engine.load()
+        return self.load_of(self.model_id)
+
+    def load_of(self, model: bytes) -> tuple[int, int]:
+        """`load()` of the engine serving `model` (one of `engines`), for that model's heartbeats."""
+        load = self.engines[model].load()
         return load.running, load.waiting
 
     # ---- one stream ----
@@ -261,18 +268,23 @@ class InferenceService:
             await self._refuse(stream, sealed, code, f"refused: {exc}", type(exc).__name__)
             return
         try:
-            generation = await self._admit(exchange)
+            engine = self._engine_for(exchange.request.model)
+            generation = await self._admit(exchange, engine)
         except _Refused as refused:
             await self._refuse(stream, sealed, refused.code, refused.message, refused.message)
             return
-        await self._answer(stream, sealed, exchange, generation)
+        await self._answer(stream, sealed, exchange, generation, engine)
 
-    async def _admit(self, exchange: NodeExchange) -> GenerationRequest:
-        """The checks after the envelope's: model, payment, load. Raises _Refused."""
-        request = exchange.request
-        if request.model != self.model_id:
+    def _engine_for(self, model: bytes) -> Engine:
+        engine = self.engines.get(model)
+        if engine is None:
             raise _Refused("wrong_model", "this node does not serve the requested model")
-        if self.engine.load().waiting >= self.limits.max_waiting:
+        return engine
+
+    async def _admit(self, exchange: NodeExchange, engine: Engine) -> GenerationRequest:
+        """The checks after the envelope's and the model's: payment, load. Raises _Refused."""
+        request = exchange.request
+        if engine.load().waiting >= self.limits.max_waiting:
             raise _Refused("overloaded", "this node has too many requests waiting; try another")
         if exchange.credit_client is not None:
             covered = None
@@ -303,7 +315,12 @@ class InferenceService:
             raise _Refused("bad_request", str(exc)) from exc
 
     async def _answer(
-        self, stream: Stream, sealed: bytes, exchange: NodeExchange, generation: GenerationRequest
+        self,
+        stream: Stream,
+        sealed: bytes,
+        exchange: NodeExchange,
+        generation: GenerationRequest,
+        engine: Engine,
     ) -> None:
         started_ms = _now_ms()
         started = time.monotonic()
@@ -316,7 +333,7 @@ class InferenceService:
 
             async def produce() -> None:
                 nonlocal failure
-                async with pieces_in, contextlib.aclosing(self.engine.generate(generation)) as pieces:
+                async with pieces_in, contextlib.aclosing(engine.generate(generation)) as pieces:
                     try:
                         async for piece in pieces:
                             pieces_in.send_nowait(piece)

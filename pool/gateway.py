@@ -1,6 +1,7 @@
 """`serve_gateway(config)`: an OpenAI-compatible HTTP API in front of a light client — `dolphin gateway`.
 
-    GET  /v1/models             every watched model with live nodes: id (its name), node count, speed, price
+    GET  /v1/models             every model the network serves (pool.watch's catalogue) or that was asked
+                                for, with live nodes: id (its name), node count, speed, price
                                 (the chain's Credits price when there is a chain, else the configured one)
     POST /v1/chat/completions   chat; "stream": true for server-sent events
     POST /v1/completions        a prompt string, continued as the assistant's text (the network serves
@@ -600,6 +601,7 @@ async def serve_gateway(
         ):
             gateway = Gateway(config, client, book)
             nursery.start_soon(_watch_configured, client, config)
+            await client.watcher.watch_catalogue()
             nursery.start_soon(gateway.serve_reports)
             if client.chain is not None:
                 nursery.start_soon(gateway.serve_chain_prices)

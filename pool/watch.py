@@ -14,6 +14,10 @@ For every model:
   nobody is a validator, so there are no standings or bans to honour, and registration is what a node's
   binding claims (unchecked).
 
+What the network serves (`watch_catalogue`, for gateways and `dolphin model list`): every node also
+heartbeats MODELS_TOPIC and stores its addresses under MODELS_RECORD; the watcher dials those peers,
+listens, and watches each model it hears of (up to `max_catalogue_models`), so `served()` lists them all.
+
 Model names: a model is named by its id (64 hex digits) or by its manifest's name. A name resolves
 through the name's DHT key and heartbeat topic (`protocols.ids.model_name_key/_topic`, which nodes
 announce on too): the id the most nodes announce under that name wins — registered nodes counted first
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,6 +50,8 @@ from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain
 from protocols.ids import (
     BANS_TOPIC,
+    MODELS_RECORD,
+    MODELS_TOPIC,
     STANDING_TOPIC,
     attestation_topic,
     model_name_key,
@@ -54,7 +61,14 @@ from protocols.ids import (
 from protocols.keys import peer_id_from_text, peer_id_to_text
 from protocols.messages import PoolHeartbeat
 
-__all__ = ["PoolWatcher", "WatchSettings", "WatchedPool", "open_pool_watcher", "parse_model_id"]
+__all__ = [
+    "PoolWatcher",
+    "ServedModel",
+    "WatchSettings",
+    "WatchedPool",
+    "open_pool_watcher",
+    "parse_model_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +81,7 @@ class WatchSettings:
     dial_concurrency: int = 8
     redial_after: float = 30.0  # seconds before a peer that could not be dialled is tried again
     name_settle: float = 1.0  # after a name's first heartbeat, how long to listen for other ids
+    max_catalogue_models: int = 64  # most models `watch_catalogue` starts watching (each costs topics)
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,16 @@ class Domains:
 
     bindings: TypedDomain | None
     validators: TypedDomain | None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model the network serves now, as `PoolWatcher.served` sums it up."""
+
+    model: bytes
+    name: str
+    nodes: int
+    attested_tokens_per_s: float | None  # the median of its live nodes' attested decode speeds
 
 
 @dataclass
@@ -153,6 +178,7 @@ class PoolWatcher:
         self._directories: dict[str, _NameDirectory] = {}
         self._lock = trio.Lock()
         self._dial_failures: dict[str, float] = {}
+        self._catalogue: set[bytes] | None = None  # models heard on MODELS_TOPIC, once watching it
         validators = domains.validators
         is_validator = chain.is_validator if chain is not None else (lambda address: False)
         self.bans = BanList(validators, is_validator) if validators is not None else None
@@ -251,6 +277,50 @@ class PoolWatcher:
             while not pool.view.members():  # heard once, but those members have gone quiet since
                 await trio.sleep(0.1)
         return pool.view.members()
+
+    # ---- what the network serves ----
+    async def watch_catalogue(self) -> None:
+        """Find every pool (module docstring); idempotent. Models heard of are watched in the background."""
+        if self._catalogue is not None:
+            return
+        self._catalogue = set()
+        validate = signed_message_validator(
+            PoolHeartbeat,
+            authorise=lambda signed: signed.peer_id == signed.message.peer_id,
+            on_accept=self._heard_in_catalogue,
+        )
+        self._drain(await self.host.gossip.subscribe(MODELS_TOPIC, validate))
+        self._nursery.start_soon(self._discover_catalogue)
+
+    def _heard_in_catalogue(self, signed: envelope.Signed[PoolHeartbeat]) -> None:
+        assert self._catalogue is not None
+        model = signed.message.model
+        if model in self._catalogue or model in self._pools:
+            return
+        if len(self._catalogue) >= self.settings.max_catalogue_models:
+            return  # a flood of made-up models must not make us watch without end
+        self._catalogue.add(model)
+        self._nursery.start_soon(self.watch, model)
+
+    async def _discover_catalogue(self) -> None:
+        while True:
+            await self._dial_members(MODELS_RECORD)
+            heard = bool(self._catalogue)
+            await trio.sleep(
+                self.settings.discovery_interval if heard else self.settings.first_discovery_interval
+            )
+
+    def served(self, now_ms: int | None = None) -> list[ServedModel]:
+        """The watched models with live, unbanned nodes, by name."""
+        found = []
+        for pool in self.watched():
+            candidates = self.candidates(pool.model, now_ms)
+            if not candidates:
+                continue
+            speeds = [c.attested_tokens_per_s for c, _ in candidates if c.attested_tokens_per_s]
+            speed = statistics.median(speeds) if speeds else None
+            found.append(ServedModel(pool.model, self.name_of(pool.model), len(candidates), speed))
+        return sorted(found, key=lambda served: (served.name, served.model))
 
     # ---- names ----
     def known_id(self, model: str) -> bytes | None:

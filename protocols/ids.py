@@ -15,6 +15,8 @@ __all__ = [
     "DECISIONS_TOPIC",
     "DHT_PROTOCOL",
     "INFERENCE_PROTOCOL",
+    "MODELS_RECORD",
+    "MODELS_TOPIC",
     "RECEIPT_PROTOCOL",
     "RECEIPT_SYNC_PROTOCOL",
     "REPORTS_TOPIC",
@@ -51,6 +53,10 @@ VALIDATORS_TOPIC = "/dolphin/validators/1"  # which peer speaks for which valida
 # The DHT pool-record key under which validators' peers publish their addresses (a pool of their own), so
 # that nodes and validators can connect to them and hear VALIDATORS_TOPIC.
 VALIDATORS_RECORD = hashlib.sha256(b"dolphin-network:validators").digest()
+# What the network serves: every node heartbeats MODELS_TOPIC too and stores its addresses under
+# MODELS_RECORD, so a gateway or `dolphin model list` finds every pool without knowing a model first.
+MODELS_TOPIC = "/dolphin/models/1"
+MODELS_RECORD = hashlib.sha256(b"dolphin-network:models").digest()
 
 
 def _model_hex(model: bytes) -> str:

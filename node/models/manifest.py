@@ -1,10 +1,15 @@
 """Model manifests: what a model folder contains, hashed into the name the network knows the model by.
 
 A manifest lists the model's name, architecture, the sha256 of every file, a hash of the tokenizer files
-alone (two models that tokenize alike share it, which validators use to compare token counts) and serving
-hints for engines. Its hash -- sha256 of the canonical JSON (sorted keys, no whitespace, UTF-8) -- is the
+alone (two models that tokenize alike share it, which validators use to compare token counts), serving
+hints for engines (dtype, context length), and, for imported models, the source's revision and the chat
+template itself, so that every side that builds a prompt (node, validator, client) uses the one template
+the model id covers. Its hash -- sha256 of the canonical JSON (sorted keys, no whitespace, UTF-8) -- is the
 32-byte model id carried in pool records, heartbeats and receipts. The manifest file itself is not hashed
-into the file list, so writing it never changes what it describes.
+into the file list, so writing it never changes what it describes. `revision` and `chat_template` are left
+out of the JSON while empty, as is `quantization`, which names a checkpoint's own quantization method (its
+quantized weights are the model: another model id than the full-precision one), so manifests written
+before they existed keep their hash.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
 )
+_OPTIONAL_FIELDS = ("revision", "chat_template", "quantization")
 _CHUNK = 1 << 20
 
 
@@ -47,6 +55,9 @@ class ModelManifest:
     serving: ServingHints
     source: str = ""
     format: str = field(default=MANIFEST_FORMAT)
+    revision: str = ""
+    chat_template: str = ""
+    quantization: str = ""  # the checkpoint's own quantization method (e.g. "fp8", "awq"); "" for none
 
     def canonical_json(self) -> bytes:
         """The bytes the model id is computed over: sorted keys, no whitespace, UTF-8."""
@@ -59,6 +70,9 @@ class ModelManifest:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["serving"]["engines"] = list(self.serving.engines)
+        for name in _OPTIONAL_FIELDS:
+            if not data[name]:
+                del data[name]
         return data
 
     @classmethod
@@ -77,6 +91,9 @@ class ModelManifest:
                 files={str(k): str(v) for k, v in data["files"].items()},
                 serving=ServingHints(**serving),
                 source=str(data.get("source", "")),
+                revision=str(data.get("revision", "")),
+                chat_template=str(data.get("chat_template", "")),
+                quantization=str(data.get("quantization", "")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"malformed model manifest: {exc!r}") from exc
@@ -118,6 +135,9 @@ def build_manifest(
     name: str,
     serving: ServingHints,
     source: str = "",
+    revision: str = "",
+    chat_template: str = "",
+    quantization: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> ModelManifest:
     """Hash the folder's files and describe them; reads the architecture from config.json."""
@@ -133,6 +153,9 @@ def build_manifest(
         files=hashes,
         serving=serving,
         source=source,
+        revision=revision,
+        chat_template=chat_template,
+        quantization=quantization,
     )
 
 

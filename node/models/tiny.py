@@ -9,12 +9,15 @@ deterministically, not sensibly.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
-from node.models.manifest import ModelManifest, ServingHints, build_manifest, write_manifest
+from node.models.importer import import_model
+from node.models.manifest import ModelManifest
 
 TINY_MODEL_NAME = "dolphin-tiny-llama"
 SEED = 20261122
+TINY_SOURCE = f"built offline by dolphin (seed {SEED})"
 VOCAB_SIZE = 640
 # Long enough for answers that take seconds to generate, which tests of cancellation and queueing need.
 MAX_MODEL_LEN = 2048
@@ -75,7 +78,16 @@ def build_tokenizer():
 
 
 def build_tiny_model(out_dir: Path) -> ModelManifest:
-    """Write the tiny model folder (weights, config, tokenizer, manifest) into `out_dir`."""
+    """Write the tiny model folder (weights, config, tokenizer, manifest) into `out_dir`: the checkpoint,
+    imported as `dolphin model import` imports any Hugging Face folder."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as staging:
+        write_tiny_checkpoint(Path(staging))
+        return import_model(Path(staging), out_dir, name=TINY_MODEL_NAME, replace=True, source=TINY_SOURCE)
+
+
+def write_tiny_checkpoint(out_dir: Path) -> None:
+    """Write the tiny model as a plain Hugging Face folder (weights, config, tokenizer; no manifest)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -111,11 +123,3 @@ def build_tiny_model(out_dir: Path) -> ModelManifest:
     model.generation_config.do_sample = False
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    manifest = build_manifest(
-        out_dir,
-        name=TINY_MODEL_NAME,
-        serving=ServingHints(max_model_len=MAX_MODEL_LEN, dtype="float32", chat_template=True),
-        source=f"built offline by dolphin (seed {SEED})",
-    )
-    write_manifest(out_dir, manifest)
-    return manifest

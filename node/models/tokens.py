@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import ModelError
+from node.models.manifest import ModelManifest, load_manifest
 
-__all__ = ["PROMPT_TOKEN_SLACK", "chat_token_ids", "prompt_token_counter"]
+__all__ = ["PROMPT_TOKEN_SLACK", "chat_token_ids", "load_tokenizer", "prompt_token_counter"]
 
 PROMPT_TOKEN_SLACK = 8
 """Tokens a client allows beyond its own count: tokenizer versions may render a template a little apart."""
@@ -32,12 +33,23 @@ def chat_token_ids(tokenizer: Any, messages: Sequence[tuple[str, str]]) -> list[
     return list(encoded["input_ids"])
 
 
-def prompt_token_counter(model_dir: Path) -> Callable[[Sequence[Any]], int]:
-    """For a client holding the model folder: the most prompt tokens an honest node counts for a chat
-    (ChatMessages or (role, content) pairs), from the model's own tokenizer, offline."""
+def load_tokenizer(model_dir: Path, manifest: ModelManifest | None = None) -> Any:
+    """The model folder's tokenizer, offline, with the chat template its manifest names (`manifest`, or the
+    folder's own): the template the model id covers, whichever side (node, validator, client) loads it."""
     from transformers import AutoTokenizer
 
+    if manifest is None:
+        manifest = load_manifest(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if manifest.chat_template:
+        tokenizer.chat_template = manifest.chat_template
+    return tokenizer
+
+
+def prompt_token_counter(model_dir: Path) -> Callable[[Sequence[Any]], int]:
+    """For a client holding the model folder: the most prompt tokens an honest node counts for a chat
+    (ChatMessages or (role, content) pairs), from the model's own tokenizer and template, offline."""
+    tokenizer = load_tokenizer(model_dir)
 
     def count(messages: Sequence[Any]) -> int:
         pairs = [(m.role, m.content) if hasattr(m, "role") else (m[0], m[1]) for m in messages]

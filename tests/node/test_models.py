@@ -1,5 +1,6 @@
 """Model folders: reproducible builds, manifests that catch tampering, offline deterministic generation."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -130,3 +131,21 @@ def test_malformed_manifests_are_refused_with_model_error(tmp_path):
         ModelManifest.from_dict({"format": "other/9"})
     with pytest.raises(ModelError, match="malformed model manifest"):
         ModelManifest.from_dict({"format": "dolphin-model-manifest/1", "name": "x"})
+
+
+@pytest.mark.unit
+def test_manifests_without_revision_or_template_keep_their_hash():
+    data = {
+        "format": "dolphin-model-manifest/1",
+        "name": "old",
+        "architecture": "LlamaForCausalLM",
+        "tokenizer_sha256": "00" * 32,
+        "files": {"config.json": "11" * 32},
+        "serving": {"max_model_len": 64, "dtype": "float32", "chat_template": True, "engines": ["vllm"]},
+        "source": "",
+    }
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    assert ModelManifest.from_dict(data).model_id() == hashlib.sha256(canonical).digest()
+    with_revision = ModelManifest.from_dict(dict(data, revision="abc"))
+    assert with_revision.to_dict()["revision"] == "abc"
+    assert with_revision.model_id() != ModelManifest.from_dict(data).model_id()

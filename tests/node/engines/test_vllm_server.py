@@ -52,6 +52,52 @@ def test_gpu_command_line_keeps_vllm_defaults(tiny_model_dir, tmp_path):
     command = vllm_server_command(tiny_model_dir, 8123, VllmSettings(venv=_fake_venv(tmp_path, cpu=False)))
     assert "--dtype" not in command and "--max-model-len" not in command
     assert "--scheduling-policy" in command
+    for flag in ("--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization"):
+        assert flag not in command
+
+
+@pytest.mark.unit
+def test_gpu_command_line_passes_parallelism_memory_share_and_context_through(tiny_model_dir, tmp_path):
+    settings = VllmSettings(
+        venv=_fake_venv(tmp_path, cpu=False),
+        max_num_seqs=256,
+        max_model_len=1024,
+        tensor_parallel_size=4,
+        pipeline_parallel_size=2,
+        gpu_memory_utilization=0.85,
+    )
+    joined = " ".join(vllm_server_command(tiny_model_dir, 8123, settings))
+    assert "--max-num-seqs 256" in joined and "--max-model-len 1024" in joined
+    assert "--tensor-parallel-size 4 --pipeline-parallel-size 2 --gpu-memory-utilization 0.85" in joined
+
+
+@pytest.mark.unit
+def test_a_quantized_model_is_served_with_its_own_quantization_only(tiny_model_dir, tmp_path):
+    import shutil
+
+    from node.models import load_manifest, write_manifest
+    from node.models.manifest import ModelManifest
+
+    venv = _fake_venv(tmp_path, cpu=False)
+    assert "--quantization" not in vllm_server_command(tiny_model_dir, 8123, VllmSettings(venv=venv))
+    quantized = tmp_path / "fp8"
+    shutil.copytree(tiny_model_dir, quantized)
+    manifest = load_manifest(quantized).to_dict()
+    write_manifest(quantized, ModelManifest.from_dict(dict(manifest, quantization="fp8")))
+    command = vllm_server_command(quantized, 8123, VllmSettings(venv=venv))
+    assert command[command.index("--quantization") + 1] == "fp8"
+
+
+@pytest.mark.unit
+def test_the_server_prompts_with_the_manifests_chat_template(tiny_model_dir, tmp_path):
+    from node.models import load_manifest
+
+    for cpu in (True, False):
+        command = vllm_server_command(
+            tiny_model_dir, 8123, VllmSettings(venv=_fake_venv(tmp_path / str(cpu), cpu=cpu))
+        )
+        template = command[command.index("--chat-template") + 1]
+        assert template == load_manifest(tiny_model_dir).chat_template
 
 
 @pytest.mark.integration
