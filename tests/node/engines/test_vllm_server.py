@@ -56,7 +56,7 @@ def test_gpu_command_line_keeps_vllm_defaults(tiny_model_dir, tmp_path):
         assert flag not in command
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_gpu_command_line_passes_parallelism_memory_share_and_context_through(tiny_model_dir, tmp_path):
     settings = VllmSettings(
         venv=_fake_venv(tmp_path, cpu=False),
@@ -71,7 +71,7 @@ def test_gpu_command_line_passes_parallelism_memory_share_and_context_through(ti
     assert "--tensor-parallel-size 4 --pipeline-parallel-size 2 --gpu-memory-utilization 0.85" in joined
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_a_quantized_model_is_served_with_its_own_quantization_only(tiny_model_dir, tmp_path):
     import shutil
 
@@ -88,7 +88,7 @@ def test_a_quantized_model_is_served_with_its_own_quantization_only(tiny_model_d
     assert command[command.index("--quantization") + 1] == "fp8"
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 def test_the_server_prompts_with_the_manifests_chat_template(tiny_model_dir, tmp_path):
     from node.models import load_manifest
 
