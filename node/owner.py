@@ -4,9 +4,9 @@ The whitepaper's operators are gamers: with `--yield-when-busy` the node stops t
 while other processes keep the machine busy, and takes them again once it is idle. "Other" means every
 process but this node and its children (an engine server it supervises).
 
-- GPU, when NVML is importable (pynvml / nvidia-ml-py; never a hard dependency): the summed SM
-  utilisation of other processes on each GPU, from NVML's per-process samples; where the driver gives
-  no samples, any other process holding the GPU counts as busy.
+- GPU, when NVML answers (the `nvidia-ml-py` binding is a dependency; the driver's library is only on
+  GPU machines): the summed SM utilisation of other processes on each GPU, from NVML's per-process
+  samples; where the driver gives no samples, any other process holding the GPU counts as busy.
 - CPU otherwise: the share of all cores' time spent by other processes since the last look, from
   psutil when it is installed, else /proc/stat and /proc/self/stat (this process only, no children).
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -38,14 +39,17 @@ def _our_pids() -> set[int]:
     return {me.pid, *(child.pid for child in me.children(recursive=True))}
 
 
-def gpu_sampler() -> Sampler | None:
-    """A sampler of other processes' GPU utilisation, or None when NVML is not available here."""
+def gpu_sampler(nvml: Any = None) -> Sampler | None:
+    """A sampler of other processes' GPU utilisation, or None when NVML has no GPU to show here (no
+    driver library, no device). `nvml` is the binding module (`pynvml` of nvidia-ml-py; tests pass a
+    double)."""
+    if nvml is None:
+        import pynvml as nvml
     try:
-        import pynvml  # type: ignore[import-not-found]
-
-        pynvml.nvmlInit()
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:  # not installed, no driver, no GPU: NVML raises its own error types
+        nvml.nvmlInit()
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    except nvml.NVMLError as error:  # no driver library or no GPU on this machine
+        log.debug("no GPU to watch for the owner (%s): watching the CPU", error)
         return None
     if not handles:
         return None
@@ -56,15 +60,15 @@ def gpu_sampler() -> Sampler | None:
         busiest = 0.0
         for index, handle in enumerate(handles):
             try:
-                samples = pynvml.nvmlDeviceGetProcessUtilization(handle, last_seen[index])
+                samples = nvml.nvmlDeviceGetProcessUtilization(handle, last_seen[index])
                 last_seen[index] = max((s.timeStamp for s in samples), default=last_seen[index])
                 busiest = max(busiest, sum(s.smUtil for s in samples if s.pid not in ours) / 100)
-            except pynvml.NVMLError:
+            except nvml.NVMLError:  # no samples from this driver: whoever else holds the GPU is busy
                 try:
-                    running = pynvml.nvmlDeviceGetGraphicsRunningProcesses(
+                    running = nvml.nvmlDeviceGetGraphicsRunningProcesses(
                         handle
-                    ) + pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-                except pynvml.NVMLError:
+                    ) + nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                except nvml.NVMLError:
                     return None
                 if any(p.pid not in ours for p in running):
                     busiest = 1.0

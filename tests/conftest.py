@@ -100,3 +100,19 @@ def _unit_tier_guard(request, monkeypatch):
     monkeypatch.setattr(os, "posix_spawn", _refuse("start a process", "process"))
     for method in ("bind", "connect", "connect_ex"):
         monkeypatch.setattr(socket.socket, method, _refuse("open a socket", "integration"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep the reason of a skip inside a trio test: pytest-trio 0.8 unwraps the ExceptionGroup that trio
+    raises around it with a bare `pytest.skip()`, so every such skip read "Skipped" with no reason."""
+    report = yield
+    if report.skipped and call.excinfo is not None and isinstance(report.longrepr, tuple):
+        group = call.excinfo.value.__context__
+        leaves = list(group.exceptions) if isinstance(group, BaseExceptionGroup) else []
+        while leaves and isinstance(leaves[0], BaseExceptionGroup):
+            leaves = list(leaves[0].exceptions)
+        if len(leaves) == 1 and isinstance(leaves[0], pytest.skip.Exception):
+            path, line, _ = item.location
+            report.longrepr = (path, line, f"Skipped: {leaves[0].msg}")
+    return report

@@ -6,14 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import trio
 
 from node import owner
 from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
-
-pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 BUSY = "import os; os.nice(5)\nwhile True: pass"
 
@@ -27,6 +26,8 @@ def _start_foreign_busy_processes(count: int) -> list[int]:
     return [int(pid) for pid in output.split()]
 
 
+@pytest.mark.integration
+@pytest.mark.process
 @pytest.mark.trio
 async def test_the_cpu_path_turns_busy_under_a_busy_process_and_idle_after_it():
     sampler = cpu_sampler()
@@ -57,6 +58,7 @@ async def test_the_cpu_path_turns_busy_under_a_busy_process_and_idle_after_it():
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.integration
 def test_the_proc_fallback_counts_this_process_s_own_cpu_time():
     busy_before, total_before, own_before = owner._proc_times()
     started = time.process_time()
@@ -69,11 +71,71 @@ def test_the_proc_fallback_counts_this_process_s_own_cpu_time():
     assert total_after > total_before
 
 
-def test_without_nvml_the_gpu_path_is_absent():
-    try:
-        import pynvml  # noqa: F401
-    except ImportError:
-        assert gpu_sampler() is None
-    else:
-        sampler = gpu_sampler()
-        assert sampler is None or 0 <= (sampler() or 0) <= 1
+@pytest.mark.integration
+def test_without_the_driver_library_the_gpu_path_is_absent():
+    import pynvml
+
+    with pytest.raises(pynvml.NVMLError_LibraryNotFound):  # this machine has no GPU driver
+        pynvml.nvmlInit()
+    assert gpu_sampler() is None
+
+
+class _NvmlError(Exception):
+    pass
+
+
+class _Nvml:
+    """NVML as nvidia-ml-py shows it, with two GPUs whose processes the test sets."""
+
+    NVMLError = _NvmlError
+
+    def __init__(self, samples, running=(), devices=2):
+        self.samples, self.running, self.devices, self.asked_since = samples, running, devices, []
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return self.devices
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return index
+
+    def nvmlDeviceGetProcessUtilization(self, handle, since):
+        self.asked_since.append((handle, since))
+        if self.samples is None:
+            raise _NvmlError("not supported by this driver")
+        return self.samples[handle]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle):
+        return [SimpleNamespace(pid=pid) for pid in self.running]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        return []
+
+
+def _sample(pid, sm, at):
+    return SimpleNamespace(pid=pid, smUtil=sm, timeStamp=at)
+
+
+@pytest.mark.unit
+def test_the_gpu_path_sums_other_processes_on_the_busiest_gpu():
+    me, game, video = os.getpid(), 10**7 + 1, 10**7 + 2
+    nvml = _Nvml(
+        {0: [_sample(me, 90, 5), _sample(game, 30, 6)], 1: [_sample(game, 40, 7), _sample(video, 25, 8)]}
+    )
+    sampler = gpu_sampler(nvml)
+    assert sampler() == pytest.approx(0.65)  # GPU 1: 40% + 25% by others; our own 90% never counts
+    sampler()
+    assert nvml.asked_since[-2:] == [(0, 6), (1, 8)]  # each GPU is asked only for samples it has not shown
+
+
+@pytest.mark.unit
+def test_without_samples_any_other_process_on_a_gpu_is_busy():
+    assert gpu_sampler(_Nvml(None, running=[os.getpid()]))() == 0.0
+    assert gpu_sampler(_Nvml(None, running=[os.getpid(), 10**7 + 3]))() == 1.0
+
+
+@pytest.mark.unit
+def test_no_gpu_means_no_gpu_path():
+    assert gpu_sampler(_Nvml({}, devices=0)) is None
