@@ -15,10 +15,8 @@ from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
 from p2p.errors import MessageTooLarge, StreamError, StreamTimeout
-from protocols.framing import encode_uvarint
-
-# Length prefixes are multiformats unsigned varints (protocols.framing), at most 9 bytes by that spec.
-_MAX_VARINT_BYTES = 9
+from protocols.errors import DecodeError
+from protocols.framing import decode_uvarint, encode_uvarint
 
 
 class Stream:
@@ -104,18 +102,23 @@ class Stream:
             await self._raw.reset()
 
     async def _read_varint(self) -> int:
-        value = 0
-        for index in range(_MAX_VARINT_BYTES):
+        """The length prefix, read a byte at a time and decoded by the spec-strict `decode_uvarint` (at most
+        9 bytes, minimal encoding only): the one reading of a frame's length, here and in tests."""
+        prefix = bytearray()
+        while True:
             try:
                 byte = await self._raw.read(1)
             except StreamEOF:
                 byte = b""
             if not byte:
                 raise StreamError("peer closed the stream inside a length prefix")
-            value |= (byte[0] & 0x7F) << (7 * index)
-            if not byte[0] & 0x80:
-                return value
-        raise StreamError(f"length prefix longer than {_MAX_VARINT_BYTES} bytes")
+            prefix += byte
+            try:
+                decoded = decode_uvarint(bytes(prefix))
+            except DecodeError as error:
+                raise StreamError(f"malformed length prefix: {error}") from error
+            if decoded is not None:
+                return decoded[0]
 
     @contextlib.contextmanager
     def _guard(self, timeout: float | None, what: str) -> Iterator[None]:
