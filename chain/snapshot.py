@@ -239,18 +239,32 @@ def read_prices(client: ChainClient, block: int, models: Iterable[bytes]) -> dic
     return {model: client.call("Credits", "priceOf", model, block=block) for model in sorted(set(models))}
 
 
+CREDIT_READ_BATCH = 1000
+"""Wallets per `Credits.creditsOf` call: one eth_call reads a thousand wallets' credit."""
+
+
 def read_available_credit(
-    client: ChainClient, block: int, wallets: Iterable[bytes], pending: Mapping[bytes, int]
+    client: ChainClient,
+    block: int,
+    wallets: Iterable[bytes],
+    pending: Mapping[bytes, int],
+    epoch_start: int,
 ) -> dict[bytes, int]:
-    """Wallet -> what an epoch closing at `block` may debit: its credit then, less its pending withdrawal
-    request (which may complete before the debit lands) and less `pending` (debits of earlier epochs not
-    settled at `block`), never below zero. A debit batch asking for more would revert whole."""
+    """Wallet -> what an epoch that began at time `epoch_start` and closes at `block` may debit: its credit
+    then, less `pending` (debits of earlier epochs not settled at `block`), less its pending withdrawal
+    request if that was made before the epoch began (nodes stopped counting it as spendable then, see
+    Credits.spendableOf), never below zero. A request made during the epoch does not shield the answers
+    already given: that credit stays debitable while the request waits. Read in batches of
+    CREDIT_READ_BATCH wallets (Credits.creditsOf)."""
+    ordered = sorted(set(wallets))
     available = {}
-    for wallet in sorted(set(wallets)):
-        address = client.w3.to_checksum_address("0x" + wallet.hex())
-        credit = client.call("Credits", "creditOf", address, block=block)
-        withdrawing, _ = client.call("Credits", "withdrawalRequestOf", address, block=block)
-        available[wallet] = max(0, credit - withdrawing - pending.get(wallet, 0))
+    for start in range(0, len(ordered), CREDIT_READ_BATCH):
+        chunk = ordered[start : start + CREDIT_READ_BATCH]
+        addresses = [client.w3.to_checksum_address("0x" + wallet.hex()) for wallet in chunk]
+        credits, withdrawing, requested_at = client.call("Credits", "creditsOf", addresses, block=block)
+        for wallet, credit, amount, at in zip(chunk, credits, withdrawing, requested_at, strict=True):
+            shielded = amount if 0 < at < epoch_start else 0
+            available[wallet] = max(0, credit - shielded - pending.get(wallet, 0))
     return available
 
 

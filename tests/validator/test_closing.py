@@ -7,7 +7,7 @@ import pytest
 
 from chain.client import ChainClient
 from chain.rewards import POD
-from chain.snapshot import closing_block, read_node_operators, read_pod_price
+from chain.snapshot import closing_block, read_available_credit, read_node_operators, read_pod_price
 from chain.testing import make_validators, mine, open_deployed_chain, time_travel
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -100,6 +100,34 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     operator.activate_root(epoch)
     claimed = operator.claim(tree)
     assert claimed.amount == settlement.paid(operator.address) == settlement.cumulative[operator.address]
+
+
+def test_a_withdrawal_requested_mid_epoch_does_not_make_the_answers_free(network):
+    """Attack: deposit, use the network, ask to withdraw everything before the epoch closes. The request
+    came after the epoch began, so the answers are debited (they used to be unpaid: the closing subtracted
+    every pending request). A request made before the epoch began is not spendable in it, as nodes saw."""
+    deployed, _validators, operator, _user = network
+    leaving = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[6])
+    leaving.credits_deposit(10 * USD)
+    started = operator.chain_time() * 1000
+    epoch = started // EPOCH_MS
+    facts, credits = _receipts(leaving, 3, started)
+    leaving.credits_request_withdrawal(10 * USD)
+    mine(deployed.w3)
+    block = deployed.w3.eth.block_number - 1
+    closed = close_on_chain(operator, epoch, EPOCH_MS, block, facts, credits)
+    wallet = bytes.fromhex(leaving.address[2:])
+    tokens = sum(f.tokens for f in facts)
+    assert closed.settlement.payments.paid == 3
+    assert closed.settlement.payments.debits == {wallet: DEFAULT_PRICE * tokens // 10**6}
+
+    leaving.credits_request_withdrawal(4 * USD)
+    mine(deployed.w3)
+    block = deployed.w3.eth.block_number - 1
+    requested_at = deployed.w3.eth.get_block(block)["timestamp"]
+    during = read_available_credit(operator, block, [wallet], {}, requested_at)
+    after = read_available_credit(operator, block, [wallet], {wallet: USD}, requested_at + 1)
+    assert (during, after) == ({wallet: 10 * USD}, {wallet: 5 * USD})
 
 
 def test_what_the_closing_reads(network):
