@@ -217,7 +217,7 @@ def closing_block(client: ChainClient, end_time: int) -> int | None:
     return low if low < latest else None
 
 
-def read_node_operators(client: ChainClient, block: int) -> dict[bytes, str]:
+def read_node_operators(client: ChainClient, block: int | str) -> dict[bytes, str]:
     """keccak256(binary peer id) -> the operator it is registered to at `block` (from Bonding's events)."""
     logs = [
         (log["blockNumber"], log["logIndex"], step, log["args"])
@@ -243,6 +243,21 @@ CREDIT_READ_BATCH = 1000
 """Wallets per `Credits.creditsOf` call: one eth_call reads a thousand wallets' credit."""
 
 
+def read_credits(
+    client: ChainClient, block: int | str, wallets: Iterable[bytes]
+) -> dict[bytes, tuple[int, int, int]]:
+    """Wallet -> (credit, pending withdrawal request, when it was requested) at `block`, read with one
+    Credits.creditsOf call per CREDIT_READ_BATCH wallets."""
+    ordered = sorted(set(wallets))
+    found: dict[bytes, tuple[int, int, int]] = {}
+    for start in range(0, len(ordered), CREDIT_READ_BATCH):
+        chunk = ordered[start : start + CREDIT_READ_BATCH]
+        addresses = [client.w3.to_checksum_address("0x" + wallet.hex()) for wallet in chunk]
+        credits, withdrawing, requested_at = client.call("Credits", "creditsOf", addresses, block=block)
+        found.update(zip(chunk, zip(credits, withdrawing, requested_at, strict=True), strict=True))
+    return found
+
+
 def read_available_credit(
     client: ChainClient,
     block: int,
@@ -254,17 +269,11 @@ def read_available_credit(
     then, less `pending` (debits of earlier epochs not settled at `block`), less its pending withdrawal
     request if that was made before the epoch began (nodes stopped counting it as spendable then, see
     Credits.spendableOf), never below zero. A request made during the epoch does not shield the answers
-    already given: that credit stays debitable while the request waits. Read in batches of
-    CREDIT_READ_BATCH wallets (Credits.creditsOf)."""
-    ordered = sorted(set(wallets))
+    already given: that credit stays debitable while the request waits."""
     available = {}
-    for start in range(0, len(ordered), CREDIT_READ_BATCH):
-        chunk = ordered[start : start + CREDIT_READ_BATCH]
-        addresses = [client.w3.to_checksum_address("0x" + wallet.hex()) for wallet in chunk]
-        credits, withdrawing, requested_at = client.call("Credits", "creditsOf", addresses, block=block)
-        for wallet, credit, amount, at in zip(chunk, credits, withdrawing, requested_at, strict=True):
-            shielded = amount if 0 < at < epoch_start else 0
-            available[wallet] = max(0, credit - shielded - pending.get(wallet, 0))
+    for wallet, (credit, withdrawing, requested_at) in read_credits(client, block, wallets).items():
+        shielded = withdrawing if 0 < requested_at < epoch_start else 0
+        available[wallet] = max(0, credit - shielded - pending.get(wallet, 0))
     return available
 
 

@@ -69,6 +69,7 @@ from protocols.messages import (
     eth_sign,
 )
 from protocols.schema import decode_message, encode_message
+from validator.admission import AdmissionLimits, chain_gate
 from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates
 from validator.evidence import EvidenceStore, SettlementRecord
@@ -145,6 +146,8 @@ class SettlementConfig:
     """How often this validator announces its peer."""
     signature_ttl_seconds: int = 6 * 86400
     """Signatures expire this long after the closing block (the contracts allow at most 7 days)."""
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    """Per-epoch receipt quotas of a submitting peer and of a paying wallet (validator.admission)."""
     first_epoch: int | None = None
     """The first epoch to settle when the store has none settled (default: the epoch running at start)."""
 
@@ -191,7 +194,9 @@ class SettlementService:
         self.wallet = EthAccount(bytes(chain.account.key)) if chain.account is not None else None
         self.awards = awards or _no_awards
         self.banned = banned or (lambda epoch: ())
-        self.receipts = ReceiptService(store, config.window, chain.domain("Credits"))
+        self.receipts = ReceiptService(
+            store, config.window, chain.domain("Credits"), gate=chain_gate(chain, config.admission)
+        )
         self.directory = ValidatorDirectory(chain.domain("ValidatorQuorum"), frozenset())
         self.book = SignatureBook(chain.domain("RewardsDistributor"), chain.domain("Credits"), frozenset())
         self._chain_lock = trio.Lock()
