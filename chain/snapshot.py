@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
 from chain.client import ChainClient, checked_address
 from chain.errors import ChainError
 from chain.rewards import AccountClose, AccountEpoch, EpochInput, RewardParams, decode_document
@@ -243,17 +247,26 @@ CREDIT_READ_BATCH = 1000
 """Wallets per `Credits.creditsOf` call: one eth_call reads a thousand wallets' credit."""
 
 
+_CREDITS_OF = keccak(text="creditsOf(address[])")[:4]
+
+
 def read_credits(
     client: ChainClient, block: int | str, wallets: Iterable[bytes]
 ) -> dict[bytes, tuple[int, int, int]]:
     """Wallet -> (credit, pending withdrawal request, when it was requested) at `block`, read with one
-    Credits.creditsOf call per CREDIT_READ_BATCH wallets."""
+    Credits.creditsOf call per CREDIT_READ_BATCH wallets. The call is encoded with eth_abi directly: web3's
+    argument formatting of a thousand addresses costs more than the call itself."""
     ordered = sorted(set(wallets))
+    credits_address = client.deployment.address("Credits")
     found: dict[bytes, tuple[int, int, int]] = {}
     for start in range(0, len(ordered), CREDIT_READ_BATCH):
         chunk = ordered[start : start + CREDIT_READ_BATCH]
-        addresses = [client.w3.to_checksum_address("0x" + wallet.hex()) for wallet in chunk]
-        credits, withdrawing, requested_at = client.call("Credits", "creditsOf", addresses, block=block)
+        data = _CREDITS_OF + abi_encode(["address[]"], [chunk])
+        raw = read(
+            lambda data=data: client.w3.eth.call({"to": credits_address, "data": data}, block),
+            "reading credit balances",
+        )
+        credits, withdrawing, requested_at = abi_decode(["uint256[]", "uint256[]", "uint256[]"], bytes(raw))
         found.update(zip(chunk, zip(credits, withdrawing, requested_at, strict=True), strict=True))
     return found
 
