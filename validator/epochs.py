@@ -21,7 +21,8 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
   first, so the first one does it and the others see it done and pay no gas.
 
 Joining late, or coming back from a backup, is catching up: a validator whose store is empty starts at
-the epoch of the contracts' deployment (one restored from a backup, where the backup left off), waits
+the epoch of the contracts' deployment once any root was proposed (one restored from a backup, where the
+backup left off), waits
 (once, up to `sync_timeout_seconds`) for discovery to find another validator, and settles each missed
 epoch from the union of the receipts its peers hold and the chain at that epoch's closing block, exactly
 as the incumbents did: every input of a root is public. Before recording an epoch it compares its root
@@ -312,24 +313,28 @@ class SettlementService:
     # ---------------------------------------------------------------- epochs
 
     async def _first_epoch(self) -> int:
-        """Where the store left off; else `first_epoch`; else the epoch of the deployment's first block:
-        a validator that starts fresh on a running network rebuilds every settled epoch from the
-        receipts its peers hold and the chain, as the incumbents settled them."""
+        """Where the store left off; else `first_epoch`; else, on a network that has settled a root, the
+        epoch of the deployment's first block: a validator that starts fresh on a running network rebuilds
+        every settled epoch from the receipts its peers hold and the chain, as the incumbents settled
+        them. On a network that never settled one, the epoch running now."""
         resume = await self.store.next_epoch()
         if resume is not None:
             return resume
         if self.config.first_epoch is not None:
             return self.config.first_epoch
 
-        def deployed_at() -> int:
+        def history_starts() -> int | None:
+            if not self.chain.events("RewardsDistributor", "RootProposed"):
+                return None
             first = self.chain.deployment.first_block
-            return int(self.chain.w3.eth.get_block(first)["timestamp"])
+            return int(self.chain.w3.eth.get_block(first)["timestamp"]) // self.config.epoch_seconds
 
         while True:
             try:
-                return await self._on_chain(deployed_at) // self.config.epoch_seconds
+                start = await self._on_chain(history_starts)
+                return start if start is not None else int(time.time()) // self.config.epoch_seconds
             except (ChainError, ValueError) as exc:  # web3 raises ValueError for a missing block
-                log.warning("cannot read when the contracts were deployed (retrying): %s", exc)
+                log.warning("cannot read the network's settlement history (retrying): %s", exc)
                 await trio.sleep(self.config.poll_seconds)
 
     async def _await_peers(self) -> None:
