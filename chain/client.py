@@ -688,10 +688,10 @@ class ChainClient:
         """Record a TWAP observation (keepers only, at most once per window)."""
         self.transact("Buyback", "observe")
 
-    def buyback(self, amount_in: int, deadline: int) -> tuple[int, int]:
-        """Swap `amount_in` of the Buyback's revenue for POD within its TWAP guard (keepers only); returns
-        (amount in, POD bought)."""
-        receipt = self.transact("Buyback", "buyback", amount_in, 0, deadline)
+    def buyback(self, amount_in: int, deadline: int, *, min_pod_out: int = 0) -> tuple[int, int]:
+        """Swap `amount_in` of the Buyback's revenue for POD within its TWAP guard and at least `min_pod_out`
+        (keepers only); returns (amount in, POD bought)."""
+        receipt = self.transact("Buyback", "buyback", amount_in, min_pod_out, deadline)
         args = self._logs(receipt, "Buyback", "BoughtBack")[0]["args"]
         return args["amountIn"], args["podOut"]
 

@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
 from chain.client import ChainClient, checked_address
 from chain.errors import ChainError
 from chain.rewards import AccountClose, AccountEpoch, EpochInput, RewardParams, decode_document
@@ -217,7 +221,7 @@ def closing_block(client: ChainClient, end_time: int) -> int | None:
     return low if low < latest else None
 
 
-def read_node_operators(client: ChainClient, block: int) -> dict[bytes, str]:
+def read_node_operators(client: ChainClient, block: int | str) -> dict[bytes, str]:
     """keccak256(binary peer id) -> the operator it is registered to at `block` (from Bonding's events)."""
     logs = [
         (log["blockNumber"], log["logIndex"], step, log["args"])
@@ -239,18 +243,50 @@ def read_prices(client: ChainClient, block: int, models: Iterable[bytes]) -> dic
     return {model: client.call("Credits", "priceOf", model, block=block) for model in sorted(set(models))}
 
 
+CREDIT_READ_BATCH = 1000
+"""Wallets per `Credits.creditsOf` call: one eth_call reads a thousand wallets' credit."""
+
+
+_CREDITS_OF = keccak(text="creditsOf(address[])")[:4]
+
+
+def read_credits(
+    client: ChainClient, block: int | str, wallets: Iterable[bytes]
+) -> dict[bytes, tuple[int, int, int]]:
+    """Wallet -> (credit, pending withdrawal request, when it was requested) at `block`, read with one
+    Credits.creditsOf call per CREDIT_READ_BATCH wallets. The call is encoded with eth_abi directly: web3's
+    argument formatting of a thousand addresses costs more than the call itself."""
+    ordered = sorted(set(wallets))
+    credits_address = client.deployment.address("Credits")
+    found: dict[bytes, tuple[int, int, int]] = {}
+    for start in range(0, len(ordered), CREDIT_READ_BATCH):
+        chunk = ordered[start : start + CREDIT_READ_BATCH]
+        data = _CREDITS_OF + abi_encode(["address[]"], [chunk])
+        raw = read(
+            lambda data=data: client.w3.eth.call({"to": credits_address, "data": data}, block),
+            "reading credit balances",
+        )
+        credits, withdrawing, requested_at = abi_decode(["uint256[]", "uint256[]", "uint256[]"], bytes(raw))
+        found.update(zip(chunk, zip(credits, withdrawing, requested_at, strict=True), strict=True))
+    return found
+
+
 def read_available_credit(
-    client: ChainClient, block: int, wallets: Iterable[bytes], pending: Mapping[bytes, int]
+    client: ChainClient,
+    block: int,
+    wallets: Iterable[bytes],
+    pending: Mapping[bytes, int],
+    epoch_start: int,
 ) -> dict[bytes, int]:
-    """Wallet -> what an epoch closing at `block` may debit: its credit then, less its pending withdrawal
-    request (which may complete before the debit lands) and less `pending` (debits of earlier epochs not
-    settled at `block`), never below zero. A debit batch asking for more would revert whole."""
+    """Wallet -> what an epoch that began at time `epoch_start` and closes at `block` may debit: its credit
+    then, less `pending` (debits of earlier epochs not settled at `block`), less its pending withdrawal
+    request if that was made before the epoch began (nodes stopped counting it as spendable then, see
+    Credits.spendableOf), never below zero. A request made during the epoch does not shield the answers
+    already given: that credit stays debitable while the request waits."""
     available = {}
-    for wallet in sorted(set(wallets)):
-        address = client.w3.to_checksum_address("0x" + wallet.hex())
-        credit = client.call("Credits", "creditOf", address, block=block)
-        withdrawing, _ = client.call("Credits", "withdrawalRequestOf", address, block=block)
-        available[wallet] = max(0, credit - withdrawing - pending.get(wallet, 0))
+    for wallet, (credit, withdrawing, requested_at) in read_credits(client, block, wallets).items():
+        shielded = withdrawing if 0 < requested_at < epoch_start else 0
+        available[wallet] = max(0, credit - shielded - pending.get(wallet, 0))
     return available
 
 

@@ -3,10 +3,12 @@
 A request may carry a `CreditAuthorisation`: a client wallet lets the request's session key spend up to
 `max_credits` on this model. `NodeExchange.accept` checks its EIP-712 signature against the Credits
 contract's domain, that it names the request's signer and model, and that it has not expired by the
-node's clock. What is left is whether the wallet's credit in the Credits contract covers what the request
-can cost: the model's price (Credits.priceOf, per 1M tokens) times the most tokens its receipt may count
-(the prompt's bound plus max_tokens), at most the authorised amount — not the whole authorisation, which a
-client may cap at its whole credit, so that one debit would otherwise leave every later answer unpaid.
+node's clock. What is left is whether the wallet's spendable credit in the Credits contract (its credit
+less any pending withdrawal request, Credits.spendableOf: what settlement will count too) covers what
+the request can cost: the model's price (Credits.priceOf, per 1M tokens) times the most tokens its receipt
+may count (the prompt's bound plus max_tokens), at most the authorised amount — not the whole
+authorisation, which a client may cap at its whole credit, so that one debit would otherwise leave every
+later answer unpaid.
 Those are chain reads, so balances and prices are cached and refreshed on a timer in a worker thread, never
 on the request's path once known. A wallet or model seen for the first time is read once, with a deadline.
 

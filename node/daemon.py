@@ -202,7 +202,7 @@ def _payments(config: NodeConfig, chain) -> PaymentPolicy:  # type: ignore[no-un
         return PaymentPolicy(serve_unpaid=config.serve_unpaid)
 
     def read_credit(wallet: bytes) -> int:
-        return chain.call("Credits", "creditOf", chain.w3.to_checksum_address("0x" + wallet.hex()))
+        return chain.call("Credits", "spendableOf", chain.w3.to_checksum_address("0x" + wallet.hex()))
 
     def read_price(model: bytes) -> int:
         return chain.call("Credits", "priceOf", model)

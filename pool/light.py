@@ -528,11 +528,12 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
 async def _track_credit(
     wallet: CreditWallet, chain, interval: float, *, task_status=trio.TASK_STATUS_IGNORED
 ) -> None:  # type: ignore[no-untyped-def]
-    """Keep `wallet.available` at the wallet's deposited credit (read now, then every `interval` s)."""
+    """Keep `wallet.available` at the wallet's spendable credit (read now, then every `interval` s): what
+    nodes serve against, its credit less a pending withdrawal request."""
     address = to_checksum_address(wallet.account.address)
     while True:
         try:
-            wallet.available = await trio.to_thread.run_sync(chain.call, "Credits", "creditOf", address)
+            wallet.available = await trio.to_thread.run_sync(chain.call, "Credits", "spendableOf", address)
         except ChainError as exc:
             log.warning("could not read this wallet's credit (keeping %s): %s", wallet.available, exc)
         if wallet.available == 0:

@@ -5,8 +5,9 @@ between the previous closing block and this one, for the time-weighted POD price
 that closes the epoch from the same evidence reads the same inputs and computes the same root.
 
 The closing block of epoch E is the first block whose timestamp is at or after E's end (chain.snapshot
-`closing_block`). What a client may be debited is its credit there, less its pending withdrawal request
-and less the debits of earlier epochs that were not settled on chain by then.
+`closing_block`). What a client may be debited is its credit there, less the debits of earlier epochs
+that were not settled on chain by then, and less its pending withdrawal request if it was made before the
+epoch began (chain.snapshot.read_available_credit): the spendable credit nodes served against.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def close_on_chain(
     pending = pending_debits(chain, block, snapshot.timepoint, recent)
     market = EpochMarket(
         prices=read_prices(chain, block, {f.model for f in receipts}),
-        available=read_available_credit(chain, block, wallets, pending),
+        available=read_available_credit(chain, block, wallets, pending, epoch * epoch_ms // 1000),
         operators=read_node_operators(chain, block),
         pod_per_unit=read_pod_price(chain, block, since),
         credits_domain=chain.domain("Credits"),

@@ -20,6 +20,15 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
   that rotates with the epoch, each waiting `relay_stagger_seconds` per rank and looking at the chain
   first, so the first one does it and the others see it done and pay no gas.
 
+Joining late, or coming back from a backup, is catching up: a validator whose store is empty starts at
+the epoch of the contracts' deployment once any root was proposed (one restored from a backup, where the
+backup left off), waits
+(once, up to `sync_timeout_seconds`) for discovery to find another validator, and settles each missed
+epoch from the union of the receipts its peers hold and the chain at that epoch's closing block, exactly
+as the incumbents did: every input of a root is public. Before recording an epoch it compares its root
+with the one a quorum put on chain for that epoch, if any; on a difference (receipts it still lacks) it
+records and signs nothing, fetches again and retries, so no later epoch builds on an unchecked carry.
+
 The next validator set signed with a root is the election's (validator.election) at the epoch's close:
 the eligible validators who opted in, weighted by bond, or the current set carried forward while nobody
 is eligible; it is stored with the settlement, so every later signature of that root names the same set.
@@ -69,14 +78,17 @@ from protocols.messages import (
     eth_sign,
 )
 from protocols.schema import decode_message, encode_message
+from validator.admission import AdmissionLimits, chain_gate
 from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates
+from validator.errors import ValidatorError
 from validator.evidence import EvidenceStore, SettlementRecord
 from validator.quorum import QuorumRule, SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
 from validator.settlement import DebitBatch
 
 __all__ = [
+    "CarryMismatch",
     "SettlementConfig",
     "SettlementService",
     "rewards_tree_page",
@@ -90,6 +102,10 @@ SIGNATURE_ENVELOPE_TTL_MS = 10 * 60 * 1000
 ANNOUNCEMENT_LIFETIME_S = 24 * 3600
 RECORD_TTL_S = 600
 MAX_TREE_REQUEST_BYTES = 256
+
+
+class CarryMismatch(ValidatorError):
+    """This validator's settlement of an epoch differs from the root a quorum put on chain for it."""
 
 
 Awards = Callable[[int], Awaitable[Mapping[str, int]]]
@@ -145,6 +161,8 @@ class SettlementConfig:
     """How often this validator announces its peer."""
     signature_ttl_seconds: int = 6 * 86400
     """Signatures expire this long after the closing block (the contracts allow at most 7 days)."""
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    """Per-epoch receipt quotas of a submitting peer and of a paying wallet (validator.admission)."""
     first_epoch: int | None = None
     """The first epoch to settle when the store has none settled (default: the epoch running at start)."""
 
@@ -191,7 +209,9 @@ class SettlementService:
         self.wallet = EthAccount(bytes(chain.account.key)) if chain.account is not None else None
         self.awards = awards or _no_awards
         self.banned = banned or (lambda epoch: ())
-        self.receipts = ReceiptService(store, config.window, chain.domain("Credits"))
+        self.receipts = ReceiptService(
+            store, config.window, chain.domain("Credits"), gate=chain_gate(chain, config.admission)
+        )
         self.directory = ValidatorDirectory(chain.domain("ValidatorQuorum"), frozenset())
         self.book = SignatureBook(chain.domain("RewardsDistributor"), chain.domain("Credits"), frozenset())
         self._chain_lock = trio.Lock()
@@ -293,24 +313,56 @@ class SettlementService:
     # ---------------------------------------------------------------- epochs
 
     async def _first_epoch(self) -> int:
+        """Where the store left off; else `first_epoch`; else, on a network that has settled a root, the
+        epoch of the deployment's first block: a validator that starts fresh on a running network rebuilds
+        every settled epoch from the receipts its peers hold and the chain, as the incumbents settled
+        them. On a network that never settled one, the epoch running now."""
         resume = await self.store.next_epoch()
         if resume is not None:
             return resume
         if self.config.first_epoch is not None:
             return self.config.first_epoch
-        return int(time.time()) // self.config.epoch_seconds
+
+        def history_starts() -> int | None:
+            if not self.chain.events("RewardsDistributor", "RootProposed"):
+                return None
+            first = self.chain.deployment.first_block
+            return int(self.chain.w3.eth.get_block(first)["timestamp"]) // self.config.epoch_seconds
+
+        while True:
+            try:
+                start = await self._on_chain(history_starts)
+                return start if start is not None else int(time.time()) // self.config.epoch_seconds
+            except (ChainError, ValueError) as exc:  # web3 raises ValueError for a missing block
+                log.warning("cannot read the network's settlement history (retrying): %s", exc)
+                await trio.sleep(self.config.poll_seconds)
+
+    async def _await_peers(self) -> None:
+        """Catching up (a fresh start or a restored backup): give discovery up to sync_timeout_seconds to
+        find another validator, so past epochs are settled from the union of receipts, not from ours."""
+        with trio.move_on_after(self.config.sync_timeout_seconds):
+            while not any(p.peer_id != self.host.peer_id for p in self.directory.peers()):
+                await trio.sleep(min(1.0, self.config.poll_seconds))
 
     async def _serve_epochs(self) -> None:
         epoch = await self._first_epoch()
         window = self.config.window
+        awaited_peers = False
         while True:
             start_at = window.closes_at_ms(epoch) / 1000 + self.config.sync_delay_seconds
+            if not awaited_peers and time.time() > start_at + self.config.poll_seconds:
+                await self._await_peers()
+                awaited_peers = True
             await trio.sleep(max(0.0, start_at - time.time()))
             await self._sync(epoch)
             while True:
                 try:
                     await self._settle(epoch)
                     break
+                except CarryMismatch as exc:
+                    log.error("%s: fetching the epoch's receipts again before retrying", exc)
+                    await trio.sleep(self.config.poll_seconds)
+                    await self._sync(epoch)
                 except ChainError as exc:
                     log.warning("settling epoch %d failed (retrying): %s", epoch, exc)
                     await trio.sleep(self.config.poll_seconds)
@@ -370,6 +422,7 @@ class SettlementService:
         closed, next_set = await self._on_chain(close_and_elect)
         settlement = closed.settlement
         tree = settlement.tree
+        await self._check_against_chain(epoch, tree)
         changed = tree is not None and (
             previous is None or previous.tree is None or previous.tree.root != tree.root
         )
@@ -393,6 +446,19 @@ class SettlementService:
             settlement.emission,
             "0x" + tree.root.hex() if tree is not None else "none",
         )
+
+    async def _check_against_chain(self, epoch: int, tree: RewardsTree | None) -> None:
+        """Raise CarryMismatch when the chain holds a root for `epoch` (proposed or activated by a quorum)
+        and ours differs: this validator lacks receipts or its carry is not the incumbents'. Nothing of
+        such an epoch is recorded or signed, and nothing after it builds on it."""
+        proposed = await self._on_chain(self.chain.call, "RewardsDistributor", "proposedRoot", epoch)
+        root, status = bytes(proposed[0]), proposed[4]
+        if status not in (1, 3):  # pending or activated (a revoked root is no reference)
+            return
+        ours = tree.root if tree is not None else None
+        if ours != root:
+            mine = "0x" + ours.hex() if ours is not None else "none"
+            raise CarryMismatch(f"epoch {epoch} settles to root {mine} here but to 0x{root.hex()} on chain")
 
     # ---------------------------------------------------------------- chain work
 

@@ -6,7 +6,9 @@ deployment names the keeper). Each round (`keeper_round`, blocking):
 1. buy: when the Buyback holds at least `min_amount` of the payment token and its TWAP is usable, swap
    what it holds, up to the per-call cap (`maxSwapAmount`), with a deadline `deadline_seconds` ahead. The
    contract computes the least POD it accepts from the pair's time-weighted price less its slippage bound
-   and reverts below it; the keeper adds no looser floor. The POD vests into StakedPOD, so every stkPOD
+   (3% at deployment) and reverts below it. The keeper asks for more: the same TWAP quote less its own
+   `max_slippage_bps`, so a sandwich that moves the pair within the contract's bound finds the swap
+   refused rather than 3% of it to take. The POD vests into StakedPOD, so every stkPOD
    redeems for more POD (or it is burned while nobody stakes);
 2. observe: when the newest price observation is a TWAP window old, record another (`observe` is allowed
    once per window), so a usable one — at least one window old, at most three — always exists.
@@ -26,7 +28,9 @@ from chain.artifacts import ContractRevert
 from chain.client import ChainClient
 from chain.errors import ChainError
 
-__all__ = ["KeeperConfig", "KeeperRound", "keeper_round", "serve_buyback_keeper"]
+__all__ = ["KeeperConfig", "KeeperRound", "keeper_floor", "keeper_round", "serve_buyback_keeper"]
+
+BPS = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ class KeeperConfig:
     """How long a sent swap may wait to be mined."""
     min_amount: int = 1
     """The least revenue (payment token units) worth a swap."""
+    max_slippage_bps: int = 50
+    """The keeper's own floor: the TWAP quote less this many basis points (the contract's bound applies
+    when it is tighter)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,16 @@ class KeeperRound:
     """Why the contract refused the swap, when it did."""
 
 
+def keeper_floor(chain: ChainClient, amount: int, max_slippage_bps: int) -> int:
+    """The least POD the keeper accepts for `amount`: the Buyback's TWAP quote (its `twapMinimumOut` with
+    the contract's slippage bound taken back out) less `max_slippage_bps`."""
+    contract_minimum = chain.call("Buyback", "twapMinimumOut", amount)
+    bound = chain.call("Buyback", "maxSlippageBps")
+    if max_slippage_bps >= bound:
+        return contract_minimum
+    return contract_minimum * (BPS - max_slippage_bps) // (BPS - bound)
+
+
 def keeper_round(chain: ChainClient, config: KeeperConfig) -> KeeperRound:
     """One round (module docstring). Raises ChainError when the chain cannot be reached."""
     buyback = chain.deployment.address("Buyback")
@@ -61,8 +78,8 @@ def keeper_round(chain: ChainClient, config: KeeperConfig) -> KeeperRound:
     refused = None
     if amount >= config.min_amount:
         try:
-            chain.call("Buyback", "twapMinimumOut", amount)  # the TWAP is usable: the swap's own check
-            bought = chain.buyback(amount, chain.chain_time() + config.deadline_seconds)
+            floor = keeper_floor(chain, amount, config.max_slippage_bps)  # reverts while the TWAP is unusable
+            bought = chain.buyback(amount, chain.chain_time() + config.deadline_seconds, min_pod_out=floor)
         except ContractRevert as exc:
             refused = exc.error or str(exc)
     observed = False

@@ -11,6 +11,8 @@ each receipt, stores the admitted ones in one transaction, commits, and only the
 3. it is not dated in the future, beyond clock skew;
 4. its epoch (`started_at_ms // epoch_ms`) still takes receipts: until `submit_grace` after the epoch ends.
    After that the validators compare and settle the epoch, and a late receipt is refused for good.
+5. with an `AdmissionGate` (the daemon always has one): the submitting peer and the wallet are within
+   their quotas, the node is registered and the wallet funded (validator.admission).
 A receipt already held, or for an answer already held (the spent set), is a "duplicate": final, like
 "stored". Refusals are final too (the node stops sending that receipt to this validator).
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from chain.errors import ChainError
 from p2p import DolphinHost, Stream
 from pool.validators import ValidatorPeer
 from protocols.envelope import DEFAULT_MAX_SKEW_MS, clock_ms
@@ -53,6 +56,7 @@ from protocols.messages import (
     eth_signer,
 )
 from protocols.schema import decode_message, encode_message
+from validator.admission import AdmissionGate
 from validator.errors import ValidatorError
 from validator.evidence import EvidenceStore
 from validator.settlement import credit_digest
@@ -174,8 +178,10 @@ class ReceiptService:
         credits_domain: TypedDomain,
         *,
         clock: Callable[[], int] = clock_ms,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate
         self.window = window
         self.credits_domain = credits_domain
         self.clock = clock
@@ -222,6 +228,19 @@ class ReceiptService:
                 verdicts.append(None)
             except ReceiptRefused as exc:
                 verdicts.append(ReceiptVerdict(digest=_sha256(data), status="refused", reason=str(exc)[:256]))
+        if self.gate is not None and admitted:
+            epochs = [(self.window.epoch_of(v.receipt.started_at_ms), v) for _, v in admitted]
+            try:
+                screened = await self.gate.screen(str(stream.peer_id), epochs)
+            except ChainError as exc:  # not the node's fault: no verdict, so it offers them again later
+                log.warning("cannot screen receipts now (the chain does not answer): %s", exc)
+                await stream.reset()
+                return
+            for (index, _), reason in zip(admitted, screened, strict=True):
+                if reason is not None:
+                    digest = _sha256(batch.receipts[index])
+                    verdicts[index] = ReceiptVerdict(digest=digest, status="refused", reason=reason)
+            admitted = [pair for pair, reason in zip(admitted, screened, strict=True) if reason is None]
         statuses = await self.store.add_receipts(verified for _, verified in admitted)
         for (index, _), status in zip(admitted, statuses, strict=True):
             verdicts[index] = ReceiptVerdict(digest=_sha256(batch.receipts[index]), status=status)

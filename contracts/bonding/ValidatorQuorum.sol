@@ -32,6 +32,11 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * - Snapshotted weights are safe because a member's stake stays slashable for the whole thaw period
  *   (at least 30 days), far longer than one epoch, so a member that unbonds stays at risk for as long as
  *   its weight counts; its weight is gone at the next installation.
+ * - A new set waits before it moves money. For SET_CHANGE_WAIT after an installation, a quorum checked for
+ *   anyone but the installer (Credits' debits, Slashing's slashes) counts each signer's weight only up to
+ *   what it held in the set before (`heldWeight`): weight a member gained, and a newcomer's whole weight,
+ *   count only once the wait is over, so a set that took over cannot debit or slash at once, while the
+ *   incumbents keep doing both. Roots (the installer's check) are not held up: they carry the next set.
  * - Quorum. `signed * denominator >= total * numerator`: with the launch value 2/3, two of three equal
  *   members are a quorum (a rounded-up basis-point rule would need all three). A decision about a member
  *   (a slash) leaves its weight out of both sides ({checkQuorumExcluding}).
@@ -44,6 +49,8 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
 
     /// @inheritdoc IValidatorQuorum
     uint256 public constant MAX_VALIDATORS = 100;
+    /// @notice How long a newly installed set's new weight waits before it counts for debits and slashes.
+    uint256 public constant SET_CHANGE_WAIT = 2 days;
     /// @notice Bounds the quorum fraction's denominator (basis-point precision is plenty).
     uint256 public constant MAX_QUORUM_DENOMINATOR = 10_000;
 
@@ -62,6 +69,9 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
     mapping(address account => uint256) private _weights;
     uint256 private _totalWeight;
     uint256 private _setEpoch;
+    /// @dev Per member, the weight that counts during the wait: the lesser of its weight now and before.
+    mapping(address account => uint256) private _heldWeights;
+    uint256 private _installedAt;
 
     mapping(address account => bool) private _joined;
 
@@ -208,6 +218,16 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
         return _weights[account];
     }
 
+    /// @notice The weight of `account` that counts for debits and slashes until `waitEndsAt()`.
+    function heldWeightOf(address account) external view returns (uint256) {
+        return _heldWeights[account];
+    }
+
+    /// @notice When the current set's new weight starts counting for debits and slashes.
+    function waitEndsAt() external view returns (uint256) {
+        return _installedAt + SET_CHANGE_WAIT;
+    }
+
     /// @inheritdoc IValidatorQuorum
     function totalWeight() external view returns (uint256) {
         return _totalWeight;
@@ -263,6 +283,7 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
         // Members are non-zero addresses, so excluding address(0) leaves the total as it is.
         uint256 total = _totalWeight - _weights[excluded];
         if (total == 0) revert ValidatorQuorumNoValidators();
+        bool waiting = msg.sender != _installer && block.timestamp < _installedAt + SET_CHANGE_WAIT;
         address previous = address(0);
         for (uint256 i = 0; i < signatures.length; ++i) {
             // recoverCalldata rejects malformed signatures and high-s (malleable) ones.
@@ -270,7 +291,7 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
             if (signer <= previous) revert ValidatorQuorumSignersNotAscending(signer);
             previous = signer;
             // A stranger (or a member since replaced) weighs nothing; the others' signatures still count.
-            if (signer != excluded) signedWeight += _weights[signer];
+            if (signer != excluded) signedWeight += waiting ? _heldWeights[signer] : _weights[signer];
         }
         uint256 required = _requiredWeight(total);
         if (signedWeight < required) revert ValidatorQuorumNotReached(signedWeight, required);
@@ -299,8 +320,13 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
     {
         uint256 minimum = checkEligibility ? minValidatorBond() : 0;
         address[] storage current = _members;
+        uint256[] memory before = new uint256[](members.length);
+        for (uint256 i = 0; i < members.length; ++i) {
+            before[i] = _weights[members[i]];
+        }
         for (uint256 i = 0; i < current.length; ++i) {
             delete _weights[current[i]];
+            delete _heldWeights[current[i]];
         }
         delete _members;
 
@@ -317,11 +343,14 @@ contract ValidatorQuorum is IValidatorQuorum, AccessControl {
             }
             current.push(member);
             _weights[member] = weight;
+            // The genesis set is trusted from the start: nothing came before it.
+            _heldWeights[member] = checkEligibility ? Math.min(weight, before[i]) : weight;
             total += weight;
         }
         if (total == 0) revert ValidatorQuorumNoEligibleMember(epoch);
         _totalWeight = total;
         _setEpoch = epoch;
+        _installedAt = block.timestamp;
         emit ValidatorSetInstalled(epoch, current.length, total);
     }
 

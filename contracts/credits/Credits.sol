@@ -15,7 +15,11 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * `CreditAuthorization`s; anyone relays the batch here, and the debited tokens go straight to the protocol's
  * revenue recipient (the Buyback). Unspent credit leaves in two steps, request then withdraw after
  * {withdrawalDelay}, and stays debitable while it waits: nobody can pull credit out from under an epoch's
- * debits.
+ * debits. It is not spendable, though: {spendableOf} (what nodes serve against) excludes it from the moment
+ * it is requested, and settlement excludes it from the epochs that begin after the request
+ * ({withdrawalRequestOf}'s `requestedAt`), so a request can never turn answers already given into free ones.
+ * A debit batch never reverts because one user's credit fell short: that user is debited what is left
+ * ({DebitShortfall}) and everybody else in the batch is debited in full.
  *
  * Conservation: the token balance held here always equals the sum of all credit balances, since every path
  * that moves tokens (deposit, debit, withdraw) moves a credit balance by the same amount. A deposit credits
@@ -42,6 +46,7 @@ contract Credits is Ownable, EIP712 {
     struct WithdrawalRequest {
         uint256 amount;
         uint256 unlockTime;
+        uint256 requestedAt;
     }
 
     IERC20 private immutable _token;
@@ -92,6 +97,8 @@ contract Credits is Ownable, EIP712 {
     event Withdrawn(address indexed user, uint256 amount);
     /// @notice Batch `batchId` debited `amount` from `user`.
     event Debited(uint256 indexed batchId, address indexed user, uint256 amount);
+    /// @notice Batch `batchId` asked `amount` of `user`, whose credit covered only `debited` (then debited).
+    event DebitShortfall(uint256 indexed batchId, address indexed user, uint256 amount, uint256 debited);
     /// @notice Batch `batchId` was settled; `total` went to `revenueRecipient`.
     event BatchSettled(uint256 indexed batchId, uint256 total, address revenueRecipient);
     /// @notice Governance changed the withdrawal delay for future requests.
@@ -157,7 +164,8 @@ contract Credits is Ownable, EIP712 {
         uint256 credit = _credit[msg.sender];
         if (amount > credit) revert CreditsInsufficientCredit(msg.sender, credit, amount);
         uint256 unlockTime = block.timestamp + _withdrawalDelay;
-        _withdrawals[msg.sender] = WithdrawalRequest({amount: amount, unlockTime: unlockTime});
+        _withdrawals[msg.sender] =
+            WithdrawalRequest({amount: amount, unlockTime: unlockTime, requestedAt: block.timestamp});
         emit WithdrawalRequested(msg.sender, amount, unlockTime);
     }
 
@@ -190,8 +198,10 @@ contract Credits is Ownable, EIP712 {
     /**
      * @notice Debits a batch of users, authorised by the settlement quorum's EIP-712 signatures over
      * `CreditDebitBatch(batchId, users, amounts, deadline)`, and sends the total to the revenue recipient.
-     * Anyone may relay it. Validators sign only debits that users authorised and whose credit covers them;
-     * a debit above a user's credit reverts the whole batch rather than debiting part of it.
+     * Anyone may relay it. Validators sign only debits that users authorised and whose credit covered them
+     * at the epoch's close; a user whose credit has fallen short since (a withdrawal that completed before
+     * the batch landed) is debited all that is left, with a {DebitShortfall}, and the rest of the batch
+     * lands in full: no single user can void everybody else's debits.
      * @param signatures validator signatures over the digest, signers ascending by address (see
      * {IValidatorQuorum-checkQuorum})
      */
@@ -218,7 +228,10 @@ contract Credits is Ownable, EIP712 {
             address user = users[i];
             uint256 amount = amounts[i];
             uint256 credit = _credit[user];
-            if (amount > credit) revert CreditsInsufficientCredit(user, credit, amount);
+            if (amount > credit) {
+                emit DebitShortfall(batchId, user, amount, credit);
+                amount = credit;
+            }
             _credit[user] = credit - amount;
             total += amount;
             emit Debited(batchId, user, amount);
@@ -304,9 +317,37 @@ contract Credits is Ownable, EIP712 {
         return price != 0 ? price : _defaultPrice;
     }
 
-    /// @notice Credit `user` can spend (including any amount waiting to be withdrawn).
+    /// @notice Credit `user` holds, including any amount waiting to be withdrawn (still debitable).
     function creditOf(address user) external view returns (uint256) {
         return _credit[user];
+    }
+
+    /// @notice Credit `user` may spend on new requests: its credit less its pending withdrawal request.
+    function spendableOf(address user) public view returns (uint256) {
+        uint256 credit = _credit[user];
+        uint256 withdrawing = _withdrawals[user].amount;
+        return withdrawing < credit ? credit - withdrawing : 0;
+    }
+
+    /**
+     * @notice One read for many wallets (settlement and receipt admission read thousands at one block):
+     * each one's credit, the amount of its pending withdrawal request and when that request was made (zeros
+     * when none).
+     */
+    function creditsOf(address[] calldata users)
+        external
+        view
+        returns (uint256[] memory credit, uint256[] memory withdrawing, uint256[] memory requestedAt)
+    {
+        credit = new uint256[](users.length);
+        withdrawing = new uint256[](users.length);
+        requestedAt = new uint256[](users.length);
+        for (uint256 i = 0; i < users.length; ++i) {
+            WithdrawalRequest memory request = _withdrawals[users[i]];
+            credit[i] = _credit[users[i]];
+            withdrawing[i] = request.amount;
+            requestedAt[i] = request.requestedAt;
+        }
     }
 
     /// @notice The pending withdrawal request of `user` (zeros when none).

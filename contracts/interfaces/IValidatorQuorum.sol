@@ -33,7 +33,9 @@ interface IValidatorQuorum {
      * @dev Reverts unless every signature recovers (ECDSA, no malleable `s`), the signers are strictly
      * ascending by address (so none counts twice) and their weight reaches the quorum:
      * `signed * denominator >= total * numerator`. A signer outside the current set (one that left it when
-     * a new set was installed) adds nothing but does not revert the bundle.
+     * a new set was installed) adds nothing but does not revert the bundle. For SET_CHANGE_WAIT after an
+     * installation, a caller other than the installer counts each signer's weight only up to what it held
+     * in the set before (a new set cannot debit or slash at once).
      */
     function checkQuorum(bytes32 digest, bytes[] calldata signatures) external view returns (uint256 signedWeight);
 

@@ -36,7 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from chain.rewards import POD, RewardParams
-from chain.snapshot import ChainSnapshot
+from chain.snapshot import CREDIT_READ_BATCH, ChainSnapshot
 from protocols import codec, envelope
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -57,6 +57,7 @@ PRICE = 500_000  # 0.5 lUSD per million tokens
 FLOOR_SAMPLE_CHUNKS = 2
 GOAL_SECONDS = 60
 GOAL_MIB = 2048
+CHAIN_WALLETS = int(os.environ.get("BENCH_SETTLEMENT_WALLETS", "100000"))
 
 
 def _seed(kind: str, n: int) -> bytes:
@@ -206,6 +207,40 @@ def _peak_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def credit_reads(data_dir: Path, wallets: int = CHAIN_WALLETS, sample: int = 1_000) -> dict:
+    """On a fresh Anvil with the system deployed: the closing's credit reads for `wallets` distinct wallets
+    (10% of them funded, the rest junk: the read costs the same) through Credits.creditsOf in batches of
+    CREDIT_READ_BATCH, against the two calls per wallet it replaced (creditOf and withdrawalRequestOf),
+    timed on `sample` wallets and scaled."""
+    from chain.client import ChainClient
+    from chain.snapshot import read_available_credit
+    from chain.testing import open_deployed_chain
+
+    addresses = [hashlib.sha256(f"bench-wallet:{n}".encode()).digest()[:20] for n in range(wallets)]
+    with open_deployed_chain(data_dir) as deployed:
+        reader = ChainClient(deployed.rpc_url, deployed.deployment)
+        user = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[5])
+        user.credits_deposit(10**9)
+        block = deployed.w3.eth.block_number
+        started = time.perf_counter()
+        available = read_available_credit(reader, block, addresses, {}, 0)
+        batched = time.perf_counter() - started
+        started = time.perf_counter()
+        for wallet in addresses[:sample]:
+            address = reader.w3.to_checksum_address("0x" + wallet.hex())
+            reader.call("Credits", "creditOf", address, block=block)
+            reader.call("Credits", "withdrawalRequestOf", address, block=block)
+        per_wallet = (time.perf_counter() - started) / sample
+    return {
+        "wallets": wallets,
+        "batched_seconds": round(batched, 2),
+        "batched_calls": -(-wallets // CREDIT_READ_BATCH),
+        "per_wallet_calls_seconds_scaled": round(per_wallet * wallets, 2),
+        "per_wallet_sample": sample,
+        "wallets_read": len(available),
+    }
+
+
 def run(out_dir: Path) -> dict:
     chunks = _ensure_receipts(out_dir / "cache")
     workers = os.cpu_count() or 1
@@ -298,6 +333,7 @@ def run(out_dir: Path) -> dict:
         goal=f"under {GOAL_SECONDS} s and {GOAL_MIB} MiB",
     )
     result["meets_goal"] = total < GOAL_SECONDS and result["peak_mib_main"] < GOAL_MIB
+    result["credit_reads"] = credit_reads(out_dir / "chain")
     _plot(result, out_dir / "settlement.png")
     result["plot"] = "settlement.png"
     return result

@@ -308,13 +308,44 @@ def test_malformed_batch_reverts(credits, users, validators, shape):
         settle(credits, validators, 1, user_list, amounts)
 
 
-def test_debit_above_credit_reverts_the_whole_batch(credits, users, validators):
-    credits.deposit(10 * USD_UNIT, {"from": users[0]})
-    credits.deposit(10 * USD_UNIT, {"from": users[1]})
-    with brownie.reverts(revert_pattern=r"CreditsInsufficientCredit: .*"):
-        settle(credits, validators, 1, [users[0], users[1]], [5 * USD_UNIT, 11 * USD_UNIT])
-    assert credits.creditOf(users[0]) == 10 * USD_UNIT
-    assert not credits.isSettled(1)
+def test_a_withdrawal_that_lands_first_does_not_void_the_others_debits(
+    credits, stablecoin, users, validators, revenue
+):
+    """Attack: a user withdraws before the batch that debits it lands. It is debited what is left; the
+    other users of the batch are debited in full (the batch used to revert whole)."""
+    for user in users:
+        credits.deposit(10 * USD_UNIT, {"from": user})
+    credits.requestWithdrawal(10 * USD_UNIT, {"from": users[1]})
+    _wait(DELAY)
+    credits.withdraw({"from": users[1]})
+    tx = settle(credits, validators, 1, users, [5 * USD_UNIT, 4 * USD_UNIT, 10 * USD_UNIT])
+    assert credits.isSettled(1)
+    assert [credits.creditOf(u) for u in users] == [5 * USD_UNIT, 0, 0]
+    assert dict(tx.events["DebitShortfall"]) == {
+        "batchId": 1,
+        "user": users[1],
+        "amount": 4 * USD_UNIT,
+        "debited": 0,
+    }
+    assert [e["amount"] for e in tx.events["Debited"]] == [5 * USD_UNIT, 0, 10 * USD_UNIT]
+    assert stablecoin.balanceOf(revenue) == credits.totalRevenue() == 15 * USD_UNIT
+    assert credits.totalCredit() == stablecoin.balanceOf(credits) == 5 * USD_UNIT
+
+
+def test_pending_withdrawals_are_not_spendable(credits, users):
+    user = users[0]
+    credits.deposit(10 * USD_UNIT, {"from": user})
+    assert credits.spendableOf(user) == 10 * USD_UNIT
+    tx = credits.requestWithdrawal(4 * USD_UNIT, {"from": user})
+    assert credits.spendableOf(user) == 6 * USD_UNIT
+    assert credits.creditOf(user) == 10 * USD_UNIT  # still debitable while it waits
+    credit, withdrawing, requested_at = credits.creditsOf([user, users[1]])
+    assert (list(credit), list(withdrawing)) == ([10 * USD_UNIT, 0], [4 * USD_UNIT, 0])
+    assert list(requested_at) == [chain[tx.block_number].timestamp, 0]
+    credits.requestWithdrawal(10 * USD_UNIT, {"from": user})
+    assert credits.spendableOf(user) == 0
+    credits.cancelWithdrawal({"from": user})
+    assert credits.spendableOf(user) == 10 * USD_UNIT
 
 
 def test_quorum_is_required(credits, users, validators):
@@ -522,10 +553,14 @@ class CreditsConservation(ChainStateMachine):
 
     @rule(user=USER)
     def overdraft_batch(self, user):
-        with brownie.reverts(revert_pattern=r"CreditsInsufficientCredit: .*"):
-            settle(
-                self.credits, self.validators, self.next_batch, [self.users[user]], [self.credit[user] + 1]
-            )
+        """A debit above what is left takes what is left and still settles the batch."""
+        asked = self.credit[user] + 1
+        tx = settle(self.credits, self.validators, self.next_batch, [self.users[user]], [asked])
+        assert tx.events["DebitShortfall"]["debited"] == self.credit[user]
+        self.debited += self.credit[user]
+        self.credit[user] = 0
+        self.last_batch = (self.next_batch, [self.users[user]], [asked])
+        self.next_batch += 1
 
     @precondition(lambda self: self.last_batch is not None)
     @rule()

@@ -225,6 +225,81 @@ def test_installing_replaces_the_set_with_weights_capped_by_bonds(
         validator_quorum.checkQuorum(DIGEST, signatures([validators[0], validators[1], validators[3]]))
 
 
+def _signing_accounts(accounts, deployer, count):
+    """Accounts with known keys (brownie's unlocked ones cannot sign a raw digest)."""
+    wallets = []
+    for i in range(count):
+        wallet = accounts.add("0x" + bytes([0xB0 + i] * 32).hex())
+        deployer.transfer(wallet, 10**18)
+        wallets.append(wallet)
+    return wallets
+
+
+def test_a_set_that_took_over_waits_before_it_can_debit_or_slash(
+    Credits,
+    stablecoin,
+    pod,
+    stkpod,
+    bonding,
+    validator_quorum,
+    validators,
+    installer,
+    treasury,
+    accounts,
+    deployer,
+):
+    """Attack: a new set replaces every incumbent and at once signs debits. Its new weight counts for
+    debits and slashes only after SET_CHANGE_WAIT; roots (the installer's check) are not held up."""
+    credits = Credits.deploy(
+        stablecoin, validator_quorum, accounts[9], 86400, 1, deployer, {"from": deployer}
+    )
+    victim = accounts[8]
+    stablecoin.mint(victim, 100, {"from": victim})
+    stablecoin.approve(credits, 100, {"from": victim})
+    credits.deposit(100, {"from": victim})
+    takers = _signing_accounts(accounts, deployer, 2)
+    for taker in takers:
+        newcomer(pod, stkpod, bonding, validator_quorum, treasury, taker, MIN_VALIDATOR_BOND)
+    takers.sort(key=lambda t: int(t.address, 16))
+    members = [t.address for t in takers]
+    validator_quorum.installValidatorSet(9, members, [WEIGHT, WEIGHT], {"from": installer})
+    assert [validator_quorum.heldWeightOf(t) for t in takers] == [0, 0]
+    deadline = brownie.chain[-1].timestamp + 3600
+    digest = credits.debitBatchDigest(1, [victim.address], [100], deadline)
+    taken = signatures(takers, digest)
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+        credits.settleDebits(1, [victim.address], [100], deadline, taken, {"from": accounts[0]})
+    assert validator_quorum.checkQuorum(digest, taken, {"from": installer}) == 2 * WEIGHT
+    brownie.chain.sleep(validator_quorum.SET_CHANGE_WAIT())
+    brownie.chain.mine()
+    assert validator_quorum.waitEndsAt() <= brownie.chain[-1].timestamp
+    deadline = brownie.chain[-1].timestamp + 3600
+    digest = credits.debitBatchDigest(1, [victim.address], [100], deadline)
+    credits.settleDebits(
+        1, [victim.address], [100], deadline, signatures(takers, digest), {"from": accounts[0]}
+    )
+    assert credits.creditOf(victim) == 0
+
+
+def test_incumbents_keep_their_weight_through_a_change(
+    pod, stkpod, bonding, validator_quorum, validators, installer, treasury, accounts, deployer
+):
+    """Weight a member held before counts at once; a newcomer's waits. The incumbents keep settling."""
+    (alice,) = _signing_accounts(accounts, deployer, 1)
+    newcomer(pod, stkpod, bonding, validator_quorum, treasury, alice, MIN_VALIDATOR_BOND)
+    members, weights = current_set(validator_quorum)
+    weights = dict(zip(members, weights, strict=True))
+    weights[validators[3].address] = 2 * WEIGHT  # shrinks
+    weights[alice.address] = WEIGHT
+    ordered = sorted(weights, key=lambda a: int(a, 16))
+    validator_quorum.installValidatorSet(4, ordered, [weights[m] for m in ordered], {"from": installer})
+    held = [validator_quorum.heldWeightOf(v) for v in [*validators, alice]]
+    assert held == [WEIGHT, 2 * WEIGHT, 3 * WEIGHT, 2 * WEIGHT, 0]
+    assert validator_quorum.checkQuorum(DIGEST, signatures(validators[1:])) == 7 * WEIGHT  # of 9: a quorum
+    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+        validator_quorum.checkQuorum(DIGEST, signatures([validators[3], alice]))
+
+
 def test_installing_drops_who_did_not_join_or_holds_too_little(
     pod, stkpod, bonding, validator_quorum, validators, installer, treasury, accounts
 ):

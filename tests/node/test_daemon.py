@@ -401,6 +401,7 @@ def deployed(tmp_path):
 async def test_a_registered_node_on_a_chain_shows_its_operator_and_serves_paying_clients_only(
     tmp_path, relay, model, deployed
 ):
+    from chain.client import ChainClient
     from node.registration import register_node
     from protocols.eth import EthAccount
     from protocols.messages import CreditAuthorisation, eth_sign
@@ -458,6 +459,21 @@ async def test_a_registered_node_on_a_chain_shows_its_operator_and_serves_paying
                 )
             with pytest.raises(InferenceFailed, match="paid requests only"):  # no authorisation at all
                 await _ask(client, member, max_tokens=2)
+            # Attack: deposit, ask to withdraw it all, then use the network. The credit still sits in the
+            # contract (debitable while it waits) but it is not spendable: no paid answers on it.
+            leaving = ChainClient(chain.rpc_url, chain.deployment, chain.keys[6])
+            await trio.to_thread.run_sync(leaving.credits_deposit, 5_000_000)
+            await trio.to_thread.run_sync(leaving.credits_request_withdrawal, 5_000_000)
+            session = Identity.generate()
+            with pytest.raises(InferenceFailed, match="paid requests only"):
+                await complete(
+                    client,
+                    member.contact,
+                    [("user", "Hi")],
+                    identity=session,
+                    max_tokens=2,
+                    credit=authorise(session, 1_000_000, key=chain.keys[6]),
+                )
     finally:
         node.stop()
     (row,) = _receipts(data_dir)

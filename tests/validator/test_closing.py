@@ -5,10 +5,12 @@ import time
 
 import pytest
 
+from chain.artifacts import load_npm_artifact
 from chain.client import ChainClient
 from chain.rewards import POD
-from chain.snapshot import closing_block, read_node_operators, read_pod_price
+from chain.snapshot import closing_block, read_available_credit, read_node_operators, read_pod_price
 from chain.testing import make_validators, mine, open_deployed_chain, reverted, time_travel
+from chain.transactions import send
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
 from protocols.inference import verify_countersigned_receipt
@@ -114,6 +116,34 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     assert claimed.amount == settlement.paid(operator.address) == settlement.cumulative[operator.address]
 
 
+def test_a_withdrawal_requested_mid_epoch_does_not_make_the_answers_free(network):
+    """Attack: deposit, use the network, ask to withdraw everything before the epoch closes. The request
+    came after the epoch began, so the answers are debited (they used to be unpaid: the closing subtracted
+    every pending request). A request made before the epoch began is not spendable in it, as nodes saw."""
+    deployed, _validators, operator, _user = network
+    leaving = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[6])
+    leaving.credits_deposit(10 * USD)
+    started = operator.chain_time() * 1000
+    epoch = started // EPOCH_MS
+    facts, credits = _receipts(leaving, 3, started)
+    leaving.credits_request_withdrawal(10 * USD)
+    mine(deployed.w3)
+    block = deployed.w3.eth.block_number - 1
+    closed = close_on_chain(operator, epoch, EPOCH_MS, block, facts, credits)
+    wallet = bytes.fromhex(leaving.address[2:])
+    tokens = sum(f.tokens for f in facts)
+    assert closed.settlement.payments.paid == 3
+    assert closed.settlement.payments.debits == {wallet: DEFAULT_PRICE * tokens // 10**6}
+
+    leaving.credits_request_withdrawal(4 * USD)
+    mine(deployed.w3)
+    block = deployed.w3.eth.block_number - 1
+    requested_at = deployed.w3.eth.get_block(block)["timestamp"]
+    during = read_available_credit(operator, block, [wallet], {}, requested_at)
+    after = read_available_credit(operator, block, [wallet], {wallet: USD}, requested_at + 1)
+    assert (during, after) == ({wallet: 10 * USD}, {wallet: 5 * USD})
+
+
 def test_what_the_closing_reads(network):
     deployed, _validators, operator, user = network
     mine(deployed.w3)
@@ -156,3 +186,28 @@ def test_the_keeper_buys_back_within_the_twap_and_stakers_gain(network):
     assert keeper_round(keeper, KeeperConfig()).amount_in == 0
     # Someone else's account is not a keeper.
     assert not user.has_role("Buyback", "KEEPER_ROLE")
+
+
+def test_the_keeper_refuses_a_sandwich_the_contracts_bound_alone_would_let_through(network):
+    """Attack: revenue waits in the Buyback; someone buys POD just before the keeper's swap, moving the
+    price about 2%, within the contract's 3% bound. The keeper's own floor (the TWAP quote less 0.5%)
+    refuses the swap; with only the contract's bound, as before, it fills at the moved price."""
+    deployed, _validators, _operator, _user = network
+    keeper = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[0])
+    attacker = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[4])
+    time_travel(deployed.w3, 1800)
+    keeper_round(keeper, KeeperConfig())  # a fresh observation; nothing to buy yet
+    time_travel(deployed.w3, 1800)
+    router = deployed.deployment.address("UniswapV2Router02")
+    path = [deployed.deployment.address("PaymentToken"), deployed.deployment.address("POD")]
+    attacker.transact("PaymentToken", "mint", attacker.address, 10_100 * USD)
+    attacker.transact("PaymentToken", "transfer", deployed.deployment.address("Buyback"), 100 * USD)
+    attacker.transact("PaymentToken", "approve", router, 10_000 * USD)
+    abi = load_npm_artifact("@uniswap/v2-periphery/build/UniswapV2Router02.json").abi
+    swap = deployed.w3.eth.contract(address=router, abi=abi).functions.swapExactTokensForTokens(
+        10_000 * USD, 0, path, attacker.address, attacker.chain_time() + 600
+    )
+    send(deployed.w3, attacker.account, swap, "the front-running swap")
+    sandwiched = keeper_round(keeper, KeeperConfig())
+    assert sandwiched.amount_in == 0 and "INSUFFICIENT_OUTPUT_AMOUNT" in sandwiched.refused
+    assert keeper_round(keeper, KeeperConfig(max_slippage_bps=300)).amount_in == 100 * USD

@@ -369,3 +369,43 @@ def test_the_keeper_buys_back_the_revenue_for_stakers(network, second_epoch):
     assert net.reader.money_status().awaiting_buyback == 0
     time_travel(net.deployed.w3, 7 * 86400)
     assert net.reader.money_status().share_price > price
+
+
+def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signed(network, tiny_model_dir):
+    """Validator 3 comes back on its own data, a backup of epoch 1 (it was down through epoch 2), and a
+    validator that never ran starts on an empty data dir. Both settle the epochs they lack from the receipts
+    their peers hold and the chain, and check each against the root on chain: they arrive at the roots
+    the incumbents signed (a fresh validator used to settle from nothing and compute another root)."""
+    net = network
+    chain_roots = {
+        epoch: bytes(
+            net.reader.events("RewardsDistributor", "RootProposed", {"epoch": epoch})[0]["args"]["root"]
+        )
+        for epoch in net.epochs
+    }
+    restored_dir = net.validators[2].data_dir
+    assert not (restored_dir / "rewards" / f"epoch-{max(net.epochs)}.json").exists()  # it missed epoch 2
+    fresh_key = net.tmp / "fresh-validator.key"
+    fresh_key.write_text(net.deployed.keys[9])
+    chain_args = ["--rpc-url", net.deployed.rpc_url, "--deployment", str(net.deployed.path)]
+    settings = {**DEV_SETTLEMENT, "epoch_seconds": EPOCH_S, "base_per_hour": 0.01}
+    started = []
+    try:
+        for data_dir, key in (
+            (restored_dir, net.tmp / "validator-3.key"),
+            (net.tmp / "validator-fresh", fresh_key),
+        ):
+            process = validator_process(
+                data_dir, tiny_model_dir, "--key-file", str(key), "--bootstrap", net.relay.addr, *chain_args,
+                settings=settings,
+            )  # fmt: skip
+            started.append(process)
+            _start(process)
+        for process in started:
+            for epoch, root in chain_roots.items():
+                path = process.data_dir / "rewards" / f"epoch-{epoch}.json"
+                _wait_for(path.exists, 120, f"{process.data_dir.name} settling epoch {epoch}")
+                assert RewardsTree.from_json(path.read_text()).root == root
+    finally:
+        for process in started:
+            process.stop()
