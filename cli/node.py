@@ -146,6 +146,13 @@ _PATH = click.Path(file_okay=False, path_type=Path)
 )
 @click.option("--no-listen", is_flag=True, help="No direct address: reachable through relays only.")
 @_setting(
+    "--announce",
+    setting="announce",
+    multiple=True,
+    default=None,
+    help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
+)
+@_setting(
     "--bootstrap",
     setting="bootstrap",
     multiple=True,

@@ -56,12 +56,15 @@ class HostConfig:
     """Everything `open_host` needs. `listen` and `bootstrap` are multiaddr strings.
 
     An empty `listen` makes a peer with no direct listen address: it can only be reached through a relay.
-    Bootstrap addresses must end in /p2p/<peer-id>. `ephemeral_identity` gives the host a fresh peer key
+    `announce` replaces the listen addresses in what others are told to dial (a port forward, a proxy:
+    libp2p's announce addresses); they are written without /p2p/. Bootstrap addresses must end in
+    /p2p/<peer-id>. `ephemeral_identity` gives the host a fresh peer key
     that is never written to `data_dir` (see `light_client`); otherwise the key in `data_dir` is used.
     """
 
     data_dir: Path
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    announce: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     reachability: Reachability = Reachability.AUTO
     dht_mode: DhtMode = DhtMode.AUTO
@@ -87,6 +90,10 @@ class HostConfig:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "listen", tuple(self.listen))
         object.__setattr__(self, "bootstrap", tuple(self.bootstrap))
+        object.__setattr__(self, "announce", tuple(self.announce))
+        for addr in self.announce:
+            if _parse(addr, "announce").get_peer_id() is not None:
+                raise ConfigError(f"announce address {addr!r} must not name a peer id (/p2p/...)")
         for addr in self.listen:
             parsed = _parse(addr, "listen")
             if "tcp" not in [p.name for p in parsed.protocols()]:

@@ -128,9 +128,15 @@ class DolphinHost:
         """Relay addresses we hold reservations on (…/p2p/<relay>/p2p-circuit/p2p/<our id>)."""
         return [str(a) for a in self._circuit_addrs]
 
+    def direct_addrs(self) -> list[str]:
+        """The direct addresses others should dial: the announced ones if configured, else the listen ones."""
+        if self.config.announce:
+            return [f"{a}/p2p/{self.peer_id}" for a in self.config.announce]
+        return self.listen_addrs()
+
     def advertised_addrs(self) -> list[str]:
         """What others should dial: direct addresses when reachable, relay circuits otherwise."""
-        direct = self.listen_addrs() if self.reachable is not False else []
+        direct = self.direct_addrs() if self.reachable is not False else []
         return direct + self.circuit_addrs()
 
     def connected_peers(self) -> list[str]:
@@ -312,7 +318,7 @@ class DolphinHost:
         """Ask `peer_id` to dial us back on our direct addresses (see p2p.reachability)."""
         stream = await self.open_stream(peer_id, REACHABILITY_PROTOCOL)
         try:
-            return await reachability.request_probe(stream, self.listen_addrs())
+            return await reachability.request_probe(stream, self.direct_addrs())
         except P2PError:
             await stream.reset()
             raise
@@ -416,7 +422,8 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         if not holder:
             return candidates
         dolphin = holder[0]
-        direct = list(candidates) if dolphin.reachable is not False else []
+        announced = [multiaddr.Multiaddr(a) for a in dolphin.config.announce] or list(candidates)
+        direct = announced if dolphin.reachable is not False else []
         return direct + list(dolphin._circuit_addrs)
 
     host = _ShieldedHost(
