@@ -51,7 +51,7 @@ class NodeConfig:
     )
     announce: tuple[str, ...] = field(
         default=(),
-        metadata=doc("Multiaddrs to tell others to dial instead of the listen ones (a port forward, a proxy)."),
+        metadata=doc("Multiaddrs to advertise instead of the listen ones (a port forward, a proxy)."),
     )
     bootstrap: tuple[str, ...] = field(
         default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
