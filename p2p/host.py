@@ -66,10 +66,21 @@ class _ShieldedHost(BasicHost):
     """BasicHost whose inbound stream dispatch can never raise, with a per-protocol stream cap."""
 
     def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.circuit_addrs: Callable[[], list[multiaddr.Multiaddr]] = list  # set by open_host
         super().__init__(*args, **kwargs)
         self._max_inbound = max_inbound_per_protocol
         self._inbound_counts: collections.Counter[str] = collections.Counter()
         self.handler_failures = 0
+
+    def get_addrs(self) -> list[multiaddr.Multiaddr]:
+        """What identify, kad answers and provider records advertise: direct addresses, then circuits.
+
+        py-libp2p 0.8.1 cuts every advertised address at its first /p2p/ before appending ours, which
+        turns `<relay>/p2p/<relay id>/p2p-circuit` into the relay's own address under our peer id: peers
+        that dial it fail a Noise handshake with the relay (four times, with backoff) and then refuse us
+        for a while. So the addrs factory returns direct addresses only and circuits are appended whole.
+        """
+        return super().get_addrs() + list(self.circuit_addrs())
 
     def set_stream_handler(self, protocol_id, stream_handler) -> None:  # type: ignore[no-untyped-def]
         super().set_stream_handler(protocol_id, self._capped(str(protocol_id), stream_handler))
@@ -418,13 +429,13 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     holder: list[DolphinHost] = []
 
     def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
-        # Identify advertises this list: unreachable peers announce only their relay circuits.
+        # The direct part of what identify advertises (_ShieldedHost.get_addrs adds the circuits):
+        # unreachable peers announce only their relay circuits.
         if not holder:
             return candidates
         dolphin = holder[0]
         announced = [multiaddr.Multiaddr(a) for a in dolphin.config.announce] or list(candidates)
-        direct = announced if dolphin.reachable is not False else []
-        return direct + list(dolphin._circuit_addrs)
+        return announced if dolphin.reachable is not False else []
 
     host = _ShieldedHost(
         network=swarm,
@@ -452,6 +463,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         relay_transport,
     )
     holder.append(dolphin)
+    host.circuit_addrs = lambda: list(dolphin._circuit_addrs)
     dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with (
