@@ -232,11 +232,23 @@ class PoolWatcher:
 
         async def dial(record) -> None:  # type: ignore[no-untyped-def]
             async with limiter:
+                errors = []
                 for addr in record.addrs:
-                    with contextlib.suppress(P2PError):
+                    try:
                         await self.host.connect(addr)
-                        self._dial_failures.pop(record.peer_id, None)
-                        return
+                    except P2PError as exc:
+                        errors.append(str(exc))
+                        continue
+                    if self._dial_failures.pop(record.peer_id, None) is not None:
+                        log.info("pool member %s reached after all", record.peer_id)
+                    return
+                if record.peer_id not in self._dial_failures:  # once per peer until it is reached
+                    log.warning(
+                        "cannot reach pool member %s (retrying every %g s): %s",
+                        record.peer_id,
+                        self.settings.redial_after,
+                        "; ".join(errors) or "its record names no address",
+                    )
                 self._dial_failures[record.peer_id] = trio.current_time()
 
         async with trio.open_nursery() as nursery:
