@@ -46,7 +46,7 @@ from p2p.dht import Dht, build_kad
 from p2p.errors import DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
-from p2p.streams import Stream
+from p2p.streams import MULTISTREAM_PROTOCOL, Stream, multistream_line
 from p2p.topics import REACHABILITY_PROTOCOL
 
 logger = logging.getLogger(__name__)
@@ -187,11 +187,11 @@ class DolphinHost:
 
     # ---- round trips and deadlines ----
     def round_trip(self, peer_id: str | None = None) -> float | None:
-        """The round trip to `peer_id` (None: to the farthest peer measured) as estimated from how long
-        dialling it took, in seconds; None before any dial. An overestimate on a busy CPU, which only
-        makes deadlines longer."""
-        if peer_id is not None:
-            return self._round_trips.get(peer_id)
+        """The round trip to `peer_id` as estimated from how long dialling it took, in seconds: a peer not
+        measured (or None) is taken to be as far as the farthest one measured; None before any dial. An
+        overestimate on a busy CPU, which only makes deadlines longer."""
+        if peer_id is not None and peer_id in self._round_trips:
+            return self._round_trips[peer_id]
         return max(self._round_trips.values(), default=None)
 
     def deadline(self, base: float, round_trips: float, peer_id: str | None = None) -> float:
@@ -254,8 +254,21 @@ class DolphinHost:
                 failures.append(str(error))
         raise DialError(f"no address of {peer_id} dialled: {'; '.join(failures) or 'none given'}")
 
-    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float | None = None) -> Stream:
+    async def ensure_connected(self, peer_id: str) -> None:
+        """Be connected to `peer_id`: already, or by dialling its known addresses (direct ones first,
+        then relay circuits). DialError when none works."""
+        peer = ID.from_base58(peer_id)
+        if peer not in self._host.get_connected_peers():
+            await self._dial_known(peer)
+
+    async def open_stream(
+        self, peer_id: str, protocol: str, *, timeout: float | None = None, optimistic: bool = False
+    ) -> Stream:
         """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address).
+
+        `optimistic`: send the protocol selection without waiting for the answer (module docstring of
+        p2p.streams), which saves the two round trips of multistream-select; a peer that does not speak
+        `protocol` then shows as ProtocolNotSupported on the stream's first read.
 
         A stream the connection drops before its protocol is agreed is opened once more, on a fresh dial
         when the peer is no longer connected: py-libp2p keeps using a connection it has not yet noticed
@@ -267,16 +280,32 @@ class DolphinHost:
         else:
             deadline = timeout
         peer = ID.from_base58(peer_id)
+        open_one = self._new_optimistic_stream if optimistic else self._new_stream
         try:
-            return await self._new_stream(peer, protocol, deadline)
+            return await open_one(peer, protocol, deadline)
         except _StreamDropped as error:
             logger.debug("%s; opening it once more", error)
         await trio.sleep(STREAM_RETRY_PAUSE_SECONDS)
-        return await self._new_stream(peer, protocol, deadline)
+        return await open_one(peer, protocol, deadline)
+
+    async def _new_optimistic_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
+        if peer not in self._host.get_connected_peers():
+            await self._dial_known(peer)
+        selection = multistream_line(MULTISTREAM_PROTOCOL) + multistream_line(protocol)
+        try:
+            with trio.fail_after(deadline):
+                raw = await self._host.get_network().new_stream(peer)
+                raw.set_protocol(TProtocol(protocol))
+                await raw.write(selection)
+        except trio.TooSlowError as error:
+            raise DialError(f"opening {protocol} to {peer.to_base58()} took over {deadline:g} s") from error
+        except Exception as error:
+            raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
+        return Stream(raw, self.config.timeouts.stream_io, unconfirmed_protocol=protocol)
 
     async def _new_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
         if peer not in self._host.get_connected_peers():
-            await self._dial_known(peer, deadline)
+            await self._dial_known(peer)
         try:
             with trio.fail_after(deadline):
                 raw = await self._host.new_stream(peer, [TProtocol(protocol)])
@@ -288,7 +317,7 @@ class DolphinHost:
             raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
         return Stream(raw, self.config.timeouts.stream_io)
 
-    async def _dial_known(self, peer: ID, deadline: float) -> None:
+    async def _dial_known(self, peer: ID) -> None:
         """Dial a peer from its known addresses: direct ones first, then relay circuits.
 
         py-libp2p's swarm cannot dial circuits and, after one failed round, refuses the peer for a while
@@ -303,6 +332,7 @@ class DolphinHost:
         direct = [a for a in known if not _is_circuit(a)]
         circuits = [a for a in known if _is_circuit(a)]
         if direct:
+            deadline = self.deadline(self.config.timeouts.dial, DIAL_ROUND_TRIPS, peer.to_base58())
             started = time.monotonic()
             try:
                 with trio.fail_after(deadline):

@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from p2p.config import HostConfig, Reachability, Timeouts
+from p2p.errors import ProtocolNotSupported
 from p2p.host import open_host
 from tests.bench.delay_proxy import DelayProxy, Link
 
@@ -77,3 +78,46 @@ async def test_a_far_relayed_peer_is_dialled_within_a_deadline_scaled_by_the_rou
                 started = trio.current_time()
                 assert await client.connect(hidden.circuit_addrs()[0]) == hidden.peer_id
                 assert trio.current_time() - started > DIAL_S  # the fixed deadline would have cut it off
+
+
+async def _echo(stream):
+    await stream.write_message(await stream.read_message(1024))
+    await stream.close()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("optimistic", [True, False])
+async def test_an_optimistic_stream_answers_in_one_round_trip_on_a_warm_connection(tmp_path, optimistic):
+    one_way = 0.1
+    link = Link(one_way, math.inf)
+    server_config = HostConfig(tmp_path / "server", reachability=Reachability.PUBLIC)
+    async with open_host(server_config) as server, trio.open_nursery() as nursery:
+        server.set_stream_handler("/dolphin/test/echo/1", _echo)
+        port = int(server.listen_addrs()[0].split("/tcp/")[1].split("/")[0])
+        proxy = await nursery.start(DelayProxy(link, ("127.0.0.1", port)).serve, "127.0.0.1")
+        async with open_host(HostConfig.light_client(tmp_path / "client")) as client:
+            await client.connect(f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{server.peer_id}")
+            started = trio.current_time()
+            stream = await client.open_stream(server.peer_id, "/dolphin/test/echo/1", optimistic=optimistic)
+            await stream.write_message(b"ping")
+            assert await stream.read_message(1024) == b"ping"
+            round_trips = (trio.current_time() - started) / (2 * one_way)
+            if optimistic:
+                assert round_trips < 1.5  # selection, request and answer in one flight
+            else:
+                assert round_trips > 2.5  # multistream-select's two round trips, then the request's
+            await stream.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_an_optimistic_stream_to_a_protocol_the_peer_lacks_fails_on_first_read(tmp_path):
+    async with open_host(HostConfig(tmp_path / "server", reachability=Reachability.PUBLIC)) as server:
+        async with open_host(HostConfig.light_client(tmp_path / "client")) as client:
+            await client.connect(server.listen_addrs()[0])
+            stream = await client.open_stream(server.peer_id, "/dolphin/test/absent/1", optimistic=True)
+            await stream.write_message(b"anyone?")
+            with pytest.raises(ProtocolNotSupported, match="does not speak /dolphin/test/absent/1"):
+                await stream.read_message(1024)
+            await stream.reset()
+        assert server.statistics()["inbound_handler_failures"] == 0
