@@ -453,12 +453,20 @@ class DolphinHost:
         await self.dht.set_server_mode(server)
 
     async def _bootstrap(self) -> None:
-        for addr in self.config.bootstrap:
+        async def join(addr: str) -> None:
             try:
                 peer = await self.connect(addr)
                 await self.dht.add_peer(peer)
             except P2PError as error:
                 logger.warning("bootstrap peer %s unreachable: %s", addr, error)
+
+        async with trio.open_nursery() as nursery:  # all at once: each dial costs round trips
+            for addr in self.config.bootstrap:
+                nursery.start_soon(join, addr)
+        if self.config.asks_only:
+            # Nobody dials it, so nothing to probe or reserve, and its lookups walk the DHT themselves.
+            self.reachable = False
+            return
         await self._settle_reachability()
         if not self.reachable:
             for addr in self.config.bootstrap:

@@ -88,7 +88,7 @@ async def _echo(stream):
 @pytest.mark.trio
 @pytest.mark.parametrize("optimistic", [True, False])
 async def test_an_optimistic_stream_answers_in_one_round_trip_on_a_warm_connection(tmp_path, optimistic):
-    one_way = 0.1
+    one_way = 0.3  # long beside the CPU time a loaded machine adds to the handshakes
     link = Link(one_way, math.inf)
     server_config = HostConfig(tmp_path / "server", reachability=Reachability.PUBLIC)
     async with open_host(server_config) as server, trio.open_nursery() as nursery:

@@ -204,6 +204,20 @@ async def test_a_relayed_peer_is_never_advertised_at_its_relays_address(tmp_path
             assert [str(a) for a in hidden._host.get_addrs()] == hidden.circuit_addrs()
 
 
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_light_client_starts_with_the_bootstrap_dial_alone(tmp_path):
+    # No reachability probe, no relay reservation, no routing-table walk: each cost round trips before
+    # a cold `dolphin ask` could even look its model up, for a peer nobody dials (issue 27).
+    async with open_host_group(tmp_path, 1) as (relay,):
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],), listen=())
+        async with open_host(config) as client:
+            assert client.connected_peers() == [relay.peer_id]
+            assert client.reachable is False
+            assert client.circuit_addrs() == []
+            assert client.dht.routing_table_size() == 1  # the bootstrap peer, and no walk from it
+
+
 @pytest.mark.unit
 def test_probe_dials_only_the_requesters_ip():
     addrs = ["/ip4/10.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/3/p2p-circuit", "junk"]
