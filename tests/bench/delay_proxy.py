@@ -6,6 +6,11 @@ connection is a FIFO of (due time, chunk) pairs; a chunk read at `t` is written 
 a burst queue behind the bandwidth cap as it would behind a slow link. `delay_s` and `rate_bytes_s`
 may be changed while connections are open; chunks read after the change use the new values.
 
+A `FlightClock` shared by proxies adds up the time during which at least one chunk was in flight on any
+of them: a sequence of N one-way flights of D each adds N * D whatever the CPU does between them, and
+flights in parallel count once. Divided by a round trip, it counts the round trips on the critical
+path without the noise of a shared machine's wall clock.
+
 Listeners bind where they are told (127.0.0.1, or the outer end of a network namespace's veth): the
 proxy never leaves this machine. Each direction's queue is bounded (`MAX_QUEUED_CHUNKS`): a reader
 waits for the writer, which is TCP's own back-pressure.
@@ -36,11 +41,30 @@ class Link:
 
 
 @dataclasses.dataclass
+class FlightClock:
+    """The length of the union of the in-flight intervals recorded so far (see the module docstring)."""
+
+    total_s: float = 0.0
+    _covered_until: float = -math.inf
+
+    def record(self, start: float, end: float) -> None:
+        # Intervals arrive in order of their start (one trio clock), so the union grows at its end only.
+        if end <= self._covered_until:
+            return
+        self.total_s += end - max(start, self._covered_until)
+        self._covered_until = end
+
+    def reset(self) -> None:
+        self.total_s, self._covered_until = 0.0, -math.inf
+
+
+@dataclasses.dataclass
 class DelayProxy:
     """One listener forwarding to `target`, with `link` applied in both directions. Made by `serve`."""
 
     link: Link
     target: tuple[str, int]
+    clock: FlightClock | None = None
     address: tuple[str, int] = ("", 0)
     connections: int = 0
 
@@ -90,7 +114,10 @@ class DelayProxy:
                         chunk = await source.receive_some(CHUNK_BYTES)
                     except trio.BrokenResourceError:
                         chunk = b""
-                    previous_due = self.link.due(trio.current_time(), previous_due, len(chunk))
+                    now = trio.current_time()
+                    previous_due = self.link.due(now, previous_due, len(chunk))
+                    if self.clock is not None and chunk:
+                        self.clock.record(now, previous_due)
                     await send.send((previous_due, chunk))
                     if not chunk:
                         return

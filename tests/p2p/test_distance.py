@@ -9,7 +9,7 @@ import trio
 from p2p.config import HostConfig, Reachability, Timeouts
 from p2p.errors import ProtocolNotSupported
 from p2p.host import open_host
-from tests.bench.delay_proxy import DelayProxy, Link
+from tests.bench.delay_proxy import DelayProxy, FlightClock, Link
 
 pytestmark = [pytest.mark.integration]
 
@@ -121,3 +121,14 @@ async def test_an_optimistic_stream_to_a_protocol_the_peer_lacks_fails_on_first_
                 await stream.read_message(1024)
             await stream.reset()
         assert server.statistics()["inbound_handler_failures"] == 0
+
+
+@pytest.mark.unit
+def test_the_flight_clock_counts_parallel_flights_once_and_gaps_not_at_all():
+    clock = FlightClock()
+    clock.record(0.0, 0.5)
+    clock.record(0.1, 0.6)  # in parallel with the first: only its last 0.1 s is new
+    clock.record(2.0, 2.5)  # after a gap (CPU time, say) that is not counted
+    assert clock.total_s == pytest.approx(1.1)
+    clock.reset()
+    assert clock.total_s == 0.0
