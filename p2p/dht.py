@@ -180,13 +180,16 @@ class Dht:
                 logger.warning("could not renew the pool record: %s", error)
 
     async def get_records(
-        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP
+        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP, quick: bool = False
     ) -> list[PoolRecord]:
         """The verified, unexpired records of a pool's members (ours included), sorted by peer id.
 
-        Dialable addresses from the records are added to the peerstore, so `open_stream` can reach them.
+        `quick`: when the routing table's closest servers name members, take those without waiting for
+        the network walk (a cold client that needs any member now; far away, a walk costs several
+        dials and queries in a row). Dialable addresses from the records are added to the peerstore, so
+        `open_stream` can reach them.
         """
-        members, servers = await self._find_members(manifest_hash, limit)
+        members, servers = await self._find_members(manifest_hash, limit, quick=quick)
         records: dict[str, PoolRecord] = {}
         limiter = trio.CapacityLimiter(8)
 
@@ -252,7 +255,9 @@ class Dht:
                 nursery.start_soon(ask, server)
         return found[0] if found else None
 
-    async def _find_members(self, manifest_hash: bytes, limit: int) -> tuple[list[ID], list[ID]]:
+    async def _find_members(
+        self, manifest_hash: bytes, limit: int, *, quick: bool
+    ) -> tuple[list[ID], list[ID]]:
         """The pool's members (providers), and the servers that named at least one of them."""
         # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool
         # member would only ever find itself; ask the closest servers directly instead.
@@ -282,10 +287,16 @@ class Dht:
 
         # The routing table's own closest peers are asked at once, while a network walk looks for more;
         # those it finds in time are asked too (a frozen peer can stall the walk, never the answer).
-        async with trio.open_nursery() as nursery:
-            ask_all(list(self._kad.routing_table.find_local_closest_peers(key, 20)), nursery)
+        async def walk(nursery: trio.Nursery) -> None:
             with trio.move_on_after(self._timeout / 2):
                 ask_all(await self._kad.peer_routing.find_closest_peers_network(key), nursery)
+
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as local:
+                ask_all(list(self._kad.routing_table.find_local_closest_peers(key, 20)), local)
+                nursery.start_soon(walk, nursery)
+            if quick and found:
+                nursery.cancel_scope.cancel()
         return list(found)[:limit], answered
 
     def _remember_addrs(self, record: PoolRecord) -> None:

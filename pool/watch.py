@@ -207,15 +207,17 @@ class PoolWatcher:
 
     async def _discover(self, pool: WatchedPool) -> None:
         while True:
-            await self._dial_members(pool.model)
+            # Until a member is heard from, any member found fast beats all of them found late.
+            await self._dial_members(pool.model, quick=not pool.view.members())
             members = pool.view.members()
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
 
-    async def _dial_members(self, key: bytes) -> None:
-        """Look `key` up in the DHT and dial the members we are not connected to."""
+    async def _dial_members(self, key: bytes, *, quick: bool = False) -> None:
+        """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
+        `Dht.get_records`)."""
         try:
-            records = await self.host.dht.get_records(key)
+            records = await self.host.dht.get_records(key, quick=quick)
         except P2PError as exc:
             log.debug("DHT lookup failed (retrying): %s", exc)
             return
@@ -286,7 +288,7 @@ class PoolWatcher:
             self._drain(await self.host.gossip.subscribe(model_name_topic(model), directory.validate))
         with trio.move_on_after(timeout):
             while not directory.heard.is_set():
-                await self._dial_members(key)
+                await self._dial_members(key, quick=True)
                 with trio.move_on_after(self.settings.first_discovery_interval):
                     await directory.heard.wait()
             await trio.sleep(self.settings.name_settle)
