@@ -47,6 +47,7 @@ _OPTION_SETTINGS = (
     "data_dir",
     "model",
     "listen",
+    "announce",
     "bootstrap",
     "engine",
     "engine_url",
