@@ -70,6 +70,9 @@ def answer_json(answer: Answer, name: str) -> dict:
                 "tokens_in": r.tokens_in,
                 "tokens_out": r.tokens_out,
                 "stored": r.receipt_stored,
+                "first_token_after_connect_ms": round((r.ttft_s - r.connect_s) * 1000)
+                if r.ttft_s is not None
+                else None,
             }
             for r in answer.receipts
         ],

@@ -48,6 +48,7 @@ _OPTION_SETTINGS = (
     "model",
     "extra_models",
     "listen",
+    "announce",
     "bootstrap",
     "engine",
     "engine_url",
@@ -158,6 +159,13 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     "--listen", setting="listen", multiple=True, default=None, help="libp2p listen multiaddr (repeatable)."
 )
 @click.option("--no-listen", is_flag=True, help="No direct address: reachable through relays only.")
+@_setting(
+    "--announce",
+    setting="announce",
+    multiple=True,
+    default=None,
+    help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
+)
 @_setting(
     "--bootstrap",
     setting="bootstrap",

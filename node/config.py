@@ -56,6 +56,10 @@ class NodeConfig:
         default=("/ip4/0.0.0.0/tcp/4002",),
         metadata=doc("libp2p listen multiaddrs; [] for none (reachable through relays only)."),
     )
+    announce: tuple[str, ...] = field(
+        default=(),
+        metadata=doc("Multiaddrs to advertise instead of the listen ones (a port forward, a proxy)."),
+    )
     bootstrap: tuple[str, ...] = field(
         default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )

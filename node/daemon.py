@@ -320,7 +320,9 @@ async def _serve(  # type: ignore[no-untyped-def]
     payments = _payments(config, chain)
     metrics = NodeMetrics(engine.load)
     draining = False
-    host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
+    host_config = HostConfig(
+        config.data_dir, listen=config.listen, announce=config.announce, bootstrap=config.bootstrap
+    )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             trio_asyncio.open_loop(),

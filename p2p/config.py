@@ -56,18 +56,24 @@ class HostConfig:
     """Everything `open_host` needs. `listen` and `bootstrap` are multiaddr strings.
 
     An empty `listen` makes a peer with no direct listen address: it can only be reached through a relay.
-    Bootstrap addresses must end in /p2p/<peer-id>. `ephemeral_identity` gives the host a fresh peer key
+    `announce` replaces the listen addresses in what others are told to dial (a port forward, a proxy:
+    libp2p's announce addresses); they are written without /p2p/. Bootstrap addresses must end in
+    /p2p/<peer-id>. `ephemeral_identity` gives the host a fresh peer key
     that is never written to `data_dir` (see `light_client`); otherwise the key in `data_dir` is used.
+    `asks_only` marks a peer nobody needs to reach (see `light_client`): it skips what bootstrapping
+    does for being reached — the reachability probe, relay reservations, the routing-table walk.
     """
 
     data_dir: Path
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    announce: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     reachability: Reachability = Reachability.AUTO
     dht_mode: DhtMode = DhtMode.AUTO
     relay_service: bool = False
     gossip_heartbeat_seconds: float = 1.0
     ephemeral_identity: bool = False
+    asks_only: bool = False
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     limits: Limits = dataclasses.field(default_factory=Limits)
 
@@ -75,18 +81,23 @@ class HostConfig:
     def light_client(cls, data_dir: Path, **options: object) -> HostConfig:
         """A host for asking, not serving: a light client's, or a gateway's outbound peer.
 
-        It only queries the DHT, and its peer id is thrown away with the host, so the nodes and relays it
-        talks to cannot link one session to the next (open one host per session). What stays linkable is
-        what the client signs: a session key across the requests it signs, and the paying wallet named in
-        credit authorisations and so in every receipt a validator settles. `options` override the rest.
+        It only queries the DHT, on demand (its start-up is the bootstrap dial alone), and its peer id
+        is thrown away with the host, so the nodes and relays it talks to cannot link one session to the
+        next (open one host per session). What stays linkable is what the client signs: a session key
+        across the requests it signs, and the paying wallet named in credit authorisations and so in every
+        receipt a validator settles. `options` override the rest.
         """
-        options = {"dht_mode": DhtMode.CLIENT, "ephemeral_identity": True} | options
+        options = {"dht_mode": DhtMode.CLIENT, "ephemeral_identity": True, "asks_only": True} | options
         return cls(data_dir, **options)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "listen", tuple(self.listen))
         object.__setattr__(self, "bootstrap", tuple(self.bootstrap))
+        object.__setattr__(self, "announce", tuple(self.announce))
+        for addr in self.announce:
+            if _parse(addr, "announce").get_peer_id() is not None:
+                raise ConfigError(f"announce address {addr!r} must not name a peer id (/p2p/...)")
         for addr in self.listen:
             parsed = _parse(addr, "listen")
             if "tcp" not in [p.name for p in parsed.protocols()]:

@@ -180,13 +180,16 @@ class Dht:
                 logger.warning("could not renew the pool record: %s", error)
 
     async def get_records(
-        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP
+        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP, quick: bool = False
     ) -> list[PoolRecord]:
         """The verified, unexpired records of a pool's members (ours included), sorted by peer id.
 
-        Dialable addresses from the records are added to the peerstore, so `open_stream` can reach them.
+        `quick`: when the routing table's closest servers name members, take those without waiting for
+        the network walk (a cold client that needs any member now; far away, a walk costs several
+        dials and queries in a row). Dialable addresses from the records are added to the peerstore, so
+        `open_stream` can reach them.
         """
-        members = await self._find_members(manifest_hash, limit)
+        members, servers = await self._find_members(manifest_hash, limit, quick=quick)
         records: dict[str, PoolRecord] = {}
         limiter = trio.CapacityLimiter(8)
 
@@ -194,10 +197,14 @@ class Dht:
             async with limiter:
                 key = pool_record_key(manifest_hash, peer_id.to_base58())
                 # A connected member holds its own record: one GET_VALUE to it is the cheapest source.
-                # Others are looked up in the DHT (dialling them here could hit stale addresses).
+                # Otherwise the servers that just named it a provider, all at once (its record was stored
+                # on the servers closest to the pool, the ones a provider query asks); a DHT walk only
+                # when none has it (dialling the member here could hit stale addresses).
                 value = None
                 if peer_id == self._host.get_id() or peer_id in self._host.get_connected_peers():
                     value = await self._query(self._kad.value_store._get_from_peer(peer_id, key.encode()))
+                if not isinstance(value, bytes) and servers:
+                    value = await self._first_value(servers, key)
                 if not isinstance(value, bytes):
                     # quorum=1: the record is signed, one verified copy is enough, and py-libp2p then
                     # stops waiting for slower (or frozen) peers as soon as one answers.
@@ -228,19 +235,37 @@ class Dht:
                 logger.debug("DHT lookup failed: %r", error)
         return None
 
-    async def _find_members(self, manifest_hash: bytes, limit: int) -> list[ID]:
+    async def _first_value(self, servers: list[ID], key: str) -> bytes | None:
+        """The first valid value for `key` that any of `servers` returns (all asked at once), or None."""
+        found: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+
+            async def ask(server: ID) -> None:
+                value = await self._query(self._kad.value_store._get_from_peer(server, key.encode()))
+                if isinstance(value, bytes) and not found:
+                    try:
+                        decode_pool_record(value)
+                    except RecordError as error:
+                        logger.debug("server %s returned a bad record for %s: %s", server, key, error)
+                        return
+                    found.append(value)
+                    nursery.cancel_scope.cancel()
+
+            for server in servers:
+                nursery.start_soon(ask, server)
+        return found[0] if found else None
+
+    async def _find_members(
+        self, manifest_hash: bytes, limit: int, *, quick: bool
+    ) -> tuple[list[ID], list[ID]]:
+        """The pool's members (providers), and the servers that named at least one of them."""
         # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool
         # member would only ever find itself; ask the closest servers directly instead.
         key = pool_provider_key(manifest_hash)
         store = self._kad.provider_store
         found: dict[ID, None] = {info.peer_id: None for info in store.get_providers(key)}
-        # The routing table's own closest peers are always asked; a network walk adds more when it
-        # finishes in time (a frozen peer can stall the walk, never the answer).
-        closest: list[ID] = list(self._kad.routing_table.find_local_closest_peers(key, 20))
-        with trio.move_on_after(self._timeout / 2):
-            for peer_id in await self._kad.peer_routing.find_closest_peers_network(key):
-                if peer_id not in closest:
-                    closest.append(peer_id)
+        answered: list[ID] = []
+        asked: set[ID] = {self._host.get_id()}
 
         async def ask(peer_id: ID) -> None:
             with trio.move_on_after(self._timeout):
@@ -249,14 +274,30 @@ class Dht:
                 except Exception as error:  # a dead or hostile server: skip it
                     logger.debug("provider query to %s failed: %r", peer_id, error)
                     return
+                if providers:
+                    answered.append(peer_id)
                 for info in providers:
                     found.setdefault(info.peer_id, None)
 
-        async with trio.open_nursery() as nursery:
-            for peer_id in closest:
-                if peer_id != self._host.get_id():
+        def ask_all(peers: list[ID], nursery: trio.Nursery) -> None:
+            for peer_id in peers:
+                if peer_id not in asked:
+                    asked.add(peer_id)
                     nursery.start_soon(ask, peer_id)
-        return list(found)[:limit]
+
+        # The routing table's own closest peers are asked at once, while a network walk looks for more;
+        # those it finds in time are asked too (a frozen peer can stall the walk, never the answer).
+        async def walk(nursery: trio.Nursery) -> None:
+            with trio.move_on_after(self._timeout / 2):
+                ask_all(await self._kad.peer_routing.find_closest_peers_network(key), nursery)
+
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as local:
+                ask_all(list(self._kad.routing_table.find_local_closest_peers(key, 20)), local)
+                nursery.start_soon(walk, nursery)
+            if quick and found:
+                nursery.cancel_scope.cancel()
+        return list(found)[:limit], answered
 
     def _remember_addrs(self, record: PoolRecord) -> None:
         peer_id = ID.from_base58(record.peer_id)

@@ -46,7 +46,7 @@ from p2p.dht import Dht, build_kad
 from p2p.errors import DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
-from p2p.streams import Stream
+from p2p.streams import MULTISTREAM_PROTOCOL, Stream, multistream_line
 from p2p.topics import REACHABILITY_PROTOCOL
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,25 @@ RESERVATION_REFRESH_SECONDS = 300.0
 DHT_REFRESH_SECONDS = 60.0
 # Time for py-libp2p to notice a closing connection before a stream dropped on it is opened again.
 STREAM_RETRY_PAUSE_SECONDS = 0.2
+# Round trips each step costs in py-libp2p, to turn a measured round trip into a deadline (timeouts grow
+# with distance: a fixed 10 s cut off every relayed peer beyond ~350 ms one way per hop). A direct dial:
+# TCP, multistream-select for Noise, the Noise XX handshake, multistream-select for Yamux; measured 4.7
+# through a delay proxy. Counting fewer overestimates the round trip, the safe side for a deadline.
+DIAL_ROUND_TRIPS = 4
+# A circuit dial, counted in round trips to the relay: a HOP stream and CONNECT (3), the relay's STOP
+# stream to the node (3 relay-node round trips, about as long), then a direct dial's 6 over the circuit,
+# whose round trip is both hops' (2 each).
+CIRCUIT_DIAL_ROUND_TRIPS = 3 + 3 + 2 * DIAL_ROUND_TRIPS
+STREAM_OPEN_ROUND_TRIPS = 2  # multistream-select: the header, then the protocol
+RESERVATION_ROUND_TRIPS = 8  # identify, then a HOP stream and RESERVE
+# Deadlines are this many times the expected time: a measured round trip is one sample, and a slow CPU
+# or a queue can double a handshake's time.
+DEADLINE_SLACK = 3.0
+# py-libp2p's own deadlines on what we start sit above ours, which are the ones that scale with distance;
+# what others start gets a fixed bound, long enough for a far peer's handshake, short enough that a
+# peer opening streams it never negotiates cannot hold them long.
+LIBP2P_CEILING_SECONDS = 300.0
+INBOUND_HANDSHAKE_SECONDS = 60
 
 
 class _StreamDropped(DialError):
@@ -66,10 +85,21 @@ class _ShieldedHost(BasicHost):
     """BasicHost whose inbound stream dispatch can never raise, with a per-protocol stream cap."""
 
     def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.circuit_addrs: Callable[[], list[multiaddr.Multiaddr]] = list  # set by open_host
         super().__init__(*args, **kwargs)
         self._max_inbound = max_inbound_per_protocol
         self._inbound_counts: collections.Counter[str] = collections.Counter()
         self.handler_failures = 0
+
+    def get_addrs(self) -> list[multiaddr.Multiaddr]:
+        """What identify, kad answers and provider records advertise: direct addresses, then circuits.
+
+        py-libp2p 0.8.1 cuts every advertised address at its first /p2p/ before appending ours, which
+        turns `<relay>/p2p/<relay id>/p2p-circuit` into the relay's own address under our peer id: peers
+        that dial it fail a Noise handshake with the relay (four times, with backoff) and then refuse us
+        for a while. So the addrs factory returns direct addresses only and circuits are appended whole.
+        """
+        return super().get_addrs() + list(self.circuit_addrs())
 
     def set_stream_handler(self, protocol_id, stream_handler) -> None:  # type: ignore[no-untyped-def]
         super().set_stream_handler(protocol_id, self._capped(str(protocol_id), stream_handler))
@@ -109,6 +139,7 @@ class DolphinHost:
         self.dht = dht
         self._relay_transport: CircuitV2Transport = relay
         self._circuit_addrs: list[multiaddr.Multiaddr] = []
+        self._round_trips: dict[str, float] = {}
         self.reachable: bool | None = None
 
     # ---- identity and addresses ----
@@ -128,9 +159,15 @@ class DolphinHost:
         """Relay addresses we hold reservations on (…/p2p/<relay>/p2p-circuit/p2p/<our id>)."""
         return [str(a) for a in self._circuit_addrs]
 
+    def direct_addrs(self) -> list[str]:
+        """The direct addresses others should dial: the announced ones if configured, else the listen ones."""
+        if self.config.announce:
+            return [f"{a}/p2p/{self.peer_id}" for a in self.config.announce]
+        return self.listen_addrs()
+
     def advertised_addrs(self) -> list[str]:
         """What others should dial: direct addresses when reachable, relay circuits otherwise."""
-        direct = self.listen_addrs() if self.reachable is not False else []
+        direct = self.direct_addrs() if self.reachable is not False else []
         return direct + self.circuit_addrs()
 
     def connected_peers(self) -> list[str]:
@@ -148,28 +185,60 @@ class DolphinHost:
             "inbound_handler_failures": self._host.handler_failures,
         }
 
+    # ---- round trips and deadlines ----
+    def round_trip(self, peer_id: str | None = None) -> float | None:
+        """The round trip to `peer_id` as estimated from how long dialling it took, in seconds: a peer not
+        measured (or None) is taken to be as far as the farthest one measured; None before any dial. An
+        overestimate on a busy CPU, which only makes deadlines longer."""
+        if peer_id is not None and peer_id in self._round_trips:
+            return self._round_trips[peer_id]
+        return max(self._round_trips.values(), default=None)
+
+    def deadline(self, base: float, round_trips: float, peer_id: str | None = None) -> float:
+        """`base` seconds, or more where `round_trips` round trips to `peer_id` (None: the farthest peer
+        measured) are expected to take longer; DEADLINE_SLACK covers a slow sample."""
+        measured = self.round_trip(peer_id)
+        return base if measured is None else max(base, DEADLINE_SLACK * round_trips * measured)
+
+    def _circuit_dial_deadline(self, relay_id: str) -> float:
+        return self.deadline(self.config.timeouts.dial, CIRCUIT_DIAL_ROUND_TRIPS, relay_id)
+
     # ---- connections and streams ----
     async def connect(self, addr: str, *, timeout: float | None = None) -> str:
-        """Dial a full multiaddr (direct, or a relay circuit) and return the peer id. DialError on failure."""
-        deadline = self.config.timeouts.dial if timeout is None else timeout
+        """Dial a full multiaddr (direct, or a relay circuit) and return the peer id. DialError on failure.
+
+        Without `timeout`, a circuit dial's deadline grows with the measured round trip to its relay."""
         try:
             maddr = multiaddr.Multiaddr(addr)
             info = info_from_p2p_addr(maddr)
         except Exception as error:
             raise DialError(f"{addr!r} is not a dialable /p2p/ multiaddr: {error}") from error
+        circuit = _is_circuit(maddr)
+        if timeout is not None:
+            deadline = timeout
+        elif circuit and (relay := _relay_of(maddr)) is not None:
+            deadline = self._circuit_dial_deadline(relay)
+        else:
+            deadline = self.config.timeouts.dial
+        started = time.monotonic()
         try:
             with trio.fail_after(deadline):
-                if _is_circuit(maddr):
+                if circuit:
                     # py-libp2p's host.connect refuses circuit addresses; the relay transport dials them.
                     if info.peer_id not in self._host.get_connected_peers():
                         await self._relay_transport.dial(maddr)
-                else:
+                        self._remember_round_trip(info.peer_id, started, CIRCUIT_DIAL_ROUND_TRIPS / 2)
+                elif info.peer_id not in self._host.get_connected_peers():
                     await self._host.connect(info)
+                    self._remember_round_trip(info.peer_id, started, DIAL_ROUND_TRIPS)
         except trio.TooSlowError as error:
-            raise DialError(f"dialling {addr} took over {deadline} s") from error
+            raise DialError(f"dialling {addr} took over {deadline:g} s") from error
         except Exception as error:  # py-libp2p raises SwarmException, ConnectionError, OSError…
             raise DialError(f"dialling {addr} failed: {error!r}") from error
         return info.peer_id.to_base58()
+
+    def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
+        self._round_trips[peer.to_base58()] = (time.monotonic() - started) / round_trips
 
     async def connect_any(self, peer_id: str, addrs: Iterable[str], *, timeout: float | None = None) -> None:
         """Be connected to `peer_id`: already, or through the first of `addrs` (full multiaddrs) that
@@ -185,26 +254,58 @@ class DolphinHost:
                 failures.append(str(error))
         raise DialError(f"no address of {peer_id} dialled: {'; '.join(failures) or 'none given'}")
 
-    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float | None = None) -> Stream:
+    async def ensure_connected(self, peer_id: str) -> None:
+        """Be connected to `peer_id`: already, or by dialling its known addresses (direct ones first,
+        then relay circuits). DialError when none works."""
+        peer = ID.from_base58(peer_id)
+        if peer not in self._host.get_connected_peers():
+            await self._dial_known(peer)
+
+    async def open_stream(
+        self, peer_id: str, protocol: str, *, timeout: float | None = None, optimistic: bool = False
+    ) -> Stream:
         """A new stream to `peer_id`, dialled first if needed (via a relay if that is its only address).
+
+        `optimistic`: send the protocol selection without waiting for the answer (module docstring of
+        p2p.streams), which saves the two round trips of multistream-select; a peer that does not speak
+        `protocol` then shows as ProtocolNotSupported on the stream's first read.
 
         A stream the connection drops before its protocol is agreed is opened once more, on a fresh dial
         when the peer is no longer connected: py-libp2p keeps using a connection it has not yet noticed
         is closing (the loser of two simultaneous dials, a circuit its relay hung up), and a second try
         is what every caller would do anyway.
         """
-        deadline = self.config.timeouts.stream_open if timeout is None else timeout
+        if timeout is None:
+            deadline = self.deadline(self.config.timeouts.stream_open, STREAM_OPEN_ROUND_TRIPS, peer_id)
+        else:
+            deadline = timeout
         peer = ID.from_base58(peer_id)
+        open_one = self._new_optimistic_stream if optimistic else self._new_stream
         try:
-            return await self._new_stream(peer, protocol, deadline)
+            return await open_one(peer, protocol, deadline)
         except _StreamDropped as error:
             logger.debug("%s; opening it once more", error)
         await trio.sleep(STREAM_RETRY_PAUSE_SECONDS)
-        return await self._new_stream(peer, protocol, deadline)
+        return await open_one(peer, protocol, deadline)
+
+    async def _new_optimistic_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
+        if peer not in self._host.get_connected_peers():
+            await self._dial_known(peer)
+        selection = multistream_line(MULTISTREAM_PROTOCOL) + multistream_line(protocol)
+        try:
+            with trio.fail_after(deadline):
+                raw = await self._host.get_network().new_stream(peer)
+                raw.set_protocol(TProtocol(protocol))
+                await raw.write(selection)
+        except trio.TooSlowError as error:
+            raise DialError(f"opening {protocol} to {peer.to_base58()} took over {deadline:g} s") from error
+        except Exception as error:
+            raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
+        return Stream(raw, self.config.timeouts.stream_io, unconfirmed_protocol=protocol)
 
     async def _new_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
         if peer not in self._host.get_connected_peers():
-            await self._dial_known(peer, deadline)
+            await self._dial_known(peer)
         try:
             with trio.fail_after(deadline):
                 raw = await self._host.new_stream(peer, [TProtocol(protocol)])
@@ -216,7 +317,7 @@ class DolphinHost:
             raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
         return Stream(raw, self.config.timeouts.stream_io)
 
-    async def _dial_known(self, peer: ID, deadline: float) -> None:
+    async def _dial_known(self, peer: ID) -> None:
         """Dial a peer from its known addresses: direct ones first, then relay circuits.
 
         py-libp2p's swarm cannot dial circuits and, after one failed round, refuses the peer for a while
@@ -231,20 +332,27 @@ class DolphinHost:
         direct = [a for a in known if not _is_circuit(a)]
         circuits = [a for a in known if _is_circuit(a)]
         if direct:
+            deadline = self.deadline(self.config.timeouts.dial, DIAL_ROUND_TRIPS, peer.to_base58())
+            started = time.monotonic()
             try:
                 with trio.fail_after(deadline):
                     await self._host.connect(PeerInfo(peer, direct))
+                self._remember_round_trip(peer, started, DIAL_ROUND_TRIPS)
                 return
             except Exception as error:  # any failure: fall through to the circuits
                 if not circuits:
                     raise DialError(f"dialling {peer.to_base58()} failed: {error!r}") from error
+        failures = []
         for circuit in circuits:
-            with contextlib.suppress(DialError):
-                await self.connect(str(circuit), timeout=deadline)
-                self._host.get_network().unblock_peer(peer)
-                return
+            try:
+                await self.connect(str(circuit))
+            except DialError as error:
+                failures.append(str(error))
+                continue
+            self._host.get_network().unblock_peer(peer)
+            return
         if circuits:
-            raise DialError(f"no relay circuit to {peer.to_base58()} worked")
+            raise DialError(f"no relay circuit to {peer.to_base58()} worked: {'; '.join(failures)}")
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve `protocol`: `handler` gets each inbound stream (already shielded and capped).
@@ -282,8 +390,9 @@ class DolphinHost:
         relay_id = await self.connect(relay_addr)
         relay = ID.from_base58(relay_id)
         discovery = self._relay_transport.discovery
+        deadline = self.deadline(self.config.timeouts.dial, RESERVATION_ROUND_TRIPS, relay_id)
         try:
-            with trio.fail_after(self.config.timeouts.dial):
+            with trio.fail_after(deadline):
                 # Relay discovery reads the relay's protocols from the peerstore and takes an empty
                 # list (identify still running) as "not a relay": wait for identify first.
                 await self._wait_protocols_known(relay)
@@ -312,7 +421,7 @@ class DolphinHost:
         """Ask `peer_id` to dial us back on our direct addresses (see p2p.reachability)."""
         stream = await self.open_stream(peer_id, REACHABILITY_PROTOCOL)
         try:
-            return await reachability.request_probe(stream, self.listen_addrs())
+            return await reachability.request_probe(stream, self.direct_addrs())
         except P2PError:
             await stream.reset()
             raise
@@ -344,12 +453,20 @@ class DolphinHost:
         await self.dht.set_server_mode(server)
 
     async def _bootstrap(self) -> None:
-        for addr in self.config.bootstrap:
+        async def join(addr: str) -> None:
             try:
                 peer = await self.connect(addr)
                 await self.dht.add_peer(peer)
             except P2PError as error:
                 logger.warning("bootstrap peer %s unreachable: %s", addr, error)
+
+        async with trio.open_nursery() as nursery:  # all at once: each dial costs round trips
+            for addr in self.config.bootstrap:
+                nursery.start_soon(join, addr)
+        if self.config.asks_only:
+            # Nobody dials it, so nothing to probe or reserve, and its lookups walk the DHT themselves.
+            self.reachable = False
+            return
         await self._settle_reachability()
         if not self.reachable:
             for addr in self.config.bootstrap:
@@ -379,6 +496,12 @@ def _is_circuit(addr: multiaddr.Multiaddr | str) -> bool:
     return "/p2p-circuit" in str(addr)
 
 
+def _relay_of(circuit: multiaddr.Multiaddr) -> str | None:
+    """The relay's peer id in `<relay addr>/p2p/<relay>/p2p-circuit/p2p/<peer>`, if it names one."""
+    parts = str(circuit).split("/p2p-circuit", 1)[0].split("/p2p/")
+    return parts[-1] if len(parts) > 1 else None
+
+
 @contextlib.asynccontextmanager
 async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     """Start a host per `config`, bootstrap it, and yield it; everything stops when the block exits.
@@ -399,11 +522,12 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
             low_watermark=0,
             high_watermark=config.limits.max_connections * 3 // 4,
             max_connections_per_peer=1,
-            dial_timeout=config.timeouts.dial,
-            inbound_upgrade_timeout=config.timeouts.dial,
-            outbound_upgrade_timeout=config.timeouts.dial,
-            outbound_stream_protocol_negotiation_timeout=config.timeouts.stream_open,
-            inbound_stream_protocol_negotiation_timeout=config.timeouts.stream_open,
+            # Ours (DolphinHost.deadline) bound every dial and stream open, and grow with distance.
+            dial_timeout=LIBP2P_CEILING_SECONDS,
+            inbound_upgrade_timeout=INBOUND_HANDSHAKE_SECONDS,
+            outbound_upgrade_timeout=LIBP2P_CEILING_SECONDS,
+            outbound_stream_protocol_negotiation_timeout=LIBP2P_CEILING_SECONDS,
+            inbound_stream_protocol_negotiation_timeout=INBOUND_HANDSHAKE_SECONDS,
         ),
     )
     # The swarm's auto-connector dials remembered peers until it holds half of high_watermark
@@ -412,16 +536,17 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     holder: list[DolphinHost] = []
 
     def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
-        # Identify advertises this list: unreachable peers announce only their relay circuits.
+        # The direct part of what identify advertises (_ShieldedHost.get_addrs adds the circuits):
+        # unreachable peers announce only their relay circuits.
         if not holder:
             return candidates
         dolphin = holder[0]
-        direct = list(candidates) if dolphin.reachable is not False else []
-        return direct + list(dolphin._circuit_addrs)
+        announced = [multiaddr.Multiaddr(a) for a in dolphin.config.announce] or list(candidates)
+        return announced if dolphin.reachable is not False else []
 
     host = _ShieldedHost(
         network=swarm,
-        negotiate_timeout=int(config.timeouts.stream_open),
+        negotiate_timeout=INBOUND_HANDSHAKE_SECONDS,
         addrs_factory=advertised,
         max_inbound_per_protocol=config.limits.inbound_streams_per_protocol,
     )
@@ -445,6 +570,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         relay_transport,
     )
     holder.append(dolphin)
+    host.circuit_addrs = lambda: list(dolphin._circuit_addrs)
     dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with (

@@ -3,6 +3,11 @@
 py-libp2p has no keepalive: a frozen peer blocks a reader or writer forever (DESIGN.md). Every await
 here runs under `trio.fail_after`, and py-libp2p's own stream exceptions become `StreamError`.
 Messages are framed as in most libp2p protocols: an unsigned varint length, then the bytes.
+
+A stream opened optimistically (`DolphinHost.open_stream(..., optimistic=True)`) has sent its
+multistream-select header and protocol without waiting for the answers, as the multistream-select spec
+allows an initiator with a single protocol to (go-libp2p's "lazy" client): the request follows at once,
+and the peer's two answers are read and checked before the first read returns anything.
 """
 
 from __future__ import annotations
@@ -14,17 +19,29 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
-from p2p.errors import MessageTooLarge, StreamError, StreamTimeout
+from p2p.errors import MessageTooLarge, ProtocolNotSupported, StreamError, StreamTimeout
 from protocols.errors import DecodeError
 from protocols.framing import decode_uvarint, encode_uvarint
+
+MULTISTREAM_PROTOCOL = "/multistream/1.0.0"
+_MAX_MULTISTREAM_LINE = 1024  # a protocol id, or "na"
+
+
+def multistream_line(text: str) -> bytes:
+    """One multistream-select message: a varint length, the text, a newline (multistream-select spec)."""
+    line = text.encode() + b"\n"
+    return encode_uvarint(len(line)) + line
 
 
 class Stream:
     """One bidirectional stream to a peer on one protocol."""
 
-    def __init__(self, raw: INetStream, io_timeout: float) -> None:
+    def __init__(
+        self, raw: INetStream, io_timeout: float, *, unconfirmed_protocol: str | None = None
+    ) -> None:
         self._raw = raw
         self._io_timeout = io_timeout
+        self._unconfirmed = unconfirmed_protocol  # sent optimistically, the peer's answer not read yet
 
     @property
     def peer_id(self) -> str:
@@ -47,6 +64,7 @@ class Stream:
 
     async def read(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         """Up to `max_bytes` bytes; b"" once the peer has closed its side."""
+        await self._confirm_protocol(timeout)
         with self._guard(timeout, "read"):
             try:
                 return await self._raw.read(max_bytes)
@@ -55,18 +73,22 @@ class Stream:
 
     async def read_exactly(self, size: int, *, timeout: float | None = None) -> bytes:
         """Exactly `size` bytes, all within one deadline; StreamError on an early close."""
+        await self._confirm_protocol(timeout)
+        with self._guard(timeout, "read"):
+            return await self._read_exactly(size)
+
+    async def _read_exactly(self, size: int) -> bytes:
         chunks: list[bytes] = []
         remaining = size
-        with self._guard(timeout, "read"):
-            while remaining:
-                try:
-                    chunk = await self._raw.read(remaining)
-                except StreamEOF:
-                    chunk = b""
-                if not chunk:
-                    raise StreamError(f"peer closed the stream {remaining} bytes short of {size}")
-                chunks.append(chunk)
-                remaining -= len(chunk)
+        while remaining:
+            try:
+                chunk = await self._raw.read(remaining)
+            except StreamEOF:
+                chunk = b""
+            if not chunk:
+                raise StreamError(f"peer closed the stream {remaining} bytes short of {size}")
+            chunks.append(chunk)
+            remaining -= len(chunk)
         return b"".join(chunks)
 
     async def write(self, data: bytes, *, timeout: float | None = None) -> None:
@@ -76,6 +98,7 @@ class Stream:
 
     async def read_message(self, max_size: int, *, timeout: float | None = None) -> bytes:
         """One varint-length-prefixed message of at most `max_size` bytes."""
+        await self._confirm_protocol(timeout)
         with self._guard(timeout, "read"):
             length = await self._read_varint()
             if length > max_size:
@@ -100,6 +123,29 @@ class Stream:
         """Abort the stream in both directions. Never raises."""
         with trio.move_on_after(self._io_timeout), contextlib.suppress(Exception):
             await self._raw.reset()
+
+    async def _confirm_protocol(self, timeout: float | None) -> None:
+        """Read the peer's answers to an optimistic protocol selection: the multistream header, then our
+        protocol echoed (ProtocolNotSupported when it says "na" instead)."""
+        protocol, self._unconfirmed = self._unconfirmed, None
+        if protocol is None:
+            return
+        with self._guard(timeout, "read"):
+            header = await self._read_multistream_line()
+            answer = await self._read_multistream_line()
+        if header != MULTISTREAM_PROTOCOL:
+            raise StreamError(f"{self.peer_id} answered {header[:80]!r}, not a multistream-select header")
+        if answer != protocol:
+            raise ProtocolNotSupported(f"{self.peer_id} does not speak {protocol} (answered {answer[:80]!r})")
+
+    async def _read_multistream_line(self) -> str:
+        length = await self._read_varint()
+        if not 0 < length <= _MAX_MULTISTREAM_LINE:
+            raise StreamError(f"multistream-select message of {length} bytes")
+        line = await self._read_exactly(length)
+        if not line.endswith(b"\n"):
+            raise StreamError("multistream-select message without its newline")
+        return line[:-1].decode(errors="replace")
 
     async def _read_varint(self) -> int:
         """The length prefix, read a byte at a time and decoded by the spec-strict `decode_uvarint` (at most

@@ -67,9 +67,10 @@ class AnswerPiece:
 class Completion:
     """One node's answer. `receipt_stored`: the node acknowledged committing our countersigned receipt.
     `receipt` is the node's signed account (None when it sent none); `ttft_s` and `duration_s` are what
-    this client measured from sending the request. `exchange` is the finished exchange (the signed request,
-    the answer's chunks, the node's receipt and when each arrived), for whoever must show others what the
-    node answered (validators)."""
+    this client measured from sending the request, `connect_s` the part of it spent connecting to the
+    node (0 when already connected), so `ttft_s - connect_s` is the first token's wait once connected.
+    `exchange` is the finished exchange (the signed request, the answer's chunks, the node's receipt and
+    when each arrived), for whoever must show others what the node answered (validators)."""
 
     text: str
     finish_reason: str
@@ -83,6 +84,7 @@ class Completion:
     pieces: tuple[AnswerPiece, ...] = field(default=(), repr=False)
     ttft_s: float | None = None
     duration_s: float = 0.0
+    connect_s: float = 0.0
     exchange: ClientExchange | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -157,7 +159,11 @@ async def complete(
     first_token_at: float | None = None
     pieces: list[AnswerPiece] = []
     try:
-        stream = await host.open_stream(node.peer_id, INFERENCE_PROTOCOL)
+        await host.ensure_connected(node.peer_id)
+        connected_at = time.monotonic()
+        # Optimistic: the request leaves with the protocol selection, so the first token is one round
+        # trip (plus the engine's time) away instead of three.
+        stream = await host.open_stream(node.peer_id, INFERENCE_PROTOCOL, optimistic=True)
     except P2PError as exc:
         raise InferenceFailed(f"could not reach node {node.peer_id}: {exc}", reason="unreachable") from exc
     finished = False
@@ -217,6 +223,7 @@ async def complete(
         pieces=tuple(pieces),
         ttft_s=first_token_at - started if first_token_at is not None else None,
         duration_s=time.monotonic() - started,
+        connect_s=connected_at - started,
         exchange=exchange,
     )
 

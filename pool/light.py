@@ -80,6 +80,9 @@ class LightSettings:
     stall_timeout: float = 15.0  # seconds between frames after that
     ack_timeout: float = 10.0  # seconds to wait for a node to say it stored our receipt
     wait_for_nodes: float = 20.0  # seconds to wait for a pool's first member on its first request
+    # ... or longer when far away: this many round trips to the farthest peer dialled (the bootstrap's,
+    # usually) for the DHT lookup, the dial of a member (through a relay, maybe) and its first heartbeat.
+    wait_for_nodes_round_trips: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,7 @@ class LightClient:
         started = time.monotonic()
         candidates = self.watcher.candidates(request.model)
         if not candidates:
-            await self.watcher.wait_for_members(request.model, self.settings.wait_for_nodes)
+            await self.watcher.wait_for_members(request.model, self._wait_for_nodes())
         while len(attempts) < self.settings.max_attempts:
             delivered_tokens = sum(len(piece.token_ids) for piece in delivered)
             remaining = request.max_tokens - delivered_tokens
@@ -414,6 +417,9 @@ class LightClient:
             ttft_s=first_piece_at - started if first_piece_at is not None else None,
         )
 
+    def _wait_for_nodes(self) -> float:
+        return self.host.deadline(self.settings.wait_for_nodes, self.settings.wait_for_nodes_round_trips)
+
     async def _chain_facts_arrived(self, timeout: float = 10.0) -> bool:
         """Wait (up to `timeout` s) for the chain facts asked about but not read yet; whether they came."""
         facts = self.watcher.chain
@@ -428,7 +434,7 @@ class LightClient:
         members = self.watcher.candidates(request.model)
         name = self.watcher.name_of(request.model)
         if not members:
-            return f"no node serves {name} (none heard from within {self.settings.wait_for_nodes:g} s)"
+            return f"no node serves {name} (none heard from within {self._wait_for_nodes():.0f} s)"
         prefs = request.preferences
         hint = " (bonded-only needs a chain: give the chain's RPC URL)" if not self.watcher.has_chain else ""
         return (
@@ -562,7 +568,8 @@ async def ask_model(
         routing = dict(routing or {})
         routing["nodes"] = routing.get("nodes") or client.preferences.nodes
         preferences = Preferences(**routing)
-        model_id = await client.watcher.resolve(model, timeout=resolve_timeout)
+        wait = client.host.deadline(resolve_timeout, client.settings.wait_for_nodes_round_trips)
+        model_id = await client.watcher.resolve(model, timeout=wait)
         await client.watcher.watch(model_id)
         async with client.stream(model_id, messages, preferences=preferences, **options) as answer:
             async for piece in answer:

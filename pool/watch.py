@@ -233,15 +233,17 @@ class PoolWatcher:
 
     async def _discover(self, pool: WatchedPool) -> None:
         while True:
-            await self._dial_members(pool.model)
+            # Until a member is heard from, any member found fast beats all of them found late.
+            await self._dial_members(pool.model, quick=not pool.view.members())
             members = pool.view.members()
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
 
-    async def _dial_members(self, key: bytes) -> None:
-        """Look `key` up in the DHT and dial the members we are not connected to."""
+    async def _dial_members(self, key: bytes, *, quick: bool = False) -> None:
+        """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
+        `Dht.get_records`)."""
         try:
-            records = await self.host.dht.get_records(key)
+            records = await self.host.dht.get_records(key, quick=quick)
         except P2PError as exc:
             log.debug("DHT lookup failed (retrying): %s", exc)
             return
@@ -258,11 +260,23 @@ class PoolWatcher:
 
         async def dial(record) -> None:  # type: ignore[no-untyped-def]
             async with limiter:
+                errors = []
                 for addr in record.addrs:
-                    with contextlib.suppress(P2PError):
+                    try:
                         await self.host.connect(addr)
-                        self._dial_failures.pop(record.peer_id, None)
-                        return
+                    except P2PError as exc:
+                        errors.append(str(exc))
+                        continue
+                    if self._dial_failures.pop(record.peer_id, None) is not None:
+                        log.info("pool member %s reached after all", record.peer_id)
+                    return
+                if record.peer_id not in self._dial_failures:  # once per peer until it is reached
+                    log.warning(
+                        "cannot reach pool member %s (retrying every %g s): %s",
+                        record.peer_id,
+                        self.settings.redial_after,
+                        "; ".join(errors) or "its record names no address",
+                    )
                 self._dial_failures[record.peer_id] = trio.current_time()
 
         async with trio.open_nursery() as nursery:
@@ -344,7 +358,7 @@ class PoolWatcher:
             self._drain(await self.host.gossip.subscribe(model_name_topic(model), directory.validate))
         with trio.move_on_after(timeout):
             while not directory.heard.is_set():
-                await self._dial_members(key)
+                await self._dial_members(key, quick=True)
                 with trio.move_on_after(self.settings.first_discovery_interval):
                     await directory.heard.wait()
             await trio.sleep(self.settings.name_settle)

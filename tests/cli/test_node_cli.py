@@ -136,3 +136,12 @@ def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path):
         expect=1,
     )
     assert "no chain to talk to" in missing
+
+
+@pytest.mark.unit
+def test_announce_reaches_the_node_config():
+    from cli.node import _explicit, group
+
+    ctx = group.make_context("node", ["--announce", "/ip4/127.0.0.1/tcp/9", "--no-listen"])
+    settings = _explicit(ctx)
+    assert settings["announce"] == ("/ip4/127.0.0.1/tcp/9",) and settings["listen"] == ()

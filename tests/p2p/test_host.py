@@ -188,6 +188,39 @@ async def test_peer_without_listen_address_is_private_and_reserves_a_relay(tmp_p
         assert hidden.advertised_addrs() == hidden.circuit_addrs()
 
 
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_relayed_peer_is_never_advertised_at_its_relays_address(tmp_path):
+    # py-libp2p cut circuit addresses at their first /p2p/, so identify, kad answers and provider records
+    # paired the relay's TCP address with the hidden peer's id: clients dialled the relay expecting the
+    # node, failed Noise four times and then refused the node for a while (issue 27).
+    manifest = bytes(range(32))
+    async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
+        await hidden.dht.put_record(manifest, hidden.advertised_addrs(), 600)
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],))
+        async with open_host(config) as client:
+            assert [r.peer_id for r in await client.dht.get_records(manifest)] == [hidden.peer_id]
+            hidden_id = ID.from_base58(hidden.peer_id)
+            for host in (relay, client):
+                learnt = [str(a) for a in host._host.get_peerstore().addrs(hidden_id)]
+                assert learnt and all("/p2p-circuit" in a for a in learnt), learnt
+            assert [str(a) for a in hidden._host.get_addrs()] == hidden.circuit_addrs()
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_light_client_starts_with_the_bootstrap_dial_alone(tmp_path):
+    # No reachability probe, no relay reservation, no routing-table walk: each cost round trips before
+    # a cold `dolphin ask` could even look its model up, for a peer nobody dials (issue 27).
+    async with open_host_group(tmp_path, 1) as (relay,):
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],), listen=())
+        async with open_host(config) as client:
+            assert client.connected_peers() == [relay.peer_id]
+            assert client.reachable is False
+            assert client.circuit_addrs() == []
+            assert client.dht.routing_table_size() == 1  # the bootstrap peer, and no walk from it
+
+
 @pytest.mark.unit
 def test_probe_dials_only_the_requesters_ip():
     addrs = ["/ip4/10.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/3/p2p-circuit", "junk"]

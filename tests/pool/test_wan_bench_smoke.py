@@ -1,0 +1,27 @@
+"""The WAN benchmark runs end to end on one short path: a relay, a relayed node, two cold asks.
+
+Real figures come from `python -m tests.bench wan`; this only catches a harness that no longer starts
+its peers and proxies, or whose asks no longer pass through them. No times are asserted.
+"""
+
+import pytest
+
+from tests.bench import bench_wan
+
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
+
+def test_the_wan_benchmark_asks_through_its_delay_proxies(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAN_DELAYS_MS", "0,100")
+    monkeypatch.setenv("WAN_ASKS", "1")
+    monkeypatch.setenv("WAN_PATHS", "relayed")
+    figures = bench_wan.run(tmp_path)
+    rows = figures["rows"]
+    assert [(row["path"], row["delay_ms"], row["ok"]) for row in rows] == [
+        ("relayed", 0, 1),
+        ("relayed", 100, 1),
+    ]
+    assert rows[1]["client_hop_round_trips"] > 1  # the ask's traffic went through the delayed proxy
+    assert rows[1]["first_token_after_connect_ms"] is not None
+    assert (tmp_path / "wan.md").read_text().count("| relayed |") == 2
+    assert (tmp_path / "wan.png").stat().st_size > 0
