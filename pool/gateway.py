@@ -45,6 +45,7 @@ from typing import Any
 import trio
 import trio_asyncio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -57,6 +58,7 @@ from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from pool.http import serve_http
+from pool.http_guard import guard_http
 from pool.light import Answer, LightClient, LightConfig, LightSettings, open_light_client
 from pool.openai_api import (
     SSE_DONE,
@@ -321,7 +323,7 @@ class Gateway:
                         await emit(sse(chunk))
                     elif sampling.logprobs:
                         logprobs += shaper.logprobs_content(
-                            piece.token_ids, piece.logprobs, piece.top_logprobs
+                            piece.token_ids, piece.logprobs, piece.top_logprobs, piece.text
                         )
         except PoolError as exc:
             self._count_attempts(getattr(exc, "attempts", []))
@@ -528,7 +530,11 @@ class Gateway:
             status = 503 if self.draining else 200
             return JSONResponse({"serving": not self.draining, "in_flight": self.in_flight}, status)
 
+        bind_host = self.config.http.rpartition(":")[0]
         return Starlette(
+            middleware=[
+                Middleware(guard_http, bind_host=bind_host, allowed_origins=self.config.allowed_origins)
+            ],
             routes=[
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/chat/completions", chat, methods=["POST"]),
@@ -536,7 +542,7 @@ class Gateway:
                 Route("/v1/reports", self.reports, methods=["POST"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/health", health, methods=["GET"]),
-            ]
+            ],
         )
 
 
