@@ -50,6 +50,7 @@ from chain.transactions import connect, read
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
+from p2p.daemon import check_data_dir_free
 from pool.errors import TreeUnavailable
 from pool.validators import fetch_rewards_tree
 from pool.watch import parse_model_id
@@ -212,12 +213,22 @@ def deploy_command(
         if rpc_url:
             _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             return
+        try:
+            check_data_dir_free(data_dir)
+        except P2PError as error:
+            raise click.ClickException(f"{error}, or stop the other chain first") from None
         accounts = 1 + (9 if demo_accounts is None else demo_accounts)
         with open_devchain(accounts=max(accounts, 2)) as dev:
             path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             ready = data_dir / READY_FILE
             _write_atomically(
-                ready, {"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}
+                ready,
+                {
+                    "rpc_url": dev.rpc_url,
+                    "chain_id": dev.chain_id,
+                    "deployment": str(path),
+                    "pid": os.getpid(),
+                },
             )
             click.echo(f"Chain running at {dev.rpc_url} (ready: {ready}); Ctrl-C stops it.")
             try:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import trio
 
 from chain.errors import ChainError
 from cli.options import (
@@ -23,12 +22,15 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    run_trio,
     setting_option,
     write_config_file,
 )
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import P2PError
+from p2p.daemon import DataDirInUse
+from p2p.ports import PortInUse
 from pool.errors import PoolError
 from pool.gateway import serve_gateway
 from pool.gateway_config import SETTINGS, GatewayConfig, env_name, load_config
@@ -146,8 +148,8 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
         config = dataclasses.replace(config, models=tuple(_network_name(model) for model in config.models))
         daemon_logging("pool")
-        trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
-    except PoolError as exc:
+        run_trio(functools.partial(serve_gateway, config, task_status=_Started()))
+    except (PoolError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except ChainError as exc:
         raise click.ClickException(f"{exc}\nCheck --rpc-url and --deployment, or leave them out.") from None

@@ -30,6 +30,7 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    run_trio,
     setting_option,
     write_config_file,
 )
@@ -39,6 +40,8 @@ from node.errors import NodeError
 from node.ledger import LEDGER_FILE, read_ledger
 from node.registration import register_node
 from p2p import P2PError
+from p2p.daemon import DataDirInUse
+from p2p.ports import PortInUse
 
 _err = Console(stderr=True)
 
@@ -124,7 +127,7 @@ class _Started:
 def _run(config: NodeConfig) -> None:
     with _StartProgress() as progress:
         serve = functools.partial(serve_node, config, progress=progress, task_status=_Started(progress))
-        trio.run(serve)
+        run_trio(serve)
 
 
 _setting = setting_option(NodeConfig, env_name)
@@ -219,7 +222,7 @@ def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: An
         config = load_config(config_file, _explicit(ctx))
         daemon_logging("node")
         _run(config)
-    except NodeError as exc:
+    except (NodeError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except P2PError as exc:
         raise click.ClickException(f"{exc}\nCheck --listen and --bootstrap.") from None

@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+import trio
 from click.core import ParameterSource
 
 from pool.settings import DaemonSettings
 
 __all__ = [
+    "INTERRUPTED",
     "chain_options",
     "config_file_option",
     "daemon_logging",
+    "expected_error",
     "explicit_settings",
+    "run_trio",
     "setting_option",
     "write_config_file",
 ]
@@ -73,6 +77,39 @@ def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
         return command
 
     return decorate
+
+
+INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C before it was serving (128 + SIGINT, as shells say)."""
+
+
+def expected_error(error: BaseException) -> BaseException:
+    """The error a person should read in what a trio nursery raised: groups (nested, as nurseries nest)
+    are opened down to their first leaf that is not a cancellation."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves = [e for e in error.exceptions if not isinstance(e, trio.Cancelled)]
+        error = (leaves or list(error.exceptions))[0]
+    return error
+
+
+def run_trio(async_fn: Callable[[], Any]) -> Any:
+    """`trio.run(async_fn)` for a command: an exception group is re-raised as its `expected_error`, so the
+    command's `except` clauses see the library's own error type and no traceback reaches the user; Ctrl-C
+    (before the daemon handles signals itself, e.g. during a model load) ends it quietly with INTERRUPTED."""
+    try:
+        return trio.run(async_fn)
+    except BaseExceptionGroup as group:
+        error = expected_error(group)
+        if isinstance(error, KeyboardInterrupt):
+            raise _interrupted() from None
+        raise error from None
+    except KeyboardInterrupt:
+        raise _interrupted() from None
+
+
+def _interrupted() -> click.exceptions.Exit:
+    click.echo("interrupted", err=True)
+    return click.exceptions.Exit(INTERRUPTED)
 
 
 def daemon_logging(package: str) -> None:

@@ -55,7 +55,7 @@ from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
-from p2p.daemon import drain, ready_document, write_ready_file
+from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address, check_listen_addrs
 from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
@@ -211,6 +211,7 @@ async def serve_node(
     host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
     check_listen_addrs(config.listen)
     check_http_address(config.local_api, "--local-api")
+    check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)

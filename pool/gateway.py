@@ -53,7 +53,8 @@ from starlette.routing import Route
 from chain.client import USD_DECIMALS, format_units
 from chain.errors import ChainError
 from p2p import P2PError
-from p2p.daemon import drain, ready_document, write_ready_file
+from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.ports import check_http_address
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
@@ -593,7 +594,9 @@ async def serve_gateway(
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
     document. Raises P2PError (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
-    OSError (the HTTP address is taken) at start."""
+    OSError (the HTTP address is taken) at start; PortInUse and DataDirInUse before anything else."""
+    check_http_address(config.http, "--http")
+    check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
