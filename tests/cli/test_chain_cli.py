@@ -38,6 +38,7 @@ class Chain:
         for i, key in enumerate(self.keys):
             path = data_dir / f"key{i}"
             path.write_text(key + "\n")
+            path.chmod(0o600)
             self.key_files.append(path)
 
     def run(self, *args: str, key: int | None = None, expect: int = 0, input: bytes | None = None):

@@ -109,6 +109,7 @@ def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path):
     with open_deployed_chain(tmp_path / "chain") as chain:
         key_file = tmp_path / "operator.key"
         key_file.write_text(chain.keys[4] + "\n")
+        key_file.chmod(0o600)
         node_dir = tmp_path / "node"
         args = ("node", "register", "--data-dir", str(node_dir), "--rpc-url", chain.rpc_url)
         chain_args = ("--chain-dir", str(tmp_path / "chain"), "--key-file", str(key_file))

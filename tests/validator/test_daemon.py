@@ -191,6 +191,7 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
             data_dir = tmp_path / f"validator-{index}"
             data_dir.mkdir()
             (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
+            (data_dir / "validator.key").chmod(0o600)
             os.chmod(data_dir / "validator.key", 0o600)
             process = validator_process(
                 data_dir, model_dir, "--bootstrap", relay.addr, *chain_args, *FAST_SAMPLING
