@@ -21,8 +21,10 @@ __all__ = [
     "daemon_logging",
     "expected_error",
     "explicit_settings",
+    "profile_option",
     "run_trio",
     "setting_option",
+    "with_profile",
     "write_config_file",
 ]
 
@@ -48,6 +50,26 @@ def explicit_settings(ctx: click.Context, names: Iterable[str]) -> dict[str, Any
         for name in names
         if ctx.get_parameter_source(name) in sources and ctx.params[name] not in (None, ())
     }
+
+
+def profile_option(profiles: dict[str, dict[str, Any]]):  # type: ignore[no-untyped-def]
+    """--profile NAME: a named set of settings (e.g. dev: a local network's short epochs)."""
+    names = ", ".join(
+        f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}" for name, values in profiles.items()
+    )
+    return click.option(
+        "--profile",
+        type=click.Choice(sorted(profiles)),
+        envvar="DOLPHIN_PROFILE",
+        help=f"Settings for a kind of network, beneath options and environment variables ({names}).",
+    )
+
+
+def with_profile(
+    profiles: dict[str, dict[str, Any]], profile: str | None, explicit: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings a command passes on: its profile's, then what was given explicitly over them."""
+    return {**profiles.get(profile or "", {}), **explicit}
 
 
 def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]

@@ -31,8 +31,10 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    profile_option,
     run_trio,
     setting_option,
+    with_profile,
     write_config_file,
 )
 from p2p import HostConfig, P2PError
@@ -44,6 +46,7 @@ from validator.audit import audit_node
 from validator.calibration import thresholds_for
 from validator.config import (
     KEY_FILE,
+    PROFILES,
     SETTINGS,
     ValidatorConfig,
     env_name,
@@ -139,8 +142,9 @@ class _Started:
     help="Seconds in-flight challenges may take on SIGTERM.",
 )
 @_chain_options
+@profile_option(PROFILES)
 @click.pass_context
-def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
+def group(ctx: click.Context, config_file: Path | None, profile: str | None, **_: Any) -> None:
     """Run a validator: sample the pool's nodes with ordinary-looking requests, check every answer against
     the reference model, strike, ban and (with a chain) slash cheats, until Ctrl-C or SIGTERM.
 
@@ -149,7 +153,9 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     try:
-        config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
+        config = load_config(
+            config_file, with_profile(PROFILES, profile, explicit_settings(ctx, _OPTION_SETTINGS))
+        )
         daemon_logging("validator")
         run_trio(lambda: serve_validator(config, task_status=_Started()))
     except (ValidatorError, PortInUse, DataDirInUse) as exc:
