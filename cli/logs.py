@@ -99,6 +99,14 @@ def setup_logging(verbose: int) -> None:
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(level)
+    # Importing py-libp2p detaches its loggers (propagate False, no handler, unless LIBP2P_DEBUG is set):
+    # its warnings then skip every handler and reach stderr through logging.lastResort, bare and multi-line,
+    # whatever the level. Attached again, they pass through the filters above like any other record.
+    import libp2p  # noqa: F401  (its import runs that setup; it must not run again after this)
+
+    libp2p_logger = logging.getLogger("libp2p")
+    if not libp2p_logger.handlers:
+        libp2p_logger.propagate = True
     if verbose < 2:
         # httpx logs every request at INFO, the vLLM engine's once-a-second /metrics poll included.
         logging.getLogger("httpx").setLevel(logging.WARNING)

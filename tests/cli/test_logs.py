@@ -60,3 +60,31 @@ def test_a_repeated_warning_shows_once_a_minute_with_a_count():
     assert out.getvalue().count("INFO") == 25
     root.error("another message")  # another template is its own
     assert "another message" in out.getvalue().splitlines()[-1]
+
+
+def test_py_libp2p_records_reach_the_dolphin_handler_and_stop_there(capfd):
+    """py-libp2p's import detaches its loggers, so its errors went to stderr unformatted at any -v."""
+    from cli.logs import setup_logging
+
+    setup_logging(0)
+    try:
+        logging.getLogger("libp2p.host.basic_host").error(
+            "Failed to open stream to peer X:\n  Registry Stats: None"
+        )
+        logging.getLogger("tests.cli").warning("a warning of our own")
+        err = capfd.readouterr().err
+        assert "Failed to open stream" not in err and "Registry Stats" not in err
+        assert "WARNING tests.cli: a warning of our own" in err
+        setup_logging(2)
+        logging.getLogger("libp2p.host.basic_host").error(
+            "Failed to open stream to peer Y:\n  Registry Stats: None"
+        )
+        err = capfd.readouterr().err
+        assert (
+            "DEBUG   libp2p.host.basic_host: Failed to open stream to peer Y: |   Registry Stats: None" in err
+        )
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "dolphin"]:
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
