@@ -1,7 +1,8 @@
 """`serve_gateway(config)`: an OpenAI-compatible HTTP API in front of a light client — `dolphin gateway`.
 
     GET  /v1/models             every watched model with live nodes: id (its name), node count, speed, price
-                                (the chain's Credits price when there is a chain, else the configured one)
+                                (the chain's Credits price when there is a chain, null until it answers;
+                                else the configured one)
     POST /v1/chat/completions   chat; "stream": true for server-sent events
     POST /v1/completions        a prompt string, continued as the assistant's text (the network serves
                                 chat models through their template; token-id prompts are refused)
@@ -85,6 +86,8 @@ __all__ = ["Gateway", "serve_gateway"]
 log = logging.getLogger(__name__)
 
 REPORT_RETRY_SECONDS = 2.0
+PRICE_READ_TIMEOUT_S = 5.0
+"""How long /v1/models waits for the chain's price of a newly watched model before listing it as null."""
 _SORTS = {"balanced": "balanced", "speed": "speed", "throughput": "speed", "latency": "latency"}
 _PROVIDER_KEYS = {
     "sort",
@@ -401,11 +404,12 @@ class Gateway:
         ]
         speeds = [s for s in speeds if s]
         chain_price = self._chain_prices.get(model_id)
-        price = (
-            format_units(chain_price, USD_DECIMALS)
-            if chain_price is not None
-            else self.config.price_of(model_id, name)
-        )
+        if chain_price is not None:
+            price = format_units(chain_price, USD_DECIMALS)
+        elif self.client.chain is not None:
+            price = None  # the chain has not answered yet: unknown, never the configured "0"
+        else:
+            price = self.config.price_of(model_id, name)
         return {
             "id": name,
             "object": "model",
@@ -426,20 +430,27 @@ class Gateway:
         """Keep the governance-set price (Credits.priceOf, per 1M tokens) of every watched model, re-read
         every `chain_refresh_seconds`; /v1/models lists it instead of the configured one. Never returns."""
         while True:
-            for pool in self.client.watcher.watched():
-                try:
-                    self._chain_prices[pool.model] = await trio.to_thread.run_sync(
-                        self.client.chain.price_of, pool.model
-                    )
-                except ChainError as exc:
-                    log.warning("could not read the price of a model (keeping the last): %s", exc)
+            await self._read_chain_prices(self.client.watcher.watched())
             await trio.sleep(self.config.chain_refresh_seconds)
+
+    async def _read_chain_prices(self, pools) -> None:  # type: ignore[no-untyped-def]
+        for pool in pools:
+            try:
+                self._chain_prices[pool.model] = await trio.to_thread.run_sync(
+                    self.client.chain.price_of, pool.model
+                )
+            except ChainError as exc:
+                log.warning("could not read the price of a model (keeping the last): %s", exc)
 
     async def models(self, request: Request) -> Response:
         try:
             self._check_key(request)
         except OpenAIError as exc:
             return exc.response()
+        if self.client.chain is not None:  # a model watched since the last round: its price now
+            unpriced = [p for p in self.client.watcher.watched() if p.model not in self._chain_prices]
+            with trio.move_on_after(PRICE_READ_TIMEOUT_S):
+                await self._read_chain_prices(unpriced)
         entries = [e for pool in self.client.watcher.watched() if (e := self._model_entry(pool.model))]
         return JSONResponse({"object": "list", "data": entries})
 
