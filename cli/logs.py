@@ -13,6 +13,8 @@ import logging
 import sys
 import time
 
+from p2p.host import attach_libp2p_logging
+
 __all__ = ["REPEAT_WINDOW_S", "OneLineFormatter", "RepeatLimiter", "ThirdPartyAtDebug", "setup_logging"]
 
 REPEAT_WINDOW_S = 60.0
@@ -99,14 +101,7 @@ def setup_logging(verbose: int) -> None:
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(level)
-    # Importing py-libp2p detaches its loggers (propagate False, no handler, unless LIBP2P_DEBUG is set):
-    # its warnings then skip every handler and reach stderr through logging.lastResort, bare and multi-line,
-    # whatever the level. Attached again, they pass through the filters above like any other record.
-    import libp2p  # noqa: F401  (its import runs that setup; it must not run again after this)
-
-    libp2p_logger = logging.getLogger("libp2p")
-    if not libp2p_logger.handlers:
-        libp2p_logger.propagate = True
+    attach_libp2p_logging()  # so py-libp2p's records meet the filters above (see there)
     if verbose < 2:
         # httpx logs every request at INFO, the vLLM engine's once-a-second /metrics poll included.
         logging.getLogger("httpx").setLevel(logging.WARNING)

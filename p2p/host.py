@@ -372,6 +372,16 @@ class DolphinHost:
                         await self.reserve_relay(addr)
 
 
+def attach_libp2p_logging() -> None:
+    """Give py-libp2p's log records back to the root logger's handlers.
+
+    Importing py-libp2p detaches its loggers (propagate False and no handler, unless LIBP2P_DEBUG is set):
+    its warnings then skip every handler and reach stderr through logging.lastResort, bare, multi-line and
+    whatever the configured level. Attached again, they meet the daemon's handlers and filters."""
+    if not os.environ.get("LIBP2P_DEBUG"):  # with it, py-libp2p writes its own debug log: leave that be
+        logging.getLogger("libp2p").propagate = True
+
+
 async def _never_auto_dial() -> None:
     return None
 
