@@ -10,6 +10,7 @@ chain.transactions).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -770,11 +771,20 @@ class ChainClient:
 
 
 def read_key_file(path: Path) -> str:
-    """The hex private key in `path` (one line, 0x optional). The key itself never appears in errors."""
+    """The hex private key in `path` (one line, 0x optional). The key itself never appears in errors.
+
+    As ssh does with private keys, a file other users may read or write (mode beyond 0600) is refused:
+    whoever reads it owns the wallet."""
     try:
+        mode = os.stat(path).st_mode & 0o777
         text = Path(path).read_text().strip()
     except OSError as exc:
         raise ClientError(f"cannot read the key file {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ClientError(
+            f"permissions {mode:04o} for the key file {path} are too open: other users could read it; "
+            f"run `chmod 600 {path}`"
+        )
     digits = text.removeprefix("0x")
     if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
         raise ClientError(f"{path} does not hold a private key (64 hex digits, 0x optional)")

@@ -76,9 +76,18 @@ class DevChain:
 
 @contextmanager
 def open_devchain(
-    *, chain_id: int = DEFAULT_CHAIN_ID, accounts: int = 10, timeout: float = 30.0
+    *,
+    chain_id: int = DEFAULT_CHAIN_ID,
+    accounts: int = 10,
+    timeout: float = 30.0,
+    block_time: int | None = None,
 ) -> Iterator[DevChain]:
-    """Start Anvil on 127.0.0.1 with an OS-assigned port, yield it, and stop it on exit."""
+    """Start Anvil on 127.0.0.1 with an OS-assigned port, yield it, and stop it on exit.
+
+    Anvil mines only when a transaction arrives unless `block_time` is given: then it also mines an empty
+    block every `block_time` seconds (still at once on a transaction), so block timestamps keep up with
+    the clock as on a live chain and epoch ends pass without anyone sending a transaction."""
+    interval = ["--block-time", str(block_time), "--mixed-mining"] if block_time else []
     command = [
         str(find_anvil()),
         "--host",
@@ -91,6 +100,7 @@ def open_devchain(
         str(accounts),
         "--mnemonic",
         DEV_MNEMONIC,
+        *interval,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

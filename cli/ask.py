@@ -21,6 +21,7 @@ from rich.console import Console
 
 from chain.client import read_key_file
 from chain.errors import ChainError
+from cli.options import run_trio
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import P2PError
@@ -184,7 +185,7 @@ def command(
     try:
         if status is not None:
             status.start()
-        answer, name = trio.run(run)
+        answer, name = run_trio(run)
     except UnknownModel as exc:
         raise click.ClickException(f"{exc}\nName the model by its id (hex) or its folder instead.") from None
     except NoNodeAvailable as exc:

@@ -38,6 +38,7 @@ from chain.client import (
     read_key_file,
 )
 from chain.deploy import (
+    DeployParams,
     default_data_dir,
     deploy_system,
     deployment_path,
@@ -46,10 +47,12 @@ from chain.devchain import DEFAULT_CHAIN_ID, dev_genesis_validators, dev_private
 from chain.errors import ChainError
 from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
+from chain.testing import time_travel
 from chain.transactions import connect, read
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
+from p2p.daemon import check_data_dir_free
 from pool.errors import TreeUnavailable
 from pool.validators import fetch_rewards_tree
 from pool.watch import parse_model_id
@@ -57,6 +60,9 @@ from pool.watch import parse_model_id
 SHARE_DECIMALS = 24
 """stkPOD: POD's 18 decimals plus the vault's offset of 6."""
 READY_FILE = CHAIN_READY_FILE
+PROFILES = {"network": DeployParams(), "dev": DeployParams(root_delay=3600, timelock_delay=3600)}
+"""Deployment parameters by --profile: a network's, or a dev chain's with the shortest delays the
+contracts allow (RewardsDistributor.MIN_ROOT_DELAY, DolphinTimelock.MIN_DELAY_FLOOR: 1 hour)."""
 
 
 @dataclass(frozen=True)
@@ -188,14 +194,31 @@ def group() -> None:
     "--uniswap-router", metavar="ADDRESS", help="An existing Uniswap V2 Router02 [default: deploy one]."
 )
 @click.option("--reuse", is_flag=True, help="If this chain already has a deployment, check it and use it.")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="network",
+    show_default=True,
+    help="dev: the shortest delays the contracts allow (a rewards root activates after 1 hour, not 2 days); "
+    "move a dev chain's clock past them with `dolphin chain advance`.",
+)
+@click.option(
+    "--block-time",
+    type=click.IntRange(0, 3600),
+    default=1,
+    show_default=True,
+    help="With no --rpc-url: the local chain also mines an empty block every this many seconds, so time "
+    "passes on chain as on a live one (0: only when a transaction arrives).",
+)
 def deploy_command(
     rpc_url, data_dir, deployment, key_file, demo_accounts, genesis, payment_token, keeper, guardian,
-    uniswap_router, reuse,
+    uniswap_router, reuse, profile, block_time,
 ) -> None:  # fmt: skip
     """Deploy every contract, Uniswap V2 and demo funds.
 
     With no --rpc-url, starts a local Anvil chain on a free port, deploys to it, writes ready.json
     (RPC URL, chain id, deployment file) into the data dir, and keeps the chain running until Ctrl-C.
+    On a dev chain it also writes funded keys for each role into <data dir>/keys (see DEV_KEYS).
     A second deploy to the same chain is refused unless --reuse. On a chain that is not a dev chain
     (chain id 31337), --payment-token, --keeper, --guardian and --genesis-validator are required: every
     power goes to the timelock or to the accounts named.
@@ -207,17 +230,28 @@ def deploy_command(
         "keeper": keeper,
         "guardian": guardian,
         "uniswap_router": uniswap_router,
+        "params": PROFILES[profile],
     }
     try:
         if rpc_url:
             _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             return
+        try:
+            check_data_dir_free(data_dir)
+        except P2PError as error:
+            raise click.ClickException(f"{error}, or stop the other chain first") from None
         accounts = 1 + (9 if demo_accounts is None else demo_accounts)
-        with open_devchain(accounts=max(accounts, 2)) as dev:
+        with open_devchain(accounts=max(accounts, 2), block_time=block_time or None) as dev:
             path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             ready = data_dir / READY_FILE
             _write_atomically(
-                ready, {"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(path)}
+                ready,
+                {
+                    "rpc_url": dev.rpc_url,
+                    "chain_id": dev.chain_id,
+                    "deployment": str(path),
+                    "pid": os.getpid(),
+                },
             )
             click.echo(f"Chain running at {dev.rpc_url} (ready: {ready}); Ctrl-C stops it.")
             try:
@@ -281,6 +315,7 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named
             guardian=named["guardian"],
             payment_token=named["payment_token"],
             uniswap_router=named["uniswap_router"],
+            params=named["params"],
             reuse=reuse,
             on_step=on_step,
         )
@@ -294,7 +329,40 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named
     if demo:
         click.echo(f"Funded {len(demo)} demo accounts (dev mnemonic, indices 1..{len(demo)}).")
     click.echo(f"Genesis validators: {', '.join(result.genesis_validators)}.")
+    if dev_chain and not named["genesis"]:
+        _write_dev_keys(data_dir / DEV_KEYS_DIR, count)
     return Path(path)
+
+
+DEV_KEYS_DIR = "keys"
+DEV_KEYS = {
+    "operator": 4,  # a node operator: stake, bond, `dolphin node register`, claim
+    "me": 5,  # an API user: credits for `dolphin gateway` and `dolphin ask`
+    "validator": 7,  # a validator to be: stake, bond and join (docs/validator.md)
+    "validator-1": 1,  # the genesis validator set (two of three are a quorum)
+    "validator-2": 2,
+    "validator-3": 3,
+}
+"""The dev-mnemonic accounts `dolphin chain deploy` writes a key file for, by role (file <role>.key)."""
+
+
+def _write_dev_keys(keys_dir: Path, funded: int) -> None:
+    """Key files (mode 0600) for the roles of DEV_KEYS whose account was funded; the dev mnemonic's keys
+    are public, so these hold test funds only."""
+    keys = dev_private_keys(max(DEV_KEYS.values()) + 1)
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for role, index in DEV_KEYS.items():
+        if index > funded:
+            continue
+        path = keys_dir / f"{role}.key"
+        partial = keys_dir / f".{role}.key.partial"
+        partial.write_text(keys[index] + "\n")
+        partial.chmod(0o600)
+        os.replace(partial, path)
+        written.append(f"{role}.key")
+    if written:
+        click.echo(f"Dev keys (funded, test funds only) in {keys_dir}: {', '.join(written)}.")
 
 
 def _write_atomically(path: Path, document: dict) -> None:
@@ -319,6 +387,21 @@ def _serve_until_signal(process) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     raise ClientError(f"the local chain exited by itself (exit code {process.returncode})")
+
+
+@group.command("advance")
+@click.argument("seconds", type=click.IntRange(1, 10 * 365 * 86400))
+@connection_options
+def advance_command(connection: Connection, seconds: int) -> None:
+    """Move a dev chain's clock SECONDS ahead and mine a block there: how a local network gets past the
+    rewards root delay, a cooldown or a thaw without waiting. Refused on any chain but a dev chain."""
+    rpc_url = connection.resolved_rpc_url()
+    w3 = connect(rpc_url)
+    chain_id = read(lambda: w3.eth.chain_id, "reading the chain id", rpc_url=rpc_url)
+    if chain_id != DEFAULT_CHAIN_ID:
+        raise ClientError(f"chain {chain_id} is not a dev chain ({DEFAULT_CHAIN_ID}): its clock is real time")
+    timestamp = read(lambda: time_travel(w3, seconds), "moving the dev chain's clock", rpc_url=rpc_url)
+    click.echo(f"the dev chain's clock is now {format_time(timestamp)} ({seconds} s ahead)")
 
 
 # ---------------------------------------------------------------------------------------------- staking

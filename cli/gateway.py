@@ -9,12 +9,12 @@ file (--config, else <data dir>/gateway.toml), which beats the defaults `dolphin
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
 
 import click
-import trio
 
 from chain.errors import ChainError
 from cli.options import (
@@ -22,10 +22,15 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    run_trio,
     setting_option,
     write_config_file,
 )
+from node.errors import ModelError
+from node.models import load_manifest
 from p2p import P2PError
+from p2p.daemon import DataDirInUse
+from p2p.ports import PortInUse
 from pool.errors import PoolError
 from pool.gateway import serve_gateway
 from pool.gateway_config import SETTINGS, GatewayConfig, env_name, load_config
@@ -35,6 +40,7 @@ _OPTION_SETTINGS = (
     "http",
     "bootstrap",
     "api_key",
+    "allowed_origins",
     "models",
     "nodes",
     "min_verification",
@@ -48,6 +54,18 @@ _setting = setting_option(GatewayConfig, env_name)
 _chain_options = chain_options(_setting)
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _network_name(model: str) -> str:
+    """A configured model as the network knows it: a model folder becomes its manifest's id (as `dolphin
+    ask` takes folders); ids and names pass through."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return model
+    try:
+        return load_manifest(folder).model_id().hex()
+    except (ModelError, OSError, ValueError) as exc:
+        raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 
 
 class _Started:
@@ -81,12 +99,20 @@ class _Started:
 )
 @_setting("--api-key", setting="api_key", help="Require `Authorization: Bearer KEY` from clients.")
 @_setting(
+    "--allowed-origin",
+    setting="allowed_origins",
+    multiple=True,
+    default=None,
+    help="A web origin whose pages may call the API from a browser (CORS; repeatable) [default: none].",
+)
+@_setting(
     "--model",
     "-m",
     setting="models",
     multiple=True,
     default=None,
-    help="Model to list from the start, by id or name (repeatable); others are found on request.",
+    help="Model to list from the start, by id, name or model folder (repeatable); others are found on "
+    "request.",
 )
 @_setting(
     "--nodes",
@@ -120,9 +146,10 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         return
     try:
         config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
+        config = dataclasses.replace(config, models=tuple(_network_name(model) for model in config.models))
         daemon_logging("pool")
-        trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
-    except PoolError as exc:
+        run_trio(functools.partial(serve_gateway, config, task_status=_Started()))
+    except (PoolError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except ChainError as exc:
         raise click.ClickException(f"{exc}\nCheck --rpc-url and --deployment, or leave them out.") from None

@@ -7,12 +7,10 @@ import os
 # redraws; tqdm reads this when it is first imported, so it is set before anything imports it.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import logging
-import sys
-
 import click
 
 from cli import ask, chain, demo, gateway, model, node, relay, rewards, validator
+from cli.logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,13 +24,7 @@ def main(verbose: int) -> None:
     Node operators run a headless daemon serving a model; validators with bonded stake check the nodes;
     rewards, staking, bonding and credits settle on an EVM chain.
     """
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if verbose < 2:
-        # httpx logs every request at INFO, the vLLM engine's once-a-second /metrics poll included.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(verbose)
 
 
 main.add_command(ask.command)

@@ -30,15 +30,20 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    profile_option,
+    run_trio,
     setting_option,
+    with_profile,
     write_config_file,
 )
-from node.config import SETTINGS, NodeConfig, env_name, load_config
+from node.config import PROFILES, SETTINGS, NodeConfig, env_name, load_config
 from node.daemon import serve_node
 from node.errors import NodeError
 from node.ledger import LEDGER_FILE, read_ledger
 from node.registration import register_node
 from p2p import P2PError
+from p2p.daemon import DataDirInUse
+from p2p.ports import PortInUse
 
 _err = Console(stderr=True)
 
@@ -130,7 +135,7 @@ class _Started:
 def _run(config: NodeConfig) -> None:
     with _StartProgress() as progress:
         serve = functools.partial(serve_node, config, progress=progress, task_status=_Started(progress))
-        trio.run(serve)
+        run_trio(serve)
 
 
 _setting = setting_option(NodeConfig, env_name)
@@ -253,7 +258,10 @@ _PATH = click.Path(file_okay=False, path_type=Path)
 )
 @_chain_options
 @click.pass_context
-def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: Any) -> None:
+@profile_option(PROFILES)
+def group(
+    ctx: click.Context, config_file: Path | None, no_listen: bool, profile: str | None, **_: Any
+) -> None:
     """Run a node: serve a model to the network until Ctrl-C or SIGTERM (which drain first).
 
     Example: dolphin node --model models/smollm2 --bootstrap /ip4/…/tcp/4001/p2p/… --data-dir ~/node
@@ -261,10 +269,10 @@ def group(ctx: click.Context, config_file: Path | None, no_listen: bool, **_: An
     if ctx.invoked_subcommand is not None:
         return
     try:
-        config = load_config(config_file, _explicit(ctx))
+        config = load_config(config_file, with_profile(PROFILES, profile, _explicit(ctx)))
         daemon_logging("node")
         _run(config)
-    except NodeError as exc:
+    except (NodeError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except P2PError as exc:
         raise click.ClickException(f"{exc}\nCheck --listen and --bootstrap.") from None

@@ -9,16 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import click
+import trio
 from click.core import ParameterSource
 
 from pool.settings import DaemonSettings
 
 __all__ = [
+    "INTERRUPTED",
     "chain_options",
     "config_file_option",
     "daemon_logging",
+    "expected_error",
     "explicit_settings",
+    "profile_option",
+    "run_trio",
     "setting_option",
+    "with_profile",
     "write_config_file",
 ]
 
@@ -44,6 +50,26 @@ def explicit_settings(ctx: click.Context, names: Iterable[str]) -> dict[str, Any
         for name in names
         if ctx.get_parameter_source(name) in sources and ctx.params[name] not in (None, ())
     }
+
+
+def profile_option(profiles: dict[str, dict[str, Any]]):  # type: ignore[no-untyped-def]
+    """--profile NAME: a named set of settings (e.g. dev: a local network's short epochs)."""
+    names = ", ".join(
+        f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}" for name, values in profiles.items()
+    )
+    return click.option(
+        "--profile",
+        type=click.Choice(sorted(profiles)),
+        envvar="DOLPHIN_PROFILE",
+        help=f"Settings for a kind of network, beneath options and environment variables ({names}).",
+    )
+
+
+def with_profile(
+    profiles: dict[str, dict[str, Any]], profile: str | None, explicit: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings a command passes on: its profile's, then what was given explicitly over them."""
+    return {**profiles.get(profile or "", {}), **explicit}
 
 
 def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
@@ -73,6 +99,39 @@ def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
         return command
 
     return decorate
+
+
+INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C before it was serving (128 + SIGINT, as shells say)."""
+
+
+def expected_error(error: BaseException) -> BaseException:
+    """The error a person should read in what a trio nursery raised: groups (nested, as nurseries nest)
+    are opened down to their first leaf that is not a cancellation."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves = [e for e in error.exceptions if not isinstance(e, trio.Cancelled)]
+        error = (leaves or list(error.exceptions))[0]
+    return error
+
+
+def run_trio(async_fn: Callable[[], Any]) -> Any:
+    """`trio.run(async_fn)` for a command: an exception group is re-raised as its `expected_error`, so the
+    command's `except` clauses see the library's own error type and no traceback reaches the user; Ctrl-C
+    (before the daemon handles signals itself, e.g. during a model load) ends it quietly with INTERRUPTED."""
+    try:
+        return trio.run(async_fn)
+    except BaseExceptionGroup as group:
+        error = expected_error(group)
+        if isinstance(error, KeyboardInterrupt):
+            raise _interrupted() from None
+        raise error from None
+    except KeyboardInterrupt:
+        raise _interrupted() from None
+
+
+def _interrupted() -> click.exceptions.Exit:
+    click.echo("interrupted", err=True)
+    return click.exceptions.Exit(INTERRUPTED)
 
 
 def daemon_logging(package: str) -> None:

@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 import click
-import trio
 
+from cli.options import run_trio
 from p2p.config import DhtMode, HostConfig, Reachability
-from p2p.daemon import READY_FILE, serve_peer
+from p2p.daemon import READY_FILE, DataDirInUse, serve_peer
 from p2p.errors import P2PError
+from p2p.ports import PortInUse
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
 
@@ -36,8 +37,9 @@ DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    envvar="DOLPHIN_DATA_DIR",
-    help=f"Holds the relay's identity key and, once it is serving, {READY_FILE}.",
+    envvar="DOLPHIN_RELAY_DATA_DIR",
+    help=f"Holds the relay's identity key and, once it is serving, {READY_FILE} (its own folder: not the "
+    "chain's DOLPHIN_DATA_DIR).",
 )
 def command(listen: tuple[str, ...], bootstrap: tuple[str, ...], data_dir: Path) -> None:
     """Run a relay: peers behind NAT reserve a slot here and are dialled through it; everyone may use it
@@ -64,7 +66,9 @@ def command(listen: tuple[str, ...], bootstrap: tuple[str, ...], data_dir: Path)
         return None
 
     try:
-        trio.run(functools.partial(serve_peer, config, on_ready=announce))
+        run_trio(functools.partial(serve_peer, config, on_ready=announce))
+    except (PortInUse, DataDirInUse) as error:
+        raise click.ClickException(str(error)) from None
     except P2PError as error:
         raise click.ClickException(f"{error}\nCheck --listen and --bootstrap.") from None
     except OSError as error:

@@ -31,14 +31,22 @@ from cli.options import (
     config_file_option,
     daemon_logging,
     explicit_settings,
+    profile_option,
+    run_trio,
     setting_option,
+    with_profile,
     write_config_file,
 )
-from p2p import P2PError
+from p2p import HostConfig, P2PError
+from p2p.daemon import DataDirInUse
+from p2p.ports import PortInUse
+from protocols.errors import ProtocolError
+from protocols.keys import peer_id_from_text
 from validator.audit import audit_node
 from validator.calibration import thresholds_for
 from validator.config import (
     KEY_FILE,
+    PROFILES,
     SETTINGS,
     ValidatorConfig,
     env_name,
@@ -134,8 +142,9 @@ class _Started:
     help="Seconds in-flight challenges may take on SIGTERM.",
 )
 @_chain_options
+@profile_option(PROFILES)
 @click.pass_context
-def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
+def group(ctx: click.Context, config_file: Path | None, profile: str | None, **_: Any) -> None:
     """Run a validator: sample the pool's nodes with ordinary-looking requests, check every answer against
     the reference model, strike, ban and (with a chain) slash cheats, until Ctrl-C or SIGTERM.
 
@@ -144,10 +153,12 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     try:
-        config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
+        config = load_config(
+            config_file, with_profile(PROFILES, profile, explicit_settings(ctx, _OPTION_SETTINGS))
+        )
         daemon_logging("validator")
-        trio.run(lambda: serve_validator(config, task_status=_Started()))
-    except ValidatorError as exc:
+        run_trio(lambda: serve_validator(config, task_status=_Started()))
+    except (ValidatorError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except P2PError as exc:
         raise click.ClickException(f"{exc}\nCheck --listen and --bootstrap.") from None
@@ -193,6 +204,12 @@ class _AuditProgress:
             self._progress.stop()
 
 
+class _CouldNotAudit(click.ClickException):
+    """`validator audit` ends without a verdict: scripts tell this from a failed audit by its status."""
+
+    exit_code = 3
+
+
 @group.command("audit")
 @click.option(
     "--bootstrap", required=True, multiple=True, envvar="DOLPHIN_BOOTSTRAP", help="Bootstrap peer multiaddr."
@@ -221,8 +238,16 @@ def audit_command(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Check one node now, without a chain: send it challenges and check every answer. Exit status 1 when
-    it fails."""
+    """Check one node now, without a chain: send it challenges and check every answer. Exit status 0 when
+    it passes, 1 when it fails, 3 when it could not be audited (node not found, network or model error)."""
+    try:
+        peer_id_from_text(peer_id)
+    except ProtocolError:
+        raise click.BadParameter(f"{peer_id!r} is not a libp2p peer id", param_hint="--peer") from None
+    try:
+        HostConfig.light_client(Path("."), bootstrap=bootstrap, listen=())
+    except P2PError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bootstrap") from None
 
     async def run() -> dict:
         model = await open_reference(reference, threads=threads or None)
@@ -248,9 +273,9 @@ def audit_command(
 
     logging.getLogger("libp2p").setLevel(logging.ERROR)
     try:
-        result = trio.run(run)
+        result = run_trio(run)
     except (ValidatorError, P2PError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _CouldNotAudit(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -18,6 +18,7 @@ from pool.settings import doc
 
 __all__ = [
     "CONFIG_FILE",
+    "PROFILES",
     "SETTINGS",
     "ConfigError",
     "NodeConfig",
@@ -27,6 +28,12 @@ __all__ = [
 ]
 
 CONFIG_FILE = "node.toml"
+DEV_EPOCH_SECONDS = 60
+PROFILES: dict[str, dict[str, float]] = {
+    "dev": {"epoch_seconds": DEV_EPOCH_SECONDS, "receipt_submit_seconds": 5.0, "heartbeat_interval": 2.0},
+}
+"""Named sets of settings (`--profile`): "dev" is a local dev network's cadence (epochs of a minute, not a
+day), matching the validators' "dev" profile and a chain deployed with `--profile dev`."""
 ENV_PREFIX = "DOLPHIN_NODE_"
 
 

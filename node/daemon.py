@@ -58,7 +58,8 @@ from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
-from p2p.daemon import drain, ready_document, write_ready_file
+from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.ports import check_http_address, check_listen_addrs
 from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
 from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
@@ -252,6 +253,13 @@ async def serve_node(
     """
     if config.model is None:
         raise NodeError("no model to serve: pass --model DIR (a folder made by `dolphin model`)")
+    # Addresses and ports first: a typo or a busy port must not cost a model load and a benchmark.
+    host_config = HostConfig(
+        config.data_dir, listen=config.listen, announce=config.announce, bootstrap=config.bootstrap
+    )
+    check_listen_addrs(config.listen)
+    check_http_address(config.local_api, "--local-api")
+    check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -302,11 +310,12 @@ async def serve_node(
         chain = await _open_chain(config)
         await _check_registration(chain, binding)
         progress("starting the network", 0, 0)
-        await _serve(config, served, keys, binding, chain, hardware, started_at_ms, task_status)
+        await _serve(config, host_config, served, keys, binding, chain, hardware, started_at_ms, task_status)
 
 
 async def _serve(  # type: ignore[no-untyped-def]
     config: NodeConfig,
+    host_config: HostConfig,
     served: list[_Served],
     keys: KeyRing,
     binding: OperatorBinding | None,
@@ -320,9 +329,6 @@ async def _serve(  # type: ignore[no-untyped-def]
     payments = _payments(config, chain)
     metrics = NodeMetrics(engine.load)
     draining = False
-    host_config = HostConfig(
-        config.data_dir, listen=config.listen, announce=config.announce, bootstrap=config.bootstrap
-    )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             trio_asyncio.open_loop(),

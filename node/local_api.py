@@ -69,6 +69,33 @@ def _generation(sampling: Sampling, **prompt: object) -> GenerationRequest:
         raise OpenAIError(400, str(exc)) from exc
 
 
+class _TokenTexts:
+    """Token id -> its text through the engine's tokenizer, learnt piece by piece for one request: logprobs
+    name tokens by their text, as OpenAI's do."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._texts: dict[int, str] = {}
+
+    async def learn(self, piece: Piece) -> None:
+        ids = [*piece.token_ids, *(alt for alts in piece.top_logprobs for alt, _ in alts)]
+        for token_id in ids:
+            if token_id not in self._texts:
+                self._texts[token_id] = await self._engine.detokenize([token_id])
+
+    def __call__(self, token_id: int) -> str | None:
+        return self._texts.get(token_id)
+
+
+def _check_model(body: dict, model_name: str, model_id: bytes) -> None:
+    """A request naming a model must name this node's (by name or id); naming none means this one."""
+    model = body.get("model")
+    if model is not None and model not in (model_name, model_id.hex()):
+        raise OpenAIError(
+            404, f"this node serves {model_name!r} only, not {model!r}", "not_found_error", param="model"
+        )
+
+
 def build_app(
     engine: Engine,
     *,
@@ -85,8 +112,13 @@ def build_app(
         if reason is not None:
             metrics.refused("draining")
             return OpenAIError(503, reason, "unavailable").response()
+        texts = _TokenTexts(engine)
         shaper = CompletionShaper(
-            kind, model_name, logprobs=sampling.logprobs, include_usage=sampling.include_usage
+            kind,
+            model_name,
+            logprobs=sampling.logprobs,
+            include_usage=sampling.include_usage,
+            token_text=texts,
         )
         started = time.monotonic()
 
@@ -109,6 +141,8 @@ def build_app(
                             first_at = time.monotonic()
                         tokens_out += len(piece.token_ids)
                         last = piece
+                        if sampling.logprobs:
+                            await texts.learn(piece)
                         yield sse(
                             shaper.chunk(
                                 piece.text,
@@ -136,6 +170,7 @@ def build_app(
                 text.append(piece.text)
                 tokens_out += len(piece.token_ids)
                 if sampling.logprobs:
+                    await texts.learn(piece)
                     logprobs += shaper.logprobs_content(piece.token_ids, piece.logprobs, piece.top_logprobs)
                 last = piece
         except EngineRequestError as exc:
@@ -150,6 +185,7 @@ def build_app(
     async def chat_completions(request: Request) -> Response:
         try:
             body = await read_json_body(request, MAX_BODY_BYTES)
+            _check_model(body, model_name, model_id)
             sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
             messages = tuple(ChatTurn(role, content) for role, content in parse_messages(body))  # type: ignore[arg-type]
             generation = _generation(sampling, messages=messages)
@@ -160,6 +196,7 @@ def build_app(
     async def completions(request: Request) -> Response:
         try:
             body = await read_json_body(request, MAX_BODY_BYTES)
+            _check_model(body, model_name, model_id)
             sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
             prompt = parse_prompt(body)
             ids = prompt if isinstance(prompt, tuple) else tuple(await engine.tokenize(prompt))

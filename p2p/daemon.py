@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from p2p.config import HostConfig
+from p2p.errors import P2PError
 from p2p.host import DolphinHost, open_host
 
 READY_FILE = "ready.json"
@@ -42,6 +43,32 @@ def ready_document(host: DolphinHost, extra: dict | None = None) -> dict:
     return document
 
 
+class DataDirInUse(P2PError):
+    """Another running daemon serves from this data dir (its ready.json names a live process)."""
+
+
+def check_data_dir_free(data_dir: Path) -> None:
+    """Refuse (DataDirInUse) a data dir whose ready.json names another live process: two daemons in one
+    dir overwrite each other's ready.json, and the first to stop deletes the other's. A ready.json left by
+    a process that died is stale and ignored."""
+    try:
+        pid = json.loads((Path(data_dir) / READY_FILE).read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass  # alive, someone else's
+    raise DataDirInUse(
+        f"{data_dir} is in use by another running process (pid {pid}, see its {READY_FILE}): "
+        "give this one its own --data-dir"
+    )
+
+
 def write_ready_file(data_dir: Path, document: dict) -> Path:
     """Atomically write `document` as data_dir/ready.json."""
     path = Path(data_dir) / READY_FILE
@@ -60,8 +87,10 @@ async def serve_peer(
     """Run a host until SIGINT or SIGTERM, then stop cleanly.
 
     `on_ready(host)` runs after bootstrap and before ready.json is written (announce pool records,
-    subscribe to topics); a dict it returns is merged into ready.json.
+    subscribe to topics); a dict it returns is merged into ready.json. Raises DataDirInUse when another
+    live daemon's ready.json is in the data dir.
     """
+    check_data_dir_free(config.data_dir)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_host(config) as host:
             extra = await on_ready(host) if on_ready is not None else None

@@ -46,6 +46,7 @@ from p2p.dht import Dht, build_kad
 from p2p.errors import DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
+from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
 from p2p.streams import MULTISTREAM_PROTOCOL, Stream, multistream_line
 from p2p.topics import REACHABILITY_PROTOCOL
 
@@ -488,6 +489,16 @@ class DolphinHost:
                         await self.reserve_relay(addr)
 
 
+def attach_libp2p_logging() -> None:
+    """Give py-libp2p's log records back to the root logger's handlers.
+
+    Importing py-libp2p detaches its loggers (propagate False and no handler, unless LIBP2P_DEBUG is set):
+    its warnings then skip every handler and reach stderr through logging.lastResort, bare, multi-line and
+    whatever the configured level. Attached again, they meet the daemon's handlers and filters."""
+    if not os.environ.get("LIBP2P_DEBUG"):  # with it, py-libp2p writes its own debug log: leave that be
+        logging.getLogger("libp2p").propagate = True
+
+
 async def _never_auto_dial() -> None:
     return None
 
@@ -507,8 +518,11 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     """Start a host per `config`, bootstrap it, and yield it; everything stops when the block exits.
 
     On entry the host listens, has dialled its bootstrap peers, knows whether it is reachable, holds
-    relay reservations if it is not, and has refreshed its routing table.
+    relay reservations if it is not, and has refreshed its routing table. A `listen` port another
+    process holds raises PortInUse before anything starts.
     """
+    check_listen_addrs(config.listen)
+    install_exclusive_tcp_listeners()
     key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     swarm = new_swarm(

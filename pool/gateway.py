@@ -1,8 +1,9 @@
 """`serve_gateway(config)`: an OpenAI-compatible HTTP API in front of a light client — `dolphin gateway`.
 
     GET  /v1/models             every model the network serves (pool.watch's catalogue) or that was asked
-                                for, with live nodes: id (its name), node count, speed, price
-                                (the chain's Credits price when there is a chain, else the configured one)
+                                for, with live nodes: id (its name), node count, speed, price (the chain's
+                                Credits price when there is a chain, null until it answers; else the
+                                configured one)
     POST /v1/chat/completions   chat; "stream": true for server-sent events
     POST /v1/completions        a prompt string, continued as the assistant's text (the network serves
                                 chat models through their template; token-id prompts are refused)
@@ -46,6 +47,7 @@ from typing import Any
 import trio
 import trio_asyncio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -53,11 +55,13 @@ from starlette.routing import Route
 from chain.client import USD_DECIMALS, format_units
 from chain.errors import ChainError
 from p2p import P2PError
-from p2p.daemon import drain, ready_document, write_ready_file
+from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.ports import check_http_address
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from pool.http import serve_http
+from pool.http_guard import guard_http
 from pool.light import Answer, LightClient, LightConfig, LightSettings, open_light_client
 from pool.openai_api import (
     SSE_DONE,
@@ -83,6 +87,8 @@ __all__ = ["Gateway", "serve_gateway"]
 log = logging.getLogger(__name__)
 
 REPORT_RETRY_SECONDS = 2.0
+PRICE_READ_TIMEOUT_S = 5.0
+"""How long /v1/models waits for the chain's price of a newly watched model before listing it as null."""
 _SORTS = {"balanced": "balanced", "speed": "speed", "throughput": "speed", "latency": "latency"}
 _PROVIDER_KEYS = {
     "sort",
@@ -322,7 +328,7 @@ class Gateway:
                         await emit(sse(chunk))
                     elif sampling.logprobs:
                         logprobs += shaper.logprobs_content(
-                            piece.token_ids, piece.logprobs, piece.top_logprobs
+                            piece.token_ids, piece.logprobs, piece.top_logprobs, piece.text
                         )
         except PoolError as exc:
             self._count_attempts(getattr(exc, "attempts", []))
@@ -399,11 +405,12 @@ class Gateway:
         ]
         speeds = [s for s in speeds if s]
         chain_price = self._chain_prices.get(model_id)
-        price = (
-            format_units(chain_price, USD_DECIMALS)
-            if chain_price is not None
-            else self.config.price_of(model_id, name)
-        )
+        if chain_price is not None:
+            price = format_units(chain_price, USD_DECIMALS)
+        elif self.client.chain is not None:
+            price = None  # the chain has not answered yet: unknown, never the configured "0"
+        else:
+            price = self.config.price_of(model_id, name)
         return {
             "id": name,
             "object": "model",
@@ -424,20 +431,27 @@ class Gateway:
         """Keep the governance-set price (Credits.priceOf, per 1M tokens) of every watched model, re-read
         every `chain_refresh_seconds`; /v1/models lists it instead of the configured one. Never returns."""
         while True:
-            for pool in self.client.watcher.watched():
-                try:
-                    self._chain_prices[pool.model] = await trio.to_thread.run_sync(
-                        self.client.chain.price_of, pool.model
-                    )
-                except ChainError as exc:
-                    log.warning("could not read the price of a model (keeping the last): %s", exc)
+            await self._read_chain_prices(self.client.watcher.watched())
             await trio.sleep(self.config.chain_refresh_seconds)
+
+    async def _read_chain_prices(self, pools) -> None:  # type: ignore[no-untyped-def]
+        for pool in pools:
+            try:
+                self._chain_prices[pool.model] = await trio.to_thread.run_sync(
+                    self.client.chain.price_of, pool.model
+                )
+            except ChainError as exc:
+                log.warning("could not read the price of a model (keeping the last): %s", exc)
 
     async def models(self, request: Request) -> Response:
         try:
             self._check_key(request)
         except OpenAIError as exc:
             return exc.response()
+        if self.client.chain is not None:  # a model watched since the last round: its price now
+            unpriced = [p for p in self.client.watcher.watched() if p.model not in self._chain_prices]
+            with trio.move_on_after(PRICE_READ_TIMEOUT_S):
+                await self._read_chain_prices(unpriced)
         entries = [e for pool in self.client.watcher.watched() if (e := self._model_entry(pool.model))]
         return JSONResponse({"object": "list", "data": entries})
 
@@ -529,7 +543,11 @@ class Gateway:
             status = 503 if self.draining else 200
             return JSONResponse({"serving": not self.draining, "in_flight": self.in_flight}, status)
 
+        bind_host = self.config.http.rpartition(":")[0]
         return Starlette(
+            middleware=[
+                Middleware(guard_http, bind_host=bind_host, allowed_origins=self.config.allowed_origins)
+            ],
             routes=[
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/chat/completions", chat, methods=["POST"]),
@@ -537,7 +555,7 @@ class Gateway:
                 Route("/v1/reports", self.reports, methods=["POST"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/health", health, methods=["GET"]),
-            ]
+            ],
         )
 
 
@@ -588,7 +606,9 @@ async def serve_gateway(
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
     document. Raises P2PError (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
-    OSError (the HTTP address is taken) at start."""
+    OSError (the HTTP address is taken) at start; PortInUse and DataDirInUse before anything else."""
+    check_http_address(config.http, "--http")
+    check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pool import settings
 from pool.errors import PoolError
+from pool.http_guard import is_loopback
 
 __all__ = [
     "CONFIG_FILE",
@@ -54,6 +55,13 @@ class GatewayConfig:
         metadata=_doc(
             "Clients must send `Authorization: Bearer <key>` when set (better given as "
             "DOLPHIN_GATEWAY_API_KEY than written here)."
+        ),
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Web origins (https://app.example) whose pages may call this API from a browser (CORS); "
+            "none by default: requests carrying any other Origin header are refused."
         ),
     )
     models: tuple[str, ...] = field(
@@ -140,6 +148,11 @@ class GatewayConfig:
         host, _, port = self.http.rpartition(":")
         if not host or not port.isdigit():
             raise GatewayConfigError(f"http must be HOST:PORT, not {self.http!r}")
+        if not is_loopback(host) and self.api_key is None:
+            raise GatewayConfigError(
+                f"http {self.http} can be reached from other machines, which would spend this gateway's "
+                "credit: set api_key (DOLPHIN_GATEWAY_API_KEY) or listen on 127.0.0.1"
+            )
         for name, price in {**self.prices, "default_price": self.default_price}.items():
             try:
                 if Decimal(price) < 0 or not Decimal(price).is_finite():

@@ -4,13 +4,18 @@ answers, chunks and errors, so both speak exactly the same dialect.
 Requests (`parse_sampling`, `parse_messages`, `parse_prompt`): every parameter is checked and a bad one
 is an `OpenAIError` (400) naming it: `max_tokens` (or `max_completion_tokens`), `temperature`, `top_p`,
 `seed`, `stop` (a string or up to 16), `logprobs` and `top_logprobs` (0 to 20), `stream` and
-`stream_options.include_usage`.
+`stream_options.include_usage`. What the network does not serve is refused with a 400 naming the
+parameter, never silently ignored (`UNSERVED`): `n` other than 1, `tools`/`functions`, a `tool_choice`
+or `function_call` other than "none", a `response_format` other than text, `logit_bias`, and non-zero
+penalties.
 
 Answers (`CompletionShaper`): `chat.completion` / `text_completion` objects, and for streams their
 chunks as server-sent events, ended by `data: [DONE]`. With `stream_options.include_usage`, every chunk
 carries `"usage": null` and one more chunk with no choices carries the usage, as OpenAI does. Logprobs
-come as `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`; a token's text is what
-`token_text(id)` says (the id itself when the caller has no tokenizer).
+come in chat's shape `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`, and in the
+legacy completions' shape `{"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
+"text_offset"}` for `text_completion`; a token's text is what `token_text(id)` says (the caller's
+tokenizer, or the text of a one-token piece).
 
 Errors: `{"error": {"message", "type", "param", "code"}}` with the HTTP status.
 """
@@ -112,8 +117,31 @@ class Sampling:
     include_usage: bool
 
 
+def _refuse_unserved(body: dict) -> None:
+    """A 400 naming the first parameter asking for something the network does not do (module docstring)."""
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise OpenAIError(400, "n must be 1: one answer per request (send n requests)", param="n")
+    for name in ("tools", "functions", "logit_bias"):
+        if body.get(name):
+            raise OpenAIError(400, f"{name} is not supported by this network", param=name)
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "none"):
+            raise OpenAIError(400, f'{name} is not supported by this network (only "none")', param=name)
+    response_format = body.get("response_format")
+    if response_format is not None and (
+        not isinstance(response_format, dict) or response_format.get("type") != "text"
+    ):
+        raise OpenAIError(400, 'response_format: only {"type": "text"} is supported', param="response_format")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if body.get(name) not in (None, 0):
+            raise OpenAIError(400, f"{name} is not supported by this network (only 0)", param=name)
+
+
 def parse_sampling(body: dict, *, max_tokens_limit: int, default_max_tokens: int = 256) -> Sampling:
-    """The sampling parameters of a chat or completions request; OpenAIError(400) for a bad one."""
+    """The sampling parameters of a chat or completions request; OpenAIError(400) for a bad one, or for one
+    asking what the network does not serve."""
+    _refuse_unserved(body)
     stop = body.get("stop") or ()
     stop = (stop,) if isinstance(stop, str) else stop
     if (
@@ -209,7 +237,7 @@ class CompletionShaper:
         *,
         logprobs: bool = False,
         include_usage: bool = False,
-        token_text: Callable[[int], str] = str,
+        token_text: Callable[[int], str] | None = None,
         completion_id: str | None = None,
     ) -> None:
         self.kind = kind
@@ -220,29 +248,32 @@ class CompletionShaper:
         self.id = completion_id or f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.object = "chat.completion" if kind == "chat" else "text_completion"
+        self._text_offset = 0
 
     def logprobs_content(
-        self, token_ids: Sequence[int], logprobs: Sequence[float], top: TopLogprobs = ()
+        self,
+        token_ids: Sequence[int],
+        logprobs: Sequence[float],
+        top: TopLogprobs = (),
+        piece_text: str | None = None,
     ) -> list[dict]:
-        """One entry per token; empty when the tokens came without logprobs."""
+        """One entry per token; empty when the tokens came without logprobs. A token's text is
+        `token_text(id)`; without it, the piece's text when the piece is that one token, else vLLM's
+        `token_id:<id>` form with `bytes` null (a gateway holds no tokenizer)."""
+        known = {}
+        if piece_text is not None and len(token_ids) == 1:
+            known[token_ids[0]] = piece_text
+
+        def entry(token_id: int, logprob: float) -> dict:
+            text = self.token_text(token_id) if self.token_text is not None else known.get(token_id)
+            if text is None:
+                return {"token": f"token_id:{token_id}", "logprob": logprob, "bytes": None}
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
         content = []
         for index, (token_id, logprob) in enumerate(zip(token_ids, logprobs, strict=False)):
-            text = self.token_text(token_id)
-            content.append(
-                {
-                    "token": text,
-                    "logprob": logprob,
-                    "bytes": list(text.encode()),
-                    "top_logprobs": [
-                        {
-                            "token": self.token_text(alt),
-                            "logprob": value,
-                            "bytes": list(self.token_text(alt).encode()),
-                        }
-                        for alt, value in (top[index] if index < len(top) else ())
-                    ],
-                }
-            )
+            alternatives = top[index] if index < len(top) else ()
+            content.append(entry(token_id, logprob) | {"top_logprobs": [entry(*alt) for alt in alternatives]})
         return content
 
     def _choice(
@@ -254,8 +285,29 @@ class CompletionShaper:
         else:
             choice = {"index": 0, "text": text}
         choice["finish_reason"] = finish_reason
-        choice["logprobs"] = {"content": logprobs} if self.logprobs and logprobs is not None else None
+        if not self.logprobs or logprobs is None:
+            choice["logprobs"] = None
+        elif self.kind == "chat":
+            choice["logprobs"] = {"content": logprobs}
+        else:
+            choice["logprobs"] = self._legacy_logprobs(logprobs)
         return choice
+
+    def _legacy_logprobs(self, content: list[dict]) -> dict:
+        """The completions API's logprobs object; `text_offset` counts characters from the answer's start
+        across chunks."""
+        offsets = []
+        for entry in content:
+            offsets.append(self._text_offset)
+            self._text_offset += len(entry["token"])
+        return {
+            "tokens": [entry["token"] for entry in content],
+            "token_logprobs": [entry["logprob"] for entry in content],
+            "top_logprobs": [
+                {alt["token"]: alt["logprob"] for alt in entry["top_logprobs"]} for entry in content
+            ],
+            "text_offset": offsets,
+        }
 
     def _envelope(self, choices: list[dict], *, chunk: bool) -> dict:
         name = f"{self.object}.chunk" if chunk and self.kind == "chat" else self.object
@@ -277,7 +329,7 @@ class CompletionShaper:
         finish_reason: str | None = None,
     ) -> dict:
         """A stream chunk with this piece of the answer (and the finish reason on the last one)."""
-        content = self.logprobs_content(token_ids, logprobs, top_logprobs) if self.logprobs else None
+        content = self.logprobs_content(token_ids, logprobs, top_logprobs, text) if self.logprobs else None
         event = self._envelope([self._choice(text, finish_reason, content, delta=True)], chunk=True)
         if self.include_usage:
             event["usage"] = None

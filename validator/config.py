@@ -20,6 +20,7 @@ __all__ = [
     "CONFIG_FILE",
     "DEV_SETTLEMENT",
     "KEY_FILE",
+    "PROFILES",
     "SETTINGS",
     "ValidatorConfig",
     "env_name",
@@ -55,6 +56,13 @@ DEV_SETTLEMENT: dict[str, float] = {
     "announce_seconds": 2.0,
     "keeper_interval_seconds": 1.0,
 }
+
+
+PROFILES: dict[str, dict[str, float]] = {
+    "dev": {**DEV_SETTLEMENT, "epoch_seconds": 60, "standing_interval": 10.0, "chain_refresh": 5.0},
+}
+"""Named sets of settings (`--profile`): "dev" is DEV_SETTLEMENT with epochs of a minute, the nodes' "dev"
+profile's (node.config.PROFILES)."""
 
 
 @dataclass(frozen=True)

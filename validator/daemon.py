@@ -43,7 +43,8 @@ from chain.locate import ChainLocation
 from node.files import write_atomically
 from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
-from p2p.daemon import drain, ready_document, write_ready_file
+from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.ports import check_http_address, check_listen_addrs
 from pool import Member, PoolView
 from pool.attestations import attestation_validator
 from protocols import envelope
@@ -148,6 +149,11 @@ async def serve_validator(
         raise ValidatorConfigError(
             "no reference model: pass --reference DIR (the model this validator checks)"
         )
+    # Addresses and ports first: a typo or a busy port must not cost a reference model load.
+    HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
+    check_listen_addrs(config.listen)
+    check_http_address(config.metrics, "--metrics")
+    check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)

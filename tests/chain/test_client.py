@@ -361,8 +361,22 @@ def test_a_bad_key_file_is_named_without_its_contents(tmp_path):
     secret = "0x" + "zz" * 32
     path = tmp_path / "key"
     path.write_text(secret)
+    path.chmod(0o600)
     with pytest.raises(ClientError) as refused:
         read_key_file(path)
     assert secret not in str(refused.value) and str(path) in str(refused.value)
     path.write_text("ab" * 32 + "\n")
+    assert read_key_file(path) == "0x" + "ab" * 32
+
+
+@pytest.mark.unit
+def test_a_key_file_other_users_can_read_is_refused_as_ssh_does(tmp_path):
+    """Attack: another user on the machine reads a 0644 key and owns the wallet. Refused, naming the fix."""
+    path = tmp_path / "operator.key"
+    path.write_text("ab" * 32 + "\n")
+    for mode in (0o644, 0o640, 0o604, 0o660, 0o602):
+        path.chmod(mode)
+        with pytest.raises(ClientError, match=f"permissions {mode:04o} for the key file .* are too open"):
+            read_key_file(path)
+    path.chmod(0o400)
     assert read_key_file(path) == "0x" + "ab" * 32

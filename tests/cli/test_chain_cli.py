@@ -38,6 +38,7 @@ class Chain:
         for i, key in enumerate(self.keys):
             path = data_dir / f"key{i}"
             path.write_text(key + "\n")
+            path.chmod(0o600)
             self.key_files.append(path)
 
     def run(self, *args: str, key: int | None = None, expect: int = 0, input: bytes | None = None):
@@ -259,3 +260,74 @@ def test_deploy_beyond_a_dev_chain_wants_every_power_named(tmp_path):
 
 def dev_address(index: int) -> str:
     return Account.from_key(dev_private_keys(index + 1)[index]).address
+
+
+def _deploy_process(data_dir: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "cli.main", "chain", "deploy", "--data-dir", str(data_dir), *args]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"DOLPHIN_RPC_URL": ""},
+    )
+
+
+@pytest.mark.process
+@pytest.mark.chain
+def test_a_dev_profile_chain_mines_on_its_own_hands_out_keys_and_keeps_its_dir(tmp_path):
+    """A dev chain that mined only on transactions never passed an epoch's end by itself (validators
+    waited forever for a later block); its root delay was two days with no way past; no guide said where a
+    funded key comes from; a second deploy into the same dir clobbered the first one's ready.json."""
+    process = _deploy_process(tmp_path, "--profile", "dev")
+    try:
+        ready = tmp_path / "ready.json"
+        deadline = time.monotonic() + 180
+        while not ready.is_file():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "no ready.json within 180 s"
+            time.sleep(0.2)
+        info = json.loads(ready.read_text())
+        deployment = json.loads(Path(info["deployment"]).read_text())
+        assert deployment["params"]["root_delay"] == 3600  # RewardsDistributor.MIN_ROOT_DELAY
+        w3 = connect(info["rpc_url"])
+        first = w3.eth.block_number
+        time.sleep(3.5)
+        assert w3.eth.block_number >= first + 2  # a block a second with no transaction sent
+        keys = tmp_path / "keys"
+        expected = {
+            "operator": 4,
+            "me": 5,
+            "validator": 7,
+            "validator-1": 1,
+            "validator-2": 2,
+            "validator-3": 3,
+        }
+        for role, index in expected.items():
+            path = keys / f"{role}.key"
+            assert path.stat().st_mode & 0o777 == 0o600, role
+            assert Account.from_key(path.read_text().strip()).address == dev_address(index)
+        env = {"DOLPHIN_DATA_DIR": str(tmp_path), "DOLPHIN_RPC_URL": ""}
+        status = CliRunner().invoke(
+            main, ["chain", "status", "--key-file", str(keys / "operator.key")], env=env
+        )
+        assert status.exit_code == 0 and "POD          1,000,000" in status.output, status.output
+        before = w3.eth.get_block("latest")["timestamp"]
+        moved = CliRunner().invoke(main, ["chain", "advance", "3600"], env=env)
+        assert moved.exit_code == 0 and "3600 s ahead" in moved.output, moved.output
+        assert w3.eth.get_block("latest")["timestamp"] >= before + 3600
+        second = _deploy_process(tmp_path)
+        output = second.communicate(timeout=120)[0].decode()
+        assert second.returncode == 1 and f"pid {process.pid}" in output, output
+        assert ready.is_file() and json.loads(ready.read_text()) == info
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "Dev keys (funded, test funds only)" in output
+
+
+def test_advance_refuses_a_chain_that_is_not_a_dev_chain(tmp_path):
+    with open_devchain(chain_id=1337) as dev:
+        result = CliRunner().invoke(main, ["chain", "advance", "60", "--rpc-url", dev.rpc_url])
+    assert result.exit_code == 1 and "chain 1337 is not a dev chain" in result.output

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import socket
 
 import pytest
 import trio
@@ -111,6 +112,7 @@ def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path):
     with open_deployed_chain(tmp_path / "chain") as chain:
         key_file = tmp_path / "operator.key"
         key_file.write_text(chain.keys[4] + "\n")
+        key_file.chmod(0o600)
         node_dir = tmp_path / "node"
         args = ("node", "register", "--data-dir", str(node_dir), "--rpc-url", chain.rpc_url)
         chain_args = ("--chain-dir", str(tmp_path / "chain"), "--key-file", str(key_file))
@@ -145,3 +147,23 @@ def test_announce_reaches_the_node_config():
     ctx = group.make_context("node", ["--announce", "/ip4/127.0.0.1/tcp/9", "--no-listen"])
     settings = _explicit(ctx)
     assert settings["announce"] == ("/ip4/127.0.0.1/tcp/9",) and settings["listen"] == ()
+
+
+@pytest.mark.integration
+def test_busy_ports_and_bad_addresses_are_refused_before_the_model_loads(tmp_path, tiny_model_dir):
+    """Two default nodes on one machine both want 127.0.0.1:8477: the second said so only after loading
+    and benchmarking its model, in a 165-line exception group. Now: one line, naming port and option."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        node = ["node", "--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "n")]
+        api = _run(*node, "--local-api", f"127.0.0.1:{port}", expect=1)
+        assert f"port {port} (--local-api 127.0.0.1:{port}) is in use by another process" in api
+        listen = _run(*node, "--listen", f"/ip4/127.0.0.1/tcp/{port}", expect=1)
+        assert f"port {port} (--listen 127.0.0.1:{port}) is in use" in listen
+    bootstrap = _run(*node, "--bootstrap", "/ip4/127.0.0.1/tcp/4001", expect=1)
+    assert "must end in /p2p/<peer-id>" in bootstrap
+    for refused in (api, listen, bootstrap):
+        assert "verifying" not in refused and "Traceback" not in refused
+    assert not (tmp_path / "n" / "benchmark.json").exists()

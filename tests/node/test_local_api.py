@@ -105,9 +105,15 @@ async def test_completions_take_text_or_token_ids_and_give_logprobs(api, tiny_en
     by_ids = await http.post("/v1/completions", json=body)
     assert by_text.status_code == by_ids.status_code == 200
     assert by_text.json()["choices"][0]["text"] == by_ids.json()["choices"][0]["text"]
-    logprobs = by_ids.json()["choices"][0]["logprobs"]["content"]
-    assert len(logprobs) == 4 and all(len(entry["top_logprobs"]) == 2 for entry in logprobs)
-    assert all(entry["logprob"] <= 0 for entry in logprobs)
+    # The completions API's own logprobs shape, tokens named by their text (as OpenAI and vLLM do).
+    choice = by_ids.json()["choices"][0]
+    logprobs = choice["logprobs"]
+    assert set(logprobs) == {"tokens", "token_logprobs", "top_logprobs", "text_offset"}
+    assert len(logprobs["tokens"]) == 4 and all(len(top) == 2 for top in logprobs["top_logprobs"])
+    assert all(value <= 0 for value in logprobs["token_logprobs"])
+    assert "".join(logprobs["tokens"]) == choice["text"]
+    offsets = [sum(len(t) for t in logprobs["tokens"][:i]) for i in range(4)]
+    assert logprobs["text_offset"] == offsets
     models = (await http.get("/v1/models")).json()
     assert models["data"][0]["id"] == "dolphin-tiny-llama"
     assert models["data"][0]["dolphin_model_id"] == "05" * 32
@@ -161,3 +167,46 @@ async def test_a_client_closing_a_stream_stops_its_generation(long_api, tiny_eng
         while tiny_engine.load().running:
             await trio.sleep(0.01)
     assert tiny_engine.statistics().tokens_generated - before < 200
+
+
+@pytest.mark.trio
+async def test_chat_logprobs_name_tokens_by_their_text_and_bytes(api, tiny_engine):
+    """Logprobs carried the token id as text (token '89', the bytes of the digits)."""
+    http, _ = api
+    body = {
+        "messages": [{"role": "user", "content": "Hello there"}],
+        "max_tokens": 6,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    answer = (await http.post("/v1/chat/completions", json=body)).json()
+    choice = answer["choices"][0]
+    content = choice["logprobs"]["content"]
+    assert "".join(entry["token"] for entry in content) == choice["message"]["content"]
+    for entry in content:
+        assert entry["bytes"] == list(entry["token"].encode())
+        alternatives = [alt["token"] for alt in entry["top_logprobs"]]
+        assert len(alternatives) == 3 and entry["token"] in alternatives  # greedy: the best is the chosen
+
+
+@pytest.mark.trio
+async def test_another_model_is_a_404_and_unserved_parameters_a_400_naming_them(api):
+    """The node's local API answered any `model` and silently ignored n, tools and response_format."""
+    http, _ = api
+    chat = [{"role": "user", "content": "hi"}]
+    for model in ("gpt-4o", "/home/me/models/other", "ab" * 32):
+        response = await http.post("/v1/chat/completions", json={"model": model, "messages": chat})
+        assert response.status_code == 404, model
+        assert response.json()["error"]["param"] == "model" and "dolphin-tiny-llama" in response.text
+    for model in ("dolphin-tiny-llama", "05" * 32):
+        response = await http.post("/v1/completions", json={"model": model, "prompt": "hi", "max_tokens": 1})
+        assert response.status_code == 200, model
+    for extra, param in [
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ]:
+        response = await http.post("/v1/chat/completions", json={"messages": chat, "max_tokens": 1} | extra)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, extra

@@ -1,6 +1,7 @@
 """`dolphin gateway` as a process over real nodes and a relay, driven by the official `openai` package
 and by raw HTTP: models, chat, completions, streaming, logprobs, errors, disconnects, reports, drain."""
 
+import json
 import signal
 import time
 
@@ -38,7 +39,7 @@ def network(tmp_path_factory, tiny_model_dir):
                 "--http",
                 "127.0.0.1:0",
                 "--model",
-                manifest.name,
+                str(tiny_model_dir),  # a folder, as `dolphin ask` takes: its manifest's id
                 "--api-key",
                 API_KEY,
             ],
@@ -149,6 +150,16 @@ def test_openai_errors_come_with_the_right_status(network):
         client.chat.completions.create(model=manifest.name, messages=chat, max_tokens=0)
     with pytest.raises(openai.BadRequestError, match="top_logprobs"):
         client.chat.completions.create(model=manifest.name, messages=chat, top_logprobs=30, logprobs=True)
+    # What the network does not do is refused naming the parameter, never silently ignored.
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for extra, param in [
+        ({"n": 2}, "n"),
+        ({"tools": [tool]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=manifest.name, messages=chat, max_tokens=2, **extra)
+        assert refused.value.body["param"] == param
     # Nobody without a chain can be bonded: no capacity for such a request.
     with pytest.raises(openai.InternalServerError) as raised:
         client.chat.completions.create(
@@ -205,8 +216,9 @@ async def test_raw_http_edge_cases(network):
             ),
             ({"content": b"{" + b" " * (2 << 20) + b"}"}, 413, "limit"),
         ]
+        json_type = {"content-type": "application/json"}
         for request, status, message in cases:
-            response = await http.post("/v1/chat/completions", headers=headers, **request)
+            response = await http.post("/v1/chat/completions", headers=headers | json_type, **request)
             assert response.status_code == status, (request, response.text)
             error = response.json()["error"]
             assert message in error["message"] and error["type"]
@@ -287,6 +299,40 @@ async def test_a_report_by_answer_id_reaches_a_validator_signed_by_the_session_k
     verified = verify_countersigned_receipt(signed.message.receipt)
     assert verified.client_key == signed.signer  # the reporter is the client of that answer
     assert signed.message.reason == "it said 5" and signed.message.reporter == bytes.fromhex("ab" * 20)
+
+
+@pytest.mark.trio
+async def test_a_web_page_cannot_spend_the_gateways_credit(network):
+    """Attack: a page the operator visits posts to the gateway as text/plain (no CORS preflight), from its
+    own origin, or through DNS rebinding. Each is refused before any node is asked (even with the key: a
+    browser may hold one for a page of the operator's own)."""
+    gateway, _, manifest = network
+    body = json.dumps({"model": manifest.name, "messages": [{"role": "user", "content": "spend"}]})
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    url = gateway.ready["http"]
+    port = url.rsplit(":", 1)[1]
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        before = (await http.get("/metrics")).text
+        plain = await http.post(
+            "/v1/chat/completions", content=body, headers=auth | {"content-type": "text/plain"}
+        )
+        assert plain.status_code == 415
+        cross = await http.post(
+            "/v1/chat/completions",
+            content=body,
+            headers=auth | {"content-type": "application/json", "origin": "https://evil.example"},
+        )
+        assert cross.status_code == 403 and "allowed_origins" in cross.json()["error"]["message"]
+        rebound = await http.post(
+            "/v1/chat/completions",
+            content=body,
+            headers=auth | {"content-type": "application/json", "host": f"evil.example:{port}"},
+        )
+        assert rebound.status_code == 403 and "loopback" in rebound.json()["error"]["message"]
+        after = (await http.get("/metrics")).text
+    assert _metric(after, 'dolphin_gateway_requests_total{endpoint="chat",status="200"}') == _metric(
+        before, 'dolphin_gateway_requests_total{endpoint="chat",status="200"}'
+    )
 
 
 def test_prompts_stay_out_of_the_gateways_files_and_sigterm_drains(network):

@@ -14,7 +14,7 @@ def test_every_setting_round_trips_through_the_file_and_the_environment_wins(tmp
     path.write_text('models = ["a", "b"]\nprices = { a = "0.25" }\nnodes = "bonded"\n')
     config = load_config(
         environ={"DOLPHIN_GATEWAY_DATA_DIR": str(tmp_path), "DOLPHIN_GATEWAY_NODES": "registered"},
-        overrides={"http": "0.0.0.0:9000"},
+        overrides={"http": "0.0.0.0:9000", "api_key": "sk-x"},
     )
     assert config.models == ("a", "b") and config.nodes == "registered" and config.http == "0.0.0.0:9000"
     assert config.price_of(b"\1" * 32, "a") == "0.25" and config.price_of(b"\1" * 32, "z") == "0"
@@ -34,3 +34,13 @@ def test_bad_settings_are_refused_naming_them(tmp_path):
         path.write_text(text)
         with pytest.raises(GatewayConfigError, match=message):
             load_config(path)
+
+
+def test_a_bind_other_machines_reach_needs_an_api_key(tmp_path):
+    """Attack: `--http 0.0.0.0:PORT` without a key lets anyone on the network spend the operator's credit."""
+    for exposed in ("0.0.0.0:8080", "192.168.1.5:8080", "[::]:8080"):
+        with pytest.raises(GatewayConfigError, match="set api_key"):
+            GatewayConfig(data_dir=tmp_path, http=exposed)
+        assert GatewayConfig(data_dir=tmp_path, http=exposed, api_key="sk-1").api_key == "sk-1"
+    for local in ("127.0.0.1:8080", "localhost:0", "[::1]:8080", "127.0.0.2:1"):
+        assert GatewayConfig(data_dir=tmp_path, http=local).api_key is None

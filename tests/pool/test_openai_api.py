@@ -78,3 +78,62 @@ def test_chunks_and_completions_have_openais_shape():
     assert whole["choices"][0]["logprobs"] is None and whole["id"].startswith("cmpl-")
     error = OpenAIError(413, "too big").body()["error"]
     assert error == {"message": "too big", "type": "invalid_request_error", "param": None, "code": None}
+
+
+def test_what_the_network_does_not_serve_is_refused_naming_the_parameter():
+    """OpenAI clients send these expecting them honoured; ignoring them silently gives a wrong answer."""
+    for body, param in [
+        ({"n": 2}, "n"),
+        ({"n": True}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
+        ({"response_format": "json"}, "response_format"),
+        ({"logit_bias": {"5": 10}}, "logit_bias"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"frequency_penalty": -1}, "frequency_penalty"),
+    ]:
+        with pytest.raises(OpenAIError) as refused:
+            parse_sampling(body, max_tokens_limit=10)
+        assert refused.value.status == 400 and refused.value.param == param, body
+    served = {
+        "n": 1,
+        "tools": [],
+        "tool_choice": "none",
+        "response_format": {"type": "text"},
+        "logit_bias": {},
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+    }
+    assert parse_sampling(served, max_tokens_limit=10).max_tokens == 10
+
+
+def test_legacy_completions_carry_logprobs_in_their_own_shape_with_text_offsets():
+    shaper = CompletionShaper("completion", "m", logprobs=True, token_text={5: "Hel", 6: "lo", 7: "!"}.get)
+    first = shaper.chunk("Hel", token_ids=(5,), logprobs=(-0.5,), top_logprobs=(((5, -0.5), (7, -2.0)),))
+    second = shaper.chunk("lo", token_ids=(6,), logprobs=(-0.25,), top_logprobs=(((6, -0.25), (5, -3.0)),))
+    assert first["choices"][0]["logprobs"] == {
+        "tokens": ["Hel"],
+        "token_logprobs": [-0.5],
+        "top_logprobs": [{"Hel": -0.5, "!": -2.0}],
+        "text_offset": [0],
+    }
+    assert second["choices"][0]["logprobs"]["text_offset"] == [3]  # counted across the stream
+    assert "content" not in second["choices"][0]["logprobs"]
+
+
+def test_without_a_tokenizer_a_one_token_piece_names_its_token_by_its_text():
+    """A gateway has no tokenizer: the piece's text names a lone token; others use vLLM's token_id:N form."""
+    shaper = CompletionShaper("chat", "m", logprobs=True)
+    (entry,) = shaper.chunk("é", token_ids=(89,), logprobs=(-0.1,), top_logprobs=(((89, -0.1), (4, -3.0)),))[
+        "choices"
+    ][0]["logprobs"]["content"]
+    assert entry["token"] == "é" and entry["bytes"] == list("é".encode())
+    assert entry["top_logprobs"][0]["token"] == "é"
+    assert entry["top_logprobs"][1] == {"token": "token_id:4", "logprob": -3.0, "bytes": None}
+    pair = shaper.logprobs_content((1, 2), (-0.1, -0.2), (), "ab")
+    assert [e["token"] for e in pair] == ["token_id:1", "token_id:2"] and pair[0]["bytes"] is None

@@ -191,6 +191,7 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
             data_dir = tmp_path / f"validator-{index}"
             data_dir.mkdir()
             (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
+            (data_dir / "validator.key").chmod(0o600)
             os.chmod(data_dir / "validator.key", 0o600)
             process = validator_process(
                 data_dir, model_dir, "--bootstrap", relay.addr, *chain_args, *FAST_SAMPLING
@@ -223,3 +224,22 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
         )
         status, report = await trio.to_thread.run_sync(_audit, relay, model_dir, cheat.peer_id, 2)
         assert status == 1 and report["verdict"] == "fail" and report["checks"]["fingerprint"]["failed"] == 2
+
+
+def test_an_audit_that_cannot_run_says_why_in_one_line_and_exits_3(relay, model):
+    """Scripts must tell "the node failed" (1) from "no verdict" (3); a person gets no traceback."""
+    model_dir, _ = model
+    base = [sys.executable, "-m", "cli.main", "validator", "audit", "--reference", str(model_dir)]
+
+    def audit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], cwd=ROOT, capture_output=True, text=True, timeout=200)
+
+    relay_peer = relay.addr.rsplit("/p2p/", 1)[1]  # a real peer that serves no model: never found
+    missing = audit("--bootstrap", relay.addr, "--peer", relay_peer, "--timeout", "3")
+    assert missing.returncode == 3, missing.stderr[-3000:]
+    assert f"node {relay_peer} was not found serving this model within 3 s" in missing.stderr
+    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) <= 2
+    malformed = audit("--bootstrap", relay.addr, "--peer", "not-a-peer-0OIl")
+    assert malformed.returncode == 2 and "is not a libp2p peer id" in malformed.stderr
+    no_peer_id = audit("--bootstrap", "/ip4/127.0.0.1/tcp/4001", "--peer", relay_peer)
+    assert no_peer_id.returncode == 2 and "/p2p/<peer-id>" in no_peer_id.stderr

@@ -113,6 +113,7 @@ def network(tmp_path_factory, tiny_model_dir):
         for index in (1, 2, 3):
             path = tmp / f"validator-{index}.key"
             path.write_text(deployed.keys[index])
+            path.chmod(0o600)
             keys.append(path)
         with keep_mining(connect(deployed.rpc_url), 1.0):
             relay = _start(relay_process(tmp / "relay"))
@@ -249,6 +250,7 @@ def _claims_equal_the_engine(net: Network, epoch: int, settlement) -> None:
         if number == 0:
             key = net.tmp / f"operator-{index}.key"
             key.write_text(net.deployed.keys[4 + index])
+            key.chmod(0o600)
             result = CliRunner().invoke(
                 main,
                 ["chain", "claim", "--bootstrap", net.relay.addr, "--rpc-url", net.deployed.rpc_url,
