@@ -53,12 +53,13 @@ from node.metrics import NodeMetrics
 from node.models.manifest import ModelManifest, verify_model_dir
 from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
+from node.status import NodeStatus, StrikeWatch, chain_reader
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import drain, ready_document, write_ready_file
 from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
-from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
+from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, VALIDATORS_TOPIC
 from protocols.keys import Identity
 from protocols.messages import InferenceRequest, OperatorBinding
 
@@ -303,6 +304,9 @@ async def _serve(  # type: ignore[no-untyped-def]
             announcer = Announcer(
                 host, identity, announcement, service.load, interval=config.heartbeat_interval
             )
+            status = _node_status(
+                host, identity, manifest, engine, metrics, ledger, binding, chain, lambda: draining
+            )
             app = build_app(
                 engine,
                 model_name=manifest.name,
@@ -310,8 +314,12 @@ async def _serve(  # type: ignore[no-untyped-def]
                 metrics=metrics,
                 max_new_tokens=config.max_new_tokens,
                 refusing=lambda: "the node is shutting down" if draining else None,
+                status=status.snapshot,
             )
             nursery.start_soon(ledger.serve_nonce_writes)
+            await nursery.start(status.serve)
+            if status.strike_watch is not None:
+                await _watch_strikes(host, status.strike_watch, nursery)
             local_url = await nursery.start(serve_local_api, app, config.local_api)
             host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
             await nursery.start(announcer.serve)
@@ -368,6 +376,49 @@ async def _serve(  # type: ignore[no-untyped-def]
                 ready.unlink(missing_ok=True)
                 nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+def _node_status(host, identity, manifest, engine, metrics, ledger, binding, chain, draining) -> NodeStatus:  # type: ignore[no-untyped-def]
+    """The status model behind /status and the dashboard (node.status)."""
+    model_id = manifest.model_id()
+
+    def host_facts() -> dict:
+        return {
+            "reachable": host.reachable,
+            "listen_addrs": host.listen_addrs(),
+            "circuit_addrs": host.circuit_addrs(),
+            "advertised_addrs": host.advertised_addrs(),
+            "dht_mode": str(host.dht.mode),
+        }
+
+    status = NodeStatus(
+        peer_id=host.peer_id,
+        node_key=identity.public_key,
+        models=[{"name": manifest.name, "id": model_id.hex()}],
+        engine=engine,
+        metrics=metrics,
+        ledger=ledger,
+        host_facts=host_facts,
+        operator="0x" + binding.operator.hex() if binding is not None else None,
+        chain_url=chain.rpc_url if chain is not None else None,
+        read_chain=chain_reader(chain, binding, model_id) if chain is not None else None,
+        draining=draining,
+    )
+    if chain is not None:
+        status.strike_watch = StrikeWatch(identity.public_key, chain.domain("Slashing"), status.is_validator)
+    return status
+
+
+async def _watch_strikes(host, watch: StrikeWatch, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    """Follow STRIKES_TOPIC through `watch` (which keeps the strikes against us); the subscription's own
+    queue is read and dropped so it never fills."""
+    subscription = await host.gossip.subscribe(STRIKES_TOPIC, watch.validate)
+
+    async def drain_queue() -> None:
+        async for _ in subscription:
+            pass
+
+    nursery.start_soon(drain_queue)
 
 
 async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -> ReceiptSubmitter | None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,365 @@
+"""The node's status model: one place that says how the node is doing, for GET /status and the dashboard.
+
+It holds no numbers of its own where the node already keeps them: counters and gauges are read back from
+the node's Prometheus registry (what /metrics shows), engine health from the engine (what /health shows),
+identity and reachability from the host (what ready.json says), receipts from the ledger. What it adds:
+
+- `RateHistory`: a bounded series of samples (requests/s, output tokens/s, mean time to first token,
+  queue depth) taken on the daemon's clock, so the dashboard draws charts without keeping history itself;
+- `StrikeWatch`: strikes against this node that current validators published on STRIKES_TOPIC, with
+  their evidence hashes, so the operator sees why a node loses standing before it is banned. A strike
+  counts only when a current validator signed it (a peer cannot alarm an operator with a forged one);
+- a periodic chain read (registration, bond, rewards claimed, the model's price), so an unreachable chain
+  shows as one instead of stalling the page.
+
+Prompts and answers never pass through here: only counts, times and hashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import trio
+
+from chain.errors import ChainError
+from chain.rewards.params import BPS, RewardParams
+from chain.transactions import read
+from node.engines.base import Engine
+from node.ledger import Ledger
+from node.metrics import REFUSAL_REASONS, NodeMetrics
+from p2p import Verdict, signed_message_validator
+from protocols import envelope
+from protocols.eth import TypedDomain
+from protocols.messages import OperatorBinding, StrikeReport, eth_signer
+
+__all__ = ["ChainFacts", "NodeStatus", "RateHistory", "Sample", "StrikeWatch", "read_counters"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_SAMPLES = 300  # five minutes at one sample a second
+STRIKES_KEPT = 100
+PER_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One point of the dashboard's charts; rates are over the time since the previous sample."""
+
+    at_ms: int
+    requests_per_s: float
+    tokens_per_s: float
+    ttft_ms: float | None  # mean over the answers that started in the interval; None when there were none
+    queued: int
+    running: int
+
+
+class RateHistory:
+    """Samples from monotonically growing totals, on the caller's clock; the oldest drop out past
+    `capacity`. A total that went down (a restart of the counters) starts a fresh baseline."""
+
+    def __init__(self, capacity: int = HISTORY_SAMPLES) -> None:
+        self._samples: deque[Sample] = deque(maxlen=capacity)
+        self._last: tuple[float, dict[str, float]] | None = None
+
+    def record(
+        self, now_s: float, at_ms: int, totals: dict[str, float], *, queued: int, running: int
+    ) -> Sample:
+        """Add a sample from `totals` (requests, output_tokens, ttft_sum, ttft_count) taken at `now_s`."""
+        previous = self._last
+        self._last = (now_s, dict(totals))
+        if previous is None or now_s <= previous[0] or any(totals[k] < previous[1][k] for k in totals):
+            sample = Sample(at_ms, 0.0, 0.0, None, queued, running)
+        else:
+            elapsed = now_s - previous[0]
+            delta = {k: totals[k] - previous[1][k] for k in totals}
+            ttft = 1000 * delta["ttft_sum"] / delta["ttft_count"] if delta["ttft_count"] else None
+            sample = Sample(
+                at_ms, delta["requests"] / elapsed, delta["output_tokens"] / elapsed, ttft, queued, running
+            )
+        self._samples.append(sample)
+        return sample
+
+    def samples(self) -> list[Sample]:
+        return list(self._samples)
+
+
+def read_counters(metrics: NodeMetrics) -> dict:
+    """The node's totals as /metrics shows them, read back from its registry."""
+    value = metrics.registry.get_sample_value
+
+    def total(name: str, **labels: str) -> float:
+        return value(name, labels) or 0.0
+
+    sources = ("network", "local")
+    return {
+        "requests": {s: total("dolphin_node_requests_total", source=s) for s in sources},
+        "refusals": {r: total("dolphin_node_refusals_total", reason=r) for r in REFUSAL_REASONS},
+        "abandoned": total("dolphin_node_abandoned_total"),
+        "tokens": {d: total("dolphin_node_tokens_total", direction=d) for d in ("prompt", "output")},
+        "receipts_stored": total("dolphin_node_receipts_stored_total"),
+        "ttft_sum": sum(total("dolphin_node_time_to_first_token_seconds_sum", source=s) for s in sources),
+        "ttft_count": sum(total("dolphin_node_time_to_first_token_seconds_count", source=s) for s in sources),
+        "accepting": bool(total("dolphin_node_accepting_network_requests")),
+    }
+
+
+class StrikeWatch:
+    """Strikes against one node (`node_key`) signed by current validators; `validate` is the topic
+    validator to subscribe to STRIKES_TOPIC with. `is_validator(address)` is None while the set is unknown.
+    Valid strikes against other nodes are accepted (gossip carries them on) but not kept."""
+
+    def __init__(
+        self,
+        node_key: bytes,
+        domain: TypedDomain,
+        is_validator: Callable[[bytes], bool | None],
+        limit: int = STRIKES_KEPT,
+    ) -> None:
+        self.node_key = node_key
+        self.domain = domain
+        self.is_validator = is_validator
+        self._strikes: dict[bytes, tuple[StrikeReport, int]] = {}  # signature -> (strike, received at ms)
+        self._limit = limit
+        self.validate = signed_message_validator(StrikeReport, authorise=self._admit, on_accept=self._record)
+
+    def _admit(self, signed: envelope.Signed[StrikeReport]) -> Verdict:
+        current = self.is_validator(eth_signer(signed.message, self.domain))  # SignatureError: rejected
+        if current is None:  # the validator set is not known yet: neither trust nor punish
+            return Verdict.IGNORE
+        if not current:
+            return Verdict.REJECT
+        return Verdict.ACCEPT  # every current validator's strike travels on; only ours are kept
+
+    def _record(self, signed: envelope.Signed[StrikeReport]) -> None:
+        if signed.message.node_key != self.node_key or signed.message.signature in self._strikes:
+            return
+        self._strikes[signed.message.signature] = (signed.message, time.time_ns() // 1_000_000)
+        while len(self._strikes) > self._limit:
+            del self._strikes[next(iter(self._strikes))]
+
+    def strikes(self) -> list[dict]:
+        """Newest first, each with what the dashboard shows: who, why, how bad, and the evidence hash."""
+        return [
+            {
+                "validator": "0x" + strike.validator.hex(),
+                "reason": strike.reason,
+                "severity": strike.severity,
+                "epoch": strike.epoch,
+                "evidence_hash": strike.evidence_hash.hex(),
+                "evidence_items": len(strike.evidence),
+                "received_at_ms": received,
+            }
+            for strike, received in reversed(self._strikes.values())
+        ]
+
+
+@dataclass(frozen=True)
+class ChainFacts:
+    """What the chain said about this node's operator at one block."""
+
+    block: int
+    registered: bool
+    bond: int  # POD wei actively bonded
+    rewards_claimed: int  # POD wei
+    active_root_epoch: int
+    price_per_million: int  # the model's price, payment token units per 1M tokens
+    validators: frozenset[bytes]  # the current validator set's addresses
+
+    def to_json(self) -> dict:
+        """Amounts as decimal strings (wei does not fit a double in the browser)."""
+        return {
+            "block": self.block,
+            "registered": self.registered,
+            "bond": str(self.bond),
+            "rewards_claimed": str(self.rewards_claimed),
+            "active_root_epoch": self.active_root_epoch,
+            "price_per_million": str(self.price_per_million),
+            "validators": len(self.validators),
+        }
+
+
+ChainRead = Callable[[], ChainFacts]
+
+
+def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainRead:  # type: ignore[no-untyped-def]
+    """Blocking reads of `chain` (a ChainClient) for the node's status; raise ChainError when it is down."""
+
+    def facts() -> ChainFacts:
+        block = read(lambda: chain.w3.eth.block_number, "reading the block number")
+
+        def at(contract: str, function: str, *args: object) -> Any:
+            return chain.call(contract, function, *args, block=block)
+
+        registered, bond, claimed = False, 0, 0
+        if binding is not None:
+            operator = chain.w3.to_checksum_address("0x" + binding.operator.hex())
+            registered = bool(at("Bonding", "isNodeOf", operator, binding.peer_id_hash))
+            bond = at("StakedPOD", "convertToAssets", at("Bonding", "activeBondOf", operator))
+            claimed = at("RewardsDistributor", "claimedOf", operator)
+        root_epoch = at("RewardsDistributor", "activeRoot")[0]
+        members = frozenset(bytes.fromhex(m[2:]) for m in chain.validator_set(block).members)
+        return ChainFacts(
+            block=block,
+            registered=registered,
+            bond=bond,
+            rewards_claimed=claimed,
+            active_root_epoch=root_epoch,
+            price_per_million=at("Credits", "priceOf", model),
+            validators=members,
+        )
+
+    return facts
+
+
+class NodeStatus:
+    """The node's status model (module docstring). `serve` samples it; `snapshot()` is GET /status."""
+
+    def __init__(
+        self,
+        *,
+        peer_id: str,
+        node_key: bytes,
+        models: list[dict],
+        engine: Engine,
+        metrics: NodeMetrics,
+        ledger: Ledger,
+        host_facts: Callable[[], dict],
+        operator: str | None,
+        chain_url: str | None,
+        read_chain: ChainRead | None = None,
+        strikes: StrikeWatch | None = None,
+        draining: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.peer_id = peer_id
+        self.node_key = node_key
+        self.models = models
+        self.engine = engine
+        self.metrics = metrics
+        self.ledger = ledger
+        self.host_facts = host_facts
+        self.operator = operator
+        self.chain_url = chain_url
+        self.read_chain = read_chain
+        self.strike_watch = strikes
+        self.draining = draining
+        self.clock = clock
+        self.history = RateHistory()
+        self.started_at_ms = time.time_ns() // 1_000_000
+        self._chain: ChainFacts | None = None
+        self._chain_error: str | None = None
+        self._chain_read_at_ms: int | None = None
+
+    def is_validator(self, address: bytes) -> bool | None:
+        """Whether `address` is in the validator set of the last chain read (None before the first)."""
+        return None if self._chain is None else address in self._chain.validators
+
+    def sample(self) -> Sample:
+        counters = read_counters(self.metrics)
+        load = self.engine.load()
+        totals = {
+            "requests": sum(counters["requests"].values()),
+            "output_tokens": counters["tokens"]["output"],
+            "ttft_sum": counters["ttft_sum"],
+            "ttft_count": counters["ttft_count"],
+        }
+        return self.history.record(
+            self.clock(), time.time_ns() // 1_000_000, totals, queued=load.waiting, running=load.running
+        )
+
+    async def refresh_chain(self) -> None:
+        """Read the chain facts once (in a worker thread); a failure is kept and shown, never raised."""
+        if self.read_chain is None:
+            return
+        try:
+            self._chain = await trio.to_thread.run_sync(self.read_chain)
+            self._chain_error = None
+        except ChainError as exc:
+            self._chain_error = str(exc)
+        self._chain_read_at_ms = time.time_ns() // 1_000_000
+
+    async def serve(
+        self,
+        *,
+        interval: float = 1.0,
+        chain_interval: float = 30.0,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Sample every `interval` seconds and read the chain every `chain_interval` (in its own task, so a
+        slow chain never stalls the charts), until cancelled."""
+        self.sample()
+        async with trio.open_nursery() as nursery:
+            if self.read_chain is not None:
+                nursery.start_soon(self._serve_chain_reads, chain_interval)
+            task_status.started()
+            while True:
+                await trio.sleep(interval)
+                self.sample()
+
+    async def _serve_chain_reads(self, interval: float) -> None:
+        while True:
+            await self.refresh_chain()
+            await trio.sleep(interval)
+
+    async def _epoch(self) -> dict:
+        epoch = self.ledger.epoch_of(time.time_ns() // 1_000_000)
+        summary = await self.ledger.epoch_summary(epoch)
+        estimate = None
+        if self._chain is not None:
+            revenue = summary["paid_tokens"] * self._chain.price_per_million // PER_MILLION
+            # docs/rewards.md "Emission": base rewards are at most this share of the paid revenue (valued in
+            # POD at the epoch's price), before the boost and the epoch cap.
+            estimate = {
+                "paid_revenue": revenue,
+                "base_reward_value_at_most": revenue * RewardParams().emission_revenue_bps // BPS,
+                "unit": "payment token (smallest units)",
+            }
+        return {"epoch": epoch, "epoch_ms": self.ledger.epoch_ms, **summary, "estimated_reward": estimate}
+
+    def _chain_section(self) -> dict:
+        facts = self._chain
+        return {
+            "url": self.chain_url,
+            "configured": self.read_chain is not None,
+            "reachable": facts is not None and self._chain_error is None,
+            "error": self._chain_error,
+            "read_at_ms": self._chain_read_at_ms,
+            "facts": facts.to_json() if facts is not None else None,
+        }
+
+    async def snapshot(self) -> dict:
+        """Everything the dashboard shows, as JSON-able data."""
+        load = self.engine.load()
+        counters = read_counters(self.metrics)
+        host = self.host_facts()
+        return {
+            "kind": "node",
+            "peer_id": self.peer_id,
+            "node_key": self.node_key.hex(),
+            "models": self.models,
+            "engine": {
+                "name": self.engine.name,
+                "healthy": load.healthy,
+                "running": load.running,
+                "waiting": load.waiting,
+                "capacity": load.capacity,
+            },
+            "serving": counters["accepting"] and load.healthy and not self.draining(),
+            "draining": self.draining(),
+            "network": host,
+            "operator": self.operator,
+            "registered": self.operator is not None,
+            "chain": self._chain_section(),
+            "counters": counters,
+            "history": [asdict(s) for s in self.history.samples()],
+            "receipts": await self._epoch(),
+            "submissions": await self.ledger.submission_totals(),
+            "strikes": self.strike_watch.strikes() if self.strike_watch is not None else None,
+            "started_at_ms": self.started_at_ms,
+            "now_ms": time.time_ns() // 1_000_000,
+        }
