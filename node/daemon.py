@@ -13,7 +13,7 @@ On start, in this order (each step logged, long ones reported through `progress`
 5. open the ledger, the libp2p host, the local API; publish the signed benchmark attestations, provide
    the pool record in the DHT, heartbeat, and serve INFERENCE_PROTOCOL; with a chain, hand paid receipts
    to the current validators' peers after each epoch and every `receipt_submit_seconds`;
-6. write ready.json (peer id, addresses, `local_api` and `metrics` URLs).
+6. write ready.json (peer id, addresses, `local_api`, `metrics` and `dashboard` URLs).
 
 SIGINT/SIGTERM drains: new requests are refused (network and local), the next heartbeat says capacity 0,
 answers in flight finish and their receipts go to the validators, for up to `drain_timeout` seconds, then
@@ -337,6 +337,7 @@ async def _serve(  # type: ignore[no-untyped-def]
                 {
                     "local_api": local_url,
                     "metrics": f"{local_url}/metrics",
+                    "dashboard": f"{local_url}/dashboard",
                     "model": model_id.hex(),
                     "model_name": manifest.name,
                     "engine": engine.name,

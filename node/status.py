@@ -21,7 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -37,7 +37,15 @@ from protocols import envelope
 from protocols.eth import TypedDomain
 from protocols.messages import OperatorBinding, StrikeReport, eth_signer
 
-__all__ = ["ChainFacts", "NodeStatus", "RateHistory", "Sample", "StrikeWatch", "read_counters"]
+__all__ = [
+    "ChainFacts",
+    "NodeStatus",
+    "RateHistory",
+    "Sample",
+    "StrikeWatch",
+    "chain_reader",
+    "read_counters",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,41 +54,37 @@ STRIKES_KEPT = 100
 PER_MILLION = 1_000_000
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One point of the dashboard's charts; rates are over the time since the previous sample."""
-
-    at_ms: int
-    requests_per_s: float
-    tokens_per_s: float
-    ttft_ms: float | None  # mean over the answers that started in the interval; None when there were none
-    queued: int
-    running: int
+Sample = dict[str, float | int | None]
 
 
 class RateHistory:
-    """Samples from monotonically growing totals, on the caller's clock; the oldest drop out past
-    `capacity`. A total that went down (a restart of the counters) starts a fresh baseline."""
+    """Samples of rates from monotonically growing totals, on the caller's clock; the oldest drop out past
+    `capacity`. Each sample has `at_ms`, `<total>_per_s` for each total, the `gauges` as given, and for each
+    of `means` (name -> (sum total, count total, scale)) the mean over the interval, None when the count did
+    not move. A total that went down (the counters restarted) starts a fresh baseline."""
 
-    def __init__(self, capacity: int = HISTORY_SAMPLES) -> None:
+    def __init__(
+        self, capacity: int = HISTORY_SAMPLES, means: dict[str, tuple[str, str, float]] | None = None
+    ) -> None:
         self._samples: deque[Sample] = deque(maxlen=capacity)
         self._last: tuple[float, dict[str, float]] | None = None
+        self._means = means or {}
 
-    def record(
-        self, now_s: float, at_ms: int, totals: dict[str, float], *, queued: int, running: int
-    ) -> Sample:
-        """Add a sample from `totals` (requests, output_tokens, ttft_sum, ttft_count) taken at `now_s`."""
+    def record(self, now_s: float, at_ms: int, totals: dict[str, float], gauges: dict[str, int]) -> Sample:
         previous = self._last
         self._last = (now_s, dict(totals))
-        if previous is None or now_s <= previous[0] or any(totals[k] < previous[1][k] for k in totals):
-            sample = Sample(at_ms, 0.0, 0.0, None, queued, running)
-        else:
-            elapsed = now_s - previous[0]
-            delta = {k: totals[k] - previous[1][k] for k in totals}
-            ttft = 1000 * delta["ttft_sum"] / delta["ttft_count"] if delta["ttft_count"] else None
-            sample = Sample(
-                at_ms, delta["requests"] / elapsed, delta["output_tokens"] / elapsed, ttft, queued, running
-            )
+        averaged = {key for parts in self._means.values() for key in parts[:2]}
+        fresh = previous is None or now_s <= previous[0] or any(totals[k] < previous[1][k] for k in totals)
+        sample: Sample = {"at_ms": at_ms}
+        for key in totals:
+            if key not in averaged:
+                sample[f"{key}_per_s"] = (
+                    0.0 if fresh else (totals[key] - previous[1][key]) / (now_s - previous[0])
+                )
+        for name, (total, count, scale) in self._means.items():
+            moved = 0.0 if fresh else totals[count] - previous[1][count]
+            sample[name] = scale * (totals[total] - previous[1][total]) / moved if moved else None
+        sample.update(gauges)
         self._samples.append(sample)
         return sample
 
@@ -249,7 +253,7 @@ class NodeStatus:
         self.strike_watch = strikes
         self.draining = draining
         self.clock = clock
-        self.history = RateHistory()
+        self.history = RateHistory(means={"ttft_ms": ("ttft_sum", "ttft_count", 1000.0)})
         self.started_at_ms = time.time_ns() // 1_000_000
         self._chain: ChainFacts | None = None
         self._chain_error: str | None = None
@@ -268,9 +272,8 @@ class NodeStatus:
             "ttft_sum": counters["ttft_sum"],
             "ttft_count": counters["ttft_count"],
         }
-        return self.history.record(
-            self.clock(), time.time_ns() // 1_000_000, totals, queued=load.waiting, running=load.running
-        )
+        gauges = {"queued": load.waiting, "running": load.running}
+        return self.history.record(self.clock(), time.time_ns() // 1_000_000, totals, gauges)
 
     async def refresh_chain(self) -> None:
         """Read the chain facts once (in a worker thread); a failure is kept and shown, never raised."""
@@ -356,7 +359,7 @@ class NodeStatus:
             "registered": self.operator is not None,
             "chain": self._chain_section(),
             "counters": counters,
-            "history": [asdict(s) for s in self.history.samples()],
+            "history": self.history.samples(),
             "receipts": await self._epoch(),
             "submissions": await self.ledger.submission_totals(),
             "strikes": self.strike_watch.strikes() if self.strike_watch is not None else None,

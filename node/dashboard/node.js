@@ -62,7 +62,7 @@
     );
     const points = (key) => s.history.map((p) => [p.at_ms, p[key]]);
     charts.requests.draw(points("requests_per_s"));
-    charts.tokens.draw(points("tokens_per_s"));
+    charts.tokens.draw(points("output_tokens_per_s"));
     charts.ttft.draw(points("ttft_ms"));
     charts.queue.draw(points("queued"));
     const c = s.counters;
