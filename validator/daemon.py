@@ -10,8 +10,9 @@ On start, in this order (each step logged):
 4. start the libp2p host and subscribe to the model's pool heartbeats and benchmark attestations, and to
    strikes, bans, decisions and users' reports (each through its topic validator);
 5. serve /metrics, /health, /status and the dashboard (/dashboard), write ready.json, and run: sampling
-   (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway light-client hosts), re-verification of
-   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes;
+   (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway
+   light-client hosts), re-verification of others' strikes, standings on STANDING_TOPIC, decisions and
+   slashing, validator-set refreshes;
 6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
    epoch settled on the validators' schedule (the rewards root, the election of the next set and the
    credit debits, signed by a quorum over gossip and relayed by whichever validator is first; rewards
