@@ -6,26 +6,37 @@
 
 `errors` collects what a person would see in the browser's console as errors: console.error messages,
 uncaught exceptions, and failed requests (a missing asset, a blocked script). Playwright's sync API runs
-its own event loop: call it from plain test functions, or from a worker thread under trio.
+its own asyncio loop: call it from plain test functions, or from a worker thread under trio. That loop is
+made under asyncio's default policy, not trio-asyncio's (which the daemons' modules install on import,
+and whose loops cannot be driven the way Playwright drives its own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 
-__all__ = ["CHROMIUM", "canvas_pixels", "open_page"]
+__all__ = ["CHROMIUM", "canvas_number", "canvas_pixels", "open_page", "wait_for"]
 
 
 @contextlib.contextmanager
 def open_page(url: str, *, timeout_ms: float = 30_000) -> Iterator[tuple[Page, list[str]]]:
     """`url` loaded in a fresh headless Chromium; closed when the block ends."""
     errors: list[str] = []
-    with sync_playwright() as playwright:
+    installed = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        manager = sync_playwright()
+        playwright = manager.__enter__()
+    finally:
+        asyncio.set_event_loop_policy(installed)
+    try:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1800})
@@ -40,6 +51,24 @@ def open_page(url: str, *, timeout_ms: float = 30_000) -> Iterator[tuple[Page, l
             yield page, errors
         finally:
             browser.close()
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "the page") -> None:
+    """Poll `condition` (which reads the page) until it holds. The dashboards forbid eval in their
+    Content-Security-Policy, which Playwright's wait_for_function needs, so the waiting is done here."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def canvas_number(page: Page, selector: str, key: str) -> float:
+    """A number a dashboard chart records on its canvas (`data-points`, `data-peak`, `data-last`)."""
+    value = page.get_attribute(selector, f"data-{key}")
+    return float(value) if value else 0.0
 
 
 def canvas_pixels(page: Page, selector: str) -> str:

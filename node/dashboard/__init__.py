@@ -3,7 +3,7 @@
 `dashboard_routes(page, snapshot)` gives the routes a daemon adds to its local HTTP app:
 
     GET /dashboard              the page (`node.html` or `validator.html`)
-    GET /dashboard/<asset>      its script and style sheet, from a fixed list (nothing else is read)
+    GET /dashboard/<asset>      its scripts, style sheet and icon, from a fixed list (nothing else is read)
     GET /status                 `await snapshot()` as JSON: the daemon's status model, what the page draws
 
 Operators run offline, so every asset is in the package: the charts are drawn by our own small script on
@@ -29,6 +29,7 @@ ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
     "node.js": "text/javascript; charset=utf-8",
     "validator.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",

@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from node.testing import node_process
-from tests.browser import canvas_pixels, open_page
+from tests.browser import canvas_number, canvas_pixels, open_page, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -25,32 +25,26 @@ def node(tmp_path_factory, tiny_model_dir):
         process.stop()
 
 
-def _peak(page, chart: str) -> float:
-    return float(page.eval_on_selector(f"#{chart}", "canvas => canvas.dataset.peak || '0'"))
-
-
 def test_the_dashboard_shows_the_node_and_its_charts_move_after_an_answer(node):
     api = node.ready["local_api"]
     with open_page(f"{api}/dashboard") as (page, errors):
-        page.wait_for_function(
-            "id => document.getElementById('peer-id').textContent === id", arg=node.peer_id
-        )
-        page.wait_for_function("document.getElementById('chart-tokens').dataset.points >= 2")
+        wait_for(lambda: page.inner_text("#peer-id") == node.peer_id, what="the peer id")
+        wait_for(lambda: canvas_number(page, "#chart-tokens", "points") >= 2, what="two samples")
         assert page.inner_text("#serving") == "serving"
         assert "dolphin-tiny-llama" in page.inner_text("#status")
-        assert _peak(page, "chart-tokens") == 0 and _peak(page, "chart-requests") == 0
+        assert canvas_number(page, "#chart-tokens", "peak") == 0
+        assert canvas_number(page, "#chart-requests", "peak") == 0
         before = canvas_pixels(page, "#chart-tokens")
 
         body = {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 12}
         answer = httpx.post(f"{api}/v1/chat/completions", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
-        tokens = answer.json()["usage"]["completion_tokens"]
-        assert tokens > 0
+        assert answer.json()["usage"]["completion_tokens"] > 0
 
-        page.wait_for_function("document.getElementById('chart-tokens').dataset.peak > 0", timeout=15_000)
-        page.wait_for_function("document.getElementById('chart-requests').dataset.peak > 0")
+        wait_for(lambda: canvas_number(page, "#chart-tokens", "peak") > 0, timeout=15, what="tokens/s")
+        wait_for(lambda: canvas_number(page, "#chart-requests", "peak") > 0, timeout=15, what="requests/s")
         assert canvas_pixels(page, "#chart-tokens") != before
-        assert page.inner_text("#served").split("local answers")[1].split()[0] == "1"
+        wait_for(lambda: "local answers\n1" in page.inner_text("#served"), what="the answer counted")
         assert errors == []
 
 
