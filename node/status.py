@@ -194,7 +194,7 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
     """Blocking reads of `chain` (a ChainClient) for the node's status; raise ChainError when it is down."""
 
     def facts() -> ChainFacts:
-        block = read(lambda: chain.w3.eth.block_number, "reading the block number")
+        block = read(lambda: chain.w3.eth.block_number, "reading the block number", rpc_url=chain.rpc_url)
 
         def at(contract: str, function: str, *args: object) -> Any:
             return chain.call(contract, function, *args, block=block)

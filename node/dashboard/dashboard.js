@@ -109,19 +109,18 @@ const Dash = (() => {
         g.fillText(Math.round(span / 1000) + " s", pad.left + w - 30, height - 4);
         g.strokeStyle = this.color;
         g.lineWidth = 2;
+        g.fillStyle = this.color;
         g.beginPath();
-        let pen = false;
-        for (const [t, v] of points) {
-          if (v === null) {
-            pen = false;
-            continue;
-          }
+        points.forEach(([t, v], i) => {
+          if (v === null) return;
           const x = pad.left + (w * (t - t0)) / span;
           const y = pad.top + h - (h * v) / top;
-          if (pen) g.lineTo(x, y);
+          const joined = i > 0 && points[i - 1][1] !== null;
+          if (joined) g.lineTo(x, y);
           else g.moveTo(x, y);
-          pen = true;
-        }
+          const alone = !joined && (i === points.length - 1 || points[i + 1][1] === null);
+          if (alone) g.fillRect(x - 2, y - 2, 4, 4); // a value between gaps (a TTFT, say) shows as a dot
+        });
         g.stroke();
       }
       const last = points.length ? points[points.length - 1][1] : null;

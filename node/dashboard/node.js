@@ -24,6 +24,13 @@
     false_benchmark: "Delivered speed is far below the node's own benchmark: delete the benchmark cache and restart to re-measure.",
   };
 
+  function reachability(n) {
+    if (n.reachable === true) return "directly";
+    if (n.circuit_addrs.length) return "through a relay";
+    if (n.reachable === null) return "checking";
+    return "not yet: no direct address works and no relay reservation";
+  }
+
   function servingBadge(s) {
     if (s.draining) return badge("draining", "warn");
     if (!s.engine.healthy) return badge("engine down", "bad");
@@ -52,8 +59,9 @@
     fill(
       "network",
       pairs([
-        ["reachable", n.reachable ? "directly" : n.circuit_addrs.length ? "through a relay" : "not yet"],
-        ["addresses", el("div", {}, ...n.advertised_addrs.map((a) => el("div", { class: "mono" }, a)))],
+        ["reachable", reachability(n)],
+        ["advertised", n.advertised_addrs.length ? el("div", {}, ...n.advertised_addrs.map((a) => el("div", { class: "mono" }, a))) : "none"],
+        ["listening", el("div", {}, ...n.listen_addrs.map((a) => el("div", { class: "mono" }, a)))],
         ["registered", s.registered ? (facts && !facts.registered ? "binding stored, NOT registered on chain" : "yes") : "no (dolphin node register)"],
         ["operator", s.operator || "–"],
         ["bond", facts ? units(facts.bond, POD) + " POD" : "–"],
