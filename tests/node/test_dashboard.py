@@ -74,3 +74,33 @@ def test_the_page_allows_only_its_own_assets(node):
     assert httpx.get(f"{api}/dashboard/node.js", timeout=10).status_code == 200
     missing = httpx.get(f"{api}/dashboard/..%2Fdaemon.py", timeout=10)
     assert missing.status_code == 404
+
+
+@pytest.mark.chain
+def test_a_registered_node_on_a_chain_shows_its_bond_and_a_watched_strike_list(tmp_path, tiny_model_dir):
+    from chain.client import ChainClient
+    from chain.testing import open_deployed_chain
+    from node.registration import register_node
+
+    with open_deployed_chain(tmp_path / "chain") as chain:
+        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
+        binding = register_node(tmp_path / "node", operator)
+        bond = operator.status().active_bond_value
+        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
+        process = node_process(tmp_path / "node", tiny_model_dir, *chain_args)
+        try:
+            trio.run(process.wait_ready, 180)
+            with open_page(process.ready["dashboard"]) as (page, errors):
+                wait_for(lambda: "reachable" in page.inner_text("#network"), what="the chain read")
+                network = page.inner_text("#network")
+                assert "0x" + binding.operator.hex() in network and "registered\nyes" in network
+                assert f"{bond // 10**18:,} POD" in network
+                assert "No strikes: validators are satisfied." in page.inner_text("#strikes")
+                assert "claimed so far\n0 POD" in page.inner_text("#claims")
+                assert "needs the chain" not in page.inner_text("#epoch")
+                assert errors == []
+        except BaseException:
+            print(process.log_tail(4000))
+            raise
+        finally:
+            process.stop()
