@@ -7,6 +7,12 @@ import pytest
 import trio
 
 from node.testing import node_process
+from p2p import HostConfig, open_host
+from protocols import envelope
+from protocols.eth import EthAccount
+from protocols.ids import STRIKES_TOPIC
+from protocols.keys import Identity, peer_id_from_text, public_key_from_peer_id
+from protocols.messages import StrikeReport, eth_sign, evidence_hash
 from tests.browser import canvas_number, canvas_pixels, open_page, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
@@ -76,8 +82,43 @@ def test_the_page_allows_only_its_own_assets(node):
     assert missing.status_code == 404
 
 
+def _strike(chain, key_index: int, node_peer_id: str) -> StrikeReport:
+    """A strike against the node signed by dev key `key_index` under the chain's Slashing domain."""
+    from chain.client import ChainClient
+
+    wallet = EthAccount(bytes.fromhex(chain.keys[key_index].removeprefix("0x")))
+    evidence = (b"a countersigned receipt", b"the answer it contradicts")
+    return eth_sign(
+        StrikeReport,
+        wallet,
+        ChainClient(chain.rpc_url, chain.deployment).domain("Slashing"),
+        validator=wallet.address,
+        node_key=public_key_from_peer_id(peer_id_from_text(node_peer_id)),
+        operator=b"\0" * 20,
+        model=b"\5" * 32,
+        epoch=1,
+        reason="too_slow" if key_index == 1 else "wrong_model",
+        severity=3,
+        evidence_hash=evidence_hash(evidence),
+        evidence=evidence,
+    )
+
+
+async def _publish_strike(data_dir, node, strike: StrikeReport) -> None:
+    """From a peer of its own: connect to the node and publish once the node's subscription is known."""
+    async with open_host(HostConfig(data_dir)) as host:
+        await host.connect(node.ready["listen_addrs"][0])
+        with trio.fail_after(20):
+            while node.peer_id not in host.gossip.topic_peers(STRIKES_TOPIC):
+                await trio.sleep(0.1)
+        await host.gossip.publish(STRIKES_TOPIC, envelope.sign(strike, Identity(host.signing_seed())))
+        await trio.sleep(1)  # delivered before the connection closes
+
+
 @pytest.mark.chain
-def test_a_registered_node_on_a_chain_shows_its_bond_and_a_watched_strike_list(tmp_path, tiny_model_dir):
+def test_a_registered_node_on_a_chain_shows_its_bond_and_only_validators_strikes(tmp_path, tiny_model_dir):
+    """Also an attack: a peer that is not a validator publishes a strike against the node over gossip; the
+    operator's dashboard never shows it, and shows the strike a current validator publishes next."""
     from chain.client import ChainClient
     from chain.testing import open_deployed_chain
     from node.registration import register_node
@@ -98,6 +139,16 @@ def test_a_registered_node_on_a_chain_shows_its_bond_and_a_watched_strike_list(t
                 assert "No strikes: validators are satisfied." in page.inner_text("#strikes")
                 assert "claimed so far\n0 POD" in page.inner_text("#claims")
                 assert "needs the chain" not in page.inner_text("#epoch")
+
+                forged = _strike(chain, 6, process.peer_id)  # dev key 6 is no validator
+                trio.run(_publish_strike, tmp_path / "forger", process, forged)
+                real = _strike(chain, 1, process.peer_id)  # dev key 1 is a genesis validator
+                trio.run(_publish_strike, tmp_path / "validator", process, real)
+                wait_for(lambda: "too_slow" in page.inner_text("#strikes"), what="the validator's strike")
+                strikes = page.inner_text("#strikes")
+                assert real.evidence_hash.hex() in strikes and "0x" + real.validator.hex() in strikes
+                assert "wrong_model" not in strikes and "0x" + forged.validator.hex() not in strikes
+                assert "below the model's minimum speed" in strikes  # what to do about it
                 assert errors == []
         except BaseException:
             print(process.log_tail(4000))
