@@ -9,15 +9,14 @@ identity and reachability from the host (what ready.json says), receipts from th
 - `StrikeWatch`: strikes against this node that current validators published on STRIKES_TOPIC, with
   their evidence hashes, so the operator sees why a node loses standing before it is banned. A strike
   counts only when a current validator signed it (a peer cannot alarm an operator with a forged one);
-- a periodic chain read (registration, bond, rewards claimed, the model's price), so an unreachable chain
-  shows as one instead of stalling the page.
+- a periodic chain read (registration, bond, rewards claimed, the model's price, the emission share), so
+  an unreachable chain shows as one instead of stalling the page.
 
 Prompts and answers never pass through here: only counts, times and hashes.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +26,9 @@ from typing import Any
 import trio
 
 from chain.errors import ChainError
-from chain.rewards.params import BPS, RewardParams
+from chain.rewards.base import PER_MILLION
+from chain.rewards.params import BPS
+from chain.snapshot import read_params
 from chain.transactions import read
 from node.engines.base import Engine
 from node.ledger import Ledger
@@ -44,14 +45,12 @@ __all__ = [
     "Sample",
     "StrikeWatch",
     "chain_reader",
+    "estimated_reward",
     "read_counters",
 ]
 
-log = logging.getLogger(__name__)
-
 HISTORY_SAMPLES = 300  # five minutes at one sample a second
 STRIKES_KEPT = 100
-PER_MILLION = 1_000_000
 
 
 Sample = dict[str, float | int | None]
@@ -172,6 +171,7 @@ class ChainFacts:
     rewards_claimed: int  # POD wei
     active_root_epoch: int
     price_per_million: int  # the model's price, payment token units per 1M tokens
+    emission_revenue_bps: int  # the share of paid revenue an epoch emits at most (ParamsRegistry)
     validators: frozenset[bytes]  # the current validator set's addresses
 
     def to_json(self) -> dict:
@@ -183,11 +183,22 @@ class ChainFacts:
             "rewards_claimed": str(self.rewards_claimed),
             "active_root_epoch": self.active_root_epoch,
             "price_per_million": str(self.price_per_million),
+            "emission_revenue_bps": self.emission_revenue_bps,
             "validators": len(self.validators),
         }
 
 
 ChainRead = Callable[[], ChainFacts]
+
+
+def estimated_reward(paid_tokens: int, facts: ChainFacts) -> dict:
+    """What this epoch's paid receipts are worth so far, in the payment token's smallest units: the
+    revenue they bring, and the most the node's base reward can be. docs/rewards.md, "Emission": base
+    rewards are at most `emission_revenue_bps` of the paid revenue (valued in POD at the epoch's price),
+    before the boost and the epoch cap; an unregistered node's receipts are billed but earn nothing."""
+    revenue = paid_tokens * facts.price_per_million // PER_MILLION
+    at_most = revenue * facts.emission_revenue_bps // BPS if facts.registered else 0
+    return {"paid_revenue": str(revenue), "base_reward_value_at_most": str(at_most)}
 
 
 def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainRead:  # type: ignore[no-untyped-def]
@@ -214,6 +225,7 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
             rewards_claimed=claimed,
             active_root_epoch=root_epoch,
             price_per_million=at("Credits", "priceOf", model),
+            emission_revenue_bps=read_params(chain, block).emission_revenue_bps,
             validators=members,
         )
 
@@ -312,16 +324,7 @@ class NodeStatus:
     async def _epoch(self) -> dict:
         epoch = self.ledger.epoch_of(time.time_ns() // 1_000_000)
         summary = await self.ledger.epoch_summary(epoch)
-        estimate = None
-        if self._chain is not None:
-            revenue = summary["paid_tokens"] * self._chain.price_per_million // PER_MILLION
-            # docs/rewards.md "Emission": base rewards are at most this share of the paid revenue (valued in
-            # POD at the epoch's price), before the boost and the epoch cap.
-            estimate = {
-                "paid_revenue": revenue,
-                "base_reward_value_at_most": revenue * RewardParams().emission_revenue_bps // BPS,
-                "unit": "payment token (smallest units)",
-            }
+        estimate = estimated_reward(summary["paid_tokens"], self._chain) if self._chain is not None else None
         return {"epoch": epoch, "epoch_ms": self.ledger.epoch_ms, **summary, "estimated_reward": estimate}
 
     def _chain_section(self) -> dict:

@@ -10,7 +10,6 @@ worker thread, so an unreachable chain shows as one instead of stalling the page
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from validator.service import Validator
 from validator.state import ValidatorState
 
 __all__ = ["ChainView", "ValidatorStatus", "read_counters"]
-
-log = logging.getLogger(__name__)
 
 NODES_SHOWN = 200
 STRIKES_SHOWN = 50

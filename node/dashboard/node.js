@@ -95,7 +95,7 @@
         ["receipts", number(r.receipts, 0) + " (" + number(r.paid_receipts, 0) + " paid)"],
         ["tokens in / out", number(r.tokens_in, 0) + " / " + number(r.tokens_out, 0)],
         ["paid revenue", estimate ? units(estimate.paid_revenue, 6) + " (payment token)" : "–"],
-        ["estimated reward", estimate ? "at most " + units(estimate.base_reward_value_at_most, 6) + " in POD value, before boost" : "needs the chain"],
+        ["estimated reward", estimate ? "at most " + units(estimate.base_reward_value_at_most, 6) + " (payment token) worth of POD, before the boost" : "needs the chain"],
       ]),
     );
     fill(

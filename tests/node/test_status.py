@@ -3,7 +3,7 @@
 import pytest
 
 from node.metrics import NodeMetrics
-from node.status import RateHistory, StrikeWatch, read_counters
+from node.status import ChainFacts, RateHistory, StrikeWatch, estimated_reward, read_counters
 from p2p import GossipMessage, Verdict
 from protocols import envelope
 from protocols import testing as pt
@@ -123,3 +123,25 @@ def test_before_the_validator_set_is_known_strikes_are_neither_trusted_nor_punis
     watch = _watch(None)
     assert watch.validate(_gossip(_strike(VALIDATOR))) is Verdict.IGNORE
     assert watch.strikes() == []
+
+
+def _facts(registered: bool) -> ChainFacts:
+    return ChainFacts(
+        block=1,
+        registered=registered,
+        bond=0,
+        rewards_claimed=0,
+        active_root_epoch=0,
+        price_per_million=2_000_000,  # 2 units of the payment token (6 decimals) per million tokens
+        emission_revenue_bps=5000,
+        validators=frozenset(),
+    )
+
+
+def test_the_estimate_is_half_the_paid_revenue_and_nothing_for_an_unregistered_node():
+    assert estimated_reward(1_500_000, _facts(True)) == {
+        "paid_revenue": "3000000",
+        "base_reward_value_at_most": "1500000",
+    }
+    assert estimated_reward(1_500_000, _facts(False))["base_reward_value_at_most"] == "0"
+    assert estimated_reward(333, _facts(True)) == {"paid_revenue": "666", "base_reward_value_at_most": "333"}

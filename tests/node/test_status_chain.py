@@ -6,6 +6,7 @@ import trio
 
 from chain.client import ChainClient
 from chain.errors import ChainError
+from chain.snapshot import read_params
 from chain.testing import open_deployed_chain
 from node.metrics import NodeMetrics
 from node.registration import register_node
@@ -28,6 +29,7 @@ def test_the_chain_facts_of_a_registered_and_an_unregistered_node_and_of_a_valid
         assert facts.registered and facts.bond == account.active_bond_value
         assert facts.rewards_claimed == account.rewards_claimed == 0
         assert facts.price_per_million == reader.call("Credits", "priceOf", MODEL)
+        assert facts.emission_revenue_bps == read_params(reader).emission_revenue_bps > 0
         members = reader.validator_set().members
         assert members and facts.validators == frozenset(bytes.fromhex(m[2:]) for m in members)
         assert facts.to_json()["bond"] == str(facts.bond)  # wei as text: a double would round it
