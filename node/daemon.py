@@ -57,7 +57,12 @@ from node.status import NodeStatus, StrikeWatch, chain_reader
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import drain, ready_document, write_ready_file
-from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
+from pool.validators import (
+    ValidatorDirectory,
+    fetch_rewards_tree,
+    serve_validator_discovery,
+    serve_validator_set,
+)
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
 from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, VALIDATORS_TOPIC
 from protocols.keys import Identity
@@ -68,6 +73,7 @@ __all__ = ["Progress", "serve_node"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (step, done, total); total 0 when unknown
+TREE_FETCH_SECONDS = 30.0  # the dashboard's claims: how long one try at the active rewards tree may take
 
 
 def _no_progress(step: str, done: int, total: int) -> None:
@@ -403,6 +409,7 @@ def _node_status(host, identity, manifest, engine, metrics, ledger, binding, cha
         operator="0x" + binding.operator.hex() if binding is not None else None,
         chain_url=chain.rpc_url if chain is not None else None,
         read_chain=chain_reader(chain, binding, model_id) if chain is not None else None,
+        fetch_tree=functools.partial(fetch_rewards_tree, host, timeout=TREE_FETCH_SECONDS),
         draining=draining,
     )
     if chain is not None:

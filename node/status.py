@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from chain.errors import ChainError
+from chain.merkle import RewardsTree
 from chain.rewards.base import PER_MILLION
 from chain.rewards.params import BPS
 from chain.snapshot import read_params
@@ -33,7 +34,8 @@ from chain.transactions import read
 from node.engines.base import Engine
 from node.ledger import Ledger
 from node.metrics import REFUSAL_REASONS, NodeMetrics
-from p2p import Verdict, signed_message_validator
+from p2p import P2PError, Verdict, signed_message_validator
+from pool.errors import TreeUnavailable
 from protocols import envelope
 from protocols.eth import TypedDomain
 from protocols.messages import OperatorBinding, StrikeReport, eth_signer
@@ -45,6 +47,7 @@ __all__ = [
     "Sample",
     "StrikeWatch",
     "chain_reader",
+    "claimable",
     "estimated_reward",
     "read_counters",
 ]
@@ -170,6 +173,7 @@ class ChainFacts:
     bond: int  # POD wei actively bonded
     rewards_claimed: int  # POD wei
     active_root_epoch: int
+    active_root: bytes  # the rewards root operators claim against now (zero before the first)
     price_per_million: int  # the model's price, payment token units per 1M tokens
     emission_revenue_bps: int  # the share of paid revenue an epoch emits at most (ParamsRegistry)
     validators: frozenset[bytes]  # the current validator set's addresses
@@ -189,6 +193,16 @@ class ChainFacts:
 
 
 ChainRead = Callable[[], ChainFacts]
+
+
+def claimable(tree: RewardsTree, operator: str, claimed: int) -> int:
+    """What `operator` can claim now: its cumulative amount in the active root's tree, less what it claimed
+    (the distributor pays cumulative amounts, so an earlier claim is never paid twice)."""
+    amount = next((v for account, v in tree.amounts.items() if account.lower() == operator.lower()), 0)
+    return max(amount - claimed, 0)
+
+
+FetchTree = Callable[[int, bytes], Awaitable[RewardsTree]]
 
 
 def estimated_reward(paid_tokens: int, facts: ChainFacts) -> dict:
@@ -216,7 +230,7 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
             registered = bool(at("Bonding", "isNodeOf", operator, binding.peer_id_hash))
             bond = at("StakedPOD", "convertToAssets", at("Bonding", "activeBondOf", operator))
             claimed = at("RewardsDistributor", "claimedOf", operator)
-        root_epoch = at("RewardsDistributor", "activeRoot")[0]
+        root_epoch, root, _total = at("RewardsDistributor", "activeRoot")
         members = frozenset(bytes.fromhex(m[2:]) for m in chain.validator_set(block).members)
         return ChainFacts(
             block=block,
@@ -224,6 +238,7 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
             bond=bond,
             rewards_claimed=claimed,
             active_root_epoch=root_epoch,
+            active_root=bytes(root),
             price_per_million=at("Credits", "priceOf", model),
             emission_revenue_bps=read_params(chain, block).emission_revenue_bps,
             validators=members,
@@ -248,6 +263,7 @@ class NodeStatus:
         operator: str | None,
         chain_url: str | None,
         read_chain: ChainRead | None = None,
+        fetch_tree: FetchTree | None = None,
         strikes: StrikeWatch | None = None,
         draining: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
@@ -262,6 +278,7 @@ class NodeStatus:
         self.operator = operator
         self.chain_url = chain_url
         self.read_chain = read_chain
+        self.fetch_tree = fetch_tree
         self.strike_watch = strikes
         self.draining = draining
         self.clock = clock
@@ -270,6 +287,9 @@ class NodeStatus:
         self._chain: ChainFacts | None = None
         self._chain_error: str | None = None
         self._chain_read_at_ms: int | None = None
+        self._tree: RewardsTree | None = None  # the active root's, once fetched
+        self._tree_root: bytes | None = None
+        self._tree_error: str | None = None
 
     def is_validator(self, address: bytes) -> bool | None:
         """Whether `address` is in the validator set of the last chain read (None before the first)."""
@@ -319,7 +339,36 @@ class NodeStatus:
     async def _serve_chain_reads(self, interval: float) -> None:
         while True:
             await self.refresh_chain()
+            await self.refresh_tree()
             await trio.sleep(interval)
+
+    async def refresh_tree(self) -> None:
+        """Fetch the active root's rewards tree from the validators when the root changed (the chain checks
+        nothing here: `fetch_tree` checks the tree against the root); a failure is kept and shown."""
+        facts = self._chain
+        if self.fetch_tree is None or facts is None or facts.active_root_epoch == 0:
+            return
+        if facts.active_root == self._tree_root:
+            return
+        try:
+            self._tree = await self.fetch_tree(facts.active_root_epoch, facts.active_root)
+            self._tree_root, self._tree_error = facts.active_root, None
+        except (TreeUnavailable, P2PError) as exc:
+            self._tree_error = str(exc)
+
+    def _claims(self) -> dict | None:
+        facts = self._chain
+        if facts is None or self.operator is None:
+            return None
+        current = self._tree is not None and self._tree_root == facts.active_root
+        return {
+            "root_epoch": facts.active_root_epoch,
+            "claimed": str(facts.rewards_claimed),
+            "available": str(claimable(self._tree, self.operator, facts.rewards_claimed))
+            if current
+            else None,
+            "error": self._tree_error,
+        }
 
     async def _epoch(self) -> dict:
         epoch = self.ledger.epoch_of(time.time_ns() // 1_000_000)
@@ -361,6 +410,7 @@ class NodeStatus:
             "operator": self.operator,
             "registered": self.operator is not None,
             "chain": self._chain_section(),
+            "claims": self._claims(),
             "counters": counters,
             "history": self.history.samples(),
             "receipts": await self._epoch(),

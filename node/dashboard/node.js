@@ -31,6 +31,23 @@
     return "not yet: no direct address works and no relay reservation";
   }
 
+  function claims(s, facts, chain) {
+    if (!facts) return el("p", { class: "muted" }, chain.configured ? "Waiting for the chain." : "No chain configured: nothing to claim.");
+    if (!s.claims) return el("p", { class: "muted" }, "Register the node (dolphin node register) to earn rewards.");
+    const c = s.claims;
+    let available = "no rewards root yet";
+    if (c.root_epoch > 0) {
+      if (c.available !== null) available = units(c.available, POD) + " POD";
+      else available = c.error ? "cannot fetch the rewards tree: " + c.error : "fetching the rewards tree";
+    }
+    return pairs([
+      ["rewards root", c.root_epoch > 0 ? "epoch " + c.root_epoch : "none yet"],
+      ["claimed so far", units(c.claimed, POD) + " POD"],
+      ["available to claim", available],
+      ["to claim", el("code", {}, "dolphin chain claim --bootstrap ADDR")],
+    ]);
+  }
+
   function servingBadge(s) {
     if (s.draining) return badge("draining", "warn");
     if (!s.engine.healthy) return badge("engine down", "bad");
@@ -98,16 +115,7 @@
         ["estimated reward", estimate ? "at most " + units(estimate.base_reward_value_at_most, 6) + " (payment token) worth of POD, before the boost" : "needs the chain"],
       ]),
     );
-    fill(
-      "claims",
-      facts
-        ? pairs([
-            ["rewards root", "epoch " + facts.active_root_epoch],
-            ["claimed so far", units(facts.rewards_claimed, POD) + " POD"],
-            ["to claim", el("code", {}, "dolphin chain claim")],
-          ])
-        : el("p", { class: "muted" }, chain.configured ? "Waiting for the chain." : "No chain configured: nothing to claim."),
-    );
+    fill("claims", claims(s, facts, chain));
     if (s.strikes === null) {
       fill("strikes", el("p", { class: "muted" }, "Strikes are watched only with a chain (it says who the validators are)."));
     } else {

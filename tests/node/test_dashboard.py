@@ -137,7 +137,9 @@ def test_a_registered_node_on_a_chain_shows_its_bond_and_only_validators_strikes
                 assert "0x" + binding.operator.hex() in network and "registered\nyes" in network
                 assert f"{bond // 10**18:,} POD" in network
                 assert "No strikes: validators are satisfied." in page.inner_text("#strikes")
-                assert "claimed so far\n0 POD" in page.inner_text("#claims")
+                claims = page.inner_text("#claims")
+                assert "claimed so far\n0 POD" in claims
+                assert "available to claim\nno rewards root yet" in claims
                 assert "needs the chain" not in page.inner_text("#epoch")
 
                 forged = _strike(chain, 6, process.peer_id)  # dev key 6 is no validator

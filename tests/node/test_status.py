@@ -2,8 +2,9 @@
 
 import pytest
 
+from chain.merkle import RewardsTree
 from node.metrics import NodeMetrics
-from node.status import ChainFacts, RateHistory, StrikeWatch, estimated_reward, read_counters
+from node.status import ChainFacts, RateHistory, StrikeWatch, claimable, estimated_reward, read_counters
 from p2p import GossipMessage, Verdict
 from protocols import envelope
 from protocols import testing as pt
@@ -132,6 +133,7 @@ def _facts(registered: bool) -> ChainFacts:
         bond=0,
         rewards_claimed=0,
         active_root_epoch=0,
+        active_root=b"\0" * 32,
         price_per_million=2_000_000,  # 2 units of the payment token (6 decimals) per million tokens
         emission_revenue_bps=5000,
         validators=frozenset(),
@@ -145,3 +147,12 @@ def test_the_estimate_is_half_the_paid_revenue_and_nothing_for_an_unregistered_n
     }
     assert estimated_reward(1_500_000, _facts(False))["base_reward_value_at_most"] == "0"
     assert estimated_reward(333, _facts(True)) == {"paid_revenue": "666", "base_reward_value_at_most": "333"}
+
+
+def test_what_is_claimable_is_the_cumulative_amount_less_what_was_claimed():
+    operator, other = "0x" + "ab" * 20, "0x" + "cd" * 20
+    tree = RewardsTree.build({operator: 5 * 10**18, other: 10**18})
+    assert claimable(tree, operator.upper().replace("0X", "0x"), 0) == 5 * 10**18
+    assert claimable(tree, operator, 2 * 10**18) == 3 * 10**18
+    assert claimable(tree, operator, 5 * 10**18) == 0
+    assert claimable(tree, "0x" + "ef" * 20, 0) == 0  # not in the tree: nothing to claim
