@@ -1,20 +1,25 @@
 """The validator's status model over its real state and evidence store: strikes with their evidence hashes,
 settled epochs with our cumulative rewards, receipts held, and counters read back from /metrics' registry."""
 
+import contextlib
+
 import pytest
+import trio
 import trio_asyncio
 
 from chain.rewards import RewardParams
 from chain.snapshot import ChainSnapshot
+from node.local_api import serve_local_api
 from protocols import testing as pt
 from protocols.inference import verify_countersigned_receipt
 from protocols.keys import Identity
 from protocols.messages import StrikeReport, eth_sign, evidence_hash
 from protocols.testing import countersigned_receipt
+from tests.browser import open_page, wait_for
 from validator import settle_epoch
 from validator.chain import SetView
 from validator.evidence import open_evidence_store
-from validator.metrics import ValidatorMetrics
+from validator.metrics import ValidatorMetrics, build_app
 from validator.service import Validator
 from validator.settlement import EpochMarket
 from validator.state import open_state
@@ -46,9 +51,10 @@ def _strike(wallet):
     )
 
 
-async def test_the_snapshot_shows_strikes_settlements_and_receipts_from_the_stores(
-    tmp_path, reference, thresholds
-):
+@contextlib.asynccontextmanager
+async def _status(tmp_path, reference, thresholds):
+    """A validator's status over its real state (a strike from another validator) and evidence store (a
+    receipt, and its epoch settled with an award to us in the tree). Yields (status, strike, settlement)."""
     metrics = ValidatorMetrics()
     metrics.challenges.labels("passed").inc(3)
     metrics.challenges.labels("failed").inc()
@@ -91,6 +97,13 @@ async def test_the_snapshot_shows_strikes_settlements_and_receipts_from_the_stor
             chain_url=None,
         )
         status.evidence = store
+        yield status, strike, settled
+
+
+async def test_the_snapshot_shows_strikes_settlements_and_receipts_from_the_stores(
+    tmp_path, reference, thresholds
+):
+    async with _status(tmp_path, reference, thresholds) as (status, strike, settled):
         status.sample()
         shown = await status.snapshot()
 
@@ -113,3 +126,30 @@ async def test_the_snapshot_shows_strikes_settlements_and_receipts_from_the_stor
     assert epoch["our_cumulative_rewards"] == str(7 * 10**18)
     assert epoch["rewards_root"] == settled.tree.nodes[0].hex()
     assert shown["chain"]["configured"] is False and shown["chain"]["view"] is None
+
+
+async def test_the_dashboard_draws_strikes_and_settled_epochs_without_a_console_error(
+    tmp_path, reference, thresholds
+):
+    """The branches of the validator's page that need a chain's money loop, in a real browser: served by
+    the validator's own HTTP app over the status model above."""
+    async with (
+        _status(tmp_path, reference, thresholds) as (status, _strike_shown, _settled),
+        trio.open_nursery() as nursery,
+    ):
+        health = status.health
+        app = build_app(ValidatorMetrics(), health, status.snapshot)
+        url = await nursery.start(serve_local_api, app, "127.0.0.1:0")
+
+        def look() -> dict:
+            with open_page(f"{url}/dashboard") as (page, errors):
+                wait_for(lambda: page.inner_text("#peer-id") == "12D3KooWpeer", what="the peer id")
+                seen = {name: page.inner_text(f"#{name}") for name in ("strikes", "epochs", "account")}
+                return {"errors": errors, **seen}
+
+        seen = await trio.to_thread.run_sync(look)
+        nursery.cancel_scope.cancel()
+    assert seen["errors"] == []
+    assert "too_slow" in seen["strikes"] and "yes" in seen["strikes"]
+    assert str(EPOCH) in seen["epochs"] and "pending" in seen["epochs"] and "7 POD" in seen["epochs"]
+    assert f"epoch {EPOCH}: 1" in seen["epochs"]  # receipts held
