@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -22,6 +21,7 @@ from chain.errors import ChainError
 from node.status import RateHistory
 from protocols.messages import STANDINGS
 from validator.checks import CHECKS
+from validator.epochs import SettlementService
 from validator.evidence import EvidenceStore
 from validator.metrics import OUTCOMES, ValidatorMetrics
 from validator.service import Validator
@@ -129,7 +129,7 @@ class ValidatorStatus:
         self.clock = clock
         self.chain: ChainClient | None = None
         self.evidence: EvidenceStore | None = None
-        self.settlement: Any = None  # validator.epochs' service: its statistics()
+        self.settlement: SettlementService | None = None
         self.keeper: bool | None = None
         self.history = RateHistory()
         self._view: ChainView | None = None
