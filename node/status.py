@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
@@ -50,6 +51,7 @@ __all__ = [
     "claimable",
     "estimated_reward",
     "read_counters",
+    "registry_reader",
 ]
 
 HISTORY_SAMPLES = 300  # five minutes at one sample a second
@@ -94,12 +96,23 @@ class RateHistory:
         return list(self._samples)
 
 
-def read_counters(metrics: NodeMetrics) -> dict:
-    """The node's totals as /metrics shows them, read back from its registry."""
-    value = metrics.registry.get_sample_value
+def registry_reader(registry: CollectorRegistry) -> Callable[..., float]:
+    """`total(sample name, **labels)` over one pass through `registry` (0 for a sample it lacks)."""
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
 
     def total(name: str, **labels: str) -> float:
-        return value(name, labels) or 0.0
+        return values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    return total
+
+
+def read_counters(metrics: NodeMetrics) -> dict:
+    """The node's totals as /metrics shows them, read back from its registry."""
+    total = registry_reader(metrics.registry)
 
     sources = ("network", "local")
     return {

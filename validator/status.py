@@ -18,7 +18,7 @@ import trio
 
 from chain.client import ChainClient
 from chain.errors import ChainError
-from node.status import RateHistory
+from node.status import RateHistory, registry_reader
 from protocols.messages import STANDINGS
 from validator.checks import CHECKS
 from validator.epochs import SettlementService
@@ -36,10 +36,7 @@ SETTLEMENTS_SHOWN = 8
 
 def read_counters(metrics: ValidatorMetrics) -> dict:
     """The validator's totals as /metrics shows them, read back from its registry."""
-    value = metrics.registry.get_sample_value
-
-    def total(name: str, **labels: str) -> float:
-        return value(name, labels) or 0.0
+    total = registry_reader(metrics.registry)
 
     return {
         "challenges": {o: total("dolphin_validator_challenges_total", outcome=o) for o in OUTCOMES},
