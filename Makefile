@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 TOOLCHAIN := .toolchain
 VLLM_VENV := .venv-vllm
-DEB_PACKAGES := build-essential libgmp-dev iproute2
+DEB_PACKAGES := build-essential libgmp-dev iproute2 chromium
 
 # Brownie and py-solc-x find Anvil on PATH and the solcjs wrapper through SOLCX_BINARY_PATH.
 export PATH := $(CURDIR)/$(TOOLCHAIN):$(CURDIR)/$(VENV)/bin:$(PATH)

@@ -11,8 +11,10 @@
 - `registration`: the operator binding, registered on chain and kept in the data dir
 - `announce`: the signed DHT pool record and heartbeats that tell clients this node serves a model
 - `benchmark`: the cached self-benchmark and its signed attestations
-- `local_api`: the operator's OpenAI-compatible API and /metrics on 127.0.0.1
+- `local_api`: the operator's OpenAI-compatible API, /metrics and the dashboard on 127.0.0.1
 - `metrics`: Prometheus metrics
+- `status`: the status model behind /status and the dashboard (rates, strikes against us, chain facts)
+- `dashboard`: the node's and the validator's dashboard pages and their routes (assets shipped inside)
 - `owner`: whether the machine's owner is busy (GPU through NVML, else CPU)
 - `files`: atomic writes into the data dir
 - `testing`: a `dolphin node` process and pool lookups for tests

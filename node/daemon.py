@@ -15,7 +15,7 @@ On start, in this order (each step logged, long ones reported through `progress`
    benchmark attestations, provide the pool record in the DHT and heartbeat its pool; serve
    INFERENCE_PROTOCOL, each request by the engine of the model it names; with a chain, hand paid receipts
    to the current validators' peers after each epoch and every `receipt_submit_seconds`;
-6. write ready.json (peer id, addresses, `local_api` and `metrics` URLs).
+6. write ready.json (peer id, addresses, `local_api`, `metrics` and `dashboard` URLs).
 
 SIGINT/SIGTERM drains: new requests are refused (network and local), the next heartbeat says capacity 0,
 answers in flight finish and their receipts go to the validators, for up to `drain_timeout` seconds, then
@@ -56,13 +56,19 @@ from node.metrics import NodeMetrics
 from node.models.manifest import ModelManifest, verify_model_dir
 from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
+from node.status import NodeStatus, StrikeWatch, chain_reader
 from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address, check_listen_addrs
-from pool.validators import ValidatorDirectory, serve_validator_discovery, serve_validator_set
+from pool.validators import (
+    ValidatorDirectory,
+    fetch_rewards_tree,
+    serve_validator_discovery,
+    serve_validator_set,
+)
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
-from protocols.ids import INFERENCE_PROTOCOL, VALIDATORS_TOPIC
+from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, VALIDATORS_TOPIC
 from protocols.keys import Identity
 from protocols.messages import InferenceRequest, OperatorBinding
 
@@ -71,6 +77,7 @@ __all__ = ["Progress", "serve_node"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (step, done, total); total 0 when unknown
+TREE_FETCH_SECONDS = 30.0  # the dashboard's claims: how long one try at the active rewards tree may take
 
 
 def _no_progress(step: str, done: int, total: int) -> None:
@@ -373,6 +380,7 @@ async def _serve(  # type: ignore[no-untyped-def]
                 return Announcer(host, identity, announcement, load, interval=config.heartbeat_interval)
 
             announcers = [announcer_of(model) for model in served]
+            status = _node_status(host, identity, served, metrics, ledger, binding, chain, lambda: draining)
             app = build_app(
                 engine,
                 model_name=manifest.name,
@@ -380,8 +388,12 @@ async def _serve(  # type: ignore[no-untyped-def]
                 metrics=metrics,
                 max_new_tokens=config.max_new_tokens,
                 refusing=lambda: "the node is shutting down" if draining else None,
+                status=status.snapshot,
             )
             nursery.start_soon(ledger.serve_nonce_writes)
+            await nursery.start(status.serve)
+            if status.strike_watch is not None:
+                await _watch_strikes(host, status.strike_watch, nursery)
             local_url = await nursery.start(serve_local_api, app, config.local_api)
             host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
             for model, announcer in zip(served, announcers, strict=True):
@@ -404,6 +416,7 @@ async def _serve(  # type: ignore[no-untyped-def]
                 {
                     "local_api": local_url,
                     "metrics": f"{local_url}/metrics",
+                    "dashboard": f"{local_url}/dashboard",
                     "model": model_id.hex(),
                     "model_name": manifest.name,
                     "engine": engine.name,
@@ -447,6 +460,51 @@ async def _serve(  # type: ignore[no-untyped-def]
                 ready.unlink(missing_ok=True)
                 nursery.cancel_scope.cancel()
     log.info("stopped")
+
+
+def _node_status(host, identity, served, metrics, ledger, binding, chain, draining) -> NodeStatus:  # type: ignore[no-untyped-def]
+    """The status model behind /status and the dashboard (node.status): every model served, the first
+    model's engine and chain facts (the local API's)."""
+    model_id = served[0].model_id
+
+    def host_facts() -> dict:
+        return {
+            "reachable": host.reachable,
+            "listen_addrs": host.listen_addrs(),
+            "circuit_addrs": host.circuit_addrs(),
+            "advertised_addrs": host.advertised_addrs(),
+            "dht_mode": str(host.dht.mode),
+        }
+
+    status = NodeStatus(
+        peer_id=host.peer_id,
+        node_key=identity.public_key,
+        models=[{"name": model.manifest.name, "id": model.model_id.hex()} for model in served],
+        engine=served[0].engine,
+        metrics=metrics,
+        ledger=ledger,
+        host_facts=host_facts,
+        operator="0x" + binding.operator.hex() if binding is not None else None,
+        chain_url=chain.rpc_url if chain is not None else None,
+        read_chain=chain_reader(chain, binding, model_id) if chain is not None else None,
+        fetch_tree=functools.partial(fetch_rewards_tree, host, timeout=TREE_FETCH_SECONDS),
+        draining=draining,
+    )
+    if chain is not None:
+        status.strike_watch = StrikeWatch(identity.public_key, chain.domain("Slashing"), status.is_validator)
+    return status
+
+
+async def _watch_strikes(host, watch: StrikeWatch, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    """Follow STRIKES_TOPIC through `watch` (which keeps the strikes against us); the subscription's own
+    queue is read and dropped so it never fills."""
+    subscription = await host.gossip.subscribe(STRIKES_TOPIC, watch.validate)
+
+    async def drain_queue() -> None:
+        async for _ in subscription:
+            pass
+
+    nursery.start_soon(drain_queue)
 
 
 async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -> ReceiptSubmitter | None:  # type: ignore[no-untyped-def]

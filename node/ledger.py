@@ -217,6 +217,23 @@ class Ledger:
         )
         return [EpochTotal(*row) for row in rows]
 
+    async def epoch_summary(self, epoch: int) -> dict[str, int]:
+        """Receipts of one epoch in numbers: all of them, and the paid ones (those with a client wallet)."""
+        rows = await self._database.execute(
+            "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), count(client),"
+            " coalesce(sum(CASE WHEN client IS NULL THEN 0 ELSE tokens_in + tokens_out END), 0)"
+            " FROM receipts WHERE epoch = ?",
+            (epoch,),
+        )
+        count, tokens_in, tokens_out, paid, paid_tokens = rows[0]
+        return {
+            "receipts": count,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "paid_receipts": paid,
+            "paid_tokens": paid_tokens,
+        }
+
     # ---- submissions to validators ----
     async def unsubmitted(
         self, validator: str, limit: int, *, since_ms: int = 0

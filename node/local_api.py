@@ -9,6 +9,8 @@ to 127.0.0.1 only (no authentication) and also serves the node's Prometheus metr
     POST /v1/completions        a prompt string (or token ids), completed as is
     GET  /metrics               Prometheus text format
     GET  /health                200 while the engine is healthy, else 503
+    GET  /status                the node's status model as JSON (node.status), when the daemon keeps one
+    GET  /dashboard             the operator's dashboard page, drawn from /status (node.dashboard)
 
 Runs on hypercorn's trio worker with a Starlette app (`pool.http`); requests are parsed and answers shaped
 by `pool.openai_api`, exactly as the gateway does. Prompts and answers are not logged.
@@ -25,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from node.dashboard import StatusSource, dashboard_routes
 from node.engines.base import (
     ChatTurn,
     Engine,
@@ -104,8 +107,10 @@ def build_app(
     metrics: NodeMetrics,
     max_new_tokens: int,
     refusing: Callable[[], str | None] = lambda: None,
+    status: StatusSource | None = None,
 ) -> Starlette:
-    """The Starlette app. `refusing()` returns why local requests are refused now (draining), or None."""
+    """The Starlette app. `refusing()` returns why local requests are refused now (draining), or None;
+    `status()`, when given, is the status model behind /status and the dashboard."""
 
     async def run(kind: str, generation: GenerationRequest, sampling: Sampling) -> Response:
         reason = refusing()
@@ -232,6 +237,7 @@ def build_app(
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            *(dashboard_routes("node", status) if status is not None else ()),
         ]
     )
 

@@ -9,9 +9,10 @@ On start, in this order (each step logged):
 3. open the state (`validator.sqlite`) and restore suspicions, strikes, bans and decisions from it;
 4. start the libp2p host and subscribe to the model's pool heartbeats and benchmark attestations, and to
    strikes, bans, decisions and users' reports (each through its topic validator);
-5. serve /metrics and /health, write ready.json, and run: sampling (each pool member challenged at the
-   rate its suspicion sets, a few at a time, from throwaway light-client hosts), re-verification of
-   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes;
+5. serve /metrics, /health, /status and the dashboard (/dashboard), write ready.json, and run: sampling
+   (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway
+   light-client hosts), re-verification of others' strikes, standings on STANDING_TOPIC, decisions and
+   slashing, validator-set refreshes;
 6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
    epoch settled on the validators' schedule (the rewards root, the election of the next set and the
    credit debits, signed by a quorum over gossip and relayed by whichever validator is first; rewards
@@ -65,6 +66,7 @@ from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
 from validator.service import Rewards, Validator
 from validator.state import ValidatorState, open_state
+from validator.status import ValidatorStatus
 from validator.strikes import StrikePolicy
 from validator.suspicion import SuspicionModel
 
@@ -279,7 +281,7 @@ async def _serve(
                 store = await stack.enter_async_context(
                     open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
                 )
-                await nursery.start(
+                settlement = await nursery.start(
                     functools.partial(
                         serve_settlement,
                         host,
@@ -291,7 +293,7 @@ async def _serve(
                         trees_dir=config.data_dir / "rewards",
                     )
                 )
-                await nursery.start(
+                keeper = await nursery.start(
                     serve_buyback_keeper, chain.client, KeeperConfig(config.keeper_interval_seconds)
                 )
 
@@ -303,12 +305,32 @@ async def _serve(
                     "validator": "0x" + wallet.address.hex(),
                 }
 
-            metrics_url = await nursery.start(serve_local_api, build_app(metrics, health), config.metrics)
+            status = ValidatorStatus(
+                peer_id=host.peer_id,
+                validator=validator,
+                state=state,
+                metrics=metrics,
+                health=health,
+                model={"name": reference.name, "id": reference.model_id.hex()},
+                chain_url=chain.client.rpc_url if chain is not None else None,
+            )
+            if chain is not None:
+                status.chain, status.evidence, status.settlement, status.keeper = (
+                    chain.client,
+                    store,
+                    settlement,
+                    keeper,
+                )
+            await nursery.start(status.serve)
+            metrics_url = await nursery.start(
+                serve_local_api, build_app(metrics, health, status.snapshot), config.metrics
+            )
             document = ready_document(
                 host,
                 {
                     "metrics": f"{metrics_url}/metrics",
                     "health": f"{metrics_url}/health",
+                    "dashboard": f"{metrics_url}/dashboard",
                     "validator": "0x" + wallet.address.hex(),
                     "in_validator_set": validators.is_validator(wallet.address),
                     "model": reference.model_id.hex(),

@@ -244,6 +244,11 @@ class EvidenceStore:
             row[0] for row in await self._db.execute("SELECT DISTINCT epoch FROM receipts ORDER BY epoch")
         ]
 
+    async def receipt_counts(self) -> dict[int, int]:
+        """How many receipts are held per epoch (for the dashboard)."""
+        rows = await self._db.execute("SELECT epoch, count(*) FROM receipts GROUP BY epoch ORDER BY epoch")
+        return {row[0]: row[1] for row in rows}
+
     # ---- settlements ----
     async def next_epoch(self) -> int | None:
         """The first epoch not closed yet (None before any was)."""

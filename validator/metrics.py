@@ -1,4 +1,5 @@
-"""The validator's Prometheus metrics and its small HTTP app (/metrics, /health) on 127.0.0.1.
+"""The validator's Prometheus metrics and its small HTTP app (/metrics, /health, and with a status model
+/status and /dashboard) on 127.0.0.1.
 
 Label values come from fixed vocabularies (check names, outcomes, standings), never from the network.
 """
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from node.dashboard import StatusSource, dashboard_routes
 from protocols.messages import STANDINGS
 from validator.checks import CHECKS
 
@@ -68,8 +70,11 @@ class ValidatorMetrics:
         return generate_latest(self.registry)
 
 
-def build_app(metrics: ValidatorMetrics, health: Callable[[], dict]) -> Starlette:
-    """GET /metrics (Prometheus text) and GET /health (200 with `health()` as JSON)."""
+def build_app(
+    metrics: ValidatorMetrics, health: Callable[[], dict], status: StatusSource | None = None
+) -> Starlette:
+    """GET /metrics (Prometheus text) and GET /health (200 with `health()` as JSON); with `status` (the
+    validator's status model, validator.status) also GET /status and the dashboard page (node.dashboard)."""
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -77,4 +82,10 @@ def build_app(metrics: ValidatorMetrics, health: Callable[[], dict]) -> Starlett
     async def health_endpoint(request: Request) -> Response:
         return JSONResponse(health())
 
-    return Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/health", health_endpoint)])
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics_endpoint),
+            Route("/health", health_endpoint),
+            *(dashboard_routes("validator", status) if status is not None else ()),
+        ]
+    )
