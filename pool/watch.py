@@ -33,7 +33,7 @@ import trio
 
 from p2p import DolphinHost, P2PError, Subscription, Verdict, signed_message_validator
 from pool.attestations import AttestationBook
-from pool.bans import BanList
+from pool.bans import BanList, BanRules
 from pool.chainfacts import ChainFacts
 from pool.contact import NodeContact
 from pool.errors import UnknownModel
@@ -155,7 +155,8 @@ class PoolWatcher:
         self._dial_failures: dict[str, float] = {}
         validators = domains.validators
         is_validator = chain.is_validator if chain is not None else (lambda address: False)
-        self.bans = BanList(validators, is_validator) if validators is not None else None
+        rules = chain.ban_rules if chain is not None else BanRules
+        self.bans = BanList(validators, is_validator, rules) if validators is not None else None
         self.standings = StandingBook(validators, is_validator) if validators is not None else None
 
     async def _start(self) -> None:
