@@ -297,4 +297,5 @@ def test_strike_rules_are_the_documented_defaults_and_governed(slashing, deploye
             slashing.setStrikeRules(*bad, {"from": deployer})
     tx = slashing.setStrikeRules(new, 10, 3, 5, 7, 8, {"from": deployer})
     assert tx.events["StrikeRulesSet"]["banPoints"] == 10
-    assert slashing.strikeRules()[1:] == (new, 10, 3, 5, 7, 8)
+    rules = slashing.strikeRules()
+    assert list(rules[1]) == new and [int(v) for v in rules[2:]] == [10, 3, 5, 7, 8]
