@@ -51,11 +51,13 @@ from validator.errors import EvidenceError
 
 __all__ = [
     "DECISION_LIFETIME_S",
+    "AttackOutcome",
     "DecisionFields",
     "Decisions",
     "RewardRow",
     "StrikeBook",
     "StrikePolicy",
+    "ban_attack_outcomes",
     "ban_notice",
     "check_user_report",
     "decision_fields",
@@ -404,3 +406,93 @@ def ban_notice(strikes: Sequence[StrikeReport], *, epoch: int, reason: str | Non
         reason=reason or first.reason,
         strikes=tuple(stripped(s) for s in strikes),
     )
+
+
+# ---------------------------------------------------------------------------------------------- attacks
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """What an attack on the award rules costs its author and pays accounts it controls (POD wei)."""
+
+    name: str
+    cost: int
+    gain: int
+
+
+def ban_attack_outcomes(
+    *,
+    nodes: int,
+    bond: int,
+    slash_bps: int,
+    reporter_bps: int,
+    validator_award: int,
+    user_award: int,
+) -> list[AttackOutcome]:
+    """The attacks of issue 21 under `reward_rows`, with the attacker granted every account it could hold:
+    the reporting user and even the first striking validator. Farming `nodes` throwaway nodes with no bond,
+    farming bonded ones (`bond` each, slashed at `slash_bps` with `reporter_bps` to the slash's reporter),
+    and sniping a report (naming the node first, about another answer) on an honest validator's ban."""
+    attacker_validator, attacker_user, honest_validator = b"\1" * 20, b"\2" * 20, b"\3" * 20
+
+    def notice(first: bytes) -> BanNotice:
+        strike = StrikeReport(
+            validator=first,
+            node_key=b"\0" * 32,
+            operator=ZERO_ADDRESS,
+            model=b"\0" * 32,
+            epoch=0,
+            reason="wrong_model",
+            severity=8,
+            evidence_hash=b"\0" * 32,
+            signature=b"\0" * 65,
+        )
+        return ban_notice([strike], epoch=0)
+
+    def paid(rows: list[RewardRow], accounts: set[bytes]) -> int:
+        return sum(row.amount for row in rows if row.account in accounts)
+
+    ours = {attacker_validator, attacker_user}
+    unbonded = [
+        reward_rows(
+            notice(attacker_validator),
+            attacker_user,
+            forfeited=0,
+            slash_reporter=None,
+            validator_award=validator_award,
+            user_award=user_award,
+        )
+        for _ in range(nodes)
+    ]
+    taken = bond * slash_bps // 10_000
+    cut = taken * reporter_bps // 10_000
+    bonded = [
+        reward_rows(
+            notice(attacker_validator),
+            attacker_user,
+            forfeited=taken - cut,
+            slash_reporter=attacker_user,
+            validator_award=validator_award,
+            user_award=user_award,
+        )
+        for _ in range(nodes)
+    ]
+    sniped = reward_rows(
+        notice(honest_validator),
+        None,  # the sniper's report is not about the failing answer: the ban does not rest on it
+        forfeited=taken - cut,
+        slash_reporter=honest_validator,
+        validator_award=validator_award,
+        user_award=user_award,
+    )
+    return [
+        AttackOutcome(
+            f"ban farming: {nodes} unbonded nodes, self-reported", 0, sum(paid(r, ours) for r in unbonded)
+        ),
+        AttackOutcome(
+            f"ban farming: {nodes} bonded nodes, self-reported",
+            nodes * taken,
+            nodes * cut + sum(paid(r, ours) for r in bonded),
+        ),
+        AttackOutcome("report sniping: first report, another answer", 0, paid(sniped, {attacker_user})),
+    ]
