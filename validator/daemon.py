@@ -505,6 +505,8 @@ async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interva
         await trio.sleep(interval)
         try:
             validator.validators = await trio.to_thread.run_sync(chain.validator_set)
+            rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
+            validator.policy = validator.book.policy = validator.policy.with_rules(rules)
             metrics.validator_set.set(len(validator.validators.weights))
         except ChainError as exc:
             log.warning("could not refresh the validator set (keeping the last one): %s", exc)

@@ -547,7 +547,7 @@ class Validator:
 
             self._topic_validators = {
                 STRIKES_TOPIC: strike_validator(self.domain, is_validator),
-                BANS_TOPIC: ban_validator(self.domain, is_validator, self.policy.ban_rules),
+                BANS_TOPIC: ban_validator(self.domain, is_validator, lambda: self.policy.ban_rules()),
                 REPORTS_TOPIC: user_report_validator(),
             }
             if self.chain is not None:
