@@ -179,6 +179,10 @@ def _simulate_attacks(nodes: int, bond: float) -> None:
     for outcome in outcomes:
         cost, gain = Decimal(outcome.cost) / pod, Decimal(outcome.gain) / pod
         click.echo(f"{outcome.name:<48} {cost:>14.2f} {gain:>14.2f} {gain - cost:>14.2f}")
+    click.echo(
+        "A node with no bond forfeits nothing validators can count alike, so catching it pays an award of 0"
+        " (docs/rewards.md)."
+    )
     if any(outcome.gain > outcome.cost for outcome in outcomes):
         raise click.ClickException("an attack returns more than it costs")
 

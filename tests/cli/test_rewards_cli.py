@@ -69,3 +69,4 @@ def test_simulate_attacks_shows_ban_farming_and_report_sniping_never_pay():
     # Three 50% slashes of 20,000 POD; back: the 10% cut and a 100 POD validator award each.
     assert lines["ban farming: 3 bonded nodes, self-reported"] == ["30000.00", "3300.00", "-26700.00"]
     assert lines["report sniping: first report, another answer"] == ["0.00", "0.00", "0.00"]
+    assert "catching it pays an award of 0" in result.output.splitlines()[-1]
