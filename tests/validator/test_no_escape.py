@@ -4,7 +4,10 @@ deployed contracts) with the genesis validators in this process on one gossip bu
 - an operator that unregisters its node after the first (public) strike is slashed all the same, the
   binding being slashable for Bonding.UNBOUND_SLASHABLE_PERIOD after it is removed;
 - the awards of an epoch are decided from the chain at its closing block, so a validator that receives the
-  ban a month later, after the chain moved on, books the same awards as those that saw it at once."""
+  ban a month later, after the chain moved on, books the same awards as those that saw it at once, and
+  the settlement the validators run (`close_on_chain`) gives all three the same root. The awards are not
+  empty: the user whose report the ban rests on takes the slash's reporter cut on chain, and the first
+  striking validator its award out of the rest of the slash."""
 
 import pytest
 import trio
@@ -12,12 +15,16 @@ import trio
 from chain.client import ChainClient
 from chain.testing import open_deployed_chain, time_travel
 from protocols import envelope
+from protocols import testing as pt
 from protocols.eth import keccak256
-from protocols.keys import peer_id_from_public_key
-from protocols.messages import StrikeReport
+from protocols.inference import countersign_receipt
+from protocols.keys import Identity, peer_id_from_public_key
+from protocols.messages import StrikeReport, UserReport
 from tests.validator.cheats import modified_engine
 from tests.validator.test_slashing import LONG, SAMPLED, _genesis_validators
-from validator.closing import find_closing_block
+from validator.closing import close_on_chain, find_closing_block
+from validator.daemon import _awards
+from validator.strikes import RewardRow
 from validator.testing import NodeKeys, answer_in_process
 
 pytestmark = [
@@ -39,9 +46,26 @@ def cheat_engine(tiny_model_dir):
     engine.close()
 
 
-async def _strike(validator, engine, reference, keys):
+async def _strike(validator, engine, reference, keys, reporter=None):
+    """Challenge the cheat until `validator` strikes it; with `reporter`, a user (that address) reports
+    each answer first, as the client of it, so the strike rests on its report."""
     for challenge in (LONG, SAMPLED):
-        await validator.judge(await answer_in_process(engine, challenge, model=reference.model_id, keys=keys))
+        session = Identity.generate()
+        answer = await answer_in_process(
+            engine, challenge, model=reference.model_id, keys=keys, session=session
+        )
+        if reporter is not None:
+            report = UserReport(
+                request_id=answer.request.request_id,
+                node_key=keys.identity.public_key,
+                model=reference.model_id,
+                receipt=countersign_receipt(answer.evidence.receipt, session),
+                reason="the answer made no sense",
+                reporter=reporter,
+            )
+            signed = envelope.open_signed(envelope.sign(report, session), UserReport)
+            await validator.on_user_report(signed)
+        await validator.judge(answer)
         struck = validator.book.strikes(keys.identity.public_key, validator.epoch)
         if any(s.validator == validator.address for s in struck):
             return
@@ -59,11 +83,12 @@ async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_ban
         node = keys.identity.public_key
         peer_hash = keccak256(peer_id_from_public_key(node))
         binding = await trio.to_thread.run_sync(operator.register_node, peer_hash)
+        user = pt.eth_account(40).address
         before = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
         async with _genesis_validators(tmp_path, chain, reference, thresholds) as (first, second, third):
             for validator in (first, second, third):
                 validator.node_seen(node, binding.operator)
-            await _strike(first, cheat_engine, reference, keys)
+            await _strike(first, cheat_engine, reference, keys, reporter=user)
             # The first strike is public: the operator unregisters the node, and its heartbeats stop naming
             # the binding.
             await trio.to_thread.run_sync(operator.unregister_node, peer_hash)
@@ -86,6 +111,7 @@ async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_ban
             block = find_closing_block(operator, epoch, DAY * 1000)
             assert block is not None
             early = [await trio.to_thread.run_sync(v.awards, epoch, block) for v in (first, second)]
+            totals = [await _awards(v, v.chain, DAY * 1000, epoch) for v in (first, second)]
             time_travel(chain.w3, 31 * DAY)
             assert not await trio.to_thread.run_sync(first.chain.slashable, ban.message.operator, node)
         # A validator that gets the strikes and the ban only now books what the others booked at once.
@@ -98,8 +124,32 @@ async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_ban
             await late.on_ban(ban)
             assert late.status(node) == "banned"
             assert await trio.to_thread.run_sync(late.awards, epoch, block) == early[0] == early[1]
-        # The slash paid the first validator its cut on chain; nothing more is owed from the pool.
-        assert (
-            event["args"]["reporter"] == ChainClient(chain.rpc_url, chain.deployment, chain.keys[1]).address
-        )
-        assert early[0] == []
+            totals.append(await _awards(late, late.chain, DAY * 1000, epoch))
+        # The slash paid the user its reporter cut on chain; the pool owes the first striking validator its
+        # award, out of the rest of the slash.
+        assert event["args"]["reporter"].lower() == "0x" + user.hex()
+        first_address = ChainClient(chain.rpc_url, chain.deployment, chain.keys[1]).address.lower()
+        award = (await trio.to_thread.run_sync(operator.call, "Slashing", "strikeRules"))[5]
+        assert early[0] == [
+            RewardRow(
+                epoch,
+                ban.message.strikes[0].validator,
+                "validator",
+                award,
+                True,
+                ban.message.evidence_hash(),
+                node,
+            )
+        ]
+        assert "0x" + ban.message.strikes[0].validator.hex() == first_address
+        assert totals == [{first_address: award}] * 3
+        # The three sign the same root: the settlement each runs at the closing block, on its own awards.
+        roots = {
+            (
+                await trio.to_thread.run_sync(
+                    lambda t=t: close_on_chain(operator, epoch, DAY * 1000, block, [], {}, awards=t)
+                )
+            ).settlement.tree.root
+            for t in totals
+        }
+        assert len(roots) == 1
