@@ -80,6 +80,25 @@ def close_epoch_command(input_file: BinaryIO, output: Path | None) -> None:
     help="Instead: what an operator paying for requests to its own node gets back, per emission setting.",
 )
 @click.option(
+    "--attacks",
+    is_flag=True,
+    help="Instead: what ban farming and report sniping cost and return under the award rules.",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 10_000),
+    default=3,
+    show_default=True,
+    help="With --attacks: throwaway nodes the attacker gets banned.",
+)
+@click.option(
+    "--bond",
+    type=click.FloatRange(0),
+    default=20_000.0,
+    show_default=True,
+    help="With --attacks: POD bonded behind each bonded throwaway node.",
+)
+@click.option(
     "--spend",
     type=click.FloatRange(0.000001),
     default=100.0,
@@ -106,6 +125,9 @@ def simulate_command(
     epochs: int,
     output: Path,
     self_dealing: bool,
+    attacks: bool,
+    nodes: int,
+    bond: float,
     spend: float,
     honest_revenue: float,
     pod_price: float,
@@ -120,7 +142,15 @@ def simulate_command(
     bonds more than anyone and claims bonded; for each emission setting (base rewards as a share of paid
     revenue) the PNG shows the POD it gets back per POD spent, also counting its stkPOD share of the
     buyback of its own payment (0%, 10%, 25%). Below 1 it loses money (docs/rewards.md, "Base rewards").
+
+    With --attacks: ban farming (getting one's own throwaway nodes banned and reporting them) and report
+    sniping under the award rules and the chain's default strike parameters, the attacker holding the
+    reporting user and the first striking validator; no attack returns more than it costs
+    (docs/rewards.md, "Strikes, bans and awards").
     """
+    if attacks:
+        _simulate_attacks(nodes, bond)
+        return
     params = RewardParams()
     if self_dealing:
         _simulate_self_dealing(params, output, spend, honest_revenue, pod_price)
@@ -129,6 +159,32 @@ def simulate_command(
     plot(simulation, output, params)
     click.echo(format_table(simulation))
     click.echo(f"plot: {output}")
+
+
+def _simulate_attacks(nodes: int, bond: float) -> None:
+    from decimal import Decimal
+
+    from validator.strikes import ban_attack_outcomes
+
+    pod = 10**18
+    outcomes = ban_attack_outcomes(
+        nodes=nodes,
+        bond=int(Decimal(str(bond)) * pod),
+        slash_bps=5000,  # the validators' default share, within Slashing.maxSlashBps
+        reporter_bps=1000,  # Slashing.reporterRewardBps at deployment
+        validator_award=100 * pod,  # Slashing.strikeRules at deployment
+        user_award=50 * pod,
+    )
+    click.echo(f"{'attack':<48} {'cost POD':>14} {'return POD':>14} {'net POD':>14}")
+    for outcome in outcomes:
+        cost, gain = Decimal(outcome.cost) / pod, Decimal(outcome.gain) / pod
+        click.echo(f"{outcome.name:<48} {cost:>14.2f} {gain:>14.2f} {gain - cost:>14.2f}")
+    click.echo(
+        "A node with no bond forfeits nothing validators can count alike, so catching it pays an award of 0"
+        " (docs/rewards.md)."
+    )
+    if any(outcome.gain > outcome.cost for outcome in outcomes):
+        raise click.ClickException("an attack returns more than it costs")
 
 
 def _simulate_self_dealing(

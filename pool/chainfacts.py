@@ -10,7 +10,8 @@ place and is retried on the next round; its error is logged, never raised into t
 Facts:
 - validators: the current set (`ValidatorQuorum.validators`), so standings and bans can be checked;
 - registered: `Bonding.isNodeOf(operator, keccak256(peer id))` for the operator a node's heartbeat names;
-- bonded: `Bonding.activeBondOf(operator) > 0`, the whitepaper's "bonded accounts only".
+- bonded: `Bonding.activeBondOf(operator) > 0`, the whitepaper's "bonded accounts only";
+- ban rules: `Slashing.strikeRules()`, what a ban notice's strikes must add up to (`pool.bans`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 import trio
 
 from chain.errors import ChainError
+from pool.bans import BanRules
 from protocols.eth import keccak256, to_checksum_address
 
 __all__ = ["ChainFacts", "ChainReader"]
@@ -45,6 +47,7 @@ class ChainFacts:
     _validators: frozenset[bytes] = field(default_factory=frozenset, init=False)
     _registered: dict[tuple[bytes, bytes], bool] = field(default_factory=dict, init=False)
     _bonded: dict[bytes, bool] = field(default_factory=dict, init=False)
+    _ban_rules: BanRules = field(default_factory=BanRules, init=False)
     _wanted: trio.Event = field(default_factory=trio.Event, init=False)
     _refreshed: trio.Event = field(default_factory=trio.Event, init=False)
     _unread: bool = field(default=False, init=False)  # asked about, answered "no" until the next read
@@ -76,8 +79,14 @@ class ChainFacts:
             return False
         return self._bonded[operator]
 
+    def ban_rules(self) -> BanRules:
+        """The chain's ban rules (its deployment values until the first read)."""
+        return self._ban_rules
+
     # ---- keeping it fresh ----
-    def _read_all(self) -> tuple[frozenset[bytes], dict[tuple[bytes, bytes], bool], dict[bytes, bool]]:
+    def _read_all(
+        self,
+    ) -> tuple[frozenset[bytes], dict[tuple[bytes, bytes], bool], dict[bytes, bool], BanRules]:
         members, _weights = self.reader.call("ValidatorQuorum", "validators")
         validators = frozenset(bytes.fromhex(m[2:]) for m in members)
         registered = {
@@ -90,7 +99,8 @@ class ChainFacts:
             operator: self.reader.call("Bonding", "activeBondOf", to_checksum_address(operator)) > 0
             for operator in list(self._bonded)
         }
-        return validators, registered, bonded
+        rules = BanRules.from_chain(self.reader.call("Slashing", "strikeRules"))
+        return validators, registered, bonded, rules
 
     @property
     def unread(self) -> bool:
@@ -102,7 +112,7 @@ class ChainFacts:
         """Read every fact asked about so far, now (in a worker thread)."""
         self._unread = False
         try:
-            validators, registered, bonded = await trio.to_thread.run_sync(self._read_all)
+            validators, registered, bonded, rules = await trio.to_thread.run_sync(self._read_all)
         except ChainError as exc:
             log.warning("could not read the chain (keeping the last facts, retrying): %s", exc)
             self._unread = True
@@ -110,6 +120,7 @@ class ChainFacts:
         self._validators = validators
         self._registered.update(registered)
         self._bonded.update(bonded)
+        self._ban_rules = rules
         self.rounds += 1
         self._refreshed.set()
         self._refreshed = trio.Event()

@@ -38,7 +38,7 @@ import trio
 
 from p2p import DolphinHost, P2PError, Subscription, Verdict, signed_message_validator
 from pool.attestations import AttestationBook
-from pool.bans import BanList
+from pool.bans import BanList, BanRules
 from pool.chainfacts import ChainFacts
 from pool.contact import NodeContact
 from pool.errors import UnknownModel
@@ -181,7 +181,8 @@ class PoolWatcher:
         self._catalogue: set[bytes] | None = None  # models heard on MODELS_TOPIC, once watching it
         validators = domains.validators
         is_validator = chain.is_validator if chain is not None else (lambda address: False)
-        self.bans = BanList(validators, is_validator) if validators is not None else None
+        rules = chain.ban_rules if chain is not None else BanRules
+        self.bans = BanList(validators, is_validator, rules) if validators is not None else None
         self.standings = StandingBook(validators, is_validator) if validators is not None else None
 
     async def _start(self) -> None:

@@ -3,8 +3,11 @@ thread, `trio.to_thread.run_sync`).
 
 - the current validator set (`ValidatorQuorum.validators`) and the quorum fraction, which decide whose
   strikes count and when a slashing decision has enough signatures;
-- whether a node is bound to the operator a ban names (`Bonding.isNodeOf`), and whether that operator has
+- the network's strike rules and awards (`Slashing.strikeRules`);
+- whether a node is bound to the operator a ban names, or was within the unbound period
+  (`Bonding.isSlashableNodeOf`: unregistering does not escape a strike), whether that operator has
   anything to slash (`Bonding.slashableOf`) and how much a decision may take (`Slashing.maxSlashBps`);
+- what catching a node forfeits at a block (`forfeit`), from which awards are paid;
 - submitting a quorum-signed decision (`Slashing.slash`), unless its evidence slashed the offender already.
 """
 
@@ -56,13 +59,27 @@ class SlashingChain:
     def max_slash_bps(self) -> int:
         return self.client.call("Slashing", "maxSlashBps")
 
-    def slashable(self, operator: bytes, node_key: bytes) -> bool:
-        """Whether `operator` registered the node of `node_key` and has bonded stake to slash."""
+    def strike_rules(self, block: int | str = "latest") -> tuple:
+        """`Slashing.strikeRules()`: reasons, severities, ban points, ban validators, window, awards."""
+        return tuple(self.client.call("Slashing", "strikeRules", block=block))
+
+    def slashable(self, operator: bytes, node_key: bytes, block: int | str = "latest") -> bool:
+        """Whether a strike on the node of `node_key` can slash `operator` (bound now or within the unbound
+        period, `Bonding.isSlashableNodeOf`) and `operator` has bonded stake to slash."""
         account = self.client.w3.to_checksum_address("0x" + operator.hex())
         peer_hash = keccak256(peer_id_from_public_key(node_key))
-        if not self.client.call("Bonding", "isNodeOf", account, peer_hash):
+        if not self.client.call("Bonding", "isSlashableNodeOf", account, peer_hash, block=block):
             return False
-        return self.client.call("Bonding", "slashableOf", account) > 0
+        return self.client.call("Bonding", "slashableOf", account, block=block) > 0
+
+    def forfeit(self, operator: bytes, slash_bps: int, block: int) -> tuple[int, int]:
+        """What a slash of `operator` at `slash_bps` (capped by the chain) takes at `block`, in POD wei, and
+        the reporter's cut of it."""
+        account = self.client.w3.to_checksum_address("0x" + operator.hex())
+        bps = min(slash_bps, self.client.call("Slashing", "maxSlashBps", block=block))
+        shares = self.client.call("Bonding", "slashableOf", account, block=block) * bps // 10_000
+        taken = self.client.call("StakedPOD", "convertToAssets", shares, block=block)
+        return taken, taken * self.client.call("Slashing", "reporterRewardBps", block=block) // 10_000
 
     def slash(self, decision: DecisionFields, signatures: list[bytes], *, attempts: int = 3) -> str | None:
         """Submit `decision`; returns the transaction hash, or None when its evidence was used already.

@@ -166,19 +166,20 @@ class ValidatorConfig:
         metadata=doc("Delivered decode speed may be this many times below the node's benchmark."),
     )
     exclude_points: int = field(default=6, metadata=doc("Strike severity at which a node is excluded."))
-    ban_points: int = field(default=12, metadata=doc("Strike severity at which a node is banned."))
-    ban_validators: int = field(default=2, metadata=doc("Distinct validators whose strikes a ban needs."))
+    ban_points: int = field(
+        default=12,
+        metadata=doc("Without a chain: strike severity at which a node is banned (else the chain's)."),
+    )
+    ban_validators: int = field(
+        default=2,
+        metadata=doc("Without a chain: distinct validators whose strikes a ban needs (else the chain's)."),
+    )
     exclusion_epochs: int = field(default=1, metadata=doc("Epochs an exclusion lasts."))
-    strike_window_epochs: int = field(default=7, metadata=doc("Epochs a strike counts for."))
+    strike_window_epochs: int = field(
+        default=7, metadata=doc("Without a chain: epochs a strike counts for (else the chain's).")
+    )
     slash_bps: int = field(
         default=5000, metadata=doc("Share of the bond a slash takes (capped by the chain).")
-    )
-    validator_reward_pod: str = field(
-        default="100",
-        metadata=doc("POD the settlement pays the reporting validator of a ban the slash does not pay."),
-    )
-    user_reward_pod: str = field(
-        default="50", metadata=doc("POD the settlement pays a reporting user of an unbonded node's ban.")
     )
     validators: tuple[str, ...] = field(
         default=(),

@@ -48,6 +48,7 @@ from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_f
 from p2p.ports import check_http_address, check_listen_addrs
 from pool import Member, PoolView
 from pool.attestations import attestation_validator
+from pool.bans import BanRules
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
@@ -56,6 +57,7 @@ from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
 from validator.chain import SetView, SlashingChain
 from validator.challenges import draw_challenge
+from validator.closing import find_closing_block
 from validator.config import ValidatorConfig
 from validator.epochs import SettlementConfig, serve_settlement
 from validator.errors import ReferenceModelError, ValidatorConfigError, ValidatorError
@@ -64,8 +66,8 @@ from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
 from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
-from validator.service import Rewards, Validator
-from validator.state import ValidatorState, open_state
+from validator.service import Validator
+from validator.state import open_state
 from validator.status import ValidatorStatus
 from validator.strikes import StrikePolicy
 from validator.suspicion import SuspicionModel
@@ -199,6 +201,8 @@ async def _serve(
     )
     if chain is not None:
         validators = await trio.to_thread.run_sync(chain.validator_set)
+        rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
+        policy = policy.with_rules(rules)  # the network's ban rules, not this validator's config
         domain, binding_domain = chain.domain(), chain.domain("Bonding")
         credit = CreditSigner(
             wallet, chain.domain("Credits"), parse_units(config.credit_per_challenge, USD_DECIMALS)
@@ -252,10 +256,6 @@ async def _serve(
                 policy=policy,
                 suspicion=suspicion,
                 chain=chain,
-                rewards=Rewards(
-                    validator=parse_units(config.validator_reward_pod, 18),
-                    user=parse_units(config.user_reward_pod, 18),
-                ),
                 epoch_seconds=config.epoch_seconds,
             )
             await validator.load()
@@ -288,7 +288,7 @@ async def _serve(
                         chain.client,
                         store,
                         settlement_config(config),
-                        awards=functools.partial(_awards, state),
+                        awards=functools.partial(_awards, validator, chain, config.epoch_seconds * 1000),
                         banned=validator.banned_operators,
                         trees_dir=config.data_dir / "rewards",
                     )
@@ -373,10 +373,16 @@ def settlement_config(config: ValidatorConfig) -> SettlementConfig:
     )
 
 
-async def _awards(state: ValidatorState, epoch: int) -> dict[str, int]:
-    """The protocol awards of `epoch` (wei per account) from the rewards the bans of that epoch owe."""
+async def _awards(validator: Validator, chain: SlashingChain, epoch_ms: int, epoch: int) -> dict[str, int]:
+    """The protocol awards of `epoch` (wei per account), from the chain at its closing block
+    (`Validator.awards`), booked in the state's rewards table for `dolphin validator rewards`."""
+    block = await trio.to_thread.run_sync(find_closing_block, chain.client, epoch, epoch_ms)
+    if block is None:
+        return {}
+    rows = await trio.to_thread.run_sync(validator.awards, epoch, block)
+    await validator.state.store_rewards(rows)
     totals: dict[str, int] = {}
-    for row in await state.rewards(epoch):
+    for row in rows:
         account = "0x" + row.account.hex()
         totals[account] = totals.get(account, 0) + row.amount
     return totals
@@ -527,6 +533,8 @@ async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interva
         await trio.sleep(interval)
         try:
             validator.validators = await trio.to_thread.run_sync(chain.validator_set)
+            rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
+            validator.policy = validator.book.policy = validator.policy.with_rules(rules)
             metrics.validator_set.set(len(validator.validators.weights))
         except ChainError as exc:
             log.warning("could not refresh the validator set (keeping the last one): %s", exc)

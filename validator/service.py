@@ -25,16 +25,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import trio
 
 from p2p import Validator as GossipValidator
+from pool.bans import ban_shortfall
 from protocols import envelope
+from protocols.errors import ProtocolError
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import BANS_TOPIC, DECISIONS_TOPIC, REPORTS_TOPIC, STANDING_TOPIC, STRIKES_TOPIC
 from protocols.keys import Identity
 from protocols.messages import (
+    AnswerEvidence,
     BanNotice,
     NodeStanding,
     StrikeDecisionSignature,
@@ -43,6 +45,7 @@ from protocols.messages import (
     eth_sign,
     evidence_hash,
 )
+from protocols.schema import decode_message
 from validator.answers import Answer, answer_from_evidence
 from validator.chain import SetView, SlashingChain
 from validator.checks import (
@@ -61,30 +64,25 @@ from validator.state import ValidatorState
 from validator.strikes import (
     ZERO_ADDRESS,
     Decisions,
+    RewardRow,
     StrikeBook,
     StrikePolicy,
     ban_notice,
     decision_fields,
+    report_rests_on,
     reward_rows,
     user_reporter,
     verify_user_report,
 )
 from validator.suspicion import Suspicion, SuspicionModel
 
-__all__ = ["Publish", "Rewards", "Validator"]
+__all__ = ["Publish", "Validator"]
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 STANDING_TTL_MS = 10 * 60 * 1000
-
-
-@dataclass(frozen=True)
-class Rewards:
-    """What the settlement pays from the node rewards pool for a ban the slash does not pay (POD wei)."""
-
-    validator: int = 100 * 10**18
-    user: int = 50 * 10**18
+MAX_PENDING_BANS = 4  # per node: notices waiting for strikes we have not received yet
 
 
 class Validator:
@@ -104,7 +102,6 @@ class Validator:
         policy: StrikePolicy | None = None,
         suspicion: SuspicionModel | None = None,
         chain: SlashingChain | None = None,
-        rewards: Rewards | None = None,
         epoch_seconds: int = 86400,
         decision_settle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -121,7 +118,6 @@ class Validator:
         self.policy = policy or StrikePolicy()
         self.suspicion_model = suspicion or SuspicionModel()
         self.chain = chain
-        self.rewards = rewards or Rewards()
         self.epoch_seconds = epoch_seconds
         self.clock = clock
         self.book = StrikeBook(self.policy)
@@ -129,10 +125,10 @@ class Validator:
         self._suspicion: dict[bytes, Suspicion] = {}
         self._operators: dict[bytes, bytes] = {}  # node key -> operator from its heartbeat binding
         self._full_strikes: dict[bytes, StrikeReport] = {}  # signature -> strike with its evidence
-        self._counted: set[bytes] = set()  # signatures of the strikes we counted
         self._bans: dict[bytes, envelope.Signed[BanNotice]] = {}  # node key -> ban notice
         self._ban_seen: dict[bytes, float] = {}  # node key -> when its ban arrived
         self._decided: set[bytes] = set()  # node keys whose ban we signed a decision on
+        self._pending_bans: dict[bytes, dict[bytes, envelope.Signed[BanNotice]]] = {}  # strikes unseen
         self.decision_settle_s = decision_settle_s
         self._slashed: set[tuple[bytes, bytes]] = set()
         self._topic_validators: dict[str, GossipValidator] | None = None
@@ -151,7 +147,6 @@ class Validator:
         for strike, _own, counted, reason in await self.state.strikes():
             self._full_strikes[strike.signature] = strike
             if counted:
-                self._counted.add(strike.signature)
                 self.book.count(strike, reason)
         for data in await self.state.bans():
             signed = envelope.open_signed(data, BanNotice, check_time=False)
@@ -165,8 +160,10 @@ class Validator:
         self._slashed = await self.state.slashed()
 
     def node_seen(self, node_key: bytes, operator: bytes | None) -> None:
-        """Remember the operator a node's heartbeat names (None: unregistered)."""
-        self._operators[node_key] = operator or ZERO_ADDRESS
+        """Remember the operator a node's heartbeat names. A binding once seen stays: dropping it (the
+        operator unregistered) must not let later strikes name no operator (the binding stays slashable)."""
+        if operator is not None or node_key not in self._operators:
+            self._operators[node_key] = operator or ZERO_ADDRESS
 
     def suspicion(self, node_key: bytes) -> Suspicion:
         if node_key not in self._suspicion:
@@ -258,7 +255,7 @@ class Validator:
     async def _strike(self, node_key: bytes, model: bytes, reason: str, evidence: tuple[bytes, ...]) -> None:
         """Publish a strike with `evidence` (an answer, or a benchmark's attestation and receipts), and the
         user report that led to it when there is one."""
-        report = await self._leading_user_report(node_key)
+        report = await self._report_on(node_key, evidence[0])
         if report is not None and len(evidence) < 16:
             evidence += (report,)
         strike = eth_sign(
@@ -278,19 +275,24 @@ class Validator:
         log.warning("striking node %s: %s", node_key.hex()[:16], reason)
         self._full_strikes[strike.signature] = strike
         await self.state.store_strike(strike, own=True, counted=True)
-        self._counted.add(strike.signature)
         self.book.count(strike)
         await self.publish(STRIKES_TOPIC, envelope.sign(strike, self.peer, ttl_ms=StrikeReport.MAX_TTL_MS))
         await self._after_strike(strike.node_key)
 
-    async def _leading_user_report(self, node_key: bytes) -> bytes | None:
-        """The earliest valid user report about the node naming a reward address: the one that led here."""
+    async def _report_on(self, node_key: bytes, failing: bytes) -> bytes | None:
+        """A valid user report, naming a reward address, of the very answer our strike shows failing: the
+        one the strike rests on (a report that merely came first about the node is not)."""
+        try:
+            answer = decode_message(failing, AnswerEvidence)
+        except ProtocolError:
+            return None  # a benchmark's evidence: no user reported it
         for data in await self.state.user_reports(node_key):
             try:
-                if verify_user_report(data).message.reporter is not None:
-                    return data
+                signed = verify_user_report(data)
             except EvidenceError:
                 continue
+            if signed.message.reporter is not None and report_rests_on(signed, answer):
+                return data
         return None
 
     # ------------------------------------------------------------------ others' strikes
@@ -312,7 +314,6 @@ class Validator:
         self._full_strikes[strike.signature] = strike
         await self.state.store_strike(strike, own=False, counted=counted, reason=reason)
         if counted:
-            self._counted.add(strike.signature)
             self.book.count(strike, reason)
             await self._after_strike(strike.node_key)
         return counted
@@ -361,6 +362,8 @@ class Validator:
     # ------------------------------------------------------------------ bans
 
     async def _after_strike(self, node_key: bytes) -> None:
+        for signed in list(self._pending_bans.get(node_key, {}).values()):
+            await self.on_ban(signed)
         strikes = self.book.ban_due(node_key, self.epoch)
         if strikes is not None and self.validators.is_validator(self.address):
             notice = ban_notice(strikes, epoch=self.epoch)
@@ -372,18 +375,28 @@ class Validator:
             await self.sign_decisions()
 
     async def on_ban(self, signed: envelope.Signed[BanNotice]) -> bool:
-        """Record a ban (gossip checked its strikes' signers); True if it is news.
+        """Record a ban that our own recomputation upholds (`_ban_shortfall`); True if it is news. A
+        notice whose strikes we have not all received yet waits for them; one they do not justify is
+        dropped, whoever published it.
 
         Two validators may ban a node at once, on different strikes: every validator keeps the notice with
         the lowest evidence hash (until it signs a decision on one), so that they all sign the same one.
         """
         notice = signed.message
+        digest = notice.evidence_hash()
+        if any(s.signature not in self._full_strikes for s in notice.strikes):
+            pending = self._pending_bans.setdefault(notice.node_key, {})
+            if len(pending) < MAX_PENDING_BANS:
+                pending[digest] = signed
+            return False
+        self._pending_bans.get(notice.node_key, {}).pop(digest, None)
+        shortfall = self._ban_shortfall(notice)
+        if shortfall is not None:
+            log.info("not upholding a ban of node %s: %s", notice.node_key.hex()[:16], shortfall)
+            return False
         known = self._bans.get(notice.node_key)
         if known is not None:
-            if (
-                notice.node_key not in self._decided
-                and notice.evidence_hash() < known.message.evidence_hash()
-            ):
+            if notice.node_key not in self._decided and digest < known.message.evidence_hash():
                 self._bans[notice.node_key] = signed
                 await self.state.store_ban(notice.node_key, signed.raw, replace=True)
             return False
@@ -392,33 +405,63 @@ class Validator:
         self.book.ban(notice)
         await self.state.store_ban(notice.node_key, signed.raw)
         log.warning("node %s is banned (%s)", notice.node_key.hex()[:16], notice.reason)
-        slashable = False
-        if self.chain is not None and notice.operator != ZERO_ADDRESS:
-            slashable = await trio.to_thread.run_sync(self.chain.slashable, notice.operator, notice.node_key)
-        reporter = next(
-            (user for s in notice.strikes if (user := user_reporter(self._full_strikes.get(s.signature, s)))),
-            None,
-        )
-        rows = reward_rows(
-            notice,
-            reporter,
-            slashed=slashable,
-            validator_reward=self.rewards.validator,
-            user_reward=self.rewards.user,
-        )
-        await self.state.store_rewards(rows)
         await self.sign_decisions()
         return True
 
-    # ------------------------------------------------------------------ decisions
+    def _ban_shortfall(self, notice: BanNotice) -> str | None:
+        """Why the network's rules, applied to the reasons our own re-checks found for the notice's
+        strikes, do not ban its node (None: they do)."""
+        return ban_shortfall(
+            notice,
+            self.policy.ban_rules(),
+            self.validators.is_validator,
+            lambda strike: strike.validator,  # gossip verified each strike's signature
+            self.book.reason_of,
+        )
 
-    def _verified(self, notice: BanNotice) -> bool:
-        """Whether every strike of a ban is one we counted (our own, or re-verified)."""
-        return all(s.signature in self._counted for s in notice.strikes)
+    # ------------------------------------------------------------------ awards
+
+    def awards(self, epoch: int, block: int) -> list[RewardRow]:
+        """What the node rewards pool owes for the bans of `epoch`, decided from the chain at the epoch's
+        closing `block` alone (blocking: call from a thread), so every validator books the same whenever
+        a ban reached it. A bonded node forfeits its slash, whose reporter takes its cut on chain; the pool
+        pays the other awards out of the rest of the slash, never more (docs/rewards.md)."""
+        if self.chain is None:
+            return []
+        rules = self.chain.strike_rules(block)
+        validator_award, user_award = rules[5], rules[6]
+        rows: list[RewardRow] = []
+        for signed in sorted(self._bans.values(), key=lambda signed: signed.message.node_key):
+            notice = signed.message
+            if notice.epoch != epoch:
+                continue
+            forfeited, slash_reporter = 0, None
+            if notice.operator != ZERO_ADDRESS and self.chain.slashable(
+                notice.operator, notice.node_key, block
+            ):
+                fields = decision_fields(signed, self._full_strikes, slash_bps=self.policy.slash_bps)
+                taken, cut = self.chain.forfeit(notice.operator, self.policy.slash_bps, block)
+                forfeited, slash_reporter = taken - cut, fields.reporter
+            reporter = next(
+                (u for s in notice.strikes if (u := user_reporter(self._full_strikes.get(s.signature, s)))),
+                None,
+            )
+            rows += reward_rows(
+                notice,
+                reporter,
+                forfeited=forfeited,
+                slash_reporter=slash_reporter,
+                validator_award=validator_award,
+                user_award=user_award,
+            )
+        return rows
+
+    # ------------------------------------------------------------------ decisions
 
     async def sign_decisions(self) -> None:
         """Sign the slashing decision of each ban of a bonded operator that settled (seen at least
-        `decision_settle_s` ago) and whose every strike we counted; one decision per node, ever."""
+        `decision_settle_s` ago) and that our own recomputation of its strikes upholds; one decision per
+        node, ever."""
         if self.chain is None:
             return
         settled = [
@@ -427,7 +470,7 @@ class Validator:
             if node_key not in self._decided
             and signed.message.operator != ZERO_ADDRESS
             and self.clock() - self._ban_seen.get(node_key, 0.0) >= self.decision_settle_s
-            and self._verified(signed.message)
+            and self._ban_shortfall(signed.message) is None
         ]
         if not settled:
             return
@@ -504,7 +547,7 @@ class Validator:
 
             self._topic_validators = {
                 STRIKES_TOPIC: strike_validator(self.domain, is_validator),
-                BANS_TOPIC: ban_validator(self.domain, is_validator, min_strikes=self.policy.ban_validators),
+                BANS_TOPIC: ban_validator(self.domain, is_validator, lambda: self.policy.ban_rules()),
                 REPORTS_TOPIC: user_report_validator(),
             }
             if self.chain is not None:

@@ -9,18 +9,23 @@ report claims, and only the most severe strike of each validator about a node wi
 Exclusion and ban. A node whose counted severity reaches `exclude_points` is excluded (routers leave it
 out) for `exclusion_epochs`; at `ban_points`, with strikes from at least `ban_validators` distinct
 validators, it is banned for good (`BanNotice`, until_epoch 0), so no single validator can ban anyone.
+Those ban rules are the chain's (`Slashing.strikeRules`), and every peer re-applies them to a notice's
+strikes (`pool.bans.ban_shortfall`), a validator at the reasons its own re-checks found.
 
 Slashing. A banned node's operator, when it has bonded stake, is slashed by a `StrikeDecision` that a
 quorum of the validator set signs (its own weight left out, `Slashing.checkQuorumExcluding`). All signers
 must sign the same fields, so each is derived from the ban notice alone: the offender is the notice's
 operator, the evidence hash the notice's (`BanNotice.evidence_hash`), the deadline six days after the
 notice was signed (the contract takes at most seven ahead), the share `slash_bps` (capped by the chain's
-`maxSlashBps`), and the reporter as the whitepaper says: the user whose report led to the first strike
-that carries one, else the validator of the notice's first strike (the first to strike, as its issuer saw).
+`maxSlashBps`), and the reporter: the user whose report the first strike that rests on one rests on
+(`user_reporter`), else the validator of the notice's first strike (the first to strike, as its issuer saw).
 
-Rewards. The slash pays its reporter (a validator's cut bonded, a user's in stkPOD). What the slash cannot
-pay is recorded for the epoch settlement (`RewardRow`): the reporting validator when a user took the slash
-reporter's cut, and both when the node had no bond (the whitepaper pays them from the node rewards pool).
+Rewards (docs/rewards.md, "Strikes, bans and awards"). A reward for catching a node never exceeds what the
+node forfeits, so banning one's own throwaway nodes never pays. The slash pays its reporter its cut (a
+validator's bonded, a user's in stkPOD); the rest of what the pool pays (`RewardRow`) comes out of the rest
+of the slash, and is decided at the epoch's close from the chain at its closing block (`reward_rows`), so
+the moment a ban arrived never changes a root. A user is the reporter only when the ban's evidence rests on
+its report: the strike's failing answer is the answer the user reported (`user_reporter`).
 """
 
 from __future__ import annotations
@@ -28,22 +33,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from pool.bans import DEFAULT_SEVERITIES, BanRules
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.inference import verify_countersigned_receipt
-from protocols.messages import STRIKE_REASONS, BanNotice, StrikeDecisionSignature, StrikeReport, UserReport
+from protocols.messages import (
+    STRIKE_REASONS,
+    AnswerEvidence,
+    BanNotice,
+    Receipt,
+    StrikeDecisionSignature,
+    StrikeReport,
+    UserReport,
+)
+from protocols.schema import decode_message
 from validator.errors import EvidenceError
 
 __all__ = [
     "DECISION_LIFETIME_S",
+    "AttackOutcome",
     "DecisionFields",
     "Decisions",
     "RewardRow",
     "StrikeBook",
     "StrikePolicy",
+    "ban_attack_outcomes",
     "ban_notice",
     "check_user_report",
     "decision_fields",
+    "report_rests_on",
     "reward_rows",
     "stripped",
     "user_reporter",
@@ -53,22 +71,11 @@ __all__ = [
 ZERO_ADDRESS = b"\0" * 20
 DECISION_LIFETIME_S = 6 * 24 * 3600
 
-DEFAULT_SEVERITIES: Mapping[str, int] = {
-    "fabricated_output": 9,
-    "wrong_model": 8,
-    "tokenizer_mismatch": 7,
-    "bad_receipt": 7,
-    "false_benchmark": 6,
-    "too_fast": 5,
-    "too_slow": 3,
-    "unavailable": 1,
-    "user_report": 4,
-}
-
 
 @dataclass(frozen=True)
 class StrikePolicy:
-    """How strikes add up (documented defaults; `ValidatorConfig` sets them)."""
+    """How strikes add up. What a ban needs (severities, points, validators, window) is the network's rule:
+    the daemon takes it from the chain (`with_rules`); the rest is this validator's own standing."""
 
     severities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
     exclude_points: int = 6
@@ -88,6 +95,20 @@ class StrikePolicy:
 
     def severity(self, reason: str) -> int:
         return self.severities[reason]
+
+    def ban_rules(self) -> BanRules:
+        return BanRules(self.severities, self.ban_points, self.ban_validators, self.window_epochs)
+
+    def with_rules(self, rules: BanRules) -> StrikePolicy:
+        """This policy under the network's ban rules (the exclusion threshold kept at most the ban's)."""
+        return replace(
+            self,
+            severities=dict(rules.severities),
+            ban_points=rules.ban_points,
+            ban_validators=rules.ban_validators,
+            window_epochs=rules.window_epochs,
+            exclude_points=min(self.exclude_points, rules.ban_points),
+        )
 
 
 def stripped(strike: StrikeReport) -> StrikeReport:
@@ -111,12 +132,16 @@ class StrikeBook:
         strike's own); returns False if one of the same validator about the node counts as much already."""
         by_validator = self._strikes.setdefault(strike.node_key, {})
         known = by_validator.get(strike.validator)
+        self._reasons[strike.signature] = reason or strike.reason
         weight = self.policy.severity(reason or strike.reason)
         if known is not None and (self._severity(known), known.epoch) >= (weight, strike.epoch):
             return False
         by_validator[strike.validator] = strike
-        self._reasons[strike.signature] = reason or strike.reason
         return True
+
+    def reason_of(self, strike: StrikeReport) -> str | None:
+        """The reason a strike counts for with us (what our re-check found); None: we never counted it."""
+        return self._reasons.get(strike.signature)
 
     def _severity(self, strike: StrikeReport) -> int:
         return self.policy.severity(self._reasons.get(strike.signature, strike.reason))
@@ -193,14 +218,36 @@ def verify_user_report(data: bytes) -> envelope.Signed[UserReport]:
     return signed
 
 
+def report_rests_on(signed: envelope.Signed[UserReport], answer: AnswerEvidence) -> bool:
+    """Whether a (verified) user report is about the very answer a strike's evidence shows failing: same
+    node, request and output. Only then does the ban's evidence rest on the report."""
+    report = signed.message
+    try:
+        receipt = verify_countersigned_receipt(report.receipt).receipt
+        answered = envelope.open_signed(answer.receipt, Receipt, check_time=False)
+    except ProtocolError:
+        return False
+    return (
+        answered.signer == report.node_key
+        and answered.message.request_id == receipt.request_id == report.request_id
+        and answered.message.output_hash == receipt.output_hash
+    )
+
+
 def user_reporter(strike: StrikeReport) -> bytes | None:
-    """The reward address of the user report a strike carries (its second evidence item), if any."""
+    """The reward address of the user report a strike carries (its second evidence item) when the strike's
+    failing answer (its first) is the one the user reported; None otherwise (a report that only came first
+    is not what the ban rests on)."""
     if len(strike.evidence) < 2:
         return None
     try:
-        return verify_user_report(strike.evidence[1]).message.reporter
-    except EvidenceError:
+        signed = verify_user_report(strike.evidence[1])
+        answer = decode_message(strike.evidence[0], AnswerEvidence)
+    except (EvidenceError, ProtocolError):
         return None
+    if signed.message.node_key != strike.node_key or not report_rests_on(signed, answer):
+        return None
+    return signed.message.reporter
 
 
 # ---------------------------------------------------------------------------------------------- decisions
@@ -320,20 +367,30 @@ def reward_rows(
     ban: BanNotice,
     reporter_user: bytes | None,
     *,
-    slashed: bool,
-    validator_reward: int,
-    user_reward: int,
+    forfeited: int,
+    slash_reporter: bytes | None,
+    validator_award: int,
+    user_award: int,
 ) -> list[RewardRow]:
-    """What the settlement owes for `ban`: `slashed` when a slash paid its reporter's cut on chain."""
+    """What the node rewards pool owes for catching the node of `ban`, paid out of `forfeited` (what the
+    node loses that no one has been paid from yet) so it never exceeds it: the first striking validator up
+    to `validator_award`, then the user whose report the ban rests on up to `user_award`. `slash_reporter`
+    took the slash's own reporter cut, and gets nothing more here."""
     evidence = ban.evidence_hash()
-    validator = ban.strikes[0].validator
     rows = []
-    if not slashed or reporter_user is not None:
-        rows.append(
-            RewardRow(ban.epoch, validator, "validator", validator_reward, True, evidence, ban.node_key)
-        )
-    if not slashed and reporter_user is not None and reporter_user != ZERO_ADDRESS:
-        rows.append(RewardRow(ban.epoch, reporter_user, "user", user_reward, False, evidence, ban.node_key))
+    left = max(forfeited, 0)
+    for account, role, award in (
+        (ban.strikes[0].validator, "validator", validator_award),
+        (reporter_user, "user", user_award),
+    ):
+        if account is None or account in (ZERO_ADDRESS, slash_reporter):
+            continue
+        amount = min(award, left)
+        if amount > 0:
+            rows.append(
+                RewardRow(ban.epoch, account, role, amount, role == "validator", evidence, ban.node_key)
+            )
+            left -= amount
     return rows
 
 
@@ -349,3 +406,93 @@ def ban_notice(strikes: Sequence[StrikeReport], *, epoch: int, reason: str | Non
         reason=reason or first.reason,
         strikes=tuple(stripped(s) for s in strikes),
     )
+
+
+# ---------------------------------------------------------------------------------------------- attacks
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    """What an attack on the award rules costs its author and pays accounts it controls (POD wei)."""
+
+    name: str
+    cost: int
+    gain: int
+
+
+def ban_attack_outcomes(
+    *,
+    nodes: int,
+    bond: int,
+    slash_bps: int,
+    reporter_bps: int,
+    validator_award: int,
+    user_award: int,
+) -> list[AttackOutcome]:
+    """The attacks of issue 21 under `reward_rows`, with the attacker granted every account it could hold:
+    the reporting user and even the first striking validator. Farming `nodes` throwaway nodes with no bond,
+    farming bonded ones (`bond` each, slashed at `slash_bps` with `reporter_bps` to the slash's reporter),
+    and sniping a report (naming the node first, about another answer) on an honest validator's ban."""
+    attacker_validator, attacker_user, honest_validator = b"\1" * 20, b"\2" * 20, b"\3" * 20
+
+    def notice(first: bytes) -> BanNotice:
+        strike = StrikeReport(
+            validator=first,
+            node_key=b"\0" * 32,
+            operator=ZERO_ADDRESS,
+            model=b"\0" * 32,
+            epoch=0,
+            reason="wrong_model",
+            severity=8,
+            evidence_hash=b"\0" * 32,
+            signature=b"\0" * 65,
+        )
+        return ban_notice([strike], epoch=0)
+
+    def paid(rows: list[RewardRow], accounts: set[bytes]) -> int:
+        return sum(row.amount for row in rows if row.account in accounts)
+
+    ours = {attacker_validator, attacker_user}
+    unbonded = [
+        reward_rows(
+            notice(attacker_validator),
+            attacker_user,
+            forfeited=0,
+            slash_reporter=None,
+            validator_award=validator_award,
+            user_award=user_award,
+        )
+        for _ in range(nodes)
+    ]
+    taken = bond * slash_bps // 10_000
+    cut = taken * reporter_bps // 10_000
+    bonded = [
+        reward_rows(
+            notice(attacker_validator),
+            attacker_user,
+            forfeited=taken - cut,
+            slash_reporter=attacker_user,
+            validator_award=validator_award,
+            user_award=user_award,
+        )
+        for _ in range(nodes)
+    ]
+    sniped = reward_rows(
+        notice(honest_validator),
+        None,  # the sniper's report is not about the failing answer: the ban does not rest on it
+        forfeited=taken - cut,
+        slash_reporter=honest_validator,
+        validator_award=validator_award,
+        user_award=user_award,
+    )
+    return [
+        AttackOutcome(
+            f"ban farming: {nodes} unbonded nodes, self-reported", 0, sum(paid(r, ours) for r in unbonded)
+        ),
+        AttackOutcome(
+            f"ban farming: {nodes} bonded nodes, self-reported",
+            nodes * taken,
+            nodes * cut + sum(paid(r, ours) for r in bonded),
+        ),
+        AttackOutcome("report sniping: first report, another answer", 0, paid(sniped, {attacker_user})),
+    ]

@@ -79,8 +79,10 @@ async def answer_in_process(
     model: bytes,
     keys: NodeKeys | None = None,
     attestation: bytes | None = None,
+    session: Identity | None = None,
 ) -> Answer:
-    """`engine`'s answer to `challenge` through both ends of a real exchange (see the module docstring)."""
+    """`engine`'s answer to `challenge` through both ends of a real exchange (see the module docstring);
+    `session` is the client's key (a user who will report the answer needs it to countersign)."""
     keys = keys or NodeKeys()
     request = InferenceRequest(
         request_id=os.urandom(16),
@@ -94,7 +96,7 @@ async def answer_in_process(
         stop=challenge.stop,
     )
     client = ClientExchange(
-        request, identity=Identity.generate(), node_encryption_key=keys.encryption.public_key
+        request, identity=session or Identity.generate(), node_encryption_key=keys.encryption.public_key
     )
     node = NodeExchange.accept(client.sealed_request, identity=keys.identity, encryption_keys=keys.encryption)
     client.receive(node.header())

@@ -45,6 +45,12 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
 
     uint256 public constant MIN_THAW_PERIOD = 30 days;
     uint256 public constant MAX_THAW_PERIOD = 365 days;
+    /**
+     * @notice How long a node's binding stays slashable after its operator unregisters it: the strike window
+     * and the decision deadline fit in it (docs/contracts.md), and it equals the shortest thaw, so a bond
+     * that starts to unbond stays slashable as long.
+     */
+    uint256 public constant UNBOUND_SLASHABLE_PERIOD = 30 days;
     uint256 private constant BPS = 10_000;
 
     struct ThawPool {
@@ -73,6 +79,7 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     uint256 private _nextRequestId = 1;
 
     mapping(address operator => mapping(bytes32 peerIdHash => bool)) private _nodes;
+    mapping(address operator => mapping(bytes32 peerIdHash => uint256 timestamp)) private _unregisteredAt;
 
     /// @dev A bond, unbond or slash of zero shares.
     error BondingZeroShares();
@@ -202,6 +209,7 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
         address operator = _msgSender();
         if (!_nodes[operator][peerIdHash]) revert BondingNodeNotRegistered(operator, peerIdHash);
         delete _nodes[operator][peerIdHash];
+        _unregisteredAt[operator][peerIdHash] = block.timestamp;
         emit NodeUnregistered(operator, peerIdHash);
     }
 
@@ -287,6 +295,13 @@ contract Bonding is IBonding, AccessControl, EIP712, Nonces {
     /// @inheritdoc IBonding
     function isNodeOf(address operator, bytes32 peerIdHash) external view returns (bool) {
         return _nodes[operator][peerIdHash];
+    }
+
+    /// @inheritdoc IBonding
+    function isSlashableNodeOf(address operator, bytes32 peerIdHash) external view returns (bool) {
+        if (_nodes[operator][peerIdHash]) return true;
+        uint256 unregisteredAt = _unregisteredAt[operator][peerIdHash];
+        return unregisteredAt != 0 && block.timestamp <= unregisteredAt + UNBOUND_SLASHABLE_PERIOD;
     }
 
     /// @inheritdoc IBonding

@@ -17,6 +17,11 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * (bonded, when the reporter is a validator) and burns the rest. Each evidence hash slashes a given
  * offender at most once, no decision takes more than {maxSlashBps}, and a decision's signatures live at
  * most {MAX_DECISION_TTL}: a quorum cannot sign decisions to hold back and play later.
+ *
+ * It is also the one home of the strike rules every validator and router applies to a ban ({strikeRules}:
+ * each reason's severity, the points and distinct validators a ban needs within a window of epochs) and of
+ * the awards for catching a node, so that no local configuration can make one peer ban or pay where
+ * another would not (docs/rewards.md, "Strikes, bans and awards").
  */
 contract Slashing is AccessControl, EIP712 {
     /// @notice May set the bounded parameters: the timelock.
@@ -31,6 +36,15 @@ contract Slashing is AccessControl, EIP712 {
     /// @notice The furthest a decision's deadline may lie ahead of its execution.
     uint256 public constant MAX_DECISION_TTL = 7 days;
     uint256 private constant BPS = 10_000;
+    /// @notice Bounds of the strike rules: a severity, the ban threshold, the window, one award.
+    uint256 public constant MAX_SEVERITY = 10; // as a StrikeReport states it
+    uint256 public constant MAX_BAN_POINTS = 1_000;
+    uint256 public constant MIN_BAN_VALIDATORS = 2;
+    uint256 public constant MAX_BAN_VALIDATORS = 100;
+    /// @notice The strike window, in epochs: with daily epochs, window + MAX_DECISION_TTL stays within
+    /// Bonding.UNBOUND_SLASHABLE_PERIOD (30 days).
+    uint256 public constant MAX_WINDOW_EPOCHS = 23;
+    uint256 public constant MAX_AWARD = 10_000 * 1e18;
 
     /// @notice The message validators sign; field order and types are the EIP-712 type string's.
     struct StrikeDecision {
@@ -47,6 +61,15 @@ contract Slashing is AccessControl, EIP712 {
     uint256 private _reporterRewardBps = 1_000;
     mapping(address offender => mapping(bytes32 evidenceHash => bool)) private _evidenceUsed;
 
+    /// @dev The strike reasons, in the protocol's order, and each one's severity in points.
+    string[] private _reasons;
+    uint256[] private _severities;
+    uint256 private _banPoints = 12;
+    uint256 private _banValidators = 2;
+    uint256 private _windowEpochs = 7;
+    uint256 private _validatorAward = 100 * 1e18;
+    uint256 private _userAward = 50 * 1e18;
+
     /// @notice `offender` lost `shares` stkPOD for `evidenceHash`; `reporter` received `reporterShares`.
     event StrikeExecuted(
         address indexed offender,
@@ -59,6 +82,15 @@ contract Slashing is AccessControl, EIP712 {
     event MaxSlashBpsSet(uint256 maxSlashBps);
     /// @notice Governance set the reporter's cut of a slash.
     event ReporterRewardBpsSet(uint256 reporterRewardBps);
+    /// @notice Governance set the strike rules.
+    event StrikeRulesSet(
+        uint256[] severities,
+        uint256 banPoints,
+        uint256 banValidators,
+        uint256 windowEpochs,
+        uint256 validatorAward,
+        uint256 userAward
+    );
 
     /// @dev The decision expired at `deadline`.
     error SlashingDecisionExpired(uint256 deadline);
@@ -74,6 +106,8 @@ contract Slashing is AccessControl, EIP712 {
     error SlashingNothingToSlash(address offender);
     /// @dev Governance asked for `value`, outside [`min`, `max`].
     error SlashingParameterOutOfBounds(uint256 value, uint256 min, uint256 max);
+    /// @dev A severity list of `given` entries, not one per reason (`expected`).
+    error SlashingSeveritiesLength(uint256 given, uint256 expected);
 
     /**
      * @param bonding_ the bonds to slash (which must have bound this contract as its slasher)
@@ -85,6 +119,16 @@ contract Slashing is AccessControl, EIP712 {
         _quorum = quorum_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PARAMETERS_ROLE, admin);
+        // protocols.messages.STRIKE_REASONS, in its order; severities are docs/rewards.md's defaults.
+        _defineReason("wrong_model", 8);
+        _defineReason("tokenizer_mismatch", 7);
+        _defineReason("too_slow", 3);
+        _defineReason("too_fast", 5);
+        _defineReason("bad_receipt", 7);
+        _defineReason("unavailable", 1);
+        _defineReason("fabricated_output", 9);
+        _defineReason("user_report", 4);
+        _defineReason("false_benchmark", 6);
     }
 
     /**
@@ -161,6 +205,55 @@ contract Slashing is AccessControl, EIP712 {
         return address(_quorum);
     }
 
+    /**
+     * @notice The strike rules: `reasons` and their `severities` (points), the `banPoints` a ban needs from
+     * strikes of at least `banValidators` distinct validators (each counted once, at its most severe) within
+     * `windowEpochs` epochs, and the most the node rewards pool pays a validator and a user for catching a
+     * node (never more than the node forfeits, docs/rewards.md).
+     */
+    function strikeRules()
+        external
+        view
+        returns (
+            string[] memory reasons,
+            uint256[] memory severities,
+            uint256 banPoints,
+            uint256 banValidators,
+            uint256 windowEpochs,
+            uint256 validatorAward,
+            uint256 userAward
+        )
+    {
+        return (_reasons, _severities, _banPoints, _banValidators, _windowEpochs, _validatorAward, _userAward);
+    }
+
+    /// @notice Sets the strike rules (see {strikeRules}), each within its fixed bounds.
+    function setStrikeRules(
+        uint256[] calldata severities,
+        uint256 banPoints,
+        uint256 banValidators,
+        uint256 windowEpochs,
+        uint256 validatorAward,
+        uint256 userAward
+    ) external onlyRole(PARAMETERS_ROLE) {
+        if (severities.length != _reasons.length) revert SlashingSeveritiesLength(severities.length, _reasons.length);
+        for (uint256 i = 0; i < severities.length; ++i) {
+            _checkBounds(severities[i], 1, MAX_SEVERITY);
+        }
+        _checkBounds(banPoints, 1, MAX_BAN_POINTS);
+        _checkBounds(banValidators, MIN_BAN_VALIDATORS, MAX_BAN_VALIDATORS);
+        _checkBounds(windowEpochs, 1, MAX_WINDOW_EPOCHS);
+        _checkBounds(validatorAward, 0, MAX_AWARD);
+        _checkBounds(userAward, 0, MAX_AWARD);
+        _severities = severities;
+        _banPoints = banPoints;
+        _banValidators = banValidators;
+        _windowEpochs = windowEpochs;
+        _validatorAward = validatorAward;
+        _userAward = userAward;
+        emit StrikeRulesSet(severities, banPoints, banValidators, windowEpochs, validatorAward, userAward);
+    }
+
     /// @notice Sets the largest fraction one decision may slash, within [1, MAX_SLASH_BPS_CEILING].
     function setMaxSlashBps(uint256 bps) external onlyRole(PARAMETERS_ROLE) {
         if (bps == 0 || bps > MAX_SLASH_BPS_CEILING) revert SlashingParameterOutOfBounds(bps, 1, MAX_SLASH_BPS_CEILING);
@@ -173,5 +266,14 @@ contract Slashing is AccessControl, EIP712 {
         if (bps > MAX_REPORTER_REWARD_BPS) revert SlashingParameterOutOfBounds(bps, 0, MAX_REPORTER_REWARD_BPS);
         _reporterRewardBps = bps;
         emit ReporterRewardBpsSet(bps);
+    }
+
+    function _defineReason(string memory reason, uint256 severity) private {
+        _reasons.push(reason);
+        _severities.push(severity);
+    }
+
+    function _checkBounds(uint256 value, uint256 min, uint256 max) private pure {
+        if (value < min || value > max) revert SlashingParameterOutOfBounds(value, min, max);
     }
 }

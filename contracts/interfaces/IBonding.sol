@@ -78,6 +78,12 @@ interface IBonding {
     /// @notice Whether `operator` registered the node whose peer id hashes to `peerIdHash`.
     function isNodeOf(address operator, bytes32 peerIdHash) external view returns (bool);
 
+    /**
+     * @notice Whether a strike on the node of `peerIdHash` may still slash `operator`: it is registered now,
+     * or was unregistered at most UNBOUND_SLASHABLE_PERIOD ago (unregistering does not escape a strike).
+     */
+    function isSlashableNodeOf(address operator, bytes32 peerIdHash) external view returns (bool);
+
     /// @notice Active bond of `account` in stkPOD shares.
     function activeBondOf(address account) external view returns (uint256 shares);
 

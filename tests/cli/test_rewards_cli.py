@@ -59,3 +59,14 @@ def test_simulate_prints_the_table_behind_the_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = format_table(simulate(60, 5, 21, RewardParams()))
     assert result.output == f"{expected}\nplot: {png}\n"
+
+
+def test_simulate_attacks_shows_ban_farming_and_report_sniping_never_pay():
+    result = CliRunner().invoke(main, ["rewards", "simulate", "--attacks", "--nodes", "3", "--bond", "20000"])
+    assert result.exit_code == 0, result.output
+    lines = {line[:48].strip(): line[48:].split() for line in result.output.splitlines()[1:]}
+    assert lines["ban farming: 3 unbonded nodes, self-reported"] == ["0.00", "0.00", "0.00"]
+    # Three 50% slashes of 20,000 POD; back: the 10% cut and a 100 POD validator award each.
+    assert lines["ban farming: 3 bonded nodes, self-reported"] == ["30000.00", "3300.00", "-26700.00"]
+    assert lines["report sniping: first report, another answer"] == ["0.00", "0.00", "0.00"]
+    assert "catching it pays an award of 0" in result.output.splitlines()[-1]

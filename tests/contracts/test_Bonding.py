@@ -343,3 +343,24 @@ def test_node_binding_signed_by_the_protocols_module_registers(bonding, validato
     )
     bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": operator})
     assert bonding.isNodeOf(operator, PEER_ID_HASH)
+
+
+def test_an_unregistered_node_stays_slashable_for_the_unbound_period(bonding, validator_wallets):
+    """Attack: an operator unregistered its node after a first public strike, and validators then read
+    isNodeOf as false and never signed a decision. The binding now stays slashable for the period."""
+    operator = validator_wallets[0]
+    assert not bonding.isSlashableNodeOf(operator, PEER_ID_HASH)  # never registered: nothing to slash
+    bonding.registerNode(
+        operator, PEER_ID_HASH, 0, binding_signature(bonding, operator, PEER_ID_HASH, 0), {"from": operator}
+    )
+    assert bonding.isSlashableNodeOf(operator, PEER_ID_HASH)
+    bonding.unregisterNode(PEER_ID_HASH, {"from": operator})
+    unregistered_at = chain[-1].timestamp
+    assert not bonding.isNodeOf(operator, PEER_ID_HASH)
+    assert bonding.isSlashableNodeOf(operator, PEER_ID_HASH)
+    period = bonding.UNBOUND_SLASHABLE_PERIOD()
+    assert period == 30 * DAY and period >= bonding.MIN_THAW_PERIOD()
+    sleep_to(unregistered_at + period - 60)
+    assert bonding.isSlashableNodeOf(operator, PEER_ID_HASH)
+    sleep_to(unregistered_at + period + 1)
+    assert not bonding.isSlashableNodeOf(operator, PEER_ID_HASH)

@@ -6,7 +6,9 @@ from brownie import chain
 from eth_account import Account
 from eth_utils import keccak
 
+from pool.bans import DEFAULT_SEVERITIES
 from protocols import eth
+from protocols.messages import STRIKE_REASONS
 from tests.contracts.conftest import POD_UNIT, STRIKE_DECISION_FIELDS, bond_pod, sign_typed
 
 EVIDENCE = keccak(b"strike evidence: wrong model served")
@@ -269,3 +271,31 @@ def test_a_reporting_validator_is_rewarded_in_bonded_stake(
     assert cut == shares // 2 // 10
     assert stkpod.balanceOf(reporter) == 0
     assert bonding.activeBondOf(reporter) == bonded_before + cut
+
+
+def test_strike_rules_are_the_documented_defaults_and_governed(slashing, deployer, accounts):
+    """Every validator and router reads the ban rules and the awards here, not from local config."""
+    reasons, severities, ban_points, ban_validators, window, validator_award, user_award = (
+        slashing.strikeRules()
+    )
+    assert list(reasons) == list(STRIKE_REASONS)
+    assert dict(zip(reasons, severities, strict=True)) == dict(DEFAULT_SEVERITIES)
+    assert (ban_points, ban_validators, window) == (12, 2, 7)
+    assert (validator_award, user_award) == (100 * POD_UNIT, 50 * POD_UNIT)
+    new = [2] * len(reasons)
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        slashing.setStrikeRules(new, 10, 3, 5, 0, 0, {"from": accounts[6]})
+    with brownie.reverts(revert_pattern=r"SlashingSeveritiesLength: .*"):
+        slashing.setStrikeRules(new[:-1], 10, 3, 5, 0, 0, {"from": deployer})
+    for bad in (
+        ([0, *new[1:]], 10, 3, 5, 0, 0),  # a reason worth nothing
+        (new, 10, 1, 5, 0, 0),  # one validator alone could ban
+        (new, 10, 3, 24, 0, 0),  # a window the unbound period cannot cover
+        (new, 10, 3, 5, 10_001 * POD_UNIT, 0),
+    ):
+        with brownie.reverts(revert_pattern=r"SlashingParameterOutOfBounds: .*"):
+            slashing.setStrikeRules(*bad, {"from": deployer})
+    tx = slashing.setStrikeRules(new, 10, 3, 5, 7, 8, {"from": deployer})
+    assert tx.events["StrikeRulesSet"]["banPoints"] == 10
+    rules = slashing.strikeRules()
+    assert list(rules[1]) == new and [int(v) for v in rules[2:]] == [10, 3, 5, 7, 8]

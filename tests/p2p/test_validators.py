@@ -6,9 +6,10 @@ import pytest
 
 from p2p import GossipMessage, Verdict, signed_message_validator
 from pool.attestations import attestation_validator
+from pool.bans import BanRules
 from protocols import envelope
 from protocols import testing as pt
-from protocols.keys import peer_id_from_public_key, peer_id_to_text
+from protocols.keys import Identity, peer_id_from_public_key, peer_id_to_text
 from protocols.messages import BanNotice, BenchmarkAttestation, HardwareSummary, StrikeReport, eth_sign
 from protocols.messages import evidence_hash as hash_evidence
 from validator.gossip import ban_validator, strike_validator
@@ -43,7 +44,7 @@ def _attestation(**overrides) -> BenchmarkAttestation:
     return BenchmarkAttestation(**(fields | overrides))
 
 
-def _strike(validator_n: int, node=NODE) -> StrikeReport:
+def _strike(validator_n: int, node=NODE, *, reason="too_fast", epoch=7, severity=3) -> StrikeReport:
     account = pt.eth_account(validator_n)
     return eth_sign(
         StrikeReport,
@@ -53,9 +54,9 @@ def _strike(validator_n: int, node=NODE) -> StrikeReport:
         node_key=node.public_key,
         operator=b"\2" * 20,
         model=pt.TEST_MODEL,
-        epoch=7,
-        reason="too_fast",
-        severity=3,
+        epoch=epoch,
+        reason=reason,
+        severity=severity,
         evidence_hash=hash_evidence((b"receipt",)),
         evidence=(b"receipt",),
     )
@@ -97,26 +98,63 @@ def test_only_current_validators_strike():
     assert validate(_gossip(VALIDATOR_PEER, envelope.sign(forged, VALIDATOR_PEER))) is Verdict.REJECT
 
 
-def test_a_ban_needs_strikes_from_enough_distinct_validators():
-    validate = ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, min_strikes=2)
+def _ban(*strikes, epoch=7):
+    notice = BanNotice(
+        node_key=NODE.public_key,
+        operator=b"\2" * 20,
+        model=pt.TEST_MODEL,
+        epoch=epoch,
+        until_epoch=0,
+        reason=strikes[0].reason,
+        strikes=strikes,
+    )
+    return _gossip(VALIDATOR_PEER, envelope.sign(notice, VALIDATOR_PEER))
 
-    def ban(*strikes):
+
+def test_a_ban_needs_strikes_from_enough_distinct_validators():
+    validate = ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__)
+    severe = dict(reason="wrong_model")
+    assert validate(_ban(_strike(1, **severe), _strike(2, **severe))) is Verdict.ACCEPT
+    assert validate(_ban(_strike(1, **severe), _strike(1, reason="fabricated_output"))) is Verdict.REJECT
+    assert validate(_ban(_strike(1, **severe), _strike(5, **severe))) is Verdict.REJECT  # 5 is no validator
+
+
+def test_an_outsiders_notice_of_counted_strikes_that_do_not_add_up_bans_no_one():
+    """Attack (security review): anyone stitched two minor strikes of two validators into a BanNotice, and
+    every router and validator accepted it. The rules are now re-applied to the strikes themselves."""
+    outsider = Identity.generate()
+    validate = ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__)
+
+    def from_outsider(*strikes, epoch=7):
         notice = BanNotice(
             node_key=NODE.public_key,
             operator=b"\2" * 20,
             model=pt.TEST_MODEL,
-            epoch=7,
+            epoch=epoch,
             until_epoch=0,
-            reason="too_fast",
+            reason=strikes[0].reason,
             strikes=strikes,
         )
-        return _gossip(VALIDATOR_PEER, envelope.sign(notice, VALIDATOR_PEER))
+        return _gossip(outsider, envelope.sign(notice, outsider))
 
-    assert validate(ban(_strike(1), _strike(2))) is Verdict.ACCEPT
-    assert validate(ban(_strike(1), _strike(1))) is Verdict.REJECT  # one validator twice
-    assert validate(ban(_strike(1), _strike(5))) is Verdict.REJECT  # 5 is not a validator
-    with pytest.raises(ValueError):
-        ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, min_strikes=0)
+    minor = (_strike(1, reason="too_slow"), _strike(2, reason="too_fast"))  # 3 + 5 < 12 points
+    assert validate(from_outsider(*minor)) is Verdict.REJECT
+    # A strike's own severity claim counts for nothing: the rules price its reason.
+    inflated = (_strike(1, reason="too_slow", severity=10), _strike(2, reason="unavailable", severity=10))
+    assert validate(from_outsider(*inflated)) is Verdict.REJECT
+    # Severe strikes, but dated outside the window that ends at the notice's epoch.
+    severe = (_strike(1, reason="wrong_model"), _strike(2, reason="fabricated_output"))
+    assert validate(from_outsider(*severe, epoch=7 + BanRules().window_epochs)) is Verdict.REJECT
+    assert validate(from_outsider(*severe, epoch=6)) is Verdict.REJECT  # strikes after the notice
+    assert validate(from_outsider(*severe, epoch=8)) is Verdict.ACCEPT  # a ban the rules do justify
+
+
+def test_the_chains_rules_decide_not_the_defaults():
+    rules = BanRules(ban_points=8)
+    validate = ban_validator(pt.TEST_DOMAIN, VALIDATORS.__contains__, lambda: rules)
+    assert validate(_ban(_strike(1, reason="too_slow"), _strike(2, reason="too_fast"))) is Verdict.ACCEPT
+    rules = dataclasses.replace(rules, ban_validators=3)
+    assert validate(_ban(_strike(1, reason="too_slow"), _strike(2, reason="wrong_model"))) is Verdict.REJECT
 
 
 def test_refused_messages_spend_no_nonce_and_take_no_room():

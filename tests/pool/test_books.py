@@ -8,7 +8,7 @@ import trio
 
 from p2p import GossipMessage, Verdict
 from pool.attestations import AttestationBook
-from pool.bans import BanList
+from pool.bans import DEFAULT_SEVERITIES, BanList
 from pool.chainfacts import ChainFacts
 from pool.standing import StandingBook
 from protocols import envelope
@@ -170,6 +170,8 @@ class _FakeChain:
             return self.validators, [1] * len(self.validators)
         if function == "isNodeOf":
             return (args[0], args[1]) in self.nodes
+        if function == "strikeRules":
+            return list(DEFAULT_SEVERITIES), list(DEFAULT_SEVERITIES.values()), 12, 2, 7, 0, 0
         return self.bonds.get(args[0], 0)
 
 

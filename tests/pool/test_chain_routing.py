@@ -105,7 +105,13 @@ async def test_with_a_chain_registered_nodes_answer_by_default_and_bonded_only_i
 
 
 def _ban(
-    chain, deployment_client: ChainClient, node_peer: str, model: bytes, validators: list[int]
+    chain,
+    deployment_client: ChainClient,
+    node_peer: str,
+    model: bytes,
+    validators: list[int],
+    reason: str = "wrong_model",
+    epoch: int = 1,
 ) -> BanNotice:
     domain = deployment_client.domain(VALIDATORS_DOMAIN_CONTRACT)
     node_key = public_key_from_peer_id(peer_id_from_text(node_peer))
@@ -123,7 +129,7 @@ def _ban(
                 operator=operator,
                 model=model,
                 epoch=1,
-                reason="wrong_model",
+                reason=reason,
                 severity=10,
                 evidence_hash=keccak256(b"evidence"),
             )
@@ -132,9 +138,9 @@ def _ban(
         node_key=node_key,
         operator=operator,
         model=model,
-        epoch=1,
+        epoch=epoch,
         until_epoch=0,
-        reason="wrong_model",
+        reason=reason,
         strikes=tuple(strikes),
     )
 
@@ -158,9 +164,17 @@ async def test_a_banned_node_is_never_chosen_and_one_validator_cannot_ban(networ
         bonded_key = public_key_from_peer_id(peer_id_from_text(bonded_node.peer_id))
         # A forger's bans go out from a peer of its own: rejected messages score their sender down until the
         # client ignores it, which would hide the genuine ban that follows from the same peer.
-        for name, validators in (("forger-1", [1]), ("forger-2", [4, 5])):  # one validator; non-validators
+        # Attack (security review): minor strikes of two validators (3 + 3 points of the chain's 12), and
+        # severe ones dated outside the chain's 7-epoch window, stitched into notices by an outsider.
+        for name, validators, reason, epoch in (
+            ("forger-1", [1], "wrong_model", 1),  # one validator
+            ("forger-2", [4, 5], "wrong_model", 1),  # non-validators
+            ("forger-3", [1, 2], "too_slow", 1),  # minor
+            ("forger-4", [1, 2], "wrong_model", 8),  # outside the window
+        ):
             async with open_host(HostConfig(tmp_path / name)) as forger:
-                await _publish(forger, client, _ban(chain, reader, bonded_node.peer_id, model, validators))
+                ban = _ban(chain, reader, bonded_node.peer_id, model, validators, reason, epoch)
+                await _publish(forger, client, ban)
                 await trio.sleep(2)
         assert not client.watcher.bans.banned(bonded_key)
         async with open_host(HostConfig(tmp_path / "validator")) as validator:

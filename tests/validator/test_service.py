@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio_asyncio
 
+from pool.bans import DEFAULT_SEVERITIES
 from protocols import envelope
 from protocols import testing as pt
 from protocols.ids import BANS_TOPIC, REPORTS_TOPIC, STRIKES_TOPIC
@@ -19,7 +20,7 @@ from validator.chain import SetView
 from validator.challenges import Challenge
 from validator.service import Validator
 from validator.state import open_state
-from validator.strikes import ban_notice
+from validator.strikes import StrikePolicy, ban_notice, decision_fields, user_reporter
 from validator.testing import LocalBus, NodeKeys, answer_in_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.trio]
@@ -33,7 +34,7 @@ WALLETS = [pt.eth_account(n) for n in (21, 22, 23)]
 
 
 @contextlib.asynccontextmanager
-async def _validators(tmp_path, reference, thresholds, *, count=3, members=None, bus=None):
+async def _validators(tmp_path, reference, thresholds, *, count=3, members=None, bus=None, policy=None):
     """`count` validators with their own state on one bus; the set is `members` (default: all of them)."""
     bus = bus or LocalBus()
     wallets = WALLETS[:count]
@@ -53,6 +54,7 @@ async def _validators(tmp_path, reference, thresholds, *, count=3, members=None,
                 state=state,
                 publish=bus.publisher(peer),
                 validators=view,
+                policy=policy,
                 decision_settle_s=0,
             )
             await validator.load()
@@ -200,6 +202,32 @@ async def test_a_ban_notice_needs_strikes_of_several_validators(
         assert third.status(keys.identity.public_key) != "banned"
 
 
+async def test_an_outsiders_notice_of_downgraded_strikes_bans_no_one(
+    tmp_path, cheat_engine, reference, thresholds
+):
+    """Attack: validators used to record any notice whose strikes they had counted, at whatever reason
+    the strikes claimed. Here one strike claims `fabricated_output` (9 points) but every re-check finds
+    `wrong_model` (3 under these rules): 3 + 3 does not ban, whoever stitches the two into a notice."""
+    keys = NodeKeys()
+    node = keys.identity.public_key
+    policy = StrikePolicy(severities={**DEFAULT_SEVERITIES, "wrong_model": 3})
+    async with _validators(tmp_path, reference, thresholds, policy=policy) as (bus, (first, second, third)):
+        await _judge(first, cheat_engine, reference, keys, CHALLENGES[:1])
+        answer = await answer_in_process(cheat_engine, CHALLENGES[1], model=reference.model_id, keys=keys)
+        inflated = _strike(second, answer, reason="fabricated_output")
+        await bus.publish_as(second.peer, STRIKES_TOPIC, envelope.sign(inflated, second.peer))
+        assert third.book.points(node, third.epoch) == 3 + 3  # counted, downgraded to wrong_model
+        assert bus.count(BANS_TOPIC) == 0  # no validator finds a ban due
+        honest = next(s for s in third.book.strikes(node, third.epoch) if s.validator == first.address)
+        outsider = Identity.generate()
+        notice = ban_notice([honest, inflated], epoch=third.epoch)
+        await bus.publish_as(outsider, BANS_TOPIC, envelope.sign(notice, outsider))
+        # Routers cannot re-run the checks and take the claimed reasons (12 points); validators do not.
+        assert [v.name for t, v in bus.verdicts if t == BANS_TOPIC] == ["ACCEPT"] * 3
+        assert "banned" not in {v.status(node) for v in (first, second, third)}
+        assert all(node not in v._bans for v in (first, second, third))
+
+
 async def test_state_survives_a_restart(tmp_path, cheat_engine, reference, thresholds):
     keys = NodeKeys()
     node = keys.identity.public_key
@@ -213,9 +241,12 @@ async def test_state_survives_a_restart(tmp_path, cheat_engine, reference, thres
         assert (await first.state.check_counts(node, first.epoch)) == (1, 1)
 
 
-async def test_a_user_report_raises_suspicion_and_the_strike_that_follows_rewards_the_user(
+async def test_a_user_report_raises_suspicion_but_a_sniped_report_earns_nothing(
     tmp_path, cheat_engine, reference, thresholds
 ):
+    """Attack (report sniping): the earliest report naming a node took the reporter's cut of any later
+    slash, whatever answer it was about. Now a strike carries a report only when its failing answer is the
+    reported one; this report is about another answer, so the ban's reporter is the first validator."""
     from protocols.inference import ClientExchange, NodeExchange
 
     keys = NodeKeys()
@@ -253,6 +284,9 @@ async def test_a_user_report_raises_suspicion_and_the_strike_that_follows_reward
         await _judge(first, cheat_engine, reference, keys, CHALLENGES[:1])
         await _judge(second, cheat_engine, reference, keys, CHALLENGES[:1])
         assert third.status(node) == "banned"
-        rows = await third.state.rewards()
-        # No bond to slash (no chain here): the node rewards pool pays the reporting validator and the user.
-        assert {(r.role, r.account) for r in rows} == {("validator", first.address), ("user", user_wallet)}
+        ban = third._bans[node]
+        for strike in ban.message.strikes:
+            full = third._full_strikes[strike.signature]
+            assert len(full.evidence) == 1 and user_reporter(full) is None  # the report is not evidence
+        fields = decision_fields(ban, third._full_strikes, slash_bps=5000)
+        assert fields.reporter == ban.message.strikes[0].validator != user_wallet
