@@ -3,7 +3,8 @@
     dolphin ask --bootstrap MULTIADDR --model MODEL [--max-tokens N] [--json] PROMPT
 
 MODEL is a model id (64 hex digits), a manifest name (looked up in the network: nodes announce it), or a
-model folder (its manifest's id; its tokenizer then bounds the prompt tokens a receipt may claim).
+model folder (its manifest's id; its tokenizer and chat template then count the bill exactly: a receipt
+is countersigned only when its tokens_in and tokens_out are this client's own counts).
 The answer streams to stdout; `--json` prints one JSON object instead, once the answer is complete.
 """
 
@@ -32,14 +33,14 @@ _err = Console(stderr=True)
 
 
 def _model_and_counter(model: str) -> tuple[str, Any]:
-    """MODEL as the network knows it (id hex or name), and a prompt-token counter when it is a folder."""
+    """MODEL as the network knows it (id hex or name), and its token counter when it is a folder."""
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return model, None
-    from node.models.tokens import prompt_token_counter
+    from node.models.tokens import TokenizerCounter
 
     try:
-        return load_manifest(folder).model_id().hex(), prompt_token_counter(folder)
+        return load_manifest(folder).model_id().hex(), TokenizerCounter.from_model_dir(folder)
     except (ModelError, OSError, ValueError) as exc:
         raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 
@@ -159,7 +160,7 @@ def command(
         "top_p": top_p,
         "seed": seed,
         "stop": stop,
-        "prompt_tokens": counter,
+        "counter": counter,
     }
     routing = {"nodes": nodes, "min_standing": min_verification, "sort": sort}
     if logging.getLogger().level > logging.DEBUG:

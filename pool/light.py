@@ -49,6 +49,7 @@ from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, N
 from pool.routing import Preferences, Router
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
 from protocols.eth import EthAccount, TypedDomain, to_checksum_address
+from protocols.inference import TokenCounter
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
 
@@ -69,8 +70,6 @@ log = logging.getLogger(__name__)
 
 VALIDATORS_DOMAIN_CONTRACT = "Slashing"
 """Validators sign their statements (strike reports, standings) under this contract's EIP-712 domain."""
-
-PromptCounter = Callable[[Sequence[ChatMessage]], int]
 
 
 @dataclass(frozen=True)
@@ -220,8 +219,11 @@ class LightClient:
         wallet: CreditWallet | None = None,
         chain: Any = None,
         preferences: Preferences | None = None,
+        counters: dict[bytes, TokenCounter] | None = None,
     ) -> None:
         self.host = host
+        # Per model id, its tokenizer's counts: receipts for that model are countersigned only when exact.
+        self.counters = dict(counters or {})
         self.watcher = watcher
         self.chain = chain  # the ChainClient it reads (None without a chain)
         self.settings = settings
@@ -246,12 +248,12 @@ class LightClient:
         preferences: Preferences | None = None,
         conversation: str | None = None,
         identity: Identity | None = None,
-        prompt_tokens: PromptCounter | None = None,
+        counter: TokenCounter | None = None,
     ) -> AsyncIterator[AnswerStream]:
         """Ask `model`; yields the answer's pieces as they arrive (see `AnswerStream`). Iterating raises
         NoNodeAvailable, AllAttemptsFailed or AnswerFailedCheck. `conversation` keeps a chat on one node
-        (prefix cache); `identity` signs instead of the session key; `prompt_tokens(messages)` bounds the
-        prompt tokens a receipt may claim (e.g. the model's own tokenizer; default: the byte bound)."""
+        (prefix cache); `identity` signs instead of the session key; `counter` (default: `counters[model]`)
+        is the model's tokenizer, which makes bills exact (without one, only the byte bound holds)."""
         chat = chat_messages(messages)
         send, receive = trio.open_memory_channel[AnswerPiece](16)
         answer = AnswerStream(receive)
@@ -269,7 +271,7 @@ class LightClient:
             preferences=preferences or self.preferences,
             conversation=conversation,
             identity=identity or self.identity,
-            prompt_tokens=prompt_tokens,
+            counter=counter or self.counters.get(model),
         )
 
         async def run() -> None:
@@ -359,7 +361,7 @@ class LightClient:
                     credit=self.wallet.authorise(request.identity.public_key, request.model)
                     if self.wallet is not None
                     else None,
-                    prompt_token_limit=request.prompt_tokens(messages) if request.prompt_tokens else None,
+                    counter=request.counter,
                     **request.options,
                 )
             except InferenceFailed as exc:
@@ -446,7 +448,7 @@ class _Request:
     preferences: Preferences
     conversation: str | None
     identity: Identity
-    prompt_tokens: PromptCounter | None
+    counter: TokenCounter | None
 
 
 @dataclass(frozen=True)

