@@ -19,6 +19,10 @@ tokens it added. Nothing is counted twice; `Answer.receipts` lists them all and 
 up. A caller that leaves early (cancellation, an HTTP client gone) resets the stream to the node, which
 stops generating.
 
+Organic audits: a random sample of the completed answers (5% by default, more for a node the validators
+call suspect) is handed to a current validator in the background, never through the node
+(`pool.audits`); `LightConfig.sharing` sets the rates or opts out (`SharingSettings(enabled=False)`).
+
 Session keys: a client signs its requests with its peer's own key, which `HostConfig.light_client` throws
 away with the host (one per session), so the session key and the peer that may later publish a
 `UserReport` about an answer are the same, as validators require. With a wallet, the client signs a
@@ -28,6 +32,7 @@ away with the host (one per session), so the session key and the peer that may l
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -42,6 +47,7 @@ import trio
 
 from chain.errors import ChainError
 from p2p import DolphinHost, HostConfig, open_host
+from pool.audits import AnswerSharer, SharingSettings
 from pool.chainfacts import ChainFacts
 from pool.client import AnswerPiece, Completion, chat_messages, complete
 from pool.contact import NodeContact
@@ -220,8 +226,10 @@ class LightClient:
         chain: Any = None,
         preferences: Preferences | None = None,
         counters: dict[bytes, TokenCounter] | None = None,
+        sharer: AnswerSharer | None = None,
     ) -> None:
         self.host = host
+        self.sharer = sharer  # shares a sample of the answers with validators (None: never)
         # Per model id, its tokenizer's counts: receipts for that model are countersigned only when exact.
         self.counters = dict(counters or {})
         self.watcher = watcher
@@ -383,6 +391,8 @@ class LightClient:
             )
             receipts.append(completion)
             attempts.append(AttemptOutcome(chosen.peer_id, completion.tokens_out))
+            if self.sharer is not None:
+                self.sharer.offer(completion, request.model)
             return self._finish(
                 request, completion.finish_reason, attempts, receipts, delivered, first_piece_at, started
             )
@@ -469,6 +479,7 @@ class LightConfig:
     persistent_identity: bool = False
     chain_refresh_s: float = 30.0
     settings: LightSettings = field(default_factory=LightSettings)
+    sharing: SharingSettings = field(default_factory=SharingSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
 
 
@@ -518,13 +529,35 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                             account, chain.domain("Credits"), max_credits=config.max_credits
                         )
                         await nursery.start(_track_credit, wallet, chain, config.chain_refresh_s)
+                    sharer = None
+                    if facts is not None and config.sharing.enabled:
+                        sharer = AnswerSharer(
+                            host,
+                            chain.domain("ValidatorQuorum"),
+                            facts.is_validator,
+                            settings=config.sharing,
+                            standing=functools.partial(_status, watcher),
+                        )
+                        await nursery.start(sharer.serve)
+                    client = LightClient(
+                        host, watcher, settings=config.settings, wallet=wallet, chain=chain, sharer=sharer
+                    )
                     try:
-                        yield LightClient(host, watcher, settings=config.settings, wallet=wallet, chain=chain)
+                        yield client
                     except Exception as exc:
                         raised = exc
+                    if sharer is not None:  # answers sampled just now still go out (a one-shot ask)
+                        with trio.move_on_after(config.sharing.flush_timeout):
+                            await sharer.wait_sent()
                     nursery.cancel_scope.cancel()
     if raised is not None:
         raise raised
+
+
+def _status(watcher: PoolWatcher, node_key: bytes, model: bytes) -> str | None:
+    """The validators' status of a node, from the standings the watcher heard (None: no verdict)."""
+    standing = watcher.standings.standing(node_key, model) if watcher.standings is not None else None
+    return standing.status if standing is not None else None
 
 
 async def _track_credit(

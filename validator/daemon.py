@@ -10,8 +10,9 @@ On start, in this order (each step logged):
 4. start the libp2p host and subscribe to the model's pool heartbeats and benchmark attestations, and to
    strikes, bans, decisions and users' reports (each through its topic validator);
 5. serve /metrics and /health, write ready.json, and run: sampling (each pool member challenged at the
-   rate its suspicion sets, a few at a time, from throwaway light-client hosts), re-verification of
-   others' strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes;
+   rate its suspicion sets, a few at a time, from throwaway light-client hosts), with a chain the checks
+   of the real answers clients share over AUDIT_PROTOCOL (`pool.audits`), re-verification of others'
+   strikes, standings on STANDING_TOPIC, decisions and slashing, validator-set refreshes;
 6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
    epoch settled on the validators' schedule (the rewards root, the election of the next set and the
    credit debits, signed by a quorum over gossip and relayed by whichever validator is first; rewards
@@ -30,6 +31,7 @@ import logging
 import os
 import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +46,12 @@ from node.files import write_atomically
 from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
 from p2p.daemon import drain, ready_document, write_ready_file
-from pool import Member, PoolView
+from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
-from protocols.keys import Identity
+from protocols.ids import AUDIT_PROTOCOL, BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
 from validator.chain import SetView, SlashingChain
@@ -270,6 +272,7 @@ async def _serve(
             nursery.start_soon(_serve_decisions, validator)
             if chain is not None:
                 nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+                await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
                 store = await stack.enter_async_context(
                     open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
                 )
@@ -473,6 +476,65 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
                         in_flight.start()
                         running.start_soon(challenge, member)
                 await trio.sleep(0.25)
+
+
+SHARED_QUEUE = 32  # shared answers waiting for the reference; more are dropped (the reference is the cost)
+MAX_SHARED_BYTES = 64 * 1024  # what a strike report can carry as its evidence
+ANNOUNCEMENT_LIFETIME_S = 3600
+
+
+async def _serve_shared_answers(  # type: ignore[no-untyped-def]
+    host, validator: Validator, chain: SlashingChain, metrics: ValidatorMetrics, *, task_status
+) -> None:
+    """Take clients' shared answers on AUDIT_PROTOCOL (`pool.audits`): show our signed announcement
+    (the client checks that we are a current validator before it sends the prompt), read the answer, and
+    check it in the background, one at a time, through `Validator.on_shared_answer`."""
+    send, receive = trio.open_memory_channel[bytes](SHARED_QUEUE)
+    identity = Identity(host.signing_seed())
+    domain = chain.client.domain("ValidatorQuorum")
+
+    async def handle(stream) -> None:  # type: ignore[no-untyped-def]
+        try:
+            announcement = sign_announcement(
+                identity,
+                peer_id_from_text(host.peer_id),
+                validator.wallet,
+                domain,
+                host.advertised_addrs() or ["/ip4/127.0.0.1/tcp/0"],
+                expiry=int(time.time()) + ANNOUNCEMENT_LIFETIME_S,
+            )
+            await stream.write_message(announcement)
+            data = await stream.read_message(MAX_SHARED_BYTES, timeout=30)
+        except P2PError as exc:
+            log.info("a shared answer from %s did not arrive: %s", stream.peer_id, exc)
+            return
+        finally:
+            await stream.close()
+        try:
+            send.send_nowait(data)
+        except trio.WouldBlock:
+            metrics.audits.labels("dropped").inc()
+
+    async def check_all() -> None:
+        async for data in receive:
+            try:
+                verdict = await validator.on_shared_answer(data)
+            except ReferenceModelError as exc:
+                log.warning("could not check a shared answer: %s", exc)
+                metrics.audits.labels("unchecked").inc()
+                continue
+            if verdict is None:
+                metrics.audits.labels("ignored").inc()
+                continue
+            metrics.audits.labels("failed" if verdict.failed else "passed").inc()
+            for failure in verdict.failures:
+                metrics.check_failures.labels(failure.name).inc()
+
+    host.set_stream_handler(AUDIT_PROTOCOL, handle)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check_all)
+        task_status.started()
+        await trio.sleep_forever()
 
 
 async def _serve_standings(validator: Validator, interval: float, metrics: ValidatorMetrics) -> None:
