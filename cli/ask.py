@@ -25,6 +25,7 @@ from chain.errors import ChainError
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import P2PError
+from pool.audits import SharingSettings
 from pool.client import AnswerPiece
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, NoNodeAvailable, PoolError, UnknownModel
 from pool.light import Answer, LightConfig, LightSettings, ask_model
@@ -119,6 +120,11 @@ def answer_json(answer: Answer, name: str) -> dict:
     envvar="DOLPHIN_KEY_FILE",
     help="Hex private key of the wallet whose deposited credit pays (needs a chain).",
 )
+@click.option(
+    "--no-share-answers",
+    is_flag=True,
+    help="Do not hand this answer, if sampled (5%), to a validator to check (docs/api.md).",
+)
 @click.argument("prompt")
 def command(
     bootstrap: tuple[str, ...],
@@ -138,6 +144,7 @@ def command(
     deployment: Path | None,
     chain_dir: Path | None,
     key_file: Path | None,
+    no_share_answers: bool,
     prompt: str,
 ) -> None:
     """Ask MODEL one question (PROMPT, or - to read it from stdin) through the network: the prompt is
@@ -153,6 +160,7 @@ def command(
         chain_dir=chain_dir,
         wallet_key=read_key_file(key_file) if key_file is not None else None,
         settings=LightSettings(),
+        sharing=SharingSettings(enabled=not no_share_answers),
     )
     options: dict[str, Any] = {
         "max_tokens": max_tokens,

@@ -50,6 +50,22 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
+def _token_counters(model_dirs: tuple[Path, ...]) -> dict[bytes, Any]:
+    """By model id, the tokenizer counters of the configured model folders (exact bills)."""
+    from node.errors import ModelError
+    from node.models import load_manifest
+    from node.models.tokens import TokenizerCounter
+
+    counters = {}
+    for name in model_dirs:
+        folder = Path(name).expanduser()
+        try:
+            counters[load_manifest(folder).model_id()] = TokenizerCounter.from_model_dir(folder)
+        except ModelError as exc:
+            raise click.BadParameter(f"{folder}: {exc}", param_hint="model_dirs") from None
+    return counters
+
+
 class _Started:
     """serve_gateway's task status: say where it serves."""
 
@@ -121,7 +137,8 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
     try:
         config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
         daemon_logging("pool")
-        trio.run(functools.partial(serve_gateway, config, task_status=_Started()))
+        counters = _token_counters(config.model_dirs)
+        trio.run(functools.partial(serve_gateway, config, counters=counters, task_status=_Started()))
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
     except ChainError as exc:

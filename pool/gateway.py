@@ -53,6 +53,7 @@ from chain.client import USD_DECIMALS, format_units
 from chain.errors import ChainError
 from p2p import P2PError
 from p2p.daemon import drain, ready_document, write_ready_file
+from pool.audits import SharingSettings
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
@@ -75,6 +76,7 @@ from pool.watch import WatchSettings
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.ids import REPORTS_TOPIC
+from protocols.inference import TokenCounter
 from protocols.messages import UserReport
 
 __all__ = ["Gateway", "serve_gateway"]
@@ -555,6 +557,7 @@ def _light_config(config: GatewayConfig) -> LightConfig:
         wallet_key=wallet_key,
         chain_refresh_s=config.chain_refresh_seconds,
         persistent_identity=True,
+        sharing=SharingSettings(enabled=config.share_answers),
         settings=LightSettings(
             max_attempts=config.max_attempts,
             first_token_timeout=config.first_token_timeout,
@@ -583,10 +586,14 @@ async def _watch_configured(client: LightClient, config: GatewayConfig) -> None:
 
 
 async def serve_gateway(
-    config: GatewayConfig, *, task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED
+    config: GatewayConfig,
+    *,
+    counters: dict[bytes, TokenCounter] | None = None,
+    task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
-    document. Raises P2PError (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
+    document. `counters`: by model id, the tokenizers that make those models' bills exact. Raises P2PError
+    (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
     OSError (the HTTP address is taken) at start."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -598,6 +605,7 @@ async def serve_gateway(
             open_light_client(_light_config(config)) as client,
             trio.open_nursery() as nursery,
         ):
+            client.counters.update(counters or {})
             gateway = Gateway(config, client, book)
             nursery.start_soon(_watch_configured, client, config)
             nursery.start_soon(gateway.serve_reports)

@@ -70,6 +70,7 @@ __all__ = [
     "LightSettings",
     "ask_model",
     "open_light_client",
+    "track_credit",
 ]
 
 log = logging.getLogger(__name__)
@@ -528,7 +529,7 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                         wallet = CreditWallet(
                             account, chain.domain("Credits"), max_credits=config.max_credits
                         )
-                        await nursery.start(_track_credit, wallet, chain, config.chain_refresh_s)
+                        await nursery.start(track_credit, wallet, chain, config.chain_refresh_s)
                     sharer = None
                     if facts is not None and config.sharing.enabled:
                         sharer = AnswerSharer(
@@ -560,7 +561,7 @@ def _status(watcher: PoolWatcher, node_key: bytes, model: bytes) -> str | None:
     return standing.status if standing is not None else None
 
 
-async def _track_credit(
+async def track_credit(
     wallet: CreditWallet, chain, interval: float, *, task_status=trio.TASK_STATUS_IGNORED
 ) -> None:  # type: ignore[no-untyped-def]
     """Keep `wallet.available` at the wallet's deposited credit (read now, then every `interval` s)."""

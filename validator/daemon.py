@@ -39,7 +39,7 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
-from chain.client import USD_DECIMALS, ChainClient, parse_units, read_key_file
+from chain.client import ChainClient, parse_units, read_key_file
 from chain.errors import ChainError
 from chain.locate import ChainLocation
 from node.files import write_atomically
@@ -48,6 +48,7 @@ from p2p import HostConfig, P2PError, open_host
 from p2p.daemon import drain, ready_document, write_ready_file
 from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
+from pool.light import CreditWallet, track_credit
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import AUDIT_PROTOCOL, BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
@@ -55,15 +56,16 @@ from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
 from validator.chain import SetView, SlashingChain
-from validator.challenges import draw_challenge
+from validator.challenges import draw_challenge, load_prompts
 from validator.config import ValidatorConfig
 from validator.epochs import SettlementConfig, serve_settlement
 from validator.errors import ReferenceModelError, ValidatorConfigError, ValidatorError
 from validator.evidence import open_evidence_store
 from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
+from validator.prompts import PROMPTS
 from validator.reference import Reference, open_reference
-from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
+from validator.sampler import ChallengeFailed, ChallengeSender
 from validator.service import Rewards, Validator
 from validator.state import ValidatorState, open_state
 from validator.strikes import StrikePolicy
@@ -84,6 +86,20 @@ def write_wallet(path: Path) -> str:
     if not path.exists():
         write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
     return load_wallet(path).address.hex()
+
+
+def _challenge_wallet(config: ValidatorConfig) -> EthAccount:
+    """The wallet challenges pay from (written at first start): never the validator's own, whose address
+    the chain lists."""
+    path = config.challenge_wallet_file
+    if not path.exists():
+        address = write_wallet(path)
+        log.info(
+            "wrote challenge wallet %s to %s: fund it with credit (not from the validator's wallet)",
+            address,
+            path,
+        )
+    return load_wallet(path)
 
 
 def load_wallet(path: Path) -> EthAccount:
@@ -174,6 +190,7 @@ async def _serve(
     task_status: trio.TaskStatus[dict],
 ) -> None:
     metrics = ValidatorMetrics()
+    prompts = load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
     thresholds = thresholds_for(reference.name, config.threshold_overrides())
     suspicion = SuspicionModel(
         prior=config.prior,
@@ -194,9 +211,7 @@ async def _serve(
     if chain is not None:
         validators = await trio.to_thread.run_sync(chain.validator_set)
         domain, binding_domain = chain.domain(), chain.domain("Bonding")
-        credit = CreditSigner(
-            wallet, chain.domain("Credits"), parse_units(config.credit_per_challenge, USD_DECIMALS)
-        )
+        credit = CreditWallet(_challenge_wallet(config), chain.domain("Credits"))
     else:
         validators, domain, binding_domain, credit = (
             _static_set(config, wallet),
@@ -267,11 +282,15 @@ async def _serve(
             await nursery.start(sender.serve)
             sampling = trio.CancelScope()
             in_flight = _InFlight()
-            nursery.start_soon(_serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight)
+            nursery.start_soon(
+                _serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight, prompts
+            )
             nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)
             nursery.start_soon(_serve_decisions, validator)
             if chain is not None:
                 nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+                assert credit is not None
+                await nursery.start(track_credit, credit, chain.client, config.chain_refresh)
                 await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
                 store = await stack.enter_async_context(
                     open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
@@ -423,6 +442,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
     metrics: ValidatorMetrics,
     scope: trio.CancelScope,
     in_flight: _InFlight,
+    prompts: tuple,
 ) -> None:
     """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is
     cancelled (challenges already started run on, in their own nursery)."""
@@ -435,7 +455,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
         key = member.contact.node_key
         try:
             async with limiter:
-                drawn = draw_challenge(rng, max_tokens=config.challenge_max_tokens)
+                drawn = draw_challenge(rng, max_tokens=config.challenge_max_tokens, prompts=prompts)
                 try:
                     answer = await sender.challenge(
                         member.contact, drawn, attestation=pool.attestations.get(key)

@@ -253,3 +253,16 @@ class InflatingEngine(_Wrapper):
                 yield Piece("", (self._eos,) * padding, (0.0,) * padding)
                 padding = 0
             yield piece
+
+
+class SelectiveEngine(_Wrapper):
+    """Cheats only on the requests `is_user` picks: those get `substitute`'s answer, every other one (what
+    the cheater takes for a validator's challenge) the genuine model's. The worst case for challenges."""
+
+    def __init__(self, inner: Engine, substitute: Engine, is_user: Callable[[GenerationRequest], bool]):
+        super().__init__(inner)
+        self.substitute = substitute
+        self.is_user = is_user
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        return (self.substitute if self.is_user(request) else self.inner).generate(request)
