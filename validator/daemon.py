@@ -549,6 +549,8 @@ async def _serve_shared_answers(  # type: ignore[no-untyped-def]
             metrics.audits.labels("failed" if verdict.failed else "passed").inc()
             for failure in verdict.failures:
                 metrics.check_failures.labels(failure.name).inc()
+            if verdict.strike is not None and validator.validators.is_validator(validator.address):
+                metrics.strikes_published.inc()
 
     host.set_stream_handler(AUDIT_PROTOCOL, handle)
     async with trio.open_nursery() as nursery:
