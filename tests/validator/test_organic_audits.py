@@ -16,6 +16,7 @@ import trio
 from node.testing import node_process
 from p2p.testing import relay_process
 from pool import NoNodeAvailable
+from pool.audits import SharingSettings
 from pool.errors import AllAttemptsFailed
 from pool.light import LightConfig, open_light_client
 from validator.testing import validator_process
@@ -23,6 +24,7 @@ from validator.testing import validator_process
 pytestmark = [pytest.mark.process, pytest.mark.chain, pytest.mark.slow]
 
 USERS = "Dear assistant,"  # how the cheater tells its users from the validators (an oracle, the worst case)
+MAX_REQUESTS = 400
 TOPICS = ("rivers", "prime numbers", "bread", "the moon", "chess", "bees", "glass", "maps", "rain", "salt")
 
 
@@ -48,6 +50,17 @@ def relay(tmp_path_factory):
 async def test_a_node_cheating_only_on_its_users_is_struck_by_their_shared_answers(
     tmp_path, relay, tiny_model_dir
 ):
+    outcome = await selective_cheater_run(tmp_path, relay, tiny_model_dir, SharingSettings())
+    # The genuine model answered every challenge: only the users' shared answers failed.
+    assert outcome["challenges_failed"] == 0
+    assert outcome["shared_answers_failed"] >= 2 and outcome["validators_striking"] >= 2
+    assert outcome["banned"]
+    print(f"selective cheater at the default settings: {outcome}")
+
+
+async def selective_cheater_run(tmp_path, relay, model_dir, sharing: SharingSettings) -> dict:
+    """The scenario (module docstring) with users sharing at `sharing`: how many user requests the
+    cheater served until every validator banned it, and what the validators saw."""
     from chain.client import ChainClient
     from chain.testing import open_deployed_chain
     from node.registration import register_node
@@ -61,7 +74,7 @@ async def test_a_node_cheating_only_on_its_users_is_struck_by_their_shared_answe
             chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
             cheat = node_process(
                 node_dir,
-                tiny_model_dir,
+                model_dir,
                 "--bootstrap",
                 relay.addr,
                 *chain_args,
@@ -74,7 +87,7 @@ async def test_a_node_cheating_only_on_its_users_is_struck_by_their_shared_answe
                 data_dir.mkdir()
                 (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
                 os.chmod(data_dir / "validator.key", 0o600)
-                process = validator_process(data_dir, tiny_model_dir, "--bootstrap", relay.addr, *chain_args)
+                process = validator_process(data_dir, model_dir, "--bootstrap", relay.addr, *chain_args)
                 processes.append(process)
                 validators.append(process)
             for process in processes:
@@ -84,14 +97,15 @@ async def test_a_node_cheating_only_on_its_users_is_struck_by_their_shared_answe
                 chain_rpc_url=chain.rpc_url,
                 chain_deployment=chain.path,
                 chain_refresh_s=2.0,
+                sharing=sharing,
             )
-            model_id = (await trio.to_thread.run_sync(_model_id, tiny_model_dir)).hex()
-            served = 0
+            model_id = (await trio.to_thread.run_sync(_model_id, model_dir)).hex()
+            served, banned = 0, False
             async with open_light_client(config) as client:
                 model = await client.watcher.resolve(model_id, timeout=60)
                 await client.watcher.watch(model)
-                with trio.fail_after(600):
-                    while served < 400:
+                with trio.move_on_after(600):
+                    while served < MAX_REQUESTS and not banned:
                         topic = TOPICS[served % len(TOPICS)]
                         prompt = f"{USERS} tell me one thing about {topic} ({served})."
                         try:
@@ -99,21 +113,27 @@ async def test_a_node_cheating_only_on_its_users_is_struck_by_their_shared_answe
                         except (NoNodeAvailable, AllAttemptsFailed):
                             break  # banned: the router no longer sends users to it
                         served += 1
-                        if served % 10 == 0 and await trio.to_thread.run_sync(_banned_everywhere, validators):
-                            break
-                    while not await trio.to_thread.run_sync(_banned_everywhere, validators):
+                        if served % 10 == 0:
+                            banned = await trio.to_thread.run_sync(_banned_everywhere, validators)
+                    while not banned:
+                        banned = await trio.to_thread.run_sync(_banned_everywhere, validators)
                         await trio.sleep(1)
                 sharer = client.sharer
-                assert sharer is not None and sharer.shared >= 2
-            # The genuine model answered every challenge: only the users' shared answers failed.
-            for process in validators:
-                assert _metric(process, "dolphin_validator_challenges_total", outcome="failed") == 0
-            failed = sum(
-                _metric(v, "dolphin_validator_shared_answers_total", outcome="failed") for v in validators
-            )
-            striking = [v for v in validators if _metric(v, "dolphin_validator_strikes_published_total") >= 1]
-            assert failed >= 2 and len(striking) >= 2
-            print(f"served {served} user requests before the ban; {sharer.shared} shared, {failed:g} failed")
+            return {
+                "audit_rate": sharing.rate,
+                "served_before_ban": served,
+                "banned": banned,
+                "shared": sharer.shared if sharer is not None else 0,
+                "challenges_failed": sum(
+                    _metric(v, "dolphin_validator_challenges_total", outcome="failed") for v in validators
+                ),
+                "shared_answers_failed": sum(
+                    _metric(v, "dolphin_validator_shared_answers_total", outcome="failed") for v in validators
+                ),
+                "validators_striking": sum(
+                    _metric(v, "dolphin_validator_strikes_published_total") >= 1 for v in validators
+                ),
+            }
     except BaseException:
         for process in processes:
             print(f"--- {process.data_dir}\n{process.log_tail(3000)}")
