@@ -3,7 +3,8 @@
     dolphin ask --bootstrap MULTIADDR --model MODEL [--max-tokens N] [--json] PROMPT
 
 MODEL is a model id (64 hex digits), a manifest name (looked up in the network: nodes announce it), or a
-model folder (its manifest's id; its tokenizer then bounds the prompt tokens a receipt may claim).
+model folder (its manifest's id; its tokenizer and chat template then count the bill exactly: a receipt
+is countersigned only when its tokens_in and tokens_out are this client's own counts).
 The answer streams to stdout; `--json` prints one JSON object instead, once the answer is complete.
 """
 
@@ -25,6 +26,7 @@ from cli.options import run_trio
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import P2PError
+from pool.audits import SharingSettings
 from pool.client import AnswerPiece
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, NoNodeAvailable, PoolError, UnknownModel
 from pool.light import Answer, LightConfig, LightSettings, ask_model
@@ -33,14 +35,14 @@ _err = Console(stderr=True)
 
 
 def _model_and_counter(model: str) -> tuple[str, Any]:
-    """MODEL as the network knows it (id hex or name), and a prompt-token counter when it is a folder."""
+    """MODEL as the network knows it (id hex or name), and its token counter when it is a folder."""
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return model, None
-    from node.models.tokens import prompt_token_counter
+    from node.models.tokens import TokenizerCounter
 
     try:
-        return load_manifest(folder).model_id().hex(), prompt_token_counter(folder)
+        return load_manifest(folder).model_id().hex(), TokenizerCounter.from_model_dir(folder)
     except (ModelError, OSError, ValueError) as exc:
         raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 
@@ -122,6 +124,11 @@ def answer_json(answer: Answer, name: str) -> dict:
     envvar="DOLPHIN_KEY_FILE",
     help="Hex private key of the wallet whose deposited credit pays (needs a chain).",
 )
+@click.option(
+    "--no-share-answers",
+    is_flag=True,
+    help="Do not hand this answer, if sampled (5%), to a validator to check (docs/api.md).",
+)
 @click.argument("prompt")
 def command(
     bootstrap: tuple[str, ...],
@@ -141,6 +148,7 @@ def command(
     deployment: Path | None,
     chain_dir: Path | None,
     key_file: Path | None,
+    no_share_answers: bool,
     prompt: str,
 ) -> None:
     """Ask MODEL one question (PROMPT, or - to read it from stdin) through the network: the prompt is
@@ -156,6 +164,7 @@ def command(
         chain_dir=chain_dir,
         wallet_key=read_key_file(key_file) if key_file is not None else None,
         settings=LightSettings(),
+        sharing=SharingSettings(enabled=not no_share_answers),
     )
     options: dict[str, Any] = {
         "max_tokens": max_tokens,
@@ -163,7 +172,7 @@ def command(
         "top_p": top_p,
         "seed": seed,
         "stop": stop,
-        "prompt_tokens": counter,
+        "counter": counter,
     }
     routing = {"nodes": nodes, "min_standing": min_verification, "sort": sort}
     if logging.getLogger().level > logging.DEBUG:

@@ -68,6 +68,22 @@ def _network_name(model: str) -> str:
         raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 
 
+def _token_counters(model_dirs: tuple[Path, ...]) -> dict[bytes, Any]:
+    """By model id, the tokenizer counters of the configured model folders (exact bills)."""
+    from node.errors import ModelError
+    from node.models import load_manifest
+    from node.models.tokens import TokenizerCounter
+
+    counters = {}
+    for name in model_dirs:
+        folder = Path(name).expanduser()
+        try:
+            counters[load_manifest(folder).model_id()] = TokenizerCounter.from_model_dir(folder)
+        except ModelError as exc:
+            raise click.BadParameter(f"{folder}: {exc}", param_hint="model_dirs") from None
+    return counters
+
+
 class _Started:
     """serve_gateway's task status: say where it serves."""
 
@@ -148,7 +164,8 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
         config = dataclasses.replace(config, models=tuple(_network_name(model) for model in config.models))
         daemon_logging("pool")
-        run_trio(functools.partial(serve_gateway, config, task_status=_Started()))
+        counters = _token_counters(config.model_dirs)
+        run_trio(functools.partial(serve_gateway, config, counters=counters, task_status=_Started()))
     except (PoolError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except ChainError as exc:

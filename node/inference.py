@@ -45,6 +45,7 @@ from node.engines.base import (
 )
 from node.ledger import Ledger, LedgerError
 from node.metrics import NodeMetrics
+from node.unacknowledged import UnacknowledgedAnswers
 from p2p import MessageTooLarge, P2PError, Stream
 from protocols import envelope
 from protocols.errors import (
@@ -73,6 +74,9 @@ class ServiceLimits:
     receipt_timeout: float = 10.0
     max_waiting: int = 64  # refuse network requests while this many wait for an engine slot
     flush_interval: float = 0.025  # seconds between answer frames after the first token
+    # No free answers (`node.unacknowledged`): answers a payer may hold without countersigning, per window.
+    unacknowledged_budget: int = 3
+    unacknowledged_window_s: float = 3600.0
 
 
 @dataclass
@@ -160,6 +164,9 @@ class InferenceService:
         self.payments = payments or PaymentPolicy()
         self.metrics = metrics or NodeMetrics(engine.load)
         self._statistics = ServiceStatistics()
+        self.unacknowledged = UnacknowledgedAnswers(
+            budget=limits.unacknowledged_budget, window_s=limits.unacknowledged_window_s
+        )
         self._paused: dict[str, str] = {}  # reason code -> message for the client
         self._active = 0
         self._idle = trio.Event()
@@ -270,10 +277,17 @@ class InferenceService:
         try:
             engine = self._engine_for(exchange.request.model)
             generation = await self._admit(exchange, engine)
+            payer = _payer(exchange, stream)
+            if not self.unacknowledged.allows(payer):
+                raise _Refused(
+                    "unacknowledged",
+                    f"{self.unacknowledged.owed(payer)} earlier answers to this payer were never "
+                    "countersigned: countersign receipts to be served again",
+                )
         except _Refused as refused:
             await self._refuse(stream, sealed, refused.code, refused.message, refused.message)
             return
-        await self._answer(stream, sealed, exchange, generation, engine)
+        await self._answer(stream, sealed, exchange, generation, engine, payer)
 
     def _engine_for(self, model: bytes) -> Engine:
         engine = self.engines.get(model)
@@ -321,6 +335,7 @@ class InferenceService:
         exchange: NodeExchange,
         generation: GenerationRequest,
         engine: Engine,
+        payer: bytes,
     ) -> None:
         started_ms = _now_ms()
         started = time.monotonic()
@@ -366,24 +381,29 @@ class InferenceService:
             duration_ms=_now_ms() - started_ms,
             error="the engine failed while answering" if failure is not None else None,
         )
+        # Counted before the end goes out: a client that reads it and leaves has taken the answer.
+        ticket = self.unacknowledged.answered(payer)
         await stream.write_message(end)
         self._statistics.served += 1
         ttft = sender.first_token_at - started if sender.first_token_at is not None else None
         self.metrics.served("network", tokens_in=tokens_in, tokens_out=exchange.tokens_out, ttft_s=ttft)
-        await self._take_receipt(stream, exchange)
+        if await self._take_receipt(stream, exchange):
+            self.unacknowledged.settled(ticket)
 
-    async def _take_receipt(self, stream: Stream, exchange: NodeExchange) -> None:
+    async def _take_receipt(self, stream: Stream, exchange: NodeExchange) -> bool:
+        """Read the countersigned receipt and acknowledge it; whether it was a valid countersignature
+        (stored or not). Raises P2PError when the client never sent one."""
         data = await stream.read_message(self.limits.max_receipt_bytes, timeout=self.limits.receipt_timeout)
         try:
             verified = exchange.accept_countersigned(data)
         except ProtocolError as exc:
             self._count_refusal(stream, "malformed", f"bad countersigned receipt: {type(exc).__name__}")
             await stream.write_message(exchange.acknowledge(stored=False, error=f"receipt refused: {exc}"))
-            return
+            return False
         self._statistics.countersigned += 1
         if self.ledger is None:
             await stream.write_message(exchange.acknowledge(stored=False, error="this node keeps no ledger"))
-            return
+            return True
         try:
             await self.ledger.store_receipt(verified)
         except LedgerError as exc:
@@ -391,10 +411,18 @@ class InferenceService:
             await stream.write_message(
                 exchange.acknowledge(stored=False, error="the node could not store it")
             )
-            return
+            return True
         self._statistics.stored += 1
         self.metrics.receipts.inc()
         await stream.write_message(exchange.acknowledge(stored=True))
+        return True
+
+
+def _payer(exchange: NodeExchange, stream: Stream) -> bytes:
+    """Who an answer is owed by (`node.unacknowledged`): the covering wallet, else the sending peer."""
+    if exchange.credit_client is not None:
+        return b"wallet:" + exchange.credit_client
+    return b"peer:" + str(stream.peer_id).encode()
 
 
 class _PacedSender:

@@ -3,7 +3,8 @@
 The prompt leaves this process only sealed to the chosen node's X25519 key, so relays and anyone else on
 the path see the node's id and message sizes, nothing more. The answer is checked frame by frame (order,
 integrity, truncation, no more tokens than asked for) and the node's receipt is countersigned only if it
-matches what arrived and counts only what the request can explain (`protocols.inference`).
+matches what arrived and counts only what the request can explain (`protocols.inference`): with the model's
+tokenizer (a `TokenCounter`), exactly the client's own count of prompt and answer tokens.
 
 `complete` is the single-node building block: the light client (`pool.light`) adds routing and failover
 on top, and validators send their challenges through it so that they look like any client's traffic.
@@ -25,7 +26,7 @@ from pool.contact import NodeContact
 from pool.errors import AnswerFailedCheck, InferenceFailed
 from protocols.errors import ProtocolError
 from protocols.ids import INFERENCE_PROTOCOL
-from protocols.inference import ClientExchange
+from protocols.inference import ClientExchange, TokenCounter
 from protocols.keys import Identity
 from protocols.messages import (
     ChatMessage,
@@ -123,6 +124,7 @@ async def complete(
     ack_timeout: float = 10.0,
     credit: CreditAuthorisation | None = None,
     prompt_token_limit: int | None = None,
+    counter: TokenCounter | None = None,
     request_id: bytes | None = None,
 ) -> Completion:
     """Ask `node` to answer the chat `messages` ((role, content) pairs or ChatMessages).
@@ -132,8 +134,9 @@ async def complete(
     `timeout` bounds the wait for each frame after the first, `first_token_timeout` (default `timeout`)
     the wait for the first (the node sends nothing until its first token). After countersigning, waits up
     to `ack_timeout` for the node to say it stored the receipt. `credit`, a wallet's authorisation of
-    this session key, pays for the answer. `prompt_token_limit` caps the `tokens_in` a receipt may claim
-    (default: the prompt's byte bound). Raises InferenceFailed, or AnswerFailedCheck when what the node
+    this session key, pays for the answer. `counter` (the model's tokenizer) makes the receipt's counts
+    exact; without it, `prompt_token_limit` caps the `tokens_in` a receipt may claim (default: the prompt's
+    byte bound). Raises InferenceFailed, or AnswerFailedCheck when what the node
     sent broke a rule.
     """
     request = InferenceRequest(
@@ -154,6 +157,7 @@ async def complete(
         identity=identity,
         node_encryption_key=node.encryption_key,
         prompt_token_limit=prompt_token_limit,
+        counter=counter,
     )
     started = time.monotonic()
     first_token_at: float | None = None

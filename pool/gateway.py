@@ -57,6 +57,7 @@ from chain.errors import ChainError
 from p2p import P2PError
 from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address
+from pool.audits import SharingSettings
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
@@ -80,6 +81,7 @@ from pool.watch import WatchSettings
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.ids import REPORTS_TOPIC
+from protocols.inference import TokenCounter
 from protocols.messages import UserReport
 
 __all__ = ["Gateway", "serve_gateway"]
@@ -574,6 +576,7 @@ def _light_config(config: GatewayConfig) -> LightConfig:
         wallet_key=wallet_key,
         chain_refresh_s=config.chain_refresh_seconds,
         persistent_identity=True,
+        sharing=SharingSettings(enabled=config.share_answers),
         settings=LightSettings(
             max_attempts=config.max_attempts,
             first_token_timeout=config.first_token_timeout,
@@ -602,11 +605,15 @@ async def _watch_configured(client: LightClient, config: GatewayConfig) -> None:
 
 
 async def serve_gateway(
-    config: GatewayConfig, *, task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED
+    config: GatewayConfig,
+    *,
+    counters: dict[bytes, TokenCounter] | None = None,
+    task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
-    document. Raises P2PError (bootstrap peers unreachable), ChainError (a configured chain unreadable) and
-    OSError (the HTTP address is taken) at start; PortInUse and DataDirInUse before anything else."""
+    document. `counters`: by model id, the tokenizers that make those models' bills exact. Raises P2PError
+    (bootstrap peers unreachable), ChainError (a configured chain unreadable) and OSError (the HTTP address
+    is taken) at start; PortInUse and DataDirInUse before anything else."""
     check_http_address(config.http, "--http")
     check_data_dir_free(config.data_dir)
     data_dir = config.data_dir
@@ -619,6 +626,7 @@ async def serve_gateway(
             open_light_client(_light_config(config)) as client,
             trio.open_nursery() as nursery,
         ):
+            client.counters.update(counters or {})
             gateway = Gateway(config, client, book)
             nursery.start_soon(_watch_configured, client, config)
             await client.watcher.watch_catalogue()

@@ -124,6 +124,20 @@ class GatewayConfig:
             "without one, answers are unpaid."
         ),
     )
+    share_answers: bool = field(
+        default=True,
+        metadata=_doc(
+            "Hand a random sample of answers (5%, 50% from suspect nodes) to one current validator to "
+            "check (organic audits, docs/api.md); false opts out."
+        ),
+    )
+    model_dirs: tuple[Path, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Folders holding the served models' manifests and tokenizer files: receipts for those models "
+            "are countersigned only when their token counts equal the gateway's own."
+        ),
+    )
 
     def __post_init__(self) -> None:
         positive = (

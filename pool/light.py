@@ -19,6 +19,10 @@ tokens it added. Nothing is counted twice; `Answer.receipts` lists them all and 
 up. A caller that leaves early (cancellation, an HTTP client gone) resets the stream to the node, which
 stops generating.
 
+Organic audits: a random sample of the completed answers (5% by default, more for a node the validators
+call suspect) is handed to a current validator in the background, never through the node
+(`pool.audits`); `LightConfig.sharing` sets the rates or opts out (`SharingSettings(enabled=False)`).
+
 Session keys: a client signs its requests with its peer's own key, which `HostConfig.light_client` throws
 away with the host (one per session), so the session key and the peer that may later publish a
 `UserReport` about an answer are the same, as validators require. With a wallet, the client signs a
@@ -28,6 +32,7 @@ away with the host (one per session), so the session key and the peer that may l
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -42,6 +47,7 @@ import trio
 
 from chain.errors import ChainError
 from p2p import DolphinHost, HostConfig, open_host
+from pool.audits import AnswerSharer, SharingSettings
 from pool.chainfacts import ChainFacts
 from pool.client import AnswerPiece, Completion, chat_messages, complete
 from pool.contact import NodeContact
@@ -49,6 +55,7 @@ from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, N
 from pool.routing import Preferences, Router
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
 from protocols.eth import EthAccount, TypedDomain, to_checksum_address
+from protocols.inference import TokenCounter
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
 
@@ -63,14 +70,13 @@ __all__ = [
     "LightSettings",
     "ask_model",
     "open_light_client",
+    "track_credit",
 ]
 
 log = logging.getLogger(__name__)
 
 VALIDATORS_DOMAIN_CONTRACT = "Slashing"
 """Validators sign their statements (strike reports, standings) under this contract's EIP-712 domain."""
-
-PromptCounter = Callable[[Sequence[ChatMessage]], int]
 
 
 @dataclass(frozen=True)
@@ -223,8 +229,13 @@ class LightClient:
         wallet: CreditWallet | None = None,
         chain: Any = None,
         preferences: Preferences | None = None,
+        counters: dict[bytes, TokenCounter] | None = None,
+        sharer: AnswerSharer | None = None,
     ) -> None:
         self.host = host
+        self.sharer = sharer  # shares a sample of the answers with validators (None: never)
+        # Per model id, its tokenizer's counts: receipts for that model are countersigned only when exact.
+        self.counters = dict(counters or {})
         self.watcher = watcher
         self.chain = chain  # the ChainClient it reads (None without a chain)
         self.settings = settings
@@ -249,12 +260,12 @@ class LightClient:
         preferences: Preferences | None = None,
         conversation: str | None = None,
         identity: Identity | None = None,
-        prompt_tokens: PromptCounter | None = None,
+        counter: TokenCounter | None = None,
     ) -> AsyncIterator[AnswerStream]:
         """Ask `model`; yields the answer's pieces as they arrive (see `AnswerStream`). Iterating raises
         NoNodeAvailable, AllAttemptsFailed or AnswerFailedCheck. `conversation` keeps a chat on one node
-        (prefix cache); `identity` signs instead of the session key; `prompt_tokens(messages)` bounds the
-        prompt tokens a receipt may claim (e.g. the model's own tokenizer; default: the byte bound)."""
+        (prefix cache); `identity` signs instead of the session key; `counter` (default: `counters[model]`)
+        is the model's tokenizer, which makes bills exact (without one, only the byte bound holds)."""
         chat = chat_messages(messages)
         send, receive = trio.open_memory_channel[AnswerPiece](16)
         answer = AnswerStream(receive)
@@ -272,7 +283,7 @@ class LightClient:
             preferences=preferences or self.preferences,
             conversation=conversation,
             identity=identity or self.identity,
-            prompt_tokens=prompt_tokens,
+            counter=counter or self.counters.get(model),
         )
 
         async def run() -> None:
@@ -362,7 +373,7 @@ class LightClient:
                     credit=self.wallet.authorise(request.identity.public_key, request.model)
                     if self.wallet is not None
                     else None,
-                    prompt_token_limit=request.prompt_tokens(messages) if request.prompt_tokens else None,
+                    counter=request.counter,
                     **request.options,
                 )
             except InferenceFailed as exc:
@@ -384,6 +395,8 @@ class LightClient:
             )
             receipts.append(completion)
             attempts.append(AttemptOutcome(chosen.peer_id, completion.tokens_out))
+            if self.sharer is not None:
+                self.sharer.offer(completion, request.model)
             return self._finish(
                 request, completion.finish_reason, attempts, receipts, delivered, first_piece_at, started
             )
@@ -452,7 +465,7 @@ class _Request:
     preferences: Preferences
     conversation: str | None
     identity: Identity
-    prompt_tokens: PromptCounter | None
+    counter: TokenCounter | None
 
 
 @dataclass(frozen=True)
@@ -473,6 +486,7 @@ class LightConfig:
     persistent_identity: bool = False
     chain_refresh_s: float = 30.0
     settings: LightSettings = field(default_factory=LightSettings)
+    sharing: SharingSettings = field(default_factory=SharingSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
 
 
@@ -521,17 +535,39 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                         wallet = CreditWallet(
                             account, chain.domain("Credits"), max_credits=config.max_credits
                         )
-                        await nursery.start(_track_credit, wallet, chain, config.chain_refresh_s)
+                        await nursery.start(track_credit, wallet, chain, config.chain_refresh_s)
+                    sharer = None
+                    if facts is not None and config.sharing.enabled:
+                        sharer = AnswerSharer(
+                            host,
+                            chain.domain("ValidatorQuorum"),
+                            facts.is_validator,
+                            settings=config.sharing,
+                            standing=functools.partial(_status, watcher),
+                        )
+                        await nursery.start(sharer.serve)
+                    client = LightClient(
+                        host, watcher, settings=config.settings, wallet=wallet, chain=chain, sharer=sharer
+                    )
                     try:
-                        yield LightClient(host, watcher, settings=config.settings, wallet=wallet, chain=chain)
+                        yield client
                     except Exception as exc:
                         raised = exc
+                    if sharer is not None:  # answers sampled just now still go out (a one-shot ask)
+                        with trio.move_on_after(config.sharing.flush_timeout):
+                            await sharer.wait_sent()
                     nursery.cancel_scope.cancel()
     if raised is not None:
         raise raised
 
 
-async def _track_credit(
+def _status(watcher: PoolWatcher, node_key: bytes, model: bytes) -> str | None:
+    """The validators' status of a node, from the standings the watcher heard (None: no verdict)."""
+    standing = watcher.standings.standing(node_key, model) if watcher.standings is not None else None
+    return standing.status if standing is not None else None
+
+
+async def track_credit(
     wallet: CreditWallet, chain, interval: float, *, task_status=trio.TASK_STATUS_IGNORED
 ) -> None:  # type: ignore[no-untyped-def]
     """Keep `wallet.available` at the wallet's spendable credit (read now, then every `interval` s): what

@@ -11,6 +11,7 @@ import hashlib
 from protocols.errors import SchemaError
 
 __all__ = [
+    "AUDIT_PROTOCOL",
     "BANS_TOPIC",
     "DECISIONS_TOPIC",
     "DHT_PROTOCOL",
@@ -38,6 +39,9 @@ INFERENCE_PROTOCOL = "/dolphin/inference/1.0.0"  # sealed request in, encrypted 
 RECEIPT_PROTOCOL = "/dolphin/receipt/1.0.0"  # a node submits countersigned receipts to a validator
 RECEIPT_SYNC_PROTOCOL = "/dolphin/receipt-sync/1.0.0"  # a validator fetches receipts another one holds
 REWARDS_TREE_PROTOCOL = "/dolphin/rewards-tree/1.0.0"  # a claimer fetches a settled epoch's rewards tree
+# A client hands a validator one of its real answers (AnswerEvidence) to check, after the validator's peer
+# proved itself with its ValidatorAnnouncement; the node that answered is not on this path (pool.audits).
+AUDIT_PROTOCOL = "/dolphin/audit/1.0.0"
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"

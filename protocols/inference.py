@@ -19,15 +19,18 @@ call raises StreamError). Chunks must come with seq 0, 1, 2…, never more token
 `max_tokens`, nor more alternatives per token than its `top_logprobs`; the end message comes last, tagged
 final, with the next seq. The receipt in it must be signed by the node the request was addressed to and name
 this request's hash, size, id, model, max_tokens, client key and finish reason, and exactly the number of
-token ids received. Its counts must be ones the request can explain, because settlement pays for them:
-`tokens_in` at most the prompt's bound (`prompt_token_bound`: its UTF-8 bytes plus a chat-template allowance,
-since a token of a byte-level or byte-fallback tokenizer covers at least one byte; or a tighter bound the
-caller computed with the model's own tokenizer). Its paying wallet must be the one whose credit authorisation
-the request carried, or none: a node may serve a request unpaid (its loss), but a receipt that bills a wallet
-the client did not offer, or bills without an offer, is refused; the credit authorisation it names as paying,
-if any, must be the request's. And its times must fit what the client saw, within TIMING_TOLERANCE_MS of clock
-skew: the node started no earlier than the request was signed, had its first token no later than the client
-received it, finished no later than the end arrived, and its first token came no later than its end.
+token ids received. Its counts must be ones the request can explain, because settlement pays for them.
+With the model's tokenizer and chat template (a `TokenCounter`), the bill must be exact: `tokens_in` equal
+to the client's own count of the prompt, and the token ids received must be the ones that make the text
+received (`TokenCounter.output_matches`), so `tokens_out` counts no padding. Without one, `tokens_in` at
+most the prompt's bound (`prompt_token_bound`: its UTF-8 bytes plus a chat-template allowance, since a token
+of a byte-level or byte-fallback tokenizer covers at least one byte), a bound a node can inflate a bill to.
+Its paying wallet must be the one whose credit authorisation the request carried, or none: a node may serve
+a request unpaid (its loss), but a receipt that bills a wallet the client did not offer, or bills without an
+offer, is refused; the credit authorisation it names as paying, if any, must be the request's. And its times
+must fit what the client saw, within TIMING_TOLERANCE_MS of clock skew: the node started no earlier than the
+request was signed, had its first token no later than the client received it, finished no later than the end
+arrived, and its first token came no later than its end.
 Otherwise the client refuses to countersign (SchemaError). These checks are one-sided because a client only
 knows when it *read* a frame, which may be well after it arrived: a node can still claim it was faster than it
 was, which validators measure with their own requests. `close()` when the transport ends early reports
@@ -57,6 +60,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from protocols import codec, e2e, envelope, keys
 from protocols.errors import ProtocolError, SchemaError, StreamError
@@ -83,6 +87,7 @@ __all__ = [
     "ClientExchange",
     "NodeExchange",
     "TokenBatcher",
+    "TokenCounter",
     "VerifiedReceipt",
     "countersign_receipt",
     "output_hash",
@@ -100,6 +105,20 @@ DEFAULT_BATCH_MS = 50
 # its default system prompt and 5 tokens a message; these leave room for longer templates.
 PROMPT_TEMPLATE_TOKENS = 256
 MESSAGE_TEMPLATE_TOKENS = 16
+
+
+class TokenCounter(Protocol):
+    """A model's own token counts, for exact bills (implemented over the model's tokenizer and chat
+    template by `node.models.tokens.TokenizerCounter`)."""
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """The prompt tokens the chat template makes of `messages` (an honest node's `tokens_in`)."""
+        ...
+
+    def output_matches(self, token_ids: Sequence[int], text: str, stop: Sequence[str]) -> bool:
+        """Whether `token_ids` are the answer `text` (with at most a trailing end-of-sequence token, and
+        past the text only what completed a `stop` string), so `tokens_out` counts nothing more."""
+        ...
 
 
 def prompt_token_bound(messages: Sequence[ChatMessage]) -> int:
@@ -183,14 +202,17 @@ class ClientExchange:
         ttl_ms: int = REQUEST_TTL_MS,
         timing_tolerance_ms: int = TIMING_TOLERANCE_MS,
         prompt_token_limit: int | None = None,
+        counter: TokenCounter | None = None,
     ) -> None:
-        """`prompt_token_limit`: the most `tokens_in` a receipt may claim (default `prompt_token_bound`)."""
+        """`counter`: the model's own counts, which the receipt must match exactly. Without one,
+        `prompt_token_limit` is the most `tokens_in` a receipt may claim (default `prompt_token_bound`)."""
         if not isinstance(request, InferenceRequest):
             raise SchemaError("ClientExchange needs an InferenceRequest")
         self.request = request
         self.prompt_token_limit = (
             prompt_token_bound(request.messages) if prompt_token_limit is None else prompt_token_limit
         )
+        self.counter = counter
         self.identity = identity
         self.sent_at_ms = envelope.clock_ms() if now_ms is None else now_ms
         # Not compressed: the request is encrypted next, and compression would leak content through length.
@@ -210,6 +232,8 @@ class ClientExchange:
         self.receipt: envelope.Signed[Receipt] | None = None
         self.chunks: list[bytes] = []
         """The answer's chunk messages as decrypted (their encodings, in order): `AnswerEvidence` material."""
+        self._token_ids: list[int] = []
+        self._text: list[str] = []
         self._output = _OutputHasher()
         self._countersigned: bytes | None = None
 
@@ -244,6 +268,8 @@ class ClientExchange:
             if msg.top_per_token > self.request.top_logprobs:
                 raise StreamError("the node sent more top logprobs per token than asked for")
             self.tokens_received += len(msg.token_ids)
+            self._token_ids.extend(msg.token_ids)
+            self._text.append(msg.text)
             self.chunks.append(plaintext)
             self._output.add(plaintext)
             if self.first_token_at_ms is None and msg.token_ids:
@@ -273,7 +299,7 @@ class ClientExchange:
                 ("model", r.model == self.request.model),
                 ("client key", r.client_key == self.identity.public_key),
                 ("tokens out", r.tokens_out == self.tokens_received <= self.request.max_tokens),
-                ("tokens in", r.tokens_in <= self.prompt_token_limit),
+                *self._count_checks(r),
                 ("paying wallet", r.client is None or r.client == self._offered_wallet),
                 ("output hash", r.output_hash == self._output.digest()),
                 ("finish reason", r.finish_reason == end.finish_reason),
@@ -284,6 +310,18 @@ class ClientExchange:
         if mismatches:
             raise SchemaError(f"receipt does not match the exchange: {', '.join(mismatches)}")
         return signed
+
+    def _count_checks(self, r: Receipt) -> list[tuple[str, bool]]:
+        """`tokens_in` and `tokens_out` against the client's own counts (module docstring)."""
+        if self.counter is None:
+            return [("tokens in", r.tokens_in <= self.prompt_token_limit)]
+        return [
+            ("tokens in", r.tokens_in == self.counter.prompt_tokens(self.request.messages)),
+            (
+                "tokens out",
+                self.counter.output_matches(self._token_ids, "".join(self._text), self.request.stop),
+            ),
+        ]
 
     @property
     def _offered_wallet(self) -> bytes | None:

@@ -735,14 +735,15 @@ class ValidatorAnnouncement(Message, _EthSigned):
 
 @message("validator.evidence", 1)
 class AnswerEvidence(Message):
-    """One answer to a validator's sampled request, as the validator received it, which any validator can
-    re-check: `request` is the InferenceRequest envelope the validator's session key signed (its own
-    challenge prompt, never a user's), `chunks` the answer's ResponseChunk messages as decrypted, in order,
-    and `receipt` the node-signed Receipt envelope, whose `request_hash` names the request and whose
-    `output_hash` commits to the chunks (`inference.output_hash`). `attestation` is the node's signed
-    BenchmarkAttestation envelope when a speed check compared against it. The `observed_*` timings are the
-    validator's own clock, its word rather than the node's. Strike reports carry it as their one evidence
-    item, so it must fit a gossip message (64 KiB)."""
+    """One answer, as its client received it, which any validator can re-check: a validator's own
+    challenge, or a client's real answer it shared (AUDIT_PROTOCOL; the prompt is then the user's).
+    `request` is the InferenceRequest envelope the client's session key signed, `chunks` the answer's
+    ResponseChunk messages as decrypted, in order, and `receipt` the node-signed Receipt envelope, whose
+    `request_hash` names the request and whose `output_hash` commits to the chunks
+    (`inference.output_hash`). `attestation` is the node's signed BenchmarkAttestation envelope when a
+    speed check compared against it. The `observed_*` timings are the client's own clock, its word rather
+    than the node's (only a validator's own are used for speed). Strike reports carry it as their one
+    evidence item, so it must fit a gossip message (64 KiB)."""
 
     request: Annotated[bytes, Bytes(max_size=32 * 1024)]
     chunks: Annotated[tuple[bytes, ...], Seq(Bytes(max_size=16 * 1024), max_len=2048)]

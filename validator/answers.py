@@ -15,9 +15,11 @@ report (`answer_from_evidence`) and runs the same checks on it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
+from pool.audits import evidence_of
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.inference import ClientExchange, output_hash
@@ -76,18 +78,11 @@ def answer_from_exchange(exchange: ClientExchange, *, attestation: bytes | None 
 
     `attestation` is the node's signed BenchmarkAttestation envelope a speed check will compare against.
     """
-    if exchange.receipt is None or exchange.end_at_ms is None:
-        raise EvidenceError("the node sent no receipt for its answer")
-    first = exchange.first_token_at_ms if exchange.first_token_at_ms is not None else exchange.end_at_ms
-    evidence = AnswerEvidence(
-        request=exchange.request_envelope,
-        chunks=tuple(exchange.chunks),
-        receipt=exchange.receipt.raw,
-        attestation=attestation,
-        observed_first_token_ms=max(0, first - exchange.sent_at_ms),
-        observed_duration_ms=max(0, exchange.end_at_ms - exchange.sent_at_ms),
-    )
-    return answer_from_evidence(evidence)
+    try:
+        evidence = evidence_of(exchange)
+    except ProtocolError as exc:
+        raise EvidenceError(str(exc)) from exc
+    return answer_from_evidence(dataclasses.replace(evidence, attestation=attestation))
 
 
 def answer_from_evidence(evidence: bytes | AnswerEvidence) -> Answer:

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "validator.toml"
+CHALLENGE_KEY_FILE = "challenge.key"
 KEY_FILE = "validator.key"
 ENV_PREFIX = "DOLPHIN_VALIDATOR_"
 THRESHOLD_SETTINGS = (
@@ -111,10 +112,19 @@ class ValidatorConfig:
             "Challenges sent from one throwaway light-client host before a fresh one (a new peer id)."
         ),
     )
-    credit_per_challenge: str = field(
-        default="0.05",
+    challenge_prompts: Path | None = field(
+        default=None,
         metadata=doc(
-            "Credit (payment token units) a challenge's authorisation allows, with a wallet and a chain."
+            "A private file of challenge prompts, one JSON chat a line ([[role, content], ...]); default "
+            "the built-in public mix, which a node can learn to recognise."
+        ),
+    )
+    challenge_key_file: Path | None = field(
+        default=None,
+        metadata=doc(
+            "The wallet (hex private key) that pays for challenges, like any client's; default <data "
+            "dir>/challenge.key (written at start). Fund it with credit from an address not linked to the "
+            "validator's: a payer tied to a validator marks every challenge as one."
         ),
     )
     prior: float = field(default=0.02, metadata=doc("Prior probability that a node cheats."))
@@ -254,6 +264,10 @@ class ValidatorConfig:
     @property
     def wallet_key_file(self) -> Path:
         return self.key_file or self.data_dir / KEY_FILE
+
+    @property
+    def challenge_wallet_file(self) -> Path:
+        return self.challenge_key_file or self.data_dir / CHALLENGE_KEY_FILE
 
     def threshold_overrides(self) -> dict[str, Any]:
         """The check thresholds set here (unset ones keep the reference model's calibration)."""

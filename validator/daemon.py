@@ -11,7 +11,8 @@ On start, in this order (each step logged):
    strikes, bans, decisions and users' reports (each through its topic validator);
 5. serve /metrics, /health, /status and the dashboard (/dashboard), write ready.json, and run: sampling
    (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway
-   light-client hosts), re-verification of others' strikes, standings on STANDING_TOPIC, decisions and
+   light-client hosts), with a chain the checks of the real answers clients share over AUDIT_PROTOCOL
+   (`pool.audits`), re-verification of others' strikes, standings on STANDING_TOPIC, decisions and
    slashing, validator-set refreshes;
 6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
    epoch settled on the validators' schedule (the rewards root, the election of the next set and the
@@ -31,6 +32,7 @@ import logging
 import os
 import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
-from chain.client import USD_DECIMALS, ChainClient, parse_units, read_key_file
+from chain.client import ChainClient, read_key_file
 from chain.errors import ChainError
 from chain.locate import ChainLocation
 from node.files import write_atomically
@@ -46,17 +48,18 @@ from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
 from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address, check_listen_addrs
-from pool import Member, PoolView
+from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
 from pool.bans import BanRules
+from pool.light import CreditWallet, track_credit
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
-from protocols.keys import Identity
+from protocols.ids import AUDIT_PROTOCOL, BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
 from validator.chain import SetView, SlashingChain
-from validator.challenges import draw_challenge
+from validator.challenges import draw_challenge, load_prompts
 from validator.closing import find_closing_block
 from validator.config import ValidatorConfig
 from validator.epochs import SettlementConfig, serve_settlement
@@ -64,8 +67,9 @@ from validator.errors import ReferenceModelError, ValidatorConfigError, Validato
 from validator.evidence import open_evidence_store
 from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
+from validator.prompts import PROMPTS
 from validator.reference import Reference, open_reference
-from validator.sampler import ChallengeFailed, ChallengeSender, CreditSigner
+from validator.sampler import ChallengeFailed, ChallengeSender
 from validator.service import Validator
 from validator.state import open_state
 from validator.status import ValidatorStatus
@@ -87,6 +91,20 @@ def write_wallet(path: Path) -> str:
     if not path.exists():
         write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
     return load_wallet(path).address.hex()
+
+
+def _challenge_wallet(config: ValidatorConfig) -> EthAccount:
+    """The wallet challenges pay from (written at first start): never the validator's own, whose address
+    the chain lists."""
+    path = config.challenge_wallet_file
+    if not path.exists():
+        address = write_wallet(path)
+        log.info(
+            "wrote challenge wallet %s to %s: fund it with credit (not from the validator's wallet)",
+            address,
+            path,
+        )
+    return load_wallet(path)
 
 
 def load_wallet(path: Path) -> EthAccount:
@@ -182,6 +200,7 @@ async def _serve(
     task_status: trio.TaskStatus[dict],
 ) -> None:
     metrics = ValidatorMetrics()
+    prompts = load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
     thresholds = thresholds_for(reference.name, config.threshold_overrides())
     suspicion = SuspicionModel(
         prior=config.prior,
@@ -204,9 +223,7 @@ async def _serve(
         rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
         policy = policy.with_rules(rules)  # the network's ban rules, not this validator's config
         domain, binding_domain = chain.domain(), chain.domain("Bonding")
-        credit = CreditSigner(
-            wallet, chain.domain("Credits"), parse_units(config.credit_per_challenge, USD_DECIMALS)
-        )
+        credit = CreditWallet(_challenge_wallet(config), chain.domain("Credits"))
     else:
         validators, domain, binding_domain, credit = (
             _static_set(config, wallet),
@@ -273,11 +290,16 @@ async def _serve(
             await nursery.start(sender.serve)
             sampling = trio.CancelScope()
             in_flight = _InFlight()
-            nursery.start_soon(_serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight)
+            nursery.start_soon(
+                _serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight, prompts
+            )
             nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)
             nursery.start_soon(_serve_decisions, validator)
             if chain is not None:
                 nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+                assert credit is not None
+                await nursery.start(track_credit, credit, chain.client, config.chain_refresh)
+                await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
                 store = await stack.enter_async_context(
                     open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
                 )
@@ -454,6 +476,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
     metrics: ValidatorMetrics,
     scope: trio.CancelScope,
     in_flight: _InFlight,
+    prompts: tuple,
 ) -> None:
     """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is
     cancelled (challenges already started run on, in their own nursery)."""
@@ -466,7 +489,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
         key = member.contact.node_key
         try:
             async with limiter:
-                drawn = draw_challenge(rng, max_tokens=config.challenge_max_tokens)
+                drawn = draw_challenge(rng, max_tokens=config.challenge_max_tokens, prompts=prompts)
                 try:
                     answer = await sender.challenge(
                         member.contact, drawn, attestation=pool.attestations.get(key)
@@ -507,6 +530,67 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
                         in_flight.start()
                         running.start_soon(challenge, member)
                 await trio.sleep(0.25)
+
+
+SHARED_QUEUE = 32  # shared answers waiting for the reference; more are dropped (the reference is the cost)
+MAX_SHARED_BYTES = 64 * 1024  # what a strike report can carry as its evidence
+ANNOUNCEMENT_LIFETIME_S = 3600
+
+
+async def _serve_shared_answers(  # type: ignore[no-untyped-def]
+    host, validator: Validator, chain: SlashingChain, metrics: ValidatorMetrics, *, task_status
+) -> None:
+    """Take clients' shared answers on AUDIT_PROTOCOL (`pool.audits`): show our signed announcement
+    (the client checks that we are a current validator before it sends the prompt), read the answer, and
+    check it in the background, one at a time, through `Validator.on_shared_answer`."""
+    send, receive = trio.open_memory_channel[bytes](SHARED_QUEUE)
+    identity = Identity(host.signing_seed())
+    domain = chain.client.domain("ValidatorQuorum")
+
+    async def handle(stream) -> None:  # type: ignore[no-untyped-def]
+        try:
+            announcement = sign_announcement(
+                identity,
+                peer_id_from_text(host.peer_id),
+                validator.wallet,
+                domain,
+                host.advertised_addrs() or ["/ip4/127.0.0.1/tcp/0"],
+                expiry=int(time.time()) + ANNOUNCEMENT_LIFETIME_S,
+            )
+            await stream.write_message(announcement)
+            data = await stream.read_message(MAX_SHARED_BYTES, timeout=30)
+        except P2PError as exc:
+            log.info("a shared answer from %s did not arrive: %s", stream.peer_id, exc)
+            return
+        finally:
+            await stream.close()
+        try:
+            send.send_nowait(data)
+        except trio.WouldBlock:
+            metrics.audits.labels("dropped").inc()
+
+    async def check_all() -> None:
+        async for data in receive:
+            try:
+                verdict = await validator.on_shared_answer(data)
+            except ReferenceModelError as exc:
+                log.warning("could not check a shared answer: %s", exc)
+                metrics.audits.labels("unchecked").inc()
+                continue
+            if verdict is None:
+                metrics.audits.labels("ignored").inc()
+                continue
+            metrics.audits.labels("failed" if verdict.failed else "passed").inc()
+            for failure in verdict.failures:
+                metrics.check_failures.labels(failure.name).inc()
+            if verdict.strike is not None and validator.validators.is_validator(validator.address):
+                metrics.strikes_published.inc()
+
+    host.set_stream_handler(AUDIT_PROTOCOL, handle)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check_all)
+        task_status.started()
+        await trio.sleep_forever()
 
 
 async def _serve_standings(validator: Validator, interval: float, metrics: ValidatorMetrics) -> None:

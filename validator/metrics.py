@@ -33,6 +33,12 @@ class ValidatorMetrics:
         self.challenges = Counter(
             "dolphin_validator_challenges", "Challenges sent, by outcome", ["outcome"], registry=r
         )
+        self.audits = Counter(
+            "dolphin_validator_shared_answers",
+            "Answers clients shared for audit, by outcome (passed, failed, unchecked, ignored, dropped)",
+            ["outcome"],
+            registry=r,
+        )
         self.check_failures = Counter(
             "dolphin_validator_check_failures",
             "Failed checks of sampled answers, by check",

@@ -1,20 +1,20 @@
 """Sending challenges over the network, as any client would (`pool.client.complete`).
 
-`ChallengeSender` sends each challenge with a fresh session key, from a throwaway light-client host (a
-DHT client with an ephemeral peer id, `HostConfig.light_client`) replaced every `per_host` challenges, so
-nodes see many short-lived clients rather than one validator. It finds a node's addresses in the DHT like
-any client (relay circuits included, for nodes behind NAT), and pays with a credit authorisation of the
-validator's wallet when it has one and a chain (`CreditSigner`). A node that cannot be reached, refuses,
-or breaks off raises `ChallengeFailed`.
-
+`ChallengeSender` sends challenges from throwaway light-client hosts (a DHT client with an ephemeral peer
+id, `HostConfig.light_client`) replaced every `per_host` challenges, and signs each with its host's own
+key, as the project's clients do (`dolphin ask` signs with its one-question peer, the gateway with its
+peer): a session key that differed from the stream's peer would mark the request as a validator's. It
+finds a node's addresses in the DHT like any client (relay circuits included, for nodes behind NAT), and
+pays exactly as a light client pays (`pool.light.CreditWallet`: a 64-bit nonce, an hour's expiry, a cap of
+the wallet's whole credit), from the challenge wallet the daemon gives it — not the validator's own
+wallet, whose address is public (docs/verification.md says why and what it costs). A node that cannot be
+reached, refuses, or breaks off raises `ChallengeFailed`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,43 +23,19 @@ import trio
 
 from p2p import DolphinHost, HostConfig, P2PError, open_host
 from pool import InferenceFailed, NodeContact, complete
-from protocols.eth import EthAccount, TypedDomain
+from pool.light import CreditWallet
 from protocols.keys import Identity
-from protocols.messages import CreditAuthorisation, eth_sign
 from validator.answers import Answer, answer_from_exchange
 from validator.challenges import Challenge
 from validator.errors import EvidenceError, ValidatorError
 
-__all__ = ["ChallengeFailed", "ChallengeSender", "CreditSigner"]
+__all__ = ["ChallengeFailed", "ChallengeSender"]
 
 log = logging.getLogger(__name__)
 
 
 class ChallengeFailed(ValidatorError):
     """The node did not answer a challenge (unreachable, refused, broke off, or no receipt)."""
-
-
-@dataclass(frozen=True)
-class CreditSigner:
-    """Authorises each challenge's session key to spend `max_credits` of the wallet's credit."""
-
-    wallet: EthAccount
-    domain: TypedDomain  # the Credits contract's
-    max_credits: int
-    lifetime_s: int = 600
-
-    def authorise(self, session: Identity, model: bytes) -> CreditAuthorisation:
-        return eth_sign(
-            CreditAuthorisation,
-            self.wallet,
-            self.domain,
-            client=self.wallet.address,
-            session_key=session.public_key,
-            model=model,
-            max_credits=self.max_credits,
-            nonce=int.from_bytes(os.urandom(16), "big"),
-            expiry=int(time.time()) + self.lifetime_s,
-        )
 
 
 @dataclass
@@ -87,7 +63,7 @@ class ChallengeSender:
         *,
         per_host: int = 16,
         timeout: float = 120.0,
-        credit: CreditSigner | None = None,
+        credit: CreditWallet | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.bootstrap = bootstrap
@@ -133,10 +109,10 @@ class ChallengeSender:
         self, contact: NodeContact, challenge: Challenge, *, attestation: bytes | None
     ) -> Answer:
         """Send `challenge` to the node; its checked-together answer (raises ChallengeFailed)."""
-        session = Identity.generate()
-        credit = self.credit.authorise(session, contact.model) if self.credit is not None else None
         try:
             async with self._lease() as host:
+                session = Identity(host.signing_seed())
+                credit = self.credit.authorise(session.public_key, contact.model) if self.credit else None
                 with trio.fail_after(self.timeout):
                     if contact.peer_id not in host.connected_peers():
                         with contextlib.suppress(P2PError):  # the dial below says what went wrong

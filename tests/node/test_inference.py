@@ -345,3 +345,54 @@ async def test_an_overloaded_node_says_so(tmp_path, tiny_engine):
     async with _network(tmp_path, tiny_engine, limits=ServiceLimits(max_waiting=0)) as net:
         with pytest.raises(InferenceFailed, match="too many requests waiting"):
             await _ask(net, max_tokens=2)
+
+
+async def _take_answer_without_countersigning(net: Network, wallet) -> str | None:
+    """A freeloader: a paid request, the whole answer read, the stream closed with no countersignature.
+    Returns the node's refusal, or None when it answered."""
+    session = Identity.generate()
+    request = make_request(
+        Identity.generate(),
+        model=net.contact.model,
+        node_key=net.contact.node_key,
+        request_id=os.urandom(16),
+        max_tokens=4,
+        credit=_credit(wallet, session, net.contact.model, nonce=int.from_bytes(os.urandom(8), "big")),
+    )
+    exchange = ClientExchange(request, identity=session, node_encryption_key=net.contact.encryption_key)
+    stream = await net.client.open_stream(net.contact.peer_id, INFERENCE_PROTOCOL)
+    await stream.write_message(exchange.sealed_request)
+    while exchange.state != "done":
+        message = exchange.receive(await stream.read_message(1 << 18, timeout=30))
+        if isinstance(message, ResponseEnd) and message.error:
+            await stream.close()
+            return message.error
+    await stream.close()  # the answer is ours; the receipt is never countersigned
+    return None
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_wallet_that_never_countersigns_is_not_served_again_and_again(tmp_path, tiny_engine):
+    """Attack: take answers on a covered wallet's credit and never countersign, so the node has nothing to
+    be paid with. After the budget of unacknowledged answers the wallet is refused; others are not."""
+    freeloader, honest = pt.eth_account(1), pt.eth_account(2)
+    book = CreditBook(lambda wallet: 10**9, read_price=lambda model: 10**6, refresh_s=3600)
+    policy = PaymentPolicy(credit_domain=pt.TEST_DOMAIN, book=book, serve_unpaid=False)
+    limits = ServiceLimits(max_new_tokens=64, receipt_timeout=2, unacknowledged_budget=3)
+    async with _network(tmp_path, tiny_engine, payments=policy, limits=limits) as net:
+        for _ in range(3):
+            assert await _take_answer_without_countersigning(net, freeloader) is None
+        assert net.service.unacknowledged.owed(b"wallet:" + freeloader.address) == 3
+        refusal = await _take_answer_without_countersigning(net, freeloader)
+        assert refusal is not None and "never countersigned" in refusal
+        assert net.service.statistics().refusals == {"unacknowledged": 1}
+        # A wallet that countersigns is served as before, again and again.
+        for _ in range(4):
+            session = Identity.generate()
+            credit = _credit(honest, session, net.contact.model, nonce=int.from_bytes(os.urandom(8), "big"))
+            paid = await complete(
+                net.client, net.contact, [("user", PROMPT)], identity=session, max_tokens=4, credit=credit
+            )
+            assert paid.receipt_stored
+        assert net.service.unacknowledged.owed(b"wallet:" + honest.address) == 0

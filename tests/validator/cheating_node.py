@@ -3,8 +3,11 @@
     python -m tests.validator.cheating_node CHEAT [STRENGTH] -- [dolphin options...] node [node options...]
 
 CHEAT is one of `cheats.WEIGHT_CHEATS` (the weights change in memory after the genuine, verified folder
-is loaded, so the node announces the model id it does not serve), or `slow` (answers slowly while its
-signed benchmark attestation claims twenty times its measured speed). Everything else is the product's
+is loaded, so the node announces the model id it does not serve), `slow` (answers slowly while its
+signed benchmark attestation claims twenty times its measured speed), or `selective MARKER`: a perfect
+challenge detector, for tests of organic audits — requests whose first user message starts with MARKER
+(the test's users) get another seed's model, every other request (the validators' challenges) the
+genuine one. Everything else is the product's
 code path, unchanged: the cheat is a patch applied here, never a switch in the product.
 """
 
@@ -13,7 +16,11 @@ import dataclasses
 import sys
 
 import node.daemon
-from tests.validator.cheats import WEIGHT_CHEATS, SlowEngine, modify_weights
+from tests.validator.cheats import WEIGHT_CHEATS, SelectiveEngine, SlowEngine, modified_engine, modify_weights
+
+
+def _first_user(request) -> str:  # type: ignore[no-untyped-def]
+    return next((turn.content for turn in request.messages if turn.role == "user"), "")
 
 
 def main() -> None:
@@ -29,6 +36,15 @@ def main() -> None:
                 yield engine
             elif cheat == "slow":
                 yield SlowEngine(engine, delay=float(strength[0]) if strength else 0.05)
+            elif cheat == "selective":
+                marker = strength[0]
+                other = modified_engine(config.model, "other-seed", max_batch=4)
+                try:
+                    yield SelectiveEngine(
+                        engine, other, lambda request: _first_user(request).startswith(marker)
+                    )
+                finally:
+                    await other.aclose()
             else:
                 raise SystemExit(f"unknown cheat {cheat!r}")
 

@@ -18,6 +18,7 @@ Each is an `Engine` (the interface a node serves through), so the same cheat can
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -228,3 +229,40 @@ class LaunderingEngine(_Wrapper):
                 finish_reason=piece.finish_reason,
                 prompt_tokens=piece.prompt_tokens,
             )
+
+
+class InflatingEngine(_Wrapper):
+    """Bills more than it served: `extra_prompt` prompt tokens on top of the real count, and `padding`
+    copies of the end-of-sequence token slipped into the answer (they decode to no text, so the text reads
+    the same while `tokens_out` grows)."""
+
+    def __init__(self, inner: Engine, *, eos_id: int, extra_prompt: int = 0, padding: int = 0) -> None:
+        super().__init__(inner)
+        self.loaded = inner.loaded  # type: ignore[attr-defined]
+        self._eos = eos_id
+        self._extra_prompt = extra_prompt
+        self._padding = padding
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:  # type: ignore[override]
+        shorter = dataclasses.replace(request, max_tokens=max(1, request.max_tokens - self._padding))
+        padding = self._padding
+        async for piece in self.inner.generate(shorter):
+            if piece.finish_reason is not None:
+                piece = dataclasses.replace(piece, prompt_tokens=piece.prompt_tokens + self._extra_prompt)
+            if piece.token_ids and padding:
+                yield Piece("", (self._eos,) * padding, (0.0,) * padding)
+                padding = 0
+            yield piece
+
+
+class SelectiveEngine(_Wrapper):
+    """Cheats only on the requests `is_user` picks: those get `substitute`'s answer, every other one (what
+    the cheater takes for a validator's challenge) the genuine model's. The worst case for challenges."""
+
+    def __init__(self, inner: Engine, substitute: Engine, is_user: Callable[[GenerationRequest], bool]):
+        super().__init__(inner)
+        self.substitute = substitute
+        self.is_user = is_user
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        return (self.substitute if self.is_user(request) else self.inner).generate(request)

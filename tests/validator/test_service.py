@@ -290,3 +290,29 @@ async def test_a_user_report_raises_suspicion_but_a_sniped_report_earns_nothing(
             assert len(full.evidence) == 1 and user_reporter(full) is None  # the report is not evidence
         fields = decision_fields(ban, third._full_strikes, slash_bps=5000)
         assert fields.reporter == ban.message.strikes[0].validator != user_wallet
+
+
+async def test_answers_users_shared_are_checked_once_and_a_cheat_on_them_is_banned(
+    tmp_path, honest_engine, cheat_engine, reference, thresholds
+):
+    """Organic audits: a user's real answer, shared with one validator, is checked like a challenge; a
+    failure is a strike the others re-verify, and two validators' strikes ban the node. An honest answer
+    shared changes nothing; one answer shared twice is checked once; broken evidence is ignored."""
+    keys = NodeKeys()
+    node = keys.identity.public_key
+    async with _validators(tmp_path, reference, thresholds) as (bus, (first, second, third)):
+        honest = await answer_in_process(honest_engine, CHALLENGES[0], model=reference.model_id, keys=keys)
+        verdict = await first.on_shared_answer(honest.encoded_evidence())
+        assert verdict is not None and not verdict.failed and bus.count(STRIKES_TOPIC) == 0
+        cheated = [
+            await answer_in_process(cheat_engine, challenge, model=reference.model_id, keys=keys)
+            for challenge in CHALLENGES[:2]
+        ]
+        verdict = await first.on_shared_answer(cheated[0].encoded_evidence())
+        assert verdict is not None and verdict.strike is not None
+        assert await first.on_shared_answer(cheated[0].encoded_evidence()) is None  # seen: not again
+        assert await second.on_shared_answer(b"\x93garbage") is None
+        assert bus.count(STRIKES_TOPIC) == 1 and first.status(node) != "banned"
+        await second.on_shared_answer(cheated[1].encoded_evidence())
+        assert bus.count(STRIKES_TOPIC) == 2
+        assert all(v.status(node) == "banned" for v in (first, second, third))
