@@ -15,6 +15,7 @@ valid (its signed envelope's expiry, at most a year; validators date a temporary
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from p2p import Validator, signed_message_validator
 from protocols import envelope
 from protocols.eth import TypedDomain
 from protocols.messages import STRIKE_REASONS, BanNotice, StrikeReport, eth_signer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_SEVERITIES", "BanList", "BanRules", "IsValidator", "ban_shortfall", "ban_validator"]
 
@@ -103,13 +106,17 @@ def ban_validator(
     rules: Callable[[], BanRules] = BanRules,
     *,
     on_accept: Callable[[envelope.Signed[BanNotice]], None] | None = None,
+    on_refuse: Callable[[envelope.Signed[BanNotice], str], None] | None = None,
 ) -> Validator:
     """The validator of BANS_TOPIC: a ban passes only when its strikes, signed under `domain` (the strike
     reports' EIP-712 domain), justify it under the current `rules()`. `on_accept` records each accepted
-    ban."""
+    ban; `on_refuse` hears of each well-signed notice whose strikes do not add up, with the shortfall."""
 
     def authorise(signed: envelope.Signed[BanNotice]) -> bool:
-        return ban_shortfall(signed.message, rules(), is_validator, lambda s: eth_signer(s, domain)) is None
+        shortfall = ban_shortfall(signed.message, rules(), is_validator, lambda s: eth_signer(s, domain))
+        if shortfall is not None and on_refuse is not None:
+            on_refuse(signed, shortfall)
+        return shortfall is None
 
     return signed_message_validator(BanNotice, authorise=authorise, on_accept=on_accept)
 
@@ -121,7 +128,14 @@ class BanList:
         self, domain: TypedDomain, is_validator: IsValidator, rules: Callable[[], BanRules] = BanRules
     ) -> None:
         self._until_ms: dict[bytes, int] = {}
-        self.validate = ban_validator(domain, is_validator, rules, on_accept=self._record)
+        self.refused = 0  # well-signed notices whose strikes did not justify a ban
+        self.validate = ban_validator(
+            domain, is_validator, rules, on_accept=self._record, on_refuse=self._count_refusal
+        )
+
+    def _count_refusal(self, signed: envelope.Signed[BanNotice], shortfall: str) -> None:
+        self.refused += 1
+        log.info("refused a ban of node %s: %s", signed.message.node_key.hex()[:16], shortfall)
 
     def _record(self, signed: envelope.Signed[BanNotice]) -> None:
         node_key = signed.message.node_key
