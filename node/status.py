@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -43,6 +43,7 @@ from protocols.messages import OperatorBinding, StrikeReport, eth_signer
 
 __all__ = [
     "ChainFacts",
+    "LastChainRead",
     "NodeStatus",
     "RateHistory",
     "Sample",
@@ -52,6 +53,7 @@ __all__ = [
     "estimated_reward",
     "read_counters",
     "registry_reader",
+    "serve_status",
 ]
 
 HISTORY_SAMPLES = 300  # five minutes at one sample a second
@@ -108,6 +110,62 @@ def registry_reader(registry: CollectorRegistry) -> Callable[..., float]:
         return values.get((name, tuple(sorted(labels.items()))), 0.0)
 
     return total
+
+
+T = TypeVar("T")
+
+
+class LastChainRead(Generic[T]):
+    """A status model's last chain read and why the latest one failed. Reads run in a worker thread and a
+    ChainError is kept and shown, never raised, so an unreachable chain shows as one instead of stalling the
+    page; the node's and the validator's status share this."""
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+        self.error: str | None = None
+        self.read_at_ms: int | None = None
+
+    async def refresh(self, read: Callable[[], T]) -> None:
+        try:
+            self.value = await trio.to_thread.run_sync(read)
+            self.error = None
+        except ChainError as exc:
+            self.error = str(exc)
+        self.read_at_ms = time.time_ns() // 1_000_000
+
+    def section(self) -> dict:
+        """The `reachable`, `error` and `read_at_ms` fields of a status's chain section."""
+        return {
+            "reachable": self.value is not None and self.error is None,
+            "error": self.error,
+            "read_at_ms": self.read_at_ms,
+        }
+
+
+async def serve_status(
+    sample: Callable[[], object],
+    read_chain: Callable[[], Awaitable[None]] | None,
+    *,
+    interval: float,
+    chain_interval: float,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Call `sample` every `interval` seconds and `read_chain` every `chain_interval` (in its own task, so a
+    slow chain never stalls the charts), until cancelled."""
+    sample()
+    async with trio.open_nursery() as nursery:
+        if read_chain is not None:
+            nursery.start_soon(_every, chain_interval, read_chain)
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            sample()
+
+
+async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await job()
+        await trio.sleep(interval)
 
 
 def read_counters(metrics: NodeMetrics) -> dict:
@@ -297,16 +355,15 @@ class NodeStatus:
         self.clock = clock
         self.history = RateHistory(means={"ttft_ms": ("ttft_sum", "ttft_count", 1000.0)})
         self.started_at_ms = time.time_ns() // 1_000_000
-        self._chain: ChainFacts | None = None
-        self._chain_error: str | None = None
-        self._chain_read_at_ms: int | None = None
+        self._chain: LastChainRead[ChainFacts] = LastChainRead()
         self._tree: RewardsTree | None = None  # the active root's, once fetched
         self._tree_root: bytes | None = None
         self._tree_error: str | None = None
 
     def is_validator(self, address: bytes) -> bool | None:
         """Whether `address` is in the validator set of the last chain read (None before the first)."""
-        return None if self._chain is None else address in self._chain.validators
+        facts = self._chain.value
+        return None if facts is None else address in facts.validators
 
     def sample(self) -> Sample:
         counters = read_counters(self.metrics)
@@ -322,14 +379,8 @@ class NodeStatus:
 
     async def refresh_chain(self) -> None:
         """Read the chain facts once (in a worker thread); a failure is kept and shown, never raised."""
-        if self.read_chain is None:
-            return
-        try:
-            self._chain = await trio.to_thread.run_sync(self.read_chain)
-            self._chain_error = None
-        except ChainError as exc:
-            self._chain_error = str(exc)
-        self._chain_read_at_ms = time.time_ns() // 1_000_000
+        if self.read_chain is not None:
+            await self._chain.refresh(self.read_chain)
 
     async def serve(
         self,
@@ -338,27 +389,21 @@ class NodeStatus:
         chain_interval: float = 30.0,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Sample every `interval` seconds and read the chain every `chain_interval` (in its own task, so a
-        slow chain never stalls the charts), until cancelled."""
-        self.sample()
-        async with trio.open_nursery() as nursery:
-            if self.read_chain is not None:
-                nursery.start_soon(self._serve_chain_reads, chain_interval)
-            task_status.started()
-            while True:
-                await trio.sleep(interval)
-                self.sample()
+        """Sample every `interval` seconds and read the chain (and then the rewards tree) every
+        `chain_interval`, until cancelled (`serve_status`)."""
+        reads = self._read_chain_and_tree if self.read_chain is not None else None
+        await serve_status(
+            self.sample, reads, interval=interval, chain_interval=chain_interval, task_status=task_status
+        )
 
-    async def _serve_chain_reads(self, interval: float) -> None:
-        while True:
-            await self.refresh_chain()
-            await self.refresh_tree()
-            await trio.sleep(interval)
+    async def _read_chain_and_tree(self) -> None:
+        await self.refresh_chain()
+        await self.refresh_tree()
 
     async def refresh_tree(self) -> None:
         """Fetch the active root's rewards tree from the validators when the root changed (the chain checks
         nothing here: `fetch_tree` checks the tree against the root); a failure is kept and shown."""
-        facts = self._chain
+        facts = self._chain.value
         if self.fetch_tree is None or facts is None or facts.active_root_epoch == 0:
             return
         if facts.active_root == self._tree_root:
@@ -370,7 +415,7 @@ class NodeStatus:
             self._tree_error = str(exc)
 
     def _claims(self) -> dict | None:
-        facts = self._chain
+        facts = self._chain.value
         if facts is None or self.operator is None:
             return None
         current = self._tree is not None and self._tree_root == facts.active_root
@@ -386,17 +431,16 @@ class NodeStatus:
     async def _epoch(self) -> dict:
         epoch = self.ledger.epoch_of(time.time_ns() // 1_000_000)
         summary = await self.ledger.epoch_summary(epoch)
-        estimate = estimated_reward(summary["paid_tokens"], self._chain) if self._chain is not None else None
+        facts = self._chain.value
+        estimate = estimated_reward(summary["paid_tokens"], facts) if facts is not None else None
         return {"epoch": epoch, "epoch_ms": self.ledger.epoch_ms, **summary, "estimated_reward": estimate}
 
     def _chain_section(self) -> dict:
-        facts = self._chain
+        facts = self._chain.value
         return {
             "url": self.chain_url,
             "configured": self.read_chain is not None,
-            "reachable": facts is not None and self._chain_error is None,
-            "error": self._chain_error,
-            "read_at_ms": self._chain_read_at_ms,
+            **self._chain.section(),
             "facts": facts.to_json() if facts is not None else None,
         }
 

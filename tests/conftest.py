@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
 # Nothing in the suite may reach a model hub; set before transformers or huggingface_hub are imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -55,6 +56,19 @@ def smollm2_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "smollm2"
     import_model(gguf, path, name=SMOLLM2_NAME, max_model_len=SMOLLM2_MAX_MODEL_LEN)
     return path
+
+
+@pytest.fixture
+def relay(tmp_path_factory):
+    """A relay process for the test's peers to bootstrap from. One per test: a relay that outlived earlier
+    tests keeps their dead peers in its DHT, and a new peer dialled at a recycled port under a dead peer's
+    id makes py-libp2p drop live connections."""
+    from p2p.testing import relay_process
+
+    peer = relay_process(tmp_path_factory.mktemp("relay"))
+    trio.run(peer.wait_ready)
+    yield peer
+    peer.stop()
 
 
 TIERS = ("unit", "integration", "process", "chain", "vllm", "contracts")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from chain.client import ChainClient
-from chain.errors import ChainError
-from node.status import RateHistory, registry_reader
+from node.status import LastChainRead, RateHistory, registry_reader, serve_status
 from protocols.messages import STANDINGS
 from validator.checks import CHECKS
 from validator.epochs import SettlementService
@@ -129,9 +129,7 @@ class ValidatorStatus:
         self.settlement: SettlementService | None = None
         self.keeper: bool | None = None
         self.history = RateHistory()
-        self._view: ChainView | None = None
-        self._chain_error: str | None = None
-        self._chain_read_at_ms: int | None = None
+        self._view: LastChainRead[ChainView] = LastChainRead()
 
     def sample(self) -> None:
         counters = read_counters(self.metrics)
@@ -142,14 +140,8 @@ class ValidatorStatus:
 
     async def refresh_chain(self) -> None:
         """Read the chain view once (in a worker thread); a failure is kept and shown, never raised."""
-        if self.chain is None:
-            return
-        try:
-            self._view = await trio.to_thread.run_sync(read_chain_view, self.chain)
-            self._chain_error = None
-        except ChainError as exc:
-            self._chain_error = str(exc)
-        self._chain_read_at_ms = time.time_ns() // 1_000_000
+        if self.chain is not None:
+            await self._view.refresh(partial(read_chain_view, self.chain))
 
     async def serve(
         self,
@@ -158,20 +150,15 @@ class ValidatorStatus:
         chain_interval: float = 30.0,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Sample every `interval` seconds and read the chain every `chain_interval` (in its own task), until
-        cancelled."""
-        self.sample()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._serve_chain_reads, chain_interval)
-            task_status.started()
-            while True:
-                await trio.sleep(interval)
-                self.sample()
-
-    async def _serve_chain_reads(self, interval: float) -> None:
-        while True:
-            await self.refresh_chain()
-            await trio.sleep(interval)
+        """Sample every `interval` seconds and read the chain every `chain_interval`, until cancelled
+        (`serve_status`)."""
+        await serve_status(
+            self.sample,
+            self.refresh_chain,
+            interval=interval,
+            chain_interval=chain_interval,
+            task_status=task_status,
+        )
 
     async def _nodes(self) -> list[dict]:
         epoch = self.validator.epoch
@@ -241,10 +228,8 @@ class ValidatorStatus:
         return {
             "url": self.chain_url,
             "configured": self.chain is not None,
-            "reachable": self._view is not None and self._chain_error is None,
-            "error": self._chain_error,
-            "read_at_ms": self._chain_read_at_ms,
-            "view": self._view.to_json() if self._view is not None else None,
+            **self._view.section(),
+            "view": self._view.value.to_json() if self._view.value is not None else None,
             "keeper": self.keeper,
         }
 

@@ -2,7 +2,8 @@
 
 `dashboard_routes(page, snapshot)` gives the routes a daemon adds to its local HTTP app:
 
-    GET /dashboard              the page (`node.html` or `validator.html`)
+    GET /dashboard              the page: the head both pages share (`page.html`) around the page's own
+                                header and sections (`node.html` or `validator.html`)
     GET /dashboard/<asset>      its scripts, style sheet and icon, from a fixed list (nothing else is read)
     GET /status                 `await snapshot()` as JSON: the daemon's status model, what the page draws
 
@@ -13,6 +14,7 @@ origin, so nothing it shows (a peer's text included) can run as script or call e
 
 from __future__ import annotations
 
+import string
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
@@ -20,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["PAGES", "StatusSource", "dashboard_routes"]
+__all__ = ["PAGES", "StatusSource", "dashboard_routes", "page_html"]
 
 StatusSource = Callable[[], Awaitable[dict]]
 PAGES = ("node", "validator")
@@ -42,11 +44,18 @@ def _read(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
+def page_html(page: str) -> bytes:
+    """`page`'s document: page.html (the head and the scripts both pages load) with the page's name and its
+    body (`<page>.html`) filled in, so the head is written once."""
+    frame = string.Template(_read("page.html").decode())
+    return frame.substitute(page=page, body=_read(f"{page}.html").decode()).encode()
+
+
 def dashboard_routes(page: str, snapshot: StatusSource) -> list[Route]:
     """The routes for `page` (one of PAGES); `snapshot()` returns the status model as JSON data."""
     if page not in PAGES:
         raise ValueError(f"no dashboard page {page!r}")
-    html = _read(f"{page}.html")
+    html = page_html(page)
     assets = {name: _read(name) for name in ASSETS}
 
     async def dashboard(request: Request) -> Response:

@@ -132,6 +132,17 @@ const Dash = (() => {
     }
   }
 
+  // One LineChart per canvas `chart-<name>` of `specs` ({ name: { key, color, unit } }), each plotting the
+  // status history's `key` over time; `draw(history)` redraws them all from one GET /status.
+  function historyCharts(specs) {
+    const charts = Object.entries(specs).map(([name, { key, ...style }]) => [key, new LineChart(document.getElementById("chart-" + name), style)]);
+    return {
+      draw(history) {
+        for (const [key, chart] of charts) chart.draw(history.map((p) => [p.at_ms, p[key]]));
+      },
+    };
+  }
+
   // Fetch /status every `everyMs` and hand it to `render`; a failed fetch shows as a banner, and the
   // next one tries again (the daemon may be restarting).
   function poll(render, everyMs = 1000) {
@@ -152,5 +163,5 @@ const Dash = (() => {
     once();
   }
 
-  return { el, fill, text, number, units, ago, badge, table, pairs, LineChart, poll };
+  return { el, fill, text, number, units, ago, badge, table, pairs, LineChart, historyCharts, poll };
 })();

@@ -2,14 +2,14 @@
 "use strict";
 
 (() => {
-  const { el, fill, text, number, units, ago, badge, table, pairs, LineChart, poll } = Dash;
+  const { el, fill, text, number, units, ago, badge, table, pairs, historyCharts, poll } = Dash;
   const POD = 18;
-  const charts = {
-    requests: new LineChart(document.getElementById("chart-requests"), { unit: "req/s" }),
-    tokens: new LineChart(document.getElementById("chart-tokens"), { color: "#1f8a4c", unit: "tok/s" }),
-    ttft: new LineChart(document.getElementById("chart-ttft"), { color: "#8e44ad", unit: "ms" }),
-    queue: new LineChart(document.getElementById("chart-queue"), { color: "#b7791f", unit: "waiting" }),
-  };
+  const charts = historyCharts({
+    requests: { key: "requests_per_s", unit: "req/s" },
+    tokens: { key: "output_tokens_per_s", color: "#1f8a4c", unit: "tok/s" },
+    ttft: { key: "ttft_ms", color: "#8e44ad", unit: "ms" },
+    queue: { key: "queued", color: "#b7791f", unit: "waiting" },
+  });
 
   // What an operator can do about each strike reason (protocols/messages.py STRIKE_REASONS).
   const ADVICE = {
@@ -85,11 +85,7 @@
         ["chain", el("span", {}, chainState, " ", chain.url || "", chain.error ? el("div", { class: "muted" }, chain.error) : null)],
       ]),
     );
-    const points = (key) => s.history.map((p) => [p.at_ms, p[key]]);
-    charts.requests.draw(points("requests_per_s"));
-    charts.tokens.draw(points("output_tokens_per_s"));
-    charts.ttft.draw(points("ttft_ms"));
-    charts.queue.draw(points("queued"));
+    charts.draw(s.history);
     const c = s.counters;
     fill(
       "served",

@@ -2,14 +2,14 @@
 "use strict";
 
 (() => {
-  const { el, fill, text, number, units, ago, badge, table, pairs, LineChart, poll } = Dash;
+  const { el, fill, text, number, units, ago, badge, table, pairs, historyCharts, poll } = Dash;
   const POD = 18;
   const USD = 6;
-  const charts = {
-    challenges: new LineChart(document.getElementById("chart-challenges"), { unit: "/s" }),
-    failed: new LineChart(document.getElementById("chart-failed"), { color: "#c0392b", unit: "/s" }),
-    inFlight: new LineChart(document.getElementById("chart-in-flight"), { color: "#b7791f", unit: "" }),
-  };
+  const charts = historyCharts({
+    challenges: { key: "challenges_per_s", unit: "/s" },
+    failed: { key: "failed_per_s", color: "#c0392b", unit: "/s" },
+    "in-flight": { key: "in_flight", color: "#b7791f", unit: "" },
+  });
   const STANDING = { good: "ok", suspect: "warn", excluded: "bad", banned: "bad" };
 
   function short(hex) {
@@ -46,10 +46,7 @@
         ["awards for caught cheaters", units(s.awards.total, POD) + " POD (" + s.awards.count + ")"],
       ]),
     );
-    const points = (key) => s.history.map((p) => [p.at_ms, p[key]]);
-    charts.challenges.draw(points("challenges_per_s"));
-    charts.failed.draw(points("failed_per_s"));
-    charts.inFlight.draw(points("in_flight"));
+    charts.draw(s.history);
     const c = s.counters;
     fill(
       "verdicts",

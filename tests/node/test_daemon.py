@@ -17,7 +17,7 @@ import trio
 
 from node.testing import find_member, node_process, watch_pool
 from p2p import DhtMode, HostConfig, P2PError, open_host
-from p2p.testing import relay_process, wait_until
+from p2p.testing import wait_until
 from pool import InferenceFailed, complete
 from pool.attestations import attestation_validator
 from protocols import e2e, envelope
@@ -39,16 +39,6 @@ def model(tiny_model_dir):
     from node.models import load_manifest
 
     return tiny_model_dir, load_manifest(tiny_model_dir).model_id()
-
-
-@pytest.fixture
-def relay(tmp_path_factory):
-    # One per test: a relay that outlived earlier tests keeps their dead peers in its DHT, and a new
-    # peer dialled at a recycled port under a dead peer's id makes py-libp2p drop live connections.
-    peer = relay_process(tmp_path_factory.mktemp("relay"))
-    trio.run(peer.wait_ready)
-    yield peer
-    peer.stop()
 
 
 def _start(data_dir: Path, model_dir: Path, *args: str, listen: bool = True):

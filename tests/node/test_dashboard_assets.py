@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from node.dashboard import ASSETS, PAGES, dashboard_routes
+from node.dashboard import ASSETS, PAGES, dashboard_routes, page_html
 
 pytestmark = pytest.mark.unit
 
@@ -18,15 +18,16 @@ async def _no_status() -> dict:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_each_page_loads_only_assets_shipped_in_the_package(page):
-    html = FILES.joinpath(f"{page}.html").read_text()
+    html = page_html(page).decode()
     loaded = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert loaded and all(url.startswith("/dashboard/") for url in loaded), loaded
     assert {url.removeprefix("/dashboard/") for url in loaded} <= set(ASSETS)
+    assert f"/dashboard/{page}.js" in loaded and f"<title>Dolphin {page}</title>" in html
     assert len(dashboard_routes(page, _no_status)) == 3
 
 
 def test_no_asset_calls_out_or_writes_markup():
-    for name in (*ASSETS, *(f"{page}.html" for page in PAGES)):
+    for name in (*ASSETS, "page.html", *(f"{page}.html" for page in PAGES)):
         text = FILES.joinpath(name).read_text()
         # No CDN and no third-party call: operators run offline, and the CSP would block it anyway.
         assert not re.search(r"https?://", text.replace("http://www.w3.org/2000/svg", "")), name

@@ -1,4 +1,5 @@
-"""Fixtures of the validator tests: the tiny model as the reference, and as an honest node's engine."""
+"""Fixtures of the validator tests: the tiny model as the reference, as an honest node's engine, and as the
+model folder its processes serve and check."""
 
 import pytest
 
@@ -21,6 +22,14 @@ def honest_engine(tiny_model_dir):
     engine = TransformersEngine.open(tiny_model_dir, max_batch=8)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    """The tiny model's folder and its model id."""
+    from node.models import load_manifest
+
+    return tiny_model_dir, load_manifest(tiny_model_dir).model_id()
 
 
 @pytest.fixture(scope="session")

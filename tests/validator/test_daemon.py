@@ -4,75 +4,34 @@ validators drain on SIGTERM."""
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
 from node.testing import find_member, node_process, watch_pool
 from p2p import DhtMode, HostConfig, open_host
-from p2p.testing import relay_process, wait_until
+from p2p.testing import wait_until
 from pool import InferenceFailed, complete
 from protocols.keys import Identity
+from tests.validator.processes import (
+    FAST_SAMPLING,
+    bonded_operator,
+    chain_node,
+    chain_validator,
+    metric,
+    ready,
+    started_processes,
+)
 from validator.daemon import write_wallet
 from validator.testing import validator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain, pytest.mark.process]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_SAMPLING = ("--base-per-hour", "3600", "--max-per-hour", "7200", "--concurrency", "3")
-
-
-@pytest.fixture
-def relay(tmp_path_factory):
-    peer = relay_process(tmp_path_factory.mktemp("relay"))
-    trio.run(peer.wait_ready)
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    from node.models import load_manifest
-
-    return tiny_model_dir, load_manifest(tiny_model_dir).model_id()
-
-
-@contextlib.contextmanager
-def _processes():
-    """Processes started in the block, stopped (with their logs printed on failure) when it ends."""
-    started = []
-    try:
-        yield started
-    except BaseException:
-        for process in started:
-            print(f"--- {process.data_dir}\n{process.log_tail(4000)}")
-        raise
-    finally:
-        for process in started:
-            process.stop()
-
-
-async def _ready(processes, process, timeout=240.0):
-    processes.append(process)
-    await process.wait_ready(timeout)
-    return process
-
-
-def _metric(process, name: str, **labels: str) -> float:
-    """A counter or gauge from the process's /metrics (0 when absent)."""
-    text = httpx.get(process.ready["metrics"], timeout=10).text
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    for line in text.splitlines():
-        series, _, value = line.rpartition(" ")
-        if series in (name, f"{name}{{{wanted}}}"):
-            return float(value)
-    return 0.0
 
 
 def _config(data_dir: Path, *others: str, **settings: object) -> None:
@@ -108,8 +67,8 @@ def _audit(relay, model_dir: Path, peer_id: str, challenges: int = 4) -> tuple[i
 @pytest.mark.trio
 async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp_path, relay, model):
     model_dir, model_id = model
-    with _processes() as processes:
-        node = await _ready(processes, node_process(tmp_path / "node", model_dir, "--bootstrap", relay.addr))
+    with started_processes() as processes:
+        node = await ready(processes, node_process(tmp_path / "node", model_dir, "--bootstrap", relay.addr))
         addresses = [write_wallet(tmp_path / f"validator-{i}" / "validator.key") for i in range(2)]
         validators = []
         for i in range(2):
@@ -118,7 +77,7 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
             # capped here so that twenty of them fit the test's time on a busy CPU.
             _config(data_dir, "0x" + addresses[1 - i], standing_interval=2.0, challenge_max_tokens=48)
             process = validator_process(data_dir, model_dir, "--bootstrap", relay.addr, *FAST_SAMPLING)
-            validators.append(await _ready(processes, process))
+            validators.append(await ready(processes, process))
         config = HostConfig(tmp_path / "client", bootstrap=(relay.addr,), dht_mode=DhtMode.CLIENT)
         async with open_host(config) as client, trio.open_nursery() as load:
             member = await find_member(client, await watch_pool(client, model_id), node.peer_id)
@@ -142,16 +101,16 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
             for validator in validators:
                 await wait_until(
                     lambda v=validator: (
-                        _metric(v, "dolphin_validator_challenges_total", outcome="passed") >= 10
+                        metric(v, "dolphin_validator_challenges_total", outcome="passed") >= 10
                     ),
                     timeout=240,
                 )
             load.cancel_scope.cancel()
         assert answered > 0
         for validator in validators:
-            assert _metric(validator, "dolphin_validator_challenges_total", outcome="failed") == 0
-            assert _metric(validator, "dolphin_validator_strikes_published_total") == 0
-            assert _metric(validator, "dolphin_validator_nodes", status="good") == 1
+            assert metric(validator, "dolphin_validator_challenges_total", outcome="failed") == 0
+            assert metric(validator, "dolphin_validator_strikes_published_total") == 0
+            assert metric(validator, "dolphin_validator_nodes", status="good") == 1
         status, report = await trio.to_thread.run_sync(_audit, relay, model_dir, node.peer_id)
         assert status == 0 and report["verdict"] == "pass" and report["peer"] == node.peer_id
         assert report["challenges"] == 4 and report["failed"] == 0
@@ -171,34 +130,24 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
     from node.registration import register_node
 
     model_dir, _ = model
-    with open_deployed_chain(tmp_path / "chain") as chain, _processes() as processes:
-        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        await trio.to_thread.run_sync(lambda: operator.stake(200_000 * 10**18))
-        await trio.to_thread.run_sync(operator.bond)
-        bonded = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
+    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
+        operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
-        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-        cheat = node_process(
+        cheat = chain_node(
             node_dir,
             model_dir,
-            "--bootstrap",
-            relay.addr,
-            *chain_args,
-            program=("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
+            relay,
+            chain,
+            ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
-        await _ready(processes, cheat)
+        await ready(processes, cheat)
         validators = []
         for index in (1, 2, 3):  # the dev chain's genesis validator set
-            data_dir = tmp_path / f"validator-{index}"
-            data_dir.mkdir()
-            (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
-            (data_dir / "validator.key").chmod(0o600)
-            os.chmod(data_dir / "validator.key", 0o600)
-            process = validator_process(
-                data_dir, model_dir, "--bootstrap", relay.addr, *chain_args, *FAST_SAMPLING
+            process = chain_validator(
+                tmp_path / f"validator-{index}", chain, index, model_dir, relay, *FAST_SAMPLING
             )
-            validators.append(await _ready(processes, process))
+            validators.append(await ready(processes, process))
         assert all(v.ready["in_validator_set"] for v in validators)
 
         def slashed() -> list:
@@ -217,8 +166,8 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
         }
         await wait_until(
             lambda: all(
-                _metric(v, "dolphin_validator_bans_total")
-                + _metric(v, "dolphin_validator_nodes", status="banned")
+                metric(v, "dolphin_validator_bans_total")
+                + metric(v, "dolphin_validator_nodes", status="banned")
                 >= 1
                 for v in validators
             ),

@@ -2,8 +2,6 @@
 samples a real node (tiny model) through a relay: the page loads without a console error, shows the
 validator's peer id, and its challenge chart moves once a node has joined and answered a challenge."""
 
-import contextlib
-
 import httpx
 import pytest
 import trio
@@ -11,6 +9,7 @@ import trio
 from node.testing import node_process
 from p2p.testing import relay_process
 from tests.browser import canvas_number, canvas_pixels, open_page, wait_for
+from tests.validator.processes import started_processes
 from validator.daemon import write_wallet
 from validator.testing import validator_process
 
@@ -19,23 +18,8 @@ pytestmark = [pytest.mark.process, pytest.mark.slow]
 FAST_SAMPLING = ("--base-per-hour", "3600", "--max-per-hour", "7200", "--concurrency", "1")
 
 
-@contextlib.contextmanager
-def _processes():
-    """Processes started in the block, stopped (their logs printed on failure) when it ends."""
-    started = []
-    try:
-        yield started
-    except BaseException:
-        for process in started:
-            print(f"--- {process.data_dir}\n{process.log_tail(4000)}")
-        raise
-    finally:
-        for process in reversed(started):
-            process.stop()
-
-
 def test_the_dashboard_shows_the_validator_and_its_chart_moves_after_a_challenge(tmp_path, tiny_model_dir):
-    with _processes() as started:
+    with started_processes() as started:
         relay = relay_process(tmp_path / "relay")
         started.append(relay)
         trio.run(relay.wait_ready)

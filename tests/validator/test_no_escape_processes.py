@@ -12,15 +12,12 @@ bonded by its operator.
   slashable for the unbound period."""
 
 import dataclasses
-import os
 
 import pytest
 import trio
 
-from chain.client import ChainClient
 from chain.testing import open_deployed_chain
 from node.registration import register_node
-from node.testing import node_process
 from p2p import HostConfig, open_host, signed_message_validator
 from pool.light import open_light_client
 from protocols import envelope
@@ -29,9 +26,16 @@ from protocols.ids import BANS_TOPIC, STRIKES_TOPIC
 from protocols.keys import Identity, peer_id_from_text, public_key_from_peer_id
 from protocols.messages import StrikeReport
 from tests.pool.test_chain_routing import _config
-from tests.validator.test_daemon import FAST_SAMPLING, _metric, _processes, _ready, model, relay
+from tests.validator.processes import (
+    FAST_SAMPLING,
+    bonded_operator,
+    chain_node,
+    chain_validator,
+    metric,
+    ready,
+    started_processes,
+)
 from validator.strikes import ban_notice
-from validator.testing import validator_process
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,21 +45,12 @@ pytestmark = [
     pytest.mark.timeout(900),  # two waits for strikes by validator processes on a loaded machine
 ]
 
-__all__ = ["model", "relay"]  # the fixtures this module shares with test_daemon
-
-POD = 10**18
 QUIET_SAMPLING = ("--base-per-hour", "0.001", "--max-per-hour", "0.001", "--concurrency", "1")
 
 
 def _validator(tmp_path, chain, index: int, model_dir, relay, sampling, settings=None):
-    data_dir = tmp_path / f"validator-{index}"
-    data_dir.mkdir(exist_ok=True)
-    (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
-    os.chmod(data_dir / "validator.key", 0o600)
-    (data_dir / "ready.json").unlink(missing_ok=True)
-    chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-    return validator_process(
-        data_dir, model_dir, "--bootstrap", relay.addr, *chain_args, *sampling, settings=settings
+    return chain_validator(
+        tmp_path / f"validator-{index}", chain, index, model_dir, relay, *sampling, settings=settings
     )
 
 
@@ -70,17 +65,11 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
     """Attack (security review): the BANS check needed only strikes of two current validators, and
     validators signed a decision once they had counted every strike, whatever they added up to."""
     model_dir, _ = model
-    with open_deployed_chain(tmp_path / "chain") as chain, _processes() as processes:
-        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        await trio.to_thread.run_sync(lambda: operator.stake(200_000 * POD))
-        await trio.to_thread.run_sync(operator.bond)
-        bonded = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
+    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
+        operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "node"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
-        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-        node = await _ready(
-            processes, node_process(node_dir, model_dir, "--bootstrap", relay.addr, *chain_args)
-        )
+        node = await ready(processes, chain_node(node_dir, model_dir, relay, chain))
         node_key = public_key_from_peer_id(peer_id_from_text(node.peer_id))
         async with (
             open_host(HostConfig(tmp_path / "outsider", bootstrap=(relay.addr,))) as outsider,
@@ -91,9 +80,7 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
             )
             minor = {"max_ttft_ms": 1, "exclude_points": 12}  # every answer is too slow for them
             validators = [
-                await _ready(
-                    processes, _validator(tmp_path, chain, i, model_dir, relay, FAST_SAMPLING, minor)
-                )
+                await ready(processes, _validator(tmp_path, chain, i, model_dir, relay, FAST_SAMPLING, minor))
                 for i in (1, 2, 3)
             ]
             for validator in validators:
@@ -119,8 +106,8 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
             await trio.sleep(30)  # three times the validators' decision settle time
             assert not router.watcher.bans.banned(node_key)
             for validator in validators:
-                assert _metric(validator, "dolphin_validator_bans_total") == 0
-                assert _metric(validator, "dolphin_validator_nodes", status="banned") == 0
+                assert metric(validator, "dolphin_validator_bans_total") == 0
+                assert metric(validator, "dolphin_validator_nodes", status="banned") == 0
         assert await trio.to_thread.run_sync(operator.events, "Slashing", "StrikeExecuted") == []
         assert (
             await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address) == bonded
@@ -132,32 +119,27 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
     tmp_path, relay, model
 ):
     model_dir, _ = model
-    with open_deployed_chain(tmp_path / "chain") as chain, _processes() as processes:
-        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        await trio.to_thread.run_sync(lambda: operator.stake(200_000 * POD))
-        await trio.to_thread.run_sync(operator.bond)
-        bonded = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
+    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
+        operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
-        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-        cheat = node_process(
+        cheat = chain_node(
             node_dir,
             model_dir,
-            "--bootstrap",
-            relay.addr,
-            *chain_args,
-            program=("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
+            relay,
+            chain,
+            ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
-        await _ready(processes, cheat)
+        await ready(processes, cheat)
         peer_hash = keccak256(peer_id_from_text(cheat.peer_id))
         assert await trio.to_thread.run_sync(
             operator.call, "Bonding", "isNodeOf", operator.address, peer_hash
         )
         quiet = [  # started first, so that they hear the first strike
-            await _ready(processes, _validator(tmp_path, chain, i, model_dir, relay, QUIET_SAMPLING))
+            await ready(processes, _validator(tmp_path, chain, i, model_dir, relay, QUIET_SAMPLING))
             for i in (2, 3)
         ]
-        first = await _ready(processes, _validator(tmp_path, chain, 1, model_dir, relay, FAST_SAMPLING))
+        first = await ready(processes, _validator(tmp_path, chain, 1, model_dir, relay, FAST_SAMPLING))
 
         def slashed() -> list:
             events = operator.events("Slashing", "StrikeExecuted")
@@ -166,12 +148,12 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
         # The first strike, public: the others counted it.
         await _until(
             lambda: all(
-                _metric(v, "dolphin_validator_strikes_received_total", reproduced="yes") >= 1 for v in quiet
+                metric(v, "dolphin_validator_strikes_received_total", reproduced="yes") >= 1 for v in quiet
             ),
             timeout=300,
         )
-        assert _metric(first, "dolphin_validator_strikes_published_total") >= 1
-        assert [_metric(v, "dolphin_validator_strikes_published_total") for v in quiet] == [0, 0]
+        assert metric(first, "dolphin_validator_strikes_published_total") >= 1
+        assert [metric(v, "dolphin_validator_strikes_published_total") for v in quiet] == [0, 0]
         assert not await trio.to_thread.run_sync(slashed)
         # The operator runs: it unregisters the node before anyone else strikes.
         await trio.to_thread.run_sync(operator.unregister_node, peer_hash)
@@ -181,7 +163,7 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
         # The other validators start sampling it in earnest (restarted; they keep the strike they counted).
         for index, validator in zip((2, 3), quiet, strict=True):
             validator.stop(timeout=60)
-            await _ready(processes, _validator(tmp_path, chain, index, model_dir, relay, FAST_SAMPLING))
+            await ready(processes, _validator(tmp_path, chain, index, model_dir, relay, FAST_SAMPLING))
         await _until(slashed, timeout=300)
         (event,) = await trio.to_thread.run_sync(slashed)
         assert event["args"]["shares"] == bonded // 2

@@ -7,43 +7,20 @@ dev chain's three genesis validators (`dolphin validator`, default sampling and 
 are a light client in this test's process, sharing at the default rate (`pool.audits.SharingSettings`).
 """
 
-import os
-
-import httpx
 import pytest
 import trio
 
-from node.testing import node_process
-from p2p.testing import relay_process
 from pool import NoNodeAvailable
 from pool.audits import SharingSettings
 from pool.errors import AllAttemptsFailed
 from pool.light import LightConfig, open_light_client
-from validator.testing import validator_process
+from tests.validator.processes import chain_node, chain_validator, metric, started_processes
 
 pytestmark = [pytest.mark.process, pytest.mark.chain, pytest.mark.slow]
 
 USERS = "Dear assistant,"  # how the cheater tells its users from the validators (an oracle, the worst case)
 MAX_REQUESTS = 400
 TOPICS = ("rivers", "prime numbers", "bread", "the moon", "chess", "bees", "glass", "maps", "rain", "salt")
-
-
-def _metric(process, name: str, **labels: str) -> float:
-    text = httpx.get(process.ready["metrics"], timeout=10).text
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    for line in text.splitlines():
-        series, _, value = line.rpartition(" ")
-        if series in (name, f"{name}{{{wanted}}}"):
-            return float(value)
-    return 0.0
-
-
-@pytest.fixture
-def relay(tmp_path_factory):
-    peer = relay_process(tmp_path_factory.mktemp("relay"))
-    trio.run(peer.wait_ready)
-    yield peer
-    peer.stop()
 
 
 @pytest.mark.trio
@@ -65,82 +42,67 @@ async def selective_cheater_run(tmp_path, relay, model_dir, sharing: SharingSett
     from chain.testing import open_deployed_chain
     from node.registration import register_node
 
-    processes = []
-    try:
-        with open_deployed_chain(tmp_path / "chain") as chain:
-            operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-            node_dir = tmp_path / "cheat"
-            await trio.to_thread.run_sync(register_node, node_dir, operator)
-            chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-            cheat = node_process(
-                node_dir,
-                model_dir,
-                "--bootstrap",
-                relay.addr,
-                *chain_args,
-                program=("tests.validator.cheating_node", "selective", USERS, "--", "-v", "node"),
-            )
-            processes.append(cheat)
-            validators = []
-            for index in (1, 2, 3):  # the dev chain's genesis validator set
-                data_dir = tmp_path / f"validator-{index}"
-                data_dir.mkdir()
-                (data_dir / "validator.key").write_text(chain.keys[index] + "\n")
-                os.chmod(data_dir / "validator.key", 0o600)
-                process = validator_process(data_dir, model_dir, "--bootstrap", relay.addr, *chain_args)
-                processes.append(process)
-                validators.append(process)
-            for process in processes:
-                await process.wait_ready(240)
-            config = LightConfig(
-                bootstrap=(relay.addr,),
-                chain_rpc_url=chain.rpc_url,
-                chain_deployment=chain.path,
-                chain_refresh_s=2.0,
-                sharing=sharing,
-            )
-            model_id = (await trio.to_thread.run_sync(_model_id, model_dir)).hex()
-            served, banned = 0, False
-            async with open_light_client(config) as client:
-                model = await client.watcher.resolve(model_id, timeout=60)
-                await client.watcher.watch(model)
-                with trio.move_on_after(600):
-                    while served < MAX_REQUESTS and not banned:
-                        topic = TOPICS[served % len(TOPICS)]
-                        prompt = f"{USERS} tell me one thing about {topic} ({served})."
-                        try:
-                            await client.ask(model, [("user", prompt)], max_tokens=12)
-                        except (NoNodeAvailable, AllAttemptsFailed):
-                            break  # banned: the router no longer sends users to it
-                        served += 1
-                        if served % 10 == 0:
-                            banned = await trio.to_thread.run_sync(_banned_everywhere, validators)
-                    while not banned:
+    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
+        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
+        node_dir = tmp_path / "cheat"
+        await trio.to_thread.run_sync(register_node, node_dir, operator)
+        cheat = chain_node(
+            node_dir,
+            model_dir,
+            relay,
+            chain,
+            ("tests.validator.cheating_node", "selective", USERS, "--", "-v", "node"),
+        )
+        processes.append(cheat)
+        validators = []
+        for index in (1, 2, 3):  # the dev chain's genesis validator set
+            process = chain_validator(tmp_path / f"validator-{index}", chain, index, model_dir, relay)
+            processes.append(process)
+            validators.append(process)
+        for process in processes:
+            await process.wait_ready(240)
+        config = LightConfig(
+            bootstrap=(relay.addr,),
+            chain_rpc_url=chain.rpc_url,
+            chain_deployment=chain.path,
+            chain_refresh_s=2.0,
+            sharing=sharing,
+        )
+        model_id = (await trio.to_thread.run_sync(_model_id, model_dir)).hex()
+        served, banned = 0, False
+        async with open_light_client(config) as client:
+            model = await client.watcher.resolve(model_id, timeout=60)
+            await client.watcher.watch(model)
+            with trio.move_on_after(600):
+                while served < MAX_REQUESTS and not banned:
+                    topic = TOPICS[served % len(TOPICS)]
+                    prompt = f"{USERS} tell me one thing about {topic} ({served})."
+                    try:
+                        await client.ask(model, [("user", prompt)], max_tokens=12)
+                    except (NoNodeAvailable, AllAttemptsFailed):
+                        break  # banned: the router no longer sends users to it
+                    served += 1
+                    if served % 10 == 0:
                         banned = await trio.to_thread.run_sync(_banned_everywhere, validators)
-                        await trio.sleep(1)
-                sharer = client.sharer
-            return {
-                "audit_rate": sharing.rate,
-                "served_before_ban": served,
-                "banned": banned,
-                "shared": sharer.shared if sharer is not None else 0,
-                "challenges_failed": sum(
-                    _metric(v, "dolphin_validator_challenges_total", outcome="failed") for v in validators
-                ),
-                "shared_answers_failed": sum(
-                    _metric(v, "dolphin_validator_shared_answers_total", outcome="failed") for v in validators
-                ),
-                "validators_striking": sum(
-                    _metric(v, "dolphin_validator_strikes_published_total") >= 1 for v in validators
-                ),
-            }
-    except BaseException:
-        for process in processes:
-            print(f"--- {process.data_dir}\n{process.log_tail(3000)}")
-        raise
-    finally:
-        for process in processes:
-            process.stop()
+                while not banned:
+                    banned = await trio.to_thread.run_sync(_banned_everywhere, validators)
+                    await trio.sleep(1)
+            sharer = client.sharer
+        return {
+            "audit_rate": sharing.rate,
+            "served_before_ban": served,
+            "banned": banned,
+            "shared": sharer.shared if sharer is not None else 0,
+            "challenges_failed": sum(
+                metric(v, "dolphin_validator_challenges_total", outcome="failed") for v in validators
+            ),
+            "shared_answers_failed": sum(
+                metric(v, "dolphin_validator_shared_answers_total", outcome="failed") for v in validators
+            ),
+            "validators_striking": sum(
+                metric(v, "dolphin_validator_strikes_published_total") >= 1 for v in validators
+            ),
+        }
 
 
 def _model_id(model_dir) -> bytes:
@@ -151,7 +113,6 @@ def _model_id(model_dir) -> bytes:
 
 def _banned_everywhere(validators) -> bool:
     return all(
-        _metric(v, "dolphin_validator_bans_total") + _metric(v, "dolphin_validator_nodes", status="banned")
-        >= 1
+        metric(v, "dolphin_validator_bans_total") + metric(v, "dolphin_validator_nodes", status="banned") >= 1
         for v in validators
     )
