@@ -165,9 +165,17 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
             await outsider.gossip.publish(BANS_TOPIC, envelope.sign(stale, seed))
             await trio.sleep(3)
             assert not router.watcher.bans.banned(node_key)
+            # From a host of its own: gossip scores down a peer whose notices were refused until its
+            # messages are dropped, which would hide this notice from the validators.
             lowered = ban_notice(downgraded, epoch=notice.epoch, reason="wrong_model")
-            await outsider.gossip.publish(BANS_TOPIC, envelope.sign(lowered, seed))
-            await trio.sleep(30)
+            async with open_host(HostConfig(tmp_path / "outsider-2")) as second:
+                await second.connect(checker.addr)
+                with trio.fail_after(60):
+                    while checker.peer_id not in second.gossip.topic_peers(BANS_TOPIC):
+                        await trio.sleep(0.2)
+                second_seed = Identity(second.signing_seed())
+                await second.gossip.publish(BANS_TOPIC, envelope.sign(lowered, second_seed))
+                await trio.sleep(30)
             for validator in validators:
                 assert _metric(validator, "dolphin_validator_bans_total") == 0
                 assert _metric(validator, "dolphin_validator_nodes", status="banned") == 0
