@@ -49,7 +49,7 @@ from pool.attestations import attestation_validator
 from pool.bans import BanRules
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.ids import STRIKES_TOPIC, attestation_topic, pool_topic
 from protocols.keys import Identity
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
@@ -405,15 +405,15 @@ def _delivering(
     validator: Validator, topic: str, metrics: ValidatorMetrics
 ) -> Callable[[bytes], Awaitable[None]]:
     async def handle(data: bytes) -> None:
+        banned = len(validator.book.banned())  # a notice that passes gossip may still not be upheld
         if topic == STRIKES_TOPIC:
             signed = envelope.open_signed(data, StrikeReport, check_time=False)
             if signed.message.validator != validator.address:
                 counted = await validator.on_strike(signed)
                 metrics.strikes_received.labels("yes" if counted else "no").inc()
-            return
-        await validator.deliver(topic, data)
-        if topic == BANS_TOPIC:
-            metrics.bans.inc()
+        else:
+            await validator.deliver(topic, data)
+        metrics.bans.inc(len(validator.book.banned()) - banned)
 
     return handle
 
