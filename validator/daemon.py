@@ -54,7 +54,7 @@ from pool.bans import BanRules
 from pool.light import CreditWallet, track_credit
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import AUDIT_PROTOCOL, BANS_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
@@ -455,15 +455,15 @@ def _delivering(
     validator: Validator, topic: str, metrics: ValidatorMetrics
 ) -> Callable[[bytes], Awaitable[None]]:
     async def handle(data: bytes) -> None:
+        banned = len(validator.book.banned())  # a notice that passes gossip may still not be upheld
         if topic == STRIKES_TOPIC:
             signed = envelope.open_signed(data, StrikeReport, check_time=False)
             if signed.message.validator != validator.address:
                 counted = await validator.on_strike(signed)
                 metrics.strikes_received.labels("yes" if counted else "no").inc()
-            return
-        await validator.deliver(topic, data)
-        if topic == BANS_TOPIC:
-            metrics.bans.inc()
+        else:
+            await validator.deliver(topic, data)
+        metrics.bans.inc(len(validator.book.banned()) - banned)
 
     return handle
 

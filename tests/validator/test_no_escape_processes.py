@@ -6,6 +6,13 @@ bonded by its operator.
   first token is 1 ms: `too_slow`, 3 points); an outsider collects the strikes from gossip and stitches
   them into a BanNotice claiming `wrong_model`. The notice reaches every validator and a router: no one
   bans, no decision reaches the chain, the operator's bond is unchanged, the node is still routed.
+  With the validator keys of the dev chain, the outsider then re-signs the honest strike's evidence in two
+  validators' names as `wrong_model` strikes (8 points each, 16 of 12 as claimed), gossips them (the third
+  validator re-checks and counts them, at `too_slow`: what the evidence shows) and publishes their
+  notices: one of strikes dated just outside the chain's window (the routers' window check alone refuses
+  it: the honest node's only failure, `too_slow`, never adds up to a ban, so no honest strike of it can be
+  old and heavy enough), and one of current, downgraded strikes (the validators' recomputation refuses it;
+  routers, which cannot re-run checks, count what strikes claim).
 - No escape: the node serves another model than it announces. The first validator strikes it alone (the
   others barely sample: one strike is public, not a ban); the operator then unregisters the node; when
   the other validators strike it too, the ban slashes the operator all the same, its binding being
@@ -19,12 +26,13 @@ import trio
 from chain.testing import open_deployed_chain
 from node.registration import register_node
 from p2p import HostConfig, open_host, signed_message_validator
-from pool.light import open_light_client
+from pool.bans import BanRules
+from pool.light import VALIDATORS_DOMAIN_CONTRACT, open_light_client
 from protocols import envelope
-from protocols.eth import keccak256
+from protocols.eth import EthAccount, TypedDomain, keccak256
 from protocols.ids import BANS_TOPIC, STRIKES_TOPIC
 from protocols.keys import Identity, peer_id_from_text, public_key_from_peer_id
-from protocols.messages import StrikeReport
+from protocols.messages import StrikeReport, eth_sign
 from tests.pool.test_chain_routing import _config
 from tests.validator.processes import (
     FAST_SAMPLING,
@@ -52,6 +60,13 @@ def _validator(tmp_path, chain, index: int, model_dir, relay, sampling, settings
     return chain_validator(
         tmp_path / f"validator-{index}", chain, index, model_dir, relay, *sampling, settings=settings
     )
+
+
+def _resigned(strike: StrikeReport, key: str, domain: TypedDomain, **changes) -> StrikeReport:
+    """`strike` with its evidence, signed in the name of the validator whose wallet `key` is."""
+    account = EthAccount(bytes.fromhex(key.removeprefix("0x")))
+    fields = {f.name: getattr(strike, f.name) for f in dataclasses.fields(strike) if f.name != "signature"}
+    return eth_sign(StrikeReport, account, domain, **(fields | changes | {"validator": account.address}))
 
 
 async def _until(predicate, timeout: float) -> None:
@@ -100,11 +115,54 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
                 wanted = {v.peer_id for v in validators} | {router.host.peer_id}
                 while not wanted <= set(outsider.gossip.topic_peers(BANS_TOPIC)):
                     await trio.sleep(0.2)
-            await outsider.gossip.publish(
-                BANS_TOPIC, envelope.sign(notice, Identity(outsider.signing_seed()))
-            )
+            seed = Identity(outsider.signing_seed())
+            await outsider.gossip.publish(BANS_TOPIC, envelope.sign(notice, seed))
             await trio.sleep(30)  # three times the validators' decision settle time
             assert not router.watcher.bans.banned(node_key)
+            for validator in validators:
+                assert metric(validator, "dolphin_validator_bans_total") == 0
+                assert metric(validator, "dolphin_validator_nodes", status="banned") == 0
+
+            # Strikes in the names of validators 1 and 2 (a validator never counts one in its own name that
+            # it did not make): validator 3 re-checks them. The first dated outside the window, then current.
+            domain = await trio.to_thread.run_sync(operator.domain, VALIDATORS_DOMAIN_CONTRACT)
+            rules = BanRules.from_chain(
+                await trio.to_thread.run_sync(operator.call, "Slashing", "strikeRules")
+            )
+            honest, checker = next(iter(strikes.values())), validators[2]
+            heavy = {"reason": "wrong_model", "severity": rules.severities["wrong_model"]}
+            old, downgraded = (
+                [_resigned(honest, chain.keys[i], domain, epoch=epoch, **heavy) for i in (1, 2)]
+                for epoch in (notice.epoch - rules.window_epochs, notice.epoch)
+            )
+            counted = metric(checker, "dolphin_validator_strikes_received_total", reproduced="yes")
+            with trio.fail_after(60):
+                while checker.peer_id not in outsider.gossip.topic_peers(STRIKES_TOPIC):
+                    await trio.sleep(0.2)
+            for strike in old + downgraded:
+                await outsider.gossip.publish(STRIKES_TOPIC, envelope.sign(strike, seed))
+            await _until(
+                lambda: (
+                    metric(checker, "dolphin_validator_strikes_received_total", reproduced="yes")
+                    >= counted + 4
+                ),
+                timeout=180,
+            )
+            stale = ban_notice(old, epoch=notice.epoch, reason="wrong_model")
+            await outsider.gossip.publish(BANS_TOPIC, envelope.sign(stale, seed))
+            await trio.sleep(3)
+            assert not router.watcher.bans.banned(node_key)
+            # From a host of its own: gossip scores down a peer whose notices were refused until its
+            # messages are dropped, which would hide this notice from the validators.
+            lowered = ban_notice(downgraded, epoch=notice.epoch, reason="wrong_model")
+            async with open_host(HostConfig(tmp_path / "outsider-2")) as second:
+                await second.connect(checker.addr)
+                with trio.fail_after(60):
+                    while checker.peer_id not in second.gossip.topic_peers(BANS_TOPIC):
+                        await trio.sleep(0.2)
+                second_seed = Identity(second.signing_seed())
+                await second.gossip.publish(BANS_TOPIC, envelope.sign(lowered, second_seed))
+                await trio.sleep(30)
             for validator in validators:
                 assert metric(validator, "dolphin_validator_bans_total") == 0
                 assert metric(validator, "dolphin_validator_nodes", status="banned") == 0
