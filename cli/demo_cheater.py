@@ -28,8 +28,8 @@ def main() -> None:
     open_engine = node.daemon._open_engine
 
     @contextlib.asynccontextmanager
-    async def open_cheaper_engine(config, model_dir, log_dir, progress):  # type: ignore[no-untyped-def]
-        async with open_engine(config, model_dir, log_dir, progress) as engine:
+    async def open_cheaper_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
+        async with open_engine(config, *where_and_progress) as engine:
             _drop_half_the_layers(engine)
             yield engine
 

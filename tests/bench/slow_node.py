@@ -65,8 +65,8 @@ def main(argv: list[str]) -> None:
     open_engine = daemon._open_engine
 
     @contextlib.asynccontextmanager
-    async def open_slow_engine(config, progress):  # type: ignore[no-untyped-def]
-        async with open_engine(config, progress) as engine:
+    async def open_slow_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
+        async with open_engine(config, *where_and_progress) as engine:
             yield SlowEngine(engine, delay_ms / 1000, config.max_batch)
 
     daemon._open_engine = open_slow_engine

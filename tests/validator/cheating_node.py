@@ -29,8 +29,8 @@ def main() -> None:
     open_engine, cached_benchmark = node.daemon._open_engine, node.daemon.cached_benchmark
 
     @contextlib.asynccontextmanager
-    async def open_cheating_engine(config, model_dir, log_dir, progress):  # type: ignore[no-untyped-def]
-        async with open_engine(config, model_dir, log_dir, progress) as engine:
+    async def open_cheating_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
+        async with open_engine(config, *where_and_progress) as engine:
             if cheat in WEIGHT_CHEATS:
                 modify_weights(engine.model, cheat, float(strength[0]) if strength else 1e-3)
                 yield engine
