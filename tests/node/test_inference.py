@@ -150,15 +150,17 @@ async def test_an_encrypted_answer_streams_back_and_its_receipt_is_stored_before
 
 @pytest.mark.integration
 @pytest.mark.trio
-async def test_tokens_go_out_in_a_few_frames_not_one_per_token(network):
-    exchange, stream = await _send_request(network, max_tokens=48)
-    chunks = 0
-    while exchange.state != "done":
-        message = exchange.receive(await stream.read_message(1 << 16, timeout=10))
-        chunks += message is not None and not isinstance(message, ResponseEnd)
-    await stream.write_message(exchange.countersigned_receipt())
-    assert exchange.receive_ack(await stream.read_message(1 << 10, timeout=10)).stored
-    await stream.close()
+async def test_tokens_go_out_in_a_few_frames_not_one_per_token(tmp_path, tiny_engine):
+    # ignore_eos: the answer is 48 tokens long whatever the tiny model would end it on.
+    async with _network(tmp_path, LongAnswers(tiny_engine)) as network:
+        exchange, stream = await _send_request(network, max_tokens=48)
+        chunks = 0
+        while exchange.state != "done":
+            message = exchange.receive(await stream.read_message(1 << 16, timeout=10))
+            chunks += message is not None and not isinstance(message, ResponseEnd)
+        await stream.write_message(exchange.countersigned_receipt())
+        assert exchange.receive_ack(await stream.read_message(1 << 10, timeout=10)).stored
+        await stream.close()
     assert exchange.tokens_received == 48
     assert chunks < 48  # the tiny model makes tokens faster than the 25 ms pace: they are batched
 

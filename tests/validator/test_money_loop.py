@@ -389,6 +389,7 @@ def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signe
     assert not (restored_dir / "rewards" / f"epoch-{max(net.epochs)}.json").exists()  # it missed epoch 2
     fresh_key = net.tmp / "fresh-validator.key"
     fresh_key.write_text(net.deployed.keys[9])
+    fresh_key.chmod(0o600)
     chain_args = ["--rpc-url", net.deployed.rpc_url, "--deployment", str(net.deployed.path)]
     settings = {**DEV_SETTLEMENT, "epoch_seconds": EPOCH_S, "base_per_hour": 0.01}
     started = []
