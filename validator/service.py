@@ -407,8 +407,8 @@ class Validator:
 
     async def on_ban(self, signed: envelope.Signed[BanNotice]) -> bool:
         """Record a ban that our own recomputation upholds (`_ban_shortfall`); True if it is news. A
-        notice whose strikes we have not all received yet waits for them; one they do not justify is
-        dropped, whoever published it.
+        notice whose strikes we have not all received, or not all counted, waits (a few per node) and is
+        judged again after each strike we count; whoever published it, it is upheld only when they add up.
 
         Two validators may ban a node at once, on different strikes: every validator keeps the notice with
         the lowest evidence hash (until it signs a decision on one), so that they all sign the same one.
@@ -423,7 +423,13 @@ class Validator:
         self._pending_bans.get(notice.node_key, {}).pop(digest, None)
         shortfall = self._ban_shortfall(notice)
         if shortfall is not None:
-            log.info("not upholding a ban of node %s: %s", notice.node_key.hex()[:16], shortfall)
+            # Our re-checks of its strikes may still be running: kept (bounded) and judged again after each
+            # strike we count, so that validators that heard of strikes in different orders still uphold
+            # (and sign a decision on) the same notice rather than each one of its own.
+            pending = self._pending_bans.setdefault(notice.node_key, {})
+            if len(pending) < MAX_PENDING_BANS:
+                pending[digest] = signed
+            log.info("not upholding a ban of node %s (yet): %s", notice.node_key.hex()[:16], shortfall)
             return False
         known = self._bans.get(notice.node_key)
         if known is not None:

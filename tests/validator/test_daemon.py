@@ -124,6 +124,7 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
 
 
 @pytest.mark.trio
+@pytest.mark.timeout(900)  # a chain, four processes and a quorum of decisions on a loaded machine
 async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_path, relay, model):
     from chain.client import ChainClient
     from chain.testing import open_deployed_chain
