@@ -13,6 +13,14 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
+
+# Shared, noisy 2-core machines: no per-example deadline, and no failure for slow or large generation.
+# Loaded here, before any test module builds its own @settings on top of the default profile.
+settings.register_profile(
+    "dolphin", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.load_profile("dolphin")
 
 # Nothing in the suite may reach a model hub; set before transformers or huggingface_hub are imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
