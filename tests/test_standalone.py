@@ -54,7 +54,7 @@ def test_nothing_reads_outside_the_repository():
 @pytest.mark.parametrize(
     "line",
     [
-        'SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"',
+        "SPEC = Path(__file__).resolve().parents[1]" + '.parent / "shared" / "spec"',
         "cat " + ".." + "/shared/spec/rewards.md",
         "open('/" + "work/main/docs/x')",
     ],
