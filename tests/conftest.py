@@ -11,12 +11,15 @@ import socket
 import subprocess
 from pathlib import Path
 
+import brownie._config  # noqa: F401  (loads brownie's Hypothesis profile now, before ours below)
 import pytest
 import trio
 from hypothesis import HealthCheck, settings
 
 # Shared, noisy 2-core machines: no per-example deadline, and no failure for slow or large generation.
-# Loaded here, before any test module builds its own @settings on top of the default profile.
+# Loaded here, before any test module builds its own @settings on top of the default profile. Importing
+# brownie (collecting tests/contracts does) loads brownie's own profile, built on Hypothesis' defaults, which
+# would then apply to every module collected after it: brownie is imported above, so ours is the one in force.
 settings.register_profile(
     "dolphin", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
