@@ -149,7 +149,11 @@ class Announcer:
         keys = [first.model, MODELS_RECORD] + ([model_name_key(first.model_name)] if first.model_name else [])
         next_record = 0.0
         while True:
-            if trio.current_time() >= next_record:
+            if trio.current_time() >= next_record and not self.host.advertised_addrs():
+                # Alone (no bootstrap peer answered) or unreachable with no relay yet: a record with no
+                # address is invalid, and the host logs why it is alone. Stored as soon as one appears.
+                log.debug("no address others can dial yet: the pool record waits")
+            elif trio.current_time() >= next_record:
                 try:
                     for key in keys:
                         await self.host.dht.put_record(key, self.host.advertised_addrs(), self.record_ttl)

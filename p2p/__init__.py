@@ -19,6 +19,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 
 from p2p.config import DhtMode, HostConfig, Limits, Reachability, Timeouts
 from p2p.errors import (
+    BootstrapUnreachable,
     ConfigError,
     DialError,
     GossipError,
@@ -48,6 +49,7 @@ __all__ = [
     "BANS_TOPIC",
     "SETTLEMENT_TOPIC",
     "STRIKES_TOPIC",
+    "BootstrapUnreachable",
     "ConfigError",
     "DhtMode",
     "DialError",

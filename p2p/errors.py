@@ -17,6 +17,10 @@ class DialError(P2PError):
     """A peer could not be reached in time, directly or through a relay."""
 
 
+class BootstrapUnreachable(DialError):
+    """None of a host's bootstrap peers answered, and the host has nothing to do alone (a light client's)."""
+
+
 class StreamError(P2PError):
     """A stream failed: reset by the peer, closed early, or a frame over its size limit."""
 

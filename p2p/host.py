@@ -43,7 +43,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from p2p import reachability
 from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.dht import Dht, build_kad
-from p2p.errors import DialError, P2PError, ProtocolNotSupported
+from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 StreamHandler = Callable[[Stream], Awaitable[None]]
 RESERVATION_REFRESH_SECONDS = 300.0
 DHT_REFRESH_SECONDS = 60.0
+# A serving peer that reached none of its bootstrap peers dials them again this often, so a node started
+# before its relay (or while the link was down) joins the network by itself once they answer.
+BOOTSTRAP_RETRY_SECONDS = 10.0
 # Time for py-libp2p to notice a closing connection before a stream dropped on it is opened again.
 STREAM_RETRY_PAUSE_SECONDS = 0.2
 # Round trips each step costs in py-libp2p, to turn a measured round trip into a deadline (timeouts grow
@@ -142,6 +145,8 @@ class DolphinHost:
         self._circuit_addrs: list[multiaddr.Multiaddr] = []
         self._round_trips: dict[str, float] = {}
         self.reachable: bool | None = None
+        # Why each bootstrap peer could not be dialled at the last attempt (empty: all answered).
+        self.bootstrap_failures: dict[str, str] = {}
 
     # ---- identity and addresses ----
     @property
@@ -235,7 +240,7 @@ class DolphinHost:
         except trio.TooSlowError as error:
             raise DialError(f"dialling {addr} took over {deadline:g} s") from error
         except Exception as error:  # py-libp2p raises SwarmException, ConnectionError, OSError…
-            raise DialError(f"dialling {addr} failed: {error!r}") from error
+            raise DialError(f"dialling {addr} failed: {dial_failure_reason(error)}") from error
         return info.peer_id.to_base58()
 
     def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
@@ -453,40 +458,91 @@ class DolphinHost:
         # GRAFT-flood check then penalises (measured: 95%-delivery latency 30 ms -> 5 s in a 30-peer swarm).
         await self.dht.set_server_mode(server)
 
-    async def _bootstrap(self) -> None:
+    def alone(self) -> bool:
+        """Whether this host has bootstrap peers configured and is connected to nobody."""
+        return bool(self.config.bootstrap) and not self._host.get_connected_peers()
+
+    def bootstrap_failure(self) -> str:
+        """One line on why no bootstrap peer answered, naming each address and its reason."""
+        reasons = "; ".join(f"{addr}: {why}" for addr, why in self.bootstrap_failures.items())
+        return f"no bootstrap peer answered ({reasons})"
+
+    async def _dial_bootstrap(self) -> None:
+        """Dial every bootstrap peer at once (each dial costs round trips); failures land in
+        `bootstrap_failures`."""
+        failures: dict[str, str] = {}
+
         async def join(addr: str) -> None:
             try:
+                # A bootstrap peer is named by the operator: dial it again whatever py-libp2p's cache of
+                # recently failed peers says (it would refuse the dial for a minute after a failure).
+                with contextlib.suppress(Exception):  # a malformed address fails in connect, with its reason
+                    self._host.get_network().unblock_peer(
+                        info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id
+                    )
                 peer = await self.connect(addr)
                 await self.dht.add_peer(peer)
             except P2PError as error:
-                logger.warning("bootstrap peer %s unreachable: %s", addr, error)
+                failures[addr] = str(error).removeprefix(f"dialling {addr} ").removeprefix("failed: ")
 
-        async with trio.open_nursery() as nursery:  # all at once: each dial costs round trips
+        async with trio.open_nursery() as nursery:
             for addr in self.config.bootstrap:
                 nursery.start_soon(join, addr)
+        self.bootstrap_failures = failures
+
+    async def _bootstrap(self) -> None:
+        """Join through the bootstrap peers. A light client that reaches none raises BootstrapUnreachable;
+        a serving peer says so once and keeps dialling them (`_upkeep`)."""
+        await self._dial_bootstrap()
+        if self.alone():
+            if self.config.asks_only:
+                raise BootstrapUnreachable(self.bootstrap_failure())
+            logger.warning(
+                "%s: this peer is alone on the network until one does, and dials them again every %g s "
+                "(--bootstrap takes the /p2p/ address a running node or relay prints in its ready.json)",
+                self.bootstrap_failure(),
+                BOOTSTRAP_RETRY_SECONDS,
+            )
+            return  # nobody to probe reachability or reserve a circuit with: `_upkeep` joins later
+        if self.bootstrap_failures:
+            logger.info("some bootstrap peers did not answer: %s", self.bootstrap_failure())
         if self.config.asks_only:
             # Nobody dials it, so nothing to probe or reserve, and its lookups walk the DHT themselves.
             self.reachable = False
             return
+        await self._join_network()
+
+    async def _join_network(self) -> None:
+        """What a serving peer does once it has peers: learn whether it is reachable, hold relay
+        reservations if not, fill its routing table."""
         await self._settle_reachability()
         if not self.reachable:
-            for addr in self.config.bootstrap:
-                try:
-                    await self.reserve_relay(addr)
-                except P2PError as error:
-                    logger.info("no relay reservation on %s: %s", addr, error)
+            await self._reserve_bootstrap_relays(log_failures=True)
         await self.dht.refresh()
+
+    async def _reserve_bootstrap_relays(self, *, log_failures: bool = False) -> None:
+        for addr in self.config.bootstrap:
+            try:
+                await self.reserve_relay(addr)
+            except P2PError as error:
+                if log_failures:
+                    logger.info("no relay reservation on %s: %s", addr, error)
 
     async def _upkeep(self) -> None:
         last_reservation = time.monotonic()
         while True:
-            await trio.sleep(DHT_REFRESH_SECONDS)
+            await trio.sleep(BOOTSTRAP_RETRY_SECONDS if self.alone() else DHT_REFRESH_SECONDS)
+            if self.alone():
+                await self._dial_bootstrap()
+                if not self.alone():
+                    logger.info("joined the network: a bootstrap peer answered")
+                    await self._join_network()
+                    last_reservation = time.monotonic()
+                continue
             await self.dht.refresh()
             if not self.reachable and time.monotonic() - last_reservation > RESERVATION_REFRESH_SECONDS:
                 last_reservation = time.monotonic()
-                for addr in self.config.bootstrap:
-                    with contextlib.suppress(P2PError):
-                        await self.reserve_relay(addr)
+                await self._reserve_bootstrap_relays()
 
 
 def attach_libp2p_logging() -> None:
@@ -501,6 +557,23 @@ def attach_libp2p_logging() -> None:
 
 async def _never_auto_dial() -> None:
     return None
+
+
+def dial_failure_reason(error: BaseException) -> str:
+    """The root cause of a failed dial in a few words: py-libp2p wraps an OS error ("Connection refused")
+    in four layers of its own errors and exception groups; without one, the outermost message."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.errno, int):
+            return os.strerror(current.errno)
+        nested = getattr(current, "exceptions", None) or getattr(current, "errors", None) or ()
+        pending.extend(e for e in (current.__cause__, current.__context__, *nested) if e is not None)
+    return str(error) or type(error).__name__
 
 
 def _is_circuit(addr: multiaddr.Multiaddr | str) -> bool:
@@ -519,7 +592,8 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
 
     On entry the host listens, has dialled its bootstrap peers, knows whether it is reachable, holds
     relay reservations if it is not, and has refreshed its routing table. A `listen` port another
-    process holds raises PortInUse before anything starts.
+    process holds raises PortInUse before anything starts; an `asks_only` host that reaches none of its
+    bootstrap peers raises BootstrapUnreachable (a serving host keeps trying, see `_upkeep`).
     """
     check_listen_addrs(config.listen)
     install_exclusive_tcp_listeners()
@@ -587,6 +661,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     host.circuit_addrs = lambda: list(dolphin._circuit_addrs)
     dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
+    unreachable: BootstrapUnreachable | None = None
     async with (
         host.run(listen_addrs=listen),
         background_trio_service(relay_protocol),
@@ -597,9 +672,16 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         trio.open_nursery() as nursery,
     ):
         await pubsub.wait_until_ready()
-        await dolphin._bootstrap()
-        nursery.start_soon(dolphin._upkeep)
         try:
-            yield dolphin
-        finally:
+            await dolphin._bootstrap()
+        except BootstrapUnreachable as error:
+            unreachable = error  # raised below, once the services stopped: as itself, not in a group
             nursery.cancel_scope.cancel()
+        else:
+            nursery.start_soon(dolphin._upkeep)
+            try:
+                yield dolphin
+            finally:
+                nursery.cancel_scope.cancel()
+    if unreachable is not None:
+        raise unreachable

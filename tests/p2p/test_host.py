@@ -15,11 +15,13 @@ from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
+from p2p import host as host_module
 from p2p import reachability
 from p2p.config import HostConfig, Limits, Reachability
-from p2p.errors import DialError, P2PError, StreamError, StreamTimeout
+from p2p.errors import BootstrapUnreachable, DialError, P2PError, StreamError, StreamTimeout
 from p2p.gossip import accept_all
-from p2p.host import open_host
+from p2p.host import dial_failure_reason, open_host
+from p2p.identity import load_or_create_identity, peer_id_of
 from p2p.testing import open_host_group, wait_until
 
 ECHO = "/dolphin/test/echo/1"
@@ -225,3 +227,60 @@ async def test_a_light_client_starts_with_the_bootstrap_dial_alone(tmp_path):
 def test_probe_dials_only_the_requesters_ip():
     addrs = ["/ip4/10.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2", "/ip4/127.0.0.1/tcp/3/p2p-circuit", "junk"]
     assert reachability.tcp_endpoints(addrs, only_ip="127.0.0.1") == [("127.0.0.1", 2)]
+
+
+def _free_port() -> int:
+    with contextlib.closing(__import__("socket").socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_light_client_that_reaches_no_bootstrap_peer_says_why(tmp_path):
+    nobody = f"/ip4/127.0.0.1/tcp/{_free_port()}/p2p/{peer_id_of(load_or_create_identity(tmp_path / 'b'))}"
+    with trio.fail_after(30), pytest.raises(BootstrapUnreachable) as raised:
+        async with open_host(HostConfig.light_client(tmp_path / "c", bootstrap=(nobody,))):
+            pytest.fail("a light client alone on the network has nothing to do")
+    assert str(raised.value) == f"no bootstrap peer answered ({nobody}: Connection refused)"
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_serving_peer_started_before_its_bootstrap_peer_joins_when_it_comes_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(host_module, "BOOTSTRAP_RETRY_SECONDS", 0.5)
+    port = _free_port()
+    relay_id = peer_id_of(load_or_create_identity(tmp_path / "relay"))
+    bootstrap = (f"/ip4/127.0.0.1/tcp/{port}/p2p/{relay_id}",)
+    relay_config = HostConfig(
+        tmp_path / "relay", listen=(f"/ip4/127.0.0.1/tcp/{port}",), relay_service=True,
+        reachability=Reachability.PUBLIC,
+    )  # fmt: skip
+    stop_relay = trio.Event()
+
+    async def run_relay(task_status=trio.TASK_STATUS_IGNORED):
+        async with open_host(relay_config) as relay:
+            task_status.started(relay)
+            await stop_relay.wait()
+
+    async with trio.open_nursery() as nursery:
+        async with open_host(HostConfig(tmp_path / "node", bootstrap=bootstrap)) as node:
+            assert node.alone() and "Connection refused" in node.bootstrap_failure()
+            relay = await nursery.start(run_relay)
+            await wait_until(lambda: relay.peer_id in node.connected_peers(), timeout=30)
+            await wait_until(lambda: node.reachable is not None and bool(node.advertised_addrs()), timeout=30)
+            assert not node.alone() and node.bootstrap_failures == {}
+        stop_relay.set()  # the node closes first: a relay torn down mid-probe is another test's subject
+
+
+@pytest.mark.unit
+def test_a_dial_failure_is_reported_by_its_root_cause():
+    refused = ConnectionRefusedError(111, "Error connecting to ('127.0.0.1', 4999): Connection refused")
+    try:
+        try:
+            raise ExceptionGroup("all attempts failed", [refused])
+        except ExceptionGroup as group:
+            raise RuntimeError("fail to open connection to peer") from group
+    except RuntimeError as outer:
+        assert dial_failure_reason(outer) == "Connection refused"
+    assert dial_failure_reason(RuntimeError("handshake failed")) == "handshake failed"
