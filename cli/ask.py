@@ -22,9 +22,9 @@ from rich.console import Console
 
 from chain.client import read_key_file
 from chain.errors import ChainError
+from cli.model import network_model
 from cli.options import run_trio
 from node.errors import ModelError
-from node.models import load_manifest
 from p2p import P2PError
 from pool.audits import SharingSettings
 from pool.client import AnswerPiece
@@ -36,13 +36,13 @@ _err = Console(stderr=True)
 
 def _model_and_counter(model: str) -> tuple[str, Any]:
     """MODEL as the network knows it (id hex or name), and its token counter when it is a folder."""
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        return model, None
+    network_name, folder = network_model(model)
+    if folder is None:
+        return network_name, None
     from node.models.tokens import TokenizerCounter
 
     try:
-        return load_manifest(folder).model_id().hex(), TokenizerCounter.from_model_dir(folder)
+        return network_name, TokenizerCounter.from_model_dir(folder)
     except (ModelError, OSError, ValueError) as exc:
         raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from chain.errors import ChainError
+from cli.model import network_model
 from cli.options import (
     chain_options,
     config_file_option,
@@ -26,8 +27,6 @@ from cli.options import (
     setting_option,
     write_config_file,
 )
-from node.errors import ModelError
-from node.models import load_manifest
 from p2p import P2PError
 from p2p.daemon import DataDirInUse
 from p2p.ports import PortInUse
@@ -54,18 +53,6 @@ _setting = setting_option(GatewayConfig, env_name)
 _chain_options = chain_options(_setting)
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
-
-
-def _network_name(model: str) -> str:
-    """A configured model as the network knows it: a model folder becomes its manifest's id (as `dolphin
-    ask` takes folders); ids and names pass through."""
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        return model
-    try:
-        return load_manifest(folder).model_id().hex()
-    except (ModelError, OSError, ValueError) as exc:
-        raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
 
 
 def _token_counters(model_dirs: tuple[Path, ...]) -> dict[bytes, Any]:
@@ -162,7 +149,7 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         return
     try:
         config = load_config(config_file, explicit_settings(ctx, _OPTION_SETTINGS))
-        config = dataclasses.replace(config, models=tuple(_network_name(model) for model in config.models))
+        config = dataclasses.replace(config, models=tuple(network_model(model)[0] for model in config.models))
         daemon_logging("pool")
         counters = _token_counters(config.model_dirs)
         run_trio(functools.partial(serve_gateway, config, counters=counters, task_status=_Started()))

@@ -12,7 +12,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from rich.table import Table
 
 from node.errors import ModelError
-from node.models import IMPORT_STEPS, build_tiny_model, find_smollm2_gguf, import_model, verify_model_dir
+from node.models import (
+    IMPORT_STEPS,
+    build_tiny_model,
+    find_smollm2_gguf,
+    import_model,
+    load_manifest,
+    verify_model_dir,
+)
 from node.models.importer import source_bytes
 from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME
 
@@ -23,6 +30,25 @@ _STEP_LABELS = {
     "hash": "Hashing files into the manifest",
 }
 _err = Console(stderr=True)
+
+
+def network_model(model: str, option: str = "--model") -> tuple[str, Path | None]:
+    """MODEL as the network knows it, and its folder when it names one: a model folder becomes its
+    manifest's id (hex); ids and names pass through. A path with no model folder there is an error now,
+    not a name looked up in the network for seconds."""
+    from pool.watch import looks_like_folder
+
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        try:
+            return load_manifest(folder).model_id().hex(), folder
+        except (ModelError, OSError, ValueError) as exc:
+            raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint=option) from None
+    if looks_like_folder(model):
+        raise click.BadParameter(
+            f"there is no model folder at {folder}: give a model folder, id or name", param_hint=option
+        )
+    return model, None
 
 
 def _report(manifest, model_dir: Path) -> None:

@@ -66,6 +66,7 @@ __all__ = [
     "ServedModel",
     "WatchSettings",
     "WatchedPool",
+    "looks_like_folder",
     "open_pool_watcher",
     "parse_model_id",
 ]
@@ -154,6 +155,13 @@ class _NameDirectory:
             ]
             for model, peers in self._seen.items()
         }
+
+
+def looks_like_folder(model: str) -> bool:
+    """Whether `model` is written as a filesystem path (absolute, home- or dot-relative): what a user
+    means as a model folder, never a manifest name (those may hold a '/', as in "org/model", but do not
+    start like a path)."""
+    return model.startswith(("/", "~", "./", "../"))
 
 
 class PoolWatcher:
@@ -348,6 +356,12 @@ class PoolWatcher:
         model_id = self.known_id(model)
         if model_id is not None:
             return model_id
+        if looks_like_folder(model):
+            # No manifest name has this shape, so no node will ever announce it: say so now, not in 15 s.
+            raise UnknownModel(
+                f"{model!r} is a folder path, not a model id or name (a model folder is taken where one "
+                "exists on this machine; `dolphin model verify FOLDER` prints its id)"
+            )
         try:
             key = model_name_key(model)
         except ProtocolError as exc:

@@ -60,7 +60,8 @@ def test_ask_by_name_id_and_folder_through_a_relay(tmp_path, tiny_model_dir):
 
 @pytest.mark.process
 def test_an_unreachable_bootstrap_peer_is_named_at_once(tmp_path):
-    nobody = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWJhtwmfN4WWzgN4vKMEYaSxU2Ax6YQyEVNd3d9jMLY9fF"  # port 9: discard
+    # Port 9 (discard) has no listener here.
+    nobody = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWJhtwmfN4WWzgN4vKMEYaSxU2Ax6YQyEVNd3d9jMLY9fF"
     result = _ask("--bootstrap", nobody, "--model", "some-model", "Hi", timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"no bootstrap peer answered ({nobody}: Connection refused)" in result.stderr

@@ -229,6 +229,10 @@ async def test_raw_http_edge_cases(network):
         response = await http.post("/v1/completions", headers=headers, json=token_ids)
         assert response.status_code == 400 and "token-id prompts" in response.json()["error"]["message"]
         assert (await http.get("/health")).json()["serving"]
+        folder = {"model": "/srv/models/smollm2", "messages": [{"role": "user", "content": "x"}]}
+        with trio.fail_after(5):  # no 15 s wait for a name no node can announce
+            response = await http.post("/v1/chat/completions", headers=headers, json=folder)
+        assert response.status_code == 404 and "is a folder path" in response.json()["error"]["message"]
 
 
 def _metric(text: str, name: str) -> float:
