@@ -14,6 +14,7 @@ node stops generating for nobody.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -182,7 +183,10 @@ async def complete(
                     f"node {node.peer_id} stalled: nothing for {wait:g} s", reason="stalled"
                 ) from exc
             except P2PError as exc:
-                exchange.close()  # raises StreamError: the answer was cut short
+                # The transport ended mid-answer (a reset, a dropped relay circuit, the node gone): a lost
+                # answer, not one that failed a check, so the exchange's own "truncated" error stays here.
+                with contextlib.suppress(ProtocolError):
+                    exchange.close()
                 raise InferenceFailed(f"node {node.peer_id} stopped answering: {exc}") from exc
             message = exchange.receive(frame)
             if isinstance(message, ResponseChunk) and (message.text or message.token_ids):

@@ -119,6 +119,8 @@ async def test_a_node_killed_mid_stream_is_replaced_without_the_caller_seeing_an
         result = answer.result
     (victims_part,) = [attempt for attempt in result.attempts if attempt.peer_id == victim.peer_id]
     assert result.failovers >= 1 and victims_part.error and victims_part.tokens_delivered >= 1
+    # A dead node lost its answer; it did not send one that failed a check (which would count against it).
+    assert "stopped answering" in victims_part.error and "failed a check" not in victims_part.error
     assert result.attempts[-1].error is None and result.node != victim.peer_id
     assert result.text == "".join(piece.text for piece in pieces)
     # The dead node sent no receipt; the one that finished signed only the tokens it added, and every

@@ -40,7 +40,8 @@ async def test_leaving_generate_early_aborts_the_request_on_the_server(engine, v
     server can trail its engine by a second or more."""
     url = vllm_server.url
     before = server_counter(url, "vllm:request_success_total")
-    answer = GenerationRequest(messages=(ChatTurn("user", "Hello!"),), max_tokens=800)  # runs all 800
+    # ignore_eos: each runs all 800 tokens, whatever the tiny model samples.
+    answer = GenerationRequest(messages=(ChatTurn("user", "Hello!"),), max_tokens=800, ignore_eos=True)
     started = [trio.Event() for _ in range(8)]
     scopes = [trio.CancelScope() for _ in range(8)]
     finished: list[int] = []
@@ -84,10 +85,11 @@ async def test_local_requests_go_ahead_of_queued_network_requests(engine):
     one arrive: the local one, last in, gets its first token before either network request (vLLM runs
     with `--scheduling-policy priority`; the engine sends `GenerationRequest.priority`).
 
-    The tiny model may end a filler early on its end-of-sequence token and free a slot before the local
-    request reaches the server (an HTTP request and a tokenisation away, up to REACHES_SERVER_S on a loaded
-    machine); then the network requests started on merit and the round proves nothing, so it is run again
-    (at most three rounds), and judged only when both network requests were still queued by then."""
+    Fillers run to max_tokens (`ignore_eos`: the tiny model would otherwise end some at once, and a run
+    ended with nothing ever queued). A slot may still free up before the local request reaches the server
+    (an HTTP request and a tokenisation away, up to REACHES_SERVER_S on a loaded machine); then the network
+    requests started on merit and the round proves nothing, so it is run again (at most three rounds), and
+    judged only when both network requests were still queued by then."""
     for _ in range(3):
         first_tokens, queued_when_local_arrived = await _priority_round(engine)
         if queued_when_local_arrived:
@@ -126,6 +128,7 @@ async def _priority_round(engine) -> tuple[list[str], bool]:
         filler = GenerationRequest(
             messages=(ChatTurn("user", "Hello!"),),
             max_tokens=800,
+            ignore_eos=True,
             priority=(Priority.LOCAL + Priority.NETWORK) // 2,
         )
         for _ in range(12):
