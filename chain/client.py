@@ -789,3 +789,15 @@ def read_key_file(path: Path) -> str:
     if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
         raise ClientError(f"{path} does not hold a private key (64 hex digits, 0x optional)")
     return "0x" + digits
+
+
+VALIDATOR_BOND = 150_000 * 10**18  # POD: the dev genesis validators' bond, above the 100k minimum
+
+
+def bond_validators(clients: Sequence[ChainClient], amount: int = VALIDATOR_BOND) -> None:
+    """Stake and bond `amount` POD for each client's account and opt in to validating, so that roots can
+    carry the genesis set forward (its members must pass the installation checks like anyone)."""
+    for client in clients:
+        client.stake(amount)
+        client.bond()
+        client.join_validators()

@@ -113,15 +113,6 @@ def unserved_rpc_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def make_validators(clients, amount: int = 150_000 * 10**18) -> None:
-    """Stake and bond `amount` POD for each client's account and opt in to validating, so that roots can
-    carry the genesis set forward (its members must pass the installation checks like anyone)."""
-    for client in clients:
-        client.stake(amount)
-        client.bond()
-        client.join_validators()
-
-
 def settle_root(validators, epoch: int, tree, next_set=None) -> None:
     """Have every validator client sign `tree`'s root for `epoch` with `next_set` (default: the current set
     carried forward), propose it, wait the delay, activate."""

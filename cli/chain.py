@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -28,9 +29,11 @@ import trio
 from chain.client import (
     POD_DECIMALS,
     USD_DECIMALS,
+    VALIDATOR_BOND,
     ChainClient,
     ClientError,
     ValidatorSet,
+    bond_validators,
     checked_address,
     format_time,
     format_units,
@@ -43,7 +46,13 @@ from chain.deploy import (
     deploy_system,
     deployment_path,
 )
-from chain.devchain import DEFAULT_CHAIN_ID, dev_genesis_validators, dev_private_keys, open_devchain
+from chain.devchain import (
+    DEFAULT_CHAIN_ID,
+    DEV_GENESIS_VALIDATOR_INDICES,
+    dev_genesis_validators,
+    dev_private_keys,
+    open_devchain,
+)
 from chain.errors import ChainError
 from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
@@ -330,6 +339,15 @@ def _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named
         click.echo(f"Funded {len(demo)} demo accounts (dev mnemonic, indices 1..{len(demo)}).")
     click.echo(f"Genesis validators: {', '.join(result.genesis_validators)}.")
     if dev_chain and not named["genesis"]:
+        if count >= max(DEV_GENESIS_VALIDATOR_INDICES):
+            # A root installs the next set only from members holding the minimum bond: unbonded, the dev
+            # genesis set would settle one epoch and never activate its root.
+            keys = dev_private_keys(max(DEV_GENESIS_VALIDATOR_INDICES) + 1)
+            bond_validators([ChainClient(rpc_url, result, keys[i]) for i in DEV_GENESIS_VALIDATOR_INDICES])
+            click.echo(
+                f"Genesis validators staked and bonded {format_units(VALIDATOR_BOND, 18)} POD each "
+                "(keys validator-1.key … validator-3.key)."
+            )
         _write_dev_keys(data_dir / DEV_KEYS_DIR, count)
     return Path(path)
 
@@ -686,6 +704,44 @@ def root_propose_command(
         f"Proposed the root of epoch {epoch}: activate it from {format_time(activates, client.chain_time())} "
         f"with `dolphin chain root activate {epoch}`."
     )
+
+
+_ROOT_STAGES = ("none", "pending", "activated")
+
+
+@root_group.command("show")
+@click.argument("epoch", type=click.IntRange(0))
+@click.option(
+    "--wait",
+    type=click.Choice(["pending", "activated"]),
+    help="Wait until EPOCH's root is proposed (pending) or active; exit 1 after --timeout.",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(0), default=600.0, show_default=True, help="Seconds --wait waits."
+)
+@connection_options
+def root_show_command(connection: Connection, epoch: int, wait: str | None, timeout: float) -> None:
+    """Show the state of EPOCH's rewards root (none, pending and when it may be activated, revoked or
+    activated) and which root is active: what a script waits on between an epoch's end and a claim."""
+    client = connection.client(key_required=False)
+    deadline = time.monotonic() + timeout
+    status, activates_at = client.root_status(epoch)
+    while wait is not None and status != "revoked" and _ROOT_STAGES.index(status) < _ROOT_STAGES.index(wait):
+        if time.monotonic() >= deadline:
+            raise click.ClickException(f"the root of epoch {epoch} is still {status} after {timeout:g} s")
+        time.sleep(2.0)
+        status, activates_at = client.root_status(epoch)
+    if status == "pending":
+        click.echo(f"epoch {epoch}: pending, activates from {format_time(activates_at, client.chain_time())}")
+    else:
+        click.echo(f"epoch {epoch}: {status}")
+    active_epoch, root, _ = client.call("RewardsDistributor", "activeRoot")
+    if active_epoch:
+        click.echo(f"active root: epoch {active_epoch} 0x{bytes(root).hex()}")
+    else:
+        click.echo("no active root yet")
+    if status == "revoked":
+        raise click.ClickException(f"the root of epoch {epoch} was revoked")
 
 
 @root_group.command("activate")

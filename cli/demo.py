@@ -40,12 +40,12 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chain.client import USD_DECIMALS, ChainClient, MoneyStatus, format_units
+from chain.client import USD_DECIMALS, ChainClient, MoneyStatus, bond_validators, format_units
 from chain.deploy import deploy_system, deployment_path
 from chain.devchain import DEV_MNEMONIC, dev_genesis_validators, dev_private_keys, open_devchain
 from chain.merkle import RewardsTree
 from chain.rewards import POD
-from chain.testing import keep_mining, make_validators, time_travel
+from chain.testing import keep_mining, time_travel
 from chain.transactions import connect
 from node.config import CONFIG_FILE as NODE_CONFIG_FILE
 from node.config import NodeConfig
@@ -276,7 +276,7 @@ def deploy(rpc_url: str, keys: tuple[str, ...], run_dir: Path, summary: Summary)
         progress.update(task, description="deployed", completed=progress.tasks[0].total)
     console.print(f"chain {chain_id} at {rpc_url}: {len(deployment.addresses)} contracts and the pair")
     clients = [ChainClient(rpc_url, deployment, key) for key in keys]
-    make_validators(clients[1:4])
+    bond_validators(clients[1:4])
     console.print(
         "genesis validators "
         + ", ".join(c.address for c in clients[1:4])

@@ -1,9 +1,10 @@
 """The guides (docs/operator.md, validator.md, api.md) as executable text.
 
 Every `dolphin` command line in their shell blocks must name commands and options the CLI has (unit), so a
-renamed option cannot leave a guide behind. The blocks a new user runs first on a local dev network (the
-dev chain and its keys, staking, bonding, registering, credits, the validator's eligibility steps and the
-config files) are then run as written, in a shell, against a dev chain (process, chain).
+renamed option cannot leave a guide behind. The blocks a new user runs on a local dev network (the dev
+chain and its keys, staking, bonding, registering, credits, the validator's eligibility steps and the config
+files, then a node and two validators as daemons, a paid answer, a settled epoch and a claim) are run as
+written, in a shell, against a dev chain (process, chain).
 """
 
 from __future__ import annotations
@@ -93,7 +94,10 @@ _RUN = (
     ("validator.md", "validator init --data-dir ~/validator"),
     ("api.md", "cp ~/.dolphin/keys/me.key me.key"),
     ("api.md", "chain credits deposit 10 --key-file me.key"),
+    ("operator.md", "chain root show $EPOCH --wait pending"),
 )
+# The daemons those blocks leave running in the background, by data dir under the guides' home.
+_DAEMONS = ("node", "validator-1", "validator-2", "relay", ".dolphin")
 
 
 def _block_with(guide: str, needle: str) -> str:
@@ -109,6 +113,7 @@ _PLACEHOLDERS = {"593b928a…2df5": "593b928a889bdcdd6aebd9df5357888e33ab8050ff3
 @pytest.mark.process
 @pytest.mark.chain
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_the_dev_network_blocks_of_the_guides_run_as_written(tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
@@ -116,6 +121,7 @@ def test_the_dev_network_blocks_of_the_guides_run_as_written(tmp_path):
     shim = work / ".venv" / "bin" / "dolphin"  # `.venv/bin/dolphin` of the guides: this checkout's code
     shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m cli.main "$@"\n')
     shim.chmod(0o755)
+    (work / ".venv" / "bin" / "python").symlink_to(sys.executable)
     env = os.environ | {"HOME": str(home), "PYTHONPATH": str(REPO), "DOLPHIN_RPC_URL": ""}
     env.pop("DOLPHIN_DATA_DIR", None)
     try:
@@ -129,9 +135,11 @@ def test_the_dev_network_blocks_of_the_guides_run_as_written(tmp_path):
             with log.open("w") as out:  # a background job (the chain) keeps writing here
                 done = subprocess.run(
                     ["bash", str(script)], cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, timeout=280,
+                    stderr=subprocess.STDOUT, timeout=900,
                 )  # fmt: skip
             assert done.returncode == 0, (guide, needle, log.read_text()[-3000:])
+            if "chain claim" in block:
+                assert re.search(r"^Claimed \S+ POD\.$", log.read_text(), re.M), log.read_text()[-3000:]
         status = subprocess.run(
             [str(shim), "chain", "status", "--key-file", "me.key"], cwd=work, env=env,
             capture_output=True, text=True, timeout=120,
@@ -140,14 +148,15 @@ def test_the_dev_network_blocks_of_the_guides_run_as_written(tmp_path):
         assert (home / "node" / "operator-binding.json").is_file()
         assert (home / "validator" / "validator.key").read_text() == (work / "validator.key").read_text()
     finally:
-        _stop_chain(home / ".dolphin")
+        for daemon in _DAEMONS:  # the chain last: the others drain against it
+            _stop(home / daemon)
 
 
-def _stop_chain(data_dir: Path) -> None:
-    """Ctrl-C to the chain the guide started in the background (its pid is in its ready.json)."""
+def _stop(data_dir: Path) -> None:
+    """Ctrl-C to a daemon a guide started in the background (its pid is in its ready.json)."""
     ready = data_dir / "ready.json"
     if ready.is_file():
         os.kill(json.loads(ready.read_text())["pid"], signal.SIGINT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while ready.exists() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -114,14 +114,15 @@ def test_joining_the_validators_below_the_minimum_says_how_much_to_bond(deployed
 @pytest.mark.chain
 def test_roots_carry_the_genesis_set_forward_then_install_an_elected_one(deployed):
     """The validator set the contracts count changes only with an activated root, to the set it signed."""
+    from chain.client import bond_validators
     from chain.devchain import dev_genesis_validators
-    from chain.testing import make_validators, settle_root
+    from chain.testing import settle_root
 
     genesis = [client_of(deployed, i) for i in (1, 2, 3)]
     reader = ChainClient(deployed.rpc_url, deployed.deployment)
     current = reader.validator_set()
     assert set(current.members) == set(dev_genesis_validators()) and current.epoch == 0
-    make_validators(genesis)
+    bond_validators(genesis)
     first = RewardsTree.build({genesis[0].address: POD})
     settle_root(genesis, 1, first)  # carried forward, re-checked: they bonded and joined
     assert reader.validator_set() == ValidatorSet(current.members, current.weights, 1)

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from chain.artifacts import load_artifact, load_npm_artifact
-from chain.client import ChainClient
+from chain.client import ChainClient, bond_validators
 from chain.deploy import (
     CONTRACT_NAMES,
     Deployment,
@@ -20,7 +20,7 @@ from chain.deploy import (
     load_deployment,
 )
 from chain.devchain import dev_genesis_validators, open_devchain
-from chain.testing import make_validators, open_deployed_chain, time_travel
+from chain.testing import open_deployed_chain, time_travel
 from chain.transactions import connect, deploy_contract, send
 
 POD = 10**18
@@ -306,7 +306,7 @@ def test_governance_passes_a_vote_on_the_deployed_distribution(deployed):
     w3, deployment = deployed.w3, deployed.deployment
     keys = deployed.keys
     voters = [ChainClient(deployed.rpc_url, deployment, key) for key in keys[1:7]]
-    make_validators(voters[:3])  # keys 1-3: 150k POD bonded each, 850k POD left liquid
+    bond_validators(voters[:3])  # keys 1-3: 150k POD bonded each, 850k POD left liquid
     governor = w3.eth.contract(
         address=deployment.address("DolphinGovernor"), abi=load_artifact("DolphinGovernor").abi
     )

@@ -6,9 +6,9 @@ import random
 import pytest
 from eth_account import Account
 
-from chain.client import ChainClient, ExplainedRevert
+from chain.client import ChainClient, ExplainedRevert, bond_validators
 from chain.merkle import RewardsTree
-from chain.testing import make_validators, open_deployed_chain, reverted, settle_root
+from chain.testing import open_deployed_chain, reverted, settle_root
 from chain.transactions import send_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.chain]
@@ -25,7 +25,7 @@ def settled(tmp_path_factory):
     tree = RewardsTree.build({earner.address: rng.randrange(1, 10_000 * POD) for earner in earners})
     with open_deployed_chain(tmp_path_factory.mktemp("merkle"), accounts=4) as deployed:
         validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
-        make_validators(validators)
+        bond_validators(validators)
         settle_root(validators, 1, tree)
         yield deployed, validators, tree, {earner.address: earner for earner in earners}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chain.client import ChainClient
+from chain.client import ChainClient, bond_validators
 from chain.rewards import RewardParams, close_epoch, decode_document, encode_document, encode_result
 from chain.snapshot import (
     SnapshotError,
@@ -12,7 +12,7 @@ from chain.snapshot import (
     read_params,
     read_snapshot,
 )
-from chain.testing import make_validators, mine, open_deployed_chain
+from chain.testing import mine, open_deployed_chain
 
 POD = 10**18
 WAD = 10**18
@@ -46,7 +46,7 @@ def epoch(tmp_path_factory):
     with open_deployed_chain(tmp_path_factory.mktemp("snapshot"), accounts=8) as deployed:
         clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
         validators, (a, b, c) = clients[1:4], clients[4:7]
-        make_validators(validators)
+        bond_validators(validators)
         for operator, amount, peer in ((a, 20_000, 1), (b, 5_000, 2), (c, 3_000, 3)):
             operator.stake(amount * POD)
             operator.bond()
