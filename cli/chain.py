@@ -397,13 +397,15 @@ def _serve_until_signal(process) -> None:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # SIGINT too: a shell script's background job starts with SIGINT ignored, and Python keeps it so.
+    previous = {number: signal.signal(number, on_term) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         process.wait()
     except KeyboardInterrupt:
         return
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     raise ClientError(f"the local chain exited by itself (exit code {process.returncode})")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import trio
 import trio_asyncio
+from prometheus_client import Gauge
 
 from chain.client import ChainClient, read_key_file
 from chain.errors import ChainError
@@ -274,6 +275,7 @@ async def _serve(
                 suspicion=suspicion,
                 chain=chain,
                 epoch_seconds=config.epoch_seconds,
+                on_slash=metrics.slashes.inc,
             )
             await validator.load()
             pool = _Pool(PoolView(reference.model_id, binding_domain))
@@ -289,7 +291,7 @@ async def _serve(
                 await _subscribe(host, nursery, topic, validate, _delivering(validator, topic, metrics))
             await nursery.start(sender.serve)
             sampling = trio.CancelScope()
-            in_flight = _InFlight()
+            in_flight = _InFlight(metrics.in_flight)
             nursery.start_soon(
                 _serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight, prompts
             )
@@ -411,20 +413,23 @@ async def _awards(validator: Validator, chain: SlashingChain, epoch_ms: int, epo
 
 
 class _InFlight:
-    """Challenges in progress, and an event for when there are none."""
+    """Challenges in progress (shown by `gauge`), and an event for when there are none."""
 
-    def __init__(self) -> None:
+    def __init__(self, gauge: Gauge) -> None:
         self.count = 0
+        self._gauge = gauge
         self._idle = trio.Event()
         self._idle.set()
 
     def start(self) -> None:
         self.count += 1
+        self._gauge.set(self.count)
         if self.count == 1:
             self._idle = trio.Event()
 
     def end(self) -> None:
         self.count -= 1
+        self._gauge.set(self.count)
         if self.count == 0:
             self._idle.set()
 

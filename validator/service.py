@@ -110,6 +110,7 @@ class Validator:
         epoch_seconds: int = 86400,
         decision_settle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        on_slash: Callable[[], None] = lambda: None,
     ) -> None:
         self.peer = peer
         self.wallet = wallet
@@ -124,6 +125,7 @@ class Validator:
         self.suspicion_model = suspicion or SuspicionModel()
         self.chain = chain
         self.epoch_seconds = epoch_seconds
+        self.on_slash = on_slash  # called for each slash transaction this validator sent (its metrics)
         self.clock = clock
         self.book = StrikeBook(self.policy)
         self.decisions = Decisions()
@@ -554,6 +556,7 @@ class Validator:
             self._slashed.add((fields.evidence_hash, fields.offender))
         await self.state.record_slash(fields.evidence_hash, fields.offender, transaction or "")
         if transaction is not None:
+            self.on_slash()
             log.warning("slashed operator 0x%s (transaction %s)", fields.offender.hex(), transaction)
 
     # ------------------------------------------------------------------ users' reports

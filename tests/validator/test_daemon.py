@@ -174,6 +174,11 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
             ),
             timeout=60,
         )
+        # The validator whose slash transaction landed counted it (the others found it done).
+        await wait_until(
+            lambda: sum(metric(v, "dolphin_validator_slashes_submitted_total") for v in validators) >= 1,
+            timeout=60,
+        )
         status, report = await trio.to_thread.run_sync(_audit, relay, model_dir, cheat.peer_id, 2)
         assert status == 1 and report["verdict"] == "fail" and report["checks"]["fingerprint"]["failed"] == 2
 
