@@ -94,13 +94,13 @@ check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit
 	DOLPHIN_EXAMPLES_FRACTION=0.1 $(PY) -m pytest -p no:pytest-brownie -m "$(UNIT_TIER)" tests -q --durations=10
 
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
-	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests
+	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
 	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
 	  echo "Port 8545 is busy: stop what listens there (ss -ltnp 'sport = :8545'); see README, Troubleshooting."; \
 	  exit 1; \
 	fi
-	$(PY) -m pytest -m contracts tests/contracts
+	$(PY) -m pytest -m contracts tests/contracts --durations=15
 
 lint: $(STAMPS)/venv  ## ruff lint and format check
 	ruff check .

@@ -8,6 +8,7 @@ the reward engine.
 - artifacts:    compiled contract artifacts (Brownie's build, Uniswap's npm packages)
 - transactions: connecting to a node, retried reads, transactions sent once, reverts decoded
 - deploy:       deploying and wiring the whole system; the deployment file every command reads
+- locate:       finding the chain and its deployment (RPC URL, else ready.json), as every command does
 - client:       ChainClient, what operators, validators and users do on chain, with hints on reverts;
                 ValidatorSet, the elected set as ValidatorQuorum holds it and epoch roots sign it
 - snapshot:     an epoch's on-chain inputs (bonds, nodes, slashes, parameters) for the reward engine

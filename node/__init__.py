@@ -19,6 +19,8 @@
 - `files`: atomic writes into the data dir
 - `testing`: a `dolphin node` process and pool lookups for tests
 - `errors`: `NodeError` and its subclasses
+- `submission`: the paid receipts handed to every current validator's peer
+- `unacknowledged`: no free answers: payers who keep answers uncountersigned are refused for a while
 """
 
 from node.errors import ModelError, ModelSourceMissing, NodeError

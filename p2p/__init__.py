@@ -13,6 +13,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `reachability`: the dial-back probe that tells a peer whether it is reachable
 - `topics`: the topic names and protocol ids p2p uses (from `protocols.ids`), pool-topic parsing
 - `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
+- `ports`: listening ports checked before anything slow, and never shared with another process
 - `testing`: factories for tests and benchmarks (subprocess peers, in-process host groups)
 - `errors`: `P2PError` and its subclasses
 """

@@ -1,6 +1,7 @@
 """Imports point down the table of DESIGN.md ("Parts and folders"), and only p2p/ touches py-libp2p."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,24 @@ def test_imports_point_down_the_table(package):
 def test_only_p2p_touches_py_libp2p(package):
     wrong = [str(p.relative_to(ROOT)) for p in _sources(package) if {"libp2p", "multiaddr"} & _imports(p)]
     assert not wrong, f"use p2p's API instead of py-libp2p in {wrong}"
+
+
+def _modules(package: str) -> list[str]:
+    """The package's own modules and subpackages, by name."""
+    folder = ROOT / package
+    files = [path.stem for path in folder.glob("*.py") if path.stem != "__init__"]
+    return sorted(files + [path.name for path in folder.iterdir() if (path / "__init__.py").is_file()])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("package", sorted(OURS))
+def test_each_package_map_names_every_module(package):
+    """A package's docstring is its map: every module is listed there with what it owns."""
+    tree = ast.parse((ROOT / package / "__init__.py").read_text())
+    listed = ast.get_docstring(tree) or ""
+    missing = [
+        name
+        for name in _modules(package)
+        if f"`{name}`" not in listed and not re.search(rf"^\s*(- )?{name}(:|\s{{2,}})", listed, re.M)
+    ]
+    assert not missing, f"{package}/__init__.py's map does not name {missing}"
