@@ -63,7 +63,7 @@ from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
 from p2p.daemon import check_data_dir_free
 from pool.errors import TreeUnavailable
-from pool.validators import fetch_rewards_tree
+from pool.validator_peers import fetch_rewards_tree
 from pool.watch import parse_model_id
 
 SHARE_DECIMALS = 24

@@ -59,7 +59,7 @@ from p2p.testing import PeerProcess, relay_process
 from pool.gateway_config import CONFIG_FILE as GATEWAY_CONFIG_FILE
 from pool.gateway_config import GatewayConfig
 from pool.gateway_config import render_config as render_gateway_config
-from pool.validators import fetch_rewards_tree
+from pool.validator_peers import fetch_rewards_tree
 from protocols import envelope
 from protocols.eth import EthAccount
 from protocols.keys import peer_id_from_public_key, peer_id_to_text

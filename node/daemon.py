@@ -61,7 +61,7 @@ from node.submission import ReceiptSubmitter
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address, check_listen_addrs
-from pool.validators import (
+from pool.validator_peers import (
     ValidatorDirectory,
     fetch_rewards_tree,
     serve_validator_discovery,

@@ -1,6 +1,6 @@
 """Receipts to the validators: the node hands its paid receipts to every current validator's peer.
 
-For each validator peer in the directory (pool.validators), the node sends the receipts that peer has not
+For each validator peer in the directory (pool.validator_peers), the node sends the receipts that peer has not
 given a final verdict on, oldest first, in batches of up to MAX_RECEIPT_BATCH (RECEIPT_PROTOCOL, one batch
 per stream), and records the verdicts in the ledger once they arrive: stored, already held, or refused
 (the reason is logged). A batch that fails on the way (the validator is down, stalls past the deadline,
@@ -22,7 +22,7 @@ import trio
 
 from node.ledger import Ledger, LedgerError
 from p2p import DolphinHost, P2PError
-from pool.validators import ValidatorDirectory, ValidatorPeer
+from pool.validator_peers import ValidatorDirectory, ValidatorPeer
 from protocols.errors import ProtocolError
 from protocols.ids import RECEIPT_PROTOCOL
 from protocols.messages import MAX_RECEIPT_BATCH, ReceiptBatch, ReceiptBatchAck

@@ -13,7 +13,7 @@
 - `openai_api`: OpenAI request parsing and answer shaping (the gateway's and the node's local API's)
 - `gateway`: `serve_gateway`, `dolphin gateway`; with `gateway_config`, `gateway_metrics`, `receipts`
 - `http`, `settings`, `sqlite`: serving a Starlette app, daemon config files, durable SQLite (shared)
-- `validators`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit
+- `validator_peers`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit
   receipts to them), and the announcement a validator signs about itself
 - `errors`: `PoolError` and its subclasses
 - `audits`: organic audits: a sample of real answers handed to a validator, never through the node
@@ -31,7 +31,7 @@ from pool.errors import (
     UnknownModel,
 )
 from pool.membership import Member, PoolView, find_member
-from pool.validators import ValidatorDirectory, ValidatorPeer, sign_announcement
+from pool.validator_peers import ValidatorDirectory, ValidatorPeer, sign_announcement
 
 __all__ = [
     "AllAttemptsFailed",

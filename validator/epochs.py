@@ -58,7 +58,7 @@ from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from node.files import write_atomically
 from p2p import DolphinHost, P2PError, Stream
-from pool.validators import (
+from pool.validator_peers import (
     ValidatorDirectory,
     serve_validator_discovery,
     serve_validator_set,

@@ -39,7 +39,7 @@ import trio
 
 from chain.errors import ChainError
 from p2p import DolphinHost, Stream
-from pool.validators import ValidatorPeer
+from pool.validator_peers import ValidatorPeer
 from protocols.envelope import DEFAULT_MAX_SKEW_MS, clock_ms
 from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain

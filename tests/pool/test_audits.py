@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pool.audits import AnswerSharer, SharingSettings, verify_validator_announcement
-from pool.validators import sign_announcement
+from pool.validator_peers import sign_announcement
 from protocols import testing as pt
 from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain

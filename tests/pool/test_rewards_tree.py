@@ -11,7 +11,7 @@ from chain.client import checked_address
 from chain.merkle import RewardsTree
 from p2p.testing import open_host_group
 from pool.errors import TreeUnavailable
-from pool.validators import fetch_rewards_tree
+from pool.validator_peers import fetch_rewards_tree
 from protocols.ids import REWARDS_TREE_PROTOCOL, VALIDATORS_RECORD
 from protocols.messages import MAX_TREE_PAGE, RewardsTreeRequest
 from protocols.schema import decode_message, encode_message

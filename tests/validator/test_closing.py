@@ -6,10 +6,10 @@ import time
 import pytest
 
 from chain.artifacts import load_npm_artifact
-from chain.client import ChainClient
+from chain.client import ChainClient, bond_validators
 from chain.rewards import POD
 from chain.snapshot import closing_block, read_available_credit, read_node_operators, read_pod_price
-from chain.testing import make_validators, mine, open_deployed_chain, reverted, time_travel
+from chain.testing import mine, open_deployed_chain, reverted, time_travel
 from chain.transactions import send
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -35,7 +35,7 @@ def network(tmp_path_factory):
     with open_deployed_chain(tmp_path_factory.mktemp("closing"), accounts=7) as deployed:
         clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
         validators, operator, user = clients[1:4], clients[4], clients[5]
-        make_validators(validators)
+        bond_validators(validators)
         operator.stake(20_000 * POD)
         operator.bond()
         operator.register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))

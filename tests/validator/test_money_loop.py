@@ -22,11 +22,11 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from chain.client import ChainClient
+from chain.client import ChainClient, bond_validators
 from chain.devchain import dev_genesis_validators
 from chain.merkle import RewardsTree
 from chain.rewards import POD
-from chain.testing import keep_mining, make_validators, open_deployed_chain, time_travel
+from chain.testing import keep_mining, open_deployed_chain, time_travel
 from chain.transactions import connect
 from cli.main import main
 from node.ledger import read_ledger
@@ -102,7 +102,7 @@ def network(tmp_path_factory, tiny_model_dir):
     # Validator 1 (dev account 1) is also the buyback keeper.
     with open_deployed_chain(tmp / "chain", keeper=dev_genesis_validators()[0]) as deployed:
         clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
-        make_validators(clients[1:4])
+        bond_validators(clients[1:4])
         for operator in clients[4:7]:
             operator.stake(20_000 * POD)
             operator.bond()

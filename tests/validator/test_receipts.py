@@ -11,7 +11,7 @@ from node.ledger import open_ledger
 from node.submission import ReceiptSubmitter
 from p2p import MessageTooLarge, P2PError, StreamError, StreamTimeout
 from p2p.testing import open_host_group, wait_until
-from pool.validators import ValidatorDirectory, ValidatorPeer, sign_announcement
+from pool.validator_peers import ValidatorDirectory, ValidatorPeer, sign_announcement
 from protocols import testing as pt
 from protocols.eth import TypedDomain
 from protocols.ids import RECEIPT_PROTOCOL, VALIDATORS_TOPIC

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from p2p import GossipMessage, Verdict
-from pool.validators import ValidatorDirectory, sign_announcement
+from pool.validator_peers import ValidatorDirectory, sign_announcement
 from protocols import testing as pt
 from protocols.eth import TypedDomain
 from protocols.keys import peer_id_from_public_key, peer_id_to_text
