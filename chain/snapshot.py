@@ -319,12 +319,28 @@ def _pair_cumulative(client: ChainClient, block: int) -> tuple[int, int, Fractio
 
 def read_pod_price(client: ChainClient, block: int, since_block: int | None = None) -> Fraction:
     """POD wei per smallest unit of the payment token: the pair's time-weighted average price between
-    `since_block` and `block` (the previous and this epoch's closing blocks), or its spot price at `block`
-    when there is no earlier block or no time between them."""
-    cumulative, now, spot = _pair_cumulative(client, block)
-    if since_block is None:
-        return spot
-    before, then, _ = _pair_cumulative(client, since_block)
-    if now <= then:
-        return spot
+    `since_block` and `block` (the previous and this epoch's closing blocks). Without an earlier closing
+    block, or no time between the two, the average runs from the Buyback's TWAP anchor instead (the
+    keeper's, `twap_anchor`). Never the spot price: a swap in `block` itself moves no accumulator up to
+    `block`'s time, so it cannot move the valuation."""
+    cumulative, now, _ = _pair_cumulative(client, block)
+    if since_block is not None:
+        before, then, _ = _pair_cumulative(client, since_block)
+        if then < now:
+            return Fraction((cumulative - before) % 2**256 // (now - then), Q112)
+    before, then = twap_anchor(client, block, now)
     return Fraction((cumulative - before) % 2**256 // (now - then), Q112)
+
+
+def twap_anchor(client: ChainClient, block: int, now: int) -> tuple[int, int]:
+    """(cumulative price, time) of the Buyback observation a valuation at `block` (time `now`) averages
+    from: the newest one at least `twapWindow` old, as the keeper's swaps use (`Buyback._twapAnchor`, but
+    an old one is not refused: a longer average is only harder to move); while none is that old, the older
+    stored one, else the newer one (the deployment records the first, so one always exists). SnapshotError
+    when the only observation is from `block`'s own second, which leaves no time to average over."""
+    older, newer = client.call("Buyback", "observations", block=block)
+    window = client.call("Buyback", "twapWindow", block=block)
+    anchor = newer if now - newer[1] >= window or older[1] == 0 else older
+    if anchor[1] >= now:
+        raise SnapshotError(f"no Buyback price observation before block {block}: POD has no average price")
+    return anchor[0], anchor[1]

@@ -2,13 +2,20 @@
 buyback, the keeper turns it into POD for stakers, and the operator claims exactly what the engine paid."""
 
 import time
+from fractions import Fraction
 
 import pytest
 
 from chain.artifacts import load_npm_artifact
 from chain.client import ChainClient, bond_validators
 from chain.rewards import POD
-from chain.snapshot import closing_block, read_available_credit, read_node_operators, read_pod_price
+from chain.snapshot import (
+    SnapshotError,
+    closing_block,
+    read_available_credit,
+    read_node_operators,
+    read_pod_price,
+)
 from chain.testing import mine, open_deployed_chain, reverted, time_travel
 from chain.transactions import send
 from protocols import testing as pt
@@ -114,6 +121,89 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     operator.activate_root(epoch)
     claimed = operator.claim(tree)
     assert claimed.amount == settlement.paid(operator.address) == settlement.cumulative[operator.address]
+
+
+def _swap_payment_for_pod(deployed, trader: ChainClient, amount: int) -> None:
+    """One swap of `amount` lUSD for POD on the pair (one block), pushing POD's price up."""
+    router = deployed.deployment.address("UniswapV2Router02")
+    path = [deployed.deployment.address("PaymentToken"), deployed.deployment.address("POD")]
+    abi = load_npm_artifact("@uniswap/v2-periphery/build/UniswapV2Router02.json").abi
+    swap = deployed.w3.eth.contract(address=router, abi=abi).functions.swapExactTokensForTokens(
+        amount, 0, path, trader.address, trader.chain_time() + 600
+    )
+    send(deployed.w3, trader.account, swap, "the swap")
+
+
+def _spot(operator: ChainClient, block: int) -> Fraction:
+    """POD wei per lUSD unit at the pair's reserves after `block`."""
+    pair = operator.contracts["UniswapV2Pair"]
+    reserve0, reserve1, _ = pair.functions.getReserves().call(block_identifier=block)
+    payment_first = pair.functions.token0().call() == operator.deployment.address("PaymentToken")
+    return Fraction(reserve1, reserve0) if payment_first else Fraction(reserve0, reserve1)
+
+
+def test_a_swap_in_the_closing_block_does_not_move_the_first_revenue_valuation(network):
+    """Attack: the network's first settlement valued its revenue at the pair's spot price at the closing
+    block, so one swap in that block moved the emission (and the root) as far as the swapper liked. It is
+    now valued at the pair's average since the Buyback's TWAP observation (the keeper's), which a swap in
+    the closing block does not reach: the root is the same with and without the swap."""
+    deployed, _validators, operator, user = network
+    trader = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[6])
+    router = deployed.deployment.address("UniswapV2Router02")
+    trader.transact("PaymentToken", "mint", trader.address, 200_000 * USD)
+    trader.transact("PaymentToken", "approve", router, 200_000 * USD)
+    started = operator.chain_time() * 1000
+    epoch = started // EPOCH_MS
+    facts, credits = _receipts(user, 4, started)
+    closes = {}
+    for pushed in (False, True):
+        with reverted(deployed.w3):
+            if pushed:
+                _swap_payment_for_pod(deployed, trader, 200_000 * USD)
+            else:
+                mine(deployed.w3)
+            mine(deployed.w3)
+            block = deployed.w3.eth.block_number - 1
+            closes[pushed] = (
+                _spot(operator, block),
+                close_on_chain(operator, epoch, EPOCH_MS, block, facts, credits),
+            )
+    (quiet_spot, quiet), (pushed_spot, pushed) = closes[False], closes[True]
+    assert quiet_spot == 10 * POD // USD and pushed_spot < quiet_spot * 7 // 10  # the swap moved POD 30%+
+    assert quiet.settlement.emission > 0
+    assert pushed.settlement.emission == quiet.settlement.emission
+    assert pushed.settlement.tree.root == quiet.settlement.tree.root
+    # At the Buyback's own deployment block there is no earlier observation to average from.
+    buyback = deployed.deployment.address("Buyback")
+    first = next(
+        b
+        for b in range(deployed.deployment.first_block, block)
+        if deployed.w3.eth.get_code(buyback, block_identifier=b)
+    )
+    with pytest.raises(SnapshotError, match="no Buyback price observation"):
+        read_pod_price(operator, first)
+
+
+def test_the_first_valuation_averages_from_the_keepers_observation_once_it_is_a_window_old(network):
+    """POD's price doubles; a window later the keeper observes. Right after, that observation is too young
+    and the average runs from the deployment's (part old price, part new); a window on, from the keeper's
+    (the new price alone), as the keeper's own quote does."""
+    deployed, _validators, operator, _user = network
+    keeper = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[0])
+    trader = ChainClient(deployed.rpc_url, deployed.deployment, deployed.keys[6])
+    trader.transact("PaymentToken", "mint", trader.address, 500_000 * USD)
+    trader.transact(
+        "PaymentToken", "approve", deployed.deployment.address("UniswapV2Router02"), 500_000 * USD
+    )
+    _swap_payment_for_pod(deployed, trader, 500_000 * USD)
+    moved = _spot(operator, deployed.w3.eth.block_number)
+    time_travel(deployed.w3, 1800)
+    assert keeper_round(keeper, KeeperConfig()).observed
+    mine(deployed.w3)
+    young = read_pod_price(operator, deployed.w3.eth.block_number)
+    assert moved < young < 10 * POD // USD
+    time_travel(deployed.w3, 1800)
+    assert abs(read_pod_price(operator, deployed.w3.eth.block_number) - moved) < Fraction(1, 10**6)
 
 
 def test_a_withdrawal_requested_mid_epoch_does_not_make_the_answers_free(network):
