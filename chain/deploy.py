@@ -97,6 +97,9 @@ class DeployParams:
     9M POD of the demo accounts, staked and bonded POD included); governance raises it as POD circulates."""
     validator_quorum_numerator: int = 2
     validator_quorum_denominator: int = 3
+    slash_bps: int = 5000
+    """The share of an offender's slashable bond every validator's strike decision takes (Slashing.slashBps,
+    within its maxSlashBps, 50%)."""
     twap_window: int = 1800
     max_slippage_bps: int = 300
     max_swap_amount: int = 10_000 * USD_UNIT
@@ -574,6 +577,7 @@ class _Deployer:
             list(self.genesis.values()),
         )
         self.deploy("Slashing", a["Bonding"], a["ValidatorQuorum"], me)
+        self.transact("Slashing", "setSlashBps", p.slash_bps)
         # Bound once, for good: no governance path can name another slasher.
         self.transact("Bonding", "bindSlasher", a["Slashing"])
 

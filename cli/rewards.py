@@ -170,7 +170,7 @@ def _simulate_attacks(nodes: int, bond: float) -> None:
     outcomes = ban_attack_outcomes(
         nodes=nodes,
         bond=int(Decimal(str(bond)) * pod),
-        slash_bps=5000,  # the validators' default share, within Slashing.maxSlashBps
+        slash_bps=5000,  # Slashing.slashBps at deployment (DeployParams.slash_bps)
         reporter_bps=1000,  # Slashing.reporterRewardBps at deployment
         validator_award=100 * pod,  # Slashing.strikeRules at deployment
         user_award=50 * pod,

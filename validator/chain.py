@@ -6,7 +6,8 @@ thread, `trio.to_thread.run_sync`).
 - the network's strike rules and awards (`Slashing.strikeRules`);
 - whether a node is bound to the operator a ban names, or was within the unbound period
   (`Bonding.isSlashableNodeOf`: unregistering does not escape a strike), whether that operator has
-  anything to slash (`Bonding.slashableOf`) and how much a decision may take (`Slashing.maxSlashBps`);
+  anything to slash (`Bonding.slashableOf`) and the share every validator's decision takes
+  (`Slashing.slashBps`, one governed value, so decisions and awards agree);
 - what catching a node forfeits at a block (`forfeit`), from which awards are paid;
 - submitting a quorum-signed decision (`Slashing.slash`), unless its evidence slashed the offender already.
 """
@@ -56,8 +57,9 @@ class SlashingChain:
         weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
         return SetView(weights, numerator, denominator)
 
-    def max_slash_bps(self) -> int:
-        return self.client.call("Slashing", "maxSlashBps")
+    def slash_bps(self, block: int | str = "latest") -> int:
+        """`Slashing.slashBps()`: the share of the slashable bond a decision takes (within maxSlashBps)."""
+        return self.client.call("Slashing", "slashBps", block=block)
 
     def strike_rules(self, block: int | str = "latest") -> tuple:
         """`Slashing.strikeRules()`: reasons, severities, ban points, ban validators, window, awards."""
@@ -73,11 +75,10 @@ class SlashingChain:
         return self.client.call("Bonding", "slashableOf", account, block=block) > 0
 
     def forfeit(self, operator: bytes, slash_bps: int, block: int) -> tuple[int, int]:
-        """What a slash of `operator` at `slash_bps` (capped by the chain) takes at `block`, in POD wei, and
-        the reporter's cut of it."""
+        """What a slash of `operator` at `slash_bps` (the chain's `slash_bps(block)`) takes at `block`, in
+        POD wei, and the reporter's cut of it."""
         account = self.client.w3.to_checksum_address("0x" + operator.hex())
-        bps = min(slash_bps, self.client.call("Slashing", "maxSlashBps", block=block))
-        shares = self.client.call("Bonding", "slashableOf", account, block=block) * bps // 10_000
+        shares = self.client.call("Bonding", "slashableOf", account, block=block) * slash_bps // 10_000
         taken = self.client.call("StakedPOD", "convertToAssets", shares, block=block)
         return taken, taken * self.client.call("Slashing", "reporterRewardBps", block=block) // 10_000
 

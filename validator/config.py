@@ -188,9 +188,6 @@ class ValidatorConfig:
     strike_window_epochs: int = field(
         default=7, metadata=doc("Without a chain: epochs a strike counts for (else the chain's).")
     )
-    slash_bps: int = field(
-        default=5000, metadata=doc("Share of the bond a slash takes (capped by the chain).")
-    )
     validators: tuple[str, ...] = field(
         default=(),
         metadata=doc("Without a chain: the validator addresses whose strikes count (this one is added)."),

@@ -217,7 +217,6 @@ async def _serve(
         ban_validators=config.ban_validators,
         exclusion_epochs=config.exclusion_epochs,
         window_epochs=config.strike_window_epochs,
-        slash_bps=config.slash_bps,
     )
     if chain is not None:
         validators = await trio.to_thread.run_sync(chain.validator_set)

@@ -478,8 +478,9 @@ class Validator:
             if notice.operator != ZERO_ADDRESS and self.chain.slashable(
                 notice.operator, notice.node_key, block
             ):
-                fields = decision_fields(signed, self._full_strikes, slash_bps=self.policy.slash_bps)
-                taken, cut = self.chain.forfeit(notice.operator, self.policy.slash_bps, block)
+                slash_bps = self.chain.slash_bps(block)
+                fields = decision_fields(signed, self._full_strikes, slash_bps=slash_bps)
+                taken, cut = self.chain.forfeit(notice.operator, slash_bps, block)
                 forfeited, slash_reporter = taken - cut, fields.reporter
             reporter = next(
                 (u for s in notice.strikes if (u := user_reporter(self._full_strikes.get(s.signature, s)))),
@@ -513,14 +514,12 @@ class Validator:
         ]
         if not settled:
             return
-        max_bps = await trio.to_thread.run_sync(self.chain.max_slash_bps)
+        slash_bps = await trio.to_thread.run_sync(self.chain.slash_bps)
         for signed in settled:
             notice = signed.message
             if not await trio.to_thread.run_sync(self.chain.slashable, notice.operator, notice.node_key):
                 continue
-            fields = decision_fields(
-                signed, self._full_strikes, slash_bps=min(self.policy.slash_bps, max_bps)
-            )
+            fields = decision_fields(signed, self._full_strikes, slash_bps=slash_bps)
             signature = eth_sign(
                 StrikeDecisionSignature,
                 self.wallet,

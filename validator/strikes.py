@@ -16,9 +16,11 @@ Slashing. A banned node's operator, when it has bonded stake, is slashed by a `S
 quorum of the validator set signs (its own weight left out, `Slashing.checkQuorumExcluding`). All signers
 must sign the same fields, so each is derived from the ban notice alone: the offender is the notice's
 operator, the evidence hash the notice's (`BanNotice.evidence_hash`), the deadline six days after the
-notice was signed (the contract takes at most seven ahead), the share `slash_bps` (capped by the chain's
-`maxSlashBps`), and the reporter: the user whose report the first strike that rests on one rests on
-(`user_reporter`), else the validator of the notice's first strike (the first to strike, as its issuer saw).
+notice was signed (the contract takes at most seven ahead), the share the chain sets for every validator
+(`Slashing.slashBps`, within its `maxSlashBps`: a share of each validator's own would split the quorum and
+the awards paid out of the slash), and the reporter: the user whose report the first strike that rests on
+one rests on (`user_reporter`), else the validator of the notice's first strike (the first to strike, as
+its issuer saw).
 
 Rewards (docs/rewards.md, "Strikes, bans and awards"). A reward for catching a node never exceeds what the
 node forfeits, so banning one's own throwaway nodes never pays. The slash pays its reporter its cut (a
@@ -83,15 +85,12 @@ class StrikePolicy:
     ban_validators: int = 2
     exclusion_epochs: int = 1
     window_epochs: int = 7
-    slash_bps: int = 5000
 
     def __post_init__(self) -> None:
         if set(self.severities) != set(STRIKE_REASONS):
             raise ValueError(f"severities must name every strike reason: {sorted(STRIKE_REASONS)}")
         if not 0 < self.exclude_points <= self.ban_points or self.ban_validators < 1:
             raise ValueError("need 0 < exclude_points <= ban_points and ban_validators >= 1")
-        if not 0 < self.slash_bps <= 10_000:
-            raise ValueError("slash_bps must be in (0, 10000]")
 
     def severity(self, reason: str) -> int:
         return self.severities[reason]
@@ -289,7 +288,8 @@ def decision_fields(
     notice: envelope.Signed[BanNotice], full_strikes: Mapping[bytes, StrikeReport], *, slash_bps: int
 ) -> DecisionFields:
     """The decision on a ban (module docstring). `full_strikes` maps strike signatures to the strikes with
-    their evidence (as first received), where the user reports are; `slash_bps` is already capped."""
+    their evidence (as first received), where the user reports are; `slash_bps` is the chain's
+    (`Slashing.slashBps`)."""
     ban = notice.message
     reporter = ban.strikes[0].validator
     for strike in ban.strikes:

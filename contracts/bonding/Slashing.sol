@@ -16,7 +16,9 @@ import {IValidatorQuorum} from "../interfaces/IValidatorQuorum.sol";
  * of the offender's slashable bond (active and thawing), pays {reporterRewardBps} of it to the reporter
  * (bonded, when the reporter is a validator) and burns the rest. Each evidence hash slashes a given
  * offender at most once, no decision takes more than {maxSlashBps}, and a decision's signatures live at
- * most {MAX_DECISION_TTL}: a quorum cannot sign decisions to hold back and play later.
+ * most {MAX_DECISION_TTL}: a quorum cannot sign decisions to hold back and play later. Validators sign
+ * decisions for {slashBps}, the one share governance sets for all of them: with a share of their own
+ * they would sign different decisions (no quorum) and pay different awards out of what a slash leaves.
  *
  * It is also the one home of the strike rules every validator and router applies to a ban ({strikeRules}:
  * each reason's severity, the points and distinct validators a ban needs within a window of epochs) and of
@@ -59,6 +61,7 @@ contract Slashing is AccessControl, EIP712 {
     IValidatorQuorum private immutable _quorum;
     uint256 private _maxSlashBps = 5_000;
     uint256 private _reporterRewardBps = 1_000;
+    uint256 private _slashBps = 5_000;
     mapping(address offender => mapping(bytes32 evidenceHash => bool)) private _evidenceUsed;
 
     /// @dev The strike reasons, in the protocol's order, and each one's severity in points.
@@ -80,6 +83,8 @@ contract Slashing is AccessControl, EIP712 {
     );
     /// @notice Governance set the largest fraction one decision may slash.
     event MaxSlashBpsSet(uint256 maxSlashBps);
+    /// @notice Governance set the share validators' decisions slash.
+    event SlashBpsSet(uint256 slashBps);
     /// @notice Governance set the reporter's cut of a slash.
     event ReporterRewardBpsSet(uint256 reporterRewardBps);
     /// @notice Governance set the strike rules.
@@ -190,6 +195,12 @@ contract Slashing is AccessControl, EIP712 {
         return _maxSlashBps;
     }
 
+    /// @notice The share of the slashable bond validators' decisions take, in basis points: what governance
+    /// set, capped by {maxSlashBps}.
+    function slashBps() external view returns (uint256) {
+        return Math.min(_slashBps, _maxSlashBps);
+    }
+
     /// @notice The reporter's cut of each slash, in basis points.
     function reporterRewardBps() external view returns (uint256) {
         return _reporterRewardBps;
@@ -259,6 +270,14 @@ contract Slashing is AccessControl, EIP712 {
         if (bps == 0 || bps > MAX_SLASH_BPS_CEILING) revert SlashingParameterOutOfBounds(bps, 1, MAX_SLASH_BPS_CEILING);
         _maxSlashBps = bps;
         emit MaxSlashBpsSet(bps);
+    }
+
+    /// @notice Sets the share validators' decisions take, within [1, MAX_SLASH_BPS_CEILING] (capped by
+    /// {maxSlashBps} when read).
+    function setSlashBps(uint256 bps) external onlyRole(PARAMETERS_ROLE) {
+        if (bps == 0 || bps > MAX_SLASH_BPS_CEILING) revert SlashingParameterOutOfBounds(bps, 1, MAX_SLASH_BPS_CEILING);
+        _slashBps = bps;
+        emit SlashBpsSet(bps);
     }
 
     /// @notice Sets the reporter's cut, within [0, MAX_REPORTER_REWARD_BPS].

@@ -87,6 +87,11 @@ def test_governance_holds_every_admin_role_and_the_deployer_none(deployed, reade
 
 
 @pytest.mark.chain
+def test_the_share_a_strike_decision_slashes_is_the_deployments(deployed, reader):
+    assert reader.call("Slashing", "slashBps") == deployed.deployment.params["slash_bps"] == 5000
+
+
+@pytest.mark.chain
 def test_uniswap_powers_and_lp_tokens_belong_to_the_timelock(deployed, reader):
     """Medium finding: the LP tokens and the factory's feeToSetter stayed with the deployer's key."""
     deployment = deployed.deployment

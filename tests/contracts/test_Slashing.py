@@ -224,6 +224,23 @@ def test_parameters_are_bounded_and_governed(slashing, bonding, validator_quorum
     assert (slashing.bonding(), slashing.quorum()) == (bonding, validator_quorum)
 
 
+def test_the_share_validators_slash_is_one_governed_value_within_the_maximum(slashing, deployer, accounts):
+    """Validators read the share their decisions take from here, so that none can sign a decision (or book
+    awards) for a share of its own."""
+    assert slashing.slashBps() == 5_000
+    with brownie.reverts(revert_pattern=r"AccessControlUnauthorizedAccount: .*"):
+        slashing.setSlashBps(1_000, {"from": accounts[6]})
+    for bad in (0, 10_001):
+        with brownie.reverts(revert_pattern=r"SlashingParameterOutOfBounds: .*"):
+            slashing.setSlashBps(bad, {"from": deployer})
+    assert slashing.setSlashBps(7_000, {"from": deployer}).events["SlashBpsSet"]["slashBps"] == 7_000
+    assert slashing.slashBps() == 5_000  # capped by maxSlashBps
+    slashing.setMaxSlashBps(8_000, {"from": deployer})
+    assert slashing.slashBps() == 7_000
+    slashing.setSlashBps(100, {"from": deployer})
+    assert slashing.slashBps() == 100
+
+
 def test_a_validator_is_judged_without_its_own_weight(
     slashing, bonding, validator_quorum, validators, accounts
 ):

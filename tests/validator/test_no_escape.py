@@ -7,12 +7,16 @@ deployed contracts) with the genesis validators in this process on one gossip bu
   ban a month later, after the chain moved on, books the same awards as those that saw it at once, and
   the settlement the validators run (`close_on_chain`) gives all three the same root. The awards are not
   empty: the user whose report the ban rests on takes the slash's reporter cut on chain, and the first
-  striking validator its award out of the rest of the slash."""
+  striking validator its award out of the rest of the slash;
+- the share a decision slashes is the chain's (`Slashing.slashBps`, set small here, so what the slash
+  leaves caps the award below `validatorAward`), not each validator's own setting: validators set
+  differently signed different decisions and booked different awards, so different roots."""
 
 import pytest
 import trio
 
 from chain.client import ChainClient
+from chain.deploy import DeployParams
 from chain.testing import open_deployed_chain, time_travel
 from protocols import envelope
 from protocols import testing as pt
@@ -37,6 +41,8 @@ pytestmark = [
 
 POD = 10**18
 DAY = 86400
+SLASH_BPS = 2
+"""0.02% of the 300k POD bond: 60 POD slashed, 6 of them the reporter's, 54 left: under the 100 POD award."""
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,7 @@ async def _strike(validator, engine, reference, keys, reporter=None):
 async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_bans_book_the_same_awards(
     tmp_path, cheat_engine, reference, thresholds
 ):
-    with open_deployed_chain(tmp_path / "chain") as chain:
+    with open_deployed_chain(tmp_path / "chain", params=DeployParams(slash_bps=SLASH_BPS)) as chain:
         operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
         await trio.to_thread.run_sync(operator.stake, 300_000 * POD)
         await trio.to_thread.run_sync(operator.bond)
@@ -102,7 +108,7 @@ async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_ban
             (event,) = [e for e in events if e["args"]["evidenceHash"] == ban.message.evidence_hash()]
             assert event["args"]["offender"] == operator.address
             after = await trio.to_thread.run_sync(operator.call, "Bonding", "slashableOf", operator.address)
-            assert after == before - event["args"]["shares"] == before - before // 2
+            assert after == before - event["args"]["shares"] == before - before * SLASH_BPS // 10_000
 
             # The epoch closes; then a month passes: the binding is no longer slashable, the rules change.
             now = chain.w3.eth.get_block("latest")["timestamp"]
@@ -126,10 +132,17 @@ async def test_unregistering_after_the_first_strike_escapes_nothing_and_late_ban
             assert await trio.to_thread.run_sync(late.awards, epoch, block) == early[0] == early[1]
             totals.append(await _awards(late, late.chain, DAY * 1000, epoch))
         # The slash paid the user its reporter cut on chain; the pool owes the first striking validator its
-        # award, out of the rest of the slash.
+        # award, out of the rest of the slash, which is less than the award.
         assert event["args"]["reporter"].lower() == "0x" + user.hex()
         first_address = ChainClient(chain.rpc_url, chain.deployment, chain.keys[1]).address.lower()
-        award = (await trio.to_thread.run_sync(operator.call, "Slashing", "strikeRules"))[5]
+        # What the pool pays out of: the chain's share of what was left slashable at the closing block, in
+        # POD, less the reporter's cut (10%).
+        shares = after * SLASH_BPS // 10_000
+        taken = await trio.to_thread.run_sync(
+            lambda: operator.call("StakedPOD", "convertToAssets", shares, block=block)
+        )
+        award = taken - taken // 10
+        assert 0 < award < (await trio.to_thread.run_sync(operator.call, "Slashing", "strikeRules"))[5]
         assert early[0] == [
             RewardRow(
                 epoch,
