@@ -13,6 +13,7 @@ optional (`| None`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import typing
@@ -144,7 +145,8 @@ def load_settings(
 
     Without `config_file`, <data dir>/`file_name` is read when it exists (the data dir from `overrides`,
     the environment or the default; `cls` must have a `data_dir` field). Raises `error` for unknown
-    settings or bad values.
+    settings or bad values; a file's settings named in `cls.RETIRED_SETTINGS` (name: why) are dropped with a
+    warning.
     """
     overrides = dict(overrides or {})
     environ = os.environ if environ is None else environ
@@ -168,6 +170,13 @@ def load_settings(
             document = tomllib.loads(Path(config_file).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise error(f"cannot read the config file {config_file}: {exc}") from exc
+        retired: Mapping[str, str] = getattr(cls, "RETIRED_SETTINGS", {})
+        for name in sorted(set(document) & set(retired) - names):
+            # A setting a release took away: the file of an upgraded daemon still runs, and says so.
+            logging.getLogger(__name__).warning(
+                "%s: setting %s is no longer used (%s): delete its line", config_file, name, retired[name]
+            )
+            del document[name]
         unknown = sorted(set(document) - names)
         if unknown:
             raise error(f"{config_file}: unknown setting(s) {unknown}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pool import settings
 from pool.settings import doc
@@ -69,6 +69,11 @@ profile's (node.config.PROFILES)."""
 @dataclass(frozen=True)
 class ValidatorConfig:
     """Every setting of `dolphin validator`; see `render_config` for the file form."""
+
+    # Settings earlier releases wrote into validator.toml, and why they are gone (pool.settings).
+    RETIRED_SETTINGS: ClassVar[dict[str, str]] = {
+        "slash_bps": "the chain's Slashing.slashBps is the share every validator's decisions slash"
+    }
 
     data_dir: Path = field(
         default=Path("~/.dolphin/validator"),
