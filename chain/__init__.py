@@ -4,7 +4,7 @@ the reward engine.
 - errors:       ChainError, the one error base of this package, and its subclasses
 - rewards:      the reward boost engine of docs/rewards.md (params, engine, exchange format, simulation)
 - merkle:       the cumulative-rewards Merkle tree the RewardsDistributor verifies (OpenZeppelin-compatible)
-- devchain:     a local Anvil chain on a free loopback port
+- devchain:     a local Anvil chain on a free loopback port, and its clock (time travel, mining)
 - artifacts:    compiled contract artifacts (Brownie's build, Uniswap's npm packages)
 - transactions: connecting to a node, retried reads, transactions sent once, reverts decoded
 - deploy:       deploying and wiring the whole system; the deployment file every command reads
@@ -12,7 +12,7 @@ the reward engine.
 - client:       ChainClient, what operators, validators and users do on chain, with hints on reverts;
                 ValidatorSet, the elected set as ValidatorQuorum holds it and epoch roots sign it
 - snapshot:     an epoch's on-chain inputs (bonds, nodes, slashes, parameters) for the reward engine
-- testing:      test doubles: a deployed dev chain, time travel, an unserved RPC URL
+- testing:      test doubles: a deployed dev chain, snapshots, roots settled at once, an unserved RPC URL
 """
 
 from chain.client import ChainClient, ClientError, ExplainedRevert, ValidatorSet

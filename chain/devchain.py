@@ -1,12 +1,14 @@
 """The local development chain: an Anvil process on a free loopback port, started and stopped by us.
 
 Used by `dolphin chain deploy` (when no RPC URL is given), the demo and tests that need a chain outside
-Brownie's fixtures. Anvil comes from the npm package @foundry-rs/anvil (installed by `make setup`); its
+Brownie's fixtures; `time_travel`, `keep_mining` and `mine` move a dev chain's clock (`dolphin chain
+advance`, the demo). Anvil comes from the npm package @foundry-rs/anvil (installed by `make setup`); its
 default accounts are derived from the well-known development mnemonic, so they hold test ETH only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -140,3 +142,39 @@ def _wait_listening(process: subprocess.Popen, timeout: float) -> str:
             + (f" (exit code {code})" if code is not None else "")
         )
     return found[0]
+
+
+# ---- the dev chain's clock: Anvil mines on demand, and moves its time when told
+
+
+def time_travel(w3, seconds: int) -> int:
+    """Move the dev chain's clock `seconds` ahead and mine a block at that time; returns its timestamp."""
+    w3.provider.make_request("evm_increaseTime", [seconds])
+    w3.provider.make_request("evm_mine", [])
+    return w3.eth.get_block("latest")["timestamp"]
+
+
+@contextmanager
+def keep_mining(w3, interval: float = 1.0) -> Iterator[None]:
+    """Mine an empty block every `interval` seconds while inside (Anvil mines only on transactions
+    otherwise), so that blocks keep passing epoch ends as on a live chain."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # the chain is going away with the test
+                w3.provider.make_request("evm_mine", [])
+
+    thread = threading.Thread(target=run, name="anvil-miner", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def mine(w3, blocks: int = 1) -> None:
+    """Mine `blocks` empty blocks, each a second after the previous one."""
+    for _ in range(blocks):
+        time_travel(w3, 1)

@@ -1,13 +1,12 @@
-"""Test doubles beside the code: a freshly deployed dev chain, time travel, and an RPC URL nobody serves.
+"""Test doubles beside the code: a freshly deployed dev chain, snapshots to undo a test's changes, roots
+settled in one call, and an RPC URL nobody serves.
 
 For tests and demos only: every key here is a well-known development key.
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.deploy import Deployment, deploy_system, deployment_path
-from chain.devchain import DevChain, dev_genesis_validators, open_devchain
+from chain.devchain import DevChain, dev_genesis_validators, open_devchain, time_travel
 from chain.transactions import connect
 
 
@@ -60,33 +59,6 @@ def open_deployed_chain(data_dir: Path, *, accounts: int = 10, **options: Any) -
         yield DeployedChain(dev, w3, deployment, path)
 
 
-def time_travel(w3, seconds: int) -> int:
-    """Move the dev chain's clock `seconds` ahead and mine a block at that time; returns its timestamp."""
-    w3.provider.make_request("evm_increaseTime", [seconds])
-    w3.provider.make_request("evm_mine", [])
-    return w3.eth.get_block("latest")["timestamp"]
-
-
-@contextmanager
-def keep_mining(w3, interval: float = 1.0) -> Iterator[None]:
-    """Mine an empty block every `interval` seconds while inside (Anvil mines only on transactions
-    otherwise), so that blocks keep passing epoch ends as on a live chain."""
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.wait(interval):
-            with contextlib.suppress(Exception):  # the chain is going away with the test
-                w3.provider.make_request("evm_mine", [])
-
-    thread = threading.Thread(target=run, name="anvil-miner", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 @contextmanager
 def reverted(w3) -> Iterator[None]:
     """Whatever happens on the dev chain inside (blocks, balances, its clock) is undone on the way out:
@@ -97,12 +69,6 @@ def reverted(w3) -> Iterator[None]:
     finally:
         if not w3.provider.make_request("evm_revert", [snapshot]).get("result"):
             raise RuntimeError(f"the dev chain could not go back to snapshot {snapshot}")
-
-
-def mine(w3, blocks: int = 1) -> None:
-    """Mine `blocks` empty blocks, each a second after the previous one."""
-    for _ in range(blocks):
-        time_travel(w3, 1)
 
 
 def unserved_rpc_url() -> str:

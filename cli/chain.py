@@ -52,11 +52,11 @@ from chain.devchain import (
     dev_genesis_validators,
     dev_private_keys,
     open_devchain,
+    time_travel,
 )
 from chain.errors import ChainError
 from chain.locate import CHAIN_READY_FILE, ChainLocation
 from chain.merkle import RewardsTree
-from chain.testing import time_travel
 from chain.transactions import connect, read
 from node.errors import ModelError
 from node.models import load_manifest

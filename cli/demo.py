@@ -42,10 +42,16 @@ from rich.table import Table
 
 from chain.client import USD_DECIMALS, ChainClient, MoneyStatus, bond_validators, format_units
 from chain.deploy import deploy_system, deployment_path
-from chain.devchain import DEV_MNEMONIC, dev_genesis_validators, dev_private_keys, open_devchain
+from chain.devchain import (
+    DEV_MNEMONIC,
+    dev_genesis_validators,
+    dev_private_keys,
+    keep_mining,
+    open_devchain,
+    time_travel,
+)
 from chain.merkle import RewardsTree
 from chain.rewards import POD
-from chain.testing import keep_mining, time_travel
 from chain.transactions import connect
 from node.config import CONFIG_FILE as NODE_CONFIG_FILE
 from node.config import NodeConfig

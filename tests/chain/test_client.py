@@ -19,8 +19,9 @@ from chain.client import (
     read_key_file,
 )
 from chain.deploy import DeploymentError
+from chain.devchain import time_travel
 from chain.merkle import RewardsTree
-from chain.testing import open_deployed_chain, time_travel, unserved_rpc_url
+from chain.testing import open_deployed_chain, unserved_rpc_url
 from chain.transactions import ChainUnavailable, TransactionFailed, read, send_signed
 
 POD = 10**18

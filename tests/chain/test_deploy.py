@@ -19,8 +19,8 @@ from chain.deploy import (
     deploy_system,
     load_deployment,
 )
-from chain.devchain import dev_genesis_validators, open_devchain
-from chain.testing import open_deployed_chain, time_travel
+from chain.devchain import dev_genesis_validators, open_devchain, time_travel
+from chain.testing import open_deployed_chain
 from chain.transactions import connect, deploy_contract, send
 
 POD = 10**18

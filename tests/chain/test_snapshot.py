@@ -3,6 +3,7 @@
 import pytest
 
 from chain.client import ChainClient, bond_validators
+from chain.devchain import mine
 from chain.rewards import RewardParams, close_epoch, decode_document, encode_document, encode_result
 from chain.snapshot import (
     SnapshotError,
@@ -12,7 +13,7 @@ from chain.snapshot import (
     read_params,
     read_snapshot,
 )
-from chain.testing import mine, open_deployed_chain
+from chain.testing import open_deployed_chain
 
 POD = 10**18
 WAD = 10**18

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from eth_account import Account
 
-from chain.devchain import dev_private_keys, open_devchain
+from chain.devchain import dev_private_keys, open_devchain, time_travel
 from chain.merkle import RewardsTree
-from chain.testing import time_travel, unserved_rpc_url
+from chain.testing import unserved_rpc_url
 from chain.transactions import connect
 from cli.main import main
 

@@ -8,6 +8,7 @@ import pytest
 
 from chain.artifacts import load_npm_artifact
 from chain.client import ChainClient, bond_validators
+from chain.devchain import mine, time_travel
 from chain.rewards import POD
 from chain.snapshot import (
     SnapshotError,
@@ -16,7 +17,7 @@ from chain.snapshot import (
     read_node_operators,
     read_pod_price,
 )
-from chain.testing import mine, open_deployed_chain, reverted, time_travel
+from chain.testing import open_deployed_chain, reverted
 from chain.transactions import send
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256

@@ -23,10 +23,10 @@ import trio
 from click.testing import CliRunner
 
 from chain.client import ChainClient, bond_validators
-from chain.devchain import dev_genesis_validators
+from chain.devchain import dev_genesis_validators, keep_mining, time_travel
 from chain.merkle import RewardsTree
 from chain.rewards import POD
-from chain.testing import keep_mining, open_deployed_chain, time_travel
+from chain.testing import open_deployed_chain
 from chain.transactions import connect
 from cli.main import main
 from node.ledger import read_ledger

@@ -17,7 +17,8 @@ import trio
 
 from chain.client import ChainClient
 from chain.deploy import DeployParams
-from chain.testing import open_deployed_chain, time_travel
+from chain.devchain import time_travel
+from chain.testing import open_deployed_chain
 from protocols import envelope
 from protocols import testing as pt
 from protocols.eth import keccak256
