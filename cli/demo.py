@@ -58,10 +58,10 @@ from node.config import NodeConfig
 from node.config import render_config as render_node_config
 from node.errors import ModelError
 from node.models import build_tiny_model, import_smollm2, load_manifest, verify_model_dir
+from node.processes import node_process
 from node.registration import register_node
-from node.testing import node_process
 from p2p import HostConfig, open_host
-from p2p.testing import PeerProcess, relay_process
+from p2p.processes import DaemonProcess, relay_process
 from pool.gateway_config import CONFIG_FILE as GATEWAY_CONFIG_FILE
 from pool.gateway_config import GatewayConfig
 from pool.gateway_config import render_config as render_gateway_config
@@ -71,8 +71,8 @@ from protocols.eth import EthAccount
 from protocols.keys import peer_id_from_public_key, peer_id_to_text
 from protocols.messages import BanNotice
 from validator.config import DEV_SETTLEMENT
+from validator.processes import validator_process
 from validator.state import read_state
-from validator.testing import validator_process
 
 __all__ = ["DemoFailed", "command", "run_demo"]
 
@@ -165,13 +165,13 @@ class Processes:
     """The OS processes the demo started; `stop_all` ends every one (and says if any would not)."""
 
     def __init__(self) -> None:
-        self.started: list[PeerProcess] = []
+        self.started: list[DaemonProcess] = []
 
-    def launch(self, process: PeerProcess) -> PeerProcess:
+    def launch(self, process: DaemonProcess) -> DaemonProcess:
         self.started.append(process)
         return process
 
-    def wait_ready(self, names: dict[str, PeerProcess], timeout: float = STEP_TIMEOUT_S) -> None:
+    def wait_ready(self, names: dict[str, DaemonProcess], timeout: float = STEP_TIMEOUT_S) -> None:
         """Wait for each process's ready.json, with a progress bar; DemoFailed (with its log) otherwise."""
         columns = (
             TextColumn("{task.description:<40}"),
@@ -236,12 +236,12 @@ class Network:
     user: ChainClient
     model_dir: Path
     model_name: str
-    relay: PeerProcess | None = None
-    hidden: PeerProcess | None = None
-    direct: PeerProcess | None = None
-    cheater: PeerProcess | None = None
-    validators: list[PeerProcess] = field(default_factory=list)
-    gateway: PeerProcess | None = None
+    relay: DaemonProcess | None = None
+    hidden: DaemonProcess | None = None
+    direct: DaemonProcess | None = None
+    cheater: DaemonProcess | None = None
+    validators: list[DaemonProcess] = field(default_factory=list)
+    gateway: DaemonProcess | None = None
 
     @property
     def chain_args(self) -> tuple[str, ...]:
@@ -343,7 +343,7 @@ def start_network(net: Network, processes: Processes, run_dir: Path, timings: Ti
     gateway_config = GatewayConfig(data_dir=peers / "gateway", chain_refresh_seconds=2.0)
     (peers / "gateway" / GATEWAY_CONFIG_FILE).write_text(render_gateway_config(gateway_config))
     net.gateway = processes.launch(
-        PeerProcess(
+        DaemonProcess(
             peers / "gateway",
             [*bootstrap, "--http", "127.0.0.1:0", "--model", net.model_name, "--key-file", str(user_key),
              *net.chain_args],
@@ -375,7 +375,7 @@ def _pool_size(net: Network) -> int:
     return models[0].model_dump().get("nodes", 0) if models else 0
 
 
-def ask(net: Network, prompt: str, node: PeerProcess, *, show: bool) -> str:
+def ask(net: Network, prompt: str, node: DaemonProcess, *, show: bool) -> str:
     """One streamed chat answer through the gateway, pinned to `node`; returns the text."""
     client = _openai_client(net)
     if show:
@@ -406,7 +406,7 @@ def ask(net: Network, prompt: str, node: PeerProcess, *, show: bool) -> str:
     return "".join(pieces)
 
 
-def _strikes_and_ban(validator: PeerProcess, peer_id: str) -> tuple[int, bool]:
+def _strikes_and_ban(validator: DaemonProcess, peer_id: str) -> tuple[int, bool]:
     async def read(state):  # type: ignore[no-untyped-def]
         strikes = [s for s, *_ in await state.strikes() if _peer(s.node_key) == peer_id]
         notices = [

@@ -17,7 +17,8 @@
 - `dashboard`: the node's and the validator's dashboard pages and their routes (assets shipped inside)
 - `owner`: whether the machine's owner is busy (GPU through NVML, else CPU)
 - `files`: atomic writes into the data dir
-- `testing`: a `dolphin node` process and pool lookups for tests
+- `testing`: a pool of node processes, pool lookups and long answers, for tests
+- `processes`: `node_process`, `dolphin node` as an OS process (the demo, tests, benchmarks)
 - `errors`: `NodeError` and its subclasses
 - `submission`: the paid receipts handed to every current validator's peer
 - `unacknowledged`: no free answers: payers who keep answers uncountersigned are refused for a while

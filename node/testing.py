@@ -9,8 +9,9 @@
 `LongAnswers(engine)` wraps a real engine so that every answer runs to its max_tokens (ignore_eos): a
 test that leaves an answer early can then tell a stopped generation from one that ended by itself.
 
-The process is the real command line (`python -m cli.main node`), bound to 127.0.0.1, its local API on a
-free port, waited on through ready.json; its output goes to <data dir>/peer.log. `running_pool` starts a
+The process is the real command line (`python -m cli.main node`, `node.processes.node_process`, which the
+demo uses too), bound to 127.0.0.1, its local API on a free port, waited on through ready.json; its output
+goes to <data dir>/peer.log. `running_pool` starts a
 relay and several nodes (some listening, some reachable only through the relay) for a test
 module or a benchmark to share.
 """
@@ -27,20 +28,18 @@ import trio
 
 from node.benchmark import BENCHMARK_FILE
 from node.engines import Engine, GenerationRequest, Piece
+from node.processes import node_process
 from p2p import DolphinHost
-from p2p.testing import LOCALHOST, PeerProcess, relay_process
+from p2p.processes import DaemonProcess, relay_process
 from pool import PoolView, find_member
 from protocols.eth import TypedDomain
 from protocols.ids import pool_topic
 
-__all__ = ["find_member", "node_process", "running_pool", "watch_pool"]
+__all__ = ["find_member", "running_pool", "watch_pool"]
 
 # Pool views check operator bindings against the Bonding contract's domain; nodes in these tests are
 # unregistered (no binding) unless a test registers them on its own chain.
 UNCHECKED_DOMAIN = TypedDomain("Dolphin Network", "1", 31337, b"\0" * 20)
-
-
-NODE_PROGRAM = ("cli.main", "-v", "node")
 
 
 class LongAnswers:
@@ -56,28 +55,6 @@ class LongAnswers:
         return self._engine.generate(dataclasses.replace(request, ignore_eos=True))
 
 
-def node_process(
-    data_dir: Path, model_dir: Path, *args: str, listen: bool = True, program: tuple[str, ...] = NODE_PROGRAM
-) -> PeerProcess:
-    """`dolphin node` serving `model_dir` from `data_dir`; `args` are more options (e.g. --bootstrap).
-    `program` is the module and arguments before them (a benchmark's wrapped node, say)."""
-    listen_args = ["--listen", LOCALHOST] if listen else ["--no-listen"]
-    return PeerProcess(
-        data_dir,
-        [
-            "--model",
-            str(model_dir),
-            *listen_args,
-            "--local-api",
-            "127.0.0.1:0",
-            "--heartbeat-interval",
-            "0.5",
-            *args,
-        ],
-        program=program,
-    )
-
-
 @contextlib.contextmanager
 def running_pool(
     base_dir: Path,
@@ -87,7 +64,7 @@ def running_pool(
     hidden: int = 1,
     node_args: Sequence[str] = (),
     timeout: float = 180.0,
-) -> Iterator[tuple[PeerProcess, list[PeerProcess]]]:
+) -> Iterator[tuple[DaemonProcess, list[DaemonProcess]]]:
     """A relay and `direct` + `hidden` node processes serving `model_dir` (the hidden ones without a
     listen address: reachable through the relay only), all ready; stopped on exit. Yields (relay, nodes),
     the direct nodes first.
@@ -97,7 +74,7 @@ def running_pool(
     side on two cores would attest speeds that differ by chance, and routers would follow the chance.
     """
     relay = relay_process(base_dir / "relay")
-    nodes: list[PeerProcess] = []
+    nodes: list[DaemonProcess] = []
     try:
         trio.run(relay.wait_ready)
         for index in range(direct + hidden):

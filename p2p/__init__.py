@@ -14,6 +14,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `topics`: the topic names and protocol ids p2p uses (from `protocols.ids`), pool-topic parsing
 - `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
 - `ports`: listening ports checked before anything slow, and never shared with another process
+- `processes`: `DaemonProcess`, our daemons as OS processes (the demo's network, tests); `relay_process`
 - `testing`: factories for tests and benchmarks (subprocess peers, in-process host groups)
 - `errors`: `P2PError` and its subclasses
 """

@@ -2,9 +2,9 @@
 
 - `open_host_group(base_dir, count)`: in-process hosts, the first one the others' bootstrap peer;
   `open_swarm` starts larger groups several at a time;
-- `PeerProcess` / `start_peer_processes` / `relay_process`: real peers in their own processes
-  (`python -m p2p.testing`, or `dolphin relay`), optionally inside an `isolated_namespace()`,
-  bound to port 0 on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
+- `PeerProcess` / `start_peer_processes`: test peers in their own processes (`python -m p2p.testing`;
+  daemons' processes are `p2p.processes`), optionally inside an `isolated_namespace()`, bound to port 0
+  on 127.0.0.1; they are waited on through ready.json, never with fixed sleeps;
 - `read_received`: what a peer process logged from its subscriptions (topic, data, origin, forwarder);
 - `wait_until`: poll a condition under a deadline (for effects that have no event to wait on).
 
@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,13 +30,13 @@ from pathlib import Path
 import trio
 
 from p2p.config import HostConfig, Reachability
-from p2p.daemon import READY_FILE, serve_peer
+from p2p.daemon import serve_peer
 from p2p.gossip import GossipMessage, Verdict
 from p2p.host import DolphinHost, open_host
+from p2p.processes import LOCALHOST, DaemonProcess
 
 RECEIVED_FILE = "received.jsonl"
 LOOKUP_FILE = "lookup.json"
-LOCALHOST = "/ip4/127.0.0.1/tcp/0"
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> None:
@@ -114,8 +113,8 @@ async def _serve_host(
         await trio.sleep_forever()
 
 
-class PeerProcess:
-    """A peer running `python -m p2p.testing` in its own process."""
+class PeerProcess(DaemonProcess):
+    """A test peer (`python -m p2p.testing`, see `main`) in its own process, or another program's."""
 
     def __init__(
         self,
@@ -125,42 +124,7 @@ class PeerProcess:
         program: tuple[str, ...] = ("p2p.testing",),
         netns: str | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / READY_FILE).unlink(missing_ok=True)
-        self._log = open(self.data_dir / "peer.log", "wb")  # noqa: SIM115 (closed in stop)
-        prefix = ["ip", "netns", "exec", netns] if netns else []  # `ip netns exec` execs: the pid stays ours
-        self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", *program, "--data-dir", str(self.data_dir), *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        self.ready: dict = {}
-
-    @property
-    def peer_id(self) -> str:
-        return self.ready["peer_id"]
-
-    @property
-    def addr(self) -> str:
-        """The address to dial: the first direct one, or the first relay circuit."""
-        addrs = self.ready["listen_addrs"] or self.ready["circuit_addrs"]
-        return addrs[0]
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    async def wait_ready(self, timeout: float = 30.0) -> dict:
-        """Block until ready.json appears; P2P test failure with the peer's log if it dies first."""
-        path = self.data_dir / READY_FILE
-        with trio.fail_after(timeout):
-            while not path.exists():
-                if not self.alive():
-                    raise RuntimeError(f"peer exited with {self.process.returncode}: {self.log_tail()}")
-                await trio.sleep(0.05)
-        self.ready = json.loads(path.read_text())
-        return self.ready
+        super().__init__(data_dir, args, program=program, netns=netns)
 
     def received(self) -> list[dict]:
         return read_received(self.data_dir)
@@ -169,36 +133,6 @@ class PeerProcess:
         """Peer ids in this peer's latest `--lookup` result ([] before the first one)."""
         path = self.data_dir / LOOKUP_FILE
         return json.loads(path.read_text())["peers"] if path.exists() else []
-
-    def log_tail(self, size: int = 3000) -> str:
-        self._log.flush()
-        return (self.data_dir / "peer.log").read_bytes()[-size:].decode(errors="replace")
-
-    def pause(self) -> None:
-        """SIGSTOP: the process freezes with its sockets open (the worst kind of dead peer)."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM (after SIGCONT, in case it was paused), then SIGKILL if it does not exit in time."""
-        if self.alive():
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-
-def relay_process(data_dir: Path, extra_listen: tuple[str, ...] = ()) -> PeerProcess:
-    """`dolphin relay` on 127.0.0.1, any free port (the real command line, not a stand-in)."""
-    listen = [arg for addr in (LOCALHOST, *extra_listen) for arg in ("--listen", addr)]
-    return PeerProcess(data_dir, listen, program=("cli.main", "relay"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,7 +74,7 @@ def relay(tmp_path_factory):
     """A relay process for the test's peers to bootstrap from. One per test: a relay that outlived earlier
     tests keeps their dead peers in its DHT, and a new peer dialled at a recycled port under a dead peer's
     id makes py-libp2p drop live connections."""
-    from p2p.testing import relay_process
+    from p2p.processes import relay_process
 
     peer = relay_process(tmp_path_factory.mktemp("relay"))
     trio.run(peer.wait_ready)

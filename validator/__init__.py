@@ -32,7 +32,8 @@ The money loop:
 - `keeper`: the buyback keeper (revenue -> POD for stakers)
 
 - `errors`: `ValidatorError` and its subclasses
-- `testing`: a node's answer made in process, gossip in one process, a validator process (tests, demo)
+- `processes`: `validator_process`, `dolphin validator` as an OS process (the demo, tests)
+- `testing`: a node's answer made in process, and gossip between validators in one process (tests)
 """
 
 from validator.errors import SettlementError, ValidatorError

@@ -4,9 +4,6 @@
 each other member's real topic validator (`Validator.topic_validators`) and, when accepted, to its
 `deliver`; every publication is kept in `published` for tests to look at.
 
-`validator_process(data_dir, reference_dir, ...)` runs the real `dolphin validator` program in its own
-process, bound to 127.0.0.1 with its metrics on a free port, waited on through ready.json.
-
 `answer_in_process(engine, challenge)` runs the real exchange state machines of both ends
 (`protocols.inference`): the challenge is sealed as an InferenceRequest, opened by a NodeExchange, answered
 by `engine` piece by piece as the node's inference service does, ended with a signed receipt, and received
@@ -19,26 +16,22 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node.engines.base import ChatTurn, Engine, GenerationRequest, Priority
 from node.inference import logprob_micro
 from p2p import GossipMessage, Verdict
-from p2p.testing import LOCALHOST, PeerProcess
 from protocols import envelope
 from protocols.inference import ClientExchange, NodeExchange
 from protocols.keys import EncryptionKeyPair, Identity, peer_id_to_text
 from protocols.messages import BenchmarkAttestation, ChatMessage, HardwareSummary, InferenceRequest
 from validator.answers import Answer, answer_from_exchange
 from validator.challenges import Challenge
-from validator.config import CONFIG_FILE, ValidatorConfig, render_config
 
 if TYPE_CHECKING:
     from validator.service import Validator
 
-__all__ = ["LocalBus", "NodeKeys", "answer_in_process", "attestation_for", "validator_process"]
+__all__ = ["LocalBus", "NodeKeys", "answer_in_process", "attestation_for"]
 
 CPU = HardwareSummary(backend="cpu", gpu_name="", gpu_count=0, vram_mib=0, cpu_cores=2, ram_mib=4096)
 
@@ -178,19 +171,3 @@ class LocalBus:
 
     def count(self, topic: str) -> int:
         return sum(1 for t, _ in self.published if t == topic)
-
-
-def validator_process(
-    data_dir: Path, reference_dir: Path, *args: str, settings: Mapping[str, Any] | None = None
-) -> PeerProcess:
-    """`dolphin validator` checking `reference_dir`'s pool from `data_dir`; `args` are more options.
-    `settings` are written to its config file (<data dir>/validator.toml), as an operator would."""
-    if settings:
-        config = ValidatorConfig(data_dir=data_dir, reference=reference_dir, **settings)
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        (Path(data_dir) / CONFIG_FILE).write_text(render_config(config))
-    return PeerProcess(
-        data_dir,
-        ["--reference", str(reference_dir), "--listen", LOCALHOST, "--metrics", "127.0.0.1:0", *args],
-        program=("cli.main", "-v", "validator"),
-    )

@@ -18,8 +18,9 @@ from pathlib import Path
 import trio
 
 from node.models import build_tiny_model
-from node.testing import node_process
-from p2p.testing import PeerProcess, relay_process
+from node.processes import node_process
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess
 from validator.daemon import write_wallet
 
 IDLE_SECONDS = float(os.environ.get("DOLPHIN_BENCH_IDLE_SECONDS", "300"))

@@ -29,8 +29,9 @@ import httpx
 import trio
 
 from node.models import build_tiny_model
-from node.testing import node_process
-from p2p.testing import PeerProcess, relay_process
+from node.processes import node_process
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess
 from pool.errors import PoolError
 from pool.light import LightConfig, LightSettings, open_light_client
 from pool.routing import Candidate, Preferences, Router

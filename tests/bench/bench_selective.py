@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from cli.demo import prepare_model
-from p2p.testing import relay_process
+from p2p.processes import relay_process
 from pool.audits import SharingSettings
 from tests.validator.test_organic_audits import selective_cheater_run
 

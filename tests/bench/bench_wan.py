@@ -44,8 +44,9 @@ import trio
 
 from node.benchmark import BENCHMARK_FILE
 from node.models import build_tiny_model
-from node.testing import NODE_PROGRAM
-from p2p.testing import PeerProcess, isolated_namespace, relay_process
+from node.processes import NODE_PROGRAM
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess, isolated_namespace
 from tests.bench.delay_proxy import DelayProxy, FlightClock, Link
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import trio
 
-from node.testing import find_member, node_process, watch_pool
+from node.processes import node_process
+from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, P2PError, open_host
 from p2p.testing import wait_until
 from pool import InferenceFailed, complete

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import trio
 
-from node.testing import node_process
+from node.processes import node_process
 from p2p import HostConfig, open_host
 from protocols import envelope
 from protocols.eth import EthAccount

@@ -14,9 +14,11 @@ import pytest
 import trio
 
 from node.models import load_manifest
-from node.testing import find_member, node_process, watch_pool
+from node.processes import node_process
+from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
-from p2p.testing import PeerProcess, relay_process
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess
 from pool import complete
 from pool.attestations import attestation_validator
 from protocols import envelope

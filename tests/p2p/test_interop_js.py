@@ -16,7 +16,8 @@ import trio
 from p2p.config import HostConfig
 from p2p.gossip import accept_all
 from p2p.host import open_host
-from p2p.testing import relay_process, wait_until
+from p2p.processes import relay_process
+from p2p.testing import wait_until
 
 pytestmark = pytest.mark.process
 

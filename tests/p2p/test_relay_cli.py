@@ -12,7 +12,7 @@ from cli.main import main
 from p2p import HostConfig, open_host
 from p2p.daemon import READY_FILE
 from p2p.ports import PortInUse, check_http_address
-from p2p.testing import relay_process
+from p2p.processes import relay_process
 
 
 @pytest.mark.unit

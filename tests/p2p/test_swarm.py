@@ -16,14 +16,8 @@ from p2p.config import HostConfig, Reachability, Timeouts
 from p2p.errors import P2PError
 from p2p.gossip import PUBLISH_THRESHOLD, accept_all
 from p2p.host import open_host
-from p2p.testing import (
-    PeerProcess,
-    isolated_namespace,
-    prefix_validator,
-    relay_process,
-    start_peer_processes,
-    wait_until,
-)
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess, isolated_namespace, prefix_validator, start_peer_processes, wait_until
 from p2p.topics import BANS_TOPIC, SETTLEMENT_TOPIC, STRIKES_TOPIC, attestation_topic, pool_topic
 from protocols.framing import encode_uvarint
 

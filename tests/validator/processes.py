@@ -10,8 +10,8 @@ import httpx
 import trio
 
 from chain.client import ChainClient
-from node.testing import node_process
-from validator.testing import validator_process
+from node.processes import node_process
+from validator.processes import validator_process
 
 __all__ = [
     "FAST_SAMPLING",

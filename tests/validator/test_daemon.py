@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.testing import find_member, node_process, watch_pool
+from node.processes import node_process
+from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
 from p2p.testing import wait_until
 from pool import InferenceFailed, complete
@@ -27,7 +28,7 @@ from tests.validator.processes import (
     started_processes,
 )
 from validator.daemon import write_wallet
-from validator.testing import validator_process
+from validator.processes import validator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain, pytest.mark.process]
 

@@ -6,12 +6,12 @@ import httpx
 import pytest
 import trio
 
-from node.testing import node_process
-from p2p.testing import relay_process
+from node.processes import node_process
+from p2p.processes import relay_process
 from tests.browser import canvas_number, canvas_pixels, open_page, wait_for
 from tests.validator.processes import started_processes
 from validator.daemon import write_wallet
-from validator.testing import validator_process
+from validator.processes import validator_process
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 

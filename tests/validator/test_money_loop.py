@@ -30,10 +30,12 @@ from chain.testing import open_deployed_chain
 from chain.transactions import connect
 from cli.main import main
 from node.ledger import read_ledger
+from node.processes import node_process
 from node.registration import register_node
-from node.testing import find_member, node_process, watch_pool
+from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
-from p2p.testing import PeerProcess, relay_process
+from p2p.processes import relay_process
+from p2p.testing import PeerProcess
 from pool import complete
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -46,8 +48,8 @@ from protocols.testing import authorisation, countersigned_receipt
 from validator.closing import close_on_chain, find_closing_block
 from validator.config import DEV_SETTLEMENT
 from validator.evidence import SettlementRecord
+from validator.processes import validator_process
 from validator.settlement import facts_of
-from validator.testing import validator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chain, pytest.mark.process]
 

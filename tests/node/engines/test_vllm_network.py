@@ -9,9 +9,10 @@ import trio
 from node.engines import ChatTurn, GenerationRequest
 from node.engines.transformers import TransformersEngine
 from node.models import load_manifest
-from node.testing import find_member, node_process, watch_pool
+from node.processes import node_process
+from node.testing import find_member, watch_pool
 from p2p import HostConfig, open_host
-from p2p.testing import relay_process
+from p2p.processes import relay_process
 from pool import complete
 from protocols.keys import Identity
 from tests.node.engines.conftest import server_counter
