@@ -195,9 +195,6 @@ class EthAccount:
         raw = self._key.sign_recoverable(digest, hasher=None)
         return raw[:64] + bytes([raw[64] + 27])
 
-    def sign_typed(self, domain: TypedDomain, struct: Struct, values: Mapping[str, Any]) -> bytes:
-        return self.sign_digest(typed_digest(domain, struct, values))
-
     def __repr__(self) -> str:
         return f"EthAccount({to_checksum_address(self.address)})"
 

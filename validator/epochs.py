@@ -56,6 +56,7 @@ import trio
 from chain.client import ChainClient, ValidatorSet, checked_address
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
+from chain.quorum import debit_batch_signature, epoch_root_signature
 from node.files import write_atomically
 from p2p import DolphinHost, P2PError, Stream
 from pool.validators import (
@@ -69,14 +70,7 @@ from protocols.errors import ProtocolError
 from protocols.eth import EthAccount
 from protocols.ids import REWARDS_TREE_PROTOCOL, SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
 from protocols.keys import Identity, peer_id_from_text
-from protocols.messages import (
-    MAX_TREE_PAGE,
-    CreditDebitSignature,
-    RewardsTreePage,
-    RewardsTreeRequest,
-    SettlementSignature,
-    eth_sign,
-)
+from protocols.messages import MAX_TREE_PAGE, RewardsTreePage, RewardsTreeRequest
 from protocols.schema import decode_message, encode_message
 from validator.admission import AdmissionLimits, chain_gate
 from validator.closing import EpochClose, close_on_chain, find_closing_block
@@ -531,18 +525,8 @@ class SettlementService:
         if self.wallet is None or self.wallet.address not in rule.weights:
             signature_digest = None
         else:
-            message = eth_sign(
-                SettlementSignature,
-                self.wallet,
-                self.chain.domain("RewardsDistributor"),
-                validator=self.wallet.address,
-                epoch=epoch,
-                rewards_root=tree.root,
-                total_rewards=tree.total,
-                next_validators=tuple(bytes.fromhex(m[2:]) for m in next_set.members),
-                next_weights=next_set.weights,
-                deadline=record.deadline,
-            )
+            domain = self.chain.domain("RewardsDistributor")
+            message = epoch_root_signature(self.wallet, domain, epoch, tree, record.deadline, next_set)
             signature_digest = self.book.add(message)
             await self._publish(
                 SETTLEMENT_TOPIC, envelope.sign(message, self.identity, ttl_ms=SIGNATURE_ENVELOPE_TTL_MS)
@@ -584,15 +568,13 @@ class SettlementService:
             return
         if self.wallet is None or self.wallet.address not in rule.weights:
             return
-        message = eth_sign(
-            CreditDebitSignature,
+        message = debit_batch_signature(
             self.wallet,
             self.chain.domain("Credits"),
-            validator=self.wallet.address,
-            batch_id=batch.batch_id,
-            users=batch.users,
-            amounts=batch.amounts,
-            deadline=record.deadline,
+            batch.batch_id,
+            batch.users,
+            batch.amounts,
+            record.deadline,
         )
         digest = self.book.add(message)
         await self._publish(

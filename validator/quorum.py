@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from p2p import Verdict, signed_message_validator
 from protocols import envelope
-from protocols.eth import CREDIT_DEBIT_BATCH, EPOCH_ROOT, TypedDomain, typed_digest
-from protocols.messages import CreditDebitSignature, SettlementSignature, eth_signer
+from protocols.eth import TypedDomain
+from protocols.messages import CreditDebitSignature, SettlementSignature, eth_digest, eth_signer
 
 __all__ = ["QuorumRule", "SignatureBook", "signed_digest"]
 
@@ -46,8 +46,7 @@ class QuorumRule:
 
 def signed_digest(message: SettlementSignature | CreditDebitSignature, domain: TypedDomain) -> bytes:
     """The EIP-712 digest `message`'s signature signs (what its quorum is counted for)."""
-    struct = EPOCH_ROOT if isinstance(message, SettlementSignature) else CREDIT_DEBIT_BATCH
-    return typed_digest(domain, struct, type(message).typed_values(lambda name: getattr(message, name)))
+    return eth_digest(type(message), domain, lambda name: getattr(message, name))
 
 
 class SignatureBook:
