@@ -22,7 +22,14 @@ from chain.artifacts import ContractRevert, load_artifact, load_npm_artifact
 from chain.deploy import Deployment, check_deployment
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
-from chain.quorum import debit_batch_digest, debit_batch_signature, epoch_root_digest, epoch_root_signature
+from chain.quorum import (
+    QuorumRule,
+    debit_batch_digest,
+    debit_batch_signature,
+    epoch_root_digest,
+    epoch_root_signature,
+    quorum_order,
+)
 from chain.transactions import connect, read, send
 from protocols.eth import EthAccount
 from protocols.messages import OperatorBinding, eth_sign
@@ -493,6 +500,13 @@ class ChainClient:
         epoch = self.call("ValidatorQuorum", "validatorSetEpoch", block=block)
         return ValidatorSet(tuple(members), tuple(weights), epoch)
 
+    def quorum_rule(self) -> QuorumRule:
+        """The current validator set's weights and ValidatorQuorum's fraction: when signers are a quorum."""
+        current = self.validator_set()
+        numerator, denominator = self.call("ValidatorQuorum", "quorum")
+        weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
+        return QuorumRule(weights, numerator, denominator)
+
     def register_node(self, peer_id_hash: bytes) -> OperatorBinding:
         """Bind the node whose libp2p peer id hashes to `peer_id_hash` to this (operator) account; returns
         the signed binding, which the node shows in its heartbeats."""
@@ -658,7 +672,7 @@ class ChainClient:
         """`signatures` of the EIP-712 `digest` (of a `what`), ordered by signer as
         ValidatorQuorum.checkQuorum wants."""
         from protocols.errors import ProtocolError
-        from protocols.eth import quorum_order, recover_digest
+        from protocols.eth import recover_digest
 
         signers = {}
         for signature in signatures:

@@ -7,11 +7,16 @@ Each builds the message record of protocols.messages (`SettlementSignature`, `Cr
 checks its fields before they are signed, and the record's `typed_values` is the only place the EIP-712
 struct values are made: so the digest a relay orders signatures by (`epoch_root_digest`,
 `debit_batch_digest`) is the one a gossiped signature is filed under and the one the contract recomputes.
+
+`QuorumRule` is ValidatorQuorum's own count, the one place it is made off chain: when the validator daemon
+relays a root or a debit batch and submits a slashing decision, and in what order the signatures go
+(`quorum_order`, the order `checkQuorum` requires).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocols.eth import EthAccount, TypedDomain
@@ -21,7 +26,14 @@ if TYPE_CHECKING:
     from chain.client import ValidatorSet
     from chain.merkle import RewardsTree
 
-__all__ = ["debit_batch_digest", "debit_batch_signature", "epoch_root_digest", "epoch_root_signature"]
+__all__ = [
+    "QuorumRule",
+    "debit_batch_digest",
+    "debit_batch_signature",
+    "epoch_root_digest",
+    "epoch_root_signature",
+    "quorum_order",
+]
 
 
 def _epoch_root_fields(
@@ -84,3 +96,45 @@ def debit_batch_digest(
     """The EIP-712 digest `debit_batch_signature` signs with the same arguments."""
     fields = _debit_batch_fields(batch_id, users, amounts, deadline)
     return eth_digest(CreditDebitSignature, domain, fields.__getitem__)
+
+
+def quorum_order(signatures: Mapping[bytes, bytes]) -> list[bytes]:
+    """Signatures by their signer's 20-byte address, in the order ValidatorQuorum.checkQuorum reads them:
+    ascending signer address (it refuses any other order, so no signer counts twice)."""
+    return [signatures[signer] for signer in sorted(signatures)]
+
+
+@dataclass(frozen=True)
+class QuorumRule:
+    """The current validator set's weights by 20-byte address and ValidatorQuorum's quorum fraction.
+
+    Signers are a quorum as `checkQuorum` counts them: their weight × denominator ≥ total weight ×
+    numerator, a signer outside the set weighing nothing; `checkQuorumExcluding` (slashing decisions) leaves
+    the excluded member's weight out of both sides. Without a chain the set is the configured one, of equal
+    weights, and the fraction the deployment's default (2/3).
+    """
+
+    weights: Mapping[bytes, int]
+    numerator: int = 2
+    denominator: int = 3
+
+    @classmethod
+    def equal_weights(cls, members: Iterable[bytes]) -> QuorumRule:
+        """The set of `members`, one weight each (a set without a chain, named in the config)."""
+        return cls(dict.fromkeys(members, 1))
+
+    def is_validator(self, address: bytes) -> bool:
+        return self.weights.get(address, 0) > 0
+
+    def reached(self, signers: Iterable[bytes], *, excluded: bytes | None = None) -> bool:
+        """Whether `signers` (distinct addresses) hold a quorum, `excluded`'s weight left out."""
+        total = sum(weight for member, weight in self.weights.items() if member != excluded)
+        signed = sum(self.weights.get(signer, 0) for signer in set(signers) if signer != excluded)
+        return total > 0 and signed * self.denominator >= total * self.numerator
+
+    def quorum_signatures(
+        self, signatures: Mapping[bytes, bytes], *, excluded: bytes | None = None
+    ) -> list[bytes] | None:
+        """`signatures` (signer -> signature) in `quorum_order` once their signers hold a quorum (`excluded`'s
+        weight left out), else None."""
+        return quorum_order(signatures) if self.reached(signatures, excluded=excluded) else None

@@ -33,7 +33,6 @@ __all__ = [
     "Struct",
     "TypedDomain",
     "keccak256",
-    "quorum_order",
     "recover_digest",
     "to_checksum_address",
     "typed_digest",
@@ -197,11 +196,6 @@ class EthAccount:
 
     def __repr__(self) -> str:
         return f"EthAccount({to_checksum_address(self.address)})"
-
-
-def quorum_order(signatures: dict[bytes, bytes]) -> list[bytes]:
-    """Signatures by signer address, ordered as ValidatorQuorum.checkQuorum requires (ascending signers)."""
-    return [signatures[address] for address in sorted(signatures)]
 
 
 # The structs contracts/ checks, field for field with their Solidity type strings (the tests pin both).

@@ -56,7 +56,7 @@ import trio
 from chain.client import ChainClient, ValidatorSet, checked_address
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
-from chain.quorum import debit_batch_signature, epoch_root_signature
+from chain.quorum import QuorumRule, debit_batch_signature, epoch_root_signature
 from node.files import write_atomically
 from p2p import DolphinHost, P2PError, Stream
 from pool.validators import (
@@ -77,7 +77,7 @@ from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates
 from validator.errors import ValidatorError
 from validator.evidence import EvidenceStore, SettlementRecord
-from validator.quorum import QuorumRule, SignatureBook
+from validator.quorum import SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
 from validator.settlement import DebitBatch
 
@@ -466,13 +466,7 @@ class SettlementService:
             await trio.sleep(self.config.poll_seconds)
 
     async def _quorum(self) -> QuorumRule:
-        def read() -> QuorumRule:
-            current = self.chain.validator_set()
-            numerator, denominator = self.chain.call("ValidatorQuorum", "quorum")
-            weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
-            return QuorumRule(weights, numerator, denominator)
-
-        return await self._on_chain(read)
+        return await self._on_chain(self.chain.quorum_rule)
 
     def _my_turn(self, digest: bytes, epoch: int, rule: QuorumRule) -> bool:
         """Whether this validator relays now: quorum seen at least rank × stagger seconds ago."""
@@ -534,7 +528,7 @@ class SettlementService:
         if signature_digest is None:
             return
         signatures = self.book.signatures(signature_digest)
-        if not rule.reached(set(signatures)) or not self._my_turn(signature_digest, epoch, rule):
+        if not rule.reached(signatures) or not self._my_turn(signature_digest, epoch, rule):
             return
         try:
             activates = await self._on_chain(
@@ -581,7 +575,7 @@ class SettlementService:
             SETTLEMENT_TOPIC, envelope.sign(message, self.identity, ttl_ms=SIGNATURE_ENVELOPE_TTL_MS)
         )
         signatures = self.book.signatures(digest)
-        if not rule.reached(set(signatures)) or not self._my_turn(digest, record.epoch, rule):
+        if not rule.reached(signatures) or not self._my_turn(digest, record.epoch, rule):
             return
         try:
             total = await self._on_chain(

@@ -1,15 +1,27 @@
 """chain.quorum: the one way epoch roots and debit batches are signed (by the validator daemon and by
-ChainClient alike), over the digest relays order the signatures by and the gossip book files them under."""
+ChainClient alike), over the digest relays order the signatures by and the gossip book files them under;
+and the one quorum rule, ValidatorQuorum's (tests/contracts/test_ValidatorQuorum.py holds it to the
+contract itself)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.client import ValidatorSet
 from chain.merkle import RewardsTree
-from chain.quorum import debit_batch_digest, debit_batch_signature, epoch_root_digest, epoch_root_signature
+from chain.quorum import (
+    QuorumRule,
+    debit_batch_digest,
+    debit_batch_signature,
+    epoch_root_digest,
+    epoch_root_signature,
+    quorum_order,
+)
 from protocols import testing as pt
 from protocols.errors import SchemaError
 from protocols.eth import TypedDomain, recover_digest, to_checksum_address
 from protocols.messages import eth_signer
+from tests.examples import examples
 from validator.quorum import signed_digest
 
 pytestmark = pytest.mark.unit
@@ -55,3 +67,48 @@ def test_a_debit_batch_is_signed_over_the_digest_it_is_relayed_and_gossiped_unde
 def test_a_batch_the_contract_would_refuse_for_its_shape_is_not_signed():
     with pytest.raises(SchemaError, match="same length"):
         debit_batch_signature(WALLETS[0], CREDITS, 3, (b"\1" * 20, b"\2" * 20), (5,), DEADLINE)
+
+
+# ---------------------------------------------------------------------------------------------- the rule
+
+A, B, C, D = (bytes([n]) * 20 for n in (0x0A, 0x0B, 0xA0, 0xB0))
+
+
+def test_two_thirds_of_the_weight_is_a_quorum_and_less_is_not():
+    equal = QuorumRule.equal_weights([A, B, C])
+    assert equal.reached({A, B}) and equal.reached({A, B, C}) and not equal.reached({C})
+    weighted = QuorumRule({A: 1, B: 1, C: 1, D: 1})  # two thirds of 4 is 2.67: three members are needed
+    assert not weighted.reached({A, B}) and weighted.reached({A, B, C})
+    assert QuorumRule({A: 2, B: 1}).reached({A})  # exactly two thirds is enough
+    assert not QuorumRule({}).reached(set()) and not equal.reached(set())
+
+
+def test_a_stranger_weighs_nothing_and_a_judged_member_counts_on_neither_side():
+    rule = QuorumRule({A: 1, B: 1, C: 1})
+    assert not rule.reached({A, D}) and not rule.is_validator(D)
+    # Slashing C: two thirds of A and B's weight, and C's own signature adds nothing.
+    assert rule.reached({A, B}, excluded=C) and not rule.reached({A, C}, excluded=C)
+    assert not QuorumRule({A: 1}).reached({A}, excluded=A)
+
+
+def test_a_quorum_s_signatures_come_in_the_contract_s_order():
+    rule = QuorumRule({A: 1, B: 1, C: 1, D: 1})
+    signed = {D: b"d", A: b"a", C: b"c"}
+    # Ascending by signer address, whatever order they were gathered in (checkQuorum refuses any other).
+    assert rule.quorum_signatures(signed) == quorum_order(signed) == [b"a", b"c", b"d"]
+    assert rule.quorum_signatures({D: b"d", A: b"a"}) is None
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 10**30), min_size=1, max_size=8),
+    signing=st.lists(st.booleans(), min_size=8, max_size=8),
+    fraction=st.tuples(st.integers(1, 100), st.integers(1, 100)).filter(lambda f: f[0] <= f[1]),
+)
+def test_the_rule_is_the_contract_s_required_weight(weights, signing, fraction):
+    """ValidatorQuorum: signed weight ≥ ceil(total × numerator / denominator) (Math.mulDiv rounding up)."""
+    members = [bytes([n + 1]) * 20 for n in range(len(weights))]
+    rule = QuorumRule(dict(zip(members, weights, strict=True)), *fraction)
+    signers = {m for m, signs in zip(members, signing, strict=False) if signs}
+    required = -(-sum(weights) * fraction[0] // fraction[1])
+    assert rule.reached(signers) == (sum(rule.weights[s] for s in signers) >= required)

@@ -21,7 +21,8 @@ WAD = 10**18
 
 def slash(validators, offender: str, slash_bps: int) -> None:
     """Execute a StrikeDecision signed by every validator (EIP-712, quorum order)."""
-    from protocols.eth import EthAccount, quorum_order
+    from chain.quorum import quorum_order
+    from protocols.eth import EthAccount
     from protocols.messages import StrikeDecisionSignature, eth_sign
 
     relay = validators[0]

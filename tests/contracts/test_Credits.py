@@ -8,7 +8,7 @@ from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from chain.quorum import debit_batch_digest, debit_batch_signature
+from chain.quorum import debit_batch_digest, debit_batch_signature, quorum_order
 from protocols import eth
 from tests.contracts.conftest import (
     EIP712_NAME,
@@ -416,7 +416,7 @@ def test_a_batch_signed_as_validators_sign_it_settles(credits, users, validators
     ]
     digest = debit_batch_digest(domain, 9, users_bytes, amounts, deadline)
     assert bytes(credits.debitBatchDigest(9, users[:2], amounts, deadline)) == digest
-    signatures = eth.quorum_order({s.validator: s.signature for s in signed})
+    signatures = quorum_order({s.validator: s.signature for s in signed})
     credits.settleDebits(9, users[:2], amounts, deadline, signatures, {"from": users[0]})
     assert [credits.creditOf(u) for u in users[:2]] == [99 * USD_UNIT, 98 * USD_UNIT]
 

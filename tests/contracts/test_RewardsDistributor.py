@@ -10,7 +10,7 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from chain.client import ValidatorSet
 from chain.merkle import RewardsTree
-from chain.quorum import epoch_root_digest, epoch_root_signature
+from chain.quorum import epoch_root_digest, epoch_root_signature, quorum_order
 from protocols import eth
 from tests.contracts.conftest import (
     POD_UNIT,
@@ -307,7 +307,7 @@ def test_a_root_signed_as_validators_sign_it_is_accepted(distributor, validator_
         domain, 4, tree, deadline, next_set
     )
     distributor.proposeRoot(
-        proposal, eth.quorum_order({s.validator: s.signature for s in signed}), {"from": earners[0]}
+        proposal, quorum_order({s.validator: s.signature for s in signed}), {"from": earners[0]}
     )
     assert distributor.proposedRoot(4)[STATUS] == PENDING
 
