@@ -10,6 +10,7 @@ the reward engine.
 - deploy:       deploying and wiring the whole system; the deployment file every command reads
 - client:       ChainClient, what operators, validators and users do on chain, with hints on reverts;
                 ValidatorSet, the elected set as ValidatorQuorum holds it and epoch roots sign it
+- quorum:       what a validator quorum signs (epoch roots, debit batches) and ValidatorQuorum's rule
 - snapshot:     an epoch's on-chain inputs (bonds, nodes, slashes, parameters) for the reward engine
 - testing:      test doubles: a deployed dev chain, time travel, an unserved RPC URL
 """
