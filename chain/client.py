@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from chain.address import checked_address
 from chain.artifacts import ContractRevert, load_artifact, load_npm_artifact
 from chain.deploy import Deployment, check_deployment
 from chain.errors import ChainError
@@ -81,15 +82,6 @@ def parse_units(text: str, decimals: int) -> int:
     if not value.is_finite() or value <= 0 or scaled != scaled.to_integral_value():
         raise ClientError(f"amount must be positive with at most {decimals} decimals, got {text!r}")
     return int(scaled)
-
-
-def checked_address(text: str) -> str:
-    """`text` as a checksummed address; ClientError for anything that is not 0x and 40 hex digits."""
-    from eth_utils import is_address, to_checksum_address
-
-    if not isinstance(text, str) or not is_address(text):
-        raise ClientError(f"not an Ethereum address (0x and 40 hex digits, EIP-55 if mixed case): {text!r}")
-    return to_checksum_address(text)
 
 
 def format_units(value: int, decimals: int) -> str:

@@ -53,7 +53,8 @@ from typing import Any
 
 import trio
 
-from chain.client import ChainClient, ValidatorSet, checked_address
+from chain.address import checked_address
+from chain.client import ChainClient, ValidatorSet
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from chain.quorum import QuorumRule, debit_batch_signature, epoch_root_signature
