@@ -18,11 +18,21 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from chain.address import checked_address
 from chain.artifacts import ContractRevert, load_artifact, load_npm_artifact
 from chain.deploy import Deployment, check_deployment
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
+from chain.quorum import (
+    QuorumRule,
+    debit_batch_digest,
+    debit_batch_signature,
+    epoch_root_digest,
+    epoch_root_signature,
+    quorum_order,
+)
 from chain.transactions import connect, read, send
+from protocols.eth import EthAccount
 from protocols.messages import OperatorBinding, eth_sign
 
 POD_DECIMALS = 18
@@ -72,15 +82,6 @@ def parse_units(text: str, decimals: int) -> int:
     if not value.is_finite() or value <= 0 or scaled != scaled.to_integral_value():
         raise ClientError(f"amount must be positive with at most {decimals} decimals, got {text!r}")
     return int(scaled)
-
-
-def checked_address(text: str) -> str:
-    """`text` as a checksummed address; ClientError for anything that is not 0x and 40 hex digits."""
-    from eth_utils import is_address, to_checksum_address
-
-    if not isinstance(text, str) or not is_address(text):
-        raise ClientError(f"not an Ethereum address (0x and 40 hex digits, EIP-55 if mixed case): {text!r}")
-    return to_checksum_address(text)
 
 
 def format_units(value: int, decimals: int) -> str:
@@ -288,10 +289,6 @@ class ValidatorSet:
     def total(self) -> int:
         return sum(self.weights)
 
-    def typed_values(self) -> dict[str, Any]:
-        """The `validators` and `weights` fields of an EIP-712 EpochRoot."""
-        return {"validators": [bytes.fromhex(m[2:]) for m in self.members], "weights": list(self.weights)}
-
 
 @dataclass(frozen=True)
 class ClaimResult:
@@ -381,6 +378,10 @@ class ChainClient:
         if self.account is None:
             raise ClientError("this needs an account: pass --key-file (or set DOLPHIN_KEY_FILE)")
         return self.account
+
+    def _wallet(self) -> EthAccount:
+        """Our account's key, for EIP-712 signatures."""
+        return EthAccount(bytes(self._signer().key))
 
     def _explained(self, action: Callable[[], Any]) -> Any:
         try:
@@ -491,15 +492,20 @@ class ChainClient:
         epoch = self.call("ValidatorQuorum", "validatorSetEpoch", block=block)
         return ValidatorSet(tuple(members), tuple(weights), epoch)
 
+    def quorum_rule(self) -> QuorumRule:
+        """The current validator set's weights and ValidatorQuorum's fraction: when signers are a quorum."""
+        current = self.validator_set()
+        numerator, denominator = self.call("ValidatorQuorum", "quorum")
+        weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
+        return QuorumRule(weights, numerator, denominator)
+
     def register_node(self, peer_id_hash: bytes) -> OperatorBinding:
         """Bind the node whose libp2p peer id hashes to `peer_id_hash` to this (operator) account; returns
         the signed binding, which the node shows in its heartbeats."""
-        from protocols.eth import EthAccount
-
         nonce = self.call("Bonding", "nonces", self.address)
         binding = eth_sign(
             OperatorBinding,
-            EthAccount(bytes(self._signer().key)),
+            self._wallet(),
             self.domain("Bonding"),
             operator=bytes.fromhex(self.address[2:]),
             peer_id_hash=peer_id_hash,
@@ -541,12 +547,9 @@ class ChainClient:
         `next_set` is the validator set the root elects for the following epochs; None carries the current
         set forward (what settlers sign until the election elects anyone).
         """
-        from protocols.eth import EPOCH_ROOT, EthAccount
-
-        values = self._epoch_root_values(epoch, tree, deadline, next_set or self.validator_set())
-        return EthAccount(bytes(self._signer().key)).sign_typed(
-            self.domain("RewardsDistributor"), EPOCH_ROOT, values
-        )
+        domain = self.domain("RewardsDistributor")
+        next_set = next_set or self.validator_set()
+        return epoch_root_signature(self._wallet(), domain, epoch, tree, deadline, next_set).signature
 
     def propose_root(
         self,
@@ -559,11 +562,9 @@ class ChainClient:
         """Relay validators' signatures of EpochRoot (as `sign_epoch_root` made them, with the same
         `next_set`); returns the time from which the root can be activated. The signatures are put in the
         quorum's order (ascending signer address, recovered here)."""
-        from protocols.eth import EPOCH_ROOT
-
         next_set = next_set or self.validator_set()
-        values = self._epoch_root_values(epoch, tree, deadline, next_set)
-        ordered = self._quorum_ordered(self.domain("RewardsDistributor"), EPOCH_ROOT, values, signatures)
+        digest = epoch_root_digest(self.domain("RewardsDistributor"), epoch, tree, deadline, next_set)
+        ordered = self._quorum_ordered(digest, "EpochRoot", signatures)
         proposal = (epoch, tree.root, tree.total, list(next_set.members), list(next_set.weights), deadline)
         receipt = self.transact("RewardsDistributor", "proposeRoot", proposal, ordered)
         return self._event_arg(receipt, "RewardsDistributor", "RootProposed", "activatesAt")
@@ -577,11 +578,6 @@ class ChainClient:
         args = proposed[-1]["args"]
         self.transact("RewardsDistributor", "activateRoot", epoch, args["validators"], args["weights"])
         return self.validator_set()
-
-    @staticmethod
-    def _epoch_root_values(epoch: int, tree: RewardsTree, deadline: int, next_set: ValidatorSet) -> dict:
-        set_values = next_set.typed_values()
-        return {"epoch": epoch, "root": tree.root, "total": tree.total, **set_values, "deadline": deadline}
 
     def root_status(self, epoch: int) -> tuple[str, int]:
         """(status, activatesAt) of the root proposed for `epoch`: status is "none", "pending", "revoked" or
@@ -642,12 +638,8 @@ class ChainClient:
         self, batch_id: int, users: Sequence[bytes], amounts: Sequence[int], deadline: int
     ) -> bytes:
         """This validator's EIP-712 signature of CreditDebitBatch(batchId, users, amounts, deadline)."""
-        from protocols.eth import CREDIT_DEBIT_BATCH, EthAccount
-
-        values = {"batchId": batch_id, "users": list(users), "amounts": list(amounts), "deadline": deadline}
-        return EthAccount(bytes(self._signer().key)).sign_typed(
-            self.domain("Credits"), CREDIT_DEBIT_BATCH, values
-        )
+        domain = self.domain("Credits")
+        return debit_batch_signature(self._wallet(), domain, batch_id, users, amounts, deadline).signature
 
     def settle_debits(
         self,
@@ -659,28 +651,27 @@ class ChainClient:
     ) -> int:
         """Relay a quorum's signatures of a debit batch (put in the quorum's order here); returns the total
         debited, which Credits sends to the Buyback."""
-        from protocols.eth import CREDIT_DEBIT_BATCH
-
-        values = {"batchId": batch_id, "users": list(users), "amounts": list(amounts), "deadline": deadline}
-        ordered = self._quorum_ordered(self.domain("Credits"), CREDIT_DEBIT_BATCH, values, signatures)
+        digest = debit_batch_digest(self.domain("Credits"), batch_id, users, amounts, deadline)
+        ordered = self._quorum_ordered(digest, "CreditDebitBatch", signatures)
         addresses = [self.w3.to_checksum_address("0x" + user.hex()) for user in users]
         receipt = self.transact(
             "Credits", "settleDebits", batch_id, addresses, list(amounts), deadline, ordered
         )
         return self._event_arg(receipt, "Credits", "BatchSettled", "total")
 
-    def _quorum_ordered(self, domain, struct, values: dict, signatures: Sequence[bytes]) -> list[bytes]:  # type: ignore[no-untyped-def]
-        """`signatures` of one EIP-712 message, ordered by signer as ValidatorQuorum.checkQuorum wants."""
+    @staticmethod
+    def _quorum_ordered(digest: bytes, what: str, signatures: Sequence[bytes]) -> list[bytes]:
+        """`signatures` of the EIP-712 `digest` (of a `what`), ordered by signer as
+        ValidatorQuorum.checkQuorum wants."""
         from protocols.errors import ProtocolError
-        from protocols.eth import quorum_order, recover_digest, typed_digest
+        from protocols.eth import recover_digest
 
-        digest = typed_digest(domain, struct, values)
         signers = {}
         for signature in signatures:
             try:
                 signers[recover_digest(digest, bytes(signature))] = bytes(signature)
             except ProtocolError as exc:
-                raise ClientError(f"a signature does not sign this {struct.name}: {exc}") from exc
+                raise ClientError(f"a signature does not sign this {what}: {exc}") from exc
         return quorum_order(signers)
 
     # ------------------------------------------------------------------ buyback (keepers)

@@ -13,5 +13,9 @@ class RewardsParamsError(RewardsInputError):
     """A reward parameter is unknown, of the wrong type or outside its bounds."""
 
 
+class AddressError(ChainError):
+    """Text that is not an Ethereum address, or a mixed-case one with a wrong EIP-55 checksum."""
+
+
 class MerkleError(ChainError):
     """A rewards Merkle tree input, proof or serialised tree is malformed."""

@@ -22,20 +22,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from chain.address import checked_address
 from chain.errors import MerkleError
 
 LEAF_ENCODING = ("address", "uint256")
 FORMAT = "dolphin-rewards-merkle-v1"
 UINT256_MAX = 2**256 - 1
 
-_ADDRESS_TEXT = re.compile(r"0x[0-9a-fA-F]{40}")
 _INTEGER_TEXT = re.compile(r"0|[1-9][0-9]{0,77}")
 
 
 def leaf_hash(account: str, cumulative_amount: int) -> bytes:
-    """The leaf RewardsDistributor rebuilds from (account, cumulativeAmount); MerkleError if invalid."""
+    """The leaf RewardsDistributor rebuilds from (account, cumulativeAmount); AddressError for a bad
+    address, MerkleError for a bad amount."""
     address = checked_address(account)
     if type(cumulative_amount) is not int or not 0 <= cumulative_amount <= UINT256_MAX:
         raise MerkleError(
@@ -68,21 +69,6 @@ def verify(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
     return process_proof(proof, leaf) == root
 
 
-def checked_address(account: str) -> str:
-    """`account` as an EIP-55 checksummed address; raises MerkleError for anything else.
-
-    All-lowercase and all-uppercase hex are accepted; mixed case must carry a valid EIP-55 checksum,
-    since a wrong one usually means a mistyped address.
-    """
-    if not isinstance(account, str) or _ADDRESS_TEXT.fullmatch(account) is None:
-        raise MerkleError(f"not an Ethereum address (0x and 40 hex digits): {account!r}")
-    checksummed = to_checksum_address(account)
-    digits = account[2:]
-    if digits != digits.lower() and digits != digits.upper() and account != checksummed:
-        raise MerkleError(f"address {account} has a wrong EIP-55 checksum (did you mean {checksummed}?)")
-    return checksummed
-
-
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What a claimant submits: its cumulative amount, its leaf and the proof of that leaf."""
@@ -112,8 +98,8 @@ class RewardsTree:
     def build(cls, amounts: Mapping[str, int]) -> RewardsTree:
         """The tree of `amounts` (address -> cumulative wei). The result does not depend on their order.
 
-        Raises MerkleError for an empty mapping, a bad address or amount, or one address given twice
-        (in different letter cases).
+        Raises MerkleError for an empty mapping, a bad amount, or one address given twice (in different
+        letter cases), and AddressError (chain.address) for a bad address.
         """
         if not amounts:
             raise MerkleError("a rewards tree needs at least one account")
@@ -201,7 +187,8 @@ class RewardsTree:
     @classmethod
     def from_json(cls, text: str | bytes) -> RewardsTree:
         """Read a document written by to_json, rebuilding the tree and checking that every root, leaf and
-        proof in it is the one the amounts give. Raises MerkleError on any difference."""
+        proof in it is the one the amounts give. Raises MerkleError on any difference, AddressError for a
+        bad address."""
         try:
             document = json.loads(text)
         except ValueError as error:

@@ -27,7 +27,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from chain.client import ChainClient, checked_address
+from chain.address import checked_address
+from chain.client import ChainClient
 from chain.errors import ChainError
 from chain.rewards import AccountClose, AccountEpoch, EpochInput, RewardParams, decode_document
 from chain.rewards.params import AMOUNT_PARAMS

@@ -12,19 +12,22 @@ to 127.0.0.1 only (no authentication) and also serves the node's Prometheus metr
     GET  /status                the node's status model as JSON (node.status), when the daemon keeps one
     GET  /dashboard             the operator's dashboard page, drawn from /status (node.dashboard)
 
-Runs on hypercorn's trio worker with a Starlette app (`pool.http`); requests are parsed and answers shaped
-by `pool.openai_api`, exactly as the gateway does. Prompts and answers are not logged.
+Runs on hypercorn's trio worker with a Starlette app (`pool.http`); requests are parsed, and answers sent
+and refused, by `pool.openai_api`'s answer loop, exactly as the gateway does: a request the engine refuses
+before its first token (a prompt longer than the context) is a 400 whether streamed or not, an engine that
+fails a 500 (503 while it is not running). Prompts and answers are not logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.dashboard import StatusSource, dashboard_routes
@@ -33,6 +36,7 @@ from node.engines.base import (
     Engine,
     EngineError,
     EngineRequestError,
+    EngineUnavailable,
     GenerationRequest,
     Piece,
     Priority,
@@ -40,15 +44,18 @@ from node.engines.base import (
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from pool.http import serve_http
 from pool.openai_api import (
-    SSE_DONE,
+    AnswerEnd,
+    AnswerResponse,
     CompletionShaper,
+    Emit,
     OpenAIError,
     Sampling,
+    model_not_found,
     parse_messages,
     parse_prompt,
     parse_sampling,
     read_json_body,
-    sse,
+    send_answer,
 )
 
 __all__ = ["build_app", "serve_local_api"]
@@ -70,6 +77,16 @@ def _generation(sampling: Sampling, **prompt: object) -> GenerationRequest:
         )
     except EngineRequestError as exc:
         raise OpenAIError(400, str(exc)) from exc
+
+
+def _error_of(exc: EngineError) -> OpenAIError:
+    """What OpenAI answers for an engine's failure: 400 for a request it cannot serve as asked, 503 while it
+    is not running, 500 for anything else."""
+    if isinstance(exc, EngineRequestError):
+        return OpenAIError(400, str(exc))
+    if isinstance(exc, EngineUnavailable):
+        return OpenAIError(503, str(exc), "unavailable")
+    return OpenAIError(500, str(exc), "server_error")
 
 
 class _TokenTexts:
@@ -94,9 +111,7 @@ def _check_model(body: dict, model_name: str, model_id: bytes) -> None:
     """A request naming a model must name this node's (by name or id); naming none means this one."""
     model = body.get("model")
     if model is not None and model not in (model_name, model_id.hex()):
-        raise OpenAIError(
-            404, f"this node serves {model_name!r} only, not {model!r}", "not_found_error", param="model"
-        )
+        raise model_not_found(f"this node serves {model_name!r} only, not {model!r}")
 
 
 def build_app(
@@ -112,11 +127,13 @@ def build_app(
     """The Starlette app. `refusing()` returns why local requests are refused now (draining), or None;
     `status()`, when given, is the status model behind /status and the dashboard."""
 
-    async def run(kind: str, generation: GenerationRequest, sampling: Sampling) -> Response:
+    def refuse_while_draining() -> None:
         reason = refusing()
         if reason is not None:
             metrics.refused("draining")
-            return OpenAIError(503, reason, "unavailable").response()
+            raise OpenAIError(503, reason, "unavailable")
+
+    def answer(kind: str, generation: GenerationRequest, sampling: Sampling) -> AnswerResponse:
         texts = _TokenTexts(engine)
         shaper = CompletionShaper(
             kind,
@@ -126,8 +143,20 @@ def build_app(
             token_text=texts,
         )
         started = time.monotonic()
+        first_at: float | None = None
+        tokens_out = 0
+        last: Piece | None = None
 
-        def account(last: Piece | None, tokens_out: int, first_at: float | None) -> None:
+        async def on_piece(piece: Piece) -> None:
+            nonlocal first_at, tokens_out, last
+            if piece.token_ids and first_at is None:
+                first_at = time.monotonic()
+            tokens_out += len(piece.token_ids)
+            last = piece
+            if sampling.logprobs:
+                await texts.learn(piece)
+
+        def account() -> None:
             metrics.served(
                 "local",
                 tokens_in=last.prompt_tokens if last else 0,
@@ -136,59 +165,25 @@ def build_app(
             )
             metrics.output_tokens(tokens_out)
 
-        if sampling.stream:
+        def ended() -> AnswerEnd:
+            account()
+            finish = last.finish_reason if last and last.finish_reason else "error"
+            return AnswerEnd(finish, last.prompt_tokens if last else 0, tokens_out)
 
-            async def events() -> AsyncIterator[bytes]:
-                tokens_out, first_at, last = 0, None, None
-                try:
-                    async for piece in engine.generate(generation):
-                        if piece.token_ids and first_at is None:
-                            first_at = time.monotonic()
-                        tokens_out += len(piece.token_ids)
-                        last = piece
-                        if sampling.logprobs:
-                            await texts.learn(piece)
-                        yield sse(
-                            shaper.chunk(
-                                piece.text,
-                                token_ids=piece.token_ids,
-                                logprobs=piece.logprobs,
-                                top_logprobs=piece.top_logprobs,
-                                finish_reason=piece.finish_reason,
-                            )
-                        )
-                except EngineError as exc:
-                    yield sse(shaper.error_event(str(exc)))
-                account(last, tokens_out, first_at)
-                if sampling.include_usage:
-                    yield sse(shaper.usage_chunk(last.prompt_tokens if last else 0, tokens_out))
-                yield SSE_DONE
+        async def produce(emit: Emit) -> None:
+            try:
+                async with contextlib.aclosing(engine.generate(generation)) as pieces:
+                    await send_answer(emit, shaper, sampling, pieces, ended, on_piece=on_piece)
+            except EngineError as exc:
+                if last is not None:  # it failed while answering: what it produced was served
+                    account()
+                raise _error_of(exc) from exc
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+        return AnswerResponse(produce, streaming=sampling.stream)
 
-        text, tokens_out, first_at, last = [], 0, None, None
-        logprobs: list[dict] = []
+    async def chat_completions(request: Request) -> Response | AnswerResponse:
         try:
-            async for piece in engine.generate(generation):
-                if piece.token_ids and first_at is None:
-                    first_at = time.monotonic()
-                text.append(piece.text)
-                tokens_out += len(piece.token_ids)
-                if sampling.logprobs:
-                    await texts.learn(piece)
-                    logprobs += shaper.logprobs_content(piece.token_ids, piece.logprobs, piece.top_logprobs)
-                last = piece
-        except EngineRequestError as exc:
-            return OpenAIError(400, str(exc)).response()
-        except EngineError as exc:
-            return OpenAIError(500, str(exc), "engine_error").response()
-        account(last, tokens_out, first_at)
-        finish = last.finish_reason if last and last.finish_reason else "error"
-        prompt_tokens = last.prompt_tokens if last else 0
-        return JSONResponse(shaper.completion("".join(text), finish, prompt_tokens, tokens_out, logprobs))
-
-    async def chat_completions(request: Request) -> Response:
-        try:
+            refuse_while_draining()
             body = await read_json_body(request, MAX_BODY_BYTES)
             _check_model(body, model_name, model_id)
             sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
@@ -196,10 +191,11 @@ def build_app(
             generation = _generation(sampling, messages=messages)
         except OpenAIError as exc:
             return exc.response()
-        return await run("chat", generation, sampling)
+        return answer("chat", generation, sampling)
 
-    async def completions(request: Request) -> Response:
+    async def completions(request: Request) -> Response | AnswerResponse:
         try:
+            refuse_while_draining()
             body = await read_json_body(request, MAX_BODY_BYTES)
             _check_model(body, model_name, model_id)
             sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
@@ -208,7 +204,7 @@ def build_app(
             generation = _generation(sampling, prompt_ids=ids)
         except OpenAIError as exc:
             return exc.response()
-        return await run("completion", generation, sampling)
+        return answer("completion", generation, sampling)
 
     async def models(request: Request) -> Response:
         entry = {

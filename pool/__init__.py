@@ -10,7 +10,8 @@
 - `watch`: `PoolWatcher`, all of the above per model, discovery through the DHT, model names
 - `routing`: `Router` (pure): eligibility, power of two choices, moving averages, circuit breaker
 - `light`: `LightClient`, routing and failover over `complete`; `open_light_client`, `ask_model`
-- `openai_api`: OpenAI request parsing and answer shaping (the gateway's and the node's local API's)
+- `openai_api`: OpenAI request parsing, answer shaping and the answer loop with its error statuses (the
+  gateway's and the node's local API's)
 - `gateway`: `serve_gateway`, `dolphin gateway`; with `gateway_config`, `gateway_metrics`, `receipts`
 - `http`, `settings`, `sqlite`: serving a Starlette app, daemon config files, durable SQLite (shared)
 - `validator_peers`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit

@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 import os
 import signal
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -65,15 +63,19 @@ from pool.http import serve_http
 from pool.http_guard import guard_http
 from pool.light import Answer, LightClient, LightConfig, LightSettings, open_light_client
 from pool.openai_api import (
-    SSE_DONE,
+    AnswerEnd,
+    AnswerResponse,
     CompletionShaper,
+    Emit,
     OpenAIError,
     Sampling,
+    ShapedPiece,
+    model_not_found,
     parse_messages,
     parse_prompt,
     parse_sampling,
     read_json_body,
-    sse,
+    send_answer,
 )
 from pool.receipts import ReceiptBook, ServedReceipt, open_receipt_book
 from pool.routing import Preferences
@@ -102,65 +104,10 @@ _PROVIDER_KEYS = {
     "only",
 }
 
-Emit = Callable[[bytes], Awaitable[None]]
-
-
-class _AnswerResponse:
-    """An ASGI response that runs `produce(emit)` and sends what it emits, cancelled the moment the client
-    disconnects. Its status line waits for the first emitted bytes, so an error raised before them (no
-    node, all attempts failed) still gets its own status; one raised after goes into the stream."""
-
-    def __init__(
-        self, produce: Callable[[Emit], Awaitable[None]], media_type: str, *, streaming: bool
-    ) -> None:
-        self.produce = produce
-        self.media_type = media_type
-        self.streaming = streaming
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        started = disconnected = False
-        failed: OpenAIError | None = None
-
-        async def emit(data: bytes) -> None:
-            nonlocal started
-            if not started:
-                started = True
-                headers = [(b"content-type", self.media_type.encode())]
-                if self.streaming:
-                    headers.append((b"cache-control", b"no-cache"))
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-
-        async with trio.open_nursery() as nursery:
-
-            async def cancel_on_disconnect() -> None:
-                nonlocal disconnected
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                disconnected = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(cancel_on_disconnect)
-            try:
-                await self.produce(emit)
-            except OpenAIError as exc:
-                if started:
-                    await emit(sse(CompletionShaper.error_event(exc.message, exc.kind)) + SSE_DONE)
-                else:
-                    failed = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if disconnected:
-            return
-        if failed is not None:
-            await failed.response()(scope, receive, send)
-        elif started:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
 
 def _error_of(exc: PoolError) -> OpenAIError:
     if isinstance(exc, UnknownModel):
-        return OpenAIError(404, str(exc), param="model")
+        return model_not_found(str(exc))
     return OpenAIError(503, str(exc), "unavailable")
 
 
@@ -226,13 +173,11 @@ class Gateway:
         watched = len(self.client.watcher.watched())
         known = self.client.watcher.known_id(name)
         if known is None and watched >= self.config.max_models:
-            raise OpenAIError(
-                404, f"this gateway watches {watched} models already; {name!r} is not one", param="model"
-            )
+            raise model_not_found(f"this gateway watches {watched} models already; {name!r} is not one")
         try:
             model_id = await self.client.watcher.resolve(name, timeout=self.config.resolve_timeout)
         except UnknownModel as exc:
-            raise OpenAIError(404, f"unknown model {name!r}: {exc}", param="model") from exc
+            raise model_not_found(f"unknown model {name!r}: {exc}") from exc
         await self.client.watcher.watch(model_id)
         return model_id, name
 
@@ -287,8 +232,7 @@ class Gateway:
                 self.metrics.requests.labels(endpoint, status).inc()
                 self._leave()
 
-        media = "text/event-stream" if sampling.stream else "application/json"
-        return _AnswerResponse(produce, media, streaming=sampling.stream)
+        return AnswerResponse(produce, streaming=sampling.stream)
 
     async def _stream(
         self,
@@ -301,8 +245,19 @@ class Gateway:
         conversation: str | None,
         started: float,
     ) -> Answer:
-        logprobs: list[dict] = []
-        first = True
+        first_token_seen = False
+
+        async def observe_first_token(piece: ShapedPiece) -> None:
+            nonlocal first_token_seen
+            if piece.token_ids and not first_token_seen:
+                first_token_seen = True
+                self.metrics.ttft.observe(time.monotonic() - started)
+
+        def ended() -> AnswerEnd:
+            result = answer.result
+            self._count(result)
+            return AnswerEnd(result.finish_reason, result.tokens_in, result.tokens_out)
+
         try:
             async with self.client.stream(
                 model_id,
@@ -316,38 +271,11 @@ class Gateway:
                 preferences=preferences,
                 conversation=conversation,
             ) as answer:
-                async for piece in answer:
-                    if first and piece.token_ids:
-                        first = False
-                        self.metrics.ttft.observe(time.monotonic() - started)
-                    if sampling.stream:
-                        chunk = shaper.chunk(
-                            piece.text,
-                            token_ids=piece.token_ids,
-                            logprobs=piece.logprobs,
-                            top_logprobs=piece.top_logprobs,
-                        )
-                        await emit(sse(chunk))
-                    elif sampling.logprobs:
-                        logprobs += shaper.logprobs_content(
-                            piece.token_ids, piece.logprobs, piece.top_logprobs, piece.text
-                        )
+                await send_answer(emit, shaper, sampling, answer, ended, on_piece=observe_first_token)
         except PoolError as exc:
             self._count_attempts(getattr(exc, "attempts", []))
             raise _error_of(exc) from exc
-        result = answer.result
-        self._count(result)
-        if sampling.stream:
-            await emit(sse(shaper.chunk("", finish_reason=result.finish_reason)))
-            if sampling.include_usage:
-                await emit(sse(shaper.usage_chunk(result.tokens_in, result.tokens_out)))
-            await emit(SSE_DONE)
-        else:
-            text = shaper.completion(
-                result.text, result.finish_reason, result.tokens_in, result.tokens_out, logprobs
-            )
-            await emit(json.dumps(text).encode())
-        return result
+        return answer.result
 
     def _count(self, answer: Answer) -> None:
         for attempt in answer.attempts:

@@ -18,6 +18,13 @@ legacy completions' shape `{"tokens", "token_logprobs", "top_logprobs": [{token:
 tokenizer, or the text of a one-token piece).
 
 Errors: `{"error": {"message", "type", "param", "code"}}` with the HTTP status.
+
+The answer loop (`send_answer`, sent by an `AnswerResponse`) is the one both APIs answer with: pieces as
+stream chunks, or gathered into one completion, then a last chunk with the finish reason, the usage chunk
+when asked for and `[DONE]`. The status line waits for the answer's first bytes, as OpenAI's does: a
+request refused before them gets its own status (400 for one that cannot be served as asked, 404 for an
+unknown model, 503 when nobody can answer now), streamed or not; a failure after them can only go into the
+stream, as an error event and `[DONE]`. A client that disconnects cancels the answer.
 """
 
 from __future__ import annotations
@@ -25,23 +32,30 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import trio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 __all__ = [
     "ROLES",
     "SSE_DONE",
+    "AnswerEnd",
+    "AnswerResponse",
     "CompletionShaper",
+    "Emit",
     "OpenAIError",
     "Sampling",
+    "ShapedPiece",
+    "model_not_found",
     "parse_messages",
     "parse_prompt",
     "parse_sampling",
     "read_json_body",
+    "send_answer",
     "sse",
 ]
 
@@ -55,19 +69,31 @@ class OpenAIError(Exception):
     """An error answered in OpenAI's shape: `status`, and `kind` as OpenAI's error type."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", *, param: str | None = None
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
         self.param = param
+        self.code = code
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status)
+
+
+def model_not_found(message: str) -> OpenAIError:
+    """A request naming a model that is not served here: OpenAI's 404 for it."""
+    return OpenAIError(404, message, param="model", code="model_not_found")
 
 
 async def read_json_body(request: Request, max_bytes: int) -> dict:
@@ -366,3 +392,129 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+# ---------------------------------------------------------------------------------------------- the answer
+
+Emit = Callable[[bytes], Awaitable[None]]
+
+
+class ShapedPiece(Protocol):
+    """What `send_answer` reads of a piece of an answer: an engine's `Piece` and a node's `AnswerPiece` (as
+    the light client delivers it) both are one."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def token_ids(self) -> Sequence[int]: ...
+    @property
+    def logprobs(self) -> Sequence[float]: ...
+    @property
+    def top_logprobs(self) -> TopLogprobs: ...
+
+
+P = TypeVar("P", bound=ShapedPiece)
+
+
+@dataclass(frozen=True)
+class AnswerEnd:
+    """How an answer ended, once all its pieces are in: why, and the usage it reports."""
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+async def send_answer(
+    emit: Emit,
+    shaper: CompletionShaper,
+    sampling: Sampling,
+    pieces: AsyncIterable[P],
+    ended: Callable[[], AnswerEnd],
+    *,
+    on_piece: Callable[[P], Awaitable[None]] | None = None,
+) -> None:
+    """Send the answer made of `pieces` (module docstring); `on_piece(piece)` runs as each arrives, before
+    it is shaped (so a `token_text` can learn its tokens), and `ended()` once they are all in."""
+    text: list[str] = []
+    logprobs: list[dict] = []
+    async for piece in pieces:
+        if on_piece is not None:
+            await on_piece(piece)
+        if sampling.stream:
+            if piece.text or piece.token_ids:
+                chunk = shaper.chunk(
+                    piece.text,
+                    token_ids=piece.token_ids,
+                    logprobs=piece.logprobs,
+                    top_logprobs=piece.top_logprobs,
+                )
+                await emit(sse(chunk))
+            continue
+        text.append(piece.text)
+        if sampling.logprobs:
+            logprobs += shaper.logprobs_content(
+                piece.token_ids, piece.logprobs, piece.top_logprobs, piece.text
+            )
+    end = ended()
+    if sampling.stream:
+        await emit(sse(shaper.chunk("", finish_reason=end.finish_reason)))
+        if sampling.include_usage:
+            await emit(sse(shaper.usage_chunk(end.prompt_tokens, end.completion_tokens)))
+        await emit(SSE_DONE)
+        return
+    whole = shaper.completion(
+        "".join(text), end.finish_reason, end.prompt_tokens, end.completion_tokens, logprobs
+    )
+    await emit(json.dumps(whole).encode())
+
+
+class AnswerResponse:
+    """An ASGI response that runs `produce(emit)` and sends what it emits, cancelled the moment the client
+    disconnects. Its status line waits for the first emitted bytes, so an OpenAIError raised before them
+    still gets its own status; one raised after goes into the stream (module docstring)."""
+
+    def __init__(self, produce: Callable[[Emit], Awaitable[None]], *, streaming: bool) -> None:
+        self.produce = produce
+        self.streaming = streaming
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = disconnected = False
+        failed: OpenAIError | None = None
+
+        async def emit(data: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                media_type = b"text/event-stream" if self.streaming else b"application/json"
+                headers = [(b"content-type", media_type)]
+                if self.streaming:
+                    headers.append((b"cache-control", b"no-cache"))
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_disconnect() -> None:
+                nonlocal disconnected
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                disconnected = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(cancel_on_disconnect)
+            try:
+                await self.produce(emit)
+            except OpenAIError as exc:
+                if started:
+                    await emit(sse(CompletionShaper.error_event(exc.message, exc.kind)) + SSE_DONE)
+                else:
+                    failed = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if disconnected:
+            return
+        if failed is not None:
+            await failed.response()(scope, receive, send)
+        elif started:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})

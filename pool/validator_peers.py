@@ -29,7 +29,7 @@ from typing import Protocol
 
 import trio
 
-from chain.client import checked_address
+from chain.address import checked_address
 from chain.merkle import MerkleError, RewardsTree
 from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
 from pool.errors import TreeUnavailable

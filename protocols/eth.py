@@ -33,7 +33,6 @@ __all__ = [
     "Struct",
     "TypedDomain",
     "keccak256",
-    "quorum_order",
     "recover_digest",
     "to_checksum_address",
     "typed_digest",
@@ -195,16 +194,8 @@ class EthAccount:
         raw = self._key.sign_recoverable(digest, hasher=None)
         return raw[:64] + bytes([raw[64] + 27])
 
-    def sign_typed(self, domain: TypedDomain, struct: Struct, values: Mapping[str, Any]) -> bytes:
-        return self.sign_digest(typed_digest(domain, struct, values))
-
     def __repr__(self) -> str:
         return f"EthAccount({to_checksum_address(self.address)})"
-
-
-def quorum_order(signatures: dict[bytes, bytes]) -> list[bytes]:
-    """Signatures by signer address, ordered as ValidatorQuorum.checkQuorum requires (ascending signers)."""
-    return [signatures[address] for address in sorted(signatures)]
 
 
 # The structs contracts/ checks, field for field with their Solidity type strings (the tests pin both).

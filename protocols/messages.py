@@ -9,7 +9,8 @@ fields without a new version. Everything that is settled, hashed or countersigne
 exactly these.
 
 Messages a contract checks carry an Ethereum signature over their EIP-712 struct (see `eth`): use
-`eth_sign(Cls, account, domain, **fields)` to make one and `eth_signer(msg, domain)` to check one.
+`eth_sign(Cls, account, domain, **fields)` to make one and `eth_signer(msg, domain)` to check one;
+`eth_digest(Cls, domain, get)` is the digest both sign and check, for whoever files or orders signatures.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ __all__ = [
     "StrikeReport",
     "UserReport",
     "ValidatorAnnouncement",
+    "eth_digest",
     "eth_sign",
     "eth_signer",
     "evidence_hash",
@@ -150,8 +152,14 @@ def eth_sign(cls: type[T], account: eth.EthAccount, domain: eth.TypedDomain, **f
     if fields.get(cls.SIGNER_FIELD) != account.address:
         raise SchemaError(f"{cls.__name__}.{cls.SIGNER_FIELD} must be the signing account's address")
     unsigned = cls(**fields, signature=b"\0" * 65)  # validate the fields before signing them
-    signature = account.sign_typed(domain, cls.EIP712, cls.typed_values(lambda name: getattr(unsigned, name)))
+    signature = account.sign_digest(eth_digest(cls, domain, lambda name: getattr(unsigned, name)))
     return cls(**fields, signature=signature)
+
+
+def eth_digest(cls: type[_EthSigned], domain: eth.TypedDomain, get: Callable[[str], Any]) -> bytes:
+    """The EIP-712 digest a `cls` signs in `domain`, its fields read through `get(name)` (the signer's and
+    the signature are not read)."""
+    return eth.typed_digest(domain, cls.EIP712, cls.typed_values(get))
 
 
 def eth_signer(msg: _EthSigned, domain: eth.TypedDomain) -> bytes:
@@ -159,8 +167,7 @@ def eth_signer(msg: _EthSigned, domain: eth.TypedDomain) -> bytes:
 
     Raises SignatureError when the signature is malformed or not by the address in `msg`.
     """
-    struct_values = type(msg).typed_values(lambda name: getattr(msg, name))
-    signer = eth.recover_digest(eth.typed_digest(domain, type(msg).EIP712, struct_values), msg.signature)
+    signer = eth.recover_digest(eth_digest(type(msg), domain, lambda name: getattr(msg, name)), msg.signature)
     if signer != getattr(msg, type(msg).SIGNER_FIELD):
         raise SignatureError(f"{type(msg).__name__} is not signed by the address it names")
     return signer

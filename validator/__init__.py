@@ -20,7 +20,7 @@ Strikes, bans and slashing:
 - `strikes`: from failed checks to strikes, exclusion, bans and slashing decisions (the rules, as data)
 - `service`: `Validator`, the judgement itself: answers in; strikes, bans, standings and decisions out
 - `gossip`: validators of the strike and ban topics (current validators only; bans need several)
-- `chain`: what the validator reads and does on chain (`SlashingChain`, `SetView`)
+- `chain`: what the validator reads and does on chain (`SlashingChain`)
 
 The money loop:
 - `admission`, `receipts`: which receipts enter the store, nodes' submissions and validators' syncs

@@ -14,32 +14,14 @@ thread, `trio.to_thread.run_sync`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from chain.client import ChainClient, ExplainedRevert
+from chain.quorum import QuorumRule
 from chain.transactions import TransactionFailed
 from protocols.eth import TypedDomain, keccak256
 from protocols.keys import peer_id_from_public_key
 from validator.strikes import DecisionFields
 
-__all__ = ["SetView", "SlashingChain"]
-
-
-@dataclass(frozen=True)
-class SetView:
-    """The validator set as the validator uses it: weights by 20-byte address, and the quorum fraction."""
-
-    weights: dict[bytes, int]
-    numerator: int = 2
-    denominator: int = 3
-
-    def is_validator(self, address: bytes) -> bool:
-        return self.weights.get(address, 0) > 0
-
-    @classmethod
-    def of(cls, addresses: list[bytes]) -> SetView:
-        """Equal weights (a set without a chain, named in the config)."""
-        return cls({address: 1 for address in addresses})
+__all__ = ["SlashingChain"]
 
 
 class SlashingChain:
@@ -51,11 +33,8 @@ class SlashingChain:
     def domain(self, contract: str = "Slashing") -> TypedDomain:
         return self.client.domain(contract)
 
-    def validator_set(self) -> SetView:
-        current = self.client.validator_set()
-        numerator, denominator = self.client.call("ValidatorQuorum", "quorum")
-        weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
-        return SetView(weights, numerator, denominator)
+    def quorum_rule(self) -> QuorumRule:
+        return self.client.quorum_rule()
 
     def slash_bps(self, block: int | str = "latest") -> int:
         """`Slashing.slashBps()`: the share of the slashable bond a decision takes (within maxSlashBps)."""

@@ -44,6 +44,7 @@ from prometheus_client import Gauge
 from chain.client import ChainClient, read_key_file
 from chain.errors import ChainError
 from chain.locate import ChainLocation
+from chain.quorum import QuorumRule
 from node.files import write_atomically
 from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
@@ -59,7 +60,7 @@ from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
-from validator.chain import SetView, SlashingChain
+from validator.chain import SlashingChain
 from validator.challenges import draw_challenge, load_prompts
 from validator.closing import find_closing_block
 from validator.config import ValidatorConfig
@@ -149,7 +150,7 @@ async def _open_chain(config: ValidatorConfig, wallet_key: str) -> SlashingChain
     return SlashingChain(client)
 
 
-def _static_set(config: ValidatorConfig, wallet: EthAccount) -> SetView:
+def _static_set(config: ValidatorConfig, wallet: EthAccount) -> QuorumRule:
     addresses = {wallet.address}
     for text in config.validators:
         try:
@@ -158,7 +159,7 @@ def _static_set(config: ValidatorConfig, wallet: EthAccount) -> SetView:
             raise ValidatorConfigError(f"validators: {text!r} is not an address") from None
         if len(bytes.fromhex(text.removeprefix("0x"))) != 20:
             raise ValidatorConfigError(f"validators: {text!r} is not a 20-byte address")
-    return SetView.of(sorted(addresses))
+    return QuorumRule.equal_weights(sorted(addresses))
 
 
 async def serve_validator(
@@ -219,7 +220,7 @@ async def _serve(
         window_epochs=config.strike_window_epochs,
     )
     if chain is not None:
-        validators = await trio.to_thread.run_sync(chain.validator_set)
+        validators = await trio.to_thread.run_sync(chain.quorum_rule)
         rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
         policy = policy.with_rules(rules)  # the network's ban rules, not this validator's config
         domain, binding_domain = chain.domain(), chain.domain("Bonding")
@@ -620,7 +621,7 @@ async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interva
     while True:
         await trio.sleep(interval)
         try:
-            validator.validators = await trio.to_thread.run_sync(chain.validator_set)
+            validator.validators = await trio.to_thread.run_sync(chain.quorum_rule)
             rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
             validator.policy = validator.book.policy = validator.policy.with_rules(rules)
             metrics.validator_set.set(len(validator.validators.weights))

@@ -35,7 +35,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from chain.client import ChainClient, ValidatorSet, checked_address
+from chain.address import checked_address
+from chain.client import ChainClient, ValidatorSet
 from chain.rewards import POD, EpochClose, RewardParams
 from chain.snapshot import ChainSnapshot
 from protocols.messages import MAX_VALIDATORS

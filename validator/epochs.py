@@ -53,9 +53,11 @@ from typing import Any
 
 import trio
 
-from chain.client import ChainClient, ValidatorSet, checked_address
+from chain.address import checked_address
+from chain.client import ChainClient, ValidatorSet
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
+from chain.quorum import QuorumRule, debit_batch_signature, epoch_root_signature
 from node.files import write_atomically
 from p2p import DolphinHost, P2PError, Stream
 from pool.validator_peers import (
@@ -69,21 +71,14 @@ from protocols.errors import ProtocolError
 from protocols.eth import EthAccount
 from protocols.ids import REWARDS_TREE_PROTOCOL, SETTLEMENT_TOPIC, VALIDATORS_RECORD, VALIDATORS_TOPIC
 from protocols.keys import Identity, peer_id_from_text
-from protocols.messages import (
-    MAX_TREE_PAGE,
-    CreditDebitSignature,
-    RewardsTreePage,
-    RewardsTreeRequest,
-    SettlementSignature,
-    eth_sign,
-)
+from protocols.messages import MAX_TREE_PAGE, RewardsTreePage, RewardsTreeRequest
 from protocols.schema import decode_message, encode_message
 from validator.admission import AdmissionLimits, chain_gate
 from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates
 from validator.errors import ValidatorError
 from validator.evidence import EvidenceStore, SettlementRecord
-from validator.quorum import QuorumRule, SignatureBook
+from validator.quorum import SignatureBook
 from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
 from validator.settlement import DebitBatch
 
@@ -472,13 +467,7 @@ class SettlementService:
             await trio.sleep(self.config.poll_seconds)
 
     async def _quorum(self) -> QuorumRule:
-        def read() -> QuorumRule:
-            current = self.chain.validator_set()
-            numerator, denominator = self.chain.call("ValidatorQuorum", "quorum")
-            weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
-            return QuorumRule(weights, numerator, denominator)
-
-        return await self._on_chain(read)
+        return await self._on_chain(self.chain.quorum_rule)
 
     def _my_turn(self, digest: bytes, epoch: int, rule: QuorumRule) -> bool:
         """Whether this validator relays now: quorum seen at least rank × stagger seconds ago."""
@@ -531,18 +520,8 @@ class SettlementService:
         if self.wallet is None or self.wallet.address not in rule.weights:
             signature_digest = None
         else:
-            message = eth_sign(
-                SettlementSignature,
-                self.wallet,
-                self.chain.domain("RewardsDistributor"),
-                validator=self.wallet.address,
-                epoch=epoch,
-                rewards_root=tree.root,
-                total_rewards=tree.total,
-                next_validators=tuple(bytes.fromhex(m[2:]) for m in next_set.members),
-                next_weights=next_set.weights,
-                deadline=record.deadline,
-            )
+            domain = self.chain.domain("RewardsDistributor")
+            message = epoch_root_signature(self.wallet, domain, epoch, tree, record.deadline, next_set)
             signature_digest = self.book.add(message)
             await self._publish(
                 SETTLEMENT_TOPIC, envelope.sign(message, self.identity, ttl_ms=SIGNATURE_ENVELOPE_TTL_MS)
@@ -550,7 +529,7 @@ class SettlementService:
         if signature_digest is None:
             return
         signatures = self.book.signatures(signature_digest)
-        if not rule.reached(set(signatures)) or not self._my_turn(signature_digest, epoch, rule):
+        if not rule.reached(signatures) or not self._my_turn(signature_digest, epoch, rule):
             return
         try:
             activates = await self._on_chain(
@@ -584,22 +563,20 @@ class SettlementService:
             return
         if self.wallet is None or self.wallet.address not in rule.weights:
             return
-        message = eth_sign(
-            CreditDebitSignature,
+        message = debit_batch_signature(
             self.wallet,
             self.chain.domain("Credits"),
-            validator=self.wallet.address,
-            batch_id=batch.batch_id,
-            users=batch.users,
-            amounts=batch.amounts,
-            deadline=record.deadline,
+            batch.batch_id,
+            batch.users,
+            batch.amounts,
+            record.deadline,
         )
         digest = self.book.add(message)
         await self._publish(
             SETTLEMENT_TOPIC, envelope.sign(message, self.identity, ttl_ms=SIGNATURE_ENVELOPE_TTL_MS)
         )
         signatures = self.book.signatures(digest)
-        if not rule.reached(set(signatures)) or not self._my_turn(digest, record.epoch, rule):
+        if not rule.reached(signatures) or not self._my_turn(digest, record.epoch, rule):
             return
         try:
             total = await self._on_chain(

@@ -11,43 +11,26 @@ validator:
 - IGNORE: a signer outside the current validator set (it may just have left), or a full book;
 - ACCEPT: filed.
 
-`QuorumRule` is ValidatorQuorum's check: the signers' weight × denominator ≥ total weight × numerator.
+Whether a message's signers are a quorum is chain.quorum's `QuorumRule`, the contract's own count.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from p2p import Verdict, signed_message_validator
 from protocols import envelope
-from protocols.eth import CREDIT_DEBIT_BATCH, EPOCH_ROOT, TypedDomain, typed_digest
-from protocols.messages import CreditDebitSignature, SettlementSignature, eth_signer
+from protocols.eth import TypedDomain
+from protocols.messages import CreditDebitSignature, SettlementSignature, eth_digest, eth_signer
 
-__all__ = ["QuorumRule", "SignatureBook", "signed_digest"]
+__all__ = ["SignatureBook", "signed_digest"]
 
 MAX_DIGESTS = 4096
 
 
-@dataclass(frozen=True)
-class QuorumRule:
-    """The current validator set's weights and ValidatorQuorum's fraction."""
-
-    weights: Mapping[bytes, int]
-    numerator: int
-    denominator: int
-
-    def reached(self, signers: set[bytes] | frozenset[bytes]) -> bool:
-        total = sum(self.weights.values())
-        signed = sum(self.weights.get(signer, 0) for signer in signers)
-        return total > 0 and signed * self.denominator >= total * self.numerator
-
-
 def signed_digest(message: SettlementSignature | CreditDebitSignature, domain: TypedDomain) -> bytes:
     """The EIP-712 digest `message`'s signature signs (what its quorum is counted for)."""
-    struct = EPOCH_ROOT if isinstance(message, SettlementSignature) else CREDIT_DEBIT_BATCH
-    return typed_digest(domain, struct, type(message).typed_values(lambda name: getattr(message, name)))
+    return eth_digest(type(message), domain, lambda name: getattr(message, name))
 
 
 class SignatureBook:

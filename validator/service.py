@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from chain.quorum import QuorumRule
 from p2p import Validator as GossipValidator
 from pool.bans import ban_shortfall
 from protocols import envelope
@@ -51,7 +52,7 @@ from protocols.messages import (
 )
 from protocols.schema import decode_message
 from validator.answers import Answer, answer_from_evidence
-from validator.chain import SetView, SlashingChain
+from validator.chain import SlashingChain
 from validator.checks import (
     Thresholds,
     Verdict,
@@ -103,7 +104,7 @@ class Validator:
         thresholds: Thresholds,
         state: ValidatorState,
         publish: Publish,
-        validators: SetView,
+        validators: QuorumRule,
         policy: StrikePolicy | None = None,
         suspicion: SuspicionModel | None = None,
         chain: SlashingChain | None = None,
@@ -540,12 +541,7 @@ class Validator:
         await self.state.store_decision_signature(signature)
         if self.chain is None or (fields.evidence_hash, fields.offender) in self._slashed:
             return
-        ordered = self.decisions.quorum(
-            fields,
-            self.validators.weights,
-            numerator=self.validators.numerator,
-            denominator=self.validators.denominator,
-        )
+        ordered = self.decisions.quorum(fields, self.validators)
         if ordered is None:
             return
         async with self._chain_lock:  # one transaction at a time from our wallet (nonces)

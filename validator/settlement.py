@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from chain.client import checked_address
+from chain.address import checked_address
 from chain.merkle import RewardsTree
 from chain.rewards import AccountEpoch, EpochClose, RewardParams, close_epoch, encode_result
 from chain.rewards.base import PER_MILLION, base_rewards, emission

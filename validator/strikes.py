@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from chain.quorum import QuorumRule
 from pool.bans import DEFAULT_SEVERITIES, BanRules
 from protocols import envelope
 from protocols.errors import ProtocolError
@@ -324,23 +325,10 @@ class Decisions:
         self._signatures.setdefault(fields, {})[signature.validator] = signature.signature
         return fields
 
-    def quorum(
-        self,
-        fields: DecisionFields,
-        weights: Mapping[bytes, int],
-        *,
-        numerator: int = 2,
-        denominator: int = 3,
-    ) -> list[bytes] | None:
-        """The signatures in the contract's order (ascending signer) once the signers hold a quorum of
-        `weights` (address -> weight) without the offender's weight, as checkQuorumExcluding counts; else
-        None."""
-        total = sum(w for a, w in weights.items() if a != fields.offender)
-        signers = self._signatures.get(fields, {})
-        signed = sum(weights.get(a, 0) for a in signers if a != fields.offender)
-        if total == 0 or signed * denominator < total * numerator:
-            return None
-        return [signers[a] for a in sorted(signers)]
+    def quorum(self, fields: DecisionFields, rule: QuorumRule) -> list[bytes] | None:
+        """The decision's signatures in the contract's order once their signers hold a quorum without the
+        offender's weight, as checkQuorumExcluding counts; else None."""
+        return rule.quorum_signatures(self._signatures.get(fields, {}), excluded=fields.offender)
 
     def signed_by(self, fields: DecisionFields) -> set[bytes]:
         return set(self._signatures.get(fields, {}))

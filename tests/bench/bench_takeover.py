@@ -12,7 +12,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from chain.client import ValidatorSet, checked_address
+from chain.address import checked_address
+from chain.client import ValidatorSet
 from chain.rewards import POD
 from validator.election import Candidate, elect
 

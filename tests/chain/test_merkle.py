@@ -7,11 +7,13 @@ from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.errors import MerkleError
+from chain.errors import AddressError, MerkleError
 from chain.merkle import Claim, RewardsTree, hash_pair, leaf_hash, process_proof, verify
 from tests.examples import examples
 
 pytestmark = pytest.mark.unit
+
+FLIPPED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
 
 addresses = st.binary(min_size=20, max_size=20).map(lambda raw: "0x" + raw.hex())
 amounts = st.integers(min_value=0, max_value=2**256 - 1)
@@ -152,18 +154,24 @@ def test_json_round_trip_and_tamper_detection():
     ("values", "message"),
     [
         ({}, "at least one"),
-        ({"0x1234": 1}, "not an Ethereum address"),
         ({"0x" + "ab" * 20: -1}, "amount"),
         ({"0x" + "ab" * 20: 2**256}, "amount"),
         ({"0x" + "ab" * 20: True}, "amount"),
         ({"0x" + "ab" * 20: 1, "0x" + "AB" * 20: 2}, "twice"),
-        # Mixed case, last letter flipped from the EIP-55 example 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed.
-        ({"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD": 1}, "checksum"),
     ],
 )
 def test_bad_inputs_raise_merkle_error(values, message):
     with pytest.raises(MerkleError, match=message):
         RewardsTree.build(values)
+
+
+def test_a_bad_address_in_a_tree_is_refused_by_the_one_address_check():
+    # Mixed case, last letter flipped from the EIP-55 example 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed.
+    for bad, message in (("0x1234", "not an Ethereum address"), (FLIPPED, "checksum")):
+        with pytest.raises(AddressError, match=message):
+            RewardsTree.build({bad: 1})
+        with pytest.raises(AddressError, match=message):
+            leaf_hash(bad, 1)
 
 
 def test_proof_of_absent_account_and_bad_documents():

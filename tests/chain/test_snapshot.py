@@ -14,6 +14,7 @@ from chain.snapshot import (
     read_snapshot,
 )
 from chain.testing import open_deployed_chain
+from validator.strikes import DecisionFields
 
 POD = 10**18
 WAD = 10**18
@@ -21,23 +22,27 @@ WAD = 10**18
 
 def slash(validators, offender: str, slash_bps: int) -> None:
     """Execute a StrikeDecision signed by every validator (EIP-712, quorum order)."""
-    from protocols.eth import STRIKE_DECISION, EthAccount, quorum_order
+    from chain.quorum import quorum_order
+    from protocols.eth import EthAccount
+    from protocols.messages import StrikeDecisionSignature, eth_sign
 
     relay = validators[0]
-    decision = {
-        "offender": bytes.fromhex(offender[2:]),
-        "evidenceHash": b"\x42" * 32,
-        "slashBps": slash_bps,
-        "reporter": b"\x00" * 20,
-        "deadline": relay.chain_time() + 3600,
-    }
+    decision = DecisionFields(
+        offender=bytes.fromhex(offender[2:]),
+        evidence_hash=b"\x42" * 32,
+        slash_bps=slash_bps,
+        reporter=b"\x00" * 20,
+        deadline=relay.chain_time() + 3600,
+    )
     domain = relay.domain("Slashing")
     signatures = {}
     for validator in validators:
         signer = EthAccount(bytes(validator.account.key))
-        signatures[signer.address] = signer.sign_typed(domain, STRIKE_DECISION, decision)
-    as_tuple = (offender, decision["evidenceHash"], slash_bps, "0x" + "00" * 20, decision["deadline"])
-    relay.transact("Slashing", "slash", as_tuple, quorum_order(signatures))
+        signed = eth_sign(
+            StrikeDecisionSignature, signer, domain, validator=signer.address, **decision.signature_fields()
+        )
+        signatures[signer.address] = signed.signature
+    relay.transact("Slashing", "slash", decision.as_tuple(), quorum_order(signatures))
 
 
 @pytest.fixture(scope="module")

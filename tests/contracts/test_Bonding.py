@@ -5,6 +5,7 @@ from brownie import chain
 from eth_utils import keccak
 
 from protocols import eth
+from protocols.messages import OperatorBinding, eth_sign
 from tests.contracts.conftest import (
     NODE_BINDING_FIELDS,
     POD_UNIT,
@@ -334,14 +335,19 @@ def test_emptied_thaw_pool_starts_a_new_generation(pod, stkpod, bonding, treasur
 
 
 def test_node_binding_signed_by_the_protocols_module_registers(bonding, validator_wallets):
-    """Cross-part check: protocols.eth (what node daemons sign with) and Bonding hash NodeBinding alike."""
+    """Cross-part check: protocols.messages (what `ChainClient.register_node` signs with) and Bonding hash
+    NodeBinding alike."""
     operator = validator_wallets[1]
     domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(bonding.address[2:]))
-    values = {"operator": bytes.fromhex(operator.address[2:]), "peerIdHash": PEER_ID_HASH, "nonce": 0}
-    signature = eth.EthAccount(bytes.fromhex(operator.private_key[2:])).sign_typed(
-        domain, eth.NODE_BINDING, values
+    binding = eth_sign(
+        OperatorBinding,
+        eth.EthAccount(bytes.fromhex(operator.private_key[2:])),
+        domain,
+        operator=bytes.fromhex(operator.address[2:]),
+        peer_id_hash=PEER_ID_HASH,
+        nonce=0,
     )
-    bonding.registerNode(operator, PEER_ID_HASH, 0, signature, {"from": operator})
+    bonding.registerNode(operator, PEER_ID_HASH, 0, binding.signature, {"from": operator})
     assert bonding.isNodeOf(operator, PEER_ID_HASH)
 
 

@@ -8,6 +8,7 @@ from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from chain.quorum import debit_batch_digest, debit_batch_signature, quorum_order
 from protocols import eth
 from tests.contracts.conftest import (
     EIP712_NAME,
@@ -397,24 +398,26 @@ def test_a_fee_on_transfer_token_is_refused(Credits, FeeOnTransferToken, validat
     assert credits.totalCredit() == token.balanceOf(credits) == 0
 
 
-def test_batch_signed_by_the_protocols_module_settles(credits, users, validators):
-    """Cross-part check: protocols.eth (what validators sign with) and Credits hash CreditDebitBatch alike."""
+def test_a_batch_signed_as_validators_sign_it_settles(credits, users, validators):
+    """Cross-part check: the one signer of debit batches (chain.quorum, what the validator daemon and
+    ChainClient use) and Credits hash CreditDebitBatch alike."""
     assert credits.CREDIT_DEBIT_BATCH_TYPEHASH() == "0x" + eth.CREDIT_DEBIT_BATCH.type_hash.hex()
     credits.deposit(100 * USD_UNIT, {"from": users[0]})
     credits.deposit(100 * USD_UNIT, {"from": users[1]})
     deadline = chain[-1].timestamp + 3600
     users_bytes = [bytes.fromhex(u.address[2:]) for u in users[:2]]
-    values = {"batchId": 9, "users": users_bytes, "amounts": [USD_UNIT, 2 * USD_UNIT], "deadline": deadline}
+    amounts = [USD_UNIT, 2 * USD_UNIT]
     domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(credits.address[2:]))
-    signatures = eth.quorum_order(
-        {
-            bytes.fromhex(v.address[2:]): eth.EthAccount(bytes.fromhex(v.private_key[2:])).sign_typed(
-                domain, eth.CREDIT_DEBIT_BATCH, values
-            )
-            for v in validators[1:]
-        }
-    )
-    credits.settleDebits(9, users[:2], [USD_UNIT, 2 * USD_UNIT], deadline, signatures, {"from": users[0]})
+    signed = [
+        debit_batch_signature(
+            eth.EthAccount(bytes.fromhex(v.private_key[2:])), domain, 9, users_bytes, amounts, deadline
+        )
+        for v in validators[1:]
+    ]
+    digest = debit_batch_digest(domain, 9, users_bytes, amounts, deadline)
+    assert bytes(credits.debitBatchDigest(9, users[:2], amounts, deadline)) == digest
+    signatures = quorum_order({s.validator: s.signature for s in signed})
+    credits.settleDebits(9, users[:2], amounts, deadline, signatures, {"from": users[0]})
     assert [credits.creditOf(u) for u in users[:2]] == [99 * USD_UNIT, 98 * USD_UNIT]
 
 

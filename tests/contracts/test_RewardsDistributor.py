@@ -8,7 +8,9 @@ from eth_utils import keccak
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
+from chain.client import ValidatorSet
 from chain.merkle import RewardsTree
+from chain.quorum import epoch_root_digest, epoch_root_signature, quorum_order
 from protocols import eth
 from tests.contracts.conftest import (
     POD_UNIT,
@@ -285,32 +287,28 @@ def test_a_root_the_pool_cannot_pay_does_not_activate(
     assert thin.unreservedBalance() == 0
 
 
-def test_root_signed_by_the_protocols_module_is_accepted(distributor, validator_quorum, validators, earners):
-    """Cross-part check: protocols.eth and chain.merkle (what settlers use) agree with the distributor."""
+def test_a_root_signed_as_validators_sign_it_is_accepted(distributor, validator_quorum, validators, earners):
+    """Cross-part check: the one signer of epoch roots (chain.quorum, what the validator daemon and
+    `dolphin chain root sign` use) and the distributor hash EpochRoot alike."""
     assert distributor.EPOCH_ROOT_TYPEHASH() == "0x" + eth.EPOCH_ROOT.type_hash.hex()
     tree = tree_of(earners, [10 * POD_UNIT, 20 * POD_UNIT, 30 * POD_UNIT])
     members, weights = current_set(validator_quorum)
+    next_set = ValidatorSet(tuple(members), tuple(weights))
     deadline = chain[-1].timestamp + 3600
-    values = {
-        "epoch": 4,
-        "root": tree.root,
-        "total": tree.total,
-        "validators": [bytes.fromhex(m[2:]) for m in members],
-        "weights": weights,
-        "deadline": deadline,
-    }
     domain = eth.TypedDomain("Dolphin Network", "1", chain.id, bytes.fromhex(distributor.address[2:]))
-    signatures = eth.quorum_order(
-        {
-            bytes.fromhex(v.address[2:]): eth.EthAccount(bytes.fromhex(v.private_key[2:])).sign_typed(
-                domain, eth.EPOCH_ROOT, values
-            )
-            for v in validators[1:]
-        }
-    )
+    signed = [
+        epoch_root_signature(
+            eth.EthAccount(bytes.fromhex(v.private_key[2:])), domain, 4, tree, deadline, next_set
+        )
+        for v in validators[1:]
+    ]
     proposal = (4, tree.root, tree.total, members, weights, deadline)
-    assert bytes(distributor.epochRootDigest(proposal)) == eth.typed_digest(domain, eth.EPOCH_ROOT, values)
-    distributor.proposeRoot(proposal, signatures, {"from": earners[0]})
+    assert bytes(distributor.epochRootDigest(proposal)) == epoch_root_digest(
+        domain, 4, tree, deadline, next_set
+    )
+    distributor.proposeRoot(
+        proposal, quorum_order({s.validator: s.signature for s in signed}), {"from": earners[0]}
+    )
     assert distributor.proposedRoot(4)[STATUS] == PENDING
 
 

@@ -1,11 +1,14 @@
 """ValidatorQuorum: the elected set (genesis, installation checks), the 2/3 rule, sorted distinct signers,
 strangers skipped, the judged member left out, ECDSA edge cases, opting in and the bounded quorum."""
 
+import itertools
+
 import brownie
 import pytest
 from eth_account import Account
 from eth_utils import keccak
 
+from chain.quorum import QuorumRule, quorum_order
 from tests.contracts.conftest import (
     MIN_VALIDATOR_BOND,
     POD_UNIT,
@@ -121,6 +124,28 @@ def test_the_judged_member_counts_in_neither_the_total_nor_the_signers(validator
     assert validator_quorum.checkQuorumExcluding(
         DIGEST, signatures(validators[2:]), brownie.ZERO_ADDRESS
     ) == (7 * WEIGHT)
+
+
+def test_the_validators_own_quorum_rule_agrees_with_the_contract(validator_quorum, validators):
+    """chain.quorum.QuorumRule (what validator daemons relay and slash by) says "a quorum" exactly where
+    checkQuorum and checkQuorumExcluding accept, for every subset of signers of the 1:2:3:4 set, and puts
+    the signatures in the order the contract requires."""
+    members, weights = current_set(validator_quorum)
+    rule = QuorumRule(
+        {bytes.fromhex(m[2:]): w for m, w in zip(members, weights, strict=True)}, *validator_quorum.quorum()
+    )
+    by_signer = {bytes.fromhex(v.address[2:]): sign(v) for v in validators}
+    for size in range(len(validators) + 1):
+        for signers in itertools.combinations(by_signer, size):
+            signed = {signer: by_signer[signer] for signer in signers}
+            for excluded in (None, *by_signer):
+                ordered = rule.quorum_signatures(signed, excluded=excluded)
+                judged = "0x" + (excluded or bytes(20)).hex()
+                if ordered is None:
+                    with brownie.reverts(revert_pattern=r"ValidatorQuorumNotReached: .*"):
+                        validator_quorum.checkQuorumExcluding(DIGEST, quorum_order(signed), judged)
+                else:
+                    validator_quorum.checkQuorumExcluding(DIGEST, ordered, judged)
 
 
 def test_a_lone_member_cannot_be_judged_by_nobody(ValidatorQuorum, bonding, quorum_params, validator_wallets,

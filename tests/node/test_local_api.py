@@ -7,7 +7,7 @@ import httpx
 import pytest
 import trio
 
-from node.engines import ChatTurn, GenerationRequest
+from node.engines import ChatTurn, EngineError, EngineUnavailable, GenerationRequest
 from node.local_api import build_app, serve_local_api
 from node.metrics import NodeMetrics
 from node.testing import LongAnswers
@@ -38,6 +38,25 @@ async def _serve_api(engine, metrics, max_new_tokens):
 async def api(tiny_engine):
     async with _serve_api(tiny_engine, NodeMetrics(tiny_engine.load), 64) as served:
         yield served
+
+
+class _FailingAfter:
+    """`engine` whose answers fail with `error` after `pieces` pieces (0: before the first)."""
+
+    def __init__(self, engine, pieces, error):
+        self._engine, self._pieces, self._error = engine, pieces, error
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    async def generate(self, request):
+        count = 0
+        async for piece in self._engine.generate(request):
+            if count == self._pieces:
+                raise self._error
+            count += 1
+            yield piece
+        raise AssertionError("the answer ended before it could fail")
 
 
 @pytest.fixture
@@ -136,9 +155,44 @@ async def test_bad_requests_get_a_clear_400_and_a_draining_node_a_503(api):
         response = await http.post("/v1/chat/completions", content=body)
         assert response.status_code == 400, body
         assert message in response.json()["error"]["message"]
+    # Refused by the engine before its first token: the same 400 when streamed (it was a 200 and an error
+    # event), as OpenAI refuses a prompt over the context whether it streams or not.
+    too_long = {"messages": [{"role": "user", "content": "x " * 3000}], "stream": True}
+    response = await http.post("/v1/chat/completions", json=too_long)
+    assert response.status_code == 400 and "tokens; this model" in response.json()["error"]["message"]
     state["refusing"] = "the node is shutting down"
     response = await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2})
     assert response.status_code == 503 and "shutting down" in response.json()["error"]["message"]
+    response = await http.post(
+        "/v1/completions", content=b"{not json"
+    )  # draining comes first, as at gateways
+    assert response.status_code == 503
+
+
+@pytest.mark.trio
+async def test_a_failing_engine_gets_openai_s_status_before_the_answer_and_an_error_event_in_it(tiny_engine):
+    body = {"prompt": "The quick brown", "max_tokens": 8, "temperature": 0}
+    broken = _FailingAfter(tiny_engine, 2, EngineError("the engine broke"))
+    async with _serve_api(broken, NodeMetrics(tiny_engine.load), 64) as (http, _):
+        whole = await http.post("/v1/completions", json=body)
+        assert whole.status_code == 500 and whole.json()["error"]["type"] == "server_error"
+        async with http.stream("POST", "/v1/completions", json=body | {"stream": True}) as response:
+            assert response.status_code == 200  # the answer had started: only the stream can say it failed
+            events = [line.removeprefix("data: ") async for line in response.aiter_lines() if line]
+        assert events[-1] == "[DONE]"
+        *chunks, failure = [json.loads(event) for event in events[:-1]]
+        assert len(chunks) == 2 and all(chunk["choices"][0]["text"] for chunk in chunks)
+        assert failure["error"] == {
+            "message": "the engine broke",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    stopped = _FailingAfter(tiny_engine, 0, EngineUnavailable("the engine is not running"))
+    async with _serve_api(stopped, NodeMetrics(tiny_engine.load), 64) as (http, _):
+        for stream in (False, True):
+            response = await http.post("/v1/completions", json=body | {"stream": stream})
+            assert response.status_code == 503 and response.json()["error"]["type"] == "unavailable"
 
 
 @pytest.mark.trio
@@ -198,7 +252,9 @@ async def test_another_model_is_a_404_and_unserved_parameters_a_400_naming_them(
     for model in ("gpt-4o", "/home/me/models/other", "ab" * 32):
         response = await http.post("/v1/chat/completions", json={"model": model, "messages": chat})
         assert response.status_code == 404, model
-        assert response.json()["error"]["param"] == "model" and "dolphin-tiny-llama" in response.text
+        error = response.json()["error"]
+        assert error["param"] == "model" and "dolphin-tiny-llama" in error["message"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "model_not_found")  # OpenAI's
     for model in ("dolphin-tiny-llama", "05" * 32):
         response = await http.post("/v1/completions", json={"model": model, "prompt": "hi", "max_tokens": 1})
         assert response.status_code == 200, model

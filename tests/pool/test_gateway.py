@@ -222,6 +222,8 @@ async def test_raw_http_edge_cases(network):
             assert response.status_code == status, (request, response.text)
             error = response.json()["error"]
             assert message in error["message"] and error["type"]
+            if status == 404:  # as the node's local API and OpenAI say it
+                assert (error["type"], error["code"]) == ("invalid_request_error", "model_not_found")
         for missing in ({}, {"authorization": "Bearer nope"}, {"authorization": API_KEY}):
             response = await http.get("/v1/models", headers=missing)
             assert response.status_code == 401 and "API key" in response.json()["error"]["message"]

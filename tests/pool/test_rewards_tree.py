@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import trio
 
-from chain.client import checked_address
+from chain.address import checked_address
 from chain.merkle import RewardsTree
 from p2p.testing import open_host_group
 from pool.errors import TreeUnavailable

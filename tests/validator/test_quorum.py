@@ -2,13 +2,14 @@
 
 import pytest
 
+from chain.quorum import QuorumRule
 from p2p import GossipMessage, Verdict
 from protocols import envelope
 from protocols import testing as pt
 from protocols.eth import TypedDomain
 from protocols.keys import peer_id_from_public_key, peer_id_to_text
 from protocols.messages import CreditDebitSignature, SettlementSignature, eth_sign
-from validator.quorum import QuorumRule, SignatureBook
+from validator.quorum import SignatureBook
 
 pytestmark = pytest.mark.unit
 

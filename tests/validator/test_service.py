@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio_asyncio
 
+from chain.quorum import QuorumRule
 from pool.bans import DEFAULT_SEVERITIES
 from protocols import envelope
 from protocols import testing as pt
@@ -16,7 +17,6 @@ from protocols.ids import BANS_TOPIC, REPORTS_TOPIC, STRIKES_TOPIC
 from protocols.keys import Identity
 from protocols.messages import BanNotice, StrikeReport, UserReport, eth_sign, evidence_hash
 from tests.validator.cheats import modified_engine
-from validator.chain import SetView
 from validator.challenges import Challenge
 from validator.service import Validator
 from validator.state import open_state
@@ -38,7 +38,7 @@ async def _validators(tmp_path, reference, thresholds, *, count=3, members=None,
     """`count` validators with their own state on one bus; the set is `members` (default: all of them)."""
     bus = bus or LocalBus()
     wallets = WALLETS[:count]
-    view = SetView.of([w.address for w in (members or wallets)])
+    view = QuorumRule.equal_weights([w.address for w in (members or wallets)])
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(trio_asyncio.open_loop())
         validators = []

@@ -76,7 +76,7 @@ async def _genesis_validators(tmp_path, chain, reference, thresholds):
                 thresholds=thresholds,
                 state=state,
                 publish=bus.publisher(peer),
-                validators=await trio.to_thread.run_sync(slashing.validator_set),
+                validators=await trio.to_thread.run_sync(slashing.quorum_rule),
                 chain=slashing,
                 decision_settle_s=0,
             )

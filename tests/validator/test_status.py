@@ -7,6 +7,7 @@ import pytest
 import trio
 import trio_asyncio
 
+from chain.quorum import QuorumRule
 from chain.rewards import RewardParams
 from chain.snapshot import ChainSnapshot
 from node.local_api import serve_local_api
@@ -17,7 +18,6 @@ from protocols.messages import StrikeReport, eth_sign, evidence_hash
 from protocols.testing import countersigned_receipt
 from tests.browser import open_page, wait_for
 from validator import settle_epoch
-from validator.chain import SetView
 from validator.evidence import open_evidence_store
 from validator.metrics import ValidatorMetrics, build_app
 from validator.service import Validator
@@ -71,7 +71,7 @@ async def _status(tmp_path, reference, thresholds):
             thresholds=thresholds,
             state=state,
             publish=None,
-            validators=SetView.of([OURS.address, OTHER.address]),
+            validators=QuorumRule.equal_weights([OURS.address, OTHER.address]),
         )
         await validator.load()
         strike = _strike(OTHER)
