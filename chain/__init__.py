@@ -10,6 +10,7 @@ the reward engine.
 - transactions: connecting to a node, retried reads, transactions sent once, reverts decoded
 - deploy:       deploying and wiring the whole system; the deployment file every command reads
 - locate:       finding the chain and its deployment (RPC URL, else ready.json), as every command does
+- areas:        each contract's typed reads (`client.bonding.slashable_of(…)`): what the floors above call
 - client:       ChainClient, what operators, validators and users do on chain, with hints on reverts;
                 ValidatorSet, the elected set as ValidatorQuorum holds it and epoch roots sign it
 - quorum:       what a validator quorum signs (epoch roots, debit batches) and ValidatorQuorum's rule

@@ -10,6 +10,7 @@ chain.transactions).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from chain import areas
 from chain.address import checked_address
 from chain.artifacts import ContractRevert, load_artifact, load_npm_artifact
 from chain.deploy import Deployment, check_deployment
@@ -333,6 +335,39 @@ class ChainClient:
 
     # ------------------------------------------------------------------ plumbing
 
+    # ---- each contract's typed reads (chain.areas): what the floors above use instead of `call`
+    @functools.cached_property
+    def bonding(self) -> areas.Bonding:
+        return areas.Bonding(self)
+
+    @functools.cached_property
+    def credits(self) -> areas.Credits:
+        return areas.Credits(self)
+
+    @functools.cached_property
+    def slashing(self) -> areas.Slashing:
+        return areas.Slashing(self)
+
+    @functools.cached_property
+    def staked_pod(self) -> areas.StakedPod:
+        return areas.StakedPod(self)
+
+    @functools.cached_property
+    def buyback(self) -> areas.Buyback:
+        return areas.Buyback(self)
+
+    @functools.cached_property
+    def validator_quorum(self) -> areas.ValidatorQuorum:
+        return areas.ValidatorQuorum(self)
+
+    @functools.cached_property
+    def rewards_distributor(self) -> areas.RewardsDistributor:
+        return areas.RewardsDistributor(self)
+
+    @functools.cached_property
+    def payment_token(self) -> areas.PaymentToken:
+        return areas.PaymentToken(self)
+
     def call(
         self, contract: str, function: str, *args: Any, block: int | str = "latest", sender: str | None = None
     ) -> Any:
@@ -569,6 +604,10 @@ class ChainClient:
         receipt = self.transact("RewardsDistributor", "proposeRoot", proposal, ordered)
         return self._event_arg(receipt, "RewardsDistributor", "RootProposed", "activatesAt")
 
+    def slash(self, decision: tuple, signatures: Sequence[bytes]) -> Any:
+        """Submit a quorum-signed StrikeDecision (its fields in the contract's order); returns the receipt."""
+        return self.transact("Slashing", "slash", decision, list(signatures))
+
     def activate_root(self, epoch: int) -> ValidatorSet:
         """Activate the pending root of `epoch`, installing the next validator set it was signed with (read
         from its RootProposed event); returns that set as installed."""
@@ -680,7 +719,7 @@ class ChainClient:
         """Record a TWAP observation (keepers only, at most once per window)."""
         self.transact("Buyback", "observe")
 
-    def buyback(self, amount_in: int, deadline: int, *, min_pod_out: int = 0) -> tuple[int, int]:
+    def buy_back(self, amount_in: int, deadline: int, *, min_pod_out: int = 0) -> tuple[int, int]:
         """Swap `amount_in` of the Buyback's revenue for POD within its TWAP guard and at least `min_pod_out`
         (keepers only); returns (amount in, POD bought)."""
         receipt = self.transact("Buyback", "buyback", amount_in, min_pod_out, deadline)

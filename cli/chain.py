@@ -546,7 +546,7 @@ def show_command(connection: Connection) -> None:
     """Show the current validator set, its epoch and weights."""
     client = connection.client(key_required=False)
     current = client.validator_set()
-    numerator, denominator = client.call("ValidatorQuorum", "quorum")
+    numerator, denominator = client.validator_quorum.quorum()
     origin = "genesis set" if current.epoch == 0 else f"elected with the root of epoch {current.epoch}"
     click.echo(
         f"{len(current.members)} validators ({origin}); quorum {numerator}/{denominator} of the weight"
@@ -599,7 +599,7 @@ def claim_command(
     if tree_path is not None:
         tree = _tree(tree_path)
     elif bootstrap:
-        epoch, root, _ = client.call("RewardsDistributor", "activeRoot")
+        epoch, root = client.rewards_distributor.active_root()
         if epoch == 0:
             raise click.ClickException("no rewards root is active yet: nothing to claim")
         tree = _fetch_tree(bootstrap, epoch, bytes(root))
@@ -737,7 +737,7 @@ def root_show_command(connection: Connection, epoch: int, wait: str | None, time
         click.echo(f"epoch {epoch}: pending, activates from {format_time(activates_at, client.chain_time())}")
     else:
         click.echo(f"epoch {epoch}: {status}")
-    active_epoch, root, _ = client.call("RewardsDistributor", "activeRoot")
+    active_epoch, root = client.rewards_distributor.active_root()
     if active_epoch:
         click.echo(f"active root: epoch {active_epoch} 0x{bytes(root).hex()}")
     else:
@@ -842,7 +842,7 @@ def status_command(connection: Connection, account: str | None) -> None:
         f"staked       {shares(s.staked_shares)} = {pod(s.staked_value)}",
     ]
     if s.cooldown_start:
-        unlock = s.cooldown_start + client.call("StakedPOD", "COOLDOWN_PERIOD")
+        unlock = s.cooldown_start + client.staked_pod.cooldown_period()
         lines.append(f"cooldown     {shares(s.cooldown_shares)}, redeemable from {format_time(unlock, now)}")
     lines.append(f"active bond  {shares(s.active_bond_shares)} = {pod(s.active_bond_value)}")
     if s.thawing_shares:

@@ -424,7 +424,7 @@ def _peer(node_key: bytes) -> str:
 
 def catch_the_cheater(net: Network, summary: Summary) -> None:
     operator = net.cheater_operator
-    bonded = operator.call("Bonding", "slashableOf", operator.address)
+    bonded = operator.bonding.slashable_of(operator.address)
 
     def slashed():  # type: ignore[no-untyped-def]
         events = net.reader.events("Slashing", "StrikeExecuted")
@@ -432,8 +432,8 @@ def catch_the_cheater(net: Network, summary: Summary) -> None:
 
     event = wait_for("the validators to sample, strike, ban and slash the cheater", slashed)
     shares, reporter = event["args"]["shares"], event["args"]["reporter"]
-    slashed_pod = net.reader.call("StakedPOD", "convertToAssets", shares)
-    remaining = operator.call("Bonding", "slashableOf", operator.address)
+    slashed_pod = net.reader.staked_pod.convert_to_assets(shares)
+    remaining = operator.bonding.slashable_of(operator.address)
     strikes, banned = 0, True
     for validator in net.validators:
         count, ban = _strikes_and_ban(validator, net.cheater.peer_id)
@@ -504,7 +504,7 @@ def debited_below(net: Network, credit: int) -> int:
     """The user's credit once the validators settled an epoch's debit batch (it falls below `credit`)."""
 
     def lower() -> tuple[int] | None:
-        now = net.user.call("Credits", "creditOf", net.user.address)
+        now = net.user.credits.credit_of(net.user.address)
         return (now,) if now < credit else None  # (a credit of 0 is an answer too)
 
     return wait_for("the quorum-signed debit of the user's credit", lower)[0]
@@ -513,7 +513,7 @@ def debited_below(net: Network, credit: int) -> int:
 def buy_back(net: Network, rounds: int = 4) -> MoneyStatus:
     """Wait for the keeper's buyback. Its TWAP needs two observations a window apart (the demo's clock
     jumps made the last one stale), so the dev chain's clock moves a window ahead each round."""
-    window = net.reader.call("Buyback", "twapWindow")
+    window = net.reader.buyback.twap_window()
     console.print(
         f"(the keeper measures a {window // 60}-minute TWAP: the demo moves the clock past the window)"
     )
@@ -587,7 +587,7 @@ def run_demo(
         wait_for("the gateway to see the pool", lambda: _pool_size(net) >= 3, timeout=120)
 
         _step(4, "An API user asks through the gateway with the openai client, across the relay")
-        credit_before = net.user.call("Credits", "creditOf", net.user.address)
+        credit_before = net.user.credits.credit_of(net.user.address)
         epoch = _fresh_epoch(timings)
         summary.answer = ask(net, prompt, net.hidden, show=True)
         summary.epochs.append(epoch)
@@ -629,7 +629,7 @@ def run_demo(
         status = buy_back(net)
         summary.buyback_pod = str(status.pod_bought_back)
         console.print(f"bought back {format_units(status.pod_bought_back, 18)} POD for the stakers")
-        vesting = net.reader.call("StakedPOD", "REWARDS_VESTING_PERIOD")
+        vesting = net.reader.staked_pod.rewards_vesting_period()
         time_travel(connect(rpc_url), vesting)
         console.print(
             f"(the POD vests to stakers over {vesting // 86400} days: the demo moves the clock past it)"

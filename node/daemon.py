@@ -210,10 +210,10 @@ def _payments(config: NodeConfig, chain) -> PaymentPolicy:  # type: ignore[no-un
         return PaymentPolicy(serve_unpaid=config.serve_unpaid)
 
     def read_credit(wallet: bytes) -> int:
-        return chain.call("Credits", "spendableOf", chain.w3.to_checksum_address("0x" + wallet.hex()))
+        return chain.credits.spendable_of(chain.w3.to_checksum_address("0x" + wallet.hex()))
 
     def read_price(model: bytes) -> int:
-        return chain.call("Credits", "priceOf", model)
+        return chain.credits.price_of(model)
 
     book = CreditBook(read_credit, read_price=read_price, refresh_s=config.credit_refresh_seconds)
     return PaymentPolicy(credit_domain=chain.domain("Credits"), book=book, serve_unpaid=config.serve_unpaid)

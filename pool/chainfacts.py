@@ -87,19 +87,19 @@ class ChainFacts:
     def _read_all(
         self,
     ) -> tuple[frozenset[bytes], dict[tuple[bytes, bytes], bool], dict[bytes, bool], BanRules]:
-        members, _weights = self.reader.call("ValidatorQuorum", "validators")
+        members = self.reader.validator_quorum.members()
         validators = frozenset(bytes.fromhex(m[2:]) for m in members)
         registered = {
             (operator, peer_id): bool(
-                self.reader.call("Bonding", "isNodeOf", to_checksum_address(operator), keccak256(peer_id))
+                self.reader.bonding.is_node_of(to_checksum_address(operator), keccak256(peer_id))
             )
             for operator, peer_id in list(self._registered)
         }
         bonded = {
-            operator: self.reader.call("Bonding", "activeBondOf", to_checksum_address(operator)) > 0
+            operator: self.reader.bonding.active_bond_of(to_checksum_address(operator)) > 0
             for operator in list(self._bonded)
         }
-        rules = BanRules.from_chain(self.reader.call("Slashing", "strikeRules"))
+        rules = BanRules.from_chain(self.reader.slashing.strike_rules())
         return validators, registered, bonded, rules
 
     @property

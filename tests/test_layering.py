@@ -70,3 +70,12 @@ def test_each_package_map_names_every_module(package):
         if f"`{name}`" not in listed and not re.search(rf"^\s*(- )?{name}(:|\s{{2,}})", listed, re.M)
     ]
     assert not missing, f"{package}/__init__.py's map does not name {missing}"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("package", sorted(OURS - {"chain"}))
+def test_only_chain_names_contract_functions(package):
+    """Above chain/, contracts are read through its typed areas (`client.bonding.slashable_of(...)`)."""
+    calls = re.compile(r"\.(call|transact)\(\s*\"[A-Z]\w*\",")
+    wrong = [str(p.relative_to(ROOT)) for p in _sources(package) if calls.search(p.read_text())]
+    assert not wrong, f"read contracts through chain.areas (ChainClient's typed reads) in {wrong}"

@@ -38,28 +38,28 @@ class SlashingChain:
 
     def slash_bps(self, block: int | str = "latest") -> int:
         """`Slashing.slashBps()`: the share of the slashable bond a decision takes (within maxSlashBps)."""
-        return self.client.call("Slashing", "slashBps", block=block)
+        return self.client.slashing.slash_bps(block)
 
     def strike_rules(self, block: int | str = "latest") -> tuple:
         """`Slashing.strikeRules()`: reasons, severities, ban points, ban validators, window, awards."""
-        return tuple(self.client.call("Slashing", "strikeRules", block=block))
+        return self.client.slashing.strike_rules(block)
 
     def slashable(self, operator: bytes, node_key: bytes, block: int | str = "latest") -> bool:
         """Whether a strike on the node of `node_key` can slash `operator` (bound now or within the unbound
         period, `Bonding.isSlashableNodeOf`) and `operator` has bonded stake to slash."""
         account = self.client.w3.to_checksum_address("0x" + operator.hex())
         peer_hash = keccak256(peer_id_from_public_key(node_key))
-        if not self.client.call("Bonding", "isSlashableNodeOf", account, peer_hash, block=block):
+        if not self.client.bonding.is_slashable_node_of(account, peer_hash, block):
             return False
-        return self.client.call("Bonding", "slashableOf", account, block=block) > 0
+        return self.client.bonding.slashable_of(account, block) > 0
 
     def forfeit(self, operator: bytes, slash_bps: int, block: int) -> tuple[int, int]:
         """What a slash of `operator` at `slash_bps` (the chain's `slash_bps(block)`) takes at `block`, in
         POD wei, and the reporter's cut of it."""
         account = self.client.w3.to_checksum_address("0x" + operator.hex())
-        shares = self.client.call("Bonding", "slashableOf", account, block=block) * slash_bps // 10_000
-        taken = self.client.call("StakedPOD", "convertToAssets", shares, block=block)
-        return taken, taken * self.client.call("Slashing", "reporterRewardBps", block=block) // 10_000
+        shares = self.client.bonding.slashable_of(account, block) * slash_bps // 10_000
+        taken = self.client.staked_pod.convert_to_assets(shares, block)
+        return taken, taken * self.client.slashing.reporter_reward_bps(block) // 10_000
 
     def slash(self, decision: DecisionFields, signatures: list[bytes], *, attempts: int = 3) -> str | None:
         """Submit `decision`; returns the transaction hash, or None when its evidence was used already.
@@ -71,10 +71,10 @@ class SlashingChain:
         """
         offender = self.client.w3.to_checksum_address("0x" + decision.offender.hex())
         for attempt in range(attempts):
-            if self.client.call("Slashing", "isEvidenceUsed", offender, decision.evidence_hash):
+            if self.client.slashing.is_evidence_used(offender, decision.evidence_hash):
                 return None
             try:
-                receipt = self.client.transact("Slashing", "slash", decision.as_tuple(), signatures)
+                receipt = self.client.slash(decision.as_tuple(), signatures)
             except (ExplainedRevert, TransactionFailed):
                 if attempt + 1 == attempts:
                     raise

@@ -174,6 +174,6 @@ def read_candidates(client: ChainClient, snapshot: ChainSnapshot, close: EpochCl
     """The candidates of an epoch close, reading opt-ins and bond shares at the snapshot's block (blocking:
     run it in a thread). Only accounts the close found validator-eligible are read."""
     eligible = [a for a in close.accounts if _seasoned(close, a, snapshot.params)]
-    joined = [a for a in eligible if client.call("ValidatorQuorum", "hasJoined", a, block=snapshot.block)]
-    shares = {a: client.call("Bonding", "activeBondAt", a, snapshot.timepoint) for a in joined}
+    joined = [a for a in eligible if client.validator_quorum.has_joined(a, snapshot.block)]
+    shares = {a: client.bonding.active_bond_at(a, snapshot.timepoint) for a in joined}
     return candidates_from_close(close, joined, shares, snapshot.params)

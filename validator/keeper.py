@@ -62,8 +62,8 @@ class KeeperRound:
 def keeper_floor(chain: ChainClient, amount: int, max_slippage_bps: int) -> int:
     """The least POD the keeper accepts for `amount`: the Buyback's TWAP quote (its `twapMinimumOut` with
     the contract's slippage bound taken back out) less `max_slippage_bps`."""
-    contract_minimum = chain.call("Buyback", "twapMinimumOut", amount)
-    bound = chain.call("Buyback", "maxSlippageBps")
+    contract_minimum = chain.buyback.twap_minimum_out(amount)
+    bound = chain.buyback.max_slippage_bps()
     if max_slippage_bps >= bound:
         return contract_minimum
     return contract_minimum * (BPS - max_slippage_bps) // (BPS - bound)
@@ -72,19 +72,19 @@ def keeper_floor(chain: ChainClient, amount: int, max_slippage_bps: int) -> int:
 def keeper_round(chain: ChainClient, config: KeeperConfig) -> KeeperRound:
     """One round (module docstring). Raises ChainError when the chain cannot be reached."""
     buyback = chain.deployment.address("Buyback")
-    balance = chain.call("PaymentToken", "balanceOf", buyback)
-    amount = min(balance, chain.call("Buyback", "maxSwapAmount"))
+    balance = chain.payment_token.balance_of(buyback)
+    amount = min(balance, chain.buyback.max_swap_amount())
     bought = (0, 0)
     refused = None
     if amount >= config.min_amount:
         try:
             floor = keeper_floor(chain, amount, config.max_slippage_bps)  # reverts while the TWAP is unusable
-            bought = chain.buyback(amount, chain.chain_time() + config.deadline_seconds, min_pod_out=floor)
+            bought = chain.buy_back(amount, chain.chain_time() + config.deadline_seconds, min_pod_out=floor)
         except ContractRevert as exc:
             refused = exc.error or str(exc)
     observed = False
-    _, newer = chain.call("Buyback", "observations")
-    if chain.chain_time() - newer[1] >= chain.call("Buyback", "twapWindow"):
+    _, newer = chain.buyback.observations()
+    if chain.chain_time() - newer[1] >= chain.buyback.twap_window():
         try:
             chain.buyback_observe()
             observed = True

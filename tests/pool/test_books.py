@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import trio
 
+from chain import areas
 from p2p import GossipMessage, Verdict
 from pool.attestations import AttestationBook
 from pool.bans import DEFAULT_SEVERITIES, BanList
@@ -159,8 +160,11 @@ class _FakeChain:
         self.bonds: dict[str, int] = {}
         self.down = False
         self.calls = 0
+        # The typed reads ChainFacts uses, answered by `call` below as a ChainClient's are by the chain.
+        self.bonding, self.slashing = areas.Bonding(self), areas.Slashing(self)
+        self.validator_quorum = areas.ValidatorQuorum(self)
 
-    def call(self, contract: str, function: str, *args):
+    def call(self, contract: str, function: str, *args, block="latest"):
         from chain.errors import ChainError
 
         self.calls += 1
