@@ -9,7 +9,8 @@ raises them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import functools
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from chain.client import ChainClient
@@ -23,9 +24,16 @@ __all__ = [
     "Slashing",
     "StakedPod",
     "ValidatorQuorum",
+    "of",
 ]
 
 Block = int | str
+A = TypeVar("A", bound="_Area")
+
+
+def of(area: type[A]) -> functools.cached_property[A]:
+    """A ChainClient attribute: `area` over that client, made on first use."""
+    return functools.cached_property(lambda client: area(client))
 
 
 class _Area:

@@ -10,7 +10,6 @@ chain.transactions).
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -336,37 +335,14 @@ class ChainClient:
     # ------------------------------------------------------------------ plumbing
 
     # ---- each contract's typed reads (chain.areas): what the floors above use instead of `call`
-    @functools.cached_property
-    def bonding(self) -> areas.Bonding:
-        return areas.Bonding(self)
-
-    @functools.cached_property
-    def credits(self) -> areas.Credits:
-        return areas.Credits(self)
-
-    @functools.cached_property
-    def slashing(self) -> areas.Slashing:
-        return areas.Slashing(self)
-
-    @functools.cached_property
-    def staked_pod(self) -> areas.StakedPod:
-        return areas.StakedPod(self)
-
-    @functools.cached_property
-    def buyback(self) -> areas.Buyback:
-        return areas.Buyback(self)
-
-    @functools.cached_property
-    def validator_quorum(self) -> areas.ValidatorQuorum:
-        return areas.ValidatorQuorum(self)
-
-    @functools.cached_property
-    def rewards_distributor(self) -> areas.RewardsDistributor:
-        return areas.RewardsDistributor(self)
-
-    @functools.cached_property
-    def payment_token(self) -> areas.PaymentToken:
-        return areas.PaymentToken(self)
+    bonding = areas.of(areas.Bonding)
+    credits = areas.of(areas.Credits)
+    slashing = areas.of(areas.Slashing)
+    staked_pod = areas.of(areas.StakedPod)
+    buyback = areas.of(areas.Buyback)
+    validator_quorum = areas.of(areas.ValidatorQuorum)
+    rewards_distributor = areas.of(areas.RewardsDistributor)
+    payment_token = areas.of(areas.PaymentToken)
 
     def call(
         self, contract: str, function: str, *args: Any, block: int | str = "latest", sender: str | None = None
