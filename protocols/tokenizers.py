@@ -100,8 +100,9 @@ def manifest_tokenizer_files(data: bytes, model: bytes) -> dict[str, str]:
 class FileReceiver:
     """One file arriving as `TokenizerFileChunk`s, checked as it comes: the size the first chunk
     announces must be within `max_bytes` and the same in every chunk, the data must not run past it, and
-    the whole must hash to `sha256`. Feed the chunks to `receive` until `done`, then `finish` returns the
-    bytes. Raises ProtocolError subclasses (LimitError, SchemaError, HashMismatch)."""
+    the whole must hash to `sha256` (the model id for the manifest, the manifest's entry for a file).
+    Feed the chunks to `receive` until `done`, then `finish` returns the bytes. Raises ProtocolError
+    subclasses (LimitError, SchemaError, HashMismatch)."""
 
     def __init__(self, name: str, sha256: bytes, max_bytes: int) -> None:
         self.name = name
@@ -135,5 +136,5 @@ class FileReceiver:
         if not self.done:
             raise SchemaError(f"{self.name} is not complete")
         if self._digest.digest() != self._sha256:
-            raise HashMismatch(f"{self.name} does not have the sha256 the manifest lists for it")
+            raise HashMismatch(f"{self.name} does not hash to {self._sha256.hex()}, the digest that names it")
         return b"".join(self._parts)

@@ -100,7 +100,12 @@ def test_manifests_over_the_caps_or_not_manifests_are_refused():
     data = many.canonical_json()
     with pytest.raises(LimitError, match="tokenizer files"):
         manifest_tokenizer_files(data, hashlib.sha256(data).digest())
-    for junk in (b"\xff\xfe", b"[1, 2]", b'{"files": ["tokenizer.json"]}', b'{"files": {"tokenizer.json": 1}}'):
+    for junk in (
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"files": ["tokenizer.json"]}',
+        b'{"files": {"tokenizer.json": 1}}',
+    ):
         with pytest.raises(SchemaError):
             manifest_tokenizer_files(junk, hashlib.sha256(junk).digest())
     bad_digest = _manifest({"tokenizer.json": "not hex"}).canonical_json()
@@ -120,7 +125,7 @@ def test_a_file_arrives_in_pieces_and_is_taken_when_it_hashes_to_the_manifests_e
 def test_a_tampered_file_is_refused():
     tampered = TOKENIZER.replace(b"BPE", b"BPF", 1)
     receiver = FileReceiver("tokenizer.json", bytes.fromhex(_sha(TOKENIZER)), MAX_TOKENIZER_FILE_BYTES)
-    with pytest.raises(HashMismatch, match="tokenizer.json does not have the sha256"):
+    with pytest.raises(HashMismatch, match=f"tokenizer.json does not hash to {_sha(TOKENIZER)}"):
         _receive(receiver, _chunks(tampered))
 
 
