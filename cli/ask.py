@@ -3,8 +3,10 @@
     dolphin ask --bootstrap MULTIADDR --model MODEL [--max-tokens N] [--json] PROMPT
 
 MODEL is a model id (64 hex digits), a manifest name (looked up in the network: nodes announce it), or a
-model folder (its manifest's id; its tokenizer and chat template then count the bill exactly: a receipt
-is countersigned only when its tokens_in and tokens_out are this client's own counts).
+model folder (its manifest's id). The model's tokenizer and chat template count the bill exactly (a receipt
+is countersigned only when its tokens_in and tokens_out are this client's own counts): the folder's, or,
+for an id or a name, those fetched from the pool once and checked against the model id
+(~/.dolphin/tokenizers/<model id>/, `pool.tokenizers`).
 The answer streams to stdout; `--json` prints one JSON object instead, once the answer is complete.
 """
 
@@ -22,7 +24,7 @@ from rich.console import Console
 
 from chain.client import read_key_file
 from chain.errors import ChainError
-from cli.model import network_model
+from cli.model import load_counter, network_model
 from cli.options import run_trio
 from node.errors import ModelError
 from p2p import P2PError
@@ -165,6 +167,7 @@ def command(
         wallet_key=read_key_file(key_file) if key_file is not None else None,
         settings=LightSettings(),
         sharing=SharingSettings(enabled=not no_share_answers),
+        load_counter=load_counter,
     )
     options: dict[str, Any] = {
         "max_tokens": max_tokens,

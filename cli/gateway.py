@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from chain.errors import ChainError
-from cli.model import network_model
+from cli.model import load_counter, network_model
 from cli.options import (
     chain_options,
     config_file_option,
@@ -152,7 +152,11 @@ def group(ctx: click.Context, config_file: Path | None, **_: Any) -> None:
         config = dataclasses.replace(config, models=tuple(network_model(model)[0] for model in config.models))
         daemon_logging("pool")
         counters = _token_counters(config.model_dirs)
-        run_trio(functools.partial(serve_gateway, config, counters=counters, task_status=_Started()))
+        run_trio(
+            functools.partial(
+                serve_gateway, config, counters=counters, load_counter=load_counter, task_status=_Started()
+            )
+        )
     except (PoolError, PortInUse, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     except ChainError as exc:

@@ -22,6 +22,7 @@ from node.models import (
 )
 from node.models.importer import source_bytes
 from node.models.smollm2 import SMOLLM2_MAX_MODEL_LEN, SMOLLM2_NAME
+from protocols.inference import TokenCounter
 
 _STEP_LABELS = {
     "inspect": "Checking the checkpoint",
@@ -49,6 +50,18 @@ def network_model(model: str, option: str = "--model") -> tuple[str, Path | None
             f"there is no model folder at {folder}: give a model folder, id or name", param_hint=option
         )
     return model, None
+
+
+def load_counter(folder: Path, model: bytes) -> TokenCounter:
+    """`pool.tokenizers.CounterLoader`: the token counter of `folder`, a model folder (or the tokenizer
+    files fetched from a pool) whose manifest must be `model` and tokenizer files that manifest's; raises
+    ValueError otherwise."""
+    from node.models.tokens import TokenizerCounter
+
+    try:
+        return TokenizerCounter.from_model_dir(folder, model)
+    except (ModelError, OSError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _report(manifest, model_dir: Path) -> None:

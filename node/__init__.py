@@ -5,6 +5,7 @@
 - `models`: manifests (the model id), the tiny and SmolLM2 builders, the offline loader
 - `engines`: the `Engine` interface and the in-process transformers engine (batched)
 - `inference`: `InferenceService`, the stream handler answering sealed requests with an encrypted stream
+- `tokenizer_files`: the models' manifests and tokenizer files served to clients (exact bills)
 - `ledger`: countersigned receipts and replay nonces in SQLite (committed before acknowledged)
 - `credits`: clients' on-chain credit (cached) and the policy for unpaid requests
 - `keys`: the node's X25519 keys, persisted and rotated

@@ -13,8 +13,10 @@ On start, in this order (each step logged, long ones reported through `progress`
    is announced as unregistered;
 5. open the ledger, the libp2p host, the local API (the first model's); for each model publish the signed
    benchmark attestations, provide the pool record in the DHT and heartbeat its pool; serve
-   INFERENCE_PROTOCOL, each request by the engine of the model it names; with a chain, hand paid receipts
-   to the current validators' peers after each epoch and every `receipt_submit_seconds`;
+   INFERENCE_PROTOCOL, each request by the engine of the model it names, and each model's manifest and
+   tokenizer files on TOKENIZER_PROTOCOL (clients without the model count bills with them); with a chain,
+   hand paid receipts to the current validators' peers after each epoch and every
+   `receipt_submit_seconds`;
 6. write ready.json (peer id, addresses, `local_api`, `metrics` and `dashboard` URLs).
 
 SIGINT/SIGTERM drains: new requests are refused (network and local), the next heartbeat says capacity 0,
@@ -58,6 +60,7 @@ from node.owner import ActivityMonitor, cpu_sampler, gpu_sampler
 from node.registration import load_binding
 from node.status import NodeStatus, StrikeWatch, chain_reader
 from node.submission import ReceiptSubmitter
+from node.tokenizer_files import TokenizerFileServer
 from p2p import HostConfig, P2PError, attestation_topic, open_host
 from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
 from p2p.ports import check_http_address, check_listen_addrs
@@ -68,7 +71,7 @@ from pool.validator_peers import (
     serve_validator_set,
 )
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
-from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, VALIDATORS_TOPIC
+from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, TOKENIZER_PROTOCOL, VALIDATORS_TOPIC
 from protocols.keys import Identity
 from protocols.messages import InferenceRequest, OperatorBinding
 
@@ -396,6 +399,8 @@ async def _serve(  # type: ignore[no-untyped-def]
                 await _watch_strikes(host, status.strike_watch, nursery)
             local_url = await nursery.start(serve_local_api, app, config.local_api)
             host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
+            folders = zip((model.manifest for model in served), _model_dirs(config), strict=True)
+            host.set_stream_handler(TOKENIZER_PROTOCOL, TokenizerFileServer(folders).handle)
             for model, announcer in zip(served, announcers, strict=True):
                 await nursery.start(announcer.serve)
                 envelopes = attestations(

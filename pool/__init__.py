@@ -17,6 +17,7 @@
 - `validator_peers`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit
   receipts to them), and the announcement a validator signs about itself
 - `errors`: `PoolError` and its subclasses
+- `tokenizers`: tokenizer files fetched from a pool and checked against the model id (exact bills)
 - `audits`: organic audits: a sample of real answers handed to a validator, never through the node
 - `http_guard`: who may call the gateway from a browser (Origin, Host, content type, CORS)
 """

@@ -52,3 +52,7 @@ class UnknownModel(PoolError):
 
 class TreeUnavailable(PoolError):
     """No validator peer served the rewards tree asked for, with the root the chain has for it."""
+
+
+class TokenizerUnavailable(PoolError):
+    """No pool member served a model's manifest and tokenizer files whole and matching the model id."""

@@ -79,6 +79,7 @@ from pool.openai_api import (
 )
 from pool.receipts import ReceiptBook, ServedReceipt, open_receipt_book
 from pool.routing import Preferences
+from pool.tokenizers import CounterLoader
 from pool.watch import WatchSettings
 from protocols import envelope
 from protocols.errors import ProtocolError
@@ -489,7 +490,7 @@ class Gateway:
         )
 
 
-def _light_config(config: GatewayConfig) -> LightConfig:
+def _light_config(config: GatewayConfig, load_counter: CounterLoader | None) -> LightConfig:
     wallet_key = None
     if config.key_file is not None:
         from chain.client import read_key_file
@@ -511,20 +512,24 @@ def _light_config(config: GatewayConfig) -> LightConfig:
             stall_timeout=config.stall_timeout,
         ),
         watch=WatchSettings(),
+        load_counter=load_counter,
+        tokenizer_cache=config.data_dir / "tokenizers",
     )
 
 
 async def _watch_configured(client: LightClient, config: GatewayConfig) -> None:
-    """Watch the configured models (names are looked up in the background, retried until found)."""
+    """Watch the configured models (names are looked up in the background, retried until found), and get
+    their token counters (a tokenizer fetched from the pool: `LightClient.counter_of`) once members are
+    heard, before the first request needs them."""
     async with trio.open_nursery() as nursery:
         for model in config.models:
 
             async def watch(model: str = model) -> None:
                 while True:
                     try:
-                        await client.watcher.watch(
-                            await client.watcher.resolve(model, timeout=config.resolve_timeout)
-                        )
+                        model_id = await client.watcher.resolve(model, timeout=config.resolve_timeout)
+                        await client.watcher.wait_for_members(model_id, config.resolve_timeout)
+                        await client.counter_of(model_id)
                         return
                     except UnknownModel:
                         log.info("no node serves %r yet; looking again", model)
@@ -536,10 +541,13 @@ async def serve_gateway(
     config: GatewayConfig,
     *,
     counters: dict[bytes, TokenCounter] | None = None,
+    load_counter: CounterLoader | None = None,
     task_status: trio.TaskStatus[dict] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGINT/SIGTERM (see the module docstring); started with the ready.json
-    document. `counters`: by model id, the tokenizers that make those models' bills exact. Raises P2PError
+    document. `counters`: by model id, the tokenizers that make those models' bills exact; `load_counter`
+    makes the counters of the other models from tokenizer files fetched from their pools (cached in
+    <data dir>/tokenizers; `pool.tokenizers`), None: their bills are held to the byte bound. Raises P2PError
     (bootstrap peers unreachable), ChainError (a configured chain unreadable) and OSError (the HTTP address
     is taken) at start; PortInUse and DataDirInUse before anything else."""
     check_http_address(config.http, "--http")
@@ -551,7 +559,7 @@ async def serve_gateway(
         async with (
             trio_asyncio.open_loop(),
             open_receipt_book(data_dir) as book,
-            open_light_client(_light_config(config)) as client,
+            open_light_client(_light_config(config, load_counter)) as client,
             trio.open_nursery() as nursery,
         ):
             client.counters.update(counters or {})

@@ -19,6 +19,12 @@ tokens it added. Nothing is counted twice; `Answer.receipts` lists them all and 
 up. A caller that leaves early (cancellation, an HTTP client gone) resets the stream to the node, which
 stops generating.
 
+Exact bills: a receipt is countersigned only when its counts are the client's own, with the model's
+tokenizer and chat template (a `TokenCounter`): given per model (`counters`), or, when the client has a
+`TokenizerCache` (`LightConfig.load_counter`), fetched from the model's pool before its first request and
+checked against the model id (`pool.tokenizers`). Without either, the prompt's byte bound is all a node's
+`tokens_in` is held to.
+
 Organic audits: a random sample of the completed answers (5% by default, more for a node the validators
 call suspect) is handed to a current validator in the background, never through the node
 (`pool.audits`); `LightConfig.sharing` sets the rates or opts out (`SharingSettings(enabled=False)`).
@@ -53,6 +59,7 @@ from pool.client import AnswerPiece, Completion, chat_messages, complete
 from pool.contact import NodeContact
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, NoNodeAvailable
 from pool.routing import Preferences, Router
+from pool.tokenizers import DEFAULT_TOKENIZER_CACHE, CounterLoader, TokenizerCache
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
 from protocols.eth import EthAccount, TypedDomain, to_checksum_address
 from protocols.inference import TokenCounter
@@ -231,11 +238,13 @@ class LightClient:
         preferences: Preferences | None = None,
         counters: dict[bytes, TokenCounter] | None = None,
         sharer: AnswerSharer | None = None,
+        tokenizers: TokenizerCache | None = None,
     ) -> None:
         self.host = host
         self.sharer = sharer  # shares a sample of the answers with validators (None: never)
         # Per model id, its tokenizer's counts: receipts for that model are countersigned only when exact.
         self.counters = dict(counters or {})
+        self.tokenizers = tokenizers  # fetches the other models' counters from their pools (None: never)
         self.watcher = watcher
         self.chain = chain  # the ChainClient it reads (None without a chain)
         self.settings = settings
@@ -264,7 +273,7 @@ class LightClient:
     ) -> AsyncIterator[AnswerStream]:
         """Ask `model`; yields the answer's pieces as they arrive (see `AnswerStream`). Iterating raises
         NoNodeAvailable, AllAttemptsFailed or AnswerFailedCheck. `conversation` keeps a chat on one node
-        (prefix cache); `identity` signs instead of the session key; `counter` (default: `counters[model]`)
+        (prefix cache); `identity` signs instead of the session key; `counter` (default: `counter_of(model)`)
         is the model's tokenizer, which makes bills exact (without one, only the byte bound holds)."""
         chat = chat_messages(messages)
         send, receive = trio.open_memory_channel[AnswerPiece](16)
@@ -283,7 +292,7 @@ class LightClient:
             preferences=preferences or self.preferences,
             conversation=conversation,
             identity=identity or self.identity,
-            counter=counter or self.counters.get(model),
+            counter=counter,
         )
 
         async def run() -> None:
@@ -312,6 +321,15 @@ class LightClient:
                 pass
         return answer.result
 
+    async def counter_of(self, model: bytes) -> TokenCounter | None:
+        """The model's token counter: given (`counters`), else the one `tokenizers` has or fetches from the
+        pool's members now; None without either."""
+        counter = self.counters.get(model)
+        if counter is None and self.tokenizers is not None:
+            peers = [candidate.peer_id for candidate, _ in self.watcher.candidates(model)]
+            counter = await self.tokenizers.counter(self.host, model, peers)
+        return counter
+
     async def _answer(
         self, request: _Request, send: trio.MemorySendChannel[AnswerPiece], answer: AnswerStream
     ) -> Answer:
@@ -325,6 +343,7 @@ class LightClient:
         candidates = self.watcher.candidates(request.model)
         if not candidates:
             await self.watcher.wait_for_members(request.model, self._wait_for_nodes())
+        counter = request.counter or await self.counter_of(request.model)
         while len(attempts) < self.settings.max_attempts:
             delivered_tokens = sum(len(piece.token_ids) for piece in delivered)
             remaining = request.max_tokens - delivered_tokens
@@ -373,7 +392,7 @@ class LightClient:
                     credit=self.wallet.authorise(request.identity.public_key, request.model)
                     if self.wallet is not None
                     else None,
-                    counter=request.counter,
+                    counter=counter,
                     **request.options,
                 )
             except InferenceFailed as exc:
@@ -488,6 +507,10 @@ class LightConfig:
     settings: LightSettings = field(default_factory=LightSettings)
     sharing: SharingSettings = field(default_factory=SharingSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    # Makes a counter of a tokenizer folder (the cli's, over node.models.tokens): given, the client fetches
+    # the tokenizer of a model it has no counter for from the pool, into `tokenizer_cache`.
+    load_counter: CounterLoader | None = None
+    tokenizer_cache: Path = DEFAULT_TOKENIZER_CACHE
 
 
 async def _open_chain(config: LightConfig):  # type: ignore[no-untyped-def]
@@ -546,8 +569,17 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
                             standing=functools.partial(_status, watcher),
                         )
                         await nursery.start(sharer.serve)
+                    tokenizers = None
+                    if config.load_counter is not None:
+                        tokenizers = TokenizerCache(config.tokenizer_cache, config.load_counter)
                     client = LightClient(
-                        host, watcher, settings=config.settings, wallet=wallet, chain=chain, sharer=sharer
+                        host,
+                        watcher,
+                        settings=config.settings,
+                        wallet=wallet,
+                        chain=chain,
+                        sharer=sharer,
+                        tokenizers=tokenizers,
                     )
                     try:
                         yield client

@@ -12,7 +12,8 @@ Modules:
     messages   every message: pool heartbeat, attestation and DHT record, inference request/chunk/end/
                receipt (committing to the answer), validator answer evidence, strike report and decision,
                node standing, user report, ban notice, settlement, credit debits; receipt batches and
-               their sync between validators; validator announcements
+               their sync between validators; validator announcements; tokenizer file requests and
+               pieces
     keys       Ed25519 identities and libp2p peer ids, X25519 encryption keys
     envelope   Ed25519-signed envelopes with per-type domains, validity windows, and the replay cache
                (per-signer quotas, a "busy" refusal when full)
@@ -22,6 +23,8 @@ Modules:
     inference  client and node ends of one exchange as state machines; token batching; countersigned
                receipts; the answer hash receipts commit to
     ids        libp2p protocol ids, GossipSub topics, the DHT prefix
+    tokenizers  a model's tokenizer files as nodes serve them: which, the caps, and the client's checks
+                against the model id
     testing    deterministic keys and an in-memory exchange pair, for tests of every part
 """
 

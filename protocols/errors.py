@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "DecryptError",
     "ExpiredError",
+    "HashMismatch",
     "LimitError",
     "ProtocolError",
     "ReplayError",
@@ -36,6 +37,11 @@ class SchemaError(ProtocolError):
 
 class SignatureError(ProtocolError):
     """A signature does not verify: wrong key, wrong domain, altered bytes, or malformed signature."""
+
+
+class HashMismatch(ProtocolError):
+    """Content that does not hash to the digest that names it: a manifest that is not the model id's, a
+    file that is not the one its manifest lists."""
 
 
 class ExpiredError(ProtocolError):

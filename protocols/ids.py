@@ -25,6 +25,7 @@ __all__ = [
     "SETTLEMENT_TOPIC",
     "STANDING_TOPIC",
     "STRIKES_TOPIC",
+    "TOKENIZER_PROTOCOL",
     "VALIDATORS_RECORD",
     "VALIDATORS_TOPIC",
     "attestation_topic",
@@ -42,6 +43,9 @@ REWARDS_TREE_PROTOCOL = "/dolphin/rewards-tree/1.0.0"  # a claimer fetches a set
 # A client hands a validator one of its real answers (AnswerEvidence) to check, after the validator's peer
 # proved itself with its ValidatorAnnouncement; the node that answered is not on this path (pool.audits).
 AUDIT_PROTOCOL = "/dolphin/audit/1.0.0"
+# A client without a model's folder fetches its manifest and tokenizer files from a pool member, to count
+# bills exactly; it checks them against the model id (protocols.tokenizers), so any member will do.
+TOKENIZER_PROTOCOL = "/dolphin/tokenizer/1.0.0"
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"

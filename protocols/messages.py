@@ -69,6 +69,8 @@ __all__ = [
     "SettlementSignature",
     "StrikeDecisionSignature",
     "StrikeReport",
+    "TokenizerFileChunk",
+    "TokenizerFileRequest",
     "UserReport",
     "ValidatorAnnouncement",
     "eth_digest",
@@ -96,6 +98,7 @@ MAX_COUNTERSIGNED_RECEIPT = MAX_SIGNED_RECEIPT + 128  # the envelope, the counte
 MAX_RECEIPT_BATCH = 256  # receipts per submission or sync batch (at most ~1.1 MB, within codec limits)
 MAX_SYNC_DIGESTS = 4096  # digests per page of a sync listing (128 KiB)
 MAX_TREE_PAGE = 2048  # accounts per page of a rewards tree (about 100 KiB)
+MAX_TOKENIZER_CHUNK = 256 * 1024  # bytes of a tokenizer file per TokenizerFileChunk
 
 DAY_MS = 24 * 3600 * 1000
 MAX_VALIDATORS = 100
@@ -615,6 +618,31 @@ class ReceiptAck(Message):
     def _check(self) -> None:
         if self.stored == (self.error is not None):
             raise SchemaError("ReceiptAck has an error exactly when the receipt was not stored")
+
+
+@message("model.tokenizer.request", 1)
+class TokenizerFileRequest(Message):
+    """A client asks a node for one file of a model it serves (TOKENIZER_PROTOCOL, one file per stream):
+    `path` is the manifest (`protocols.tokenizers.MANIFEST_FILE`, sent as the canonical JSON whose sha256
+    is `model`) or a tokenizer file the manifest lists. Answered with `TokenizerFileChunk`s."""
+
+    model: Annotated[bytes, HASH]
+    path: Annotated[str, Text(256, min_bytes=1)]
+
+
+@message("model.tokenizer.chunk", 1)
+class TokenizerFileChunk(Message):
+    """A piece of the file asked for, in order: every piece names the whole file's `size`, and the pieces
+    end once that many bytes came (one empty piece for an empty file). A refusal (a model or file not
+    served, too large, busy) is one piece with `error`, no data and size 0."""
+
+    size: Annotated[int, UInt(32)]
+    data: Annotated[bytes, Bytes(max_size=MAX_TOKENIZER_CHUNK)] = b""
+    error: Annotated[str | None, Maybe(Text(256))] = None
+
+    def _check(self) -> None:
+        if self.error is not None and (self.data or self.size):
+            raise SchemaError("TokenizerFileChunk carries no data with an error")
 
 
 # ---------------------------------------------------------------------------------------------- settlement

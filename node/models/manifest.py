@@ -21,17 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from node.errors import ModelError
+from protocols.tokenizers import MANIFEST_FILE, TOKENIZER_FILES
 
-MANIFEST_FILE = "dolphin-manifest.json"
 MANIFEST_FORMAT = "dolphin-model-manifest/1"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer.model",
-)
 _OPTIONAL_FIELDS = ("revision", "chat_template", "quantization")
 _CHUNK = 1 << 20
 

@@ -94,6 +94,9 @@ def test_chat_completion_with_logprobs_and_usage_from_the_receipts(network):
     assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
     assert all(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in tokens)
     assert answer.usage.prompt_tokens > 5 and answer.id.startswith("chatcmpl-")
+    # The model was named by its folder's id, not given as a model_dir: the gateway counted the bill with
+    # the tokenizer it fetched from the pool into its data dir.
+    assert (gateway.data_dir / "tokenizers" / manifest.model_id().hex() / "tokenizer.json").is_file()
     # The same model by its id, with a seed and top_p, answers as well.
     again = client.chat.completions.create(
         model=manifest.model_id().hex(),

@@ -74,6 +74,8 @@ def _fix_cross_field_rules(cls: type[Record], values: dict) -> dict:
         values["tokens_out"] = min(values["tokens_out"], values["max_tokens"])
         values["request_bytes"] = max(values["request_bytes"], values["tokens_in"])
         values["client"] = values["credit"].client if values["credit"] is not None else None
+    if cls is messages.TokenizerFileChunk and values["error"] is not None:
+        values["data"], values["size"] = b"", 0
     if cls is messages.ReceiptVerdict:
         values["reason"] = (values["reason"] or "refused") if values["status"] == "refused" else None
     if cls is messages.ReceiptDigests:

@@ -4,11 +4,12 @@
 
 CHEAT is one of `cheats.WEIGHT_CHEATS` (the weights change in memory after the genuine, verified folder
 is loaded, so the node announces the model id it does not serve), `slow` (answers slowly while its
-signed benchmark attestation claims twenty times its measured speed), or `selective MARKER`: a perfect
-challenge detector, for tests of organic audits — requests whose first user message starts with MARKER
-(the test's users) get another seed's model, every other request (the validators' challenges) the
-genuine one. Everything else is the product's
-code path, unchanged: the cheat is a patch applied here, never a switch in the product.
+signed benchmark attestation claims twenty times its measured speed), `inflate [EXTRA]` (bills EXTRA
+prompt tokens more than it served, 3 by default: far inside the byte bound), or `selective MARKER`: a
+perfect challenge detector, for tests of organic audits — requests whose first user message starts with
+MARKER (the test's users) get another seed's model, every other request (the validators' challenges) the
+genuine one. Everything else is the product's code path, unchanged: the cheat is a patch applied here,
+never a switch in the product.
 """
 
 import contextlib
@@ -16,7 +17,14 @@ import dataclasses
 import sys
 
 import node.daemon
-from tests.validator.cheats import WEIGHT_CHEATS, SelectiveEngine, SlowEngine, modified_engine, modify_weights
+from tests.validator.cheats import (
+    WEIGHT_CHEATS,
+    InflatingEngine,
+    SelectiveEngine,
+    SlowEngine,
+    modified_engine,
+    modify_weights,
+)
 
 
 def _first_user(request) -> str:  # type: ignore[no-untyped-def]
@@ -36,6 +44,9 @@ def main() -> None:
                 yield engine
             elif cheat == "slow":
                 yield SlowEngine(engine, delay=float(strength[0]) if strength else 0.05)
+            elif cheat == "inflate":
+                extra = int(strength[0]) if strength else 3
+                yield InflatingEngine(engine, eos_id=engine.tokenizer.eos_token_id, extra_prompt=extra)
             elif cheat == "selective":
                 marker = strength[0]
                 other = modified_engine(config.model, "other-seed", max_batch=4)
