@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from cli.main import main
 from node.models import load_manifest
 from node.models.tokens import TokenizerCounter
-from node.testing import node_process, running_pool
-from p2p.testing import relay_process
+from node.processes import node_process
+from node.testing import running_pool
+from p2p.processes import relay_process
 
 ROOT = Path(__file__).resolve().parents[2]
 INFLATING_NODE = ("tests.validator.cheating_node", "inflate", "3", "--", "-v", "node")
