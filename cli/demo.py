@@ -57,6 +57,7 @@ from node.config import CONFIG_FILE as NODE_CONFIG_FILE
 from node.config import NodeConfig
 from node.config import render_config as render_node_config
 from node.errors import ModelError
+from node.ledger import read_ledger
 from node.models import build_tiny_model, import_smollm2, load_manifest, verify_model_dir
 from node.processes import node_process
 from node.registration import register_node
@@ -469,6 +470,17 @@ def _epoch_now(timings: Timings) -> int:
     return int(time.time()) // timings.epoch_seconds
 
 
+def _paid_epoch(node: DaemonProcess) -> int:
+    """The epoch of the newest paid receipt `node` stored: the one its last answer is settled in. Not the
+    epoch the question was asked in: on a loaded machine the node may start it seconds later, past an
+    epoch's end (the demo's epochs are seconds long)."""
+    rows = trio.run(read_ledger, node.data_dir, lambda ledger: ledger.receipts())
+    paid = [row for row in rows if row.client is not None]
+    if not paid:
+        raise DemoFailed(f"the node {node.peer_id} stored no paid receipt for the answer")
+    return paid[-1].epoch
+
+
 def _fresh_epoch(timings: Timings, margin: float = 8.0) -> int:
     """The current epoch, after waiting for the next one if fewer than `margin` seconds are left."""
     left = timings.epoch_seconds - time.time() % timings.epoch_seconds
@@ -588,8 +600,9 @@ def run_demo(
 
         _step(4, "An API user asks through the gateway with the openai client, across the relay")
         credit_before = net.user.credits.credit_of(net.user.address)
-        epoch = _fresh_epoch(timings)
+        _fresh_epoch(timings)
         summary.answer = ask(net, prompt, net.hidden, show=True)
+        epoch = _paid_epoch(net.hidden)
         summary.epochs.append(epoch)
 
         _step(5, "Validators sample every node: the cheater is struck, banned and slashed")
@@ -612,6 +625,7 @@ def run_demo(
             time.sleep(1)
             second = _fresh_epoch(timings)
         ask(net, SECOND_PROMPT, net.direct, show=True)
+        second = _paid_epoch(net.direct)
         summary.epochs.append(second)
         tree = settle(net, second, timings)
         debited = credit_before - debited_below(net, credit)
