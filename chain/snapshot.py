@@ -18,10 +18,11 @@ Base rewards come from receipts (off chain) and the carried state and snapshot f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -76,6 +77,48 @@ def params_from_registry(names: Iterable[str], values: Iterable[int]) -> RewardP
     return RewardParams.from_overrides(overrides)
 
 
+CALLS_PER_BATCH = 100
+"""View calls per JSON-RPC batch in `call_many` (providers cap batches; 100 is within the usual caps)."""
+
+
+def call_many(
+    client: ChainClient, contract: str, function: str, arguments: Sequence[tuple], block: int | str = "latest"
+) -> list[Any]:
+    """`client.call(contract, function, *args, block=block)` for each of `arguments`, in order, sent as
+    JSON-RPC batches of CALLS_PER_BATCH eth_calls: one HTTP round trip per batch instead of three per call
+    (web3 checks the chain id twice before each eth_call). For functions that return plain ABI values
+    (one value comes back as itself, several as a tuple). Raises ChainError when a call reverts or the
+    node refuses the batch; connection failures are retried as `client.call` retries them."""
+    bound = client.contracts[contract]
+    abi = bound.get_function_by_name(function).abi
+    inputs = [argument["type"] for argument in abi["inputs"]]
+    outputs = [output["type"] for output in abi["outputs"]]
+    if any(kind.startswith("tuple") for kind in inputs + outputs):
+        raise ValueError(f"{contract}.{function} takes or returns a struct: call it with ChainClient.call")
+    # Encoded with eth_abi directly, as read_credits does: web3's argument formatting costs more than a call.
+    selector = "0x" + keccak(text=f"{function}({','.join(inputs)})")[:4].hex()
+    at = hex(block) if isinstance(block, int) else block
+    values: list[Any] = []
+    for start in range(0, len(arguments), CALLS_PER_BATCH):
+        requests = [
+            ("eth_call", [{"to": bound.address, "data": selector + abi_encode(inputs, args).hex()}, at])
+            for args in arguments[start : start + CALLS_PER_BATCH]
+        ]
+        answers = read(
+            lambda requests=requests: client.w3.provider.make_batch_request(requests),
+            f"{contract}.{function} (batched)",
+            rpc_url=client.rpc_url,
+        )
+        if not isinstance(answers, list) or len(answers) != len(requests):
+            raise ChainError(f"{contract}.{function}: the node refused a batch of calls: {answers}")
+        for answer in answers:
+            if "error" in answer or "result" not in answer:
+                raise ChainError(f"{contract}.{function} failed in a batch: {answer.get('error')}")
+            decoded = abi_decode(outputs, bytes.fromhex(answer["result"].removeprefix("0x")))
+            values.append(decoded[0] if len(decoded) == 1 else decoded)
+    return values
+
+
 def read_params(client: ChainClient, block: int | str = "latest") -> RewardParams:
     """The reward engine's parameters as governance set them in the ParamsRegistry at `block`."""
     names, values = client.call("ParamsRegistry", "getAll", block=block)
@@ -123,10 +166,12 @@ def read_snapshot(
         if log["blockNumber"] >= start:
             slashed.add(log["args"]["offender"])
 
-    bonds = {}
-    for account in sorted(covered):
-        shares = client.call("Bonding", "activeBondAt", account, timepoint)
-        bonds[account] = client.call("StakedPOD", "convertToAssets", shares, block=block) if shares else 0
+    accounts = sorted(covered)
+    shares = call_many(client, "Bonding", "activeBondAt", [(account, timepoint) for account in accounts])
+    bonded = sorted({s for s in shares if s})
+    values = call_many(client, "StakedPOD", "convertToAssets", [(s,) for s in bonded], block)
+    assets = dict(zip(bonded, values, strict=True))
+    bonds = {account: assets[s] if s else 0 for account, s in zip(accounts, shares, strict=True)}
     return ChainSnapshot(
         block=block,
         timepoint=timepoint,
@@ -293,7 +338,9 @@ def read_available_credit(
 
 def read_settled_batches(client: ChainClient, block: int, batch_ids: Iterable[int]) -> set[int]:
     """The debit batches among `batch_ids` that Credits had settled at `block`."""
-    return {batch for batch in batch_ids if client.call("Credits", "isSettled", batch, block=block)}
+    batches = sorted(set(batch_ids))
+    settled = call_many(client, "Credits", "isSettled", [(batch,) for batch in batches], block)
+    return {batch for batch, done in zip(batches, settled, strict=True) if done}
 
 
 def _pair_cumulative(client: ChainClient, block: int) -> tuple[int, int, Fraction]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -43,6 +44,9 @@ from validator.settlement import (
 __all__ = ["EVIDENCE_FILE", "EvidenceError", "EvidenceStore", "SettlementRecord", "open_evidence_store"]
 
 EVIDENCE_FILE = "evidence.sqlite"
+_PAIRS_PER_QUERY = 400
+_DIGESTS_PER_QUERY = 800
+"""Values bound per statement, within SQLite's oldest limit of 999 parameters."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (
@@ -59,7 +63,11 @@ CREATE TABLE IF NOT EXISTS receipts (
     received_at_ms INTEGER NOT NULL,
     UNIQUE (node_key, request_hash) -- the spent set
 );
-CREATE INDEX IF NOT EXISTS receipts_by_epoch ON receipts (epoch, digest);
+-- An epoch's facts in digest order, read from the index alone at the close (the table's rows hold the
+-- evidence too, ~1 KB each); it replaced receipts_by_epoch (epoch, digest), its prefix.
+CREATE INDEX IF NOT EXISTS receipts_facts ON receipts
+    (epoch, digest, node_key, request_hash, model, client_key, started_at_ms, tokens, credit);
+DROP INDEX IF EXISTS receipts_by_epoch;
 CREATE TABLE IF NOT EXISTS credits (
     digest BLOB PRIMARY KEY,
     authorisation BLOB NOT NULL     -- the CreditAuthorisation's wire map, msgpack
@@ -140,52 +148,78 @@ class EvidenceStore:
     # ---- receipts ----
     async def add_receipts(self, receipts: Iterable[VerifiedReceipt]) -> list[str]:
         """Store verified receipts in one transaction, committed before this returns; per receipt "stored",
-        or "duplicate" when its answer is already held (or its epoch is settled)."""
-        statuses = []
+        or "duplicate" when its answer is already held (or its epoch is settled). The receipts are taken in
+        order, as if one at a time: of two for the same answer the smaller digest stays, whichever came
+        first. A batch costs a few statements, not a few per receipt (a node submits 256 at a time)."""
+        batch = [(verified, *receipt_facts(verified)) for verified in receipts]
+        statuses: list[str] = []
         async with self._db.lock:
             settled = {row[0] for row in await self._db.execute("SELECT epoch FROM settlements")}
             rows = await self._db.execute("SELECT value FROM progress WHERE name = 'next_epoch'")
             closed_before = rows[0][0] if rows else 0
-            for verified in receipts:
-                statuses.append(await self._add(verified, settled, closed_before))
+            held = await self._held_answers({(f.node_key, f.request_hash) for _, f, _ in batch})
+            stored: dict[tuple[bytes, bytes], tuple] = {}  # answer -> the row this batch stores for it
+            removed: list[tuple[bytes]] = []  # held receipts a smaller digest replaces
+            credits: dict[bytes, bytes] = {}
+            received_at = _now_ms()
+            for verified, facts, credit in batch:
+                epoch = self.epoch_of(facts.started_at_ms)
+                answer = (facts.node_key, facts.request_hash)
+                holding = held.get(answer)
+                if (
+                    epoch in settled
+                    or epoch < closed_before
+                    or (holding is not None and (holding[1] != epoch or holding[0] <= facts.digest))
+                ):
+                    statuses.append("duplicate")
+                    continue
+                if holding is not None and answer not in stored:
+                    removed.append((holding[0],))  # held before this batch: delete it
+                if credit is not None and facts.credit not in credits:
+                    credits[facts.credit] = codec.pack(credit.to_wire())  # type: ignore[index]
+                held[answer] = (facts.digest, epoch)
+                stored[answer] = (
+                    facts.digest,
+                    epoch,
+                    facts.node_key,
+                    facts.request_hash,
+                    facts.model,
+                    facts.client_key,
+                    facts.started_at_ms,
+                    facts.tokens,
+                    facts.credit,
+                    verified.countersigned,
+                    received_at,
+                )
+                statuses.append("stored")
+            if removed:
+                await self._db.executemany("DELETE FROM receipts WHERE digest = ?", removed)
+            if credits:
+                await self._db.executemany("INSERT OR IGNORE INTO credits VALUES (?, ?)", credits.items())
+            if stored:
+                await self._db.executemany(
+                    "INSERT INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?)", stored.values()
+                )
             await self._db.commit()
         return statuses
 
-    async def _add(self, verified: VerifiedReceipt, settled: set[int], closed_before: int) -> str:
-        facts, credit = receipt_facts(verified)
-        epoch = self.epoch_of(facts.started_at_ms)
-        if epoch in settled or epoch < closed_before:
-            return "duplicate"
-        held = await self._db.execute(
-            "SELECT digest, epoch FROM receipts WHERE node_key = ? AND request_hash = ?",
-            (facts.node_key, facts.request_hash),
-        )
-        if held:
-            digest, held_epoch = bytes(held[0][0]), held[0][1]
-            if held_epoch != epoch or digest <= facts.digest:
-                return "duplicate"
-            await self._db.execute("DELETE FROM receipts WHERE digest = ?", (digest,))
-        if credit is not None:
-            await self._db.execute(
-                "INSERT OR IGNORE INTO credits VALUES (?, ?)", (facts.credit, codec.pack(credit.to_wire()))
+    async def _held_answers(
+        self, answers: set[tuple[bytes, bytes]]
+    ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
+        """(node key, request hash) -> (digest, epoch) of the receipt held for each of `answers` held."""
+        held = {}
+        ordered = sorted(answers)
+        for start in range(0, len(ordered), _PAIRS_PER_QUERY):
+            chunk = ordered[start : start + _PAIRS_PER_QUERY]
+            # CROSS JOIN keeps the asked pairs as the outer loop: one lookup in the spent set's index each.
+            asked = ",".join(["(?, ?)"] * len(chunk))
+            rows = await self._db.execute(
+                f"SELECT r.node_key, r.request_hash, r.digest, r.epoch FROM (VALUES {asked}) AS asked"
+                " CROSS JOIN receipts r ON r.node_key = asked.column1 AND r.request_hash = asked.column2",
+                tuple(value for answer in chunk for value in answer),
             )
-        await self._db.execute(
-            "INSERT INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                facts.digest,
-                epoch,
-                facts.node_key,
-                facts.request_hash,
-                facts.model,
-                facts.client_key,
-                facts.started_at_ms,
-                facts.tokens,
-                facts.credit,
-                verified.countersigned,
-                _now_ms(),
-            ),
-        )
-        return "stored"
+            held.update(((bytes(row[0]), bytes(row[1])), (bytes(row[2]), row[3])) for row in rows)
+        return held
 
     async def digests(
         self, epoch: int, *, after: bytes | None = None, until: bytes | None = None, limit: int = 4096
@@ -204,38 +238,39 @@ class EvidenceStore:
         return len(rows), receipt_commitment(bytes(row[0]) for row in rows)
 
     async def countersigned(self, digests: Iterable[bytes]) -> list[bytes]:
-        """The evidence bytes of those of `digests` that are held."""
-        found = []
-        for digest in digests:
-            rows = await self._db.execute("SELECT countersigned FROM receipts WHERE digest = ?", (digest,))
-            found.extend(bytes(row[0]) for row in rows)
-        return found
+        """The evidence bytes of those of `digests` that are held, in the order asked."""
+        wanted = list(digests)
+        held: dict[bytes, bytes] = {}
+        distinct = sorted(set(wanted))
+        for start in range(0, len(distinct), _DIGESTS_PER_QUERY):
+            chunk = distinct[start : start + _DIGESTS_PER_QUERY]
+            rows = await self._db.execute(
+                f"SELECT digest, countersigned FROM receipts WHERE digest IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            held.update((bytes(row[0]), bytes(row[1])) for row in rows)
+        return [held[digest] for digest in wanted if digest in held]
 
     async def facts(self, epoch: int) -> tuple[list[ReceiptFacts], dict[bytes, CreditAuthorisation]]:
-        """What settlement needs of `epoch`'s receipts, and the authorisations they carry."""
+        """What settlement needs of `epoch`'s receipts, and the authorisations they carry. The facts come
+        from the receipts_facts index alone, each authorisation once: an epoch of 1M receipts paid through
+        100k authorisations reads in seconds (a join read the table's rows and an authorisation per
+        receipt)."""
         rows = await self._db.execute(
-            "SELECT r.digest, r.node_key, r.request_hash, r.model, r.client_key, r.started_at_ms, r.tokens,"
-            " r.credit, c.authorisation FROM receipts r LEFT JOIN credits c ON c.digest = r.credit"
-            " WHERE r.epoch = ?",
+            "SELECT digest, node_key, request_hash, model, client_key, started_at_ms, tokens, credit"
+            " FROM receipts INDEXED BY receipts_facts WHERE epoch = ?",
             (epoch,),
         )
-        facts, credits = [], {}
-        for row in rows:
-            credit = bytes(row[7]) if row[7] is not None else None
-            facts.append(
-                ReceiptFacts(
-                    bytes(row[0]),
-                    bytes(row[1]),
-                    bytes(row[2]),
-                    bytes(row[3]),
-                    bytes(row[4]),
-                    row[5],
-                    row[6],
-                    credit,
-                )
-            )
-            if credit is not None and credit not in credits and row[8] is not None:
-                credits[credit] = CreditAuthorisation.from_wire(codec.unpack(bytes(row[8])))
+        facts = list(itertools.starmap(ReceiptFacts, rows))  # the columns are its fields, in order
+        wanted = sorted({f.credit for f in facts if f.credit is not None})
+        credits = {}
+        for start in range(0, len(wanted), _DIGESTS_PER_QUERY):
+            chunk = wanted[start : start + _DIGESTS_PER_QUERY]
+            for row in await self._db.execute(
+                f"SELECT digest, authorisation FROM credits WHERE digest IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            ):
+                credits[bytes(row[0])] = CreditAuthorisation.from_wire(codec.unpack(bytes(row[1])))
         return facts, credits
 
     async def receipt_epochs(self) -> list[int]:

@@ -184,24 +184,33 @@ def price_receipts(
     market: EpochMarket,
     charged_before: Mapping[bytes, int] | None = None,
 ) -> Payments:
-    """Charge `receipts` (in charging order, see `counted_receipts`) to their clients (module rule 2)."""
+    """Charge `receipts` (in charging order, see `counted_receipts`) to their clients (module rule 2).
+
+    What decides whether a receipt is paid, but for its time and its charge, is the same for every receipt
+    of a session (its authorisation, session key and model), so it is judged once per session: an epoch of
+    1M receipts has ~100k."""
     charged = dict(charged_before or {})
     client_charged: dict[bytes, int] = {}
     work: dict[str, int] = {}
     unpaid: dict[str, int] = {}
     valid: dict[bytes, bytes | None] = {}  # authorisation digest -> paying wallet (None: invalid)
+    sessions: dict[tuple, _Session] = {}  # (authorisation, session key, model) -> how its receipts pay
     operators: dict[bytes, str | None] = {}  # node key -> its operator (None: unregistered)
     paid = 0
     for facts in receipts:
-        reason, wallet = _payer(facts, authorisations, market, valid)
-        if wallet is None:
+        key = (facts.credit, facts.client_key, facts.model)
+        session = sessions.get(key)
+        if session is None:
+            session = sessions[key] = _session(facts, authorisations, market, valid)
+        if session.wallet is None or session.expiry_ms <= facts.started_at_ms:
+            reason = session.reason if session.early or session.expiry_ms > facts.started_at_ms else _EXPIRED
             unpaid[reason] = unpaid.get(reason, 0) + 1
             continue
-        credit = authorisations[facts.credit]  # type: ignore[index]
-        charge = market.prices.get(facts.model, 0) * facts.tokens
+        wallet = session.wallet
+        charge = session.price * facts.tokens
         spent = charged.get(facts.credit, 0)  # type: ignore[arg-type]
         owed = client_charged.get(wallet, 0)
-        if spent + charge > credit.max_credits * PER_MILLION:
+        if spent + charge > session.cap:
             unpaid["over the authorisation's cap"] = unpaid.get("over the authorisation's cap", 0) + 1
             continue
         if owed + charge > market.available.get(wallet, 0) * PER_MILLION:
@@ -220,31 +229,51 @@ def price_receipts(
     return Payments(debits, charged, work, paid, unpaid)
 
 
-def _payer(
+_EXPIRED = "authorisation expired before the answer started"
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """How the receipts of one (authorisation, session key, model) pay. Unpaid (`wallet` None) for
+    `reason`, which comes before the receipt's time is looked at when `early` (the checks before expiry in
+    rule 2's order) and after it otherwise; else paid by `wallet`, `price` a token, within `cap`
+    millionths, while started before `expiry_ms`."""
+
+    reason: str
+    early: bool
+    wallet: bytes | None = None
+    price: int = 0
+    cap: int = 0
+    expiry_ms: int = 2**63
+
+
+def _session(
     facts: ReceiptFacts,
     authorisations: Mapping[bytes, CreditAuthorisation],
     market: EpochMarket,
     valid: dict[bytes, bytes | None],
-) -> tuple[str, bytes | None]:
-    """(why unpaid, None) or ("", the paying wallet)."""
+) -> _Session:
+    """Rule 2 for the receipts of `facts`'s session, all but their time (module docstring), in order."""
     if facts.credit is None:
-        return "no credit authorisation", None
+        return _Session("no credit authorisation", True)
     credit = authorisations.get(facts.credit)
     if credit is None:
-        return "authorisation missing from the evidence", None
+        return _Session("authorisation missing from the evidence", True)
     if credit.session_key != facts.client_key or credit.model != facts.model:
-        return "authorisation for another session key or model", None
-    if credit.expiry * 1000 <= facts.started_at_ms:
-        return "authorisation expired before the answer started", None
-    if market.prices.get(facts.model, 0) == 0:
-        return "free model", None
+        return _Session("authorisation for another session key or model", True)
+    expiry_ms = credit.expiry * 1000
+    price = market.prices.get(facts.model, 0)
+    if price == 0:
+        return _Session("free model", False, expiry_ms=expiry_ms)
     if facts.credit not in valid:
         try:
             valid[facts.credit] = eth_signer(credit, market.credits_domain)
         except ProtocolError:
             valid[facts.credit] = None
     wallet = valid[facts.credit]
-    return ("authorisation not signed by its wallet", None) if wallet is None else ("", wallet)
+    if wallet is None:
+        return _Session("authorisation not signed by its wallet", False, expiry_ms=expiry_ms)
+    return _Session("", False, wallet, price, credit.max_credits * PER_MILLION, expiry_ms)
 
 
 @dataclass(frozen=True)

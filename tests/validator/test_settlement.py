@@ -185,6 +185,32 @@ def test_attack_the_paying_wallet_must_have_signed_for_this_session_model_and_ti
         assert settled.payments.debits == {}
 
 
+def test_a_session_is_judged_once_but_each_receipt_at_its_own_time():
+    """Whether a session's receipts pay is judged once per session (1M receipts have ~100k); expiry is
+    still each receipt's, and it is the reason given before a free model or a bad signature, as the
+    checks' order has it."""
+    session = pt.identity(1).public_key
+    forged = dataclasses.replace(
+        authorisation(pt.eth_account(9), session, expiry=(START + 5000) // 1000), client=WALLET.address
+    )
+    expiring = authorisation(WALLET, session, expiry=(START + 5000) // 1000)  # expires at START + 5 s
+    receipts = [
+        countersigned_receipt(
+            credit=credit, started_at_ms=START + at, prompt=f"{n}/{at}", node_checks_credit=False
+        )
+        for n, credit in enumerate((expiring, forged))
+        for at in (4999, 5000, 2500, 5001, 1)  # before, at, before, after and before the expiry, in turn
+    ]
+    settled = _settle(receipts)
+    assert settled.payments.paid == 3 and settled.payments.debits == {WALLET.address: 3 * 7}
+    assert settled.payments.unpaid == {
+        "authorisation expired before the answer started": 4,
+        "authorisation not signed by its wallet": 3,
+    }
+    free = _settle(receipts[:5], market=_market(prices={}))
+    assert free.payments.unpaid == {"authorisation expired before the answer started": 2, "free model": 3}
+
+
 def test_counts_are_charged_in_order_up_to_the_authorisation_cap_and_the_credit():
     session = pt.identity(1).public_key
     capped = authorisation(WALLET, session, max_credits=10)
