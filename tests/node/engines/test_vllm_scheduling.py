@@ -99,6 +99,7 @@ async def test_local_requests_go_ahead_of_queued_network_requests(engine):
 
 
 REACHES_SERVER_S = 1.0
+FILLERS = 24  # 4 slots: six waves of 800 tokens
 
 
 async def _priority_round(engine) -> tuple[list[str], bool]:
@@ -131,7 +132,9 @@ async def _priority_round(engine) -> tuple[list[str], bool]:
             ignore_eos=True,
             priority=(Priority.LOCAL + Priority.NETWORK) // 2,
         )
-        for _ in range(12):
+        # Enough fillers that several waves still wait when the local request arrives, however long it takes
+        # to reach the server on a loaded machine: the network requests cannot start before those waves.
+        for _ in range(FILLERS):
             nursery.start_soon(answer_pieces, engine, filler)
         await wait_until_waiting(4)
         nursery.start_soon(ask, "network-1", Priority.NETWORK)
