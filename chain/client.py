@@ -491,7 +491,7 @@ class ChainClient:
     def join_validators(self) -> int:
         """Opt in to being elected validator; returns the active bond (stkPOD shares) an election weighs."""
         self.transact("ValidatorQuorum", "joinValidators")
-        return self.call("Bonding", "activeBondOf", self.address)
+        return self.bonding.active_bond_of(self.address)
 
     def leave_validators(self) -> None:
         """Opt out of being elected (a member stays in the current set until the next one is installed)."""
@@ -506,7 +506,7 @@ class ChainClient:
     def quorum_rule(self) -> QuorumRule:
         """The current validator set's weights and ValidatorQuorum's fraction: when signers are a quorum."""
         current = self.validator_set()
-        numerator, denominator = self.call("ValidatorQuorum", "quorum")
+        numerator, denominator = self.validator_quorum.quorum()
         weights = {bytes.fromhex(m[2:]): w for m, w in zip(current.members, current.weights, strict=True)}
         return QuorumRule(weights, numerator, denominator)
 
@@ -604,10 +604,10 @@ class ChainClient:
         """Claim this account's unclaimed rewards from `tree` (which must be the active root's), as liquid
         POD or, with `bonded`, staked and bonded with the bonus."""
         me = self.address
-        epoch, root, _ = self.call("RewardsDistributor", "activeRoot")
-        if bytes(root) != tree.root:
+        epoch, root = self.rewards_distributor.active_root()
+        if root != tree.root:
             raise ClientError(
-                f"the rewards tree's root 0x{tree.root.hex()} is not the active root 0x{bytes(root).hex()} "
+                f"the rewards tree's root 0x{tree.root.hex()} is not the active root 0x{root.hex()} "
                 f"(epoch {epoch}): use the tree of the active epoch, or wait until the new root is activated"
             )
         if me not in tree.amounts:
@@ -633,7 +633,7 @@ class ChainClient:
         """Deposit `amount` payment-token units as credit; returns the new credit."""
         self._approve("PaymentToken", "Credits", amount)
         self.transact("Credits", "deposit", amount)
-        return self.call("Credits", "creditOf", self.address)
+        return self.credits.credit_of(self.address)
 
     def credits_request_withdrawal(self, amount: int) -> int:
         """Ask to withdraw `amount` of credit; returns the time it unlocks."""
@@ -647,7 +647,7 @@ class ChainClient:
 
     def price_of(self, model: bytes) -> int:
         """What a million tokens of `model` cost, in the payment token's smallest units (Credits.priceOf)."""
-        return self.call("Credits", "priceOf", model)
+        return self.credits.price_of(model)
 
     def sign_debit_batch(
         self, batch_id: int, users: Sequence[bytes], amounts: Sequence[int], deadline: int

@@ -602,7 +602,7 @@ def claim_command(
         epoch, root = client.rewards_distributor.active_root()
         if epoch == 0:
             raise click.ClickException("no rewards root is active yet: nothing to claim")
-        tree = _fetch_tree(bootstrap, epoch, bytes(root))
+        tree = _fetch_tree(bootstrap, epoch, root)
         click.echo(f"Fetched the rewards tree of epoch {epoch} from the validators (root checked).")
     else:
         raise click.ClickException("give the rewards tree: --tree FILE, or --bootstrap MULTIADDR to fetch it")
@@ -739,7 +739,7 @@ def root_show_command(connection: Connection, epoch: int, wait: str | None, time
         click.echo(f"epoch {epoch}: {status}")
     active_epoch, root = client.rewards_distributor.active_root()
     if active_epoch:
-        click.echo(f"active root: epoch {active_epoch} 0x{bytes(root).hex()}")
+        click.echo(f"active root: epoch {active_epoch} 0x{root.hex()}")
     else:
         click.echo("no active root yet")
     if status == "revoked":

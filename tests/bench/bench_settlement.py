@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -247,15 +248,7 @@ def _session(
         return client, pt.authorisation(victim, client.public_key, domain=domain), kind
     # Signed by a key of the forger's, claiming the victim's wallet.
     forger = pt.authorisation(EthAccount(_seed("forger", session)), client.public_key, domain=domain)
-    forged = CreditAuthorisation(
-        client=victim.address,
-        session_key=forger.session_key,
-        model=forger.model,
-        max_credits=forger.max_credits,
-        nonce=forger.nonce,
-        expiry=forger.expiry,
-        signature=forger.signature,
-    )
+    forged = dataclasses.replace(forger, client=victim.address)
     return client, forged, kind
 
 
