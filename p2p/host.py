@@ -232,7 +232,7 @@ class DolphinHost:
                 if circuit:
                     # py-libp2p's host.connect refuses circuit addresses; the relay transport dials them.
                     if info.peer_id not in self._host.get_connected_peers():
-                        await self._relay_transport.dial(maddr)
+                        await self._dial_circuit(maddr, _relay_of(maddr))
                         self._remember_round_trip(info.peer_id, started, CIRCUIT_DIAL_ROUND_TRIPS / 2)
                 elif info.peer_id not in self._host.get_connected_peers():
                     await self._host.connect(info)
@@ -242,6 +242,47 @@ class DolphinHost:
         except Exception as error:  # py-libp2p raises SwarmException, ConnectionError, OSError…
             raise DialError(f"dialling {addr} failed: {dial_failure_reason(error)}") from error
         return info.peer_id.to_base58()
+
+    async def _dial_circuit(self, circuit: multiaddr.Multiaddr, relay_id: str | None) -> None:
+        """Dial through a relay; once more on a fresh connection to the relay when the one held was dead."""
+        try:
+            await self._relay_transport.dial(circuit)
+        except Exception as error:
+            if relay_id is None or not await self._forget_if_dead(ID.from_base58(relay_id)):
+                raise
+            logger.info("the connection to relay %s was dead (%s); dialling it afresh", relay_id, error)
+            await self._relay_transport.dial(circuit)
+
+    async def _forget_if_dead(self, peer: ID) -> bool:
+        """Close the connections to `peer` when they can no longer carry a stream; True when they could not.
+
+        py-libp2p marks a connection closed before it has finished closing it and drops it from its table
+        only after; and it keeps a connection whose writes fail until its reader notices. Until then every
+        new stream to that peer fails at once and nothing dials afresh: seen under load on a light client's
+        only connection to its relay, which took every circuit through it down for good. A stream that
+        cannot be opened proves it; one that is merely slow proves nothing, and the connection is kept.
+        """
+        network = self._host.get_network()
+        connections = network.get_connections(peer)
+        if not connections:
+            return False
+        if any(not connection.is_closed for connection in connections) and await self._carries_a_stream(peer):
+            return False
+        with trio.move_on_after(self.config.timeouts.stream_open):
+            await network.close_peer(peer)
+        network.connections.pop(peer, None)  # close_peer forgets them only once every close returned
+        return True
+
+    async def _carries_a_stream(self, peer: ID) -> bool:
+        """False when opening a bare stream on the connection held fails outright (its opening frame
+        cannot be written); one that is merely slow counts as carrying it."""
+        try:
+            with trio.move_on_after(self.config.timeouts.stream_open):
+                raw = await self._host.get_network().new_stream(peer)
+                await raw.reset()
+        except Exception:
+            return False
+        return True
 
     def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
         self._round_trips[peer.to_base58()] = (time.monotonic() - started) / round_trips
@@ -277,9 +318,9 @@ class DolphinHost:
         `protocol` then shows as ProtocolNotSupported on the stream's first read.
 
         A stream the connection drops before its protocol is agreed is opened once more, on a fresh dial
-        when the peer is no longer connected: py-libp2p keeps using a connection it has not yet noticed
-        is closing (the loser of two simultaneous dials, a circuit its relay hung up), and a second try
-        is what every caller would do anyway.
+        when the peer is no longer connected or its connection proves dead (`_forget_if_dead`): py-libp2p
+        keeps using a connection it has not yet noticed is closing (the loser of two simultaneous dials, a
+        circuit its relay hung up), and a second try is what every caller would do anyway.
         """
         if timeout is None:
             deadline = self.deadline(self.config.timeouts.stream_open, STREAM_OPEN_ROUND_TRIPS, peer_id)
@@ -291,7 +332,8 @@ class DolphinHost:
             return await open_one(peer, protocol, deadline)
         except _StreamDropped as error:
             logger.debug("%s; opening it once more", error)
-        await trio.sleep(STREAM_RETRY_PAUSE_SECONDS)
+        if not await self._forget_if_dead(peer):
+            await trio.sleep(STREAM_RETRY_PAUSE_SECONDS)
         return await open_one(peer, protocol, deadline)
 
     async def _new_optimistic_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:

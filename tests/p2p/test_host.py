@@ -157,6 +157,53 @@ async def test_a_stream_dropped_before_its_protocol_is_agreed_is_opened_once_mor
 
 @pytest.mark.integration
 @pytest.mark.trio
+async def test_a_dead_connection_to_the_relay_is_replaced_and_its_circuits_dial_again(tmp_path, monkeypatch):
+    # CI: a light client's only connection to its relay died under load while py-libp2p still listed it;
+    # every circuit dial and DHT query through the relay then failed at once, for good.
+    async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
+        hidden.set_stream_handler(ECHO, _echo)
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],))
+        async with open_host(config) as client:
+            network = client._host.get_network()
+            relay_id, hidden_id = ID.from_base58(relay.peer_id), ID.from_base58(hidden.peer_id)
+
+            async def echo_through_the_relay(message: bytes) -> None:
+                await network.close_peer(hidden_id)  # the next stream needs a new circuit
+                await client.connect(hidden.circuit_addrs()[0])
+                stream = await client.open_stream(hidden.peer_id, ECHO)
+                await stream.write_message(message)
+                assert await stream.read_message(1024) == message
+
+            # Marked closed but still listed: what a close stuck in the muxer's goodbye leaves.
+            (held,) = network.get_connections(relay_id)
+            held.event_closed.set()
+            await echo_through_the_relay(b"closed")
+            assert held not in network.get_connections(relay_id)
+
+            # Listed and open, but every write fails: a socket whose reader has not noticed yet.
+            (held,) = network.get_connections(relay_id)
+
+            async def write_fails(data: bytes) -> None:
+                raise OSError("Broken pipe")
+
+            monkeypatch.setattr(held.muxed_conn.secured_conn, "write", write_fails)
+            await echo_through_the_relay(b"dead")
+            assert held not in network.get_connections(relay_id)
+
+            # The same for a direct stream to the relay itself.
+            (held,) = network.get_connections(relay_id)
+            monkeypatch.setattr(held.muxed_conn.secured_conn, "write", write_fails)
+            assert await client.ping(relay.peer_id) > 0
+
+            # A live connection is kept: a failed stream on it is not a dead connection.
+            (held,) = network.get_connections(relay_id)
+            with pytest.raises(DialError):
+                await client.open_stream(relay.peer_id, "/dolphin/test/nobody-speaks/1")
+            assert network.get_connections(relay_id) == [held]
+
+
+@pytest.mark.integration
+@pytest.mark.trio
 async def test_dial_failures_are_dial_errors(tmp_path):
     async with open_host(HostConfig(tmp_path / "a")) as host:
         with pytest.raises(DialError):
