@@ -7,11 +7,12 @@
 
 Only the transport is a double. Each end of a stream is the real `p2p.streams.Stream` over an in-memory
 byte pipe, so framing, its size limits and deadlines, optimistic protocol selection and the errors they
-raise are the ones a libp2p stream has; a peer's reset reaches the other end as py-libp2p's does. A host
-serves inbound streams as `DolphinHost` does: a handler's P2PError resets the stream, anything else it
-raises is contained (counted in `handler_failures`) and resets it too, and a protocol takes at most
-`Limits.inbound_streams_per_protocol` streams at once. A peer that serves no handler for a protocol
-answers ProtocolNotSupported. Every host of a network knows every other's address (`/memory/<peer id>`).
+raise are the ones a libp2p stream has. A peer's reset reads as the end of the stream and fails the next
+write, as over py-libp2p's yamux. A host serves inbound streams as `DolphinHost` does: a handler's
+P2PError resets the stream, anything else it raises is contained (counted in `handler_failures`) and
+resets it too, and a protocol takes at most `Limits.inbound_streams_per_protocol` streams at once. A peer
+that serves no handler for a protocol answers ProtocolNotSupported. Every host of a network knows every
+other's address (`/memory/<peer id>`).
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ WINDOW_BYTES = 256 * 1024
 
 
 class _Link:
-    """What both ends of one stream share: whether it was reset, and the two directions to wake then."""
+    """What both ends of one stream share: which end reset it, if one did, and the two directions to wake
+    then."""
 
     def __init__(self) -> None:
-        self.was_reset = False
+        self.reset_by: object | None = None
         self.pipes: list[_Pipe] = []
 
-    def reset(self) -> None:
-        self.was_reset = True
+    def reset(self, end: object) -> None:
+        self.reset_by = self.reset_by or end
         for pipe in self.pipes:
             pipe.wake()
 
@@ -76,7 +78,7 @@ class _Pipe:
     async def write(self, data: bytes) -> None:
         await trio.lowlevel.checkpoint()
         while True:
-            if self._link.was_reset:
+            if self._link.reset_by is not None:
                 raise StreamReset("stream reset")
             if self._closed:
                 raise StreamClosed("stream closed for writing")
@@ -85,11 +87,15 @@ class _Pipe:
                 return
             await self._changed.wait()
 
-    async def read(self, max_bytes: int | None) -> bytes:
+    async def read(self, max_bytes: int | None, reader: object) -> bytes:
+        """As py-libp2p over yamux: after our own reset a read fails, after the peer's it reads the end
+        of the stream (what was in flight is dropped)."""
         await trio.lowlevel.checkpoint()
         while True:
-            if self._link.was_reset:
+            if self._link.reset_by is reader:
                 raise StreamReset("stream reset")
+            if self._link.reset_by is not None:
+                raise StreamEOF()
             if self._buffer:
                 size = len(self._buffer) if max_bytes is None else max_bytes
                 data = bytes(self._buffer[:size])
@@ -123,7 +129,7 @@ class _MemoryNetStream:
         return None  # no IP, as for a relayed stream
 
     async def read(self, n: int | None = None) -> bytes:
-        return await self._incoming.read(n)
+        return await self._incoming.read(n, self)
 
     async def write(self, data: bytes) -> None:
         await self._outgoing.write(data)
@@ -137,7 +143,7 @@ class _MemoryNetStream:
 
     async def reset(self) -> None:
         await trio.lowlevel.checkpoint()
-        self._link.reset()
+        self._link.reset(self)
 
 
 class MemoryNetwork:

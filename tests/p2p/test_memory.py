@@ -111,6 +111,12 @@ async def test_a_peer_that_resets_is_an_error_on_the_other_end_never_a_timeout(p
     with trio.fail_after(10), pytest.raises(StreamError) as reset:
         await stream.read_message(1024)
     assert not isinstance(reset.value, StreamTimeout)
+    # Byte by byte: the peer's reset reads as the end of the stream, and our next write fails.
+    stream = await client.open_stream(server.peer_id, RESETTING)
+    await stream.write_message(b"anyone?")
+    assert await stream.read(16, timeout=10) == b""
+    with pytest.raises(StreamError):
+        await stream.write(b"more", timeout=10)
 
 
 @pytest.mark.trio
