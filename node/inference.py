@@ -46,7 +46,7 @@ from node.engines.base import (
 from node.ledger import Ledger, LedgerError
 from node.metrics import NodeMetrics
 from node.unacknowledged import UnacknowledgedAnswers
-from p2p import MessageTooLarge, P2PError, Stream
+from p2p import MessageStream, MessageTooLarge, P2PError
 from protocols import envelope
 from protocols.errors import (
     DecryptError,
@@ -209,7 +209,7 @@ class InferenceService:
         return load.running, load.waiting
 
     # ---- one stream ----
-    async def handle(self, stream: Stream) -> None:
+    async def handle(self, stream: MessageStream) -> None:
         """Serve one request on `stream`; never raises for anything the peer sends or does."""
         self._active += 1
         self._idle = trio.Event() if self._active == 1 else self._idle
@@ -228,13 +228,15 @@ class InferenceService:
             if self._active == 0:
                 self._idle.set()
 
-    def _count_refusal(self, stream: Stream, code: str, detail: str) -> None:
+    def _count_refusal(self, stream: MessageStream, code: str, detail: str) -> None:
         self._statistics.refused += 1
         self._statistics.refusals[code] = self._statistics.refusals.get(code, 0) + 1
         self.metrics.refused(code)
         log.info("refused a request from %s: %s (%s)", stream.peer_id, code, detail)
 
-    async def _refuse(self, stream: Stream, sealed: bytes, code: str, message: str, detail: str) -> None:
+    async def _refuse(
+        self, stream: MessageStream, sealed: bytes, code: str, message: str, detail: str
+    ) -> None:
         """Tell the sender why (if the seal opens with one of our keys), else reset the stream."""
         self._count_refusal(stream, code, detail)
         for keys in self.encryption_keys():
@@ -261,7 +263,7 @@ class InferenceService:
         assert error is not None
         raise error
 
-    async def _serve(self, stream: Stream) -> None:
+    async def _serve(self, stream: MessageStream) -> None:
         sealed = await stream.read_message(self.limits.max_request_bytes)
         if self._paused:
             code, message = next(iter(self._paused.items()))
@@ -330,7 +332,7 @@ class InferenceService:
 
     async def _answer(
         self,
-        stream: Stream,
+        stream: MessageStream,
         sealed: bytes,
         exchange: NodeExchange,
         generation: GenerationRequest,
@@ -390,7 +392,7 @@ class InferenceService:
         if await self._take_receipt(stream, exchange):
             self.unacknowledged.settled(ticket)
 
-    async def _take_receipt(self, stream: Stream, exchange: NodeExchange) -> bool:
+    async def _take_receipt(self, stream: MessageStream, exchange: NodeExchange) -> bool:
         """Read the countersigned receipt and acknowledge it; whether it was a valid countersignature
         (stored or not). Raises P2PError when the client never sent one."""
         data = await stream.read_message(self.limits.max_receipt_bytes, timeout=self.limits.receipt_timeout)
@@ -418,7 +420,7 @@ class InferenceService:
         return True
 
 
-def _payer(exchange: NodeExchange, stream: Stream) -> bytes:
+def _payer(exchange: NodeExchange, stream: MessageStream) -> bytes:
     """Who an answer is owed by (`node.unacknowledged`): the covering wallet, else the sending peer."""
     if exchange.credit_client is not None:
         return b"wallet:" + exchange.credit_client
@@ -429,7 +431,9 @@ class _PacedSender:
     """Sends an answer's pieces as frames through `TokenBatcher`: the first at once, then what the engine
     produced in each flush interval, every token with its logprob (validators compare them)."""
 
-    def __init__(self, stream: Stream, exchange: NodeExchange, limits: ServiceLimits, metrics: NodeMetrics):
+    def __init__(
+        self, stream: MessageStream, exchange: NodeExchange, limits: ServiceLimits, metrics: NodeMetrics
+    ):
         self.stream = stream
         self.exchange = exchange
         self.metrics = metrics

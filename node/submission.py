@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import trio
 
 from node.ledger import Ledger, LedgerError
-from p2p import DolphinHost, P2PError
+from p2p import Dialer, P2PError
 from pool.validator_peers import ValidatorDirectory, ValidatorPeer
 from protocols.errors import ProtocolError
 from protocols.ids import RECEIPT_PROTOCOL
@@ -51,7 +51,7 @@ class ReceiptSubmitter:
 
     def __init__(
         self,
-        host: DolphinHost,
+        host: Dialer,
         ledger: Ledger,
         directory: ValidatorDirectory,
         *,

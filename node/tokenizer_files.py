@@ -18,7 +18,7 @@ import trio
 
 from node.models.manifest import ModelManifest
 from p2p import P2PError
-from p2p.streams import Stream
+from p2p.interfaces import MessageStream
 from protocols.errors import ProtocolError
 from protocols.messages import MAX_TOKENIZER_CHUNK, TokenizerFileChunk, TokenizerFileRequest
 from protocols.schema import decode_message, encode_message
@@ -47,7 +47,7 @@ class TokenizerFileServer:
         }
         self._transfers = trio.Semaphore(MAX_TRANSFERS)
 
-    async def handle(self, stream: Stream) -> None:
+    async def handle(self, stream: MessageStream) -> None:
         try:
             request = decode_message(await stream.read_message(_MAX_REQUEST_BYTES), TokenizerFileRequest)
         except (P2PError, ProtocolError) as exc:
@@ -79,12 +79,12 @@ class TokenizerFileServer:
             self._transfers.release()
 
 
-async def _refuse(stream: Stream, why: str) -> None:
+async def _refuse(stream: MessageStream, why: str) -> None:
     await stream.write_message(encode_message(TokenizerFileChunk(size=0, error=why)))
     await stream.close()
 
 
-async def _send_bytes(stream: Stream, data: bytes) -> None:
+async def _send_bytes(stream: MessageStream, data: bytes) -> None:
     if len(data) > MAX_MANIFEST_BYTES:
         await _refuse(stream, "the manifest is too large to serve")
         return
@@ -94,7 +94,7 @@ async def _send_bytes(stream: Stream, data: bytes) -> None:
     await stream.close()
 
 
-async def _send_file(stream: Stream, path: Path) -> None:
+async def _send_file(stream: MessageStream, path: Path) -> None:
     try:
         handle = await trio.open_file(path, "rb")
     except OSError as exc:

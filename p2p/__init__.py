@@ -6,6 +6,8 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `config`: `HostConfig` (and `HostConfig.light_client`), `Timeouts`, `Limits`, `Reachability`, `DhtMode`
 - `identity`: the persistent Ed25519 key in the data directory, or an ephemeral one (light clients)
 - `streams`: `Stream`, a libp2p stream whose every await has a deadline
+- `interfaces`: `MessageStream`, `StreamOpener`, `Dialer`: what the floors above use of a stream and a host
+- `memory`: `open_memory_network()`, hosts joined in memory behind those interfaces (tests without sockets)
 - `gossip`: GossipSub facade (`subscribe(topic, validator)`, `publish`), `Verdict`, scoring
 - `validators`: `signed_message_validator`, the shared checks of topics carrying signed envelopes
 - `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
@@ -35,6 +37,7 @@ from p2p.errors import (
 )
 from p2p.gossip import GossipMessage, Subscription, Validator, Verdict, accept_all
 from p2p.host import DolphinHost, open_host
+from p2p.interfaces import Dialer, MessageStream, StreamOpener
 from p2p.records import PoolRecord, decode_pool_record, sign_pool_record
 from p2p.streams import Stream
 from p2p.topics import (
@@ -55,12 +58,14 @@ __all__ = [
     "ConfigError",
     "DhtMode",
     "DialError",
+    "Dialer",
     "DolphinHost",
     "GossipError",
     "GossipMessage",
     "HostConfig",
     "IdentityError",
     "Limits",
+    "MessageStream",
     "MessageTooLarge",
     "P2PError",
     "PoolRecord",
@@ -69,6 +74,7 @@ __all__ = [
     "RecordError",
     "Stream",
     "StreamError",
+    "StreamOpener",
     "StreamTimeout",
     "Subscription",
     "Timeouts",

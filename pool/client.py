@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from p2p import DolphinHost, P2PError, StreamTimeout
+from p2p import Dialer, P2PError, StreamTimeout
 from pool.contact import NodeContact
 from pool.errors import AnswerFailedCheck, InferenceFailed
 from protocols.errors import ProtocolError
@@ -107,7 +107,7 @@ def chat_messages(messages: Sequence[tuple[str, str] | ChatMessage]) -> tuple[Ch
 
 
 async def complete(
-    host: DolphinHost,
+    host: Dialer,
     node: NodeContact,
     messages: Sequence[tuple[str, str] | ChatMessage],
     *,

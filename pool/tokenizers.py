@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from p2p import DolphinHost, P2PError
+from p2p import P2PError, StreamOpener
 from pool.errors import TokenizerUnavailable
 from protocols.errors import ProtocolError
 from protocols.ids import TOKENIZER_PROTOCOL
@@ -63,7 +63,7 @@ CounterLoader = Callable[[Path, bytes], TokenCounter]
 model's tokenizer (missing, changed, another manifest) or make no tokenizer."""
 
 
-async def _fetch_file(host: DolphinHost, peer_id: str, model: bytes, receiver: FileReceiver) -> bytes:
+async def _fetch_file(host: StreamOpener, peer_id: str, model: bytes, receiver: FileReceiver) -> bytes:
     stream = await host.open_stream(peer_id, TOKENIZER_PROTOCOL)
     try:
         await stream.write_message(encode_message(TokenizerFileRequest(model=model, path=receiver.name)))
@@ -77,7 +77,7 @@ async def _fetch_file(host: DolphinHost, peer_id: str, model: bytes, receiver: F
     return receiver.finish()
 
 
-async def _fetch_from(host: DolphinHost, peer_id: str, model: bytes) -> dict[str, bytes]:
+async def _fetch_from(host: StreamOpener, peer_id: str, model: bytes) -> dict[str, bytes]:
     manifest = await _fetch_file(host, peer_id, model, FileReceiver(MANIFEST_FILE, model, MAX_MANIFEST_BYTES))
     files = {MANIFEST_FILE: manifest}
     total = 0
@@ -90,7 +90,7 @@ async def _fetch_from(host: DolphinHost, peer_id: str, model: bytes) -> dict[str
 
 
 async def fetch_tokenizer(
-    host: DolphinHost,
+    host: StreamOpener,
     model: bytes,
     peers: Sequence[str],
     *,
@@ -156,7 +156,7 @@ class TokenizerCache:
         self._retry_at: dict[bytes, float] = {}
         self._locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
 
-    async def counter(self, host: DolphinHost, model: bytes, peers: Sequence[str]) -> TokenCounter | None:
+    async def counter(self, host: StreamOpener, model: bytes, peers: Sequence[str]) -> TokenCounter | None:
         """The counter of `model`: from its cached folder while that still matches the model, else
         fetched from `peers` (tried in a random order) and cached. None, logged, when no member served
         the files or they make no tokenizer (not tried again for `retry_after` s), or `peers` is empty."""

@@ -31,7 +31,7 @@ import trio
 
 from chain.address import checked_address
 from chain.merkle import MerkleError, RewardsTree
-from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
+from p2p import DolphinHost, P2PError, StreamOpener, Verdict, signed_message_validator
 from pool.errors import TreeUnavailable
 from protocols import envelope
 from protocols.errors import ProtocolError
@@ -193,7 +193,7 @@ async def serve_validator_discovery(
 MAX_TREE_PAGE_BYTES = 256 * 1024
 
 
-async def _tree_from(host: DolphinHost, peer_id: str, epoch: int, root: bytes) -> RewardsTree:
+async def _tree_from(host: StreamOpener, peer_id: str, epoch: int, root: bytes) -> RewardsTree:
     amounts: dict[str, int] = {}
     after: bytes | None = None
     while True:

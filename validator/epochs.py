@@ -59,7 +59,7 @@ from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from chain.quorum import QuorumRule, debit_batch_signature, epoch_root_signature
 from node.files import write_atomically
-from p2p import DolphinHost, P2PError, Stream
+from p2p import DolphinHost, MessageStream, P2PError
 from pool.validator_peers import (
     ValidatorDirectory,
     serve_validator_discovery,
@@ -262,7 +262,7 @@ class SettlementService:
             nursery.start_soon(self._serve_chain_work)
             task_status.started()
 
-    async def handle_tree_request(self, stream: Stream) -> None:
+    async def handle_tree_request(self, stream: MessageStream) -> None:
         """A claimer asks for a page of a settled epoch's rewards tree (`RewardsTreeRequest`); an epoch
         without a tree here gets an empty page with a zero root. Never raises for what the peer sends."""
         try:

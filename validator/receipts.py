@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import trio
 
 from chain.errors import ChainError
-from p2p import DolphinHost, Stream
+from p2p import Dialer, MessageStream, StreamOpener
 from pool.validator_peers import ValidatorPeer
 from protocols.envelope import DEFAULT_MAX_SKEW_MS, clock_ms
 from protocols.errors import ProtocolError
@@ -191,7 +191,7 @@ class ReceiptService:
     def statistics(self) -> ReceiptStatistics:
         return self._statistics
 
-    def install(self, host: DolphinHost) -> None:
+    def install(self, host: StreamOpener) -> None:
         host.set_stream_handler(RECEIPT_PROTOCOL, self.handle_submission)
         host.set_stream_handler(RECEIPT_SYNC_PROTOCOL, self.handle_sync)
 
@@ -205,7 +205,7 @@ class ReceiptService:
             credits=self._credits,
         )
 
-    async def _read(self, stream: Stream, limit: int, expected: type):  # type: ignore[no-untyped-def]
+    async def _read(self, stream: MessageStream, limit: int, expected: type):  # type: ignore[no-untyped-def]
         """The one message of a stream, or None after resetting a stream that sent a malformed one."""
         try:
             return decode_message(await stream.read_message(limit), expected)
@@ -215,7 +215,7 @@ class ReceiptService:
             await stream.reset()
             return None
 
-    async def handle_submission(self, stream: Stream) -> None:
+    async def handle_submission(self, stream: MessageStream) -> None:
         """One node's batch: admit, store, commit, acknowledge. Never raises for what the peer sends."""
         batch = await self._read(stream, MAX_BATCH_BYTES, ReceiptBatch)
         if batch is None:
@@ -260,7 +260,7 @@ class ReceiptService:
             else:
                 stats.refused += 1
 
-    async def handle_sync(self, stream: Stream) -> None:
+    async def handle_sync(self, stream: MessageStream) -> None:
         """Another validator's question about an epoch's receipts (module docstring)."""
         request = await self._read(stream, MAX_SYNC_REQUEST_BYTES, ReceiptSyncRequest)
         if request is None:
@@ -285,7 +285,7 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def _ask(host: DolphinHost, peer_id: str, request: ReceiptSyncRequest, expected: type, limit: int):  # type: ignore[no-untyped-def]
+async def _ask(host: StreamOpener, peer_id: str, request: ReceiptSyncRequest, expected: type, limit: int):  # type: ignore[no-untyped-def]
     stream = await host.open_stream(peer_id, RECEIPT_SYNC_PROTOCOL)
     try:
         await stream.write_message(encode_message(request))
@@ -295,7 +295,7 @@ async def _ask(host: DolphinHost, peer_id: str, request: ReceiptSyncRequest, exp
 
 
 async def fetch_missing(
-    host: DolphinHost,
+    host: Dialer,
     peer: ValidatorPeer,
     service: ReceiptService,
     epoch: int,

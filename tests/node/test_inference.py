@@ -1,4 +1,5 @@
-"""The inference service over real libp2p hosts on 127.0.0.1: encrypted answers, receipts, hostile peers."""
+"""The inference service between a client and a node joined in memory (`p2p.memory`: the real streams, their
+framing limits and deadlines): encrypted answers, receipts, hostile peers."""
 
 import contextlib
 import dataclasses
@@ -15,7 +16,8 @@ from node.inference import InferenceService, ServiceLimits
 from node.ledger import PersistentReplayCache, open_ledger
 from node.testing import LongAnswers
 from p2p import P2PError
-from p2p.testing import open_host_group, wait_until
+from p2p.memory import open_memory_network
+from p2p.testing import wait_until
 from pool import InferenceFailed, NodeContact, complete
 from protocols import e2e, envelope
 from protocols import testing as pt
@@ -46,9 +48,10 @@ async def _network(tmp_path, engine, *, payments=None, limits=None, keys=None):
     async with (
         trio_asyncio.open_loop(),
         open_ledger(tmp_path / "ledger") as ledger,
-        open_host_group(tmp_path, 2) as (client, node_host),
+        open_memory_network() as memory,
         trio.open_nursery() as nursery,
     ):
+        client, node_host = memory.host(), memory.host()
         identity = Identity(node_host.signing_seed())
         model_id = engine.loaded.manifest.model_id()
         service = InferenceService(

@@ -1,7 +1,7 @@
 """A client without the model's folder fetches its manifest and tokenizer files from pool members
 (TOKENIZER_PROTOCOL, served by node.tokenizer_files), takes them only as the model id names them, and
 counts bills with them. Members that serve another manifest, tampered or missing files, too much, or
-nothing are passed over. Real hosts on 127.0.0.1, the tiny model's real tokenizer."""
+nothing are passed over. Hosts joined in memory (`p2p.memory`), the tiny model's real tokenizer."""
 
 import contextlib
 import dataclasses
@@ -15,7 +15,7 @@ from cli.model import load_counter
 from node.models import load_manifest
 from node.models.tokens import TokenizerCounter
 from node.tokenizer_files import TokenizerFileServer
-from p2p.testing import open_host_group
+from p2p.memory import open_memory_network
 from pool.errors import TokenizerUnavailable
 from pool.tokenizers import TokenizerCache, fetch_tokenizer
 from protocols.ids import TOKENIZER_PROTOCOL
@@ -60,10 +60,10 @@ async def _stalling(stream) -> None:  # type: ignore[no-untyped-def]
 
 
 @contextlib.asynccontextmanager
-async def _members(tmp_path, *handlers):  # type: ignore[no-untyped-def]
-    """A bootstrap peer, a client connected to one member per handler; yields (client, member peer ids)."""
-    async with open_host_group(tmp_path / "hosts", 2 + len(handlers)) as hosts:
-        _, client, *members = hosts
+async def _members(*handlers):  # type: ignore[no-untyped-def]
+    """A client connected to one member per handler; yields (client, member peer ids)."""
+    async with open_memory_network() as network:
+        client, *members = (network.host() for _ in range(1 + len(handlers)))
         for host, handler in zip(members, handlers, strict=True):
             host.set_stream_handler(TOKENIZER_PROTOCOL, handler)
             await client.connect_any(host.peer_id, host.listen_addrs())
@@ -89,7 +89,7 @@ async def test_a_client_fetches_the_tokenizer_caches_it_and_counts_exactly(
     tmp_path, tiny_model_dir, model, exact
 ):
     manifest = load_manifest(tiny_model_dir)
-    async with _members(tmp_path, _server(tiny_model_dir)) as (client, (member,)):
+    async with _members(_server(tiny_model_dir)) as (client, (member,)):
         files = await fetch_tokenizer(client, model, [member])
         # The manifest (its canonical JSON: the model id's preimage) and the tokenizer files, never weights.
         assert files[MANIFEST_FILE] == manifest.canonical_json()
@@ -150,7 +150,7 @@ async def test_members_serving_anything_but_the_models_files_are_refused(
         ),
     }
     handlers = [handler for handler, _ in liars.values()]
-    async with _members(tmp_path, *handlers, _server(tiny_model_dir)) as (client, peers):
+    async with _members(*handlers, _server(tiny_model_dir)) as (client, peers):
         *lying, honest = peers
         for (_, why), peer in zip(liars.values(), lying, strict=True):
             with pytest.raises(TokenizerUnavailable, match=why):

@@ -1,16 +1,18 @@
-"""Receipts from nodes to validators and between validators, over real libp2p hosts on 127.0.0.1."""
+"""Receipts from nodes to validators and between validators, over hosts joined in memory (`p2p.memory`: the
+real streams, their framing limits and deadlines, without sockets)."""
 
 import contextlib
 import time
 
 import pytest
-import trio
 import trio_asyncio
 
 from node.ledger import open_ledger
 from node.submission import ReceiptSubmitter
 from p2p import MessageTooLarge, P2PError, StreamError, StreamTimeout
-from p2p.testing import open_host_group, wait_until
+from p2p.gossip import GossipMessage, Verdict
+from p2p.memory import open_memory_network
+from p2p.testing import wait_until
 from pool.validator_peers import ValidatorDirectory, ValidatorPeer, sign_announcement
 from protocols import testing as pt
 from protocols.eth import TypedDomain
@@ -72,12 +74,12 @@ def test_admission_takes_paid_verified_receipts_of_open_epochs_only():
 
 @contextlib.asynccontextmanager
 async def _network(tmp_path):
-    """A bootstrap peer, a node host with a ledger, and two validator hosts with evidence stores; the
-    validators announce themselves and the node's directory has found both."""
+    """A node host with a ledger and two validator hosts with evidence stores, joined in memory; the node's
+    directory has taken both validators' announcements, as VALIDATORS_TOPIC's validator."""
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(trio_asyncio.open_loop())
-        hosts = await stack.enter_async_context(open_host_group(tmp_path, 4))
-        _, node_host, *validator_hosts = hosts
+        network = await stack.enter_async_context(open_memory_network())
+        node_host, *validator_hosts = (network.host() for _ in range(3))
         ledger = await stack.enter_async_context(open_ledger(tmp_path / "ledger", epoch_ms=EPOCH_MS))
         services = []
         for index, host in enumerate(validator_hosts):
@@ -88,29 +90,17 @@ async def _network(tmp_path):
             service.install(host)
             services.append(service)
         directory = ValidatorDirectory(pt.TEST_DOMAIN)
-        await node_host.gossip.subscribe(VALIDATORS_TOPIC, directory.validate)
-        for host in validator_hosts:
-            await host.gossip.subscribe(VALIDATORS_TOPIC, ValidatorDirectory(pt.TEST_DOMAIN).validate)
-            await node_host.connect(host.listen_addrs()[0])  # what serve_validator_discovery does
-        await trio.sleep(1.5)  # the mesh forms
-        wallets = [pt.eth_account(20 + i) for i in range(len(validator_hosts))]
-
-        async def announce():
-            for host, wallet in zip(validator_hosts, wallets, strict=True):
-                data = sign_announcement(
-                    Identity(host.signing_seed()),
-                    peer_id_from_text(host.peer_id),
-                    wallet,
-                    pt.TEST_DOMAIN,
-                    host.listen_addrs(),
-                    expiry=int(time.time()) + 600,
-                )
-                await host.gossip.publish(VALIDATORS_TOPIC, data)
-
-        with trio.fail_after(30):
-            while len(directory.peers()) < len(validator_hosts):
-                await announce()
-                await trio.sleep(0.5)
+        for host, wallet in zip(validator_hosts, (pt.eth_account(20), pt.eth_account(21)), strict=True):
+            data = sign_announcement(
+                Identity(host.signing_seed()),
+                peer_id_from_text(host.peer_id),
+                wallet,
+                pt.TEST_DOMAIN,
+                host.listen_addrs(),
+                expiry=int(time.time()) + 600,
+            )
+            announced = GossipMessage(VALIDATORS_TOPIC, data, host.peer_id, host.peer_id, b"")
+            assert directory.validate(announced) is Verdict.ACCEPT
         yield node_host, ledger, directory, validator_hosts, services
 
 
@@ -119,7 +109,7 @@ async def _store(ledger, receipts):
         await ledger.store_receipt(verify_countersigned_receipt(data))
 
 
-@pytest.mark.integration
+@pytest.mark.unit
 @pytest.mark.trio
 async def test_a_node_hands_each_validator_its_paid_receipts_once(tmp_path):
     async with _network(tmp_path) as (node_host, ledger, directory, validator_hosts, services):
@@ -143,7 +133,7 @@ async def test_a_node_hands_each_validator_its_paid_receipts_once(tmp_path):
         assert submitter.statistics().failures == 0
 
 
-@pytest.mark.integration
+@pytest.mark.unit
 @pytest.mark.trio
 async def test_a_validator_that_missed_receipts_fetches_them_from_another(tmp_path):
     async with _network(tmp_path) as (_, _, _, validator_hosts, (first, second)):
@@ -159,7 +149,7 @@ async def test_a_validator_that_missed_receipts_fetches_them_from_another(tmp_pa
         assert (await first.store.commitment(epoch))[0] == 301
 
 
-@pytest.mark.integration
+@pytest.mark.unit
 @pytest.mark.trio
 async def test_hostile_submissions_leave_the_validator_serving(tmp_path):
     async with _network(tmp_path) as (node_host, _ledger, _directory, validator_hosts, (service, _)):
