@@ -26,8 +26,6 @@ code at every address was checked.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +36,7 @@ from chain.artifacts import Artifact, load_artifact, load_npm_artifact
 from chain.devchain import DEFAULT_CHAIN_ID
 from chain.errors import ChainError
 from chain.transactions import deploy_contract, read, send, send_value
+from runtime.files import write_atomically
 
 POD_UNIT = 10**18
 USD_UNIT = 10**6
@@ -176,16 +175,8 @@ class Deployment:
             ) from exc
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file, then rename), so a reader never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".deployment-", delete=False) as f:
-            f.write(self.to_json())
-        os.replace(f.name, path)
-
-
-def default_data_dir() -> Path:
-    """$DOLPHIN_DATA_DIR, else ~/.dolphin."""
-    return Path(os.environ.get("DOLPHIN_DATA_DIR") or Path.home() / ".dolphin")
+        """Write atomically (`runtime.files`), so a reader never sees half a file."""
+        write_atomically(path, self.to_json().encode(), mode=0o600)
 
 
 def deployment_path(data_dir: Path, chain_id: int) -> Path:

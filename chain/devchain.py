@@ -1,9 +1,11 @@
 """The local development chain: an Anvil process on a free loopback port, started and stopped by us.
 
-Used by `dolphin chain deploy` (when no RPC URL is given), the demo and tests that need a chain outside
-Brownie's fixtures; `time_travel`, `keep_mining` and `mine` move a dev chain's clock (`dolphin chain
-advance`, the demo). Anvil comes from the npm package @foundry-rs/anvil (installed by `make setup`); its
-default accounts are derived from the well-known development mnemonic, so they hold test ETH only.
+`serve_devchain` is `dolphin chain deploy`'s daemon (when no RPC URL is given): a dev chain with the
+system deployed, ready.json in its data dir, until SIGINT/SIGTERM. `open_devchain` serves the demo and
+tests that need a chain outside Brownie's fixtures; `time_travel`, `keep_mining` and `mine` move a dev
+chain's clock (`dolphin chain advance`, the demo). Anvil comes from the npm package @foundry-rs/anvil
+(installed by `make setup`); its default accounts are derived from the well-known development mnemonic,
+so they hold test ETH only.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chain.errors import ChainError
+from runtime.ready import check_data_dir_free, write_ready_file
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_CHAIN_ID = 31337
@@ -142,6 +146,49 @@ def _wait_listening(process: subprocess.Popen, timeout: float) -> str:
             + (f" (exit code {code})" if code is not None else "")
         )
     return found[0]
+
+
+def serve_devchain(
+    data_dir: Path,
+    deploy: Callable[[DevChain], Path],
+    *,
+    accounts: int,
+    block_time: int | None,
+    on_ready: Callable[[DevChain, Path], None],
+) -> None:
+    """Run a dev chain as the daemons run: refuse (DataDirInUse) a data dir another live chain serves,
+    start Anvil, `deploy` to it (the deployment file's path), write ready.json (RPC URL, chain id,
+    deployment file), tell `on_ready(chain, ready.json)`, and serve until SIGINT/SIGTERM; ready.json is
+    removed on the way out. DevChainError when Anvil exits by itself."""
+    check_data_dir_free(data_dir)
+    with open_devchain(accounts=accounts, block_time=block_time) as dev:
+        deployment = deploy(dev)
+        ready = write_ready_file(
+            data_dir, {"rpc_url": dev.rpc_url, "chain_id": dev.chain_id, "deployment": str(deployment)}
+        )
+        try:
+            on_ready(dev, ready)
+            _wait_for_signal(dev.process)
+        finally:
+            ready.unlink(missing_ok=True)
+
+
+def _wait_for_signal(process: subprocess.Popen) -> None:
+    """Wait for SIGINT or SIGTERM; a chain that exits by itself is an error."""
+
+    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell script's background job starts with SIGINT ignored, and Python keeps it so.
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        return
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    raise DevChainError(f"the local chain exited by itself (exit code {process.returncode})")
 
 
 # ---- the dev chain's clock: Anvil mines on demand, and moves its time when told

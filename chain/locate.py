@@ -14,10 +14,9 @@ from pathlib import Path
 from chain.client import ChainClient, ClientError
 from chain.deploy import deployment_path, load_deployment
 from chain.transactions import connect, read
+from runtime.ready import READY_FILE
 
-__all__ = ["CHAIN_READY_FILE", "ChainLocation"]
-
-CHAIN_READY_FILE = "ready.json"
+__all__ = ["ChainLocation"]
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,13 @@ class ChainLocation:
 
     def known(self) -> bool:
         """Whether a chain is named at all (explicitly, or by a ready.json in the data dir)."""
-        return bool(self.rpc_url) or (self.data_dir / CHAIN_READY_FILE).is_file()
+        return bool(self.rpc_url) or (self.data_dir / READY_FILE).is_file()
 
     def resolved_rpc_url(self) -> str:
         """The RPC URL; ClientError saying what to do when there is none."""
         if self.rpc_url:
             return self.rpc_url
-        ready = self.data_dir / CHAIN_READY_FILE
+        ready = self.data_dir / READY_FILE
         if ready.is_file():
             try:
                 return json.loads(ready.read_text())["rpc_url"]

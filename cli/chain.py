@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,35 +39,32 @@ from chain.client import (
     parse_units,
     read_key_file,
 )
-from chain.deploy import (
-    DeployParams,
-    default_data_dir,
-    deploy_system,
-    deployment_path,
-)
+from chain.deploy import DeployParams, deploy_system, deployment_path
 from chain.devchain import (
     DEFAULT_CHAIN_ID,
     DEV_GENESIS_VALIDATOR_INDICES,
+    DevChain,
     dev_genesis_validators,
     dev_private_keys,
-    open_devchain,
+    serve_devchain,
     time_travel,
 )
 from chain.errors import ChainError
-from chain.locate import CHAIN_READY_FILE, ChainLocation
+from chain.locate import ChainLocation
 from chain.merkle import RewardsTree
 from chain.transactions import connect, read
 from node.errors import ModelError
 from node.models import load_manifest
 from p2p import HostConfig, P2PError, open_host
-from p2p.daemon import check_data_dir_free
 from pool.errors import TreeUnavailable
 from pool.validator_peers import fetch_rewards_tree
 from pool.watch import parse_model_id
+from runtime.files import write_atomically
+from runtime.home import chain_home
+from runtime.ready import DataDirInUse
 
 SHARE_DECIMALS = 24
 """stkPOD: POD's 18 decimals plus the vault's offset of 6."""
-READY_FILE = CHAIN_READY_FILE
 PROFILES = {"network": DeployParams(), "dev": DeployParams(root_delay=3600, timelock_delay=3600)}
 """Deployment parameters by --profile: a network's, or a dev chain's with the shortest delays the
 contracts allow (RewardsDistributor.MIN_ROOT_DELAY, DolphinTimelock.MIN_DELAY_FLOOR: 1 hour)."""
@@ -117,7 +113,7 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @wraps(command)
     def wrapper(rpc_url, data_dir, deployment, key_file, **kwargs):
-        connection = Connection(rpc_url, data_dir or default_data_dir(), deployment, key_file)
+        connection = Connection(rpc_url, data_dir or chain_home(), deployment, key_file)
         try:
             return command(connection, **kwargs)
         except ChainError as error:
@@ -232,7 +228,7 @@ def deploy_command(
     (chain id 31337), --payment-token, --keeper, --guardian and --genesis-validator are required: every
     power goes to the timelock or to the accounts named.
     """
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir or chain_home()
     named = {
         "genesis": genesis,
         "payment_token": payment_token,
@@ -245,29 +241,21 @@ def deploy_command(
         if rpc_url:
             _deploy(rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
             return
-        try:
-            check_data_dir_free(data_dir)
-        except P2PError as error:
-            raise click.ClickException(f"{error}, or stop the other chain first") from None
         accounts = 1 + (9 if demo_accounts is None else demo_accounts)
-        with open_devchain(accounts=max(accounts, 2), block_time=block_time or None) as dev:
-            path = _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
-            ready = data_dir / READY_FILE
-            _write_atomically(
-                ready,
-                {
-                    "rpc_url": dev.rpc_url,
-                    "chain_id": dev.chain_id,
-                    "deployment": str(path),
-                    "pid": os.getpid(),
-                },
-            )
+
+        def deploy(dev: DevChain) -> Path:
+            return _deploy(dev.rpc_url, data_dir, deployment, key_file, demo_accounts, reuse, named)
+
+        def on_ready(dev: DevChain, ready: Path) -> None:
             click.echo(f"Chain running at {dev.rpc_url} (ready: {ready}); Ctrl-C stops it.")
-            try:
-                _serve_until_signal(dev.process)
-            finally:
-                ready.unlink(missing_ok=True)
-            click.echo("Stopped the chain.")
+
+        try:
+            serve_devchain(
+                data_dir, deploy, accounts=max(accounts, 2), block_time=block_time or None, on_ready=on_ready
+            )
+        except DataDirInUse as error:
+            raise click.ClickException(f"{error}, or stop the other chain first") from None
+        click.echo("Stopped the chain.")
     except ChainError as error:
         raise click.ClickException(str(error)) from None
 
@@ -373,40 +361,10 @@ def _write_dev_keys(keys_dir: Path, funded: int) -> None:
     for role, index in DEV_KEYS.items():
         if index > funded:
             continue
-        path = keys_dir / f"{role}.key"
-        partial = keys_dir / f".{role}.key.partial"
-        partial.write_text(keys[index] + "\n")
-        partial.chmod(0o600)
-        os.replace(partial, path)
+        write_atomically(keys_dir / f"{role}.key", (keys[index] + "\n").encode(), mode=0o600)
         written.append(f"{role}.key")
     if written:
         click.echo(f"Dev keys (funded, test funds only) in {keys_dir}: {', '.join(written)}.")
-
-
-def _write_atomically(path: Path, document: dict) -> None:
-    """Write JSON so that a script polling for the file never reads half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document) + "\n")
-    os.replace(partial, path)
-
-
-def _serve_until_signal(process) -> None:
-    """Wait for Ctrl-C or SIGTERM; a chain that exits by itself is an error."""
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    # SIGINT too: a shell script's background job starts with SIGINT ignored, and Python keeps it so.
-    previous = {number: signal.signal(number, on_term) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        return
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    raise ClientError(f"the local chain exited by itself (exit code {process.returncode})")
 
 
 @group.command("advance")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import tempfile
@@ -71,6 +70,7 @@ from protocols import envelope
 from protocols.eth import EthAccount
 from protocols.keys import peer_id_from_public_key, peer_id_to_text
 from protocols.messages import BanNotice
+from runtime.files import write_atomically
 from validator.config import DEV_SETTLEMENT
 from validator.processes import validator_process
 from validator.state import read_state
@@ -203,9 +203,7 @@ class Processes:
 
 
 def _write_key(path: Path, key: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(key + "\n")
-    os.chmod(path, 0o600)
+    write_atomically(path, (key + "\n").encode(), mode=0o600)
     return path
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-import node.daemon
+import node.slots
 
 
 def _drop_half_the_layers(engine) -> None:  # type: ignore[no-untyped-def]
@@ -25,7 +25,7 @@ def _drop_half_the_layers(engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    open_engine = node.daemon._open_engine
+    open_engine = node.slots._open_engine
 
     @contextlib.asynccontextmanager
     async def open_cheaper_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
@@ -33,7 +33,7 @@ def main() -> None:
             _drop_half_the_layers(engine)
             yield engine
 
-    node.daemon._open_engine = open_cheaper_engine
+    node.slots._open_engine = open_cheaper_engine
     from cli.main import main as dolphin
 
     dolphin(sys.argv[1:])

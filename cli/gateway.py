@@ -28,11 +28,11 @@ from cli.options import (
     write_config_file,
 )
 from p2p import P2PError
-from p2p.daemon import DataDirInUse
 from p2p.ports import PortInUse
 from pool.errors import PoolError
 from pool.gateway import serve_gateway
 from pool.gateway_config import SETTINGS, GatewayConfig, env_name, load_config
+from runtime.ready import DataDirInUse
 
 _OPTION_SETTINGS = (
     "data_dir",

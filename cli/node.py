@@ -42,8 +42,8 @@ from node.errors import NodeError
 from node.ledger import LEDGER_FILE, read_ledger
 from node.registration import register_node
 from p2p import P2PError
-from p2p.daemon import DataDirInUse
 from p2p.ports import PortInUse
+from runtime.ready import DataDirInUse
 
 _err = Console(stderr=True)
 

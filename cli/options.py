@@ -12,7 +12,7 @@ import click
 import trio
 from click.core import ParameterSource
 
-from pool.settings import DaemonSettings
+from runtime.settings import DaemonSettings
 
 __all__ = [
     "INTERRUPTED",
@@ -74,7 +74,7 @@ def with_profile(
 
 def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
     """--rpc-url, --deployment and --chain-dir (where the chain is, as `dolphin chain` finds it), made by
-    `option`, a `setting_option` factory of a config with those settings (`pool.settings`)."""
+    `option`, a `setting_option` factory of a config with those settings (`runtime.settings`)."""
     options = (
         option("--rpc-url", setting="rpc_url", envvar="DOLPHIN_RPC_URL", help="Chain JSON-RPC URL."),
         option(

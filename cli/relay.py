@@ -10,9 +10,10 @@ import click
 
 from cli.options import run_trio
 from p2p.config import DhtMode, HostConfig, Reachability
-from p2p.daemon import READY_FILE, DataDirInUse, serve_peer
+from p2p.daemon import serve_peer
 from p2p.errors import P2PError
 from p2p.ports import PortInUse
+from runtime.ready import READY_FILE, DataDirInUse
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/4001",)
 

@@ -38,10 +38,10 @@ from cli.options import (
     write_config_file,
 )
 from p2p import HostConfig, P2PError
-from p2p.daemon import DataDirInUse
 from p2p.ports import PortInUse
 from protocols.errors import ProtocolError
 from protocols.keys import peer_id_from_text
+from runtime.ready import DataDirInUse
 from validator.audit import audit_node
 from validator.calibration import thresholds_for
 from validator.config import (

@@ -1,6 +1,7 @@
 """The node daemon and what it serves: model manifests, engines, the inference service, ledger, local API.
 
-- `daemon`: `serve_node(config)`, the daemon itself (what `dolphin node` runs)
+- `daemon`: `serve_node(config)`, the daemon itself (what `dolphin node` runs), composed of its units
+- `slots`: a model slot per model folder: verified, its engine benchmarked, its announcer and attestations
 - `config`: `NodeConfig`, its TOML file and environment variables
 - `models`: manifests (the model id), the tiny and SmolLM2 builders, the offline loader
 - `engines`: the `Engine` interface and the in-process transformers engine (batched)
@@ -17,7 +18,6 @@
 - `status`: the status model behind /status and the dashboard (rates, strikes against us, chain facts)
 - `dashboard`: the node's and the validator's dashboard pages and their routes (assets shipped inside)
 - `owner`: whether the machine's owner is busy (GPU through NVML, else CPU)
-- `files`: atomic writes into the data dir
 - `testing`: a pool of node processes, pool lookups and long answers, for tests
 - `processes`: `node_process`, `dolphin node` as an OS process (the demo, tests, benchmarks)
 - `errors`: `NodeError` and its subclasses

@@ -23,10 +23,10 @@ from pathlib import Path
 import trio
 
 from node.engines.base import Engine, GenerationRequest
-from node.files import write_atomically
 from protocols import envelope
 from protocols.keys import Identity
 from protocols.messages import BenchmarkAttestation, HardwareSummary
+from runtime.files import write_atomically
 
 __all__ = ["BENCHMARK_FILE", "BenchmarkResult", "BenchmarkSettings", "attestations", "cached_benchmark"]
 

@@ -4,7 +4,7 @@ Where a setting comes from, strongest first: a command-line option, its environm
 (DOLPHIN_NODE_<FIELD>, e.g. DOLPHIN_NODE_MAX_BATCH), the config file (`--config`, else
 <data dir>/node.toml when it exists), the default here. `dolphin node init` writes the file with every
 setting, its default and what it does, so an operator edits rather than guesses. (The machinery is
-`pool.settings`, shared with the other daemons.)
+`runtime.settings`, shared with the other daemons.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.errors import NodeError
-from pool import settings
-from pool.settings import doc
+from runtime import settings
+from runtime.home import DOLPHIN_HOME
+from runtime.settings import doc
 
 __all__ = [
     "CONFIG_FILE",
@@ -46,7 +47,7 @@ class NodeConfig:
     """Every setting of `dolphin node`; see `render_config` for the file form."""
 
     data_dir: Path = field(
-        default=Path("~/.dolphin/node"),
+        default=DOLPHIN_HOME / "node",
         metadata=doc("Keys, ledger, benchmark cache and ready.json live here."),
     )
     model: Path | None = field(

@@ -58,6 +58,7 @@ from protocols.errors import (
 )
 from protocols.inference import NodeExchange, TokenBatcher
 from protocols.keys import EncryptionKeyPair, Identity
+from runtime.lifecycle import InFlight
 
 __all__ = ["InferenceService", "ServiceLimits", "ServiceStatistics", "logprob_micro"]
 
@@ -168,9 +169,7 @@ class InferenceService:
             budget=limits.unacknowledged_budget, window_s=limits.unacknowledged_window_s
         )
         self._paused: dict[str, str] = {}  # reason code -> message for the client
-        self._active = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        self._in_flight = InFlight()
 
     # ---- state the daemon steers ----
     def statistics(self) -> ServiceStatistics:
@@ -193,11 +192,11 @@ class InferenceService:
     @property
     def active(self) -> int:
         """Network requests being handled now (from reading the request to the acknowledgement)."""
-        return self._active
+        return self._in_flight.count
 
     async def wait_idle(self) -> None:
         """Until no network request is in progress."""
-        await self._idle.wait()
+        await self._in_flight.wait_idle()
 
     def load(self) -> tuple[int, int]:
         """(answers being generated, requests waiting for the engine), for heartbeats."""
@@ -211,22 +210,18 @@ class InferenceService:
     # ---- one stream ----
     async def handle(self, stream: MessageStream) -> None:
         """Serve one request on `stream`; never raises for anything the peer sends or does."""
-        self._active += 1
-        self._idle = trio.Event() if self._active == 1 else self._idle
-        try:
-            await self._serve(stream)
-        except MessageTooLarge:
-            self._count_refusal(stream, "oversized", "request over the size limit")
-            await stream.reset()
-        except P2PError as exc:  # the peer went away or stalled mid-exchange
-            self._statistics.abandoned += 1
-            self.metrics.abandoned.inc()
-            log.info("inference stream with %s ended early: %s", stream.peer_id, type(exc).__name__)
-        finally:
-            await stream.close()
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+        with self._in_flight.tracking():
+            try:
+                await self._serve(stream)
+            except MessageTooLarge:
+                self._count_refusal(stream, "oversized", "request over the size limit")
+                await stream.reset()
+            except P2PError as exc:  # the peer went away or stalled mid-exchange
+                self._statistics.abandoned += 1
+                self.metrics.abandoned.inc()
+                log.info("inference stream with %s ended early: %s", stream.peer_id, type(exc).__name__)
+            finally:
+                await stream.close()
 
     def _count_refusal(self, stream: MessageStream, code: str, detail: str) -> None:
         self._statistics.refused += 1

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import NodeError
-from node.files import write_atomically
 from protocols.keys import EncryptionKeyPair
+from runtime.files import write_atomically
 
 __all__ = ["ENCRYPTION_KEYS_FILE", "KeyRing"]
 

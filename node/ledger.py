@@ -1,7 +1,7 @@
 """The node's ledger: countersigned receipts and the replay cache's nonces, in SQLite.
 
 SQLite in WAL mode with `synchronous=FULL`, through aiosqlite, inside trio via trio-asyncio
-(`pool.sqlite`; the daemon runs in `trio_asyncio.open_loop()`). `store_receipt` returns only once the
+(`runtime.sqlite`; the daemon runs in `trio_asyncio.open_loop()`). `store_receipt` returns only once the
 receipt is committed, and the node acknowledges a receipt to its client only after that: an acknowledged
 receipt survives `kill -9` and a power cut.
 
@@ -34,10 +34,10 @@ import trio
 import trio_asyncio
 
 from node.errors import NodeError
-from pool.sqlite import Database, open_database
 from protocols.envelope import ReplayCache
 from protocols.errors import ReplayError
 from protocols.inference import VerifiedReceipt
+from runtime.sqlite import Database, open_database
 
 __all__ = [
     "DEFAULT_EPOCH_MS",

@@ -12,7 +12,7 @@ to 127.0.0.1 only (no authentication) and also serves the node's Prometheus metr
     GET  /status                the node's status model as JSON (node.status), when the daemon keeps one
     GET  /dashboard             the operator's dashboard page, drawn from /status (node.dashboard)
 
-Runs on hypercorn's trio worker with a Starlette app (`pool.http`); requests are parsed, and answers sent
+Runs on hypercorn's trio worker with a Starlette app (`runtime.http`); requests are parsed, and answers sent
 and refused, by `pool.openai_api`'s answer loop, exactly as the gateway does: a request the engine refuses
 before its first token (a prompt longer than the context) is a 400 whether streamed or not, an engine that
 fails a 500 (503 while it is not running). Prompts and answers are not logged.
@@ -42,7 +42,6 @@ from node.engines.base import (
     Priority,
 )
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
-from pool.http import serve_http
 from pool.openai_api import (
     AnswerEnd,
     AnswerResponse,
@@ -57,6 +56,7 @@ from pool.openai_api import (
     read_json_body,
     send_answer,
 )
+from runtime.http import serve_http
 
 __all__ = ["build_app", "serve_local_api"]
 

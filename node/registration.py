@@ -14,12 +14,12 @@ from pathlib import Path
 
 from chain.client import ChainClient
 from node.errors import NodeError
-from node.files import write_atomically
 from p2p.identity import load_or_create_identity, signing_seed
 from protocols.errors import ProtocolError
 from protocols.eth import keccak256
 from protocols.keys import Identity, peer_id_from_public_key, peer_id_to_text
 from protocols.messages import OperatorBinding
+from runtime.files import write_atomically
 
 __all__ = ["BINDING_FILE", "load_binding", "node_peer_id", "register_node"]
 

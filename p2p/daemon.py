@@ -1,28 +1,21 @@
 """Long-running peers: `serve_peer` runs a host until SIGINT/SIGTERM and writes ready.json when ready.
 
-DESIGN.md, "Readiness and automation hooks": scripts and tests wait on `<data-dir>/ready.json` rather than
-sleeping. The file is written atomically (temp file + rename) only once the host listens, has
-bootstrapped and settled its reachability, and it is removed on a clean exit so a stale file never
-says a stopped peer is up.
+Scripts and tests wait on `<data-dir>/ready.json` (`runtime.ready`) rather than sleeping; a peer writes
+it only once the host listens, has bootstrapped and settled its reachability. `ready_document` is what
+every daemon's ready.json says about its host.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from p2p.config import HostConfig
-from p2p.errors import P2PError
 from p2p.host import DolphinHost, open_host
-
-READY_FILE = "ready.json"
-log = logging.getLogger(__name__)
+from runtime.ready import check_data_dir_free, write_ready_file
 
 OnReady = Callable[[DolphinHost], Awaitable[dict | None]]
 
@@ -41,41 +34,6 @@ def ready_document(host: DolphinHost, extra: dict | None = None) -> dict:
     }
     document.update(extra or {})
     return document
-
-
-class DataDirInUse(P2PError):
-    """Another running daemon serves from this data dir (its ready.json names a live process)."""
-
-
-def check_data_dir_free(data_dir: Path) -> None:
-    """Refuse (DataDirInUse) a data dir whose ready.json names another live process: two daemons in one
-    dir overwrite each other's ready.json, and the first to stop deletes the other's. A ready.json left by
-    a process that died is stale and ignored."""
-    try:
-        pid = json.loads((Path(data_dir) / READY_FILE).read_text()).get("pid")
-    except (OSError, ValueError, AttributeError):
-        return
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        pass  # alive, someone else's
-    raise DataDirInUse(
-        f"{data_dir} is in use by another running process (pid {pid}, see its {READY_FILE}): "
-        "give this one its own --data-dir"
-    )
-
-
-def write_ready_file(data_dir: Path, document: dict) -> Path:
-    """Atomically write `document` as data_dir/ready.json."""
-    path = Path(data_dir) / READY_FILE
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
-    return path
 
 
 async def serve_peer(
@@ -101,22 +59,3 @@ async def serve_peer(
                     break
             finally:
                 path.unlink(missing_ok=True)
-
-
-async def drain(signals: AsyncIterator[int], finish: Callable[[], Awaitable[None]], timeout: float) -> bool:
-    """A daemon's drain after its first SIGINT/SIGTERM: await `finish()` (the work in flight, and what must
-    follow it) for up to `timeout` seconds, or until a second signal says stop now. Returns whether it
-    finished."""
-    with trio.move_on_after(timeout):
-        async with trio.open_nursery() as waiting:
-
-            async def stop_on_second_signal() -> None:
-                async for _ in signals:
-                    log.warning("second signal: stopping now")
-                    waiting.cancel_scope.cancel()
-
-            waiting.start_soon(stop_on_second_signal)
-            await finish()
-            waiting.cancel_scope.cancel()
-            return True
-    return False

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from p2p.daemon import READY_FILE
+from runtime.ready import READY_FILE
 
 LOCALHOST = "/ip4/127.0.0.1/tcp/0"
 """A listen address on 127.0.0.1, any free port."""

@@ -34,6 +34,7 @@ from p2p.daemon import serve_peer
 from p2p.gossip import GossipMessage, Verdict
 from p2p.host import DolphinHost, open_host
 from p2p.processes import LOCALHOST, DaemonProcess
+from runtime.files import write_atomically
 
 RECEIVED_FILE = "received.jsonl"
 LOOKUP_FILE = "lookup.json"
@@ -282,9 +283,7 @@ async def _run_peer(args: argparse.Namespace) -> None:
         while True:
             records = await host.dht.get_records(manifest_hash)
             document = {"peers": [record.peer_id for record in records], "time": time.time()}
-            temporary = args.data_dir / (LOOKUP_FILE + ".tmp")
-            temporary.write_text(json.dumps(document))
-            os.replace(temporary, args.data_dir / LOOKUP_FILE)
+            write_atomically(args.data_dir / LOOKUP_FILE, json.dumps(document).encode())
             await trio.sleep(1.0)
 
     async with trio.open_nursery() as nursery:

@@ -13,7 +13,6 @@
 - `openai_api`: OpenAI request parsing, answer shaping and the answer loop with its error statuses (the
   gateway's and the node's local API's)
 - `gateway`: `serve_gateway`, `dolphin gateway`; with `gateway_config`, `gateway_metrics`, `receipts`
-- `http`, `settings`, `sqlite`: serving a Starlette app, daemon config files, durable SQLite (shared)
 - `validator_peers`: `ValidatorDirectory`, the peers that speak for the current validators (nodes submit
   receipts to them), and the announcement a validator signs about itself
 - `errors`: `PoolError` and its subclasses

@@ -36,14 +36,11 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import os
-import signal
 import statistics
 import time
 from typing import Any
 
 import trio
-import trio_asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -53,13 +50,12 @@ from starlette.routing import Route
 from chain.client import USD_DECIMALS, format_units
 from chain.errors import ChainError
 from p2p import P2PError
-from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.daemon import ready_document
 from p2p.ports import check_http_address
 from pool.audits import SharingSettings
 from pool.errors import PoolError, UnknownModel
 from pool.gateway_config import GatewayConfig
 from pool.gateway_metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from pool.http import serve_http
 from pool.http_guard import guard_http
 from pool.light import Answer, LightClient, LightConfig, LightSettings, open_light_client
 from pool.openai_api import (
@@ -86,6 +82,8 @@ from protocols.errors import ProtocolError
 from protocols.ids import REPORTS_TOPIC
 from protocols.inference import TokenCounter
 from protocols.messages import UserReport
+from runtime.http import serve_http
+from runtime.lifecycle import Drain, InFlight, claim_data_dir, open_daemon
 
 __all__ = ["Gateway", "serve_gateway"]
 
@@ -121,9 +119,7 @@ class Gateway:
         self.book = book
         self.metrics = GatewayMetrics()
         self.draining = False
-        self.in_flight = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        self.in_flight = InFlight(self.metrics.in_flight.set)
         self._reports_waiting = trio.Event()
         self._chain_prices: dict[bytes, int] = {}  # model id -> Credits.priceOf, per 1M tokens
         nodes = (
@@ -218,20 +214,19 @@ class Gateway:
         started = time.monotonic()
 
         async def produce(emit: Emit) -> None:
-            self._enter()
             status = "499"  # unless it ends otherwise: the client went away (cancelled)
             try:
-                answer = await self._stream(
-                    emit, shaper, sampling, model_id, messages, preferences, conversation, started
-                )
-                await self._file(answer, shaper.id)
+                with self.in_flight.tracking():
+                    answer = await self._stream(
+                        emit, shaper, sampling, model_id, messages, preferences, conversation, started
+                    )
+                    await self._file(answer, shaper.id)
                 status = "200"
             except OpenAIError as exc:
                 status = str(exc.status)
                 raise
             finally:
                 self.metrics.requests.labels(endpoint, status).inc()
-                self._leave()
 
         return AnswerResponse(produce, streaming=sampling.stream)
 
@@ -309,20 +304,17 @@ class Gateway:
             with trio.CancelScope(shield=True):  # the client may go now; the evidence stays
                 await self.book.add(served)
 
-    def _enter(self) -> None:
-        self.in_flight += 1
-        self.metrics.in_flight.set(self.in_flight)
-        if self.in_flight == 1:
-            self._idle = trio.Event()
+    def drain(self) -> Drain:
+        """On SIGTERM/SIGINT: 503 for new requests (`_prepare`), the answers in flight finish."""
 
-    def _leave(self) -> None:
-        self.in_flight -= 1
-        self.metrics.in_flight.set(self.in_flight)
-        if self.in_flight == 0:
-            self._idle.set()
+        def begin() -> None:
+            log.info("draining: refusing new requests, %d in flight", self.in_flight.count)
+            self.draining = True
 
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
+        def unfinished() -> None:
+            log.warning("stopping with %d answers unfinished", self.in_flight.count)
+
+        return Drain(begin, self.in_flight.wait_idle, unfinished, self.config.drain_timeout)
 
     # ---- models ----
     def _model_entry(self, model_id: bytes) -> dict | None:
@@ -472,7 +464,7 @@ class Gateway:
 
         async def health(request: Request) -> Response:
             status = 503 if self.draining else 200
-            return JSONResponse({"serving": not self.draining, "in_flight": self.in_flight}, status)
+            return JSONResponse({"serving": not self.draining, "in_flight": self.in_flight.count}, status)
 
         bind_host = self.config.http.rpartition(":")[0]
         return Starlette(
@@ -551,49 +543,34 @@ async def serve_gateway(
     (bootstrap peers unreachable), ChainError (a configured chain unreadable) and OSError (the HTTP address
     is taken) at start; PortInUse and DataDirInUse before anything else."""
     check_http_address(config.http, "--http")
-    check_data_dir_free(config.data_dir)
-    data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            trio_asyncio.open_loop(),
-            open_receipt_book(data_dir) as book,
-            open_light_client(_light_config(config, load_counter)) as client,
-            trio.open_nursery() as nursery,
-        ):
-            client.counters.update(counters or {})
-            gateway = Gateway(config, client, book)
-            nursery.start_soon(_watch_configured, client, config)
-            await client.watcher.watch_catalogue()
-            nursery.start_soon(gateway.serve_reports)
-            if client.chain is not None:
-                nursery.start_soon(gateway.serve_chain_prices)
-            serve = functools.partial(
-                serve_http, gateway.app(), config.http, log_name="pool.gateway.http", graceful_timeout=1.0
-            )
-            url = await nursery.start(serve)
-            document = ready_document(
-                client.host,
-                {
-                    "http": url,
-                    "api_key_required": config.api_key is not None,
-                    "chain": client.chain.rpc_url if client.chain is not None else None,
-                    "paying_wallet": "0x" + client.wallet.account.address.hex() if client.wallet else None,
-                    "nodes": gateway.preferences.nodes,
-                },
-            )
-            ready = write_ready_file(data_dir, document)
-            log.info("gateway serving %s (peer %s)", url, client.host.peer_id)
-            task_status.started(document)
-            try:
-                async for _ in signals:
-                    break
-                log.info("draining: refusing new requests, %d in flight", gateway.in_flight)
-                gateway.draining = True
-                if not await drain(signals, gateway.wait_idle, config.drain_timeout):
-                    log.warning("stopping with %d answers unfinished", gateway.in_flight)
-            finally:
-                ready.unlink(missing_ok=True)
-                nursery.cancel_scope.cancel()
+    claim_data_dir(config.data_dir)
+    async with (
+        open_daemon(config.data_dir) as daemon,
+        open_receipt_book(config.data_dir) as book,
+        open_light_client(_light_config(config, load_counter)) as client,
+        trio.open_nursery() as nursery,
+    ):
+        client.counters.update(counters or {})
+        gateway = Gateway(config, client, book)
+        nursery.start_soon(_watch_configured, client, config)
+        await client.watcher.watch_catalogue()
+        nursery.start_soon(gateway.serve_reports)
+        if client.chain is not None:
+            nursery.start_soon(gateway.serve_chain_prices)
+        serve = functools.partial(
+            serve_http, gateway.app(), config.http, log_name="pool.gateway.http", graceful_timeout=1.0
+        )
+        url = await nursery.start(serve)
+        document = ready_document(
+            client.host,
+            {
+                "http": url,
+                "api_key_required": config.api_key is not None,
+                "chain": client.chain.rpc_url if client.chain is not None else None,
+                "paying_wallet": "0x" + client.wallet.account.address.hex() if client.wallet else None,
+                "nodes": gateway.preferences.nodes,
+            },
+        )
+        log.info("gateway serving %s (peer %s)", url, client.host.peer_id)
+        await daemon.serve(nursery, document, gateway.drain(), task_status)
     log.info("stopped")

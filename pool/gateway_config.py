@@ -3,7 +3,7 @@
 Where a setting comes from, strongest first: a command-line option, its environment variable
 (DOLPHIN_GATEWAY_<SETTING>, e.g. DOLPHIN_GATEWAY_API_KEY), the config file (`--config`, else
 <data dir>/gateway.toml when it exists), the default here. `dolphin gateway init` writes the file with
-every setting, its default and what it does (`pool.settings`).
+every setting, its default and what it does (`runtime.settings`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from pool import settings
 from pool.errors import PoolError
 from pool.http_guard import is_loopback
+from runtime import settings
+from runtime.home import DOLPHIN_HOME
 
 __all__ = [
     "CONFIG_FILE",
@@ -40,7 +41,7 @@ class GatewayConfig:
     """Every setting of `dolphin gateway`; see `render_config` for the file form."""
 
     data_dir: Path = field(
-        default=Path("~/.dolphin/gateway"),
+        default=DOLPHIN_HOME / "gateway",
         metadata=_doc("The receipts of served answers, users' reports and ready.json live here."),
     )
     http: str = field(

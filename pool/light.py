@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import secrets
 import tempfile
 import time
@@ -65,6 +64,8 @@ from protocols.eth import EthAccount, TypedDomain, to_checksum_address
 from protocols.inference import TokenCounter
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
+from runtime.files import make_private_dir
+from runtime.home import DOLPHIN_HOME
 
 __all__ = [
     "VALIDATORS_DOMAIN_CONTRACT",
@@ -518,7 +519,7 @@ async def _open_chain(config: LightConfig):  # type: ignore[no-untyped-def]
     from chain.locate import ChainLocation
 
     location = ChainLocation(
-        config.chain_rpc_url, config.chain_dir or Path("~/.dolphin").expanduser(), config.chain_deployment
+        config.chain_rpc_url, config.chain_dir or DOLPHIN_HOME.expanduser(), config.chain_deployment
     )
     if not location.known():
         return None
@@ -537,8 +538,7 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
         data_dir = config.data_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="dolphin-"))
         )
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
+        make_private_dir(data_dir)
         host_config = HostConfig.light_client(
             data_dir, bootstrap=config.bootstrap, ephemeral_identity=not config.persistent_identity
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pool.errors import PoolError
-from pool.sqlite import Database, open_database
+from runtime.sqlite import Database, open_database
 
 __all__ = ["RECEIPTS_FILE", "ReceiptBook", "ServedReceipt", "StoreError", "open_receipt_book"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -41,6 +40,8 @@ from protocols.tokenizers import (
     FileReceiver,
     manifest_tokenizer_files,
 )
+from runtime.files import make_private_dir
+from runtime.home import DOLPHIN_HOME
 
 __all__ = [
     "DEFAULT_TOKENIZER_CACHE",
@@ -52,7 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOKENIZER_CACHE = Path("~/.dolphin/tokenizers")
+DEFAULT_TOKENIZER_CACHE = DOLPHIN_HOME / "tokenizers"
 MEMBER_TIMEOUT_S = 30.0  # one member's whole transfer (every read has the host's stream deadline too)
 FETCH_TIMEOUT_S = 60.0  # every member tried, in all
 RETRY_AFTER_S = 300.0  # after a failed fetch, bills of that model use the byte bound this long
@@ -117,8 +118,7 @@ async def fetch_tokenizer(
 def write_tokenizer_folder(root: Path, model: bytes, files: Mapping[str, bytes]) -> Path:
     """Write fetched `files` as the folder `<root>/<model id hex>` (root and folder 0700), replacing what
     was there whole: they are written aside and renamed into place. Raises OSError."""
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    make_private_dir(root)
     folder = root / model.hex()
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{model.hex()[:16]}-"))  # 0700
     try:

@@ -1,4 +1,4 @@
-"""Imports point down the table of DESIGN.md ("Parts and folders"), and only p2p/ touches py-libp2p."""
+"""Imports point down the table of docs/architecture.md, and only p2p/ touches py-libp2p."""
 
 import ast
 import re
@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"protocols", "p2p", "pool", "chain", "node", "validator", "cli"}
+OURS = {"runtime", "protocols", "p2p", "pool", "chain", "node", "validator", "cli"}
 ALLOWED = {
+    "runtime": set(),
     "protocols": set(),
-    "p2p": {"protocols"},
-    "pool": {"protocols", "p2p", "chain"},
-    "chain": {"protocols"},
-    "node": {"protocols", "p2p", "pool", "chain"},
-    "validator": {"protocols", "p2p", "pool", "chain", "node"},
+    "p2p": {"protocols", "runtime"},
+    "pool": {"protocols", "p2p", "chain", "runtime"},
+    "chain": {"protocols", "runtime"},
+    "node": {"protocols", "p2p", "pool", "chain", "runtime"},
+    "validator": {"protocols", "p2p", "pool", "chain", "node", "runtime"},
     "cli": OURS,
 }
 

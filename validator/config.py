@@ -1,4 +1,4 @@
-"""The validator's configuration: one dataclass whose fields document themselves (`pool.settings`).
+"""The validator's configuration: one dataclass whose fields document themselves (`runtime.settings`).
 
 Where a setting comes from, strongest first: a command-line option, its environment variable
 (DOLPHIN_VALIDATOR_<SETTING>), the config file (`--config`, else <data dir>/validator.toml when it exists),
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pool import settings
-from pool.settings import doc
+from runtime import settings
+from runtime.home import DOLPHIN_HOME
+from runtime.settings import doc
 from validator.errors import ValidatorConfigError
 
 __all__ = [
@@ -70,13 +71,13 @@ profile's (node.config.PROFILES)."""
 class ValidatorConfig:
     """Every setting of `dolphin validator`; see `render_config` for the file form."""
 
-    # Settings earlier releases wrote into validator.toml, and why they are gone (pool.settings).
+    # Settings earlier releases wrote into validator.toml, and why they are gone (runtime.settings).
     RETIRED_SETTINGS: ClassVar[dict[str, str]] = {
         "slash_bps": "the chain's Slashing.slashBps is the share every validator's decisions slash"
     }
 
     data_dir: Path = field(
-        default=Path("~/.dolphin/validator"),
+        default=DOLPHIN_HOME / "validator",
         metadata=doc("State (validator.sqlite), the peer key, the wallet key and ready.json live here."),
     )
     reference: Path | None = field(

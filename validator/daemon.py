@@ -31,24 +31,19 @@ import functools
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-import trio_asyncio
-from prometheus_client import Gauge
 
 from chain.client import ChainClient, read_key_file
 from chain.errors import ChainError
 from chain.locate import ChainLocation
 from chain.quorum import QuorumRule
-from node.files import write_atomically
-from node.local_api import serve_local_api
 from p2p import HostConfig, P2PError, open_host
-from p2p.daemon import check_data_dir_free, drain, ready_document, write_ready_file
+from p2p.daemon import ready_document
 from p2p.ports import check_http_address, check_listen_addrs
 from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
@@ -59,6 +54,9 @@ from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
+from runtime.files import write_atomically
+from runtime.http import serve_http
+from runtime.lifecycle import Daemon, Drain, InFlight, claim_data_dir, open_daemon
 from validator.calibration import thresholds_for
 from validator.chain import SlashingChain
 from validator.challenges import draw_challenge, load_prompts
@@ -177,10 +175,7 @@ async def serve_validator(
     HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
     check_listen_addrs(config.listen)
     check_http_address(config.metrics, "--metrics")
-    check_data_dir_free(config.data_dir)
-    data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    claim_data_dir(config.data_dir)
     wallet = load_wallet(config.wallet_key_file)
     key_hex = read_key_file(config.wallet_key_file)
     log.info("validator wallet 0x%s", wallet.address.hex())
@@ -202,16 +197,70 @@ async def _serve(
     task_status: trio.TaskStatus[dict],
 ) -> None:
     metrics = ValidatorMetrics()
-    prompts = load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
-    thresholds = thresholds_for(reference.name, config.threshold_overrides())
-    suspicion = SuspicionModel(
-        prior=config.prior,
-        detection=config.detection,
-        false_positive=config.false_positive,
-        report_factor=config.report_factor,
-        base_per_hour=config.base_per_hour,
-        max_per_hour=config.max_per_hour,
-    )
+    network = await _network(config, chain, wallet)
+    metrics.validator_set.set(len(network.validators.weights))
+    if not network.validators.is_validator(wallet.address):
+        log.warning(
+            "0x%s is not in the current validator set: checking nodes, but striking nobody",
+            wallet.address.hex(),
+        )
+    host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
+    sampling = _Sampling(config, metrics, network.credit)
+    async with (
+        open_daemon(config.data_dir) as daemon,
+        open_state(config.data_dir) as state,
+        open_host(host_config) as host,
+        contextlib.AsyncExitStack() as stack,
+        trio.open_nursery() as nursery,
+    ):
+        validator = await _open_validator(config, host, state, wallet, reference, network, chain, metrics)
+        pool = await _follow_pool(host, nursery, validator, network.binding_domain, metrics)
+        await sampling.start(nursery, validator, pool)
+        nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)
+        nursery.start_soon(_serve_decisions, validator)
+        money = await _start_money_loop(config, host, chain, validator, network, metrics, stack, nursery)
+        health = _health(daemon, pool, sampling, wallet)
+        status = ValidatorStatus(
+            peer_id=host.peer_id,
+            validator=validator,
+            state=state,
+            metrics=metrics,
+            health=health,
+            model={"name": reference.name, "id": reference.model_id.hex()},
+            chain_url=chain.client.rpc_url if chain is not None else None,
+        )
+        if money is not None:
+            status.chain, status.evidence, status.settlement, status.keeper = money
+        await nursery.start(status.serve)
+        app = build_app(metrics, health, status.snapshot)
+        # The logger name its HTTP server has always logged under (it used the node's local API server).
+        metrics_url = await nursery.start(
+            functools.partial(serve_http, log_name="node.local_api.http"), app, config.metrics
+        )
+        document = _ready_document(host, metrics_url, wallet, network.validators, reference, chain)
+        log.info(
+            "validator %s ready: %s; metrics %s",
+            host.peer_id,
+            ", ".join(host.advertised_addrs()),
+            metrics_url,
+        )
+        await daemon.serve(nursery, document, sampling.drain(config.drain_timeout), task_status)
+    log.info("stopped")
+
+
+@dataclass(frozen=True)
+class _Network:
+    """Who the validators are and the domains messages are signed under: the chain's, or without one the
+    configured set and NO_CHAIN_DOMAIN; `credit` pays for challenges (with a chain only)."""
+
+    validators: QuorumRule
+    policy: StrikePolicy
+    domain: TypedDomain
+    binding_domain: TypedDomain
+    credit: CreditWallet | None
+
+
+async def _network(config: ValidatorConfig, chain: SlashingChain | None, wallet: EthAccount) -> _Network:
     policy = StrikePolicy(
         exclude_points=config.exclude_points,
         ban_points=config.ban_points,
@@ -219,169 +268,200 @@ async def _serve(
         exclusion_epochs=config.exclusion_epochs,
         window_epochs=config.strike_window_epochs,
     )
-    if chain is not None:
-        validators = await trio.to_thread.run_sync(chain.quorum_rule)
-        rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
-        policy = policy.with_rules(rules)  # the network's ban rules, not this validator's config
-        domain, binding_domain = chain.domain(), chain.domain("Bonding")
-        credit = CreditWallet(_challenge_wallet(config), chain.domain("Credits"))
-    else:
-        validators, domain, binding_domain, credit = (
-            _static_set(config, wallet),
-            NO_CHAIN_DOMAIN,
-            NO_CHAIN_DOMAIN,
-            None,
-        )
-    metrics.validator_set.set(len(validators.weights))
-    if not validators.is_validator(wallet.address):
-        log.warning(
-            "0x%s is not in the current validator set: checking nodes, but striking nobody",
-            wallet.address.hex(),
-        )
-    host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
-    sender = ChallengeSender(
-        config.data_dir,
-        config.bootstrap,
-        per_host=config.challenges_per_host,
-        timeout=config.challenge_timeout,
-        credit=credit,
+    if chain is None:
+        return _Network(_static_set(config, wallet), policy, NO_CHAIN_DOMAIN, NO_CHAIN_DOMAIN, None)
+    validators = await trio.to_thread.run_sync(chain.quorum_rule)
+    rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
+    return _Network(
+        validators,
+        policy.with_rules(rules),  # the network's ban rules, not this validator's config
+        chain.domain(),
+        chain.domain("Bonding"),
+        CreditWallet(_challenge_wallet(config), chain.domain("Credits")),
     )
-    draining = False
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            trio_asyncio.open_loop(),
-            open_state(config.data_dir) as state,
-            open_host(host_config) as host,
-            contextlib.AsyncExitStack() as stack,
-            trio.open_nursery() as nursery,
-        ):
 
-            async def publish(topic: str, data: bytes) -> None:
-                try:
-                    await host.gossip.publish(topic, data)
-                except P2PError as exc:
-                    log.warning("could not publish on %s: %s", topic, exc)
 
-            validator = Validator(
-                peer=Identity(host.signing_seed()),
-                wallet=wallet,
-                domain=domain,
-                reference=reference,
-                thresholds=thresholds,
-                state=state,
-                publish=publish,
-                validators=validators,
-                policy=policy,
-                suspicion=suspicion,
-                chain=chain,
-                epoch_seconds=config.epoch_seconds,
-                on_slash=metrics.slashes.inc,
-            )
-            await validator.load()
-            pool = _Pool(PoolView(reference.model_id, binding_domain))
-            await host.gossip.subscribe(pool_topic(reference.model_id), pool.view.validate)
-            await _subscribe(
-                host,
-                nursery,
-                attestation_topic(reference.model_id),
-                attestation_validator(reference.model_id, lambda key: False),
-                lambda data: _take_attestation(pool, data),
-            )
-            for topic, validate in validator.topic_validators().items():
-                await _subscribe(host, nursery, topic, validate, _delivering(validator, topic, metrics))
-            await nursery.start(sender.serve)
-            sampling = trio.CancelScope()
-            in_flight = _InFlight(metrics.in_flight)
-            nursery.start_soon(
-                _serve_sampling, validator, sender, pool, config, metrics, sampling, in_flight, prompts
-            )
-            nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)
-            nursery.start_soon(_serve_decisions, validator)
-            if chain is not None:
-                nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
-                assert credit is not None
-                await nursery.start(track_credit, credit, chain.client, config.chain_refresh)
-                await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
-                store = await stack.enter_async_context(
-                    open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
-                )
-                settlement = await nursery.start(
-                    functools.partial(
-                        serve_settlement,
-                        host,
-                        chain.client,
-                        store,
-                        settlement_config(config),
-                        awards=functools.partial(_awards, validator, chain, config.epoch_seconds * 1000),
-                        banned=validator.banned_operators,
-                        trees_dir=config.data_dir / "rewards",
-                    )
-                )
-                keeper = await nursery.start(
-                    serve_buyback_keeper, chain.client, KeeperConfig(config.keeper_interval_seconds)
-                )
+async def _open_validator(  # type: ignore[no-untyped-def]
+    config: ValidatorConfig,
+    host,
+    state,
+    wallet: EthAccount,
+    reference: Reference,
+    network: _Network,
+    chain: SlashingChain | None,
+    metrics: ValidatorMetrics,
+) -> Validator:
+    """The checks and their bookkeeping, restored from the state."""
 
-            def health() -> dict:
-                return {
-                    "status": "draining" if draining else "ok",
-                    "nodes": len(pool.view.members()),
-                    "in_flight": in_flight.count,
-                    "validator": "0x" + wallet.address.hex(),
-                }
+    async def publish(topic: str, data: bytes) -> None:
+        try:
+            await host.gossip.publish(topic, data)
+        except P2PError as exc:
+            log.warning("could not publish on %s: %s", topic, exc)
 
-            status = ValidatorStatus(
-                peer_id=host.peer_id,
-                validator=validator,
-                state=state,
-                metrics=metrics,
-                health=health,
-                model={"name": reference.name, "id": reference.model_id.hex()},
-                chain_url=chain.client.rpc_url if chain is not None else None,
-            )
-            if chain is not None:
-                status.chain, status.evidence, status.settlement, status.keeper = (
-                    chain.client,
-                    store,
-                    settlement,
-                    keeper,
-                )
-            await nursery.start(status.serve)
-            metrics_url = await nursery.start(
-                serve_local_api, build_app(metrics, health, status.snapshot), config.metrics
-            )
-            document = ready_document(
-                host,
-                {
-                    "metrics": f"{metrics_url}/metrics",
-                    "health": f"{metrics_url}/health",
-                    "dashboard": f"{metrics_url}/dashboard",
-                    "validator": "0x" + wallet.address.hex(),
-                    "in_validator_set": validators.is_validator(wallet.address),
-                    "model": reference.model_id.hex(),
-                    "model_name": reference.name,
-                    "chain": chain.client.rpc_url if chain is not None else None,
-                },
-            )
-            ready = write_ready_file(config.data_dir, document)
-            log.info(
-                "validator %s ready: %s; metrics %s",
-                host.peer_id,
-                ", ".join(host.advertised_addrs()),
-                metrics_url,
-            )
-            task_status.started(document)
-            try:
-                async for _ in signals:
-                    break
-                draining = True
-                sampling.cancel()
-                log.info("draining: no new challenges, %d in flight", in_flight.count)
-                if not await drain(signals, in_flight.wait_idle, config.drain_timeout) and in_flight.count:
-                    log.warning("stopping with %d challenges unfinished", in_flight.count)
-            finally:
-                ready.unlink(missing_ok=True)
-                nursery.cancel_scope.cancel()
-    log.info("stopped")
+    validator = Validator(
+        peer=Identity(host.signing_seed()),
+        wallet=wallet,
+        domain=network.domain,
+        reference=reference,
+        thresholds=thresholds_for(reference.name, config.threshold_overrides()),
+        state=state,
+        publish=publish,
+        validators=network.validators,
+        policy=network.policy,
+        suspicion=SuspicionModel(
+            prior=config.prior,
+            detection=config.detection,
+            false_positive=config.false_positive,
+            report_factor=config.report_factor,
+            base_per_hour=config.base_per_hour,
+            max_per_hour=config.max_per_hour,
+        ),
+        chain=chain,
+        epoch_seconds=config.epoch_seconds,
+        on_slash=metrics.slashes.inc,
+    )
+    await validator.load()
+    return validator
+
+
+async def _follow_pool(  # type: ignore[no-untyped-def]
+    host, nursery, validator: Validator, binding_domain: TypedDomain, metrics: ValidatorMetrics
+) -> _Pool:
+    """Subscribe to the model's pool heartbeats and attestations, and to the validators' topics."""
+    model_id = validator.reference.model_id
+    pool = _Pool(PoolView(model_id, binding_domain))
+    await host.gossip.subscribe(pool_topic(model_id), pool.view.validate)
+    await _subscribe(
+        host,
+        nursery,
+        attestation_topic(model_id),
+        attestation_validator(model_id, lambda key: False),
+        lambda data: _take_attestation(pool, data),
+    )
+    for topic, validate in validator.topic_validators().items():
+        await _subscribe(host, nursery, topic, validate, _delivering(validator, topic, metrics))
+    return pool
+
+
+class _Sampling:
+    """Challenges of the pool's members (`_serve_sampling`): what a drain stops and then waits for."""
+
+    def __init__(
+        self, config: ValidatorConfig, metrics: ValidatorMetrics, credit: CreditWallet | None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.prompts = (
+            load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
+        )
+        self.sender = ChallengeSender(
+            config.data_dir,
+            config.bootstrap,
+            per_host=config.challenges_per_host,
+            timeout=config.challenge_timeout,
+            credit=credit,
+        )
+        self.scope = trio.CancelScope()
+        self.in_flight = InFlight(metrics.in_flight.set)
+
+    async def start(self, nursery: trio.Nursery, validator: Validator, pool: _Pool) -> None:
+        await nursery.start(self.sender.serve)
+        nursery.start_soon(
+            _serve_sampling,
+            validator,
+            self.sender,
+            pool,
+            self.config,
+            self.metrics,
+            self.scope,
+            self.in_flight,
+            self.prompts,
+        )
+
+    def drain(self, timeout: float) -> Drain:
+        """No new challenges; those in flight finish."""
+
+        def begin() -> None:
+            self.scope.cancel()
+            log.info("draining: no new challenges, %d in flight", self.in_flight.count)
+
+        def unfinished() -> None:
+            if self.in_flight.count:
+                log.warning("stopping with %d challenges unfinished", self.in_flight.count)
+
+        return Drain(begin, self.in_flight.wait_idle, unfinished, timeout)
+
+
+async def _start_money_loop(  # type: ignore[no-untyped-def]
+    config: ValidatorConfig,
+    host,
+    chain: SlashingChain | None,
+    validator: Validator,
+    network: _Network,
+    metrics: ValidatorMetrics,
+    stack: contextlib.AsyncExitStack,
+    nursery: trio.Nursery,
+) -> tuple | None:
+    """With a chain: set refreshes, challenge credit, shared answers, the evidence store, settlement and
+    the buyback keeper; (chain client, evidence store, settlement, keeper) for the status page."""
+    if chain is None:
+        return None
+    nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
+    assert network.credit is not None
+    await nursery.start(track_credit, network.credit, chain.client, config.chain_refresh)
+    await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
+    store = await stack.enter_async_context(
+        open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
+    )
+    settlement = await nursery.start(
+        functools.partial(
+            serve_settlement,
+            host,
+            chain.client,
+            store,
+            settlement_config(config),
+            awards=functools.partial(_awards, validator, chain, config.epoch_seconds * 1000),
+            banned=validator.banned_operators,
+            trees_dir=config.data_dir / "rewards",
+        )
+    )
+    keeper = await nursery.start(
+        serve_buyback_keeper, chain.client, KeeperConfig(config.keeper_interval_seconds)
+    )
+    return chain.client, store, settlement, keeper
+
+
+def _health(daemon: Daemon, pool: _Pool, sampling: _Sampling, wallet: EthAccount) -> Callable[[], dict]:
+    """GET /health's answer."""
+
+    def health() -> dict:
+        return {
+            "status": "draining" if daemon.draining else "ok",
+            "nodes": len(pool.view.members()),
+            "in_flight": sampling.in_flight.count,
+            "validator": "0x" + wallet.address.hex(),
+        }
+
+    return health
+
+
+def _ready_document(  # type: ignore[no-untyped-def]
+    host, metrics_url: str, wallet: EthAccount, validators: QuorumRule, reference: Reference, chain
+) -> dict:
+    return ready_document(
+        host,
+        {
+            "metrics": f"{metrics_url}/metrics",
+            "health": f"{metrics_url}/health",
+            "dashboard": f"{metrics_url}/dashboard",
+            "validator": "0x" + wallet.address.hex(),
+            "in_validator_set": validators.is_validator(wallet.address),
+            "model": reference.model_id.hex(),
+            "model_name": reference.name,
+            "chain": chain.client.rpc_url if chain is not None else None,
+        },
+    )
 
 
 def settlement_config(config: ValidatorConfig) -> SettlementConfig:
@@ -410,31 +490,6 @@ async def _awards(validator: Validator, chain: SlashingChain, epoch_ms: int, epo
         account = "0x" + row.account.hex()
         totals[account] = totals.get(account, 0) + row.amount
     return totals
-
-
-class _InFlight:
-    """Challenges in progress (shown by `gauge`), and an event for when there are none."""
-
-    def __init__(self, gauge: Gauge) -> None:
-        self.count = 0
-        self._gauge = gauge
-        self._idle = trio.Event()
-        self._idle.set()
-
-    def start(self) -> None:
-        self.count += 1
-        self._gauge.set(self.count)
-        if self.count == 1:
-            self._idle = trio.Event()
-
-    def end(self) -> None:
-        self.count -= 1
-        self._gauge.set(self.count)
-        if self.count == 0:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
 
 async def _subscribe(host, nursery, topic: str, validate, handle: Callable[[bytes], Awaitable[None]]) -> None:  # type: ignore[no-untyped-def]
@@ -480,7 +535,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
     config: ValidatorConfig,
     metrics: ValidatorMetrics,
     scope: trio.CancelScope,
-    in_flight: _InFlight,
+    in_flight: InFlight,
     prompts: tuple,
 ) -> None:
     """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is

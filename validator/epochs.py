@@ -58,7 +58,6 @@ from chain.client import ChainClient, ValidatorSet
 from chain.errors import ChainError
 from chain.merkle import RewardsTree
 from chain.quorum import QuorumRule, debit_batch_signature, epoch_root_signature
-from node.files import write_atomically
 from p2p import DolphinHost, MessageStream, P2PError
 from pool.validator_peers import (
     ValidatorDirectory,
@@ -73,6 +72,7 @@ from protocols.ids import REWARDS_TREE_PROTOCOL, SETTLEMENT_TOPIC, VALIDATORS_RE
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import MAX_TREE_PAGE, RewardsTreePage, RewardsTreeRequest
 from protocols.schema import decode_message, encode_message
+from runtime.files import write_atomically
 from validator.admission import AdmissionLimits, chain_gate
 from validator.closing import EpochClose, close_on_chain, find_closing_block
 from validator.election import elect, read_candidates

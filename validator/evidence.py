@@ -1,4 +1,4 @@
-"""The validator's evidence and settlements, in SQLite (pool.sqlite: committed before acknowledged).
+"""The validator's evidence and settlements, in SQLite (runtime.sqlite: committed before acknowledged).
 
 - `receipts`: every countersigned receipt the validator accepted, with the facts settlement needs. The pair
   (node key, request hash) is unique for good: it is the spent set, so an answer is paid once, in one epoch,
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from chain.client import ValidatorSet
 from chain.merkle import RewardsTree
-from pool.sqlite import Database, open_database
 from protocols import codec
 from protocols.inference import VerifiedReceipt
 from protocols.messages import CreditAuthorisation
+from runtime.sqlite import Database, open_database
 from validator.errors import ValidatorError
 from validator.settlement import (
     Carry,

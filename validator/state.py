@@ -1,4 +1,4 @@
-"""The validator's state in SQLite (`<data dir>/validator.sqlite`, `pool.sqlite`): what must outlive a crash.
+"""The validator's state in SQLite (`<data dir>/validator.sqlite`, `runtime.sqlite`): what outlives a crash.
 
 - `checks`: one row per sampled answer checked (node, epoch, passed, the failed checks): the counts a
   NodeStanding publishes, and the audit trail. Prompts and answers are not stored: only the evidence of
@@ -26,9 +26,9 @@ from typing import TypeVar
 
 import trio_asyncio
 
-from pool.sqlite import Database, open_database
 from protocols.messages import StrikeDecisionSignature, StrikeReport
 from protocols.schema import decode_message, encode_message
+from runtime.sqlite import Database, open_database
 from validator.errors import ValidatorError
 from validator.strikes import RewardRow
 from validator.suspicion import Suspicion, SuspicionModel

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from node import daemon
+from node import slots
 from node.engines.base import EngineLoad, GenerationRequest, Piece
 
 
@@ -62,14 +62,14 @@ def main(argv: list[str]) -> None:
         for i, a in enumerate(argv)
         if a != "--token-delay-ms" and (i == 0 or argv[i - 1] != "--token-delay-ms")
     ]
-    open_engine = daemon._open_engine
+    open_engine = slots._open_engine
 
     @contextlib.asynccontextmanager
     async def open_slow_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
         async with open_engine(config, *where_and_progress) as engine:
             yield SlowEngine(engine, delay_ms / 1000, config.max_batch)
 
-    daemon._open_engine = open_slow_engine
+    slots._open_engine = open_slow_engine
     from cli.main import main as dolphin
 
     dolphin(["-v", "node", *rest])

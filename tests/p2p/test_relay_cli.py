@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from cli.main import main
 from p2p import HostConfig, open_host
-from p2p.daemon import READY_FILE
 from p2p.ports import PortInUse, check_http_address
 from p2p.processes import relay_process
+from runtime.ready import READY_FILE
 
 
 @pytest.mark.unit

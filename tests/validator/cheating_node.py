@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import sys
 
-import node.daemon
+import node.slots
 from tests.validator.cheats import (
     WEIGHT_CHEATS,
     InflatingEngine,
@@ -34,7 +34,7 @@ def _first_user(request) -> str:  # type: ignore[no-untyped-def]
 def main() -> None:
     separator = sys.argv.index("--")
     cheat, *strength = sys.argv[1:separator]
-    open_engine, cached_benchmark = node.daemon._open_engine, node.daemon.cached_benchmark
+    open_engine, cached_benchmark = node.slots._open_engine, node.slots.cached_benchmark
 
     @contextlib.asynccontextmanager
     async def open_cheating_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
@@ -66,9 +66,9 @@ def main() -> None:
         }
         return dataclasses.replace(result, **faster), cached
 
-    node.daemon._open_engine = open_cheating_engine
+    node.slots._open_engine = open_cheating_engine
     if cheat == "slow":
-        node.daemon.cached_benchmark = boasting_benchmark
+        node.slots.cached_benchmark = boasting_benchmark
     from cli.main import main as dolphin
 
     dolphin(sys.argv[separator + 1 :])

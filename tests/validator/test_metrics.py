@@ -2,7 +2,7 @@
 
 import pytest
 
-from validator.daemon import _InFlight
+from runtime.lifecycle import InFlight
 from validator.metrics import ValidatorMetrics
 
 pytestmark = pytest.mark.unit
@@ -17,7 +17,7 @@ def _value(metrics: ValidatorMetrics, name: str) -> float:
 
 def test_challenges_in_flight_rise_and_fall_with_the_challenges():
     metrics = ValidatorMetrics()
-    in_flight = _InFlight(metrics.in_flight)
+    in_flight = InFlight(metrics.in_flight.set)
     in_flight.start()
     in_flight.start()
     assert _value(metrics, "dolphin_validator_challenges_in_flight") == 2

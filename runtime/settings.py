@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from runtime.home import DOLPHIN_HOME
+
 __all__ = [
     "DaemonSettings",
     "chain_dir_setting",
@@ -56,7 +58,7 @@ def deployment_setting() -> Any:
 
 def chain_dir_setting() -> Any:
     return field(
-        default=Path("~/.dolphin"), metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
+        default=DOLPHIN_HOME, metadata=doc("Where `dolphin chain` keeps ready.json and deployments.")
     )
 
 
