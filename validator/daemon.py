@@ -33,7 +33,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,6 @@ from p2p.ports import check_http_address, check_listen_addrs
 from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
 from pool.bans import BanRules
-from pool.light import CreditWallet, track_credit
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool_topic
@@ -61,6 +60,7 @@ from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from validator.calibration import thresholds_for
 from validator.chain import SlashingChain
+from validator.challenge_wallets import open_challenge_wallets, track_challenge_credit
 from validator.challenges import draw_challenge, load_prompts
 from validator.closing import find_closing_block
 from validator.config import ValidatorConfig
@@ -69,7 +69,7 @@ from validator.errors import ReferenceModelError, ValidatorConfigError, Validato
 from validator.evidence import open_evidence_store
 from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
-from validator.prompts import PROMPTS
+from validator.prompts import GENERATED, Chat
 from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender
 from validator.service import Validator
@@ -93,20 +93,6 @@ def write_wallet(path: Path) -> str:
     if not path.exists():
         write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
     return load_wallet(path).address.hex()
-
-
-def _challenge_wallet(config: ValidatorConfig) -> EthAccount:
-    """The wallet challenges pay from (written at first start): never the validator's own, whose address
-    the chain lists."""
-    path = config.challenge_wallet_file
-    if not path.exists():
-        address = write_wallet(path)
-        log.info(
-            "wrote challenge wallet %s to %s: fund it with credit (not from the validator's wallet)",
-            address,
-            path,
-        )
-    return load_wallet(path)
 
 
 def load_wallet(path: Path) -> EthAccount:
@@ -202,7 +188,7 @@ async def _serve(
     task_status: trio.TaskStatus[dict],
 ) -> None:
     metrics = ValidatorMetrics()
-    prompts = load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
+    prompts = load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else GENERATED
     thresholds = thresholds_for(reference.name, config.threshold_overrides())
     suspicion = SuspicionModel(
         prior=config.prior,
@@ -224,13 +210,15 @@ async def _serve(
         rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
         policy = policy.with_rules(rules)  # the network's ban rules, not this validator's config
         domain, binding_domain = chain.domain(), chain.domain("Bonding")
-        credit = CreditWallet(_challenge_wallet(config), chain.domain("Credits"))
+        challenge_wallets = open_challenge_wallets(
+            config.challenge_wallet_file, config.challenge_wallets, chain.domain("Credits")
+        )
     else:
-        validators, domain, binding_domain, credit = (
+        validators, domain, binding_domain, challenge_wallets = (
             _static_set(config, wallet),
             NO_CHAIN_DOMAIN,
             NO_CHAIN_DOMAIN,
-            None,
+            [],
         )
     metrics.validator_set.set(len(validators.weights))
     if not validators.is_validator(wallet.address):
@@ -244,7 +232,7 @@ async def _serve(
         config.bootstrap,
         per_host=config.challenges_per_host,
         timeout=config.challenge_timeout,
-        credit=credit,
+        wallets=challenge_wallets,
     )
     draining = False
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -299,8 +287,9 @@ async def _serve(
             nursery.start_soon(_serve_decisions, validator)
             if chain is not None:
                 nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
-                assert credit is not None
-                await nursery.start(track_credit, credit, chain.client, config.chain_refresh)
+                await nursery.start(
+                    track_challenge_credit, challenge_wallets, chain.client, config.chain_refresh
+                )
                 await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
                 store = await stack.enter_async_context(
                     open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
@@ -481,7 +470,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
     metrics: ValidatorMetrics,
     scope: trio.CancelScope,
     in_flight: _InFlight,
-    prompts: tuple,
+    prompts: Sequence[tuple[str, Chat]],
 ) -> None:
     """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is
     cancelled (challenges already started run on, in their own nursery)."""
