@@ -440,6 +440,12 @@ class GeneratedChats(Sequence[tuple[str, Chat]]):
     def __len__(self) -> int:
         return sum(self._blocks)
 
+    @property
+    def parts(self) -> frozenset[str]:
+        """Every text part the chats are made of: public, so a node can score a prompt against them
+        (`tests/bench/bench_indistinguishability.py` does, as the attacker)."""
+        return frozenset(text for *_, parts in self._SHAPES for part in parts for text in part)
+
     def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
         if isinstance(index, slice):
             raise TypeError("GeneratedChats is drawn from one index at a time")
