@@ -11,6 +11,7 @@ Checking nodes:
 - `reference`: the reference model answers are checked against
 - `prompts`, `challenges`: the prompts and the sampled requests drawn from them, shaped like client traffic
 - `sampler`: sending challenges over the network as any client would
+- `challenge_wallets`: the many wallets challenges pay from, and a plan to fund them like users' wallets
 - `answers`: a node's answer held together by what the node signed
 - `checks`: the checks of one answer (pure); `calibration`: their thresholds per model
 - `suspicion`: how likely each node cheats, and so how often it is sampled

@@ -6,7 +6,8 @@ sampling settings are drawn from what those clients send: `dolphin ask`'s defaul
 tokens, no seed, no stop), the gateway's OpenAI defaults (temperature 1, top_p 1, the caller's length),
 and settings users choose (a spread of temperatures, nucleus sampling, seeds, lengths, stop strings).
 Its prompt comes from the operator's own private prompt file when there is one (`load_prompts`:
-a public list is a list a node can match), else from the built-in mix (`prompts`). Answers are kept
+public text is text a node can learn to match), else from the built-in generator of chats
+(`prompts.GENERATED`, millions of combinations of public parts). Answers are kept
 short enough (`MAX_CHALLENGE_TOKENS`) for their evidence to fit one gossip message.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from validator.errors import ValidatorConfigError
-from validator.prompts import PROMPTS, Chat
+from validator.prompts import GENERATED, Chat
 
 __all__ = ["MAX_CHALLENGE_TOKENS", "Challenge", "draw_challenge", "load_prompts"]
 
@@ -62,7 +63,7 @@ def draw_challenge(
     rng: random.Random,
     *,
     max_tokens: int = MAX_CHALLENGE_TOKENS,
-    prompts: Sequence[tuple[str, Chat]] = PROMPTS,
+    prompts: Sequence[tuple[str, Chat]] = GENERATED,
 ) -> Challenge:
     """A challenge drawn from `prompts` and the clients' settings (module docstring), at most
     `max_tokens` long.

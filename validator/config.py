@@ -128,9 +128,16 @@ class ValidatorConfig:
     challenge_key_file: Path | None = field(
         default=None,
         metadata=doc(
-            "The wallet (hex private key) that pays for challenges, like any client's; default <data "
-            "dir>/challenge.key (written at start). Fund it with credit from an address not linked to the "
-            "validator's: a payer tied to a validator marks every challenge as one."
+            "The seed (hex, 32 bytes) of the wallets that pay for challenges, like clients' wallets; "
+            "default <data dir>/challenge.key (written at start; wallet 0 is this key itself). Fund them "
+            "from addresses not linked to the validator's: a payer tied to a validator marks its challenges."
+        ),
+    )
+    challenge_wallets: int = field(
+        default=16,
+        metadata=doc(
+            "Challenge wallets derived from the seed; each challenge host pays from one drawn at random "
+            "among those with credit, so challenges carry many payers and caps, not one."
         ),
     )
     prior: float = field(default=0.02, metadata=doc("Prior probability that a node cheats."))
@@ -240,6 +247,7 @@ class ValidatorConfig:
             "challenge_max_tokens",
             "challenge_timeout",
             "challenges_per_host",
+            "challenge_wallets",
             "standing_interval",
             "chain_refresh",
             "drain_timeout",

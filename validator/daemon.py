@@ -32,7 +32,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from p2p.ports import check_http_address, check_listen_addrs
 from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
 from pool.bans import BanRules
-from pool.light import CreditWallet, track_credit
+from pool.light import CreditWallet
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool_topic
@@ -59,6 +59,7 @@ from runtime.http import serve_http
 from runtime.lifecycle import Daemon, Drain, InFlight, claim_data_dir, open_daemon
 from validator.calibration import thresholds_for
 from validator.chain import SlashingChain
+from validator.challenge_wallets import open_challenge_wallets, track_challenge_credit
 from validator.challenges import draw_challenge, load_prompts
 from validator.closing import find_closing_block
 from validator.config import ValidatorConfig
@@ -67,7 +68,7 @@ from validator.errors import ReferenceModelError, ValidatorConfigError, Validato
 from validator.evidence import open_evidence_store
 from validator.keeper import KeeperConfig, serve_buyback_keeper
 from validator.metrics import ValidatorMetrics, build_app
-from validator.prompts import PROMPTS
+from validator.prompts import GENERATED, Chat
 from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender
 from validator.service import Validator
@@ -91,20 +92,6 @@ def write_wallet(path: Path) -> str:
     if not path.exists():
         write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
     return load_wallet(path).address.hex()
-
-
-def _challenge_wallet(config: ValidatorConfig) -> EthAccount:
-    """The wallet challenges pay from (written at first start): never the validator's own, whose address
-    the chain lists."""
-    path = config.challenge_wallet_file
-    if not path.exists():
-        address = write_wallet(path)
-        log.info(
-            "wrote challenge wallet %s to %s: fund it with credit (not from the validator's wallet)",
-            address,
-            path,
-        )
-    return load_wallet(path)
 
 
 def load_wallet(path: Path) -> EthAccount:
@@ -205,7 +192,7 @@ async def _serve(
             wallet.address.hex(),
         )
     host_config = HostConfig(config.data_dir, listen=config.listen, bootstrap=config.bootstrap)
-    sampling = _Sampling(config, metrics, network.credit)
+    sampling = _Sampling(config, metrics, network.challenge_wallets)
     async with (
         open_daemon(config.data_dir) as daemon,
         open_state(config.data_dir) as state,
@@ -251,13 +238,13 @@ async def _serve(
 @dataclass(frozen=True)
 class _Network:
     """Who the validators are and the domains messages are signed under: the chain's, or without one the
-    configured set and NO_CHAIN_DOMAIN; `credit` pays for challenges (with a chain only)."""
+    configured set and NO_CHAIN_DOMAIN; `challenge_wallets` pay for challenges (with a chain only)."""
 
     validators: QuorumRule
     policy: StrikePolicy
     domain: TypedDomain
     binding_domain: TypedDomain
-    credit: CreditWallet | None
+    challenge_wallets: list[CreditWallet]
 
 
 async def _network(config: ValidatorConfig, chain: SlashingChain | None, wallet: EthAccount) -> _Network:
@@ -269,7 +256,7 @@ async def _network(config: ValidatorConfig, chain: SlashingChain | None, wallet:
         window_epochs=config.strike_window_epochs,
     )
     if chain is None:
-        return _Network(_static_set(config, wallet), policy, NO_CHAIN_DOMAIN, NO_CHAIN_DOMAIN, None)
+        return _Network(_static_set(config, wallet), policy, NO_CHAIN_DOMAIN, NO_CHAIN_DOMAIN, [])
     validators = await trio.to_thread.run_sync(chain.quorum_rule)
     rules = BanRules.from_chain(await trio.to_thread.run_sync(chain.strike_rules))
     return _Network(
@@ -277,7 +264,9 @@ async def _network(config: ValidatorConfig, chain: SlashingChain | None, wallet:
         policy.with_rules(rules),  # the network's ban rules, not this validator's config
         chain.domain(),
         chain.domain("Bonding"),
-        CreditWallet(_challenge_wallet(config), chain.domain("Credits")),
+        open_challenge_wallets(
+            config.challenge_wallet_file, config.challenge_wallets, chain.domain("Credits")
+        ),
     )
 
 
@@ -348,19 +337,19 @@ class _Sampling:
     """Challenges of the pool's members (`_serve_sampling`): what a drain stops and then waits for."""
 
     def __init__(
-        self, config: ValidatorConfig, metrics: ValidatorMetrics, credit: CreditWallet | None
+        self, config: ValidatorConfig, metrics: ValidatorMetrics, wallets: list[CreditWallet]
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.prompts = (
-            load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else PROMPTS
+            load_prompts(config.challenge_prompts) if config.challenge_prompts is not None else GENERATED
         )
         self.sender = ChallengeSender(
             config.data_dir,
             config.bootstrap,
             per_host=config.challenges_per_host,
             timeout=config.challenge_timeout,
-            credit=credit,
+            wallets=wallets,
         )
         self.scope = trio.CancelScope()
         self.in_flight = InFlight(metrics.in_flight.set)
@@ -408,8 +397,7 @@ async def _start_money_loop(  # type: ignore[no-untyped-def]
     if chain is None:
         return None
     nursery.start_soon(_serve_set_refresh, validator, chain, config.chain_refresh, metrics)
-    assert network.credit is not None
-    await nursery.start(track_credit, network.credit, chain.client, config.chain_refresh)
+    await nursery.start(track_challenge_credit, network.challenge_wallets, chain.client, config.chain_refresh)
     await nursery.start(_serve_shared_answers, host, validator, chain, metrics)
     store = await stack.enter_async_context(
         open_evidence_store(config.data_dir, epoch_ms=config.epoch_seconds * 1000)
@@ -536,7 +524,7 @@ async def _serve_sampling(  # type: ignore[no-untyped-def]
     metrics: ValidatorMetrics,
     scope: trio.CancelScope,
     in_flight: InFlight,
-    prompts: tuple,
+    prompts: Sequence[tuple[str, Chat]],
 ) -> None:
     """Challenge each pool member at its suspicion's rate, at most `concurrency` at once, until `scope` is
     cancelled (challenges already started run on, in their own nursery)."""

@@ -6,8 +6,9 @@ key, as the project's clients do (`dolphin ask` signs with its one-question peer
 peer): a session key that differed from the stream's peer would mark the request as a validator's. It
 finds a node's addresses in the DHT like any client (relay circuits included, for nodes behind NAT), and
 pays exactly as a light client pays (`pool.light.CreditWallet`: a 64-bit nonce, an hour's expiry, a cap of
-the wallet's whole credit), from the challenge wallet the daemon gives it — not the validator's own
-wallet, whose address is public (docs/verification.md says why and what it costs). A node that cannot be
+the wallet's whole credit), each host from one of the challenge wallets the daemon gives it, drawn at
+random when the host opens (`challenge_wallets`) — never the validator's own wallet, whose address is
+public (docs/verification.md says why and what it costs). A node that cannot be
 reached, refuses, or breaks off raises `ChallengeFailed`.
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from pool import InferenceFailed, NodeContact, complete
 from pool.light import CreditWallet
 from protocols.keys import Identity
 from validator.answers import Answer, answer_from_exchange
+from validator.challenge_wallets import pick_wallet
 from validator.challenges import Challenge
 from validator.errors import EvidenceError, ValidatorError
 
@@ -40,9 +43,11 @@ class ChallengeFailed(ValidatorError):
 
 @dataclass
 class _Lease:
-    """A challenge host in use: retired after its quota, closed once its last challenge ends."""
+    """A challenge host in use, with the wallet it pays from: retired after its quota, closed once its
+    last challenge ends."""
 
     host: DolphinHost
+    credit: CreditWallet | None
     remaining: int
     users: int = 0
     done: trio.Event = field(default_factory=trio.Event)
@@ -63,13 +68,15 @@ class ChallengeSender:
         *,
         per_host: int = 16,
         timeout: float = 120.0,
-        credit: CreditWallet | None = None,
+        wallets: Sequence[CreditWallet] = (),
+        rng: random.Random | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.bootstrap = bootstrap
         self.per_host = per_host
         self.timeout = timeout
-        self.credit = credit
+        self.wallets = tuple(wallets)
+        self._rng = rng or random.SystemRandom()
         self.hosts_opened = 0
         self._nursery: trio.Nursery | None = None
         self._current: _Lease | None = None
@@ -85,12 +92,12 @@ class ChallengeSender:
     async def _run_host(self, task_status: trio.TaskStatus[_Lease]) -> None:
         config = HostConfig.light_client(self.data_dir / "challenger", bootstrap=self.bootstrap, listen=())
         async with open_host(config) as host:
-            lease = _Lease(host, self.per_host)
+            lease = _Lease(host, pick_wallet(self.wallets, self._rng), self.per_host)
             task_status.started(lease)
             await lease.done.wait()
 
     @contextlib.asynccontextmanager
-    async def _lease(self) -> AsyncIterator[DolphinHost]:
+    async def _lease(self) -> AsyncIterator[_Lease]:
         if self._nursery is None:
             raise ValidatorError("ChallengeSender.serve is not running")
         async with self._lock:
@@ -101,7 +108,7 @@ class ChallengeSender:
             lease.remaining -= 1
             lease.users += 1
         try:
-            yield lease.host
+            yield lease
         finally:
             lease.release()
 
@@ -110,9 +117,10 @@ class ChallengeSender:
     ) -> Answer:
         """Send `challenge` to the node; its checked-together answer (raises ChallengeFailed)."""
         try:
-            async with self._lease() as host:
+            async with self._lease() as lease:
+                host = lease.host
                 session = Identity(host.signing_seed())
-                credit = self.credit.authorise(session.public_key, contact.model) if self.credit else None
+                credit = lease.credit.authorise(session.public_key, contact.model) if lease.credit else None
                 with trio.fail_after(self.timeout):
                     if contact.peer_id not in host.connected_peers():
                         with contextlib.suppress(P2PError):  # the dial below says what went wrong

@@ -4,21 +4,27 @@ A real node (the inference service over libp2p on 127.0.0.1, the tiny model, ans
 since only the requests matter) logs, per request, everything it observes that could tell who sent it:
 whether the session key is the stream's peer, how many requests that peer sent before, the credit
 authorisation (present, nonce size, expiry from now, cap), the sampling settings, the chat's shape and
-length, and whether the prompt is one of the public built-in challenge prompts. Senders:
+length, how many requests its payer paid for so far, whether the prompt is one of the 34 public
+`PROMPTS`, and the share of its words found in the built-in generator's public parts (a node can compute
+both). Senders:
 - `dolphin ask`-like users: a fresh light-client host per question, signing with its own key, paying with
-  a `CreditWallet` of their own (70% at the command's defaults, 30% with their own settings);
-- gateway-like users: one long-lived light-client host for all, OpenAI clients' settings (60% the SDK's
-  defaults, 40% their own);
+  one of 20 users' `CreditWallet`s (70% at the command's defaults, 30% with their own settings);
+- gateway-like users: one long-lived light-client host for all, paying from its one wallet, OpenAI
+  clients' settings (60% the SDK's defaults, 40% their own);
 - validators' challenges: `validator.sampler.ChallengeSender` with `draw_challenge`, as the daemon sends
-  them, paying from a challenge wallet; once with the built-in public prompts (the default) and once with
-  an operator's private prompt file.
-Users' prompts come from a generator of varied chats; the private challenge prompts from the same
-generator with another seed — the assumption that an operator's private prompts read like users' is the
-one this measurement rests on. Then the best classifiers we have (logistic regression on standardised
-features, and a random forest) are cross-validated (5 folds, stratified) on challenges vs users: ROC AUC,
-and the AUC of each feature alone, so a leaking field shows. Goal: AUC <= 0.6.
-Not observed here: time of day and inter-arrival times, the route (relay or direct), and the payer's
-on-chain history; see docs/verification.md.
+  them, over the daemon's 16 challenge wallets, funded by `plan_funding` from 50 other users' balances
+  (users' balances are log-uniform between 0.1 and 100 lUSD); once with the built-in generated prompts
+  (the default) and once with an operator's private prompt file.
+Users' prompts come from the bench's own generator of varied chats; the private challenge prompts from the
+same generator with another seed — the assumption that an operator's private prompts read like users' is
+the one that row rests on. Then the best classifiers we have (logistic regression on standardised
+features, and a random forest) are cross-validated (5 folds) on challenges vs users, grouped by payer (a
+payer's requests are all in one fold: the node has not yet learned which wallets are challengers') and, for
+comparison, in plain stratified folds (it has: the classifier may memorise a wallet's cap); ROC AUC, the
+same without the prompt-text features, and the AUC of each feature alone, so a leaking field shows. Goal:
+AUC <= 0.6. Not observed here: time of day and inter-arrival times, the route (relay or direct), the
+payer's on-chain history (who funded it), and credit caps falling as debits land; see
+docs/verification.md.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextvars
 import math
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -44,8 +51,9 @@ from pool.light import CreditWallet
 from protocols import testing as pt
 from protocols.ids import INFERENCE_PROTOCOL
 from protocols.keys import EncryptionKeyPair, Identity, peer_id_from_public_key, peer_id_to_text
+from validator.challenge_wallets import challenge_accounts, plan_funding
 from validator.challenges import draw_challenge
-from validator.prompts import PROMPTS
+from validator.prompts import GENERATED, PROMPTS
 from validator.sampler import ChallengeSender
 
 MODELS_DIR = Path(".devdata/models")
@@ -66,9 +74,24 @@ FEATURES = (
     "messages",
     "has_system",
     "prompt_chars",
+    "payer_requests",
     "public_prompt",
+    "generator_words",
 )
+PROMPT_TEXT_FEATURES = ("public_prompt", "generator_words")
+CHALLENGE_WALLETS = 16
 _PUBLIC = {messages for _, messages in PROMPTS}
+_WORD = re.compile(r"[a-z']+")
+_GENERATOR_WORDS = frozenset(_WORD.findall(" ".join(GENERATED.parts).lower()))
+
+
+def generator_words(messages: tuple[tuple[str, str], ...]) -> float:
+    """The share of a chat's words found in the built-in generator's public parts: 1.0 for every chat it
+    makes; what a node that knows the generator computes."""
+    words = _WORD.findall(" ".join(content for _, content in messages).lower())
+    return sum(word in _GENERATOR_WORDS for word in words) / max(1, len(words))
+
+
 _peer = contextvars.ContextVar[str]("peer")
 
 SUBJECTS = (
@@ -149,20 +172,24 @@ class _ObservingService(InferenceService):
         super().__init__(*args, **kwargs)
         self.observed: list[dict] = []
         self._per_peer: dict[str, int] = {}
+        self._per_payer: dict[bytes, int] = {}
         self.label = ""
 
     async def handle(self, stream) -> None:  # type: ignore[no-untyped-def]
         _peer.set(str(stream.peer_id))
         await super().handle(stream)
 
-    async def _admit(self, exchange):  # type: ignore[no-untyped-def]
+    async def _admit(self, exchange, engine):  # type: ignore[no-untyped-def]
         peer = _peer.get()
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         request, credit = exchange.request, exchange.request.credit
         messages = tuple((m.role, m.content) for m in request.messages)
+        payer = credit.client if credit else b""
+        self._per_payer[payer] = self._per_payer.get(payer, 0) + 1
         self.observed.append(
             {
                 "label": self.label,
+                "payer": payer.hex(),
                 "key_is_peer": peer_id_to_text(peer_id_from_public_key(exchange.signed_request.signer))
                 == peer,
                 "peer_requests": self._per_peer[peer],
@@ -179,20 +206,36 @@ class _ObservingService(InferenceService):
                 "messages": len(messages),
                 "has_system": messages[0][0] == "system",
                 "prompt_chars": sum(len(c) for _, c in messages),
+                "payer_requests": self._per_payer[payer],
                 "public_prompt": messages in _PUBLIC,
+                "generator_words": generator_words(messages),
             }
         )
-        return await super()._admit(exchange)
+        return await super()._admit(exchange, engine)
+
+
+def user_balance(rng: random.Random) -> int:
+    """A user's credit: log-uniform from 0.1 to 100 lUSD (6 decimals)."""
+    return int(10 ** rng.uniform(5, 8))
 
 
 def _wallet(n: int, rng: random.Random) -> CreditWallet:
-    return CreditWallet(pt.eth_account(n), pt.TEST_DOMAIN, available=rng.randrange(10**5, 10**8))
+    return CreditWallet(pt.eth_account(n), pt.TEST_DOMAIN, available=user_balance(rng))
+
+
+def _challenge_wallets(rng: random.Random) -> list[CreditWallet]:
+    """The daemon's challenge wallets, funded as `plan_funding` plans from 50 other users' balances."""
+    accounts = challenge_accounts(rng.randbytes(32), CHALLENGE_WALLETS)
+    observed = [user_balance(rng) for _ in range(50)]
+    plan = plan_funding(rng, [a.address for a in accounts], observed, budget=10**12, window_s=86400)
+    funded = {deposit.address: deposit.amount for deposit in plan}
+    return [CreditWallet(a, pt.TEST_DOMAIN, available=funded[a.address]) for a in accounts]
 
 
 async def _collect(model_dir: Path, private_prompts: bool) -> list[dict]:
     engine = await trio.to_thread.run_sync(lambda: TransformersEngine.open(model_dir, max_batch=8))
     rng = random.Random(7 if private_prompts else 8)
-    prompts = PROMPTS
+    prompts = GENERATED
     if private_prompts:
         operator = random.Random(99)
         prompts = tuple(("operator", user_chat(operator)) for _ in range(500))
@@ -207,18 +250,21 @@ async def _collect(model_dir: Path, private_prompts: bool) -> list[dict]:
                     encryption_keys=lambda: [keys],
                     engine=engine,
                     model_id=model_id,
-                    limits=ServiceLimits(max_new_tokens=4),
+                    # Only what the node observes matters here, not whether receipts come back signed
+                    # (a service without a ledger keeps none): no payer is refused for owing them.
+                    limits=ServiceLimits(max_new_tokens=4, unacknowledged_budget=10**6),
                     payments=PaymentPolicy(credit_domain=pt.TEST_DOMAIN),
                 )
                 node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
                 contact = NodeContact(node_host.peer_id, identity.public_key, keys.public_key, model_id)
                 bootstrap = (node_host.listen_addrs()[0],)
                 service.label = "user"
+                ask_wallets = [_wallet(10 + n, rng) for n in range(20)]
                 for n in range(PER_SIDE // 2):  # `dolphin ask`: one host, one key, one question
                     config = HostConfig.light_client(Path(tmp) / "ask", bootstrap=bootstrap, listen=())
                     async with open_host(config) as host:
                         session = Identity(host.signing_seed())
-                        wallet = _wallet(10 + n % 20, rng)
+                        wallet = ask_wallets[n % 20]
                         await complete(
                             host,
                             contact,
@@ -240,7 +286,9 @@ async def _collect(model_dir: Path, private_prompts: bool) -> list[dict]:
                             **gateway_options(rng),
                         )
                 service.label = "challenge"
-                sender = ChallengeSender(Path(tmp), bootstrap, credit=_wallet(60, rng))
+                sender = ChallengeSender(
+                    Path(tmp), bootstrap, wallets=_challenge_wallets(rng), rng=random.Random(rng.random())
+                )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(sender.serve)
                     for _ in range(PER_SIDE):
@@ -258,28 +306,47 @@ def _classify(rows: list[dict]) -> dict:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = np.array([[float(row[name]) for name in FEATURES] for row in rows])
     y = np.array([row["label"] == "challenge" for row in rows])
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    payers = np.array([row["payer"] for row in rows])
     models = {
         "logistic_regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "random_forest": RandomForestClassifier(n_estimators=300, random_state=0),
     }
-    result = {
-        name: round(float(cross_val_score(model, x, y, cv=folds, scoring="roc_auc").mean()), 3)
-        for name, model in models.items()
+
+    def auc(features: tuple[str, ...], grouped: bool) -> dict[str, float]:
+        x = np.array([[float(row[name]) for name in features] for row in rows])
+        if grouped:
+            folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
+            splits = list(folds.split(x, y, groups=payers))
+        else:
+            splits = list(StratifiedKFold(n_splits=5, shuffle=True, random_state=0).split(x, y))
+        return {
+            name: round(float(cross_val_score(model, x, y, cv=splits, scoring="roc_auc").mean()), 3)
+            for name, model in models.items()
+        }
+
+    without_text = tuple(name for name in FEATURES if name not in PROMPT_TEXT_FEATURES)
+    result: dict = {
+        "grouped_by_payer": auc(FEATURES, grouped=True),
+        "grouped_by_payer_without_prompt_text": auc(without_text, grouped=True),
+        "random_folds": auc(FEATURES, grouped=False),
+        "random_folds_without_prompt_text": auc(without_text, grouped=False),
     }
     single = {}
-    for i, name in enumerate(FEATURES):
-        column = x[:, i]
-        auc = roc_auc_score(y, column) if len(set(column)) > 1 else 0.5
-        single[name] = round(max(auc, 1 - auc), 3)
+    for name in FEATURES:
+        column = np.array([float(row[name]) for row in rows])
+        score = roc_auc_score(y, column) if len(set(column)) > 1 else 0.5
+        single[name] = round(max(score, 1 - score), 3)
     result["single_feature_auc"] = dict(sorted(single.items(), key=lambda item: -item[1]))
     result["challenges"], result["user_requests"] = int(y.sum()), int((~y).sum())
+    result["payers"] = {
+        "challenges": len(set(payers[y])),
+        "users": len(set(payers[~y])),
+    }
     return result
 
 
