@@ -149,6 +149,9 @@ class EvidenceStore:
         self._db = database
         self.path = database.path
         self.epoch_ms = epoch_ms
+        self._commitments: dict[int, tuple[int, bytes]] = {}
+        """Epoch -> `commitment`, until a receipt of it is stored: every page of a sync listing carries it,
+        and an epoch of 1M receipts has 245 pages."""
 
     def epoch_of(self, started_at_ms: int) -> int:
         return started_at_ms // self.epoch_ms
@@ -217,6 +220,8 @@ class EvidenceStore:
                 await self._db.executemany(
                     "INSERT INTO receipts VALUES (?,?,?,?,?,?,?,?,?,?,?)", stored.values()
                 )
+                for row in stored.values():
+                    self._commitments.pop(row[1], None)
             await self._db.commit()
         return statuses
 
@@ -251,8 +256,11 @@ class EvidenceStore:
 
     async def commitment(self, epoch: int) -> tuple[int, bytes]:
         """(count, receipt_commitment) of the receipts held for `epoch`."""
-        rows = await self._db.execute("SELECT digest FROM receipts WHERE epoch = ?", (epoch,))
-        return len(rows), receipt_commitment(bytes(row[0]) for row in rows)
+        async with self._db.lock:  # so a batch stored meanwhile cannot leave a stale one in the cache
+            if epoch not in self._commitments:
+                rows = await self._db.execute("SELECT digest FROM receipts WHERE epoch = ?", (epoch,))
+                self._commitments[epoch] = len(rows), receipt_commitment(bytes(row[0]) for row in rows)
+            return self._commitments[epoch]
 
     async def countersigned(self, digests: Iterable[bytes]) -> list[bytes]:
         """The evidence bytes of those of `digests` that are held, in the order asked."""

@@ -41,6 +41,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -92,7 +93,7 @@ class ReceiptRefused(ValidatorError):
 
 
 class SyncGaveUp(ValidatorError):
-    """A fetch from another validator stopped: the peer answered nothing for a stall interval, or the
+    """A fetch from another validator stopped: the peer sent nothing for a stall interval, or the
     fetch ran past its ceiling. What it stored stays stored, and its `SyncProgress` says where to resume."""
 
 
@@ -318,7 +319,7 @@ def _sha256(data: bytes) -> bytes:
 
 async def _ask(
     host: DolphinHost, peer_id: str, request: ReceiptSyncRequest, expected: type, limit: int, timeout: float
-):  # type: ignore[no-untyped-def]
+) -> Any:
     stream = await host.open_stream(peer_id, RECEIPT_SYNC_PROTOCOL)
     try:
         await stream.write_message(encode_message(request), timeout=timeout)
@@ -350,7 +351,7 @@ async def fetch_missing(
     added = 0
     peer_id = peer.peer_id
 
-    async def exchange(request: ReceiptSyncRequest, expected: type, limit: int):  # type: ignore[no-untyped-def]
+    async def exchange(request: ReceiptSyncRequest, expected: type, limit: int) -> Any:
         with trio.move_on_after(stall_seconds):
             return await _ask(host, peer_id, request, expected, limit, stall_seconds)
         raise SyncGaveUp(f"validator {peer_id} sent nothing for {stall_seconds} s")

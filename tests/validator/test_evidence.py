@@ -12,7 +12,7 @@ from protocols.inference import countersign_receipt, verify_countersigned_receip
 from protocols.testing import countersigned_receipt
 from validator import settle_epoch
 from validator.evidence import open_evidence_store
-from validator.settlement import EpochMarket
+from validator.settlement import EpochMarket, receipt_commitment
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,9 @@ async def test_an_answer_is_stored_once_ever_and_the_smallest_digest_wins(tmp_pa
     small, large = sorted([first, second], key=lambda r: r.digest)
     async with trio_asyncio.open_loop(), open_evidence_store(tmp_path, epoch_ms=EPOCH_MS) as store:
         assert await store.add_receipts([large]) == ["stored"]
+        assert await store.commitment(EPOCH) == (1, receipt_commitment([large.digest]))
         assert await store.add_receipts([large, small]) == ["duplicate", "stored"]
+        assert await store.commitment(EPOCH) == (1, receipt_commitment([small.digest]))  # not a stale one
         assert await store.add_receipts([large]) == ["duplicate"]
         assert await store.digests(EPOCH) == [small.digest]
         facts, credits = await store.facts(EPOCH)
