@@ -12,7 +12,7 @@ epoch began (chain.snapshot.read_available_credit): the spendable credit nodes s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chain.client import ChainClient
@@ -77,11 +77,13 @@ def close_on_chain(
     recent: Iterable[SettlementRecord] = (),
     awards: Mapping[str, int] | None = None,
     banned: Iterable[str] = (),
+    verified_credits: Collection[bytes] = (),
 ) -> EpochClose:
     """Read the chain at `block` (epoch's closing block) and settle `epoch` from `receipts` (module
     docstring). `previous` is the last settled epoch, `recent` the earlier settlements whose debit batches
     may still be pending (those whose signatures had not expired at the closing block; more do no
-    harm)."""
+    harm), `verified_credits` the authorisations whose signatures were verified in the chain's Credits
+    domain on their way into the evidence store (settle_epoch)."""
     since = previous.snapshot_block if previous is not None else None
     snapshot = read_snapshot(chain, block, epoch_start_block=since + 1 if since is not None else None)
     wallets = {credit.client for credit in authorisations.values()}
@@ -103,5 +105,6 @@ def close_on_chain(
         previous=previous.carry if previous is not None else Carry(),
         awards=awards,
         banned=banned,
+        verified_credits=verified_credits,
     )
     return EpochClose(settlement, block, snapshot)

@@ -223,7 +223,12 @@ class ValidatorConfig:
         metadata=doc("After the grace, seconds to wait (clock skew) before fetching receipts others hold."),
     )
     sync_timeout_seconds: float = field(
-        default=120.0, metadata=doc("The most one fetch of receipts from another validator may take.")
+        default=120.0,
+        metadata=doc(
+            "Seconds a fetch of receipts from another validator waits for its next answer before giving"
+            " up (it goes on while answers come, up to half an epoch; a full epoch takes minutes); also"
+            " how long a validator catching up waits to find another one."
+        ),
     )
     relay_stagger_seconds: float = field(
         default=30.0,

@@ -11,8 +11,10 @@ validator's key, its evidence store and a `SettlementConfig`. It runs:
 - the epoch cadence. Epoch E is the Unix time slice [E, E + 1) × `epoch_seconds`; receipts of E are taken
   until `submit_grace_seconds` after it ends. Then, after `sync_delay_seconds` (for clock skew), the
   validator fetches from every other current validator's peer what it lacks of E (so all of them hold
-  the union), waits for E's closing block (the first block at or after E's end), reads the chain there,
-  settles (validator.settlement), and records the result. An epoch without receipts is not settled;
+  the union; each fetch goes on while the peer answers within `sync_timeout_seconds`, up to half an
+  epoch, and one that stopped resumes there the next time), waits for E's closing block (the first
+  block at or after E's end), reads the chain there, settles (validator.settlement), and records the
+  result. An epoch without receipts is not settled;
 - the chain work of each settled epoch until it is done: sign the rewards root and the debit batches
   and publish the signatures on SETTLEMENT_TOPIC (again every `poll_seconds` until done, for late
   joiners); once a quorum of the current set signed the same message, relay it (`proposeRoot`,
@@ -79,7 +81,7 @@ from validator.election import elect, read_candidates
 from validator.errors import ValidatorError
 from validator.evidence import EvidenceStore, SettlementRecord
 from validator.quorum import SignatureBook
-from validator.receipts import ReceiptService, ReceiptWindow, fetch_missing
+from validator.receipts import ReceiptService, ReceiptWindow, SyncGaveUp, SyncProgress, fetch_missing
 from validator.settlement import DebitBatch
 
 __all__ = [
@@ -147,7 +149,9 @@ class SettlementConfig:
     sync_delay_seconds: float = 60.0
     """After the grace, how long to wait (clock skew between validators) before fetching what others hold."""
     sync_timeout_seconds: float = 120.0
-    """The most one validator's fetch from another may take."""
+    """How long a fetch of receipts from another validator waits for its next answer before it gives up
+    (a full epoch's fetch takes minutes, so it is bounded by progress, up to `sync_ceiling_seconds`); also
+    how long catching up waits for discovery to find another validator."""
     relay_stagger_seconds: float = 30.0
     """Each rank waits this long longer before relaying what others may relay first."""
     poll_seconds: float = 15.0
@@ -168,6 +172,13 @@ class SettlementConfig:
             )
         if not 0 < self.signature_ttl_seconds <= 7 * 86400:
             raise ValueError("signature_ttl_seconds must be within (0, 7 days]")
+
+    @property
+    def sync_ceiling_seconds(self) -> float:
+        """The most one fetch from another validator may take while it progresses: half an epoch (at least
+        the stall interval), since the epoch after it closes one epoch later (an epoch of 1M receipts
+        takes minutes from one peer: docs/validator.md)."""
+        return max(self.sync_timeout_seconds, self.epoch_seconds / 2)
 
     @property
     def window(self) -> ReceiptWindow:
@@ -211,6 +222,7 @@ class SettlementService:
         self.book = SignatureBook(chain.domain("RewardsDistributor"), chain.domain("Credits"), frozenset())
         self._chain_lock = trio.Lock()
         self._relay = _Relay()
+        self._sync_progress: dict[tuple[int, str], SyncProgress] = {}  # (epoch, peer id) -> how far
         self.settled_through: int | None = None
 
     # ---------------------------------------------------------------- plumbing
@@ -362,6 +374,7 @@ class SettlementService:
                     log.warning("settling epoch %d failed (retrying): %s", epoch, exc)
                     await trio.sleep(self.config.poll_seconds)
             await self.store.close_epoch(epoch)
+            self._sync_progress = {k: v for k, v in self._sync_progress.items() if k[0] > epoch}
             self.settled_through = epoch
             epoch += 1
 
@@ -373,12 +386,26 @@ class SettlementService:
                     nursery.start_soon(self._sync_from, peer, epoch)
 
     async def _sync_from(self, peer, epoch: int) -> None:  # type: ignore[no-untyped-def]
+        """Fetch from one peer, resuming where the last fetch of `epoch` from it stopped."""
+        progress = self._sync_progress.setdefault((epoch, peer.peer_id), SyncProgress())
         try:
             added = await fetch_missing(
-                self.host, peer, self.receipts, epoch, timeout=self.config.sync_timeout_seconds
+                self.host,
+                peer,
+                self.receipts,
+                epoch,
+                stall_seconds=self.config.sync_timeout_seconds,
+                ceiling_seconds=self.config.sync_ceiling_seconds,
+                progress=progress,
             )
-        except (P2PError, ProtocolError, trio.TooSlowError) as exc:
-            log.info("could not sync epoch %d from validator %s: %s", epoch, peer.peer_id, exc)
+        except (P2PError, ProtocolError, SyncGaveUp) as exc:
+            log.info(
+                "could not sync epoch %d from validator %s (%d receipts fetched so far): %s",
+                epoch,
+                peer.peer_id,
+                progress.stored,
+                exc,
+            )
             return
         if added:
             log.info("fetched %d receipts of epoch %d from validator %s", added, epoch, peer.peer_id)
@@ -387,6 +414,7 @@ class SettlementService:
         facts, credits = await self.store.facts(epoch)
         if not facts:
             return
+        verified = await self.store.verified_credits(epoch, self.receipts.credits_domain)
         epoch_ms = self.config.epoch_seconds * 1000
         while (block := await self._on_chain(find_closing_block, self.chain, epoch, epoch_ms)) is None:
             await trio.sleep(self.config.poll_seconds)
@@ -409,6 +437,7 @@ class SettlementService:
                 recent=recent,
                 awards=awards,
                 banned=self.banned(epoch),
+                verified_credits=verified,
             )
             current = self.chain.validator_set(block=block)
             candidates = read_candidates(self.chain, closed.snapshot, closed.settlement.close)

@@ -20,7 +20,14 @@ Sync (RECEIPT_SYNC_PROTOCOL, one request per stream): a `ReceiptSyncRequest` wit
 of the digests held for an epoch (with their count and commitment); one with digests asks for those
 receipts. `fetch_missing` pages through another validator's digests and fetches and admits (steps 1-3,
 and the epoch must be the one asked about) whatever this validator lacks, so after the epoch's sync every
-validator holds the union of what nodes gave any of them.
+validator holds the union of what nodes gave any of them. A fetch is bounded by progress, not by a total
+deadline: a full epoch (1M receipts) takes minutes from one peer, so it goes on while every answer comes
+within a stall interval, up to a ceiling; one that stops keeps what it stored and where it got to
+(`SyncProgress`), so the next fetch from that peer resumes there.
+
+Whichever way a receipt came in, its credit authorisation's signature was checked here, in this
+service's Credits domain; the store records that (`store_admitted`) so the epoch's close does not recover
+every authorisation's signer a second time.
 
 Nothing a peer sends ends the service: malformed messages reset the stream, oversized ones are refused by
 the stream's size limit, and every await has a deadline.
@@ -32,8 +39,9 @@ import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -66,6 +74,8 @@ __all__ = [
     "ReceiptRefused",
     "ReceiptService",
     "ReceiptWindow",
+    "SyncGaveUp",
+    "SyncProgress",
     "admit_receipt",
     "fetch_missing",
 ]
@@ -74,11 +84,28 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = MAX_RECEIPT_BATCH * (MAX_COUNTERSIGNED_RECEIPT + 8) + 64
 MAX_SYNC_REQUEST_BYTES = 16 * 1024
-SYNC_TIMEOUT_S = 30.0
+SYNC_STALL_S = 30.0
+SYNC_CEILING_S = 3600.0
 
 
 class ReceiptRefused(ValidatorError):
     """A receipt this validator does not take; the message says why (the node reads it)."""
+
+
+class SyncGaveUp(ValidatorError):
+    """A fetch from another validator stopped: the peer sent nothing for a stall interval, or the
+    fetch ran past its ceiling. What it stored stays stored, and its `SyncProgress` says where to resume."""
+
+
+@dataclass
+class SyncProgress:
+    """How far fetches of one epoch from one peer got: pass the same one to the next `fetch_missing` to
+    resume after `after` (the last digest of the peer's listing already fetched) instead of listing the
+    epoch from its start. `complete` once a fetch reached the listing's end."""
+
+    after: bytes | None = None
+    stored: int = 0
+    complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,11 @@ class ReceiptService:
             credits=self._credits,
         )
 
+    async def store_admitted(self, receipts: Iterable[VerifiedReceipt]) -> list[str]:
+        """Store receipts `admit` took (`EvidenceStore.add_receipts`' statuses), with the fact that their
+        authorisations verified in this service's Credits domain."""
+        return await self.store.add_receipts(receipts, credits_verified_in=self.credits_domain)
+
     async def _read(self, stream: MessageStream, limit: int, expected: type):  # type: ignore[no-untyped-def]
         """The one message of a stream, or None after resetting a stream that sent a malformed one."""
         try:
@@ -241,7 +273,7 @@ class ReceiptService:
                     digest = _sha256(batch.receipts[index])
                     verdicts[index] = ReceiptVerdict(digest=digest, status="refused", reason=reason)
             admitted = [pair for pair, reason in zip(admitted, screened, strict=True) if reason is None]
-        statuses = await self.store.add_receipts(verified for _, verified in admitted)
+        statuses = await self.store_admitted(verified for _, verified in admitted)
         for (index, _), status in zip(admitted, statuses, strict=True):
             verdicts[index] = ReceiptVerdict(digest=_sha256(batch.receipts[index]), status=status)
         final = [v for v in verdicts if v is not None]
@@ -285,11 +317,13 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def _ask(host: StreamOpener, peer_id: str, request: ReceiptSyncRequest, expected: type, limit: int):  # type: ignore[no-untyped-def]
+async def _ask(
+    host: StreamOpener, peer_id: str, request: ReceiptSyncRequest, expected: type, limit: int, timeout: float
+) -> Any:
     stream = await host.open_stream(peer_id, RECEIPT_SYNC_PROTOCOL)
     try:
-        await stream.write_message(encode_message(request))
-        return decode_message(await stream.read_message(limit), expected)
+        await stream.write_message(encode_message(request), timeout=timeout)
+        return decode_message(await stream.read_message(limit, timeout=timeout), expected)
     finally:
         await stream.close()
 
@@ -300,45 +334,67 @@ async def fetch_missing(
     service: ReceiptService,
     epoch: int,
     *,
-    timeout: float = SYNC_TIMEOUT_S,
+    stall_seconds: float = SYNC_STALL_S,
+    ceiling_seconds: float = SYNC_CEILING_S,
+    progress: SyncProgress | None = None,
 ) -> int:
     """Fetch from validator `peer` the receipts of `epoch` this validator lacks, admit and store them;
-    returns how many were stored. Raises P2PError, ProtocolError or trio.TooSlowError when the peer fails,
-    misbehaves or stalls (what was stored before stays stored)."""
+    returns how many were stored. Each exchange with the peer (a page of its listing, a batch of
+    receipts) must be done within `stall_seconds`, and the whole fetch within `ceiling_seconds`, else
+    SyncGaveUp; a peer that fails or misbehaves raises P2PError or ProtocolError. Whatever the outcome,
+    what was stored stays stored and `progress` (when given) says how far the listing was fetched: the
+    next fetch given it resumes there, or starts over once a fetch was complete (the peer may hold more
+    by then)."""
+    progress = progress or SyncProgress()
+    if progress.complete:
+        progress.after, progress.complete = None, False
     added = 0
-    after: bytes | None = None
     peer_id = peer.peer_id
-    with trio.fail_after(timeout):
-        await host.connect_any(peer_id, peer.addrs)
-        while True:
-            page = await _ask(
-                host, peer_id, ReceiptSyncRequest(epoch=epoch, after=after), ReceiptDigests, 256 * 1024
-            )
-            if page.epoch != epoch:
-                raise ProtocolError(f"asked for epoch {epoch}, got a listing of epoch {page.epoch}")
-            if not page.digests:
-                break
-            held = set(await service.store.digests(epoch, after=after, until=page.digests[-1], limit=2**62))
-            missing = [d for d in page.digests if d not in held]
-            for start in range(0, len(missing), MAX_RECEIPT_BATCH):
-                wanted = tuple(missing[start : start + MAX_RECEIPT_BATCH])
-                batch = await _ask(
-                    host,
-                    peer_id,
-                    ReceiptSyncRequest(epoch=epoch, digests=wanted),
-                    ReceiptBatch,
-                    MAX_BATCH_BYTES,
+
+    async def exchange(request: ReceiptSyncRequest, expected: type, limit: int) -> Any:
+        with trio.move_on_after(stall_seconds):
+            return await _ask(host, peer_id, request, expected, limit, stall_seconds)
+        raise SyncGaveUp(f"validator {peer_id} sent nothing for {stall_seconds} s")
+
+    try:
+        with trio.fail_after(ceiling_seconds):
+            await host.connect_any(peer_id, peer.addrs)
+            while True:
+                after = progress.after
+                request = ReceiptSyncRequest(epoch=epoch, after=after)
+                page = await exchange(request, ReceiptDigests, 256 * 1024)
+                if page.epoch != epoch:
+                    raise ProtocolError(f"asked for epoch {epoch}, got a listing of epoch {page.epoch}")
+                if not page.digests:
+                    break
+                if after is not None and page.digests[0] <= after:  # a page ascends (its schema)
+                    raise ProtocolError("the listing does not go on after the digest asked for")
+                held = set(
+                    await service.store.digests(epoch, after=after, until=page.digests[-1], limit=2**62)
                 )
-                admitted = []
-                for data in batch.receipts:
-                    with contextlib.suppress(ReceiptRefused):  # a peer's bad receipt is not ours to keep
-                        verified = service.admit(data, epoch=epoch)
-                        if verified.digest in wanted:
-                            admitted.append(verified)
-                statuses = await service.store.add_receipts(admitted)
-                added += statuses.count("stored")
-            if not page.more:
-                break
-            after = page.digests[-1]
-    service.statistics().synced += added
+                missing = [d for d in page.digests if d not in held]
+                for start in range(0, len(missing), MAX_RECEIPT_BATCH):
+                    wanted = missing[start : start + MAX_RECEIPT_BATCH]
+                    request = ReceiptSyncRequest(epoch=epoch, digests=tuple(wanted))
+                    batch = await exchange(request, ReceiptBatch, MAX_BATCH_BYTES)
+                    asked = set(wanted)
+                    admitted = []
+                    for data in batch.receipts:
+                        with contextlib.suppress(ReceiptRefused):  # a peer's bad receipt is not ours to keep
+                            verified = service.admit(data, epoch=epoch)
+                            if verified.digest in asked:
+                                admitted.append(verified)
+                    stored = (await service.store_admitted(admitted)).count("stored")
+                    added += stored
+                    progress.stored += stored
+                progress.after = page.digests[-1]
+                if not page.more:
+                    break
+    except trio.TooSlowError:
+        raise SyncGaveUp(
+            f"the fetch of epoch {epoch} from validator {peer_id} ran past its ceiling of {ceiling_seconds} s"
+        ) from None
+    finally:
+        service.statistics().synced += added
+    progress.complete = True
     return added

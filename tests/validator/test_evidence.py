@@ -7,11 +7,12 @@ from chain.rewards import RewardParams
 from chain.snapshot import ChainSnapshot
 from protocols import envelope
 from protocols import testing as pt
+from protocols.eth import TypedDomain
 from protocols.inference import countersign_receipt, verify_countersigned_receipt
 from protocols.testing import countersigned_receipt
 from validator import settle_epoch
 from validator.evidence import open_evidence_store
-from validator.settlement import EpochMarket
+from validator.settlement import EpochMarket, receipt_commitment
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +44,32 @@ async def test_an_answer_is_stored_once_ever_and_the_smallest_digest_wins(tmp_pa
     small, large = sorted([first, second], key=lambda r: r.digest)
     async with trio_asyncio.open_loop(), open_evidence_store(tmp_path, epoch_ms=EPOCH_MS) as store:
         assert await store.add_receipts([large]) == ["stored"]
+        assert await store.commitment(EPOCH) == (1, receipt_commitment([large.digest]))
         assert await store.add_receipts([large, small]) == ["duplicate", "stored"]
+        assert await store.commitment(EPOCH) == (1, receipt_commitment([small.digest]))  # not a stale one
         assert await store.add_receipts([large]) == ["duplicate"]
         assert await store.digests(EPOCH) == [small.digest]
         facts, credits = await store.facts(EPOCH)
         assert [f.digest for f in facts] == [small.digest]
         assert list(credits.values()) == [first.receipt.credit]
         assert await store.countersigned([small.digest, b"\0" * 32]) == [small.countersigned]
+
+
+@pytest.mark.trio
+async def test_an_authorisation_counts_as_verified_only_in_the_domain_it_was_verified_in(tmp_path):
+    """The close takes the store's word for authorisations verified on their way in, so the store vouches
+    only for what its caller said it verified, in that domain: a store that outlived a redeployment
+    (another Credits contract, another domain) checks them again."""
+    checked, unchecked = _receipt(prompt="checked"), _receipt(prompt="unchecked")
+    redeployed = TypedDomain("Dolphin Network", "1", 31337, b"\2" * 20)
+    async with trio_asyncio.open_loop(), open_evidence_store(tmp_path, epoch_ms=EPOCH_MS) as store:
+        assert await store.add_receipts([checked], credits_verified_in=pt.TEST_DOMAIN) == ["stored"]
+        assert await store.add_receipts([unchecked]) == ["stored"]
+        _, credits = await store.facts(EPOCH)
+        digest_of = {credit: digest for digest, credit in credits.items()}
+        assert await store.verified_credits(EPOCH, pt.TEST_DOMAIN) == {digest_of[checked.receipt.credit]}
+        assert await store.verified_credits(EPOCH, redeployed) == set()
+        assert await store.verified_credits(EPOCH + 1, pt.TEST_DOMAIN) == set()
 
 
 @pytest.mark.trio

@@ -282,3 +282,36 @@ def test_a_forged_receipt_is_refused():
     receipt[-5] ^= 1
     with pytest.raises(ProtocolError):
         verify_countersigned_receipt(bytes(receipt))
+
+
+def test_authorisations_verified_on_the_way_in_are_not_recovered_again_and_settle_the_same(monkeypatch):
+    """The close took ~8 s of a 1M-receipt epoch recovering signers admission had already checked: those
+    the evidence store marks verified are taken as the wallet they name; the others are still checked, so
+    a forged authorisation that reached the store unverified still pays nothing."""
+    import validator.settlement as settlement
+
+    forged = dataclasses.replace(
+        authorisation(pt.eth_account(9), pt.identity(4).public_key), client=WALLET.address
+    )
+    receipts = [
+        _paid(2, 1, tokens_out=3),
+        _paid(3, 7, wallet=OTHER_WALLET, tokens_out=4),
+        countersigned_receipt(client_n=4, credit=forged, started_at_ms=START + 50, node_checks_credit=False),
+    ]
+    facts, credits = _facts(receipts)
+    recovered = []
+    original = settlement.eth_signer
+    monkeypatch.setattr(settlement, "eth_signer", lambda *a: recovered.append(a[0]) or original(*a))
+    checked_here = settle_epoch(EPOCH, EPOCH_MS, facts, credits, _snapshot(), _market())
+    assert len(recovered) == 3
+    recovered.clear()
+    honest = {digest for digest, credit in credits.items() if credit != forged}
+    trusted = settle_epoch(EPOCH, EPOCH_MS, facts, credits, _snapshot(), _market(), verified_credits=honest)
+    assert recovered == [forged]
+    assert trusted.payments.unpaid == {"authorisation not signed by its wallet": 1}
+    assert trusted.carry().to_json() == checked_here.carry().to_json()
+    assert (trusted.tree.root, trusted.debits, trusted.payments) == (
+        checked_here.tree.root,
+        checked_here.debits,
+        checked_here.payments,
+    )
