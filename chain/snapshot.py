@@ -19,7 +19,7 @@ Base rewards come from receipts (off chain) and the carried state and snapshot f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -57,6 +57,8 @@ class ChainSnapshot:
     registered: frozenset[str]
     slashed: frozenset[str]
     """Accounts slashed in the epoch's blocks."""
+    node_operators: Mapping[bytes, str] = field(default_factory=dict)
+    """keccak256(binary peer id) -> the operator the node is registered to at `block`."""
 
 
 def params_from_registry(names: Iterable[str], values: Iterable[int]) -> RewardParams:
@@ -154,10 +156,10 @@ def read_snapshot(
 
     covered = {checked_address(a) for a in accounts}
     covered |= {log["args"]["account"] for log in client.events("Bonding", "Bonded", to_block=block)}
+    registrations = _registrations(client, block)  # read once: the close needs both views of them
     nodes: dict[str, int] = {}
-    for event, step in (("NodeRegistered", 1), ("NodeUnregistered", -1)):
-        for log in client.events("Bonding", event, to_block=block):
-            nodes[log["args"]["operator"]] = nodes.get(log["args"]["operator"], 0) + step
+    for step, args in registrations:
+        nodes[args["operator"]] = nodes.get(args["operator"], 0) + step
     covered |= set(nodes)
 
     slashed = set()
@@ -178,6 +180,7 @@ def read_snapshot(
         params=read_params(client, block),
         active_bonds=bonds,
         registered=frozenset(a for a, count in nodes.items() if count > 0),
+        node_operators=_operators_of(registrations),
         slashed=frozenset(slashed),
     )
 
@@ -269,13 +272,23 @@ def closing_block(client: ChainClient, end_time: int) -> int | None:
 
 def read_node_operators(client: ChainClient, block: int | str) -> dict[bytes, str]:
     """keccak256(binary peer id) -> the operator it is registered to at `block` (from Bonding's events)."""
+    return _operators_of(_registrations(client, block))
+
+
+def _registrations(client: ChainClient, block: int | str) -> list[tuple[int, Any]]:
+    """Bonding's NodeRegistered (step 1) and NodeUnregistered (step -1) events up to `block`, in chain
+    order, as (step, args)."""
     logs = [
         (log["blockNumber"], log["logIndex"], step, log["args"])
         for event, step in (("NodeRegistered", 1), ("NodeUnregistered", -1))
         for log in client.events("Bonding", event, to_block=block)
     ]
+    return [(step, args) for _, _, step, args in sorted(logs, key=lambda item: (item[0], item[1]))]
+
+
+def _operators_of(registrations: Iterable[tuple[int, Any]]) -> dict[bytes, str]:
     operators: dict[bytes, str] = {}
-    for _, _, step, args in sorted(logs, key=lambda item: (item[0], item[1])):
+    for step, args in registrations:
         peer = bytes(args["peerIdHash"])
         if step > 0:
             operators[peer] = args["operator"]

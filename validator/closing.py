@@ -20,7 +20,6 @@ from chain.snapshot import (
     ChainSnapshot,
     closing_block,
     read_available_credit,
-    read_node_operators,
     read_pod_price,
     read_prices,
     read_settled_batches,
@@ -91,7 +90,7 @@ def close_on_chain(
     market = EpochMarket(
         prices=read_prices(chain, block, {f.model for f in receipts}),
         available=read_available_credit(chain, block, wallets, pending, epoch * epoch_ms // 1000),
-        operators=read_node_operators(chain, block),
+        operators=snapshot.node_operators,
         pod_per_unit=read_pod_price(chain, block, since),
         credits_domain=chain.domain("Credits"),
     )

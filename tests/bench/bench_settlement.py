@@ -931,11 +931,10 @@ async def _close(daemon: Any, counter: RequestCounter, stored: int, sizes: Sizes
         timers.wrap(daemon.store, "verified_credits", "store: authorisations verified on the way in")
         timers.wrap(daemon.store, "record_settlement", "store: recording the settlement")
         timers.wrap(epochs, "find_closing_block", "chain: finding the closing block")
-        timers.wrap(closing, "read_snapshot", "chain: snapshot (bonds, registrations, params)")
+        timers.wrap(closing, "read_snapshot", "chain: snapshot (bonds, node registrations, params)")
         timers.wrap(closing, "pending_debits", "chain: earlier epochs' pending debits")
         timers.wrap(closing, "read_prices", "chain: prices")
         timers.wrap(closing, "read_available_credit", "chain: credit (creditsOf)")
-        timers.wrap(closing, "read_node_operators", "chain: node operators")
         timers.wrap(closing, "read_pod_price", "chain: POD price (TWAP)")
         timers.wrap(epochs, "read_candidates", "chain: election candidates")
         original = closing.settle_epoch

@@ -16,6 +16,7 @@ from chain.snapshot import (
     read_available_credit,
     read_node_operators,
     read_pod_price,
+    read_snapshot,
 )
 from chain.testing import open_deployed_chain, reverted
 from chain.transactions import send
@@ -103,9 +104,11 @@ def test_closing_an_epoch_debits_exactly_and_pays_exactly_what_the_engine_comput
     tokens = sum(f.tokens for f in facts)
     wallet = bytes.fromhex(user.address[2:])
     assert settlement.payments.debits == {wallet: DEFAULT_PRICE * tokens // 10**6}
-    assert read_node_operators(operator, block) == {
+    registered = {
         facts[0].node_key and keccak256(peer_id_from_public_key(pt.identity(2).public_key)): operator.address
     }
+    assert read_node_operators(operator, block) == registered
+    assert read_snapshot(operator, block).node_operators == registered  # what the close pays by
     # The pair's spot price at deployment: 10M POD for 1M lUSD.
     assert read_pod_price(operator, block) == 10 * POD // USD
     assert settlement.emission == DEFAULT_PRICE * tokens * (10 * POD // USD) // 2 // 10**6
