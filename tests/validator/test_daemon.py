@@ -126,29 +126,28 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
 
 @pytest.mark.trio
 @pytest.mark.timeout(900)  # a chain, four processes and a quorum of decisions on a loaded machine
-async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(
-    tmp_path, relay, model, deployed_chain
-):
+async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_path, relay, model):
     from chain.client import ChainClient
+    from chain.testing import open_deployed_chain
     from node.registration import register_node
 
     model_dir, _ = model
-    with started_processes() as processes:
-        operator, bonded = await bonded_operator(deployed_chain)
+    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
+        operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
         cheat = chain_node(
             node_dir,
             model_dir,
             relay,
-            deployed_chain,
+            chain,
             ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
         await ready(processes, cheat)
         validators = []
         for index in (1, 2, 3):  # the dev chain's genesis validator set
             process = chain_validator(
-                tmp_path / f"validator-{index}", deployed_chain, index, model_dir, relay, *FAST_SAMPLING
+                tmp_path / f"validator-{index}", chain, index, model_dir, relay, *FAST_SAMPLING
             )
             validators.append(await ready(processes, process))
         assert all(v.ready["in_validator_set"] for v in validators)
@@ -165,8 +164,7 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(
         assert remaining == bonded - event["args"]["shares"] and event["args"]["shares"] == bonded // 2
         reporter = event["args"]["reporter"]
         assert reporter in {
-            ChainClient(deployed_chain.rpc_url, deployed_chain.deployment, deployed_chain.keys[i]).address
-            for i in (1, 2, 3)
+            ChainClient(chain.rpc_url, chain.deployment, chain.keys[i]).address for i in (1, 2, 3)
         }
         await wait_until(
             lambda: all(
