@@ -6,7 +6,9 @@ For tests and demos only: every key here is a well-known development key.
 
 from __future__ import annotations
 
+import math
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,13 +64,19 @@ def open_deployed_chain(data_dir: Path, *, accounts: int = 10, **options: Any) -
 @contextmanager
 def reverted(w3) -> Iterator[None]:
     """Whatever happens on the dev chain inside (blocks, balances, its clock) is undone on the way out:
-    tests that share one deployment each start from it, in any order."""
+    tests that share one deployment each start from it, in any order.
+
+    Anvil restarts its clock at the snapshot's block time, so a chain shared for minutes would fall that
+    far behind the wall clock that daemons and receipts go by; the clock is set to where it would be now,
+    as far ahead of the wall clock as it was when the snapshot was taken."""
+    ahead = max(0.0, w3.eth.get_block("latest")["timestamp"] - time.time())
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     try:
         yield
     finally:
         if not w3.provider.make_request("evm_revert", [snapshot]).get("result"):
             raise RuntimeError(f"the dev chain could not go back to snapshot {snapshot}")
+        w3.provider.make_request("evm_setTime", [math.ceil(time.time() + ahead)])
 
 
 def unserved_rpc_url() -> str:

@@ -69,6 +69,42 @@ def smollm2_model_dir(tmp_path_factory):
     return path
 
 
+SESSION_CHAIN_ACCOUNTS = 11
+"""Dev keys on the shared chain: the deployer and ten demo accounts (a full rotation of the validator set
+needs them all)."""
+
+
+@pytest.fixture(scope="session")
+def session_deployed_chain(tmp_path_factory):
+    """One Anvil chain with the whole system deployed, started once per session (per xdist worker): tests
+    reach it through `deployed_chain` or `module_deployed_chain`, which undo their changes, so each starts
+    from the deployment whatever ran before. A deployment with other options needs its own chain."""
+    from chain.testing import open_deployed_chain
+
+    with open_deployed_chain(tmp_path_factory.mktemp("chain"), accounts=SESSION_CHAIN_ACCOUNTS) as chain:
+        yield chain
+
+
+@pytest.fixture(scope="module")
+def module_deployed_chain(session_deployed_chain):
+    """The session's deployment for a module's shared setup; everything the module did is reverted after
+    its last test."""
+    from chain.testing import reverted
+
+    with reverted(session_deployed_chain.w3):
+        yield session_deployed_chain
+
+
+@pytest.fixture
+def deployed_chain(session_deployed_chain):
+    """The session's deployment as deployed; everything the test did is reverted after it. Daemons the test
+    started must be stopped by then (they are, when the test starts them inside its body)."""
+    from chain.testing import reverted
+
+    with reverted(session_deployed_chain.w3):
+        yield session_deployed_chain
+
+
 @pytest.fixture
 def relay(tmp_path_factory):
     """A relay process for the test's peers to bootstrap from. One per test: a relay that outlived earlier

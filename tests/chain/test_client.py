@@ -21,7 +21,7 @@ from chain.client import (
 from chain.deploy import DeploymentError
 from chain.devchain import time_travel
 from chain.merkle import RewardsTree
-from chain.testing import open_deployed_chain, unserved_rpc_url
+from chain.testing import unserved_rpc_url
 from chain.transactions import ChainUnavailable, TransactionFailed, read, send_signed
 
 POD = 10**18
@@ -30,9 +30,8 @@ DAY = 86400
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    with open_deployed_chain(tmp_path_factory.mktemp("client")) as chain:
-        yield chain
+def deployed(module_deployed_chain):
+    return module_deployed_chain
 
 
 def client_of(deployed, index):

@@ -20,7 +20,6 @@ from chain.deploy import (
     load_deployment,
 )
 from chain.devchain import dev_genesis_validators, open_devchain, time_travel
-from chain.testing import open_deployed_chain
 from chain.transactions import connect, deploy_contract, send
 
 POD = 10**18
@@ -31,9 +30,8 @@ GENESIS = dev_genesis_validators()
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    with open_deployed_chain(tmp_path_factory.mktemp("deploy")) as chain:
-        yield chain
+def deployed(module_deployed_chain):
+    return module_deployed_chain
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from eth_account import Account
 
 from chain.client import ChainClient, ExplainedRevert, bond_validators
 from chain.merkle import RewardsTree
-from chain.testing import open_deployed_chain, reverted, settle_root
+from chain.testing import reverted, settle_root
 from chain.transactions import send_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.chain]
@@ -18,16 +18,16 @@ LEAVES = 20
 
 
 @pytest.fixture(scope="module")
-def settled(tmp_path_factory):
+def settled(module_deployed_chain):
     """A 20-leaf tree of random accounts and amounts, settled as epoch 1 by three bonded validators."""
     rng = random.Random(20261122)
     earners = [Account.create(rng.randbytes(32)) for _ in range(LEAVES)]
     tree = RewardsTree.build({earner.address: rng.randrange(1, 10_000 * POD) for earner in earners})
-    with open_deployed_chain(tmp_path_factory.mktemp("merkle"), accounts=4) as deployed:
-        validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
-        bond_validators(validators)
-        settle_root(validators, 1, tree)
-        yield deployed, validators, tree, {earner.address: earner for earner in earners}
+    deployed = module_deployed_chain
+    validators = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys[1:4]]
+    bond_validators(validators)
+    settle_root(validators, 1, tree)
+    yield deployed, validators, tree, {earner.address: earner for earner in earners}
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ from chain.snapshot import (
     read_params,
     read_snapshot,
 )
-from chain.testing import open_deployed_chain
 from validator.strikes import DecisionFields
 
 POD = 10**18
@@ -48,26 +47,26 @@ def slash(validators, offender: str, slash_bps: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def epoch(tmp_path_factory):
+def epoch(module_deployed_chain):
     """Three validators; operator A bonded and registered, B registered then slashed, C registered then
     unregistered. Returns the chain, a reader, the accounts and the epoch's closing block."""
-    with open_deployed_chain(tmp_path_factory.mktemp("snapshot"), accounts=8) as deployed:
-        clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
-        validators, (a, b, c) = clients[1:4], clients[4:7]
-        bond_validators(validators)
-        for operator, amount, peer in ((a, 20_000, 1), (b, 5_000, 2), (c, 3_000, 3)):
-            operator.stake(amount * POD)
-            operator.bond()
-            operator.register_node(bytes([peer]) * 32)
-        c.unregister_node(bytes([3]) * 32)
-        start = deployed.w3.eth.block_number + 1
-        slash(validators, b.address, 1000)
-        closing = deployed.w3.eth.block_number
-        mine(deployed.w3)
-        # After the closing block: must not show in the snapshot.
-        a.stake(1_000 * POD)
-        a.bond()
-        yield deployed, clients[0], validators, (a, b, c), start, closing
+    deployed = module_deployed_chain
+    clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
+    validators, (a, b, c) = clients[1:4], clients[4:7]
+    bond_validators(validators)
+    for operator, amount, peer in ((a, 20_000, 1), (b, 5_000, 2), (c, 3_000, 3)):
+        operator.stake(amount * POD)
+        operator.bond()
+        operator.register_node(bytes([peer]) * 32)
+    c.unregister_node(bytes([3]) * 32)
+    start = deployed.w3.eth.block_number + 1
+    slash(validators, b.address, 1000)
+    closing = deployed.w3.eth.block_number
+    mine(deployed.w3)
+    # After the closing block: must not show in the snapshot.
+    a.stake(1_000 * POD)
+    a.bond()
+    yield deployed, clients[0], validators, (a, b, c), start, closing
 
 
 @pytest.mark.chain

@@ -10,7 +10,6 @@ import trio_asyncio
 from click.testing import CliRunner
 
 from chain.client import ChainClient
-from chain.testing import open_deployed_chain
 from cli.main import main
 from node.config import CONFIG_FILE, NodeConfig, load_config
 from node.ledger import open_ledger
@@ -108,24 +107,23 @@ def test_receipts_print_one_json_array_per_epoch_or_totals(tmp_path):
 
 @pytest.mark.chain
 @pytest.mark.process
-def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path):
-    with open_deployed_chain(tmp_path / "chain") as chain:
-        key_file = tmp_path / "operator.key"
-        key_file.write_text(chain.keys[4] + "\n")
-        key_file.chmod(0o600)
-        node_dir = tmp_path / "node"
-        args = ("node", "register", "--data-dir", str(node_dir), "--rpc-url", chain.rpc_url)
-        chain_args = ("--chain-dir", str(tmp_path / "chain"), "--key-file", str(key_file))
-        output = _run(*args, *chain_args)
-        binding = load_binding(node_dir)
-        assert f"0x{binding.operator.hex()}" in output and chain.keys[4].removeprefix("0x") not in output
-        assert binding.peer_id_hash == keccak256(node_peer_id(node_dir))
-        reader = ChainClient(chain.rpc_url, chain.deployment)
-        operator = reader.w3.to_checksum_address("0x" + binding.operator.hex())
-        assert reader.call("Bonding", "isNodeOf", operator, binding.peer_id_hash)
-        assert json.loads((node_dir / BINDING_FILE).read_text())["chain_id"] == chain.deployment.chain_id
-        # Registering again is refused by the contract, with its reason.
-        assert "AlreadyRegistered" in _run(*args, *chain_args, expect=1)
+def test_register_binds_the_node_on_chain_and_keeps_the_binding(tmp_path, deployed_chain):
+    key_file = tmp_path / "operator.key"
+    key_file.write_text(deployed_chain.keys[4] + "\n")
+    key_file.chmod(0o600)
+    node_dir = tmp_path / "node"
+    args = ("node", "register", "--data-dir", str(node_dir), "--rpc-url", deployed_chain.rpc_url)
+    chain_args = ("--chain-dir", str(deployed_chain.path.parent), "--key-file", str(key_file))
+    output = _run(*args, *chain_args)
+    binding = load_binding(node_dir)
+    assert f"0x{binding.operator.hex()}" in output and deployed_chain.keys[4].removeprefix("0x") not in output
+    assert binding.peer_id_hash == keccak256(node_peer_id(node_dir))
+    reader = ChainClient(deployed_chain.rpc_url, deployed_chain.deployment)
+    operator = reader.w3.to_checksum_address("0x" + binding.operator.hex())
+    assert reader.call("Bonding", "isNodeOf", operator, binding.peer_id_hash)
+    assert json.loads((node_dir / BINDING_FILE).read_text())["chain_id"] == deployed_chain.deployment.chain_id
+    # Registering again is refused by the contract, with its reason.
+    assert "AlreadyRegistered" in _run(*args, *chain_args, expect=1)
     missing = _run(
         "node",
         "register",

@@ -376,15 +376,17 @@ async def test_sigterm_drains_in_flight_answers_refuses_new_ones_and_exits_zero(
 
 
 @pytest.fixture
-def deployed(tmp_path):
+def deployed(tmp_path, deployed_chain):
     """A dev chain with the system deployed; an operator (dev key 4) and a client with credit (key 5)."""
     from chain.client import ChainClient
-    from chain.testing import open_deployed_chain
 
-    with open_deployed_chain(tmp_path / "chain") as chain:
-        wallet = ChainClient(chain.rpc_url, chain.deployment, chain.keys[5])
-        wallet.credits_deposit(5_000_000)
-        yield chain, ChainClient(chain.rpc_url, chain.deployment, chain.keys[4]), wallet
+    wallet = ChainClient(deployed_chain.rpc_url, deployed_chain.deployment, deployed_chain.keys[5])
+    wallet.credits_deposit(5_000_000)
+    yield (
+        deployed_chain,
+        ChainClient(deployed_chain.rpc_url, deployed_chain.deployment, deployed_chain.keys[4]),
+        wallet,
+    )
 
 
 @pytest.mark.slow

@@ -116,44 +116,44 @@ async def _publish_strike(data_dir, node, strike: StrikeReport) -> None:
 
 
 @pytest.mark.chain
-def test_a_registered_node_on_a_chain_shows_its_bond_and_only_validators_strikes(tmp_path, tiny_model_dir):
+def test_a_registered_node_on_a_chain_shows_its_bond_and_only_validators_strikes(
+    tmp_path, tiny_model_dir, deployed_chain
+):
     """Also an attack: a peer that is not a validator publishes a strike against the node over gossip; the
     operator's dashboard never shows it, and shows the strike a current validator publishes next."""
     from chain.client import ChainClient
-    from chain.testing import open_deployed_chain
     from node.registration import register_node
 
-    with open_deployed_chain(tmp_path / "chain") as chain:
-        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        binding = register_node(tmp_path / "node", operator)
-        bond = operator.status().active_bond_value
-        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-        process = node_process(tmp_path / "node", tiny_model_dir, *chain_args)
-        try:
-            trio.run(process.wait_ready, 180)
-            with open_page(process.ready["dashboard"]) as (page, errors):
-                wait_for(lambda: "reachable" in page.inner_text("#network"), what="the chain read")
-                network = page.inner_text("#network")
-                assert "0x" + binding.operator.hex() in network and "registered\nyes" in network
-                assert f"{bond // 10**18:,} POD" in network
-                assert "No strikes: validators are satisfied." in page.inner_text("#strikes")
-                claims = page.inner_text("#claims")
-                assert "claimed so far\n0 POD" in claims
-                assert "available to claim\nno rewards root yet" in claims
-                assert "needs the chain" not in page.inner_text("#epoch")
+    operator = ChainClient(deployed_chain.rpc_url, deployed_chain.deployment, deployed_chain.keys[4])
+    binding = register_node(tmp_path / "node", operator)
+    bond = operator.status().active_bond_value
+    chain_args = ("--rpc-url", deployed_chain.rpc_url, "--deployment", str(deployed_chain.path))
+    process = node_process(tmp_path / "node", tiny_model_dir, *chain_args)
+    try:
+        trio.run(process.wait_ready, 180)
+        with open_page(process.ready["dashboard"]) as (page, errors):
+            wait_for(lambda: "reachable" in page.inner_text("#network"), what="the chain read")
+            network = page.inner_text("#network")
+            assert "0x" + binding.operator.hex() in network and "registered\nyes" in network
+            assert f"{bond // 10**18:,} POD" in network
+            assert "No strikes: validators are satisfied." in page.inner_text("#strikes")
+            claims = page.inner_text("#claims")
+            assert "claimed so far\n0 POD" in claims
+            assert "available to claim\nno rewards root yet" in claims
+            assert "needs the chain" not in page.inner_text("#epoch")
 
-                forged = _strike(chain, 6, process.peer_id)  # dev key 6 is no validator
-                trio.run(_publish_strike, tmp_path / "forger", process, forged)
-                real = _strike(chain, 1, process.peer_id)  # dev key 1 is a genesis validator
-                trio.run(_publish_strike, tmp_path / "validator", process, real)
-                wait_for(lambda: "too_slow" in page.inner_text("#strikes"), what="the validator's strike")
-                strikes = page.inner_text("#strikes")
-                assert real.evidence_hash.hex() in strikes and "0x" + real.validator.hex() in strikes
-                assert "wrong_model" not in strikes and "0x" + forged.validator.hex() not in strikes
-                assert "below the model's minimum speed" in strikes  # what to do about it
-                assert errors == []
-        except BaseException:
-            print(process.log_tail(4000))
-            raise
-        finally:
-            process.stop()
+            forged = _strike(deployed_chain, 6, process.peer_id)  # dev key 6 is no validator
+            trio.run(_publish_strike, tmp_path / "forger", process, forged)
+            real = _strike(deployed_chain, 1, process.peer_id)  # dev key 1 is a genesis validator
+            trio.run(_publish_strike, tmp_path / "validator", process, real)
+            wait_for(lambda: "too_slow" in page.inner_text("#strikes"), what="the validator's strike")
+            strikes = page.inner_text("#strikes")
+            assert real.evidence_hash.hex() in strikes and "0x" + real.validator.hex() in strikes
+            assert "wrong_model" not in strikes and "0x" + forged.validator.hex() not in strikes
+            assert "below the model's minimum speed" in strikes  # what to do about it
+            assert errors == []
+    except BaseException:
+        print(process.log_tail(4000))
+        raise
+    finally:
+        process.stop()

@@ -10,7 +10,6 @@ import trio
 
 from chain.client import ChainClient
 from chain.rewards import POD
-from chain.testing import open_deployed_chain
 from node.models import load_manifest
 from node.registration import register_node
 from node.testing import running_pool
@@ -31,20 +30,20 @@ CREDIT = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory, tiny_model_dir):
+def network(tmp_path_factory, tiny_model_dir, module_deployed_chain):
     base = tmp_path_factory.mktemp("chain-routing")
-    with open_deployed_chain(base / "chain") as chain:
-        bonded = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        bonded.stake(20_000 * POD)
-        bonded.bond()
-        unbonded = ChainClient(chain.rpc_url, chain.deployment, chain.keys[6])
-        register_node(base / "node-0", bonded)
-        register_node(base / "node-1", unbonded)
-        wallet = ChainClient(chain.rpc_url, chain.deployment, chain.keys[5])
-        wallet.credits_deposit(5 * CREDIT)
-        chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
-        with running_pool(base, tiny_model_dir, direct=2, hidden=1, node_args=chain_args) as (relay, nodes):
-            yield chain, relay, nodes, load_manifest(tiny_model_dir).model_id(), wallet
+    chain = module_deployed_chain
+    bonded = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
+    bonded.stake(20_000 * POD)
+    bonded.bond()
+    unbonded = ChainClient(chain.rpc_url, chain.deployment, chain.keys[6])
+    register_node(base / "node-0", bonded)
+    register_node(base / "node-1", unbonded)
+    wallet = ChainClient(chain.rpc_url, chain.deployment, chain.keys[5])
+    wallet.credits_deposit(5 * CREDIT)
+    chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
+    with running_pool(base, tiny_model_dir, direct=2, hidden=1, node_args=chain_args) as (relay, nodes):
+        yield chain, relay, nodes, load_manifest(tiny_model_dir).model_id(), wallet
 
 
 def _config(chain, relay, wallet_key: str | None = None) -> LightConfig:

@@ -8,7 +8,6 @@ import trio
 import trio_asyncio
 
 from chain.client import ChainClient
-from chain.testing import open_deployed_chain
 from p2p.testing import open_host_group
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -28,13 +27,13 @@ USD = 10**6
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(module_deployed_chain):
     """Node pt.identity(2) registered to an operator; a funded wallet (key 5) and one without credit (6)."""
-    with open_deployed_chain(tmp_path_factory.mktemp("admission"), accounts=7) as deployed:
-        clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
-        clients[4].register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))
-        clients[5].credits_deposit(10 * USD)
-        yield deployed, clients
+    deployed = module_deployed_chain
+    clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
+    clients[4].register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))
+    clients[5].credits_deposit(10 * USD)
+    yield deployed, clients
 
 
 def _wallet(client: ChainClient) -> EthAccount:

@@ -18,7 +18,7 @@ from chain.snapshot import (
     read_pod_price,
     read_snapshot,
 )
-from chain.testing import open_deployed_chain, reverted
+from chain.testing import reverted
 from chain.transactions import send
 from protocols import testing as pt
 from protocols.eth import EthAccount, keccak256
@@ -39,17 +39,17 @@ DEFAULT_PRICE = USD // 2  # chain.deploy's default: 0.5 lUSD per million tokens
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
+def network(module_deployed_chain):
     """Three validators, an operator whose node is pt.identity(2), an API user with 100 lUSD of credit."""
-    with open_deployed_chain(tmp_path_factory.mktemp("closing"), accounts=7) as deployed:
-        clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
-        validators, operator, user = clients[1:4], clients[4], clients[5]
-        bond_validators(validators)
-        operator.stake(20_000 * POD)
-        operator.bond()
-        operator.register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))
-        user.credits_deposit(100 * USD)
-        yield deployed, validators, operator, user
+    deployed = module_deployed_chain
+    clients = [ChainClient(deployed.rpc_url, deployed.deployment, key) for key in deployed.keys]
+    validators, operator, user = clients[1:4], clients[4], clients[5]
+    bond_validators(validators)
+    operator.stake(20_000 * POD)
+    operator.bond()
+    operator.register_node(keccak256(peer_id_from_public_key(pt.identity(2).public_key)))
+    user.credits_deposit(100 * USD)
+    yield deployed, validators, operator, user
 
 
 @pytest.fixture(autouse=True)

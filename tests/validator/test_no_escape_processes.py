@@ -23,7 +23,6 @@ import dataclasses
 import pytest
 import trio
 
-from chain.testing import open_deployed_chain
 from node.registration import register_node
 from p2p import HostConfig, open_host, signed_message_validator
 from pool.bans import BanRules
@@ -76,26 +75,30 @@ async def _until(predicate, timeout: float) -> None:
 
 
 @pytest.mark.trio
-async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_one(tmp_path, relay, model):
+async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_one(
+    tmp_path, relay, model, deployed_chain
+):
     """Attack (security review): the BANS check needed only strikes of two current validators, and
     validators signed a decision once they had counted every strike, whatever they added up to."""
     model_dir, _ = model
-    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
-        operator, bonded = await bonded_operator(chain)
+    with started_processes() as processes:
+        operator, bonded = await bonded_operator(deployed_chain)
         node_dir = tmp_path / "node"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
-        node = await ready(processes, chain_node(node_dir, model_dir, relay, chain))
+        node = await ready(processes, chain_node(node_dir, model_dir, relay, deployed_chain))
         node_key = public_key_from_peer_id(peer_id_from_text(node.peer_id))
         async with (
             open_host(HostConfig(tmp_path / "outsider", bootstrap=(relay.addr,))) as outsider,
-            open_light_client(_config(chain, relay)) as router,
+            open_light_client(_config(deployed_chain, relay)) as router,
         ):
             strikes_seen = await outsider.gossip.subscribe(
                 STRIKES_TOPIC, signed_message_validator(StrikeReport)
             )
             minor = {"max_ttft_ms": 1, "exclude_points": 12}  # every answer is too slow for them
             validators = [
-                await ready(processes, _validator(tmp_path, chain, i, model_dir, relay, FAST_SAMPLING, minor))
+                await ready(
+                    processes, _validator(tmp_path, deployed_chain, i, model_dir, relay, FAST_SAMPLING, minor)
+                )
                 for i in (1, 2, 3)
             ]
             for validator in validators:
@@ -132,7 +135,7 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
             honest, checker = next(iter(strikes.values())), validators[2]
             heavy = {"reason": "wrong_model", "severity": rules.severities["wrong_model"]}
             old, downgraded = (
-                [_resigned(honest, chain.keys[i], domain, epoch=epoch, **heavy) for i in (1, 2)]
+                [_resigned(honest, deployed_chain.keys[i], domain, epoch=epoch, **heavy) for i in (1, 2)]
                 for epoch in (notice.epoch - rules.window_epochs, notice.epoch)
             )
             counted = metric(checker, "dolphin_validator_strikes_received_total", reproduced="yes")
@@ -174,18 +177,18 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
 
 @pytest.mark.trio
 async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_all_the_same(
-    tmp_path, relay, model
+    tmp_path, relay, model, deployed_chain
 ):
     model_dir, _ = model
-    with open_deployed_chain(tmp_path / "chain") as chain, started_processes() as processes:
-        operator, bonded = await bonded_operator(chain)
+    with started_processes() as processes:
+        operator, bonded = await bonded_operator(deployed_chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
         cheat = chain_node(
             node_dir,
             model_dir,
             relay,
-            chain,
+            deployed_chain,
             ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
         await ready(processes, cheat)
@@ -194,10 +197,12 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
             operator.call, "Bonding", "isNodeOf", operator.address, peer_hash
         )
         quiet = [  # started first, so that they hear the first strike
-            await ready(processes, _validator(tmp_path, chain, i, model_dir, relay, QUIET_SAMPLING))
+            await ready(processes, _validator(tmp_path, deployed_chain, i, model_dir, relay, QUIET_SAMPLING))
             for i in (2, 3)
         ]
-        first = await ready(processes, _validator(tmp_path, chain, 1, model_dir, relay, FAST_SAMPLING))
+        first = await ready(
+            processes, _validator(tmp_path, deployed_chain, 1, model_dir, relay, FAST_SAMPLING)
+        )
 
         def slashed() -> list:
             events = operator.events("Slashing", "StrikeExecuted")
@@ -221,7 +226,9 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
         # The other validators start sampling it in earnest (restarted; they keep the strike they counted).
         for index, validator in zip((2, 3), quiet, strict=True):
             validator.stop(timeout=60)
-            await ready(processes, _validator(tmp_path, chain, index, model_dir, relay, FAST_SAMPLING))
+            await ready(
+                processes, _validator(tmp_path, deployed_chain, index, model_dir, relay, FAST_SAMPLING)
+            )
         await _until(slashed, timeout=300)
         (event,) = await trio.to_thread.run_sync(slashed)
         assert event["args"]["shares"] == bonded // 2

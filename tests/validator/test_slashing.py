@@ -12,7 +12,6 @@ import trio
 import trio_asyncio
 
 from chain.client import ChainClient
-from chain.testing import open_deployed_chain
 from protocols.eth import keccak256
 from protocols.keys import Identity, peer_id_from_public_key
 from tests.validator.cheats import (
@@ -45,13 +44,13 @@ CHEATS = (
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
+def deployed(module_deployed_chain):
     """A deployed dev chain; dev key 4 is an operator with 300,000 POD bonded."""
-    with open_deployed_chain(tmp_path_factory.mktemp("chain")) as chain:
-        operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
-        operator.stake(300_000 * POD)
-        operator.bond()
-        yield chain, operator
+    chain = module_deployed_chain
+    operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[4])
+    operator.stake(300_000 * POD)
+    operator.bond()
+    yield chain, operator
 
 
 @contextlib.asynccontextmanager
