@@ -82,9 +82,13 @@ class Credits(_Area):
         """Credit less a pending withdrawal request: what nodes may serve against."""
         return int(self._call("spendableOf", user))
 
-    def price_of(self, model: bytes) -> int:
+    def price_of(self, model: bytes, block: Block = "latest") -> int:
         """The price of a million tokens of `model` (its id)."""
-        return int(self._call("priceOf", model))
+        return int(self._call("priceOf", model, block=block))
+
+    def is_settled(self, batch_id: bytes) -> bool:
+        """Whether the debit batch `batch_id` has landed."""
+        return bool(self._call("isSettled", batch_id))
 
 
 class Slashing(_Area):
@@ -165,10 +169,18 @@ class RewardsDistributor(_Area):
 
     contract = "RewardsDistributor"
 
-    def active_root(self) -> tuple[int, bytes]:
+    def active_root(self, block: Block = "latest") -> tuple[int, bytes]:
         """(epoch, root) of the active root; epoch 0 while none is."""
-        epoch, root, _ = self._call("activeRoot")
+        epoch, root, _ = self._call("activeRoot", block=block)
         return int(epoch), bytes(root)
+
+    def proposed_root(self, epoch: int) -> tuple:
+        """The root proposed for `epoch` and its state, as the contract returns them."""
+        return tuple(self._call("proposedRoot", epoch))
+
+    def claimed_of(self, account: str, block: Block = "latest") -> int:
+        """What `account` has claimed of its rewards so far."""
+        return int(self._call("claimedOf", account, block=block))
 
 
 class PaymentToken(_Area):

@@ -294,7 +294,7 @@ async def _check_registration(chain, binding: OperatorBinding | None) -> None:  
         return
     try:
         registered = await trio.to_thread.run_sync(
-            chain.call, "Bonding", "isNodeOf", chain.w3.to_checksum_address(operator), binding.peer_id_hash
+            chain.bonding.is_node_of, chain.w3.to_checksum_address(operator), binding.peer_id_hash
         )
     except ChainError as exc:
         log.warning("could not check the node's registration: %s", exc)

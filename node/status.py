@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -291,17 +291,13 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
 
     def facts() -> ChainFacts:
         block = read(lambda: chain.w3.eth.block_number, "reading the block number", rpc_url=chain.rpc_url)
-
-        def at(contract: str, function: str, *args: object) -> Any:
-            return chain.call(contract, function, *args, block=block)
-
         registered, bond, claimed = False, 0, 0
         if binding is not None:
             operator = chain.w3.to_checksum_address("0x" + binding.operator.hex())
-            registered = bool(at("Bonding", "isNodeOf", operator, binding.peer_id_hash))
-            bond = at("StakedPOD", "convertToAssets", at("Bonding", "activeBondOf", operator))
-            claimed = at("RewardsDistributor", "claimedOf", operator)
-        root_epoch, root, _total = at("RewardsDistributor", "activeRoot")
+            registered = chain.bonding.is_node_of(operator, binding.peer_id_hash, block)
+            bond = chain.staked_pod.convert_to_assets(chain.bonding.active_bond_of(operator, block), block)
+            claimed = chain.rewards_distributor.claimed_of(operator, block)
+        root_epoch, root = chain.rewards_distributor.active_root(block)
         members = frozenset(bytes.fromhex(m[2:]) for m in chain.validator_set(block).members)
         return ChainFacts(
             block=block,
@@ -309,8 +305,8 @@ def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainR
             bond=bond,
             rewards_claimed=claimed,
             active_root_epoch=root_epoch,
-            active_root=bytes(root),
-            price_per_million=at("Credits", "priceOf", model),
+            active_root=root,
+            price_per_million=chain.credits.price_of(model, block),
             emission_revenue_bps=read_params(chain, block).emission_revenue_bps,
             validators=members,
         )

@@ -607,7 +607,7 @@ async def track_credit(
     address = to_checksum_address(wallet.account.address)
     while True:
         try:
-            wallet.available = await trio.to_thread.run_sync(chain.call, "Credits", "spendableOf", address)
+            wallet.available = await trio.to_thread.run_sync(chain.credits.spendable_of, address)
         except ChainError as exc:
             log.warning("could not read this wallet's credit (keeping %s): %s", wallet.available, exc)
         if wallet.available == 0:

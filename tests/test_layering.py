@@ -77,6 +77,7 @@ def test_each_package_map_names_every_module(package):
 @pytest.mark.parametrize("package", sorted(OURS - {"chain"}))
 def test_only_chain_names_contract_functions(package):
     """Above chain/, contracts are read through its typed areas (`client.bonding.slashable_of(...)`)."""
-    calls = re.compile(r"\.(call|transact)\(\s*\"[A-Z]\w*\",")
+    # `.call("Bonding", …)`, and the same handed on: `run_sync(chain.call, "Bonding", …)`.
+    calls = re.compile(r"\.(call|transact)(\(|,)\s*\"[A-Z]\w*\",")
     wrong = [str(p.relative_to(ROOT)) for p in _sources(package) if calls.search(p.read_text())]
     assert not wrong, f"read contracts through chain.areas (ChainClient's typed reads) in {wrong}"

@@ -475,7 +475,7 @@ class SettlementService:
         """Raise CarryMismatch when the chain holds a root for `epoch` (proposed or activated by a quorum)
         and ours differs: this validator lacks receipts or its carry is not the incumbents'. Nothing of
         such an epoch is recorded or signed, and nothing after it builds on it."""
-        proposed = await self._on_chain(self.chain.call, "RewardsDistributor", "proposedRoot", epoch)
+        proposed = await self._on_chain(self.chain.rewards_distributor.proposed_root, epoch)
         root, status = bytes(proposed[0]), proposed[4]
         if status not in (1, 3):  # pending or activated (a revoked root is no reference)
             return
@@ -524,7 +524,7 @@ class SettlementService:
         epoch, tree = record.epoch, record.tree
         assert tree is not None
         status, activates_at = await self._on_chain(self.chain.root_status, epoch)
-        active_epoch = (await self._on_chain(self.chain.call, "RewardsDistributor", "activeRoot"))[0]
+        active_epoch = (await self._on_chain(self.chain.rewards_distributor.active_root))[0]
         now = await self._on_chain(self.chain.chain_time)
         final = {"activated": "activated", "revoked": "revoked"}.get(status)
         if status in ("none", "pending") and active_epoch >= epoch > 0:
@@ -578,7 +578,7 @@ class SettlementService:
         )
 
     async def _advance_debit(self, record: SettlementRecord, batch: DebitBatch, rule: QuorumRule) -> None:
-        if await self._on_chain(self.chain.call, "Credits", "isSettled", batch.batch_id):
+        if await self._on_chain(self.chain.credits.is_settled, batch.batch_id):
             await self.store.update_settlement(record.epoch, debit_settled=batch.batch_id)
             log.info("debit batch %d of epoch %d is settled", batch.batch_id, record.epoch)
             return
