@@ -344,7 +344,7 @@ class LightClient:
         candidates = self.watcher.candidates(request.model)
         if not candidates:
             await self.watcher.wait_for_members(request.model, self._wait_for_nodes())
-        counter = request.counter or await self.counter_of(request.model)
+        counter = request.counter
         while len(attempts) < self.settings.max_attempts:
             delivered_tokens = sum(len(piece.token_ids) for piece in delivered)
             remaining = request.max_tokens - delivered_tokens
@@ -365,6 +365,10 @@ class LightClient:
                 if not attempts:
                     raise NoNodeAvailable(self._why_nobody(request))
                 break
+            if counter is None:
+                # Counted once a member is known: asked before discovery listed one, the fetch had no peer
+                # to ask and the bill would be held to the byte bound, which a node can inflate to.
+                counter = await self.counter_of(request.model)
             tried.add(chosen.peer_id)
             answer.node = chosen.peer_id
             contact: NodeContact = contacts[chosen.peer_id]

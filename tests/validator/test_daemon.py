@@ -136,6 +136,16 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
         operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
+        validators = []
+        for index in (1, 2, 3):  # the dev chain's genesis validator set
+            process = chain_validator(
+                tmp_path / f"validator-{index}", chain, index, model_dir, relay, *FAST_SAMPLING
+            )
+            validators.append(await ready(processes, process))
+        assert all(v.ready["in_validator_set"] for v in validators)
+        # The cheater joins once every validator listens: gossip is not replayed, and a validator started
+        # after the first strikes could uphold no notice built on them, so each would sign a decision on
+        # its own notice and none would reach a quorum (seen when the validators started seconds apart).
         cheat = chain_node(
             node_dir,
             model_dir,
@@ -144,13 +154,6 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
             ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
         await ready(processes, cheat)
-        validators = []
-        for index in (1, 2, 3):  # the dev chain's genesis validator set
-            process = chain_validator(
-                tmp_path / f"validator-{index}", chain, index, model_dir, relay, *FAST_SAMPLING
-            )
-            validators.append(await ready(processes, process))
-        assert all(v.ready["in_validator_set"] for v in validators)
 
         def slashed() -> list:
             events = operator.events("Slashing", "StrikeExecuted")
