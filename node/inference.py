@@ -378,14 +378,19 @@ class InferenceService:
             duration_ms=_now_ms() - started_ms,
             error="the engine failed while answering" if failure is not None else None,
         )
-        # Counted before the end goes out: a client that reads it and leaves has taken the answer.
+        # From before the end goes out: a client that reads it (or only the pieces) and leaves has taken
+        # the answer, and the ticket lapses unless a countersignature comes back.
         ticket = self.unacknowledged.answered(payer)
-        await stream.write_message(end)
-        self._statistics.served += 1
-        ttft = sender.first_token_at - started if sender.first_token_at is not None else None
-        self.metrics.served("network", tokens_in=tokens_in, tokens_out=exchange.tokens_out, ttft_s=ttft)
-        if await self._take_receipt(stream, exchange):
-            self.unacknowledged.settled(ticket)
+        countersigned = False
+        try:
+            await stream.write_message(end)
+            self._statistics.served += 1
+            ttft = sender.first_token_at - started if sender.first_token_at is not None else None
+            self.metrics.served("network", tokens_in=tokens_in, tokens_out=exchange.tokens_out, ttft_s=ttft)
+            countersigned = await self._take_receipt(stream, exchange)
+        finally:
+            if not countersigned:
+                self.unacknowledged.lapsed(ticket)
 
     async def _take_receipt(self, stream: MessageStream, exchange: NodeExchange) -> bool:
         """Read the countersigned receipt and acknowledge it; whether it was a valid countersignature

@@ -6,7 +6,10 @@ whole answer and walk away, leaving the node nothing to claim. So the node keeps
 whose receipts came back neither countersigned nor refused with a reason in the last `window_s` seconds
 (the payer is the wallet whose credit authorisation covered the request; for an unpaid request, the peer
 that sent it). Once a payer holds `budget` of them, its next requests are refused with the code
-"unacknowledged" until the oldest ages out of the window. A countersignature settles the answer it is for.
+"unacknowledged" until the oldest ages out of the window. An answer counts only once the wait for its
+receipt ended without a countersignature: answers whose receipts are still on their way do not, so a
+client (a gateway) with several requests in flight at once is not refused for them; a freeloader gains
+at most the answers it can hold in flight once, then its lapsed ones count.
 
 Why a budget and not one strike: an honest client can lose a connection between the answer and its
 countersignature, or refuse to countersign a bill it cannot check; a few such answers per hour cost the
@@ -72,21 +75,17 @@ class UnacknowledgedAnswers:
         return self.owed(payer) < self.budget
 
     def answered(self, payer: bytes) -> _Ticket:
-        """An answer to `payer` went out: it counts until `settled` with the returned ticket."""
-        ticket = _Ticket(payer, self.clock())
-        tickets = self._pending(payer)
+        """An answer to `payer` is going out: `lapsed` with the returned ticket unless its receipt comes
+        back countersigned."""
+        return _Ticket(payer, self.clock())
+
+    def lapsed(self, ticket: _Ticket) -> None:
+        """The wait for the answer's receipt ended without a countersignature: it counts from now."""
+        ticket.at = self.clock()
+        tickets = self._pending(ticket.payer)
         if tickets is None:
-            tickets = self._open[payer] = deque()
+            tickets = self._open[ticket.payer] = deque()
             while len(self._open) > self.max_payers:
                 self._open.popitem(last=False)
-        self._open.move_to_end(payer)
+        self._open.move_to_end(ticket.payer)
         tickets.append(ticket)
-        return ticket
-
-    def settled(self, ticket: _Ticket) -> None:
-        """The answer's receipt came back countersigned."""
-        tickets = self._open.get(ticket.payer)
-        if tickets is not None and ticket in tickets:
-            tickets.remove(ticket)
-            if not tickets:
-                del self._open[ticket.payer]

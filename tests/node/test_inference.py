@@ -3,6 +3,7 @@ framing limits and deadlines): encrypted answers, receipts, hostile peers."""
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 
@@ -388,7 +389,9 @@ async def test_a_wallet_that_never_countersigns_is_not_served_again_and_again(tm
     async with _network(tmp_path, tiny_engine, payments=policy, limits=limits) as net:
         for _ in range(3):
             assert await _take_answer_without_countersigning(net, freeloader) is None
-        assert net.service.unacknowledged.owed(b"wallet:" + freeloader.address) == 3
+        # Each counts once the node's wait for its receipt ends (the closed stream), not while it runs.
+        owed = functools.partial(net.service.unacknowledged.owed, b"wallet:" + freeloader.address)
+        await wait_until(lambda: owed() == 3, timeout=10)
         refusal = await _take_answer_without_countersigning(net, freeloader)
         assert refusal is not None and "never countersigned" in refusal
         assert net.service.statistics().refusals == {"unacknowledged": 1}
