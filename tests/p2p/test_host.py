@@ -201,6 +201,19 @@ async def test_a_dead_connection_to_the_relay_is_replaced_and_its_circuits_dial_
                 await client.open_stream(relay.peer_id, "/dolphin/test/nobody-speaks/1")
             assert network.get_connections(relay_id) == [held]
 
+            # One still starting (py-libp2p waits 0.5 s for that, then refuses the stream) is kept too,
+            # and so is every stream it carries: closing the peer's connections there had reset answers
+            # in flight on them (CI, twelve asks at once through the relay).
+            relay.set_stream_handler(ECHO, _echo)
+            in_flight = await client.open_stream(relay.peer_id, ECHO)
+            held.event_started = trio.Event()
+            with pytest.raises(DialError):
+                await client.open_stream(relay.peer_id, ECHO)
+            held.event_started.set()
+            assert network.get_connections(relay_id) == [held]
+            await in_flight.write_message(b"still here")
+            assert await in_flight.read_message(1024) == b"still here"
+
 
 @pytest.mark.integration
 @pytest.mark.trio
