@@ -31,6 +31,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.exceptions import RawConnError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
@@ -376,7 +377,7 @@ class DolphinHost:
         except trio.TooSlowError as error:
             raise DialError(f"opening {protocol} to {peer.to_base58()} took over {deadline} s") from error
         except Exception as error:
-            if "protocol" in str(error).lower() and "negotiat" in str(error).lower():
+            if any(_refused_protocol(cause) for cause in _causes(error)):
                 raise ProtocolNotSupported(f"{peer.to_base58()} does not speak {protocol}") from error
             raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
         return Stream(raw, self.config.timeouts.stream_io)
@@ -624,6 +625,14 @@ def dial_failure_reason(error: BaseException) -> str:
         if isinstance(cause, OSError) and isinstance(cause.errno, int):
             return os.strerror(cause.errno)
     return str(error) or type(error).__name__
+
+
+def _refused_protocol(error: BaseException) -> bool:
+    """Whether `error` is the peer answering "na" to every protocol offered: py-libp2p 0.8.1 says so only
+    in the message of a plain MultiselectClientError (the ProtocolNotSupportedError is not chained)."""
+    return isinstance(error, ProtocolNotSupportedError) or (
+        isinstance(error, MultiselectClientError) and str(error).startswith("protocols not supported")
+    )
 
 
 def _upgrade_failed(error: BaseException) -> bool:
