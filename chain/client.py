@@ -629,11 +629,15 @@ class ChainClient:
 
     # ------------------------------------------------------------------ credits
 
-    def credits_deposit(self, amount: int) -> int:
-        """Deposit `amount` payment-token units as credit; returns the new credit."""
+    def credits_deposit(self, amount: int, user: str | None = None) -> int:
+        """Deposit `amount` payment-token units as credit, ours or `user`'s (`depositFor`: a validator
+        funding its challenge wallets, a gateway topping up a user); returns that credit now."""
         self._approve("PaymentToken", "Credits", amount)
-        self.transact("Credits", "deposit", amount)
-        return self.credits.credit_of(self.address)
+        if user is None:
+            self.transact("Credits", "deposit", amount)
+            return self.credits.credit_of(self.address)
+        self.transact("Credits", "depositFor", checked_address(user), amount)
+        return self.credits.credit_of(checked_address(user))
 
     def credits_request_withdrawal(self, amount: int) -> int:
         """Ask to withdraw `amount` of credit; returns the time it unlocks."""

@@ -723,11 +723,18 @@ def credits_group() -> None:
 
 @credits_group.command("deposit")
 @click.argument("amount")
+@click.option(
+    "--for",
+    "user",
+    metavar="ADDRESS",
+    help="Credit this address instead of the key's own (e.g. a validator's challenge wallet); the key pays.",
+)
 @connection_options
-def credits_deposit_command(connection: Connection, amount: str) -> None:
+def credits_deposit_command(connection: Connection, amount: str, user: str | None) -> None:
     """Deposit AMOUNT of the payment token as credit."""
-    credit = connection.client().credits_deposit(parse_units(amount, USD_DECIMALS))
-    click.echo(f"Deposited {amount}; credit now {format_units(credit, USD_DECIMALS)}.")
+    credit = connection.client().credits_deposit(parse_units(amount, USD_DECIMALS), user)
+    whose = f"{checked_address(user)}'s credit" if user is not None else "credit"
+    click.echo(f"Deposited {amount}; {whose} now {format_units(credit, USD_DECIMALS)}.")
 
 
 @credits_group.command("withdraw")

@@ -44,7 +44,9 @@ from protocols.keys import peer_id_from_text
 from runtime.ready import DataDirInUse
 from validator.audit import audit_node
 from validator.calibration import thresholds_for
+from validator.challenge_wallets import challenge_accounts, challenge_seed
 from validator.config import (
+    CHALLENGE_KEY_FILE,
     KEY_FILE,
     PROFILES,
     SETTINGS,
@@ -289,6 +291,35 @@ def audit_command(
             click.echo(f"  - {failure}")
     if result["verdict"] != "pass":
         sys.exit(1)
+
+
+@group.command("challenge-wallets")
+@_setting(
+    "--data-dir",
+    setting="data_dir",
+    type=_PATH,
+    default=ValidatorConfig.data_dir,
+    help=f"The validator's data dir: the seed is <data dir>/{CHALLENGE_KEY_FILE} (written if missing).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1024),
+    default=ValidatorConfig.challenge_wallets,
+    show_default=True,
+    help="How many wallets (the validator's `challenge_wallets` setting).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of addresses on stdout.")
+def challenge_wallets_command(data_dir: Path, count: int, as_json: bool) -> None:
+    """The wallets challenges pay from, one address a line: fund each with credit
+    (`dolphin chain credits deposit`) from a wallet that is not the validator's own, in amounts and at
+    times like users' (docs/validator.md, "Challenge wallets"); a node that sees the validator's wallet
+    pay, or one funder fill them all at once, knows a challenge when it sees one."""
+    try:
+        accounts = challenge_accounts(challenge_seed(data_dir.expanduser() / CHALLENGE_KEY_FILE), count)
+    except ValidatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    addresses = ["0x" + account.address.hex() for account in accounts]
+    click.echo(json.dumps(addresses) if as_json else "\n".join(addresses))
 
 
 @group.command("rewards")

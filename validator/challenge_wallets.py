@@ -35,6 +35,7 @@ from validator.errors import ValidatorError
 __all__ = [
     "Deposit",
     "challenge_accounts",
+    "challenge_seed",
     "open_challenge_wallets",
     "pick_wallet",
     "plan_funding",
@@ -57,18 +58,22 @@ def challenge_accounts(seed: bytes, count: int) -> list[EthAccount]:
     return [EthAccount(key) for key in keys]
 
 
-def open_challenge_wallets(path: Path, count: int, domain: TypedDomain) -> list[CreditWallet]:
-    """The challenge wallets of the seed in `path` (written, mode 0600, when missing), as light-client
-    wallets of the Credits `domain`, their addresses logged for funding; their credit is unknown until
-    read (`track_challenge_credit`)."""
+def challenge_seed(path: Path) -> bytes:
+    """The challenge wallets' seed in `path`, written (mode 0600) when missing."""
     if not path.exists():
         write_atomically(path, ("0x" + os.urandom(32).hex() + "\n").encode(), mode=0o600)
         log.info("wrote the challenge wallets' seed to %s", path)
     try:
-        seed = bytes.fromhex(read_key_file(path).removeprefix("0x"))
+        return bytes.fromhex(read_key_file(path).removeprefix("0x"))
     except (ChainError, ValueError) as exc:
         raise ValidatorError(f"the challenge wallet seed {path} is unusable: {exc}") from exc
-    wallets = [CreditWallet(account, domain) for account in challenge_accounts(seed, count)]
+
+
+def open_challenge_wallets(path: Path, count: int, domain: TypedDomain) -> list[CreditWallet]:
+    """The challenge wallets of the seed in `path` (`challenge_seed`), as light-client wallets of the
+    Credits `domain`, their addresses logged for funding; their credit is unknown until read
+    (`track_challenge_credit`)."""
+    wallets = [CreditWallet(account, domain) for account in challenge_accounts(challenge_seed(path), count)]
     log.info(
         "challenge wallets (fund each with credit, not from the validator's wallet: docs/validator.md): %s",
         " ".join("0x" + wallet.account.address.hex() for wallet in wallets),

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from eth_account import Account
 
+from chain.address import checked_address
 from chain.devchain import dev_private_keys, open_devchain, time_travel
 from chain.merkle import RewardsTree
 from chain.testing import unserved_rpc_url
@@ -146,6 +147,12 @@ def test_redeem_needs_a_cooldown_and_says_so(chain):
 def test_credits_deposit_and_withdraw(chain, tiny_model_dir):
     account = 7
     assert "credit now 100" in chain.run("credits", "deposit", "100", key=account)
+    # Crediting another address (a validator's challenge wallet): the key pays, the address is credited.
+    wallet = "0x" + "5a" * 20
+    funded = chain.run("credits", "deposit", "7", "--for", wallet, key=account)
+    assert f"{checked_address(wallet)}'s credit now 7" in funded
+    refused = chain.run("credits", "deposit", "7", "--for", "0x12", key=account, expect=1)
+    assert "not an Ethereum address" in refused
     assert "Withdrawal of 40 requested" in chain.run("credits", "withdraw", "40", key=account)
     locked = chain.run("credits", "withdraw", key=account, expect=1)
     assert "CreditsWithdrawalLocked" in locked and "Your withdrawal unlocks at" in locked
