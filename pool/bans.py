@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from p2p import Validator, signed_message_validator
@@ -72,6 +72,14 @@ class BanRules:
         return epoch - self.window_epochs < strike_epoch <= epoch
 
 
+def canonical_order(strikes: Sequence[StrikeReport]) -> list[StrikeReport]:
+    """Strikes by epoch, then signature: the order every validator gives the same strikes, whatever order
+    it heard them in, so that their notices have one evidence hash and one first striker (the reporter).
+    In the order each heard them, validators that heard them differently each signed their own decision;
+    a notice in another order (a publisher picking its reporter) is refused."""
+    return sorted(strikes, key=lambda strike: (strike.epoch, strike.signature))
+
+
 def ban_shortfall(
     notice: BanNotice,
     rules: BanRules,
@@ -81,6 +89,8 @@ def ban_shortfall(
 ) -> str | None:
     """Why `notice`'s strikes do not justify its ban under `rules`, or None when they do (module docstring).
     `signer_of` is a strike's verified signer; `reason_of` the reason it counts for (None: not counted)."""
+    if list(notice.strikes) != canonical_order(notice.strikes):
+        return "its strikes are not in their canonical order (by epoch, then signature)"
     best: dict[bytes, int] = {}
     for strike in notice.strikes:
         signer = signer_of(strike)

@@ -205,7 +205,13 @@ class ValidatorConfig:
         default=(),
         metadata=doc("Without a chain: the validator addresses whose strikes count (this one is added)."),
     )
-    standing_interval: float = field(default=60.0, metadata=doc("Seconds between NodeStanding publications."))
+    standing_interval: float = field(
+        default=60.0,
+        metadata=doc(
+            "Seconds between NodeStanding publications, and republications of the bans and strikes held; "
+            "a ban's slashing decision is signed two of these (and 5 s) after the ban arrived."
+        ),
+    )
     chain_refresh: float = field(
         default=60.0, metadata=doc("Seconds between re-reads of the validator set from the chain.")
     )

@@ -71,7 +71,7 @@ from validator.metrics import ValidatorMetrics, build_app
 from validator.prompts import GENERATED, Chat
 from validator.reference import Reference, open_reference
 from validator.sampler import ChallengeFailed, ChallengeSender
-from validator.service import Validator
+from validator.service import Validator, decision_settle_s
 from validator.state import open_state
 from validator.status import ValidatorStatus
 from validator.strikes import StrikePolicy
@@ -308,6 +308,7 @@ async def _open_validator(  # type: ignore[no-untyped-def]
         ),
         chain=chain,
         epoch_seconds=config.epoch_seconds,
+        decision_settle_s=decision_settle_s(config.standing_interval),  # it republishes at that interval
         on_slash=metrics.slashes.inc,
     )
     await validator.load()

@@ -1,8 +1,9 @@
 """Validators of the validator topics: only validators strike and sign decisions, bans need several, and a
 user report must be the reporter's own answer.
 
-- A strike report travels in an envelope signed by the reporting validator's peer key, and carries the
-  validator wallet's EIP-712 signature; the wallet must be a current validator (`is_validator`), else the
+- A strike report travels in an envelope signed by the peer that published it (the striking validator's,
+  or another validator's republishing it for those that missed it), and carries the striking validator
+  wallet's EIP-712 signature; the wallet must be a current validator (`is_validator`), else the
   report is rejected and its forwarder scored down. Whether its evidence shows a failure is checked after
   acceptance, by re-running the checks (`Validator.on_strike`): that takes a model, not a gossip callback.
 - A ban notice must carry strike reports about the banned node signed by at least `min_strikes` distinct

@@ -88,7 +88,17 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], Awaitable[None]]
 STANDING_TTL_MS = 10 * 60 * 1000
 MAX_PENDING_BANS = 4  # per node: notices waiting for strikes we have not received yet
+DECISION_SETTLE_MARGIN_S = 5.0  # over two republish rounds (`decision_settle_s`): gossip's own delay
 MAX_AUDITED = 100_000  # shared answers remembered, so one answer is never checked (or struck) twice
+
+
+def decision_settle_s(republish_interval_s: float) -> float:
+    """How long a validator holds a ban before signing its decision: two rounds of `republish` and a
+    margin, so that every validator holds every strike and every notice of the node (a validator started
+    after the first strikes gets them only then) and all keep the same lowest-hash notice. Signed sooner,
+    validators that started seconds apart each signed a decision on a notice of their own, and none
+    reached a quorum: the caught operator kept its bond."""
+    return 2 * republish_interval_s + DECISION_SETTLE_MARGIN_S
 
 
 class Validator:
@@ -480,7 +490,9 @@ class Validator:
                 notice.operator, notice.node_key, block
             ):
                 slash_bps = self.chain.slash_bps(block)
-                fields = decision_fields(signed, self._full_strikes, slash_bps=slash_bps)
+                fields = decision_fields(
+                    signed, self._full_strikes, slash_bps=slash_bps, epoch_seconds=self.epoch_seconds
+                )
                 taken, cut = self.chain.forfeit(notice.operator, slash_bps, block)
                 forfeited, slash_reporter = taken - cut, fields.reporter
             reporter = next(
@@ -520,7 +532,9 @@ class Validator:
             notice = signed.message
             if not await trio.to_thread.run_sync(self.chain.slashable, notice.operator, notice.node_key):
                 continue
-            fields = decision_fields(signed, self._full_strikes, slash_bps=slash_bps)
+            fields = decision_fields(
+                signed, self._full_strikes, slash_bps=slash_bps, epoch_seconds=self.epoch_seconds
+            )
             signature = eth_sign(
                 StrikeDecisionSignature,
                 self.wallet,
@@ -646,17 +660,17 @@ class Validator:
         )
 
     async def republish(self) -> None:
-        """Publish our bans and our strikes of the current window again: gossip is best effort, and a
-        validator that joined late or missed a message still needs them (receivers ignore repeats)."""
+        """Publish the bans we hold and the strikes we counted in the current window again, whoever first
+        published them: gossip is best effort, and a validator that joined late or missed a message still
+        needs them to uphold the same notice as the others, also when their publisher is gone (receivers
+        ignore repeats)."""
         epoch = self.epoch
         for signed in self._bans.values():
-            if signed.signer == self.peer.public_key:
-                await self.publish(BANS_TOPIC, signed.raw)
-        for strike in self._full_strikes.values():
-            if strike.validator == self.address and epoch - self.policy.window_epochs < strike.epoch:
-                await self.publish(
-                    STRIKES_TOPIC, envelope.sign(strike, self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
-                )
+            await self.publish(BANS_TOPIC, signed.raw)
+        counted = {s.signature for node in self.book.nodes() for s in self.book.strikes(node, epoch)}
+        for signature in sorted(counted):
+            data = envelope.sign(self._full_strikes[signature], self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
+            await self.publish(STRIKES_TOPIC, data)
 
 
 def _is_user_report(item: bytes) -> bool:

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from chain.quorum import QuorumRule
-from pool.bans import DEFAULT_SEVERITIES, BanRules
+from pool.bans import DEFAULT_SEVERITIES, BanRules, canonical_order
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.inference import verify_countersigned_receipt
@@ -154,6 +154,10 @@ class StrikeBook:
             for s in self._strikes.get(node_key, {}).values()
             if epoch - self.policy.window_epochs < s.epoch <= epoch
         ]
+
+    def nodes(self) -> list[bytes]:
+        """The nodes with a counted strike."""
+        return list(self._strikes)
 
     def points(self, node_key: bytes, epoch: int) -> int:
         return sum(self._severity(s) for s in self.strikes(node_key, epoch))
@@ -286,11 +290,17 @@ class DecisionFields:
 
 
 def decision_fields(
-    notice: envelope.Signed[BanNotice], full_strikes: Mapping[bytes, StrikeReport], *, slash_bps: int
+    notice: envelope.Signed[BanNotice],
+    full_strikes: Mapping[bytes, StrikeReport],
+    *,
+    slash_bps: int,
+    epoch_seconds: int,
 ) -> DecisionFields:
     """The decision on a ban (module docstring). `full_strikes` maps strike signatures to the strikes with
     their evidence (as first received), where the user reports are; `slash_bps` is the chain's
-    (`Slashing.slashBps`)."""
+    (`Slashing.slashBps`). Every field comes from the notice's message, none from its envelope: two
+    validators that published the same ban at different moments sign one decision (its deadline runs
+    from the start of the ban's epoch)."""
     ban = notice.message
     reporter = ban.strikes[0].validator
     for strike in ban.strikes:
@@ -303,7 +313,7 @@ def decision_fields(
         evidence_hash=ban.evidence_hash(),
         slash_bps=slash_bps,
         reporter=reporter,
-        deadline=notice.issued_at_ms // 1000 + DECISION_LIFETIME_S,
+        deadline=ban.epoch * epoch_seconds + DECISION_LIFETIME_S,
     )
 
 
@@ -383,7 +393,9 @@ def reward_rows(
 
 
 def ban_notice(strikes: Sequence[StrikeReport], *, epoch: int, reason: str | None = None) -> BanNotice:
-    """A permanent ban justified by `strikes` (all about one node), carrying them without evidence."""
+    """A permanent ban justified by `strikes` (all about one node), carrying them without evidence, in
+    their canonical order (`pool.bans.canonical_order`)."""
+    strikes = canonical_order(strikes)
     first = strikes[0]
     return BanNotice(
         node_key=first.node_key,

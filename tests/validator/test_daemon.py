@@ -136,16 +136,20 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
         operator, bonded = await bonded_operator(chain)
         node_dir = tmp_path / "cheat"
         await trio.to_thread.run_sync(register_node, node_dir, operator)
-        validators = []
-        for index in (1, 2, 3):  # the dev chain's genesis validator set
-            process = chain_validator(
-                tmp_path / f"validator-{index}", chain, index, model_dir, relay, *FAST_SAMPLING
+        # One validator listens when the cheater joins; the other two start once it struck, so they miss
+        # its first strike (gossip is not replayed) and learn of it only from republications. All three
+        # must still sign one decision: a full run once saw each sign one on a notice of its own (strikes
+        # in the order each heard them, deadlines from each one's clock) and no quorum form. The rules
+        # behind it are attacked deterministically in test_service and test_strikes.
+        settings = {"standing_interval": 5.0}  # republications, and the decision two of them later
+
+        def validator(index: int):  # type: ignore[no-untyped-def]
+            directory = tmp_path / f"validator-{index}"
+            return chain_validator(
+                directory, chain, index, model_dir, relay, *FAST_SAMPLING, settings=settings
             )
-            validators.append(await ready(processes, process))
-        assert all(v.ready["in_validator_set"] for v in validators)
-        # The cheater joins once every validator listens: gossip is not replayed, and a validator started
-        # after the first strikes could uphold no notice built on them, so each would sign a decision on
-        # its own notice and none would reach a quorum (seen when the validators started seconds apart).
+
+        validators = [await ready(processes, validator(1))]
         cheat = chain_node(
             node_dir,
             model_dir,
@@ -154,6 +158,12 @@ async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_pat
             ("tests.validator.cheating_node", "other-seed", "--", "-v", "node"),
         )
         await ready(processes, cheat)
+        await wait_until(
+            lambda: metric(validators[0], "dolphin_validator_strikes_published_total") >= 1, timeout=240
+        )
+        for index in (2, 3):  # the rest of the dev chain's genesis validator set
+            validators.append(await ready(processes, validator(index)))
+        assert all(v.ready["in_validator_set"] for v in validators)
 
         def slashed() -> list:
             events = operator.events("Slashing", "StrikeExecuted")

@@ -138,6 +138,34 @@ async def test_a_cheat_is_struck_reverified_excluded_then_banned(
         assert all(not s.evidence for s in notice.strikes)  # evidence stays with the strikes
 
 
+async def test_a_validator_that_joins_late_upholds_the_ban_when_its_striker_has_gone(
+    tmp_path, cheat_engine, reference, thresholds
+):
+    # Gossip is not replayed: a validator started after the strikes, once the validator that published
+    # the first strike and the ban is gone, learns of them only from the others' republications. When each
+    # republished only its own, it could uphold no notice built on them and signed a decision no quorum
+    # joined (three validators started seconds apart: three notices, one signature each).
+    keys = NodeKeys()
+    node = keys.identity.public_key
+    async with _validators(tmp_path, reference, thresholds) as (bus, (first, second, third)):
+        bus.members.remove(third)  # not started yet
+        await _judge(first, cheat_engine, reference, keys, CHALLENGES[:1])
+        await _judge(second, cheat_engine, reference, keys, CHALLENGES[:1])
+        assert first.status(node) == second.status(node) == "banned"
+        held = second._bans[node]
+        # Whichever of the two published the notice both keep (the lowest hash) goes; the other stays.
+        gone, stays = (first, second) if held.signer == first.peer.public_key else (second, first)
+        assert stays._bans[node].raw == gone._bans[node].raw == held.raw
+        bus.members.remove(gone)
+        bus.join(third)
+        assert third.status(node) == "good"
+        await stays.republish()
+        assert third.status(node) == "banned"
+        # The third may have published a notice of its own on the same strikes: in their canonical order,
+        # it is the same ban, and both sign one decision on it.
+        assert third._bans[node].message == stays._bans[node].message
+
+
 async def test_a_strike_without_a_reproducible_failure_does_not_count(
     tmp_path, honest_engine, reference, thresholds
 ):
@@ -288,7 +316,7 @@ async def test_a_user_report_raises_suspicion_but_a_sniped_report_earns_nothing(
         for strike in ban.message.strikes:
             full = third._full_strikes[strike.signature]
             assert len(full.evidence) == 1 and user_reporter(full) is None  # the report is not evidence
-        fields = decision_fields(ban, third._full_strikes, slash_bps=5000)
+        fields = decision_fields(ban, third._full_strikes, slash_bps=5000, epoch_seconds=third.epoch_seconds)
         assert fields.reporter == ban.message.strikes[0].validator != user_wallet
 
 

@@ -1,9 +1,11 @@
 """The rules of strikes as plain data: which user report a ban rests on, and awards that never exceed what
 the caught node forfeits (so banning one's own throwaway nodes, or speaking first, never pays)."""
 
+import dataclasses
+
 import pytest
 
-from pool.bans import BanRules
+from pool.bans import BanRules, ban_shortfall
 from protocols import envelope
 from protocols import testing as pt
 from protocols.inference import ClientExchange, NodeExchange
@@ -116,3 +118,16 @@ def test_a_validator_applies_the_chains_ban_rules_over_its_config():
     book = StrikeBook(policy.with_rules(rules))
     assert book.policy.ban_rules() == rules
     assert book.policy.exclude_points == 12  # never above the ban threshold
+
+
+def test_a_ban_lists_its_strikes_in_one_order_and_a_notice_in_another_is_refused():
+    """Validators that heard the same strikes in different orders made notices with different evidence
+    hashes and first strikers, and each signed a decision no quorum joined; a publisher ordering them to
+    make itself the reporter would pick who is paid."""
+    ban = _ban()
+    assert list(ban.strikes) == sorted(ban.strikes, key=lambda s: (s.epoch, s.signature))
+    assert ban_notice(list(reversed(ban.strikes)), epoch=ban.epoch) == ban
+    rules = BanRules(ban_points=16, ban_validators=2)
+    assert ban_shortfall(ban, rules, lambda _: True, lambda s: s.validator) is None
+    reordered = dataclasses.replace(ban, strikes=tuple(reversed(ban.strikes)))
+    assert "canonical order" in ban_shortfall(reordered, rules, lambda _: True, lambda s: s.validator)
