@@ -6,7 +6,7 @@ import pytest
 
 from p2p import GossipMessage, Verdict, signed_message_validator
 from pool.attestations import attestation_validator
-from pool.bans import BanRules
+from pool.bans import BanRules, canonical_order
 from protocols import envelope
 from protocols import testing as pt
 from protocols.keys import Identity, peer_id_from_public_key, peer_id_to_text
@@ -106,7 +106,7 @@ def _ban(*strikes, epoch=7):
         epoch=epoch,
         until_epoch=0,
         reason=strikes[0].reason,
-        strikes=strikes,
+        strikes=tuple(canonical_order(strikes)),  # as validators list them
     )
     return _gossip(VALIDATOR_PEER, envelope.sign(notice, VALIDATOR_PEER))
 
@@ -133,7 +133,7 @@ def test_an_outsiders_notice_of_counted_strikes_that_do_not_add_up_bans_no_one()
             epoch=epoch,
             until_epoch=0,
             reason=strikes[0].reason,
-            strikes=strikes,
+            strikes=tuple(canonical_order(strikes)),
         )
         return _gossip(outsider, envelope.sign(notice, outsider))
 

@@ -9,7 +9,7 @@ import trio
 from chain import areas
 from p2p import GossipMessage, Verdict
 from pool.attestations import AttestationBook
-from pool.bans import DEFAULT_SEVERITIES, BanList
+from pool.bans import DEFAULT_SEVERITIES, BanList, canonical_order
 from pool.chainfacts import ChainFacts
 from pool.standing import StandingBook
 from protocols import envelope
@@ -104,7 +104,7 @@ def _ban(*validator_ns: int, ttl_ms: int | None = None) -> GossipMessage:
         epoch=1,
         until_epoch=0,
         reason="wrong_model",
-        strikes=tuple(strikes),
+        strikes=tuple(canonical_order(strikes)),  # as validators list them
     )
     return _gossip(PUBLISHER, envelope.sign(notice, PUBLISHER, ttl_ms=ttl_ms))
 

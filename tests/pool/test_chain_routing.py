@@ -14,6 +14,7 @@ from node.models import load_manifest
 from node.registration import register_node
 from node.testing import running_pool
 from p2p import HostConfig, open_host
+from pool.bans import canonical_order
 from pool.errors import NoNodeAvailable
 from pool.light import VALIDATORS_DOMAIN_CONTRACT, LightConfig, open_light_client
 from pool.routing import Preferences
@@ -140,7 +141,7 @@ def _ban(
         epoch=epoch,
         until_epoch=0,
         reason=reason,
-        strikes=tuple(strikes),
+        strikes=tuple(canonical_order(strikes)),  # as validators list them
     )
 
 
