@@ -293,13 +293,14 @@ def audit_command(
         sys.exit(1)
 
 
+def _existing_data_dir(help: str):  # type: ignore[no-untyped-def]
+    """The --data-dir of the commands that read a validator's data dir (default: the daemon's)."""
+    return _setting("--data-dir", setting="data_dir", type=_PATH, default=ValidatorConfig.data_dir, help=help)
+
+
 @group.command("challenge-wallets")
-@_setting(
-    "--data-dir",
-    setting="data_dir",
-    type=_PATH,
-    default=ValidatorConfig.data_dir,
-    help=f"The validator's data dir: the seed is <data dir>/{CHALLENGE_KEY_FILE} (written if missing).",
+@_existing_data_dir(
+    f"The validator's data dir: the seed is <data dir>/{CHALLENGE_KEY_FILE} (written if missing)."
 )
 @click.option(
     "--count",
@@ -323,13 +324,7 @@ def challenge_wallets_command(data_dir: Path, count: int, as_json: bool) -> None
 
 
 @group.command("rewards")
-@_setting(
-    "--data-dir",
-    setting="data_dir",
-    type=_PATH,
-    default=ValidatorConfig.data_dir,
-    help="The validator's data dir.",
-)
+@_existing_data_dir("The validator's data dir.")
 @click.option("--epoch", type=click.IntRange(0), help="Only this epoch.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
 def rewards_command(data_dir: Path, epoch: int | None, as_json: bool) -> None:

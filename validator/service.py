@@ -667,10 +667,12 @@ class Validator:
         epoch = self.epoch
         for signed in self._bans.values():
             await self.publish(BANS_TOPIC, signed.raw)
-        counted = {s.signature for node in self.book.nodes() for s in self.book.strikes(node, epoch)}
-        for signature in sorted(counted):
-            data = envelope.sign(self._full_strikes[signature], self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
-            await self.publish(STRIKES_TOPIC, data)
+        for node in self.book.nodes():
+            for strike in self.book.strikes(node, epoch):
+                full = self._full_strikes[strike.signature]
+                await self.publish(
+                    STRIKES_TOPIC, envelope.sign(full, self.peer, ttl_ms=StrikeReport.MAX_TTL_MS)
+                )
 
 
 def _is_user_report(item: bytes) -> bool:
