@@ -102,6 +102,19 @@ class ChainFacts:
         rules = BanRules.from_chain(self.reader.slashing.strike_rules())
         return validators, registered, bonded, rules
 
+    def ask_again(self) -> bool:
+        """Forget every "no" for a node's registration or an operator's bond, so that the next question
+        about it is read from the chain again; whether there was any. A node is often heard of before its
+        registration is mined: without this, the "no" read then stood until the next round (`refresh_s`)
+        and a client asking in between found no node at all."""
+        noes = [key for key, yes in self._registered.items() if not yes]
+        noes_bonded = [operator for operator, yes in self._bonded.items() if not yes]
+        for key in noes:
+            del self._registered[key]
+        for operator in noes_bonded:
+            del self._bonded[operator]
+        return bool(noes or noes_bonded)
+
     @property
     def unread(self) -> bool:
         """Whether something was asked about that the chain has not been read for yet (its answer so far

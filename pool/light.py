@@ -345,6 +345,7 @@ class LightClient:
         if not candidates:
             await self.watcher.wait_for_members(request.model, self._wait_for_nodes())
         counter = request.counter
+        asked_again = False
         while len(attempts) < self.settings.max_attempts:
             delivered_tokens = sum(len(piece.token_ids) for piece in delivered)
             remaining = request.max_tokens - delivered_tokens
@@ -362,6 +363,9 @@ class LightClient:
             if chosen is None:
                 if not attempts and await self._chain_facts_arrived():
                     continue  # a node just heard of was judged unregistered before the chain was read
+                if not attempts and not asked_again and self._ask_chain_again():
+                    asked_again = True
+                    continue  # a node judged unregistered or unbonded may have registered since
                 if not attempts:
                     raise NoNodeAvailable(self._why_nobody(request))
                 break
@@ -456,6 +460,10 @@ class LightClient:
 
     def _wait_for_nodes(self) -> float:
         return self.host.deadline(self.settings.wait_for_nodes, self.settings.wait_for_nodes_round_trips)
+
+    def _ask_chain_again(self) -> bool:
+        """Have the chain read again for every node or operator it answered "no" for; whether any."""
+        return self.watcher.chain is not None and self.watcher.chain.ask_again()
 
     async def _chain_facts_arrived(self, timeout: float = 10.0) -> bool:
         """Wait (up to `timeout` s) for the chain facts asked about but not read yet; whether they came."""

@@ -5,6 +5,8 @@ Three node processes: node-0 registered by a bonded operator, node-1 registered 
 bond, hidden-0 unregistered.
 """
 
+import dataclasses
+
 import pytest
 import trio
 
@@ -191,3 +193,37 @@ async def test_a_banned_node_is_never_chosen_and_one_validator_cannot_ban(networ
         with pytest.raises(NoNodeAvailable):
             await client.ask(model, [("user", "hi")], max_tokens=2, preferences=Preferences(nodes="bonded"))
         assert await _nodes_that_answer(client, model, 6) == {unbonded_node.peer_id}
+
+
+@pytest.fixture
+def unregistered_pool(deployed_chain, tiny_model_dir, tmp_path):
+    """A relay and one node whose heartbeat names its operator, which has not registered it on chain (yet:
+    the test does). Yields (chain, relay, operator, binding)."""
+    chain = deployed_chain
+    operator = ChainClient(chain.rpc_url, chain.deployment, chain.keys[6])
+    binding = register_node(tmp_path / "node-0", operator)
+    operator.unregister_node(binding.peer_id_hash)
+    chain_args = ("--rpc-url", chain.rpc_url, "--deployment", str(chain.path))
+    with running_pool(tmp_path, tiny_model_dir, direct=1, hidden=0, node_args=chain_args) as (relay, _):
+        yield chain, relay, operator, binding
+
+
+@pytest.mark.trio
+async def test_a_node_registered_after_the_client_first_read_no_answers_at_once(
+    unregistered_pool, tiny_model_dir
+):
+    """A gateway often hears of a node before its registration is mined (the demo's gateway did); the
+    "no" it read then must not stand until the next round of chain reads (an hour here)."""
+    chain, relay, operator, binding = unregistered_pool
+    config = dataclasses.replace(_config(chain, relay), chain_refresh_s=3600.0)
+    model = load_manifest(tiny_model_dir).model_id()
+    async with open_light_client(config) as client:
+        with trio.fail_after(90):
+            while not (client.watcher.candidates(model) and not client.watcher.chain.unread):
+                await client.watcher.wait_for_members(model, 5)
+                await trio.sleep(0.3)
+        with pytest.raises(NoNodeAvailable):
+            await client.ask(model, [("user", "Anyone?")], max_tokens=3)
+        operator.register_node(binding.peer_id_hash)
+        answer = await client.ask(model, [("user", "Anyone now?")], max_tokens=3)
+        assert answer.tokens_delivered > 0
