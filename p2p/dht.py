@@ -114,6 +114,11 @@ class Dht:
         self._kad = kad
         self._host = host
         self._timeout = query_timeout
+        # Called with the servers asked when a lookup found nobody; True when it mended something (p2p.host
+        # sets it: dead connections forgotten, bootstrap peers dialled again), and the lookup is then tried
+        # once more. py-libp2p keeps a dead connection listed, and its provider query answers a failed
+        # stream as it does "no providers": without this every lookup through it finds nobody, for good.
+        self.recover: Callable[[list[ID]], Awaitable[bool]] | None = None
 
     @property
     def mode(self) -> str:
@@ -189,7 +194,9 @@ class Dht:
         dials and queries in a row). Dialable addresses from the records are added to the peerstore, so
         `open_stream` can reach them.
         """
-        members, servers = await self._find_members(manifest_hash, limit, quick=quick)
+        members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
+        if not members and silent and self.recover is not None and await self.recover(silent):
+            members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
         records: dict[str, PoolRecord] = {}
         limiter = trio.CapacityLimiter(8)
 
@@ -257,14 +264,16 @@ class Dht:
 
     async def _find_members(
         self, manifest_hash: bytes, limit: int, *, quick: bool
-    ) -> tuple[list[ID], list[ID]]:
-        """The pool's members (providers), and the servers that named at least one of them."""
+    ) -> tuple[list[ID], list[ID], list[ID]]:
+        """The pool's members (providers), the servers that named at least one of them, and those that
+        named none (or failed: py-libp2p does not tell the two apart)."""
         # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool
         # member would only ever find itself; ask the closest servers directly instead.
         key = pool_provider_key(manifest_hash)
         store = self._kad.provider_store
         found: dict[ID, None] = {info.peer_id: None for info in store.get_providers(key)}
         answered: list[ID] = []
+        silent: list[ID] = []
         asked: set[ID] = {self._host.get_id()}
 
         async def ask(peer_id: ID) -> None:
@@ -273,9 +282,9 @@ class Dht:
                     providers, _closer = await store._get_providers_from_peer_with_closers(peer_id, key)
                 except Exception as error:  # a dead or hostile server: skip it
                     logger.debug("provider query to %s failed: %r", peer_id, error)
+                    silent.append(peer_id)
                     return
-                if providers:
-                    answered.append(peer_id)
+                (answered if providers else silent).append(peer_id)
                 for info in providers:
                     found.setdefault(info.peer_id, None)
 
@@ -297,7 +306,7 @@ class Dht:
                 nursery.start_soon(walk, nursery)
             if quick and found:
                 nursery.cancel_scope.cancel()
-        return list(found)[:limit], answered
+        return list(found)[:limit], answered, silent
 
     def _remember_addrs(self, record: PoolRecord) -> None:
         peer_id = ID.from_base58(record.peer_id)

@@ -304,6 +304,17 @@ class DolphinHost:
                 await raw.reset()
         return True
 
+    async def _recover_servers(self, servers: list[ID]) -> bool:
+        """After a DHT lookup that found nobody: forget the dead connections to the servers it asked, and
+        dial the bootstrap peers again when there were any (Dht.recover); whether there were."""
+        dead = [server for server in servers if await self._forget_if_dead(server)]
+        if dead:
+            logger.info(
+                "the connections to %d DHT server(s) were dead; dialling the bootstrap peers", len(dead)
+            )
+            await self._dial_bootstrap()
+        return bool(dead)
+
     def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
         self._round_trips[peer.to_base58()] = (time.monotonic() - started) / round_trips
 
@@ -741,6 +752,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         relay_transport,
     )
     holder.append(dolphin)
+    dolphin.dht.recover = dolphin._recover_servers
     host.circuit_addrs = lambda: list(dolphin._circuit_addrs)
     dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
     listen = [multiaddr.Multiaddr(a) for a in config.listen]

@@ -3,9 +3,11 @@
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
 from libp2p.records.utils import InvalidRecordType
 from libp2p.records.validator import NamespacedValidator
 
+from p2p import HostConfig, open_host
 from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
 from p2p.errors import RecordError
 from p2p.records import sign_pool_record
@@ -109,3 +111,24 @@ async def test_served_records_are_renewed_before_they_expire(tmp_path):
         assert [r.peer_id for r in records] == [member.peer_id]
         assert records[0].expires_at > first.expires_at
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_lookup_through_a_dead_connection_to_the_server_dials_it_again(tmp_path, monkeypatch):
+    # CI: `dolphin chain claim`'s light client found no validator in the DHT for 300 s; a connection to
+    # its bootstrap peer that py-libp2p still listed but that could carry nothing fails every query.
+    async with open_host_group(tmp_path, 2) as (server, member):
+        await member.dht.put_record(MANIFEST, member.advertised_addrs(), 600)
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(server.listen_addrs()[0],))
+        async with open_host(config) as client:
+            network = client._host.get_network()
+            (held,) = network.get_connections(ID.from_base58(server.peer_id))
+
+            async def write_fails(data: bytes) -> None:
+                raise OSError("Broken pipe")
+
+            monkeypatch.setattr(held.muxed_conn.secured_conn, "write", write_fails)
+            records = await client.dht.get_records(MANIFEST)
+            assert [r.peer_id for r in records] == [member.peer_id]
+            assert held not in network.get_connections(ID.from_base58(server.peer_id))
