@@ -157,9 +157,20 @@ class Dht:
         key = pool_record_key(manifest_hash, record.peer_id)
         with trio.move_on_after(self._timeout):
             await self._kad.put_value(key, record.raw)
-        with trio.move_on_after(self._timeout):
-            await self._kad.provider_store.provide(pool_provider_key(manifest_hash))
+        provider_key = pool_provider_key(manifest_hash)
+        if not await self._provide(provider_key):
+            # Nobody took the announcement: mend dead connections to the servers it was meant for (see
+            # `recover`) and announce once more, rather than stay unlisted until the next renewal.
+            servers = list(self._kad.routing_table.find_local_closest_peers(provider_key, 20))
+            if self.recover is not None and await self.recover(servers):
+                await self._provide(provider_key)
         return record
+
+    async def _provide(self, provider_key: bytes) -> bool:
+        """Announce us as a provider of `provider_key`; whether a server took it in time."""
+        with trio.move_on_after(self._timeout):
+            return await self._kad.provider_store.provide(provider_key)
+        return False
 
     async def serve_record(
         self,
@@ -195,7 +206,7 @@ class Dht:
         `open_stream` can reach them.
         """
         members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
-        if not members and silent and self.recover is not None and await self.recover(silent):
+        if not members and self.recover is not None and await self.recover(silent):
             members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
         records: dict[str, PoolRecord] = {}
         limiter = trio.CapacityLimiter(8)

@@ -305,15 +305,29 @@ class DolphinHost:
         return True
 
     async def _recover_servers(self, servers: list[ID]) -> bool:
-        """After a DHT lookup that found nobody: forget the dead connections to the servers it asked, and
-        dial the bootstrap peers again when there were any (Dht.recover); whether there were."""
-        dead = [server for server in servers if await self._forget_if_dead(server)]
-        if dead:
+        """After a DHT lookup that found nobody, or an announcement nobody took (Dht.recover): forget the
+        dead connections to the servers asked and to the bootstrap peers, and dial the bootstrap peers
+        again when one was dead or the routing table is empty (py-libp2p evicts a server whose query
+        failed, while the dead connection stays listed); whether either was so."""
+        suspects = dict.fromkeys([*servers, *self._bootstrap_peers()])
+        dead = [peer for peer in suspects if await self._forget_if_dead(peer)]
+        empty = self.dht.routing_table_size() == 0 and bool(self.config.bootstrap)
+        if dead or empty:
             logger.info(
-                "the connections to %d DHT server(s) were dead; dialling the bootstrap peers", len(dead)
+                "DHT lookups reached nobody (%d dead connection(s), routing table %s): dialling the "
+                "bootstrap peers again",
+                len(dead),
+                "empty" if empty else "not empty",
             )
             await self._dial_bootstrap()
-        return bool(dead)
+        return bool(dead) or empty
+
+    def _bootstrap_peers(self) -> list[ID]:
+        peers = []
+        for addr in self.config.bootstrap:
+            with contextlib.suppress(Exception):  # a malformed address is reported when it is dialled
+                peers.append(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
+        return peers
 
     def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
         self._round_trips[peer.to_base58()] = (time.monotonic() - started) / round_trips
@@ -545,14 +559,13 @@ class DolphinHost:
         `bootstrap_failures`."""
         failures: dict[str, str] = {}
 
+        # A bootstrap peer is named by the operator: dial it again whatever py-libp2p's cache of recently
+        # failed peers says (it would refuse the dial for a minute after a failure).
+        for peer_id in self._bootstrap_peers():
+            self._host.get_network().unblock_peer(peer_id)
+
         async def join(addr: str) -> None:
             try:
-                # A bootstrap peer is named by the operator: dial it again whatever py-libp2p's cache of
-                # recently failed peers says (it would refuse the dial for a minute after a failure).
-                with contextlib.suppress(Exception):  # a malformed address fails in connect, with its reason
-                    self._host.get_network().unblock_peer(
-                        info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id
-                    )
                 peer = await self.connect(addr)
                 await self.dht.add_peer(peer)
             except P2PError as error:

@@ -11,7 +11,7 @@ from p2p import HostConfig, open_host
 from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
 from p2p.errors import RecordError
 from p2p.records import sign_pool_record
-from p2p.testing import open_host_group
+from p2p.testing import open_host_group, wait_until
 from p2p.topics import KAD_PROTOCOL
 from protocols import codec
 
@@ -132,3 +132,23 @@ async def test_a_lookup_through_a_dead_connection_to_the_server_dials_it_again(t
             records = await client.dht.get_records(MANIFEST)
             assert [r.peer_id for r in records] == [member.peer_id]
             assert held not in network.get_connections(ID.from_base58(server.peer_id))
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_an_announcement_through_a_dead_connection_to_the_server_dials_it_again(tmp_path, monkeypatch):
+    async with open_host_group(tmp_path, 2) as (server, member):
+        network = member._host.get_network()
+        (held,) = network.get_connections(ID.from_base58(server.peer_id))
+
+        async def write_fails(data: bytes) -> None:
+            raise OSError("Broken pipe")
+
+        monkeypatch.setattr(held.muxed_conn.secured_conn, "write", write_fails)
+        await member.dht.put_record(MANIFEST, member.advertised_addrs(), 600)
+
+        def server_lists_the_member() -> bool:
+            providers = server.dht._kad.provider_store.get_providers(pool_provider_key(MANIFEST))
+            return [info.peer_id.to_base58() for info in providers] == [member.peer_id]
+
+        await wait_until(server_lists_the_member, timeout=10)  # ADD_PROVIDER is fire-and-forget
