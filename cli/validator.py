@@ -299,24 +299,28 @@ def _existing_data_dir(help: str):  # type: ignore[no-untyped-def]
 
 
 @group.command("challenge-wallets")
+@config_file_option(SETTINGS)
 @_existing_data_dir(
-    f"The validator's data dir: the seed is <data dir>/{CHALLENGE_KEY_FILE} (written if missing)."
+    "The validator's data dir: its config file, and the seed <data dir>/"
+    f"{CHALLENGE_KEY_FILE} (written if missing) unless the config's challenge_key_file names another."
 )
-@click.option(
+@_setting(
     "--count",
+    setting="challenge_wallets",
     type=click.IntRange(1, 1024),
-    default=ValidatorConfig.challenge_wallets,
-    show_default=True,
     help="How many wallets (the validator's `challenge_wallets` setting).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of addresses on stdout.")
-def challenge_wallets_command(data_dir: Path, count: int, as_json: bool) -> None:
+@click.pass_context
+def challenge_wallets_command(ctx: click.Context, config_file: Path | None, as_json: bool, **_: Any) -> None:
     """The wallets challenges pay from, one address a line: fund each with credit
     (`dolphin chain credits deposit`) from a wallet that is not the validator's own, in amounts and at
     times like users' (docs/validator.md, "Challenge wallets"); a node that sees the validator's wallet
-    pay, or one funder fill them all at once, knows a challenge when it sees one."""
+    pay, or one funder fill them all at once, knows a challenge when it sees one. The seed and the count
+    are the daemon's: from its config file, environment and these options, as it reads them."""
     try:
-        accounts = challenge_accounts(challenge_seed(data_dir.expanduser() / CHALLENGE_KEY_FILE), count)
+        config = load_config(config_file, explicit_settings(ctx, ("data_dir", "challenge_wallets")))
+        accounts = challenge_accounts(challenge_seed(config.challenge_wallet_file), config.challenge_wallets)
     except ValidatorError as exc:
         raise click.ClickException(str(exc)) from None
     addresses = ["0x" + account.address.hex() for account in accounts]

@@ -35,3 +35,27 @@ def test_an_unusable_seed_is_named_with_what_is_wrong(tmp_path):
     result = CliRunner().invoke(main, ["validator", "challenge-wallets", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "challenge wallet seed" in result.output and "challenge.key" in result.output
+
+
+def test_the_listing_reads_the_seed_and_count_the_daemon_reads_from_its_config(tmp_path):
+    # An operator who keeps the seed outside the data dir: the listing must be the daemon's wallets, not
+    # a fresh seed's written under the data dir.
+    seed_file = tmp_path / "secrets" / "challenge.key"
+    seed_file.parent.mkdir()
+    seed_file.write_text("0x" + "11" * 32 + "\n")
+    seed_file.chmod(0o600)
+    data_dir = tmp_path / "validator"
+    data_dir.mkdir()
+    (data_dir / "validator.toml").write_text(f'challenge_key_file = "{seed_file}"\nchallenge_wallets = 5\n')
+    listed = CliRunner().invoke(
+        main, ["validator", "challenge-wallets", "--data-dir", str(data_dir), "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    expected = ["0x" + account.address.hex() for account in challenge_accounts(bytes([0x11] * 32), 5)]
+    assert json.loads(listed.output) == expected
+    assert not (data_dir / "challenge.key").exists()
+    # --count still beats the file.
+    fewer = CliRunner().invoke(
+        main, ["validator", "challenge-wallets", "--data-dir", str(data_dir), "--count", "2", "--json"]
+    )
+    assert json.loads(fewer.output) == expected[:2]
