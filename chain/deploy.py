@@ -25,6 +25,7 @@ code at every address was checked.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -202,7 +203,7 @@ def missing_code(w3, deployment: Deployment) -> list[str]:
     return [
         name
         for name in CONTRACT_NAMES
-        if not read(lambda name=name: w3.eth.get_code(deployment.address(name)), f"reading code of {name}")
+        if not read(functools.partial(w3.eth.get_code, deployment.address(name)), f"reading code of {name}")
     ]
 
 

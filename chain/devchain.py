@@ -131,8 +131,11 @@ def _wait_listening(process: subprocess.Popen, timeout: float) -> str:
     found: list[str] = []
     ready = threading.Event()
 
+    stdout = process.stdout
+    assert stdout is not None  # started with stdout=PIPE
+
     def reader() -> None:
-        for line in process.stdout:
+        for line in stdout:
             if not ready.is_set() and (match := _LISTENING.search(line)):
                 found.append(f"{match[1].decode()}:{match[2].decode()}")
                 ready.set()
@@ -176,7 +179,7 @@ def serve_devchain(
 def _wait_for_signal(process: subprocess.Popen) -> None:
     """Wait for SIGINT or SIGTERM; a chain that exits by itself is an error."""
 
-    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
+    def on_signal(signum, frame):
         raise KeyboardInterrupt
 
     # SIGINT too: a shell script's background job starts with SIGINT ignored, and Python keeps it so.

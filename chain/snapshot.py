@@ -18,6 +18,7 @@ Base rewards come from receipts (off chain) and the carried state and snapshot f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -107,7 +108,7 @@ def call_many(
             for args in arguments[start : start + CALLS_PER_BATCH]
         ]
         answers = read(
-            lambda requests=requests: client.w3.provider.make_batch_request(requests),
+            functools.partial(client.w3.provider.make_batch_request, requests),
             f"{contract}.{function} (batched)",
             rpc_url=client.rpc_url,
         )
@@ -322,7 +323,7 @@ def read_credits(
         chunk = ordered[start : start + CREDIT_READ_BATCH]
         data = _CREDITS_OF + abi_encode(["address[]"], [chunk])
         raw = read(
-            lambda data=data: client.w3.eth.call({"to": credits_address, "data": data}, block),
+            functools.partial(client.w3.eth.call, {"to": credits_address, "data": data}, block),
             "reading credit balances",
         )
         credits, withdrawing, requested_at = abi_decode(["uint256[]", "uint256[]", "uint256[]"], bytes(raw))

@@ -85,7 +85,7 @@ class Connection(ChainLocation):
             raise ClientError("this command signs a transaction: pass --key-file FILE (or DOLPHIN_KEY_FILE)")
         return None
 
-    def client(self, key_required: bool = True) -> ChainClient:  # type: ignore[override]
+    def client(self, key_required: bool = True) -> ChainClient:  # type: ignore[override]  # a flag, not a key
         return super().client(self.key(key_required))
 
 
@@ -767,6 +767,7 @@ def credits_price_command(connection: Connection, model: str) -> None:
     Prompt and answer tokens cost the same; settlement debits each client price x tokens of its paid
     answers every epoch.
     """
+    model_id: bytes | None
     if Path(model).is_dir():
         try:
             model_id = load_manifest(Path(model)).model_id()

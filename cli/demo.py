@@ -235,12 +235,13 @@ class Network:
     user: ChainClient
     model_dir: Path
     model_name: str
-    relay: DaemonProcess | None = None
-    hidden: DaemonProcess | None = None
-    direct: DaemonProcess | None = None
-    cheater: DaemonProcess | None = None
+    # The processes, set by `start_network` as it launches them.
+    relay: DaemonProcess = field(init=False)
+    hidden: DaemonProcess = field(init=False)
+    direct: DaemonProcess = field(init=False)
+    cheater: DaemonProcess = field(init=False)
     validators: list[DaemonProcess] = field(default_factory=list)
-    gateway: DaemonProcess | None = None
+    gateway: DaemonProcess = field(init=False)
 
     @property
     def chain_args(self) -> tuple[str, ...]:
@@ -300,7 +301,7 @@ def deploy(rpc_url: str, keys: tuple[str, ...], run_dir: Path, summary: Summary)
     return path, clients
 
 
-def start_network(net: Network, processes: Processes, run_dir: Path, timings: Timings, keys) -> None:  # type: ignore[no-untyped-def]
+def start_network(net: Network, processes: Processes, run_dir: Path, timings: Timings, keys) -> None:
     """Relay first (everyone bootstraps from it), then the validators, nodes and gateway at once."""
     peers = run_dir / "peers"
     net.relay = processes.launch(relay_process(peers / "relay"))
@@ -361,7 +362,7 @@ def start_network(net: Network, processes: Processes, run_dir: Path, timings: Ti
     console.print(f"the relay-only node has no listen address: {net.hidden.ready['circuit_addrs'][0]}")
 
 
-def _openai_client(net: Network):  # type: ignore[no-untyped-def]
+def _openai_client(net: Network):
     import openai
 
     return openai.OpenAI(
@@ -406,7 +407,7 @@ def ask(net: Network, prompt: str, node: DaemonProcess, *, show: bool) -> str:
 
 
 def _strikes_and_ban(validator: DaemonProcess, peer_id: str) -> tuple[int, bool]:
-    async def read(state):  # type: ignore[no-untyped-def]
+    async def read(state):
         strikes = [s for s, *_ in await state.strikes() if _peer(s.node_key) == peer_id]
         notices = [
             envelope.open_signed(raw, BanNotice, check_time=False).message for raw in await state.bans()
@@ -425,7 +426,7 @@ def catch_the_cheater(net: Network, summary: Summary) -> None:
     operator = net.cheater_operator
     bonded = operator.bonding.slashable_of(operator.address)
 
-    def slashed():  # type: ignore[no-untyped-def]
+    def slashed():
         events = net.reader.events("Slashing", "StrikeExecuted")
         return next((e for e in events if e["args"]["offender"] == operator.address), None)
 
@@ -705,8 +706,8 @@ def _run_dir(work_dir: Path, keep: bool) -> Iterator[Path]:
         path.mkdir(parents=True)
         yield path
         return
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="run-") as path:
-        yield Path(path)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="run-") as temporary:
+        yield Path(temporary)
 
 
 @click.command("demo")

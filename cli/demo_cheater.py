@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import node.slots
+from node.config import NodeConfig
+from node.engines.base import Engine
+from node.slots import Progress
 
 
-def _drop_half_the_layers(engine) -> None:  # type: ignore[no-untyped-def]
+def _drop_half_the_layers(engine) -> None:
     decoder = engine.model.model
     kept = max(1, len(decoder.layers) // 2)
     decoder.layers = decoder.layers[:kept]
@@ -28,8 +33,10 @@ def main() -> None:
     open_engine = node.slots._open_engine
 
     @contextlib.asynccontextmanager
-    async def open_cheaper_engine(config, *where_and_progress):  # type: ignore[no-untyped-def]
-        async with open_engine(config, *where_and_progress) as engine:
+    async def open_cheaper_engine(
+        config: NodeConfig, model_dir: Path, log_dir: Path, progress: Progress
+    ) -> AsyncIterator[Engine]:
+        async with open_engine(config, model_dir, log_dir, progress) as engine:
             _drop_half_the_layers(engine)
             yield engine
 

@@ -33,7 +33,7 @@ class OneLineFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         self.detailed = detailed
 
-    def formatException(self, exc_info) -> str:  # type: ignore[no-untyped-def, override]
+    def formatException(self, exc_info) -> str:
         if self.detailed:
             return super().formatException(exc_info)
         _kind, error, _traceback = exc_info
@@ -64,7 +64,7 @@ class RepeatLimiter(logging.Filter):
     """Passes the first WARNING-or-above record of each (logger, level, text template) and then holds the
     same one back for `window` seconds; the next one shown after that says how many were held back."""
 
-    def __init__(self, window: float = REPEAT_WINDOW_S, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, window: float = REPEAT_WINDOW_S, clock=time.monotonic) -> None:
         super().__init__()
         self.window = window
         self.clock = clock

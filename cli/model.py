@@ -84,7 +84,7 @@ def build_tiny(out_dir: Path) -> None:
     _report(manifest, out_dir)
 
 
-def _import_with_progress(src: Path, out_dir: Path, **options) -> None:  # type: ignore[no-untyped-def]
+def _import_with_progress(src: Path, out_dir: Path, **options) -> None:
     """Run the import with a progress display on stderr; a refusal becomes one line and exit status 1."""
     from transformers.utils import logging as hf_logging
 
@@ -231,7 +231,7 @@ def list_models(
     Console(width=200).print(table)
 
 
-async def _served_models(config, wait: float) -> list[dict]:  # type: ignore[no-untyped-def]
+async def _served_models(config, wait: float) -> list[dict]:
     from chain.client import USD_DECIMALS, format_units
     from pool.light import open_light_client
 

@@ -12,7 +12,7 @@ import click
 import trio
 from click.core import ParameterSource
 
-from runtime.settings import DaemonSettings
+from runtime.settings import DaemonSettings, Dataclass
 
 __all__ = [
     "INTERRUPTED",
@@ -29,11 +29,11 @@ __all__ = [
 ]
 
 
-def setting_option(config_cls: type, env_name: Callable[[str], str]):  # type: ignore[no-untyped-def]
+def setting_option(config_cls: type[Dataclass], env_name: Callable[[str], str]):
     """A factory of options for `config_cls` settings: `option(*declarations, setting=NAME, help=...)`."""
 
-    def option(*declarations: str, setting: str, help: str, **kwargs: Any):  # type: ignore[no-untyped-def]
-        default = config_cls.__dataclass_fields__[setting].default  # type: ignore[attr-defined]
+    def option(*declarations: str, setting: str, help: str, **kwargs: Any):
+        default = config_cls.__dataclass_fields__[setting].default
         shown = ", ".join(default) if isinstance(default, tuple) else default
         suffix = f" [default: {shown}]" if shown not in (None, "", ()) and not callable(shown) else ""
         kwargs.setdefault("envvar", env_name(setting))
@@ -52,7 +52,7 @@ def explicit_settings(ctx: click.Context, names: Iterable[str]) -> dict[str, Any
     }
 
 
-def profile_option(profiles: dict[str, dict[str, Any]]):  # type: ignore[no-untyped-def]
+def profile_option(profiles: dict[str, dict[str, Any]]):
     """--profile NAME: a named set of settings (e.g. dev: a local network's short epochs)."""
     names = ", ".join(
         f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}" for name, values in profiles.items()
@@ -72,7 +72,7 @@ def with_profile(
     return {**profiles.get(profile or "", {}), **explicit}
 
 
-def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
+def chain_options(option: Callable[..., Any]):
     """--rpc-url, --deployment and --chain-dir (where the chain is, as `dolphin chain` finds it), made by
     `option`, a `setting_option` factory of a config with those settings (`runtime.settings`)."""
     options = (
@@ -93,7 +93,7 @@ def chain_options(option: Callable[..., Any]):  # type: ignore[no-untyped-def]
         ),
     )
 
-    def decorate(command):  # type: ignore[no-untyped-def]
+    def decorate(command):
         for each in reversed(options):
             command = each(command)
         return command
@@ -142,7 +142,7 @@ def daemon_logging(package: str) -> None:
     logging.getLogger(package).setLevel(min(logging.INFO, logging.getLogger().level))
 
 
-def config_file_option(daemon: DaemonSettings):  # type: ignore[no-untyped-def]
+def config_file_option(daemon: DaemonSettings):
     """A daemon command's --config: the file its settings are read from."""
     return click.option(
         "--config",

@@ -60,7 +60,7 @@ def command(listen: tuple[str, ...], bootstrap: tuple[str, ...], data_dir: Path)
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("libp2p").setLevel(logging.ERROR)  # py-libp2p logs remote misbehaviour as warnings
 
-    async def announce(host):  # type: ignore[no-untyped-def]
+    async def announce(host):
         click.echo(f"relay {host.peer_id} serving on:", err=True)
         for addr in host.listen_addrs():
             click.echo(f"  {addr}", err=True)

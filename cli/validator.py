@@ -293,7 +293,7 @@ def audit_command(
         sys.exit(1)
 
 
-def _existing_data_dir(help: str):  # type: ignore[no-untyped-def]
+def _existing_data_dir(help: str):
     """The --data-dir of the commands that read a validator's data dir (default: the daemon's)."""
     return _setting("--data-dir", setting="data_dir", type=_PATH, default=ValidatorConfig.data_dir, help=help)
 

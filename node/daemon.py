@@ -127,7 +127,7 @@ async def serve_node(
 
 
 async def _serve(
-    config: NodeConfig, host_config: HostConfig, node: _Node, task_status: trio.TaskStatus
+    config: NodeConfig, host_config: HostConfig, node: _Node, task_status: trio.TaskStatus[dict]
 ) -> None:
     payments = _payments(config, node.chain)
     metrics = NodeMetrics(node.first.engine.load)
@@ -182,7 +182,7 @@ async def _serve(
     log.info("stopped")
 
 
-def _inference_service(  # type: ignore[no-untyped-def]
+def _inference_service(
     config: NodeConfig, node: _Node, identity: Identity, ledger: Ledger, replay, payments, metrics
 ) -> InferenceService:
     """The INFERENCE_PROTOCOL handler: each request answered by the engine of the model it names."""
@@ -218,7 +218,7 @@ def _announcement(node: _Node, service: InferenceService, slot: ModelSlot) -> An
     )
 
 
-def _ready_document(host, local_url: str, node: _Node) -> dict:  # type: ignore[no-untyped-def]
+def _ready_document(host, local_url: str, node: _Node) -> dict:
     first, binding, chain = node.first, node.binding, node.chain
     return ready_document(
         host,
@@ -269,7 +269,7 @@ def _drain(
     return Drain(begin, finish, unfinished, config.drain_timeout)
 
 
-async def _open_chain(config: NodeConfig):  # type: ignore[no-untyped-def]
+async def _open_chain(config: NodeConfig):
     """A read-only chain client, or None (no chain named, or unreachable: logged)."""
     location = ChainLocation(config.rpc_url, config.chain_dir, config.deployment)
     if not location.known():
@@ -282,7 +282,7 @@ async def _open_chain(config: NodeConfig):  # type: ignore[no-untyped-def]
         return None
 
 
-async def _check_registration(chain, binding: OperatorBinding | None) -> None:  # type: ignore[no-untyped-def]
+async def _check_registration(chain, binding: OperatorBinding | None) -> None:
     if binding is None:
         log.warning(
             "this node is not registered (run `dolphin node register`): it is announced as unregistered"
@@ -307,7 +307,7 @@ async def _check_registration(chain, binding: OperatorBinding | None) -> None:  
         )
 
 
-def _payments(config: NodeConfig, chain) -> PaymentPolicy:  # type: ignore[no-untyped-def]
+def _payments(config: NodeConfig, chain) -> PaymentPolicy:
     if chain is None:
         return PaymentPolicy(serve_unpaid=config.serve_unpaid)
 
@@ -337,7 +337,7 @@ def _publish_soon(announcers: list[Announcer]) -> None:
         announcer.publish_soon()
 
 
-def _node_status(host, identity, node: _Node, metrics, ledger, draining) -> NodeStatus:  # type: ignore[no-untyped-def]
+def _node_status(host, identity, node: _Node, metrics, ledger, draining) -> NodeStatus:
     """The status model behind /status and the dashboard (node.status): every model served, the first
     model's engine and chain facts (the local API's)."""
     model_id, binding, chain = node.first.model_id, node.binding, node.chain
@@ -370,7 +370,7 @@ def _node_status(host, identity, node: _Node, metrics, ledger, draining) -> Node
     return status
 
 
-async def _watch_strikes(host, watch: StrikeWatch, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+async def _watch_strikes(host, watch: StrikeWatch, nursery: trio.Nursery) -> None:
     """Follow STRIKES_TOPIC through `watch` (which keeps the strikes against us); the subscription's own
     queue is read and dropped so it never fills."""
     subscription = await host.gossip.subscribe(STRIKES_TOPIC, watch.validate)
@@ -382,7 +382,7 @@ async def _watch_strikes(host, watch: StrikeWatch, nursery: trio.Nursery) -> Non
     nursery.start_soon(drain_queue)
 
 
-async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -> ReceiptSubmitter | None:  # type: ignore[no-untyped-def]
+async def _start_submissions(config: NodeConfig, chain, host, ledger, nursery) -> ReceiptSubmitter | None:
     """Hand paid receipts to the current validators' peers (node.submission); only with a chain, which
     says who the validators are."""
     if chain is None:

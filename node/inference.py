@@ -35,13 +35,13 @@ import trio
 
 from node.credits import PaymentPolicy, most_a_request_costs
 from node.engines.base import (
-    ChatTurn,
     Engine,
     EngineError,
     EngineRequestError,
     GenerationRequest,
     Piece,
     Priority,
+    chat_turns,
 )
 from node.ledger import Ledger, LedgerError
 from node.metrics import NodeMetrics
@@ -299,7 +299,7 @@ class InferenceService:
             raise _Refused("overloaded", "this node has too many requests waiting; try another")
         if exchange.credit_client is not None:
             covered = None
-            if self.payments.book is not None:
+            if self.payments.book is not None and request.credit is not None:  # (it names credit_client)
                 amount = request.credit.max_credits
                 price = await self.payments.book.price(request.model)
                 if price is not None:
@@ -313,7 +313,7 @@ class InferenceService:
             )
         try:
             return GenerationRequest(
-                messages=tuple(ChatTurn(m.role, m.content) for m in request.messages),  # type: ignore[arg-type]
+                messages=chat_turns((m.role, m.content) for m in request.messages),
                 max_tokens=min(request.max_tokens, self.limits.max_new_tokens),
                 temperature=request.temperature_milli / 1000,
                 top_p=request.top_p_milli / 1000,

@@ -32,7 +32,6 @@ from starlette.routing import Route
 
 from node.dashboard import StatusSource, dashboard_routes
 from node.engines.base import (
-    ChatTurn,
     Engine,
     EngineError,
     EngineRequestError,
@@ -40,6 +39,7 @@ from node.engines.base import (
     GenerationRequest,
     Piece,
     Priority,
+    chat_turns,
 )
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from pool.openai_api import (
@@ -73,7 +73,7 @@ def _generation(sampling: Sampling, **prompt: object) -> GenerationRequest:
             stop=sampling.stop,
             top_logprobs=sampling.top_logprobs,
             priority=Priority.LOCAL,
-            **prompt,  # type: ignore[arg-type]
+            **prompt,  # type: ignore[arg-type]  # messages= or prompt=, each its field
         )
     except EngineRequestError as exc:
         raise OpenAIError(400, str(exc)) from exc
@@ -187,7 +187,7 @@ def build_app(
             body = await read_json_body(request, MAX_BODY_BYTES)
             _check_model(body, model_name, model_id)
             sampling = parse_sampling(body, max_tokens_limit=max_new_tokens)
-            messages = tuple(ChatTurn(role, content) for role, content in parse_messages(body))  # type: ignore[arg-type]
+            messages = chat_turns(parse_messages(body))
             generation = _generation(sampling, messages=messages)
         except OpenAIError as exc:
             return exc.response()

@@ -44,7 +44,9 @@ def gpu_sampler(nvml: Any = None) -> Sampler | None:
     driver library, no device). `nvml` is the binding module (`pynvml` of nvidia-ml-py; tests pass a
     double)."""
     if nvml is None:
-        import pynvml as nvml
+        import pynvml
+
+        nvml = pynvml
     try:
         nvml.nvmlInit()
         handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]

@@ -183,8 +183,8 @@ async def _open_engine(
             log_dir=log_dir,
             settings=settings,
             on_progress=lambda stage, _seconds: progress(f"vLLM server: {stage}", 0, 0),
-        ) as engine:
-            yield engine
+        ) as vllm_engine:
+            yield vllm_engine
         return
     device = None if config.device == "auto" else config.device
     threads = config.threads or None

@@ -82,14 +82,15 @@ class RateHistory:
         averaged = {key for parts in self._means.values() for key in parts[:2]}
         fresh = previous is None or now_s <= previous[0] or any(totals[k] < previous[1][k] for k in totals)
         sample: Sample = {"at_ms": at_ms}
+        last = None if fresh else previous
         for key in totals:
             if key not in averaged:
                 sample[f"{key}_per_s"] = (
-                    0.0 if fresh else (totals[key] - previous[1][key]) / (now_s - previous[0])
+                    0.0 if last is None else (totals[key] - last[1][key]) / (now_s - last[0])
                 )
         for name, (total, count, scale) in self._means.items():
-            moved = 0.0 if fresh else totals[count] - previous[1][count]
-            sample[name] = scale * (totals[total] - previous[1][total]) / moved if moved else None
+            moved = 0.0 if last is None else totals[count] - last[1][count]
+            sample[name] = scale * (totals[total] - last[1][total]) / moved if last and moved else None
         sample.update(gauges)
         self._samples.append(sample)
         return sample
@@ -286,7 +287,7 @@ def estimated_reward(paid_tokens: int, facts: ChainFacts) -> dict:
     return {"paid_revenue": str(revenue), "base_reward_value_at_most": str(at_most)}
 
 
-def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainRead:  # type: ignore[no-untyped-def]
+def chain_reader(chain, binding: OperatorBinding | None, model: bytes) -> ChainRead:
     """Blocking reads of `chain` (a ChainClient) for the node's status; raise ChainError when it is down."""
 
     def facts() -> ChainFacts:
@@ -414,12 +415,12 @@ class NodeStatus:
         facts = self._chain.value
         if facts is None or self.operator is None:
             return None
-        current = self._tree is not None and self._tree_root == facts.active_root
+        tree = self._tree if self._tree_root == facts.active_root else None
         return {
             "root_epoch": facts.active_root_epoch,
             "claimed": str(facts.rewards_claimed),
-            "available": str(claimable(self._tree, self.operator, facts.rewards_claimed))
-            if current
+            "available": str(claimable(tree, self.operator, facts.rewards_claimed))
+            if tree is not None
             else None,
             "error": self._tree_error,
         }

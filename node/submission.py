@@ -128,7 +128,7 @@ class ReceiptSubmitter:
         finally:
             await stream.close()
 
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Submit after each epoch ends and every `interval` seconds; never returns."""
         task_status.started()
         next_round = trio.current_time() + self.interval

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 
 import trio
@@ -51,7 +51,7 @@ class LongAnswers:
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         return self._engine.generate(dataclasses.replace(request, ignore_eos=True))
 
 

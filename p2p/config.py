@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from pathlib import Path
+from typing import Any
 
 import multiaddr
 
@@ -78,7 +79,7 @@ class HostConfig:
     limits: Limits = dataclasses.field(default_factory=Limits)
 
     @classmethod
-    def light_client(cls, data_dir: Path, **options: object) -> HostConfig:
+    def light_client(cls, data_dir: Path, **options: Any) -> HostConfig:
         """A host for asking, not serving: a light client's, or a gateway's outbound peer.
 
         It only queries the DHT, on demand (its start-up is the bootstrap dial alone), and its peer id
@@ -87,8 +88,9 @@ class HostConfig:
         across the requests it signs, and the paying wallet named in credit authorisations and so in every
         receipt a validator settles. `options` override the rest.
         """
-        options = {"dht_mode": DhtMode.CLIENT, "ephemeral_identity": True, "asks_only": True} | options
-        return cls(data_dir, **options)  # type: ignore[arg-type]
+        light: dict[str, Any] = {"dht_mode": DhtMode.CLIENT, "ephemeral_identity": True, "asks_only": True}
+        options = light | options
+        return cls(data_dir, **options)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

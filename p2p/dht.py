@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import multiaddr
 import trio
@@ -31,6 +32,7 @@ from libp2p.kad_dht import provider_store as kad_provider_store
 from libp2p.kad_dht import value_store as kad_value_store
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.records.validator import NamespacedValidator, Validator
 
 from p2p.errors import RecordError
@@ -49,7 +51,7 @@ _SHA256_MULTIHASH_PREFIX = bytes([0x12, 0x20])
 def _use_dolphin_protocol() -> None:
     protocol = TProtocol(KAD_PROTOCOL)
     for module in (kad_common, kad_module, kad_peer_routing, kad_provider_store, kad_value_store):
-        module.PROTOCOL_ID = protocol  # type: ignore[attr-defined]
+        module.PROTOCOL_ID = protocol  # type: ignore[attr-defined]  # rebinding theirs: module docstring
 
 
 _use_dolphin_protocol()
@@ -93,7 +95,7 @@ class PoolRecordValidator(Validator):
         return best_index
 
 
-def build_kad(host, mode: DHTMode) -> KadDHT:  # type: ignore[no-untyped-def]
+def build_kad(host, mode: DHTMode) -> KadDHT:
     """A KadDHT that stores nothing but verified pool records."""
     validator = NamespacedValidator({POOL_NAMESPACE: PoolRecordValidator()}, strict_validation=True)
     return KadDHT(
@@ -110,7 +112,7 @@ def build_kad(host, mode: DHTMode) -> KadDHT:  # type: ignore[no-untyped-def]
 class Dht:
     """The DHT facade: announce this peer in a pool, find a pool's members, bootstrap."""
 
-    def __init__(self, kad: KadDHT, host, query_timeout: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, kad: KadDHT, host, query_timeout: float) -> None:
         self._kad = kad
         self._host = host
         self._timeout = query_timeout
@@ -144,8 +146,8 @@ class Dht:
 
     async def find_peer(self, peer_id: str) -> list[str]:
         """Addresses of `peer_id` found by a kad-dht FIND_NODE walk; [] when not found in time."""
-        info = await self._query(self._kad.find_peer(ID.from_base58(peer_id)))
-        return [str(addr) for addr in info.addrs] if info is not None else []  # type: ignore[attr-defined]
+        info = cast(PeerInfo | None, await self._query(self._kad.find_peer(ID.from_base58(peer_id))))
+        return [str(addr) for addr in info.addrs] if info is not None else []
 
     async def put_record(self, manifest_hash: bytes, addrs: list[str], ttl_seconds: int) -> PoolRecord:
         """Sign and store our pool record for `manifest_hash` and announce us as a member.

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import cast
 
 import multiaddr
 import trio
@@ -29,6 +30,8 @@ from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.exceptions import RawConnError
+from libp2p.network.connection.swarm_connection import SwarmConn
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
@@ -50,7 +53,7 @@ from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSup
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
-from p2p.streams import MULTISTREAM_PROTOCOL, Stream, multistream_line
+from p2p.streams import MULTISTREAM_PROTOCOL, RawStream, Stream, multistream_line
 from p2p.topics import REACHABILITY_PROTOCOL
 
 logger = logging.getLogger(__name__)
@@ -92,7 +95,7 @@ class _StreamDropped(DialError):
 class _ShieldedHost(BasicHost):
     """BasicHost whose inbound stream dispatch can never raise, with a per-protocol stream cap."""
 
-    def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:
         self.circuit_addrs: Callable[[], list[multiaddr.Multiaddr]] = list  # set by open_host
         super().__init__(*args, **kwargs)
         self._max_inbound = max_inbound_per_protocol
@@ -109,11 +112,11 @@ class _ShieldedHost(BasicHost):
         """
         return super().get_addrs() + list(self.circuit_addrs())
 
-    def set_stream_handler(self, protocol_id, stream_handler) -> None:  # type: ignore[no-untyped-def]
+    def set_stream_handler(self, protocol_id, stream_handler) -> None:
         super().set_stream_handler(protocol_id, self._capped(str(protocol_id), stream_handler))
 
-    def _capped(self, protocol: str, handler):  # type: ignore[no-untyped-def]
-        async def run(net_stream) -> None:  # type: ignore[no-untyped-def]
+    def _capped(self, protocol: str, handler):
+        async def run(net_stream) -> None:
             if self._inbound_counts[protocol] >= self._max_inbound:
                 logger.debug("inbound stream cap reached on %s; resetting", protocol)
                 await net_stream.reset()
@@ -126,7 +129,7 @@ class _ShieldedHost(BasicHost):
 
         return run
 
-    async def _swarm_stream_handler(self, net_stream) -> None:  # type: ignore[no-untyped-def]
+    async def _swarm_stream_handler(self, net_stream) -> None:
         try:
             await super()._swarm_stream_handler(net_stream)
         except Exception as error:  # the shield: nothing a remote peer sends may end the host
@@ -140,7 +143,7 @@ class _ShieldedHost(BasicHost):
 class DolphinHost:
     """A running peer: identity, connections, streams, gossip, DHT, relays. Made by `open_host`."""
 
-    def __init__(self, config: HostConfig, host: _ShieldedHost, gossip: Gossip, dht: Dht, relay) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, config: HostConfig, host: _ShieldedHost, gossip: Gossip, dht: Dht, relay) -> None:
         self.config = config
         self._host = host
         self.gossip = gossip
@@ -276,10 +279,10 @@ class DolphinHost:
         starting or merely slow is kept, with every stream it carries (closing all of a peer's connections
         on a stream that failed to open had reset other answers in flight on them, under load in CI).
         """
-        network = self._host.get_network()
+        network = self._swarm()
         dead = [
             connection
-            for connection in list(network.get_connections(peer))
+            for connection in cast(list[SwarmConn], list(network.get_connections(peer)))
             if connection.is_closed or not await self._carries_a_stream(connection)
         ]
         for connection in dead:
@@ -288,7 +291,7 @@ class DolphinHost:
             network.remove_conn(connection)  # close forgets it only once the muxer's goodbye returned
         return bool(dead)
 
-    async def _carries_a_stream(self, connection) -> bool:  # type: ignore[no-untyped-def]
+    async def _carries_a_stream(self, connection) -> bool:
         """False when opening a bare stream on `connection` fails outright (its opening frame cannot be
         written); one still starting, or merely slow, counts as carrying it."""
         if not connection.event_started.is_set():
@@ -328,6 +331,11 @@ class DolphinHost:
             with contextlib.suppress(Exception):  # a malformed address is reported when it is dialled
                 peers.append(info_from_p2p_addr(multiaddr.Multiaddr(addr)).peer_id)
         return peers
+
+    def _swarm(self) -> Swarm:
+        """py-libp2p's network as what it is (its INetworkService interface lacks `remove_conn` and
+        `unblock_peer`, which its Swarm has)."""
+        return cast(Swarm, self._host.get_network())
 
     def _remember_round_trip(self, peer: ID, started: float, round_trips: float) -> None:
         self._round_trips[peer.to_base58()] = (time.monotonic() - started) / round_trips
@@ -394,7 +402,7 @@ class DolphinHost:
             raise DialError(f"opening {protocol} to {peer.to_base58()} took over {deadline:g} s") from error
         except Exception as error:
             raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
-        return Stream(raw, self.config.timeouts.stream_io, unconfirmed_protocol=protocol)
+        return Stream(cast(RawStream, raw), self.config.timeouts.stream_io, unconfirmed_protocol=protocol)
 
     async def _new_stream(self, peer: ID, protocol: str, deadline: float) -> Stream:
         if peer not in self._host.get_connected_peers():
@@ -408,7 +416,7 @@ class DolphinHost:
             if any(_refused_protocol(cause) for cause in _causes(error)):
                 raise ProtocolNotSupported(f"{peer.to_base58()} does not speak {protocol}") from error
             raise _StreamDropped(f"opening {protocol} to {peer.to_base58()} failed: {error!r}") from error
-        return Stream(raw, self.config.timeouts.stream_io)
+        return Stream(cast(RawStream, raw), self.config.timeouts.stream_io)
 
     async def _dial_known(self, peer: ID) -> None:
         """Dial a peer from its known addresses: direct ones first, then relay circuits.
@@ -442,7 +450,7 @@ class DolphinHost:
             except DialError as error:
                 failures.append(str(error))
                 continue
-            self._host.get_network().unblock_peer(peer)
+            self._swarm().unblock_peer(peer)
             return
         if circuits:
             raise DialError(f"no relay circuit to {peer.to_base58()} worked: {'; '.join(failures)}")
@@ -454,7 +462,7 @@ class DolphinHost:
         """
         io_timeout = self.config.timeouts.stream_io
 
-        async def run(net_stream) -> None:  # type: ignore[no-untyped-def]
+        async def run(net_stream) -> None:
             stream = Stream(net_stream, io_timeout)
             try:
                 await handler(stream)
@@ -562,7 +570,7 @@ class DolphinHost:
         # A bootstrap peer is named by the operator: dial it again whatever py-libp2p's cache of recently
         # failed peers says (it would refuse the dial for a minute after a failure).
         for peer_id in self._bootstrap_peers():
-            self._host.get_network().unblock_peer(peer_id)
+            self._swarm().unblock_peer(peer_id)
 
         async def join(addr: str) -> None:
             try:
@@ -709,7 +717,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     swarm = new_swarm(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},  # Noise only: DESIGN.md, plaintext is accepted by default
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         connection_config=ConnectionConfig(
             max_connections=config.limits.max_connections,
             # No auto-dialling of remembered peers to keep a count up: who we talk to is our decision.
@@ -727,7 +735,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     )
     # The swarm's auto-connector dials remembered peers until it holds half of high_watermark
     # connections; peers are chosen by the DHT, gossip and pool code here, never at random.
-    swarm.auto_connector.maybe_connect = _never_auto_dial  # type: ignore[attr-defined]
+    swarm.auto_connector.maybe_connect = _never_auto_dial  # type: ignore[attr-defined]  # no switch for it
     holder: list[DolphinHost] = []
 
     def advertised(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:

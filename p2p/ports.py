@@ -94,4 +94,4 @@ async def exclusive_tcp_listeners(host: str | None, port: int) -> list[trio.Sock
 
 def install_exclusive_tcp_listeners() -> None:
     """Make py-libp2p's TCP transport use `exclusive_tcp_listeners` (idempotent)."""
-    libp2p_tcp._open_reuseport_listeners = exclusive_tcp_listeners  # type: ignore[attr-defined]
+    libp2p_tcp._open_reuseport_listeners = exclusive_tcp_listeners

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import trio
-from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
 from p2p.errors import MessageTooLarge, ProtocolNotSupported, StreamError, StreamTimeout
@@ -25,6 +25,21 @@ from protocols.framing import decode_uvarint, encode_uvarint
 
 MULTISTREAM_PROTOCOL = "/multistream/1.0.0"
 _MAX_MULTISTREAM_LINE = 1024  # a protocol id, or "na"
+
+
+class RawStream(Protocol):
+    """What `Stream` uses of the stream under it: py-libp2p's NetStream (its INetStream interface lacks
+    `close_write`, which every stream it hands out has), or p2p.memory's pipe."""
+
+    @property
+    def muxed_conn(self) -> Any: ...
+    def get_protocol(self) -> Any: ...
+    def get_remote_address(self) -> Any: ...
+    async def read(self, n: int | None = None) -> bytes: ...
+    async def write(self, data: bytes) -> None: ...
+    async def close_write(self) -> None: ...
+    async def close(self) -> None: ...
+    async def reset(self) -> None: ...
 
 
 def multistream_line(text: str) -> bytes:
@@ -36,9 +51,7 @@ def multistream_line(text: str) -> bytes:
 class Stream:
     """One bidirectional stream to a peer on one protocol."""
 
-    def __init__(
-        self, raw: INetStream, io_timeout: float, *, unconfirmed_protocol: str | None = None
-    ) -> None:
+    def __init__(self, raw: RawStream, io_timeout: float, *, unconfirmed_protocol: str | None = None) -> None:
         self._raw = raw
         self._io_timeout = io_timeout
         self._unconfirmed = unconfirmed_protocol  # sent optimistically, the peer's answer not read yet

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -58,7 +59,7 @@ def prefix_validator(reject_prefix: bytes) -> Callable[[GossipMessage], Verdict]
 
 @contextlib.asynccontextmanager
 async def open_host_group(
-    base_dir: Path, count: int, *, relay_service: bool = True, **config: object
+    base_dir: Path, count: int, *, relay_service: bool = True, **config: Any
 ) -> AsyncIterator[list[DolphinHost]]:
     """`count` in-process hosts on 127.0.0.1; host 0 is a public relay/bootstrap peer for the others."""
     async with contextlib.AsyncExitStack() as stack:
@@ -73,7 +74,7 @@ async def open_host_group(
                 await stack.enter_async_context(
                     open_host(
                         HostConfig(base_dir / f"host-{index}", bootstrap=(first.listen_addrs()[0],), **config)
-                    )  # type: ignore[arg-type]
+                    )
                 )
             )
         yield hosts
@@ -81,7 +82,7 @@ async def open_host_group(
 
 @contextlib.asynccontextmanager
 async def open_swarm(
-    base_dir: Path, count: int, *, concurrency: int = 8, **config: object
+    base_dir: Path, count: int, *, concurrency: int = 8, **config: Any
 ) -> AsyncIterator[list[DolphinHost]]:
     """Like `open_host_group`, but the hosts after the first start `concurrency` at a time (large swarms)."""
     async with trio.open_nursery() as nursery:
@@ -96,7 +97,7 @@ async def open_swarm(
             async with limiter:
                 host_config = HostConfig(
                     base_dir / f"host-{index}", bootstrap=(first.listen_addrs()[0],), **config
-                )  # type: ignore[arg-type]
+                )
                 hosts.append(await nursery.start(_serve_host, host_config))
 
         async with trio.open_nursery() as starters:
@@ -248,7 +249,7 @@ async def _run_peer(args: argparse.Namespace) -> None:
     reject_prefix = args.reject_prefix.encode()
     log_path = args.data_dir / RECEIVED_FILE
 
-    async def log_messages(subscription) -> None:  # type: ignore[no-untyped-def]
+    async def log_messages(subscription) -> None:
         with open(log_path, "a") as log:
             async for message in subscription:
                 entry = {

@@ -23,12 +23,13 @@ from p2p.gossip import GossipMessage, Validator, Verdict
 from protocols import envelope
 from protocols.errors import ExpiredError, ProtocolError, ReplayError
 from protocols.keys import peer_id_to_text
+from protocols.schema import Message
 
 Authorise = Callable[[envelope.Signed], "bool | Verdict"]
 
 
 def signed_message_validator(
-    message_type: type,
+    message_type: type[Message] | tuple[type[Message], ...],
     *,
     authorise: Authorise | None = None,
     on_accept: Callable[[envelope.Signed], None] | None = None,
@@ -47,7 +48,7 @@ def signed_message_validator(
     def validate(message: GossipMessage) -> Verdict:
         now = envelope.clock_ms()
         try:
-            signed = envelope.open_signed(message.data, message_type, now_ms=now)
+            signed: envelope.Signed[Message] = envelope.open_signed(message.data, message_type, now_ms=now)
         except ExpiredError:
             return Verdict.IGNORE
         except ProtocolError:

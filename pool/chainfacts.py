@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import trio
 
+from chain import areas
 from chain.errors import ChainError
 from pool.bans import BanRules
 from protocols.eth import keccak256, to_checksum_address
@@ -35,6 +36,12 @@ class ChainReader(Protocol):
     """The part of `chain.client.ChainClient` this cache uses (a test may hand in its own)."""
 
     def call(self, contract: str, function: str, *args: Any) -> Any: ...
+    @property
+    def validator_quorum(self) -> areas.ValidatorQuorum: ...
+    @property
+    def bonding(self) -> areas.Bonding: ...
+    @property
+    def slashing(self) -> areas.Slashing: ...
 
 
 @dataclass

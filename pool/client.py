@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import trio
 
@@ -43,6 +44,7 @@ __all__ = ["AnswerPiece", "Completion", "chat_messages", "complete"]
 # A chunk holds at most 64 KiB of text and 4096 token ids with logprobs and alternatives; padded to a
 # power of two, that stays within 256 KiB.
 MAX_FRAME_BYTES = 256 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ async def complete(
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await (stream.close() if finished else stream.reset())
     end = exchange.end
+    assert end is not None  # the loop above ran until the end message
     return Completion(
         text="".join(piece.text for piece in pieces),
         finish_reason=end.finish_reason,
@@ -236,12 +239,12 @@ async def complete(
     )
 
 
-async def _notify(callback: Callable[[object], Awaitable[None] | None] | None, value: object) -> None:
+async def _notify(callback: Callable[[_T], Awaitable[None] | None] | None, value: _T) -> None:
     if callback is not None and (pending := callback(value)) is not None:
         await pending
 
 
-async def _receipt_acknowledged(stream, exchange: ClientExchange, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+async def _receipt_acknowledged(stream, exchange: ClientExchange, timeout: float) -> bool:
     """Whether the node acknowledged storing our countersigned receipt; False if it never says so (the
     answer itself is complete either way)."""
     try:

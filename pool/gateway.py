@@ -125,6 +125,7 @@ class Gateway:
         nodes = (
             config.nodes if config.nodes != "auto" else ("registered" if client.watcher.has_chain else "any")
         )
+        # GatewayConfig checked both against the choices Preferences takes.
         self.preferences = Preferences(nodes=nodes, min_standing=config.min_verification)  # type: ignore[arg-type]
 
     # ---- requests ----
@@ -156,7 +157,7 @@ class Gateway:
                 nodes=nodes,
                 min_standing=provider.get("min_verification", self.preferences.min_standing),
                 max_suspicion=provider.get("max_suspicion"),
-                sort=_SORTS[provider.get("sort", "balanced")],  # type: ignore[arg-type]
+                sort=_SORTS[provider.get("sort", "balanced")],  # type: ignore[arg-type]  # a KeyError: 400
                 only=frozenset(only),
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -324,9 +325,10 @@ class Gateway:
         name = self.client.watcher.name_of(model_id)
         records = self.client.router.statistics(trio.current_time())
         speeds = [
-            records.get(c.peer_id, {}).get("tokens_per_s") or c.attested_tokens_per_s for c, _ in candidates
+            float(speed)
+            for c, _ in candidates
+            if (speed := records.get(c.peer_id, {}).get("tokens_per_s") or c.attested_tokens_per_s)
         ]
-        speeds = [s for s in speeds if s]
         chain_price = self._chain_prices.get(model_id)
         if chain_price is not None:
             price = format_units(chain_price, USD_DECIMALS)
@@ -357,7 +359,7 @@ class Gateway:
             await self._read_chain_prices(self.client.watcher.watched())
             await trio.sleep(self.config.chain_refresh_seconds)
 
-    async def _read_chain_prices(self, pools) -> None:  # type: ignore[no-untyped-def]
+    async def _read_chain_prices(self, pools) -> None:
         for pool in pools:
             try:
                 self._chain_prices[pool.model] = await trio.to_thread.run_sync(

@@ -315,7 +315,7 @@ class LightClient:
         if raised is not None:
             raise raised
 
-    async def ask(self, model: bytes, messages: Sequence[tuple[str, str] | ChatMessage], **options) -> Answer:  # type: ignore[no-untyped-def]
+    async def ask(self, model: bytes, messages: Sequence[tuple[str, str] | ChatMessage], **options) -> Answer:
         """The whole answer at once (`stream` without the pieces)."""
         async with self.stream(model, messages, **options) as answer:
             async for _ in answer:
@@ -526,7 +526,7 @@ class LightConfig:
     tokenizer_cache: Path = DEFAULT_TOKENIZER_CACHE
 
 
-async def _open_chain(config: LightConfig):  # type: ignore[no-untyped-def]
+async def _open_chain(config: LightConfig):
     """The chain client when one is configured (blocking reads happen in a worker thread), else None."""
     from chain.locate import ChainLocation
 
@@ -613,7 +613,7 @@ def _status(watcher: PoolWatcher, node_key: bytes, model: bytes) -> str | None:
 
 async def track_credit(
     wallet: CreditWallet, chain, interval: float, *, task_status=trio.TASK_STATUS_IGNORED
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Keep `wallet.available` at the wallet's spendable credit (read now, then every `interval` s): what
     nodes serve against, its credit less a pending withdrawal request."""
     address = to_checksum_address(wallet.account.address)
@@ -637,7 +637,7 @@ async def ask_model(
     on_piece: Callable[[AnswerPiece], None] | None = None,
     resolve_timeout: float = 15.0,
     routing: dict | None = None,
-    **options,  # type: ignore[no-untyped-def]
+    **options,
 ) -> tuple[Answer, str]:
     """One question from a fresh light client (one session): `model` by id (hex) or manifest name;
     `on_piece` sees the answer as it streams; `routing` holds `Preferences` fields (`nodes` None: the

@@ -263,7 +263,7 @@ class CompletionShaper:
         *,
         logprobs: bool = False,
         include_usage: bool = False,
-        token_text: Callable[[int], str] | None = None,
+        token_text: Callable[[int], str | None] | None = None,
         completion_id: str | None = None,
     ) -> None:
         self.kind = kind

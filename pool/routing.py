@@ -162,7 +162,7 @@ class Router:
                 continue
             record = self._records.get(node.peer_id)
             state = record.breaker(now) if record is not None else "closed"
-            if state == "open" or (state == "half-open" and record.probing):
+            if state == "open" or (state == "half-open" and record is not None and record.probing):
                 continue
             chosen.append(node)
         return chosen

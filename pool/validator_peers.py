@@ -149,7 +149,7 @@ async def serve_validator_set(
     read_members: Callable[[], frozenset[bytes] | None],
     *holders: MembersHolder,
     interval: float = 60.0,
-    task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep the current validator set of `holders` (a directory, a signature book) up to date:
     `read_members()` (a blocking chain read, run in a thread) now and every `interval` seconds. When it
@@ -170,7 +170,7 @@ async def serve_validator_discovery(
     host: DolphinHost,
     *,
     interval: float = 60.0,
-    task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Stay connected to the validators' peers: look their DHT records up (VALIDATORS_RECORD) now and every
     `interval` seconds and dial those not connected, so VALIDATORS_TOPIC and SETTLEMENT_TOPIC reach this

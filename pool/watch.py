@@ -225,7 +225,7 @@ class PoolWatcher:
             pool = WatchedPool(model, view, attestations)
             original = view.validate
 
-            def validate(message):  # type: ignore[no-untyped-def]
+            def validate(message):
                 verdict = original(message)
                 if verdict is Verdict.ACCEPT:
                     pool.heard.set()
@@ -267,7 +267,7 @@ class PoolWatcher:
         ]
         limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
 
-        async def dial(record) -> None:  # type: ignore[no-untyped-def]
+        async def dial(record) -> None:
             async with limiter:
                 errors = []
                 for addr in record.addrs:

@@ -19,6 +19,7 @@ caller's limit *before* allocating: a 40-byte decompression bomb is refused with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import zstandard
@@ -104,7 +105,7 @@ def _check_shape(value: object, limits: Limits) -> None:
     # where they sit, containers go on the stack (this walk is on every decode, so it is kept lean).
     if type(value) in _SCALAR_TYPES:
         return
-    stack: list[tuple[object, int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         kind = type(item)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import time
+import typing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -196,9 +197,9 @@ def open_signed(
         body = codec.unpack(codec.decompress(body, limits.max_decompressed), limits)
     msg = cls.from_wire(body)
 
-    if replay is not None:
+    if replay is not None and now is not None:  # a replay cache needs check_time (refused above)
         replay.check_and_remember(signer, nonce, expires, now)
-    return Signed(msg, signer, nonce, issued, expires, bytes(data))
+    return Signed(typing.cast(M, msg), signer, nonce, issued, expires, bytes(data))
 
 
 class ReplayCache:

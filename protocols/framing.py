@@ -30,7 +30,7 @@ def encode_uvarint(value: int) -> bytes:
             return bytes(out)
 
 
-def decode_uvarint(data: bytes, offset: int = 0) -> tuple[int, int] | None:
+def decode_uvarint(data: bytes | bytearray, offset: int = 0) -> tuple[int, int] | None:
     """Read one uvarint at `offset`: (value, offset after it), or None when `data` ends inside it.
 
     Raises DecodeError for an over-long or non-minimal encoding (both forbidden by the spec, since they would

@@ -60,7 +60,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from protocols import codec, e2e, envelope, keys
 from protocols.errors import ProtocolError, SchemaError, StreamError
@@ -256,7 +256,7 @@ class ClientExchange:
             self.state = "streaming"
             return None
         plaintext, final = self._opener.open(frame)
-        msg = decode_message(plaintext, (ResponseChunk, ResponseEnd))
+        msg = cast(ResponseChunk | ResponseEnd, decode_message(plaintext, (ResponseChunk, ResponseEnd)))
         if msg.seq != self._next_seq:
             raise StreamError(f"expected message seq {self._next_seq}, got {msg.seq}")
         self._next_seq += 1
@@ -279,13 +279,13 @@ class ClientExchange:
             raise StreamError("end message not marked final")
         self.end_at_ms = now_ms
         if msg.receipt is not None:
-            self.receipt = self._check_receipt(msg)
+            self.receipt = self._check_receipt(msg, msg.receipt)
         self.end = msg
         self.state = "done"
         return msg
 
-    def _check_receipt(self, end: ResponseEnd) -> envelope.Signed[Receipt]:
-        signed = envelope.open_signed(end.receipt, Receipt, check_time=False)
+    def _check_receipt(self, end: ResponseEnd, receipt: bytes) -> envelope.Signed[Receipt]:
+        signed = envelope.open_signed(receipt, Receipt, check_time=False)
         r = signed.message
         mismatches = [
             name
@@ -330,6 +330,7 @@ class ClientExchange:
     def _timing_checks(self, r: Receipt) -> list[tuple[str, bool]]:
         """The receipt's times against what this client saw (module docstring), as (name, ok) pairs."""
         slack = self.timing_tolerance_ms
+        assert self.end_at_ms is not None  # checked once the end arrived
         checks = [
             ("first token after the end", r.first_token_ms <= r.duration_ms),
             ("started before the request was signed", r.started_at_ms + slack >= self.sent_at_ms),

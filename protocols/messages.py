@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import pairwise
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from protocols import eth
 from protocols.errors import SchemaError, SignatureError
@@ -137,6 +137,10 @@ class _EthSigned(Record):
     __slots__ = ()
     EIP712: ClassVar[eth.Struct]
     SIGNER_FIELD: ClassVar[str]
+    if TYPE_CHECKING:  # what every subclass declares (its own fields, a `signature` among them)
+        signature: bytes
+
+        def __init__(self, **fields: Any) -> None: ...
 
     @classmethod
     def typed_values(cls, get: Callable[[str], Any]) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class Spec:
     optional: ClassVar[bool] = False
     # True when the Python value is already its wire value (msgpack packs tuples as arrays), so encoding
     # can skip `to_wire` — the token-chunk path is hot enough for this to matter.
-    wire_identity: ClassVar[bool] = False
+    wire_identity: bool = False
 
     def check(self, value: Any, path: str) -> Any:
         """Return `value` (normalised, e.g. list to tuple) or raise SchemaError naming `path`."""
@@ -151,9 +151,12 @@ class Bytes(Spec):
     wire_identity = True
 
     def __init__(self, size: int | None = None, *, max_size: int | None = None, min_size: int = 0) -> None:
-        assert (size is None) != (max_size is None)
-        self.min_size = size if size is not None else min_size
-        self.max_size = size if size is not None else max_size
+        if size is not None:
+            assert max_size is None
+            self.min_size = self.max_size = size
+        else:
+            assert max_size is not None
+            self.min_size, self.max_size = min_size, max_size
 
     def check(self, value: Any, path: str) -> bytes:
         if type(value) is not bytes or not self.min_size <= len(value) <= self.max_size:
@@ -352,6 +355,7 @@ class Message(Record):
 
 _REGISTRY: dict[tuple[str, int], type[Message]] = {}
 R = TypeVar("R", bound=type[Record])
+MR = TypeVar("MR", bound=type[Message])
 
 
 def _make_record(cls: R, open_: bool) -> R:
@@ -364,13 +368,18 @@ def _make_record(cls: R, open_: bool) -> R:
         if len(metadata) != 1:
             raise TypeError(f"{cls.__name__}.{name}: annotate with Annotated[type, <one Spec>]")
         specs[name] = metadata[0]
-    made = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
+    made = typing.cast(R, dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls))
     made.__specs__ = specs
     made.__wire_plan__ = tuple((name, spec, spec.wire_identity) for name, spec in specs.items())
     made.__open__ = open_
     return made
 
 
+@typing.overload
+def record(cls: R, *, open: bool = False) -> R: ...
+@typing.overload
+def record(cls: None = None, *, open: bool = False) -> Callable[[R], R]: ...
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
 def record(cls: R | None = None, *, open: bool = False) -> R | Callable[[R], R]:
     """Class decorator: a frozen, validating, wire-mappable record (for use inside messages)."""
 
@@ -380,10 +389,11 @@ def record(cls: R | None = None, *, open: bool = False) -> R | Callable[[R], R]:
     return wrap if cls is None else wrap(cls)
 
 
-def message(type_name: str, version: int, *, open: bool = False) -> Callable[[R], R]:
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
+def message(type_name: str, version: int, *, open: bool = False) -> Callable[[MR], MR]:
     """Class decorator: a record registered as the top-level message `(type_name, version)`."""
 
-    def wrap(cls: R) -> R:
+    def wrap(cls: MR) -> MR:
         key = (type_name, version)
         if key in _REGISTRY:
             raise TypeError(f"message {key} registered twice")
@@ -425,6 +435,15 @@ def encode_message(msg: Message) -> bytes:
     return codec.pack([msg.TYPE, msg.VERSION, msg.to_wire()])
 
 
+M = TypeVar("M", bound=Message)
+
+
+@typing.overload
+def decode_message(data: bytes, expected: type[M], *, limits: codec.Limits = ...) -> M: ...
+@typing.overload
+def decode_message(
+    data: bytes, expected: tuple[type[Message], ...] | None = None, *, limits: codec.Limits = ...
+) -> Message: ...
 def decode_message(
     data: bytes,
     expected: type[Message] | tuple[type[Message], ...] | None = None,

@@ -11,6 +11,7 @@ Numbers pick the key: `identity(1)` is the same key in every run and every test,
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from protocols.eth import EthAccount, TypedDomain
 from protocols.inference import ClientExchange, NodeExchange
@@ -55,10 +56,10 @@ def eth_account(n: int) -> EthAccount:
 
 
 def make_request(
-    node: Identity, *, prompt: str = "Hello, dolphin.", request_id: bytes | None = None, **fields: object
+    node: Identity, *, prompt: str = "Hello, dolphin.", request_id: bytes | None = None, **fields: Any
 ) -> InferenceRequest:
     """A small valid request addressed to `node`."""
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "request_id": request_id or hashlib.sha256(prompt.encode()).digest()[:16],
         "model": TEST_MODEL,
         "node_key": node.public_key,
@@ -75,7 +76,7 @@ def exchange_pair(
     node_n: int = 2,
     now_ms: int = 1_700_000_000_000,
     prompt: str = "Hello, dolphin.",
-    **request_fields: object,
+    **request_fields: Any,
 ) -> tuple[ClientExchange, NodeExchange]:
     """A client exchange and the node exchange that accepted its sealed request."""
     client_id, node_id, node_keys = identity(client_n), identity(node_n), encryption_keys(node_n)
@@ -125,7 +126,7 @@ def countersigned_receipt(
     prompt: str = "Hello, dolphin.",
     domain: TypedDomain = TEST_DOMAIN,
     node_checks_credit: bool = True,
-    **request_fields: object,
+    **request_fields: Any,
 ) -> bytes:
     """A countersigned receipt of one answer of `tokens_out` tokens, started at `started_at_ms` (the node's
     clock). Paid by `credit`, or by a fresh authorisation of `wallet`, or by nobody. With
@@ -134,7 +135,7 @@ def countersigned_receipt(
     client_id = identity(client_n)
     if credit is None and wallet is not None:
         model = request_fields.get("model", TEST_MODEL)
-        credit = authorisation(wallet, client_id.public_key, domain=domain, model=model)  # type: ignore[arg-type]
+        credit = authorisation(wallet, client_id.public_key, domain=domain, model=model)
     node_id, node_keys = identity(node_n), encryption_keys(node_n)
     request = make_request(node_id, prompt=prompt, credit=credit, **request_fields)
     client = ClientExchange(

@@ -28,6 +28,7 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = logging.getLogger(log_name)
     config.graceful_timeout = graceful_timeout
+    # hypercorn calls only `started`, the part of trio's TaskStatus _FirstUrl has.
     await serve(app, config, task_status=_FirstUrl(task_status))  # type: ignore[arg-type]
 
 

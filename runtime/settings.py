@@ -20,7 +20,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from runtime.home import DOLPHIN_HOME
 
@@ -36,7 +36,14 @@ __all__ = [
     "rpc_url_setting",
 ]
 
-S = TypeVar("S")
+
+class Dataclass(Protocol):
+    """Any dataclass (what `dataclasses.fields` takes): every daemon's settings are one."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+S = TypeVar("S", bound=Dataclass)
 
 
 def doc(text: str) -> dict[str, str]:
@@ -63,12 +70,12 @@ def chain_dir_setting() -> Any:
 
 
 def normalise_settings(
-    config: object, *, positive: Iterable[str], error: type[Exception], local_only: Iterable[str] = ()
+    config: Dataclass, *, positive: Iterable[str], error: type[Exception], local_only: Iterable[str] = ()
 ) -> None:
     """What every daemon's settings do after init (a frozen dataclass's `__post_init__`): expand `~` in
     each Path, refuse a setting of `positive` that is not, and refuse a HOST:PORT of `local_only` that
     listens beyond this machine (those endpoints have no authentication)."""
-    for item in dataclasses.fields(config):  # type: ignore[arg-type]
+    for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         if isinstance(value, Path):
             object.__setattr__(config, item.name, value.expanduser())
@@ -152,7 +159,7 @@ def load_settings(
     """
     overrides = dict(overrides or {})
     environ = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise error(f"unknown setting(s) {unknown}")
@@ -162,7 +169,7 @@ def load_settings(
         if environ.get(env_name(prefix, name))
     }
     if config_file is None:
-        default_dir = cls.__dataclass_fields__["data_dir"].default  # type: ignore[attr-defined]
+        default_dir = cls.__dataclass_fields__["data_dir"].default
         data_dir = Path(overrides.get("data_dir") or from_environment.get("data_dir") or default_dir)
         candidate = data_dir.expanduser() / file_name
         config_file = candidate if candidate.is_file() else None
@@ -201,11 +208,11 @@ def _toml_value(value: Any) -> str:
     return f'"{text}"'
 
 
-def render_settings(config: object, header: str) -> str:
+def render_settings(config: Dataclass, header: str) -> str:
     """The config file for `config`: `header` (comment lines), then every setting with what it does;
     unset optional ones commented out."""
     lines = [*(f"# {line}" if line else "" for line in header.splitlines()), ""]
-    for item in dataclasses.fields(config):  # type: ignore[arg-type]
+    for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         lines.append(f"# {item.metadata['doc']}")
         if value is None:

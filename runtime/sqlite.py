@@ -19,7 +19,7 @@ import trio_asyncio
 __all__ = ["Database", "open_database"]
 
 
-def _aio(function):  # type: ignore[no-untyped-def]
+def _aio(function):
     return trio_asyncio.aio_as_trio(function)
 
 

@@ -120,7 +120,7 @@ class AdmissionGate:
             if verdicts[index] is not None:
                 continue
             state = self._epoch(epoch)
-            wallet = verified.receipt.credit.client  # type: ignore[union-attr]
+            wallet = verified.receipt.credit.client  # type: ignore[union-attr]  # admitted: paid
             admitted = state.admitted.get(wallet, 0) + 1
             if admitted > self.limits.receipts_per_wallet:
                 verdicts[index] = (
@@ -149,7 +149,7 @@ class AdmissionGate:
         wanted: set[bytes] = set()
         for index, (epoch, verified) in enumerate(receipts):
             state = self._epoch(epoch)
-            wallet = verified.receipt.credit.client  # type: ignore[union-attr]
+            wallet = verified.receipt.credit.client  # type: ignore[union-attr]  # admitted: paid
             if (
                 verdicts[index] is None
                 and wallet not in state.funded
@@ -169,7 +169,7 @@ class AdmissionGate:
                     else:
                         state.unfunded[wallet] = now
         for index, (epoch, verified) in enumerate(receipts):
-            wallet = verified.receipt.credit.client  # type: ignore[union-attr]
+            wallet = verified.receipt.credit.client  # type: ignore[union-attr]  # admitted: paid
             if verdicts[index] is None and wallet not in self._epoch(epoch).funded:
                 verdicts[index] = "the paying wallet holds no credit: its receipts earn nothing"
 

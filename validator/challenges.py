@@ -18,6 +18,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from validator.errors import ValidatorConfigError
 from validator.prompts import GENERATED, Chat
@@ -33,8 +34,9 @@ _PROFILES = ((40, "ask"), (30, "gateway"), (30, "custom"))
 _TEMPERATURES = ((35, 0.0), (35, 0.7), (30, 1.0))
 _TOP_PS = ((60, 1.0), (25, 0.95), (15, 0.9))
 _LENGTHS = ((20, 32), (35, 64), (30, 128), (15, 256))
-_STOPS = ((85, ()), (10, ("\n\n",)), (5, ("###",)))
+_STOPS: tuple[tuple[int, tuple[str, ...]], ...] = ((85, ()), (10, ("\n\n",)), (5, ("###",)))
 _SEEDED = 0.5  # of sampled requests
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Challenge:
         return self.temperature == 0
 
 
-def _pick(rng: random.Random, spread: tuple[tuple[int, object], ...]) -> object:
+def _pick(rng: random.Random, spread: tuple[tuple[int, _V], ...]) -> _V:
     weights, values = zip(*spread, strict=True)
     return rng.choices(values, weights=weights)[0]
 
@@ -76,18 +78,18 @@ def draw_challenge(
     if profile == "ask":
         return Challenge(kind=kind, messages=messages, max_tokens=min(256, max_tokens))
     if profile == "gateway":
-        length = int(_pick(rng, _LENGTHS)) if rng.random() < 0.5 else 256  # type: ignore[call-overload]
+        length = int(_pick(rng, _LENGTHS)) if rng.random() < 0.5 else 256
         return Challenge(kind=kind, messages=messages, max_tokens=min(length, max_tokens), temperature=1.0)
-    temperature = float(_pick(rng, _TEMPERATURES))  # type: ignore[arg-type]
+    temperature = float(_pick(rng, _TEMPERATURES))
     sampled = temperature > 0
     return Challenge(
         kind=kind,
         messages=messages,
-        max_tokens=min(int(_pick(rng, _LENGTHS)), max_tokens),  # type: ignore[call-overload]
+        max_tokens=min(int(_pick(rng, _LENGTHS)), max_tokens),
         temperature=temperature,
-        top_p=float(_pick(rng, _TOP_PS)) if sampled else 1.0,  # type: ignore[arg-type]
+        top_p=float(_pick(rng, _TOP_PS)) if sampled else 1.0,
         seed=rng.randrange(1 << 63) if sampled and rng.random() < _SEEDED else None,
-        stop=_pick(rng, _STOPS),  # type: ignore[arg-type]
+        stop=_pick(rng, _STOPS),
     )
 
 

@@ -155,9 +155,9 @@ async def check_answer(
 
 
 def _turns(answer: Answer) -> list:
-    from node.engines.base import ChatTurn
+    from node.engines.base import chat_turns
 
-    return [ChatTurn(m.role, m.content) for m in answer.request.messages]  # type: ignore[arg-type]
+    return list(chat_turns((m.role, m.content) for m in answer.request.messages))
 
 
 # ---------------------------------------------------------------------------------------------- tokens

@@ -270,7 +270,7 @@ async def _network(config: ValidatorConfig, chain: SlashingChain | None, wallet:
     )
 
 
-async def _open_validator(  # type: ignore[no-untyped-def]
+async def _open_validator(
     config: ValidatorConfig,
     host,
     state,
@@ -315,7 +315,7 @@ async def _open_validator(  # type: ignore[no-untyped-def]
     return validator
 
 
-async def _follow_pool(  # type: ignore[no-untyped-def]
+async def _follow_pool(
     host, nursery, validator: Validator, binding_domain: TypedDomain, metrics: ValidatorMetrics
 ) -> _Pool:
     """Subscribe to the model's pool heartbeats and attestations, and to the validators' topics."""
@@ -383,7 +383,7 @@ class _Sampling:
         return Drain(begin, self.in_flight.wait_idle, unfinished, timeout)
 
 
-async def _start_money_loop(  # type: ignore[no-untyped-def]
+async def _start_money_loop(
     config: ValidatorConfig,
     host,
     chain: SlashingChain | None,
@@ -435,7 +435,7 @@ def _health(daemon: Daemon, pool: _Pool, sampling: _Sampling, wallet: EthAccount
     return health
 
 
-def _ready_document(  # type: ignore[no-untyped-def]
+def _ready_document(
     host, metrics_url: str, wallet: EthAccount, validators: QuorumRule, reference: Reference, chain
 ) -> dict:
     return ready_document(
@@ -481,7 +481,7 @@ async def _awards(validator: Validator, chain: SlashingChain, epoch_ms: int, epo
     return totals
 
 
-async def _subscribe(host, nursery, topic: str, validate, handle: Callable[[bytes], Awaitable[None]]) -> None:  # type: ignore[no-untyped-def]
+async def _subscribe(host, nursery, topic: str, validate, handle: Callable[[bytes], Awaitable[None]]) -> None:
     """Subscribe with `validate` and hand each accepted message to `handle`; a handler that fails is logged,
     never fatal (a peer's message must not end the daemon)."""
     subscription = await host.gossip.subscribe(topic, validate)
@@ -517,7 +517,7 @@ def _delivering(
     return handle
 
 
-async def _serve_sampling(  # type: ignore[no-untyped-def]
+async def _serve_sampling(
     validator: Validator,
     sender: ChallengeSender,
     pool: _Pool,
@@ -586,7 +586,7 @@ MAX_SHARED_BYTES = 64 * 1024  # what a strike report can carry as its evidence
 ANNOUNCEMENT_LIFETIME_S = 3600
 
 
-async def _serve_shared_answers(  # type: ignore[no-untyped-def]
+async def _serve_shared_answers(
     host, validator: Validator, chain: SlashingChain, metrics: ValidatorMetrics, *, task_status
 ) -> None:
     """Take clients' shared answers on AUDIT_PROTOCOL (`pool.audits`): show our signed announcement
@@ -596,7 +596,7 @@ async def _serve_shared_answers(  # type: ignore[no-untyped-def]
     identity = Identity(host.signing_seed())
     domain = chain.client.domain("ValidatorQuorum")
 
-    async def handle(stream) -> None:  # type: ignore[no-untyped-def]
+    async def handle(stream) -> None:
         try:
             announcement = sign_announcement(
                 identity,
@@ -661,7 +661,7 @@ async def _serve_decisions(validator: Validator) -> None:
             log.warning("could not sign or submit slashing decisions: %s", exc)
 
 
-async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interval: float, metrics) -> None:  # type: ignore[no-untyped-def]
+async def _serve_set_refresh(validator: Validator, chain: SlashingChain, interval: float, metrics) -> None:
     while True:
         await trio.sleep(interval)
         try:

@@ -257,7 +257,7 @@ class SettlementService:
 
     # ---------------------------------------------------------------- serving
 
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; started once the receipt service and the topics are up."""
         async with trio.open_nursery() as nursery:
             self.receipts.install(self.host)
@@ -288,7 +288,7 @@ class SettlementService:
         await stream.write_message(encode_message(page))
         await stream.close()
 
-    async def _serve_record(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    async def _serve_record(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Our peer's address in the DHT under VALIDATORS_RECORD, so nodes and validators connect to us."""
         try:
             await self.host.dht.serve_record(
@@ -385,7 +385,7 @@ class SettlementService:
                 if peer.peer_id != self.host.peer_id:
                     nursery.start_soon(self._sync_from, peer, epoch)
 
-    async def _sync_from(self, peer, epoch: int) -> None:  # type: ignore[no-untyped-def]
+    async def _sync_from(self, peer, epoch: int) -> None:
         """Fetch from one peer, resuming where the last fetch of `epoch` from it stopped."""
         progress = self._sync_progress.setdefault((epoch, peer.peer_id), SyncProgress())
         try:
@@ -629,7 +629,7 @@ async def serve_settlement(
     awards: Awards | None = None,
     banned: Callable[[int], Iterable[str]] | None = None,
     trees_dir: Path | None = None,
-    task_status=trio.TASK_STATUS_IGNORED,  # type: ignore[no-untyped-def]
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a validator's money loop (module docstring) until cancelled; `task_status.started` gets the
     `SettlementService` (for statistics). Each settled epoch's rewards tree is written to

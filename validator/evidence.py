@@ -190,8 +190,8 @@ class EvidenceStore:
                     continue
                 if holding is not None and answer not in stored:
                     removed.append((holding[0],))  # held before this batch: delete it
-                if credit is not None and facts.credit not in credits:
-                    credits[facts.credit] = codec.pack(credit.to_wire())  # type: ignore[index]
+                if credit is not None and facts.credit is not None and facts.credit not in credits:
+                    credits[facts.credit] = codec.pack(credit.to_wire())
                 held[answer] = (facts.digest, epoch)
                 stored[answer] = (
                     facts.digest,
@@ -229,7 +229,7 @@ class EvidenceStore:
         self, answers: set[tuple[bytes, bytes]]
     ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
         """(node key, request hash) -> (digest, epoch) of the receipt held for each of `answers` held."""
-        held = {}
+        held: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
         ordered = sorted(answers)
         for start in range(0, len(ordered), _PAIRS_PER_QUERY):
             chunk = ordered[start : start + _PAIRS_PER_QUERY]
@@ -425,7 +425,7 @@ class EvidenceStore:
         return record
 
 
-def _record(row) -> SettlementRecord:  # type: ignore[no-untyped-def]
+def _record(row) -> SettlementRecord:
     debits = tuple(
         DebitBatch(batch, tuple(bytes.fromhex(u) for u in users), tuple(amounts))
         for batch, users, amounts in json.loads(row[5])

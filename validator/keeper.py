@@ -95,7 +95,7 @@ def keeper_round(chain: ChainClient, config: KeeperConfig) -> KeeperRound:
 
 async def serve_buyback_keeper(
     chain: ChainClient, config: KeeperConfig, *, task_status=trio.TASK_STATUS_IGNORED
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Run keeper rounds every `interval_seconds` if `chain`'s account holds the keeper role (else return at
     once, logging why). Never returns otherwise."""
     try:

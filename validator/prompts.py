@@ -446,7 +446,7 @@ class GeneratedChats(Sequence[tuple[str, Chat]]):
         (`tests/bench/bench_indistinguishability.py` does, as the attacker)."""
         return frozenset(text for *_, parts in self._SHAPES for part in parts for text in part)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             raise TypeError("GeneratedChats is drawn from one index at a time")
         if index < 0:

@@ -237,7 +237,7 @@ class ReceiptService:
         authorisations verified in this service's Credits domain."""
         return await self.store.add_receipts(receipts, credits_verified_in=self.credits_domain)
 
-    async def _read(self, stream: MessageStream, limit: int, expected: type):  # type: ignore[no-untyped-def]
+    async def _read(self, stream: MessageStream, limit: int, expected: type):
         """The one message of a stream, or None after resetting a stream that sent a malformed one."""
         try:
             return decode_message(await stream.read_message(limit), expected)
@@ -297,6 +297,7 @@ class ReceiptService:
         request = await self._read(stream, MAX_SYNC_REQUEST_BYTES, ReceiptSyncRequest)
         if request is None:
             return
+        answer: ReceiptBatch | ReceiptDigests
         if request.digests:
             answer = ReceiptBatch(receipts=tuple(await self.store.countersigned(request.digests)))
         else:

@@ -111,12 +111,13 @@ def facts_of(
     receipts: Iterable[VerifiedReceipt],
 ) -> tuple[list[ReceiptFacts], dict[bytes, CreditAuthorisation]]:
     """The facts of verified receipts, and the credit authorisations they carry by digest."""
-    facts, credits = [], {}
+    facts: list[ReceiptFacts] = []
+    credits: dict[bytes, CreditAuthorisation] = {}
     for verified in receipts:
         fact, credit = receipt_facts(verified)
         facts.append(fact)
-        if credit is not None:
-            credits[fact.credit] = credit  # type: ignore[index]
+        if credit is not None and fact.credit is not None:  # the fact names the digest of its credit
+            credits[fact.credit] = credit
     return facts, credits
 
 
@@ -212,7 +213,7 @@ def price_receipts(
             continue
         wallet = session.wallet
         charge = session.price * facts.tokens
-        spent = charged.get(facts.credit, 0)  # type: ignore[arg-type]
+        spent = charged.get(facts.credit, 0)  # type: ignore[arg-type]  # a wallet pays: a credit
         owed = client_charged.get(wallet, 0)
         if spent + charge > session.cap:
             unpaid["over the authorisation's cap"] = unpaid.get("over the authorisation's cap", 0) + 1
@@ -220,7 +221,7 @@ def price_receipts(
         if owed + charge > market.available.get(wallet, 0) * PER_MILLION:
             unpaid["over the client's credit"] = unpaid.get("over the client's credit", 0) + 1
             continue
-        charged[facts.credit] = spent + charge  # type: ignore[index]
+        charged[facts.credit] = spent + charge  # type: ignore[index]  # (as above)
         client_charged[wallet] = owed + charge
         paid += 1
         if facts.node_key not in operators:

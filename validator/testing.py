@@ -18,7 +18,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from node.engines.base import ChatTurn, Engine, GenerationRequest, Priority
+from node.engines.base import Engine, GenerationRequest, Priority, chat_turns
 from node.inference import logprob_micro
 from p2p import GossipMessage, Verdict
 from protocols import envelope
@@ -94,7 +94,7 @@ async def answer_in_process(
     node = NodeExchange.accept(client.sealed_request, identity=keys.identity, encryption_keys=keys.encryption)
     client.receive(node.header())
     generation = GenerationRequest(
-        messages=tuple(ChatTurn(role, content) for role, content in challenge.messages),  # type: ignore[arg-type]
+        messages=chat_turns(challenge.messages),
         max_tokens=challenge.max_tokens,
         temperature=challenge.temperature,
         top_p=challenge.top_p,
@@ -139,7 +139,7 @@ class LocalBus:
     def join(self, validator: Validator) -> None:
         self.members.append(validator)
 
-    def publisher(self, peer: Identity):  # type: ignore[no-untyped-def]
+    def publisher(self, peer: Identity):
         """The `publish` of the validator whose peer key is `peer`."""
 
         async def publish(topic: str, data: bytes) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from chain.errors import RewardsParamsError
 
@@ -137,7 +138,7 @@ class RewardParams:
         Raises RewardsParamsError naming the parameter for an unknown name, a wrong type or a bound.
         """
         known = {field.name for field in dataclasses.fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for name, raw in overrides.items():
             if name not in known:
                 raise RewardsParamsError(f"unknown parameter {name!r}; known parameters: {sorted(known)}")

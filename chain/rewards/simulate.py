@@ -171,8 +171,8 @@ def format_table(simulation: Simulation) -> str:
     summary = f"after {simulation.epochs} epochs: competitive set N={competition.size}, "
     if competition.enabled:
         summary += (
-            f"K={competition.tiers} tiers, L={float(competition.low):.3f} and "
-            f"H={float(competition.high):.3f} excess weeks"
+            f"K={competition.tiers} tiers, L={float(competition.low or 0):.3f} and "
+            f"H={float(competition.high or 0):.3f} excess weeks"
         )
     else:
         summary += "competition disabled (too few accounts or earnings)"

@@ -22,9 +22,9 @@ Rules every engine keeps:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from node.errors import NodeError
 
@@ -56,10 +56,19 @@ class EngineUnavailable(EngineError):
     """The engine is not running or not answering (a vLLM server that died or is still loading)."""
 
 
+Role = Literal["system", "user", "assistant", "tool"]
+
+
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Role
     content: str
+
+
+def chat_turns(messages: Iterable[tuple[str, str]]) -> tuple[ChatTurn, ...]:
+    """Turns from (role, content) pairs whose roles were checked where they came in (the ChatMessage
+    schema, the local API's parser): a role is one of ChatTurn's."""
+    return tuple(ChatTurn(cast(Role, role), content) for role, content in messages)
 
 
 class Priority:
@@ -149,7 +158,7 @@ class Engine(Protocol):
         """Ids to text, special tokens skipped."""
         ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         """Stream the answer; see `Piece`. Raises EngineError (EngineRequestError for bad requests)."""
         ...
 

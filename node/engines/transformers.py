@@ -25,7 +25,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,7 @@ class TransformersEngine:
 
     # ------------------------------------------------------------------ generate
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         """Stream the answer to `request` (see `Engine.generate`)."""
         if request.prompt_ids is not None:
             prompt_ids = list(request.prompt_ids)
@@ -435,9 +435,11 @@ class TransformersEngine:
             self._cache, self._rows = cache, [row]
             return
         width = max(self._width(), row.length)
+        # A decoder-only model's DynamicCache holds full-attention layers only (keys and values), never
+        # the linear-attention or dummy layers its annotations also allow.
         for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
-            mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])
+            mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])  # type: ignore[union-attr]
+            mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])  # type: ignore[union-attr]
         self._rows.append(row)
 
     def _width(self) -> int:

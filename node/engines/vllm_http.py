@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,8 @@ class VllmEngine:
         self._special_ids = special_ids
         self._priorities = True  # until the server says it has no priority scheduling
         self._load = EngineLoad(running=0, waiting=0, capacity=capacity)
-        self.server = None  # the supervised `vllm_server.VllmServer` when this engine's opener started one
+        # The supervised `vllm_server.VllmServer`, when this engine's opener started one.
+        self.server: object | None = None
         self._background: tuple[trio.CancelScope, trio.Event] | None = None
 
     @property
@@ -248,7 +249,7 @@ class VllmEngine:
             body["priority"] = request.priority
         return body
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Piece, None]:
         prompt_ids = (
             list(request.prompt_ids)
             if request.prompt_ids is not None
@@ -305,7 +306,7 @@ class VllmEngine:
         chosen = tuple(float(lp) for lp in logprobs.get("token_logprobs") or ())
         if len(chosen) != len(token_ids):
             raise EngineError(f"vLLM sent {len(token_ids)} token ids with {len(chosen)} logprobs")
-        alternatives = ()
+        alternatives: tuple[tuple[tuple[int, float], ...], ...] = ()
         if top_logprobs:
             alternatives = tuple(
                 _best(alts or {}, top_logprobs) for alts in logprobs.get("top_logprobs") or ()

@@ -112,7 +112,8 @@ def write_tiny_checkpoint(out_dir: Path) -> None:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        # The key checkpoints' config.json carry: transformers takes it, its annotations omit it.
+        torch_dtype="float32",  # type: ignore[call-arg]
         architectures=["LlamaForCausalLM"],
     )
     # The generator is private to this build so that the caller's global RNG state neither changes the
