@@ -94,7 +94,9 @@ demo: setup  ## run the main job: a local network answers an encrypted prompt an
 UNIT_TIER := unit and not (integration or process or chain or vllm or contracts)
 
 check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit tier (a tenth of the property examples)
-	DOLPHIN_EXAMPLES_FRACTION=0.1 $(PY) -m pytest -p no:pytest-brownie -m "$(UNIT_TIER)" tests -q --durations=10
+	@# In a fresh random order each time (the seed is printed): unit tests may not depend on each other.
+	DOLPHIN_EXAMPLES_FRACTION=0.1 $(PY) -m pytest -p no:pytest-brownie -m "$(UNIT_TIER)" tests -q --durations=10 \
+	  --random-order any
 
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30

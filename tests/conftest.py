@@ -7,6 +7,7 @@ a unit test runs (a process or a socket fails it with the marker it should carry
 """
 
 import os
+import random
 import socket
 import subprocess
 from pathlib import Path
@@ -131,8 +132,51 @@ def is_unit(item) -> bool:
     )
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--random-order",
+        metavar="SEED",
+        help="Run the modules in an order shuffled with SEED, and the tests within each (a module's "
+        "fixtures are still set up once); 'any' draws a seed, which the report header names.",
+    )
+
+
+def _order_seed(config) -> int | None:
+    seed = config.getoption("--random-order")
+    if seed is None:
+        return None
+    if not hasattr(config, "_dolphin_order_seed"):
+        config._dolphin_order_seed = random.SystemRandom().randrange(10**6) if seed == "any" else int(seed)
+    return config._dolphin_order_seed
+
+
+def pytest_report_header(config):
+    seed = _order_seed(config)
+    return f"test order: shuffled (--random-order {seed} repeats it)" if seed is not None else None
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if (seed := _order_seed(config)) is not None:  # also under -q, which drops the header
+        terminalreporter.write_line(f"test order: shuffled (--random-order {seed} repeats it)")
+
+
+def shuffled(items: list, seed: int) -> list:
+    """`items` with their modules in a random order and the tests of each module too."""
+    rng = random.Random(seed)
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    rng.shuffle(groups)
+    for group in groups:
+        rng.shuffle(group)
+    return [item for group in groups for item in group]
+
+
 @pytest.hookimpl(trylast=True)  # after tests/contracts/conftest.py has marked its own tests
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    if (seed := _order_seed(config)) is not None:
+        items[:] = shuffled(items, seed)
     problems = []
     for item in items:
         tiers = [name for name in TIERS if item.get_closest_marker(name)]
