@@ -51,7 +51,7 @@ from typing import Any
 import trio
 
 from chain.errors import ChainError
-from p2p import DolphinHost, HostConfig, open_host
+from p2p import DolphinHost, HostConfig, P2PError, open_host
 from pool.audits import AnswerSharer, SharingSettings
 from pool.chainfacts import ChainFacts
 from pool.client import AnswerPiece, Completion, chat_messages, complete
@@ -61,6 +61,7 @@ from pool.routing import Preferences, Router
 from pool.tokenizers import DEFAULT_TOKENIZER_CACHE, CounterLoader, TokenizerCache
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
 from protocols.eth import EthAccount, TypedDomain, to_checksum_address
+from protocols.ids import VALIDATORS_RECORD
 from protocols.inference import TokenCounter
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
@@ -328,8 +329,17 @@ class LightClient:
         counter = self.counters.get(model)
         if counter is None and self.tokenizers is not None:
             peers = [candidate.peer_id for candidate, _ in self.watcher.candidates(model)]
-            counter = await self.tokenizers.counter(self.host, model, peers)
+            counter = await self.tokenizers.counter(self.host, model, peers, self._validator_peers)
         return counter
+
+    async def _validator_peers(self) -> list[str]:
+        """The validators' peers, from their DHT record (each serves its reference model's tokenizer)."""
+        try:
+            records = await self.host.dht.get_records(VALIDATORS_RECORD)
+        except P2PError as exc:
+            log.info("no validator to ask for a tokenizer: %s", exc)
+            return []
+        return [record.peer_id for record in records if record.peer_id != self.host.peer_id]
 
     async def _answer(
         self, request: _Request, send: trio.MemorySendChannel[AnswerPiece], answer: AnswerStream

@@ -4,7 +4,8 @@
 named `model` and the tokenizer files it lists, and checks each as it arrives (`protocols.tokenizers`: the
 manifest's sha256 must be the model id, each file's the manifest's entry, all within the caps); a member
 that refuses, stalls, or sends anything else is passed over for the next. Since the model id is the
-manifest's hash, any member will do: none can serve another tokenizer under the id.
+manifest's hash, any member will do: none can serve another tokenizer under the id. When no member serves
+them, `TokenizerCache` asks the validators, which serve their reference model's the same way.
 
 `TokenizerCache` keeps what was fetched under `<root>/<model id hex>/` (0700) and makes a `TokenCounter` of
 it with the loader it is given: `cli` hands it node.models.tokens.TokenizerCounter, which checks the folder
@@ -20,7 +21,7 @@ import random
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import trio
@@ -156,10 +157,47 @@ class TokenizerCache:
         self._retry_at: dict[bytes, float] = {}
         self._locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
 
-    async def counter(self, host: StreamOpener, model: bytes, peers: Sequence[str]) -> TokenCounter | None:
+    async def _fetch(
+        self,
+        host: StreamOpener,
+        model: bytes,
+        peers: Sequence[str],
+        validators: Callable[[], Awaitable[Sequence[str]]] | None,
+    ) -> dict[str, bytes]:
+        """From the pool's members, else from the validators: a pool whose members all withhold the files
+        would otherwise hold every bill of its model to the byte bound, which they can inflate to."""
+        try:
+            return await self._fetch_from_any(host, model, peers)
+        except TokenizerUnavailable as exc:
+            others = [peer for peer in await validators() if peer not in peers] if validators else []
+            if not others:
+                raise
+            log.info("asking the validators for the tokenizer of model %s: %s", model.hex(), exc)
+            return await self._fetch_from_any(host, model, others)
+
+    async def _fetch_from_any(
+        self, host: StreamOpener, model: bytes, peers: Sequence[str]
+    ) -> dict[str, bytes]:
+        return await fetch_tokenizer(
+            host,
+            model,
+            random.sample(list(peers), len(peers)),
+            member_timeout=self._member_timeout,
+            timeout=self._timeout,
+        )
+
+    async def counter(
+        self,
+        host: StreamOpener,
+        model: bytes,
+        peers: Sequence[str],
+        validators: Callable[[], Awaitable[Sequence[str]]] | None = None,
+    ) -> TokenCounter | None:
         """The counter of `model`: from its cached folder while that still matches the model, else
-        fetched from `peers` (tried in a random order) and cached. None, logged, when no member served
-        the files or they make no tokenizer (not tried again for `retry_after` s), or `peers` is empty."""
+        fetched from `peers` (tried in a random order), or when none serves the files from the peers
+        `validators()` names (each validator serves its reference model's), and cached. None, logged,
+        when nobody served the files or they make no tokenizer (not tried again for `retry_after` s), or
+        there is nobody to ask."""
         async with self._locks[model]:
             if model in self._counters:
                 return self._counters[model]
@@ -169,7 +207,7 @@ class TokenizerCache:
             try:
                 counter = await trio.to_thread.run_sync(self._load, folder, model)
             except ValueError as exc:
-                if not peers:
+                if not peers and validators is None:
                     return None
                 if folder.exists():
                     log.info(
@@ -178,13 +216,7 @@ class TokenizerCache:
                         exc,
                     )
                 try:
-                    files = await fetch_tokenizer(
-                        host,
-                        model,
-                        random.sample(list(peers), len(peers)),
-                        member_timeout=self._member_timeout,
-                        timeout=self._timeout,
-                    )
+                    files = await self._fetch(host, model, peers, validators)
                     await trio.to_thread.run_sync(write_tokenizer_folder, self.root, model, files)
                     counter = await trio.to_thread.run_sync(self._load, folder, model)
                 except (TokenizerUnavailable, OSError, ValueError) as exc:

@@ -13,7 +13,8 @@ On start, in this order (each step logged):
    (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway
    light-client hosts), with a chain the checks of the real answers clients share over AUDIT_PROTOCOL
    (`pool.audits`), re-verification of others' strikes, standings on STANDING_TOPIC, decisions and
-   slashing, validator-set refreshes;
+   slashing, validator-set refreshes, and the reference model's tokenizer files on TOKENIZER_PROTOCOL
+   (for clients whose pool withholds them, `pool.tokenizers`);
 6. with a chain, the money loop (validator.epochs): nodes' receipts taken into `evidence.sqlite`, each
    epoch settled on the validators' schedule (the rewards root, the election of the next set and the
    credit debits, signed by a quorum over gossip and relayed by whichever validator is first; rewards
@@ -42,6 +43,8 @@ from chain.client import ChainClient, read_key_file
 from chain.errors import ChainError
 from chain.locate import ChainLocation
 from chain.quorum import QuorumRule
+from node.models import load_manifest
+from node.tokenizer_files import TokenizerFileServer
 from p2p import HostConfig, P2PError, open_host
 from p2p.daemon import ready_document
 from p2p.ports import check_http_address, check_listen_addrs
@@ -51,7 +54,7 @@ from pool.bans import BanRules
 from pool.light import CreditWallet
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
-from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, attestation_topic, pool_topic
+from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, TOKENIZER_PROTOCOL, attestation_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_text
 from protocols.messages import BenchmarkAttestation, StrikeReport
 from runtime.files import write_atomically
@@ -201,6 +204,9 @@ async def _serve(
         trio.open_nursery() as nursery,
     ):
         validator = await _open_validator(config, host, state, wallet, reference, network, chain, metrics)
+        if reference.folder is not None:  # clients count bills with its tokenizer, which members may withhold
+            files = TokenizerFileServer([(load_manifest(reference.folder), reference.folder)])
+            host.set_stream_handler(TOKENIZER_PROTOCOL, files.handle)
         pool = await _follow_pool(host, nursery, validator, network.binding_domain, metrics)
         await sampling.start(nursery, validator, pool)
         nursery.start_soon(_serve_standings, validator, config.standing_interval, metrics)

@@ -9,6 +9,7 @@ device kind whose random generator a node's transformers engine uses (`SeededRep
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class Reference:
     eos_ids: frozenset[int]
     max_model_len: int
     replay: SeededReplay | None = None
+    folder: Path | None = None  # the folder it was loaded from: the validator serves its tokenizer files
 
 
 def reference_from_engine(engine: TransformersEngine) -> Reference:
@@ -85,4 +87,4 @@ async def open_reference(model_dir: Path, *, threads: int | None = 1, max_batch:
         )
     except (NodeError, OSError, ValueError) as exc:
         raise ReferenceModelError(f"cannot load the reference model from {model_dir}: {exc}") from exc
-    return reference_from_engine(engine)
+    return dataclasses.replace(reference_from_engine(engine), folder=model_dir)

@@ -168,3 +168,30 @@ async def test_members_serving_anything_but_the_models_files_are_refused(
         counter = await fresh.counter(client, model, [lying[0], honest])
         assert counter is not None and counter.prompt_tokens(CHAT) == exact
     assert os.listdir(tmp_path / "cache") == [model.hex()]
+
+
+@pytest.mark.trio
+async def test_when_every_member_withholds_the_files_the_validators_serve_them(
+    tmp_path, tiny_model_dir, model, exact
+):
+    async def refusing(stream) -> None:  # type: ignore[no-untyped-def]
+        await stream.reset()
+
+    async with _members(refusing, _stalling, _server(tiny_model_dir)) as (client, peers):
+        *withholding, validator = peers
+        asked = []
+
+        async def validators() -> list[str]:
+            asked.append(True)
+            return [validator, *withholding]  # the members are not asked twice
+
+        # Without the validators, such a pool holds every bill to the byte bound.
+        cache = TokenizerCache(tmp_path / "alone", load_counter, member_timeout=2)
+        assert await cache.counter(client, model, withholding) is None
+        cache = TokenizerCache(tmp_path / "cache", load_counter, member_timeout=2)
+        counter = await cache.counter(client, model, withholding, validators)
+        assert counter is not None and counter.prompt_tokens(CHAT) == exact and asked == [True]
+        # A pool whose members serve them never costs the validators a question.
+        member_served = TokenizerCache(tmp_path / "served", load_counter)
+        assert await member_served.counter(client, model, [validator], validators) is not None
+        assert asked == [True]

@@ -17,6 +17,7 @@ from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
 from p2p.testing import wait_until
 from pool import InferenceFailed, complete
+from pool.tokenizers import fetch_tokenizer
 from protocols.keys import Identity
 from tests.validator.processes import (
     FAST_SAMPLING,
@@ -107,6 +108,10 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
                     timeout=240,
                 )
             load.cancel_scope.cancel()
+            # A validator serves its reference model's tokenizer (clients of a pool that withholds it ask).
+            await client.connect(validators[0].addr)
+            files = await fetch_tokenizer(client, model_id, [validators[0].peer_id])
+            assert files["tokenizer.json"] == (model_dir / "tokenizer.json").read_bytes()
         assert answered > 0
         for validator in validators:
             assert metric(validator, "dolphin_validator_challenges_total", outcome="failed") == 0
