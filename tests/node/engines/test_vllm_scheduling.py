@@ -40,8 +40,10 @@ async def test_leaving_generate_early_aborts_the_request_on_the_server(engine, v
     server can trail its engine by a second or more."""
     url = vllm_server.url
     before = server_counter(url, "vllm:request_success_total")
-    # ignore_eos: each runs all 800 tokens, whatever the tiny model samples.
-    answer = GenerationRequest(messages=(ChatTurn("user", "Hello!"),), max_tokens=800, ignore_eos=True)
+    # ignore_eos: each runs all its tokens, whatever the tiny model samples; nearly the model's whole length,
+    # so that the abandoned answer is still running when a loaded server notices its client left (at 800
+    # tokens it once finished first, and counted as an eighth success).
+    answer = GenerationRequest(messages=(ChatTurn("user", "Hello!"),), max_tokens=1900, ignore_eos=True)
     started = [trio.Event() for _ in range(8)]
     scopes = [trio.CancelScope() for _ in range(8)]
     finished: list[int] = []
