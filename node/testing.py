@@ -30,7 +30,7 @@ from node.benchmark import BENCHMARK_FILE
 from node.engines import Engine, GenerationRequest, Piece
 from node.processes import node_process
 from p2p import DolphinHost
-from p2p.processes import DaemonProcess, relay_process
+from p2p.processes import DaemonProcess, relay_process, stop_all
 from pool import PoolView, find_member
 from protocols.eth import TypedDomain
 from protocols.ids import pool_topic
@@ -96,9 +96,7 @@ def running_pool(
         trio.run(ready)
         yield relay, nodes
     finally:
-        for node in nodes:
-            node.stop()
-        relay.stop()
+        stop_all([*nodes, relay])
 
 
 async def watch_pool(

@@ -11,6 +11,7 @@ import trio
 
 from chain.client import ChainClient
 from node.processes import node_process
+from p2p.processes import stop_all
 from validator.processes import validator_process
 
 __all__ = [
@@ -32,7 +33,7 @@ OPERATOR_STAKE = 200_000 * 10**18
 @contextlib.contextmanager
 def started_processes():
     """A list for the processes started in the block: on a failure their logs are printed, and they are
-    stopped (the last started first) when the block ends."""
+    stopped together when the block ends."""
     started = []
     try:
         yield started
@@ -41,8 +42,7 @@ def started_processes():
             print(f"--- {process.data_dir}\n{process.log_tail(4000)}")
         raise
     finally:
-        for process in reversed(started):
-            process.stop()
+        stop_all(reversed(started))
 
 
 async def ready(processes, process, timeout=240.0):

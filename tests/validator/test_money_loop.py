@@ -34,7 +34,7 @@ from node.processes import node_process
 from node.registration import register_node
 from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
-from p2p.processes import relay_process
+from p2p.processes import relay_process, stop_all
 from p2p.testing import PeerProcess
 from pool import complete
 from protocols import testing as pt
@@ -149,8 +149,7 @@ def network(tmp_path_factory, tiny_model_dir):
                 model_id = load_manifest(tiny_model_dir).model_id()
                 yield Network(tmp, deployed, clients, relay, nodes, validators, model_id)
             finally:
-                for peer in [*peers, relay]:
-                    peer.stop()
+                stop_all([*peers, relay])
 
 
 async def _wait_epoch_start() -> int:
@@ -412,5 +411,4 @@ def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signe
                 _wait_for(path.exists, 120, f"{process.data_dir.name} settling epoch {epoch}")
                 assert RewardsTree.from_json(path.read_text()).root == root
     finally:
-        for process in started:
-            process.stop()
+        stop_all(started)
