@@ -3,7 +3,9 @@ variable and its default in --help, and the settings a user gave explicitly (whi
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,8 @@ def daemon_logging(package: str) -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("libp2p").setLevel(logging.ERROR)
     logging.getLogger(package).setLevel(min(logging.INFO, logging.getLogger().level))
+    # `kill -USR1 PID` writes every thread's stack to stderr: what a daemon that will not stop is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def config_file_option(daemon: DaemonSettings):
