@@ -3,9 +3,7 @@ variable and its default in --help, and the settings a user gave explicitly (whi
 
 from __future__ import annotations
 
-import faulthandler
 import logging
-import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import trio
 from click.core import ParameterSource
 
 from runtime.settings import DaemonSettings, Dataclass
+from runtime.stacks import run_with_stack_dumps
 
 __all__ = [
     "INTERRUPTED",
@@ -121,7 +120,7 @@ def run_trio(async_fn: Callable[[], Any]) -> Any:
     command's `except` clauses see the library's own error type and no traceback reaches the user; Ctrl-C
     (before the daemon handles signals itself, e.g. during a model load) ends it quietly with INTERRUPTED."""
     try:
-        return trio.run(async_fn)
+        return trio.run(run_with_stack_dumps, async_fn)  # `kill -USR1` shows what it is doing
     except BaseExceptionGroup as group:
         error = expected_error(group)
         if isinstance(error, KeyboardInterrupt):
@@ -142,8 +141,6 @@ def daemon_logging(package: str) -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("libp2p").setLevel(logging.ERROR)
     logging.getLogger(package).setLevel(min(logging.INFO, logging.getLogger().level))
-    # `kill -USR1 PID` writes every thread's stack to stderr: what a daemon that will not stop is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def config_file_option(daemon: DaemonSettings):
