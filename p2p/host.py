@@ -53,7 +53,13 @@ from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSup
 from p2p.gossip import Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
-from p2p.streams import MULTISTREAM_PROTOCOL, RawStream, Stream, multistream_line
+from p2p.streams import (
+    MULTISTREAM_PROTOCOL,
+    RawStream,
+    Stream,
+    install_bounded_stream_resets,
+    multistream_line,
+)
 from p2p.topics import REACHABILITY_PROTOCOL
 
 logger = logging.getLogger(__name__)
@@ -712,6 +718,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     """
     check_listen_addrs(config.listen)
     install_exclusive_tcp_listeners()
+    install_bounded_stream_resets()
     key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     swarm = new_swarm(

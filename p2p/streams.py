@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import trio
 from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.stream.net_stream import NetStream
 
 from p2p.errors import MessageTooLarge, ProtocolNotSupported, StreamError, StreamTimeout
 from protocols.errors import DecodeError
@@ -40,6 +41,30 @@ class RawStream(Protocol):
     async def close_write(self) -> None: ...
     async def close(self) -> None: ...
     async def reset(self) -> None: ...
+
+
+# A reset sends one frame; one that cannot be sent in this time is given up (the stream counts as reset).
+STREAM_RESET_SECONDS = 5.0
+
+
+def install_bounded_stream_resets() -> None:
+    """Give py-libp2p's stream resets a deadline (idempotent).
+
+    py-libp2p resets a stream that failed to open inside a shielded scope, with no deadline; the reset
+    waits for its connection's write lock, which a write stuck on a peer that stopped reading holds for as
+    long as that lasts. Two peers stopping at once could each wait on the other for good: validators ignored
+    SIGTERM that way after a money-loop test (their task trees, `kill -USR1`, showed it). A reset that
+    gives up leaves the stream closed both ways, as one whose frame could not be sent does."""
+    if getattr(NetStream.reset, "_bounded", False):
+        return
+    unbounded = NetStream.reset
+
+    async def reset(self: NetStream) -> None:
+        with trio.move_on_after(STREAM_RESET_SECONDS):
+            await unbounded(self)
+
+    reset._bounded = True  # type: ignore[attr-defined]  # marks the replacement, for idempotence
+    NetStream.reset = reset  # type: ignore[method-assign]  # py-libp2p has no setting for it
 
 
 def multistream_line(text: str) -> bytes:
