@@ -8,4 +8,6 @@
 - `settings`: daemon settings from options, environment, the TOML file and documented defaults
 - `http`: `serve_http`, serving a Starlette app (the node's local API, the validator's, the gateway's)
 - `sqlite`: `open_database`, durable SQLite (committed before acknowledged) inside trio
+- `stacks`: `run_with_stack_dumps`, how every command answers `kill -USR1` with its threads' stacks and its
+  trio tasks' awaits
 """
