@@ -105,8 +105,8 @@ class DaemonProcess:
 
 
 def stop_all(processes: Iterable[DaemonProcess], timeout: float = 10.0) -> None:
-    """Stop `processes` together: SIGTERM to each at once, then wait for each (stopped one by one, their
-    drains add up: 40 s for a money-loop test's seven peers)."""
+    """Stop `processes` together: SIGTERM to each at once, then wait for each (stopped one by one, each
+    waited out its drain before the next one began its own)."""
     processes = list(processes)
     for process in processes:
         process.begin_stop()

@@ -33,10 +33,11 @@ import trio
 
 from p2p import DolphinHost, P2PError
 from pool.client import Completion
+from pool.validator_peers import other_validators
 from protocols import envelope
 from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain
-from protocols.ids import AUDIT_PROTOCOL, VALIDATORS_RECORD
+from protocols.ids import AUDIT_PROTOCOL
 from protocols.inference import ClientExchange
 from protocols.keys import peer_id_to_text
 from protocols.messages import AnswerEvidence, ValidatorAnnouncement, eth_signer
@@ -185,14 +186,12 @@ class AnswerSharer:
         """Hand `data` to one current validator (tried in random order); whether one took it."""
         with trio.move_on_after(self.settings.send_timeout):
             try:
-                records = await self.host.dht.get_records(VALIDATORS_RECORD)
+                records = await other_validators(self.host)
             except P2PError as exc:
                 log.info("no validator to share an answer with: %s", exc)
                 return False
             self.rng.shuffle(records)
             for record in records:
-                if record.peer_id == self.host.peer_id:
-                    continue
                 try:
                     await self._send_to(record.peer_id, record.addrs, data)
                     return True

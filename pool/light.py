@@ -59,9 +59,9 @@ from pool.contact import NodeContact
 from pool.errors import AllAttemptsFailed, AnswerFailedCheck, InferenceFailed, NoNodeAvailable
 from pool.routing import Preferences, Router
 from pool.tokenizers import DEFAULT_TOKENIZER_CACHE, CounterLoader, TokenizerCache
+from pool.validator_peers import other_validators
 from pool.watch import PoolWatcher, WatchSettings, open_pool_watcher
 from protocols.eth import EthAccount, TypedDomain, to_checksum_address
-from protocols.ids import VALIDATORS_RECORD
 from protocols.inference import TokenCounter
 from protocols.keys import Identity
 from protocols.messages import ChatMessage, CreditAuthorisation, eth_sign
@@ -335,11 +335,10 @@ class LightClient:
     async def _validator_peers(self) -> list[str]:
         """The validators' peers, from their DHT record (each serves its reference model's tokenizer)."""
         try:
-            records = await self.host.dht.get_records(VALIDATORS_RECORD)
+            return [record.peer_id for record in await other_validators(self.host)]
         except P2PError as exc:
             log.info("no validator to ask for a tokenizer: %s", exc)
             return []
-        return [record.peer_id for record in records if record.peer_id != self.host.peer_id]
 
     async def _answer(
         self, request: _Request, send: trio.MemorySendChannel[AnswerPiece], answer: AnswerStream

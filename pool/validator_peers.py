@@ -31,7 +31,7 @@ import trio
 
 from chain.address import checked_address
 from chain.merkle import MerkleError, RewardsTree
-from p2p import DolphinHost, P2PError, StreamOpener, Verdict, signed_message_validator
+from p2p import DolphinHost, P2PError, PoolRecord, StreamOpener, Verdict, signed_message_validator
 from pool.errors import TreeUnavailable
 from protocols import envelope
 from protocols.errors import ProtocolError
@@ -51,6 +51,7 @@ __all__ = [
     "ValidatorDirectory",
     "ValidatorPeer",
     "fetch_rewards_tree",
+    "other_validators",
     "serve_validator_discovery",
     "serve_validator_set",
     "sign_announcement",
@@ -166,6 +167,11 @@ async def serve_validator_set(
         await trio.sleep(interval)
 
 
+async def other_validators(host: DolphinHost) -> list[PoolRecord]:
+    """The validators' DHT records (VALIDATORS_RECORD), this peer's own left out. Raises P2PError."""
+    return [r for r in await host.dht.get_records(VALIDATORS_RECORD) if r.peer_id != host.peer_id]
+
+
 async def serve_validator_discovery(
     host: DolphinHost,
     *,
@@ -178,11 +184,11 @@ async def serve_validator_discovery(
     task_status.started()
     while True:
         try:
-            records = await host.dht.get_records(VALIDATORS_RECORD)
+            records = await other_validators(host)
         except P2PError:
             records = []
         for record in records:
-            if record.peer_id != host.peer_id and record.peer_id not in host.connected_peers():
+            if record.peer_id not in host.connected_peers():
                 try:
                     await host.connect_any(record.peer_id, record.addrs)
                 except P2PError:
