@@ -3,9 +3,10 @@
 `fetch_tokenizer(host, model, peers)` asks the pool's members in turn (TOKENIZER_PROTOCOL) for the manifest
 named `model` and the tokenizer files it lists, and checks each as it arrives (`protocols.tokenizers`: the
 manifest's sha256 must be the model id, each file's the manifest's entry, all within the caps); a member
-that refuses, stalls, or sends anything else is passed over for the next. Since the model id is the
-manifest's hash, any member will do: none can serve another tokenizer under the id. When no member serves
-them, `TokenizerCache` asks the validators, which serve their reference model's the same way.
+that refuses, stalls, or sends anything else is passed over for the next, after one more try when the
+transport broke the transfer. Since the model id is the manifest's hash, any member will do: none can
+serve another tokenizer under the id. When no member serves them, `TokenizerCache` asks the validators,
+which serve their reference model's the same way.
 
 `TokenizerCache` keeps what was fetched under `<root>/<model id hex>/` (0700) and makes a `TokenCounter` of
 it with the loader it is given: `cli` hands it node.models.tokens.TokenizerCounter, which checks the folder
@@ -91,6 +92,18 @@ async def _fetch_from(host: StreamOpener, peer_id: str, model: bytes) -> dict[st
     return files
 
 
+async def _fetch_from_member(host: StreamOpener, peer_id: str, model: bytes) -> dict[str, bytes]:
+    """`_fetch_from`, once more on a fresh stream when the transport broke the first try: py-libp2p can
+    close a connection under a stream just opened on it (seen: the first write failing with "connection
+    reset" while the client had just dialled the node), and a client that gave up then would hold the
+    bill to the byte bound."""
+    try:
+        return await _fetch_from(host, peer_id, model)
+    except P2PError as exc:
+        log.debug("fetching the tokenizer from %s once more: %s", peer_id, exc)
+    return await _fetch_from(host, peer_id, model)
+
+
 async def fetch_tokenizer(
     host: StreamOpener,
     model: bytes,
@@ -107,7 +120,7 @@ async def fetch_tokenizer(
         for peer_id in peers:
             with trio.move_on_after(member_timeout) as scope:
                 try:
-                    return await _fetch_from(host, peer_id, model)
+                    return await _fetch_from_member(host, peer_id, model)
                 except (P2PError, ProtocolError, TokenizerUnavailable) as exc:
                     failures.append(f"{peer_id}: {exc}")
             if scope.cancelled_caught:

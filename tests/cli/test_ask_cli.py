@@ -24,9 +24,10 @@ INFLATING_NODE = ("tests.validator.cheating_node", "inflate", "3", "--", "-v", "
 
 
 def _ask(*args: str, home: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`dolphin ask` with `home` as its HOME (where it caches tokenizers: ~/.dolphin/tokenizers)."""
+    """`dolphin ask -v` with `home` as its HOME (where it caches tokenizers: ~/.dolphin/tokenizers): its
+    info log is in the failure message of an assertion that shows stderr."""
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "ask", *args],
+        [sys.executable, "-m", "cli.main", "-v", "ask", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -111,7 +112,8 @@ def test_without_the_folder_the_tokenizer_comes_from_the_pool_and_an_inflated_bi
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
         assert answer["tokens_delivered"] == 4 and answer["text"]
-        assert answer["receipts"] == [] and answer["tokens_in"] == 0 and not answer["receipt_stored"]
+        assert answer["receipts"] == [] and answer["tokens_in"] == 0, result.stderr
+        assert not answer["receipt_stored"]
         (attempt,) = answer["attempts"]
         assert "failed a check" in attempt["error"] and attempt["error"].endswith("tokens in")
 

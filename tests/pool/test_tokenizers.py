@@ -171,6 +171,28 @@ async def test_members_serving_anything_but_the_models_files_are_refused(
 
 
 @pytest.mark.trio
+async def test_a_transfer_the_transport_broke_is_tried_once_more(tmp_path, tiny_model_dir, model, exact):
+    """CI: py-libp2p closed one of two connections dialled at once under the client's first tokenizer
+    stream; the client gave up on the pool's only member and countersigned a bill inflated within the
+    byte bound."""
+    serve = _server(tiny_model_dir)
+    streams = []
+
+    async def broken_once(stream) -> None:  # type: ignore[no-untyped-def]
+        streams.append(stream)
+        if len(streams) == 1:
+            await stream.reset()  # the connection under it went away
+            return
+        await serve(stream)
+
+    async with _members(broken_once) as (client, (member,)):
+        counter = await TokenizerCache(tmp_path / "cache", load_counter).counter(client, model, [member])
+        assert counter is not None and counter.prompt_tokens(CHAT) == exact
+        files = tokenizer_entries(load_manifest(tiny_model_dir).files)
+        assert len(streams) == 1 + 1 + len(files)  # the broken try, then the manifest and each file
+
+
+@pytest.mark.trio
 async def test_when_every_member_withholds_the_files_the_validators_serve_them(
     tmp_path, tiny_model_dir, model, exact
 ):
