@@ -53,6 +53,8 @@ pytestmark = [
 ]
 
 QUIET_SAMPLING = ("--base-per-hour", "0.001", "--max-per-hour", "0.001", "--concurrency", "1")
+# A ban's slashing decision is signed two standing intervals (and 5 s) after the ban: 15 s, not 125 s.
+QUICK_DECISIONS = {"standing_interval": 5.0}
 
 
 def _validator(tmp_path, chain, index: int, model_dir, relay, sampling, settings=None):
@@ -197,11 +199,15 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
             operator.call, "Bonding", "isNodeOf", operator.address, peer_hash
         )
         quiet = [  # started first, so that they hear the first strike
-            await ready(processes, _validator(tmp_path, deployed_chain, i, model_dir, relay, QUIET_SAMPLING))
+            await ready(
+                processes,
+                _validator(tmp_path, deployed_chain, i, model_dir, relay, QUIET_SAMPLING, QUICK_DECISIONS),
+            )
             for i in (2, 3)
         ]
         first = await ready(
-            processes, _validator(tmp_path, deployed_chain, 1, model_dir, relay, FAST_SAMPLING)
+            processes,
+            _validator(tmp_path, deployed_chain, 1, model_dir, relay, FAST_SAMPLING, QUICK_DECISIONS),
         )
 
         def slashed() -> list:
@@ -227,7 +233,8 @@ async def test_an_operator_that_unregisters_after_the_first_strike_is_slashed_al
         for index, validator in zip((2, 3), quiet, strict=True):
             validator.stop(timeout=60)
             await ready(
-                processes, _validator(tmp_path, deployed_chain, index, model_dir, relay, FAST_SAMPLING)
+                processes,
+                _validator(tmp_path, deployed_chain, index, model_dir, relay, FAST_SAMPLING, QUICK_DECISIONS),
             )
         await _until(slashed, timeout=300)
         (event,) = await trio.to_thread.run_sync(slashed)
