@@ -7,7 +7,7 @@
 - `standing`: `StandingBook`, validators' `NodeStanding` verdicts
 - `bans`: the ban topic's validator and `BanList`
 - `chainfacts`: `ChainFacts`, validators, registrations and bonds read off the event loop and cached
-- `watch`: `PoolWatcher`, all of the above per model, discovery through the DHT, model names
+- `watch`: `PoolWatcher`, all of the above per model, model names; `MemberDialer`, discovery through the DHT
 - `routing`: `Router` (pure): eligibility, power of two choices, moving averages, circuit breaker
 - `light`: `LightClient`, routing and failover over `complete`; `open_light_client`, `ask_model`
 - `openai_api`: OpenAI request parsing, answer shaping and the answer loop with its error statuses (the

@@ -33,6 +33,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import trio
 
@@ -62,6 +63,7 @@ from protocols.keys import peer_id_from_text, peer_id_to_text
 from protocols.messages import PoolHeartbeat
 
 __all__ = [
+    "MemberDialer",
     "PoolWatcher",
     "ServedModel",
     "WatchSettings",
@@ -164,6 +166,71 @@ def looks_like_folder(model: str) -> bool:
     return model.startswith(("/", "~", "./", "../"))
 
 
+class MemberDialer:
+    """Keeps a peer connected to the members of the pools it follows. Gossip travels only between connected
+    subscribers, so a member no one dials is heard by no one: clients and validators alike look the pool's
+    DHT records up and dial the members they are not connected to."""
+
+    def __init__(self, host: DolphinHost, settings: WatchSettings) -> None:
+        self.host = host
+        self.settings = settings
+        self._dial_failures: dict[str, float] = {}
+
+    async def keep_connected(self, model: bytes, view: PoolView) -> NoReturn:
+        """Dial `model`'s members now and every `discovery_interval` s (`first_discovery_interval` while
+        `view` has none)."""
+        while True:
+            # Until a member is heard from, any member found fast beats all of them found late.
+            await self.dial_members(model, quick=not view.members())
+            members = view.members()
+            interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
+            await trio.sleep(interval)
+
+    async def dial_members(self, key: bytes, *, quick: bool = False) -> None:
+        """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
+        `Dht.get_records`)."""
+        try:
+            records = await self.host.dht.get_records(key, quick=quick)
+        except P2PError as exc:
+            log.debug("DHT lookup failed (retrying): %s", exc)
+            return
+        connected = set(self.host.connected_peers())
+        now = trio.current_time()
+        due = [
+            record
+            for record in records
+            if record.peer_id not in connected
+            and record.peer_id != self.host.peer_id
+            and now - self._dial_failures.get(record.peer_id, -1e9) >= self.settings.redial_after
+        ]
+        limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
+
+        async def dial(record) -> None:
+            async with limiter:
+                errors = []
+                for addr in record.addrs:
+                    try:
+                        await self.host.connect(addr)
+                    except P2PError as exc:
+                        errors.append(str(exc))
+                        continue
+                    if self._dial_failures.pop(record.peer_id, None) is not None:
+                        log.info("pool member %s reached after all", record.peer_id)
+                    return
+                if record.peer_id not in self._dial_failures:  # once per peer until it is reached
+                    log.warning(
+                        "cannot reach pool member %s (retrying every %g s): %s",
+                        record.peer_id,
+                        self.settings.redial_after,
+                        "; ".join(errors) or "its record names no address",
+                    )
+                self._dial_failures[record.peer_id] = trio.current_time()
+
+        async with trio.open_nursery() as nursery:
+            for record in due:
+                nursery.start_soon(dial, record)
+
+
 class PoolWatcher:
     """See the module docstring. Made by `open_pool_watcher`, which runs its background tasks."""
 
@@ -185,7 +252,7 @@ class PoolWatcher:
         self._names: dict[str, bytes] = {}
         self._directories: dict[str, _NameDirectory] = {}
         self._lock = trio.Lock()
-        self._dial_failures: dict[str, float] = {}
+        self._dialer = MemberDialer(host, settings)
         self._catalogue: set[bytes] | None = None  # models heard on MODELS_TOPIC, once watching it
         validators = domains.validators
         is_validator = chain.is_validator if chain is not None else (lambda address: False)
@@ -241,56 +308,7 @@ class PoolWatcher:
         return list(self._pools.values())
 
     async def _discover(self, pool: WatchedPool) -> None:
-        while True:
-            # Until a member is heard from, any member found fast beats all of them found late.
-            await self._dial_members(pool.model, quick=not pool.view.members())
-            members = pool.view.members()
-            interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
-            await trio.sleep(interval)
-
-    async def _dial_members(self, key: bytes, *, quick: bool = False) -> None:
-        """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
-        `Dht.get_records`)."""
-        try:
-            records = await self.host.dht.get_records(key, quick=quick)
-        except P2PError as exc:
-            log.debug("DHT lookup failed (retrying): %s", exc)
-            return
-        connected = set(self.host.connected_peers())
-        now = trio.current_time()
-        due = [
-            record
-            for record in records
-            if record.peer_id not in connected
-            and record.peer_id != self.host.peer_id
-            and now - self._dial_failures.get(record.peer_id, -1e9) >= self.settings.redial_after
-        ]
-        limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
-
-        async def dial(record) -> None:
-            async with limiter:
-                errors = []
-                for addr in record.addrs:
-                    try:
-                        await self.host.connect(addr)
-                    except P2PError as exc:
-                        errors.append(str(exc))
-                        continue
-                    if self._dial_failures.pop(record.peer_id, None) is not None:
-                        log.info("pool member %s reached after all", record.peer_id)
-                    return
-                if record.peer_id not in self._dial_failures:  # once per peer until it is reached
-                    log.warning(
-                        "cannot reach pool member %s (retrying every %g s): %s",
-                        record.peer_id,
-                        self.settings.redial_after,
-                        "; ".join(errors) or "its record names no address",
-                    )
-                self._dial_failures[record.peer_id] = trio.current_time()
-
-        async with trio.open_nursery() as nursery:
-            for record in due:
-                nursery.start_soon(dial, record)
+        await self._dialer.keep_connected(pool.model, pool.view)
 
     async def wait_for_members(self, model: bytes, timeout: float) -> list[Member]:
         """The pool's members, waiting up to `timeout` s for the first heartbeat; [] if none came."""
@@ -327,7 +345,7 @@ class PoolWatcher:
 
     async def _discover_catalogue(self) -> None:
         while True:
-            await self._dial_members(MODELS_RECORD)
+            await self._dialer.dial_members(MODELS_RECORD)
             heard = bool(self._catalogue)
             await trio.sleep(
                 self.settings.discovery_interval if heard else self.settings.first_discovery_interval
@@ -373,7 +391,7 @@ class PoolWatcher:
             self._drain(await self.host.gossip.subscribe(model_name_topic(model), directory.validate))
         with trio.move_on_after(timeout):
             while not directory.heard.is_set():
-                await self._dial_members(key, quick=True)
+                await self._dialer.dial_members(key, quick=True)
                 with trio.move_on_after(self.settings.first_discovery_interval):
                     await directory.heard.wait()
             await trio.sleep(self.settings.name_settle)

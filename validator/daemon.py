@@ -8,7 +8,8 @@ On start, in this order (each step logged):
    configured `validators` plus this one, and nothing is slashed;
 3. open the state (`validator.sqlite`) and restore suspicions, strikes, bans and decisions from it;
 4. start the libp2p host and subscribe to the model's pool heartbeats and benchmark attestations, and to
-   strikes, bans, decisions and users' reports (each through its topic validator);
+   strikes, bans, decisions and users' reports (each through its topic validator); dial the pool's
+   members from its DHT records, as clients do, so that no node has to dial a validator to be sampled;
 5. serve /metrics, /health, /status and the dashboard (/dashboard), write ready.json, and run: sampling
    (each pool member challenged at the rate its suspicion sets, a few at a time, from throwaway
    light-client hosts), with a chain the checks of the real answers clients share over AUDIT_PROTOCOL
@@ -52,6 +53,7 @@ from pool import Member, PoolView, sign_announcement
 from pool.attestations import attestation_validator
 from pool.bans import BanRules
 from pool.light import CreditWallet
+from pool.watch import MemberDialer, WatchSettings
 from protocols import envelope
 from protocols.eth import EthAccount, TypedDomain
 from protocols.ids import AUDIT_PROTOCOL, STRIKES_TOPIC, TOKENIZER_PROTOCOL, attestation_topic, pool_topic
@@ -324,10 +326,12 @@ async def _open_validator(
 async def _follow_pool(
     host, nursery, validator: Validator, binding_domain: TypedDomain, metrics: ValidatorMetrics
 ) -> _Pool:
-    """Subscribe to the model's pool heartbeats and attestations, and to the validators' topics."""
+    """Subscribe to the model's pool heartbeats and attestations, and to the validators' topics; keep
+    connected to the pool's members (their heartbeats reach only connected subscribers)."""
     model_id = validator.reference.model_id
     pool = _Pool(PoolView(model_id, binding_domain))
     await host.gossip.subscribe(pool_topic(model_id), pool.view.validate)
+    nursery.start_soon(MemberDialer(host, WatchSettings()).keep_connected, model_id, pool.view)
     await _subscribe(
         host,
         nursery,

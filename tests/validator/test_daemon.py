@@ -130,6 +130,31 @@ async def test_an_honest_node_passes_many_challenges_under_load_and_an_audit(tmp
 
 
 @pytest.mark.trio
+async def test_a_node_that_never_dials_a_validator_is_found_and_struck(tmp_path, relay, model):
+    """Attack: validators only heard the heartbeats of nodes that happened to connect to them (a node
+    without a chain never dials one; gossip reaches connected subscribers only). A substituted model that
+    joined after the validator went unsampled for a minute or more, depending on the DHT's own traffic."""
+    model_dir, _ = model
+    with started_processes() as processes:
+        write_wallet(tmp_path / "validator" / "validator.key")
+        validator = await ready(
+            processes,
+            validator_process(tmp_path / "validator", model_dir, "--bootstrap", relay.addr, *FAST_SAMPLING),
+        )
+        cheat = ("tests.validator.cheating_node", "other-seed", "--", "-v", "node")
+        await ready(
+            processes, node_process(tmp_path / "node", model_dir, "--bootstrap", relay.addr, program=cheat)
+        )
+        # Found through the pool's DHT records within a second, challenged about a second later.
+        await wait_until(
+            lambda: metric(validator, "dolphin_validator_strikes_published_total") >= 1,
+            timeout=30,
+            interval=0.5,
+        )
+        assert metric(validator, "dolphin_validator_challenges_total", outcome="failed") >= 1
+
+
+@pytest.mark.trio
 @pytest.mark.timeout(900)  # a chain, four processes and a quorum of decisions on a loaded machine
 async def test_a_substituted_model_is_struck_banned_and_slashed_on_chain(tmp_path, relay, model):
     from chain.client import ChainClient
