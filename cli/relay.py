@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import logging
 from pathlib import Path
 
 import click
 
-from cli.options import run_trio
+from cli.options import daemon_logging, run_trio
 from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.daemon import serve_peer
 from p2p.errors import P2PError
@@ -57,8 +56,7 @@ def command(listen: tuple[str, ...], bootstrap: tuple[str, ...], data_dir: Path)
         )
     except P2PError as error:
         raise click.BadParameter(str(error)) from None
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("libp2p").setLevel(logging.ERROR)  # py-libp2p logs remote misbehaviour as warnings
+    daemon_logging("p2p.daemon")  # its start and stop lines
 
     async def announce(host):
         click.echo(f"relay {host.peer_id} serving on:", err=True)

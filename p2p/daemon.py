@@ -7,6 +7,7 @@ every daemon's ready.json says about its host.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,8 @@ from p2p.host import DolphinHost, open_host
 from runtime.ready import check_data_dir_free, write_ready_file
 
 OnReady = Callable[[DolphinHost], Awaitable[dict | None]]
+
+log = logging.getLogger(__name__)
 
 
 def ready_document(host: DolphinHost, extra: dict | None = None) -> dict:
@@ -55,7 +58,9 @@ async def serve_peer(
             path = write_ready_file(config.data_dir, ready_document(host, extra))
             task_status.started(host)
             try:
-                async for _signal in signals:
+                async for received in signals:
+                    log.info("stopping on %s", signal.Signals(received).name)
                     break
             finally:
                 path.unlink(missing_ok=True)
+    log.info("stopped")

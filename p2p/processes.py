@@ -74,7 +74,8 @@ class DaemonProcess:
         return self.ready
 
     def log_tail(self, size: int = 3000) -> str:
-        self._log.flush()
+        if not self._log.closed:  # after stop() the file is closed, and what it held is on disk
+            self._log.flush()
         return (self.data_dir / "peer.log").read_bytes()[-size:].decode(errors="replace")
 
     def pause(self) -> None:

@@ -52,6 +52,8 @@ async def test_relay_serves_writes_ready_json_and_stops_cleanly(tmp_path):
     assert ready["listen_addrs"][0].startswith("/ip4/127.0.0.1/tcp/")
     assert relay.stop() == 0
     assert not (relay.data_dir / READY_FILE).exists()  # a stopped relay never looks ready
+    log = relay.log_tail()
+    assert "stopping on SIGTERM" in log and log.rstrip().endswith("stopped"), log
 
     again = relay_process(tmp_path / "relay")
     try:
