@@ -198,18 +198,30 @@ class Dht:
                 logger.warning("could not renew the pool record: %s", error)
 
     async def get_records(
-        self, manifest_hash: bytes, *, limit: int = MAX_POOL_MEMBERS_PER_LOOKUP, quick: bool = False
+        self,
+        manifest_hash: bytes,
+        *,
+        limit: int = MAX_POOL_MEMBERS_PER_LOOKUP,
+        quick: bool = False,
+        on_member: Callable[[str, list[str]], None] | None = None,
     ) -> list[PoolRecord]:
         """The verified, unexpired records of a pool's members (ours included), sorted by peer id.
 
         `quick`: when the routing table's closest servers name members, take those without waiting for
         the network walk (a cold client that needs any member now; far away, a walk costs several
         dials and queries in a row). Dialable addresses from the records are added to the peerstore, so
-        `open_stream` can reach them.
+        `open_stream` can reach them. `on_member(peer_id, addrs)` hears of each other member as soon as
+        it is found, before its record is fetched, with the full multiaddrs its provider entry names
+        (hearsay, unsigned: a dial through them proves the peer id, nothing more), so that a caller can
+        dial it while the record is on its way, instead of after.
         """
         members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
         if not members and self.recover is not None and await self.recover(silent):
             members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
+        if on_member is not None:
+            for peer_id, addrs in members.items():
+                if peer_id != self._host.get_id() and addrs:
+                    on_member(peer_id.to_base58(), [_full_addr(a, peer_id) for a in addrs])
         records: dict[str, PoolRecord] = {}
         limiter = trio.CapacityLimiter(8)
 
@@ -277,14 +289,17 @@ class Dht:
 
     async def _find_members(
         self, manifest_hash: bytes, limit: int, *, quick: bool
-    ) -> tuple[list[ID], list[ID], list[ID]]:
-        """The pool's members (providers), the servers that named at least one of them, and those that
-        named none (or failed: py-libp2p does not tell the two apart)."""
+    ) -> tuple[dict[ID, list[multiaddr.Multiaddr]], list[ID], list[ID]]:
+        """The pool's members (providers, with the addresses their provider entries name), the servers
+        that named at least one of them, and those that named none (or failed: py-libp2p does not tell
+        the two apart)."""
         # py-libp2p's find_providers returns the local entries alone whenever there are any, so a pool
         # member would only ever find itself; ask the closest servers directly instead.
         key = pool_provider_key(manifest_hash)
         store = self._kad.provider_store
-        found: dict[ID, None] = {info.peer_id: None for info in store.get_providers(key)}
+        found: dict[ID, list[multiaddr.Multiaddr]] = {
+            info.peer_id: info.addrs for info in store.get_providers(key)
+        }
         answered: list[ID] = []
         silent: list[ID] = []
         asked: set[ID] = {self._host.get_id()}
@@ -299,7 +314,8 @@ class Dht:
                     return
                 (answered if providers else silent).append(peer_id)
                 for info in providers:
-                    found.setdefault(info.peer_id, None)
+                    if not found.get(info.peer_id):
+                        found[info.peer_id] = info.addrs
 
         def ask_all(peers: list[ID], nursery: trio.Nursery) -> None:
             for peer_id in peers:
@@ -319,7 +335,7 @@ class Dht:
                 nursery.start_soon(walk, nursery)
             if quick and found:
                 nursery.cancel_scope.cancel()
-        return list(found)[:limit], answered, silent
+        return dict(list(found.items())[:limit]), answered, silent
 
     def _remember_addrs(self, record: PoolRecord) -> None:
         peer_id = ID.from_base58(record.peer_id)
@@ -333,6 +349,12 @@ class Dht:
         peerstore.clear_addrs(peer_id)
         peerstore.add_addrs(peer_id, addrs, ttl)
         self._host.get_network().unblock_peer(peer_id)
+
+
+def _full_addr(addr: multiaddr.Multiaddr, peer_id: ID) -> str:
+    """`addr` ending in `/p2p/<peer_id>`, as `DolphinHost.connect` takes it (a circuit address included)."""
+    text, suffix = str(addr), f"/p2p/{peer_id.to_base58()}"
+    return text if text.endswith(suffix) else text + suffix
 
 
 def _check_manifest_hash(manifest_hash: bytes) -> None:

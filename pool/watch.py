@@ -186,26 +186,35 @@ class MemberDialer:
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
 
+    def _due(self, peer_id: str) -> bool:
+        """Whether to dial `peer_id` now: not us, not connected, not failed within `redial_after`."""
+        return (
+            peer_id != self.host.peer_id
+            and peer_id not in self.host.connected_peers()
+            and trio.current_time() - self._dial_failures.get(peer_id, -1e9) >= self.settings.redial_after
+        )
+
     async def dial_members(self, key: bytes, *, quick: bool = False) -> None:
         """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
-        `Dht.get_records`)."""
-        try:
-            records = await self.host.dht.get_records(key, quick=quick)
-        except P2PError as exc:
-            log.debug("DHT lookup failed (retrying): %s", exc)
-            return
-        connected = set(self.host.connected_peers())
-        now = trio.current_time()
-        due = [
-            record
-            for record in records
-            if record.peer_id not in connected
-            and record.peer_id != self.host.peer_id
-            and now - self._dial_failures.get(record.peer_id, -1e9) >= self.settings.redial_after
-        ]
+        `Dht.get_records`): first at the addresses their provider entries name, while their signed records
+        are fetched (three round trips saved), then, for those that did not answer there, at the records'."""
         limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
+        hearsay: dict[str, trio.Event] = {}
+
+        async def dial_hearsay(peer_id: str, addrs: list[str], done: trio.Event) -> None:
+            try:
+                async with limiter:
+                    await self.host.connect_any(peer_id, addrs)
+            except P2PError as exc:
+                log.debug("pool member %s not reached where its provider entry says: %s", peer_id, exc)
+            finally:
+                done.set()
 
         async def dial(record) -> None:
+            if record.peer_id in hearsay:
+                await hearsay[record.peer_id].wait()
+            if not self._due(record.peer_id):
+                return
             async with limiter:
                 errors = []
                 for addr in record.addrs:
@@ -227,7 +236,18 @@ class MemberDialer:
                 self._dial_failures[record.peer_id] = trio.current_time()
 
         async with trio.open_nursery() as nursery:
-            for record in due:
+
+            def found(peer_id: str, addrs: list[str]) -> None:
+                if peer_id not in hearsay and self._due(peer_id):
+                    hearsay[peer_id] = trio.Event()
+                    nursery.start_soon(dial_hearsay, peer_id, addrs, hearsay[peer_id])
+
+            try:
+                records = await self.host.dht.get_records(key, quick=quick, on_member=found)
+            except P2PError as exc:
+                log.debug("DHT lookup failed (retrying): %s", exc)
+                return
+            for record in records:
                 nursery.start_soon(dial, record)
 
 

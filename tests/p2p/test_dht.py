@@ -87,6 +87,12 @@ async def test_members_find_each_others_records_and_forgeries_are_refused(tmp_pa
             assert [r.peer_id for r in records] == expected
             assert all(r.addrs and r.manifest_hash == MANIFEST for r in records)
         assert await hosts[4].dht.get_records(OTHER_MANIFEST) == []
+        # Before their records, the members as their provider entries name them: dialable at once.
+        heard: dict[str, list[str]] = {}
+        await members[0].dht.get_records(MANIFEST, on_member=heard.setdefault)
+        assert sorted(heard) == sorted(member.peer_id for member in members[1:])
+        for member in members[1:]:
+            assert set(member.listen_addrs()) <= set(heard[member.peer_id]), heard
 
         # A forged record (stored under a member's key, signed by someone else) is refused by the server.
         server, attacker, victim = hosts[0], hosts[4], members[0]
