@@ -210,10 +210,10 @@ class Dht:
         `quick`: when the routing table's closest servers name members, take those without waiting for
         the network walk (a cold client that needs any member now; far away, a walk costs several
         dials and queries in a row). Dialable addresses from the records are added to the peerstore, so
-        `open_stream` can reach them. `on_member(peer_id, addrs)` hears of each other member as soon as
-        it is found, before its record is fetched, with the full multiaddrs its provider entry names
-        (hearsay, unsigned: a dial through them proves the peer id, nothing more), so that a caller can
-        dial it while the record is on its way, instead of after.
+        `open_stream` can reach them. `on_member(peer_id, addrs)` hears of each other member once the
+        provider query has found it, before its record is fetched, with the full multiaddrs its provider
+        entry names (hearsay, unsigned: a dial through them proves the peer id, nothing more), so that a
+        caller can dial it while the record is on its way, instead of after.
         """
         members, servers, silent = await self._find_members(manifest_hash, limit, quick=quick)
         if not members and self.recover is not None and await self.recover(silent):

@@ -215,25 +215,21 @@ class MemberDialer:
                 await hearsay[record.peer_id].wait()
             if not self._due(record.peer_id):
                 return
-            async with limiter:
-                errors = []
-                for addr in record.addrs:
-                    try:
-                        await self.host.connect(addr)
-                    except P2PError as exc:
-                        errors.append(str(exc))
-                        continue
-                    if self._dial_failures.pop(record.peer_id, None) is not None:
-                        log.info("pool member %s reached after all", record.peer_id)
-                    return
+            try:
+                async with limiter:
+                    await self.host.connect_any(record.peer_id, record.addrs)
+            except P2PError as exc:
                 if record.peer_id not in self._dial_failures:  # once per peer until it is reached
                     log.warning(
                         "cannot reach pool member %s (retrying every %g s): %s",
                         record.peer_id,
                         self.settings.redial_after,
-                        "; ".join(errors) or "its record names no address",
+                        exc,
                     )
                 self._dial_failures[record.peer_id] = trio.current_time()
+                return
+            if self._dial_failures.pop(record.peer_id, None) is not None:
+                log.info("pool member %s reached after all", record.peer_id)
 
         async with trio.open_nursery() as nursery:
 
