@@ -92,6 +92,7 @@ DEADLINE_SLACK = 3.0
 # peer opening streams it never negotiates cannot hold them long.
 LIBP2P_CEILING_SECONDS = 300.0
 INBOUND_HANDSHAKE_SECONDS = 60
+HANG_UP_SECONDS = 2.0  # closing our connections when the host stops; a dead peer is not waited on
 
 
 class _StreamDropped(DialError):
@@ -144,6 +145,34 @@ class _ShieldedHost(BasicHost):
             logger.info("inbound stream from %s failed and was reset: %r", peer, error)
             with trio.move_on_after(1), contextlib.suppress(Exception):
                 await net_stream.reset()
+
+
+class _CircuitRelay(CircuitV2Protocol):
+    """The circuit relay with each circuit's cleanup kept to its own two streams.
+
+    py-libp2p 0.8.1 files every circuit under its destination's peer id and, when one ends, closes the
+    streams filed there: those of the newest circuit to that peer. So one client leaving a node behind a
+    relay broke every other client's answer from that node in flight (CI: twelve asks at once).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._active_relays = _Unfiled()
+
+    async def _relay_data(self, src_stream, dst_stream, peer_id, *args, **kwargs) -> None:
+        try:
+            await super()._relay_data(src_stream, dst_stream, peer_id, *args, **kwargs)
+        finally:  # one direction ended: the circuit is over, both ways
+            with trio.CancelScope(shield=True):
+                await self._close_stream(src_stream)
+                await self._close_stream(dst_stream)
+
+
+class _Unfiled(dict):
+    """A circuit table that files nothing: what py-libp2p looks up there is never another circuit."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
 
 
 class DolphinHost:
@@ -628,6 +657,15 @@ class DolphinHost:
                 if log_failures:
                     logger.info("no relay reservation on %s: %s", addr, error)
 
+    async def _hang_up(self) -> None:
+        """Close every connection before the host stops: py-libp2p's own stop leaves their sockets open,
+        so a peer closed inside a running process (a gateway's, a test's) stayed connected to its relay
+        with its circuits and streams, until the relay's write timeouts tore them down."""
+        network = self._host.get_network()
+        with trio.move_on_after(HANG_UP_SECONDS, shield=True):
+            for peer in list(network.connections):
+                await network.close_peer(peer)
+
     async def _upkeep(self) -> None:
         last_reservation = time.monotonic()
         while True:
@@ -766,7 +804,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         max_circuit_conns=config.limits.relay_max_circuits,
         max_reservations=config.limits.relay_max_reservations,
     )
-    relay_protocol = CircuitV2Protocol(host, limits=limits, allow_hop=config.relay_service)
+    relay_protocol = _CircuitRelay(host, limits=limits, allow_hop=config.relay_service)
     roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if config.relay_service else RelayRole(0))
     relay_transport = CircuitV2Transport(host, relay_protocol, RelayConfig(roles=roles, limits=limits))
     router = build_router(config.gossip_heartbeat_seconds)
@@ -806,5 +844,6 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
                 yield dolphin
             finally:
                 nursery.cancel_scope.cancel()
+                await dolphin._hang_up()
     if unreachable is not None:
         raise unreachable

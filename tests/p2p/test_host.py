@@ -222,6 +222,49 @@ async def test_a_dead_connection_to_the_relay_is_replaced_and_its_circuits_dial_
             assert await in_flight.read_message(1024) == b"still here"
 
 
+async def _echo_all(stream):
+    while message := await stream.read_message(1024):
+        await stream.write_message(message)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_circuit_that_ends_leaves_the_other_circuits_to_the_same_peer_alone(tmp_path):
+    # CI: twelve asks through a relay, and answers broke mid-stream. py-libp2p's relay files each circuit
+    # under its destination's peer id, so the first circuit to a node that ended closed the newest one.
+    async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
+        hidden.set_stream_handler(ECHO, _echo_all)
+        bootstrap = (relay.listen_addrs()[0],)
+        first_config = HostConfig.light_client(tmp_path / "first", bootstrap=bootstrap)
+        second_config = HostConfig.light_client(tmp_path / "second", bootstrap=bootstrap)
+        async with open_host(first_config) as first, open_host(second_config) as second:
+            streams = []
+            for client in (first, second):
+                await client.connect(hidden.circuit_addrs()[0])
+                stream = await client.open_stream(hidden.peer_id, ECHO)
+                await stream.write_message(b"hello")
+                assert await stream.read_message(1024) == b"hello"
+                streams.append(stream)
+            await first._host.get_network().close_peer(ID.from_base58(hidden.peer_id))  # its circuit ends
+            for round_trip in range(10):  # the relay hears of the end within a few of these
+                await streams[1].write_message(b"still here %d" % round_trip)
+                with trio.fail_after(5):
+                    assert await streams[1].read_message(1024) == b"still here %d" % round_trip
+                await trio.sleep(0.1)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_host_that_stops_hangs_up_on_its_peers(tmp_path):
+    # py-libp2p's stop left the sockets open: a client closed inside a running process stayed connected
+    # to its relay, circuits and streams included, until the relay's write timeouts gave up on them.
+    async with open_host_group(tmp_path, 1) as (relay,):
+        config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],))
+        async with open_host(config) as client:
+            assert client.peer_id in relay.connected_peers()
+        await wait_until(lambda: client.peer_id not in relay.connected_peers(), timeout=5)
+
+
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_dial_failures_are_dial_errors(tmp_path):
