@@ -41,7 +41,12 @@ class Timeouts:
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Connection and stream limits: a peer can use only so much of us."""
+    """Connection and stream limits: a peer can use only so much of us.
+
+    `inbound_streams_per_protocol` caps the streams others hold open with us per protocol at once; a
+    circuit's hop streams at a relay count against `relay_max_circuits` instead, a peer's gossip stream
+    against `max_connections`: those live as long as what they carry.
+    """
 
     max_connections: int = 256
     inbound_streams_per_protocol: int = 64

@@ -36,6 +36,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
@@ -50,7 +51,7 @@ from p2p import reachability
 from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.dht import Dht, build_kad
 from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSupported
-from p2p.gossip import Gossip, build_pubsub, build_router
+from p2p.gossip import GOSSIP_PROTOCOLS, Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
 from p2p.streams import (
@@ -102,10 +103,12 @@ class _StreamDropped(DialError):
 class _ShieldedHost(BasicHost):
     """BasicHost whose inbound stream dispatch can never raise, with a per-protocol stream cap."""
 
-    def __init__(self, *args, max_inbound_per_protocol: int, **kwargs) -> None:
+    def __init__(self, *args, max_inbound_per_protocol: int, inbound_caps: dict[str, int], **kwargs) -> None:
+        """`inbound_caps` overrides the cap for protocols whose streams live long (a circuit's)."""
         self.circuit_addrs: Callable[[], list[multiaddr.Multiaddr]] = list  # set by open_host
         super().__init__(*args, **kwargs)
         self._max_inbound = max_inbound_per_protocol
+        self._inbound_caps = inbound_caps
         self._inbound_counts: collections.Counter[str] = collections.Counter()
         self.handler_failures = 0
 
@@ -124,7 +127,7 @@ class _ShieldedHost(BasicHost):
 
     def _capped(self, protocol: str, handler):
         async def run(net_stream) -> None:
-            if self._inbound_counts[protocol] >= self._max_inbound:
+            if self._inbound_counts[protocol] >= self._inbound_caps.get(protocol, self._max_inbound):
                 logger.debug("inbound stream cap reached on %s; resetting", protocol)
                 await net_stream.reset()
                 return
@@ -231,6 +234,7 @@ class DolphinHost:
             "reachable": self.reachable,
             "relay_service": self.config.relay_service,
             "inbound_handler_failures": self._host.handler_failures,
+            "inbound_streams": {protocol: n for protocol, n in self._host._inbound_counts.items() if n},
         }
 
     # ---- round trips and deadlines ----
@@ -797,6 +801,12 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         negotiate_timeout=INBOUND_HANDSHAKE_SECONDS,
         addrs_factory=advertised,
         max_inbound_per_protocol=config.limits.inbound_streams_per_protocol,
+        # Streams that live as long as what they carry: a circuit's hop streams at the relay (py-libp2p
+        # holds two per circuit), each connected peer's gossip stream.
+        inbound_caps={
+            str(HOP_PROTOCOL): 2 * config.limits.relay_max_circuits,
+            **{str(protocol): config.limits.max_connections for protocol in GOSSIP_PROTOCOLS},
+        },
     )
     limits = RelayLimits(
         duration=config.limits.relay_circuit_seconds,

@@ -27,7 +27,7 @@ from p2p.errors import (
     StreamTimeout,
 )
 from p2p.gossip import accept_all
-from p2p.host import dial_failure_reason, open_host
+from p2p.host import HOP_PROTOCOL, dial_failure_reason, open_host
 from p2p.identity import load_or_create_identity, peer_id_of
 from p2p.testing import open_host_group, wait_until
 
@@ -251,6 +251,32 @@ async def test_a_circuit_that_ends_leaves_the_other_circuits_to_the_same_peer_al
                 with trio.fail_after(5):
                     assert await streams[1].read_message(1024) == b"still here %d" % round_trip
                 await trio.sleep(0.1)
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_circuits_are_capped_by_the_circuit_limit_not_the_stream_cap(tmp_path):
+    # A circuit holds hop streams at the relay while it lasts, and each connected peer a gossip stream:
+    # under the per-protocol stream cap (64) a relay carried 32 circuits (two hop streams each) and
+    # gossiped with 64 peers at most, whatever relay_max_circuits and max_connections said.
+    limits = Limits(inbound_streams_per_protocol=2, relay_max_circuits=8)
+    relay_config = HostConfig(
+        tmp_path / "relay", relay_service=True, reachability=Reachability.PUBLIC, limits=limits
+    )
+    async with open_host(relay_config) as relay:
+        bootstrap = (relay.listen_addrs()[0],)
+        hidden_config = HostConfig(tmp_path / "hidden", listen=(), bootstrap=bootstrap, limits=limits)
+        async with open_host(hidden_config) as hidden, contextlib.AsyncExitStack() as clients:
+            hidden.set_stream_handler(ECHO, _echo)
+            for index in range(3):
+                config = HostConfig.light_client(tmp_path / f"client-{index}", bootstrap=bootstrap)
+                client = await clients.enter_async_context(open_host(config))
+                await client.connect(hidden.circuit_addrs()[0])
+                stream = await client.open_stream(hidden.peer_id, ECHO)
+                await stream.write_message(b"circuit %d" % index)
+                assert await stream.read_message(1024) == b"circuit %d" % index
+                await wait_until(lambda: ECHO not in hidden.statistics()["inbound_streams"], timeout=5)
+            assert relay.statistics()["inbound_streams"][HOP_PROTOCOL] > limits.inbound_streams_per_protocol
 
 
 @pytest.mark.integration
