@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from p2p.config import HostConfig
+from p2p.errors import P2PError
 from p2p.host import open_host
 from p2p.testing import PeerProcess
 
@@ -26,6 +27,15 @@ async def _send_frame(tmp_path: Path, target_addr: str) -> None:
         peer = await attacker.connect(target_addr)
         stream = await attacker.open_stream(peer, MESHSUB)
         await stream.write(SIX_BYTE_FRAME)
+        # Held until the target has dealt with the frame (its end of the stream goes, whether the peer
+        # survives or not): a host that stops hangs up, and the frame would die with the connection.
+        with trio.fail_after(20):
+            while True:
+                try:
+                    if not await stream.read(1024):
+                        break
+                except P2PError:
+                    break
 
 
 @pytest.mark.integration
