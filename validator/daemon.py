@@ -318,6 +318,7 @@ async def _open_validator(
         epoch_seconds=config.epoch_seconds,
         decision_settle_s=decision_settle_s(config.standing_interval),  # it republishes at that interval
         on_slash=metrics.slashes.inc,
+        on_ban_refused=metrics.bans_refused.inc,
     )
     await validator.load()
     return validator

@@ -55,6 +55,12 @@ class ValidatorMetrics:
             registry=r,
         )
         self.bans = Counter("dolphin_validator_bans", "Nodes banned", registry=r)
+        self.bans_refused = Counter(
+            "dolphin_validator_ban_notices_refused",
+            "Judgements of ban notices whose strikes did not add up to a ban (a notice that waits for its"
+            " strikes is judged again after each)",
+            registry=r,
+        )
         self.slashes = Counter(
             "dolphin_validator_slashes_submitted", "Slashing decisions submitted", registry=r
         )

@@ -122,6 +122,7 @@ class Validator:
         decision_settle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         on_slash: Callable[[], None] = lambda: None,
+        on_ban_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.peer = peer
         self.wallet = wallet
@@ -137,6 +138,7 @@ class Validator:
         self.chain = chain
         self.epoch_seconds = epoch_seconds
         self.on_slash = on_slash  # called for each slash transaction this validator sent (its metrics)
+        self.on_ban_refused = on_ban_refused  # called for each judgement of a notice that did not add up
         self.clock = clock
         self.book = StrikeBook(self.policy)
         self.decisions = Decisions()
@@ -443,6 +445,7 @@ class Validator:
             if len(pending) < MAX_PENDING_BANS:
                 pending[digest] = signed
             log.info("not upholding a ban of node %s (yet): %s", notice.node_key.hex()[:16], shortfall)
+            self.on_ban_refused()
             return False
         known = self._bans.get(notice.node_key)
         if known is not None:
@@ -596,7 +599,12 @@ class Validator:
 
             self._topic_validators = {
                 STRIKES_TOPIC: strike_validator(self.domain, is_validator),
-                BANS_TOPIC: ban_validator(self.domain, is_validator, lambda: self.policy.ban_rules()),
+                BANS_TOPIC: ban_validator(
+                    self.domain,
+                    is_validator,
+                    lambda: self.policy.ban_rules(),
+                    on_refuse=lambda signed, shortfall: self.on_ban_refused(),
+                ),
                 REPORTS_TOPIC: user_report_validator(),
             }
             if self.chain is not None:

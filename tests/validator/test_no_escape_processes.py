@@ -76,6 +76,19 @@ async def _until(predicate, timeout: float) -> None:
             await trio.sleep(1)
 
 
+async def _refused_by(validators, router, notices: int) -> None:
+    """Until each of `validators` (and `router`, unless None) has refused `notices` ban notices: judged,
+    not just not yet heard of."""
+    await _until(
+        lambda: all(metric(v, "dolphin_validator_ban_notices_refused_total") >= notices for v in validators),
+        timeout=60,
+    )
+    if router is not None:
+        with trio.fail_after(60):
+            while router.watcher.bans.refused < notices:
+                await trio.sleep(0.2)
+
+
 @pytest.mark.trio
 async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_one(
     tmp_path, relay, model, deployed_chain
@@ -122,7 +135,7 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
                     await trio.sleep(0.2)
             seed = Identity(outsider.signing_seed())
             await outsider.gossip.publish(BANS_TOPIC, envelope.sign(notice, seed))
-            await trio.sleep(30)  # three times the validators' decision settle time
+            await _refused_by(validators, router, 1)
             assert not router.watcher.bans.banned(node_key)
             for validator in validators:
                 assert metric(validator, "dolphin_validator_bans_total") == 0
@@ -155,7 +168,7 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
             )
             stale = ban_notice(old, epoch=notice.epoch, reason="wrong_model")
             await outsider.gossip.publish(BANS_TOPIC, envelope.sign(stale, seed))
-            await trio.sleep(3)
+            await _refused_by([checker], router, 2)
             assert not router.watcher.bans.banned(node_key)
             # From a host of its own: gossip scores down a peer whose notices were refused until its
             # messages are dropped, which would hide this notice from the validators.
@@ -167,7 +180,7 @@ async def test_an_outsiders_notice_of_counted_minor_strikes_bans_and_slashes_no_
                         await trio.sleep(0.2)
                 second_seed = Identity(second.signing_seed())
                 await second.gossip.publish(BANS_TOPIC, envelope.sign(lowered, second_seed))
-                await trio.sleep(30)
+                await _refused_by([checker], None, 3)
             for validator in validators:
                 assert metric(validator, "dolphin_validator_bans_total") == 0
                 assert metric(validator, "dolphin_validator_nodes", status="banned") == 0
