@@ -7,6 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
+TEST_WORKERS ?= 2
 TOOLCHAIN := .toolchain
 VLLM_VENV := .venv-vllm
 DEB_PACKAGES := build-essential libgmp-dev iproute2 chromium
@@ -99,7 +100,10 @@ check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit
 	  --random-order any
 
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
-	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30
+	@# Two workers, a test file each at a time (its module fixtures and its tests' order stay together):
+	@# most of the suite waits on processes, sockets and chains rather than on the CPU.
+	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30 \
+	  -n $(TEST_WORKERS) --dist loadfile
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
 	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
 	  echo "Port 8545 is busy: stop what listens there (ss -ltnp 'sport = :8545'); see README, Troubleshooting."; \
