@@ -88,7 +88,10 @@ class OpenAIError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        # A body refused as too large is left unread, so the server closes the connection after the
+        # answer: saying so keeps a keep-alive client from sending its next request into the close.
+        headers = {"connection": "close"} if self.status == 413 else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
 def model_not_found(message: str) -> OpenAIError:
