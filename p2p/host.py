@@ -53,6 +53,7 @@ from p2p.dht import Dht, build_kad
 from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import GOSSIP_PROTOCOLS, Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
+from p2p.multistream import install_pipelined_selection
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
 from p2p.streams import (
     MULTISTREAM_PROTOCOL,
@@ -761,6 +762,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     check_listen_addrs(config.listen)
     install_exclusive_tcp_listeners()
     install_bounded_stream_resets()
+    install_pipelined_selection()
     key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     swarm = new_swarm(

@@ -1,0 +1,82 @@
+"""Protocol selection in one round trip instead of two.
+
+py-libp2p's multistream-select client writes its header, waits for the peer's, and only then proposes a
+protocol: two round trips for every connection upgrade (security, then muxer) and every stream. The
+multistream-select spec lets the initiator send the header and its first proposal together and read both
+answers after (go-libp2p does); a listener reads them in order either way. So each selection here costs
+one round trip, and a further one only for each protocol the peer refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+from libp2p.abc import IMultiselectCommunicator
+from libp2p.custom_types import TProtocol
+from libp2p.protocol_muxer import multiselect_client
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+from libp2p.protocol_muxer.multiselect_client import (
+    DEFAULT_NEGOTIATE_TIMEOUT,
+    MULTISELECT_PROTOCOL_ID,
+    PROTOCOL_NOT_FOUND_MSG,
+    MultiselectClient,
+)
+
+
+async def select_one_of(
+    self: MultiselectClient,
+    protocols: Sequence[TProtocol],
+    communicator: IMultiselectCommunicator,
+    negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+) -> TProtocol:
+    """The first of `protocols` the peer agrees to; MultiselectClientError as py-libp2p's says it (a
+    refusal of all of them starts "protocols not supported", which callers tell from a dropped stream)."""
+    if not protocols:
+        raise MultiselectClientError("no protocol to propose")
+    refusals: list[str] = []
+    with trio.move_on_after(negotiate_timeout):
+        await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
+        await _write(communicator, protocols[0], "protocol")
+        header = await _read(communicator, "handshake")
+        if header != MULTISELECT_PROTOCOL_ID:
+            raise MultiselectClientError(
+                f"multiselect protocol ID mismatch: expected {MULTISELECT_PROTOCOL_ID}, got {header!r}"
+            )
+        for index, protocol in enumerate(protocols):
+            if index:
+                await _write(communicator, protocol, "protocol")
+            answer = await _read(communicator, "protocol")
+            if answer == protocol:
+                return protocol
+            if answer != PROTOCOL_NOT_FOUND_MSG:
+                raise MultiselectClientError(
+                    f"unrecognized response: {answer!r}, expected {protocol!r} or "
+                    f"{PROTOCOL_NOT_FOUND_MSG!r}, protocol={protocol}"
+                )
+            refusals.append(f"protocol not supported: {protocol}, response={answer!r}")
+        raise MultiselectClientError(
+            multiselect_client._build_protocols_not_supported_message(protocols, negotiate_timeout, refusals)
+        )
+    raise MultiselectClientError(
+        f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}"
+    )
+
+
+async def _write(communicator: IMultiselectCommunicator, message: str, what: str) -> None:
+    try:
+        await communicator.write(message)
+    except MultiselectCommunicatorError as error:
+        raise MultiselectClientError(f"{what} write failed: {error}") from error
+
+
+async def _read(communicator: IMultiselectCommunicator, what: str) -> str:
+    try:
+        return await communicator.read()
+    except MultiselectCommunicatorError as error:
+        raise MultiselectClientError(f"{what} read failed: {error}") from error
+
+
+def install_pipelined_selection() -> None:
+    """Make every py-libp2p protocol selection (upgrades and streams) pipelined (idempotent)."""
+    MultiselectClient.select_one_of = select_one_of  # type: ignore[method-assign]  # no setting for it
