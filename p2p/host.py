@@ -75,16 +75,17 @@ BOOTSTRAP_RETRY_SECONDS = 10.0
 # Time for py-libp2p to notice a closing connection before a stream dropped on it is opened again.
 STREAM_RETRY_PAUSE_SECONDS = 0.2
 CIRCUIT_DIAL_RETRIES = 2  # after a dead relay connection or a failed upgrade over a fresh circuit
-# Round trips each step costs in py-libp2p, to turn a measured round trip into a deadline (timeouts grow
-# with distance: a fixed 10 s cut off every relayed peer beyond ~350 ms one way per hop). A direct dial:
-# TCP, multistream-select for Noise, the Noise XX handshake, multistream-select for Yamux; measured 4.7
-# through a delay proxy. Counting fewer overestimates the round trip, the safe side for a deadline.
-DIAL_ROUND_TRIPS = 4
-# A circuit dial, counted in round trips to the relay: a HOP stream and CONNECT (3), the relay's STOP
-# stream to the node (3 relay-node round trips, about as long), then a direct dial's 6 over the circuit,
-# whose round trip is both hops' (2 each).
-CIRCUIT_DIAL_ROUND_TRIPS = 3 + 3 + 2 * DIAL_ROUND_TRIPS
-STREAM_OPEN_ROUND_TRIPS = 2  # multistream-select: the header, then the protocol
+# Round trips each step costs, to turn a measured round trip into a deadline (timeouts grow with distance:
+# a fixed 10 s cut off every relayed peer beyond ~350 ms one way per hop). A direct dial: TCP, then the
+# security selection, Noise's round trip and the muxer selection (one each, p2p/multistream.py); measured
+# 3.0 through a delay proxy, whose TCP handshake is local, 4 over a network. Counting fewer overestimates
+# the round trip, the safe side for a deadline.
+DIAL_ROUND_TRIPS = 3
+# A circuit dial, counted in round trips to the relay: a HOP stream and CONNECT (2), the relay's STOP
+# stream to the node (2 relay-node round trips, about as long), then a direct dial's 3 over the circuit,
+# whose round trip is both hops' (2 each); measured 12.2 through a delay proxy.
+CIRCUIT_DIAL_ROUND_TRIPS = 2 + 2 + 2 * DIAL_ROUND_TRIPS
+STREAM_OPEN_ROUND_TRIPS = 2  # multistream-select (one round trip) and a margin: a deadline, not a sample
 RESERVATION_ROUND_TRIPS = 8  # identify, then a HOP stream and RESERVE
 # Deadlines are this many times the expected time: a measured round trip is one sample, and a slow CPU
 # or a queue can double a handshake's time.

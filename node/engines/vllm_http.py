@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # A streamed answer may wait for a slot and a long prefill on a loaded CPU server: reads get minutes, while
 # connecting to a local server that is up takes milliseconds.
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=30.0)
+DEFAULT_TIMEOUT = httpx.Timeout(connect=30.0, read=300.0, write=30.0, pool=30.0)
 METRICS_INTERVAL = 1.0  # seconds between /metrics polls
 BACKGROUND_STOP_TIMEOUT = 90.0  # a supervised server gets SIGTERM, then SIGKILL after its stop timeout
 _TOKEN_KEY_PREFIX = "token_id:"

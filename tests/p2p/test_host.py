@@ -287,7 +287,7 @@ async def test_a_host_that_stops_hangs_up_on_its_peers(tmp_path):
     async with open_host_group(tmp_path, 1) as (relay,):
         config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],))
         async with open_host(config) as client:
-            assert client.peer_id in relay.connected_peers()
+            await wait_until(lambda: client.peer_id in relay.connected_peers(), timeout=5)
         await wait_until(lambda: client.peer_id not in relay.connected_peers(), timeout=5)
 
 
