@@ -188,6 +188,18 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("tests outside the tier rules:\n  " + "\n  ".join(problems))
 
 
+def pytest_itemcollected(item):
+    item.add_marker(pytest.mark.xdist_group(_worker_group(item)))  # before xdist's loadgroup reads it
+
+
+def _worker_group(item) -> str:
+    """The tests `make test` runs on one worker, in order: a file's (its module fixtures and its tests'
+    order stay together), and every vLLM file's (two CPU vLLM servers at once starved each other: CI,
+    a server that stopped answering mid-answer)."""
+    path = item.nodeid.split("::")[0]
+    return "vllm" if path.startswith("tests/node/engines/test_vllm_") else path
+
+
 def _refuse(what: str, tier: str):
     def refuse(*args, **kwargs):
         raise AssertionError(f"a unit test may not {what}: mark it {tier} instead")
