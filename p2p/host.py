@@ -669,8 +669,9 @@ class DolphinHost:
         with its circuits and streams, until the relay's write timeouts tore them down."""
         network = self._host.get_network()
         with trio.move_on_after(HANG_UP_SECONDS, shield=True):
-            for peer in list(network.connections):
-                await network.close_peer(peer)
+            async with trio.open_nursery() as nursery:  # at once: one slow peer does not hold the rest
+                for peer in list(network.connections):
+                    nursery.start_soon(network.close_peer, peer)
 
     async def _upkeep(self) -> None:
         last_reservation = time.monotonic()

@@ -25,6 +25,7 @@ import trio
 
 from node.registration import register_node
 from p2p import HostConfig, open_host, signed_message_validator
+from p2p.testing import wait_until
 from pool.bans import BanRules
 from pool.light import VALIDATORS_DOMAIN_CONTRACT, open_light_client
 from protocols import envelope
@@ -84,9 +85,7 @@ async def _refused_by(validators, router, notices: int) -> None:
         timeout=60,
     )
     if router is not None:
-        with trio.fail_after(60):
-            while router.watcher.bans.refused < notices:
-                await trio.sleep(0.2)
+        await wait_until(lambda: router.watcher.bans.refused >= notices, timeout=60)
 
 
 @pytest.mark.trio
