@@ -351,6 +351,8 @@ class InferenceService:
                             pieces_in.send_nowait(piece)
                     except EngineError as exc:
                         failure = exc
+                    except trio.BrokenResourceError:
+                        pass  # the sender stopped reading (the client left): this task is being cancelled
 
             nursery.start_soon(produce)
             try:

@@ -225,6 +225,28 @@ async def test_hostile_requests_are_refused_with_a_reason_while_other_streams_ca
     assert 'dolphin_node_refusals_total{reason="replayed"} 1.0' in metrics
 
 
+class _AlwaysReady(LongAnswers):
+    """An engine that always has its next piece ready, as one reading a server's stream that arrived in
+    big chunks: the tiny model's first piece, repeated up to max_tokens with a checkpoint between. Its
+    producer hands over a piece at any moment, including the one at which the answer's reader leaves."""
+
+    async def generate(self, request: GenerationRequest):
+        async with contextlib.aclosing(super().generate(request)) as pieces:
+            first = await anext(pieces)
+        token = dataclasses.replace(
+            first,
+            token_ids=first.token_ids[:1],
+            logprobs=first.logprobs[:1],
+            top_logprobs=first.top_logprobs[:1],
+            finish_reason=None,
+            prompt_tokens=0,
+        )
+        for _ in range(request.max_tokens - 1):
+            yield token
+            await trio.lowlevel.checkpoint()
+        yield dataclasses.replace(token, finish_reason="length", prompt_tokens=first.prompt_tokens or 1)
+
+
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_a_client_vanishing_mid_answer_stops_its_generation(tmp_path, tiny_engine):
@@ -238,9 +260,30 @@ async def test_a_client_vanishing_mid_answer_stops_its_generation(tmp_path, tiny
         await stream.reset()
         await wait_until(lambda: tiny_engine.load().running == 0, timeout=60)
         await wait_until(lambda: net.service.statistics().abandoned == 1, timeout=30)
+        assert net.node_host.handler_failures == 0
         assert exchange.tokens_received < 200
         assert tiny_engine.statistics().tokens_generated - before < 400
         assert (await _ask(net, max_tokens=4)).receipt_stored  # and the node keeps serving
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_clients_leaving_while_the_engine_has_a_piece_ready_count_as_abandoned(tmp_path, tiny_engine):
+    """The engine hands over a piece at the moment the sender stops reading: that used to fail the handler
+    (a piece sent into the closed channel) instead of ending the answer as abandoned. Whether it does
+    depends on trio's scheduling order, so eight clients leave."""
+    limits = ServiceLimits(max_new_tokens=1500, receipt_timeout=5)
+    async with _network(tmp_path, _AlwaysReady(tiny_engine), limits=limits) as net:
+        for _ in range(8):
+            exchange, stream = await _send_request(net, max_tokens=1500)
+            exchange.receive(await stream.read_message(1 << 16, timeout=10))  # header
+            exchange.receive(await stream.read_message(1 << 16, timeout=10))  # first tokens
+            await stream.reset()
+        ended = lambda: net.service.statistics().abandoned + net.node_host.handler_failures  # noqa: E731
+        await wait_until(lambda: ended() == 8, timeout=30)
+        assert (net.service.statistics().abandoned, net.node_host.handler_failures) == (8, 0)
+        assert net.service.active == 0
+        assert (await _ask(net, max_tokens=4)).tokens_out == 4
 
 
 @pytest.mark.integration
