@@ -36,6 +36,9 @@ class Timeouts:
     stream_open: float = 10.0
     stream_io: float = 30.0
     dht_query: float = 15.0
+    dht_stream_idle: float = 15.0
+    """How long an inbound DHT stream may stay silent before it is reset (a client's next request on it
+    comes at once; one that abandoned its lookup never sends one, nor closes the stream)."""
     reachability_probe: float = 5.0
 
 
@@ -50,6 +53,10 @@ class Limits:
 
     max_connections: int = 256
     inbound_streams_per_protocol: int = 64
+    dht_inbound_streams: int = 32
+    """DHT requests served at once (py-libp2p's own cap is 12); more are reset, the client asks another."""
+    dht_streams_per_peer: int = 4
+    """DHT streams one peer may hold with us at once: no few peers can take every slot."""
     max_gossip_payload: int = 64 * 1024
     relay_max_reservations: int = 128
     relay_max_circuits: int = 256

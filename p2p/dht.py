@@ -95,10 +95,13 @@ class PoolRecordValidator(Validator):
         return best_index
 
 
-def build_kad(host, mode: DHTMode) -> KadDHT:
-    """A KadDHT that stores nothing but verified pool records."""
+def build_kad(
+    host, mode: DHTMode, *, stream_idle: float, inbound_streams: int, streams_per_peer: int
+) -> KadDHT:
+    """A KadDHT that stores nothing but verified pool records, its inbound streams guarded
+    (`_guard_inbound_streams`)."""
     validator = NamespacedValidator({POOL_NAMESPACE: PoolRecordValidator()}, strict_validation=True)
-    return KadDHT(
+    kad = KadDHT(
         host,
         mode,
         enable_random_walk=False,  # we refresh ourselves, on our schedule, with timeouts
@@ -107,6 +110,60 @@ def build_kad(host, mode: DHTMode) -> KadDHT:
         protocol_prefix=TProtocol("/dolphin"),
         strict_validation=True,
     )
+    _guard_inbound_streams(kad, idle=stream_idle, total=inbound_streams, per_peer=streams_per_peer)
+    return kad
+
+
+class _SilenceDeadline:
+    """An inbound DHT stream whose reads fail after `idle` seconds without a byte (py-libp2p's handler then
+    resets it); everything else is the stream's own."""
+
+    def __init__(self, stream, idle: float) -> None:
+        self._stream = stream
+        self._idle = idle
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        with trio.fail_after(self._idle):
+            return await self._stream.read(n)
+
+
+def _guard_inbound_streams(kad: KadDHT, *, idle: float, total: int, per_peer: int) -> None:
+    """Keep a server's DHT answering whatever its clients do.
+
+    py-libp2p 0.8.1 serves at most 12 inbound DHT streams at once (more are reset) and serves each until
+    the client closes it, with no deadline. A lookup abandoned while a server was answering (any lookup
+    cut short by its timeout on a busy or distant network) never closes its stream: the server holds that
+    slot for as long as the connection lives, and after a dozen such the server refuses every DHT stream,
+    so nobody finds anything through it (a relay that is everyone's bootstrap peer: the whole network).
+    A peer could do the same on purpose with a dozen silent streams. Here a stream that stays silent for
+    `idle` seconds is reset, one peer holds at most `per_peer` streams at once (more are reset), and the
+    server takes `total` at once.
+    """
+    kad._inbound_limiter = trio.CapacityLimiter(total)
+    serve = kad.handle_stream
+    held: dict[ID, int] = {}
+
+    async def guarded(stream) -> None:
+        peer = stream.muxed_conn.peer_id
+        if held.get(peer, 0) >= per_peer:
+            logger.debug("%s holds %d DHT streams already; resetting another", peer, per_peer)
+            with trio.move_on_after(1):
+                await stream.reset()
+            return
+        held[peer] = held.get(peer, 0) + 1
+        try:
+            await serve(_SilenceDeadline(stream, idle))
+        finally:
+            held[peer] -= 1
+            if not held[peer]:
+                del held[peer]
+
+    kad.handle_stream = guarded  # type: ignore[method-assign]  # switch_mode registers this attribute
+    if kad.mode is DHTMode.SERVER:
+        kad.host.set_stream_handler(TProtocol(KAD_PROTOCOL), guarded)
 
 
 class Dht:
@@ -129,6 +186,10 @@ class Dht:
 
     def routing_table_size(self) -> int:
         return self._kad.get_routing_table_size()
+
+    def inbound_streams(self) -> int:
+        """The DHT streams other peers hold with this server now (`Limits.dht_inbound_streams` at most)."""
+        return int(self._kad._inbound_limiter.borrowed_tokens)
 
     async def set_server_mode(self, server: bool) -> None:
         """Switch between answering DHT queries (reachable peers) and only asking them (light clients)."""

@@ -232,6 +232,7 @@ class DolphinHost:
             "peer_id": self.peer_id,
             "connected_peers": len(self._host.get_connected_peers()),
             "routing_table_size": self.dht.routing_table_size(),
+            "dht_inbound_streams": self.dht.inbound_streams(),
             "dht_mode": self.dht.mode,
             "reachable": self.reachable,
             "relay_service": self.config.relay_service,
@@ -823,7 +824,13 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     relay_transport = CircuitV2Transport(host, relay_protocol, RelayConfig(roles=roles, limits=limits))
     router = build_router(config.gossip_heartbeat_seconds)
     pubsub = build_pubsub(host, router, config.limits.max_gossip_payload)
-    kad = build_kad(host, DHTMode.SERVER if config.dht_mode is DhtMode.SERVER else DHTMode.CLIENT)
+    kad = build_kad(
+        host,
+        DHTMode.SERVER if config.dht_mode is DhtMode.SERVER else DHTMode.CLIENT,
+        stream_idle=config.timeouts.dht_stream_idle,
+        inbound_streams=config.limits.dht_inbound_streams,
+        streams_per_peer=config.limits.dht_streams_per_peer,
+    )
     dolphin = DolphinHost(
         config,
         host,

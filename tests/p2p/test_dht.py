@@ -1,5 +1,7 @@
 """The DHT: strict validation on /dolphin/kad/1.0.0, and signed pool records found by manifest hash."""
 
+import contextlib
+
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -7,7 +9,8 @@ from libp2p.peer.id import ID
 from libp2p.records.utils import InvalidRecordType
 from libp2p.records.validator import NamespacedValidator
 
-from p2p import HostConfig, open_host
+from p2p import HostConfig, P2PError, open_host
+from p2p.config import Reachability, Timeouts
 from p2p.dht import POOL_NAMESPACE, PoolRecordValidator, pool_provider_key, pool_record_key
 from p2p.errors import RecordError
 from p2p.records import sign_pool_record
@@ -158,3 +161,33 @@ async def test_an_announcement_through_a_dead_connection_to_the_server_dials_it_
             return [info.peer_id.to_base58() for info in providers] == [member.peer_id]
 
         await wait_until(server_lists_the_member, timeout=10)  # ADD_PROVIDER is fire-and-forget
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_silent_dht_streams_cannot_take_a_servers_dht(tmp_path):
+    """A peer holding DHT streams open without a word (as every lookup abandoned mid-answer left them)
+    used to take all twelve of a server's slots for as long as its connection lived: after that nobody
+    found anything through the server. Now one peer holds at most four, and a silent one is reset."""
+    idle = 3.0
+    server_config = HostConfig(
+        tmp_path / "server", reachability=Reachability.PUBLIC, timeouts=Timeouts(dht_stream_idle=idle)
+    )
+    async with open_host(server_config) as server:
+        bootstrap = (server.listen_addrs()[0],)
+        async with (
+            open_host(HostConfig(tmp_path / "member", bootstrap=bootstrap)) as member,
+            open_host(HostConfig(tmp_path / "silent", bootstrap=bootstrap)) as silent,
+        ):
+            await member.dht.put_record(MANIFEST, member.advertised_addrs(), 600)
+            held = []
+            for _ in range(16):
+                with contextlib.suppress(P2PError):  # the server resets those over the per-peer cap
+                    held.append(await silent.open_stream(server.peer_id, KAD_PROTOCOL))
+            await wait_until(lambda: server.statistics()["dht_inbound_streams"] >= 4, timeout=10)
+            assert server.statistics()["dht_inbound_streams"] == 4
+            searcher_config = HostConfig.light_client(tmp_path / "searcher", bootstrap=bootstrap)
+            async with open_host(searcher_config) as searcher:
+                records = await searcher.dht.get_records(MANIFEST)
+            assert [r.peer_id for r in records] == [member.peer_id]
+            await wait_until(lambda: server.statistics()["dht_inbound_streams"] == 0, timeout=idle + 5)
