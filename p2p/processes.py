@@ -115,7 +115,11 @@ def stop_all(processes: Iterable[DaemonProcess], timeout: float = 10.0) -> None:
         process.stop(timeout)
 
 
-def relay_process(data_dir: Path, extra_listen: tuple[str, ...] = ()) -> DaemonProcess:
-    """`dolphin relay` on 127.0.0.1, any free port (the real command line, not a stand-in)."""
+def relay_process(
+    data_dir: Path, extra_listen: tuple[str, ...] = (), bootstrap: tuple[str, ...] = ()
+) -> DaemonProcess:
+    """`dolphin relay` on 127.0.0.1, any free port (the real command line, not a stand-in), joining the
+    network through `bootstrap` peers if given."""
     listen = [arg for addr in (LOCALHOST, *extra_listen) for arg in ("--listen", addr)]
-    return DaemonProcess(data_dir, listen, program=("cli.main", "relay"))
+    joins = [arg for addr in bootstrap for arg in ("--bootstrap", addr)]
+    return DaemonProcess(data_dir, [*listen, *joins], program=("cli.main", "relay"))

@@ -27,9 +27,10 @@ the epoch of the contracts' deployment once any root was proposed (one restored 
 backup left off), waits
 (once, up to `sync_timeout_seconds`) for discovery to find another validator, and settles each missed
 epoch from the union of the receipts its peers hold and the chain at that epoch's closing block, exactly
-as the incumbents did: every input of a root is public. Before recording an epoch it compares its root
-with the one a quorum put on chain for that epoch, if any; on a difference (receipts it still lacks) it
-records and signs nothing, fetches again and retries, so no later epoch builds on an unchecked carry.
+as the incumbents did: every input of a root is public. Before recording an epoch (one it holds no
+receipt of too) it compares its root with the one a quorum put on chain for that epoch, if any; on a
+difference (receipts it still lacks) it records and signs nothing, fetches again and retries, so no later
+epoch builds on an unchecked carry.
 
 The next validator set signed with a root is the election's (validator.election) at the epoch's close:
 the eligible validators who opted in, weighted by bond, or the current set carried forward while nobody
@@ -350,6 +351,11 @@ class SettlementService:
         with trio.move_on_after(self.config.sync_timeout_seconds):
             while not any(p.peer_id != self.host.peer_id for p in self.directory.peers()):
                 await trio.sleep(min(1.0, self.config.poll_seconds))
+            return
+        log.warning(
+            "found no other validator in %g s: past epochs the chain holds roots of wait for their receipts",
+            self.config.sync_timeout_seconds,
+        )
 
     async def _serve_epochs(self) -> None:
         epoch = await self._first_epoch()
@@ -413,6 +419,10 @@ class SettlementService:
     async def _settle(self, epoch: int) -> None:
         facts, credits = await self.store.facts(epoch)
         if not facts:
+            # Nothing here to settle: an empty epoch, unless a quorum settled receipts of it that this
+            # validator has yet to fetch (it caught up before discovery found a peer). Closing that one
+            # would skip it for good and leave every later carry unchecked.
+            await self._check_against_chain(epoch, None)
             return
         verified = await self.store.verified_credits(epoch, self.receipts.credits_domain)
         epoch_ms = self.config.epoch_seconds * 1000

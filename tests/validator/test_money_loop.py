@@ -15,6 +15,7 @@ The tests of this module run in order on one network (the second epoch follows t
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from node.processes import node_process
 from node.registration import register_node
 from node.testing import find_member, watch_pool
 from p2p import DhtMode, HostConfig, open_host
+from p2p.identity import load_or_create_identity, peer_id_of
 from p2p.processes import relay_process, stop_all
 from p2p.testing import PeerProcess
 from pool import complete
@@ -211,6 +213,12 @@ def _recompute(net: Network, epoch: int, evidence: list[bytes]):
     return settlement
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _wait_for(condition, timeout: float, what: str, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -378,7 +386,10 @@ def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signe
     """Validator 3 comes back on its own data, a backup of epoch 1 (it was down through epoch 2), and a
     validator that never ran starts on an empty data dir. Both settle the epochs they lack from the receipts
     their peers hold and the chain, and check each against the root on chain: they arrive at the roots
-    the incumbents signed (a fresh validator used to settle from nothing and compute another root)."""
+    the incumbents signed (a fresh validator used to settle from nothing and compute another root).
+
+    The fresh one joins through a relay that does not answer until the validator has given up waiting
+    for peers: it used to close the past epochs as empty then, and never settled them."""
     net = network
     chain_roots = {
         epoch: bytes(
@@ -393,22 +404,35 @@ def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signe
     fresh_key.chmod(0o600)
     chain_args = ["--rpc-url", net.deployed.rpc_url, "--deployment", str(net.deployed.path)]
     settings = {**DEV_SETTLEMENT, "epoch_seconds": EPOCH_S, "base_per_hour": 0.01}
+    # The fresh validator's bootstrap peer: a relay that starts once the validator gave up waiting.
+    late_dir, late_port = net.tmp / "late-relay", _free_port()
+    late_listen = f"/ip4/127.0.0.1/tcp/{late_port}"
+    late_addr = f"{late_listen}/p2p/{peer_id_of(load_or_create_identity(late_dir))}"
     started = []
     try:
-        for data_dir, key in (
-            (restored_dir, net.tmp / "validator-3.key"),
-            (net.tmp / "validator-fresh", fresh_key),
+        for data_dir, key, bootstrap in (
+            (restored_dir, net.tmp / "validator-3.key", net.relay.addr),
+            (net.tmp / "validator-fresh", fresh_key, late_addr),
         ):
             process = validator_process(
-                data_dir, tiny_model_dir, "--key-file", str(key), "--bootstrap", net.relay.addr, *chain_args,
+                data_dir, tiny_model_dir, "--key-file", str(key), "--bootstrap", bootstrap, *chain_args,
                 settings=settings,
             )  # fmt: skip
             started.append(process)
             _start(process)
-        for process in started:
+        fresh = started[-1]
+        _wait_for(
+            lambda: "found no other validator" in fresh.log_tail(50_000), 60, "the wait for peers to end"
+        )
+        started.append(_start(relay_process(late_dir, (late_listen,), bootstrap=(net.relay.addr,))))
+        for process in started[:2]:
             for epoch, root in chain_roots.items():
                 path = process.data_dir / "rewards" / f"epoch-{epoch}.json"
-                _wait_for(path.exists, 120, f"{process.data_dir.name} settling epoch {epoch}")
+                try:
+                    _wait_for(path.exists, 120, f"{process.data_dir.name} settling epoch {epoch}")
+                except AssertionError:
+                    print(process.log_tail(20_000))
+                    raise
                 assert RewardsTree.from_json(path.read_text()).root == root
     finally:
         stop_all(started)
