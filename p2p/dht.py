@@ -24,6 +24,7 @@ from typing import cast
 
 import multiaddr
 import trio
+from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht import common as kad_common
 from libp2p.kad_dht import kad_dht as kad_module
@@ -155,7 +156,7 @@ def _guard_inbound_streams(kad: KadDHT, *, idle: float, total: int, per_peer: in
             return
         held[peer] = held.get(peer, 0) + 1
         try:
-            await serve(_SilenceDeadline(stream, idle))
+            await serve(cast(INetStream, _SilenceDeadline(stream, idle)))  # a stand-in: reads bounded
         finally:
             held[peer] -= 1
             if not held[peer]:
