@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 
-__all__ = ["serve_http"]
+__all__ = ["free_local_port", "serve_http"]
 
 
 async def serve_http(
@@ -40,3 +41,11 @@ class _FirstUrl:
 
     def started(self, binds: list[str] | None = None) -> None:
         self._task_status.started(binds[0] if binds else "")
+
+
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (another process may take it before it is used:
+    for servers started at once, and for tests)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -44,6 +43,7 @@ import trio
 from node.engines.base import EngineUnavailable
 from node.engines.vllm_http import METRICS_INTERVAL, VllmEngine
 from node.models.manifest import load_manifest
+from runtime.http import free_local_port
 
 __all__ = [
     "DEFAULT_VLLM_VENV",
@@ -203,12 +203,6 @@ def _server_environment(settings: VllmSettings) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _log_tail(log_path: Path, start: int) -> str:
     """What the server wrote since `start` (a byte offset) that says why it stopped: its last exception
     and message when it ended on one, else its last lines; long lines cut."""
@@ -256,7 +250,7 @@ class _Supervisor:
         self.model_dir = model_dir
         self.settings = settings
         self.on_progress = on_progress
-        self.port = _free_port()
+        self.port = free_local_port()
         self.server = VllmServer(url=f"http://127.0.0.1:{self.port}", log_path=log_path)
         self.http = httpx.AsyncClient(base_url=self.server.url, timeout=10.0, trust_env=False)
 

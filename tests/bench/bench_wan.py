@@ -47,6 +47,7 @@ from node.models import build_tiny_model
 from node.processes import NODE_PROGRAM
 from p2p.processes import relay_process
 from p2p.testing import PeerProcess, isolated_namespace
+from runtime.http import free_local_port
 from tests.bench.delay_proxy import DelayProxy, FlightClock, Link
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +109,7 @@ async def open_wan_network(
                 ]
                 if path == "direct":
                     inside = namespace.inside_ip if namespace else "127.0.0.1"
-                    node_port = _free_port() if namespace is None else 4002
+                    node_port = free_local_port() if namespace is None else 4002
                     to_node = await nursery.start(
                         DelayProxy(link, (inside, node_port), clock).serve, "127.0.0.1"
                     )
@@ -127,14 +128,6 @@ async def open_wan_network(
             if node is not None:
                 node.stop()
             relay.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def ask_once(network: WanNetwork, model_dir: Path, timeout: float) -> dict:

@@ -30,6 +30,7 @@ from p2p.gossip import accept_all
 from p2p.host import HOP_PROTOCOL, dial_failure_reason, open_host
 from p2p.identity import load_or_create_identity, peer_id_of
 from p2p.testing import open_host_group, wait_until
+from runtime.http import free_local_port
 
 ECHO = "/dolphin/test/echo/1"
 SILENT = "/dolphin/test/silent/1"
@@ -365,16 +366,12 @@ def test_probe_dials_only_the_requesters_ip():
     assert reachability.tcp_endpoints(addrs, only_ip="127.0.0.1") == [("127.0.0.1", 2)]
 
 
-def _free_port() -> int:
-    with contextlib.closing(__import__("socket").socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_a_light_client_that_reaches_no_bootstrap_peer_says_why(tmp_path):
-    nobody = f"/ip4/127.0.0.1/tcp/{_free_port()}/p2p/{peer_id_of(load_or_create_identity(tmp_path / 'b'))}"
+    nobody = (
+        f"/ip4/127.0.0.1/tcp/{free_local_port()}/p2p/{peer_id_of(load_or_create_identity(tmp_path / 'b'))}"
+    )
     with trio.fail_after(30), pytest.raises(BootstrapUnreachable) as raised:
         async with open_host(HostConfig.light_client(tmp_path / "c", bootstrap=(nobody,))):
             pytest.fail("a light client alone on the network has nothing to do")
@@ -385,7 +382,7 @@ async def test_a_light_client_that_reaches_no_bootstrap_peer_says_why(tmp_path):
 @pytest.mark.trio
 async def test_a_serving_peer_started_before_its_bootstrap_peer_joins_when_it_comes_up(tmp_path, monkeypatch):
     monkeypatch.setattr(host_module, "BOOTSTRAP_RETRY_SECONDS", 0.5)
-    port = _free_port()
+    port = free_local_port()
     relay_id = peer_id_of(load_or_create_identity(tmp_path / "relay"))
     bootstrap = (f"/ip4/127.0.0.1/tcp/{port}/p2p/{relay_id}",)
     relay_config = HostConfig(

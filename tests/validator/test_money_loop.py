@@ -15,7 +15,6 @@ The tests of this module run in order on one network (the second epoch follows t
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from protocols.keys import Identity, peer_id_from_public_key
 from protocols.messages import ReceiptBatch, ReceiptBatchAck
 from protocols.schema import decode_message, encode_message
 from protocols.testing import authorisation, countersigned_receipt
+from runtime.http import free_local_port
 from validator.closing import close_on_chain, find_closing_block
 from validator.config import DEV_SETTLEMENT
 from validator.evidence import SettlementRecord
@@ -211,12 +211,6 @@ def _recompute(net: Network, epoch: int, evidence: list[bytes]):
         frozenset(),
     )  # fmt: skip
     return settlement
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for(condition, timeout: float, what: str, interval: float = 0.5):
@@ -405,7 +399,7 @@ def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signe
     chain_args = ["--rpc-url", net.deployed.rpc_url, "--deployment", str(net.deployed.path)]
     settings = {**DEV_SETTLEMENT, "epoch_seconds": EPOCH_S, "base_per_hour": 0.01}
     # The fresh validator's bootstrap peer: a relay that starts once the validator gave up waiting.
-    late_dir, late_port = net.tmp / "late-relay", _free_port()
+    late_dir, late_port = net.tmp / "late-relay", free_local_port()
     late_listen = f"/ip4/127.0.0.1/tcp/{late_port}"
     late_addr = f"{late_listen}/p2p/{peer_id_of(load_or_create_identity(late_dir))}"
     started = []
