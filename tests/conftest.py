@@ -217,8 +217,11 @@ def _unit_tier_guard(request, monkeypatch):
 
     def popen(self, args, *more, **options):
         # ctypes.util.find_library runs `ldconfig -p` when a library binding (pycryptodome's GMP, under
-        # py-libp2p) is first imported: loading a library, not a test starting a program.
-        if isinstance(args, list | tuple) and args and str(args[0]).endswith("/ldconfig"):
+        # py-libp2p) is first imported, and matplotlib runs `fc-list` once per machine to build its font
+        # cache (CI: a plot test that happened to import it first on a fresh clone): loading a library,
+        # not a test starting a program.
+        program = str(args[0]) if isinstance(args, list | tuple) and args else ""
+        if program.endswith("/ldconfig") or program.rsplit("/", 1)[-1] == "fc-list":
             return start_process(self, args, *more, **options)
         return refuse_process()
 
