@@ -53,10 +53,11 @@ class Limits:
 
     max_connections: int = 256
     inbound_streams_per_protocol: int = 64
-    dht_inbound_streams: int = 32
+    dht_inbound_streams: int = 64
     """DHT requests served at once (py-libp2p's own cap is 12); more are reset, the client asks another."""
-    dht_streams_per_peer: int = 4
-    """DHT streams one peer may hold with us at once: no few peers can take every slot."""
+    dht_streams_per_peer: int = 16
+    """DHT streams one peer may hold with us at once (a lookup asks a server for up to 8 records at once,
+    beside its other lookups): no few peers can take every slot."""
     max_gossip_payload: int = 64 * 1024
     relay_max_reservations: int = 128
     relay_max_circuits: int = 256
