@@ -100,7 +100,7 @@ check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit
 	  --random-order any
 
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
-	@# Two workers, a group of tests each at a time (a file's, or all the vLLM files': tests/conftest.py):
+	@# Two workers, a group of tests each at a time (a file's, or the vLLM files' and the demo's: tests/conftest.py):
 	@# most of the suite waits on processes, sockets and chains rather than on the CPU.
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30 \
 	  -n $(TEST_WORKERS) --dist loadgroup

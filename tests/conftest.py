@@ -192,12 +192,18 @@ def pytest_itemcollected(item):
     item.add_marker(pytest.mark.xdist_group(_worker_group(item)))  # before xdist's loadgroup reads it
 
 
+HEAVY_FILES = ("tests/node/engines/test_vllm_", "tests/cli/test_demo_cli.py")
+"""Files that each load both cores: no two of them may run at once."""
+
+
 def _worker_group(item) -> str:
     """The tests `make test` runs on one worker, in order: a file's (its module fixtures and its tests'
-    order stay together), and every vLLM file's (two CPU vLLM servers at once starved each other: CI,
-    a server that stopped answering mid-answer)."""
+    order stay together), and the heavy files' together (two CPU vLLM servers at once starved each other:
+    CI, a server that stopped answering mid-answer; beside the demo's seven processes, a vLLM server
+    finished an answer its client had left and served a queued request before a local one, and the demo
+    lost its node mid-answer, in a CI-like run)."""
     path = item.nodeid.split("::")[0]
-    return "vllm" if path.startswith("tests/node/engines/test_vllm_") else path
+    return "heavy" if path.startswith(HEAVY_FILES) else path
 
 
 def _refuse(what: str, tier: str):
