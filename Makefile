@@ -102,8 +102,10 @@ check: $(STAMPS)/venv lint  ## the fast loop, under 3 minutes: lint and the unit
 test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLLM)
 	@# Two workers, a group of tests each at a time (a file's, or the vLLM files' and the demo's: tests/conftest.py):
 	@# most of the suite waits on processes, sockets and chains rather than on the CPU.
-	$(PY) -m pytest -p no:pytest-brownie -m "not contracts" tests --durations=30 \
+	$(PY) -m pytest -p no:pytest-brownie -m "not contracts and not alone" tests --durations=30 \
 	  -n $(TEST_WORKERS) --dist loadgroup
+	@# Tests that judge how a CPU vLLM server schedules, with nothing else running.
+	$(PY) -m pytest -p no:pytest-brownie -m "alone" tests --durations=5
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
 	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
 	  echo "Port 8545 is busy: stop what listens there (ss -ltnp 'sport = :8545'); see README, Troubleshooting."; \
