@@ -46,15 +46,14 @@ class Timeouts:
 class Limits:
     """Connection and stream limits: a peer can use only so much of us.
 
-    `inbound_streams_per_protocol` caps the streams others hold open with us per protocol at once; a
-    circuit's hop streams at a relay count against `relay_max_circuits` instead, a peer's gossip stream
-    against `max_connections`: those live as long as what they carry.
+    `inbound_streams_per_protocol` caps the streams others hold open with us per protocol at once (the
+    DHT's too: py-libp2p's own cap of 12 is raised to it); a circuit's hop streams at a relay count against
+    `relay_max_circuits` instead, a peer's gossip stream against `max_connections`: those live as long as
+    what they carry.
     """
 
     max_connections: int = 256
     inbound_streams_per_protocol: int = 64
-    dht_inbound_streams: int = 64
-    """DHT requests served at once (py-libp2p's own cap is 12); more are reset, the client asks another."""
     dht_streams_per_peer: int = 16
     """DHT streams one peer may hold with us at once (a lookup asks a server for up to 8 records at once,
     beside its other lookups): no few peers can take every slot."""

@@ -189,7 +189,8 @@ class Dht:
         return self._kad.get_routing_table_size()
 
     def inbound_streams(self) -> int:
-        """The DHT streams other peers hold with this server now (`Limits.dht_inbound_streams` at most)."""
+        """The DHT streams other peers hold with this server now (`Limits.inbound_streams_per_protocol` at
+        most)."""
         return int(self._kad._inbound_limiter.borrowed_tokens)
 
     async def set_server_mode(self, server: bool) -> None:

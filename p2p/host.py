@@ -828,7 +828,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         host,
         DHTMode.SERVER if config.dht_mode is DhtMode.SERVER else DHTMode.CLIENT,
         stream_idle=config.timeouts.dht_stream_idle,
-        inbound_streams=config.limits.dht_inbound_streams,
+        inbound_streams=config.limits.inbound_streams_per_protocol,  # the host's cap on every protocol
         streams_per_peer=config.limits.dht_streams_per_peer,
     )
     dolphin = DolphinHost(

@@ -199,9 +199,8 @@ HEAVY_FILES = ("tests/node/engines/test_vllm_", "tests/cli/test_demo_cli.py")
 def _worker_group(item) -> str:
     """The tests `make test` runs on one worker, in order: a file's (its module fixtures and its tests'
     order stay together), and the heavy files' together (two CPU vLLM servers at once starved each other:
-    CI, a server that stopped answering mid-answer; beside the demo's seven processes, a vLLM server
-    finished an answer its client had left and served a queued request before a local one, and the demo
-    lost its node mid-answer, in a CI-like run)."""
+    CI, a server that stopped answering mid-answer; beside a CPU vLLM server, the demo's seven processes
+    lost their node mid-answer in a CI-like run)."""
     path = item.nodeid.split("::")[0]
     return "heavy" if path.startswith(HEAVY_FILES) else path
 
