@@ -219,7 +219,8 @@ class InferenceService:
             except P2PError as exc:  # the peer went away or stalled mid-exchange
                 self._statistics.abandoned += 1
                 self.metrics.abandoned.inc()
-                log.info("inference stream with %s ended early: %s", stream.peer_id, type(exc).__name__)
+                peer, reason = stream.peer_id, type(exc).__name__
+                log.info("inference stream with %s ended early: %s: %s", peer, reason, exc)
             finally:
                 await stream.close()
 

@@ -6,6 +6,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `config`: `HostConfig` (and `HostConfig.light_client`), `Timeouts`, `Limits`, `Reachability`, `DhtMode`
 - `identity`: the persistent Ed25519 key in the data directory, or an ephemeral one (light clients)
 - `streams`: `Stream`, a libp2p stream whose every await has a deadline
+- `noise`: Noise messages written whole, whatever cancels their writer (py-libp2p broke the connection)
 - `multistream`: protocol selection in one round trip (header and proposal sent together)
 - `interfaces`: `MessageStream`, `StreamOpener`, `Dialer`: what the floors above use of a stream and a host
 - `memory`: `open_memory_network()`, hosts joined in memory behind those interfaces (tests without sockets)

@@ -54,6 +54,7 @@ from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSup
 from p2p.gossip import GOSSIP_PROTOCOLS, Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.multistream import install_pipelined_selection
+from p2p.noise import install_whole_noise_frames
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
 from p2p.streams import (
     MULTISTREAM_PROTOCOL,
@@ -766,6 +767,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     install_exclusive_tcp_listeners()
     install_bounded_stream_resets()
     install_pipelined_selection()
+    install_whole_noise_frames()
     key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
     swarm = new_swarm(

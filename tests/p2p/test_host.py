@@ -417,3 +417,37 @@ def test_a_dial_failure_is_reported_by_its_root_cause():
     except RuntimeError as outer:
         assert dial_failure_reason(outer) == "Connection refused"
     assert dial_failure_reason(RuntimeError("handshake failed")) == "handshake failed"
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_write_cancelled_part_way_leaves_the_connection_and_its_other_streams_working(tmp_path):
+    # A write cancelled after its Noise frame was encrypted but before it was sent left the sender one
+    # nonce ahead of the receiver, which then failed to authenticate every later frame and dropped the
+    # connection, with every circuit and answer on it (CI: a relayed cold ask at 100 ms, when the client
+    # stopped its other DHT lookups as the first one found the pool). Here the cancel lands at each
+    # checkpoint of a write in turn; the connection must stay up and carry an echo after each.
+    async with open_host_group(tmp_path, 2) as (server, client):
+        server.set_stream_handler(ECHO, _echo)
+        server.set_stream_handler(SILENT, _silent)
+        (connection,) = client._swarm().get_connections(ID.from_base58(server.peer_id))
+        broken_at: list[int] = []
+        for checkpoints in range(60):
+            stream = await client.open_stream(server.peer_id, SILENT)
+
+            async def cancel_after(scope: trio.CancelScope, count: int = checkpoints) -> None:
+                for _ in range(count):
+                    await trio.lowlevel.checkpoint()
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.write_message, b"x" * 100)
+                nursery.start_soon(cancel_after, nursery.cancel_scope)
+            echo = await client.open_stream(server.peer_id, ECHO)
+            await echo.write_message(b"still here")
+            assert await echo.read_message(1024) == b"still here", checkpoints
+            await echo.close()
+            if connection.is_closed:
+                broken_at.append(checkpoints)
+                break
+    assert broken_at == [], "the connection broke when a write was cancelled after that many checkpoints"

@@ -20,7 +20,7 @@ def test_the_wan_benchmark_asks_through_its_delay_proxies(tmp_path, monkeypatch)
     assert [(row["path"], row["delay_ms"], row["ok"]) for row in rows] == [
         ("relayed", 0, 1),
         ("relayed", 100, 1),
-    ]
+    ], [row["errors"] for row in rows]
     assert rows[1]["client_hop_round_trips"] > 1  # the ask's traffic went through the delayed proxy
     assert rows[1]["first_token_after_connect_ms"] is not None
     assert (tmp_path / "wan.md").read_text().count("| relayed |") == 2
