@@ -1,10 +1,16 @@
-"""Protocol selection in one round trip instead of two.
+"""Protocol selection in one round trip instead of two, and none for a connection's upgrades.
 
 py-libp2p's multistream-select client writes its header, waits for the peer's, and only then proposes a
 protocol: two round trips for every connection upgrade (security, then muxer) and every stream. The
 multistream-select spec lets the initiator send the header and its first proposal together and read both
 answers after (go-libp2p does); a listener reads them in order either way. So each selection here costs
 one round trip, and a further one only for each protocol the peer refuses.
+
+A connection's upgrades offer one protocol each (Noise, then Yamux: DESIGN.md), so the dialer need not
+wait for the answer at all: it proposes and goes straight on with the protocol (Noise's first handshake
+message, Yamux's first frames), and checks the two answers on the connection's first read, before the
+protocol's own bytes (the spec's "lazy" initiator). A listener that refuses fails that read, and with it
+the upgrade or the connection. A direct dial then costs one round trip (Noise's) instead of three.
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ from collections.abc import Sequence
 import trio
 from libp2p.abc import IMultiselectCommunicator
 from libp2p.custom_types import TProtocol
+from libp2p.io.abc import ReadWriteCloser
 from libp2p.protocol_muxer import multiselect_client
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+from libp2p.protocol_muxer.generic_selector import GenericMultistreamSelector
 from libp2p.protocol_muxer.multiselect_client import (
     DEFAULT_NEGOTIATE_TIMEOUT,
     MULTISELECT_PROTOCOL_ID,
     PROTOCOL_NOT_FOUND_MSG,
     MultiselectClient,
 )
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 
 
 async def select_one_of(
@@ -77,6 +86,51 @@ async def _read(communicator: IMultiselectCommunicator, what: str) -> str:
         raise MultiselectClientError(f"{what} read failed: {error}") from error
 
 
+_eager_upgrade_select = GenericMultistreamSelector.select
+
+
+async def select_upgrade(
+    self: GenericMultistreamSelector,
+    conn: ReadWriteCloser,
+    is_initiator: bool,
+    negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+):
+    """A connection upgrade's selection: a dialer offering one protocol proposes it and returns at once;
+    the answers are checked on the connection's first read (`_confirm_on_first_read`)."""
+    if not is_initiator or len(self.handlers) != 1:
+        return await _eager_upgrade_select(self, conn, is_initiator, negotiate_timeout)
+    ((protocol, handler),) = self.handlers.items()
+    communicator = MultiselectCommunicator(conn)
+    with trio.fail_after(negotiate_timeout):
+        await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
+        await _write(communicator, protocol, "protocol")
+    _confirm_on_first_read(conn, protocol, negotiate_timeout)
+    return protocol, handler
+
+
+def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: float) -> None:
+    """Until its first read returns, `conn.read` first reads the listener's header and its answer to
+    `protocol`, and raises MultiselectClientError unless they agree to it."""
+
+    async def read(n: int | None = None) -> bytes:
+        del conn.read  # the class's own read from now on
+        communicator = MultiselectCommunicator(conn)
+        with trio.move_on_after(timeout):
+            header = await _read(communicator, "handshake")
+            answer = await _read(communicator, "protocol")
+            if header != MULTISELECT_PROTOCOL_ID:
+                raise MultiselectClientError(
+                    f"multiselect protocol ID mismatch: expected {MULTISELECT_PROTOCOL_ID}, got {header!r}"
+                )
+            if answer != protocol:
+                raise MultiselectClientError(f"the peer did not agree to {protocol}: it answered {answer!r}")
+            return await conn.read(n)
+        raise MultiselectClientError(f"response timed out after {timeout}s, protocols tried: [{protocol}]")
+
+    conn.read = read  # type: ignore[method-assign]  # this connection only, for one read
+
+
 def install_pipelined_selection() -> None:
-    """Make every py-libp2p protocol selection (upgrades and streams) pipelined (idempotent)."""
+    """Make every py-libp2p protocol selection pipelined, and a connection upgrade's lazy (idempotent)."""
     MultiselectClient.select_one_of = select_one_of  # type: ignore[method-assign]  # no setting for it
+    GenericMultistreamSelector.select = select_upgrade  # type: ignore[method-assign]  # nor for this

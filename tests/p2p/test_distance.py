@@ -14,9 +14,9 @@ from tests.bench.delay_proxy import DelayProxy, FlightClock, Link
 pytestmark = [pytest.mark.integration]
 
 ONE_WAY_S = 0.2
-# Long enough for the first direct dial (3 round trips of 0.4 s), too short for a circuit dial at this
-# distance (about 12 round trips to the relay): only a deadline that scales lets it through.
-DIAL_S = 3.0
+# Long enough for the first direct dial (one round trip of 0.4 s), too short for a circuit dial at this
+# distance (about 8 round trips to the relay): only a deadline that scales lets it through.
+DIAL_S = 2.0
 
 
 @contextlib.asynccontextmanager
@@ -107,6 +107,26 @@ async def test_an_optimistic_stream_answers_in_one_round_trip_on_a_warm_connecti
             else:
                 assert round_trips > 1.5  # the selection's round trip (header and proposal together), then
                 assert round_trips < 2.5  # the request's: py-libp2p's own client took three
+            await stream.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_direct_dial_costs_one_round_trip_its_upgrade_selections_riding_along(tmp_path):
+    one_way = 0.3
+    server_config = HostConfig(tmp_path / "server", reachability=Reachability.PUBLIC)
+    async with open_host(server_config) as server, trio.open_nursery() as nursery:
+        server.set_stream_handler("/dolphin/test/echo/1", _echo)
+        port = int(server.listen_addrs()[0].split("/tcp/")[1].split("/")[0])
+        proxy = await nursery.start(DelayProxy(Link(one_way), ("127.0.0.1", port)).serve, "127.0.0.1")
+        async with open_host(HostConfig.light_client(tmp_path / "client")) as client:
+            started = trio.current_time()
+            await client.connect(f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{server.peer_id}")
+            round_trips = (trio.current_time() - started) / (2 * one_way)
+            assert round_trips < 1.5  # Noise's; the security and muxer selections took one each before
+            stream = await client.open_stream(server.peer_id, "/dolphin/test/echo/1", optimistic=True)
+            await stream.write_message(b"ping")
+            assert await stream.read_message(1024) == b"ping"  # the listener's answers were read and agreed
             await stream.close()
         nursery.cancel_scope.cancel()
 
