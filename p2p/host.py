@@ -37,6 +37,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import MultiselectClientError, ProtocolNotSupportedError
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL
+from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID as STOP_PROTOCOL
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
@@ -63,7 +64,7 @@ from p2p.streams import (
     install_bounded_stream_resets,
     multistream_line,
 )
-from p2p.topics import REACHABILITY_PROTOCOL
+from p2p.topics import KAD_PROTOCOL, REACHABILITY_PROTOCOL
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,14 @@ CIRCUIT_DIAL_RETRIES = 2  # after a dead relay connection or a failed upgrade ov
 # through a delay proxy, whose TCP handshake is local, 2 over a network. Counting fewer overestimates the
 # round trip, the safe side for a deadline.
 DIAL_ROUND_TRIPS = 1
-# A circuit dial, counted in round trips to the relay: a HOP stream and CONNECT (2), the relay's STOP
-# stream to the node (2 relay-node round trips, about as long), then a direct dial's over the circuit,
-# whose round trip is both hops' (2 each), and 2 more that py-libp2p's relay client takes; measured 8.1
+# A circuit dial, counted in round trips to the relay: a HOP stream with its CONNECT (1), the relay's STOP
+# stream to the node (1 relay-node round trip, about as long), then a direct dial's over the circuit, whose
+# round trip is both hops' (2 each), and about one more that py-libp2p's relay client takes; measured 5.2
 # through a delay proxy.
-CIRCUIT_DIAL_ROUND_TRIPS = 2 + 2 + 2 * DIAL_ROUND_TRIPS + 2
+CIRCUIT_DIAL_ROUND_TRIPS = 1 + 1 + 2 * DIAL_ROUND_TRIPS + 1
+# py-libp2p's streams on a cold ask's path that send a request and read its answer: their protocol's
+# selection rides along with the request (p2p/multistream.py), a round trip saved on each.
+LAZY_STREAM_PROTOCOLS = (KAD_PROTOCOL, str(HOP_PROTOCOL), str(STOP_PROTOCOL))
 STREAM_OPEN_ROUND_TRIPS = 2  # multistream-select (one round trip) and a margin: a deadline, not a sample
 RESERVATION_ROUND_TRIPS = 8  # identify, then a HOP stream and RESERVE
 # Deadlines are this many times the expected time: a measured round trip is one sample, and a slow CPU
@@ -767,7 +771,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     check_listen_addrs(config.listen)
     install_exclusive_tcp_listeners()
     install_bounded_stream_resets()
-    install_pipelined_selection()
+    install_pipelined_selection(LAZY_STREAM_PROTOCOLS)
     install_whole_noise_frames()
     key_pair = ephemeral_identity() if config.ephemeral_identity else load_or_create_identity(config.data_dir)
     noise = NoiseTransport(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)

@@ -11,11 +11,13 @@ wait for the answer at all: it proposes and goes straight on with the protocol (
 message, Yamux's first frames), and checks the two answers on the connection's first read, before the
 protocol's own bytes (the spec's "lazy" initiator). A listener that refuses fails that read, and with it
 the upgrade or the connection. A direct dial then costs one round trip (Noise's) instead of three.
+The same holds for py-libp2p's own request/response streams named by the host (DHT queries, a relay's
+HOP and STOP streams): the proposal leaves with the request, and the answers are read before the reply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import trio
 from libp2p.abc import IMultiselectCommunicator
@@ -43,6 +45,12 @@ async def select_one_of(
     refusal of all of them starts "protocols not supported", which callers tell from a dropped stream)."""
     if not protocols:
         raise MultiselectClientError("no protocol to propose")
+    if len(protocols) == 1 and protocols[0] in _lazy_stream_protocols:
+        assert isinstance(communicator, MultiselectCommunicator)  # py-libp2p's only kind
+        with trio.fail_after(negotiate_timeout):
+            await _propose(communicator, protocols[0])
+        _confirm_on_first_read(communicator.read_writer, protocols[0], negotiate_timeout)
+        return protocols[0]
     refusals: list[str] = []
     with trio.move_on_after(negotiate_timeout):
         await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
@@ -72,6 +80,11 @@ async def select_one_of(
     )
 
 
+async def _propose(communicator: IMultiselectCommunicator, protocol: TProtocol) -> None:
+    await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
+    await _write(communicator, protocol, "protocol")
+
+
 async def _write(communicator: IMultiselectCommunicator, message: str, what: str) -> None:
     try:
         await communicator.write(message)
@@ -87,6 +100,8 @@ async def _read(communicator: IMultiselectCommunicator, what: str) -> str:
 
 
 _eager_upgrade_select = GenericMultistreamSelector.select
+# Request/response protocols whose initiator always reads the answer (so it reads the confirmation too)
+_lazy_stream_protocols: set[str] = set()
 
 
 async def select_upgrade(
@@ -100,10 +115,8 @@ async def select_upgrade(
     if not is_initiator or len(self.handlers) != 1:
         return await _eager_upgrade_select(self, conn, is_initiator, negotiate_timeout)
     ((protocol, handler),) = self.handlers.items()
-    communicator = MultiselectCommunicator(conn)
     with trio.fail_after(negotiate_timeout):
-        await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
-        await _write(communicator, protocol, "protocol")
+        await _propose(MultiselectCommunicator(conn), protocol)
     _confirm_on_first_read(conn, protocol, negotiate_timeout)
     return protocol, handler
 
@@ -130,7 +143,9 @@ def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: 
     conn.read = read  # type: ignore[method-assign]  # this connection only, for one read
 
 
-def install_pipelined_selection() -> None:
-    """Make every py-libp2p protocol selection pipelined, and a connection upgrade's lazy (idempotent)."""
+def install_pipelined_selection(lazy_stream_protocols: Iterable[str] = ()) -> None:
+    """Make every py-libp2p protocol selection pipelined, a connection upgrade's lazy, and a stream's lazy
+    when it proposes one of `lazy_stream_protocols` alone (idempotent)."""
+    _lazy_stream_protocols.update(lazy_stream_protocols)
     MultiselectClient.select_one_of = select_one_of  # type: ignore[method-assign]  # no setting for it
     GenericMultistreamSelector.select = select_upgrade  # type: ignore[method-assign]  # nor for this

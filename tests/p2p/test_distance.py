@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.integration]
 
 ONE_WAY_S = 0.2
 # Long enough for the first direct dial (one round trip of 0.4 s), too short for a circuit dial at this
-# distance (about 8 round trips to the relay): only a deadline that scales lets it through.
-DIAL_S = 2.0
+# distance (about 5 round trips to the relay): only a deadline that scales lets it through.
+DIAL_S = 1.5
 
 
 @contextlib.asynccontextmanager
@@ -77,7 +77,11 @@ async def test_a_far_relayed_peer_is_dialled_within_a_deadline_scaled_by_the_rou
                 assert relay_rtt is not None and relay_rtt >= 2 * ONE_WAY_S
                 started = trio.current_time()
                 assert await client.connect(hidden.circuit_addrs()[0]) == hidden.peer_id
-                assert trio.current_time() - started > DIAL_S  # the fixed deadline would have cut it off
+                elapsed = trio.current_time() - started
+                assert elapsed > DIAL_S  # the fixed deadline would have cut it off
+                # The HOP and STOP streams' selections ride with their requests, the upgrades' with Noise
+                # (p2p/multistream.py): 5.2 round trips measured; 8.1 with eager HOP and STOP, 12.2 before.
+                assert elapsed / (2 * ONE_WAY_S) < 6.5
 
 
 async def _echo(stream):
