@@ -47,19 +47,13 @@ async def select_one_of(
         raise MultiselectClientError("no protocol to propose")
     if len(protocols) == 1 and protocols[0] in _lazy_stream_protocols:
         assert isinstance(communicator, MultiselectCommunicator)  # py-libp2p's only kind
-        with trio.fail_after(negotiate_timeout):
-            await _propose(communicator, protocols[0])
-        _confirm_on_first_read(communicator.read_writer, protocols[0], negotiate_timeout)
+        await _select_lazily(communicator.read_writer, protocols[0], negotiate_timeout)
         return protocols[0]
     refusals: list[str] = []
     with trio.move_on_after(negotiate_timeout):
         await _write(communicator, MULTISELECT_PROTOCOL_ID, "handshake")
         await _write(communicator, protocols[0], "protocol")
-        header = await _read(communicator, "handshake")
-        if header != MULTISELECT_PROTOCOL_ID:
-            raise MultiselectClientError(
-                f"multiselect protocol ID mismatch: expected {MULTISELECT_PROTOCOL_ID}, got {header!r}"
-            )
+        _check_header(await _read(communicator, "handshake"))
         for index, protocol in enumerate(protocols):
             if index:
                 await _write(communicator, protocol, "protocol")
@@ -78,6 +72,13 @@ async def select_one_of(
     raise MultiselectClientError(
         f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}"
     )
+
+
+def _check_header(header: str) -> None:
+    if header != MULTISELECT_PROTOCOL_ID:
+        raise MultiselectClientError(
+            f"multiselect protocol ID mismatch: expected {MULTISELECT_PROTOCOL_ID}, got {header!r}"
+        )
 
 
 async def _propose(communicator: IMultiselectCommunicator, protocol: TProtocol) -> None:
@@ -115,10 +116,15 @@ async def select_upgrade(
     if not is_initiator or len(self.handlers) != 1:
         return await _eager_upgrade_select(self, conn, is_initiator, negotiate_timeout)
     ((protocol, handler),) = self.handlers.items()
-    with trio.fail_after(negotiate_timeout):
-        await _propose(MultiselectCommunicator(conn), protocol)
-    _confirm_on_first_read(conn, protocol, negotiate_timeout)
+    await _select_lazily(conn, protocol, negotiate_timeout)
     return protocol, handler
+
+
+async def _select_lazily(conn: ReadWriteCloser, protocol: TProtocol, timeout: float) -> None:
+    """Propose `protocol` on `conn` and return at once; its first read checks the answers."""
+    with trio.fail_after(timeout):
+        await _propose(MultiselectCommunicator(conn), protocol)
+    _confirm_on_first_read(conn, protocol, timeout)
 
 
 def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: float) -> None:
@@ -129,12 +135,8 @@ def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: 
         del conn.read  # the class's own read from now on
         communicator = MultiselectCommunicator(conn)
         with trio.move_on_after(timeout):
-            header = await _read(communicator, "handshake")
+            _check_header(await _read(communicator, "handshake"))
             answer = await _read(communicator, "protocol")
-            if header != MULTISELECT_PROTOCOL_ID:
-                raise MultiselectClientError(
-                    f"multiselect protocol ID mismatch: expected {MULTISELECT_PROTOCOL_ID}, got {header!r}"
-                )
             if answer != protocol:
                 raise MultiselectClientError(f"the peer did not agree to {protocol}: it answered {answer!r}")
             return await conn.read(n)

@@ -5,7 +5,7 @@ write lock and the socket. A writer cancelled at one of those awaits (its deadli
 task cancelled it: the other DHT lookups once one has found the pool) leaves the message unsent and the
 sender one nonce ahead of the receiver. The receiver then fails to authenticate every later message and
 drops the connection, with every stream, circuit and answer on it: seen as a relayed `dolphin ask` over
-a 100 ms link losing its circuit mid-answer (CI, 1 ask in 5 here). A cancel that lands mid-`send_all`
+a 100 ms link losing its circuit mid-answer (CI; 9 asks in 58 here). A cancel that lands mid-`send_all`
 would instead leave half a message in the byte stream, with the same end.
 
 So each message is written inside a shield, under its own deadline (`NOISE_FRAME_WRITE_SECONDS`): the
