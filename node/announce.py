@@ -8,6 +8,10 @@ So that a client knowing only the model's manifest name can find it, the record 
 name's key too (`protocols.ids.model_name_key`) and each heartbeat, which names the model id, is also
 published on the name's topic (`model_name_topic`). So that one knowing no model at all can list what the
 network serves, the record is stored under MODELS_RECORD and heartbeats go to MODELS_TOPIC as well.
+
+A peer that has just dialled the node asks it for its latest heartbeat (HEARTBEAT_PROTOCOL,
+`HeartbeatServer`) rather than wait up to a heartbeat interval, plus gossip's own round trips, for the
+next one: a cold client's first request needs the encryption key it carries.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
 import trio
 
 from p2p import DolphinHost, P2PError
+from p2p.interfaces import MessageStream
 from protocols import envelope
+from protocols.errors import ProtocolError
 from protocols.ids import MODELS_RECORD, MODELS_TOPIC, model_name_key, model_name_topic, pool_topic
 from protocols.keys import Identity, peer_id_from_public_key
-from protocols.messages import HardwareSummary, OperatorBinding, PoolHeartbeat
+from protocols.messages import HardwareSummary, HeartbeatRequest, OperatorBinding, PoolHeartbeat
+from protocols.schema import decode_message
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,7 @@ class Announcer:
         self.interval = interval
         self.record_ttl = record_ttl
         self.seq = 0
+        self.latest: tuple[bytes, bytes] | None = None  # (model id, the envelope) last published
         self._wake = trio.Event()
 
     def publish_soon(self) -> None:
@@ -134,6 +142,7 @@ class Announcer:
             seq=self.seq,
             ttl_ms=max(PoolHeartbeat.MIN_TTL_MS, int(self.interval * 4000)),
         )
+        self.latest = (announcement.model, data)
         topics = [pool_topic(announcement.model), MODELS_TOPIC]
         if announcement.model_name:
             topics.append(model_name_topic(announcement.model_name))
@@ -166,3 +175,37 @@ class Announcer:
                 task_status.started()
             with trio.move_on_after(self.interval):
                 await self._wake.wait()
+
+
+_MAX_HEARTBEAT_REQUEST_BYTES = 128
+
+
+class HeartbeatServer:
+    """The HEARTBEAT_PROTOCOL handler: the latest heartbeat `announcers` published for the model asked
+    about, the very envelope gossip carried (signed, with its own expiry), so answering costs no signature
+    and says nothing the topic does not; a model not served here, or nothing published yet, resets."""
+
+    def __init__(self, announcers: Sequence[Announcer]) -> None:
+        self._announcers = announcers
+
+    async def handle(self, stream: MessageStream) -> None:
+        try:
+            request = decode_message(
+                await stream.read_message(_MAX_HEARTBEAT_REQUEST_BYTES), HeartbeatRequest
+            )
+        except (P2PError, ProtocolError) as exc:
+            log.info("malformed heartbeat request from %s: %s", stream.peer_id, exc)
+            await stream.reset()
+            return
+        latest = [
+            a.latest[1] for a in self._announcers if a.latest is not None and a.latest[0] == request.model
+        ]
+        if not latest:
+            await stream.reset()
+            return
+        try:
+            await stream.write_message(latest[0])
+            await stream.close()
+        except P2PError as exc:
+            log.debug("heartbeat to %s not delivered: %s", stream.peer_id, exc)
+            await stream.reset()

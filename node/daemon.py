@@ -37,7 +37,7 @@ import trio
 from chain.client import ChainClient
 from chain.errors import ChainError
 from chain.locate import ChainLocation
-from node.announce import Announcement, Announcer, detect_hardware, software_version
+from node.announce import Announcement, Announcer, HeartbeatServer, detect_hardware, software_version
 from node.config import NodeConfig
 from node.credits import CreditBook, PaymentPolicy
 from node.errors import NodeError
@@ -62,7 +62,13 @@ from pool.validator_peers import (
     serve_validator_set,
 )
 from protocols.envelope import DEFAULT_MAX_SKEW_MS
-from protocols.ids import INFERENCE_PROTOCOL, STRIKES_TOPIC, TOKENIZER_PROTOCOL, VALIDATORS_TOPIC
+from protocols.ids import (
+    HEARTBEAT_PROTOCOL,
+    INFERENCE_PROTOCOL,
+    STRIKES_TOPIC,
+    TOKENIZER_PROTOCOL,
+    VALIDATORS_TOPIC,
+)
 from protocols.keys import Identity
 from protocols.messages import InferenceRequest, OperatorBinding
 from runtime.lifecycle import Drain, claim_data_dir, open_daemon
@@ -163,6 +169,7 @@ async def _serve(
         announcers = [
             await slot.start(nursery, host, identity, service, announcement, config) for slot in node.slots
         ]
+        host.set_stream_handler(HEARTBEAT_PROTOCOL, HeartbeatServer(announcers).handle)
         nursery.start_soon(_serve_key_rotation, node.keys, announcers)
         if payments.book is not None:
             nursery.start_soon(payments.book.serve_refreshes)

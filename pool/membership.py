@@ -18,6 +18,10 @@ envelope checks), so a peer publishing forgeries is scored down by the router, n
 new encryption key, and its first heartbeat replaces the old member at once (ordering by seq alone kept
 clients sealing to the dead key until the old seq was passed). Both are the node's own signed claims, so
 only the node itself can move its entry forward.
+
+A peer that has just dialled a member need not wait for its next heartbeat: `fetch_heartbeat` asks the
+member for its latest one (HEARTBEAT_PROTOCOL) and puts it through the same validator, as gossip from
+that member; the checks above are what make it a member, not the path it came by.
 """
 
 from __future__ import annotations
@@ -28,12 +32,22 @@ from dataclasses import dataclass
 
 import trio
 
-from p2p import DolphinHost, P2PError, Verdict, signed_message_validator
+from p2p import (
+    DolphinHost,
+    GossipMessage,
+    P2PError,
+    StreamOpener,
+    Validator,
+    Verdict,
+    signed_message_validator,
+)
 from pool.contact import NodeContact
 from protocols import envelope
 from protocols.eth import TypedDomain
+from protocols.ids import HEARTBEAT_PROTOCOL, pool_topic
 from protocols.keys import peer_id_to_text
-from protocols.messages import PoolHeartbeat, eth_signer
+from protocols.messages import HeartbeatRequest, PoolHeartbeat, eth_signer
+from protocols.schema import encode_message
 
 DEFAULT_MAX_AGE_MS = 30_000
 
@@ -112,6 +126,24 @@ class PoolView:
         for peer_id in [p for p, m in self._members.items() if now_ms - m.heard_at_ms > self.max_age_ms]:
             del self._members[peer_id]
         return sorted(self._members.values(), key=lambda m: (-m.spare, m.contact.peer_id))
+
+
+MAX_HEARTBEAT_BYTES = 8 * 1024  # an envelope is well under 1 KiB; more is not a heartbeat
+
+
+async def fetch_heartbeat(host: StreamOpener, peer_id: str, model: bytes, hear: Validator) -> Verdict:
+    """Ask `peer_id` for its latest heartbeat for `model` and hand it to `hear` (the pool topic's
+    validator) as gossip from that peer; returns the verdict. Raises P2PError (ProtocolNotSupported from
+    a node that predates HEARTBEAT_PROTOCOL): the caller then waits for gossip, as before."""
+    stream = await host.open_stream(peer_id, HEARTBEAT_PROTOCOL, optimistic=True)
+    try:
+        await stream.write_message(encode_message(HeartbeatRequest(model=model)))
+        data = await stream.read_message(MAX_HEARTBEAT_BYTES)
+    finally:
+        await stream.close()
+    return hear(
+        GossipMessage(topic=pool_topic(model), data=data, origin=peer_id, forwarder=peer_id, seqno=b"")
+    )
 
 
 async def find_member(host: DolphinHost, view: PoolView, peer_id: str, *, timeout: float = 60.0) -> Member:

@@ -37,13 +37,21 @@ from typing import NoReturn
 
 import trio
 
-from p2p import DolphinHost, P2PError, Subscription, Verdict, signed_message_validator
+from p2p import (
+    DolphinHost,
+    GossipMessage,
+    P2PError,
+    Subscription,
+    Validator,
+    Verdict,
+    signed_message_validator,
+)
 from pool.attestations import AttestationBook
 from pool.bans import BanList, BanRules
 from pool.chainfacts import ChainFacts
 from pool.contact import NodeContact
 from pool.errors import UnknownModel
-from pool.membership import Member, PoolView
+from pool.membership import Member, PoolView, fetch_heartbeat
 from pool.routing import Candidate
 from pool.standing import StandingBook
 from protocols import envelope
@@ -115,6 +123,13 @@ class WatchedPool:
     attestations: AttestationBook
     heard: trio.Event = field(default_factory=trio.Event)
 
+    def hear(self, message: GossipMessage) -> Verdict:
+        """The pool topic's validator: the view's, and `heard` set by the first member it accepts."""
+        verdict = self.view.validate(message)
+        if verdict is Verdict.ACCEPT:
+            self.heard.set()
+        return verdict
+
 
 def parse_model_id(text: str) -> bytes | None:
     """The model id `text` spells in hex (64 digits, optionally 0x), or None when it is not one."""
@@ -176,12 +191,14 @@ class MemberDialer:
         self.settings = settings
         self._dial_failures: dict[str, float] = {}
 
-    async def keep_connected(self, model: bytes, view: PoolView) -> NoReturn:
+    async def keep_connected(self, model: bytes, view: PoolView, hear: Validator | None = None) -> NoReturn:
         """Dial `model`'s members now and every `discovery_interval` s (`first_discovery_interval` while
-        `view` has none)."""
+        `view` has none). Each member reached is asked for its latest heartbeat, which goes through `hear`
+        (the pool topic's validator, `view.validate` unless given) as gossip would."""
+        hear = view.validate if hear is None else hear
         while True:
             # Until a member is heard from, any member found fast beats all of them found late.
-            await self.dial_members(model, quick=not view.members())
+            await self.dial_members(model, quick=not view.members(), hear=hear)
             members = view.members()
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
@@ -194,12 +211,27 @@ class MemberDialer:
             and trio.current_time() - self._dial_failures.get(peer_id, -1e9) >= self.settings.redial_after
         )
 
-    async def dial_members(self, key: bytes, *, quick: bool = False) -> None:
+    async def dial_members(self, key: bytes, *, quick: bool = False, hear: Validator | None = None) -> None:
         """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
         `Dht.get_records`): first at the addresses their provider entries name, while their signed records
-        are fetched (three round trips saved), then, for those that did not answer there, at the records'."""
+        are fetched (three round trips saved), then, for those that did not answer there, at the records'.
+        With `hear`, each member reached is asked for its latest heartbeat for `key`, which `hear` checks:
+        the next one by gossip could be a heartbeat interval away, and a first request needs it."""
         limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
         hearsay: dict[str, trio.Event] = {}
+
+        async def greet(peer_id: str) -> None:
+            if hear is None:
+                return
+            try:
+                verdict = await fetch_heartbeat(self.host, peer_id, key, hear)
+            except (P2PError, ProtocolError) as exc:
+                log.debug(
+                    "pool member %s gave no heartbeat on request (waiting for gossip): %s", peer_id, exc
+                )
+                return
+            if verdict is Verdict.REJECT:
+                log.info("pool member %s answered with a heartbeat that fails the pool's checks", peer_id)
 
         async def dial_hearsay(peer_id: str, addrs: list[str], done: trio.Event) -> None:
             try:
@@ -207,6 +239,8 @@ class MemberDialer:
                     await self.host.connect_any(peer_id, addrs)
             except P2PError as exc:
                 log.debug("pool member %s not reached where its provider entry says: %s", peer_id, exc)
+            else:
+                nursery.start_soon(greet, peer_id)
             finally:
                 done.set()
 
@@ -230,6 +264,7 @@ class MemberDialer:
                 return
             if self._dial_failures.pop(record.peer_id, None) is not None:
                 log.info("pool member %s reached after all", record.peer_id)
+            nursery.start_soon(greet, record.peer_id)
 
         async with trio.open_nursery() as nursery:
 
@@ -306,15 +341,7 @@ class PoolWatcher:
             view = PoolView(model, self.domains.bindings, max_age_ms=self.settings.member_max_age_ms)
             attestations = AttestationBook(model, is_validator_peer=lambda key: False)
             pool = WatchedPool(model, view, attestations)
-            original = view.validate
-
-            def validate(message):
-                verdict = original(message)
-                if verdict is Verdict.ACCEPT:
-                    pool.heard.set()
-                return verdict
-
-            self._drain(await self.host.gossip.subscribe(pool_topic(model), validate))
+            self._drain(await self.host.gossip.subscribe(pool_topic(model), pool.hear))
             self._drain(await self.host.gossip.subscribe(attestation_topic(model), attestations.validate))
             self._pools[model] = pool
             self._nursery.start_soon(self._discover, pool)
@@ -324,7 +351,7 @@ class PoolWatcher:
         return list(self._pools.values())
 
     async def _discover(self, pool: WatchedPool) -> None:
-        await self._dialer.keep_connected(pool.model, pool.view)
+        await self._dialer.keep_connected(pool.model, pool.view, pool.hear)
 
     async def wait_for_members(self, model: bytes, timeout: float) -> list[Member]:
         """The pool's members, waiting up to `timeout` s for the first heartbeat; [] if none came."""

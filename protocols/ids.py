@@ -15,6 +15,7 @@ __all__ = [
     "BANS_TOPIC",
     "DECISIONS_TOPIC",
     "DHT_PROTOCOL",
+    "HEARTBEAT_PROTOCOL",
     "INFERENCE_PROTOCOL",
     "MODELS_RECORD",
     "MODELS_TOPIC",
@@ -46,6 +47,9 @@ AUDIT_PROTOCOL = "/dolphin/audit/1.0.0"
 # A client without a model's folder fetches its manifest and tokenizer files from a pool member, to count
 # bills exactly; it checks them against the model id (protocols.tokenizers), so any member will do.
 TOKENIZER_PROTOCOL = "/dolphin/tokenizer/1.0.0"
+# A peer that has just dialled a pool member asks it for its latest heartbeat (the signed envelope it
+# gossips), instead of waiting for the next one on the pool topic: a cold client's first request needs it.
+HEARTBEAT_PROTOCOL = "/dolphin/heartbeat/1.0.0"
 
 # A DHT of our own (not the public IPFS one): kad-dht with a custom protocol prefix, per the kad-dht spec.
 DHT_PROTOCOL = "/dolphin/kad/1.0.0"

@@ -49,6 +49,7 @@ __all__ = [
     "CreditAuthorisation",
     "CreditDebitSignature",
     "HardwareSummary",
+    "HeartbeatRequest",
     "InferenceRequest",
     "NodeStanding",
     "OperatorBinding",
@@ -461,6 +462,14 @@ class PoolHeartbeat(Message):
     def _check(self) -> None:
         if self.binding is not None and self.binding.peer_id_hash != eth.keccak256(self.peer_id):
             raise SchemaError("PoolHeartbeat.binding is for another peer id")
+
+
+@message("pool.heartbeat.request", 1)
+class HeartbeatRequest(Message):
+    """A peer asks a pool member for its latest heartbeat for `model` (HEARTBEAT_PROTOCOL): answered with
+    the signed `PoolHeartbeat` envelope exactly as the member gossips it, which the asker checks as gossip."""
+
+    model: Annotated[bytes, HASH]
 
 
 @message("pool.addresses", 1)

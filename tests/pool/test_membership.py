@@ -1,18 +1,21 @@
 """The pool view: heartbeats validated as GossipSub messages, over real hosts and hand-made forgeries."""
 
 import dataclasses
+import types
 
 import pytest
 import trio
 
-from node.announce import Announcement, Announcer, detect_hardware, heartbeat_envelope
-from p2p import GossipMessage, Verdict
+from node.announce import Announcement, Announcer, HeartbeatServer, detect_hardware, heartbeat_envelope
+from p2p import GossipMessage, P2PError, Verdict
+from p2p.memory import open_memory_network
 from p2p.testing import open_host_group, wait_until
-from pool.membership import PoolView
+from pool.membership import PoolView, fetch_heartbeat
+from pool.watch import MemberDialer, WatchSettings
 from protocols import testing as pt
 from protocols.errors import SchemaError
 from protocols.eth import keccak256
-from protocols.ids import pool_topic
+from protocols.ids import HEARTBEAT_PROTOCOL, pool_topic
 from protocols.keys import Identity, peer_id_from_public_key, peer_id_to_text
 from protocols.messages import OperatorBinding, eth_sign
 
@@ -151,5 +154,62 @@ async def test_heartbeats_cross_real_gossip_and_the_dht_finds_the_node(tmp_path)
             (record,) = [r for r in records if r.peer_id == node_host.peer_id]
             await client_host.connect(record.addrs[0])
             await wait_until(lambda: bool(view.members()), timeout=20)
+            assert view.members()[0].contact.peer_id == node_host.peer_id
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_member_hands_over_its_latest_heartbeat_when_asked_and_the_asker_checks_it():
+    async with open_memory_network() as network:
+        node_host, client_host = network.host(pt.identity(1)), network.host(pt.identity(2))
+        node = pt.identity(1)
+        latest = (MODEL, _heartbeat(node, _announcement(node), seq=3))
+        node_host.set_stream_handler(
+            HEARTBEAT_PROTOCOL, HeartbeatServer([types.SimpleNamespace(latest=latest)]).handle
+        )
+        view = PoolView(MODEL, pt.TEST_DOMAIN)
+        assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, view.validate) is Verdict.ACCEPT
+        (member,) = view.members()
+        assert member.contact.peer_id == node_host.peer_id and member.seq == 3
+        # The same one again is old news; a model the node does not serve gets the stream reset.
+        assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, view.validate) is Verdict.IGNORE
+        with pytest.raises(P2PError, match="closed the stream"):
+            await fetch_heartbeat(client_host, node_host.peer_id, bytes(32), view.validate)
+        # A node handing over another peer's heartbeat (a replay of a real one) is refused by the asker.
+        other = pt.identity(3)
+        relayed = (MODEL, _heartbeat(other, _announcement(other), seq=9))
+        node_host.set_stream_handler(
+            HEARTBEAT_PROTOCOL, HeartbeatServer([types.SimpleNamespace(latest=relayed)]).handle
+        )
+        fresh = PoolView(MODEL, pt.TEST_DOMAIN)
+        assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, fresh.validate) is Verdict.REJECT
+        assert fresh.members() == []
+        # A malformed request is reset, and the server goes on answering.
+        stream = await client_host.open_stream(node_host.peer_id, HEARTBEAT_PROTOCOL)
+        await stream.write_message(b"\x93not a request")
+        with pytest.raises(P2PError):
+            await stream.read_message(1024)
+        assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, fresh.validate) is Verdict.REJECT
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_member_dialled_between_its_heartbeats_is_known_without_waiting_for_the_next(tmp_path):
+    """A node heartbeats once, then not for a minute; a client that finds it later still makes it a
+    member at once: the dialler asks the member for its latest heartbeat (before, only the next heartbeat
+    by gossip would do, here a minute away)."""
+    async with open_host_group(tmp_path, 3) as (_, node_host, client_host):
+        node = Identity(node_host.signing_seed())
+        announcement = _announcement(node)
+        async with trio.open_nursery() as nursery:
+            announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=60)
+            await nursery.start(announcer.serve)
+            node_host.set_stream_handler(HEARTBEAT_PROTOCOL, HeartbeatServer([announcer]).handle)
+            await trio.sleep(4)  # past gossip's message cache, which could still hand the first one over
+            view = PoolView(MODEL, pt.TEST_DOMAIN)
+            await client_host.gossip.subscribe(pool_topic(MODEL), view.validate)
+            nursery.start_soon(MemberDialer(client_host, WatchSettings()).keep_connected, MODEL, view)
+            await wait_until(lambda: bool(view.members()), timeout=15)
             assert view.members()[0].contact.peer_id == node_host.peer_id
             nursery.cancel_scope.cancel()
