@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +37,23 @@ from pool.light import Answer, LightConfig, LightSettings, ask_model
 _err = Console(stderr=True)
 
 
-def _model_and_counter(model: str) -> tuple[str, Any]:
-    """MODEL as the network knows it (id hex or name), and its token counter when it is a folder."""
+def _model_and_counter(model: str, worker: ThreadPoolExecutor) -> tuple[str, Future | None]:
+    """MODEL as the network knows it (id hex or name), and its token counter when it is a folder, loading
+    in `worker` while the network is joined: the tokenizer's imports (transformers, torch) take seconds on a
+    cold process, as long as several round trips to a far node. For an id or a name the counter comes from
+    the pool's tokenizer files once a member is known (loaded in `worker` too); `worker` makes the same
+    imports meanwhile."""
+    from node.models.tokens import TokenizerCounter, check_model_dir, import_tokenizer_machinery
+
     network_name, folder = network_model(model)
     if folder is None:
+        worker.submit(import_tokenizer_machinery)
         return network_name, None
-    from node.models.tokens import TokenizerCounter
-
     try:
-        return network_name, TokenizerCounter.from_model_dir(folder)
+        manifest = check_model_dir(folder)
     except (ModelError, OSError, ValueError) as exc:
         raise click.BadParameter(f"{folder} is not a model folder: {exc}", param_hint="--model") from None
+    return network_name, worker.submit(TokenizerCounter.from_checked_dir, folder, manifest)
 
 
 def answer_json(answer: Answer, name: str) -> dict:
@@ -157,7 +164,8 @@ def command(
     sealed to the node that answers; the answer streams back to stdout."""
     if prompt == "-":
         prompt = sys.stdin.read()
-    network_model, counter = _model_and_counter(model)
+    worker = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
+    network_model, counter = _model_and_counter(model, worker)
     messages = ([("system", system)] if system else []) + [("user", prompt)]
     config = LightConfig(
         bootstrap=bootstrap,
@@ -167,7 +175,9 @@ def command(
         wallet_key=read_key_file(key_file) if key_file is not None else None,
         settings=LightSettings(),
         sharing=SharingSettings(enabled=not no_share_answers),
-        load_counter=load_counter,
+        # In the worker too: one thread imports transformers (two importing it at once can each be handed
+        # the other's half-made modules).
+        load_counter=lambda folder, model_id: worker.submit(load_counter, folder, model_id).result(),
     )
     options: dict[str, Any] = {
         "max_tokens": max_tokens,
@@ -212,7 +222,10 @@ def command(
         raise click.ClickException(f"{exc}\nCheck --rpc-url and --deployment, or leave them out.") from None
     except P2PError as exc:
         raise click.ClickException(f"{exc}\nCheck --bootstrap.") from None
+    except ModelError as exc:  # the folder's tokenizer, loaded while the network was joined
+        raise click.BadParameter(str(exc), param_hint="--model") from None
     finally:
+        worker.shutdown(wait=False, cancel_futures=True)
         if status is not None:
             status.stop()
     if as_json:

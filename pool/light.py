@@ -44,6 +44,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -650,16 +651,22 @@ async def ask_model(
 ) -> tuple[Answer, str]:
     """One question from a fresh light client (one session): `model` by id (hex) or manifest name;
     `on_piece` sees the answer as it streams; `routing` holds `Preferences` fields (`nodes` None: the
-    client's default); `options` as `LightClient.stream` takes them. Returns the answer and the model's
-    name. Raises UnknownModel, NoNodeAvailable, AllAttemptsFailed, AnswerFailedCheck, P2PError (bootstrap
-    unreachable), ChainError (a configured chain unreadable), ValueError (bad routing)."""
+    client's default); `options` as `LightClient.stream` takes them, except that `counter` may be a Future
+    (a counter loading in a worker thread), waited for once discovery has started. Returns the answer and
+    the model's name. Raises UnknownModel, NoNodeAvailable, AllAttemptsFailed, AnswerFailedCheck,
+    P2PError (bootstrap unreachable), ChainError (a configured chain unreadable), ValueError (bad routing),
+    and what the counter's load raised."""
     async with open_light_client(config) as client:
         routing = dict(routing or {})
         routing["nodes"] = routing.get("nodes") or client.preferences.nodes
         preferences = Preferences(**routing)
         wait = client.host.deadline(resolve_timeout, client.settings.wait_for_nodes_round_trips)
         model_id = await client.watcher.resolve(model, timeout=wait)
-        await client.watcher.watch(model_id)
+        await client.watcher.watch(model_id)  # discovery and dials start: the counter may load meanwhile
+        if isinstance(options.get("counter"), Future):
+            options["counter"] = await trio.to_thread.run_sync(
+                options["counter"].result, abandon_on_cancel=True
+            )
         async with client.stream(model_id, messages, preferences=preferences, **options) as answer:
             async for piece in answer:
                 if on_piece is not None:

@@ -10,7 +10,13 @@ from typing import Any
 from node.errors import ModelError
 from node.models.manifest import TOKENIZER_FILES, ModelManifest, load_manifest, sha256_file
 
-__all__ = ["TokenizerCounter", "chat_token_ids", "load_tokenizer"]
+__all__ = [
+    "TokenizerCounter",
+    "chat_token_ids",
+    "check_model_dir",
+    "import_tokenizer_machinery",
+    "load_tokenizer",
+]
 
 
 def chat_token_ids(tokenizer: Any, messages: Sequence[tuple[str, str]]) -> list[int]:
@@ -43,6 +49,27 @@ def load_tokenizer(model_dir: Path, manifest: ModelManifest | None = None) -> An
     return tokenizer
 
 
+def check_model_dir(model_dir: Path, model_id: bytes | None = None) -> ModelManifest:
+    """The folder's manifest, once its tokenizer files are the ones the manifest hashes (and the manifest
+    the one named `model_id`, when given): the count a client holds a node to must be the model's own.
+    Quick (no tokenizer is loaded). Raises ModelError."""
+    manifest = load_manifest(model_dir)
+    if model_id is not None and manifest.model_id() != model_id:
+        raise ModelError(f"{model_dir} holds model {manifest.model_id().hex()}, not {model_id.hex()}")
+    for name, digest in manifest.files.items():
+        path = model_dir / name
+        if Path(name).name in TOKENIZER_FILES and (not path.is_file() or sha256_file(path) != digest):
+            raise ModelError(f"{path} is missing or differs from the manifest")
+    return manifest
+
+
+def import_tokenizer_machinery() -> None:
+    """Import what `load_tokenizer` needs (transformers' auto classes and model configs, torch behind
+    them: seconds on a cold process), so that a first load later is quick; for a worker thread."""
+    import transformers.configuration_utils
+    import transformers.models.auto.tokenization_auto  # noqa: F401
+
+
 class TokenizerCounter:
     """A model's token counts from its tokenizer and chat template (`protocols.inference.TokenCounter`):
     what a client needs to countersign only exact bills."""
@@ -53,16 +80,15 @@ class TokenizerCounter:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, model_id: bytes | None = None) -> TokenizerCounter:
-        """The counter of the model folder's tokenizer, offline. Its tokenizer files must be the ones the
-        manifest hashes (and the manifest the one named `model_id`, when given): the count a client
-        holds a node to must be the model's own. Raises ModelError."""
-        manifest = load_manifest(model_dir)
-        if model_id is not None and manifest.model_id() != model_id:
-            raise ModelError(f"{model_dir} holds model {manifest.model_id().hex()}, not {model_id.hex()}")
-        for name, digest in manifest.files.items():
-            path = model_dir / name
-            if Path(name).name in TOKENIZER_FILES and (not path.is_file() or sha256_file(path) != digest):
-                raise ModelError(f"{path} is missing or differs from the manifest")
+        """The counter of the model folder's tokenizer, offline (`check_model_dir`, then the load).
+        Raises ModelError."""
+        return cls.from_checked_dir(model_dir, check_model_dir(model_dir, model_id))
+
+    @classmethod
+    def from_checked_dir(cls, model_dir: Path, manifest: ModelManifest) -> TokenizerCounter:
+        """The counter of a folder `check_model_dir` passed (its manifest): the slow part, seconds of
+        imports (transformers, torch) on a cold process, which a caller may run in a worker thread.
+        Raises ModelError."""
         try:
             tokenizer = load_tokenizer(model_dir, manifest)
         except (OSError, ValueError) as exc:
