@@ -31,7 +31,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_FETCH_SECONDS = 5.0  # a member's answer to HEARTBEAT_PROTOCOL, or this many round trips to it:
+HEARTBEAT_FETCH_ROUND_TRIPS = 2  # the stream's proposal rides with the request, so one is the norm
 
 
 @dataclass(frozen=True)
@@ -193,15 +196,36 @@ class MemberDialer:
 
     async def keep_connected(self, model: bytes, view: PoolView, hear: Validator | None = None) -> NoReturn:
         """Dial `model`'s members now and every `discovery_interval` s (`first_discovery_interval` while
-        `view` has none). Each member reached is asked for its latest heartbeat, which goes through `hear`
-        (the pool topic's validator, `view.validate` unless given) as gossip would."""
+        `view` has none). A member connected but not in `view` is asked for its latest heartbeat, which goes
+        through `hear` (the pool topic's validator, `view.validate` unless given) as gossip would: the next
+        one by gossip could be a heartbeat interval away, and a first request needs it."""
         hear = view.validate if hear is None else hear
+
+        async def greet(peer_id: str) -> None:
+            if all(member.contact.peer_id != peer_id for member in view.members()):
+                await self._fetch_heartbeat(peer_id, model, hear)
+
         while True:
             # Until a member is heard from, any member found fast beats all of them found late.
-            await self.dial_members(model, quick=not view.members(), hear=hear)
+            await self.dial_members(model, quick=not view.members(), greet=greet)
             members = view.members()
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
+
+    async def _fetch_heartbeat(self, peer_id: str, model: bytes, hear: Validator) -> None:
+        # A member that takes the stream and never answers holds a round up no longer than this.
+        deadline = self.host.deadline(HEARTBEAT_FETCH_SECONDS, HEARTBEAT_FETCH_ROUND_TRIPS, peer_id)
+        try:
+            with trio.fail_after(deadline):
+                verdict = await fetch_heartbeat(self.host, peer_id, model, hear)
+        except trio.TooSlowError:
+            log.debug("pool member %s sent no heartbeat within %.0f s (gossip will)", peer_id, deadline)
+            return
+        except (P2PError, ProtocolError) as exc:
+            log.debug("pool member %s gave no heartbeat when asked (gossip will): %s", peer_id, exc)
+            return
+        if verdict is Verdict.REJECT:
+            log.info("pool member %s answered with a heartbeat that fails the pool's checks", peer_id)
 
     def _due(self, peer_id: str) -> bool:
         """Whether to dial `peer_id` now: not us, not connected, not failed within `redial_after`."""
@@ -211,27 +235,21 @@ class MemberDialer:
             and trio.current_time() - self._dial_failures.get(peer_id, -1e9) >= self.settings.redial_after
         )
 
-    async def dial_members(self, key: bytes, *, quick: bool = False, hear: Validator | None = None) -> None:
+    async def dial_members(
+        self, key: bytes, *, quick: bool = False, greet: Callable[[str], Awaitable[None]] | None = None
+    ) -> None:
         """Look `key` up in the DHT and dial the members we are not connected to (`quick`: see
         `Dht.get_records`): first at the addresses their provider entries name, while their signed records
         are fetched (three round trips saved), then, for those that did not answer there, at the records'.
-        With `hear`, each member reached is asked for its latest heartbeat for `key`, which `hear` checks:
-        the next one by gossip could be a heartbeat interval away, and a first request needs it."""
+        `greet(peer_id)` runs once for each member connected by the end, dialled now or before."""
         limiter = trio.CapacityLimiter(self.settings.dial_concurrency)
         hearsay: dict[str, trio.Event] = {}
+        greeted: set[str] = set()
 
-        async def greet(peer_id: str) -> None:
-            if hear is None:
-                return
-            try:
-                verdict = await fetch_heartbeat(self.host, peer_id, key, hear)
-            except (P2PError, ProtocolError) as exc:
-                log.debug(
-                    "pool member %s gave no heartbeat on request (waiting for gossip): %s", peer_id, exc
-                )
-                return
-            if verdict is Verdict.REJECT:
-                log.info("pool member %s answered with a heartbeat that fails the pool's checks", peer_id)
+        def greet_once(peer_id: str) -> None:
+            if greet is not None and peer_id not in greeted and peer_id != self.host.peer_id:
+                greeted.add(peer_id)
+                nursery.start_soon(greet, peer_id)
 
         async def dial_hearsay(peer_id: str, addrs: list[str], done: trio.Event) -> None:
             try:
@@ -240,13 +258,15 @@ class MemberDialer:
             except P2PError as exc:
                 log.debug("pool member %s not reached where its provider entry says: %s", peer_id, exc)
             else:
-                nursery.start_soon(greet, peer_id)
+                greet_once(peer_id)
             finally:
                 done.set()
 
         async def dial(record) -> None:
             if record.peer_id in hearsay:
                 await hearsay[record.peer_id].wait()
+            if record.peer_id in self.host.connected_peers():
+                greet_once(record.peer_id)
             if not self._due(record.peer_id):
                 return
             try:
@@ -264,7 +284,7 @@ class MemberDialer:
                 return
             if self._dial_failures.pop(record.peer_id, None) is not None:
                 log.info("pool member %s reached after all", record.peer_id)
-            nursery.start_soon(greet, record.peer_id)
+            greet_once(record.peer_id)
 
         async with trio.open_nursery() as nursery:
 

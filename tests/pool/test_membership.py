@@ -213,3 +213,35 @@ async def test_a_member_dialled_between_its_heartbeats_is_known_without_waiting_
             await wait_until(lambda: bool(view.members()), timeout=15)
             assert view.members()[0].contact.peer_id == node_host.peer_id
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.integration
+@pytest.mark.trio
+async def test_a_member_that_never_answers_for_its_heartbeat_holds_a_discovery_round_up_only_briefly(
+    tmp_path,
+):
+    async with open_host_group(tmp_path, 3) as (_, node_host, client_host):
+        node = Identity(node_host.signing_seed())
+        announcement = _announcement(node)
+        async with trio.open_nursery() as nursery:
+            announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=60)
+            await nursery.start(announcer.serve)
+
+            async def silent(stream) -> None:
+                await trio.sleep_forever()
+
+            node_host.set_stream_handler(HEARTBEAT_PROTOCOL, silent)
+            await trio.sleep(4)  # past gossip's message cache
+            view = PoolView(MODEL, pt.TEST_DOMAIN)
+            asked: list[str] = []
+
+            async def greet(peer_id: str) -> None:
+                asked.append(peer_id)
+                await dialer._fetch_heartbeat(peer_id, MODEL, view.validate)
+
+            dialer = MemberDialer(client_host, WatchSettings())
+            with trio.fail_after(15):  # the stream's own deadline alone is 30 s
+                await dialer.dial_members(MODEL, greet=greet)
+            assert asked == [node_host.peer_id] and view.members() == []
+            assert node_host.peer_id in client_host.connected_peers()
+            nursery.cancel_scope.cancel()
