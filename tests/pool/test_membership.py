@@ -163,11 +163,13 @@ async def test_heartbeats_cross_real_gossip_and_the_dht_finds_the_node(tmp_path)
 async def test_a_member_hands_over_its_latest_heartbeat_when_asked_and_the_asker_checks_it():
     async with open_memory_network() as network:
         node_host, client_host = network.host(pt.identity(1)), network.host(pt.identity(2))
-        node = pt.identity(1)
-        latest = (MODEL, _heartbeat(node, _announcement(node), seq=3))
-        node_host.set_stream_handler(
-            HEARTBEAT_PROTOCOL, HeartbeatServer([types.SimpleNamespace(latest=latest)]).handle
-        )
+
+        def serve(node: Identity, seq: int) -> None:
+            latest = (MODEL, _heartbeat(node, _announcement(node), seq=seq))
+            server = HeartbeatServer([types.SimpleNamespace(latest=latest)])
+            node_host.set_stream_handler(HEARTBEAT_PROTOCOL, server.handle)
+
+        serve(pt.identity(1), seq=3)
         view = PoolView(MODEL, pt.TEST_DOMAIN)
         assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, view.validate) is Verdict.ACCEPT
         (member,) = view.members()
@@ -177,11 +179,7 @@ async def test_a_member_hands_over_its_latest_heartbeat_when_asked_and_the_asker
         with pytest.raises(P2PError, match="closed the stream"):
             await fetch_heartbeat(client_host, node_host.peer_id, bytes(32), view.validate)
         # A node handing over another peer's heartbeat (a replay of a real one) is refused by the asker.
-        other = pt.identity(3)
-        relayed = (MODEL, _heartbeat(other, _announcement(other), seq=9))
-        node_host.set_stream_handler(
-            HEARTBEAT_PROTOCOL, HeartbeatServer([types.SimpleNamespace(latest=relayed)]).handle
-        )
+        serve(pt.identity(3), seq=9)
         fresh = PoolView(MODEL, pt.TEST_DOMAIN)
         assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, fresh.validate) is Verdict.REJECT
         assert fresh.members() == []
@@ -193,26 +191,31 @@ async def test_a_member_hands_over_its_latest_heartbeat_when_asked_and_the_asker
         assert await fetch_heartbeat(client_host, node_host.peer_id, MODEL, fresh.validate) is Verdict.REJECT
 
 
+async def _heartbeat_once_a_minute(node_host, nursery: trio.Nursery) -> Announcer:
+    """`node_host` announces the pool and heartbeats now, then once a minute."""
+    node = Identity(node_host.signing_seed())
+    announcement = _announcement(node)
+    announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=60)
+    await nursery.start(announcer.serve)
+    return announcer
+
+
 @pytest.mark.integration
 @pytest.mark.trio
 async def test_a_member_dialled_between_its_heartbeats_is_known_without_waiting_for_the_next(tmp_path):
     """A node heartbeats once, then not for a minute; a client that finds it later still makes it a
     member at once: the dialler asks the member for its latest heartbeat (before, only the next heartbeat
     by gossip would do, here a minute away)."""
-    async with open_host_group(tmp_path, 3) as (_, node_host, client_host):
-        node = Identity(node_host.signing_seed())
-        announcement = _announcement(node)
-        async with trio.open_nursery() as nursery:
-            announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=60)
-            await nursery.start(announcer.serve)
-            node_host.set_stream_handler(HEARTBEAT_PROTOCOL, HeartbeatServer([announcer]).handle)
-            await trio.sleep(4)  # past gossip's message cache, which could still hand the first one over
-            view = PoolView(MODEL, pt.TEST_DOMAIN)
-            await client_host.gossip.subscribe(pool_topic(MODEL), view.validate)
-            nursery.start_soon(MemberDialer(client_host, WatchSettings()).keep_connected, MODEL, view)
-            await wait_until(lambda: bool(view.members()), timeout=15)
-            assert view.members()[0].contact.peer_id == node_host.peer_id
-            nursery.cancel_scope.cancel()
+    async with open_host_group(tmp_path, 3) as (_, node_host, client_host), trio.open_nursery() as nursery:
+        announcer = await _heartbeat_once_a_minute(node_host, nursery)
+        node_host.set_stream_handler(HEARTBEAT_PROTOCOL, HeartbeatServer([announcer]).handle)
+        await trio.sleep(4)  # past gossip's message cache, which could still hand the first one over
+        view = PoolView(MODEL, pt.TEST_DOMAIN)
+        await client_host.gossip.subscribe(pool_topic(MODEL), view.validate)
+        nursery.start_soon(MemberDialer(client_host, WatchSettings()).keep_connected, MODEL, view)
+        await wait_until(lambda: bool(view.members()), timeout=15)
+        assert view.members()[0].contact.peer_id == node_host.peer_id
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.integration
@@ -220,28 +223,24 @@ async def test_a_member_dialled_between_its_heartbeats_is_known_without_waiting_
 async def test_a_member_that_never_answers_for_its_heartbeat_holds_a_discovery_round_up_only_briefly(
     tmp_path,
 ):
-    async with open_host_group(tmp_path, 3) as (_, node_host, client_host):
-        node = Identity(node_host.signing_seed())
-        announcement = _announcement(node)
-        async with trio.open_nursery() as nursery:
-            announcer = Announcer(node_host, node, lambda: announcement, lambda: (0, 0), interval=60)
-            await nursery.start(announcer.serve)
+    async with open_host_group(tmp_path, 3) as (_, node_host, client_host), trio.open_nursery() as nursery:
+        await _heartbeat_once_a_minute(node_host, nursery)
 
-            async def silent(stream) -> None:
-                await trio.sleep_forever()
+        async def silent(stream) -> None:
+            await trio.sleep_forever()
 
-            node_host.set_stream_handler(HEARTBEAT_PROTOCOL, silent)
-            await trio.sleep(4)  # past gossip's message cache
-            view = PoolView(MODEL, pt.TEST_DOMAIN)
-            asked: list[str] = []
+        node_host.set_stream_handler(HEARTBEAT_PROTOCOL, silent)
+        await trio.sleep(4)  # past gossip's message cache
+        view = PoolView(MODEL, pt.TEST_DOMAIN)
+        asked: list[str] = []
 
-            async def greet(peer_id: str) -> None:
-                asked.append(peer_id)
-                await dialer._fetch_heartbeat(peer_id, MODEL, view.validate)
+        async def greet(peer_id: str) -> None:
+            asked.append(peer_id)
+            await dialer._fetch_heartbeat(peer_id, MODEL, view.validate)
 
-            dialer = MemberDialer(client_host, WatchSettings())
-            with trio.fail_after(15):  # the stream's own deadline alone is 30 s
-                await dialer.dial_members(MODEL, greet=greet)
-            assert asked == [node_host.peer_id] and view.members() == []
-            assert node_host.peer_id in client_host.connected_peers()
-            nursery.cancel_scope.cancel()
+        dialer = MemberDialer(client_host, WatchSettings())
+        with trio.fail_after(15):  # the stream's own deadline alone is 30 s
+            await dialer.dial_members(MODEL, greet=greet)
+        assert asked == [node_host.peer_id] and view.members() == []
+        assert node_host.peer_id in client_host.connected_peers()
+        nursery.cancel_scope.cancel()
