@@ -318,6 +318,25 @@ async def test_reachability_probe(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.trio
+async def test_a_circuit_the_relay_refuses_fails_at_once_with_its_status_and_others_still_open(tmp_path):
+    # The dialler sends Noise's first message right behind CONNECT and reads the relay's STATUS first on
+    # the circuit's first read: a refusal must still end the dial, at once, saying why, and not be retried
+    # as a broken upgrade would be.
+    async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
+        hidden.set_stream_handler(ECHO, _echo)
+        client_config = HostConfig.light_client(tmp_path / "client", bootstrap=(relay.listen_addrs()[0],))
+        async with open_host(client_config) as client:
+            stranger = peer_id_of(create_new_key_pair())  # holds no reservation at the relay
+            with trio.fail_after(5), pytest.raises(DialError, match="refused the circuit: NO_RESERVATION"):
+                await client.connect(f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{stranger}")
+            assert await client.connect(hidden.circuit_addrs()[0]) == hidden.peer_id
+            stream = await client.open_stream(hidden.peer_id, ECHO)
+            await stream.write_message(b"through the relay")
+            assert await stream.read_message(1024) == b"through the relay"
+
+
+@pytest.mark.integration
+@pytest.mark.trio
 async def test_peer_without_listen_address_is_private_and_reserves_a_relay(tmp_path):
     async with open_host_group(tmp_path, 2, listen=()) as (relay, hidden):
         assert hidden.reachable is False
