@@ -203,7 +203,7 @@ class MemberDialer:
 
         async def greet(peer_id: str) -> None:
             if all(member.contact.peer_id != peer_id for member in view.members()):
-                await self._fetch_heartbeat(peer_id, model, hear)
+                await self.ask_for_heartbeat(peer_id, model, hear)
 
         while True:
             # Until a member is heard from, any member found fast beats all of them found late.
@@ -212,7 +212,9 @@ class MemberDialer:
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
 
-    async def _fetch_heartbeat(self, peer_id: str, model: bytes, hear: Validator) -> None:
+    async def ask_for_heartbeat(self, peer_id: str, model: bytes, hear: Validator) -> None:
+        """Ask `peer_id` for its latest heartbeat for `model`, for `hear` to check; a member that does not
+        answer is left to gossip (logged). Validators' challenge hosts ask too, as users' clients do."""
         # A member that takes the stream and never answers holds a round up no longer than this.
         deadline = self.host.deadline(HEARTBEAT_FETCH_SECONDS, HEARTBEAT_FETCH_ROUND_TRIPS, peer_id)
         try:

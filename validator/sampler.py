@@ -24,8 +24,9 @@ from pathlib import Path
 import trio
 
 from p2p import DolphinHost, HostConfig, P2PError, open_host
-from pool import InferenceFailed, NodeContact, complete
+from pool import InferenceFailed, NodeContact, PoolView, complete
 from pool.light import CreditWallet
+from pool.watch import MemberDialer, WatchSettings
 from protocols.keys import Identity
 from validator.answers import Answer, answer_from_exchange
 from validator.challenge_wallets import pick_wallet
@@ -51,6 +52,7 @@ class _Lease:
     remaining: int
     users: int = 0
     done: trio.Event = field(default_factory=trio.Event)
+    heard: dict[str, trio.Event] = field(default_factory=dict)  # per node: its heartbeat was asked for
 
     def release(self) -> None:
         self.users -= 1
@@ -125,6 +127,18 @@ class ChallengeSender:
                     if contact.peer_id not in host.connected_peers():
                         with contextlib.suppress(P2PError):  # the dial below says what went wrong
                             await host.dht.get_records(contact.model)
+                    heard = lease.heard.get(contact.peer_id)
+                    if heard is None:
+                        # A user's client asks a member it has not heard yet for its heartbeat before its
+                        # first request (pool.watch): a challenge host that did not would stand out.
+                        heard = lease.heard[contact.peer_id] = trio.Event()
+                        try:
+                            await MemberDialer(host, WatchSettings()).ask_for_heartbeat(
+                                contact.peer_id, contact.model, PoolView(contact.model, None).validate
+                            )
+                        finally:
+                            heard.set()
+                    await heard.wait()
                     completion = await complete(
                         host,
                         contact,

@@ -236,7 +236,7 @@ async def test_a_member_that_never_answers_for_its_heartbeat_holds_a_discovery_r
 
         async def greet(peer_id: str) -> None:
             asked.append(peer_id)
-            await dialer._fetch_heartbeat(peer_id, MODEL, view.validate)
+            await dialer.ask_for_heartbeat(peer_id, MODEL, view.validate)
 
         dialer = MemberDialer(client_host, WatchSettings())
         with trio.fail_after(15):  # the stream's own deadline alone is 30 s

@@ -17,7 +17,7 @@ from pool import NodeContact
 from pool.light import CreditWallet
 from protocols import testing as pt
 from protocols.eth import EthAccount
-from protocols.ids import INFERENCE_PROTOCOL
+from protocols.ids import HEARTBEAT_PROTOCOL, INFERENCE_PROTOCOL
 from protocols.keys import EncryptionKeyPair, Identity
 from validator.challenge_wallets import (
     challenge_accounts,
@@ -130,7 +130,18 @@ async def test_each_challenge_host_pays_from_one_wallet_and_hosts_spread_over_wa
             limits=ServiceLimits(max_new_tokens=2),
             payments=PaymentPolicy(credit_domain=pt.TEST_DOMAIN),
         )
-        node_host.set_stream_handler(INFERENCE_PROTOCOL, service.handle)
+        seen: list[tuple[str, str]] = []  # (what, peer) in the order the node saw them
+
+        async def heartbeat(stream) -> None:  # a node with no heartbeat to give: the ask goes on
+            seen.append(("heartbeat", stream.peer_id))
+            await stream.reset()
+
+        async def inference(stream) -> None:
+            seen.append(("inference", stream.peer_id))
+            await service.handle(stream)
+
+        node_host.set_stream_handler(HEARTBEAT_PROTOCOL, heartbeat)
+        node_host.set_stream_handler(INFERENCE_PROTOCOL, inference)
         contact = NodeContact(node_host.peer_id, identity.public_key, keys.public_key, model_id)
         sender = ChallengeSender(
             tmp_path, (node_host.listen_addrs()[0],), per_host=2, wallets=wallets, rng=random.Random(2)
@@ -146,6 +157,12 @@ async def test_each_challenge_host_pays_from_one_wallet_and_hosts_spread_over_wa
         assert credit is not None
         payers_by_session.setdefault(credit.session_key, set()).add((credit.client, credit.max_credits))
     assert sender.hosts_opened == 6 and len(payers_by_session) == 6
+    # Each host asked for the node's heartbeat once, before its first request, as a user's cold client does.
+    first_asks: dict[str, str] = {}
+    for what, peer in seen:
+        first_asks.setdefault(peer, what)
+    assert list(first_asks.values()) == ["heartbeat"] * 6
+    assert [what for what, _ in seen].count("heartbeat") == 6
     assert all(len(payers) == 1 for payers in payers_by_session.values())
     used = set().union(*payers_by_session.values())
     assert len(used) >= 2
