@@ -224,7 +224,12 @@ class _PipelinedCircuitTransport(CircuitV2Transport):
             stream=stream, initiator=True, connection_type=ConnectionType.RELAYED, addresses=[maddr]
         )
         tracked = TrackedRawConnection(wrapped=raw, relay_id=relay, tracker=self.performance_tracker)
-        return await self.host.upgrade_outbound_connection(tracked, destination)
+        try:
+            return await self.host.upgrade_outbound_connection(tracked, destination)
+        except BaseException:  # a deadline's cancellation too: py-libp2p closes the stream on its own errors
+            with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+                await tracked.close()
+            raise
 
 
 def _read_status_first(stream, relay: ID) -> None:

@@ -7,8 +7,9 @@ import pytest
 import trio
 
 from p2p.config import HostConfig, Reachability, Timeouts
-from p2p.errors import ProtocolNotSupported
-from p2p.host import open_host
+from p2p.errors import DialError, ProtocolNotSupported
+from p2p.host import HOP_PROTOCOL, open_host
+from p2p.testing import wait_until
 from tests.bench.delay_proxy import DelayProxy, FlightClock, Link
 
 pytestmark = [pytest.mark.integration]
@@ -84,6 +85,23 @@ async def test_a_far_relayed_peer_is_dialled_within_a_deadline_scaled_by_the_rou
                 # trips measured; 5.2 waiting for the relay's STATUS, 8.1 with eager HOP and STOP, 12.2
                 # before any of these.
                 assert elapsed / (2 * ONE_WAY_S) < 4
+
+
+@pytest.mark.trio
+async def test_a_circuit_dial_cut_off_by_its_deadline_leaves_no_stream_at_the_relay(tmp_path):
+    # The dialler's HOP stream carries the circuit from the moment CONNECT leaves; a dial whose deadline
+    # passes during the handshake over it must close it, or each such dial held a stream at the relay.
+    link = Link(ONE_WAY_S, math.inf)
+    async with _far_relay(tmp_path, link) as (relay, (for_hidden, for_client)):
+        hidden_config = HostConfig(tmp_path / "hidden", listen=(), bootstrap=(for_hidden,))
+        async with open_host(hidden_config) as hidden:
+            client_config = HostConfig.light_client(tmp_path / "client", bootstrap=(for_client,))
+            async with open_host(client_config) as client:
+                with pytest.raises(DialError, match="took over"):
+                    await client.connect(hidden.circuit_addrs()[0], timeout=4 * ONE_WAY_S)  # 2 round trips
+                await wait_until(
+                    lambda: not relay.statistics()["inbound_streams"].get(HOP_PROTOCOL), timeout=10
+                )
 
 
 async def _echo(stream):
