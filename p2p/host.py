@@ -60,7 +60,7 @@ from p2p.dht import Dht, build_kad
 from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import GOSSIP_PROTOCOLS, Gossip, build_pubsub, build_router
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
-from p2p.multistream import install_pipelined_selection
+from p2p.multistream import install_pipelined_selection, replace_first_read
 from p2p.noise import install_whole_noise_frames
 from p2p.ports import check_listen_addrs, install_exclusive_tcp_listeners
 from p2p.streams import (
@@ -234,19 +234,16 @@ class _PipelinedCircuitTransport(CircuitV2Transport):
 
 def _read_status_first(stream, relay: ID) -> None:
     """Until its first read returns, `stream.read` first reads the relay's answer to CONNECT and raises
-    CircuitRefused unless it is OK (the read that was there before, e.g. a lazy protocol selection's
-    check, still comes first)."""
-    earlier = stream.read
+    CircuitRefused unless it is OK (the lazy HOP selection's check, installed before, still comes first)."""
 
-    async def read(n: int | None = None) -> bytes:
-        stream.read = earlier
+    async def first_read(n: int | None) -> bytes:
         answer = await read_delimited_msg(stream, HopMessage)
         status = StatusCode(answer.status) if answer.HasField("status") else StatusCode.OK
         if status != StatusCode.OK:
             raise CircuitRefused(f"relay {relay} refused the circuit: {status.name}")
         return await stream.read(n)
 
-    stream.read = read
+    replace_first_read(stream, first_read)
 
 
 class _Unfiled(dict):

@@ -17,7 +17,8 @@ HOP and STOP streams): the proposal leaves with the request, and the answers are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import trio
 from libp2p.abc import IMultiselectCommunicator
@@ -131,8 +132,7 @@ def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: 
     """Until its first read returns, `conn.read` first reads the listener's header and its answer to
     `protocol`, and raises MultiselectClientError unless they agree to it."""
 
-    async def read(n: int | None = None) -> bytes:
-        del conn.read  # the class's own read from now on
+    async def first_read(n: int | None) -> bytes:
         communicator = MultiselectCommunicator(conn)
         with trio.move_on_after(timeout):
             _check_header(await _read(communicator, "handshake"))
@@ -142,7 +142,21 @@ def _confirm_on_first_read(conn: ReadWriteCloser, protocol: TProtocol, timeout: 
             return await conn.read(n)
         raise MultiselectClientError(f"response timed out after {timeout}s, protocols tried: [{protocol}]")
 
-    conn.read = read  # type: ignore[method-assign]  # this connection only, for one read
+    replace_first_read(conn, first_read)
+
+
+def replace_first_read(conn: Any, first_read: Callable[[int | None], Awaitable[bytes]]) -> None:
+    """Make `conn`'s next read `first_read(n)`, once: the read it had before (the class's, or another
+    one-shot replacement, which then still runs first) is back in place when `first_read` starts, so it
+    reads the answers it checks through `conn.read` and returns the data asked for the same way. For a
+    dialer that sent ahead and checks the listener's answers only when it first reads."""
+
+    async def read(n: int | None = None) -> bytes:
+        conn.read = earlier
+        return await first_read(n)
+
+    earlier = conn.read
+    conn.read = read  # this connection (or stream) only, for one read
 
 
 def install_pipelined_selection(lazy_stream_protocols: Iterable[str] = ()) -> None:
