@@ -27,6 +27,7 @@ that member; the checks above are what make it a member, not the path it came by
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -43,11 +44,14 @@ from p2p import (
 )
 from pool.contact import NodeContact
 from protocols import envelope
+from protocols.errors import ProtocolError
 from protocols.eth import TypedDomain
 from protocols.ids import HEARTBEAT_PROTOCOL, pool_topic
 from protocols.keys import peer_id_to_text
 from protocols.messages import HeartbeatRequest, PoolHeartbeat, eth_signer
 from protocols.schema import encode_message
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE_MS = 30_000
 
@@ -144,6 +148,29 @@ async def fetch_heartbeat(host: StreamOpener, peer_id: str, model: bytes, hear: 
     return hear(
         GossipMessage(topic=pool_topic(model), data=data, origin=peer_id, forwarder=peer_id, seqno=b"")
     )
+
+
+HEARTBEAT_FETCH_SECONDS = 5.0  # a member's answer to HEARTBEAT_PROTOCOL, or this many round trips to it:
+HEARTBEAT_FETCH_ROUND_TRIPS = 2  # the stream's proposal rides with the request, so one is the norm
+
+
+async def ask_for_heartbeat(host: DolphinHost, peer_id: str, model: bytes, hear: Validator) -> None:
+    """`fetch_heartbeat` under its own deadline; a member that does not answer is left to gossip (logged).
+    Users' clients ask each member they have dialled and not heard yet (pool.watch), and validators'
+    challenge hosts each node before their first challenge to it, as those clients do."""
+    # A member that takes the stream and never answers holds its caller up no longer than this.
+    deadline = host.deadline(HEARTBEAT_FETCH_SECONDS, HEARTBEAT_FETCH_ROUND_TRIPS, peer_id)
+    try:
+        with trio.fail_after(deadline):
+            verdict = await fetch_heartbeat(host, peer_id, model, hear)
+    except trio.TooSlowError:
+        log.debug("pool member %s sent no heartbeat within %.0f s (gossip will)", peer_id, deadline)
+        return
+    except (P2PError, ProtocolError) as exc:
+        log.debug("pool member %s gave no heartbeat when asked (gossip will): %s", peer_id, exc)
+        return
+    if verdict is Verdict.REJECT:
+        log.info("pool member %s answered with a heartbeat that fails the pool's checks", peer_id)
 
 
 async def find_member(host: DolphinHost, view: PoolView, peer_id: str, *, timeout: float = 60.0) -> Member:

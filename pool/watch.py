@@ -51,7 +51,7 @@ from pool.bans import BanList, BanRules
 from pool.chainfacts import ChainFacts
 from pool.contact import NodeContact
 from pool.errors import UnknownModel
-from pool.membership import Member, PoolView, fetch_heartbeat
+from pool.membership import Member, PoolView, ask_for_heartbeat
 from pool.routing import Candidate
 from pool.standing import StandingBook
 from protocols import envelope
@@ -82,9 +82,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_FETCH_SECONDS = 5.0  # a member's answer to HEARTBEAT_PROTOCOL, or this many round trips to it:
-HEARTBEAT_FETCH_ROUND_TRIPS = 2  # the stream's proposal rides with the request, so one is the norm
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ class MemberDialer:
 
         async def greet(peer_id: str) -> None:
             if all(member.contact.peer_id != peer_id for member in view.members()):
-                await self.ask_for_heartbeat(peer_id, model, hear)
+                await ask_for_heartbeat(self.host, peer_id, model, hear)
 
         while True:
             # Until a member is heard from, any member found fast beats all of them found late.
@@ -211,23 +208,6 @@ class MemberDialer:
             members = view.members()
             interval = self.settings.discovery_interval if members else self.settings.first_discovery_interval
             await trio.sleep(interval)
-
-    async def ask_for_heartbeat(self, peer_id: str, model: bytes, hear: Validator) -> None:
-        """Ask `peer_id` for its latest heartbeat for `model`, for `hear` to check; a member that does not
-        answer is left to gossip (logged). Validators' challenge hosts ask too, as users' clients do."""
-        # A member that takes the stream and never answers holds a round up no longer than this.
-        deadline = self.host.deadline(HEARTBEAT_FETCH_SECONDS, HEARTBEAT_FETCH_ROUND_TRIPS, peer_id)
-        try:
-            with trio.fail_after(deadline):
-                verdict = await fetch_heartbeat(self.host, peer_id, model, hear)
-        except trio.TooSlowError:
-            log.debug("pool member %s sent no heartbeat within %.0f s (gossip will)", peer_id, deadline)
-            return
-        except (P2PError, ProtocolError) as exc:
-            log.debug("pool member %s gave no heartbeat when asked (gossip will): %s", peer_id, exc)
-            return
-        if verdict is Verdict.REJECT:
-            log.info("pool member %s answered with a heartbeat that fails the pool's checks", peer_id)
 
     def _due(self, peer_id: str) -> bool:
         """Whether to dial `peer_id` now: not us, not connected, not failed within `redial_after`."""

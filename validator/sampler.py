@@ -26,7 +26,7 @@ import trio
 from p2p import DolphinHost, HostConfig, P2PError, open_host
 from pool import InferenceFailed, NodeContact, PoolView, complete
 from pool.light import CreditWallet
-from pool.watch import MemberDialer, WatchSettings
+from pool.membership import ask_for_heartbeat
 from protocols.keys import Identity
 from validator.answers import Answer, answer_from_exchange
 from validator.challenge_wallets import pick_wallet
@@ -133,9 +133,8 @@ class ChallengeSender:
                         # first request (pool.watch): a challenge host that did not would stand out.
                         heard = lease.heard[contact.peer_id] = trio.Event()
                         try:
-                            await MemberDialer(host, WatchSettings()).ask_for_heartbeat(
-                                contact.peer_id, contact.model, PoolView(contact.model, None).validate
-                            )
+                            hear = PoolView(contact.model, None).validate
+                            await ask_for_heartbeat(host, contact.peer_id, contact.model, hear)
                         finally:
                             heard.set()
                     await heard.wait()

@@ -10,7 +10,7 @@ from node.announce import Announcement, Announcer, HeartbeatServer, detect_hardw
 from p2p import GossipMessage, P2PError, Verdict
 from p2p.memory import open_memory_network
 from p2p.testing import open_host_group, wait_until
-from pool.membership import PoolView, fetch_heartbeat
+from pool.membership import PoolView, ask_for_heartbeat, fetch_heartbeat
 from pool.watch import MemberDialer, WatchSettings
 from protocols import testing as pt
 from protocols.errors import SchemaError
@@ -236,7 +236,7 @@ async def test_a_member_that_never_answers_for_its_heartbeat_holds_a_discovery_r
 
         async def greet(peer_id: str) -> None:
             asked.append(peer_id)
-            await dialer.ask_for_heartbeat(peer_id, MODEL, view.validate)
+            await ask_for_heartbeat(client_host, peer_id, MODEL, view.validate)
 
         dialer = MemberDialer(client_host, WatchSettings())
         with trio.fail_after(15):  # the stream's own deadline alone is 30 s
