@@ -38,6 +38,8 @@ _OPTION_SETTINGS = (
     "data_dir",
     "http",
     "bootstrap",
+    "listen",
+    "announce",
     "api_key",
     "allowed_origins",
     "models",
@@ -99,6 +101,21 @@ class _Started:
     default=None,
     envvar="DOLPHIN_BOOTSTRAP",
     help="Bootstrap/relay peer /ip4/…/tcp/…/p2p/<peer-id> (repeatable).",
+)
+@_setting(
+    "--listen",
+    setting="listen",
+    multiple=True,
+    default=None,
+    help="libp2p listen multiaddr of the gateway's peer (repeatable); a public one lets nodes behind NAT "
+    "dial back, off their relay.",
+)
+@_setting(
+    "--announce",
+    setting="announce",
+    multiple=True,
+    default=None,
+    help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
 )
 @_setting("--api-key", setting="api_key", help="Require `Authorization: Bearer KEY` from clients.")
 @_setting(

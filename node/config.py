@@ -71,6 +71,13 @@ class NodeConfig:
     bootstrap: tuple[str, ...] = field(
         default=(), metadata=doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
+    hole_punch_private_addrs: bool = field(
+        default=False,
+        metadata=doc(
+            "Dial loopback, private and link-local addresses that a client reached through a relay gives "
+            "for a direct connection (hole punching); only where node and clients share one LAN."
+        ),
+    )
     engine: str = field(
         default="transformers",
         metadata=doc(

@@ -115,7 +115,11 @@ async def serve_node(
         raise NodeError("no model to serve: pass --model DIR (a folder made by `dolphin model`)")
     # Addresses and ports first: a typo or a busy port must not cost a model load and a benchmark.
     host_config = HostConfig(
-        config.data_dir, listen=config.listen, announce=config.announce, bootstrap=config.bootstrap
+        config.data_dir,
+        listen=config.listen,
+        announce=config.announce,
+        bootstrap=config.bootstrap,
+        hole_punch_private_addrs=config.hole_punch_private_addrs,
     )
     check_listen_addrs(config.listen)
     check_http_address(config.local_api, "--local-api")
@@ -356,6 +360,7 @@ def _node_status(host, identity, node: _Node, metrics, ledger, draining) -> Node
             "circuit_addrs": host.circuit_addrs(),
             "advertised_addrs": host.advertised_addrs(),
             "dht_mode": str(host.dht.mode),
+            "hole_punches": host.statistics()["hole_punches"],
         }
 
     status = NodeStatus(

@@ -15,6 +15,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `dht`: Kademlia on /dolphin/kad/1.0.0 with signed pool records (`put_record`, `get_records`)
 - `records`: signed pool records (`protocols.envelope` around `PoolAddresses`), verified (pure)
 - `reachability`: the dial-back probe that tells a peer whether it is reachable
+- `holepunch`: DCUtR, a relayed connection moved to a direct one (the peer behind NAT dials out)
 - `topics`: the topic names and protocol ids p2p uses (from `protocols.ids`), pool-topic parsing
 - `daemon`: `serve_peer(config, ...)`, the long-running form with ready.json and signal handling
 - `ports`: listening ports checked before anything slow, and never shared with another process

@@ -87,6 +87,10 @@ class HostConfig:
     gossip_heartbeat_seconds: float = 1.0
     ephemeral_identity: bool = False
     asks_only: bool = False
+    hole_punching: bool = True
+    """Move relayed connections to direct ones where the addresses allow (p2p.holepunch)."""
+    hole_punch_private_addrs: bool = False
+    """Dial loopback, private and link-local addresses a peer gives in a hole punch: tests, one LAN."""
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     limits: Limits = dataclasses.field(default_factory=Limits)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -59,6 +60,7 @@ from p2p.config import DhtMode, HostConfig, Reachability
 from p2p.dht import Dht, build_kad
 from p2p.errors import BootstrapUnreachable, DialError, P2PError, ProtocolNotSupported
 from p2p.gossip import GOSSIP_PROTOCOLS, Gossip, build_pubsub, build_router
+from p2p.holepunch import DCUTR_PROTOCOL, HolePuncher, PunchCounts
 from p2p.identity import ephemeral_identity, load_or_create_identity, signing_seed
 from p2p.multistream import install_pipelined_selection, replace_first_read
 from p2p.noise import install_whole_noise_frames
@@ -267,6 +269,7 @@ class DolphinHost:
         self.reachable: bool | None = None
         # Why each bootstrap peer could not be dialled at the last attempt (empty: all answered).
         self.bootstrap_failures: dict[str, str] = {}
+        self.hole_punches = PunchCounts()  # the hole puncher's, once open_host made it
 
     # ---- identity and addresses ----
     @property
@@ -311,6 +314,7 @@ class DolphinHost:
             "relay_service": self.config.relay_service,
             "inbound_handler_failures": self._host.handler_failures,
             "inbound_streams": {protocol: n for protocol, n in self._host._inbound_counts.items() if n},
+            "hole_punches": dataclasses.asdict(self.hole_punches),
         }
 
     # ---- round trips and deadlines ----
@@ -468,6 +472,31 @@ class DolphinHost:
             except DialError as error:
                 failures.append(str(error))
         raise DialError(f"no address of {peer_id} dialled: {'; '.join(failures) or 'none given'}")
+
+    async def dial_direct(self, peer_id: str, addrs: list[multiaddr.Multiaddr], *, timeout: float) -> bool:
+        """Dial `peer_id` directly at the first of `addrs` that answers, beside whatever connection to it
+        stands (a hole punch, p2p.holepunch): whether one did, within `timeout` in all."""
+        peer = ID.from_base58(peer_id)
+        with trio.move_on_after(timeout):
+            for addr in addrs:
+                started = time.monotonic()
+                try:
+                    await self._swarm().dial_addr(addr, peer)
+                except Exception as error:  # SwarmException, OSError, a failed handshake...
+                    logger.debug(
+                        "direct dial of %s at %s failed: %s", peer_id, addr, dial_failure_reason(error)
+                    )
+                    continue
+                self._remember_round_trip(peer, started, DIAL_ROUND_TRIPS)
+                return True
+        return False
+
+    def relayed_only(self, peer_id: str) -> bool:
+        """Whether every connection to `peer_id` runs through a relay (False when there is none)."""
+        connections = self._swarm().get_connections(ID.from_base58(peer_id))
+        return bool(connections) and all(
+            c.get_connection_type() == ConnectionType.RELAYED for c in connections
+        )
 
     async def ensure_connected(self, peer_id: str) -> None:
         """Be connected to `peer_id`: already, or by dialling its known addresses (direct ones first,
@@ -919,6 +948,11 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
     dolphin.dht.recover = dolphin._recover_servers
     host.circuit_addrs = lambda: list(dolphin._circuit_addrs)
     dolphin.set_stream_handler(REACHABILITY_PROTOCOL, dolphin._answer_probe)
+    puncher = HolePuncher(dolphin, allow_private=config.hole_punch_private_addrs)
+    dolphin.hole_punches = puncher.counts
+    if config.hole_punching:
+        dolphin.set_stream_handler(DCUTR_PROTOCOL, puncher.serve)
+        swarm.register_notifee(puncher.notifee)
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     unreachable: BootstrapUnreachable | None = None
     async with (
@@ -931,6 +965,7 @@ async def open_host(config: HostConfig) -> AsyncIterator[DolphinHost]:
         trio.open_nursery() as nursery,
     ):
         await pubsub.wait_until_ready()
+        nursery.start_soon(puncher.run)
         try:
             await dolphin._bootstrap()
         except BootstrapUnreachable as error:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import trio
+from libp2p.connection_types import ConnectionType
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.net_stream import NetStream
 
@@ -94,6 +95,14 @@ class Stream:
         except Exception:  # some muxed streams do not implement it
             return None
         return address[0] if address else None
+
+    @property
+    def relayed(self) -> bool:
+        """Whether the stream's connection runs through a relay circuit."""
+        try:
+            return self._raw.muxed_conn.get_connection_type() == ConnectionType.RELAYED
+        except Exception:  # a muxer that does not say is not a circuit's
+            return False
 
     @property
     def protocol(self) -> str:

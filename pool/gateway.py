@@ -492,6 +492,8 @@ def _light_config(config: GatewayConfig, load_counter: CounterLoader | None) -> 
         wallet_key = read_key_file(config.key_file)
     return LightConfig(
         bootstrap=config.bootstrap,
+        listen=config.listen,
+        announce=config.announce,
         data_dir=config.data_dir / "peer",
         chain_rpc_url=config.rpc_url,
         chain_deployment=config.deployment,

@@ -51,6 +51,18 @@ class GatewayConfig:
     bootstrap: tuple[str, ...] = field(
         default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
+    listen: tuple[str, ...] = field(
+        default=("/ip4/127.0.0.1/tcp/0",),
+        metadata=_doc(
+            "libp2p listen multiaddrs of the gateway's peer. On a public address (/ip4/0.0.0.0/tcp/4003) "
+            "a node behind NAT that answered through a relay dials the gateway back (hole punching, "
+            "docs/operator.md) and later requests to it skip the relay."
+        ),
+    )
+    announce: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Multiaddrs to advertise instead of the listen ones (a port forward, a proxy)."),
+    )
     api_key: str | None = field(
         default=None,
         metadata=_doc(

@@ -517,6 +517,9 @@ class LightConfig:
     signs credit authorisations when there is a chain."""
 
     bootstrap: tuple[str, ...] = ()
+    # The peer's listen and announce multiaddrs (HostConfig): a public one lets nodes behind NAT dial back.
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    announce: tuple[str, ...] = ()
     data_dir: Path | None = None  # for the host (its key is ephemeral either way); a temp dir when None
     chain_rpc_url: str | None = None
     chain_deployment: Path | None = None
@@ -562,7 +565,11 @@ async def open_light_client(config: LightConfig) -> AsyncIterator[LightClient]:
         )
         make_private_dir(data_dir)
         host_config = HostConfig.light_client(
-            data_dir, bootstrap=config.bootstrap, ephemeral_identity=not config.persistent_identity
+            data_dir,
+            bootstrap=config.bootstrap,
+            listen=config.listen,
+            announce=config.announce,
+            ephemeral_identity=not config.persistent_identity,
         )
         async with open_host(host_config) as host:
             facts = ChainFacts(chain, refresh_s=config.chain_refresh_s) if chain is not None else None

@@ -21,9 +21,13 @@ is noisy, so the client's proxies also keep a flight clock (tests.bench.delay_pr
 time anything was in flight on the client's own hop(s), over 2D, counts the round trips on the critical
 path whatever the CPU does (relayed: the relay↔node leg of a circuit round trip is not in it).
 
+The punch path (`punch_rows`) puts a `dolphin gateway` in front of the relayed node instead, asking it
+WAN_GATEWAY_REQUESTS times in a row, once where the node can dial the gateway back (hole punching,
+p2p.holepunch) and once where it cannot; it writes wan_punch.md.
+
 Knobs (environment): WAN_DELAYS_MS (default 0,100,250,500), WAN_ASKS (3), WAN_RATE_KBIT (no cap),
-WAN_PATHS (direct,relayed), WAN_ASK_TIMEOUT_S (180). Writes wan.md (the table) and wan.png (the plot)
-beside wan.json.
+WAN_PATHS (direct,relayed,punch), WAN_GATEWAY_REQUESTS (5), WAN_ASK_TIMEOUT_S (180). Writes wan.md (the
+table) and wan.png (the plot) beside wan.json.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pathlib import Path
 import trio
 
 from node.benchmark import BENCHMARK_FILE
-from node.models import build_tiny_model
+from node.config import CONFIG_FILE as NODE_CONFIG_FILE
+from node.models import TINY_MODEL_NAME, build_tiny_model
 from node.processes import NODE_PROGRAM
 from p2p.processes import relay_process
 from p2p.testing import PeerProcess, isolated_namespace
@@ -63,9 +68,16 @@ class WanNetwork:
     """One path's peers and proxies (see the module docstring). Made by `open_wan_network`."""
 
     def __init__(
-        self, path: str, link: Link, client_bootstrap: str, node: PeerProcess, clock: FlightClock
+        self,
+        path: str,
+        link: Link,
+        client_bootstrap: str,
+        node: PeerProcess,
+        clock: FlightClock,
+        outer_ip: str,
     ) -> None:
         self.path = path
+        self.outer_ip = outer_ip  # where the node's namespace reaches this one (proxies listen there)
         self.link = link
         self.client_clock = clock  # flights on the client's own hop(s)
         self.client_bootstrap = client_bootstrap
@@ -97,6 +109,9 @@ async def open_wan_network(
                 node_dir.mkdir(parents=True, exist_ok=True)
                 if benchmark_from is not None:
                     shutil.copyfile(benchmark_from, node_dir / BENCHMARK_FILE)
+                # The clients' addresses here are private ones (the veth's, 127.0.0.1): the node may dial
+                # them back to move a relayed connection off the relay (the punch path).
+                (node_dir / NODE_CONFIG_FILE).write_text("hole_punch_private_addrs = true\n")
                 args = [
                     "--model",
                     str(model_dir),
@@ -122,7 +137,7 @@ async def open_wan_network(
                 )
                 await node.wait_ready(300)
                 bootstrap = f"/ip4/127.0.0.1/tcp/{to_relay.port}/p2p/{relay.peer_id}"
-                yield WanNetwork(path, link, bootstrap, node, clock)
+                yield WanNetwork(path, link, bootstrap, node, clock, outer)
                 nursery.cancel_scope.cancel()
         finally:
             if node is not None:
@@ -161,6 +176,123 @@ async def ask_once(network: WanNetwork, model_dir: Path, timeout: float) -> dict
             "first_token_after_connect_ms": receipt.get("first_token_after_connect_ms"),
         }
     return {"ok": False, "wall_s": time.perf_counter() - started, "error": "no exit within the timeout"}
+
+
+PUNCH_MODES = ("relayed only", "hole punched")
+
+
+async def punch_rows(
+    network: WanNetwork, base: Path, model_dir: Path, delays: list[float], requests: int, timeout: float
+) -> list[dict]:
+    """A `dolphin gateway` asking the relayed node `requests` times in a row, per delay and per mode: a
+    fresh gateway each time, its first request cold (the circuit dial), the rest on the connection it
+    made. "hole punched": the gateway listens where the node can reach it (through a delay proxy on the
+    node's own hop) and announces that, so the node dials it back after the relayed connection
+    (p2p.holepunch); "relayed only": it announces a port nobody answers (behind NAT too), so the node's
+    dial fails and every request stays on the circuit."""
+    rows = []
+    log = network.node.data_dir / "peer.log"
+    async with trio.open_nursery() as nursery:
+        for mode in PUNCH_MODES:
+            for delay in delays:
+                network.set_delay(delay)
+                gateway_port = free_local_port()
+                if mode == "hole punched":
+                    proxy = DelayProxy(network.link, ("127.0.0.1", gateway_port))
+                    announced = (await nursery.start(proxy.serve, network.outer_ip)).port
+                else:
+                    announced = free_local_port()  # nothing listens there
+                punched_before = log.read_text(errors="replace").count(PUNCH_LOG_LINE)
+                gateway = PeerProcess(
+                    base / f"gateway-{len(rows)}",
+                    [
+                        *("--bootstrap", network.client_bootstrap, "--http", "127.0.0.1:0"),
+                        *("--chain-dir", str(base / "no-chain"), "--model", str(model_dir)),
+                        *("--listen", f"/ip4/127.0.0.1/tcp/{gateway_port}"),
+                        *("--announce", f"/ip4/{network.outer_ip}/tcp/{announced}"),
+                    ],
+                    program=("cli.main", "gateway"),
+                )
+                try:
+                    await gateway.wait_ready(120)
+                    times = [
+                        await trio.to_thread.run_sync(_streamed_first_token, gateway.ready["http"], timeout)
+                        for _ in range(requests)
+                    ]
+                finally:
+                    gateway.stop()
+                punched = log.read_text(errors="replace").count(PUNCH_LOG_LINE) - punched_before
+                later = [t for t in times[1:] if t is not None]
+                rows.append(
+                    {
+                        "mode": mode,
+                        "delay_ms": delay,
+                        "requests": requests,
+                        "ok": sum(t is not None for t in times),
+                        "punched": punched,
+                        "first_request_ttft_ms": times[0],
+                        "later_ttft_ms": _median(later),
+                        "ttft_ms": times,
+                    }
+                )
+                print(punch_table([rows[-1]]).splitlines()[-1], flush=True)
+        nursery.cancel_scope.cancel()
+    for row in rows:
+        zero = next((r for r in rows if r["mode"] == row["mode"] and r["delay_ms"] == 0), None)
+        row["later_node_round_trips"] = None
+        if zero and row["delay_ms"] > 0 and row["later_ttft_ms"] is not None and zero["later_ttft_ms"]:
+            row["later_node_round_trips"] = round(
+                (row["later_ttft_ms"] - zero["later_ttft_ms"]) / (2 * row["delay_ms"]), 2
+            )
+    return rows
+
+
+PUNCH_LOG_LINE = "moved off its relay"
+
+
+def _streamed_first_token(url: str, timeout: float) -> float | None:
+    """Milliseconds from sending one streamed chat request to its first content chunk (None: failed).
+    The first request waits until the gateway has heard of a node."""
+    import httpx
+
+    body = {
+        "model": TINY_MODEL_NAME,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": MAX_TOKENS,
+        "stream": True,
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as answer:
+                if answer.status_code == 503:  # no node heard of yet
+                    time.sleep(0.5)
+                    continue
+                first = None
+                for line in answer.iter_lines():  # the whole answer, as a client reads it
+                    if first is None and line.startswith("data:") and '"content"' in line:
+                        first = (time.perf_counter() - started) * 1000
+                return first
+        except httpx.HTTPError:
+            return None
+        return None
+    return None
+
+
+def punch_table(rows: list[dict]) -> str:
+    lines = [
+        "| gateway → relayed node | D one-way (ms) | requests ok | node dialled back | first request: first "
+        "token (ms) | later requests: first token, median (ms) | later: client↔node round trips over D=0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['mode']} | {row['delay_ms']:g} | {row['ok']}/{row['requests']} | {row['punched']} "
+            f"| {_fmt(row['first_request_ttft_ms'], digits=0)} | {_fmt(row['later_ttft_ms'], digits=0)} "
+            f"| {_fmt(row.get('later_node_round_trips'), digits=2)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _median(values: list[float]) -> float | None:
@@ -246,6 +378,7 @@ def plot(rows: list[dict], out: Path) -> None:
 async def _measure(out: Path) -> dict:
     delays = [float(d) for d in _env_list("WAN_DELAYS_MS", "0,100,250,500")]
     asks = int(os.environ.get("WAN_ASKS", "3"))
+    requests = int(os.environ.get("WAN_GATEWAY_REQUESTS", "5"))
     rate_kbit = os.environ.get("WAN_RATE_KBIT")
     timeout = float(os.environ.get("WAN_ASK_TIMEOUT_S", "180"))
     link_rate = float(rate_kbit) * 1000 / 8 if rate_kbit else math.inf
@@ -255,12 +388,17 @@ async def _measure(out: Path) -> dict:
         model_dir = base / "tiny"
         build_tiny_model(model_dir)
         benchmark: Path | None = None
-        for path in _env_list("WAN_PATHS", "direct,relayed"):
+        punched: list[dict] = []
+        for path in _env_list("WAN_PATHS", "direct,relayed,punch"):
             link = Link(0.0, link_rate)
+            network_path = "relayed" if path == "punch" else path
             async with open_wan_network(
-                base / path, path, model_dir, link, benchmark_from=benchmark
+                base / path, network_path, model_dir, link, benchmark_from=benchmark
             ) as network:
                 benchmark = benchmark or network.node.data_dir / BENCHMARK_FILE
+                if path == "punch":
+                    punched = await punch_rows(network, base / "punch", model_dir, delays, requests, timeout)
+                    continue
                 baseline = None
                 for delay in delays:
                     network.set_delay(delay)
@@ -269,9 +407,15 @@ async def _measure(out: Path) -> dict:
                     baseline = baseline or (row if delay == 0 else None)
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
-    (out / "wan.md").write_text(table(rows))
-    plot(rows, out / "wan.png")
-    return {"rows": rows, "rate_kbit": rate_kbit, "table": str(out / "wan.md"), "plot": str(out / "wan.png")}
+    figures: dict = {"rows": rows, "rate_kbit": rate_kbit}
+    if rows:
+        (out / "wan.md").write_text(table(rows))
+        plot(rows, out / "wan.png")
+        figures |= {"table": str(out / "wan.md"), "plot": str(out / "wan.png")}
+    if punched:
+        (out / "wan_punch.md").write_text(punch_table(punched))
+        figures |= {"punch_rows": punched, "punch_table": str(out / "wan_punch.md")}
+    return figures
 
 
 def run(out: Path) -> dict:

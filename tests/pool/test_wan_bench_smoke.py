@@ -1,7 +1,9 @@
-"""The WAN benchmark runs end to end on one short path: a relay, a relayed node, two cold asks.
+"""The WAN benchmark runs end to end on short paths: a relay, a relayed node, two cold asks; a gateway
+in front of that node, dialled back or not.
 
 Real figures come from `python -m tests.bench wan`; this only catches a harness that no longer starts
-its peers and proxies, or whose asks no longer pass through them. No times are asserted.
+its peers and proxies, or whose asks no longer pass through them, and a hole punch that no longer
+happens between processes. No times are asserted.
 """
 
 import pytest
@@ -25,3 +27,17 @@ def test_the_wan_benchmark_asks_through_its_delay_proxies(tmp_path, monkeypatch)
     assert rows[1]["first_token_after_connect_ms"] is not None
     assert (tmp_path / "wan.md").read_text().count("| relayed |") == 2
     assert (tmp_path / "wan.png").stat().st_size > 0
+
+
+def test_the_punch_path_moves_a_gateways_requests_off_the_relay(tmp_path, monkeypatch):
+    # Between separate processes (the node in its own network namespace where root allows): a gateway the
+    # node can reach is dialled back after its first, relayed request; one it cannot reach stays relayed.
+    monkeypatch.setenv("WAN_DELAYS_MS", "100")
+    monkeypatch.setenv("WAN_PATHS", "punch")
+    monkeypatch.setenv("WAN_GATEWAY_REQUESTS", "2")
+    rows = bench_wan.run(tmp_path)["punch_rows"]
+    assert [(row["mode"], row["ok"], row["punched"]) for row in rows] == [
+        ("relayed only", 2, 0),
+        ("hole punched", 2, 1),
+    ], rows
+    assert (tmp_path / "wan_punch.md").read_text().count("| hole punched |") == 1
