@@ -5,6 +5,7 @@ import multiaddr
 import pytest
 import trio
 
+from p2p import holepunch
 from p2p.config import HostConfig
 from p2p.errors import StreamError
 from p2p.holepunch import DCUTR_PROTOCOL, MAX_DIALLED_ADDRS, dialable_addrs
@@ -124,3 +125,21 @@ async def test_a_malformed_or_out_of_order_exchange_is_refused_and_the_host_goes
             assert await echo.read_message(1024) == b"alive"
         with trio.fail_after(5):
             assert node.connected_peers()  # still up, still holding its relay
+
+
+@pytest.mark.unit
+@pytest.mark.trio
+async def test_a_peer_is_punched_once_a_minute_and_the_host_at_most_thirty_times(monkeypatch):
+    # Each exchange makes the host dial what a peer named: a peer reconnecting through relays, or many
+    # peers at once, must not turn a node into a dialler of whatever they name.
+    now = [1000.0]
+    monkeypatch.setattr(holepunch.time, "monotonic", lambda: now[0])
+    puncher = holepunch.HolePuncher(None, allow_private=False)  # type: ignore[arg-type]  # no host needed
+    assert puncher._may_punch("peer-a")
+    assert not puncher._may_punch("peer-a")
+    now[0] += holepunch.PUNCH_COOLDOWN_SECONDS
+    assert puncher._may_punch("peer-a")
+    granted = sum(puncher._may_punch(f"peer-{n}") for n in range(100))
+    assert granted == holepunch.PUNCHES_PER_MINUTE - 2  # the two of peer-a count too
+    now[0] += 61
+    assert puncher._may_punch("peer-new")
