@@ -145,9 +145,18 @@ def _order_seed(config) -> int | None:
     seed = config.getoption("--random-order")
     if seed is None:
         return None
+    if "dolphin_order_seed" in getattr(config, "workerinput", {}):  # an xdist worker: the controller's
+        return config.workerinput["dolphin_order_seed"]
     if not hasattr(config, "_dolphin_order_seed"):
         config._dolphin_order_seed = random.SystemRandom().randrange(10**6) if seed == "any" else int(seed)
     return config._dolphin_order_seed
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist's controller hands its seed to each worker: they must all collect the same order."""
+    if (seed := _order_seed(node.config)) is not None:
+        node.workerinput["dolphin_order_seed"] = seed
 
 
 def pytest_report_header(config):

@@ -26,8 +26,9 @@ WAN_GATEWAY_REQUESTS times in a row, once where the node can dial the gateway ba
 p2p.holepunch) and once where it cannot; it writes wan_punch.md.
 
 Knobs (environment): WAN_DELAYS_MS (default 0,100,250,500), WAN_ASKS (3), WAN_RATE_KBIT (no cap),
-WAN_PATHS (direct,relayed,punch), WAN_GATEWAY_REQUESTS (5), WAN_ASK_TIMEOUT_S (180). Writes wan.md (the
-table) and wan.png (the plot) beside wan.json.
+WAN_PATHS (direct,relayed,punch; punch runs on the relayed path's peers when both are named),
+WAN_GATEWAY_REQUESTS (5), WAN_PUNCH_DELAYS_MS (those of WAN_DELAYS_MS), WAN_ASK_TIMEOUT_S (180).
+Writes wan.md (the table) and wan.png (the plot) beside wan.json.
 """
 
 from __future__ import annotations
@@ -379,6 +380,7 @@ async def _measure(out: Path) -> dict:
     delays = [float(d) for d in _env_list("WAN_DELAYS_MS", "0,100,250,500")]
     asks = int(os.environ.get("WAN_ASKS", "3"))
     requests = int(os.environ.get("WAN_GATEWAY_REQUESTS", "5"))
+    punch_delays = [float(d) for d in _env_list("WAN_PUNCH_DELAYS_MS", ",".join(f"{d:g}" for d in delays))]
     rate_kbit = os.environ.get("WAN_RATE_KBIT")
     timeout = float(os.environ.get("WAN_ASK_TIMEOUT_S", "180"))
     link_rate = float(rate_kbit) * 1000 / 8 if rate_kbit else math.inf
@@ -389,24 +391,28 @@ async def _measure(out: Path) -> dict:
         build_tiny_model(model_dir)
         benchmark: Path | None = None
         punched: list[dict] = []
-        for path in _env_list("WAN_PATHS", "direct,relayed,punch"):
+        paths = _env_list("WAN_PATHS", "direct,relayed,punch")
+        for path in paths:
+            if path == "punch" and "relayed" in paths:
+                continue  # on the relayed path's network, after its asks
             link = Link(0.0, link_rate)
             network_path = "relayed" if path == "punch" else path
             async with open_wan_network(
                 base / path, network_path, model_dir, link, benchmark_from=benchmark
             ) as network:
                 benchmark = benchmark or network.node.data_dir / BENCHMARK_FILE
-                if path == "punch":
-                    punched = await punch_rows(network, base / "punch", model_dir, delays, requests, timeout)
-                    continue
                 baseline = None
-                for delay in delays:
+                for delay in delays if path != "punch" else []:
                     network.set_delay(delay)
                     results = [await ask_once(network, model_dir, timeout) for _ in range(asks)]
                     row = summarise(path, delay, results, baseline)
                     baseline = baseline or (row if delay == 0 else None)
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
+                if network_path == "relayed" and "punch" in paths:
+                    punched = await punch_rows(
+                        network, base / "punch", model_dir, punch_delays, requests, timeout
+                    )
     figures: dict = {"rows": rows, "rate_kbit": rate_kbit}
     if rows:
         (out / "wan.md").write_text(table(rows))
