@@ -301,11 +301,13 @@ def test_a_deployer_without_the_pairs_stablecoins_is_told_so(tmp_path):
 
 
 @pytest.mark.chain
-def test_governance_passes_a_vote_on_the_deployed_distribution(deployed):
+def test_governance_passes_a_vote_on_the_deployed_distribution(deployed_chain):
     """Medium finding: a quorum of 4% of supply (40M POD) while at most ~9M POD could vote. On what
     deploy_system hands out (1M POD to each demo account; the treasury, rewards pool and pair cannot vote),
     the genesis validators vote with their bonded stake and three demo accounts with POD: 6M of the 5M
-    quorum, through propose -> vote -> queue -> execute."""
+    quorum, through propose -> vote -> queue -> execute. Through `deployed_chain`, which undoes it all
+    after: its bonds and delegations would change what the module's other tests read."""
+    deployed = deployed_chain
     w3, deployment = deployed.w3, deployed.deployment
     keys = deployed.keys
     voters = [ChainClient(deployed.rpc_url, deployment, key) for key in keys[1:7]]

@@ -1,6 +1,7 @@
 """`dolphin gateway` as a process over real nodes and a relay, driven by the official `openai` package
 and by raw HTTP: models, chat, completions, streaming, logprobs, errors, disconnects, reports, drain."""
 
+import contextlib
 import json
 import signal
 import time
@@ -27,29 +28,39 @@ MARKER = "walrus-marker-51c0e2"
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory, tiny_model_dir):
-    base = tmp_path_factory.mktemp("gateway")
-    with running_pool(base, tiny_model_dir, direct=1, hidden=1) as (relay, nodes):
-        manifest = load_manifest(tiny_model_dir)
-        gateway = PeerProcess(
-            base / "gateway",
-            [
-                "--bootstrap",
-                relay.addr,
-                "--http",
-                "127.0.0.1:0",
-                "--model",
-                str(tiny_model_dir),  # a folder, as `dolphin ask` takes: its manifest's id
-                "--api-key",
-                API_KEY,
-            ],
-            program=("cli.main", "-v", "gateway"),
-        )
-        try:
-            trio.run(gateway.wait_ready, 60.0)
-            yield gateway, nodes, manifest
-        finally:
-            gateway.stop()
+def pool(tmp_path_factory, tiny_model_dir):
+    with running_pool(tmp_path_factory.mktemp("pool"), tiny_model_dir, direct=1, hidden=1) as (relay, nodes):
+        yield relay, nodes
+
+
+@contextlib.contextmanager
+def _gateway(data_dir, relay, tiny_model_dir):
+    gateway = PeerProcess(
+        data_dir,
+        [
+            "--bootstrap",
+            relay.addr,
+            "--http",
+            "127.0.0.1:0",
+            "--model",
+            str(tiny_model_dir),  # a folder, as `dolphin ask` takes: its manifest's id
+            "--api-key",
+            API_KEY,
+        ],
+        program=("cli.main", "-v", "gateway"),
+    )
+    try:
+        trio.run(gateway.wait_ready, 60.0)
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def network(pool, tmp_path_factory, tiny_model_dir):
+    relay, nodes = pool
+    with _gateway(tmp_path_factory.mktemp("gateway"), relay, tiny_model_dir) as gateway:
+        yield gateway, nodes, load_manifest(tiny_model_dir)
 
 
 def _openai(gateway, key: str = API_KEY) -> openai.OpenAI:
@@ -346,14 +357,21 @@ async def test_a_web_page_cannot_spend_the_gateways_credit(network):
     )
 
 
-def test_prompts_stay_out_of_the_gateways_files_and_sigterm_drains(network):
-    gateway, _, _ = network
-    for path in gateway.data_dir.rglob("*"):
-        if path.is_file():
-            assert MARKER.encode() not in path.read_bytes(), path
-    assert MARKER not in gateway.log_tail(10**7)
-    gateway.process.send_signal(signal.SIGTERM)
-    assert gateway.process.wait(30) == 0
-    assert not (gateway.data_dir / "ready.json").exists()
-    assert "draining" in gateway.log_tail()
-    assert gateway.ready["http"].startswith("http://127.0.0.1:") and gateway.ready["api_key_required"]
+def test_prompts_stay_out_of_the_gateways_files_and_sigterm_drains(pool, tmp_path, tiny_model_dir):
+    relay, _ = pool  # a gateway of its own: the module's serves the other tests, in whatever order
+    with _gateway(tmp_path / "gateway", relay, tiny_model_dir) as gateway:
+        answer = _openai(gateway).chat.completions.create(
+            model=_models(gateway)[0].id,
+            messages=[{"role": "user", "content": "Hello " + MARKER}],
+            max_tokens=8,
+        )
+        assert answer.choices[0].message.content
+        for path in gateway.data_dir.rglob("*"):
+            if path.is_file():
+                assert MARKER.encode() not in path.read_bytes(), path
+        assert MARKER not in gateway.log_tail(10**7)
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(30) == 0
+        assert not (gateway.data_dir / "ready.json").exists()
+        assert "draining" in gateway.log_tail()
+        assert gateway.ready["http"].startswith("http://127.0.0.1:") and gateway.ready["api_key_required"]

@@ -376,7 +376,9 @@ def test_the_keeper_buys_back_the_revenue_for_stakers(network, second_epoch):
     assert net.reader.money_status().share_price > price
 
 
-def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signed(network, tiny_model_dir):
+def test_a_restored_and_a_fresh_validator_rebuild_the_roots_the_incumbents_signed(
+    network, second_epoch, tiny_model_dir
+):  # both epochs settled first, and validator 3 down through the second
     """Validator 3 comes back on its own data, a backup of epoch 1 (it was down through epoch 2), and a
     validator that never ran starts on an empty data dir. Both settle the epochs they lack from the receipts
     their peers hold and the chain, and check each against the root on chain: they arrive at the roots
