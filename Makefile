@@ -8,6 +8,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 TEST_WORKERS ?= 2
+# make test runs the suite shuffled (tests/conftest.py's --random-order: the modules, and the tests within
+# each): tests may not depend on each other's order. A fixed seed keeps CI's order repeatable; TEST_ORDER=any
+# draws a fresh one (the report names it), TEST_ORDER=file keeps the files' own order.
+TEST_ORDER ?= 424242
+ORDER_OPTION = $(if $(filter file,$(TEST_ORDER)),,--random-order $(TEST_ORDER))
 TOOLCHAIN := .toolchain
 VLLM_VENV := .venv-vllm
 DEB_PACKAGES := build-essential libgmp-dev iproute2 chromium
@@ -103,7 +108,7 @@ test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLL
 	@# Two workers, a group of tests each at a time (a file's, or the vLLM files' and the demo's: tests/conftest.py):
 	@# most of the suite waits on processes, sockets and chains rather than on the CPU.
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts and not alone" tests --durations=30 \
-	  -n $(TEST_WORKERS) --dist loadgroup
+	  -n $(TEST_WORKERS) --dist loadgroup $(ORDER_OPTION)
 	@# Tests that judge how a CPU vLLM server schedules, with nothing else running.
 	$(PY) -m pytest -p no:pytest-brownie -m "alone" tests --durations=5
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.

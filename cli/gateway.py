@@ -19,6 +19,7 @@ import click
 from chain.errors import ChainError
 from cli.model import load_counter, network_model
 from cli.options import (
+    announce_option,
     chain_options,
     config_file_option,
     daemon_logging,
@@ -110,13 +111,7 @@ class _Started:
     help="libp2p listen multiaddr of the gateway's peer (repeatable); a public one lets nodes behind NAT "
     "dial back, off their relay.",
 )
-@_setting(
-    "--announce",
-    setting="announce",
-    multiple=True,
-    default=None,
-    help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
-)
+@announce_option(_setting)
 @_setting("--api-key", setting="api_key", help="Require `Authorization: Bearer KEY` from clients.")
 @_setting(
     "--allowed-origin",

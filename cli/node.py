@@ -26,6 +26,7 @@ from rich.table import Table
 from chain.errors import ChainError
 from cli.chain import Connection
 from cli.options import (
+    announce_option,
     chain_options,
     config_file_option,
     daemon_logging,
@@ -164,13 +165,7 @@ _PATH = click.Path(file_okay=False, path_type=Path)
     "--listen", setting="listen", multiple=True, default=None, help="libp2p listen multiaddr (repeatable)."
 )
 @click.option("--no-listen", is_flag=True, help="No direct address: reachable through relays only.")
-@_setting(
-    "--announce",
-    setting="announce",
-    multiple=True,
-    default=None,
-    help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
-)
+@announce_option(_setting)
 @_setting(
     "--bootstrap",
     setting="bootstrap",

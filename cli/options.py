@@ -17,6 +17,7 @@ from runtime.stacks import run_with_stack_dumps
 
 __all__ = [
     "INTERRUPTED",
+    "announce_option",
     "chain_options",
     "config_file_option",
     "daemon_logging",
@@ -100,6 +101,17 @@ def chain_options(option: Callable[..., Any]):
         return command
 
     return decorate
+
+
+def announce_option(option: Callable[..., Any]):
+    """--announce, made by `option` (a `setting_option` factory of a config with an `announce` setting)."""
+    return option(
+        "--announce",
+        setting="announce",
+        multiple=True,
+        default=None,
+        help="Multiaddr to advertise instead of the listen ones: a port forward or proxy (repeatable).",
+    )
 
 
 INTERRUPTED = 130
