@@ -8,8 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 TEST_WORKERS ?= 2
-# make test runs the suite shuffled (tests/conftest.py's --random-order: the modules, and the tests within
-# each): tests may not depend on each other's order. A fixed seed keeps CI's order repeatable; TEST_ORDER=any
+# make test runs each part of the suite shuffled (tests/conftest.py's --random-order: the modules, and the
+# tests within each): tests may not depend on each other's order. A fixed seed keeps CI's order repeatable; TEST_ORDER=any
 # draws a fresh one (the report names it), TEST_ORDER=file keeps the files' own order.
 TEST_ORDER ?= 424242
 ORDER_OPTION = $(if $(filter file,$(TEST_ORDER)),,--random-order $(TEST_ORDER))
@@ -110,13 +110,13 @@ test: setup vllm lint  ## run the whole suite (unit, integration, contracts, vLL
 	$(PY) -m pytest -p no:pytest-brownie -m "not contracts and not alone" tests --durations=30 \
 	  -n $(TEST_WORKERS) --dist loadgroup $(ORDER_OPTION)
 	@# Tests that judge how a CPU vLLM server schedules, with nothing else running.
-	$(PY) -m pytest -p no:pytest-brownie -m "alone" tests --durations=5
+	$(PY) -m pytest -p no:pytest-brownie -m "alone" tests --durations=5 $(ORDER_OPTION)
 	@# Brownie's development network is Anvil on the fixed port 8545; another chain there would be used instead.
 	@if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then \
 	  echo "Port 8545 is busy: stop what listens there (ss -ltnp 'sport = :8545'); see README, Troubleshooting."; \
 	  exit 1; \
 	fi
-	$(PY) -m pytest -m contracts tests/contracts --durations=15
+	$(PY) -m pytest -m contracts tests/contracts --durations=15 $(ORDER_OPTION)
 
 lint: $(STAMPS)/venv  ## ruff lint and format check, and mypy on the packages
 	ruff check .

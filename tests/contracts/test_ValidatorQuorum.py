@@ -31,9 +31,11 @@ def signatures(wallets, digest=DIGEST):
     return [sign(wallet, digest) for wallet in sorted(wallets, key=lambda w: int(w.address, 16))]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def installer(accounts, validator_quorum, deployer):
-    """An account bound as the installer (the RewardsDistributor's part), to install sets directly."""
+    """An account bound as the installer (the RewardsDistributor's part), to install sets directly. Bound
+    in each test's own isolation: a binding kept for the module broke the tests of an unbound quorum that
+    came after (its genesis set, the one-time binding)."""
     validator_quorum.bindInstaller(accounts[7], {"from": deployer})
     return accounts[7]
 
