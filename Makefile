@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 TEST_WORKERS ?= 2
 # make test runs each part of the suite shuffled (tests/conftest.py's --random-order: the modules, and the
-# tests within each): tests may not depend on each other's order. A fixed seed keeps CI's order repeatable; TEST_ORDER=any
-# draws a fresh one (the report names it), TEST_ORDER=file keeps the files' own order.
+# tests within each): tests may not depend on each other's order. A fixed seed keeps CI's order
+# repeatable; TEST_ORDER=any draws a fresh one (the report names it), TEST_ORDER=file keeps file order.
 TEST_ORDER ?= 424242
 ORDER_OPTION = $(if $(filter file,$(TEST_ORDER)),,--random-order $(TEST_ORDER))
 TOOLCHAIN := .toolchain

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import trio
 
@@ -360,7 +360,7 @@ def _node_status(host, identity, node: _Node, metrics, ledger, draining) -> Node
             "circuit_addrs": host.circuit_addrs(),
             "advertised_addrs": host.advertised_addrs(),
             "dht_mode": str(host.dht.mode),
-            "hole_punches": host.statistics()["hole_punches"],
+            "hole_punches": asdict(host.hole_punches),
         }
 
     status = NodeStatus(

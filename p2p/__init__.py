@@ -24,7 +24,7 @@ All py-libp2p hardening lives here; the rest of the project uses only the names 
 - `errors`: `P2PError` and its subclasses
 """
 
-from p2p.config import DhtMode, HostConfig, Limits, Reachability, Timeouts
+from p2p.config import LOOPBACK_LISTEN, DhtMode, HostConfig, Limits, Reachability, Timeouts
 from p2p.errors import (
     BootstrapUnreachable,
     ConfigError,
@@ -55,6 +55,7 @@ from p2p.validators import signed_message_validator
 
 __all__ = [
     "BANS_TOPIC",
+    "LOOPBACK_LISTEN",
     "SETTLEMENT_TOPIC",
     "STRIKES_TOPIC",
     "BootstrapUnreachable",

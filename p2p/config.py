@@ -64,6 +64,10 @@ class Limits:
     relay_circuit_seconds: int = 3600
 
 
+LOOPBACK_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+"""A host's listen address unless told otherwise: any free port on loopback, which nobody else can dial."""
+
+
 @dataclasses.dataclass(frozen=True)
 class HostConfig:
     """Everything `open_host` needs. `listen` and `bootstrap` are multiaddr strings.
@@ -78,7 +82,7 @@ class HostConfig:
     """
 
     data_dir: Path
-    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    listen: tuple[str, ...] = LOOPBACK_LISTEN
     announce: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     reachability: Reachability = Reachability.AUTO

@@ -30,6 +30,7 @@ import collections
 import dataclasses
 import ipaddress
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -151,10 +152,8 @@ class HolePuncher:
         now = time.monotonic()
         while self._recent and now - self._recent[0] > 60:
             self._recent.popleft()
-        last = self._last_punch.get(peer_id)
-        if (last is not None and now - last < PUNCH_COOLDOWN_SECONDS) or len(
-            self._recent
-        ) >= PUNCHES_PER_MINUTE:
+        cooling = now - self._last_punch.get(peer_id, -math.inf) < PUNCH_COOLDOWN_SECONDS
+        if cooling or len(self._recent) >= PUNCHES_PER_MINUTE:
             return False
         self._last_punch = {p: t for p, t in self._last_punch.items() if now - t < PUNCH_COOLDOWN_SECONDS}
         self._last_punch[peer_id] = now

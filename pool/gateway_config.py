@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from p2p import LOOPBACK_LISTEN
 from pool.errors import PoolError
 from pool.http_guard import is_loopback
 from runtime import settings
@@ -52,7 +53,7 @@ class GatewayConfig:
         default=(), metadata=_doc("Bootstrap/relay peers, /ip4/…/tcp/…/p2p/<peer-id>.")
     )
     listen: tuple[str, ...] = field(
-        default=("/ip4/127.0.0.1/tcp/0",),
+        default=LOOPBACK_LISTEN,
         metadata=_doc(
             "libp2p listen multiaddrs of the gateway's peer. On a public address (/ip4/0.0.0.0/tcp/4003) "
             "a node behind NAT that answered through a relay dials the gateway back (hole punching, "

@@ -52,7 +52,7 @@ from typing import Any
 import trio
 
 from chain.errors import ChainError
-from p2p import DolphinHost, HostConfig, P2PError, open_host
+from p2p import LOOPBACK_LISTEN, DolphinHost, HostConfig, P2PError, open_host
 from pool.audits import AnswerSharer, SharingSettings
 from pool.chainfacts import ChainFacts
 from pool.client import AnswerPiece, Completion, chat_messages, complete
@@ -518,7 +518,7 @@ class LightConfig:
 
     bootstrap: tuple[str, ...] = ()
     # The peer's listen and announce multiaddrs (HostConfig): a public one lets nodes behind NAT dial back.
-    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    listen: tuple[str, ...] = LOOPBACK_LISTEN
     announce: tuple[str, ...] = ()
     data_dir: Path | None = None  # for the host (its key is ephemeral either way); a temp dir when None
     chain_rpc_url: str | None = None

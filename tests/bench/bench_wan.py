@@ -277,7 +277,6 @@ def _streamed_first_token(url: str, timeout: float) -> float | None:
                 return first
         except httpx.HTTPError:
             return None
-        return None
     return None
 
 
